@@ -1,0 +1,76 @@
+package fsm
+
+import (
+	"fmt"
+
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
+	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
+)
+
+// CheckCommand runs the checks that need no state (paths, sizes, argument
+// ranges), so a node can refuse bad input before it reaches the log.
+// maxData is the node's value limit (at most MaxDataSize). Apply runs the
+// same checks again: the log is the authority.
+func CheckCommand(cmd *raftv1.Command, maxData int) error {
+	switch op := cmd.GetOp().(type) {
+	case *raftv1.Command_Create:
+		return checkCreate(op.Create, maxData)
+	case *raftv1.Command_Set:
+		return checkSet(op.Set, maxData)
+	case *raftv1.Command_Delete:
+		return checkWritable(op.Delete.GetPath(), false)
+	case *raftv1.Command_Multi:
+		for i, o := range op.Multi.GetOps() {
+			if err := checkOp(o, maxData); err != nil {
+				return &MultiError{Index: i, Err: err}
+			}
+		}
+		return nil
+	case *raftv1.Command_OpenSession:
+		if op.OpenSession.GetTimeoutMs() <= 0 {
+			return fmt.Errorf("%w: session timeout %dms", ErrBadArgument, op.OpenSession.GetTimeoutMs())
+		}
+		return nil
+	case nil:
+		return fmt.Errorf("%w: empty command", ErrBadArgument)
+	}
+	return nil
+}
+
+func checkOp(o *paddockv1.Op, maxData int) error {
+	switch op := o.GetOp().(type) {
+	case *paddockv1.Op_Check:
+		return ValidatePath(op.Check.GetPath(), false)
+	case *paddockv1.Op_Create:
+		return checkCreate(op.Create, maxData)
+	case *paddockv1.Op_Set:
+		return checkSet(op.Set, maxData)
+	case *paddockv1.Op_Delete:
+		return checkWritable(op.Delete.GetPath(), false)
+	}
+	return fmt.Errorf("%w: empty op", ErrBadArgument)
+}
+
+func checkCreate(req *paddockv1.CreateRequest, maxData int) error {
+	if err := checkWritable(req.GetPath(), req.GetSequential()); err != nil {
+		return err
+	}
+	if _, ok := paddockv1.NodeType_name[int32(req.GetType())]; !ok {
+		return fmt.Errorf("%w: unknown node type %d", ErrBadArgument, req.GetType())
+	}
+	return checkSize(req.GetData(), maxData)
+}
+
+func checkSet(req *paddockv1.SetRequest, maxData int) error {
+	if err := checkWritable(req.GetPath(), false); err != nil {
+		return err
+	}
+	return checkSize(req.GetData(), maxData)
+}
+
+func checkSize(data []byte, maxData int) error {
+	if len(data) > min(maxData, MaxDataSize) {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), min(maxData, MaxDataSize))
+	}
+	return nil
+}

@@ -1,0 +1,141 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/paddock/paddock/fsm"
+)
+
+// Config is one node's configuration. Zero fields take the defaults of
+// DefaultConfig.
+type Config struct {
+	// ID is the node's raft server id.
+	ID string
+	// DataDir holds raft.db and snapshots/.
+	DataDir string
+	// RaftAddr is the raft address to bind and advertise.
+	RaftAddr string
+	// GRPCAddr and HTTPAddr are the client addresses this node registers.
+	GRPCAddr string
+	HTTPAddr string
+	// Bootstrap is the initial voter set; used only when DataDir is empty.
+	Bootstrap []raft.Server
+
+	// SnapshotThreshold is how many entries since the last snapshot start
+	// a new one; TrailingLogs how many entries are kept after it.
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+
+	// HeartbeatTimeout and ElectionTimeout tune raft (defaults 1s).
+	HeartbeatTimeout time.Duration
+	ElectionTimeout  time.Duration
+
+	// MinSessionTimeout, MaxSessionTimeout clamp requested session
+	// timeouts; DefaultSessionTimeout is used when none is asked for.
+	MinSessionTimeout     time.Duration
+	MaxSessionTimeout     time.Duration
+	DefaultSessionTimeout time.Duration
+	// SessionCheckpointInterval is how often the leader checkpoints the
+	// remaining time of idle sessions.
+	SessionCheckpointInterval time.Duration
+
+	// MaxValueSize caps znode data (at most fsm.MaxDataSize).
+	MaxValueSize int
+	// RequestTimeout bounds requests whose context has no deadline.
+	RequestTimeout time.Duration
+
+	// Transport replaces the TCP transport (tests use raft's in-memory
+	// transport to cut links).
+	Transport raft.Transport
+	// Logger receives raft's and the node's logs.
+	Logger hclog.Logger
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		SnapshotThreshold:         8192,
+		SnapshotInterval:          30 * time.Second,
+		TrailingLogs:              10240,
+		HeartbeatTimeout:          time.Second,
+		ElectionTimeout:           time.Second,
+		MinSessionTimeout:         2 * time.Second,
+		MaxSessionTimeout:         60 * time.Second,
+		DefaultSessionTimeout:     10 * time.Second,
+		SessionCheckpointInterval: 2 * time.Second,
+		MaxValueSize:              fsm.MaxDataSize,
+		RequestTimeout:            10 * time.Second,
+	}
+}
+
+// withDefaults fills zero fields and validates.
+func (c Config) withDefaults() (Config, error) {
+	d := DefaultConfig()
+	setDefault(&c.SnapshotThreshold, d.SnapshotThreshold)
+	setDefault(&c.SnapshotInterval, d.SnapshotInterval)
+	setDefault(&c.TrailingLogs, d.TrailingLogs)
+	setDefault(&c.HeartbeatTimeout, d.HeartbeatTimeout)
+	setDefault(&c.ElectionTimeout, d.ElectionTimeout)
+	setDefault(&c.MinSessionTimeout, d.MinSessionTimeout)
+	setDefault(&c.MaxSessionTimeout, d.MaxSessionTimeout)
+	setDefault(&c.DefaultSessionTimeout, d.DefaultSessionTimeout)
+	setDefault(&c.SessionCheckpointInterval, d.SessionCheckpointInterval)
+	setDefault(&c.MaxValueSize, d.MaxValueSize)
+	setDefault(&c.RequestTimeout, d.RequestTimeout)
+	if c.Logger == nil {
+		c.Logger = hclog.New(&hclog.LoggerOptions{Name: "paddock", Level: hclog.Warn})
+	}
+	switch {
+	case c.ID == "":
+		return c, errors.New("node: id is required")
+	case c.DataDir == "":
+		return c, errors.New("node: data dir is required")
+	case c.RaftAddr == "" && c.Transport == nil:
+		return c, errors.New("node: raft address is required")
+	case c.MaxValueSize > fsm.MaxDataSize:
+		return c, fmt.Errorf("node: max value size %d is over the limit %d", c.MaxValueSize, fsm.MaxDataSize)
+	case c.MinSessionTimeout > c.MaxSessionTimeout:
+		return c, fmt.Errorf("node: min session timeout %v is over the max %v", c.MinSessionTimeout, c.MaxSessionTimeout)
+	}
+	c.DefaultSessionTimeout = min(max(c.DefaultSessionTimeout, c.MinSessionTimeout), c.MaxSessionTimeout)
+	return c, nil
+}
+
+func setDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
+}
+
+// ParseBootstrap parses "n1=127.0.0.1:7001,n2=127.0.0.1:7002" into voters.
+func ParseBootstrap(s string) ([]raft.Server, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out []raft.Server
+	seen := map[string]bool{}
+	for part := range strings.SplitSeq(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("node: bootstrap entry %q is not id=host:port", part)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("node: bootstrap entry %q: %v", part, err)
+		}
+		if seen[id] {
+			return nil, fmt.Errorf("node: bootstrap lists %q twice", id)
+		}
+		seen[id] = true
+		out = append(out, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(addr)})
+	}
+	return out, nil
+}

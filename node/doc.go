@@ -1,0 +1,36 @@
+// Package node runs one Paddock server: the raft replica and everything a
+// node does around it.
+//
+//   - Raft wiring (node.go): TCP transport, raft-boltdb/v2 log and stable
+//     store behind a LogCache, file snapshots, batched apply, pre-vote.
+//     Three nodes started with the same bootstrap list bootstrap the same
+//     configuration; a node with existing state ignores the list.
+//   - Writes (propose.go): any node accepts them. The leader applies them;
+//     a follower forwards the encoded command to the leader over gRPC on a
+//     kept-open connection (InternalService, which this package serves:
+//     it is the nodes' own protocol, not a client API).
+//   - Reads (read.go): linearizable reads on any node use a read index:
+//     the leader takes its commit index and confirms its leadership with
+//     one VerifyLeader shared by every read waiting at that moment, and
+//     the serving node waits until it has applied that index. A new leader
+//     answers read index requests only after a barrier entry of its own
+//     term has been applied. Serializable reads are local; min_zxid waits
+//     for the local applied index.
+//   - Sessions (session.go): the leader alone decides expiry. Followers
+//     forward keepalives in batches. A new leader starts every session's
+//     clock from its checkpointed remaining time (or its full timeout),
+//     and checkpoints idle sessions' remaining time through raft, so that
+//     fast leader changes cannot keep a dead client's session alive.
+//   - Members (member.go): each node registers its client addresses in the
+//     replicated state, which is how followers find the leader's gRPC
+//     address.
+//
+// # Concurrency
+//
+// raft and the fsm own their goroutines. The node adds: a leadership
+// watcher, which runs the leader-only work (barrier, session tracker) in a
+// goroutine per term and cancels it when leadership is lost; a member
+// registration loop; and the read index and keepalive coalescers, whose
+// loops run only while requests are waiting. Locks are leaf locks: no
+// node lock is held while calling raft, the fsm or the network.
+package node

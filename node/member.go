@@ -1,0 +1,107 @@
+package node
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
+)
+
+// registerLoop records this node's client addresses in the replicated
+// state, and again whenever they differ from what is recorded (a restart
+// with new addresses).
+func (n *Node) registerLoop(ctx context.Context) {
+	defer n.wg.Done()
+	want := &raftv1.RegisterMember{
+		Id: n.cfg.ID, RaftAddr: string(n.trans.LocalAddr()),
+		GrpcAddr: n.cfg.GRPCAddr, HttpAddr: n.cfg.HTTPAddr,
+	}
+	for {
+		if have, ok := n.fsm.Member(n.cfg.ID); ok && proto.Equal(have, want) {
+			// Re-check now and then: a snapshot restore may change it.
+			if !sleepCtx(ctx, 5*time.Second) {
+				return
+			}
+			continue
+		}
+		cmd := &raftv1.Command{Op: &raftv1.Command_RegisterMember{RegisterMember: proto.CloneOf(want)}}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := n.Propose(pctx, cmd)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			n.log.Debug("member registration pending", "error", err)
+		}
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			return
+		}
+	}
+}
+
+// Status describes this node.
+func (n *Node) Status() *paddockv1.StatusResponse {
+	_, leader := n.raft.LeaderWithID()
+	znodes, sessions := n.fsm.Counts()
+	stats := n.raft.Stats()
+	commit, _ := strconv.ParseUint(stats["commit_index"], 10, 64)
+	return &paddockv1.StatusResponse{
+		Header:       n.ReadHeader(),
+		Id:           n.cfg.ID,
+		Role:         role(n.raft.State()),
+		LeaderId:     string(leader),
+		Term:         n.raft.CurrentTerm(),
+		CommitIndex:  commit,
+		AppliedIndex: n.fsm.AppliedIndex(),
+		Znodes:       int64(znodes),
+		Sessions:     int64(sessions),
+		Ready:        n.Ready(),
+	}
+}
+
+func role(s raft.RaftState) paddockv1.Role {
+	switch s {
+	case raft.Follower:
+		return paddockv1.Role_ROLE_FOLLOWER
+	case raft.Candidate:
+		return paddockv1.Role_ROLE_CANDIDATE
+	case raft.Leader:
+		return paddockv1.Role_ROLE_LEADER
+	}
+	return paddockv1.Role_ROLE_SHUTDOWN
+}
+
+// Members lists the raft configuration joined with the registered client
+// addresses.
+func (n *Node) Members(ctx context.Context) ([]*paddockv1.Member, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	_, leader := n.raft.LeaderWithID()
+	var out []*paddockv1.Member
+	for _, s := range f.Configuration().Servers {
+		m := &paddockv1.Member{
+			Id: string(s.ID), RaftAddr: string(s.Address),
+			Voter: s.Suffrage == raft.Voter, Leader: s.ID == leader,
+		}
+		if reg, ok := n.fsm.Member(string(s.ID)); ok {
+			m.GrpcAddr, m.HttpAddr = reg.GetGrpcAddr(), reg.GetHttpAddr()
+		}
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b *paddockv1.Member) int {
+		if a.Id < b.Id {
+			return -1
+		}
+		if a.Id > b.Id {
+			return 1
+		}
+		return 0
+	})
+	return out, nil
+}

@@ -1,0 +1,304 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+	"google.golang.org/grpc"
+
+	"github.com/paddock/paddock/fsm"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
+)
+
+// Errors of the node layer. The rpc package maps them to gRPC codes.
+var (
+	ErrNoLeader     = errors.New("node: no leader")
+	ErrNotLeader    = errors.New("node: not the leader")
+	ErrShuttingDown = errors.New("node: shutting down")
+	// ErrUnknownOutcome means leadership was lost after a write was
+	// proposed: it may or may not have been applied.
+	ErrUnknownOutcome = errors.New("node: leadership lost, write outcome unknown")
+)
+
+// Node is one Paddock server.
+type Node struct {
+	cfg    Config
+	log    hclog.Logger
+	fsm    *fsm.FSM
+	raft   *raft.Raft
+	store  *raftboltdb.BoltStore
+	trans  raft.Transport
+	waiter *appliedWaiter
+
+	peers    *peerConns
+	reads    *coalescer // leader: commit index + VerifyLeader
+	fwdReads *coalescer // follower: ReadIndex on the leader
+	sessions *tracker
+	kaBatch  *keepaliveBatcher
+
+	// leaderReady is closed once the current leadership term's barrier has
+	// been applied; nil while not leader.
+	readyMu     sync.Mutex
+	leaderReady chan struct{}
+
+	closing atomic.Bool
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// New starts a node. It returns once raft is running; leadership and
+// registration proceed in the background.
+func New(c Config) (*Node, error) {
+	cfg, err := c.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("node: data dir: %w", err)
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, waiter: newAppliedWaiter()}
+	n.fsm = fsm.New(n.waiter)
+	n.peers = newPeerConns()
+
+	// NoFreelistSync trades a slower open after a crash for much cheaper
+	// commits, which is what a raft log (append, truncate) wants.
+	n.store, err = raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(cfg.DataDir, "raft.db"),
+		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: open raft store: %w", err)
+	}
+	logs, err := raft.NewLogCache(1024, n.store)
+	if err != nil {
+		n.store.Close()
+		return nil, err
+	}
+	logw := cfg.Logger.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true})
+	snaps, err := raft.NewFileSnapshotStore(cfg.DataDir, 2, logw)
+	if err != nil {
+		n.store.Close()
+		return nil, fmt.Errorf("node: snapshot store: %w", err)
+	}
+	n.trans = cfg.Transport
+	if n.trans == nil {
+		n.trans, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, nil, 3, 10*time.Second, cfg.Logger.Named("raft-net"))
+		if err != nil {
+			n.store.Close()
+			return nil, fmt.Errorf("node: raft transport: %w", err)
+		}
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = cfg.Logger.Named("raft")
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
+	rc.CommitTimeout = 5 * time.Millisecond
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.MaxAppendEntries = 512
+	rc.BatchApplyCh = true
+
+	hasState, err := raft.HasExistingState(logs, n.store, snaps)
+	if err != nil {
+		n.closeStores()
+		return nil, err
+	}
+	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.store, snaps, n.trans)
+	if err != nil {
+		n.closeStores()
+		return nil, fmt.Errorf("node: start raft: %w", err)
+	}
+	if !hasState && len(cfg.Bootstrap) > 0 {
+		// Every node of a new cluster bootstraps the same configuration;
+		// raft makes that safe. ErrCantBootstrap means state appeared.
+		err := n.raft.BootstrapCluster(raft.Configuration{Servers: cfg.Bootstrap}).Error()
+		if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			n.Close()
+			return nil, fmt.Errorf("node: bootstrap: %w", err)
+		}
+	}
+
+	n.reads = newCoalescer(n.leaderReadIndex, cfg.RequestTimeout)
+	n.fwdReads = newCoalescer(n.forwardReadIndex, cfg.RequestTimeout)
+	n.sessions = newTracker(n)
+	n.kaBatch = newKeepaliveBatcher(n)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	n.stop = cancel
+	n.wg.Add(2)
+	go n.watchLeadership(ctx)
+	go n.registerLoop(ctx)
+	return n, nil
+}
+
+func (n *Node) closeStores() {
+	if c, ok := n.trans.(interface{ Close() error }); ok && n.cfg.Transport == nil {
+		c.Close()
+	}
+	n.store.Close()
+}
+
+// Close stops the node: its loops, raft, the transport and the store.
+func (n *Node) Close() error {
+	if !n.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	if n.stop != nil {
+		n.stop()
+	}
+	err := n.raft.Shutdown().Error()
+	n.wg.Wait()
+	n.peers.close()
+	n.closeStores()
+	return err
+}
+
+// ID is the node's id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// FSM is the node's state machine, for reads after WaitRead.
+func (n *Node) FSM() *fsm.FSM { return n.fsm }
+
+// Raft exposes the raft instance (tests, status).
+func (n *Node) Raft() *raft.Raft { return n.raft }
+
+// Config returns the node's effective configuration.
+func (n *Node) Config() Config { return n.cfg }
+
+// Header is the response header for a result at zxid.
+func (n *Node) Header(zxid uint64) *paddockv1.ResponseHeader {
+	return &paddockv1.ResponseHeader{NodeId: n.cfg.ID, Term: n.raft.CurrentTerm(), Zxid: zxid}
+}
+
+// ReadHeader is the response header for a read: the applied index.
+func (n *Node) ReadHeader() *paddockv1.ResponseHeader { return n.Header(n.fsm.AppliedIndex()) }
+
+// IsLeader reports whether this node is the leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Ready reports whether the node knows a leader (and, if it is the
+// leader, has applied its barrier).
+func (n *Node) Ready() bool {
+	if n.IsLeader() {
+		ch := n.readyChan()
+		if ch == nil {
+			return false
+		}
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	_, id := n.raft.LeaderWithID()
+	return id != ""
+}
+
+// RegisterInternal registers the node-to-node service on s.
+func (n *Node) RegisterInternal(s *grpc.Server) { registerInternal(s, n) }
+
+func (n *Node) readyChan() chan struct{} {
+	n.readyMu.Lock()
+	defer n.readyMu.Unlock()
+	return n.leaderReady
+}
+
+// watchLeadership runs leader-only work for each term this node leads.
+func (n *Node) watchLeadership(ctx context.Context) {
+	defer n.wg.Done()
+	var cur *leaderTerm
+	stopTerm := func() {
+		if cur != nil {
+			cur.cancel()
+			<-cur.done
+			cur = nil
+		}
+		n.readyMu.Lock()
+		n.leaderReady = nil
+		n.readyMu.Unlock()
+	}
+	defer stopTerm()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case isLeader := <-n.raft.LeaderCh():
+			stopTerm()
+			if isLeader {
+				cur = n.startTerm(ctx)
+			}
+		}
+	}
+}
+
+// leaderTerm is the leader-only work of one term.
+type leaderTerm struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (n *Node) startTerm(ctx context.Context) *leaderTerm {
+	ready := make(chan struct{})
+	n.readyMu.Lock()
+	n.leaderReady = ready
+	n.readyMu.Unlock()
+	tctx, cancel := context.WithCancel(ctx)
+	t := &leaderTerm{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(t.done)
+		n.leadTerm(tctx, ready)
+	}()
+	return t
+}
+
+// leadTerm is the leader's work for one term: apply a barrier entry of its
+// own term (so reads and session clocks start from an up-to-date state),
+// then run the session tracker until leadership ends.
+func (n *Node) leadTerm(ctx context.Context, ready chan struct{}) {
+	for {
+		_, err := n.proposeLocal(ctx, barrierCommand())
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || n.raft.State() != raft.Leader {
+			return
+		}
+		n.log.Warn("barrier failed, retrying", "error", err)
+		if !sleepCtx(ctx, 50*time.Millisecond) {
+			return
+		}
+	}
+	close(ready)
+	n.log.Info("leading", "term", n.raft.CurrentTerm())
+	n.sessions.run(ctx)
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// Snapshot asks raft for a snapshot now.
+func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }

@@ -1,0 +1,254 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/paddock/paddock/fsm"
+	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
+)
+
+func barrierCommand() *raftv1.Command {
+	return &raftv1.Command{Op: &raftv1.Command_Barrier{Barrier: &raftv1.Barrier{}}}
+}
+
+// Propose applies cmd through raft, on the leader or forwarded to it, and
+// returns the state machine's result. A domain failure is returned both
+// in the Result and as the error.
+func (n *Node) Propose(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
+	if err := n.validate(cmd); err != nil {
+		return nil, err
+	}
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	for {
+		var res *fsm.Result
+		var err error
+		if n.IsLeader() {
+			res, err = n.proposeLocal(ctx, cmd)
+		} else {
+			res, err = n.forward(ctx, cmd)
+		}
+		// ErrNotLeader means nothing was appended: leadership moved
+		// between the check and the call. Try again the other way.
+		if errors.Is(err, ErrNotLeader) && sleepCtx(ctx, 10*time.Millisecond) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return res, res.Err
+	}
+}
+
+func (n *Node) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, n.cfg.RequestTimeout)
+}
+
+// proposeLocal appends cmd on this node, which must be the leader. The
+// command is stamped with the leader's wall time here, and only here.
+func (n *Node) proposeLocal(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
+	if n.closing.Load() {
+		return nil, ErrShuttingDown
+	}
+	cmd.TimeUnixMs = time.Now().UnixMilli()
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("node: encode command: %w", err)
+	}
+	timeout := n.cfg.RequestTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := n.raft.Apply(data, timeout)
+	done := make(chan struct{})
+	go func() { _ = f.Error(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader):
+			return nil, ErrNotLeader
+		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			return nil, ErrUnknownOutcome
+		case errors.Is(err, raft.ErrRaftShutdown):
+			return nil, ErrShuttingDown
+		case errors.Is(err, raft.ErrEnqueueTimeout):
+			return nil, context.DeadlineExceeded
+		}
+		return nil, fmt.Errorf("node: apply: %w", err)
+	}
+	res, ok := f.Response().(*fsm.Result)
+	if !ok {
+		return nil, fmt.Errorf("node: apply returned %T", f.Response())
+	}
+	n.sessions.applied(cmd, res)
+	return res, nil
+}
+
+// forward sends cmd to the leader's InternalService.Propose.
+func (n *Node) forward(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("node: encode command: %w", err)
+	}
+	conn, err := n.leaderConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := raftv1.NewInternalServiceClient(conn).Propose(ctx, &raftv1.ProposeRequest{Command: data})
+	if err != nil {
+		return nil, fromPeer(err)
+	}
+	return decodeResult(cmd, resp)
+}
+
+// fromPeer turns a leader's gRPC error back into node errors where one
+// fits, so this node reports them the way the leader would have.
+func fromPeer(err error) error {
+	s, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	switch {
+	case s.Code() == codes.FailedPrecondition:
+		return ErrNotLeader
+	case s.Code() == codes.Unavailable:
+		return fmt.Errorf("%w: leader: %s", ErrNoLeader, s.Message())
+	case s.Code() == codes.DeadlineExceeded:
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+// response returns an empty response message of the type cmd produces.
+func response(cmd *raftv1.Command) proto.Message {
+	switch cmd.GetOp().(type) {
+	case *raftv1.Command_Create:
+		return &paddockv1.CreateResponse{}
+	case *raftv1.Command_Set:
+		return &paddockv1.SetResponse{}
+	case *raftv1.Command_Delete:
+		return &paddockv1.DeleteResponse{}
+	case *raftv1.Command_Multi:
+		return &paddockv1.MultiResponse{}
+	case *raftv1.Command_OpenSession:
+		return &paddockv1.OpenSessionResponse{}
+	case *raftv1.Command_CloseSession:
+		return &paddockv1.CloseSessionResponse{}
+	}
+	return nil
+}
+
+func encodeResult(res *fsm.Result) (*raftv1.ProposeResponse, error) {
+	out := &raftv1.ProposeResponse{Index: res.Index, FailedOp: -1}
+	if res.Err != nil {
+		out.ErrorCode = fsm.ErrorCode(res.Err)
+		out.ErrorMessage = res.Err.Error()
+		var me *fsm.MultiError
+		if errors.As(res.Err, &me) {
+			out.FailedOp = int32(me.Index)
+			out.ErrorMessage = me.Err.Error()
+		}
+		return out, nil
+	}
+	if res.Resp != nil {
+		b, err := proto.Marshal(res.Resp)
+		if err != nil {
+			return nil, err
+		}
+		out.Response = b
+	}
+	return out, nil
+}
+
+func decodeResult(cmd *raftv1.Command, pr *raftv1.ProposeResponse) (*fsm.Result, error) {
+	res := &fsm.Result{Index: pr.GetIndex()}
+	if err := fsm.DecodeError(pr.GetErrorCode(), pr.GetErrorMessage(), pr.GetFailedOp()); err != nil {
+		res.Err = err
+		return res, nil
+	}
+	if m := response(cmd); m != nil {
+		if err := proto.Unmarshal(pr.GetResponse(), m); err != nil {
+			return nil, fmt.Errorf("node: decode leader response: %w", err)
+		}
+		res.Resp = m
+	}
+	return res, nil
+}
+
+// leaderConn returns a connection to the leader's gRPC address, waiting
+// (within ctx) for a leader to be known and registered.
+func (n *Node) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
+	for {
+		_, id := n.raft.LeaderWithID()
+		if id != "" && string(id) != n.cfg.ID {
+			if m, ok := n.fsm.Member(string(id)); ok && m.GetGrpcAddr() != "" {
+				return n.peers.get(m.GetGrpcAddr())
+			}
+		}
+		if id != "" && string(id) == n.cfg.ID {
+			return nil, ErrNotLeader // we just became leader; caller retries locally
+		}
+		if !sleepCtx(ctx, 20*time.Millisecond) {
+			if id == "" {
+				return nil, ErrNoLeader
+			}
+			return nil, fmt.Errorf("%w: leader %s has not registered its address", ErrNoLeader, id)
+		}
+	}
+}
+
+// peerConns keeps one open gRPC connection per peer address.
+type peerConns struct {
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+func newPeerConns() *peerConns { return &peerConns{conns: map[string]*grpc.ClientConn{}} }
+
+func (p *peerConns) get(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)))
+	if err != nil {
+		return nil, fmt.Errorf("node: dial %s: %w", addr, err)
+	}
+	p.conns[addr] = c
+	return c, nil
+}
+
+func (p *peerConns) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = map[string]*grpc.ClientConn{}
+}
+
+// MaxMessageSize is the gRPC message limit, set above fsm.MaxDataSize so
+// that an oversized value gets the state machine's typed error, not gRPC's.
+const MaxMessageSize = fsm.MaxDataSize + 1<<20
