@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+
+	"github.com/paddock/paddock/node"
+	"github.com/paddock/paddock/rpc"
+)
+
+// agentFlags are the flags of `paddock agent`.
+type agentFlags struct {
+	id, dataDir, raftAddr, grpcAddr, httpAddr, bootstrap, logLevel string
+	snapshotThreshold, trailingLogs                                 uint64
+	minSession, maxSession                                          time.Duration
+}
+
+func (f *agentFlags) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringVar(&f.id, "id", "", "node id (required), e.g. n1")
+	fs.StringVar(&f.dataDir, "data-dir", "", "data directory (default ./paddock-data/<id>)")
+	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:2283", "raft address")
+	fs.StringVar(&f.grpcAddr, "grpc-addr", "127.0.0.1:2281", "gRPC address")
+	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:2282", "HTTP address (health, JSON gateway)")
+	fs.StringVar(&f.bootstrap, "bootstrap", "", "initial voters, id=raft-addr,... (ignored when the data dir has state)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 8192, "log entries between snapshots")
+	fs.Uint64Var(&f.trailingLogs, "trailing-logs", 10240, "log entries kept after a snapshot")
+	fs.DurationVar(&f.minSession, "min-session-timeout", 2*time.Second, "shortest session timeout granted")
+	fs.DurationVar(&f.maxSession, "max-session-timeout", 60*time.Second, "longest session timeout granted")
+}
+
+func (f *agentFlags) config() (node.Config, error) {
+	if f.id == "" {
+		return node.Config{}, errors.New("paddock: --id is required")
+	}
+	voters, err := node.ParseBootstrap(f.bootstrap)
+	if err != nil {
+		return node.Config{}, err
+	}
+	dir := f.dataDir
+	if dir == "" {
+		dir = filepath.Join("paddock-data", f.id)
+	}
+	return node.Config{
+		ID: f.id, DataDir: dir, RaftAddr: f.raftAddr,
+		GRPCAddr: f.grpcAddr, HTTPAddr: f.httpAddr, Bootstrap: voters,
+		SnapshotThreshold: f.snapshotThreshold, TrailingLogs: f.trailingLogs,
+		MinSessionTimeout: f.minSession, MaxSessionTimeout: f.maxSession,
+		Logger: hclog.New(&hclog.LoggerOptions{
+			Name: f.id, Level: hclog.LevelFromString(f.logLevel), Output: os.Stderr,
+		}),
+	}, nil
+}
+
+func newAgentCmd() *cobra.Command {
+	f := &agentFlags{}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run one Paddock node",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.config()
+			if err != nil {
+				return err
+			}
+			a, err := startAgent(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			cfg.Logger.Info("serving", "grpc", cfg.GRPCAddr, "http", cfg.HTTPAddr, "raft", cfg.RaftAddr)
+			<-cmd.Context().Done()
+			return a.Close()
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+// agent is one running node with its gRPC and HTTP servers.
+type agent struct {
+	node *node.Node
+	grpc *grpc.Server
+	http *http.Server
+	done chan error
+}
+
+// startAgent listens first (so a busy port fails fast), then starts the
+// node and serves.
+func startAgent(ctx context.Context, cfg node.Config) (*agent, error) {
+	gl, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return nil, fmt.Errorf("paddock: grpc listen: %w", err)
+	}
+	hl, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		gl.Close()
+		return nil, fmt.Errorf("paddock: http listen: %w", err)
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		gl.Close()
+		hl.Close()
+		return nil, err
+	}
+	h, err := rpc.NewHTTPHandler(context.WithoutCancel(ctx), n, cfg.GRPCAddr)
+	if err != nil {
+		gl.Close()
+		hl.Close()
+		n.Close()
+		return nil, err
+	}
+	a := &agent{
+		node: n,
+		grpc: rpc.NewServer(n),
+		http: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
+		done: make(chan error, 2),
+	}
+	go func() { a.done <- a.grpc.Serve(gl) }()
+	go func() { a.done <- a.http.Serve(hl) }()
+	return a, nil
+}
+
+// Close stops serving, then stops the node.
+func (a *agent) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = a.http.Shutdown(ctx)
+	stopped := make(chan struct{})
+	go func() { a.grpc.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		a.grpc.Stop()
+	}
+	return a.node.Close()
+}

@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock/paddock/client"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
+)
+
+// newTreeCmd returns `paddock tree` and its subcommands, which read and
+// write znodes the way zkCli does.
+func newTreeCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "tree",
+		Short: "Read and write znodes",
+	}
+	o := newClientOptions(cmd)
+	cmd.AddCommand(
+		newTreeCreateCmd(o),
+		newTreeGetCmd(o),
+		newTreeSetCmd(o),
+		newTreeRmCmd(o),
+		newTreeLsCmd(o),
+		newTreeStatCmd(o),
+	)
+	return cmd
+}
+
+// dataArg returns args[i] as znode data: "-" reads stdin, a missing
+// argument is empty data.
+func dataArg(cmd *cobra.Command, args []string, i int) ([]byte, error) {
+	if len(args) <= i {
+		return nil, nil
+	}
+	if args[i] == "-" {
+		return io.ReadAll(cmd.InOrStdin())
+	}
+	return []byte(args[i]), nil
+}
+
+// versionFlag returns the --version value if it was given, else nil (any
+// version).
+func versionFlag(cmd *cobra.Command, v int32) *int32 {
+	if !cmd.Flags().Changed("version") {
+		return nil
+	}
+	return &v
+}
+
+func newTreeCreateCmd(o *clientOptions) *cobra.Command {
+	var (
+		ephemeral, sequential bool
+		sessionID             uint64
+		sessionTimeout        time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "create [--ephemeral] [--sequential] [--session ID] PATH [DATA]",
+		Short: "Create a znode and print its path",
+		Long: `Create a znode and print its path, with the sequential suffix if any.
+DATA "-" reads stdin.
+
+With --ephemeral and no --session, create opens a session, creates the znode
+and then holds the session open until SIGINT or SIGTERM, when it closes the
+session (deleting the znode) and exits 0. If the process is killed the
+session expires after --session-timeout.`,
+		Args: cobra.RangeArgs(1, 2),
+	}
+	cmd.Flags().BoolVar(&ephemeral, "ephemeral", false, "delete the znode when its session ends")
+	cmd.Flags().BoolVar(&sequential, "sequential", false, "append the parent's counter (%010d) to PATH")
+	cmd.Flags().Uint64Var(&sessionID, "session", 0, "id of the session owning the znode")
+	cmd.Flags().DurationVar(&sessionTimeout, "session-timeout", 10*time.Second, "timeout of the session opened by --ephemeral without --session")
+	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
+		data, err := dataArg(cmd, args, 1)
+		if err != nil {
+			return err
+		}
+		req := &paddockv1.CreateRequest{Path: args[0], Data: data, Sequential: sequential, SessionId: sessionID}
+		if ephemeral {
+			req.Type = paddockv1.NodeType_NODE_TYPE_EPHEMERAL
+		}
+		c, err := o.dial(cmd)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if ephemeral && sessionID == 0 {
+			return createAndHold(cmd, o, c, req, sessionTimeout)
+		}
+		ctx, cancel := o.opContext(cmd)
+		defer cancel()
+		resp, err := c.Create(ctx, req)
+		if err != nil {
+			return err
+		}
+		return printCreated(cmd, o, resp)
+	})
+	return cmd
+}
+
+// createAndHold creates req in a new session and keeps the session alive
+// until a signal (close it, succeed) or its end (fail).
+func createAndHold(cmd *cobra.Command, o *clientOptions, c *client.Client, req *paddockv1.CreateRequest, timeout time.Duration) error {
+	held, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	ctx, cancel := context.WithTimeout(held, o.timeout)
+	defer cancel()
+	s, err := c.NewSession(ctx, timeout)
+	if err != nil {
+		return err
+	}
+	closeSession := func() error {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(held), o.timeout)
+		defer cancel()
+		return s.Close(ctx)
+	}
+	req.SessionId = s.ID()
+	resp, err := c.Create(ctx, req)
+	if err != nil {
+		closeSession()
+		return err
+	}
+	if err := printCreated(cmd, o, resp); err != nil {
+		closeSession()
+		return err
+	}
+
+	select {
+	case <-held.Done():
+		return closeSession()
+	case <-s.Done():
+		return s.Err()
+	}
+}
+
+func printCreated(cmd *cobra.Command, o *clientOptions, resp *paddockv1.CreateResponse) error {
+	return o.emit(cmd, resp, func(w io.Writer) error {
+		_, err := fmt.Fprintln(w, resp.Path)
+		return err
+	})
+}
+
+func newTreeGetCmd(o *clientOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "get PATH",
+		Short: "Print a znode's data, as is",
+		Args:  cobra.ExactArgs(1),
+	}
+	read := addReadFlags(cmd)
+	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
+		opts, err := read.options()
+		if err != nil {
+			return err
+		}
+		c, err := o.dial(cmd)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := o.opContext(cmd)
+		defer cancel()
+		resp, err := c.Get(ctx, &paddockv1.GetRequest{Path: args[0], Read: opts})
+		if err != nil {
+			return err
+		}
+		return o.emit(cmd, resp, func(w io.Writer) error {
+			_, err := w.Write(resp.Data)
+			return err
+		})
+	})
+	return cmd
+}
+
+func newTreeSetCmd(o *clientOptions) *cobra.Command {
+	var version int32
+	cmd := &cobra.Command{
+		Use:   "set [--version N] PATH DATA",
+		Short: `Set a znode's data (DATA "-" reads stdin)`,
+		Args:  cobra.ExactArgs(2),
+	}
+	cmd.Flags().Int32Var(&version, "version", -1, "fail unless the znode is at this version (-1: any)")
+	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
+		data, err := dataArg(cmd, args, 1)
+		if err != nil {
+			return err
+		}
+		c, err := o.dial(cmd)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := o.opContext(cmd)
+		defer cancel()
+		resp, err := c.Set(ctx, &paddockv1.SetRequest{Path: args[0], Data: data, Version: versionFlag(cmd, version)})
+		if err != nil {
+			return err
+		}
+		return o.emit(cmd, resp, func(io.Writer) error { return nil })
+	})
+	return cmd
+}
+
+func newTreeRmCmd(o *clientOptions) *cobra.Command {
+	var (
+		version   int32
+		recursive bool
+	)
+	cmd := &cobra.Command{
+		Use:   "rm [--version N] [--recursive] PATH",
+		Short: "Delete a znode, or with --recursive its whole subtree",
+		Args:  cobra.ExactArgs(1),
+	}
+	cmd.Flags().Int32Var(&version, "version", -1, "fail unless the znode is at this version (-1: any)")
+	cmd.Flags().BoolVar(&recursive, "recursive", false, "delete the znode's children too, in the same change")
+	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
+		c, err := o.dial(cmd)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := o.opContext(cmd)
+		defer cancel()
+		resp, err := c.Delete(ctx, &paddockv1.DeleteRequest{Path: args[0], Version: versionFlag(cmd, version), Recursive: recursive})
+		if err != nil {
+			return err
+		}
+		return o.emit(cmd, resp, func(io.Writer) error { return nil })
+	})
+	return cmd
+}
+
+func newTreeLsCmd(o *clientOptions) *cobra.Command {
+	var long bool
+	cmd := &cobra.Command{
+		Use:   "ls [-l] PATH",
+		Short: "List a znode's children, one per line",
+		Args:  cobra.ExactArgs(1),
+	}
+	cmd.Flags().BoolVarP(&long, "long", "l", false, "show version, data length, children and ephemeral owner")
+	read := addReadFlags(cmd)
+	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
+		opts, err := read.options()
+		if err != nil {
+			return err
+		}
+		c, err := o.dial(cmd)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := o.opContext(cmd)
+		defer cancel()
+		resp, err := c.ListAll(ctx, &paddockv1.ListRequest{Path: args[0], Read: opts})
+		if err != nil {
+			return err
+		}
+		return o.emit(cmd, resp, func(w io.Writer) error {
+			if !long {
+				for _, ch := range resp.Children {
+					fmt.Fprintln(w, ch.Name)
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tVERSION\tDATA_LENGTH\tNUM_CHILDREN\tEPHEMERAL_OWNER")
+			for _, ch := range resp.Children {
+				st := ch.GetStat()
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", ch.Name, st.GetVersion(), st.GetDataLength(), st.GetNumChildren(), st.GetEphemeralOwner())
+			}
+			return tw.Flush()
+		})
+	})
+	return cmd
+}
+
+func newTreeStatCmd(o *clientOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "stat PATH",
+		Short: "Print a znode's Stat, one field per line",
+		Args:  cobra.ExactArgs(1),
+	}
+	read := addReadFlags(cmd)
+	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
+		opts, err := read.options()
+		if err != nil {
+			return err
+		}
+		c, err := o.dial(cmd)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := o.opContext(cmd)
+		defer cancel()
+		resp, err := c.Exists(ctx, &paddockv1.ExistsRequest{Path: args[0], Read: opts})
+		if err != nil {
+			return err
+		}
+		if !resp.Exists {
+			return status.Errorf(codes.NotFound, "%s: node does not exist", args[0])
+		}
+		return o.emit(cmd, resp, func(w io.Writer) error { return writeStat(w, resp.Stat) })
+	})
+	return cmd
+}
+
+// writeStat writes a Stat zkCli-style, `name = value` one per line, with
+// times in UTC.
+func writeStat(w io.Writer, st *paddockv1.Stat) error {
+	ms := func(v int64) string { return time.UnixMilli(v).UTC().Format("2006-01-02T15:04:05.000Z") }
+	_, err := fmt.Fprintf(w, "czxid = %d\nmzxid = %d\npzxid = %d\nctime = %s\nmtime = %s\n"+
+		"version = %d\ncversion = %d\nephemeral_owner = %d\ndata_length = %d\nnum_children = %d\n",
+		st.GetCzxid(), st.GetMzxid(), st.GetPzxid(), ms(st.GetCtime()), ms(st.GetMtime()),
+		st.GetVersion(), st.GetCversion(), st.GetEphemeralOwner(), st.GetDataLength(), st.GetNumChildren())
+	return err
+}

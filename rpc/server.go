@@ -1,0 +1,45 @@
+package rpc
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/paddock/paddock/node"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
+)
+
+// ServedByHeader names the node that answered, on every response.
+const ServedByHeader = "served-by"
+
+// NewServer returns a gRPC server with every Paddock service of n
+// registered (the public ones, the nodes' internal one) and reflection on.
+func NewServer(n *node.Node, opts ...grpc.ServerOption) *grpc.Server {
+	served := metadata.Pairs(ServedByHeader, n.ID())
+	opts = append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(node.MaxMessageSize),
+		grpc.MaxSendMsgSize(node.MaxMessageSize),
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			_ = grpc.SetHeader(ctx, served)
+			return h(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			_ = ss.SetHeader(served)
+			return h(srv, ss)
+		}),
+	}, opts...)
+	s := grpc.NewServer(opts...)
+	Register(s, n)
+	reflection.Register(s)
+	return s
+}
+
+// Register registers Paddock's services of n on s.
+func Register(s *grpc.Server, n *node.Node) {
+	paddockv1.RegisterTreeServiceServer(s, &treeServer{n: n})
+	paddockv1.RegisterSessionServiceServer(s, &sessionServer{n: n})
+	paddockv1.RegisterClusterServiceServer(s, &clusterServer{n: n})
+	n.RegisterInternal(s)
+}
