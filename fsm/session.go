@@ -5,8 +5,8 @@ import (
 	"maps"
 	"slices"
 
-	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
 // session is one client session. The state machine never decides expiry:

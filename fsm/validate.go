@@ -3,8 +3,8 @@ package fsm
 import (
 	"fmt"
 
-	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
 // CheckCommand runs the checks that need no state (paths, sizes, argument

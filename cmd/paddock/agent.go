@@ -21,8 +21,8 @@ import (
 // agentFlags are the flags of `paddock agent`.
 type agentFlags struct {
 	id, dataDir, raftAddr, grpcAddr, httpAddr, bootstrap, logLevel string
-	snapshotThreshold, trailingLogs                                 uint64
-	minSession, maxSession                                          time.Duration
+	snapshotThreshold, trailingLogs                                uint64
+	minSession, maxSession                                         time.Duration
 }
 
 func (f *agentFlags) register(cmd *cobra.Command) {
