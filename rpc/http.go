@@ -19,7 +19,7 @@ import (
 // carries Served-By.
 func NewHTTPHandler(ctx context.Context, n *node.Node, grpcAddr string) (http.Handler, error) {
 	gw := runtime.NewServeMux()
-	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithNoProxy()}
 	if err := paddockv1.RegisterClusterServiceHandlerFromEndpoint(ctx, gw, grpcAddr, dial); err != nil {
 		return nil, fmt.Errorf("rpc: gateway: %w", err)
 	}

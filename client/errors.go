@@ -1,0 +1,32 @@
+package client
+
+import (
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+var (
+	// ErrNoEndpoints is returned by New and ParseEndpoints when no endpoint
+	// is given.
+	ErrNoEndpoints = errors.New("client: no endpoints")
+	// ErrSessionExpired is the Err of a Session the cluster has expired, or
+	// that could not be kept alive for a whole timeout.
+	ErrSessionExpired = errors.New("client: session expired")
+	// ErrClosed is the Err of a Session after Session.Close or Client.Close.
+	ErrClosed = errors.New("client: closed")
+)
+
+// IsNotFound reports whether err says the znode or session does not exist.
+func IsNotFound(err error) bool { return status.Code(err) == codes.NotFound }
+
+// IsExists reports whether err says the znode already exists.
+func IsExists(err error) bool { return status.Code(err) == codes.AlreadyExists }
+
+// IsFailedPrecondition reports whether err is a failed precondition: a bad
+// version, a znode that still has children, an expired session or a lock
+// not held. The server maps all of these to one code.
+func IsFailedPrecondition(err error) bool {
+	return status.Code(err) == codes.FailedPrecondition
+}

@@ -1,0 +1,239 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
+)
+
+// reconnectPause is how long a session waits after every endpoint in turn
+// failed to take its keepalive stream, so that a cluster that is down is
+// not called in a busy loop.
+const reconnectPause = 200 * time.Millisecond
+
+// errNoAck ends a keepalive stream whose last keepalive went unanswered for
+// a whole interval: the node or the path to it is stuck.
+var errNoAck = errors.New("client: keepalive not acknowledged")
+
+// Session is a session kept alive in the background until it expires or is
+// closed. Create ephemeral znodes with its ID.
+type Session struct {
+	c        *Client
+	id       uint64
+	timeout  time.Duration
+	interval time.Duration
+
+	cancel    context.CancelFunc // stops the keepalive loop
+	stopped   chan struct{}      // closed when the keepalive loop returns
+	done      chan struct{}      // closed when err is set
+	closeOnce sync.Once
+
+	mu  sync.Mutex
+	err error
+}
+
+// NewSession opens a session asking for timeout (zero takes the cluster's
+// default) and keeps it alive until it expires or Close is called. ctx
+// bounds only the opening call.
+func (c *Client) NewSession(ctx context.Context, timeout time.Duration) (*Session, error) {
+	resp, err := c.OpenSession(ctx, &paddockv1.OpenSessionRequest{TimeoutMs: timeout.Milliseconds()})
+	if err != nil {
+		return nil, err
+	}
+	if granted := time.Duration(resp.TimeoutMs) * time.Millisecond; granted > 0 {
+		timeout = granted
+	}
+	if timeout <= 0 {
+		return nil, fmt.Errorf("client: session %d: no timeout granted", resp.SessionId)
+	}
+	runCtx, cancel := context.WithCancel(c.ctx)
+	s := &Session{
+		c:        c,
+		id:       resp.SessionId,
+		timeout:  timeout,
+		interval: timeout / 3,
+		cancel:   cancel,
+		stopped:  make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	go s.run(runCtx)
+	return s, nil
+}
+
+// ID is the session's id, to put in CreateRequest.session_id.
+func (s *Session) ID() uint64 { return s.id }
+
+// Timeout is the session timeout the cluster granted.
+func (s *Session) Timeout() time.Duration { return s.timeout }
+
+// Done is closed when the session has ended: expired, closed, or its
+// Client closed. Err then says why.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err is nil while the session is alive. Once Done is closed it is
+// ErrSessionExpired (possibly wrapped with the reason) or ErrClosed.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Close stops the keepalives and closes the session on the cluster, which
+// deletes its ephemeral znodes. Closing a session the cluster no longer
+// knows is not an error. If the cluster cannot be reached the session stays
+// open there until it expires, and Close returns the error.
+func (s *Session) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		<-s.stopped
+	})
+	s.end(ErrClosed)
+	_, err := s.c.CloseSession(ctx, &paddockv1.CloseSessionRequest{SessionId: s.id})
+	if IsNotFound(err) || IsFailedPrecondition(err) {
+		return nil
+	}
+	return err
+}
+
+// end records why the session ended, once, and closes Done.
+func (s *Session) end(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = err
+		close(s.done)
+	}
+}
+
+// run keeps the session alive on one stream at a time, moving to the next
+// endpoint whenever a stream fails, until the session expires or ctx is
+// cancelled (by Close or Client.Close).
+func (s *Session) run(ctx context.Context) {
+	defer close(s.stopped)
+	n := len(s.c.conns)
+	idx := s.c.current()
+	lastAck := time.Now() // the session was just opened
+	failed := 0           // streams in a row that got no acknowledgement
+	for {
+		before := lastAck
+		err := s.stream(ctx, idx, &lastAck)
+		switch {
+		case ctx.Err() != nil:
+			s.end(ErrClosed)
+			return
+		case errors.Is(err, ErrSessionExpired):
+			s.end(err)
+			return
+		case time.Since(lastAck) >= s.timeout:
+			s.end(fmt.Errorf("%w: no keepalive acknowledged for %v: %v", ErrSessionExpired, s.timeout, err))
+			return
+		}
+		idx = (idx + 1) % n
+		if lastAck.After(before) {
+			failed = 0
+			continue
+		}
+		if failed++; failed%n == 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(reconnectPause):
+			}
+		}
+	}
+}
+
+// stream sends keepalives on a KeepAliveStream to endpoint idx until the
+// stream fails, stalls (errNoAck), says the session expired
+// (ErrSessionExpired) or ctx is cancelled. It sets *lastAck on every
+// acknowledgement.
+func (s *Session) stream(ctx context.Context, idx int, lastAck *time.Time) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel: the receiver returns once the stream ends
+	defer cancel()
+
+	stream, err := paddockv1.NewSessionServiceClient(s.c.conns[idx]).KeepAliveStream(ctx)
+	if err != nil {
+		return err
+	}
+	acks := make(chan *paddockv1.KeepAliveStreamResponse)
+	recvErr := make(chan error, 1)
+	wg.Go(func() {
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case acks <- resp:
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+
+	req := &paddockv1.KeepAliveStreamRequest{SessionId: s.id}
+	pending := false // a keepalive was sent and not acknowledged yet
+	send := func() error {
+		if err := stream.Send(req); err != nil {
+			if err != io.EOF {
+				return err
+			}
+			// The stream has ended; its status comes from Recv.
+			select {
+			case err := <-recvErr:
+				return s.expiredOr(err)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		pending = true
+		return nil
+	}
+	if err := send(); err != nil {
+		return err
+	}
+	ticker := time.NewTicker(s.interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-recvErr:
+			return s.expiredOr(err)
+		case resp := <-acks:
+			if resp.Expired {
+				return fmt.Errorf("%w: session %d", ErrSessionExpired, s.id)
+			}
+			pending = false
+			*lastAck = time.Now()
+			s.c.cur.Store(int64(idx))
+		case <-ticker.C:
+			if pending {
+				return errNoAck
+			}
+			if err := send(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// expiredOr turns the error that ended a keepalive stream into
+// ErrSessionExpired when the cluster no longer knows the session.
+func (s *Session) expiredOr(err error) error {
+	switch status.Code(err) {
+	case codes.FailedPrecondition, codes.NotFound:
+		return fmt.Errorf("%w: session %d: %v", ErrSessionExpired, s.id, status.Convert(err).Message())
+	}
+	return err
+}

@@ -1,0 +1,121 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// testTimeout is a session timeout short enough for tests: keepalives go
+// out every 100ms.
+const testTimeout = 300 * time.Millisecond
+
+func newTestSession(t *testing.T, c *Client) *Session {
+	t.Helper()
+	s, err := c.NewSession(context.Background(), testTimeout)
+	if err != nil {
+		t.Fatalf("NewSession() error = %v", err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+func isDone(s *Session) bool {
+	select {
+	case <-s.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+func TestSessionKeepsAliveAndCloses(t *testing.T) {
+	n := startNode(t, "n")
+	c := newTestClient(t, n.addr)
+	s := newTestSession(t, c)
+
+	waitFor(t, "3 keepalives", func() bool { return n.keepaliveCount() >= 3 })
+	if isDone(s) {
+		t.Fatalf("session done while kept alive: %v", s.Err())
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatalf("Close() error = %v", err)
+	}
+	if !errors.Is(s.Err(), ErrClosed) || !isDone(s) {
+		t.Errorf("after Close: Err() = %v, done = %v; want ErrClosed, true", s.Err(), isDone(s))
+	}
+	if !slices.Equal(n.closed, []uint64{7}) {
+		t.Errorf("closed sessions = %v, want [7]", n.closed)
+	}
+}
+
+func TestSessionExpiredByCluster(t *testing.T) {
+	n := startNode(t, "n")
+	c := newTestClient(t, n.addr)
+	s := newTestSession(t, c)
+
+	n.set(func(n *fakeNode) { n.expired = true })
+	waitFor(t, "session done", func() bool { return isDone(s) })
+	if !errors.Is(s.Err(), ErrSessionExpired) {
+		t.Errorf("Err() = %v, want ErrSessionExpired", s.Err())
+	}
+}
+
+func TestSessionExpiredOnFailedPrecondition(t *testing.T) {
+	n := startNode(t, "n")
+	c := newTestClient(t, n.addr)
+	s := newTestSession(t, c)
+
+	n.set(func(n *fakeNode) { n.streamErr = status.Error(codes.FailedPrecondition, "session expired") })
+	waitFor(t, "session done", func() bool { return isDone(s) })
+	if !errors.Is(s.Err(), ErrSessionExpired) {
+		t.Errorf("Err() = %v, want ErrSessionExpired", s.Err())
+	}
+}
+
+func TestSessionStreamFailsOver(t *testing.T) {
+	a, b := startNode(t, "a"), startNode(t, "b")
+	c := newTestClient(t, a.addr, b.addr)
+	s := newTestSession(t, c)
+
+	waitFor(t, "a keepalive on a", func() bool { return a.keepaliveCount() >= 1 })
+	a.set(func(n *fakeNode) { n.streamErr = status.Error(codes.Unavailable, "shutting down") })
+	waitFor(t, "3 keepalives on b", func() bool { return b.keepaliveCount() >= 3 })
+	if isDone(s) {
+		t.Errorf("session done after failover: %v", s.Err())
+	}
+}
+
+func TestSessionExpiresWhenUnreachable(t *testing.T) {
+	n := startNode(t, "n")
+	c := newTestClient(t, n.addr)
+	s := newTestSession(t, c)
+
+	n.srv.Stop()
+	waitFor(t, "session done", func() bool { return isDone(s) })
+	if !errors.Is(s.Err(), ErrSessionExpired) {
+		t.Errorf("Err() = %v, want ErrSessionExpired", s.Err())
+	}
+}
+
+func TestClientCloseEndsSession(t *testing.T) {
+	n := startNode(t, "n")
+	c, err := New(context.Background(), Config{Endpoints: []string{n.addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.NewSession(context.Background(), testTimeout)
+	if err != nil {
+		t.Fatalf("NewSession() error = %v", err)
+	}
+	c.Close()
+	waitFor(t, "session done", func() bool { return isDone(s) })
+	if !errors.Is(s.Err(), ErrClosed) {
+		t.Errorf("Err() = %v, want ErrClosed", s.Err())
+	}
+}

@@ -1,0 +1,89 @@
+package client
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/protobuf/proto"
+
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
+)
+
+// Create makes a znode. It is a write: see the package documentation.
+func (c *Client) Create(ctx context.Context, req *paddockv1.CreateRequest) (*paddockv1.CreateResponse, error) {
+	return call(ctx, c, atMostOnce, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.Create, req)
+}
+
+// Get returns a znode's data and Stat.
+func (c *Client) Get(ctx context.Context, req *paddockv1.GetRequest) (*paddockv1.GetResponse, error) {
+	return call(ctx, c, idempotent, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.Get, req)
+}
+
+// Set changes a znode's data. It is a write: see the package documentation.
+func (c *Client) Set(ctx context.Context, req *paddockv1.SetRequest) (*paddockv1.SetResponse, error) {
+	return call(ctx, c, atMostOnce, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.Set, req)
+}
+
+// Delete removes a znode, or a subtree. It is a write: see the package
+// documentation.
+func (c *Client) Delete(ctx context.Context, req *paddockv1.DeleteRequest) (*paddockv1.DeleteResponse, error) {
+	return call(ctx, c, atMostOnce, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.Delete, req)
+}
+
+// Exists reports whether a znode exists, with its Stat if it does.
+func (c *Client) Exists(ctx context.Context, req *paddockv1.ExistsRequest) (*paddockv1.ExistsResponse, error) {
+	return call(ctx, c, idempotent, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.Exists, req)
+}
+
+// List returns one page of a znode's children; see ListAll for all of them.
+func (c *Client) List(ctx context.Context, req *paddockv1.ListRequest) (*paddockv1.ListResponse, error) {
+	return call(ctx, c, idempotent, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.List, req)
+}
+
+// Multi applies ops atomically, all or none. It is a write: see the package
+// documentation.
+func (c *Client) Multi(ctx context.Context, req *paddockv1.MultiRequest) (*paddockv1.MultiResponse, error) {
+	return call(ctx, c, atMostOnce, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.Multi, req)
+}
+
+// errStuckPage guards against a server that hands back the token it was
+// given, which would make ListAll loop forever.
+var errStuckPage = errors.New("client: list: next_page_token did not advance")
+
+// ListAll lists every child of req.Path by following next_page_token from
+// req.PageToken to the last page. It returns one response holding the
+// children of every page in order, with the header, parent Stat and (empty)
+// next_page_token of the last page. req is not modified.
+//
+// Pages after the first are read at least at the previous page's zxid, so
+// failing over between pages never goes back in time. The pages are not one
+// snapshot: a child created or deleted meanwhile may be missed or listed.
+func (c *Client) ListAll(ctx context.Context, req *paddockv1.ListRequest) (*paddockv1.ListResponse, error) {
+	req = proto.CloneOf(req)
+	var all *paddockv1.ListResponse
+	for {
+		resp, err := c.List(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		if all == nil {
+			all = resp
+		} else {
+			all.Children = append(all.Children, resp.Children...)
+			all.Header, all.Stat, all.NextPageToken = resp.Header, resp.Stat, resp.NextPageToken
+		}
+		if resp.NextPageToken == "" {
+			return all, nil
+		}
+		if resp.NextPageToken == req.PageToken {
+			return nil, errStuckPage
+		}
+		req.PageToken = resp.NextPageToken
+		if zxid := resp.GetHeader().GetZxid(); zxid > req.GetRead().GetMinZxid() {
+			if req.Read == nil {
+				req.Read = &paddockv1.ReadOptions{}
+			}
+			req.Read.MinZxid = zxid
+		}
+	}
+}
