@@ -40,6 +40,7 @@
 // # Lock order
 //
 // One RWMutex (mu) guards all state. Apply holds it for writing for a whole
-// batch; reads hold it for reading. The event sink is called after mu is
-// released and must not block.
+// batch; reads hold it for reading. Snapshot and StateHash hold it for
+// writing, briefly: cloning the tree writes to it. The event sink is called
+// after mu is released and must not block.
 package fsm

@@ -3,6 +3,7 @@ package fsm
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
 )
@@ -50,7 +51,9 @@ type MultiError struct {
 	Err   error
 }
 
-func (e *MultiError) Error() string { return fmt.Sprintf("fsm: multi op %d: %v", e.Index, e.Err) }
+func (e *MultiError) Error() string { return fmt.Sprintf("%s%v", e.prefix(), e.Err) }
+
+func (e *MultiError) prefix() string { return fmt.Sprintf("fsm: multi op %d: ", e.Index) }
 
 // Unwrap lets errors.Is see the failing op's error.
 func (e *MultiError) Unwrap() error { return e.Err }
@@ -77,10 +80,14 @@ func (e *codedError) Error() string { return e.msg }
 func (e *codedError) Unwrap() error { return e.sentinel }
 
 // DecodeError rebuilds an error from its wire form. failedOp >= 0 wraps it
-// in a MultiError.
+// in a MultiError; msg may then be the MultiError's whole message or the
+// failed op's alone, and Error() gives back the whole message either way.
 func DecodeError(code raftv1.ErrorCode, msg string, failedOp int32) error {
 	if code == raftv1.ErrorCode_ERROR_CODE_UNSPECIFIED {
 		return nil
+	}
+	if failedOp >= 0 {
+		msg = strings.TrimPrefix(msg, (&MultiError{Index: int(failedOp)}).prefix())
 	}
 	var err error = &codedError{sentinel: ErrBadEntry, msg: msg}
 	for _, ec := range errorCodes {

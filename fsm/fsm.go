@@ -87,10 +87,12 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		res := f.applyEntry(l.Index, l.Data, &events)
 		results[i] = res
 	}
-	f.mu.Unlock()
+	// Published under mu, which capture holds: a snapshot's index always
+	// matches its tree.
 	if last > f.applied.Load() {
 		f.applied.Store(last)
 	}
+	f.mu.Unlock()
 	if f.sink != nil {
 		f.sink.Applied(f.applied.Load(), events)
 	}
@@ -105,6 +107,12 @@ func (f *FSM) applyEntry(index uint64, data []byte, events *[]Event) *Result {
 		return &Result{Index: index, Err: fmt.Errorf("%w: index %d: %v", ErrBadEntry, index, err)}
 	}
 	resp, err := f.applyCommand(index, &cmd, events)
+	if err != nil {
+		// The domain methods return a typed nil response with their error;
+		// a failed command has no response, not a non-nil interface
+		// holding a nil pointer.
+		resp = nil
+	}
 	return &Result{Index: index, Resp: resp, Err: err}
 }
 
@@ -147,8 +155,8 @@ func (f *FSM) BadEntries() uint64 { return f.badEntries.Load() }
 // Snapshot captures the state in O(sessions + members): the tree is a
 // copy-on-write clone.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	return f.capture(), nil
 }
 
@@ -163,8 +171,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.tree, f.sessions, f.ephemerals, f.members = fresh.tree, fresh.sessions, fresh.ephemerals, fresh.members
-	f.mu.Unlock()
 	f.applied.Store(index)
+	f.mu.Unlock()
 	if f.sink != nil {
 		f.sink.Restored(index)
 	}

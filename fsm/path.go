@@ -104,7 +104,13 @@ func checkWritable(path string, sequential bool) error {
 	if err := ValidatePath(path, sequential); err != nil {
 		return err
 	}
-	if isReserved(path) {
+	name := path
+	if sequential {
+		// The suffix completes the last name: "/paddock/" + seq is below
+		// the reserved path, "/paddock" + seq is a sibling of it.
+		name += "0"
+	}
+	if isReserved(name) {
 		return fmt.Errorf("%w: %s", ErrReservedPath, path)
 	}
 	return nil

@@ -28,7 +28,8 @@ type snapshot struct {
 	members  []*raftv1.RegisterMember
 }
 
-// capture takes the view. Callers hold mu.
+// capture takes the view. Callers hold mu for writing: btree's Clone
+// replaces the tree's copy-on-write context, so two clones at once race.
 func (f *FSM) capture() *snapshot {
 	s := &snapshot{index: f.applied.Load(), tree: f.tree.Clone()}
 	for _, id := range slices.Sorted(maps.Keys(f.sessions)) {
@@ -61,6 +62,7 @@ func (s *snapshot) write(w io.Writer) error {
 		return err
 	}
 	var err error
+	records := uint64(s.tree.Len() + len(s.sessions) + len(s.members))
 	rec := &raftv1.SnapshotRecord{}
 	s.tree.Ascend(func(n *znode) bool {
 		rec.Record = &raftv1.SnapshotRecord_Znode{Znode: &raftv1.Znode{
@@ -90,6 +92,10 @@ func (s *snapshot) write(w io.Writer) error {
 			return err
 		}
 	}
+	rec.Record = &raftv1.SnapshotRecord_End{End: &raftv1.SnapshotEnd{Records: records}}
+	if _, err := opts.MarshalTo(bw, rec); err != nil {
+		return err
+	}
 	return bw.Flush()
 }
 
@@ -106,11 +112,18 @@ func (f *FSM) readSnapshot(r io.Reader) (uint64, error) {
 		return 0, fmt.Errorf("fsm: snapshot format %d, want %d", hdr.GetFormat(), snapshotFormat)
 	}
 	f.tree = newTree()
-	for {
+	var records uint64
+	for ended := false; ; records++ {
 		var rec raftv1.SnapshotRecord
 		err := opts.UnmarshalFrom(br, &rec)
 		if errors.Is(err, io.EOF) {
+			if !ended {
+				return 0, fmt.Errorf("fsm: snapshot cut short after %d records", records)
+			}
 			break
+		}
+		if ended {
+			return 0, fmt.Errorf("fsm: snapshot has records after its end")
 		}
 		if err != nil {
 			return 0, fmt.Errorf("fsm: read snapshot record: %w", err)
@@ -125,6 +138,11 @@ func (f *FSM) readSnapshot(r io.Reader) (uint64, error) {
 			f.sessions[s.GetId()] = &session{id: s.GetId(), timeoutMs: s.GetTimeoutMs(), ctime: s.GetCtime(), remainingMs: s.GetRemainingMs()}
 		case *raftv1.SnapshotRecord_Member:
 			f.members[r.Member.GetId()] = r.Member
+		case *raftv1.SnapshotRecord_End:
+			if r.End.GetRecords() != records {
+				return 0, fmt.Errorf("fsm: snapshot ends after %d records, read %d", r.End.GetRecords(), records)
+			}
+			ended = true
 		default:
 			return 0, fmt.Errorf("fsm: unknown snapshot record")
 		}
@@ -157,7 +175,10 @@ func (f *FSM) loadZnode(z *raftv1.Znode) error {
 		// p is private to this fresh tree: counting in place is safe.
 		p.numChildren++
 	}
-	f.tree.ReplaceOrInsert(n)
+	if _, dup := f.tree.ReplaceOrInsert(n); dup {
+		// Its parent was counted twice; f is discarded on error.
+		return fmt.Errorf("fsm: snapshot: %s appears twice", z.GetPath())
+	}
 	if n.owner != 0 {
 		set := f.ephemerals[n.owner]
 		if set == nil {
@@ -170,11 +191,14 @@ func (f *FSM) loadZnode(z *raftv1.Znode) error {
 }
 
 // StateHash is a digest of the whole state (the snapshot stream), for
-// checking that replicas that applied the same log agree.
+// checking that replicas that applied the same log agree. It leaves out the
+// applied index (compare AppliedIndex for that), so an entry that changes
+// nothing, a failed command or a barrier, leaves the digest as it was.
 func (f *FSM) StateHash() [32]byte {
-	f.mu.RLock()
+	f.mu.Lock()
 	s := f.capture()
-	f.mu.RUnlock()
+	f.mu.Unlock()
+	s.index = 0
 	h := sha256.New()
 	_ = s.write(h)
 	var sum [32]byte

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 
@@ -73,18 +74,21 @@ type Event struct {
 // precondition before their first change and run on the live tree; a Multi
 // runs on a clone and is kept only if all its ops succeed.
 type txn struct {
-	tree    *btree.BTreeG[*znode]
-	index   uint64
-	now     int64
-	events  []Event
-	ephAdd  []ephRef
-	ephDel  []ephRef
+	tree   *btree.BTreeG[*znode]
+	index  uint64
+	now    int64
+	events []Event
+	// eph lists the ephemeral index changes in the order the ops made
+	// them: a multi may create and then delete the same path, or the
+	// reverse, and only replaying them in order leaves the index right.
+	eph     []ephRef
 	changed bool
 }
 
 type ephRef struct {
 	owner uint64
 	path  string
+	del   bool
 }
 
 func (t *txn) get(path string) *znode {
@@ -125,6 +129,10 @@ func (t *txn) create(req *paddockv1.CreateRequest, sessionOK func(uint64) bool) 
 		return nil, fmt.Errorf("%w: unknown node type %d", ErrBadArgument, req.GetType())
 	}
 	path := req.GetPath()
+	if path == "/" && !req.GetSequential() {
+		// The root always exists, and has no parent to look up.
+		return nil, fmt.Errorf("%w: /", ErrNodeExists)
+	}
 	parentPath, _ := splitPath(path)
 	if req.GetSequential() {
 		// "/a/" + seq names a child of /a; "/a/lock-" + seq a child too.
@@ -154,7 +162,7 @@ func (t *txn) create(req *paddockv1.CreateRequest, sessionOK func(uint64) bool) 
 	}
 	if ephemeral {
 		n.owner = req.GetSessionId()
-		t.ephAdd = append(t.ephAdd, ephRef{n.owner, path})
+		t.eph = append(t.eph, ephRef{owner: n.owner, path: path})
 	}
 	p := *parent
 	p.numChildren++
@@ -243,7 +251,7 @@ func (t *txn) delete(req *paddockv1.DeleteRequest) (*paddockv1.DeleteResponse, e
 		t.tree.Delete(d)
 		p := d.path()
 		if d.owner != 0 {
-			t.ephDel = append(t.ephDel, ephRef{d.owner, p})
+			t.eph = append(t.eph, ephRef{owner: d.owner, path: p, del: true})
 		}
 		t.events = append(t.events, Event{Zxid: t.index, Type: EventDeleted, Path: p, PrevData: d.data})
 	}
@@ -282,10 +290,11 @@ func (f *FSM) newTxn(index uint64, now int64) *txn {
 // commit keeps a successful txn's side effects.
 func (f *FSM) commit(t *txn, events *[]Event) {
 	f.tree = t.tree
-	for _, e := range t.ephDel {
-		delete(f.ephemerals[e.owner], e.path)
-	}
-	for _, e := range t.ephAdd {
+	for _, e := range t.eph {
+		if e.del {
+			delete(f.ephemerals[e.owner], e.path)
+			continue
+		}
 		set := f.ephemerals[e.owner]
 		if set == nil {
 			set = make(map[string]struct{})
@@ -372,7 +381,9 @@ func (f *FSM) Get(path string) ([]byte, *paddockv1.Stat, error) {
 	if n == nil {
 		return nil, nil, fmt.Errorf("%w: %s", ErrNoNode, path)
 	}
-	return n.data, n.stat(), nil
+	// Stored data is shared with snapshots and later versions: the caller
+	// gets its own copy, as documented.
+	return bytes.Clone(n.data), n.stat(), nil
 }
 
 // ListPage is one page of children.

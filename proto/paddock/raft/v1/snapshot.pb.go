@@ -295,6 +295,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Znode
 	//	*SnapshotRecord_Session
 	//	*SnapshotRecord_Member
+	//	*SnapshotRecord_End
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -364,6 +365,15 @@ func (x *SnapshotRecord) GetMember() *RegisterMember {
 	return nil
 }
 
+func (x *SnapshotRecord) GetEnd() *SnapshotEnd {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_End); ok {
+			return x.End
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -383,11 +393,64 @@ type SnapshotRecord_Member struct {
 	Member *RegisterMember `protobuf:"bytes,3,opt,name=member,proto3,oneof"`
 }
 
+type SnapshotRecord_End struct {
+	// end is the last record: a stream without it was cut short.
+	End *SnapshotEnd `protobuf:"bytes,4,opt,name=end,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Znode) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Session) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Member) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_End) isSnapshotRecord_Record() {}
+
+// SnapshotEnd closes a snapshot stream with the number of records before it.
+type SnapshotEnd struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// records is the number of records between the header and this one.
+	Records       uint64 `protobuf:"varint,1,opt,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotEnd) Reset() {
+	*x = SnapshotEnd{}
+	mi := &file_paddock_raft_v1_snapshot_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotEnd) ProtoMessage() {}
+
+func (x *SnapshotEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_snapshot_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotEnd.ProtoReflect.Descriptor instead.
+func (*SnapshotEnd) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_snapshot_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SnapshotEnd) GetRecords() uint64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
 
 var File_paddock_raft_v1_snapshot_proto protoreflect.FileDescriptor
 
@@ -415,12 +478,15 @@ const file_paddock_raft_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"timeout_ms\x18\x02 \x01(\x03R\ttimeoutMs\x12\x14\n" +
 	"\x05ctime\x18\x03 \x01(\x03R\x05ctime\x12!\n" +
-	"\fremaining_ms\x18\x04 \x01(\x03R\vremainingMs\"\xc1\x01\n" +
+	"\fremaining_ms\x18\x04 \x01(\x03R\vremainingMs\"\xf3\x01\n" +
 	"\x0eSnapshotRecord\x12.\n" +
 	"\x05znode\x18\x01 \x01(\v2\x16.paddock.raft.v1.ZnodeH\x00R\x05znode\x12:\n" +
 	"\asession\x18\x02 \x01(\v2\x1e.paddock.raft.v1.SessionRecordH\x00R\asession\x129\n" +
-	"\x06member\x18\x03 \x01(\v2\x1f.paddock.raft.v1.RegisterMemberH\x00R\x06memberB\b\n" +
-	"\x06recordB9Z7github.com/paddock/paddock/proto/paddock/raft/v1;raftv1b\x06proto3"
+	"\x06member\x18\x03 \x01(\v2\x1f.paddock.raft.v1.RegisterMemberH\x00R\x06member\x120\n" +
+	"\x03end\x18\x04 \x01(\v2\x1c.paddock.raft.v1.SnapshotEndH\x00R\x03endB\b\n" +
+	"\x06record\"'\n" +
+	"\vSnapshotEnd\x12\x18\n" +
+	"\arecords\x18\x01 \x01(\x04R\arecordsB9Z7github.com/paddock/paddock/proto/paddock/raft/v1;raftv1b\x06proto3"
 
 var (
 	file_paddock_raft_v1_snapshot_proto_rawDescOnce sync.Once
@@ -434,23 +500,25 @@ func file_paddock_raft_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_paddock_raft_v1_snapshot_proto_rawDescData
 }
 
-var file_paddock_raft_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_paddock_raft_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_paddock_raft_v1_snapshot_proto_goTypes = []any{
 	(*SnapshotHeader)(nil), // 0: paddock.raft.v1.SnapshotHeader
 	(*Znode)(nil),          // 1: paddock.raft.v1.Znode
 	(*SessionRecord)(nil),  // 2: paddock.raft.v1.SessionRecord
 	(*SnapshotRecord)(nil), // 3: paddock.raft.v1.SnapshotRecord
-	(*RegisterMember)(nil), // 4: paddock.raft.v1.RegisterMember
+	(*SnapshotEnd)(nil),    // 4: paddock.raft.v1.SnapshotEnd
+	(*RegisterMember)(nil), // 5: paddock.raft.v1.RegisterMember
 }
 var file_paddock_raft_v1_snapshot_proto_depIdxs = []int32{
 	1, // 0: paddock.raft.v1.SnapshotRecord.znode:type_name -> paddock.raft.v1.Znode
 	2, // 1: paddock.raft.v1.SnapshotRecord.session:type_name -> paddock.raft.v1.SessionRecord
-	4, // 2: paddock.raft.v1.SnapshotRecord.member:type_name -> paddock.raft.v1.RegisterMember
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	5, // 2: paddock.raft.v1.SnapshotRecord.member:type_name -> paddock.raft.v1.RegisterMember
+	4, // 3: paddock.raft.v1.SnapshotRecord.end:type_name -> paddock.raft.v1.SnapshotEnd
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_paddock_raft_v1_snapshot_proto_init() }
@@ -463,6 +531,7 @@ func file_paddock_raft_v1_snapshot_proto_init() {
 		(*SnapshotRecord_Znode)(nil),
 		(*SnapshotRecord_Session)(nil),
 		(*SnapshotRecord_Member)(nil),
+		(*SnapshotRecord_End)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -470,7 +539,7 @@ func file_paddock_raft_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_paddock_raft_v1_snapshot_proto_rawDesc), len(file_paddock_raft_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,559 @@
+package fsm
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
+)
+
+// badEntries are raft entries that must be rejected with ErrBadEntry.
+func badEntries(t testing.TB) []struct {
+	name string
+	data []byte
+} {
+	valid := encode(t, cmdCreate("/a/new", []byte("data")), 1)
+	invalidUTF8 := protowire.AppendTag(nil, 1, protowire.BytesType)
+	invalidUTF8 = protowire.AppendString(invalidUTF8, "/a\xff")
+	var createBadPath []byte
+	createBadPath = protowire.AppendTag(createBadPath, 10, protowire.BytesType)
+	createBadPath = protowire.AppendBytes(createBadPath, invalidUTF8)
+	var futureOp []byte
+	futureOp = protowire.AppendTag(futureOp, 1, protowire.VarintType)
+	futureOp = protowire.AppendVarint(futureOp, uint64(timeAt(1)))
+	futureOp = protowire.AppendTag(futureOp, 99, protowire.BytesType)
+	futureOp = protowire.AppendBytes(futureOp, []byte{0x08, 0x01})
+	var wrongWireType []byte
+	wrongWireType = protowire.AppendTag(wrongWireType, 10, protowire.VarintType)
+	wrongWireType = protowire.AppendVarint(wrongWireType, 7)
+	onlyTime, _ := proto.Marshal(&raftv1.Command{TimeUnixMs: timeAt(1)})
+	return []struct {
+		name string
+		data []byte
+	}{
+		{"empty entry", nil},
+		{"empty command with a time", onlyTime},
+		{"garbage", []byte("this is not a protobuf message at all")},
+		{"invalid tag", []byte{0xff}},
+		{"zero field number", []byte{0x00, 0x01}},
+		{"truncated length", []byte{0x52}},
+		{"truncated command", valid[:len(valid)-1]},
+		{"length past the end", append(bytes.Clone(valid), 0x52, 0x05, 'a')},
+		{"invalid UTF-8 path", createBadPath},
+		{"operation from a newer build", futureOp},
+		{"wrong wire type for an op", wrongWireType},
+		{"varint overflow", []byte{0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}},
+	}
+}
+
+func TestBadEntries(t *testing.T) {
+	for _, tc := range badEntries(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			h, _ := treeFixture(t)
+			bad := h.f.BadEntries()
+			r := assertFails(t, h, nil, func() *Result { return h.applyRaw(tc.data) }, ErrBadEntry)
+			if got := h.f.BadEntries(); got != bad+1 {
+				t.Errorf("BadEntries() = %d, want %d", got, bad+1)
+			}
+			if got := h.f.AppliedIndex(); got != r.Index {
+				t.Errorf("AppliedIndex() = %d, want %d (a bad entry is still applied)", got, r.Index)
+			}
+			// The state machine goes on.
+			h.mustCreate("/after", "")
+		})
+	}
+}
+
+func TestDomainErrorsAreNotBadEntries(t *testing.T) {
+	h, _ := treeFixture(t)
+	h.apply(cmdCreate("/a", nil))
+	h.apply(cmdDelete("/", nil, false))
+	h.apply(cmdMulti(&paddockv1.Op{}))
+	if got := h.f.BadEntries(); got != 0 {
+		t.Errorf("BadEntries() after domain failures = %d, want 0", got)
+	}
+}
+
+func TestApplyBatch(t *testing.T) {
+	h := newHarness(t)
+	h.must(cmdCreate("/a", nil))
+	h.sink.take()
+	batches := h.sink.batches
+	logs := []*raft.Log{
+		h.next(cmdCreate("/a/b", []byte("1"))),
+		{Index: h.index + 1, Type: raft.LogConfiguration, Data: []byte("raft's own")},
+	}
+	h.index++
+	logs = append(logs,
+		h.next(cmdCreate("/a/b", nil)), // exists
+		h.next(cmdBarrier()),
+		h.next(cmdSet("/a/b", []byte("2"), nil)),
+	)
+	h.index++
+	logs = append(logs, &raft.Log{Index: h.index, Type: raft.LogConfiguration})
+
+	results := h.f.ApplyBatch(logs)
+	if len(results) != len(logs) {
+		t.Fatalf("ApplyBatch(%d entries) = %d results", len(logs), len(results))
+	}
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			if results[i] != nil {
+				t.Errorf("ApplyBatch result %d (configuration) = %v, want nil", i, results[i])
+			}
+			continue
+		}
+		res, ok := results[i].(*Result)
+		if !ok || res.Index != l.Index {
+			t.Errorf("ApplyBatch result %d = %#v, want a *Result at index %d", i, results[i], l.Index)
+		}
+	}
+	if err := results[2].(*Result).Err; !errors.Is(err, ErrNodeExists) {
+		t.Errorf("ApplyBatch result 2 error = %v, want %v", err, ErrNodeExists)
+	}
+	if got := h.f.AppliedIndex(); got != h.index {
+		t.Errorf("AppliedIndex() = %d, want %d (the last entry, a configuration)", got, h.index)
+	}
+	if h.sink.batches != batches+1 || h.sink.last != h.index {
+		t.Errorf("sink got %d batches up to %d, want 1 up to %d", h.sink.batches-batches, h.sink.last, h.index)
+	}
+	var got []string
+	for _, e := range h.sink.take() {
+		got = append(got, fmt.Sprintf("%d %d %s", e.Zxid, e.Type, e.Path))
+	}
+	want := []string{
+		fmt.Sprintf("%d %d /a/b", logs[0].Index, EventCreated),
+		fmt.Sprintf("%d %d /a", logs[0].Index, EventChildrenChanged),
+		fmt.Sprintf("%d %d /a/b", logs[4].Index, EventDataChanged),
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ApplyBatch events mismatch (-want +got):\n%s", diff)
+	}
+	if data, _, _ := h.f.Get("/a/b"); string(data) != "2" {
+		t.Errorf("Get(/a/b) = %q, want %q", data, "2")
+	}
+
+	// An empty batch changes nothing.
+	before := h.f.StateHash()
+	if res := h.f.ApplyBatch(nil); len(res) != 0 {
+		t.Errorf("ApplyBatch(nil) = %v, want no results", res)
+	}
+	if h.f.StateHash() != before || h.f.AppliedIndex() != h.index {
+		t.Errorf("ApplyBatch(nil) changed the state")
+	}
+}
+
+// resultView is a Result in comparable form.
+type resultView struct {
+	Index    uint64
+	Resp     proto.Message
+	Code     raftv1.ErrorCode
+	Msg      string
+	FailedOp int
+}
+
+func viewResult(r any) *resultView {
+	res, ok := r.(*Result)
+	if !ok {
+		return nil
+	}
+	v := &resultView{Index: res.Index, Resp: res.Resp, Code: ErrorCode(res.Err), FailedOp: -1}
+	if res.Err != nil {
+		v.Msg = res.Err.Error()
+	}
+	var me *MultiError
+	if errors.As(res.Err, &me) {
+		v.FailedOp = me.Index
+	}
+	return v
+}
+
+// logGen generates a pseudo-random log of mixed commands, many of which
+// fail: it knows the sessions it opened, not the tree.
+type logGen struct {
+	t        testing.TB
+	rng      *rand.Rand
+	index    uint64
+	sessions []uint64
+}
+
+var genNames = []string{"a", "b", "c", "d"}
+
+func (g *logGen) path() string {
+	if g.rng.IntN(40) == 0 {
+		return []string{"/a//b", "/a/", "", "/paddock/x", "/paddock", "rel", "/a/.."}[g.rng.IntN(7)]
+	}
+	p := ""
+	for range 1 + g.rng.IntN(3) {
+		p += "/" + genNames[g.rng.IntN(len(genNames))]
+	}
+	return p
+}
+
+func (g *logGen) version() *int32 {
+	switch g.rng.IntN(4) {
+	case 0:
+		return nil
+	case 1:
+		return proto.Int32(-1)
+	}
+	return proto.Int32(int32(g.rng.IntN(3)))
+}
+
+func (g *logGen) data() []byte {
+	if g.rng.IntN(400) == 0 {
+		return make([]byte, MaxDataSize+1)
+	}
+	b := make([]byte, g.rng.IntN(48))
+	for i := range b {
+		b[i] = byte(g.rng.Uint32())
+	}
+	return b
+}
+
+func (g *logGen) session() uint64 {
+	if len(g.sessions) == 0 || g.rng.IntN(8) == 0 {
+		return g.index + 1000 // unknown
+	}
+	return g.sessions[g.rng.IntN(len(g.sessions))]
+}
+
+func (g *logGen) createReq() *paddockv1.CreateRequest {
+	req := &paddockv1.CreateRequest{Path: g.path(), Data: g.data(), Sequential: g.rng.IntN(5) == 0}
+	if req.Sequential && g.rng.IntN(2) == 0 {
+		req.Path += "/"
+	}
+	switch g.rng.IntN(10) {
+	case 0, 1, 2:
+		req.Type = paddockv1.NodeType_NODE_TYPE_EPHEMERAL
+		req.SessionId = g.session()
+	case 3:
+		req.Type = paddockv1.NodeType_NODE_TYPE_PERSISTENT
+	case 4:
+		if g.rng.IntN(5) == 0 {
+			req.SessionId = 1 // persistent with a session: refused
+		}
+	}
+	return req
+}
+
+func (g *logGen) op() *paddockv1.Op {
+	switch g.rng.IntN(10) {
+	case 0, 1, 2, 3:
+		return opCreate(g.createReq())
+	case 4, 5:
+		return opSet(g.path(), g.data(), g.version())
+	case 6, 7:
+		return opDelete(g.path(), g.version(), g.rng.IntN(3) == 0)
+	case 8:
+		v := g.version()
+		if v == nil {
+			v = proto.Int32(-1)
+		}
+		return opCheck(g.path(), *v)
+	}
+	if g.rng.IntN(4) == 0 {
+		return &paddockv1.Op{}
+	}
+	return opCheck(g.path(), -1)
+}
+
+// next returns the next entry.
+func (g *logGen) next() *raft.Log {
+	g.index++
+	var cmd *raftv1.Command
+	switch n := g.rng.IntN(100); {
+	case n < 30:
+		cmd = cmdCreateReq(g.createReq())
+	case n < 45:
+		cmd = cmdSet(g.path(), g.data(), g.version())
+	case n < 55:
+		cmd = cmdDelete(g.path(), g.version(), g.rng.IntN(3) == 0)
+	case n < 67:
+		ops := make([]*paddockv1.Op, 1+g.rng.IntN(5))
+		for i := range ops {
+			ops[i] = g.op()
+		}
+		cmd = cmdMulti(ops...)
+	case n < 74:
+		timeout := int64(1000 + g.rng.IntN(30_000))
+		if g.rng.IntN(10) == 0 {
+			timeout = 0 // refused
+		} else {
+			g.sessions = append(g.sessions, g.index)
+		}
+		cmd = cmdOpenSession(timeout)
+	case n < 79:
+		id := g.session()
+		for i, s := range g.sessions {
+			if s == id {
+				g.sessions = append(g.sessions[:i], g.sessions[i+1:]...)
+				break
+			}
+		}
+		cmd = cmdCloseSession(id)
+	case n < 83:
+		cps := make([]*raftv1.SessionCheckpoint, g.rng.IntN(4))
+		for i := range cps {
+			cps[i] = checkpoint(g.session(), int64(g.rng.IntN(40_000))-1000)
+		}
+		cmd = cmdCheckpoint(cps...)
+	case n < 86:
+		id := fmt.Sprintf("n%d", g.rng.IntN(4))
+		if g.rng.IntN(5) == 0 {
+			id = ""
+		}
+		cmd = cmdRegister(id, fmt.Sprintf("h%d:9000", g.rng.IntN(100)))
+	case n < 89:
+		cmd = cmdBarrier()
+	case n < 92:
+		junk := make([]byte, g.rng.IntN(24))
+		for i := range junk {
+			junk[i] = byte(g.rng.Uint32())
+		}
+		return &raft.Log{Index: g.index, Type: raft.LogCommand, Data: junk}
+	case n < 94:
+		return &raft.Log{Index: g.index, Type: raft.LogCommand, Data: nil}
+	case n < 96:
+		return &raft.Log{Index: g.index, Type: raft.LogConfiguration, Data: []byte{1, 2, 3}}
+	default:
+		cmd = cmdSet("/"+genNames[g.rng.IntN(len(genNames))], g.data(), nil)
+	}
+	return &raft.Log{Index: g.index, Type: raft.LogCommand, Data: encode(g.t, cmd, g.index)}
+}
+
+func randomLog(t testing.TB, seed uint64, n int) []*raft.Log {
+	g := &logGen{t: t, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+	logs := make([]*raft.Log, n)
+	for i := range logs {
+		logs[i] = g.next()
+	}
+	return logs
+}
+
+// TestDeterminism applies one pseudo-random log to two fresh state machines,
+// one entry at a time and in batches of varying size: every result, every
+// event, the state and the snapshot bytes must agree.
+func TestDeterminism(t *testing.T) {
+	const n = 5000
+	logs := randomLog(t, 42, n)
+	s1, s2 := &recordingSink{}, &recordingSink{}
+	f1, f2 := New(s1), New(s2)
+	var r1, r2 []*resultView
+	codes := map[raftv1.ErrorCode]int{}
+
+	rng := rand.New(rand.NewPCG(7, 11))
+	for i := 0; i < n; {
+		size := min(1+rng.IntN(200), n-i)
+		chunk := logs[i : i+size]
+		for _, l := range chunk {
+			v := viewResult(f1.Apply(l))
+			r1 = append(r1, v)
+			if v != nil {
+				codes[v.Code]++
+			}
+		}
+		for _, r := range f2.ApplyBatch(chunk) {
+			r2 = append(r2, viewResult(r))
+		}
+		i += size
+		if f1.StateHash() != f2.StateHash() {
+			t.Fatalf("StateHash() differs after entry %d", chunk[len(chunk)-1].Index)
+		}
+	}
+	if diff := cmp.Diff(r1, r2, protocmp.Transform()); diff != "" {
+		t.Errorf("results differ (-one at a time +batched):\n%s", diff)
+	}
+	if diff := cmp.Diff(s1.take(), s2.take(), protocmp.Transform()); diff != "" {
+		t.Errorf("events differ (-one at a time +batched):\n%s", diff)
+	}
+	if a, b := f1.AppliedIndex(), f2.AppliedIndex(); a != n || b != n {
+		t.Errorf("AppliedIndex() = %d, %d, want %d", a, b, n)
+	}
+	if a, b := f1.BadEntries(), f2.BadEntries(); a != b || a == 0 {
+		t.Errorf("BadEntries() = %d, %d, want equal and > 0", a, b)
+	}
+	if !bytes.Equal(persist(t, f1), persist(t, f2)) {
+		t.Errorf("snapshots differ")
+	}
+	if diff := cmp.Diff(f1.Sessions(), f2.Sessions(), protocmp.Transform()); diff != "" {
+		t.Errorf("Sessions() differ:\n%s", diff)
+	}
+	checkInvariants(t, f1)
+	checkInvariants(t, f2)
+
+	// The log must exercise successes and many kinds of failure.
+	if ok := codes[raftv1.ErrorCode_ERROR_CODE_UNSPECIFIED]; ok < n/5 || ok > n*4/5 {
+		t.Errorf("%d of %d entries succeeded, want a mix", ok, n)
+	}
+	if len(codes) < 9 {
+		t.Errorf("the log produced %d kinds of result (%v), want at least 9", len(codes), codes)
+	}
+	znodes, sessions := f1.Counts()
+	t.Logf("after %d entries: %d znodes, %d sessions, results by code %v", n, znodes, sessions, codes)
+}
+
+// TestConcurrentReads runs reads, state hashes and snapshot persists from
+// other goroutines while entries are applied, for the race detector.
+func TestConcurrentReads(t *testing.T) {
+	logs := randomLog(t, 3, 2000)
+	f := New(&recordingSink{})
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for r := range 4 {
+		wg.Go(func() {
+			for i := 0; !stop.Load(); i++ {
+				p := "/" + genNames[(i+r)%len(genNames)]
+				_, _, _ = f.Get(p)
+				_, _ = f.List(p, "", 10)
+				_ = f.StateHash()
+				_ = f.Sessions()
+				_ = f.SessionTimers()
+				_ = f.Members()
+				_, _ = f.Counts()
+				_ = f.AppliedIndex()
+			}
+		})
+	}
+	var persisted sync.WaitGroup
+	for i := 0; i < len(logs); i += 50 {
+		f.ApplyBatch(logs[i:min(i+50, len(logs))])
+		if i%200 == 0 {
+			snap, err := f.Snapshot()
+			if err != nil {
+				t.Fatalf("Snapshot() error = %v", err)
+			}
+			persisted.Go(func() {
+				defer snap.Release()
+				if err := snap.Persist(&memSink{}); err != nil {
+					t.Errorf("Persist() error = %v", err)
+				}
+			})
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	persisted.Wait()
+	checkInvariants(t, f)
+}
+
+// fuzzSession is the session fuzzBase opens; seeds refer to it.
+const fuzzSession = 1
+
+// fuzzBase builds a small state for fuzzed entries to act on:
+//
+//	session 1; /a "a"; /a/b "b"; /e ephemeral of 1; /seq with counter 1;
+//	/seq/n-0000000000 ephemeral of 1; member n1.
+func fuzzBase(t testing.TB) *harness {
+	h := newHarness(t)
+	if id := h.openSession(10_000); id != fuzzSession {
+		t.Fatalf("session id = %d, want %d", id, fuzzSession)
+	}
+	h.mustCreate("/a", "a")
+	h.mustCreate("/a/b", "b")
+	h.must(cmdEphemeral("/e", fuzzSession, false))
+	h.mustCreate("/seq", "")
+	h.must(cmdEphemeral("/seq/n-", fuzzSession, true))
+	h.must(cmdRegister("n1", "n1:9000"))
+	return h
+}
+
+func fuzzSeeds() []*raftv1.Command {
+	eph := func(p string) *paddockv1.CreateRequest {
+		return &paddockv1.CreateRequest{Path: p, Type: paddockv1.NodeType_NODE_TYPE_EPHEMERAL, SessionId: fuzzSession}
+	}
+	return []*raftv1.Command{
+		cmdCreate("/a/c", []byte("c")),
+		cmdCreate("/a/b", nil),
+		cmdCreate("/", nil),
+		cmdCreate("/e/x", nil),
+		cmdCreate("/paddock/x", nil),
+		cmdCreateReq(&paddockv1.CreateRequest{Path: "/seq/", Sequential: true}),
+		cmdEphemeral("/seq/l-", fuzzSession, true),
+		cmdEphemeral("/a/x", 77, false),
+		cmdSet("/a", []byte("new"), proto.Int32(0)),
+		cmdSet("/a", nil, proto.Int32(5)),
+		cmdDelete("/a", nil, true),
+		cmdDelete("/a", nil, false),
+		cmdDelete("/", nil, true),
+		cmdMulti(opCreate(eph("/a/t")), opDelete("/a/t", nil, false)),
+		cmdMulti(opDelete("/e", nil, false), opCreate(eph("/e"))),
+		cmdMulti(opCreate(eph("/a/t")), opDelete("/a", nil, true)),
+		cmdMulti(opCheck("/a", 0), opSet("/a", nil, nil), opCreate(&paddockv1.CreateRequest{Path: "/x/y"})),
+		cmdMulti(&paddockv1.Op{}),
+		cmdOpenSession(1000),
+		cmdOpenSession(-1),
+		cmdCloseSession(fuzzSession),
+		cmdCloseSession(12345),
+		cmdCheckpoint(checkpoint(fuzzSession, 500), checkpoint(9, 1)),
+		cmdRegister("n2", "n2:1"),
+		cmdRegister("", ""),
+		cmdBarrier(),
+		{},
+	}
+}
+
+func FuzzApplyEntry(f *testing.F) {
+	for _, cmd := range fuzzSeeds() {
+		cmd.TimeUnixMs = timeAt(100)
+		data, err := proto.Marshal(cmd)
+		if err != nil {
+			f.Fatalf("proto.Marshal(%v) = %v", cmd, err)
+		}
+		f.Add(data)
+	}
+	for _, tc := range badEntries(f) {
+		f.Add(tc.data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h := fuzzBase(t)
+		before, bad := h.f.StateHash(), h.f.BadEntries()
+		res := h.applyRaw(data)
+		if res.Err != nil {
+			if h.f.StateHash() != before {
+				t.Fatalf("Apply(%x) = %v and changed the state hash", data, res.Err)
+			}
+			if res.Resp != nil {
+				t.Fatalf("Apply(%x) = %v with a response %v", data, res.Err, res.Resp)
+			}
+			if ErrorCode(res.Err) == raftv1.ErrorCode_ERROR_CODE_UNSPECIFIED {
+				t.Fatalf("Apply(%x) error %v has no wire code", data, res.Err)
+			}
+		}
+		wantBad := bad
+		if errors.Is(res.Err, ErrBadEntry) {
+			wantBad++
+		}
+		if got := h.f.BadEntries(); got != wantBad {
+			t.Fatalf("Apply(%x) = %v, BadEntries() = %d, want %d", data, res.Err, got, wantBad)
+		}
+		checkInvariants(t, h.f)
+
+		// Whatever the entry did survives a snapshot round trip...
+		restored := New(nil)
+		if err := restored.Restore(io.NopCloser(bytes.NewReader(persist(t, h.f)))); err != nil {
+			t.Fatalf("Restore() after Apply(%x) error = %v", data, err)
+		}
+		if restored.StateHash() != h.f.StateHash() {
+			t.Fatalf("Restore() after Apply(%x) gave a different state", data)
+		}
+		// ...and closing every session afterwards leaves a consistent tree.
+		for _, s := range h.f.Sessions() {
+			h.must(cmdCloseSession(s.GetId()))
+		}
+		checkInvariants(t, h.f)
+	})
+}

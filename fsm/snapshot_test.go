@@ -1,0 +1,349 @@
+package fsm
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"slices"
+	"testing"
+	"testing/iotest"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
+)
+
+// stateDump is everything the read API shows of a state machine.
+type stateDump struct {
+	Hash     [32]byte
+	Applied  uint64
+	Nodes    map[string]nodeDump
+	Sessions []*paddockv1.Session
+	Timers   []SessionTimer
+	Members  []*raftv1.RegisterMember
+	Znodes   int
+}
+
+type nodeDump struct {
+	Data     []byte
+	Stat     *paddockv1.Stat
+	Children []string
+}
+
+// dump reads the whole state through the public read API, walking the tree
+// with List from the root.
+func dump(t testing.TB, f *FSM) stateDump {
+	t.Helper()
+	d := stateDump{
+		Hash: f.StateHash(), Applied: f.AppliedIndex(), Nodes: map[string]nodeDump{},
+		Sessions: f.Sessions(), Timers: f.SessionTimers(), Members: f.Members(),
+	}
+	d.Znodes, _ = f.Counts()
+	queue := []string{"/"}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		data, st, err := f.Get(p)
+		if err != nil {
+			t.Fatalf("Get(%q) error = %v", p, err)
+		}
+		n := nodeDump{Data: data, Stat: st}
+		for after := ""; ; {
+			page, err := f.List(p, after, 3)
+			if err != nil {
+				t.Fatalf("List(%q) error = %v", p, err)
+			}
+			for _, c := range page.Children {
+				n.Children = append(n.Children, c.GetName())
+				queue = append(queue, joinPath(p, c.GetName()))
+			}
+			if after = page.Next; after == "" {
+				break
+			}
+		}
+		d.Nodes[p] = n
+	}
+	if len(d.Nodes) != d.Znodes {
+		t.Errorf("walked %d znodes, Counts() = %d", len(d.Nodes), d.Znodes)
+	}
+	return d
+}
+
+// snapshotState builds varied state: nested nodes, binary and empty data,
+// sequential counters with gaps, sessions with ephemerals and checkpoints,
+// members, a bad entry, and a configuration entry last.
+func snapshotState(t *testing.T) (h *harness, s1, s2, s3 uint64) {
+	t.Helper()
+	h = newHarness(t)
+	bin := make([]byte, 256)
+	for i := range bin {
+		bin[i] = byte(i)
+	}
+	for _, p := range []string{"/app", "/app/config", "/app/nodes", "/a", "/a/b", "/a/b/c", "/empty"} {
+		h.mustCreate(p, "")
+	}
+	h.must(cmdCreate("/a/b/c/d", bin))
+	h.must(cmdSet("/app/config", []byte("v1"), nil))
+	h.must(cmdSet("/app/config", []byte("v2"), proto.Int32(1)))
+	h.must(cmdSet("/a", []byte("later emptied"), nil))
+	h.must(cmdSet("/a", nil, nil))
+	for range 3 {
+		h.must(cmdCreateReq(&paddockv1.CreateRequest{Path: "/app/nodes/n-", Sequential: true}))
+	}
+	h.must(cmdDelete("/app/nodes/n-0000000001", nil, false))
+	s1 = h.openSession(10_000)
+	s2 = h.openSession(20_000)
+	s3 = h.openSession(30_000)
+	h.must(cmdEphemeral("/app/nodes/e-", s1, true)) // n-...0003
+	h.must(cmdEphemeral("/live-s1", s1, false))
+	h.must(cmdEphemeral("/app/e2", s2, false))
+	h.must(cmdCheckpoint(checkpoint(s2, 5_000), checkpoint(s1, 9_000)))
+	h.must(cmdRegister("n1", "n1:1"))
+	h.must(cmdRegister("n2", "n2:1"))
+	h.must(cmdRegister("n1", "n1:2"))
+	h.applyRaw([]byte{0xff})
+	h.index++
+	h.f.ApplyBatch([]*raft.Log{{Index: h.index, Type: raft.LogConfiguration}})
+	return h, s1, s2, s3
+}
+
+// afterSnapshot are commands applied after the snapshot, to the original
+// and to the restored state alike.
+func afterSnapshot(s1, s2 uint64) []*raftv1.Command {
+	return []*raftv1.Command{
+		cmdCreateReq(&paddockv1.CreateRequest{Path: "/app/nodes/n-", Sequential: true}),
+		cmdCloseSession(s1),
+		cmdSet("/app/config", []byte("v3"), proto.Int32(2)),
+		cmdSet("/a/b/c/d", []byte("overwritten"), nil),
+		cmdDelete("/a", nil, true),
+		cmdCheckpoint(checkpoint(s2, 1_000)),
+		cmdRegister("n3", "n3:1"),
+		cmdRegister("n2", "n2:9"),
+		cmdCreate("/after", []byte("x")),
+	}
+}
+
+func TestSnapshotRestore(t *testing.T) {
+	h, s1, s2, s3 := snapshotState(t)
+	want := dump(t, h.f)
+	if len(want.Sessions) != 3 || len(want.Members) != 2 || want.Applied != h.index {
+		t.Fatalf("fixture: %d sessions, %d members, applied %d", len(want.Sessions), len(want.Members), want.Applied)
+	}
+
+	snap, err := h.f.Snapshot()
+	if err != nil {
+		t.Fatalf("Snapshot() error = %v", err)
+	}
+	snap2, _ := h.f.Snapshot()
+	early := persistSnap(t, snap)
+	snap.Release()
+
+	// Later applies do not reach a snapshot taken before them.
+	var origPaths []string
+	for _, cmd := range afterSnapshot(s1, s2) {
+		res := h.must(cmd)
+		if cr, ok := res.Resp.(*paddockv1.CreateResponse); ok {
+			origPaths = append(origPaths, cr.GetPath())
+		}
+	}
+	late := persistSnap(t, snap2)
+	snap2.Release()
+	if !bytes.Equal(early, late) {
+		t.Errorf("Persist() after more applies wrote %d bytes differing from the %d persisted at once", len(late), len(early))
+	}
+	if bytes.Equal(early, persist(t, h.f)) {
+		t.Errorf("a new snapshot after more applies equals the old one")
+	}
+
+	sink := &recordingSink{}
+	restored := New(sink)
+	rc := &closeTracker{Reader: bytes.NewReader(early)}
+	if err := restored.Restore(rc); err != nil {
+		t.Fatalf("Restore() error = %v", err)
+	}
+	if !rc.closed {
+		t.Errorf("Restore() did not close its reader")
+	}
+	if diff := cmp.Diff([]uint64{want.Applied}, sink.restored); diff != "" {
+		t.Errorf("sink Restored() calls mismatch (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want, dump(t, restored), protocmp.Transform()); diff != "" {
+		t.Errorf("restored state mismatch (-want +got):\n%s", diff)
+	}
+	checkInvariants(t, restored)
+
+	// The restored state continues like the original: the sequential
+	// counter, the ephemeral index (closing s1 deletes its ephemerals),
+	// checkpoints and members.
+	rh := &harness{t: t, f: restored, sink: sink, index: want.Applied}
+	var restPaths []string
+	for _, cmd := range afterSnapshot(s1, s2) {
+		res := rh.must(cmd)
+		switch r := res.Resp.(type) {
+		case *paddockv1.CreateResponse:
+			restPaths = append(restPaths, r.GetPath())
+		case *paddockv1.CloseSessionResponse:
+			if r.GetDeleted() != 2 {
+				t.Errorf("CloseSession(%d) after Restore deleted %d, want 2", s1, r.GetDeleted())
+			}
+		}
+	}
+	if want := []string{"/app/nodes/n-0000000004", "/after"}; !slices.Equal(restPaths, want) || !slices.Equal(origPaths, want) {
+		t.Errorf("created after the snapshot: restored %v, original %v, want %v", restPaths, origPaths, want)
+	}
+	for _, p := range []string{"/live-s1", "/app/nodes/e-0000000003"} {
+		if rh.exists(p) {
+			t.Errorf("Get(%q) after closing its session on the restored state found it", p)
+		}
+	}
+	if diff := cmp.Diff(dump(t, h.f), dump(t, restored), protocmp.Transform()); diff != "" {
+		t.Errorf("original and restored differ after the same commands (-original +restored):\n%s", diff)
+	}
+	if _, err := restored.Session(s3); err != nil {
+		t.Errorf("Session(%d) after Restore error = %v", s3, err)
+	}
+	checkInvariants(t, restored)
+}
+
+// TestRestoreReplacesState restores over a state machine that has its own
+// nodes and sessions: none of them survive, the ephemeral index included.
+func TestRestoreReplacesState(t *testing.T) {
+	src := newHarness(t)
+	src.mustCreate("/src", "")
+	data := persist(t, src.f)
+
+	dst := newHarness(t)
+	dst.mustCreate("/old", "")
+	dst.mustCreate("/old/kid", "")
+	old := dst.openSession(1_000)
+	dst.must(cmdEphemeral("/mine", old, false))
+	dst.must(cmdRegister("n9", "x"))
+	if err := dst.f.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+		t.Fatalf("Restore() error = %v", err)
+	}
+	if diff := cmp.Diff(dump(t, src.f), dump(t, dst.f), protocmp.Transform()); diff != "" {
+		t.Errorf("state after Restore mismatch (-want +got):\n%s", diff)
+	}
+	dst.index = dst.f.AppliedIndex()
+	cmd := cmdCloseSession(old)
+	assertFails(t, dst, cmd, func() *Result { return dst.apply(cmd) }, ErrSessionExpired)
+	dst.mustCreate("/mine", "") // the old ephemeral is gone with its owner
+	checkInvariants(t, dst.f)
+}
+
+// snapshotStream hand-builds a snapshot stream.
+func snapshotStream(t *testing.T, format uint32, records ...*raftv1.SnapshotRecord) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := protodelim.MarshalTo(&buf, &raftv1.SnapshotHeader{Format: format, AppliedIndex: 9}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range records {
+		if _, err := protodelim.MarshalTo(&buf, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.Bytes()
+}
+
+func znodeRec(path string) *raftv1.SnapshotRecord {
+	return &raftv1.SnapshotRecord{Record: &raftv1.SnapshotRecord_Znode{Znode: &raftv1.Znode{Path: path}}}
+}
+
+func TestRestoreCorrupt(t *testing.T) {
+	src, _, _, _ := snapshotState(t)
+	src.must(cmdCreate("/big", bytes.Repeat([]byte("0123456789"), 20_000)))
+	good := persist(t, src.f)
+	bigAt := bytes.Index(good, []byte("0123456789"))
+
+	tooLong := snapshotStream(t, snapshotFormat, znodeRec("/"))
+	tooLong = protowire.AppendVarint(tooLong, MaxDataSize+MaxPathLength+2048)
+	tooLong = append(tooLong, make([]byte, 64)...)
+
+	tests := []struct {
+		name string
+		r    io.Reader
+	}{
+		{"empty", bytes.NewReader(nil)},
+		{"garbage", bytes.NewReader([]byte("not a snapshot, just some text"))},
+		{"truncated by one byte", bytes.NewReader(good[:len(good)-1])},
+		{"truncated inside a large record", bytes.NewReader(good[:bigAt+50_000])},
+		{"truncated header", bytes.NewReader(good[:2])},
+		{"read error", io.MultiReader(bytes.NewReader(good[:len(good)/2]), iotest.ErrReader(errors.New("disk on fire")))},
+		{"header only", bytes.NewReader(snapshotStream(t, snapshotFormat))},
+		{"unknown format", bytes.NewReader(snapshotStream(t, snapshotFormat+1, znodeRec("/")))},
+		{"no root", bytes.NewReader(snapshotStream(t, snapshotFormat, &raftv1.SnapshotRecord{
+			Record: &raftv1.SnapshotRecord_Session{Session: &raftv1.SessionRecord{Id: 1, TimeoutMs: 1}},
+		}))},
+		{"child before its parent", bytes.NewReader(snapshotStream(t, snapshotFormat, znodeRec("/"), znodeRec("/a/b"), znodeRec("/a")))},
+		{"bad path", bytes.NewReader(snapshotStream(t, snapshotFormat, znodeRec("/"), znodeRec("/a//b")))},
+		{"duplicate record", bytes.NewReader(snapshotStream(t, snapshotFormat, znodeRec("/"), znodeRec("/a"), znodeRec("/a")))},
+		{"unknown record", bytes.NewReader(snapshotStream(t, snapshotFormat, znodeRec("/"), &raftv1.SnapshotRecord{}))},
+		{"record over the size limit", bytes.NewReader(tooLong)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h, s1, _, _ := snapshotState(t)
+			sink := h.sink
+			want := dump(t, h.f)
+			rc := &closeTracker{Reader: tc.r}
+			if err := h.f.Restore(rc); err == nil {
+				t.Fatalf("Restore(%s) error = nil, want an error", tc.name)
+			}
+			if !rc.closed {
+				t.Errorf("Restore(%s) did not close its reader", tc.name)
+			}
+			if diff := cmp.Diff(want, dump(t, h.f), protocmp.Transform()); diff != "" {
+				t.Errorf("Restore(%s) changed the state (-before +after):\n%s", tc.name, diff)
+			}
+			if len(sink.restored) != 0 {
+				t.Errorf("Restore(%s) told the sink %v, want nothing", tc.name, sink.restored)
+			}
+			// The previous state is fully usable, its ephemeral index too.
+			if res := h.apply(cmdCloseSession(s1)); res.Err != nil {
+				t.Errorf("CloseSession(%d) after a failed Restore error = %v", s1, res.Err)
+			}
+			checkInvariants(t, h.f)
+		})
+	}
+}
+
+// TestRestoreTruncated cuts a snapshot at every byte: every cut, inside a
+// record or exactly between two, must fail (the end record counts them).
+func TestRestoreTruncated(t *testing.T) {
+	h, _, _, _ := snapshotState(t)
+	good := persist(t, h.f)
+	for cut := range len(good) {
+		f := New(nil)
+		if err := f.Restore(io.NopCloser(bytes.NewReader(good[:cut]))); err == nil {
+			t.Errorf("Restore(first %d of %d bytes) error = nil, want an error", cut, len(good))
+		}
+	}
+	f := New(nil)
+	if err := f.Restore(io.NopCloser(bytes.NewReader(good))); err != nil {
+		t.Errorf("Restore(whole snapshot) error = %v", err)
+	}
+}
+
+
+func TestPersistWriteError(t *testing.T) {
+	h, _, _, _ := snapshotState(t)
+	snap, err := h.f.Snapshot()
+	if err != nil {
+		t.Fatalf("Snapshot() error = %v", err)
+	}
+	defer snap.Release()
+	sink := &memSink{writeErr: errors.New("disk full")}
+	if err := snap.Persist(sink); err == nil {
+		t.Errorf("Persist() to a failing sink error = nil, want an error")
+	}
+	if !sink.cancelled || sink.closed {
+		t.Errorf("Persist() to a failing sink: closed=%v cancelled=%v, want cancelled only", sink.closed, sink.cancelled)
+	}
+}
