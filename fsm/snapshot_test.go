@@ -331,7 +331,6 @@ func TestRestoreTruncated(t *testing.T) {
 	}
 }
 
-
 func TestPersistWriteError(t *testing.T) {
 	h, _, _, _ := snapshotState(t)
 	snap, err := h.f.Snapshot()

@@ -54,6 +54,13 @@ type Node struct {
 	closing atomic.Bool
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
+
+	// ops counts calls waiting on a raft apply or verify future. Close
+	// lets them finish before it shuts raft down, because raft never
+	// answers a future still queued when it stops (hashicorp/raft#498):
+	// its waiter would block for good. opsMu orders beginOp against Close.
+	opsMu sync.RWMutex
+	ops   sync.WaitGroup
 }
 
 // New starts a node. It returns once raft is running; leadership and
@@ -160,11 +167,45 @@ func (n *Node) Close() error {
 	if n.stop != nil {
 		n.stop()
 	}
+	n.drainOps()
 	err := n.raft.Shutdown().Error()
 	n.wg.Wait()
 	n.peers.close()
 	n.closeStores()
 	return err
+}
+
+// beginOp registers a call about to wait on a raft future; it reports
+// false once the node is closing. The caller calls n.ops.Done when the
+// future has answered.
+func (n *Node) beginOp() bool {
+	n.opsMu.RLock()
+	defer n.opsMu.RUnlock()
+	if n.closing.Load() {
+		return false
+	}
+	n.ops.Add(1)
+	return true
+}
+
+// drainOps waits, while raft still runs, for the futures of calls begun
+// before Close. Raft answers each soon: applied, or refused once this node
+// is not (or no longer) the leader.
+func (n *Node) drainOps() {
+	n.opsMu.Lock() // no beginOp is between its check and its Add
+	n.opsMu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		n.ops.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(n.cfg.RequestTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		n.log.Warn("shutting down with raft requests still pending")
+	}
 }
 
 // ID is the node's id.

@@ -62,9 +62,6 @@ func (n *Node) withTimeout(ctx context.Context) (context.Context, context.Cancel
 // proposeLocal appends cmd on this node, which must be the leader. The
 // command is stamped with the leader's wall time here, and only here.
 func (n *Node) proposeLocal(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
-	if n.closing.Load() {
-		return nil, ErrShuttingDown
-	}
 	cmd.TimeUnixMs = time.Now().UnixMilli()
 	data, err := proto.Marshal(cmd)
 	if err != nil {
@@ -74,9 +71,22 @@ func (n *Node) proposeLocal(ctx context.Context, cmd *raftv1.Command) (*fsm.Resu
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
+	if !n.beginOp() {
+		return nil, ErrShuttingDown
+	}
 	f := n.raft.Apply(data, timeout)
 	done := make(chan struct{})
-	go func() { _ = f.Error(); close(done) }()
+	go func() {
+		defer n.ops.Done()
+		// The tracker learns of every session this leader opens or
+		// closes, also when the caller stopped waiting for the outcome.
+		if f.Error() == nil {
+			if res, ok := f.Response().(*fsm.Result); ok {
+				n.sessions.applied(cmd, res)
+			}
+		}
+		close(done)
+	}()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -99,7 +109,6 @@ func (n *Node) proposeLocal(ctx context.Context, cmd *raftv1.Command) (*fsm.Resu
 	if !ok {
 		return nil, fmt.Errorf("node: apply returned %T", f.Response())
 	}
-	n.sessions.applied(cmd, res)
 	return res, nil
 }
 

@@ -65,6 +65,10 @@ func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 	if n.raft.State() != raft.Leader {
 		return 0, ErrNotLeader
 	}
+	if !n.beginOp() {
+		return 0, ErrShuttingDown
+	}
+	defer n.ops.Done()
 	idx := n.raft.CommitIndex()
 	if err := n.raft.VerifyLeader().Error(); err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
