@@ -58,6 +58,9 @@ func checkCreate(req *paddockv1.CreateRequest, maxData int) error {
 	if _, ok := paddockv1.NodeType_name[int32(req.GetType())]; !ok {
 		return fmt.Errorf("%w: unknown node type %d", ErrBadArgument, req.GetType())
 	}
+	if req.GetType() == paddockv1.NodeType_NODE_TYPE_EPHEMERAL && req.GetSessionId() == 0 {
+		return fmt.Errorf("%w: ephemeral node without a session", ErrBadArgument)
+	}
 	return checkSize(req.GetData(), maxData)
 }
 

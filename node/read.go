@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -34,8 +35,21 @@ func (n *Node) WaitRead(ctx context.Context, opts *paddockv1.ReadOptions) error 
 }
 
 // readIndex returns an index whose application makes a local read
-// linearizable.
+// linearizable. Asking for a read index changes nothing, so when
+// leadership moves under the request (ErrNotLeader) or no leader is known
+// (ErrNoLeader) it asks again until ctx ends, as Propose does.
 func (n *Node) readIndex(ctx context.Context) (uint64, error) {
+	for {
+		idx, err := n.readIndexOnce(ctx)
+		if (errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)) && sleepCtx(ctx, 20*time.Millisecond) {
+			continue
+		}
+		return idx, err
+	}
+}
+
+// readIndexOnce asks the leader (this node, or over gRPC) once.
+func (n *Node) readIndexOnce(ctx context.Context) (uint64, error) {
 	if n.IsLeader() {
 		if err := n.awaitReady(ctx); err != nil {
 			return 0, err

@@ -1,0 +1,214 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// cmdTimeout bounds every one-shot command (CLI, grpcurl, curl).
+const cmdTimeout = 30 * time.Second
+
+// result is what a finished command printed and how it exited.
+type result struct {
+	stdout, stderr string
+	code           int // exit code; -1 if it did not run or was killed
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+}
+
+// childEnv is the environment of every child: no PADDOCK_ENDPOINTS from the
+// caller's shell, so commands talk only to the cluster under test.
+//
+// A race-built child would sleep 1s at every exit (the race runtime's
+// atexit_sleep_ms) unless told otherwise; every CLI call would pay it.
+func childEnv() []string {
+	var env []string
+	gorace := "atexit_sleep_ms=0"
+	for _, kv := range os.Environ() {
+		switch {
+		case strings.HasPrefix(kv, "PADDOCK_ENDPOINTS="):
+		case strings.HasPrefix(kv, "GORACE="):
+			gorace = strings.TrimPrefix(kv, "GORACE=") + " " + gorace
+		default:
+			env = append(env, kv)
+		}
+	}
+	return append(env, "GORACE="+gorace)
+}
+
+// run runs bin with args to completion (at most cmdTimeout), with stdin
+// from the given reader if not nil.
+func run(t *testing.T, stdin io.Reader, bin string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = childEnv()
+	cmd.SysProcAttr = sysProcAttr()
+	cmd.Stdin = stdin
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		r.code = exit.ExitCode()
+	default:
+		t.Fatalf("%s %s: %v", bin, strings.Join(args, " "), err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("%s %s: still running after %v: %v", bin, strings.Join(args, " "), cmdTimeout, r)
+	}
+	return r
+}
+
+// paddock runs the CLI.
+func paddock(t *testing.T, args ...string) result {
+	t.Helper()
+	return run(t, nil, paddockBin, args...)
+}
+
+// grpcurl runs grpcurl in plaintext against addr: grpcurl(t, addr, "list")
+// or grpcurl(t, addr, "paddock.v1.TreeService/Get", `{"path":"/a"}`).
+func grpcurl(t *testing.T, addr string, method string, reqJSON ...string) result {
+	t.Helper()
+	args := []string{"-plaintext"}
+	if len(reqJSON) > 0 {
+		args = append(args, "-d", reqJSON[0])
+	}
+	args = append(args, addr, method)
+	return run(t, nil, grpcurlBin, args...)
+}
+
+var (
+	grpcurlCode    = regexp.MustCompile(`(?m)^\s*Code: (\w+)$`)
+	grpcurlMessage = regexp.MustCompile(`(?m)^\s*Message: (.*)$`)
+)
+
+// grpcStatus parses the code and message grpcurl prints for a failed RPC
+// ("OK" if it did not fail).
+func (r result) grpcStatus() (code, message string) {
+	m := grpcurlCode.FindStringSubmatch(r.stderr)
+	if m == nil {
+		if r.code == 0 {
+			return "OK", ""
+		}
+		return "(none)", ""
+	}
+	code = m[1]
+	if m := grpcurlMessage.FindStringSubmatch(r.stderr); m != nil {
+		message = m[1]
+	}
+	return code, message
+}
+
+// proc is a started background process.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has been waited for
+	err  error         // Wait's error, set before done is closed
+}
+
+// startProc starts bin with args in the background.
+func startProc(name string, stdout, stderr io.Writer, bin string, args ...string) (*proc, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = childEnv()
+	cmd.SysProcAttr = sysProcAttr()
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// exited reports whether the process has ended.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// exitCode is the process's exit code once exited: -1 if a signal killed it.
+func (p *proc) exitCode() int { return p.cmd.ProcessState.ExitCode() }
+
+// wait waits up to d for the process to end and reports whether it did.
+func (p *proc) wait(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// signal sends sig unless the process has already ended.
+func (p *proc) signal(sig syscall.Signal) {
+	if !p.exited() {
+		_ = p.cmd.Process.Signal(sig)
+	}
+}
+
+// kill9 SIGKILLs the process and waits for it.
+func (p *proc) kill9() {
+	p.signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// syncBuffer is a bytes.Buffer safe to write from a child's output copier
+// while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// poll calls cond every 50ms until it returns true or d passes, and
+// reports whether it did. cond returns a description of the state it saw,
+// for the failure message.
+func poll(d time.Duration, cond func() (bool, string)) (ok bool, last string) {
+	deadline := time.Now().Add(d)
+	for {
+		ok, last = cond()
+		if ok || time.Now().After(deadline) {
+			return ok, last
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
