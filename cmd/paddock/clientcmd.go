@@ -73,6 +73,16 @@ func (o *clientOptions) dial(cmd *cobra.Command) (*client.Client, error) {
 	})
 }
 
+// connect dials and bounds the operation by --timeout; done releases both.
+func (o *clientOptions) connect(cmd *cobra.Command) (*client.Client, context.Context, func(), error) {
+	c, err := o.dial(cmd)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := o.opContext(cmd)
+	return c, ctx, func() { cancel(); c.Close() }, nil
+}
+
 // opContext bounds one operation by --timeout.
 func (o *clientOptions) opContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(cmd.Context(), o.timeout)

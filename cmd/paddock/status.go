@@ -22,13 +22,11 @@ func newStatusCmd() *cobra.Command {
 	}
 	o := newClientOptions(cmd)
 	cmd.RunE = runE(func(cmd *cobra.Command, _ []string) error {
-		c, err := o.dial(cmd)
+		c, ctx, done, err := o.connect(cmd)
 		if err != nil {
 			return err
 		}
-		defer c.Close()
-		ctx, cancel := o.opContext(cmd)
-		defer cancel()
+		defer done()
 		st, err := c.Status(ctx, &paddockv1.StatusRequest{})
 		if err != nil {
 			return err

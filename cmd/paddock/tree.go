@@ -163,13 +163,11 @@ func newTreeGetCmd(o *clientOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		c, err := o.dial(cmd)
+		c, ctx, done, err := o.connect(cmd)
 		if err != nil {
 			return err
 		}
-		defer c.Close()
-		ctx, cancel := o.opContext(cmd)
-		defer cancel()
+		defer done()
 		resp, err := c.Get(ctx, &paddockv1.GetRequest{Path: args[0], Read: opts})
 		if err != nil {
 			return err
@@ -195,13 +193,11 @@ func newTreeSetCmd(o *clientOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		c, err := o.dial(cmd)
+		c, ctx, done, err := o.connect(cmd)
 		if err != nil {
 			return err
 		}
-		defer c.Close()
-		ctx, cancel := o.opContext(cmd)
-		defer cancel()
+		defer done()
 		resp, err := c.Set(ctx, &paddockv1.SetRequest{Path: args[0], Data: data, Version: versionFlag(cmd, version)})
 		if err != nil {
 			return err
@@ -224,13 +220,11 @@ func newTreeRmCmd(o *clientOptions) *cobra.Command {
 	cmd.Flags().Int32Var(&version, "version", -1, "fail unless the znode is at this version (-1: any)")
 	cmd.Flags().BoolVar(&recursive, "recursive", false, "delete the znode's children too, in the same change")
 	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
-		c, err := o.dial(cmd)
+		c, ctx, done, err := o.connect(cmd)
 		if err != nil {
 			return err
 		}
-		defer c.Close()
-		ctx, cancel := o.opContext(cmd)
-		defer cancel()
+		defer done()
 		resp, err := c.Delete(ctx, &paddockv1.DeleteRequest{Path: args[0], Version: versionFlag(cmd, version), Recursive: recursive})
 		if err != nil {
 			return err
@@ -254,13 +248,11 @@ func newTreeLsCmd(o *clientOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		c, err := o.dial(cmd)
+		c, ctx, done, err := o.connect(cmd)
 		if err != nil {
 			return err
 		}
-		defer c.Close()
-		ctx, cancel := o.opContext(cmd)
-		defer cancel()
+		defer done()
 		resp, err := c.ListAll(ctx, &paddockv1.ListRequest{Path: args[0], Read: opts})
 		if err != nil {
 			return err
@@ -296,13 +288,11 @@ func newTreeStatCmd(o *clientOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		c, err := o.dial(cmd)
+		c, ctx, done, err := o.connect(cmd)
 		if err != nil {
 			return err
 		}
-		defer c.Close()
-		ctx, cancel := o.opContext(cmd)
-		defer cancel()
+		defer done()
 		resp, err := c.Exists(ctx, &paddockv1.ExistsRequest{Path: args[0], Read: opts})
 		if err != nil {
 			return err
