@@ -207,6 +207,9 @@ func decodeResult(cmd *raftv1.Command, pr *raftv1.ProposeResponse) (*fsm.Result,
 // (within ctx) for a leader to be known and registered.
 func (n *Node) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 	for {
+		if n.closing.Load() {
+			return nil, ErrShuttingDown
+		}
 		_, id := n.raft.LeaderWithID()
 		if id != "" && string(id) != n.cfg.ID {
 			if m, ok := n.fsm.Member(string(id)); ok && m.GetGrpcAddr() != "" {
@@ -225,10 +228,12 @@ func (n *Node) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 	}
 }
 
-// peerConns keeps one open gRPC connection per peer address.
+// peerConns keeps one open gRPC connection per peer address. Once closed
+// it hands out none: a connection opened then would never be closed.
 type peerConns struct {
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
+	closed bool
 }
 
 func newPeerConns() *peerConns { return &peerConns{conns: map[string]*grpc.ClientConn{}} }
@@ -236,6 +241,9 @@ func newPeerConns() *peerConns { return &peerConns{conns: map[string]*grpc.Clien
 func (p *peerConns) get(addr string) (*grpc.ClientConn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		return nil, ErrShuttingDown
+	}
 	if c, ok := p.conns[addr]; ok {
 		return c, nil
 	}
@@ -257,6 +265,7 @@ func (p *peerConns) close() {
 		c.Close()
 	}
 	p.conns = map[string]*grpc.ClientConn{}
+	p.closed = true
 }
 
 // MaxMessageSize is the gRPC message limit, set above fsm.MaxDataSize so

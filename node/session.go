@@ -61,6 +61,11 @@ func (n *Node) KeepAlive(ctx context.Context, id uint64) (time.Duration, error) 
 	if err != nil {
 		return 0, err
 	}
+	// A session's id is the index that opened it: once that is applied
+	// here, a follower lagging behind the leader knows its timeout too.
+	if err := n.waiter.wait(ctx, id); err != nil {
+		return 0, err
+	}
 	t, _ := n.fsm.SessionTimer(id)
 	return time.Duration(t.TimeoutMs) * time.Millisecond, nil
 }

@@ -1,0 +1,318 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paddock/paddock/fsm"
+	"github.com/paddock/paddock/node"
+)
+
+// ephemeralOn reports whether node i has path, owned by session.
+func (c *cluster) ephemeralOn(i int, path string, session uint64) error {
+	n := c.node(i)
+	_, st, err := n.FSM().Get(path)
+	if err != nil {
+		return fmt.Errorf("Get(%s) on %s: %w", path, n.ID(), err)
+	}
+	if st.GetEphemeralOwner() != session {
+		return fmt.Errorf("Get(%s) on %s: owner %d, want %d", path, n.ID(), st.GetEphemeralOwner(), session)
+	}
+	return nil
+}
+
+// goneEverywhere reports whether session and path are gone on every
+// running node.
+func (c *cluster) goneEverywhere(path string, session uint64) error {
+	for _, i := range c.running() {
+		n := c.node(i)
+		if _, err := n.FSM().Session(session); !errors.Is(err, fsm.ErrNoSession) {
+			return fmt.Errorf("session %d on %s: %v", session, n.ID(), err)
+		}
+		if _, _, err := n.FSM().Get(path); !errors.Is(err, fsm.ErrNoNode) {
+			return fmt.Errorf("Get(%s) on %s: err = %v, want ErrNoNode", path, n.ID(), err)
+		}
+	}
+	return nil
+}
+
+// keepAlive renews session id through n and checks the timeout it reports.
+func keepAlive(n *node.Node, id uint64, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	got, err := n.KeepAlive(ctx, id)
+	if err == nil && got != timeout {
+		return fmt.Errorf("KeepAlive(%d) on %s reports timeout %v, want %v", id, n.ID(), got, timeout)
+	}
+	return err
+}
+
+func TestSessionExpiresOneTimeoutAfterLastKeepalive(t *testing.T) {
+	const timeout = time.Second
+	c := newCluster(t, 3)
+	leader := c.WaitLeader(t)
+	f := c.followers(leader)[0]
+	id := mustOpenSession(t, c.node(f), timeout)
+	mustPropose(t, c.node(leader), ephemeralCmd("/eph", id))
+	term := c.node(leader).Raft().CurrentTerm()
+
+	// Keepalives on every node in turn, each a third of the timeout apart,
+	// for twice the timeout: the session lives on.
+	var last, lastDone time.Time
+	tick := time.NewTicker(timeout / 3)
+	defer tick.Stop()
+	for k := range 6 {
+		n := c.node(k % 3)
+		last = time.Now()
+		if err := keepAlive(n, id, timeout); err != nil {
+			t.Fatalf("KeepAlive on %s: %v", n.ID(), err)
+		}
+		lastDone = time.Now()
+		if err := c.ephemeralOn(leader, "/eph", id); err != nil {
+			t.Fatalf("after keepalive %d: %v", k, err)
+		}
+		<-tick.C
+	}
+
+	// The leader renewed the session after last: the ephemeral lives until
+	// at least last+timeout.
+	for time.Until(last.Add(timeout)) > 30*time.Millisecond {
+		for _, i := range c.running() {
+			if err := c.ephemeralOn(i, "/eph", id); err != nil {
+				t.Fatalf("%v after last keepalive, before the timeout %v: %v", time.Since(last), timeout, err)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// And it goes soon after lastDone+timeout.
+	bound := lastDone.Add(timeout + time.Second)
+	for {
+		err := c.goneEverywhere("/eph", id)
+		if err == nil {
+			break
+		}
+		if time.Now().After(bound) {
+			if c.node(leader).Raft().CurrentTerm() != term {
+				// A leader change restarts the clock from the last
+				// checkpoint: allow another timeout.
+				bound = bound.Add(timeout + time.Second)
+				term = 0
+				continue
+			}
+			t.Fatalf("%v after the last keepalive: %v", time.Since(lastDone), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestSessionsSurviveLeaderChanges(t *testing.T) {
+	const timeout = 2 * time.Second
+	c := newCluster(t, 3)
+	leader := c.WaitLeader(t)
+	ids := []uint64{
+		mustOpenSession(t, c.node(leader), timeout),
+		mustOpenSession(t, c.node(c.followers(leader)[0]), timeout),
+	}
+	for i, id := range ids {
+		mustPropose(t, c.node(leader), ephemeralCmd(fmt.Sprintf("/live-%d", i), id))
+	}
+
+	// A client per session: a keepalive every third of the timeout, on
+	// the next running node each time, retried at once on failure (a node
+	// may be between leaders or stopped).
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	for s, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			next := s
+			for {
+				for {
+					next++
+					n := c.node(next % 3)
+					if n != nil && keepAlive(n, id, timeout) == nil {
+						break
+					}
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(10 * time.Millisecond):
+					}
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(timeout / 3):
+				}
+			}
+		}()
+	}
+
+	// Leader change 1: a transfer.
+	c.transfer(t, c.followers(leader)[1])
+	second := c.WaitLeader(t)
+	// Leader change 2: the leader dies and comes back.
+	c.Stop(second)
+	third := c.WaitLeader(t)
+	c.Restart(second)
+	c.WaitLeader(t)
+	// Outlive two timeouts under the third leader.
+	deadline := time.Now().Add(2 * timeout)
+	for time.Now().Before(deadline) {
+		for i := range ids {
+			if err := c.ephemeralOn(third, fmt.Sprintf("/live-%d", i), ids[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	// Expiry is final: had a session expired at any point, its ephemeral
+	// would be gone everywhere.
+	c.converged(t)
+	for _, i := range c.running() {
+		for s, id := range ids {
+			if err := c.ephemeralOn(i, fmt.Sprintf("/live-%d", s), id); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+}
+
+// TestSessionExpiresDespiteLeaderChurn: leaders check-point the time idle
+// sessions have left, so moving leadership faster than the timeout cannot
+// keep a dead client's session alive (etcd#9888), nor end it early.
+func TestSessionExpiresDespiteLeaderChurn(t *testing.T) {
+	const timeout = 1500 * time.Millisecond
+	c := newCluster(t, 3)
+	leader := c.WaitLeader(t)
+	opening := time.Now() // the leader starts the clock after this
+	id := mustOpenSession(t, c.node(c.followers(leader)[0]), timeout)
+	mustPropose(t, c.node(leader), ephemeralCmd("/churn", id))
+	eventually(t, waitTimeout, func() error {
+		for _, i := range c.running() {
+			if err := c.ephemeralOn(i, "/churn", id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+
+	transfers := 0
+	nextTransfer := time.Now().Add(timeout / 2)
+	for {
+		gone := false
+		for _, i := range c.running() {
+			if _, err := c.node(i).FSM().Session(id); errors.Is(err, fsm.ErrNoSession) {
+				gone = true
+			}
+		}
+		now := time.Now()
+		if gone {
+			if now.Before(opening.Add(timeout)) {
+				t.Fatalf("session gone %v after it was opened, before its timeout %v (%d leader changes)", now.Sub(opening), timeout, transfers)
+			}
+			break
+		}
+		if now.After(opening.Add(3 * timeout)) {
+			t.Fatalf("session still alive %v after it was opened without keepalives, after %d leader changes", now.Sub(opening), transfers)
+		}
+		if now.After(nextTransfer) {
+			nextTransfer = nextTransfer.Add(timeout / 2)
+			l := c.WaitLeader(t)
+			// A transfer may time out on a loaded machine; the next
+			// one will try again.
+			if err := c.node(l).Raft().LeadershipTransfer().Error(); err != nil {
+				t.Logf("LeadershipTransfer: %v", err)
+			}
+			if c.WaitLeader(t) != l {
+				transfers++
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if transfers < 2 {
+		t.Fatalf("session expired after %d leader changes; the test needs at least 2", transfers)
+	}
+	eventually(t, waitTimeout, func() error { return c.goneEverywhere("/churn", id) })
+}
+
+// TestSessionOpenedByAbandonedProposalExpires: a session whose opening
+// proposal outlived its caller's context is still timed by the leader.
+func TestSessionOpenedByAbandonedProposalExpires(t *testing.T) {
+	const timeout = time.Second
+	c := newCluster(t, 3)
+	leader := c.WaitLeader(t)
+	c.Stop(c.followers(leader)[0])
+	ln := c.node(leader)
+
+	// The leader cannot replicate: the proposal is appended but does not
+	// commit before the caller gives up.
+	c.members[leader].trans.dropEntries("", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, _, err := ln.OpenSession(ctx, timeout)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("OpenSession while the leader cannot replicate: err = %v, want DeadlineExceeded", err)
+	}
+	c.members[leader].trans.dropEntries("", false)
+
+	var id uint64
+	eventually(t, waitTimeout, func() error {
+		ss := ln.FSM().Sessions()
+		if len(ss) != 1 {
+			return fmt.Errorf("%d sessions, want 1", len(ss))
+		}
+		id = ss[0].GetId()
+		return nil
+	})
+	if !c.node(leader).IsLeader() {
+		t.Fatal("leadership moved; the test needs it to stay")
+	}
+	created := time.Now()
+	eventually(t, timeout+2*time.Second, func() error {
+		if _, err := ln.FSM().Session(id); !errors.Is(err, fsm.ErrNoSession) {
+			return fmt.Errorf("session %d still open %v after it was applied: %v", id, time.Since(created), err)
+		}
+		return nil
+	})
+}
+
+// TestKeepAliveOnLaggingFollower: a keepalive answered by a follower that
+// has not yet applied the session's opening reports the session's real
+// timeout, never zero.
+func TestKeepAliveOnLaggingFollower(t *testing.T) {
+	const timeout = 2 * time.Second
+	c := newCluster(t, 3)
+	leader := c.WaitLeader(t)
+	lag := c.followers(leader)[0]
+	lt := c.members[leader].trans
+	lt.dropEntries(c.members[lag].addr, true)
+	id := mustOpenSession(t, c.node(leader), timeout) // committed with the other follower
+	if _, err := c.node(lag).FSM().Session(id); !errors.Is(err, fsm.ErrNoSession) {
+		t.Fatalf("lagging follower knows session %d: %v", id, err)
+	}
+
+	// While it lags, the follower answers late or not at all, never with
+	// a wrong timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	got, err := c.node(lag).KeepAlive(ctx, id)
+	cancel()
+	if err == nil && got != timeout {
+		t.Fatalf("KeepAlive on the lagging follower = %v, want %v", got, timeout)
+	}
+	// Once it catches up, it answers.
+	lt.dropEntries(c.members[lag].addr, false)
+	ctx, cancel = context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if got, err := c.node(lag).KeepAlive(ctx, id); err != nil || got != timeout {
+		t.Fatalf("KeepAlive on the follower = %v, %v; want %v", got, err, timeout)
+	}
+}
