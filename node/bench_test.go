@@ -81,7 +81,13 @@ func BenchmarkReadSerializable(b *testing.B) {
 
 func benchRead(b *testing.B, opts *paddockv1.ReadOptions) {
 	_, leader, follower := benchCluster(b)
-	mustPropose(b, leader, createCmd("/read", make([]byte, 128)))
+	res := mustPropose(b, leader, createCmd("/read", make([]byte, 128)))
+	// Both nodes must have applied the znode before a serializable read.
+	for _, n := range []*node.Node{leader, follower} {
+		if err := n.WaitRead(context.Background(), &paddockv1.ReadOptions{MinZxid: res.Index}); err != nil {
+			b.Fatal(err)
+		}
+	}
 	for _, via := range []struct {
 		name string
 		n    *node.Node
