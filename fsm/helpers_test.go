@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 
@@ -344,4 +345,9 @@ func checkInvariants(t testing.TB, f *FSM) {
 			}
 		}
 	}
+}
+
+// hasPrefixPath reports whether path is prefix or below it.
+func hasPrefixPath(path, prefix string) bool {
+	return path == prefix || strings.HasPrefix(path, prefix+"/")
 }

@@ -3,7 +3,6 @@ package fsm
 import (
 	"bytes"
 	"fmt"
-	"strings"
 
 	"github.com/google/btree"
 
@@ -81,8 +80,7 @@ type txn struct {
 	// eph lists the ephemeral index changes in the order the ops made
 	// them: a multi may create and then delete the same path, or the
 	// reverse, and only replaying them in order leaves the index right.
-	eph     []ephRef
-	changed bool
+	eph []ephRef
 }
 
 type ephRef struct {
@@ -97,7 +95,7 @@ func (t *txn) get(path string) *znode {
 	return n
 }
 
-func (t *txn) put(n *znode) { t.tree.ReplaceOrInsert(n); t.changed = true }
+func (t *txn) put(n *znode) { t.tree.ReplaceOrInsert(n) }
 
 func checkVersion(n *znode, want *int32) error {
 	if want == nil || *want == -1 || *want == n.version {
@@ -255,7 +253,6 @@ func (t *txn) delete(req *paddockv1.DeleteRequest) (*paddockv1.DeleteResponse, e
 		}
 		t.events = append(t.events, Event{Zxid: t.index, Type: EventDeleted, Path: p, PrevData: d.data})
 	}
-	t.changed = true
 	t.detach(n.parent)
 	return &paddockv1.DeleteResponse{Deleted: int32(len(doomed))}, nil
 }
@@ -432,9 +429,4 @@ func (f *FSM) Counts() (znodes, sessions int) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.tree.Len(), len(f.sessions)
-}
-
-// hasPrefixPath reports whether path is prefix or below it.
-func hasPrefixPath(path, prefix string) bool {
-	return path == prefix || strings.HasPrefix(path, prefix+"/")
 }
