@@ -82,6 +82,10 @@ type Command struct {
 	// time_unix_ms is the leader's wall time when it proposed the command;
 	// the state machine uses it instead of reading a clock.
 	TimeUnixMs int64 `protobuf:"varint,1,opt,name=time_unix_ms,json=timeUnixMs,proto3" json:"time_unix_ms,omitempty"`
+	// request_id, when set, makes the command idempotent: the state machine
+	// remembers recent ids with their results, and a command whose id it has
+	// seen returns the first result again without changing anything.
+	RequestId []byte `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// op is the operation.
 	//
 	// Types that are valid to be assigned to Op:
@@ -135,6 +139,13 @@ func (x *Command) GetTimeUnixMs() int64 {
 		return x.TimeUnixMs
 	}
 	return 0
+}
+
+func (x *Command) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
 }
 
 func (x *Command) GetOp() isCommand_Op {
@@ -610,10 +621,12 @@ var File_paddock_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_paddock_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dpaddock/raft/v1/command.proto\x12\x0fpaddock.raft.v1\x1a\x15paddock/v1/tree.proto\"\xdc\x04\n" +
+	"\x1dpaddock/raft/v1/command.proto\x12\x0fpaddock.raft.v1\x1a\x15paddock/v1/tree.proto\"\xfb\x04\n" +
 	"\aCommand\x12 \n" +
 	"\ftime_unix_ms\x18\x01 \x01(\x03R\n" +
-	"timeUnixMs\x123\n" +
+	"timeUnixMs\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\fR\trequestId\x123\n" +
 	"\x06create\x18\n" +
 	" \x01(\v2\x19.paddock.v1.CreateRequestH\x00R\x06create\x12*\n" +
 	"\x03set\x18\v \x01(\v2\x16.paddock.v1.SetRequestH\x00R\x03set\x123\n" +
