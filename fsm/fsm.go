@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -13,13 +14,19 @@ import (
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
 )
 
-// Result is what applying one entry produced: the entry's index, the
-// response (one of the paddock.v1 response messages, without header, or nil)
-// and the domain error, if the command failed and changed nothing.
+// Result is what applying one entry produced: the index of the entry that
+// made the change, the response (one of the paddock.v1 response messages,
+// without header, or nil) and the domain error, if the command failed and
+// changed nothing.
+//
+// A command whose request id the state machine has seen is Replayed: it
+// changed nothing, and Index, Resp and Err are those of the entry that
+// first carried the id, so the caller sees the original zxid.
 type Result struct {
-	Index uint64
-	Resp  proto.Message
-	Err   error
+	Index    uint64
+	Resp     proto.Message
+	Err      error
+	Replayed bool
 }
 
 // Sink receives what every applied batch changed. It is called after the
@@ -41,6 +48,8 @@ type FSM struct {
 	// ephemerals indexes the tree by owner; derived, never snapshotted.
 	ephemerals map[uint64]map[string]struct{}
 	members    map[string]*raftv1.RegisterMember
+	// requests remembers recent request ids and their results.
+	requests *requestTable
 
 	applied    atomic.Uint64
 	badEntries atomic.Uint64
@@ -64,6 +73,11 @@ func (f *FSM) reset() {
 	f.sessions = make(map[uint64]*session)
 	f.ephemerals = make(map[uint64]map[string]struct{})
 	f.members = make(map[string]*raftv1.RegisterMember)
+	limits := defaultRequestLimits
+	if f.requests != nil {
+		limits = f.requests.limits
+	}
+	f.requests = newRequestTable(limits)
 }
 
 // Apply applies one entry; raft uses ApplyBatch, this serves tests and
@@ -99,12 +113,24 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	return results
 }
 
-// applyEntry decodes and applies one command entry.
+// applyEntry decodes and applies one command entry. A command with a
+// request id seen within the window is replayed instead; otherwise its
+// result, success or domain failure, is remembered under the id. Bad
+// entries are not: they change nothing, the table included.
 func (f *FSM) applyEntry(index uint64, data []byte, events *[]Event) *Result {
 	var cmd raftv1.Command
 	if err := proto.Unmarshal(data, &cmd); err != nil {
 		f.badEntries.Add(1)
 		return &Result{Index: index, Err: fmt.Errorf("%w: index %d: %v", ErrBadEntry, index, err)}
+	}
+	id := cmd.GetRequestId()
+	if len(id) > 0 {
+		if err := checkRequestID(id); err != nil {
+			return &Result{Index: index, Err: err}
+		}
+		if r, ok := f.requests.lookup(id, cmd.GetTimeUnixMs()); ok {
+			return f.replay(index, &cmd, r)
+		}
 	}
 	resp, err := f.applyCommand(index, &cmd, events)
 	if err != nil {
@@ -113,7 +139,11 @@ func (f *FSM) applyEntry(index uint64, data []byte, events *[]Event) *Result {
 		// holding a nil pointer.
 		resp = nil
 	}
-	return &Result{Index: index, Resp: resp, Err: err}
+	res := &Result{Index: index, Resp: resp, Err: err}
+	if len(id) > 0 && !errors.Is(err, ErrBadEntry) {
+		f.remember(&cmd, res)
+	}
+	return res
 }
 
 // applyCommand dispatches on the operation. Each case is one domain method.
@@ -152,8 +182,8 @@ func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 // BadEntries counts entries rejected as undecodable or unknown.
 func (f *FSM) BadEntries() uint64 { return f.badEntries.Load() }
 
-// Snapshot captures the state in O(sessions + members): the tree is a
-// copy-on-write clone.
+// Snapshot captures the state in O(sessions + members + request ids): the
+// tree is a copy-on-write clone, request entries are shared (immutable).
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -171,6 +201,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.tree, f.sessions, f.ephemerals, f.members = fresh.tree, fresh.sessions, fresh.ephemerals, fresh.members
+	fresh.requests.limits = f.requests.limits
+	f.requests = fresh.requests
 	f.applied.Store(index)
 	f.mu.Unlock()
 	if f.sink != nil {

@@ -20,12 +20,13 @@ import (
 const snapshotFormat = 1
 
 // snapshot is an immutable view of the state: a tree clone and copies of
-// the (small) session and member tables.
+// the (small) session and member tables and of the request id queue.
 type snapshot struct {
 	index    uint64
 	tree     *btree.BTreeG[*znode]
 	sessions []session
 	members  []*raftv1.RegisterMember
+	requests []*request
 }
 
 // capture takes the view. Callers hold mu for writing: btree's Clone
@@ -38,12 +39,14 @@ func (f *FSM) capture() *snapshot {
 	for _, id := range slices.Sorted(maps.Keys(f.members)) {
 		s.members = append(s.members, f.members[id])
 	}
+	s.requests = f.requests.live()
 	return s
 }
 
 // Persist streams the view as length-delimited records: a header, the
-// znodes in tree order (a parent always before its children), sessions and
-// members.
+// znodes in tree order (a parent always before its children), sessions,
+// members and request ids (oldest first: the queue order replicas expire
+// them in).
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 	if err := s.write(sink); err != nil {
 		_ = sink.Cancel()
@@ -62,7 +65,7 @@ func (s *snapshot) write(w io.Writer) error {
 		return err
 	}
 	var err error
-	records := uint64(s.tree.Len() + len(s.sessions) + len(s.members))
+	records := uint64(s.tree.Len() + len(s.sessions) + len(s.members) + len(s.requests))
 	rec := &raftv1.SnapshotRecord{}
 	s.tree.Ascend(func(n *znode) bool {
 		rec.Record = &raftv1.SnapshotRecord_Znode{Znode: &raftv1.Znode{
@@ -88,6 +91,14 @@ func (s *snapshot) write(w io.Writer) error {
 	}
 	for _, m := range s.members {
 		rec.Record = &raftv1.SnapshotRecord_Member{Member: m}
+		if _, err := opts.MarshalTo(bw, rec); err != nil {
+			return err
+		}
+	}
+	for _, r := range s.requests {
+		rec.Record = &raftv1.SnapshotRecord_Request{Request: &raftv1.RequestRecord{
+			RequestId: []byte(r.id), Index: r.index, TimeUnixMs: r.timeMs, Op: r.op, Result: r.result,
+		}}
 		if _, err := opts.MarshalTo(bw, rec); err != nil {
 			return err
 		}
@@ -138,6 +149,10 @@ func (f *FSM) readSnapshot(r io.Reader) (uint64, error) {
 			f.sessions[s.GetId()] = &session{id: s.GetId(), timeoutMs: s.GetTimeoutMs(), ctime: s.GetCtime(), remainingMs: s.GetRemainingMs()}
 		case *raftv1.SnapshotRecord_Member:
 			f.members[r.Member.GetId()] = r.Member
+		case *raftv1.SnapshotRecord_Request:
+			if err := f.loadRequest(r.Request); err != nil {
+				return 0, err
+			}
 		case *raftv1.SnapshotRecord_End:
 			if r.End.GetRecords() != records {
 				return 0, fmt.Errorf("fsm: snapshot ends after %d records, read %d", r.End.GetRecords(), records)
@@ -190,10 +205,12 @@ func (f *FSM) loadZnode(z *raftv1.Znode) error {
 	return nil
 }
 
-// StateHash is a digest of the whole state (the snapshot stream), for
-// checking that replicas that applied the same log agree. It leaves out the
-// applied index (compare AppliedIndex for that), so an entry that changes
-// nothing, a failed command or a barrier, leaves the digest as it was.
+// StateHash is a digest of the whole state (the snapshot stream, request
+// id table included), for checking that replicas that applied the same log
+// agree. It leaves out the applied index (compare AppliedIndex for that),
+// so an entry that changes nothing, a barrier or a failed command without
+// a request id, leaves the digest as it was. (A failed command with an id
+// changes the table: a retry must get the same failure.)
 func (f *FSM) StateHash() [32]byte {
 	f.mu.Lock()
 	s := f.capture()

@@ -12,6 +12,9 @@ import (
 // maxData is the node's value limit (at most MaxDataSize). Apply runs the
 // same checks again: the log is the authority.
 func CheckCommand(cmd *raftv1.Command, maxData int) error {
+	if err := checkRequestID(cmd.GetRequestId()); err != nil {
+		return err
+	}
 	switch op := cmd.GetOp().(type) {
 	case *raftv1.Command_Create:
 		return checkCreate(op.Create, maxData)

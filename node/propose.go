@@ -16,8 +16,25 @@ import (
 
 	"github.com/paddock/paddock/fsm"
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
-	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
+
+type requestIDKey struct{}
+
+// WithRequestID returns ctx carrying a client's request id. The command
+// Propose makes from ctx carries it, and the state machine applies a
+// command with a given id at most once within fsm.RequestIDWindow: a retry,
+// on any node, gets the first result (and zxid) back and changes nothing.
+// One id names one command: code that proposes several commands for one
+// request must not hand them all the same ctx.
+func WithRequestID(ctx context.Context, id []byte) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID returns the request id ctx carries, nil if none.
+func RequestID(ctx context.Context) []byte {
+	id, _ := ctx.Value(requestIDKey{}).([]byte)
+	return id
+}
 
 func barrierCommand() *raftv1.Command {
 	return &raftv1.Command{Op: &raftv1.Command_Barrier{Barrier: &raftv1.Barrier{}}}
@@ -25,8 +42,13 @@ func barrierCommand() *raftv1.Command {
 
 // Propose applies cmd through raft, on the leader or forwarded to it, and
 // returns the state machine's result. A domain failure is returned both
-// in the Result and as the error.
+// in the Result and as the error. The request id of ctx (WithRequestID),
+// if any, goes into a cmd that has none, and travels with it when it is
+// forwarded.
 func (n *Node) Propose(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
+	if id := RequestID(ctx); len(id) > 0 && len(cmd.GetRequestId()) == 0 {
+		cmd.RequestId = id
+	}
 	if err := n.validate(cmd); err != nil {
 		return nil, err
 	}
@@ -80,8 +102,9 @@ func (n *Node) proposeLocal(ctx context.Context, cmd *raftv1.Command) (*fsm.Resu
 		defer n.ops.Done()
 		// The tracker learns of every session this leader opens or
 		// closes, also when the caller stopped waiting for the outcome.
+		// A replayed command opened or closed nothing.
 		if f.Error() == nil {
-			if res, ok := f.Response().(*fsm.Result); ok {
+			if res, ok := f.Response().(*fsm.Result); ok && !res.Replayed {
 				n.sessions.applied(cmd, res)
 			}
 		}
@@ -147,58 +170,14 @@ func fromPeer(err error) error {
 	return err
 }
 
-// response returns an empty response message of the type cmd produces.
-func response(cmd *raftv1.Command) proto.Message {
-	switch cmd.GetOp().(type) {
-	case *raftv1.Command_Create:
-		return &paddockv1.CreateResponse{}
-	case *raftv1.Command_Set:
-		return &paddockv1.SetResponse{}
-	case *raftv1.Command_Delete:
-		return &paddockv1.DeleteResponse{}
-	case *raftv1.Command_Multi:
-		return &paddockv1.MultiResponse{}
-	case *raftv1.Command_OpenSession:
-		return &paddockv1.OpenSessionResponse{}
-	case *raftv1.Command_CloseSession:
-		return &paddockv1.CloseSessionResponse{}
-	}
-	return nil
-}
+// encodeResult is res in the wire form the leader answers a forward with.
+func encodeResult(res *fsm.Result) (*raftv1.ProposeResponse, error) { return fsm.EncodeResult(res) }
 
-func encodeResult(res *fsm.Result) (*raftv1.ProposeResponse, error) {
-	out := &raftv1.ProposeResponse{Index: res.Index, FailedOp: -1}
-	if res.Err != nil {
-		out.ErrorCode = fsm.ErrorCode(res.Err)
-		out.ErrorMessage = res.Err.Error()
-		var me *fsm.MultiError
-		if errors.As(res.Err, &me) {
-			out.FailedOp = int32(me.Index)
-			out.ErrorMessage = me.Err.Error()
-		}
-		return out, nil
-	}
-	if res.Resp != nil {
-		b, err := proto.Marshal(res.Resp)
-		if err != nil {
-			return nil, err
-		}
-		out.Response = b
-	}
-	return out, nil
-}
-
+// decodeResult rebuilds the leader's answer to a forwarded cmd.
 func decodeResult(cmd *raftv1.Command, pr *raftv1.ProposeResponse) (*fsm.Result, error) {
-	res := &fsm.Result{Index: pr.GetIndex()}
-	if err := fsm.DecodeError(pr.GetErrorCode(), pr.GetErrorMessage(), pr.GetFailedOp()); err != nil {
-		res.Err = err
-		return res, nil
-	}
-	if m := response(cmd); m != nil {
-		if err := proto.Unmarshal(pr.GetResponse(), m); err != nil {
-			return nil, fmt.Errorf("node: decode leader response: %w", err)
-		}
-		res.Resp = m
+	res, err := fsm.DecodeResult(cmd, pr)
+	if err != nil {
+		return nil, fmt.Errorf("node: decode leader response: %w", err)
 	}
 	return res, nil
 }

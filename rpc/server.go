@@ -24,7 +24,7 @@ func NewServer(n *node.Node, opts ...grpc.ServerOption) *grpc.Server {
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			_ = grpc.SetHeader(ctx, served)
 			return h(ctx, req)
-		}),
+		}, requestIDInterceptor),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			_ = ss.SetHeader(served)
 			return h(srv, ss)

@@ -296,6 +296,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Session
 	//	*SnapshotRecord_Member
 	//	*SnapshotRecord_End
+	//	*SnapshotRecord_Request
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -374,6 +375,15 @@ func (x *SnapshotRecord) GetEnd() *SnapshotEnd {
 	return nil
 }
 
+func (x *SnapshotRecord) GetRequest() *RequestRecord {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Request); ok {
+			return x.Request
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -398,6 +408,12 @@ type SnapshotRecord_End struct {
 	End *SnapshotEnd `protobuf:"bytes,4,opt,name=end,proto3,oneof"`
 }
 
+type SnapshotRecord_Request struct {
+	// request is a remembered request id; requests come in apply order,
+	// oldest first.
+	Request *RequestRecord `protobuf:"bytes,5,opt,name=request,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Znode) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Session) isSnapshotRecord_Record() {}
@@ -405,6 +421,93 @@ func (*SnapshotRecord_Session) isSnapshotRecord_Record() {}
 func (*SnapshotRecord_Member) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_End) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_Request) isSnapshotRecord_Record() {}
+
+// RequestRecord is one entry of the state machine's request id table: a
+// command that carried a request id, and the result it produced, which a
+// retry of the same id gets again.
+type RequestRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// request_id is the client's request id.
+	RequestId []byte `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// index is the raft index of the entry that applied the command.
+	Index uint64 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	// time_unix_ms is the command's time, which expires the entry.
+	TimeUnixMs int64 `protobuf:"varint,3,opt,name=time_unix_ms,json=timeUnixMs,proto3" json:"time_unix_ms,omitempty"`
+	// op is the number of the Command op field the command carried; a retry
+	// with another operation is refused.
+	Op int32 `protobuf:"varint,4,opt,name=op,proto3" json:"op,omitempty"`
+	// result is the command's result as an encoded ProposeResponse.
+	Result        []byte `protobuf:"bytes,5,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestRecord) Reset() {
+	*x = RequestRecord{}
+	mi := &file_paddock_raft_v1_snapshot_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestRecord) ProtoMessage() {}
+
+func (x *RequestRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_snapshot_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestRecord.ProtoReflect.Descriptor instead.
+func (*RequestRecord) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_snapshot_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RequestRecord) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+func (x *RequestRecord) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *RequestRecord) GetTimeUnixMs() int64 {
+	if x != nil {
+		return x.TimeUnixMs
+	}
+	return 0
+}
+
+func (x *RequestRecord) GetOp() int32 {
+	if x != nil {
+		return x.Op
+	}
+	return 0
+}
+
+func (x *RequestRecord) GetResult() []byte {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
 
 // SnapshotEnd closes a snapshot stream with the number of records before it.
 type SnapshotEnd struct {
@@ -417,7 +520,7 @@ type SnapshotEnd struct {
 
 func (x *SnapshotEnd) Reset() {
 	*x = SnapshotEnd{}
-	mi := &file_paddock_raft_v1_snapshot_proto_msgTypes[4]
+	mi := &file_paddock_raft_v1_snapshot_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +532,7 @@ func (x *SnapshotEnd) String() string {
 func (*SnapshotEnd) ProtoMessage() {}
 
 func (x *SnapshotEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_raft_v1_snapshot_proto_msgTypes[4]
+	mi := &file_paddock_raft_v1_snapshot_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +545,7 @@ func (x *SnapshotEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotEnd.ProtoReflect.Descriptor instead.
 func (*SnapshotEnd) Descriptor() ([]byte, []int) {
-	return file_paddock_raft_v1_snapshot_proto_rawDescGZIP(), []int{4}
+	return file_paddock_raft_v1_snapshot_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SnapshotEnd) GetRecords() uint64 {
@@ -478,13 +581,22 @@ const file_paddock_raft_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"timeout_ms\x18\x02 \x01(\x03R\ttimeoutMs\x12\x14\n" +
 	"\x05ctime\x18\x03 \x01(\x03R\x05ctime\x12!\n" +
-	"\fremaining_ms\x18\x04 \x01(\x03R\vremainingMs\"\xf3\x01\n" +
+	"\fremaining_ms\x18\x04 \x01(\x03R\vremainingMs\"\xaf\x02\n" +
 	"\x0eSnapshotRecord\x12.\n" +
 	"\x05znode\x18\x01 \x01(\v2\x16.paddock.raft.v1.ZnodeH\x00R\x05znode\x12:\n" +
 	"\asession\x18\x02 \x01(\v2\x1e.paddock.raft.v1.SessionRecordH\x00R\asession\x129\n" +
 	"\x06member\x18\x03 \x01(\v2\x1f.paddock.raft.v1.RegisterMemberH\x00R\x06member\x120\n" +
-	"\x03end\x18\x04 \x01(\v2\x1c.paddock.raft.v1.SnapshotEndH\x00R\x03endB\b\n" +
-	"\x06record\"'\n" +
+	"\x03end\x18\x04 \x01(\v2\x1c.paddock.raft.v1.SnapshotEndH\x00R\x03end\x12:\n" +
+	"\arequest\x18\x05 \x01(\v2\x1e.paddock.raft.v1.RequestRecordH\x00R\arequestB\b\n" +
+	"\x06record\"\x8e\x01\n" +
+	"\rRequestRecord\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\fR\trequestId\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12 \n" +
+	"\ftime_unix_ms\x18\x03 \x01(\x03R\n" +
+	"timeUnixMs\x12\x0e\n" +
+	"\x02op\x18\x04 \x01(\x05R\x02op\x12\x16\n" +
+	"\x06result\x18\x05 \x01(\fR\x06result\"'\n" +
 	"\vSnapshotEnd\x12\x18\n" +
 	"\arecords\x18\x01 \x01(\x04R\arecordsB9Z7github.com/paddock/paddock/proto/paddock/raft/v1;raftv1b\x06proto3"
 
@@ -500,25 +612,27 @@ func file_paddock_raft_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_paddock_raft_v1_snapshot_proto_rawDescData
 }
 
-var file_paddock_raft_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_paddock_raft_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_paddock_raft_v1_snapshot_proto_goTypes = []any{
 	(*SnapshotHeader)(nil), // 0: paddock.raft.v1.SnapshotHeader
 	(*Znode)(nil),          // 1: paddock.raft.v1.Znode
 	(*SessionRecord)(nil),  // 2: paddock.raft.v1.SessionRecord
 	(*SnapshotRecord)(nil), // 3: paddock.raft.v1.SnapshotRecord
-	(*SnapshotEnd)(nil),    // 4: paddock.raft.v1.SnapshotEnd
-	(*RegisterMember)(nil), // 5: paddock.raft.v1.RegisterMember
+	(*RequestRecord)(nil),  // 4: paddock.raft.v1.RequestRecord
+	(*SnapshotEnd)(nil),    // 5: paddock.raft.v1.SnapshotEnd
+	(*RegisterMember)(nil), // 6: paddock.raft.v1.RegisterMember
 }
 var file_paddock_raft_v1_snapshot_proto_depIdxs = []int32{
 	1, // 0: paddock.raft.v1.SnapshotRecord.znode:type_name -> paddock.raft.v1.Znode
 	2, // 1: paddock.raft.v1.SnapshotRecord.session:type_name -> paddock.raft.v1.SessionRecord
-	5, // 2: paddock.raft.v1.SnapshotRecord.member:type_name -> paddock.raft.v1.RegisterMember
-	4, // 3: paddock.raft.v1.SnapshotRecord.end:type_name -> paddock.raft.v1.SnapshotEnd
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	6, // 2: paddock.raft.v1.SnapshotRecord.member:type_name -> paddock.raft.v1.RegisterMember
+	5, // 3: paddock.raft.v1.SnapshotRecord.end:type_name -> paddock.raft.v1.SnapshotEnd
+	4, // 4: paddock.raft.v1.SnapshotRecord.request:type_name -> paddock.raft.v1.RequestRecord
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_paddock_raft_v1_snapshot_proto_init() }
@@ -532,6 +646,7 @@ func file_paddock_raft_v1_snapshot_proto_init() {
 		(*SnapshotRecord_Session)(nil),
 		(*SnapshotRecord_Member)(nil),
 		(*SnapshotRecord_End)(nil),
+		(*SnapshotRecord_Request)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -539,7 +654,7 @@ func file_paddock_raft_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_paddock_raft_v1_snapshot_proto_rawDesc), len(file_paddock_raft_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,270 @@
+package fsm
+
+import (
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
+)
+
+// Limits of the request id table. Like the other limits they are constants,
+// not settings: every replica must expire and evict the same entries at the
+// same entries, or their states (and the results of retries) would differ.
+const (
+	// MaxRequestIDLength is the longest request id accepted, in bytes.
+	MaxRequestIDLength = 64
+	// RequestIDWindow is how long a request id is remembered, measured in
+	// command time: an entry is forgotten once a later command's time is
+	// more than the window past its own. A client retries within it.
+	RequestIDWindow = 5 * time.Minute
+	// MaxRequestIDs caps the entries kept; the oldest go first.
+	MaxRequestIDs = 100_000
+	// MaxRequestIDBytes caps the ids and encoded results kept, with
+	// requestOverhead counted per entry; the oldest go first.
+	MaxRequestIDBytes = 64 << 20
+	// maxReplayResult is the largest encoded result kept. A larger one (a
+	// huge Multi, already too large for a gRPC response) is replaced by an
+	// ErrTooLarge error naming the index that applied the command, so a
+	// retry still applies nothing and the snapshot records stay bounded.
+	maxReplayResult = MaxDataSize
+	// requestOverhead is what an entry costs besides its id and result.
+	requestOverhead = 96
+)
+
+// opField is the Command oneof that names the operation.
+var opField = (&raftv1.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("op")
+
+// opNumber is the field number of cmd's operation, 0 if it has none.
+func opNumber(cmd *raftv1.Command) int32 {
+	fd := cmd.ProtoReflect().WhichOneof(opField)
+	if fd == nil {
+		return 0
+	}
+	return int32(fd.Number())
+}
+
+// opName names an operation number for error messages.
+func opName(n int32) string {
+	if fd := opField.Fields().ByNumber(protoreflect.FieldNumber(n)); fd != nil {
+		return string(fd.Name())
+	}
+	return fmt.Sprintf("op %d", n)
+}
+
+// checkRequestID checks the size of a command's request id (empty means
+// none).
+func checkRequestID(id []byte) error {
+	if len(id) > MaxRequestIDLength {
+		return fmt.Errorf("%w: request id of %d bytes, limit %d", ErrBadArgument, len(id), MaxRequestIDLength)
+	}
+	return nil
+}
+
+// request is one entry of the table. It is never modified once added, so
+// a snapshot may share it.
+type request struct {
+	id     string
+	index  uint64
+	timeMs int64
+	op     int32
+	// result is the encoded ProposeResponse: bytes, not messages, so that
+	// a replay hands out fresh messages and the table stays compact.
+	result []byte
+}
+
+func (r *request) size() int { return len(r.id) + len(r.result) + requestOverhead }
+
+// requestLimits bound the table; tests lower them.
+type requestLimits struct {
+	windowMs   int64
+	maxEntries int
+	maxBytes   int
+}
+
+var defaultRequestLimits = requestLimits{
+	windowMs:   RequestIDWindow.Milliseconds(),
+	maxEntries: MaxRequestIDs,
+	maxBytes:   MaxRequestIDBytes,
+}
+
+// requestTable remembers, for recent commands that carried a request id,
+// the result they produced. Entries are queued in apply order, which is
+// the order they expire and are evicted in.
+//
+// A command whose id is in the table and not expired is replayed: it gets
+// the first result again and changes nothing. Expiry and eviction happen
+// only when an entry is added, judged by the adding command's time and
+// the table's contents, both the same on every replica; commands without
+// an id never touch the table.
+type requestTable struct {
+	limits requestLimits
+	byID   map[string]*request
+	// queue holds entries oldest first from head on. A slot whose entry
+	// is no longer byID's (an expired id that was used again) is dead and
+	// is skipped; dead slots never change what the table decides.
+	queue []*request
+	head  int
+	bytes int
+}
+
+func newRequestTable(limits requestLimits) *requestTable {
+	return &requestTable{limits: limits, byID: make(map[string]*request)}
+}
+
+// expired reports whether r is past the window at time now. A command
+// time before r's (a new leader whose clock is behind) expires nothing.
+func (t *requestTable) expired(r *request, now int64) bool {
+	return now-r.timeMs > t.limits.windowMs
+}
+
+// lookup returns the live entry for id at time now.
+func (t *requestTable) lookup(id []byte, now int64) (*request, bool) {
+	r, ok := t.byID[string(id)]
+	if !ok || t.expired(r, now) {
+		return nil, false
+	}
+	return r, true
+}
+
+// front returns the oldest live entry, dropping dead slots before it.
+func (t *requestTable) front() *request {
+	for t.head < len(t.queue) {
+		r := t.queue[t.head]
+		if t.byID[r.id] == r {
+			return r
+		}
+		t.pop()
+	}
+	return nil
+}
+
+// pop removes the head slot, compacting the queue once half of it is
+// spent so its memory follows the live entries.
+func (t *requestTable) pop() {
+	t.queue[t.head] = nil
+	t.head++
+	if t.head == len(t.queue) {
+		t.queue, t.head = t.queue[:0], 0
+	} else if t.head >= 1024 && t.head*2 >= len(t.queue) {
+		n := copy(t.queue, t.queue[t.head:])
+		clear(t.queue[n:])
+		t.queue, t.head = t.queue[:n], 0
+	}
+}
+
+func (t *requestTable) remove(r *request) {
+	delete(t.byID, r.id)
+	t.bytes -= r.size()
+}
+
+// add remembers r, first dropping the entries that are expired at r's
+// time and then the oldest until r fits the caps.
+func (t *requestTable) add(r *request) {
+	for f := t.front(); f != nil; f = t.front() {
+		if !t.expired(f, r.timeMs) && len(t.byID) < t.limits.maxEntries && t.bytes+r.size() <= t.limits.maxBytes {
+			break
+		}
+		t.remove(f)
+		t.pop()
+	}
+	if old, ok := t.byID[r.id]; ok {
+		// An expired entry behind a younger head: its slot goes dead.
+		t.remove(old)
+	}
+	t.load(r)
+}
+
+// load appends r without pruning: Restore uses it to rebuild the table as
+// the snapshot had it.
+func (t *requestTable) load(r *request) {
+	t.byID[r.id] = r
+	t.queue = append(t.queue, r)
+	t.bytes += r.size()
+}
+
+// live returns the live entries, oldest first.
+func (t *requestTable) live() []*request {
+	out := make([]*request, 0, len(t.byID))
+	for _, r := range t.queue[t.head:] {
+		if t.byID[r.id] == r {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// replay returns the result the command first produced, with the index of
+// the entry that applied it (so the caller sees the original zxid). A
+// retry with another operation is refused and changes nothing.
+func (f *FSM) replay(index uint64, cmd *raftv1.Command, r *request) *Result {
+	if op := opNumber(cmd); op != r.op {
+		return &Result{Index: index, Err: fmt.Errorf("%w: request id %q was used for %s at index %d, not for %s",
+			ErrBadArgument, r.id, opName(r.op), r.index, opName(op))}
+	}
+	var pr raftv1.ProposeResponse
+	err := proto.Unmarshal(r.result, &pr)
+	var res *Result
+	if err == nil {
+		res, err = DecodeResult(cmd, &pr)
+	}
+	if err != nil {
+		// Restore checked every result; this is a bug, not bad input.
+		return &Result{Index: index, Err: fmt.Errorf("%w: request id %q: stored result: %v", ErrBadEntry, r.id, err)}
+	}
+	res.Index = r.index
+	res.Replayed = true
+	return res
+}
+
+// remember adds the result of a command that carried a request id.
+func (f *FSM) remember(cmd *raftv1.Command, res *Result) {
+	pr, err := EncodeResult(res)
+	var b []byte
+	if err == nil {
+		b, err = proto.MarshalOptions{Deterministic: true}.Marshal(pr)
+	}
+	if err != nil || len(b) > maxReplayResult {
+		msg := fmt.Sprintf("%v: result of request id %q, applied at index %d, is too large to replay", ErrTooLarge, cmd.GetRequestId(), res.Index)
+		if err != nil {
+			msg = fmt.Sprintf("%v: result of request id %q, applied at index %d, cannot be kept: %v", ErrTooLarge, cmd.GetRequestId(), res.Index, err)
+		}
+		b, _ = proto.Marshal(&raftv1.ProposeResponse{
+			Index: res.Index, ErrorCode: raftv1.ErrorCode_ERROR_CODE_TOO_LARGE, ErrorMessage: msg, FailedOp: -1,
+		})
+	}
+	f.requests.add(&request{
+		id: string(cmd.GetRequestId()), index: res.Index, timeMs: cmd.GetTimeUnixMs(), op: opNumber(cmd), result: b,
+	})
+}
+
+// loadRequest adds a snapshot's request record, checking it the way Apply
+// would have made it.
+func (f *FSM) loadRequest(rec *raftv1.RequestRecord) error {
+	id := rec.GetRequestId()
+	if len(id) == 0 {
+		return fmt.Errorf("fsm: snapshot: request record without an id")
+	}
+	if err := checkRequestID(id); err != nil {
+		return fmt.Errorf("fsm: snapshot: %w", err)
+	}
+	if _, dup := f.requests.byID[string(id)]; dup {
+		return fmt.Errorf("fsm: snapshot: request id %q appears twice", id)
+	}
+	if err := proto.Unmarshal(rec.GetResult(), &raftv1.ProposeResponse{}); err != nil {
+		return fmt.Errorf("fsm: snapshot: request id %q: result: %w", id, err)
+	}
+	f.requests.load(&request{
+		id: string(id), index: rec.GetIndex(), timeMs: rec.GetTimeUnixMs(), op: rec.GetOp(), result: rec.GetResult(),
+	})
+	return nil
+}
+
+// RequestIDs is the number of request ids remembered.
+func (f *FSM) RequestIDs() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return len(f.requests.byID)
+}
