@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -192,6 +193,9 @@ type logGen struct {
 
 var genNames = []string{"a", "b", "c", "d"}
 
+// genRequestIDs is the pool of request ids logGen draws from.
+const genRequestIDs = 100
+
 func (g *logGen) path() string {
 	if g.rng.IntN(40) == 0 {
 		return []string{"/a//b", "/a/", "", "/paddock/x", "/paddock", "rel", "/a/.."}[g.rng.IntN(7)]
@@ -332,6 +336,13 @@ func (g *logGen) next() *raft.Log {
 	default:
 		cmd = cmdSet("/"+genNames[g.rng.IntN(len(genNames))], g.data(), nil)
 	}
+	// A third of the commands carry a request id from a small pool, so
+	// the log has replays, ids reused for other operations, expiry (the
+	// pool comes round slower than the window at times) and eviction
+	// under a lowered cap.
+	if g.rng.IntN(3) == 0 {
+		cmd.RequestId = fmt.Appendf(nil, "req-%d", g.rng.IntN(genRequestIDs))
+	}
 	return &raft.Log{Index: g.index, Type: raft.LogCommand, Data: encode(g.t, cmd, g.index)}
 }
 
@@ -352,18 +363,26 @@ func TestDeterminism(t *testing.T) {
 	logs := randomLog(t, 42, n)
 	s1, s2 := &recordingSink{}, &recordingSink{}
 	f1, f2 := New(s1), New(s2)
+	for _, f := range []*FSM{f1, f2} {
+		f.requests.limits = requestLimits{windowMs: 200_000, maxEntries: 50, maxBytes: 8 << 10}
+	}
 	var r1, r2 []*resultView
 	codes := map[raftv1.ErrorCode]int{}
+	replays := 0
 
 	rng := rand.New(rand.NewPCG(7, 11))
 	for i := 0; i < n; {
 		size := min(1+rng.IntN(200), n-i)
 		chunk := logs[i : i+size]
 		for _, l := range chunk {
-			v := viewResult(f1.Apply(l))
+			r := f1.Apply(l)
+			v := viewResult(r)
 			r1 = append(r1, v)
 			if v != nil {
 				codes[v.Code]++
+			}
+			if res, ok := r.(*Result); ok && res.Replayed {
+				replays++
 			}
 		}
 		for _, r := range f2.ApplyBatch(chunk) {
@@ -402,8 +421,15 @@ func TestDeterminism(t *testing.T) {
 	if len(codes) < 9 {
 		t.Errorf("the log produced %d kinds of result (%v), want at least 9", len(codes), codes)
 	}
+	if replays < 50 {
+		t.Errorf("%d entries replayed a request id, want at least 50", replays)
+	}
+	if a, b := f1.RequestIDs(), f2.RequestIDs(); a != b || a == 0 || a > 50 {
+		t.Errorf("RequestIDs() = %d, %d, want equal, in [1, 50]", a, b)
+	}
 	znodes, sessions := f1.Counts()
-	t.Logf("after %d entries: %d znodes, %d sessions, results by code %v", n, znodes, sessions, codes)
+	t.Logf("after %d entries: %d znodes, %d sessions, %d request ids, %d replays, results by code %v",
+		n, znodes, sessions, f1.RequestIDs(), replays, codes)
 }
 
 // TestConcurrentReads runs reads, state hashes and snapshot persists from
@@ -456,7 +482,8 @@ const fuzzSession = 1
 // fuzzBase builds a small state for fuzzed entries to act on:
 //
 //	session 1; /a "a"; /a/b "b"; /e ephemeral of 1; /seq with counter 1;
-//	/seq/n-0000000000 ephemeral of 1; member n1.
+//	/seq/n-0000000000 ephemeral of 1; member n1; /r created with request
+//	id "r1".
 func fuzzBase(t testing.TB) *harness {
 	h := newHarness(t)
 	if id := h.openSession(10_000); id != fuzzSession {
@@ -468,6 +495,7 @@ func fuzzBase(t testing.TB) *harness {
 	h.mustCreate("/seq", "")
 	h.must(cmdEphemeral("/seq/n-", fuzzSession, true))
 	h.must(cmdRegister("n1", "n1:9000"))
+	h.must(withID(cmdCreate("/r", nil), "r1"))
 	return h
 }
 
@@ -503,6 +531,11 @@ func fuzzSeeds() []*raftv1.Command {
 		cmdRegister("", ""),
 		cmdBarrier(),
 		{},
+		withID(cmdCreate("/r", nil), "r1"),
+		withID(cmdSet("/r", nil, nil), "r1"),
+		withID(cmdCreate("/a/b", nil), "r2"),
+		withID(cmdCreate("/r2", nil), "r2"),
+		withID(cmdBarrier(), strings.Repeat("r", MaxRequestIDLength+1)),
 	}
 }
 
@@ -521,10 +554,24 @@ func FuzzApplyEntry(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h := fuzzBase(t)
 		before, bad := h.f.StateHash(), h.f.BadEntries()
+		beforeTree, ids := hashWithoutRequests(h.f), h.f.RequestIDs()
 		res := h.applyRaw(data)
+		// A failure changes nothing but, when it carried a request id, the
+		// table (which remembers it, expiring or evicting older ids); a
+		// replay changes nothing at all.
+		var cmd raftv1.Command
+		hasID := proto.Unmarshal(data, &cmd) == nil && len(cmd.GetRequestId()) > 0
+		switch {
+		case h.f.RequestIDs() > ids+1:
+			t.Fatalf("Apply(%x) = %v took RequestIDs() from %d to %d", data, res.Err, ids, h.f.RequestIDs())
+		case res.Replayed && h.f.StateHash() != before:
+			t.Fatalf("Apply(%x) replayed and changed the state", data)
+		case res.Err != nil && !hasID && h.f.StateHash() != before:
+			t.Fatalf("Apply(%x) = %v and changed the state hash", data, res.Err)
+		}
 		if res.Err != nil {
-			if h.f.StateHash() != before {
-				t.Fatalf("Apply(%x) = %v and changed the state hash", data, res.Err)
+			if hashWithoutRequests(h.f) != beforeTree {
+				t.Fatalf("Apply(%x) = %v and changed the state", data, res.Err)
 			}
 			if res.Resp != nil {
 				t.Fatalf("Apply(%x) = %v with a response %v", data, res.Err, res.Resp)

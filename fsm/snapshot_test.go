@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 	"testing/iotest"
 
@@ -28,6 +29,7 @@ type stateDump struct {
 	Timers   []SessionTimer
 	Members  []*raftv1.RegisterMember
 	Znodes   int
+	Requests int
 }
 
 type nodeDump struct {
@@ -43,6 +45,7 @@ func dump(t testing.TB, f *FSM) stateDump {
 	d := stateDump{
 		Hash: f.StateHash(), Applied: f.AppliedIndex(), Nodes: map[string]nodeDump{},
 		Sessions: f.Sessions(), Timers: f.SessionTimers(), Members: f.Members(),
+		Requests: f.RequestIDs(),
 	}
 	d.Znodes, _ = f.Counts()
 	queue := []string{"/"}
@@ -77,7 +80,8 @@ func dump(t testing.TB, f *FSM) stateDump {
 
 // snapshotState builds varied state: nested nodes, binary and empty data,
 // sequential counters with gaps, sessions with ephemerals and checkpoints,
-// members, a bad entry, and a configuration entry last.
+// members, request ids (of a success, a failure, a multi), a bad entry,
+// and a configuration entry last.
 func snapshotState(t *testing.T) (h *harness, s1, s2, s3 uint64) {
 	t.Helper()
 	h = newHarness(t)
@@ -107,6 +111,11 @@ func snapshotState(t *testing.T) (h *harness, s1, s2, s3 uint64) {
 	h.must(cmdRegister("n1", "n1:1"))
 	h.must(cmdRegister("n2", "n2:1"))
 	h.must(cmdRegister("n1", "n1:2"))
+	h.must(withID(cmdCreate("/req", []byte("r")), "snap-1"))
+	if res := h.apply(withID(cmdCreate("/req", nil), "snap-2")); !errors.Is(res.Err, ErrNodeExists) {
+		t.Fatalf("fixture: create /req again error = %v, want %v", res.Err, ErrNodeExists)
+	}
+	h.must(withID(cmdMulti(opCreate(&paddockv1.CreateRequest{Path: "/req/m"})), "snap-3"))
 	h.applyRaw([]byte{0xff})
 	h.index++
 	h.f.ApplyBatch([]*raft.Log{{Index: h.index, Type: raft.LogConfiguration}})
@@ -118,6 +127,7 @@ func snapshotState(t *testing.T) (h *harness, s1, s2, s3 uint64) {
 func afterSnapshot(s1, s2 uint64) []*raftv1.Command {
 	return []*raftv1.Command{
 		cmdCreateReq(&paddockv1.CreateRequest{Path: "/app/nodes/n-", Sequential: true}),
+		withID(cmdCreate("/req", []byte("r")), "snap-1"), // a replay
 		cmdCloseSession(s1),
 		cmdSet("/app/config", []byte("v3"), proto.Int32(2)),
 		cmdSet("/a/b/c/d", []byte("overwritten"), nil),
@@ -126,14 +136,15 @@ func afterSnapshot(s1, s2 uint64) []*raftv1.Command {
 		cmdRegister("n3", "n3:1"),
 		cmdRegister("n2", "n2:9"),
 		cmdCreate("/after", []byte("x")),
+		withID(cmdSet("/after", []byte("y"), nil), "snap-4"),
 	}
 }
 
 func TestSnapshotRestore(t *testing.T) {
 	h, s1, s2, s3 := snapshotState(t)
 	want := dump(t, h.f)
-	if len(want.Sessions) != 3 || len(want.Members) != 2 || want.Applied != h.index {
-		t.Fatalf("fixture: %d sessions, %d members, applied %d", len(want.Sessions), len(want.Members), want.Applied)
+	if len(want.Sessions) != 3 || len(want.Members) != 2 || want.Requests != 3 || want.Applied != h.index {
+		t.Fatalf("fixture: %d sessions, %d members, %d request ids, applied %d", len(want.Sessions), len(want.Members), want.Requests, want.Applied)
 	}
 
 	snap, err := h.f.Snapshot()
@@ -194,12 +205,21 @@ func TestSnapshotRestore(t *testing.T) {
 			}
 		}
 	}
-	if want := []string{"/app/nodes/n-0000000004", "/after"}; !slices.Equal(restPaths, want) || !slices.Equal(origPaths, want) {
+	if want := []string{"/app/nodes/n-0000000004", "/req", "/after"}; !slices.Equal(restPaths, want) || !slices.Equal(origPaths, want) {
 		t.Errorf("created after the snapshot: restored %v, original %v, want %v", restPaths, origPaths, want)
 	}
 	for _, p := range []string{"/live-s1", "/app/nodes/e-0000000003"} {
 		if rh.exists(p) {
 			t.Errorf("Get(%q) after closing its session on the restored state found it", p)
+		}
+	}
+	// The restored table replays like the original's: the same failure,
+	// at the same original index.
+	for name, hh := range map[string]*harness{"original": h, "restored": rh} {
+		res := hh.apply(withID(cmdCreate("/req", nil), "snap-2"))
+		if !res.Replayed || !errors.Is(res.Err, ErrNodeExists) || res.Index > want.Applied {
+			t.Errorf("%s: retry of snap-2 = index %d replayed %v error %v, want a replayed %v from before index %d",
+				name, res.Index, res.Replayed, res.Err, ErrNodeExists, want.Applied)
 		}
 	}
 	if diff := cmp.Diff(dump(t, h.f), dump(t, restored), protocmp.Transform()); diff != "" {
@@ -256,6 +276,48 @@ func znodeRec(path string) *raftv1.SnapshotRecord {
 	return &raftv1.SnapshotRecord{Record: &raftv1.SnapshotRecord_Znode{Znode: &raftv1.Znode{Path: path}}}
 }
 
+func requestRec(id string, result []byte) *raftv1.SnapshotRecord {
+	return &raftv1.SnapshotRecord{Record: &raftv1.SnapshotRecord_Request{Request: &raftv1.RequestRecord{
+		RequestId: []byte(id), Index: 3, TimeUnixMs: epochMs, Op: 10, Result: result,
+	}}}
+}
+
+func endRec(records uint64) *raftv1.SnapshotRecord {
+	return &raftv1.SnapshotRecord{Record: &raftv1.SnapshotRecord_End{End: &raftv1.SnapshotEnd{Records: records}}}
+}
+
+// TestRestoreRequestRecords is the control for the request record cases
+// of TestRestoreCorrupt: the same stream, well formed, restores and its
+// entry replays.
+func TestRestoreRequestRecords(t *testing.T) {
+	result, err := proto.Marshal(&raftv1.ProposeResponse{Index: 3, FailedOp: -1, Response: mustMarshal(t, &paddockv1.CreateResponse{Path: "/x"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := snapshotStream(t, snapshotFormat, znodeRec("/"), requestRec("r", result), requestRec("s", nil), endRec(3))
+	f := New(nil)
+	if err := f.Restore(io.NopCloser(bytes.NewReader(stream))); err != nil {
+		t.Fatalf("Restore() error = %v", err)
+	}
+	h := &harness{t: t, f: f, sink: &recordingSink{}, index: 9}
+	res := h.applyAt(withID(cmdCreate("/x", nil), "r"), epochMs+1)
+	if !res.Replayed || res.Index != 3 || res.Err != nil || res.Resp.(*paddockv1.CreateResponse).GetPath() != "/x" {
+		t.Errorf("retry of a restored id = %+v, want a replay of index 3 creating /x", res)
+	}
+	if h.exists("/x") {
+		t.Errorf("Get(/x) after a replay found it")
+	}
+}
+
+func mustMarshal(t *testing.T, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func TestRestoreCorrupt(t *testing.T) {
 	src, _, _, _ := snapshotState(t)
 	src.must(cmdCreate("/big", bytes.Repeat([]byte("0123456789"), 20_000)))
@@ -285,6 +347,10 @@ func TestRestoreCorrupt(t *testing.T) {
 		{"bad path", bytes.NewReader(snapshotStream(t, snapshotFormat, znodeRec("/"), znodeRec("/a//b")))},
 		{"duplicate record", bytes.NewReader(snapshotStream(t, snapshotFormat, znodeRec("/"), znodeRec("/a"), znodeRec("/a")))},
 		{"unknown record", bytes.NewReader(snapshotStream(t, snapshotFormat, znodeRec("/"), &raftv1.SnapshotRecord{}))},
+		{"request id twice", bytes.NewReader(snapshotStream(t, snapshotFormat, znodeRec("/"), requestRec("r", nil), requestRec("r", nil), endRec(3)))},
+		{"request without an id", bytes.NewReader(snapshotStream(t, snapshotFormat, znodeRec("/"), requestRec("", nil), endRec(2)))},
+		{"request id too long", bytes.NewReader(snapshotStream(t, snapshotFormat, znodeRec("/"), requestRec(strings.Repeat("r", MaxRequestIDLength+1), nil), endRec(2)))},
+		{"request with an undecodable result", bytes.NewReader(snapshotStream(t, snapshotFormat, znodeRec("/"), requestRec("r", []byte{0xff}), endRec(2)))},
 		{"record over the size limit", bytes.NewReader(tooLong)},
 	}
 	for _, tc := range tests {
