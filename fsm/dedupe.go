@@ -12,7 +12,8 @@ import (
 
 // Limits of the request id table. Like the other limits they are constants,
 // not settings: every replica must expire and evict the same entries at the
-// same entries, or their states (and the results of retries) would differ.
+// same point of the log, or their states (and the results of retries)
+// would differ.
 const (
 	// MaxRequestIDLength is the longest request id accepted, in bytes.
 	MaxRequestIDLength = 64

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -507,7 +508,20 @@ func benchRequest(b *testing.B, n int, id func(i int) string) {
 	}
 	b.StopTimer()
 	reportOps(b, n)
-	b.ReportMetric(float64(f.RequestIDs()), "ids")
+	ids := f.RequestIDs()
+	b.ReportMetric(float64(ids), "ids")
+	if ids > 1000 {
+		// The heap the table holds, per entry: live heap with it and
+		// without it.
+		var with, without runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&with)
+		f.requests = newRequestTable(f.requests.limits)
+		runtime.GC()
+		runtime.ReadMemStats(&without)
+		runtime.KeepAlive(f) // only the table may go
+		b.ReportMetric(float64(int64(with.HeapAlloc)-int64(without.HeapAlloc))/float64(ids), "heapB/id")
+	}
 }
 
 // BenchmarkDedupe compares applying a create without a request id, with a

@@ -29,6 +29,31 @@
 // rolling upgrade keeps running instead of crash-looping. The entry is
 // counted (BadEntries) so operators can see it.
 //
+// # Request ids
+//
+// A command may carry a client's request id (Command.request_id, at most
+// MaxRequestIDLength bytes), so a client can retry a write on another node
+// without it being applied twice. The state machine keeps a table of the
+// ids it applied, each with the entry's index, the command's time, its
+// operation and its result (the encoded ProposeResponse: the response, or
+// the domain error with the failed multi op). A command whose id is in the
+// table is replayed: Apply returns the first result with the first index
+// (Result.Replayed), so the caller sees the original zxid, and changes
+// nothing else: no events, no state. The same id with another operation
+// is refused with ErrBadArgument. Failed commands are remembered too (a
+// retry must fail alike); bad entries are not.
+//
+// The table is bounded and deterministic. An entry lives RequestIDWindow
+// (5 minutes) of command time, not of any clock: when an id is added, the
+// entries whose time is more than the window before the new command's are
+// dropped, oldest (in apply order) first, and then the oldest until the
+// table holds at most MaxRequestIDs entries and MaxRequestIDBytes bytes.
+// Commands without an id never touch it. Only the log decides, so every
+// replica keeps the same entries; the table is in the snapshot (request
+// records, oldest first) and so in StateHash. A result over MaxDataSize
+// encoded is kept as an ErrTooLarge error naming its index, so a retry
+// still applies nothing.
+//
 // # Immutability and snapshots
 //
 // Znodes are stored in a copy-on-write B-tree (github.com/google/btree)

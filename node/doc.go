@@ -8,7 +8,11 @@
 //   - Writes (propose.go): any node accepts them. The leader applies them;
 //     a follower forwards the encoded command to the leader over gRPC on a
 //     kept-open connection (InternalService, which this package serves:
-//     it is the nodes' own protocol, not a client API).
+//     it is the nodes' own protocol, not a client API). A request id in the
+//     context (WithRequestID) goes into the command, travels with it when
+//     forwarded, and makes the state machine apply it at most once: a
+//     client may retry a write with the same id on any node and gets the
+//     first result and zxid (see package fsm).
 //   - Reads (read.go): linearizable reads on any node use a read index:
 //     the leader takes its commit index and confirms its leadership with
 //     one VerifyLeader shared by every read waiting at that moment, and
