@@ -532,5 +532,7 @@ func BenchmarkDedupe(b *testing.B) {
 	b.Run("fresh-id", func(b *testing.B) {
 		benchRequest(b, b.N, func(i int) string { return fmt.Sprintf("%032x", uint64(i)*0x9e3779b97f4a7c15) })
 	})
-	b.Run("replay", func(b *testing.B) { benchRequest(b, b.N, func(int) string { return "0123456789abcdef0123456789abcdef" }) })
+	b.Run("replay", func(b *testing.B) {
+		benchRequest(b, b.N, func(int) string { return "0123456789abcdef0123456789abcdef" })
+	})
 }
