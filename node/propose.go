@@ -27,6 +27,7 @@ func barrierCommand() *raftv1.Command {
 // returns the state machine's result. A domain failure is returned both
 // in the Result and as the error.
 func (n *Node) Propose(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
+	defer n.metrics.observePropose(time.Now())
 	if err := n.validate(cmd); err != nil {
 		return nil, err
 	}
@@ -114,6 +115,7 @@ func (n *Node) proposeLocal(ctx context.Context, cmd *raftv1.Command) (*fsm.Resu
 
 // forward sends cmd to the leader's InternalService.Propose.
 func (n *Node) forward(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
+	n.metrics.forwarded.Inc()
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("node: encode command: %w", err)
