@@ -79,6 +79,25 @@ func writeHTTPError(_ context.Context, _ *runtime.ServeMux, m runtime.Marshaler,
 	_, _ = w.Write(body)
 }
 
+// writeRoutingError answers a request no route takes: 404 NOT_FOUND for
+// an unknown path, 405 UNIMPLEMENTED for a known path with another method
+// (grpc-gateway would say 501 for that: the server does implement it).
+func writeRoutingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	code := codes.Internal
+	switch httpStatus {
+	case http.StatusBadRequest:
+		code = codes.InvalidArgument
+	case http.StatusNotFound:
+		code = codes.NotFound
+	case http.StatusMethodNotAllowed:
+		code = codes.Unimplemented
+	}
+	writeHTTPError(ctx, mux, m, w, r, &runtime.HTTPStatusError{
+		HTTPStatus: httpStatus,
+		Err:        status.Error(code, http.StatusText(httpStatus)),
+	})
+}
+
 // streamStatusKey is the context key of a request's streamStatusWriter.
 type streamStatusKey struct{}
 

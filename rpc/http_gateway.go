@@ -57,6 +57,7 @@ func newGateway(ctx context.Context, grpcAddr string) (http.Handler, error) {
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonMarshaler),
 		runtime.WithErrorHandler(writeHTTPError),
+		runtime.WithRoutingErrorHandler(writeRoutingError),
 		runtime.WithStreamErrorHandler(recordStreamError),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		// A POST with a form content type (PHP curl's default) is a
