@@ -45,6 +45,7 @@ type Node struct {
 	fwdReads *coalescer // follower: ReadIndex on the leader
 	sessions *tracker
 	kaBatch  *keepaliveBatcher
+	metrics  *metrics
 
 	// leaderReady is closed once the current leadership term's barrier has
 	// been applied; nil while not leader.
@@ -76,6 +77,7 @@ func New(c Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger, waiter: newAppliedWaiter()}
 	n.fsm = fsm.New(n.waiter)
 	n.peers = newPeerConns()
+	n.metrics = newMetrics(n)
 
 	// NoFreelistSync trades a slower open after a crash for much cheaper
 	// commits, which is what a raft log (append, truncate) wants.
@@ -124,7 +126,7 @@ func New(c Config) (*Node, error) {
 		n.closeStores()
 		return nil, err
 	}
-	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.store, snaps, n.trans)
+	n.raft, err = raft.NewRaft(rc, &timedFSM{FSM: n.fsm, m: n.metrics}, logs, n.store, snaps, n.trans)
 	if err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("node: start raft: %w", err)

@@ -46,6 +46,7 @@ func barrierCommand() *raftv1.Command {
 // if any, goes into a cmd that has none, and travels with it when it is
 // forwarded.
 func (n *Node) Propose(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
+	defer n.metrics.observePropose(time.Now())
 	if id := RequestID(ctx); len(id) > 0 && len(cmd.GetRequestId()) == 0 {
 		cmd.RequestId = id
 	}
@@ -137,6 +138,7 @@ func (n *Node) proposeLocal(ctx context.Context, cmd *raftv1.Command) (*fsm.Resu
 
 // forward sends cmd to the leader's InternalService.Propose.
 func (n *Node) forward(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
+	n.metrics.forwarded.Inc()
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("node: encode command: %w", err)

@@ -16,16 +16,20 @@ const ServedByHeader = "served-by"
 
 // NewServer returns a gRPC server with every Paddock service of n
 // registered (the public ones, the nodes' internal one) and reflection on.
+// Every call is counted and timed in n.Metrics() (paddock_grpc_server_*).
 func NewServer(n *node.Node, opts ...grpc.ServerOption) *grpc.Server {
 	served := metadata.Pairs(ServedByHeader, n.ID())
+	m := grpcMetrics(n.Metrics())
 	opts = append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(node.MaxMessageSize),
 		grpc.MaxSendMsgSize(node.MaxMessageSize),
-		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		// Metrics first, so the time measured includes the other
+		// interceptors.
+		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor(), func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			_ = grpc.SetHeader(ctx, served)
 			return h(ctx, req)
 		}, requestIDInterceptor),
-		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		grpc.ChainStreamInterceptor(m.StreamServerInterceptor(), func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			_ = ss.SetHeader(served)
 			return h(srv, ss)
 		}),
@@ -33,6 +37,8 @@ func NewServer(n *node.Node, opts ...grpc.ServerOption) *grpc.Server {
 	s := grpc.NewServer(opts...)
 	Register(s, n)
 	reflection.Register(s)
+	// Every method's series exist from the start, at zero.
+	m.InitializeMetrics(s)
 	return s
 }
 

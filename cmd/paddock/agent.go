@@ -89,10 +89,11 @@ func newAgentCmd() *cobra.Command {
 
 // agent is one running node with its gRPC and HTTP servers.
 type agent struct {
-	node *node.Node
-	grpc *grpc.Server
-	http *http.Server
-	done chan error
+	node     *node.Node
+	gwCancel context.CancelFunc // closes the gateway's gRPC connection
+	grpc     *grpc.Server
+	http     *http.Server
+	done     chan error
 }
 
 // startAgent listens first (so a busy port fails fast), then starts the
@@ -113,18 +114,23 @@ func startAgent(ctx context.Context, cfg node.Config) (*agent, error) {
 		hl.Close()
 		return nil, err
 	}
-	h, err := rpc.NewHTTPHandler(context.WithoutCancel(ctx), n, cfg.GRPCAddr)
+	// The gateway's connection to the gRPC server lives until Close, not
+	// until ctx ends: Close shuts the HTTP server down gracefully first.
+	gwCtx, gwCancel := context.WithCancel(context.WithoutCancel(ctx))
+	h, err := rpc.NewHTTPHandler(gwCtx, n, cfg.GRPCAddr)
 	if err != nil {
+		gwCancel()
 		gl.Close()
 		hl.Close()
 		n.Close()
 		return nil, err
 	}
 	a := &agent{
-		node: n,
-		grpc: rpc.NewServer(n),
-		http: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
-		done: make(chan error, 2),
+		node:     n,
+		gwCancel: gwCancel,
+		grpc:     rpc.NewServer(n),
+		http:     &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
+		done:     make(chan error, 2),
 	}
 	go func() { a.done <- a.grpc.Serve(gl) }()
 	go func() { a.done <- a.http.Serve(hl) }()
@@ -136,6 +142,7 @@ func (a *agent) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = a.http.Shutdown(ctx)
+	a.gwCancel()
 	stopped := make(chan struct{})
 	go func() { a.grpc.GracefulStop(); close(stopped) }()
 	select {
