@@ -20,6 +20,7 @@ type fakeWatch struct {
 	breakErr    error
 	progress    bool     // after the log, report progress at head
 	ignoreStart bool     // serve the whole log whatever start_zxid says (a buggy node)
+	batch       bool     // send the whole log in one response
 	starts      []uint64 // start_zxid of every Watch received
 }
 
@@ -89,8 +90,21 @@ func (n *fakeNode) Watch(req *paddockv1.WatchRequest, stream grpc.ServerStreamin
 	if w.ignoreStart {
 		from = 0
 	}
+	if w.batch {
+		var events []*paddockv1.Event
+		for _, ev := range w.log {
+			if ev.Zxid >= from {
+				events = append(events, ev)
+			}
+		}
+		if len(events) > 0 {
+			if err := stream.Send(&paddockv1.WatchResponse{Header: hdr(events[len(events)-1].Zxid), Events: events}); err != nil {
+				return err
+			}
+		}
+	}
 	sent := 0
-	for i := 0; i < len(w.log); {
+	for i := 0; i < len(w.log) && !w.batch; {
 		j := i
 		for j < len(w.log) && w.log[j].Zxid == w.log[i].Zxid {
 			j++

@@ -176,8 +176,9 @@ func (w *Watcher) Err() error {
 
 // Zxid is the zxid the watcher is up to date with: every matching event up
 // to it has been received from Responses. After the watcher ends, a new
-// watch from Zxid()+1 continues where this one stopped. It is 0 while a
-// watch started "now" has not been created yet.
+// watch from Zxid()+1 continues where this one stopped. While it runs, Zxid
+// may trail the response just received for an instant (never lead it:
+// checkpointing it loses nothing); WatchResponse.Zxid is exact.
 func (w *Watcher) Zxid() uint64 { return w.zxid.Load() }
 
 // Close stops the watcher and waits for its goroutine to end. It is safe to
