@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"fmt"
 
 	"google.golang.org/grpc"
@@ -129,4 +130,25 @@ func (n *fakeNode) Watch(req *paddockv1.WatchRequest, stream grpc.ServerStreamin
 	}
 	<-stream.Context().Done()
 	return stream.Context().Err()
+}
+
+// Poll returns the log's events after after_zxid, up to head.
+func (n *fakeNode) Poll(_ context.Context, req *paddockv1.PollRequest) (*paddockv1.PollResponse, error) {
+	if err := n.unary(); err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	w := n.watch
+	n.mu.Unlock()
+	if w.err != nil {
+		return nil, w.err
+	}
+	resp := &paddockv1.PollResponse{Header: &paddockv1.ResponseHeader{NodeId: n.name, Zxid: max(w.head, req.AfterZxid)}}
+	for _, ev := range w.log {
+		if ev.Zxid > req.AfterZxid {
+			resp.Events = append(resp.Events, ev)
+			resp.Header.Zxid = max(resp.Header.Zxid, ev.Zxid)
+		}
+	}
+	return resp, nil
 }

@@ -218,7 +218,7 @@ func (w *Watcher) follow(ctx context.Context, st *stream) error {
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
-		if final := w.final(err, st.ctx); final != nil {
+		if final := w.final(st.ctx, err); final != nil {
 			return final
 		}
 		w.idx = (w.idx + 1) % len(w.c.conns)
@@ -250,7 +250,7 @@ func (w *Watcher) connect(ctx context.Context, rounds int) (*stream, error) {
 		if ctx.Err() != nil {
 			break
 		}
-		if final := w.final(err, st.ctx); final != nil {
+		if final := w.final(st.ctx, err); final != nil {
 			return nil, final
 		}
 		w.idx = (w.idx + 1) % n
@@ -364,7 +364,7 @@ func (w *Watcher) deliver(ctx context.Context, resp *paddockv1.WatchResponse) er
 // final returns nil when a stream that ended with err (under stream context
 // sctx) can be resumed on another endpoint, else the error that ends the
 // watch: a *CompactedError for a gap, or err itself.
-func (w *Watcher) final(err error, sctx context.Context) error {
+func (w *Watcher) final(sctx context.Context, err error) error {
 	if errors.Is(context.Cause(sctx), errWatchStalled) {
 		return nil
 	}
@@ -377,24 +377,47 @@ func (w *Watcher) final(err error, sctx context.Context) error {
 	if !ok {
 		return err
 	}
-	for _, d := range st.Details() {
-		wc, ok := d.(*paddockv1.WatchCanceled)
-		if !ok {
-			continue
-		}
-		switch wc.GetReason() {
-		case paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SLOW,
-			paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SHUTTING_DOWN:
-			// Resume from our own resume point: it is what the server
-			// calls resume_zxid, and never skips an undelivered event.
-			return nil
-		case paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_COMPACTED,
-			paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SNAPSHOT_RESTORED:
-			return &CompactedError{Reason: wc.GetReason(), CompactZxid: wc.GetCompactZxid(), StartZxid: w.requestFrom().GetStartZxid()}
-		}
+	wc := watchCanceled(st)
+	switch wc.GetReason() {
+	case paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SLOW,
+		paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SHUTTING_DOWN:
+		// Resume from our own resume point: it is what the server calls
+		// resume_zxid, and never skips an undelivered event.
+		return nil
+	case paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_COMPACTED,
+		paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SNAPSHOT_RESTORED:
+		return &CompactedError{Reason: wc.GetReason(), CompactZxid: wc.GetCompactZxid(), StartZxid: w.requestFrom().GetStartZxid()}
 	}
 	if st.Code() == codes.Unavailable {
 		return nil
 	}
 	return err
+}
+
+// watchCanceled returns st's WatchCanceled detail, or nil.
+func watchCanceled(st *status.Status) *paddockv1.WatchCanceled {
+	for _, d := range st.Details() {
+		if wc, ok := d.(*paddockv1.WatchCanceled); ok {
+			return wc
+		}
+	}
+	return nil
+}
+
+// Poll returns the events after req.after_zxid, or waits up to
+// req.timeout_ms for the first ones: the long-poll form of Watch, for a
+// caller that cannot hold a stream. Pass the response's header.zxid as the
+// next after_zxid. ctx must outlast timeout_ms. It is a read, retried on
+// another endpoint on Unavailable. An after_zxid older than the node's
+// history fails with a *CompactedError (errors.Is ErrCompacted).
+func (c *Client) Poll(ctx context.Context, req *paddockv1.PollRequest) (*paddockv1.PollResponse, error) {
+	resp, err := call(ctx, c, read, paddockv1.NewWatchServiceClient, paddockv1.WatchServiceClient.Poll, req)
+	if st, ok := status.FromError(err); ok && err != nil {
+		switch wc := watchCanceled(st); wc.GetReason() {
+		case paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_COMPACTED,
+			paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SNAPSHOT_RESTORED:
+			return nil, &CompactedError{Reason: wc.GetReason(), CompactZxid: wc.GetCompactZxid(), StartZxid: req.GetAfterZxid() + 1}
+		}
+	}
+	return resp, err
 }

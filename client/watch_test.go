@@ -372,3 +372,46 @@ func TestWatchRaisesLastZxid(t *testing.T) {
 		t.Errorf("LastZxid() = %d, want 30", got)
 	}
 }
+
+func TestPoll(t *testing.T) {
+	log := eventLog(zxidRange(1, 4))
+	gap := canceled(codes.OutOfRange, compacted)
+	tests := []struct {
+		name      string
+		watch     fakeWatch
+		after     uint64
+		want      []string
+		wantZxid  uint64
+		compacted bool
+	}{
+		{"events after", fakeWatch{log: log, head: 4}, 2, []string{"/w/3", "/w/4"}, 4, false},
+		{"none yet", fakeWatch{log: log, head: 9}, 4, nil, 9, false},
+		{"compacted", fakeWatch{err: gap}, 2, nil, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := startNode(t, "a"), startNode(t, "b")
+			a.set(func(n *fakeNode) { n.err = status.Error(codes.Unavailable, "gone") })
+			b.set(func(n *fakeNode) { n.watch = tt.watch })
+			c := newTestClient(t, a.addr, b.addr)
+
+			resp, err := c.Poll(context.Background(), &paddockv1.PollRequest{Path: "/w", Recursive: true, AfterZxid: tt.after})
+			if tt.compacted {
+				var ce *CompactedError
+				if !errors.As(err, &ce) || !errors.Is(err, ErrCompacted) || ce.CompactZxid != 50 || ce.StartZxid != tt.after+1 {
+					t.Fatalf("Poll(after %d) error = %v, want *CompactedError at 50 from %d", tt.after, err, tt.after+1)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Poll(after %d) error = %v", tt.after, err)
+			}
+			if got := paths([]WatchResponse{{Events: resp.Events}}); !slices.Equal(got, tt.want) {
+				t.Errorf("Poll(after %d) events = %v, want %v", tt.after, got, tt.want)
+			}
+			if got := resp.GetHeader().GetZxid(); got != tt.wantZxid {
+				t.Errorf("Poll(after %d) zxid = %d, want %d", tt.after, got, tt.wantZxid)
+			}
+		})
+	}
+}
