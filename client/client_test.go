@@ -124,6 +124,14 @@ func TestWriteRetriedWithSameRequestID(t *testing.T) {
 			_, err := c.Set(ctx, &paddockv1.SetRequest{Path: "/a"})
 			return err
 		}},
+		{"Delete", func(c *Client) error {
+			_, err := c.Delete(ctx, &paddockv1.DeleteRequest{Path: "/a"})
+			return err
+		}},
+		{"Multi", func(c *Client) error {
+			_, err := c.Multi(ctx, &paddockv1.MultiRequest{})
+			return err
+		}},
 		{"OpenSession", func(c *Client) error {
 			_, err := c.OpenSession(ctx, &paddockv1.OpenSessionRequest{TimeoutMs: 1000})
 			return err

@@ -223,6 +223,20 @@ func (n *fakeNode) Create(ctx context.Context, req *paddockv1.CreateRequest) (*p
 	return resp, err
 }
 
+func (n *fakeNode) Delete(ctx context.Context, req *paddockv1.DeleteRequest) (*paddockv1.DeleteResponse, error) {
+	if _, err := n.write(ctx); err != nil {
+		return nil, err
+	}
+	return &paddockv1.DeleteResponse{Header: n.header()}, nil
+}
+
+func (n *fakeNode) Multi(ctx context.Context, req *paddockv1.MultiRequest) (*paddockv1.MultiResponse, error) {
+	if _, err := n.write(ctx); err != nil {
+		return nil, err
+	}
+	return &paddockv1.MultiResponse{Header: n.header()}, nil
+}
+
 func (n *fakeNode) Set(ctx context.Context, req *paddockv1.SetRequest) (*paddockv1.SetResponse, error) {
 	if _, err := n.write(ctx); err != nil {
 		return nil, err
