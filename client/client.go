@@ -11,8 +11,9 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
 // DefaultDialTimeout is the Config.DialTimeout used when none is set.
@@ -45,6 +46,8 @@ type Client struct {
 	conns []*grpc.ClientConn
 	// cur is the index in conns of the endpoint that answered last.
 	cur atomic.Int64
+	// lastZxid is the highest zxid seen in a response (see LastZxid).
+	lastZxid atomic.Uint64
 	// ctx is cancelled by Close; sessions' keepalive loops run under it.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -103,50 +106,104 @@ func (c *Client) Close() error {
 // current is the index of the endpoint to try first.
 func (c *Client) current() int { return int(c.cur.Load()) }
 
-// retry says when a failed call may be repeated on another endpoint.
-type retry int
+// LastZxid is the highest zxid the client has seen in any response or
+// watch event. Reads that leave ReadOptions.min_zxid at 0 are sent with it,
+// so they reflect everything the client has written or seen, on any node.
+func (c *Client) LastZxid() uint64 { return c.lastZxid.Load() }
 
+// observe raises LastZxid to zxid.
+func (c *Client) observe(zxid uint64) {
+	for {
+		cur := c.lastZxid.Load()
+		if zxid <= cur || c.lastZxid.CompareAndSwap(cur, zxid) {
+			return
+		}
+	}
+}
+
+// Retry policy of unary calls: up to maxRounds passes over the endpoints,
+// pausing between passes from retryPause, doubling up to maxRetryPause.
+// Five passes span about 1.5s of pauses: enough to ride out a leader
+// election, short enough that a dead cluster is reported quickly.
 const (
-	// idempotent calls (reads, keepalives) fail over on any Unavailable.
-	idempotent retry = iota
-	// atMostOnce calls (writes) fail over only if never sent.
-	atMostOnce
+	maxRounds     = 5
+	retryPause    = 100 * time.Millisecond
+	maxRetryPause = time.Second
 )
 
-// failover reports whether a call that failed with err may be repeated on
-// the next endpoint. sent is true when gRPC put the request on a
-// connection, so a node may have received (and applied) it.
-func failover(kind retry, err error, sent bool) bool {
-	if status.Code(err) != codes.Unavailable {
+// kind says how a call may be retried.
+type kind int
+
+const (
+	// read calls (reads, keepalives) are idempotent: repeat them freely.
+	read kind = iota
+	// write calls carry a request id, the same on every attempt, so the
+	// server applies the write at most once however often it is sent.
+	write
+)
+
+// retryable reports whether a call that failed with err may be repeated on
+// the next endpoint: only when the node could not serve it (down,
+// unreachable, shutting down, no leader, connection broken mid-call).
+// Everything else is the cluster's answer and is returned as is.
+func retryable(err error) bool { return status.Code(err) == codes.Unavailable }
+
+// sleep waits d or until ctx ends, reporting whether the full d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
 		return false
+	case <-t.C:
+		return true
 	}
-	return kind == idempotent || !sent
+}
+
+// headered is every response with a ResponseHeader.
+type headered interface {
+	GetHeader() *paddockv1.ResponseHeader
 }
 
 // call runs method on the service built by newService, starting at the
-// endpoint that answered last and failing over as kind allows.
+// endpoint that answered last and moving to the next one while the error is
+// retryable, within the retry policy and ctx. A write gets its request id
+// once, before the first attempt, so every attempt carries the same one.
 func call[S, Req, Resp any](
 	ctx context.Context,
 	c *Client,
-	kind retry,
+	k kind,
 	newService func(grpc.ClientConnInterface) S,
 	method func(S, context.Context, Req, ...grpc.CallOption) (Resp, error),
 	req Req,
 ) (Resp, error) {
+	if k == write {
+		ctx = withRequestID(ctx)
+	}
+	n := len(c.conns)
 	start := c.current()
+	pause := retryPause
 	var (
 		resp Resp
 		err  error
 	)
-	for i := range len(c.conns) {
-		idx := (start + i) % len(c.conns)
-		var p peer.Peer
-		resp, err = method(newService(c.conns[idx]), ctx, req, grpc.Peer(&p))
+	for attempt := range maxRounds * n {
+		if attempt > 0 && attempt%n == 0 {
+			if !sleep(ctx, pause) {
+				return resp, err
+			}
+			pause = min(2*pause, maxRetryPause)
+		}
+		idx := (start + attempt) % n
+		resp, err = method(newService(c.conns[idx]), ctx, req)
 		if err == nil {
 			c.cur.Store(int64(idx))
+			if h, ok := any(resp).(headered); ok {
+				c.observe(h.GetHeader().GetZxid())
+			}
 			return resp, nil
 		}
-		if ctx.Err() != nil || !failover(kind, err, p.Addr != nil) {
+		if ctx.Err() != nil || !retryable(err) {
 			return resp, err
 		}
 	}

@@ -1,27 +1,46 @@
 // Package client is the Go client of a Paddock cluster: typed calls on the
-// tree, session and cluster services, failover between endpoints, and
-// sessions kept alive in the background.
+// tree, session, cluster and watch services, failover between endpoints,
+// safe retries, sessions kept alive in the background, and watches that
+// resume on another node without losing or repeating an event.
 //
-// # Endpoints and failover
+// # Endpoints, failover and retries
 //
 // A Client holds one lazily dialed gRPC connection per endpoint and
-// remembers the endpoint that answered last; every call starts there. When
-// a call fails with codes.Unavailable (the node is down, unreachable within
-// Config.DialTimeout, shutting down, or has no leader) the client moves to
-// the next endpoint, at most once round the list, and returns the last
-// error if none answered.
+// remembers the endpoint that answered last; every call starts there. A
+// call that fails with codes.Unavailable (the node is down, unreachable
+// within Config.DialTimeout, shutting down, has no leader, or the
+// connection broke mid-call) is repeated on the next endpoint. After a
+// whole pass over the endpoints the client pauses (100ms, doubling up to
+// 1s) and tries again, for at most 5 passes and never past the call's ctx;
+// it then returns the last Unavailable error. Any other error is the
+// cluster's answer (NotFound, AlreadyExists, InvalidArgument,
+// FailedPrecondition, DeadlineExceeded ...) and is returned at once, never
+// retried.
 //
 // Reads (Get, Exists, List, GetSession, ListSessions, Status, Members) and
-// keepalives are idempotent and fail over on any Unavailable. Writes
-// (Create, Set, Delete, Multi, OpenSession, CloseSession) are sent at most
-// once: they fail over only when gRPC never put the request on a
-// connection, which the client knows because the call obtained no peer
-// (grpc.Peer is filled only once a transport stream exists). A write that
-// may have reached a node is never repeated; its Unavailable error is
-// returned to the caller, who knows whether repeating it is safe.
+// KeepAlive are idempotent, so repeating them is always safe.
+//
+// Writes (Create, Set, Delete, Multi, OpenSession, CloseSession) may have
+// been applied by a node that then failed to answer, so each logical call
+// gets a request id (NewRequestID: 16 random bytes, 32 hex characters) sent
+// as gRPC metadata RequestIDMetadataKey, the same on every attempt. The
+// cluster remembers the result of each request id and answers a repeated
+// one with the first result instead of applying it again: a retried Create
+// returns the original path, not AlreadyExists. A caller that repeats a
+// write itself after the client gave up can pass the same id with
+// WithRequestID; one id must never be used for two different writes.
 //
 // Errors are the gRPC status errors of the serving node, unchanged: match
 // them with status.Code or the IsNotFound family, never by message.
+//
+// # Read your writes
+//
+// The client remembers the highest zxid it has seen in any response header
+// or watch event (LastZxid). Reads whose ReadOptions.min_zxid is 0 are sent
+// with min_zxid = LastZxid, so a read served by any node, serializable
+// ones included, reflects every write the client made or saw, and never
+// goes back in time after a failover. A caller that sets min_zxid keeps
+// its own value; the caller's request is never modified.
 //
 // # Sessions
 //
@@ -31,11 +50,39 @@
 // reopened on the next endpoint. The session ends (Done is closed) when the
 // cluster says it has expired, when no keepalive has been acknowledged for
 // a whole timeout (the cluster may already have expired it), or on Close.
+// The OnExpired option has a function called once when it expires (not
+// when it is closed).
+//
+// # Watches
+//
+// Watch streams the events on a znode or subtree from a start zxid (or
+// from now) on a Watcher's Responses channel, in zxid order, the events of
+// one zxid always in one WatchResponse, with progress reports (no events)
+// while idle. The Watcher remembers the zxid it is up to date with, from
+// events and progress reports alike. When its stream breaks (Unavailable,
+// the node killed, the stream ended, a WatchCanceled of reason SLOW or
+// SHUTTING_DOWN, or, with WatchOptions.ProgressInterval set, silence for
+// three intervals plus a second) it reopens the watch on the next endpoint
+// from that zxid + 1, pausing between passes over the endpoints (100ms
+// doubling up to 2s) and retrying for as long as it runs. The server sends
+// each event once; the Watcher also drops any event at or before its zxid,
+// so none is delivered twice. A watch from "now" takes its start from the
+// zxid of its first (created) response, so resuming never skips ahead.
+//
+// A WatchCanceled of reason COMPACTED or SNAPSHOT_RESTORED means the
+// events after the Watcher's zxid are gone on that node: the Watcher ends
+// with a *CompactedError (errors.Is ErrCompacted) carrying the oldest zxid
+// the node can serve, and the caller must re-read, then watch again. Any
+// other error (InvalidArgument for a bad path ...) also ends it.
 //
 // # Concurrency
 //
-// A Client and a Session are safe for concurrent use. Each Session runs one
-// goroutine (two while a stream is open), stopped by Session.Close or
-// Client.Close. Session.mu guards only the session's final error and is
-// never held across a call.
+// A Client, a Session and a Watcher are safe for concurrent use. Each
+// Session runs one goroutine (two while a stream is open), stopped by
+// Session.Close or Client.Close. Session.mu guards only the session's final
+// error and is never held across a call. Each Watcher runs one goroutine
+// that owns its stream and resume point and hands responses over an
+// unbuffered channel, so a consumer that stops reading holds back the
+// stream rather than memory; Close, the Watch ctx and Client.Close stop it,
+// Close waiting until the goroutine has returned.
 package client

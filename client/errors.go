@@ -14,8 +14,13 @@ var (
 	// ErrSessionExpired is the Err of a Session the cluster has expired, or
 	// that could not be kept alive for a whole timeout.
 	ErrSessionExpired = errors.New("client: session expired")
-	// ErrClosed is the Err of a Session after Session.Close or Client.Close.
+	// ErrClosed is the Err of a Session or Watcher after its Close or
+	// Client.Close.
 	ErrClosed = errors.New("client: closed")
+	// ErrCompacted matches (errors.Is) the *CompactedError that ends a
+	// watch which cannot go on without missing events: re-read, then watch
+	// again.
+	ErrCompacted = errors.New("client: watch history compacted")
 )
 
 // IsNotFound reports whether err says the znode or session does not exist.

@@ -31,6 +31,8 @@ type Session struct {
 	timeout  time.Duration
 	interval time.Duration
 
+	onExpired func(id uint64, err error)
+
 	cancel    context.CancelFunc // stops the keepalive loop
 	stopped   chan struct{}      // closed when the keepalive loop returns
 	done      chan struct{}      // closed when err is set
@@ -40,10 +42,22 @@ type Session struct {
 	err error
 }
 
+// SessionOption tunes NewSession.
+type SessionOption func(*Session)
+
+// OnExpired has fn called when the session expires: the cluster says it
+// has expired, or no keepalive was acknowledged for a whole timeout. fn is
+// called once, with the session id and Err, on the session's own goroutine
+// after its keepalives have stopped (so fn may call Session.Close). It is
+// not called when the session ends by Session.Close or Client.Close.
+func OnExpired(fn func(id uint64, err error)) SessionOption {
+	return func(s *Session) { s.onExpired = fn }
+}
+
 // NewSession opens a session asking for timeout (zero takes the cluster's
 // default) and keeps it alive until it expires or Close is called. ctx
 // bounds only the opening call.
-func (c *Client) NewSession(ctx context.Context, timeout time.Duration) (*Session, error) {
+func (c *Client) NewSession(ctx context.Context, timeout time.Duration, opts ...SessionOption) (*Session, error) {
 	resp, err := c.OpenSession(ctx, &paddockv1.OpenSessionRequest{TimeoutMs: timeout.Milliseconds()})
 	if err != nil {
 		return nil, err
@@ -63,6 +77,9 @@ func (c *Client) NewSession(ctx context.Context, timeout time.Duration) (*Sessio
 		cancel:   cancel,
 		stopped:  make(chan struct{}),
 		done:     make(chan struct{}),
+	}
+	for _, opt := range opts {
+		opt(s)
 	}
 	go s.run(runCtx)
 	return s, nil
@@ -113,11 +130,22 @@ func (s *Session) end(err error) {
 	}
 }
 
-// run keeps the session alive on one stream at a time, moving to the next
-// endpoint whenever a stream fails, until the session expires or ctx is
-// cancelled (by Close or Client.Close).
+// run keeps the session alive until it ends, records why, and then calls
+// the expiry callback if that is why.
 func (s *Session) run(ctx context.Context) {
-	defer close(s.stopped)
+	err := s.keepAlive(ctx)
+	s.end(err)
+	close(s.stopped)
+	if s.onExpired != nil && errors.Is(err, ErrSessionExpired) {
+		s.onExpired(s.id, err)
+	}
+}
+
+// keepAlive keeps the session alive on one stream at a time, moving to the
+// next endpoint whenever a stream fails, until the session expires
+// (ErrSessionExpired) or ctx is cancelled by Close or Client.Close
+// (ErrClosed).
+func (s *Session) keepAlive(ctx context.Context) error {
 	n := len(s.c.conns)
 	idx := s.c.current()
 	lastAck := time.Now() // the session was just opened
@@ -127,14 +155,11 @@ func (s *Session) run(ctx context.Context) {
 		err := s.stream(ctx, idx, &lastAck)
 		switch {
 		case ctx.Err() != nil:
-			s.end(ErrClosed)
-			return
+			return ErrClosed
 		case errors.Is(err, ErrSessionExpired):
-			s.end(err)
-			return
+			return err
 		case time.Since(lastAck) >= s.timeout:
-			s.end(fmt.Errorf("%w: no keepalive acknowledged for %v: %v", ErrSessionExpired, s.timeout, err))
-			return
+			return fmt.Errorf("%w: no keepalive acknowledged for %v: %v", ErrSessionExpired, s.timeout, err)
 		}
 		idx = (idx + 1) % n
 		if lastAck.After(before) {
@@ -142,10 +167,7 @@ func (s *Session) run(ctx context.Context) {
 			continue
 		}
 		if failed++; failed%n == 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(reconnectPause):
-			}
+			sleep(ctx, reconnectPause)
 		}
 	}
 }

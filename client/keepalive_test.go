@@ -119,3 +119,56 @@ func TestClientCloseEndsSession(t *testing.T) {
 		t.Errorf("Err() = %v, want ErrClosed", s.Err())
 	}
 }
+
+func TestSessionOnExpiredCalledOnce(t *testing.T) {
+	n := startNode(t, "n")
+	c := newTestClient(t, n.addr)
+	type call struct {
+		id  uint64
+		err error
+	}
+	calls := make(chan call, 2)
+	s, err := c.NewSession(context.Background(), testTimeout, OnExpired(func(id uint64, err error) {
+		calls <- call{id, err}
+	}))
+	if err != nil {
+		t.Fatalf("NewSession() error = %v", err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+
+	n.set(func(n *fakeNode) { n.expired = true })
+	select {
+	case got := <-calls:
+		if got.id != 7 || !errors.Is(got.err, ErrSessionExpired) {
+			t.Errorf("OnExpired(%d, %v), want (7, ErrSessionExpired)", got.id, got.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnExpired not called within 5s")
+	}
+	if !isDone(s) || !errors.Is(s.Err(), ErrSessionExpired) {
+		t.Errorf("after OnExpired: done = %v, Err() = %v; want true, ErrSessionExpired", isDone(s), s.Err())
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Errorf("Close() after expiry error = %v", err)
+	}
+	if got := len(calls); got != 0 {
+		t.Errorf("OnExpired called %d more times, want once", got)
+	}
+}
+
+func TestSessionOnExpiredNotCalledOnClose(t *testing.T) {
+	n := startNode(t, "n")
+	c := newTestClient(t, n.addr)
+	called := make(chan struct{}, 1)
+	s, err := c.NewSession(context.Background(), testTimeout, OnExpired(func(uint64, error) { called <- struct{}{} }))
+	if err != nil {
+		t.Fatalf("NewSession() error = %v", err)
+	}
+	waitFor(t, "a keepalive", func() bool { return n.keepaliveCount() >= 1 })
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatalf("Close() error = %v", err)
+	}
+	if len(called) != 0 {
+		t.Error("OnExpired called after Close, want not called")
+	}
+}

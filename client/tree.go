@@ -9,41 +9,67 @@ import (
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
-// Create makes a znode. It is a write: see the package documentation.
+// Create makes a znode. It is a write, retried with one request id: see
+// the package documentation.
 func (c *Client) Create(ctx context.Context, req *paddockv1.CreateRequest) (*paddockv1.CreateResponse, error) {
-	return call(ctx, c, atMostOnce, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.Create, req)
+	return call(ctx, c, write, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.Create, req)
 }
 
-// Get returns a znode's data and Stat.
+// Get returns a znode's data and Stat. Like every read, it is sent with
+// min_zxid = LastZxid unless req sets one: see the package documentation.
 func (c *Client) Get(ctx context.Context, req *paddockv1.GetRequest) (*paddockv1.GetResponse, error) {
-	return call(ctx, c, idempotent, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.Get, req)
+	if o := c.ownWrites(req.GetRead()); o != nil {
+		req = proto.CloneOf(req)
+		req.Read = o
+	}
+	return call(ctx, c, read, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.Get, req)
 }
 
-// Set changes a znode's data. It is a write: see the package documentation.
+// Set changes a znode's data. It is a write, retried with one request id:
+// see the package documentation.
 func (c *Client) Set(ctx context.Context, req *paddockv1.SetRequest) (*paddockv1.SetResponse, error) {
-	return call(ctx, c, atMostOnce, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.Set, req)
+	return call(ctx, c, write, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.Set, req)
 }
 
-// Delete removes a znode, or a subtree. It is a write: see the package
-// documentation.
+// Delete removes a znode, or a subtree. It is a write, retried with one
+// request id: see the package documentation.
 func (c *Client) Delete(ctx context.Context, req *paddockv1.DeleteRequest) (*paddockv1.DeleteResponse, error) {
-	return call(ctx, c, atMostOnce, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.Delete, req)
+	return call(ctx, c, write, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.Delete, req)
 }
 
 // Exists reports whether a znode exists, with its Stat if it does.
 func (c *Client) Exists(ctx context.Context, req *paddockv1.ExistsRequest) (*paddockv1.ExistsResponse, error) {
-	return call(ctx, c, idempotent, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.Exists, req)
+	if o := c.ownWrites(req.GetRead()); o != nil {
+		req = proto.CloneOf(req)
+		req.Read = o
+	}
+	return call(ctx, c, read, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.Exists, req)
 }
 
 // List returns one page of a znode's children; see ListAll for all of them.
 func (c *Client) List(ctx context.Context, req *paddockv1.ListRequest) (*paddockv1.ListResponse, error) {
-	return call(ctx, c, idempotent, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.List, req)
+	if o := c.ownWrites(req.GetRead()); o != nil {
+		req = proto.CloneOf(req)
+		req.Read = o
+	}
+	return call(ctx, c, read, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.List, req)
 }
 
-// Multi applies ops atomically, all or none. It is a write: see the package
-// documentation.
+// Multi applies ops atomically, all or none. It is a write, retried with
+// one request id: see the package documentation.
 func (c *Client) Multi(ctx context.Context, req *paddockv1.MultiRequest) (*paddockv1.MultiResponse, error) {
-	return call(ctx, c, atMostOnce, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.Multi, req)
+	return call(ctx, c, write, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.Multi, req)
+}
+
+// ownWrites returns the ReadOptions to send instead of r so that a read
+// reflects LastZxid, or nil when r already sets min_zxid or the client has
+// seen no zxid yet. The caller's request is never modified.
+func (c *Client) ownWrites(r *paddockv1.ReadOptions) *paddockv1.ReadOptions {
+	zxid := c.LastZxid()
+	if zxid == 0 || r.GetMinZxid() != 0 {
+		return nil
+	}
+	return &paddockv1.ReadOptions{Consistency: r.GetConsistency(), MinZxid: zxid}
 }
 
 // errStuckPage guards against a server that hands back the token it was

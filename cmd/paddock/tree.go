@@ -33,6 +33,7 @@ func newTreeCmd() *cobra.Command {
 		newTreeRmCmd(o),
 		newTreeLsCmd(o),
 		newTreeStatCmd(o),
+		newTreeWatchCmd(o),
 	)
 	return cmd
 }
