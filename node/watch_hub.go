@@ -19,6 +19,9 @@ const (
 	maxResponseBytes  = 1 << 20
 )
 
+// watchSlowGrace is the hub's slowGrace.
+const watchSlowGrace = 250 * time.Millisecond
+
 // hub is the node's watch hub: the fsm's event sink, a bounded history of
 // recent events, and the watchers reading it.
 //
@@ -31,7 +34,11 @@ const (
 // flight) and ends with a SLOW cancel while its resume point is still in
 // the history.
 type hub struct {
-	slowLag  int
+	slowLag int
+	// slowGrace is how long a send must have been blocked before its
+	// watcher may be judged slow: a watcher whose goroutine merely was
+	// not scheduled during a burst of applies is not slow.
+	slowGrace time.Duration
 	progress time.Duration // default progress interval; <= 0 is off
 	header   func(zxid uint64) *paddockv1.ResponseHeader
 
@@ -58,8 +65,9 @@ var _ fsm.Sink = (*hub)(nil)
 
 func newHub(history, slowLag int, progress time.Duration) *hub {
 	return &hub{
-		slowLag:  slowLag,
-		progress: progress,
+		slowLag:   slowLag,
+		slowGrace: watchSlowGrace,
+		progress:  progress,
 		header:   func(z uint64) *paddockv1.ResponseHeader { return &paddockv1.ResponseHeader{Zxid: z} },
 		hist:     newHistory(history),
 		compact:  1,
@@ -189,18 +197,26 @@ func (h *hub) canceledLocked(epoch, cursor uint64) error {
 // register starts a watcher at start (0 is now, taken under the lock so
 // no event falls between "now" and the cursor). It returns the cursor
 // (start-1: everything before start is not wanted) and the epoch.
-func (h *hub) register(start uint64) (cursor, epoch uint64, err error) {
+//
+// It also returns the lag at which the watcher is dropped as slow: the
+// hub's limit, or the lag it starts with if that is more, so that a
+// watcher starting far in the past may catch up as long as it does not
+// fall further behind.
+func (h *hub) register(start uint64) (cursor, epoch uint64, slowLag int, err error) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if start == 0 {
 		start = h.through + 1
 	}
 	if err := h.canceledLocked(h.epoch, start-1); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	h.watchers.Add(1)
-	return start - 1, h.epoch, nil
+	return start - 1, h.epoch, max(h.slowLag, h.lagLocked(start-1)), nil
 }
+
+// lagLocked is how many held events are after cursor. Callers hold mu.
+func (h *hub) lagLocked(cursor uint64) int { return h.hist.n - h.hist.after(cursor) }
 
 // watch runs one watcher until ctx ends, send fails or the watch is
 // canceled (a *CanceledError). progress <= 0 turns progress responses off.
@@ -211,7 +227,7 @@ func (h *hub) register(start uint64) (cursor, epoch uint64, err error) {
 // then fail or return soon (a gRPC stream's Send does once its handler
 // has returned). watch never calls send again after returning.
 func (h *hub) watch(ctx context.Context, s *watchSpec, start uint64, progress time.Duration, send func(*paddockv1.WatchResponse) error) error {
-	cursor, epoch, err := h.register(start)
+	cursor, epoch, slowLag, err := h.register(start)
 	if err != nil {
 		return err
 	}
@@ -233,8 +249,12 @@ func (h *hub) watch(ctx context.Context, s *watchSpec, start uint64, progress ti
 	// cursor: every matching event <= cursor has been sent (send
 	// returned). pending: what cursor becomes when the send in flight
 	// returns.
-	inflight, pending := true, cursor
-	out <- &paddockv1.WatchResponse{Header: h.header(cursor), Created: true}
+	inflight, pending, since := true, cursor, time.Now()
+	submit := func(r *paddockv1.WatchResponse, end uint64) {
+		out <- r
+		inflight, pending, since = true, end, time.Now()
+	}
+	submit(&paddockv1.WatchResponse{Header: h.header(cursor), Created: true}, cursor)
 
 	var tick <-chan time.Time
 	var timer *time.Timer
@@ -242,8 +262,30 @@ func (h *hub) watch(ctx context.Context, s *watchSpec, start uint64, progress ti
 		timer = time.NewTimer(progress)
 		defer timer.Stop()
 	}
+	// sent records the end of the send in flight.
+	sent := func(err error) error {
+		if err != nil {
+			return err
+		}
+		inflight, cursor = false, pending
+		if timer != nil {
+			timer.Reset(progress)
+		}
+		return nil
+	}
 	for {
+		// A send that has returned counts before the lag is judged.
+		if inflight {
+			select {
+			case err := <-results:
+				if err := sent(err); err != nil {
+					return err
+				}
+			default:
+			}
+		}
 		var resp *paddockv1.WatchResponse
+		var end uint64
 		h.mu.RLock()
 		wake := h.wake
 		// Checked at the sent cursor, not the pending one: a watcher
@@ -253,16 +295,16 @@ func (h *hub) watch(ctx context.Context, s *watchSpec, start uint64, progress ti
 		switch {
 		case err != nil:
 		case inflight:
-			if lag := h.hist.n - h.hist.after(cursor); lag > h.slowLag {
+			if h.lagLocked(cursor) > slowLag && time.Since(since) >= h.slowGrace {
 				err = &CanceledError{Reason: paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SLOW, ResumeZxid: cursor + 1}
 			}
 		default:
 			var events []*paddockv1.Event
-			events, pending = h.collectLocked(s, cursor)
+			events, end = h.collectLocked(s, cursor)
 			if len(events) > 0 {
-				resp = &paddockv1.WatchResponse{Header: h.header(pending), Events: events}
+				resp = &paddockv1.WatchResponse{Header: h.header(end), Events: events}
 			} else {
-				cursor = pending // filtered out: nothing to send
+				cursor = end // filtered out: nothing to send
 			}
 		}
 		h.mu.RUnlock()
@@ -270,8 +312,7 @@ func (h *hub) watch(ctx context.Context, s *watchSpec, start uint64, progress ti
 			return err
 		}
 		if resp != nil {
-			out <- resp
-			inflight = true
+			submit(resp, end)
 		}
 		if timer != nil && !inflight {
 			tick = timer.C
@@ -280,16 +321,11 @@ func (h *hub) watch(ctx context.Context, s *watchSpec, start uint64, progress ti
 		}
 		select {
 		case err := <-results:
-			if err != nil {
+			if err := sent(err); err != nil {
 				return err
 			}
-			inflight, cursor = false, pending
-			if timer != nil {
-				timer.Reset(progress)
-			}
 		case <-tick:
-			out <- &paddockv1.WatchResponse{Header: h.header(cursor), Progress: true}
-			inflight, pending = true, cursor
+			submit(&paddockv1.WatchResponse{Header: h.header(cursor), Progress: true}, cursor)
 		case <-wake:
 		case <-ctx.Done():
 			return ctx.Err()

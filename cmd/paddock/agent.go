@@ -130,6 +130,7 @@ func startAgent(ctx context.Context, cfg node.Config) (*agent, error) {
 	a := &agent{
 		node: n,
 		grpc: rpc.NewServer(n),
+		// No WriteTimeout: it would cut watch streams and long polls.
 		http: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
 		done: make(chan error, 2),
 	}
