@@ -39,8 +39,8 @@ type hub struct {
 	// watcher may be judged slow: a watcher whose goroutine merely was
 	// not scheduled during a burst of applies is not slow.
 	slowGrace time.Duration
-	progress time.Duration // default progress interval; <= 0 is off
-	header   func(zxid uint64) *paddockv1.ResponseHeader
+	progress  time.Duration // default progress interval; <= 0 is off
+	header    func(zxid uint64) *paddockv1.ResponseHeader
 
 	mu   sync.RWMutex
 	hist *history
@@ -68,10 +68,10 @@ func newHub(history, slowLag int, progress time.Duration) *hub {
 		slowLag:   slowLag,
 		slowGrace: watchSlowGrace,
 		progress:  progress,
-		header:   func(z uint64) *paddockv1.ResponseHeader { return &paddockv1.ResponseHeader{Zxid: z} },
-		hist:     newHistory(history),
-		compact:  1,
-		wake:     make(chan struct{}),
+		header:    func(z uint64) *paddockv1.ResponseHeader { return &paddockv1.ResponseHeader{Zxid: z} },
+		hist:      newHistory(history),
+		compact:   1,
+		wake:      make(chan struct{}),
 	}
 }
 
