@@ -39,7 +39,6 @@ type hub struct {
 	// watcher may be judged slow: a watcher whose goroutine merely was
 	// not scheduled during a burst of applies is not slow.
 	slowGrace time.Duration
-	progress  time.Duration // default progress interval; <= 0 is off
 	header    func(zxid uint64) *paddockv1.ResponseHeader
 
 	mu   sync.RWMutex
@@ -63,11 +62,10 @@ type hub struct {
 
 var _ fsm.Sink = (*hub)(nil)
 
-func newHub(history, slowLag int, progress time.Duration) *hub {
+func newHub(history, slowLag int) *hub {
 	return &hub{
 		slowLag:   slowLag,
 		slowGrace: watchSlowGrace,
-		progress:  progress,
 		header:    func(z uint64) *paddockv1.ResponseHeader { return &paddockv1.ResponseHeader{Zxid: z} },
 		hist:      newHistory(history),
 		compact:   1,

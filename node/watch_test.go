@@ -168,7 +168,7 @@ const (
 )
 
 func TestHubResumeAtHistoryBoundaries(t *testing.T) {
-	h := newHub(10, 9, 0)
+	h := newHub(10, 9)
 	applySets(h, 1, 20, "/a") // keeps 11..20
 	h.Applied(21, nil)        // a barrier: covers 21, no event
 	for _, tc := range []struct {
@@ -215,7 +215,7 @@ func TestHubResumeAtHistoryBoundaries(t *testing.T) {
 }
 
 func TestHubKeepsAZxidWhole(t *testing.T) {
-	h := newHub(4, 3, 0)
+	h := newHub(4, 3)
 	h.Applied(1, []fsm.Event{created(1, "/a"), childrenChanged(1, "/")})
 	h.Applied(2, []fsm.Event{created(2, "/a/x"), childrenChanged(2, "/a")})
 	// Three events at 3 evict one of zxid 1 and zxid 2's first: neither
@@ -239,7 +239,7 @@ func TestHubKeepsAZxidWhole(t *testing.T) {
 	}
 
 	// A poll of 2 events at most still returns a zxid's 3 events.
-	h = newHub(100, 50, 0)
+	h = newHub(100, 50)
 	h.Applied(1, nil)
 	h.Applied(2, []fsm.Event{created(2, "/a"), childrenChanged(2, "/")})
 	h.Applied(3, []fsm.Event{set(3, "/a", ""), set(3, "/b", ""), set(3, "/c", "")})
@@ -262,7 +262,7 @@ func TestHubKeepsAZxidWhole(t *testing.T) {
 }
 
 func TestHubFilters(t *testing.T) {
-	h := newHub(100, 50, 0)
+	h := newHub(100, 50)
 	evs := []fsm.Event{
 		created(1, "/a"), childrenChanged(1, "/"),
 		created(2, "/ab"), childrenChanged(2, "/"),
@@ -352,7 +352,7 @@ func TestWatchSpecRejectsBadInput(t *testing.T) {
 }
 
 func TestHubProgressAdvancesPastFilteredEvents(t *testing.T) {
-	h := newHub(100, 50, 0)
+	h := newHub(100, 50)
 	w := startWatch(t, h, mustSpec(t, "/watched", false), 0, 20*time.Millisecond, 100)
 	if got := w.created(t); got != 0 {
 		t.Fatalf("created header zxid = %d, want 0", got)
@@ -379,7 +379,7 @@ func TestHubProgressAdvancesPastFilteredEvents(t *testing.T) {
 }
 
 func TestHubProgressOff(t *testing.T) {
-	h := newHub(100, 50, 0)
+	h := newHub(100, 50)
 	w := startWatch(t, h, mustSpec(t, "/a", false), 0, 0, 100)
 	w.created(t)
 	applySets(h, 1, 3, "/other")
@@ -393,7 +393,7 @@ func TestHubProgressOff(t *testing.T) {
 }
 
 func TestHubRestoredCancelsWatchers(t *testing.T) {
-	h := newHub(100, 50, 0)
+	h := newHub(100, 50)
 	applySets(h, 1, 10, "/a")
 	w1 := startWatch(t, h, mustSpec(t, "/a", false), 5, 0, 100)
 	w2 := startWatch(t, h, mustSpec(t, "/", true), 0, 0, 100)
@@ -421,7 +421,7 @@ func TestHubRestoredCancelsWatchers(t *testing.T) {
 }
 
 func TestHubDropsSlowWatcherOnly(t *testing.T) {
-	h := newHub(2000, 50, 0)
+	h := newHub(2000, 50)
 	// The fast watcher's buffer holds every response: it is never behind.
 	fast := startWatch(t, h, mustSpec(t, "/a", false), 1, 0, 1000)
 	fast.created(t)
@@ -445,7 +445,7 @@ func TestHubDropsSlowWatcherOnly(t *testing.T) {
 }
 
 func TestHubSlowWatcherCanResume(t *testing.T) {
-	h := newHub(2000, 50, 0)
+	h := newHub(2000, 50)
 	slow := startWatch(t, h, mustSpec(t, "/a", false), 0, 0, 0)
 	slow.created(t)
 	last := applyUntilEnd(t, h, slow, 1)
@@ -483,7 +483,7 @@ func applyUntilEnd(t *testing.T, h *hub, w *testWatch, from uint64) uint64 {
 }
 
 func TestHubPoll(t *testing.T) {
-	h := newHub(100, 50, 0)
+	h := newHub(100, 50)
 	applySets(h, 1, 5, "/a")
 	ctx := context.Background()
 	s := mustSpec(t, "/a", false)
@@ -552,7 +552,7 @@ func TestHubPoll(t *testing.T) {
 }
 
 func TestHubClose(t *testing.T) {
-	h := newHub(100, 50, 0)
+	h := newHub(100, 50)
 	applySets(h, 1, 5, "/a")
 	w := startWatch(t, h, mustSpec(t, "/a", false), 1, 0, 100)
 	w.created(t)
@@ -586,7 +586,7 @@ func TestHubClose(t *testing.T) {
 // applied: each gets exactly the events after its created zxid.
 func TestHubNowMissesNothing(t *testing.T) {
 	const last = 2000
-	h := newHub(4*last, 2*last, 0)
+	h := newHub(4*last, 2*last)
 	h.Applied(1, []fsm.Event{set(1, "/a", "")})
 	var wg sync.WaitGroup
 	wg.Add(1)
