@@ -282,7 +282,7 @@ func (h *hub) watch(ctx context.Context, s *watchSpec, start uint64, progress ti
 			default:
 			}
 		}
-		var resp *paddockv1.WatchResponse
+		var events []*paddockv1.Event
 		var end uint64
 		h.mu.RLock()
 		wake := h.wake
@@ -297,11 +297,8 @@ func (h *hub) watch(ctx context.Context, s *watchSpec, start uint64, progress ti
 				err = &CanceledError{Reason: paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SLOW, ResumeZxid: cursor + 1}
 			}
 		default:
-			var events []*paddockv1.Event
 			events, end = h.collectLocked(s, cursor)
-			if len(events) > 0 {
-				resp = &paddockv1.WatchResponse{Header: h.header(end), Events: events}
-			} else {
+			if len(events) == 0 {
 				cursor = end // filtered out: nothing to send
 			}
 		}
@@ -309,8 +306,10 @@ func (h *hub) watch(ctx context.Context, s *watchSpec, start uint64, progress ti
 		if err != nil {
 			return err
 		}
-		if resp != nil {
-			submit(resp, end)
+		if len(events) > 0 {
+			// The header is built out of the lock: it asks raft for the
+			// term.
+			submit(&paddockv1.WatchResponse{Header: h.header(end), Events: events}, end)
 		}
 		if timer != nil && !inflight {
 			tick = timer.C
