@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -112,4 +113,129 @@ func benchRead(b *testing.B, opts *paddockv1.ReadOptions) {
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
 		})
 	}
+}
+
+// benchWatchers starts count watches of req on n; each sends the time it
+// received every event to its own channel. They end with b.
+func benchWatchers(b *testing.B, n *node.Node, req *paddockv1.WatchRequest, count int) []chan time.Time {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	b.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	chans := make([]chan time.Time, count)
+	created := make(chan struct{}, count)
+	for i := range chans {
+		ch := make(chan time.Time, 1024)
+		chans[i] = ch
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = n.Watch(ctx, req, func(r *paddockv1.WatchResponse) error {
+				now := time.Now()
+				if r.GetCreated() {
+					created <- struct{}{}
+				}
+				for range r.GetEvents() {
+					select {
+					case ch <- now:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+				return nil
+			})
+		}()
+	}
+	for range count {
+		<-created
+	}
+	return chans
+}
+
+// BenchmarkWatchLatency measures the time from a write's acknowledgement
+// (Propose returning on the leader) to the delivery of its event to every
+// watcher of the znode, on the leader and on a follower, with 1 and 1000
+// watchers. On the leader the event may be delivered before the
+// acknowledgement (the hub hears of it first): that counts as 0.
+func BenchmarkWatchLatency(b *testing.B) {
+	_, leader, follower := benchCluster(b)
+	var run atomic.Int64
+	for _, via := range []struct {
+		name string
+		n    *node.Node
+	}{{"leader", leader}, {"follower", follower}} {
+		for _, watchers := range []int{1, 1000} {
+			b.Run(fmt.Sprintf("via=%s/watchers=%d", via.name, watchers), func(b *testing.B) {
+				path := fmt.Sprintf("/lat-%d", run.Add(1))
+				mustPropose(b, leader, createCmd(path, nil))
+				chans := benchWatchers(b, via.n, &paddockv1.WatchRequest{
+					Path: path, Kinds: []paddockv1.EventKind{paddockv1.EventKind_EVENT_KIND_DATA_CHANGED}, ProgressIntervalMs: -1,
+				}, watchers)
+				lat := make([]time.Duration, 0, b.N*watchers)
+				data := make([]byte, 128)
+				b.ResetTimer()
+				for range b.N {
+					if _, err := leader.Propose(context.Background(), setCmd(path, data)); err != nil {
+						b.Fatal(err)
+					}
+					ack := time.Now()
+					for _, ch := range chans {
+						lat = append(lat, max(0, (<-ch).Sub(ack)))
+					}
+				}
+				b.StopTimer()
+				slices.Sort(lat)
+				b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-us")
+				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-us")
+			})
+		}
+	}
+}
+
+// BenchmarkWatchFanout measures events delivered per second to 1000
+// watchers of a subtree on the leader while 16 writers create znodes in
+// it (two events each: the znode and its parent's children).
+func BenchmarkWatchFanout(b *testing.B) {
+	const watchers = 1000
+	_, leader, _ := benchCluster(b)
+	mustPropose(b, leader, createCmd("/fan", nil))
+	chans := benchWatchers(b, leader, &paddockv1.WatchRequest{Path: "/fan", Recursive: true, ProgressIntervalMs: -1}, watchers)
+	var delivered atomic.Int64
+	var readers sync.WaitGroup
+	for _, ch := range chans {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for range 2 * b.N {
+				<-ch
+				delivered.Add(1)
+			}
+		}()
+	}
+	var next atomic.Int64
+	var writers sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range 16 {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				if _, err := leader.Propose(context.Background(), createCmd(fmt.Sprintf("/fan/%d", i), nil)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	writers.Wait()
+	readers.Wait()
+	b.ReportMetric(float64(delivered.Load())/time.Since(start).Seconds(), "events/s")
 }

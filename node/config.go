@@ -52,6 +52,16 @@ type Config struct {
 	// RequestTimeout bounds requests whose context has no deadline.
 	RequestTimeout time.Duration
 
+	// WatchHistory is how many recent events the node keeps so that a
+	// watch can start or resume in the past; WatchSlowLag how many of them
+	// a watcher blocked in a send may fall behind before it is dropped
+	// (default half the history, so it can still resume while it
+	// reconnects). WatchProgressInterval is how often an idle watch is
+	// told the zxid it is up to date with; negative turns it off.
+	WatchHistory          int
+	WatchSlowLag          int
+	WatchProgressInterval time.Duration
+
 	// Transport replaces the TCP transport (tests use raft's in-memory
 	// transport to cut links).
 	Transport raft.Transport
@@ -73,6 +83,12 @@ func DefaultConfig() Config {
 		SessionCheckpointInterval: 2 * time.Second,
 		MaxValueSize:              fsm.MaxDataSize,
 		RequestTimeout:            10 * time.Second,
+		// 65,536 events is about 20 MB with small values, and at 1,000
+		// writes/s (two events each: the znode and its parent) half a
+		// minute of changes: room for a client to fail over to another
+		// node and resume.
+		WatchHistory:          1 << 16,
+		WatchProgressInterval: 10 * time.Second,
 	}
 }
 
@@ -90,6 +106,9 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.SessionCheckpointInterval, d.SessionCheckpointInterval)
 	setDefault(&c.MaxValueSize, d.MaxValueSize)
 	setDefault(&c.RequestTimeout, d.RequestTimeout)
+	setDefault(&c.WatchHistory, d.WatchHistory)
+	setDefault(&c.WatchSlowLag, c.WatchHistory/2)
+	setDefault(&c.WatchProgressInterval, d.WatchProgressInterval)
 	if c.Logger == nil {
 		c.Logger = hclog.New(&hclog.LoggerOptions{Name: "paddock", Level: hclog.Warn})
 	}
@@ -102,6 +121,10 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("node: raft address is required")
 	case c.MaxValueSize > fsm.MaxDataSize:
 		return c, fmt.Errorf("node: max value size %d is over the limit %d", c.MaxValueSize, fsm.MaxDataSize)
+	case c.WatchHistory < 2:
+		return c, fmt.Errorf("node: watch history %d is under 2 events", c.WatchHistory)
+	case c.WatchSlowLag < 1 || c.WatchSlowLag >= c.WatchHistory:
+		return c, fmt.Errorf("node: watch slow lag %d is not in [1, watch history %d)", c.WatchSlowLag, c.WatchHistory)
 	case c.MinSessionTimeout > c.MaxSessionTimeout:
 		return c, fmt.Errorf("node: min session timeout %v is over the max %v", c.MinSessionTimeout, c.MaxSessionTimeout)
 	}

@@ -28,6 +28,16 @@
 //   - Members (member.go): each node registers its client addresses in the
 //     replicated state, which is how followers find the leader's gRPC
 //     address.
+//   - Watches (watch.go, watch_hub.go, watch_history.go): the watch hub is
+//     the fsm's event sink (before the read waiter, so a read at index i
+//     implies the hub has the events up to i). It keeps a bounded history
+//     of recent events (Config.WatchHistory) and the raft index it covers;
+//     a watch or poll starts at any zxid still in it, or fails with
+//     COMPACTED. A snapshot install restarts the history and cancels every
+//     watcher (SNAPSHOT_RESTORED). Each watcher runs on its caller's
+//     goroutine with a cursor; a watcher blocked in a send while the
+//     history moves Config.WatchSlowLag events past it is dropped (SLOW)
+//     while it can still resume.
 //
 // # Concurrency
 //
@@ -35,6 +45,10 @@
 // watcher, which runs the leader-only work (barrier, session tracker) in a
 // goroutine per term and cancels it when leadership is lost; a member
 // registration loop; and the read index and keepalive coalescers, whose
-// loops run only while requests are waiting. Locks are leaf locks: no
-// node lock is held while calling raft, the fsm or the network.
+// loops run only while requests are waiting; each watch adds one sender
+// goroutine, so a blocked send never stops its watcher from noticing it is
+// behind. The apply goroutine never waits on a watcher: it appends to the
+// history under the hub's lock and closes a broadcast channel. Locks are
+// leaf locks: no node lock is held while calling raft, the fsm, the
+// network or a watcher's send.
 package node

@@ -39,6 +39,7 @@ type Node struct {
 	store  *raftboltdb.BoltStore
 	trans  raft.Transport
 	waiter *appliedWaiter
+	watch  *hub
 
 	peers    *peerConns
 	reads    *coalescer // leader: commit index + VerifyLeader
@@ -75,7 +76,9 @@ func New(c Config) (*Node, error) {
 		return nil, fmt.Errorf("node: data dir: %w", err)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, waiter: newAppliedWaiter()}
-	n.fsm = fsm.New(n.waiter)
+	n.watch = newHub(cfg.WatchHistory, cfg.WatchSlowLag)
+	n.watch.header = n.Header
+	n.fsm = fsm.New(sinks{n.watch, n.waiter})
 	n.peers = newPeerConns()
 	n.metrics = newMetrics(n)
 
@@ -166,6 +169,7 @@ func (n *Node) Close() error {
 	if !n.closing.CompareAndSwap(false, true) {
 		return nil
 	}
+	n.watch.close()
 	if n.stop != nil {
 		n.stop()
 	}

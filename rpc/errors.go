@@ -31,6 +31,8 @@ var errorCodes = []struct {
 	{fsm.ErrBadArgument, codes.InvalidArgument},
 	{fsm.ErrReservedPath, codes.InvalidArgument},
 	{fsm.ErrBadEntry, codes.Internal},
+	{node.ErrCompacted, codes.OutOfRange},
+	{node.ErrSlowWatcher, codes.ResourceExhausted},
 	{node.ErrNoLeader, codes.Unavailable},
 	{node.ErrNotLeader, codes.Unavailable},
 	{node.ErrShuttingDown, codes.Unavailable},
@@ -41,7 +43,7 @@ var errorCodes = []struct {
 
 // toStatus maps err to a gRPC status error. Errors that already are a
 // status (from a peer) pass through. A failed Multi carries a MultiFailure
-// detail naming the op.
+// detail naming the op; a canceled watch or poll a WatchCanceled detail.
 func toStatus(err error) error {
 	if err == nil {
 		return nil
@@ -63,6 +65,12 @@ func toStatus(err error) error {
 	var me *fsm.MultiError
 	if errors.As(err, &me) {
 		if d, derr := st.WithDetails(&paddockv1.MultiFailure{FailedIndex: int32(me.Index)}); derr == nil {
+			st = d
+		}
+	}
+	var ce *node.CanceledError
+	if errors.As(err, &ce) {
+		if d, derr := st.WithDetails(ce.Detail()); derr == nil {
 			st = d
 		}
 	}

@@ -47,5 +47,6 @@ func Register(s *grpc.Server, n *node.Node) {
 	paddockv1.RegisterTreeServiceServer(s, &treeServer{n: n})
 	paddockv1.RegisterSessionServiceServer(s, &sessionServer{n: n})
 	paddockv1.RegisterClusterServiceServer(s, &clusterServer{n: n})
+	paddockv1.RegisterWatchServiceServer(s, &watchServer{n: n})
 	n.RegisterInternal(s)
 }

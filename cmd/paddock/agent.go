@@ -23,6 +23,8 @@ type agentFlags struct {
 	id, dataDir, raftAddr, grpcAddr, httpAddr, bootstrap, logLevel string
 	snapshotThreshold, trailingLogs                                uint64
 	minSession, maxSession                                         time.Duration
+	watchHistory, watchSlowLag                                     int
+	watchProgress                                                  time.Duration
 }
 
 func (f *agentFlags) register(cmd *cobra.Command) {
@@ -38,6 +40,10 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fs.Uint64Var(&f.trailingLogs, "trailing-logs", 10240, "log entries kept after a snapshot")
 	fs.DurationVar(&f.minSession, "min-session-timeout", 2*time.Second, "shortest session timeout granted")
 	fs.DurationVar(&f.maxSession, "max-session-timeout", 60*time.Second, "longest session timeout granted")
+	d := node.DefaultConfig()
+	fs.IntVar(&f.watchHistory, "watch-history", d.WatchHistory, "recent events kept for watches to start or resume from")
+	fs.IntVar(&f.watchSlowLag, "watch-slow-lag", 0, "events a blocked watcher may fall behind before it is dropped (default half the history)")
+	fs.DurationVar(&f.watchProgress, "watch-progress-interval", d.WatchProgressInterval, "how often idle watches get a progress response (negative: never)")
 }
 
 func (f *agentFlags) config() (node.Config, error) {
@@ -57,6 +63,7 @@ func (f *agentFlags) config() (node.Config, error) {
 		GRPCAddr: f.grpcAddr, HTTPAddr: f.httpAddr, Bootstrap: voters,
 		SnapshotThreshold: f.snapshotThreshold, TrailingLogs: f.trailingLogs,
 		MinSessionTimeout: f.minSession, MaxSessionTimeout: f.maxSession,
+		WatchHistory: f.watchHistory, WatchSlowLag: f.watchSlowLag, WatchProgressInterval: f.watchProgress,
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name: f.id, Level: hclog.LevelFromString(f.logLevel), Output: os.Stderr,
 		}),
@@ -129,18 +136,22 @@ func startAgent(ctx context.Context, cfg node.Config) (*agent, error) {
 		node:     n,
 		gwCancel: gwCancel,
 		grpc:     rpc.NewServer(n),
-		http:     &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
-		done:     make(chan error, 2),
+		// No WriteTimeout: it would cut watch streams and long polls.
+		http: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
+		done: make(chan error, 2),
 	}
 	go func() { a.done <- a.grpc.Serve(gl) }()
 	go func() { a.done <- a.http.Serve(hl) }()
 	return a, nil
 }
 
-// Close stops serving, then stops the node.
+// Close stops serving, then stops the node. Watches end first (telling
+// their clients where to resume): they would hold both servers' graceful
+// stops until the timeout.
 func (a *agent) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	a.node.CloseWatches()
 	_ = a.http.Shutdown(ctx)
 	a.gwCancel()
 	stopped := make(chan struct{})
