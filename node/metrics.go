@@ -106,6 +106,8 @@ var (
 		"Znodes in the tree, the root and /paddock included.", nil, nil)
 	descSessions = prometheus.NewDesc("paddock_sessions",
 		"Open client sessions.", nil, nil)
+	descWatchers = prometheus.NewDesc("paddock_watchers",
+		"Open watches (streams and long polls) on this node.", nil, nil)
 	descBadEntries = prometheus.NewDesc("paddock_bad_entries_total",
 		"Raft log entries the state machine rejected as undecodable or unknown.", nil, nil)
 )
@@ -120,7 +122,7 @@ type stateCollector struct{ n *Node }
 
 // Describe sends the descriptors of every series Collect sends.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRaftState, descTerm, descCommit, descApplied, descLastLog, descLeaderKnown, descZnodes, descSessions, descBadEntries} {
+	for _, d := range []*prometheus.Desc{descRaftState, descTerm, descCommit, descApplied, descLastLog, descLeaderKnown, descZnodes, descSessions, descWatchers, descBadEntries} {
 		ch <- d
 	}
 }
@@ -151,6 +153,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	znodes, sessions := f.Counts()
 	gauge(descZnodes, uint64(znodes))
 	gauge(descSessions, uint64(sessions))
+	gauge(descWatchers, uint64(c.n.WatcherCount()))
 	ch <- prometheus.MustNewConstMetric(descBadEntries, prometheus.CounterValue, float64(f.BadEntries()))
 }
 
