@@ -146,6 +146,19 @@ func TestWatchAndPollOverGRPC(t *testing.T) {
 		t.Fatalf("Poll with nothing to return took %v, want the 100ms timeout", d)
 	}
 
+	// An idle watch asking for progress every 100ms is told the zxid it is
+	// up to date with, past the events it was sent.
+	idle, err := watch.Watch(ctx, &paddockv1.WatchRequest{Path: "/idle", ProgressIntervalMs: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := idle.Recv(); err != nil || !r.GetCreated() {
+		t.Fatalf("idle watch first response = %v, %v; want created", r, err)
+	}
+	if r, err := idle.Recv(); err != nil || !r.GetProgress() || len(r.GetEvents()) != 0 || r.GetHeader().GetZxid() < got[1].GetZxid() {
+		t.Fatalf("idle watch second response = %v, %v; want progress at >= %d", r, err, got[1].GetZxid())
+	}
+
 	// Closing the node's watches ends the stream with where to resume.
 	n.CloseWatches()
 	for {
