@@ -257,3 +257,51 @@ func TestWatchBadInputOverGRPC(t *testing.T) {
 		t.Fatalf("WatcherCount after refused watches = %d, want 0", c)
 	}
 }
+
+// TestSlowWatcherDroppedOverGRPC never reads a watch while the watched
+// znode keeps changing: once gRPC's flow control blocks the server's
+// sends, the watcher is dropped with RESOURCE_EXHAUSTED and a resume
+// point right after the last event it was sent.
+func TestSlowWatcherDroppedOverGRPC(t *testing.T) {
+	n, conn := singleNode(t, func(c *node.Config) { c.WatchHistory, c.WatchSlowLag = 100_000, 50 })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	watch := paddockv1.NewWatchServiceClient(conn)
+	tree := paddockv1.NewTreeServiceClient(conn)
+	if _, err := tree.Create(ctx, &paddockv1.CreateRequest{Path: "/big"}); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := watch.Watch(ctx, &paddockv1.WatchRequest{Path: "/big", PrevData: true, ProgressIntervalMs: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := stream.Recv()
+	if err != nil || !first.GetCreated() {
+		t.Fatalf("first response = %v, %v; want created", first, err)
+	}
+	data := make([]byte, 64<<10)
+	writes := 0
+	for n.WatcherCount() > 0 {
+		if writes == 5000 {
+			t.Fatalf("watcher not dropped after %d writes of %d bytes", writes, len(data))
+		}
+		if _, err := tree.Set(ctx, &paddockv1.SetRequest{Path: "/big", Data: data}); err != nil {
+			t.Fatalf("Set(/big): %v", err)
+		}
+		writes++
+	}
+	last := first.GetHeader().GetZxid()
+	for {
+		r, err := stream.Recv()
+		if err != nil {
+			wc := canceledStatus(t, "unread watch", err, codes.ResourceExhausted, paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SLOW)
+			if wc.GetResumeZxid() != last+1 {
+				t.Fatalf("resume_zxid = %d, want %d (after the last event received)", wc.GetResumeZxid(), last+1)
+			}
+			return
+		}
+		if evs := r.GetEvents(); len(evs) > 0 {
+			last = evs[len(evs)-1].GetZxid()
+		}
+	}
+}
