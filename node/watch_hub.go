@@ -186,7 +186,7 @@ func (h *hub) canceledLocked(epoch, cursor uint64) error {
 		return &CanceledError{Reason: paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SNAPSHOT_RESTORED, CompactZxid: h.compact}
 	case h.closed:
 		return &CanceledError{Reason: paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SHUTTING_DOWN, ResumeZxid: cursor + 1}
-	case cursor+1 < h.compact:
+	case cursor < h.compact-1: // cursor+1 < compact, without overflow
 		return &CanceledError{Reason: paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_COMPACTED, CompactZxid: h.compact}
 	}
 	return nil

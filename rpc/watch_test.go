@@ -146,6 +146,19 @@ func TestWatchAndPollOverGRPC(t *testing.T) {
 		t.Fatalf("Poll with nothing to return took %v, want the 100ms timeout", d)
 	}
 
+	// An idle watch asking for progress every 100ms is told the zxid it is
+	// up to date with, past the events it was sent.
+	idle, err := watch.Watch(ctx, &paddockv1.WatchRequest{Path: "/idle", ProgressIntervalMs: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := idle.Recv(); err != nil || !r.GetCreated() {
+		t.Fatalf("idle watch first response = %v, %v; want created", r, err)
+	}
+	if r, err := idle.Recv(); err != nil || !r.GetProgress() || len(r.GetEvents()) != 0 || r.GetHeader().GetZxid() < got[1].GetZxid() {
+		t.Fatalf("idle watch second response = %v, %v; want progress at >= %d", r, err, got[1].GetZxid())
+	}
+
 	// Closing the node's watches ends the stream with where to resume.
 	n.CloseWatches()
 	for {
@@ -242,5 +255,53 @@ func TestWatchBadInputOverGRPC(t *testing.T) {
 	}
 	if c := n.WatcherCount(); c != 0 {
 		t.Fatalf("WatcherCount after refused watches = %d, want 0", c)
+	}
+}
+
+// TestSlowWatcherDroppedOverGRPC never reads a watch while the watched
+// znode keeps changing: once gRPC's flow control blocks the server's
+// sends, the watcher is dropped with RESOURCE_EXHAUSTED and a resume
+// point right after the last event it was sent.
+func TestSlowWatcherDroppedOverGRPC(t *testing.T) {
+	n, conn := singleNode(t, func(c *node.Config) { c.WatchHistory, c.WatchSlowLag = 100_000, 50 })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	watch := paddockv1.NewWatchServiceClient(conn)
+	tree := paddockv1.NewTreeServiceClient(conn)
+	if _, err := tree.Create(ctx, &paddockv1.CreateRequest{Path: "/big"}); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := watch.Watch(ctx, &paddockv1.WatchRequest{Path: "/big", PrevData: true, ProgressIntervalMs: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := stream.Recv()
+	if err != nil || !first.GetCreated() {
+		t.Fatalf("first response = %v, %v; want created", first, err)
+	}
+	data := make([]byte, 64<<10)
+	writes := 0
+	for n.WatcherCount() > 0 {
+		if writes == 5000 {
+			t.Fatalf("watcher not dropped after %d writes of %d bytes", writes, len(data))
+		}
+		if _, err := tree.Set(ctx, &paddockv1.SetRequest{Path: "/big", Data: data}); err != nil {
+			t.Fatalf("Set(/big): %v", err)
+		}
+		writes++
+	}
+	last := first.GetHeader().GetZxid()
+	for {
+		r, err := stream.Recv()
+		if err != nil {
+			wc := canceledStatus(t, "unread watch", err, codes.ResourceExhausted, paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SLOW)
+			if wc.GetResumeZxid() != last+1 {
+				t.Fatalf("resume_zxid = %d, want %d (after the last event received)", wc.GetResumeZxid(), last+1)
+			}
+			return
+		}
+		if evs := r.GetEvents(); len(evs) > 0 {
+			last = evs[len(evs)-1].GetZxid()
+		}
 	}
 }
