@@ -38,6 +38,10 @@ type Config struct {
 	// waiting for a connection longer than that fails over to the next
 	// endpoint. Zero means DefaultDialTimeout.
 	DialTimeout time.Duration
+	// RetryTimeout bounds how long a call that keeps failing with
+	// Unavailable is repeated (a leader election, a node restarting), in
+	// any case never past the call's ctx. Zero means DefaultRetryTimeout.
+	RetryTimeout time.Duration
 }
 
 // Client calls a Paddock cluster, failing over between its endpoints. See
@@ -48,6 +52,8 @@ type Client struct {
 	cur atomic.Int64
 	// lastZxid is the highest zxid seen in a response (see LastZxid).
 	lastZxid atomic.Uint64
+	// retryTimeout is Config.RetryTimeout or its default.
+	retryTimeout time.Duration
 	// ctx is cancelled by Close; sessions' keepalive loops run under it.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -75,7 +81,10 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			MinConnectTimeout: dialTimeout,
 		}),
 	}
-	c := &Client{}
+	c := &Client{retryTimeout: cfg.RetryTimeout}
+	if c.retryTimeout <= 0 {
+		c.retryTimeout = DefaultRetryTimeout
+	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	for _, addr := range addrs {
 		conn, err := grpc.NewClient(addr, opts...)
@@ -121,10 +130,15 @@ func (c *Client) observe(zxid uint64) {
 	}
 }
 
-// Retry policy of unary calls: up to maxRounds passes over the endpoints,
-// pausing between passes from retryPause, doubling up to maxRetryPause.
-// Five passes span about 1.5s of pauses: enough to ride out a leader
-// election, short enough that a dead cluster is reported quickly.
+// DefaultRetryTimeout is the Config.RetryTimeout used when none is set:
+// long enough to ride out a leader election after a leader is killed
+// (the election timeout plus a pre-vote and a vote round, a few seconds),
+// short enough that a dead cluster is reported in bounded time.
+const DefaultRetryTimeout = 15 * time.Second
+
+// Retry policy of unary calls: passes over the endpoints, pausing between
+// passes from retryPause, doubling up to maxRetryPause, until the retry
+// timeout; the first connection of a watch makes up to maxRounds passes.
 const (
 	maxRounds     = 5
 	retryPause    = 100 * time.Millisecond
@@ -187,9 +201,10 @@ func call[S, Req, Resp any](
 		resp Resp
 		err  error
 	)
-	for attempt := range maxRounds * n {
+	giveUp := time.Now().Add(c.retryTimeout)
+	for attempt := 0; ; attempt++ {
 		if attempt > 0 && attempt%n == 0 {
-			if !sleep(ctx, pause) {
+			if time.Now().Add(pause).After(giveUp) || !sleep(ctx, pause) {
 				return resp, err
 			}
 			pause = min(2*pause, maxRetryPause)

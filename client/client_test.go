@@ -247,14 +247,20 @@ func TestWriteGivesUpWhenAllUnavailable(t *testing.T) {
 	for _, n := range []*fakeNode{a, b} {
 		n.set(func(n *fakeNode) { n.err = status.Error(codes.Unavailable, "no leader") })
 	}
-	c := newTestClient(t, a.addr, b.addr)
+	c, err := New(context.Background(), Config{Endpoints: []string{a.addr, b.addr}, RetryTimeout: 400 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
 
-	_, err := c.Create(context.Background(), &paddockv1.CreateRequest{Path: "/a"})
+	_, err = c.Create(context.Background(), &paddockv1.CreateRequest{Path: "/a"})
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("Create(/a) error = %v, want Unavailable", err)
 	}
-	if got, want := a.callCount()+b.callCount(), 2*maxRounds; got != want {
-		t.Errorf("attempts = %d, want %d (maxRounds passes over 2 endpoints)", got, want)
+	// Pauses of 100ms and 200ms fit in 400ms, 400ms more would not: three
+	// passes over both endpoints.
+	if got, want := a.callCount()+b.callCount(), 6; got != want {
+		t.Errorf("attempts = %d, want %d (3 passes over 2 endpoints within the retry timeout)", got, want)
 	}
 	ids := append(a.ids(), b.ids()...)
 	for _, id := range ids {

@@ -11,8 +11,9 @@
 // within Config.DialTimeout, shutting down, has no leader, or the
 // connection broke mid-call) is repeated on the next endpoint. After a
 // whole pass over the endpoints the client pauses (100ms, doubling up to
-// 1s) and tries again, for at most 5 passes and never past the call's ctx;
-// it then returns the last Unavailable error. Any other error is the
+// 1s) and tries again, for at most Config.RetryTimeout (15s by default:
+// a leader election after a killed leader takes a few seconds) and never
+// past the call's ctx; it then returns the last Unavailable error. Any other error is the
 // cluster's answer (NotFound, AlreadyExists, InvalidArgument,
 // FailedPrecondition, DeadlineExceeded ...) and is returned at once, never
 // retried.
