@@ -222,5 +222,4 @@ func call[S, Req, Resp any](
 			return resp, err
 		}
 	}
-	return resp, err
 }

@@ -58,7 +58,11 @@ type Config struct {
 	// (default half the history, so it can still resume while it
 	// reconnects). WatchProgressInterval is how often an idle watch is
 	// told the zxid it is up to date with; negative turns it off.
+	// WatchHistoryBytes also bounds the history by the paths and previous
+	// data it keeps alive (large values would otherwise make the event
+	// bound hold gigabytes); whichever bound is hit first evicts.
 	WatchHistory          int
+	WatchHistoryBytes     int64
 	WatchSlowLag          int
 	WatchProgressInterval time.Duration
 
@@ -87,7 +91,10 @@ func DefaultConfig() Config {
 		// writes/s (two events each: the znode and its parent) half a
 		// minute of changes: room for a client to fail over to another
 		// node and resume.
-		WatchHistory:          1 << 16,
+		WatchHistory: 1 << 16,
+		// 64 MiB of previous data: room for all 65,536 events with
+		// values up to 1 KiB, or 64 changes of 1 MiB values.
+		WatchHistoryBytes:     64 << 20,
 		WatchProgressInterval: 10 * time.Second,
 	}
 }
@@ -107,6 +114,7 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.MaxValueSize, d.MaxValueSize)
 	setDefault(&c.RequestTimeout, d.RequestTimeout)
 	setDefault(&c.WatchHistory, d.WatchHistory)
+	setDefault(&c.WatchHistoryBytes, d.WatchHistoryBytes)
 	setDefault(&c.WatchSlowLag, c.WatchHistory/2)
 	setDefault(&c.WatchProgressInterval, d.WatchProgressInterval)
 	if c.Logger == nil {
@@ -123,6 +131,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("node: max value size %d is over the limit %d", c.MaxValueSize, fsm.MaxDataSize)
 	case c.WatchHistory < 2:
 		return c, fmt.Errorf("node: watch history %d is under 2 events", c.WatchHistory)
+	case c.WatchHistoryBytes < 1:
+		return c, fmt.Errorf("node: watch history bytes %d is under 1", c.WatchHistoryBytes)
 	case c.WatchSlowLag < 1 || c.WatchSlowLag >= c.WatchHistory:
 		return c, fmt.Errorf("node: watch slow lag %d is not in [1, watch history %d)", c.WatchSlowLag, c.WatchHistory)
 	case c.MinSessionTimeout > c.MaxSessionTimeout:

@@ -76,7 +76,7 @@ func New(c Config) (*Node, error) {
 		return nil, fmt.Errorf("node: data dir: %w", err)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, waiter: newAppliedWaiter()}
-	n.watch = newHub(cfg.WatchHistory, cfg.WatchSlowLag)
+	n.watch = newHub(cfg.WatchHistory, cfg.WatchHistoryBytes, cfg.WatchSlowLag)
 	n.watch.header = n.Header
 	n.fsm = fsm.New(sinks{n.watch, n.waiter})
 	n.peers = newPeerConns()

@@ -49,28 +49,35 @@ func eventKind(t fsm.EventType) paddockv1.EventKind {
 }
 
 // history is a ring of the most recent events, oldest first, in zxid
-// order. It holds at most limit events, except that the events of one zxid
-// are never split by eviction: a single entry emitting more than limit
-// events grows the ring to hold them all (so that a watcher can still be
-// served that zxid whole).
+// order. It holds at most limit events and about maxBytes of paths and
+// previous data (values of up to 1 MiB would otherwise let a count bound
+// hold gigabytes), except that the events of one zxid are never split by
+// eviction: a single entry emitting more than either bound grows the ring
+// to hold them all (so that a watcher can still be served that zxid whole).
 type history struct {
-	buf   []entry
-	head  int // position of the oldest event in buf
-	n     int // events held
-	limit int
+	buf      []entry
+	head     int // position of the oldest event in buf
+	n        int // events held
+	limit    int
+	bytes    int64 // memBytes of the events held
+	maxBytes int64
 }
 
-func newHistory(limit int) *history {
-	return &history{buf: make([]entry, min(limit, 1024)), limit: limit}
+func newHistory(limit int, maxBytes int64) *history {
+	return &history{buf: make([]entry, min(limit, 1024)), limit: limit, maxBytes: maxBytes}
 }
+
+// memBytes is what e keeps alive, roughly.
+func (e *entry) memBytes() int64 { return int64(e.size + len(e.prev)) }
 
 func (r *history) at(i int) *entry { return &r.buf[(r.head+i)%len(r.buf)] }
 
 // push appends e and returns the zxid of the newest event it evicted (0
 // if none).
 func (r *history) push(e entry) (evicted uint64) {
-	for r.n >= r.limit && r.at(0).ev.GetZxid() != e.ev.GetZxid() {
+	for (r.n >= r.limit || r.bytes+e.memBytes() > r.maxBytes) && r.n > 0 && r.at(0).ev.GetZxid() != e.ev.GetZxid() {
 		evicted = r.at(0).ev.GetZxid()
+		r.bytes -= r.at(0).memBytes()
 		*r.at(0) = entry{} // let the event's data go
 		r.head = (r.head + 1) % len(r.buf)
 		r.n--
@@ -80,6 +87,7 @@ func (r *history) push(e entry) (evicted uint64) {
 	}
 	*r.at(r.n) = e
 	r.n++
+	r.bytes += e.memBytes()
 	return evicted
 }
 
@@ -100,7 +108,7 @@ func (r *history) grow() {
 // reset drops every event.
 func (r *history) reset() {
 	clear(r.buf)
-	r.head, r.n = 0, 0
+	r.head, r.n, r.bytes = 0, 0, 0
 }
 
 // after returns the position of the first event with a zxid above zxid.

@@ -62,12 +62,12 @@ type hub struct {
 
 var _ fsm.Sink = (*hub)(nil)
 
-func newHub(history, slowLag int) *hub {
+func newHub(history int, historyBytes int64, slowLag int) *hub {
 	return &hub{
 		slowLag:   slowLag,
 		slowGrace: watchSlowGrace,
 		header:    func(z uint64) *paddockv1.ResponseHeader { return &paddockv1.ResponseHeader{Zxid: z} },
-		hist:      newHistory(history),
+		hist:      newHistory(history, historyBytes),
 		compact:   1,
 		wake:      make(chan struct{}),
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -168,7 +169,7 @@ const (
 )
 
 func TestHubResumeAtHistoryBoundaries(t *testing.T) {
-	h := newHub(10, 9)
+	h := newHub(10, 1<<30, 9)
 	applySets(h, 1, 20, "/a") // keeps 11..20
 	h.Applied(21, nil)        // a barrier: covers 21, no event
 	for _, tc := range []struct {
@@ -215,7 +216,7 @@ func TestHubResumeAtHistoryBoundaries(t *testing.T) {
 }
 
 func TestHubKeepsAZxidWhole(t *testing.T) {
-	h := newHub(4, 3)
+	h := newHub(4, 1<<30, 3)
 	h.Applied(1, []fsm.Event{created(1, "/a"), childrenChanged(1, "/")})
 	h.Applied(2, []fsm.Event{created(2, "/a/x"), childrenChanged(2, "/a")})
 	// Three events at 3 evict one of zxid 1 and zxid 2's first: neither
@@ -239,7 +240,7 @@ func TestHubKeepsAZxidWhole(t *testing.T) {
 	}
 
 	// A poll of 2 events at most still returns a zxid's 3 events.
-	h = newHub(100, 50)
+	h = newHub(100, 1<<30, 50)
 	h.Applied(1, nil)
 	h.Applied(2, []fsm.Event{created(2, "/a"), childrenChanged(2, "/")})
 	h.Applied(3, []fsm.Event{set(3, "/a", ""), set(3, "/b", ""), set(3, "/c", "")})
@@ -262,7 +263,7 @@ func TestHubKeepsAZxidWhole(t *testing.T) {
 }
 
 func TestHubFilters(t *testing.T) {
-	h := newHub(100, 50)
+	h := newHub(100, 1<<30, 50)
 	evs := []fsm.Event{
 		created(1, "/a"), childrenChanged(1, "/"),
 		created(2, "/ab"), childrenChanged(2, "/"),
@@ -352,7 +353,7 @@ func TestWatchSpecRejectsBadInput(t *testing.T) {
 }
 
 func TestHubProgressAdvancesPastFilteredEvents(t *testing.T) {
-	h := newHub(100, 50)
+	h := newHub(100, 1<<30, 50)
 	w := startWatch(t, h, mustSpec(t, "/watched", false), 0, 20*time.Millisecond, 100)
 	if got := w.created(t); got != 0 {
 		t.Fatalf("created header zxid = %d, want 0", got)
@@ -379,7 +380,7 @@ func TestHubProgressAdvancesPastFilteredEvents(t *testing.T) {
 }
 
 func TestHubProgressOff(t *testing.T) {
-	h := newHub(100, 50)
+	h := newHub(100, 1<<30, 50)
 	w := startWatch(t, h, mustSpec(t, "/a", false), 0, 0, 100)
 	w.created(t)
 	applySets(h, 1, 3, "/other")
@@ -393,7 +394,7 @@ func TestHubProgressOff(t *testing.T) {
 }
 
 func TestHubRestoredCancelsWatchers(t *testing.T) {
-	h := newHub(100, 50)
+	h := newHub(100, 1<<30, 50)
 	applySets(h, 1, 10, "/a")
 	w1 := startWatch(t, h, mustSpec(t, "/a", false), 5, 0, 100)
 	w2 := startWatch(t, h, mustSpec(t, "/", true), 0, 0, 100)
@@ -421,7 +422,7 @@ func TestHubRestoredCancelsWatchers(t *testing.T) {
 }
 
 func TestHubDropsSlowWatcherOnly(t *testing.T) {
-	h := newHub(2000, 50)
+	h := newHub(2000, 1<<30, 50)
 	// The fast watcher's buffer holds every response: it is never behind.
 	fast := startWatch(t, h, mustSpec(t, "/a", false), 1, 0, 1000)
 	fast.created(t)
@@ -445,7 +446,7 @@ func TestHubDropsSlowWatcherOnly(t *testing.T) {
 }
 
 func TestHubSlowWatcherCanResume(t *testing.T) {
-	h := newHub(2000, 50)
+	h := newHub(2000, 1<<30, 50)
 	slow := startWatch(t, h, mustSpec(t, "/a", false), 0, 0, 0)
 	slow.created(t)
 	last := applyUntilEnd(t, h, slow, 1)
@@ -483,7 +484,7 @@ func applyUntilEnd(t *testing.T, h *hub, w *testWatch, from uint64) uint64 {
 }
 
 func TestHubPoll(t *testing.T) {
-	h := newHub(100, 50)
+	h := newHub(100, 1<<30, 50)
 	applySets(h, 1, 5, "/a")
 	ctx := context.Background()
 	s := mustSpec(t, "/a", false)
@@ -552,7 +553,7 @@ func TestHubPoll(t *testing.T) {
 }
 
 func TestHubClose(t *testing.T) {
-	h := newHub(100, 50)
+	h := newHub(100, 1<<30, 50)
 	applySets(h, 1, 5, "/a")
 	w := startWatch(t, h, mustSpec(t, "/a", false), 1, 0, 100)
 	w.created(t)
@@ -586,7 +587,7 @@ func TestHubClose(t *testing.T) {
 // applied: each gets exactly the events after its created zxid.
 func TestHubNowMissesNothing(t *testing.T) {
 	const last = 2000
-	h := newHub(4*last, 2*last)
+	h := newHub(4*last, 1<<30, 2*last)
 	h.Applied(1, []fsm.Event{set(1, "/a", "")})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -620,5 +621,36 @@ func eventually(t *testing.T, f func() error) {
 			t.Fatalf("still failing after %v: %v", hubWait, err)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestHubHistoryByteBound: previous data counts against the byte bound, so
+// a few large values evict older events long before the event bound does,
+// and a zxid bigger than the bound is still kept whole.
+func TestHubHistoryByteBound(t *testing.T) {
+	big := strings.Repeat("x", 1000)
+	h := newHub(100, 2500, 50)
+	for z := uint64(1); z <= 5; z++ {
+		h.Applied(z, []fsm.Event{set(z, "/a", big)})
+	}
+	// About 1,000 bytes each: only the last two fit in 2,500.
+	if h.hist.n != 2 || h.compact != 4 {
+		t.Fatalf("history holds %d events from %d, want 2 from 4", h.hist.n, h.compact)
+	}
+	if h.hist.bytes > 2500 {
+		t.Fatalf("history bytes = %d, want <= 2500", h.hist.bytes)
+	}
+	ctx := context.Background()
+	_, _, err := h.poll(ctx, mustSpec(t, "/a", false), 2, time.Second)
+	canceled(t, "poll(after 2)", err, CanceledError{Reason: reasonCompacted, CompactZxid: 4})
+
+	// One zxid of three large events exceeds the bound and is kept whole.
+	h.Applied(6, []fsm.Event{set(6, "/a", big), set(6, "/b", big), set(6, "/c", big)})
+	events, _, err := h.poll(ctx, mustSpec(t, "/", true), 5, time.Second)
+	if err != nil || len(events) != 3 {
+		t.Fatalf("poll(after 5) = %d events, %v; want the 3 events of zxid 6", len(events), err)
+	}
+	if h.compact != 6 {
+		t.Fatalf("oldest start served = %d, want 6", h.compact)
 	}
 }

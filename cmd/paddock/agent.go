@@ -24,6 +24,7 @@ type agentFlags struct {
 	snapshotThreshold, trailingLogs                                uint64
 	minSession, maxSession                                         time.Duration
 	watchHistory, watchSlowLag                                     int
+	watchHistoryBytes                                              int64
 	watchProgress                                                  time.Duration
 }
 
@@ -42,6 +43,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fs.DurationVar(&f.maxSession, "max-session-timeout", 60*time.Second, "longest session timeout granted")
 	d := node.DefaultConfig()
 	fs.IntVar(&f.watchHistory, "watch-history", d.WatchHistory, "recent events kept for watches to start or resume from")
+	fs.Int64Var(&f.watchHistoryBytes, "watch-history-bytes", d.WatchHistoryBytes, "bytes of paths and previous data the watch history may keep")
 	fs.IntVar(&f.watchSlowLag, "watch-slow-lag", 0, "events a blocked watcher may fall behind before it is dropped (default half the history)")
 	fs.DurationVar(&f.watchProgress, "watch-progress-interval", d.WatchProgressInterval, "how often idle watches get a progress response (negative: never)")
 }
@@ -63,7 +65,7 @@ func (f *agentFlags) config() (node.Config, error) {
 		GRPCAddr: f.grpcAddr, HTTPAddr: f.httpAddr, Bootstrap: voters,
 		SnapshotThreshold: f.snapshotThreshold, TrailingLogs: f.trailingLogs,
 		MinSessionTimeout: f.minSession, MaxSessionTimeout: f.maxSession,
-		WatchHistory: f.watchHistory, WatchSlowLag: f.watchSlowLag, WatchProgressInterval: f.watchProgress,
+		WatchHistory: f.watchHistory, WatchHistoryBytes: f.watchHistoryBytes, WatchSlowLag: f.watchSlowLag, WatchProgressInterval: f.watchProgress,
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name: f.id, Level: hclog.LevelFromString(f.logLevel), Output: os.Stderr,
 		}),
