@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -70,6 +71,11 @@ with --from.`,
 			Kinds:     ks,
 			StartZxid: from,
 			PrevData:  prevData,
+			// Progress every 5s keeps the resume point current when
+			// nothing matches, and lets the client notice a node that
+			// hangs without closing the connection (no response for
+			// 16s) and move on.
+			ProgressInterval: 5 * time.Second,
 		})
 		if err != nil {
 			if ctx.Err() != nil {
