@@ -206,7 +206,7 @@ func TestTreeWatchCommand(t *testing.T) {
 
 	node.mu.Lock()
 	defer node.mu.Unlock()
-	want := &paddockv1.WatchRequest{Path: "/a", Recursive: true, StartZxid: 42, PrevData: true, Kinds: []paddockv1.EventKind{
+	want := &paddockv1.WatchRequest{Path: "/a", Recursive: true, StartZxid: 42, PrevData: true, ProgressIntervalMs: 5000, Kinds: []paddockv1.EventKind{
 		paddockv1.EventKind_EVENT_KIND_CREATED, paddockv1.EventKind_EVENT_KIND_DATA_CHANGED, paddockv1.EventKind_EVENT_KIND_DELETED}}
 	if len(node.reqs) != 1 || !proto.Equal(node.reqs[0], want) {
 		t.Errorf("watch requests = %v, want [%v]", node.reqs, want)
