@@ -1,0 +1,85 @@
+package bench
+
+import (
+	"context"
+	"time"
+)
+
+// Consistency is how fresh a benchmarked read must be.
+type Consistency int
+
+const (
+	// Linearizable reads reflect every write acknowledged before they
+	// started (Paddock's read index, etcd's default Range, ZooKeeper's
+	// sync + getData).
+	Linearizable Consistency = iota
+	// Serializable reads are served by the contacted node alone and may be
+	// stale (Paddock's serializable, etcd's WithSerializable, ZooKeeper's
+	// plain getData).
+	Serializable
+)
+
+// Cluster is one running three-node cluster of a system under test:
+// Paddock, etcd or ZooKeeper, each node its own process on loopback with
+// its own data directory. The runner measures through it; the system's
+// own package starts and stops it.
+type Cluster interface {
+	// Name is the system's name in reports: "paddock", "etcd", "zookeeper".
+	Name() string
+	// Nodes is how many server processes the cluster has.
+	Nodes() int
+	// PIDs are the server processes, for CPU time and RSS.
+	PIDs() []int
+	// DataDirs are the nodes' data directories, for on-disk size.
+	DataDirs() []string
+	// Prepare makes whatever the benchmark's keys need exist (parents of the
+	// benchmark's keys for tree stores); it is called once before the
+	// workloads.
+	Prepare(ctx context.Context) error
+	// NewClient opens one client connected to the whole cluster (node is
+	// -1) or to node alone (0 <= node < Nodes()).
+	NewClient(ctx context.Context, node int) (Client, error)
+	// Stop stops node gracefully and Start starts it again on the same
+	// ports and data.
+	Stop(node int) error
+	Start(node int) error
+	// HoldCommand is the command line of a child process that opens a
+	// session with ttl, creates key as an ephemeral owned by it, prints
+	// "ready\n" on stdout and then waits to be killed (the ephemeral
+	// cleanup workload kills it with SIGKILL: a real client death).
+	HoldCommand(key string, ttl time.Duration) []string
+	// Close stops every node.
+	Close() error
+}
+
+// Client is one client of a Cluster, used by one worker goroutine at a
+// time. Keys are slash-separated paths under "/bench" ("/bench/k0000042");
+// a key-value store uses them as keys as they are.
+type Client interface {
+	// Create makes key, which does not exist yet, with value.
+	Create(ctx context.Context, key string, value []byte) error
+	// Put sets an existing key's value.
+	Put(ctx context.Context, key string, value []byte) error
+	// Get reads key.
+	Get(ctx context.Context, key string, c Consistency) error
+	// Exists reports whether key exists (a serializable read of the
+	// contacted node is fine: the caller polls).
+	Exists(ctx context.Context, key string) (bool, error)
+	// Watch watches key's changes until ctx ends: every change reaching
+	// the client sends its arrival time (taken as the client receives it)
+	// on the returned channel. Watch returns once the watch is
+	// established, so a change made after it returns is seen.
+	Watch(ctx context.Context, key string) (<-chan time.Time, error)
+	// OpenSession opens a session (etcd: a lease kept alive) with ttl.
+	OpenSession(ctx context.Context, ttl time.Duration) (Session, error)
+	// Close closes the client.
+	Close() error
+}
+
+// Session is a client session that owns ephemeral keys.
+type Session interface {
+	// CreateEphemeral makes key owned by the session.
+	CreateEphemeral(ctx context.Context, key string, value []byte) error
+	// Close ends the session, deleting its ephemerals.
+	Close(ctx context.Context) error
+}
