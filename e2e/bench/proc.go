@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// stopGrace is how long a server gets to exit after SIGTERM before it is
+// killed: etcd and the ZooKeeper JVM both exit within a second or two.
+const stopGrace = 15 * time.Second
+
+// proc is one server process this program started. Only processes started
+// here are ever signalled, and only by their own PID.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited and been reaped
+	log  *os.File
+}
+
+// startProc starts argv with its stdout and stderr appended to logPath. The
+// child gets SIGKILL if this program dies first (Pdeathsig), so a crashed
+// benchmark leaves no servers behind.
+func startProc(argv []string, dir, logPath string, env []string) (*proc, error) {
+	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("bench: open log: %w", err)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = dir
+	cmd.Stdout = lf
+	cmd.Stderr = lf
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("bench: start %s: %w", filepath.Base(argv[0]), err)
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{}), log: lf}
+	go func() {
+		_ = cmd.Wait()
+		lf.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// pid is the process's id.
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// exited reports whether the process has already exited.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM, waits up to stopGrace, then sends SIGKILL, and returns
+// once the process is reaped.
+func (p *proc) stop() error {
+	if p.exited() {
+		return nil
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(stopGrace):
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	return fmt.Errorf("bench: pid %d ignored SIGTERM for %v, killed", p.pid(), stopGrace)
+}
+
+// freePorts returns n distinct loopback TCP ports that were free a moment
+// ago: all listeners are held open until every port is picked, so the n
+// ports differ from one another.
+func freePorts(n int) ([]int, error) {
+	ls := make([]net.Listener, 0, n)
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("bench: free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// pollUntil calls f every interval until it returns nil, ctx ends, or the
+// timeout passes; the error says what f last reported.
+func pollUntil(ctx context.Context, timeout time.Duration, what string, f func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		attempt, cancelAttempt := context.WithTimeout(ctx, 2*time.Second)
+		last = f(attempt)
+		cancelAttempt()
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bench: %s: %w (last: %v)", what, ctx.Err(), last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// errNodeIndex is returned for a node index outside the cluster.
+var errNodeIndex = errors.New("bench: node index out of range")
+
+// stopAll stops every process still running, returning the first error.
+func stopAll(ps []*proc) error {
+	var first error
+	for _, p := range ps {
+		if p == nil {
+			continue
+		}
+		if err := p.stop(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
