@@ -79,7 +79,9 @@ func (c *etcdCluster) dataDir(i int) string { return filepath.Join(c.nodeDir(i),
 func (c *etcdCluster) clientURL(i int) string {
 	return fmt.Sprintf("http://127.0.0.1:%d", c.clientPorts[i])
 }
-func (c *etcdCluster) peerURL(i int) string { return fmt.Sprintf("http://127.0.0.1:%d", c.peerPorts[i]) }
+func (c *etcdCluster) peerURL(i int) string {
+	return fmt.Sprintf("http://127.0.0.1:%d", c.peerPorts[i])
+}
 
 // endpoints are the client URLs of node (or of all nodes for -1).
 func (c *etcdCluster) endpoints(node int) []string {

@@ -367,10 +367,11 @@ func (z *zkClient) Exists(ctx context.Context, key string) (bool, error) {
 
 // Watch implements bench.Client. ZooKeeper watches are one-shot: the loop
 // records each trigger's arrival and re-arms with exists-watch (which
-// covers creation, data changes and deletion). Changes made between a
-// trigger and the re-arm coalesce into the next read and are not reported
-// one by one: that is ZooKeeper's real behaviour, and a burst of writes to
-// one key yields fewer events than writes.
+// covers creation, data changes and deletion) before it reports the
+// trigger. Changes made between a trigger and the re-arm coalesce: they
+// are not reported one by one, that is ZooKeeper's real behaviour, and a
+// burst of writes to one key yields fewer events than writes. The re-arm
+// is a round trip per trigger and per watcher, also as in ZooKeeper.
 func (z *zkClient) Watch(ctx context.Context, key string) (<-chan time.Time, error) {
 	_, _, ch, err := z.conn.ExistsW(key)
 	if err != nil {
@@ -386,12 +387,16 @@ func (z *zkClient) Watch(ctx context.Context, key string) (<-chan time.Time, err
 				if ev.Type == zk.EventNotWatching || ev.Err != nil {
 					return // connection closed or session expired
 				}
+				// Re-arm before reporting: whoever waits for this
+				// event may change the key as soon as it is reported,
+				// and that change must find the watch set.
+				var err error
+				if _, _, ch, err = z.conn.ExistsW(key); err != nil {
+					return
+				}
 				select {
 				case out <- now:
 				case <-ctx.Done():
-					return
-				}
-				if _, _, ch, err = z.conn.ExistsW(key); err != nil {
 					return
 				}
 			case <-ctx.Done():
