@@ -29,7 +29,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAgentCmd(), newDevCmd())
+	root.AddCommand(newAgentCmd(), newDevCmd(), newBenchCmd())
 	addClientCommands(root)
 	return root
 }

@@ -1,0 +1,440 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/paddock/paddock/client"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
+)
+
+const (
+	// paddockNodes is the size of the cluster NewPaddockCluster starts.
+	paddockNodes = 3
+	// paddockStartTimeout bounds one agent's start (until /healthz) and the
+	// cluster's first election (until every /readyz).
+	paddockStartTimeout = 30 * time.Second
+	// paddockStopTimeout is how long an agent may take to exit after
+	// SIGTERM before it is killed.
+	paddockStopTimeout = 15 * time.Second
+	// paddockStartAttempts: a port picked as free may be taken before the
+	// agent binds it, so the cluster is retried on new ports.
+	paddockStartAttempts = 3
+)
+
+// paddockNode is one agent process with the flags it was started with, so
+// that Start brings it back on the same ports and data.
+type paddockNode struct {
+	id, grpcAddr, httpAddr, dataDir, logPath string
+	args                                     []string
+	cmd                                      *exec.Cmd
+	done                                     chan struct{} // closed once cmd is waited for
+}
+
+func (n *paddockNode) running() bool {
+	if n.cmd == nil {
+		return false
+	}
+	select {
+	case <-n.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// paddockCluster is a Paddock cluster: three agents it started, or
+// (external) a cluster somebody else runs, known by its endpoints only.
+type paddockCluster struct {
+	bin       string
+	endpoints []string
+	nodes     []*paddockNode // nil when external
+	// rr rotates the endpoint order of whole-cluster clients, so that
+	// they spread over the nodes as etcd's and ZooKeeper's clients do
+	// (the Go client sends every call to the endpoint that answered
+	// last, the first one at the start).
+	rr atomic.Uint64
+}
+
+// NewPaddockCluster starts three `paddock agent` processes of binary bin
+// on free loopback ports with data (and each agent's log, nX.log) under
+// base, and returns once every node knows the leader. ctx bounds the
+// start only; Close stops the agents.
+func NewPaddockCluster(ctx context.Context, bin, base string) (Cluster, error) {
+	var errs []error
+	for attempt := 1; attempt <= paddockStartAttempts; attempt++ {
+		c, err := startPaddock(ctx, bin, filepath.Join(base, fmt.Sprintf("attempt%d", attempt)))
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("bench: start paddock cluster: %w", errors.Join(errs...))
+}
+
+// NewPaddockEndpoints is a running Paddock cluster reached at endpoints
+// (host:port of each node's gRPC), which the runner neither started nor
+// may stop: it knows no processes or data directories (CPU, RSS and disk
+// are not measured) and Stop and Start return ErrUnsupported. bin is the
+// paddock binary that HoldCommand runs.
+func NewPaddockEndpoints(bin string, endpoints []string) Cluster {
+	return &paddockCluster{bin: bin, endpoints: endpoints}
+}
+
+func startPaddock(ctx context.Context, bin, dir string) (*paddockCluster, error) {
+	ports, err := freePorts(3 * paddockNodes)
+	if err != nil {
+		return nil, err
+	}
+	c := &paddockCluster{bin: bin}
+	var bootstrap []string
+	for i := range paddockNodes {
+		n := &paddockNode{
+			id:       fmt.Sprintf("n%d", i+1),
+			grpcAddr: fmt.Sprintf("127.0.0.1:%d", ports[3*i]),
+			httpAddr: fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]),
+		}
+		raftAddr := fmt.Sprintf("127.0.0.1:%d", ports[3*i+2])
+		n.dataDir = filepath.Join(dir, n.id)
+		n.logPath = filepath.Join(dir, n.id+".log")
+		n.args = []string{"agent", "--id", n.id, "--data-dir", n.dataDir,
+			"--raft-addr", raftAddr, "--grpc-addr", n.grpcAddr, "--http-addr", n.httpAddr,
+			"--log-level", "warn"}
+		bootstrap = append(bootstrap, n.id+"="+raftAddr)
+		c.nodes = append(c.nodes, n)
+		c.endpoints = append(c.endpoints, n.grpcAddr)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	for _, n := range c.nodes {
+		n.args = append(n.args, "--bootstrap", strings.Join(bootstrap, ","))
+	}
+	fail := func(err error) (*paddockCluster, error) {
+		return nil, errors.Join(err, c.Close())
+	}
+	for i := range c.nodes {
+		if err := c.spawn(i); err != nil {
+			return fail(err)
+		}
+	}
+	for i := range c.nodes {
+		if err := c.waitHTTP(ctx, i, "/healthz"); err != nil {
+			return fail(err)
+		}
+	}
+	for i := range c.nodes {
+		if err := c.waitHTTP(ctx, i, "/readyz"); err != nil {
+			return fail(err)
+		}
+	}
+	return c, nil
+}
+
+// freePorts returns n distinct loopback ports that were free a moment ago.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("bench: free port: %w", err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// spawn starts node i's process, its output appended to its log.
+func (c *paddockCluster) spawn(i int) error {
+	n := c.nodes[i]
+	log, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	defer log.Close() // the child has its own descriptor
+	fmt.Fprintf(log, "=== bench: %s %s %s\n", time.Now().Format(time.RFC3339Nano), c.bin, strings.Join(n.args, " "))
+	cmd := exec.Command(c.bin, n.args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = childProcAttr()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("bench: start %s: %w", n.id, err)
+	}
+	n.cmd, n.done = cmd, make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(n.done)
+	}()
+	return nil
+}
+
+// probe is the HTTP client of the health checks: loopback, no proxy.
+var probe = &http.Client{Timeout: time.Second, Transport: &http.Transport{}}
+
+// waitHTTP waits until node i answers path with 200, failing early if it
+// exits.
+func (c *paddockCluster) waitHTTP(ctx context.Context, i int, path string) error {
+	n := c.nodes[i]
+	ctx, cancel := context.WithTimeout(ctx, paddockStartTimeout)
+	defer cancel()
+	last := "no answer"
+	for {
+		if !n.running() {
+			return fmt.Errorf("bench: %s exited (%v) before serving; log %s:\n%s", n.id, n.cmd.ProcessState, n.logPath, logTail(n.logPath))
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.httpAddr+path, nil)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		resp, err := probe.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		t := time.NewTimer(20 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("bench: %s: %s not 200 in %v: %s", n.id, path, paddockStartTimeout, last)
+		}
+	}
+}
+
+// logTail is the end of a log, for an agent that failed to start.
+func logTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	if len(b) > 4<<10 {
+		b = b[len(b)-4<<10:]
+	}
+	return string(b)
+}
+
+func (c *paddockCluster) Name() string { return PaddockSystem }
+func (c *paddockCluster) Nodes() int   { return len(c.endpoints) }
+
+func (c *paddockCluster) PIDs() []int {
+	var pids []int
+	for _, n := range c.nodes {
+		if n.running() {
+			pids = append(pids, n.cmd.Process.Pid)
+		}
+	}
+	return pids
+}
+
+func (c *paddockCluster) DataDirs() []string {
+	var dirs []string
+	for _, n := range c.nodes {
+		dirs = append(dirs, n.dataDir)
+	}
+	return dirs
+}
+
+// Prepare creates /bench, the parent of every benchmark key.
+func (c *paddockCluster) Prepare(ctx context.Context) error {
+	cl, err := client.New(ctx, client.Config{Endpoints: c.endpoints})
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	_, err = cl.Create(ctx, &paddockv1.CreateRequest{Path: "/bench", Type: paddockv1.NodeType_NODE_TYPE_PERSISTENT})
+	if err != nil && !client.IsExists(err) {
+		return fmt.Errorf("bench: create /bench: %w", err)
+	}
+	return nil
+}
+
+// NewClient returns a Go client of the whole cluster, its endpoints
+// rotated per client, or of node alone.
+func (c *paddockCluster) NewClient(ctx context.Context, node int) (Client, error) {
+	var eps []string
+	switch {
+	case node == -1:
+		k := int(c.rr.Add(1) % uint64(len(c.endpoints)))
+		eps = append(append(eps, c.endpoints[k:]...), c.endpoints[:k]...)
+	case node >= 0 && node < len(c.endpoints):
+		eps = []string{c.endpoints[node]}
+	default:
+		return nil, fmt.Errorf("bench: no node %d of %d", node, len(c.endpoints))
+	}
+	cl, err := client.New(ctx, client.Config{Endpoints: eps})
+	if err != nil {
+		return nil, err
+	}
+	return &paddockClient{c: cl}, nil
+}
+
+// Stop SIGTERMs node i and waits for it to exit (SIGKILL after
+// paddockStopTimeout, reported as an error).
+func (c *paddockCluster) Stop(i int) error {
+	if c.nodes == nil {
+		return ErrUnsupported
+	}
+	if i < 0 || i >= len(c.nodes) {
+		return fmt.Errorf("bench: no node %d", i)
+	}
+	return c.stop(c.nodes[i])
+}
+
+func (c *paddockCluster) stop(n *paddockNode) error {
+	if !n.running() {
+		return nil
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	t := time.NewTimer(paddockStopTimeout)
+	defer t.Stop()
+	select {
+	case <-n.done:
+		return nil
+	case <-t.C:
+		_ = n.cmd.Process.Kill()
+		<-n.done
+		return fmt.Errorf("bench: %s still running %v after SIGTERM; killed", n.id, paddockStopTimeout)
+	}
+}
+
+// Start starts node i again with its flags and data, and returns once it
+// answers /healthz (it may still be catching up: the restart workload
+// measures until it serves).
+func (c *paddockCluster) Start(i int) error {
+	if c.nodes == nil {
+		return ErrUnsupported
+	}
+	if i < 0 || i >= len(c.nodes) {
+		return fmt.Errorf("bench: no node %d", i)
+	}
+	if c.nodes[i].running() {
+		return fmt.Errorf("bench: %s is running", c.nodes[i].id)
+	}
+	if err := c.spawn(i); err != nil {
+		return err
+	}
+	return c.waitHTTP(context.Background(), i, "/healthz")
+}
+
+// HoldCommand is `paddock bench hold`, which holds key as an ephemeral of
+// a session with ttl until it is killed.
+func (c *paddockCluster) HoldCommand(key string, ttl time.Duration) []string {
+	return []string{c.bin, "bench", "hold", "--endpoints", strings.Join(c.endpoints, ","),
+		"--key", key, "--ttl", ttl.String()}
+}
+
+// Close stops every agent this cluster started.
+func (c *paddockCluster) Close() error {
+	var errs []error
+	for _, n := range c.nodes {
+		if n.cmd != nil {
+			errs = append(errs, c.stop(n))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// paddockClient is the Go client: keys are znode paths as they are.
+type paddockClient struct{ c *client.Client }
+
+func (p *paddockClient) Create(ctx context.Context, key string, value []byte) error {
+	_, err := p.c.Create(ctx, &paddockv1.CreateRequest{Path: key, Data: value, Type: paddockv1.NodeType_NODE_TYPE_PERSISTENT})
+	return err
+}
+
+func (p *paddockClient) Put(ctx context.Context, key string, value []byte) error {
+	_, err := p.c.Set(ctx, &paddockv1.SetRequest{Path: key, Data: value})
+	return err
+}
+
+var (
+	linearizable = &paddockv1.ReadOptions{Consistency: paddockv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE}
+	serializable = &paddockv1.ReadOptions{Consistency: paddockv1.ReadConsistency_READ_CONSISTENCY_SERIALIZABLE}
+)
+
+func (p *paddockClient) Get(ctx context.Context, key string, c Consistency) error {
+	read := linearizable
+	if c == Serializable {
+		read = serializable
+	}
+	_, err := p.c.Get(ctx, &paddockv1.GetRequest{Path: key, Read: read})
+	return err
+}
+
+// Exists reads linearizably: the ephemeral cleanup workload then times the
+// cluster's delete, not a follower's lag behind it.
+func (p *paddockClient) Exists(ctx context.Context, key string) (bool, error) {
+	resp, err := p.c.Exists(ctx, &paddockv1.ExistsRequest{Path: key, Read: linearizable})
+	if err != nil {
+		return false, err
+	}
+	return resp.GetExists(), nil
+}
+
+// Watch watches key with progress reports off (only events arrive) and
+// sends one arrival time per event, taken when the response is received.
+func (p *paddockClient) Watch(ctx context.Context, key string) (<-chan time.Time, error) {
+	w, err := p.c.Watch(ctx, key, client.WatchOptions{ProgressInterval: -1})
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan time.Time, 64)
+	go func() {
+		defer close(out)
+		defer w.Close()
+		for resp := range w.Responses() {
+			t := time.Now()
+			for range resp.Events {
+				select {
+				case out <- t:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+func (p *paddockClient) OpenSession(ctx context.Context, ttl time.Duration) (Session, error) {
+	s, err := p.c.NewSession(ctx, ttl)
+	if err != nil {
+		return nil, err
+	}
+	return &paddockSession{c: p.c, s: s}, nil
+}
+
+func (p *paddockClient) Close() error { return p.c.Close() }
+
+// paddockSession is a client.Session kept alive in the background.
+type paddockSession struct {
+	c *client.Client
+	s *client.Session
+}
+
+func (s *paddockSession) CreateEphemeral(ctx context.Context, key string, value []byte) error {
+	_, err := s.c.Create(ctx, &paddockv1.CreateRequest{
+		Path: key, Data: value, Type: paddockv1.NodeType_NODE_TYPE_EPHEMERAL, SessionId: s.s.ID(),
+	})
+	return err
+}
+
+func (s *paddockSession) Close(ctx context.Context) error { return s.s.Close(ctx) }

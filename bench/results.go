@@ -1,0 +1,288 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Results are one system's rows of a run.
+type Results struct {
+	// System is the Cluster's Name.
+	System string
+	// Rows are one per workload and concurrency level (or watcher count),
+	// in the order they ran.
+	Rows []Row
+}
+
+// Row is one measured workload at one concurrency level.
+//
+// A negative CPUPer1kOps, RSSBytes or DiskBytes means not measured: the
+// cluster has no known server processes or data directories (a cluster
+// reached by endpoints), or the figure means nothing for the workload
+// (CPU of ephemeral cleanup, memory and restart). A restart row with
+// negative P50 and P99 is a cluster that cannot be restarted.
+type Row struct {
+	// Workload is one of Workloads.
+	Workload string
+	// Clients is the concurrency, the watcher count for "watch", 1 for
+	// "ephemeral-cleanup" and 0 for "memory" and "restart".
+	Clients int
+	// Ops are the operations completed in the measured window: writes or
+	// reads, events delivered for "watch", open-create-close cycles for
+	// "session-churn", kills for "ephemeral-cleanup", restarts for
+	// "restart", and keys held for "memory".
+	Ops int64
+	// OpsPerSec is Ops over the measured window (0 where there is no
+	// window: cleanup, memory, restart).
+	OpsPerSec float64
+	// P50 and P99 are latencies: per operation; write acknowledged ->
+	// event arrived for "watch"; SIGKILL of the session's owner -> key gone
+	// for "ephemeral-cleanup"; Start called -> a linearizable read served
+	// by the node for "restart".
+	P50, P99 time.Duration
+	// CPUPer1kOps is the servers' CPU seconds (utime + stime of every
+	// server process, from /proc) in the measured window per 1,000 Ops.
+	CPUPer1kOps float64
+	// RSSBytes and DiskBytes are the memory workload's resident memory and
+	// on-disk size, summed over the nodes.
+	RSSBytes, DiskBytes int64
+}
+
+// metric is one figure of a row, a line of the markdown table.
+type metric struct {
+	name string
+	// higherIsBetter is the metric's direction: it picks the best peer of
+	// the ratio column.
+	higherIsBetter bool
+	// value is the row's figure, ok false when it was not measured.
+	value  func(Row) (float64, bool)
+	format func(float64) string
+}
+
+var (
+	mOpsPerSec = metric{"ops/s", true, func(r Row) (float64, bool) { return r.OpsPerSec, r.Ops > 0 }, fmtRate}
+	mEvents    = metric{"events/s", true, func(r Row) (float64, bool) { return r.OpsPerSec, r.Ops > 0 }, fmtRate}
+	mP50       = metric{"p50", false, func(r Row) (float64, bool) { return float64(r.P50), r.Ops > 0 && r.P50 >= 0 }, fmtNanos}
+	mP99       = metric{"p99", false, func(r Row) (float64, bool) { return float64(r.P99), r.Ops > 0 && r.P99 >= 0 }, fmtNanos}
+	mCPU       = metric{"CPU s / 1k ops", false, func(r Row) (float64, bool) { return r.CPUPer1kOps, r.Ops > 0 && r.CPUPer1kOps >= 0 }, fmtCPU}
+	mRSS       = metric{"RSS", false, func(r Row) (float64, bool) { return float64(r.RSSBytes), r.RSSBytes >= 0 }, fmtBytes}
+	mDisk      = metric{"disk", false, func(r Row) (float64, bool) { return float64(r.DiskBytes), r.DiskBytes >= 0 }, fmtBytes}
+	mServe     = metric{"time to serve", false, func(r Row) (float64, bool) { return float64(r.P99), r.Ops > 0 && r.P99 >= 0 }, fmtNanos}
+)
+
+// metrics lists the figures a workload's rows show, one table line each.
+func metrics(workload string) []metric {
+	switch workload {
+	case WorkloadWatch:
+		return []metric{mP50, mP99, mEvents, mCPU}
+	case WorkloadEphemeralCleanup:
+		return []metric{mP50, mP99}
+	case WorkloadMemory:
+		return []metric{mRSS, mDisk}
+	case WorkloadRestart:
+		return []metric{mServe}
+	default:
+		return []metric{mOpsPerSec, mP50, mP99, mCPU}
+	}
+}
+
+func fmtRate(v float64) string { return fmt.Sprintf("%.0f", v) }
+func fmtCPU(v float64) string  { return fmt.Sprintf("%.3f", v) }
+
+func fmtNanos(v float64) string {
+	ms := v / float64(time.Millisecond)
+	switch {
+	case ms < 10:
+		return fmt.Sprintf("%.3f ms", ms)
+	case ms < 1000:
+		return fmt.Sprintf("%.1f ms", ms)
+	default:
+		return fmt.Sprintf("%.2f s", ms/1000)
+	}
+}
+
+func fmtBytes(v float64) string { return fmt.Sprintf("%.1f MiB", v/(1<<20)) }
+
+// ratio is paddock's figure over the best peer's: the highest for a
+// metric where higher is better, else the lowest. ok is false when there
+// is no paddock figure or no peer figure to compare with.
+func ratio(m metric, paddock float64, peers []float64) (float64, bool) {
+	if len(peers) == 0 {
+		return 0, false
+	}
+	best := peers[0]
+	for _, p := range peers[1:] {
+		if (m.higherIsBetter && p > best) || (!m.higherIsBetter && p < best) {
+			best = p
+		}
+	}
+	if best == 0 {
+		return 0, false
+	}
+	return paddock / best, true
+}
+
+// PaddockSystem is the Cluster name the ratio column compares the others
+// with.
+const PaddockSystem = "paddock"
+
+// Markdown writes one table: a line per workload, concurrency level and
+// metric, a column per system with its absolute figure, and the ratio
+// paddock / best peer (for ops/s higher is better, so the best peer is the
+// fastest; for latency, CPU and memory lower is better, so it is the
+// leanest, and a ratio under 1 is a win). A figure a system did not
+// measure is "n/a"; a row it did not run is "-".
+func Markdown(w io.Writer, rs []*Results) error {
+	var b strings.Builder
+	b.WriteString("| workload | clients | metric |")
+	for _, r := range rs {
+		fmt.Fprintf(&b, " %s |", r.System)
+	}
+	b.WriteString(" paddock / best peer |\n|---|---:|---|")
+	for range rs {
+		b.WriteString("---:|")
+	}
+	b.WriteString("---:|\n")
+
+	type key struct {
+		workload string
+		clients  int
+	}
+	rows := make([]map[key]Row, len(rs))
+	var keys []key
+	for i, r := range rs {
+		rows[i] = map[key]Row{}
+		for _, row := range r.Rows {
+			k := key{row.Workload, row.Clients}
+			if _, dup := rows[i][k]; dup {
+				return fmt.Errorf("bench: %s has two %s rows with %d clients", r.System, row.Workload, row.Clients)
+			}
+			rows[i][k] = row
+			if !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	order := func(w string) int {
+		if i := slices.Index(Workloads, w); i >= 0 {
+			return i
+		}
+		return len(Workloads)
+	}
+	slices.SortStableFunc(keys, func(a, b key) int {
+		if d := order(a.workload) - order(b.workload); d != 0 {
+			return d
+		}
+		return a.clients - b.clients
+	})
+	for _, k := range keys {
+		clients := "-"
+		switch {
+		case k.workload == WorkloadWatch:
+			clients = fmt.Sprintf("%d watchers", k.clients)
+		case k.clients > 0:
+			clients = fmt.Sprint(k.clients)
+		}
+		for _, m := range metrics(k.workload) {
+			fmt.Fprintf(&b, "| %s | %s | %s |", k.workload, clients, m.name)
+			var (
+				pad, havePad bool
+				padV         float64
+				peers        []float64
+			)
+			for i, r := range rs {
+				row, ran := rows[i][k]
+				if !ran {
+					b.WriteString(" - |")
+					continue
+				}
+				v, ok := m.value(row)
+				if !ok {
+					b.WriteString(" n/a |")
+					continue
+				}
+				fmt.Fprintf(&b, " %s |", m.format(v))
+				if r.System == PaddockSystem && !pad {
+					pad, havePad, padV = true, true, v
+				} else {
+					peers = append(peers, v)
+				}
+			}
+			if x, ok := ratio(m, padV, peers); havePad && ok {
+				fmt.Fprintf(&b, " %.2fx |\n", x)
+			} else {
+				b.WriteString(" - |\n")
+			}
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// jsonFile is the layout of WriteJSON's file. Figures not measured are
+// null.
+type jsonFile struct {
+	FsyncPerSec float64       `json:"fsync_per_sec"`
+	Results     []jsonResults `json:"results"`
+}
+
+type jsonResults struct {
+	System string    `json:"system"`
+	Rows   []jsonRow `json:"rows"`
+}
+
+type jsonRow struct {
+	Workload    string   `json:"workload"`
+	Clients     int      `json:"clients"`
+	Ops         int64    `json:"ops"`
+	OpsPerSec   float64  `json:"ops_per_sec"`
+	P50Ms       *float64 `json:"p50_ms"`
+	P99Ms       *float64 `json:"p99_ms"`
+	CPUPer1kOps *float64 `json:"cpu_s_per_1k_ops"`
+	RSSBytes    *int64   `json:"rss_bytes"`
+	DiskBytes   *int64   `json:"disk_bytes"`
+}
+
+// nonNeg returns &v, or nil (JSON null) for a negative v: not measured.
+func nonNeg[T int64 | float64](v T) *T {
+	if v < 0 {
+		return nil
+	}
+	return &v
+}
+
+// WriteJSON writes rs and the disk's fdatasync rate to the file at path as
+// JSON: {"fsync_per_sec": F, "results": [{"system": S, "rows": [{workload,
+// clients, ops, ops_per_sec, p50_ms, p99_ms, cpu_s_per_1k_ops, rss_bytes,
+// disk_bytes}]}]}, with null for figures not measured.
+func WriteJSON(path string, rs []*Results, fsyncPerSec float64) error {
+	f := jsonFile{FsyncPerSec: fsyncPerSec, Results: []jsonResults{}}
+	for _, r := range rs {
+		jr := jsonResults{System: r.System, Rows: []jsonRow{}}
+		for _, row := range r.Rows {
+			jr.Rows = append(jr.Rows, jsonRow{
+				Workload: row.Workload, Clients: row.Clients,
+				Ops: row.Ops, OpsPerSec: row.OpsPerSec,
+				P50Ms:       nonNeg(float64(row.P50) / float64(time.Millisecond)),
+				P99Ms:       nonNeg(float64(row.P99) / float64(time.Millisecond)),
+				CPUPer1kOps: nonNeg(row.CPUPer1kOps),
+				RSSBytes:    nonNeg(row.RSSBytes),
+				DiskBytes:   nonNeg(row.DiskBytes),
+			})
+		}
+		f.Results = append(f.Results, jr)
+	}
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return fmt.Errorf("bench: json: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	return nil
+}

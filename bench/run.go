@@ -1,0 +1,357 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrUnsupported is returned by a Cluster that cannot do what was asked:
+// Stop and Start of a cluster reached by endpoints, which the runner did
+// not start. The restart workload then reports its time as not measured.
+var ErrUnsupported = errors.New("bench: not supported by this cluster")
+
+const (
+	// preloadWorkers create the preloaded keys in parallel.
+	preloadWorkers = 64
+	// maxWatchClients is how many Clients the watches of the watch
+	// workload share (round-robin): a thousand watchers are a thousand
+	// streams, not a thousand connections.
+	maxWatchClients = 16
+	// hardTimeout is how long past its window a row may run before its
+	// operations are cancelled (and counted as failed): a stuck server
+	// must not hang the run.
+	hardTimeout = 30 * time.Second
+	// pollEvery is the period of the Exists polls of ephemeral cleanup and
+	// of the reads of restart: the resolution of their latencies.
+	pollEvery = 10 * time.Millisecond
+)
+
+// Run runs the workloads of o against c and returns one row per workload
+// and concurrency level (or per watcher count). It calls c.Prepare first.
+// Every key it makes has a prefix unique to the run, so runs against the
+// same cluster do not collide. On error it returns the rows done so far
+// with the error.
+//
+// Run opens Clients as it needs them and keeps them for the whole run (a
+// pool grown to the largest concurrency level): worker i of every row
+// uses client i, and closes them at the end.
+func Run(ctx context.Context, c Cluster, o Options) (*Results, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{
+		c:     c,
+		o:     o,
+		id:    fmt.Sprintf("%x", time.Now().UnixNano()),
+		value: make([]byte, o.ValueSize),
+	}
+	for i := range r.value {
+		r.value[i] = byte('a' + rand.IntN(26))
+	}
+	defer r.closeClients()
+	res := &Results{System: c.Name()}
+	if err := c.Prepare(ctx); err != nil {
+		return res, fmt.Errorf("bench: %s: prepare: %w", c.Name(), err)
+	}
+	for _, w := range runOrder {
+		if !slices.Contains(o.Workloads, w) {
+			continue
+		}
+		rows, err := r.workload(ctx, w)
+		res.Rows = append(res.Rows, rows...)
+		if err != nil {
+			return res, fmt.Errorf("bench: %s: %s: %w", c.Name(), w, err)
+		}
+	}
+	return res, nil
+}
+
+// runner is the state of one Run.
+type runner struct {
+	c Cluster
+	o Options
+	// id prefixes every key of the run.
+	id string
+	// value is written by every write.
+	value []byte
+	// clients is the pool: worker i uses clients[i].
+	clients []Client
+	// keys are the preloaded keys, nil until preload.
+	keys []string
+}
+
+func (r *runner) logf(format string, args ...any) {
+	fmt.Fprintf(r.o.Log, "%s %s: %s\n", time.Now().Format("15:04:05"), r.c.Name(), fmt.Sprintf(format, args...))
+}
+
+// pool returns n clients, opening the missing ones.
+func (r *runner) pool(ctx context.Context, n int) ([]Client, error) {
+	for len(r.clients) < n {
+		cl, err := r.c.NewClient(ctx, -1)
+		if err != nil {
+			return nil, fmt.Errorf("new client: %w", err)
+		}
+		r.clients = append(r.clients, cl)
+	}
+	return r.clients[:n], nil
+}
+
+func (r *runner) closeClients() {
+	for _, cl := range r.clients {
+		if err := cl.Close(); err != nil {
+			r.logf("close client: %v", err)
+		}
+	}
+	r.clients = nil
+}
+
+// workload runs every row of workload w.
+func (r *runner) workload(ctx context.Context, w string) ([]Row, error) {
+	var rows []Row
+	add := func(row Row, err error) error {
+		if err != nil {
+			return err
+		}
+		r.logRow(row)
+		rows = append(rows, row)
+		return nil
+	}
+	switch w {
+	case WorkloadMemory:
+		return rows, add(r.memory(ctx))
+	case WorkloadEphemeralCleanup:
+		return rows, add(r.ephemeralCleanup(ctx))
+	case WorkloadRestart:
+		return rows, add(r.restart(ctx))
+	case WorkloadWatch:
+		for _, n := range r.o.Watchers {
+			if err := add(r.watch(ctx, n)); err != nil {
+				return rows, err
+			}
+		}
+		return rows, nil
+	}
+	for _, n := range r.o.Clients {
+		op, err := r.op(ctx, w, n)
+		if err != nil {
+			return rows, err
+		}
+		if err := add(r.closedLoop(ctx, w, n, op)); err != nil {
+			return rows, err
+		}
+	}
+	return rows, nil
+}
+
+func (r *runner) logRow(row Row) {
+	r.logf("%s clients=%d: ops=%d ops/s=%.0f p50=%v p99=%v cpu/1k=%.3f rss=%d disk=%d",
+		row.Workload, row.Clients, row.Ops, row.OpsPerSec, row.P50, row.P99, row.CPUPer1kOps, row.RSSBytes, row.DiskBytes)
+}
+
+// opFunc is operation i of worker w, on the worker's client and with the
+// worker's random source.
+type opFunc func(ctx context.Context, cl Client, w, i int, rng *rand.Rand) error
+
+// cpuSnapshot is the CPU seconds of the cluster's processes now, or nil
+// when the cluster has none known.
+func (r *runner) cpuSnapshot() map[int]float64 {
+	pids := r.c.PIDs()
+	if len(pids) == 0 {
+		return nil
+	}
+	return cpuOf(pids)
+}
+
+// cpuPer1k is the servers' CPU seconds between two snapshots per 1,000
+// ops, -1 when not measured.
+func cpuPer1k(before, after map[int]float64, ops int64) float64 {
+	if before == nil || after == nil || ops == 0 {
+		return -1
+	}
+	return cpuDelta(before, after) / float64(ops) * 1000
+}
+
+// sleepUntil waits until t or ctx's end, and reports whether t came.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// closedLoop runs n workers, each calling op back to back on its own
+// client for Warmup and then Duration. Operations started inside the
+// measured window are measured (their latency, or their failure); the
+// servers' CPU time is read at the window's edges.
+func (r *runner) closedLoop(ctx context.Context, w string, n int, op opFunc) (Row, error) {
+	row := Row{Workload: w, Clients: n, RSSBytes: -1, DiskBytes: -1}
+	cls, err := r.pool(ctx, n)
+	if err != nil {
+		return row, err
+	}
+	start := time.Now()
+	from := start.Add(r.o.Warmup)
+	to := from.Add(r.o.Duration)
+	hard, cancel := context.WithDeadline(ctx, to.Add(hardTimeout))
+	defer cancel()
+	seed := uint64(start.UnixNano())
+	recs := make([]*recorder, n)
+	var wg sync.WaitGroup
+	for wk := range n {
+		rec := &recorder{}
+		recs[wk] = rec
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(seed, uint64(wk)))
+			for i := 0; ; i++ {
+				t0 := time.Now()
+				if !t0.Before(to) || hard.Err() != nil {
+					return
+				}
+				err := op(hard, cls[wk], wk, i, rng)
+				if t0.Before(from) {
+					continue // warm-up
+				}
+				if err != nil {
+					rec.fail(err)
+					continue
+				}
+				rec.record(time.Since(t0))
+			}
+		})
+	}
+	var before, after map[int]float64
+	if sleepUntil(hard, from) {
+		before = r.cpuSnapshot()
+		if sleepUntil(hard, to) {
+			after = r.cpuSnapshot()
+		}
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return row, err
+	}
+	m := merge(recs)
+	if err := m.check(fmt.Sprintf("%d clients", n)); err != nil {
+		return row, err
+	}
+	if m.failed > 0 {
+		r.logf("%s clients=%d: %d operations failed, first: %v", w, n, m.failed, m.err)
+	}
+	row.Ops = int64(len(m.lat))
+	row.OpsPerSec = float64(row.Ops) / r.o.Duration.Seconds()
+	row.P50, row.P99 = percentile(m.lat, 0.50), percentile(m.lat, 0.99)
+	row.CPUPer1kOps = cpuPer1k(before, after, row.Ops)
+	return row, nil
+}
+
+// op returns the operation of a closed-loop workload at n clients,
+// preloading the keys the reads need. Keys written are distinct per run,
+// level (n: levels are distinct), worker and operation.
+func (r *runner) op(ctx context.Context, w string, n int) (opFunc, error) {
+	switch w {
+	case WorkloadWrite:
+		return func(ctx context.Context, cl Client, wk, i int, _ *rand.Rand) error {
+			return cl.Create(ctx, fmt.Sprintf("/bench/%s-w%d-%d-%d", r.id, n, wk, i), r.value)
+		}, nil
+	case WorkloadReadLinearizable, WorkloadReadSerializable, WorkloadMixed:
+		if err := r.preload(ctx); err != nil {
+			return nil, err
+		}
+		keys := r.keys
+		switch w {
+		case WorkloadReadLinearizable:
+			return func(ctx context.Context, cl Client, _, _ int, rng *rand.Rand) error {
+				return cl.Get(ctx, keys[rng.IntN(len(keys))], Linearizable)
+			}, nil
+		case WorkloadReadSerializable:
+			return func(ctx context.Context, cl Client, _, _ int, rng *rand.Rand) error {
+				return cl.Get(ctx, keys[rng.IntN(len(keys))], Serializable)
+			}, nil
+		default:
+			return func(ctx context.Context, cl Client, _, _ int, rng *rand.Rand) error {
+				k := keys[rng.IntN(len(keys))]
+				if rng.IntN(10) == 0 {
+					return cl.Put(ctx, k, r.value)
+				}
+				return cl.Get(ctx, k, Linearizable)
+			}, nil
+		}
+	case WorkloadSessionChurn:
+		return func(ctx context.Context, cl Client, wk, i int, _ *rand.Rand) error {
+			s, err := cl.OpenSession(ctx, r.o.SessionTTL)
+			if err != nil {
+				return fmt.Errorf("open session: %w", err)
+			}
+			key := fmt.Sprintf("/bench/%s-s%d-%d-%d", r.id, n, wk, i)
+			if err := s.CreateEphemeral(ctx, key, r.value); err != nil {
+				_ = s.Close(ctx)
+				return fmt.Errorf("create ephemeral: %w", err)
+			}
+			if err := s.Close(ctx); err != nil {
+				return fmt.Errorf("close session: %w", err)
+			}
+			return nil
+		}, nil
+	}
+	return nil, fmt.Errorf("bench: no operation for workload %q", w)
+}
+
+// preload creates o.Keys keys once per run, with preloadWorkers clients in
+// parallel; the read, mixed, memory and restart workloads share them.
+func (r *runner) preload(ctx context.Context) error {
+	if r.keys != nil {
+		return nil
+	}
+	if r.o.Keys == 0 {
+		return errors.New("bench: the workload needs preloaded keys and Keys is 0")
+	}
+	keys := make([]string, r.o.Keys)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("/bench/%s-k%07d", r.id, i)
+	}
+	workers := min(preloadWorkers, len(keys))
+	cls, err := r.pool(ctx, workers)
+	if err != nil {
+		return err
+	}
+	r.logf("preloading %d keys with %d workers", len(keys), workers)
+	start := time.Now()
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+		errs = make([]error, workers)
+	)
+	for wk := range workers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(keys)) {
+					return
+				}
+				if err := cls[wk].Create(ctx, keys[i], r.value); err != nil {
+					errs[wk] = fmt.Errorf("preload %s: %w", keys[i], err)
+					next.Store(int64(len(keys))) // stop the others
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	r.logf("preloaded %d keys in %v", len(keys), time.Since(start).Round(time.Millisecond))
+	r.keys = keys
+	return nil
+}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/paddock/paddock/bench"
+	"github.com/paddock/paddock/client"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
+)
+
+// fsyncDuration is how long `paddock bench` measures the disk's fdatasync
+// rate.
+const fsyncDuration = 2 * time.Second
+
+func newBenchCmd() *cobra.Command {
+	var (
+		o                            bench.Options
+		endpoints, jsonPath, dataDir string
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Benchmark a Paddock cluster (by default three agents it starts itself)",
+		Long: `bench runs the benchmark workloads against a three-node Paddock cluster it
+starts from its own executable on free loopback ports, or against the running
+cluster at --endpoints (server CPU, memory and restart are then not measured),
+and prints a markdown table. Progress goes to stderr.
+
+Workloads: ` + strings.Join(bench.Workloads, ", ") + `.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			ctx := cmd.Context()
+			bin, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("paddock: bench: %w", err)
+			}
+			base := dataDir
+			if base == "" {
+				if base, err = os.MkdirTemp("", "paddock-bench-"); err != nil {
+					return err
+				}
+				defer os.RemoveAll(base)
+			}
+			var c bench.Cluster
+			if endpoints != "" {
+				eps, err := client.ParseEndpoints(endpoints)
+				if err != nil {
+					return err
+				}
+				c = bench.NewPaddockEndpoints(bin, eps)
+			} else {
+				if c, err = bench.NewPaddockCluster(ctx, bin, base); err != nil {
+					return err
+				}
+				defer func() { err = errors.Join(err, c.Close()) }()
+			}
+			o.Log = cmd.ErrOrStderr()
+			fsync, err := bench.FsyncRate(base, fsyncDuration)
+			if err != nil {
+				return err
+			}
+			res, runErr := bench.Run(ctx, c, o)
+			if res == nil {
+				return runErr
+			}
+			rs := []*bench.Results{res}
+			out := cmd.OutOrStdout()
+			if err := bench.Markdown(out, rs); err != nil {
+				return errors.Join(runErr, err)
+			}
+			fmt.Fprintf(out, "\nDisk: %.0f fdatasync/s (4 KiB appends, in %s).\n", fsync, base)
+			if jsonPath != "" {
+				if err := bench.WriteJSON(jsonPath, rs, fsync); err != nil {
+					return errors.Join(runErr, err)
+				}
+			}
+			return runErr
+		},
+	}
+	fs := cmd.Flags()
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured time of each row")
+	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "unmeasured time before each row")
+	fs.IntSliceVar(&o.Clients, "clients", []int{1, 16, 128}, "concurrency levels")
+	fs.StringSliceVar(&o.Workloads, "workloads", bench.Workloads, "workloads to run")
+	fs.IntVar(&o.Keys, "keys", 100000, "keys preloaded for the read, mixed, memory and restart workloads")
+	fs.IntVar(&o.ValueSize, "value-size", 128, "bytes of every value written")
+	fs.IntSliceVar(&o.Watchers, "watchers", []int{1, 1000}, "watcher counts of the watch workload")
+	fs.DurationVar(&o.SessionTTL, "session-ttl", 2*time.Second, "session timeout of session churn and ephemeral cleanup")
+	fs.StringVar(&endpoints, "endpoints", "", "benchmark this running cluster (comma-separated gRPC host:port) instead of starting one")
+	fs.StringVar(&jsonPath, "json", "", "also write the results to this JSON file")
+	fs.StringVar(&dataDir, "data-dir", "", "the started cluster's data and logs, and the fsync test's file (default: a temporary directory, removed on exit)")
+	cmd.AddCommand(newBenchHoldCmd())
+	return cmd
+}
+
+// newBenchHoldCmd is `paddock bench hold`, hidden: the child process the
+// ephemeral cleanup workload kills. It opens a session, creates --key as
+// its ephemeral, prints "ready" and waits to be killed.
+func newBenchHoldCmd() *cobra.Command {
+	var (
+		endpoints, key string
+		ttl            time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:    "hold",
+		Short:  "Hold an ephemeral znode in a session until killed (used by bench)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if key == "" {
+				return errors.New("paddock: bench hold: --key is required")
+			}
+			eps, err := client.ParseEndpoints(endpoints)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			c, err := client.New(ctx, client.Config{Endpoints: eps})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			s, err := c.NewSession(ctx, ttl)
+			if err != nil {
+				return fmt.Errorf("paddock: bench hold: open session: %w", err)
+			}
+			defer s.Close(context.WithoutCancel(ctx))
+			if _, err := c.Create(ctx, &paddockv1.CreateRequest{
+				Path: key, Type: paddockv1.NodeType_NODE_TYPE_EPHEMERAL, SessionId: s.ID(),
+			}); err != nil {
+				return fmt.Errorf("paddock: bench hold: create %s: %w", key, err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "ready")
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-s.Done():
+				return fmt.Errorf("paddock: bench hold: session ended: %w", s.Err())
+			}
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&endpoints, "endpoints", defaultEndpoints, "comma-separated gRPC endpoints")
+	fs.StringVar(&key, "key", "", "path of the ephemeral znode")
+	fs.DurationVar(&ttl, "ttl", 2*time.Second, "session timeout")
+	return cmd
+}
