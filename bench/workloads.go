@@ -361,4 +361,3 @@ func (r *runner) restart(ctx context.Context) (Row, error) {
 	row.Ops, row.P50, row.P99 = 1, d, d
 	return row, nil
 }
-
