@@ -7,4 +7,32 @@
 // The Paddock cluster lives in this module (paddock bench); the etcd and
 // ZooKeeper ones live in the separate module under e2e/bench, so that
 // their client libraries stay out of this module's go.mod.
+//
+// # Measurement
+//
+// Run executes each row as a closed loop: every worker (one per Client)
+// issues its next operation as soon as the last returns, for Warmup
+// (unmeasured) then Duration. Operations started inside the window are
+// measured; ops/s is their count over Duration. Each worker records its
+// latencies in its own slice, merged and sorted when the window ends, so
+// measuring takes no lock per operation and the percentiles (nearest rank)
+// are exact. Server CPU is utime + stime of the cluster's PIDs from
+// /proc/PID/stat at the window's edges, per 1,000 operations; it includes
+// every node's work (replication, fsync syscalls) but not the load
+// generator's.
+//
+// The preloaded keys (Options.Keys) are created once per run by 64
+// workers and shared by the read, mixed, memory and restart workloads.
+// Memory runs first so that RSS and disk are those of the preloaded keys
+// alone; restart runs last. Every key of a run is under /bench with a
+// prefix unique to the run.
+//
+// Watch latency is, for each write and each watcher, the event's arrival
+// (taken by the Client as it receives it) minus the moment the writer got
+// the write's reply; an event that beats the reply counts as 0. Ephemeral
+// cleanup SIGKILLs a child process holding the key (HoldCommand) and polls
+// Exists every 10ms: its latencies carry up to 10ms of polling. Restart
+// stops the last node, waits until the others serve (an election, if it
+// led), starts it and polls a linearizable read through a fresh client of
+// that node alone every 10ms.
 package bench

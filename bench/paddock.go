@@ -231,9 +231,13 @@ func logTail(path string) string {
 	return string(b)
 }
 
+// Name is "paddock".
 func (c *paddockCluster) Name() string { return PaddockSystem }
-func (c *paddockCluster) Nodes() int   { return len(c.endpoints) }
 
+// Nodes is the number of endpoints.
+func (c *paddockCluster) Nodes() int { return len(c.endpoints) }
+
+// PIDs are the running agents' processes; none for an external cluster.
 func (c *paddockCluster) PIDs() []int {
 	var pids []int
 	for _, n := range c.nodes {
@@ -244,6 +248,8 @@ func (c *paddockCluster) PIDs() []int {
 	return pids
 }
 
+// DataDirs are the agents' data directories; none for an external
+// cluster.
 func (c *paddockCluster) DataDirs() []string {
 	var dirs []string
 	for _, n := range c.nodes {
@@ -355,11 +361,13 @@ func (c *paddockCluster) Close() error {
 // paddockClient is the Go client: keys are znode paths as they are.
 type paddockClient struct{ c *client.Client }
 
+// Create makes a persistent znode.
 func (p *paddockClient) Create(ctx context.Context, key string, value []byte) error {
 	_, err := p.c.Create(ctx, &paddockv1.CreateRequest{Path: key, Data: value, Type: paddockv1.NodeType_NODE_TYPE_PERSISTENT})
 	return err
 }
 
+// Put sets the znode's data, whatever its version.
 func (p *paddockClient) Put(ctx context.Context, key string, value []byte) error {
 	_, err := p.c.Set(ctx, &paddockv1.SetRequest{Path: key, Data: value})
 	return err
@@ -370,6 +378,8 @@ var (
 	serializable = &paddockv1.ReadOptions{Consistency: paddockv1.ReadConsistency_READ_CONSISTENCY_SERIALIZABLE}
 )
 
+// Get reads the znode, linearizably (read index) or from the contacted
+// node alone.
 func (p *paddockClient) Get(ctx context.Context, key string, c Consistency) error {
 	read := linearizable
 	if c == Serializable {
@@ -414,6 +424,7 @@ func (p *paddockClient) Watch(ctx context.Context, key string) (<-chan time.Time
 	return out, nil
 }
 
+// OpenSession opens a session kept alive by the client in the background.
 func (p *paddockClient) OpenSession(ctx context.Context, ttl time.Duration) (Session, error) {
 	s, err := p.c.NewSession(ctx, ttl)
 	if err != nil {
@@ -422,6 +433,7 @@ func (p *paddockClient) OpenSession(ctx context.Context, ttl time.Duration) (Ses
 	return &paddockSession{c: p.c, s: s}, nil
 }
 
+// Close closes the client and its sessions.
 func (p *paddockClient) Close() error { return p.c.Close() }
 
 // paddockSession is a client.Session kept alive in the background.
@@ -430,6 +442,7 @@ type paddockSession struct {
 	s *client.Session
 }
 
+// CreateEphemeral makes an ephemeral znode owned by the session.
 func (s *paddockSession) CreateEphemeral(ctx context.Context, key string, value []byte) error {
 	_, err := s.c.Create(ctx, &paddockv1.CreateRequest{
 		Path: key, Data: value, Type: paddockv1.NodeType_NODE_TYPE_EPHEMERAL, SessionId: s.s.ID(),
@@ -437,4 +450,5 @@ func (s *paddockSession) CreateEphemeral(ctx context.Context, key string, value 
 	return err
 }
 
+// Close closes the session on the cluster, deleting its ephemerals.
 func (s *paddockSession) Close(ctx context.Context) error { return s.s.Close(ctx) }

@@ -1,0 +1,229 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeStore is an in-memory key-value store with watches, the system under
+// test of the runner's own tests.
+type fakeStore struct {
+	mu       sync.Mutex
+	kv       map[string][]byte
+	watchers map[string][]chan time.Time
+	failGets bool // every Get fails
+}
+
+func newFakeStore() *fakeStore {
+	return &fakeStore{kv: map[string][]byte{}, watchers: map[string][]chan time.Time{}}
+}
+
+func (s *fakeStore) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.kv)
+}
+
+// fakeCluster is a Cluster of a fakeStore: this process is its "server"
+// (so CPU and RSS are read from /proc), it cannot be restarted and has no
+// hold command.
+type fakeCluster struct {
+	s   *fakeStore
+	dir string
+}
+
+func (c *fakeCluster) Name() string       { return "fake" }
+func (c *fakeCluster) Nodes() int         { return 3 }
+func (c *fakeCluster) PIDs() []int        { return []int{os.Getpid()} }
+func (c *fakeCluster) DataDirs() []string { return []string{c.dir} }
+func (c *fakeCluster) Prepare(context.Context) error {
+	return nil
+}
+func (c *fakeCluster) NewClient(context.Context, int) (Client, error) { return &fakeClient{c.s}, nil }
+func (c *fakeCluster) Stop(int) error                                 { return ErrUnsupported }
+func (c *fakeCluster) Start(int) error                                { return ErrUnsupported }
+func (c *fakeCluster) HoldCommand(string, time.Duration) []string     { return nil }
+func (c *fakeCluster) Close() error                                   { return nil }
+
+type fakeClient struct{ s *fakeStore }
+
+func (c *fakeClient) Create(_ context.Context, key string, value []byte) error {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	if _, ok := c.s.kv[key]; ok {
+		return fmt.Errorf("fake: %s exists", key)
+	}
+	c.s.kv[key] = value
+	return nil
+}
+
+func (c *fakeClient) Put(ctx context.Context, key string, value []byte) error {
+	c.s.mu.Lock()
+	if _, ok := c.s.kv[key]; !ok {
+		c.s.mu.Unlock()
+		return fmt.Errorf("fake: no %s", key)
+	}
+	c.s.kv[key] = value
+	ws := slices.Clone(c.s.watchers[key])
+	c.s.mu.Unlock()
+	for _, w := range ws {
+		select {
+		case w <- time.Now():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (c *fakeClient) Get(_ context.Context, key string, _ Consistency) error {
+	ok, _ := c.Exists(context.Background(), key)
+	switch {
+	case c.s.failGets:
+		return errors.New("fake: get failed")
+	case !ok:
+		return fmt.Errorf("fake: no %s", key)
+	}
+	return nil
+}
+
+func (c *fakeClient) Exists(_ context.Context, key string) (bool, error) {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	_, ok := c.s.kv[key]
+	return ok, nil
+}
+
+func (c *fakeClient) Watch(ctx context.Context, key string) (<-chan time.Time, error) {
+	ch := make(chan time.Time, 16)
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	c.s.watchers[key] = append(c.s.watchers[key], ch)
+	context.AfterFunc(ctx, func() {
+		c.s.mu.Lock()
+		defer c.s.mu.Unlock()
+		c.s.watchers[key] = slices.DeleteFunc(c.s.watchers[key], func(w chan time.Time) bool { return w == ch })
+	})
+	return ch, nil
+}
+
+func (c *fakeClient) OpenSession(context.Context, time.Duration) (Session, error) {
+	return &fakeSession{c: c}, nil
+}
+
+func (c *fakeClient) Close() error { return nil }
+
+type fakeSession struct {
+	c    *fakeClient
+	keys []string
+}
+
+func (s *fakeSession) CreateEphemeral(ctx context.Context, key string, value []byte) error {
+	if err := s.c.Create(ctx, key, value); err != nil {
+		return err
+	}
+	s.keys = append(s.keys, key)
+	return nil
+}
+
+func (s *fakeSession) Close(context.Context) error {
+	s.c.s.mu.Lock()
+	defer s.c.s.mu.Unlock()
+	for _, k := range s.keys {
+		delete(s.c.s.kv, k)
+	}
+	return nil
+}
+
+func TestRunFake(t *testing.T) {
+	s := newFakeStore()
+	c := &fakeCluster{s: s, dir: t.TempDir()}
+	var log strings.Builder
+	workloads := slices.DeleteFunc(slices.Clone(Workloads), func(w string) bool { return w == WorkloadEphemeralCleanup })
+	res, err := Run(context.Background(), c, Options{
+		Duration: 100 * time.Millisecond, Warmup: 20 * time.Millisecond,
+		Clients: []int{1, 4}, Watchers: []int{1, 20}, Keys: 50, Workloads: workloads, Log: &log,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if res.System != "fake" {
+		t.Errorf("Run system = %q, want fake", res.System)
+	}
+	type key struct {
+		w string
+		n int
+	}
+	got := map[key]Row{}
+	for _, r := range res.Rows {
+		got[key{r.Workload, r.Clients}] = r
+	}
+	var want []key
+	for _, w := range []string{WorkloadWrite, WorkloadReadLinearizable, WorkloadReadSerializable, WorkloadMixed, WorkloadSessionChurn} {
+		want = append(want, key{w, 1}, key{w, 4})
+	}
+	want = append(want, key{WorkloadWatch, 1}, key{WorkloadWatch, 20}, key{WorkloadMemory, 0}, key{WorkloadRestart, 0})
+	if len(res.Rows) != len(want) {
+		t.Errorf("Run returned %d rows, want %d: %+v", len(res.Rows), len(want), res.Rows)
+	}
+	for _, k := range want {
+		r, ok := got[k]
+		switch {
+		case !ok:
+			t.Errorf("no %s row of %d clients", k.w, k.n)
+		case k.w == WorkloadRestart:
+			if r.P50 >= 0 || r.P99 >= 0 {
+				t.Errorf("restart of a cluster that cannot restart: p50 %v p99 %v, want n/a (negative)", r.P50, r.P99)
+			}
+		case k.w == WorkloadMemory:
+			if r.Ops != 50 || r.RSSBytes <= 0 || r.DiskBytes < 0 {
+				t.Errorf("memory row = %+v, want 50 keys and RSS > 0", r)
+			}
+		default:
+			if r.Ops <= 0 || r.OpsPerSec <= 0 || r.P99 < r.P50 || r.CPUPer1kOps < 0 {
+				t.Errorf("%s row of %d clients = %+v, want ops, p99 >= p50, CPU measured", k.w, k.n, r)
+			}
+		}
+	}
+	if w := got[key{WorkloadWatch, 20}]; w.Ops%20 != 0 {
+		t.Errorf("watch with 20 watchers measured %d events, want a multiple of 20 (every write reaches every watcher)", w.Ops)
+	}
+	// The preloaded keys, the writes and the two watch keys remain; the
+	// session churn's ephemerals are gone.
+	if n, writes := s.len(), got[key{WorkloadWrite, 1}].Ops+got[key{WorkloadWrite, 4}].Ops; int64(n) < 50+writes+2 {
+		t.Errorf("store holds %d keys, want at least 50 preloaded + %d written + 2 watched", n, writes)
+	}
+	s.mu.Lock()
+	for k := range s.kv {
+		if strings.Contains(k, "-s") && !strings.Contains(k, "-k") {
+			t.Errorf("session churn left %s behind", k)
+		}
+	}
+	s.mu.Unlock()
+	if !strings.Contains(log.String(), "preloaded 50 keys") {
+		t.Errorf("log = %q, want the preload reported", log.String())
+	}
+}
+
+func TestRunFailingOperations(t *testing.T) {
+	s := newFakeStore()
+	s.failGets = true
+	c := &fakeCluster{s: s, dir: t.TempDir()}
+	res, err := Run(context.Background(), c, Options{
+		Duration: 50 * time.Millisecond, Warmup: 10 * time.Millisecond,
+		Clients: []int{2}, Keys: 10, Workloads: []string{WorkloadMemory, WorkloadReadLinearizable},
+	})
+	if err == nil || !strings.Contains(err.Error(), "operations failed") {
+		t.Fatalf("Run with failing gets = %v, want operations failed", err)
+	}
+	if res == nil || len(res.Rows) != 1 || res.Rows[0].Workload != WorkloadMemory {
+		t.Errorf("Run with failing gets returned rows %+v, want the memory row done before", res)
+	}
+}

@@ -1,0 +1,123 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// benchTimeout bounds the smoke run of `paddock bench`: it takes about 15s
+// (a cleanup round waits out a 2s session), more with -race.
+const benchTimeout = 3 * time.Minute
+
+// benchWorkloads are every workload of `paddock bench`.
+var benchWorkloads = []string{"write", "read-linearizable", "read-serializable", "mixed", "watch",
+	"session-churn", "ephemeral-cleanup", "memory", "restart"}
+
+// TestBenchSmoke runs `paddock bench` with tiny durations against the
+// three agents it starts itself, and checks that every workload produced
+// rows with operations, in the table and in the JSON file. It never
+// checks speed.
+func TestBenchSmoke(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	jsonPath := filepath.Join(dir, "bench.json")
+	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, paddockBin, "bench",
+		"--duration", "300ms", "--warmup", "100ms", "--clients", "1,2", "--keys", "200",
+		"--watchers", "1,10", "--workloads", strings.Join(benchWorkloads, ","),
+		"--data-dir", filepath.Join(dir, "data"), "--json", jsonPath)
+	cmd.Env = childEnv()
+	cmd.SysProcAttr = sysProcAttr()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	logs, _ := filepath.Glob(filepath.Join(dir, "data", "*", "n*.log"))
+	for _, l := range logs {
+		if b, err := os.ReadFile(l); err == nil && strings.Contains(string(b), "WARNING: DATA RACE") {
+			t.Errorf("%s reports a data race:\n%s", l, tail(l, logTail))
+		}
+	}
+	if err != nil {
+		t.Fatalf("paddock bench: %v (ctx %v)\nstdout:\n%s\nstderr:\n%s", err, ctx.Err(), stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+
+	// The table: a line per workload, level and metric, "| workload |
+	// clients | metric | paddock | paddock / best peer |".
+	lines := map[string][]string{}
+	for _, l := range strings.Split(out, "\n") {
+		cells := strings.Split(l, "|")
+		if len(cells) != 7 {
+			continue
+		}
+		for i := range cells {
+			cells[i] = strings.TrimSpace(cells[i])
+		}
+		lines[cells[1]] = append(lines[cells[1]], strings.Join(cells[2:6], " | "))
+	}
+	if got := lines["workload"]; len(got) != 1 || got[0] != "clients | metric | paddock | paddock / best peer" {
+		t.Errorf("table header = %q, want workload, clients, metric, paddock, ratio:\n%s", got, out)
+	}
+	for _, w := range benchWorkloads {
+		if len(lines[w]) == 0 {
+			t.Errorf("table has no %s line:\n%s", w, out)
+		}
+		for _, l := range lines[w] {
+			if strings.Contains(l, "n/a") {
+				t.Errorf("table line of %s: %q has a figure not measured:\n%s", w, l, out)
+			}
+		}
+	}
+	if !strings.Contains(out, "fdatasync/s") {
+		t.Errorf("output has no fdatasync rate:\n%s", out)
+	}
+
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatalf("--json file: %v", err)
+	}
+	var res struct {
+		FsyncPerSec float64 `json:"fsync_per_sec"`
+		Results     []struct {
+			System string `json:"system"`
+			Rows   []struct {
+				Workload string   `json:"workload"`
+				Clients  int      `json:"clients"`
+				Ops      int64    `json:"ops"`
+				P99Ms    *float64 `json:"p99_ms"`
+				RSSBytes *int64   `json:"rss_bytes"`
+			} `json:"rows"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatalf("--json file does not parse: %v\n%s", err, b)
+	}
+	if res.FsyncPerSec <= 0 || len(res.Results) != 1 || res.Results[0].System != "paddock" {
+		t.Fatalf("--json file = fsync %v, %d systems, want fsync > 0 and paddock alone:\n%s", res.FsyncPerSec, len(res.Results), b)
+	}
+	rows := map[string]int{}
+	for _, r := range res.Results[0].Rows {
+		rows[r.Workload]++
+		if r.Ops <= 0 {
+			t.Errorf("--json %s row of %d clients has %d ops, want > 0", r.Workload, r.Clients, r.Ops)
+		}
+		if r.Workload == "memory" && (r.RSSBytes == nil || *r.RSSBytes <= 0) {
+			t.Errorf("--json memory row has RSS %v, want > 0", r.RSSBytes)
+		}
+	}
+	want := map[string]int{"write": 2, "read-linearizable": 2, "read-serializable": 2, "mixed": 2, "watch": 2,
+		"session-churn": 2, "ephemeral-cleanup": 1, "memory": 1, "restart": 1}
+	for w, n := range want {
+		if rows[w] != n {
+			t.Errorf("--json has %d %s rows, want %d", rows[w], w, n)
+		}
+	}
+}
