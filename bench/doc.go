@@ -8,6 +8,10 @@
 // ZooKeeper ones live in the separate module under e2e/bench, so that
 // their client libraries stay out of this module's go.mod.
 //
+// In DESIGN.md's layering bench sits beside cmd's client commands: it is
+// used by cmd/paddock and e2e/bench, and it uses only client/ and the
+// public protos (cmd -> bench -> client), never node or rpc.
+//
 // # Measurement
 //
 // Run executes each row as a closed loop: every worker (one per Client)
