@@ -69,11 +69,12 @@ type paddockCluster struct {
 // NewPaddockCluster starts three `paddock agent` processes of binary bin
 // on free loopback ports with data (and each agent's log, nX.log) under
 // base, and returns once every node knows the leader. ctx bounds the
-// start only; Close stops the agents.
-func NewPaddockCluster(ctx context.Context, bin, base string) (Cluster, error) {
+// start only; Close stops the agents. agentArgs are appended to every
+// agent's flags (e.g. --pprof to profile the servers under load).
+func NewPaddockCluster(ctx context.Context, bin, base string, agentArgs ...string) (Cluster, error) {
 	var errs []error
 	for attempt := 1; attempt <= paddockStartAttempts; attempt++ {
-		c, err := startPaddock(ctx, bin, filepath.Join(base, fmt.Sprintf("attempt%d", attempt)))
+		c, err := startPaddock(ctx, bin, filepath.Join(base, fmt.Sprintf("attempt%d", attempt)), agentArgs)
 		if err == nil {
 			return c, nil
 		}
@@ -94,7 +95,7 @@ func NewPaddockEndpoints(bin string, endpoints []string) Cluster {
 	return &paddockCluster{bin: bin, endpoints: endpoints}
 }
 
-func startPaddock(ctx context.Context, bin, dir string) (*paddockCluster, error) {
+func startPaddock(ctx context.Context, bin, dir string, agentArgs []string) (*paddockCluster, error) {
 	ports, err := freePorts(3 * paddockNodes)
 	if err != nil {
 		return nil, err
@@ -122,6 +123,7 @@ func startPaddock(ctx context.Context, bin, dir string) (*paddockCluster, error)
 	}
 	for _, n := range c.nodes {
 		n.args = append(n.args, "--bootstrap", strings.Join(bootstrap, ","))
+		n.args = append(n.args, agentArgs...)
 	}
 	fail := func(err error) (*paddockCluster, error) {
 		return nil, errors.Join(err, c.Close())
