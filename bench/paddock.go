@@ -57,6 +57,7 @@ func (n *paddockNode) running() bool {
 // (external) a cluster somebody else runs, known by its endpoints only.
 type paddockCluster struct {
 	bin       string
+	env       []string // added to every agent's environment
 	endpoints []string
 	nodes     []*paddockNode // nil when external
 	// rr rotates the endpoint order of whole-cluster clients, so that
@@ -69,11 +70,16 @@ type paddockCluster struct {
 // NewPaddockCluster starts three `paddock agent` processes of binary bin
 // on free loopback ports with data (and each agent's log, nX.log) under
 // base, and returns once every node knows the leader. ctx bounds the
-// start only; Close stops the agents.
-func NewPaddockCluster(ctx context.Context, bin, base string) (Cluster, error) {
+// start only; Close stops the agents. Options add flags or environment
+// to every agent.
+func NewPaddockCluster(ctx context.Context, bin, base string, opts ...AgentOption) (Cluster, error) {
+	var o agentOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	var errs []error
 	for attempt := 1; attempt <= paddockStartAttempts; attempt++ {
-		c, err := startPaddock(ctx, bin, filepath.Join(base, fmt.Sprintf("attempt%d", attempt)))
+		c, err := startPaddock(ctx, bin, filepath.Join(base, fmt.Sprintf("attempt%d", attempt)), o)
 		if err == nil {
 			return c, nil
 		}
@@ -94,12 +100,32 @@ func NewPaddockEndpoints(bin string, endpoints []string) Cluster {
 	return &paddockCluster{bin: bin, endpoints: endpoints}
 }
 
-func startPaddock(ctx context.Context, bin, dir string) (*paddockCluster, error) {
+// AgentOption changes how NewPaddockCluster starts its agents.
+type AgentOption func(*agentOptions)
+
+type agentOptions struct {
+	args, env []string
+}
+
+// AgentArgs appends flags to every agent's command line (e.g. --pprof, to
+// profile the servers under load).
+func AgentArgs(args ...string) AgentOption {
+	return func(o *agentOptions) { o.args = append(o.args, args...) }
+}
+
+// AgentEnv adds KEY=VALUE variables to every agent's environment (e.g.
+// GOMAXPROCS=1 when the three nodes share two cores: see the bench
+// command's help).
+func AgentEnv(env ...string) AgentOption {
+	return func(o *agentOptions) { o.env = append(o.env, env...) }
+}
+
+func startPaddock(ctx context.Context, bin, dir string, o agentOptions) (*paddockCluster, error) {
 	ports, err := freePorts(3 * paddockNodes)
 	if err != nil {
 		return nil, err
 	}
-	c := &paddockCluster{bin: bin}
+	c := &paddockCluster{bin: bin, env: o.env}
 	var bootstrap []string
 	for i := range paddockNodes {
 		n := &paddockNode{
@@ -122,6 +148,7 @@ func startPaddock(ctx context.Context, bin, dir string) (*paddockCluster, error)
 	}
 	for _, n := range c.nodes {
 		n.args = append(n.args, "--bootstrap", strings.Join(bootstrap, ","))
+		n.args = append(n.args, o.args...)
 	}
 	fail := func(err error) (*paddockCluster, error) {
 		return nil, errors.Join(err, c.Close())
@@ -166,8 +193,11 @@ func (c *paddockCluster) spawn(i int) error {
 		return fmt.Errorf("bench: %w", err)
 	}
 	defer log.Close() // the child has its own descriptor
-	fmt.Fprintf(log, "=== bench: %s %s %s\n", time.Now().Format(time.RFC3339Nano), c.bin, strings.Join(n.args, " "))
+	fmt.Fprintf(log, "=== bench: %s %s%s %s\n", time.Now().Format(time.RFC3339Nano), envPrefix(c.env), c.bin, strings.Join(n.args, " "))
 	cmd := exec.Command(c.bin, n.args...)
+	if len(c.env) > 0 {
+		cmd.Env = append(os.Environ(), c.env...)
+	}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = childProcAttr()
 	if err := cmd.Start(); err != nil {
@@ -179,6 +209,14 @@ func (c *paddockCluster) spawn(i int) error {
 		close(n.done)
 	}()
 	return nil
+}
+
+// envPrefix shows extra environment as a shell would: "K=V K2=V2 ".
+func envPrefix(env []string) string {
+	if len(env) == 0 {
+		return ""
+	}
+	return strings.Join(env, " ") + " "
 }
 
 // probe is the HTTP client of the health checks: loopback, no proxy.

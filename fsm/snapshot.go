@@ -3,6 +3,7 @@ package fsm
 import (
 	"bufio"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/btree"
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
@@ -58,24 +60,49 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 // Release is a no-op: the view is garbage collected.
 func (s *snapshot) Release() {}
 
+// recordWriter writes length-delimited records (the format protodelim
+// reads) through one reused buffer: a snapshot of 100k znodes otherwise
+// allocates a buffer per record, garbage the collector then chases while
+// the node is serving writes.
+type recordWriter struct {
+	bw   *bufio.Writer
+	opts proto.MarshalOptions
+	buf  []byte
+}
+
+func (rw *recordWriter) write(m proto.Message) error {
+	b, err := rw.opts.MarshalAppend(rw.buf[:0], m)
+	if err != nil {
+		return err
+	}
+	rw.buf = b
+	var n [binary.MaxVarintLen64]byte
+	if _, err := rw.bw.Write(protowire.AppendVarint(n[:0], uint64(len(b)))); err != nil {
+		return err
+	}
+	_, err = rw.bw.Write(b)
+	return err
+}
+
 func (s *snapshot) write(w io.Writer) error {
-	bw := bufio.NewWriterSize(w, 1<<16)
-	opts := protodelim.MarshalOptions{MarshalOptions: proto.MarshalOptions{Deterministic: true}}
-	if _, err := opts.MarshalTo(bw, &raftv1.SnapshotHeader{Format: snapshotFormat, AppliedIndex: s.index}); err != nil {
+	rw := &recordWriter{bw: bufio.NewWriterSize(w, 1<<16), opts: proto.MarshalOptions{Deterministic: true}}
+	if err := rw.write(&raftv1.SnapshotHeader{Format: snapshotFormat, AppliedIndex: s.index}); err != nil {
 		return err
 	}
 	var err error
 	records := uint64(s.tree.Len() + len(s.sessions) + len(s.members) + len(s.requests))
-	rec := &raftv1.SnapshotRecord{}
+	// One record and one Znode message are refilled for every znode.
+	zn := &raftv1.Znode{}
+	rec := &raftv1.SnapshotRecord{Record: &raftv1.SnapshotRecord_Znode{Znode: zn}}
 	s.tree.Ascend(func(n *znode) bool {
-		rec.Record = &raftv1.SnapshotRecord_Znode{Znode: &raftv1.Znode{
+		*zn = raftv1.Znode{
 			Path: n.path(), Data: n.data,
 			Czxid: n.czxid, Mzxid: n.mzxid, Pzxid: n.pzxid,
 			Ctime: n.ctime, Mtime: n.mtime,
 			Version: n.version, Cversion: n.cversion,
 			EphemeralOwner: n.owner, Sequence: n.seq,
-		}}
-		_, err = opts.MarshalTo(bw, rec)
+		}
+		err = rw.write(rec)
 		return err == nil
 	})
 	if err != nil {
@@ -85,13 +112,13 @@ func (s *snapshot) write(w io.Writer) error {
 		rec.Record = &raftv1.SnapshotRecord_Session{Session: &raftv1.SessionRecord{
 			Id: ss.id, TimeoutMs: ss.timeoutMs, Ctime: ss.ctime, RemainingMs: ss.remainingMs,
 		}}
-		if _, err := opts.MarshalTo(bw, rec); err != nil {
+		if err := rw.write(rec); err != nil {
 			return err
 		}
 	}
 	for _, m := range s.members {
 		rec.Record = &raftv1.SnapshotRecord_Member{Member: m}
-		if _, err := opts.MarshalTo(bw, rec); err != nil {
+		if err := rw.write(rec); err != nil {
 			return err
 		}
 	}
@@ -99,15 +126,15 @@ func (s *snapshot) write(w io.Writer) error {
 		rec.Record = &raftv1.SnapshotRecord_Request{Request: &raftv1.RequestRecord{
 			RequestId: []byte(r.id), Index: r.index, TimeUnixMs: r.timeMs, Op: r.op, Result: r.result,
 		}}
-		if _, err := opts.MarshalTo(bw, rec); err != nil {
+		if err := rw.write(rec); err != nil {
 			return err
 		}
 	}
 	rec.Record = &raftv1.SnapshotRecord_End{End: &raftv1.SnapshotEnd{Records: records}}
-	if _, err := opts.MarshalTo(bw, rec); err != nil {
+	if err := rw.write(rec); err != nil {
 		return err
 	}
-	return bw.Flush()
+	return rw.bw.Flush()
 }
 
 // readSnapshot loads a snapshot into f, which must be freshly reset and

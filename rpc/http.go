@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -19,10 +21,27 @@ const ServedByHTTPHeader = "Served-By"
 // node's registry) and the JSON gateway under /v1/, which calls this
 // node's own gRPC server at grpcAddr over one connection that is closed
 // when ctx ends. Every response carries Served-By. See doc.go for the
-// gateway's conventions.
-func NewHTTPHandler(ctx context.Context, n *node.Node, grpcAddr string) (http.Handler, error) {
-	return newHTTPHandler(ctx, httpNode{id: n.ID(), ready: n.Ready, metrics: n.Metrics()}, grpcAddr)
+// gateway's conventions. Options add opt-in endpoints (WithPprof).
+func NewHTTPHandler(ctx context.Context, n *node.Node, grpcAddr string, opts ...HTTPOption) (http.Handler, error) {
+	return newHTTPHandler(ctx, httpNode{id: n.ID(), ready: n.Ready, metrics: n.Metrics()}, grpcAddr, opts...)
 }
+
+// HTTPOption changes what NewHTTPHandler serves.
+type HTTPOption func(*httpOptions)
+
+type httpOptions struct {
+	pprof bool
+}
+
+// WithPprof also serves net/http/pprof's profiles under /debug/pprof/.
+// It is off by default (as etcd's --enable-pprof): profiles cost CPU
+// while they run and show internals, so an operator turns them on.
+func WithPprof() HTTPOption {
+	return func(o *httpOptions) { o.pprof = true }
+}
+
+// pprofPrefix is where WithPprof serves the profiles.
+const pprofPrefix = "/debug/pprof/"
 
 // httpNode is what the HTTP handler needs of a node, so that it can be
 // tested against a fake gRPC server without a cluster.
@@ -32,7 +51,11 @@ type httpNode struct {
 	metrics prometheus.Gatherer
 }
 
-func newHTTPHandler(ctx context.Context, n httpNode, grpcAddr string) (http.Handler, error) {
+func newHTTPHandler(ctx context.Context, n httpNode, grpcAddr string, opts ...HTTPOption) (http.Handler, error) {
+	var o httpOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	gw, err := newGateway(ctx, grpcAddr)
 	if err != nil {
 		return nil, err
@@ -52,10 +75,20 @@ func newHTTPHandler(ctx context.Context, n httpNode, grpcAddr string) (http.Hand
 		// A collector failing must not hide every other series.
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
+	if o.pprof {
+		// pprof.Index serves the named profiles (heap, goroutine, ...)
+		// under the prefix; the rest need their own handlers.
+		mux.HandleFunc(pprofPrefix, pprof.Index)
+		mux.HandleFunc(pprofPrefix+"cmdline", pprof.Cmdline)
+		mux.HandleFunc(pprofPrefix+"profile", pprof.Profile)
+		mux.HandleFunc(pprofPrefix+"symbol", pprof.Symbol)
+		mux.HandleFunc(pprofPrefix+"trace", pprof.Trace)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(ServedByHTTPHeader, n.id)
-		switch r.URL.Path {
-		case "/healthz", "/readyz", "/metrics":
+		switch {
+		case r.URL.Path == "/healthz", r.URL.Path == "/readyz", r.URL.Path == "/metrics",
+			o.pprof && strings.HasPrefix(r.URL.Path, pprofPrefix):
 			mux.ServeHTTP(w, r)
 		default:
 			// Everything else goes to the gateway, never through

@@ -208,7 +208,7 @@ type gatewayFixture struct {
 	watch *fakeWatch
 }
 
-func newGatewayFixture(t *testing.T) *gatewayFixture {
+func newGatewayFixture(t *testing.T, opts ...HTTPOption) *gatewayFixture {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -227,7 +227,7 @@ func newGatewayFixture(t *testing.T) *gatewayFixture {
 	t.Cleanup(cancel)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "paddock_test_total", Help: "A test series."}))
-	h, err := newHTTPHandler(ctx, httpNode{id: "n9", ready: func() bool { return true }, metrics: reg}, lis.Addr().String())
+	h, err := newHTTPHandler(ctx, httpNode{id: "n9", ready: func() bool { return true }, metrics: reg}, lis.Addr().String(), opts...)
 	if err != nil {
 		t.Fatalf("newHTTPHandler: %v", err)
 	}
@@ -511,6 +511,38 @@ func TestHTTPHealthAndMetrics(t *testing.T) {
 			}
 			if got := resp.Header.Get("Served-By"); got != "n9" {
 				t.Errorf("GET %s: Served-By = %q, want n9", tt.path, got)
+			}
+		})
+	}
+}
+
+func TestHTTPPprof(t *testing.T) {
+	tests := []struct {
+		name       string
+		opts       []HTTPOption
+		path       string
+		wantStatus int
+		wantBody   string
+	}{
+		{"off: index is the gateway's 404", nil, "/debug/pprof/", http.StatusNotFound, ""},
+		{"off: heap is the gateway's 404", nil, "/debug/pprof/heap?debug=1", http.StatusNotFound, ""},
+		{"on: index", []HTTPOption{WithPprof()}, "/debug/pprof/", http.StatusOK, "goroutine"},
+		{"on: heap", []HTTPOption{WithPprof()}, "/debug/pprof/heap?debug=1", http.StatusOK, "heap profile"},
+		{"on: cmdline", []HTTPOption{WithPprof()}, "/debug/pprof/cmdline", http.StatusOK, ""},
+		{"on: gateway still served", []HTTPOption{WithPprof()}, "/v1/nope", http.StatusNotFound, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := newGatewayFixture(t, tt.opts...)
+			resp, body := g.do(t, http.MethodGet, tt.path, "", nil)
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("GET %s status = %d, want %d; body %q", tt.path, resp.StatusCode, tt.wantStatus, body)
+			}
+			if !strings.Contains(body, tt.wantBody) {
+				t.Errorf("GET %s body = %q, want it to contain %q", tt.path, body, tt.wantBody)
+			}
+			if got := resp.Header.Get(ServedByHTTPHeader); got != "n9" {
+				t.Errorf("GET %s %s = %q, want n9", tt.path, ServedByHTTPHeader, got)
 			}
 		})
 	}

@@ -26,6 +26,7 @@ type agentFlags struct {
 	watchHistory, watchSlowLag                                     int
 	watchHistoryBytes                                              int64
 	watchProgress                                                  time.Duration
+	pprof                                                          bool
 }
 
 func (f *agentFlags) register(cmd *cobra.Command) {
@@ -45,6 +46,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fs.IntVar(&f.watchHistory, "watch-history", d.WatchHistory, "recent events kept for watches to start or resume from")
 	fs.Int64Var(&f.watchHistoryBytes, "watch-history-bytes", d.WatchHistoryBytes, "bytes of paths and previous data the watch history may keep")
 	fs.IntVar(&f.watchSlowLag, "watch-slow-lag", 0, "events a blocked watcher may fall behind before it is dropped (default half the history)")
+	fs.BoolVar(&f.pprof, "pprof", false, "serve Go runtime profiles (net/http/pprof) under /debug/pprof/ on the HTTP address; off by default: they cost CPU while they run and expose internals")
 	fs.DurationVar(&f.watchProgress, "watch-progress-interval", d.WatchProgressInterval, "how often idle watches get a progress response (negative: never)")
 }
 
@@ -83,7 +85,11 @@ func newAgentCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a, err := startAgent(cmd.Context(), cfg)
+			var opts []rpc.HTTPOption
+			if f.pprof {
+				opts = append(opts, rpc.WithPprof())
+			}
+			a, err := startAgent(cmd.Context(), cfg, opts...)
 			if err != nil {
 				return err
 			}
@@ -106,8 +112,8 @@ type agent struct {
 }
 
 // startAgent listens first (so a busy port fails fast), then starts the
-// node and serves.
-func startAgent(ctx context.Context, cfg node.Config) (*agent, error) {
+// node and serves. opts go to the HTTP handler.
+func startAgent(ctx context.Context, cfg node.Config, opts ...rpc.HTTPOption) (*agent, error) {
 	gl, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return nil, fmt.Errorf("paddock: grpc listen: %w", err)
@@ -126,7 +132,7 @@ func startAgent(ctx context.Context, cfg node.Config) (*agent, error) {
 	// The gateway's connection to the gRPC server lives until Close, not
 	// until ctx ends: Close shuts the HTTP server down gracefully first.
 	gwCtx, gwCancel := context.WithCancel(context.WithoutCancel(ctx))
-	h, err := rpc.NewHTTPHandler(gwCtx, n, cfg.GRPCAddr)
+	h, err := rpc.NewHTTPHandler(gwCtx, n, cfg.GRPCAddr, opts...)
 	if err != nil {
 		gwCancel()
 		gl.Close()

@@ -23,6 +23,7 @@ func newBenchCmd() *cobra.Command {
 	var (
 		o                            bench.Options
 		endpoints, jsonPath, dataDir string
+		agentArgs, agentEnv          []string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -55,7 +56,7 @@ Workloads: ` + strings.Join(bench.Workloads, ", ") + `.`,
 				}
 				c = bench.NewPaddockEndpoints(bin, eps)
 			} else {
-				if c, err = bench.NewPaddockCluster(ctx, bin, base); err != nil {
+				if c, err = bench.NewPaddockCluster(ctx, bin, base, bench.AgentArgs(agentArgs...), bench.AgentEnv(agentEnv...)); err != nil {
 					return err
 				}
 				defer func() { err = errors.Join(err, c.Close()) }()
@@ -95,6 +96,8 @@ Workloads: ` + strings.Join(bench.Workloads, ", ") + `.`,
 	fs.StringVar(&endpoints, "endpoints", "", "benchmark this running cluster (comma-separated gRPC host:port) instead of starting one")
 	fs.StringVar(&jsonPath, "json", "", "also write the results to this JSON file")
 	fs.StringVar(&dataDir, "data-dir", "", "the started cluster's data and logs, and the fsync test's file (default: a temporary directory, removed on exit)")
+	fs.StringArrayVar(&agentArgs, "agent-arg", nil, "extra flag for every agent the bench starts, repeatable (e.g. --agent-arg=--pprof); each agent's HTTP address is in its log under --data-dir")
+	fs.StringArrayVar(&agentEnv, "agent-env", nil, "extra KEY=VALUE in every started agent's environment, repeatable; e.g. --agent-env=GOMAXPROCS=1 when three nodes share two cores (each Go runtime otherwise spins and wakes threads for CPUs the others are using)")
 	cmd.AddCommand(newBenchHoldCmd())
 	return cmd
 }
