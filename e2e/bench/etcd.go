@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/paddock/paddock/bench"
@@ -33,8 +32,7 @@ type etcdCluster struct {
 	clientPorts []int
 	peerPorts   []int
 
-	mu    sync.Mutex
-	procs []*proc
+	*procSet
 }
 
 // etcdNodes is the cluster size of every system in the comparison.
@@ -56,13 +54,13 @@ func newEtcdCluster(ctx context.Context, base string) (*etcdCluster, error) {
 		base:        base,
 		clientPorts: ports[:etcdNodes],
 		peerPorts:   ports[etcdNodes:],
-		procs:       make([]*proc, etcdNodes),
 	}
+	c.procSet = newProcSet("etcd", etcdNodes, c.launch)
 	for i := range etcdNodes {
 		if err := os.MkdirAll(c.nodeDir(i), 0o755); err != nil {
 			return nil, fmt.Errorf("bench: etcd: %w", err)
 		}
-		if err := c.startProc(i); err != nil {
+		if err := c.Start(i); err != nil {
 			c.Close()
 			return nil, err
 		}
@@ -95,9 +93,9 @@ func (c *etcdCluster) endpoints(node int) []string {
 	return eps
 }
 
-// startProc launches member i. On a restart etcd finds its member in the
+// launch starts member i. On a restart etcd finds its member in the
 // data directory and ignores the --initial-cluster flags.
-func (c *etcdCluster) startProc(i int) error {
+func (c *etcdCluster) launch(i int) (*proc, error) {
 	members := make([]string, etcdNodes)
 	for j := range members {
 		members[j] = fmt.Sprintf("n%d=%s", j, c.peerURL(j))
@@ -117,14 +115,7 @@ func (c *etcdCluster) startProc(i int) error {
 		"--log-outputs", "stderr",
 		"--log-level", "warn",
 	}
-	p, err := startProc(argv, c.nodeDir(i), filepath.Join(c.nodeDir(i), "etcd.log"), nil)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.procs[i] = p
-	c.mu.Unlock()
-	return nil
+	return startProc(argv, c.nodeDir(i), filepath.Join(c.nodeDir(i), "etcd.log"), nil)
 }
 
 // waitServing polls until node (or the whole cluster, -1) answers a
@@ -146,19 +137,6 @@ func (c *etcdCluster) Name() string { return "etcd" }
 
 // Nodes implements bench.Cluster.
 func (c *etcdCluster) Nodes() int { return etcdNodes }
-
-// PIDs implements bench.Cluster: the running members.
-func (c *etcdCluster) PIDs() []int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var pids []int
-	for _, p := range c.procs {
-		if p != nil && !p.exited() {
-			pids = append(pids, p.pid())
-		}
-	}
-	return pids
-}
 
 // DataDirs implements bench.Cluster.
 func (c *etcdCluster) DataDirs() []string {
@@ -184,47 +162,9 @@ func (c *etcdCluster) NewClient(ctx context.Context, node int) (bench.Client, er
 	return &etcdClient{cli: cli}, nil
 }
 
-// Stop implements bench.Cluster: SIGTERM, which etcd handles by stopping
-// the member cleanly.
-func (c *etcdCluster) Stop(node int) error {
-	if node < 0 || node >= etcdNodes {
-		return fmt.Errorf("%w: %d", errNodeIndex, node)
-	}
-	c.mu.Lock()
-	p := c.procs[node]
-	c.mu.Unlock()
-	if p == nil {
-		return nil
-	}
-	return p.stop()
-}
-
-// Start implements bench.Cluster: it returns once the process is launched;
-// the caller measures when it serves.
-func (c *etcdCluster) Start(node int) error {
-	if node < 0 || node >= etcdNodes {
-		return fmt.Errorf("%w: %d", errNodeIndex, node)
-	}
-	c.mu.Lock()
-	p := c.procs[node]
-	c.mu.Unlock()
-	if p != nil && !p.exited() {
-		return fmt.Errorf("bench: etcd node %d is running", node)
-	}
-	return c.startProc(node)
-}
-
 // HoldCommand implements bench.Cluster: this program's hold subcommand.
 func (c *etcdCluster) HoldCommand(key string, ttl time.Duration) []string {
 	return holdArgv("etcd", strings.Join(c.endpoints(-1), ","), key, ttl)
-}
-
-// Close implements bench.Cluster.
-func (c *etcdCluster) Close() error {
-	c.mu.Lock()
-	ps := append([]*proc(nil), c.procs...)
-	c.mu.Unlock()
-	return stopAll(ps)
 }
 
 // newEtcdClient opens a clientv3 client with logging off (it would log

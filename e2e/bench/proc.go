@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -141,4 +142,78 @@ func stopAll(ps []*proc) error {
 		}
 	}
 	return first
+}
+
+// procSet is a cluster's server processes, one slot per node, and the
+// parts of bench.Cluster that do not depend on the system: PIDs, Stop,
+// Start, Close. launch starts node i's process (on a restart, on the same
+// ports and data).
+type procSet struct {
+	name   string
+	launch func(i int) (*proc, error)
+
+	mu    sync.Mutex
+	procs []*proc
+}
+
+func newProcSet(name string, nodes int, launch func(int) (*proc, error)) *procSet {
+	return &procSet{name: name, launch: launch, procs: make([]*proc, nodes)}
+}
+
+// PIDs implements bench.Cluster: the running servers.
+func (s *procSet) PIDs() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var pids []int
+	for _, p := range s.procs {
+		if p != nil && !p.exited() {
+			pids = append(pids, p.pid())
+		}
+	}
+	return pids
+}
+
+// Stop implements bench.Cluster: SIGTERM, on which every system here
+// stops cleanly (SIGKILL after a grace period, see proc.stop).
+func (s *procSet) Stop(node int) error {
+	if node < 0 || node >= len(s.procs) {
+		return fmt.Errorf("%w: %d", errNodeIndex, node)
+	}
+	s.mu.Lock()
+	p := s.procs[node]
+	s.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.stop()
+}
+
+// Start implements bench.Cluster: it returns once the process is
+// launched; the caller measures when it serves.
+func (s *procSet) Start(node int) error {
+	if node < 0 || node >= len(s.procs) {
+		return fmt.Errorf("%w: %d", errNodeIndex, node)
+	}
+	s.mu.Lock()
+	p := s.procs[node]
+	s.mu.Unlock()
+	if p != nil && !p.exited() {
+		return fmt.Errorf("bench: %s node %d is running", s.name, node)
+	}
+	p, err := s.launch(node)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.procs[node] = p
+	s.mu.Unlock()
+	return nil
+}
+
+// Close implements bench.Cluster: it stops every server.
+func (s *procSet) Close() error {
+	s.mu.Lock()
+	ps := append([]*proc(nil), s.procs...)
+	s.mu.Unlock()
+	return stopAll(ps)
 }

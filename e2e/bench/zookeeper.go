@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -48,8 +47,7 @@ type zkCluster struct {
 	peerPorts   []int
 	electPorts  []int
 
-	mu    sync.Mutex
-	procs []*proc
+	*procSet
 }
 
 // newZKCluster starts three servers under base and returns once each of
@@ -72,15 +70,15 @@ func newZKCluster(ctx context.Context, base string) (*zkCluster, error) {
 		clientPorts: ports[:zkNodes],
 		peerPorts:   ports[zkNodes : 2*zkNodes],
 		electPorts:  ports[2*zkNodes:],
-		procs:       make([]*proc, zkNodes),
 	}
+	c.procSet = newProcSet("zookeeper", zkNodes, c.launch)
 	for i := range zkNodes {
 		if err := c.writeConfig(i); err != nil {
 			return nil, err
 		}
 	}
 	for i := range zkNodes {
-		if err := c.startProc(i); err != nil {
+		if err := c.Start(i); err != nil {
 			c.Close()
 			return nil, err
 		}
@@ -145,22 +143,15 @@ func (c *zkCluster) writeConfig(i int) error {
 	return nil
 }
 
-// startProc launches server i's JVM.
-func (c *zkCluster) startProc(i int) error {
+// launch starts server i's JVM.
+func (c *zkCluster) launch(i int) (*proc, error) {
 	cp := strings.Join([]string{c.nodeDir(i), zkJar, zkSLF4J, zkLog4j}, ":")
 	argv := []string{
 		c.java, zkHeap,
 		"-Dlog4j.configuration=file:" + filepath.Join(c.nodeDir(i), "log4j.properties"),
 		"-cp", cp, zkMainClass, filepath.Join(c.nodeDir(i), "zoo.cfg"),
 	}
-	p, err := startProc(argv, c.nodeDir(i), filepath.Join(c.nodeDir(i), "zookeeper.log"), nil)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.procs[i] = p
-	c.mu.Unlock()
-	return nil
+	return startProc(argv, c.nodeDir(i), filepath.Join(c.nodeDir(i), "zookeeper.log"), nil)
 }
 
 // waitServing polls until node answers a session and a synced read: a
@@ -185,19 +176,6 @@ func (c *zkCluster) Name() string { return "zookeeper" }
 
 // Nodes implements bench.Cluster.
 func (c *zkCluster) Nodes() int { return zkNodes }
-
-// PIDs implements bench.Cluster: the running server JVMs.
-func (c *zkCluster) PIDs() []int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var pids []int
-	for _, p := range c.procs {
-		if p != nil && !p.exited() {
-			pids = append(pids, p.pid())
-		}
-	}
-	return pids
-}
 
 // DataDirs implements bench.Cluster.
 func (c *zkCluster) DataDirs() []string {
@@ -240,47 +218,9 @@ func (c *zkCluster) NewClient(ctx context.Context, node int) (bench.Client, erro
 	return &zkClient{conn: conn, servers: servers}, nil
 }
 
-// Stop implements bench.Cluster: SIGTERM, on which the JVM runs its
-// shutdown hooks and exits.
-func (c *zkCluster) Stop(node int) error {
-	if node < 0 || node >= zkNodes {
-		return fmt.Errorf("%w: %d", errNodeIndex, node)
-	}
-	c.mu.Lock()
-	p := c.procs[node]
-	c.mu.Unlock()
-	if p == nil {
-		return nil
-	}
-	return p.stop()
-}
-
-// Start implements bench.Cluster: it returns once the JVM is launched; the
-// caller measures when it serves.
-func (c *zkCluster) Start(node int) error {
-	if node < 0 || node >= zkNodes {
-		return fmt.Errorf("%w: %d", errNodeIndex, node)
-	}
-	c.mu.Lock()
-	p := c.procs[node]
-	c.mu.Unlock()
-	if p != nil && !p.exited() {
-		return fmt.Errorf("bench: zookeeper node %d is running", node)
-	}
-	return c.startProc(node)
-}
-
 // HoldCommand implements bench.Cluster: this program's hold subcommand.
 func (c *zkCluster) HoldCommand(key string, ttl time.Duration) []string {
 	return holdArgv("zookeeper", strings.Join(c.servers(-1), ","), key, ttl)
-}
-
-// Close implements bench.Cluster.
-func (c *zkCluster) Close() error {
-	c.mu.Lock()
-	ps := append([]*proc(nil), c.procs...)
-	c.mu.Unlock()
-	return stopAll(ps)
 }
 
 // zkNopLogger silences go-zookeeper, which logs every reconnect attempt
