@@ -19,12 +19,8 @@ import (
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
-// gatewayRequestIDKey is the gRPC metadata key a write's request id
-// travels in; the HTTP headers in requestIDHeaders are mapped to it.
-const gatewayRequestIDKey = "paddock-request-id"
-
 // requestIDHeaders are the HTTP headers that carry a request id
-// (canonical form). Idempotency-Key is the IETF draft's name, which HTTP
+// (canonical form); incomingHeader maps them to RequestIDMetadata. Idempotency-Key is the IETF draft's name, which HTTP
 // client libraries know; Grpc-Metadata-Paddock-Request-Id is the gateway's
 // generic spelling of the same metadata.
 var requestIDHeaders = []string{"Idempotency-Key", "Paddock-Request-Id", runtime.MetadataHeaderPrefix + "Paddock-Request-Id"}
@@ -92,7 +88,7 @@ func newGateway(ctx context.Context, grpcAddr string) (http.Handler, error) {
 func incomingHeader(key string) (string, bool) {
 	switch textproto.CanonicalMIMEHeaderKey(key) {
 	case "Idempotency-Key", "Paddock-Request-Id":
-		return gatewayRequestIDKey, true
+		return RequestIDMetadata, true
 	}
 	return runtime.DefaultHeaderMatcher(key)
 }

@@ -43,7 +43,7 @@ func (r *recorder) record(ctx context.Context, method string, req proto.Message)
 	md, _ := metadata.FromIncomingContext(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.calls = append(r.calls, call{method: method, req: proto.Clone(req), requestID: md.Get(gatewayRequestIDKey)})
+	r.calls = append(r.calls, call{method: method, req: proto.Clone(req), requestID: md.Get(RequestIDMetadata)})
 }
 
 // take returns the calls recorded since the last take.
