@@ -115,7 +115,7 @@ func (c *etcdCluster) launch(i int) (*proc, error) {
 		"--log-outputs", "stderr",
 		"--log-level", "warn",
 	}
-	return startProc(argv, c.nodeDir(i), filepath.Join(c.nodeDir(i), "etcd.log"), nil)
+	return startProc(argv, c.nodeDir(i), filepath.Join(c.nodeDir(i), "etcd.log"))
 }
 
 // waitServing polls until node (or the whole cluster, -1) answers a

@@ -28,7 +28,7 @@ type proc struct {
 // startProc starts argv with its stdout and stderr appended to logPath. The
 // child gets SIGKILL if this program dies first (Pdeathsig), so a crashed
 // benchmark leaves no servers behind.
-func startProc(argv []string, dir, logPath string, env []string) (*proc, error) {
+func startProc(argv []string, dir, logPath string) (*proc, error) {
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("bench: open log: %w", err)
@@ -37,9 +37,6 @@ func startProc(argv []string, dir, logPath string, env []string) (*proc, error) 
 	cmd.Dir = dir
 	cmd.Stdout = lf
 	cmd.Stderr = lf
-	if env != nil {
-		cmd.Env = append(os.Environ(), env...)
-	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		lf.Close()

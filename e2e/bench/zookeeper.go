@@ -151,7 +151,7 @@ func (c *zkCluster) launch(i int) (*proc, error) {
 		"-Dlog4j.configuration=file:" + filepath.Join(c.nodeDir(i), "log4j.properties"),
 		"-cp", cp, zkMainClass, filepath.Join(c.nodeDir(i), "zoo.cfg"),
 	}
-	return startProc(argv, c.nodeDir(i), filepath.Join(c.nodeDir(i), "zookeeper.log"), nil)
+	return startProc(argv, c.nodeDir(i), filepath.Join(c.nodeDir(i), "zookeeper.log"))
 }
 
 // waitServing polls until node answers a session and a synced read: a
