@@ -71,7 +71,7 @@ func newZKCluster(ctx context.Context, base string) (*zkCluster, error) {
 		peerPorts:   ports[zkNodes : 2*zkNodes],
 		electPorts:  ports[2*zkNodes:],
 	}
-	c.procSet = newProcSet("zookeeper", zkNodes, c.launch)
+	c.procSet = newProcSet("zookeeper", zkNodes, c.launch, c.dataDir)
 	for i := range zkNodes {
 		if err := c.writeConfig(i); err != nil {
 			return nil, err
@@ -173,18 +173,6 @@ func (c *zkCluster) waitServing(ctx context.Context, node int) error {
 
 // Name implements bench.Cluster.
 func (c *zkCluster) Name() string { return "zookeeper" }
-
-// Nodes implements bench.Cluster.
-func (c *zkCluster) Nodes() int { return zkNodes }
-
-// DataDirs implements bench.Cluster.
-func (c *zkCluster) DataDirs() []string {
-	ds := make([]string, zkNodes)
-	for i := range ds {
-		ds[i] = c.dataDir(i)
-	}
-	return ds
-}
 
 // Prepare implements bench.Cluster: ZooKeeper needs the parent /bench of
 // every benchmark key.
