@@ -389,10 +389,6 @@ func zkHold(ctx context.Context, servers, key string, ttl time.Duration, w io.Wr
 		conn.Close()
 		return nil, err
 	}
-	return closerFunc(func() error { conn.Close(); return nil }), nil
+	// The connection is the session: closing it ends the hold.
+	return &zkClient{conn: conn}, nil
 }
-
-// closerFunc adapts a function to io.Closer.
-type closerFunc func() error
-
-func (f closerFunc) Close() error { return f() }
