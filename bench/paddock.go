@@ -333,13 +333,23 @@ func (c *paddockCluster) NewClient(ctx context.Context, node int) (Client, error
 // Stop SIGTERMs node i and waits for it to exit (SIGKILL after
 // paddockStopTimeout, reported as an error).
 func (c *paddockCluster) Stop(i int) error {
+	n, err := c.node(i)
+	if err != nil {
+		return err
+	}
+	return c.stop(n)
+}
+
+// node is started node i, for Stop and Start: ErrUnsupported for an
+// external cluster.
+func (c *paddockCluster) node(i int) (*paddockNode, error) {
 	if c.nodes == nil {
-		return ErrUnsupported
+		return nil, ErrUnsupported
 	}
 	if i < 0 || i >= len(c.nodes) {
-		return fmt.Errorf("bench: no node %d", i)
+		return nil, fmt.Errorf("bench: no node %d", i)
 	}
-	return c.stop(c.nodes[i])
+	return c.nodes[i], nil
 }
 
 func (c *paddockCluster) stop(n *paddockNode) error {
@@ -363,14 +373,12 @@ func (c *paddockCluster) stop(n *paddockNode) error {
 // answers /healthz (it may still be catching up: the restart workload
 // measures until it serves).
 func (c *paddockCluster) Start(i int) error {
-	if c.nodes == nil {
-		return ErrUnsupported
+	n, err := c.node(i)
+	if err != nil {
+		return err
 	}
-	if i < 0 || i >= len(c.nodes) {
-		return fmt.Errorf("bench: no node %d", i)
-	}
-	if c.nodes[i].running() {
-		return fmt.Errorf("bench: %s is running", c.nodes[i].id)
+	if n.running() {
+		return fmt.Errorf("bench: %s is running", n.id)
 	}
 	if err := c.spawn(i); err != nil {
 		return err

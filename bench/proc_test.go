@@ -88,6 +88,7 @@ func TestOptionsDefaults(t *testing.T) {
 	}{
 		{"unknown workload", Options{Workloads: []string{"nope"}}},
 		{"zero clients", Options{Clients: []int{0}}},
+		{"negative watchers", Options{Watchers: []int{3, -1}}},
 		{"repeated clients", Options{Clients: []int{1, 1}}},
 		{"repeated watchers", Options{Watchers: []int{5, 5}}},
 		{"negative keys", Options{Keys: -1}},

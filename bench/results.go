@@ -191,9 +191,9 @@ func Markdown(w io.Writer, rs []*Results) error {
 		for _, m := range metrics(k.workload) {
 			fmt.Fprintf(&b, "| %s | %s | %s |", k.workload, clients, m.name)
 			var (
-				pad, havePad bool
-				padV         float64
-				peers        []float64
+				havePad bool
+				padV    float64
+				peers   []float64
 			)
 			for i, r := range rs {
 				row, ran := rows[i][k]
@@ -207,8 +207,8 @@ func Markdown(w io.Writer, rs []*Results) error {
 					continue
 				}
 				fmt.Fprintf(&b, " %s |", m.format(v))
-				if r.System == PaddockSystem && !pad {
-					pad, havePad, padV = true, true, v
+				if r.System == PaddockSystem && !havePad {
+					havePad, padV = true, v
 				} else {
 					peers = append(peers, v)
 				}

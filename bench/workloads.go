@@ -120,7 +120,7 @@ func (r *runner) watch(ctx context.Context, n int) (Row, error) {
 			break
 		}
 		inWindow := !now.Before(from)
-		if inWindow && before == nil && winStart.IsZero() {
+		if inWindow && winStart.IsZero() {
 			winStart, before = now, r.cpuSnapshot()
 		}
 		select { // a signal left from an earlier write

@@ -55,7 +55,7 @@ func newEtcdCluster(ctx context.Context, base string) (*etcdCluster, error) {
 		clientPorts: ports[:etcdNodes],
 		peerPorts:   ports[etcdNodes:],
 	}
-	c.procSet = newProcSet("etcd", etcdNodes, c.launch)
+	c.procSet = newProcSet("etcd", etcdNodes, c.launch, c.dataDir)
 	for i := range etcdNodes {
 		if err := os.MkdirAll(c.nodeDir(i), 0o755); err != nil {
 			return nil, fmt.Errorf("bench: etcd: %w", err)
@@ -115,7 +115,7 @@ func (c *etcdCluster) launch(i int) (*proc, error) {
 		"--log-outputs", "stderr",
 		"--log-level", "warn",
 	}
-	return startProc(argv, c.nodeDir(i), filepath.Join(c.nodeDir(i), "etcd.log"), nil)
+	return startProc(argv, c.nodeDir(i), filepath.Join(c.nodeDir(i), "etcd.log"))
 }
 
 // waitServing polls until node (or the whole cluster, -1) answers a
@@ -134,18 +134,6 @@ func (c *etcdCluster) waitServing(ctx context.Context, node int) error {
 
 // Name implements bench.Cluster.
 func (c *etcdCluster) Name() string { return "etcd" }
-
-// Nodes implements bench.Cluster.
-func (c *etcdCluster) Nodes() int { return etcdNodes }
-
-// DataDirs implements bench.Cluster.
-func (c *etcdCluster) DataDirs() []string {
-	ds := make([]string, etcdNodes)
-	for i := range ds {
-		ds[i] = c.dataDir(i)
-	}
-	return ds
-}
 
 // Prepare implements bench.Cluster: a flat key space needs no parents.
 func (c *etcdCluster) Prepare(ctx context.Context) error { return nil }

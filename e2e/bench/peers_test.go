@@ -87,7 +87,11 @@ func exercise(ctx context.Context, t *testing.T, c bench.Cluster) {
 	if got := c.PIDs(); len(got) != 3 {
 		t.Errorf("PIDs() = %v, want 3 pids", got)
 	}
-	for _, d := range c.DataDirs() {
+	dirs := c.DataDirs()
+	if len(dirs) != 3 {
+		t.Errorf("DataDirs() = %v, want 3 directories", dirs)
+	}
+	for _, d := range dirs {
 		if _, err := os.Stat(d); err != nil {
 			t.Errorf("data dir %s: %v", d, err)
 		}

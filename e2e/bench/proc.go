@@ -28,7 +28,7 @@ type proc struct {
 // startProc starts argv with its stdout and stderr appended to logPath. The
 // child gets SIGKILL if this program dies first (Pdeathsig), so a crashed
 // benchmark leaves no servers behind.
-func startProc(argv []string, dir, logPath string, env []string) (*proc, error) {
+func startProc(argv []string, dir, logPath string) (*proc, error) {
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("bench: open log: %w", err)
@@ -37,9 +37,6 @@ func startProc(argv []string, dir, logPath string, env []string) (*proc, error) 
 	cmd.Dir = dir
 	cmd.Stdout = lf
 	cmd.Stderr = lf
-	if env != nil {
-		cmd.Env = append(os.Environ(), env...)
-	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		lf.Close()
@@ -130,34 +127,34 @@ func pollUntil(ctx context.Context, timeout time.Duration, what string, f func(c
 // errNodeIndex is returned for a node index outside the cluster.
 var errNodeIndex = errors.New("bench: node index out of range")
 
-// stopAll stops every process still running, returning the first error.
-func stopAll(ps []*proc) error {
-	var first error
-	for _, p := range ps {
-		if p == nil {
-			continue
-		}
-		if err := p.stop(); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
-}
-
 // procSet is a cluster's server processes, one slot per node, and the
-// parts of bench.Cluster that do not depend on the system: PIDs, Stop,
-// Start, Close. launch starts node i's process (on a restart, on the same
-// ports and data).
+// parts of bench.Cluster that do not depend on the system: Nodes, PIDs,
+// DataDirs, Stop, Start, Close. launch starts node i's process (on a
+// restart, on the same ports and data); dataDir is node i's data
+// directory.
 type procSet struct {
-	name   string
-	launch func(i int) (*proc, error)
+	name    string
+	launch  func(i int) (*proc, error)
+	dataDir func(i int) string
 
 	mu    sync.Mutex
 	procs []*proc
 }
 
-func newProcSet(name string, nodes int, launch func(int) (*proc, error)) *procSet {
-	return &procSet{name: name, launch: launch, procs: make([]*proc, nodes)}
+func newProcSet(name string, nodes int, launch func(int) (*proc, error), dataDir func(int) string) *procSet {
+	return &procSet{name: name, launch: launch, dataDir: dataDir, procs: make([]*proc, nodes)}
+}
+
+// Nodes implements bench.Cluster.
+func (s *procSet) Nodes() int { return len(s.procs) }
+
+// DataDirs implements bench.Cluster.
+func (s *procSet) DataDirs() []string {
+	ds := make([]string, len(s.procs))
+	for i := range ds {
+		ds[i] = s.dataDir(i)
+	}
+	return ds
 }
 
 // PIDs implements bench.Cluster: the running servers.
@@ -210,10 +207,20 @@ func (s *procSet) Start(node int) error {
 	return nil
 }
 
-// Close implements bench.Cluster: it stops every server.
+// Close implements bench.Cluster: it stops every server, returning the
+// first error.
 func (s *procSet) Close() error {
 	s.mu.Lock()
 	ps := append([]*proc(nil), s.procs...)
 	s.mu.Unlock()
-	return stopAll(ps)
+	var first error
+	for _, p := range ps {
+		if p == nil {
+			continue
+		}
+		if err := p.stop(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }

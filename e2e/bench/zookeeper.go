@@ -71,7 +71,7 @@ func newZKCluster(ctx context.Context, base string) (*zkCluster, error) {
 		peerPorts:   ports[zkNodes : 2*zkNodes],
 		electPorts:  ports[2*zkNodes:],
 	}
-	c.procSet = newProcSet("zookeeper", zkNodes, c.launch)
+	c.procSet = newProcSet("zookeeper", zkNodes, c.launch, c.dataDir)
 	for i := range zkNodes {
 		if err := c.writeConfig(i); err != nil {
 			return nil, err
@@ -151,7 +151,7 @@ func (c *zkCluster) launch(i int) (*proc, error) {
 		"-Dlog4j.configuration=file:" + filepath.Join(c.nodeDir(i), "log4j.properties"),
 		"-cp", cp, zkMainClass, filepath.Join(c.nodeDir(i), "zoo.cfg"),
 	}
-	return startProc(argv, c.nodeDir(i), filepath.Join(c.nodeDir(i), "zookeeper.log"), nil)
+	return startProc(argv, c.nodeDir(i), filepath.Join(c.nodeDir(i), "zookeeper.log"))
 }
 
 // waitServing polls until node answers a session and a synced read: a
@@ -173,18 +173,6 @@ func (c *zkCluster) waitServing(ctx context.Context, node int) error {
 
 // Name implements bench.Cluster.
 func (c *zkCluster) Name() string { return "zookeeper" }
-
-// Nodes implements bench.Cluster.
-func (c *zkCluster) Nodes() int { return zkNodes }
-
-// DataDirs implements bench.Cluster.
-func (c *zkCluster) DataDirs() []string {
-	ds := make([]string, zkNodes)
-	for i := range ds {
-		ds[i] = c.dataDir(i)
-	}
-	return ds
-}
 
 // Prepare implements bench.Cluster: ZooKeeper needs the parent /bench of
 // every benchmark key.
@@ -401,10 +389,6 @@ func zkHold(ctx context.Context, servers, key string, ttl time.Duration, w io.Wr
 		conn.Close()
 		return nil, err
 	}
-	return closerFunc(func() error { conn.Close(); return nil }), nil
+	// The connection is the session: closing it ends the hold.
+	return &zkClient{conn: conn}, nil
 }
-
-// closerFunc adapts a function to io.Closer.
-type closerFunc func() error
-
-func (f closerFunc) Close() error { return f() }
