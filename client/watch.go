@@ -233,15 +233,9 @@ func (w *Watcher) follow(ctx context.Context, st *stream) error {
 // until ctx ends). It returns the first error it cannot resume from.
 func (w *Watcher) connect(ctx context.Context, rounds int) (*stream, error) {
 	n := len(w.c.conns)
-	pause := watchPause
+	pace := pacer{n: n, first: watchPause, most: maxWatchPause}
 	var err error
-	for attempt := 0; rounds == 0 || attempt < rounds*n; attempt++ {
-		if attempt > 0 && attempt%n == 0 {
-			if !sleep(ctx, pause) {
-				break
-			}
-			pause = min(2*pause, maxWatchPause)
-		}
+	for attempt := 0; (rounds == 0 || attempt < rounds*n) && pace.next(ctx, time.Time{}); attempt++ {
 		var st *stream
 		if st, err = w.open(ctx); err == nil {
 			w.c.cur.Store(int64(w.idx))
