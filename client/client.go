@@ -162,6 +162,42 @@ const (
 // Everything else is the cluster's answer and is returned as is.
 func retryable(err error) bool { return status.Code(err) == codes.Unavailable }
 
+// pacer paces attempts that go round n endpoints in turn, one attempt per
+// endpoint: before every pass after the first it pauses, from first,
+// doubling up to most, so that a cluster that is down is not called in a
+// busy loop. Unary calls, watches and keepalives all go round this way.
+type pacer struct {
+	n           int // endpoints in a pass
+	tries       int // attempts made since the start or the last reset
+	first, most time.Duration
+	pause       time.Duration // the next pause; 0 means first
+}
+
+// next is called before every attempt. At the start of every pass but the
+// first it pauses, and it reports false instead of pausing when ctx has
+// ended or the pause would end after deadline (zero: no deadline).
+func (p *pacer) next(ctx context.Context, deadline time.Time) bool {
+	p.tries++
+	if p.tries == 1 || (p.tries-1)%p.n != 0 {
+		return true
+	}
+	if p.pause == 0 {
+		p.pause = p.first
+	}
+	if !deadline.IsZero() && time.Now().Add(p.pause).After(deadline) {
+		return false
+	}
+	if !sleep(ctx, p.pause) {
+		return false
+	}
+	p.pause = min(2*p.pause, p.most)
+	return true
+}
+
+// reset starts over after progress: the next attempt begins a first pass,
+// with no pause before it.
+func (p *pacer) reset() { p.tries, p.pause = 0, 0 }
+
 // sleep waits d or until ctx ends, reporting whether the full d passed.
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
@@ -196,19 +232,13 @@ func call[S, Req, Resp any](
 	}
 	n := len(c.conns)
 	start := c.current()
-	pause := retryPause
+	pace := pacer{n: n, first: retryPause, most: maxRetryPause}
 	var (
 		resp Resp
 		err  error
 	)
 	giveUp := time.Now().Add(c.retryTimeout)
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 && attempt%n == 0 {
-			if time.Now().Add(pause).After(giveUp) || !sleep(ctx, pause) {
-				return resp, err
-			}
-			pause = min(2*pause, maxRetryPause)
-		}
+	for attempt := 0; pace.next(ctx, giveUp); attempt++ {
 		idx := (start + attempt) % n
 		resp, err = method(newService(c.conns[idx]), ctx, req)
 		if err == nil {
@@ -222,4 +252,5 @@ func call[S, Req, Resp any](
 			return resp, err
 		}
 	}
+	return resp, err
 }

@@ -149,8 +149,10 @@ func (s *Session) keepAlive(ctx context.Context) error {
 	n := len(s.c.conns)
 	idx := s.c.current()
 	lastAck := time.Now() // the session was just opened
-	failed := 0           // streams in a row that got no acknowledgement
-	for {
+	// Streams that get no acknowledgement go round the endpoints; one
+	// that was acknowledged starts a new round.
+	pace := pacer{n: n, first: reconnectPause, most: reconnectPause}
+	for pace.next(ctx, time.Time{}) {
 		before := lastAck
 		err := s.stream(ctx, idx, &lastAck)
 		switch {
@@ -163,13 +165,10 @@ func (s *Session) keepAlive(ctx context.Context) error {
 		}
 		idx = (idx + 1) % n
 		if lastAck.After(before) {
-			failed = 0
-			continue
-		}
-		if failed++; failed%n == 0 {
-			sleep(ctx, reconnectPause)
+			pace.reset()
 		}
 	}
+	return ErrClosed
 }
 
 // stream sends keepalives on a KeepAliveStream to endpoint idx until the

@@ -128,13 +128,21 @@ func TestSessionOnExpiredCalledOnce(t *testing.T) {
 		err error
 	}
 	calls := make(chan call, 2)
+	// The callback closes the session, as the contract allows: if it ran
+	// before the keepalives stopped, Close would wait for them forever and
+	// the call would never be reported. sess hands s to it race-free.
+	sess := make(chan *Session, 1)
+	closed := make(chan error, 1)
 	s, err := c.NewSession(context.Background(), testTimeout, OnExpired(func(id uint64, err error) {
 		calls <- call{id, err}
+		closed <- (<-sess).Close(context.Background())
 	}))
 	if err != nil {
 		t.Fatalf("NewSession() error = %v", err)
 	}
-	t.Cleanup(func() { s.Close(context.Background()) })
+	// No Close in t.Cleanup: with the bug above it would hang the test
+	// binary; the client's cleanup ends the session otherwise.
+	sess <- s
 
 	n.set(func(n *fakeNode) { n.expired = true })
 	select {
@@ -144,6 +152,14 @@ func TestSessionOnExpiredCalledOnce(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("OnExpired not called within 5s")
+	}
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close() in OnExpired error = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close() in OnExpired still blocked after 5s: called before the keepalives stopped")
 	}
 	if !isDone(s) || !errors.Is(s.Err(), ErrSessionExpired) {
 		t.Errorf("after OnExpired: done = %v, Err() = %v; want true, ErrSessionExpired", isDone(s), s.Err())

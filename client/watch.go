@@ -233,15 +233,9 @@ func (w *Watcher) follow(ctx context.Context, st *stream) error {
 // until ctx ends). It returns the first error it cannot resume from.
 func (w *Watcher) connect(ctx context.Context, rounds int) (*stream, error) {
 	n := len(w.c.conns)
-	pause := watchPause
+	pace := pacer{n: n, first: watchPause, most: maxWatchPause}
 	var err error
-	for attempt := 0; rounds == 0 || attempt < rounds*n; attempt++ {
-		if attempt > 0 && attempt%n == 0 {
-			if !sleep(ctx, pause) {
-				break
-			}
-			pause = min(2*pause, maxWatchPause)
-		}
+	for attempt := 0; (rounds == 0 || attempt < rounds*n) && pace.next(ctx, time.Time{}); attempt++ {
 		var st *stream
 		if st, err = w.open(ctx); err == nil {
 			w.c.cur.Store(int64(w.idx))
@@ -384,9 +378,9 @@ func (w *Watcher) final(sctx context.Context, err error) error {
 		// Resume from our own resume point: it is what the server calls
 		// resume_zxid, and never skips an undelivered event.
 		return nil
-	case paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_COMPACTED,
-		paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SNAPSHOT_RESTORED:
-		return &CompactedError{Reason: wc.GetReason(), CompactZxid: wc.GetCompactZxid(), StartZxid: w.requestFrom().GetStartZxid()}
+	}
+	if ce := gapError(wc, w.requestFrom().GetStartZxid()); ce != nil {
+		return ce
 	}
 	if st.Code() == codes.Unavailable {
 		return nil
@@ -404,6 +398,18 @@ func watchCanceled(st *status.Status) *paddockv1.WatchCanceled {
 	return nil
 }
 
+// gapError returns the *CompactedError of a watch or poll from start that
+// the server canceled with wc (nil-safe) for a gap in its history, or nil
+// when wc says nothing of a gap.
+func gapError(wc *paddockv1.WatchCanceled, start uint64) *CompactedError {
+	switch wc.GetReason() {
+	case paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_COMPACTED,
+		paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SNAPSHOT_RESTORED:
+		return &CompactedError{Reason: wc.GetReason(), CompactZxid: wc.GetCompactZxid(), StartZxid: start}
+	}
+	return nil
+}
+
 // Poll returns the events after req.after_zxid, or waits up to
 // req.timeout_ms for the first ones: the long-poll form of Watch, for a
 // caller that cannot hold a stream. Pass the response's header.zxid as the
@@ -412,12 +418,11 @@ func watchCanceled(st *status.Status) *paddockv1.WatchCanceled {
 // history fails with a *CompactedError (errors.Is ErrCompacted).
 func (c *Client) Poll(ctx context.Context, req *paddockv1.PollRequest) (*paddockv1.PollResponse, error) {
 	resp, err := call(ctx, c, read, paddockv1.NewWatchServiceClient, paddockv1.WatchServiceClient.Poll, req)
-	if st, ok := status.FromError(err); ok && err != nil {
-		switch wc := watchCanceled(st); wc.GetReason() {
-		case paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_COMPACTED,
-			paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SNAPSHOT_RESTORED:
-			return nil, &CompactedError{Reason: wc.GetReason(), CompactZxid: wc.GetCompactZxid(), StartZxid: req.GetAfterZxid() + 1}
-		}
+	if err == nil {
+		return resp, nil
 	}
-	return resp, err
+	if ce := gapError(watchCanceled(status.Convert(err)), req.GetAfterZxid()+1); ce != nil {
+		return nil, ce
+	}
+	return nil, err
 }
