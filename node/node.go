@@ -5,15 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 
 	"github.com/paddock/paddock/fsm"
@@ -36,7 +33,7 @@ type Node struct {
 	log    hclog.Logger
 	fsm    *fsm.FSM
 	raft   *raft.Raft
-	store  *raftboltdb.BoltStore
+	disk   *storage
 	trans  raft.Transport
 	waiter *appliedWaiter
 	watch  *hub
@@ -82,31 +79,15 @@ func New(c Config) (*Node, error) {
 	n.peers = newPeerConns()
 	n.metrics = newMetrics(n)
 
-	// NoFreelistSync trades a slower open after a crash for much cheaper
-	// commits, which is what a raft log (append, truncate) wants.
-	n.store, err = raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(cfg.DataDir, "raft.db"),
-		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true},
-	})
+	n.disk, err = openStorage(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("node: open raft store: %w", err)
-	}
-	logs, err := raft.NewLogCache(1024, n.store)
-	if err != nil {
-		n.store.Close()
 		return nil, err
-	}
-	logw := cfg.Logger.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true})
-	snaps, err := raft.NewFileSnapshotStore(cfg.DataDir, 2, logw)
-	if err != nil {
-		n.store.Close()
-		return nil, fmt.Errorf("node: snapshot store: %w", err)
 	}
 	n.trans = cfg.Transport
 	if n.trans == nil {
 		n.trans, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, nil, 3, 10*time.Second, cfg.Logger.Named("raft-net"))
 		if err != nil {
-			n.store.Close()
+			n.disk.close()
 			return nil, fmt.Errorf("node: raft transport: %w", err)
 		}
 	}
@@ -124,12 +105,12 @@ func New(c Config) (*Node, error) {
 	rc.MaxAppendEntries = 512
 	rc.BatchApplyCh = true
 
-	hasState, err := raft.HasExistingState(logs, n.store, snaps)
+	hasState, err := raft.HasExistingState(n.disk.logs, n.disk.store, n.disk.snaps)
 	if err != nil {
 		n.closeStores()
 		return nil, err
 	}
-	n.raft, err = raft.NewRaft(rc, &timedFSM{FSM: n.fsm, m: n.metrics}, logs, n.store, snaps, n.trans)
+	n.raft, err = raft.NewRaft(rc, &timedFSM{FSM: n.fsm, m: n.metrics}, n.disk.logs, n.disk.store, n.disk.snaps, n.trans)
 	if err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("node: start raft: %w", err)
@@ -161,7 +142,7 @@ func (n *Node) closeStores() {
 	if c, ok := n.trans.(interface{ Close() error }); ok && n.cfg.Transport == nil {
 		c.Close()
 	}
-	n.store.Close()
+	n.disk.close()
 }
 
 // Close stops the node: its loops, raft, the transport and the store.
