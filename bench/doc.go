@@ -36,7 +36,25 @@
 // the write's reply; an event that beats the reply counts as 0. Ephemeral
 // cleanup SIGKILLs a child process holding the key (HoldCommand) and polls
 // Exists every 10ms: its latencies carry up to 10ms of polling. Restart
-// stops the last node, waits until the others serve (an election, if it
-// led), starts it and polls a linearizable read through a fresh client of
-// that node alone every 10ms.
+// closes the pool's clients, stops the first follower (the node of client
+// 0), waits until the others serve, starts it and polls a linearizable
+// read through a fresh client of that node alone every 10ms.
+//
+// # Placement
+//
+// Where a client connects decides much of what it measures (a write or a
+// linearizable read through a follower pays a hop to the leader that one
+// through the leader does not). With whole-cluster clients a one-client
+// row landed on the leader or on a follower by chance, and the leader is
+// random, so it swung two- or threefold between runs and between systems.
+// So every Client of the pool is a client of one node alone, the same rule
+// for every system (Placement): before each row the runner asks the
+// cluster for its leader (Cluster.Leader, FindLeader) and client i goes to
+// node (leader + 1 + i) mod nodes. One client is then on a follower, as
+// two of three clients of a three-node cluster are, and 16 clients spread
+// 6, 5 and 5 with the leader among those getting fewer; the watch
+// workload's writer is the client after its watchers'. If the leader moved
+// since the last row, the pool is closed and reopened around the new one,
+// so a row never runs with a stale placement; each row records its leader
+// (Row.Leader) and the table's footnote names it.
 package bench

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -310,8 +311,45 @@ func (c *paddockCluster) Prepare(ctx context.Context) error {
 	return nil
 }
 
+// Leader asks each node for its Status (through a client of that node
+// alone) and returns the one whose raft role is leader. For a cluster
+// reached by endpoints that leave the leader out (every endpoint answers,
+// none leads, and the leader they name is none of them) it is -1.
+func (c *paddockCluster) Leader(ctx context.Context) (int, error) {
+	// FindLeader asks the nodes in turn: no lock needed.
+	var ids, named []string
+	i, err := FindLeader(ctx, len(c.endpoints), func(ctx context.Context, i int) (bool, error) {
+		st, err := c.status(ctx, i)
+		if err != nil {
+			return false, err
+		}
+		ids = append(ids, st.GetId())
+		if l := st.GetLeaderId(); l != "" {
+			named = append(named, l)
+		}
+		return st.GetRole() == paddockv1.Role_ROLE_LEADER, nil
+	})
+	elsewhere := len(ids) == len(c.endpoints) && len(named) == len(ids) &&
+		!slices.ContainsFunc(named, func(l string) bool { return slices.Contains(ids, l) })
+	if errors.Is(err, ErrNoLeader) && elsewhere {
+		return -1, nil
+	}
+	return i, err
+}
+
+// status is node i's Status.
+func (c *paddockCluster) status(ctx context.Context, i int) (*paddockv1.StatusResponse, error) {
+	cl, err := client.New(ctx, client.Config{Endpoints: c.endpoints[i : i+1]})
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	return cl.Status(ctx, &paddockv1.StatusRequest{})
+}
+
 // NewClient returns a Go client of the whole cluster, its endpoints
-// rotated per client, or of node alone.
+// rotated per client, or of node alone (a client with that one endpoint,
+// which never fails over).
 func (c *paddockCluster) NewClient(ctx context.Context, node int) (Client, error) {
 	var eps []string
 	switch {

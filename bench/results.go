@@ -14,6 +14,9 @@ import (
 type Results struct {
 	// System is the Cluster's Name.
 	System string
+	// Nodes is the cluster's size: with each row's Leader it says where
+	// the row's clients were (see Placement).
+	Nodes int
 	// Rows are one per workload and concurrency level (or watcher count),
 	// in the order they ran.
 	Rows []Row
@@ -51,6 +54,10 @@ type Row struct {
 	// RSSBytes and DiskBytes are the memory workload's resident memory and
 	// on-disk size, summed over the nodes.
 	RSSBytes, DiskBytes int64
+	// Leader is the node that led the cluster as the row started, around
+	// which its clients were placed (see Placement), -1 for a leader that
+	// is none of the cluster's nodes.
+	Leader int
 }
 
 // metric is one figure of a row, a line of the markdown table.
@@ -220,8 +227,39 @@ func Markdown(w io.Writer, rs []*Results) error {
 			}
 		}
 	}
+	if len(rs) > 0 {
+		fmt.Fprintf(&b, "\nClients placed %s; leader was ", Placement)
+		for i, r := range rs {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%s (%s)", leaderNote(r.Rows), r.System)
+		}
+		b.WriteString(".\n")
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// leaderNote says which node led during rows: "node 1", or "node 1, node
+// 2 from write/16 on" when the leader moved between rows.
+func leaderNote(rows []Row) string {
+	node := func(l int) string {
+		if l < 0 {
+			return "none of the nodes"
+		}
+		return fmt.Sprintf("node %d", l)
+	}
+	if len(rows) == 0 {
+		return "not known (no rows)"
+	}
+	note := node(rows[0].Leader)
+	for i := 1; i < len(rows); i++ {
+		if rows[i].Leader != rows[i-1].Leader {
+			note += fmt.Sprintf(", %s from %s/%d on", node(rows[i].Leader), rows[i].Workload, rows[i].Clients)
+		}
+	}
+	return note
 }
 
 // jsonFile is the layout of WriteJSON's file. Figures not measured are
@@ -232,8 +270,10 @@ type jsonFile struct {
 }
 
 type jsonResults struct {
-	System string    `json:"system"`
-	Rows   []jsonRow `json:"rows"`
+	System    string    `json:"system"`
+	Nodes     int       `json:"nodes"`
+	Placement string    `json:"placement"`
+	Rows      []jsonRow `json:"rows"`
 }
 
 type jsonRow struct {
@@ -246,6 +286,7 @@ type jsonRow struct {
 	CPUPer1kOps *float64 `json:"cpu_s_per_1k_ops"`
 	RSSBytes    *int64   `json:"rss_bytes"`
 	DiskBytes   *int64   `json:"disk_bytes"`
+	Leader      int      `json:"leader"`
 }
 
 // nonNeg returns &v, or nil (JSON null) for a negative v: not measured.
@@ -257,13 +298,14 @@ func nonNeg[T int64 | float64](v T) *T {
 }
 
 // WriteJSON writes rs and the disk's fdatasync rate to the file at path as
-// JSON: {"fsync_per_sec": F, "results": [{"system": S, "rows": [{workload,
-// clients, ops, ops_per_sec, p50_ms, p99_ms, cpu_s_per_1k_ops, rss_bytes,
-// disk_bytes}]}]}, with null for figures not measured.
+// JSON: {"fsync_per_sec": F, "results": [{"system": S, "nodes": N,
+// "placement": Placement, "rows": [{workload, clients, ops, ops_per_sec,
+// p50_ms, p99_ms, cpu_s_per_1k_ops, rss_bytes, disk_bytes, leader}]}]},
+// with null for figures not measured.
 func WriteJSON(path string, rs []*Results, fsyncPerSec float64) error {
 	f := jsonFile{FsyncPerSec: fsyncPerSec, Results: []jsonResults{}}
 	for _, r := range rs {
-		jr := jsonResults{System: r.System, Rows: []jsonRow{}}
+		jr := jsonResults{System: r.System, Nodes: r.Nodes, Placement: Placement, Rows: []jsonRow{}}
 		for _, row := range r.Rows {
 			jr.Rows = append(jr.Rows, jsonRow{
 				Workload: row.Workload, Clients: row.Clients,
@@ -273,6 +315,7 @@ func WriteJSON(path string, rs []*Results, fsyncPerSec float64) error {
 				CPUPer1kOps: nonNeg(row.CPUPer1kOps),
 				RSSBytes:    nonNeg(row.RSSBytes),
 				DiskBytes:   nonNeg(row.DiskBytes),
+				Leader:      row.Leader,
 			})
 		}
 		f.Results = append(f.Results, jr)

@@ -41,14 +41,14 @@ func TestRatioDirection(t *testing.T) {
 // kind, the peer missing one.
 func sampleResults() []*Results {
 	return []*Results{
-		{System: "paddock", Rows: []Row{
-			{Workload: WorkloadWrite, Clients: 16, Ops: 3000, OpsPerSec: 3000, P50: time.Millisecond, P99: 2 * time.Millisecond, CPUPer1kOps: 0.5, RSSBytes: -1, DiskBytes: -1},
-			{Workload: WorkloadWrite, Clients: 1, Ops: 1000, OpsPerSec: 1000, P50: time.Millisecond, P99: 3 * time.Millisecond, CPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1},
-			{Workload: WorkloadMemory, Ops: 100, CPUPer1kOps: -1, RSSBytes: 50 << 20, DiskBytes: 10 << 20},
-			{Workload: WorkloadWatch, Clients: 1000, Ops: 5000, OpsPerSec: 9000, P50: 100 * time.Microsecond, P99: 900 * time.Microsecond, CPUPer1kOps: 0.1, RSSBytes: -1, DiskBytes: -1},
-			{Workload: WorkloadRestart, Ops: 0, P50: -1, P99: -1, CPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1},
+		{System: "paddock", Nodes: 3, Rows: []Row{
+			{Workload: WorkloadWrite, Clients: 16, Ops: 3000, OpsPerSec: 3000, P50: time.Millisecond, P99: 2 * time.Millisecond, CPUPer1kOps: 0.5, RSSBytes: -1, DiskBytes: -1, Leader: 1},
+			{Workload: WorkloadWrite, Clients: 1, Ops: 1000, OpsPerSec: 1000, P50: time.Millisecond, P99: 3 * time.Millisecond, CPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1, Leader: 1},
+			{Workload: WorkloadMemory, Ops: 100, CPUPer1kOps: -1, RSSBytes: 50 << 20, DiskBytes: 10 << 20, Leader: 1},
+			{Workload: WorkloadWatch, Clients: 1000, Ops: 5000, OpsPerSec: 9000, P50: 100 * time.Microsecond, P99: 900 * time.Microsecond, CPUPer1kOps: 0.1, RSSBytes: -1, DiskBytes: -1, Leader: 2},
+			{Workload: WorkloadRestart, Ops: 0, P50: -1, P99: -1, CPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1, Leader: 2},
 		}},
-		{System: "etcd", Rows: []Row{
+		{System: "etcd", Nodes: 3, Rows: []Row{
 			{Workload: WorkloadWrite, Clients: 1, Ops: 500, OpsPerSec: 500, P50: 2 * time.Millisecond, P99: 6 * time.Millisecond, CPUPer1kOps: 1, RSSBytes: -1, DiskBytes: -1},
 			{Workload: WorkloadWrite, Clients: 16, Ops: 2000, OpsPerSec: 2000, P50: time.Millisecond, P99: 4 * time.Millisecond, CPUPer1kOps: 1, RSSBytes: -1, DiskBytes: -1},
 			{Workload: WorkloadMemory, Ops: 100, CPUPer1kOps: -1, RSSBytes: 200 << 20, DiskBytes: 40 << 20},
@@ -80,6 +80,8 @@ func TestMarkdown(t *testing.T) {
 		"| memory | - | RSS | 50.0 MiB | 200.0 MiB | 0.25x |",
 		"| memory | - | disk | 10.0 MiB | 40.0 MiB | 0.25x |",
 		"| restart | - | time to serve | n/a | - | - |",
+		"",
+		"Clients placed " + Placement + "; leader was node 1, node 2 from watch/1000 on (paddock), node 0 (etcd).",
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("Markdown has %d lines, want %d:\n%s", len(lines), len(want), b.String())
@@ -90,10 +92,35 @@ func TestMarkdown(t *testing.T) {
 		}
 	}
 	cols := strings.Count(want[0], "|")
-	for i, l := range lines {
+	for i, l := range lines[:len(lines)-2] {
 		if n := strings.Count(l, "|"); n != cols {
 			t.Errorf("Markdown line %d has %d bars, want %d: %q", i, n, cols, l)
 		}
+	}
+}
+
+func TestLeaderNote(t *testing.T) {
+	tests := []struct {
+		name string
+		rows []Row
+		want string
+	}{
+		{"no rows", nil, "not known (no rows)"},
+		{"one leader", []Row{{Leader: 2}, {Leader: 2}}, "node 2"},
+		{"leader none of the nodes", []Row{{Leader: -1}}, "none of the nodes"},
+		{"moved twice", []Row{
+			{Workload: WorkloadWrite, Clients: 1, Leader: 0},
+			{Workload: WorkloadWrite, Clients: 16, Leader: 1},
+			{Workload: WorkloadMixed, Clients: 1, Leader: 1},
+			{Workload: WorkloadMixed, Clients: 16, Leader: 0},
+		}, "node 0, node 1 from write/16 on, node 0 from mixed/16 on"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := leaderNote(tt.rows); got != tt.want {
+				t.Errorf("leaderNote(%+v) = %q, want %q", tt.rows, got, tt.want)
+			}
+		})
 	}
 }
 
@@ -119,6 +146,10 @@ func TestWriteJSON(t *testing.T) {
 	}
 	if got.FsyncPerSec != 1234.5 || len(got.Results) != 2 || got.Results[0].System != "paddock" || len(got.Results[0].Rows) != 5 {
 		t.Fatalf("WriteJSON = %+v, want fsync 1234.5 and paddock's 5 rows then etcd's", got)
+	}
+	if p := got.Results[0]; p.Nodes != 3 || p.Placement != Placement || p.Rows[0].Leader != 1 || p.Rows[3].Leader != 2 {
+		t.Errorf("WriteJSON paddock nodes %d, placement %q, leaders %d and %d; want 3, %q, 1 and 2",
+			p.Nodes, p.Placement, p.Rows[0].Leader, p.Rows[3].Leader, Placement)
 	}
 	w := got.Results[0].Rows[0]
 	if w.Workload != WorkloadWrite || w.Clients != 16 || w.Ops != 3000 || w.P99Ms == nil || *w.P99Ms != 2 || w.CPUPer1kOps == nil || *w.CPUPer1kOps != 0.5 || w.RSSBytes != nil {

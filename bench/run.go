@@ -30,6 +30,8 @@ const (
 	// pollEvery is the period of the Exists polls of ephemeral cleanup and
 	// of the reads of restart: the resolution of their latencies.
 	pollEvery = 10 * time.Millisecond
+	// pollAttempt bounds one of those polls.
+	pollAttempt = time.Second
 )
 
 // Run runs the workloads of o against c and returns one row per workload
@@ -40,7 +42,9 @@ const (
 //
 // Run opens Clients as it needs them and keeps them for the whole run (a
 // pool grown to the largest concurrency level): worker i of every row
-// uses client i, and closes them at the end.
+// uses client i, a client of one node alone placed by nodeFor around the
+// leader (asked of c before every row; if it moved, the pool is reopened
+// around the new one), and closes them at the end.
 func Run(ctx context.Context, c Cluster, o Options) (*Results, error) {
 	o, err := o.withDefaults()
 	if err != nil {
@@ -56,7 +60,7 @@ func Run(ctx context.Context, c Cluster, o Options) (*Results, error) {
 		r.value[i] = byte('a' + rand.IntN(26))
 	}
 	defer r.closeClients()
-	res := &Results{System: c.Name()}
+	res := &Results{System: c.Name(), Nodes: c.Nodes()}
 	if err := c.Prepare(ctx); err != nil {
 		return res, fmt.Errorf("bench: %s: prepare: %w", c.Name(), err)
 	}
@@ -81,8 +85,13 @@ type runner struct {
 	id string
 	// value is written by every write.
 	value []byte
-	// clients is the pool: worker i uses clients[i].
+	// clients is the pool: worker i uses clients[i], a client of node
+	// nodeFor(i, leader, c.Nodes()) alone.
 	clients []Client
+	// leader is the node the clients are placed around, known once
+	// placed is true (see place).
+	leader int
+	placed bool
 	// keys are the preloaded keys, nil until preload.
 	keys []string
 }
@@ -91,12 +100,13 @@ func (r *runner) logf(format string, args ...any) {
 	fmt.Fprintf(r.o.Log, "%s %s: %s\n", time.Now().Format("15:04:05"), r.c.Name(), fmt.Sprintf(format, args...))
 }
 
-// pool returns n clients, opening the missing ones.
+// pool returns n clients, opening the missing ones on their nodes.
 func (r *runner) pool(ctx context.Context, n int) ([]Client, error) {
 	for len(r.clients) < n {
-		cl, err := r.c.NewClient(ctx, -1)
+		node := nodeFor(len(r.clients), r.leader, r.c.Nodes())
+		cl, err := r.c.NewClient(ctx, node)
 		if err != nil {
-			return nil, fmt.Errorf("new client: %w", err)
+			return nil, fmt.Errorf("new client of node %d: %w", node, err)
 		}
 		r.clients = append(r.clients, cl)
 	}
@@ -112,38 +122,47 @@ func (r *runner) closeClients() {
 	r.clients = nil
 }
 
-// workload runs every row of workload w.
+// workload runs every row of workload w, placing the clients before
+// each.
 func (r *runner) workload(ctx context.Context, w string) ([]Row, error) {
 	var rows []Row
-	add := func(row Row, err error) error {
+	add := func(measure func() (Row, error)) error {
+		if err := r.place(ctx); err != nil {
+			return err
+		}
+		row, err := measure()
 		if err != nil {
 			return err
 		}
+		row.Leader = r.leader
 		r.logRow(row)
 		rows = append(rows, row)
 		return nil
 	}
 	switch w {
 	case WorkloadMemory:
-		return rows, add(r.memory(ctx))
+		return rows, add(func() (Row, error) { return r.memory(ctx) })
 	case WorkloadEphemeralCleanup:
-		return rows, add(r.ephemeralCleanup(ctx))
+		return rows, add(func() (Row, error) { return r.ephemeralCleanup(ctx) })
 	case WorkloadRestart:
-		return rows, add(r.restart(ctx))
+		return rows, add(func() (Row, error) { return r.restart(ctx) })
 	case WorkloadWatch:
 		for _, n := range r.o.Watchers {
-			if err := add(r.watch(ctx, n)); err != nil {
+			if err := add(func() (Row, error) { return r.watch(ctx, n) }); err != nil {
 				return rows, err
 			}
 		}
 		return rows, nil
 	}
 	for _, n := range r.o.Clients {
-		op, err := r.op(ctx, w, n)
+		err := add(func() (Row, error) {
+			op, err := r.op(ctx, w, n)
+			if err != nil {
+				return Row{}, err
+			}
+			return r.closedLoop(ctx, w, n, op)
+		})
 		if err != nil {
-			return rows, err
-		}
-		if err := add(r.closedLoop(ctx, w, n, op)); err != nil {
 			return rows, err
 		}
 	}
@@ -151,8 +170,8 @@ func (r *runner) workload(ctx context.Context, w string) ([]Row, error) {
 }
 
 func (r *runner) logRow(row Row) {
-	r.logf("%s clients=%d: ops=%d ops/s=%.0f p50=%v p99=%v cpu/1k=%.3f rss=%d disk=%d",
-		row.Workload, row.Clients, row.Ops, row.OpsPerSec, row.P50, row.P99, row.CPUPer1kOps, row.RSSBytes, row.DiskBytes)
+	r.logf("%s clients=%d leader=%d: ops=%d ops/s=%.0f p50=%v p99=%v cpu/1k=%.3f rss=%d disk=%d",
+		row.Workload, row.Clients, row.Leader, row.Ops, row.OpsPerSec, row.P50, row.P99, row.CPUPer1kOps, row.RSSBytes, row.DiskBytes)
 }
 
 // opFunc is operation i of worker w, on the worker's client and with the

@@ -33,10 +33,52 @@ func (s *fakeStore) len() int {
 
 // fakeCluster is a Cluster of a fakeStore: this process is its "server"
 // (so CPU and RSS are read from /proc), it cannot be restarted and has no
-// hold command.
+// hold command. It records where clients are opened.
 type fakeCluster struct {
 	s   *fakeStore
 	dir string
+
+	mu sync.Mutex
+	// leaders are Leader's answers, one per call, the last one repeated;
+	// none is node 0.
+	leaders []leaderAnswer
+	// opened is the node of every NewClient, in order; closed counts the
+	// clients closed.
+	opened []int
+	closed int
+}
+
+type leaderAnswer struct {
+	node int
+	err  error
+}
+
+func (c *fakeCluster) Leader(context.Context) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.leaders) == 0 {
+		return 0, nil
+	}
+	a := c.leaders[0]
+	if len(c.leaders) > 1 {
+		c.leaders = c.leaders[1:]
+	}
+	return a.node, a.err
+}
+
+func (c *fakeCluster) NewClient(_ context.Context, node int) (Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.opened = append(c.opened, node)
+	return &fakeClient{s: c.s, c: c}, nil
+}
+
+// openedAndClosed are the nodes of the clients opened so far and how many
+// were closed.
+func (c *fakeCluster) openedAndClosed() ([]int, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.opened), c.closed
 }
 
 func (c *fakeCluster) Name() string       { return "fake" }
@@ -46,13 +88,15 @@ func (c *fakeCluster) DataDirs() []string { return []string{c.dir} }
 func (c *fakeCluster) Prepare(context.Context) error {
 	return nil
 }
-func (c *fakeCluster) NewClient(context.Context, int) (Client, error) { return &fakeClient{c.s}, nil }
-func (c *fakeCluster) Stop(int) error                                 { return ErrUnsupported }
-func (c *fakeCluster) Start(int) error                                { return ErrUnsupported }
-func (c *fakeCluster) HoldCommand(string, time.Duration) []string     { return nil }
-func (c *fakeCluster) Close() error                                   { return nil }
+func (c *fakeCluster) Stop(int) error                             { return ErrUnsupported }
+func (c *fakeCluster) Start(int) error                            { return ErrUnsupported }
+func (c *fakeCluster) HoldCommand(string, time.Duration) []string { return nil }
+func (c *fakeCluster) Close() error                               { return nil }
 
-type fakeClient struct{ s *fakeStore }
+type fakeClient struct {
+	s *fakeStore
+	c *fakeCluster
+}
 
 func (c *fakeClient) Create(_ context.Context, key string, value []byte) error {
 	c.s.mu.Lock()
@@ -118,7 +162,12 @@ func (c *fakeClient) OpenSession(context.Context, time.Duration) (Session, error
 	return &fakeSession{c: c}, nil
 }
 
-func (c *fakeClient) Close() error { return nil }
+func (c *fakeClient) Close() error {
+	c.c.mu.Lock()
+	defer c.c.mu.Unlock()
+	c.c.closed++
+	return nil
+}
 
 type fakeSession struct {
 	c    *fakeClient

@@ -36,8 +36,15 @@ type Cluster interface {
 	// benchmark's keys for tree stores); it is called once before the
 	// workloads.
 	Prepare(ctx context.Context) error
+	// Leader is the index (0 <= i < Nodes()) of the node leading the
+	// cluster now, -1 when the leader is none of Nodes() (a cluster reached
+	// by some of its endpoints only), or an error wrapping ErrNoLeader
+	// while there is none (an election): the runner places clients
+	// relative to it and retries on error (see FindLeader).
+	Leader(ctx context.Context) (int, error)
 	// NewClient opens one client connected to the whole cluster (node is
-	// -1) or to node alone (0 <= node < Nodes()).
+	// -1) or to node alone (0 <= node < Nodes()): a client of one node
+	// sends every request to that node and never fails over.
 	NewClient(ctx context.Context, node int) (Client, error)
 	// Stop stops node gracefully and Start starts it again on the same
 	// ports and data.

@@ -270,7 +270,7 @@ func (r *runner) killHolder(ctx context.Context, cl Client, key string) (time.Du
 	// The holder's create is acknowledged, but the client polling may be
 	// served by another node that has not applied it yet: see the key
 	// before killing, or a "gone" would be measured before it ever came.
-	if err := pollUntil(ctx, hardTimeout, func(ctx context.Context) (bool, error) {
+	if err := pollUntil(ctx, hardTimeout, pollAttempt, func(ctx context.Context) (bool, error) {
 		return cl.Exists(ctx, key)
 	}); err != nil {
 		return 0, fmt.Errorf("hold %s: the key never appeared: %w", key, err)
@@ -281,7 +281,7 @@ func (r *runner) killHolder(ctx context.Context, cl Client, key string) (time.Du
 	}
 	killed = true
 	limit := 5*r.o.SessionTTL + hardTimeout
-	if err := pollUntil(ctx, limit, func(ctx context.Context) (bool, error) {
+	if err := pollUntil(ctx, limit, pollAttempt, func(ctx context.Context) (bool, error) {
 		ok, err := cl.Exists(ctx, key)
 		return !ok, err
 	}); err != nil {
@@ -291,14 +291,14 @@ func (r *runner) killHolder(ctx context.Context, cl Client, key string) (time.Du
 }
 
 // pollUntil calls cond every pollEvery until it is true, for at most
-// limit. An error of cond is kept as the reason and polling goes on: a
-// read may fail while a node restarts.
-func pollUntil(ctx context.Context, limit time.Duration, cond func(context.Context) (bool, error)) error {
+// limit, each call bounded by attempt. An error of cond is kept as the
+// reason and polling goes on: a read may fail while a node restarts.
+func pollUntil(ctx context.Context, limit, attempt time.Duration, cond func(context.Context) (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	var last error
 	for {
-		actx, acancel := context.WithTimeout(ctx, time.Second)
+		actx, acancel := context.WithTimeout(ctx, attempt)
 		ok, err := cond(actx)
 		acancel()
 		if err == nil && ok {
@@ -323,17 +323,21 @@ func pollUntil(ctx context.Context, limit time.Duration, cond func(context.Conte
 // restartLimit bounds the restart workload's wait for the node to serve.
 const restartLimit = 2 * time.Minute
 
-// restart stops the cluster's last node gracefully, waits until the
-// others serve, starts it again and measures the time from Start until a client of that node alone serves a
+// restart stops the first follower (nodeFor(0): the node of worker 0)
+// gracefully, waits until the others serve, starts it again and measures
+// the time from Start until a client of that node alone serves a
 // linearizable read of a preloaded key: each attempt a new client (a
 // client's reconnect backoff would otherwise be measured too), bounded by
-// a second, every pollEvery.
+// a second, every pollEvery. The pool's clients are closed first, so that
+// the node comes back to no clients of its own, as with every system (a
+// client of one node would otherwise reconnect to it as it starts).
 func (r *runner) restart(ctx context.Context) (Row, error) {
 	row := Row{Workload: WorkloadRestart, CPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1}
 	if err := r.preload(ctx); err != nil {
 		return row, err
 	}
-	node := r.c.Nodes() - 1
+	r.closeClients() // a later row reopens them
+	node := nodeFor(0, r.leader, r.c.Nodes())
 	if err := r.c.Stop(node); err != nil {
 		if errors.Is(err, ErrUnsupported) {
 			row.P50, row.P99 = -1, -1
@@ -352,17 +356,17 @@ func (r *runner) restart(ctx context.Context) (Row, error) {
 			return true, cl.Get(ctx, key, Linearizable)
 		}
 	}
-	// The stopped node may have been the leader (the interface does not
-	// say which node leads): let the others elect one first, so that the
-	// time measured is the node's own recovery, not the election.
-	if err := pollUntil(ctx, restartLimit, serves(-1)); err != nil {
+	// The stopped node may lead by now if the leader moved since it was
+	// asked: let the others elect one first, so that the time measured is
+	// the node's own recovery, not an election.
+	if err := pollUntil(ctx, restartLimit, pollAttempt, serves(-1)); err != nil {
 		return row, fmt.Errorf("cluster not serving %v after node %d stopped: %w", restartLimit, node, err)
 	}
 	started := time.Now()
 	if err := r.c.Start(node); err != nil {
 		return row, fmt.Errorf("start node %d: %w", node, err)
 	}
-	if err := pollUntil(ctx, restartLimit, serves(node)); err != nil {
+	if err := pollUntil(ctx, restartLimit, pollAttempt, serves(node)); err != nil {
 		return row, fmt.Errorf("node %d not serving %v after start: %w", node, restartLimit, err)
 	}
 	d := time.Since(started)

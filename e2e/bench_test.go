@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -79,6 +80,9 @@ func TestBenchSmoke(t *testing.T) {
 	if !strings.Contains(out, "fdatasync/s") {
 		t.Errorf("output has no fdatasync rate:\n%s", out)
 	}
+	if !regexp.MustCompile(`(?m)^Clients placed round-robin starting at a follower.*; leader was node [0-2].* \(paddock\)\.$`).MatchString(out) {
+		t.Errorf("output has no placement footnote naming the leader:\n%s", out)
+	}
 
 	b, err := os.ReadFile(jsonPath)
 	if err != nil {
@@ -87,13 +91,16 @@ func TestBenchSmoke(t *testing.T) {
 	var res struct {
 		FsyncPerSec float64 `json:"fsync_per_sec"`
 		Results     []struct {
-			System string `json:"system"`
-			Rows   []struct {
+			System    string `json:"system"`
+			Nodes     int    `json:"nodes"`
+			Placement string `json:"placement"`
+			Rows      []struct {
 				Workload string   `json:"workload"`
 				Clients  int      `json:"clients"`
 				Ops      int64    `json:"ops"`
 				P99Ms    *float64 `json:"p99_ms"`
 				RSSBytes *int64   `json:"rss_bytes"`
+				Leader   *int     `json:"leader"`
 			} `json:"rows"`
 		} `json:"results"`
 	}
@@ -103,9 +110,15 @@ func TestBenchSmoke(t *testing.T) {
 	if res.FsyncPerSec <= 0 || len(res.Results) != 1 || res.Results[0].System != "paddock" {
 		t.Fatalf("--json file = fsync %v, %d systems, want fsync > 0 and paddock alone:\n%s", res.FsyncPerSec, len(res.Results), b)
 	}
+	if p := res.Results[0]; p.Nodes != 3 || !strings.HasPrefix(p.Placement, "round-robin starting at a follower") {
+		t.Errorf("--json nodes %d, placement %q; want 3 and round-robin from a follower", p.Nodes, p.Placement)
+	}
 	rows := map[string]int{}
 	for _, r := range res.Results[0].Rows {
 		rows[r.Workload]++
+		if r.Leader == nil || *r.Leader < 0 || *r.Leader > 2 {
+			t.Errorf("--json %s row of %d clients has leader %v, want node 0, 1 or 2", r.Workload, r.Clients, r.Leader)
+		}
 		if r.Ops <= 0 {
 			t.Errorf("--json %s row of %d clients has %d ops, want > 0", r.Workload, r.Clients, r.Ops)
 		}

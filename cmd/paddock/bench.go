@@ -31,7 +31,10 @@ func newBenchCmd() *cobra.Command {
 		Long: `bench runs the benchmark workloads against a three-node Paddock cluster it
 starts from its own executable on free loopback ports, or against the running
 cluster at --endpoints (server CPU, memory and restart are then not measured),
-and prints a markdown table. Progress goes to stderr.
+and prints a markdown table. Progress goes to stderr. Every client talks to
+one node: before each row bench asks the cluster for its leader and places
+client i on node (leader + 1 + i) mod nodes, so one client is on a follower;
+the table's footnote names the leader.
 
 Workloads: ` + strings.Join(bench.Workloads, ", ") + `.`,
 		Args: cobra.NoArgs,

@@ -138,7 +138,26 @@ func (c *etcdCluster) Name() string { return "etcd" }
 // Prepare implements bench.Cluster: a flat key space needs no parents.
 func (c *etcdCluster) Prepare(ctx context.Context) error { return nil }
 
-// NewClient implements bench.Cluster.
+// Leader implements bench.Cluster: the member whose Status (maintenance
+// API, asked of each member's own endpoint) names itself as the leader.
+func (c *etcdCluster) Leader(ctx context.Context) (int, error) {
+	cli, err := newEtcdClient(c.endpoints(-1))
+	if err != nil {
+		return -1, err
+	}
+	defer cli.Close()
+	return bench.FindLeader(ctx, etcdNodes, func(ctx context.Context, i int) (bool, error) {
+		st, err := cli.Status(ctx, c.clientURL(i))
+		if err != nil {
+			return false, err
+		}
+		return st.Leader != 0 && st.Leader == st.Header.GetMemberId(), nil
+	})
+}
+
+// NewClient implements bench.Cluster. A client of one node has that
+// member's endpoint alone and no AutoSyncInterval, so it never learns the
+// others' endpoints: every request goes to that member.
 func (c *etcdCluster) NewClient(ctx context.Context, node int) (bench.Client, error) {
 	if node < -1 || node >= etcdNodes {
 		return nil, fmt.Errorf("%w: %d", errNodeIndex, node)

@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -220,8 +223,48 @@ func exercise(ctx context.Context, t *testing.T, c bench.Cluster) {
 		t.Logf("ephemeral gone %v after SIGKILL of the holder", time.Since(start).Round(time.Millisecond))
 	})
 
+	t.Run("pinned", func(t *testing.T) {
+		// A client of one node sends its requests there and nowhere else,
+		// by the servers' own request counters.
+		const gets = 50
+		for node := range c.Nodes() {
+			before := servedAll(t, c)
+			pc, err := c.NewClient(ctx, node)
+			if err != nil {
+				t.Fatalf("NewClient(%d) = %v", node, err)
+			}
+			for range gets {
+				if err := pc.Get(ctx, key, bench.Serializable); err != nil {
+					t.Fatalf("Get(%s) through node %d = %v", key, node, err)
+				}
+			}
+			pc.Close()
+			after := servedAll(t, c)
+			for i := range after {
+				d := after[i] - before[i]
+				if (i == node && d < gets) || (i != node && d >= gets/2) {
+					t.Errorf("%d gets through a client of node %d: node %d served %d requests", gets, node, i, d)
+				}
+			}
+		}
+	})
+
+	leader := -1
+	t.Run("leader", func(t *testing.T) {
+		var err error
+		if leader, err = c.Leader(ctx); err != nil {
+			t.Fatalf("Leader() = %v", err)
+		}
+		for i := range c.Nodes() {
+			if got := leads(t, c, i); got != (i == leader) {
+				t.Errorf("Leader() = %d, but node %d says it leads: %t", leader, i, got)
+			}
+		}
+	})
+
 	t.Run("restart", func(t *testing.T) {
-		node := c.Nodes() - 1 // the node the runner restarts (ZooKeeper: the first leader)
+		// The leader, so that Leader must see the next one.
+		node := max(leader, 0)
 		if err := c.Stop(node); err != nil {
 			t.Fatalf("Stop(%d) = %v", node, err)
 		}
@@ -236,6 +279,19 @@ func exercise(ctx context.Context, t *testing.T, c bench.Cluster) {
 		})
 		if err != nil {
 			t.Errorf("Put(%s) with node %d stopped: %v", key, node, err)
+		}
+		// Leader asks the stopped node too, which costs it up to
+		// its per-node timeout: no pollUntil, whose attempts are shorter.
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			l, err := c.Leader(ctx)
+			if err == nil && l != node {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("Leader() with leader %d stopped = %d, %v; want another node", node, l, err)
+				break
+			}
+			time.Sleep(50 * time.Millisecond) // the next attempt
 		}
 		if err := c.Start(node); err != nil {
 			t.Fatalf("Start(%d) = %v", node, err)
@@ -265,6 +321,94 @@ func exercise(ctx context.Context, t *testing.T, c bench.Cluster) {
 			t.Errorf("value of %s on restarted node %d = %q, want v4", key, node, got)
 		}
 	})
+}
+
+// servedAll is the count of client requests each node has served so far:
+// etcd's Range calls from its /metrics, ZooKeeper's packets received from
+// srvr.
+func servedAll(t *testing.T, c bench.Cluster) []int64 {
+	t.Helper()
+	out := make([]int64, c.Nodes())
+	for i := range out {
+		var (
+			text, prefix string
+			err          error
+		)
+		switch c := c.(type) {
+		case *etcdCluster:
+			text, err = httpGet(c.clientURL(i) + "/metrics")
+			prefix = `grpc_server_handled_total{grpc_code="OK",grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary"} `
+		case *zkCluster:
+			text, err = fourLetter(c.servers(i)[0], "srvr")
+			prefix = "Received: "
+		default:
+			t.Fatalf("servedAll: unknown cluster %T", c)
+		}
+		if err != nil {
+			t.Fatalf("node %d's request count: %v", i, err)
+		}
+		out[i] = counter(t, text, prefix)
+	}
+	return out
+}
+
+// leads asks node i whether it leads by another route than Leader:
+// etcd's etcd_server_is_leader metric, ZooKeeper's mntr zk_server_state.
+func leads(t *testing.T, c bench.Cluster, i int) bool {
+	t.Helper()
+	var (
+		text, prefix string
+		err          error
+	)
+	switch c := c.(type) {
+	case *etcdCluster:
+		text, err = httpGet(c.clientURL(i) + "/metrics")
+		prefix = "etcd_server_is_leader "
+	case *zkCluster:
+		text, err = fourLetter(c.servers(i)[0], "mntr")
+		if err == nil {
+			return strings.Contains(text, "zk_server_state\tleader\n")
+		}
+	default:
+		t.Fatalf("leads: unknown cluster %T", c)
+	}
+	if err != nil {
+		t.Fatalf("does node %d lead: %v", i, err)
+	}
+	return counter(t, text, prefix) == 1
+}
+
+// counter is the integer after prefix on a line of text.
+func counter(t *testing.T, text, prefix string) int64 {
+	t.Helper()
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("line %q: %v", line, err)
+			}
+			return int64(f)
+		}
+	}
+	t.Fatalf("no line %q in:\n%s", prefix, text)
+	return 0
+}
+
+func httpGet(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// fourLetter is zkFourLetter within 5 seconds.
+func fourLetter(addr, cmd string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return zkFourLetter(ctx, addr, cmd)
 }
 
 // waitExists polls Exists(key) until it reports want, failing the test

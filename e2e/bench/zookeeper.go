@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -193,7 +194,60 @@ func (c *zkCluster) Prepare(ctx context.Context) error {
 // benchmark sessions, which take the workload's ttl).
 const zkClientTimeout = 10 * time.Second
 
-// NewClient implements bench.Cluster.
+// Leader implements bench.Cluster: the server whose answer to the srvr
+// four-letter command (whitelisted in zoo.cfg) says "Mode: leader".
+func (c *zkCluster) Leader(ctx context.Context) (int, error) {
+	return bench.FindLeader(ctx, zkNodes, func(ctx context.Context, i int) (bool, error) {
+		mode, err := zkMode(ctx, c.servers(i)[0])
+		return mode == "leader", err
+	})
+}
+
+// zkMode is the Mode line of a server's srvr answer: "leader",
+// "follower", "standalone"; a server outside a quorum answers that it is
+// not serving, an error here.
+func zkMode(ctx context.Context, addr string) (string, error) {
+	answer, err := zkFourLetter(ctx, addr, "srvr")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(answer, "\n") {
+		if mode, ok := strings.CutPrefix(line, "Mode: "); ok {
+			return strings.TrimSpace(mode), nil
+		}
+	}
+	return "", fmt.Errorf("bench: zookeeper srvr %s: no Mode in %q", addr, answer)
+}
+
+// zkFourLetter sends the four-letter command cmd (whitelisted in
+// zoo.cfg) to the server at addr and returns its answer, read until the
+// server closes the connection.
+func zkFourLetter(ctx context.Context, addr, cmd string) (string, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("bench: zookeeper %s: %w", cmd, err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		if err := conn.SetDeadline(dl); err != nil {
+			return "", fmt.Errorf("bench: zookeeper %s: %w", cmd, err)
+		}
+	}
+	if _, err := io.WriteString(conn, cmd); err != nil {
+		return "", fmt.Errorf("bench: zookeeper %s: %w", cmd, err)
+	}
+	answer, err := io.ReadAll(io.LimitReader(conn, 64<<10))
+	if err != nil {
+		return "", fmt.Errorf("bench: zookeeper %s: %w", cmd, err)
+	}
+	return string(answer), nil
+}
+
+// NewClient implements bench.Cluster. A client of one node connects with
+// that server's address alone: go-zookeeper only ever connects to the
+// servers it is given (and reconnects to the same one), so every request
+// and session of the client goes to that server.
 func (c *zkCluster) NewClient(ctx context.Context, node int) (bench.Client, error) {
 	if node < -1 || node >= zkNodes {
 		return nil, fmt.Errorf("%w: %d", errNodeIndex, node)
