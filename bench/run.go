@@ -212,7 +212,10 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 // closedLoop runs n workers, each calling op back to back on its own
 // client for Warmup and then Duration. Operations started inside the
 // measured window are measured (their latency, or their failure); the
-// servers' CPU time is read at the window's edges.
+// servers' CPU time is read at the window's edges. A worker whose
+// operations all started before the window (on a machine so slow that one
+// operation outlasts the window) runs one more after it, so that no row
+// comes out empty; that one counts toward ops/s as if inside the window.
 func (r *runner) closedLoop(ctx context.Context, w string, n int, op opFunc) (Row, error) {
 	row := Row{Workload: w, Clients: n, RSSBytes: -1, DiskBytes: -1}
 	cls, err := r.pool(ctx, n)
@@ -234,7 +237,7 @@ func (r *runner) closedLoop(ctx context.Context, w string, n int, op opFunc) (Ro
 			rng := rand.New(rand.NewPCG(seed, uint64(wk)))
 			for i := 0; ; i++ {
 				t0 := time.Now()
-				if !t0.Before(to) || hard.Err() != nil {
+				if hard.Err() != nil || !t0.Before(to) && rec.measured() {
 					return
 				}
 				err := op(hard, cls[wk], wk, i, rng)

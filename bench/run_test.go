@@ -18,7 +18,8 @@ type fakeStore struct {
 	mu       sync.Mutex
 	kv       map[string][]byte
 	watchers map[string][]chan time.Time
-	failGets bool // every Get fails
+	failGets bool          // every Get fails
+	slowGets time.Duration // every Get takes this long
 }
 
 func newFakeStore() *fakeStore {
@@ -128,6 +129,7 @@ func (c *fakeClient) Put(ctx context.Context, key string, value []byte) error {
 }
 
 func (c *fakeClient) Get(_ context.Context, key string, _ Consistency) error {
+	time.Sleep(c.s.slowGets)
 	ok, _ := c.Exists(context.Background(), key)
 	switch {
 	case c.s.failGets:
@@ -274,5 +276,23 @@ func TestRunFailingOperations(t *testing.T) {
 	}
 	if res == nil || len(res.Rows) != 1 || res.Rows[0].Workload != WorkloadMemory {
 		t.Errorf("Run with failing gets returned rows %+v, want the memory row done before", res)
+	}
+}
+
+// TestRunSlowOperations: every get outlasts the whole measured window, yet
+// each worker measures one.
+func TestRunSlowOperations(t *testing.T) {
+	s := newFakeStore()
+	s.slowGets = 150 * time.Millisecond
+	c := &fakeCluster{s: s, dir: t.TempDir()}
+	res, err := Run(context.Background(), c, Options{
+		Duration: 50 * time.Millisecond, Warmup: 10 * time.Millisecond,
+		Clients: []int{2}, Keys: 10, Workloads: []string{WorkloadReadSerializable},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rows) != 1 || res.Rows[0].Ops != 2 {
+		t.Fatalf("rows %+v, want one row of 2 operations (one per worker)", res.Rows)
 	}
 }

@@ -24,6 +24,9 @@ type recorder struct {
 
 func (r *recorder) record(d time.Duration) { r.lat = append(r.lat, d) }
 
+// measured reports whether r has recorded an operation, done or failed.
+func (r *recorder) measured() bool { return len(r.lat) > 0 || r.failed > 0 }
+
 func (r *recorder) fail(err error) {
 	if r.failed == 0 {
 		r.err = err
