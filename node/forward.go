@@ -48,33 +48,19 @@ func newForwarder() *forwarder {
 // (fromPeer). A command too large to share a message, or a leader without
 // the stream, gets a unary Propose.
 func (f *forwarder) propose(ctx context.Context, addr string, conn *grpc.ClientConn, data []byte) (*raftv1.ProposeResponse, error) {
-	if framedSize(&raftv1.Proposal{Seq: math.MaxUint64, Command: data}) > MaxMessageSize || f.unaryOnly(addr) {
+	if framedSize(&raftv1.Proposal{Seq: math.MaxUint64, Command: data}) > MaxMessageSize {
 		return proposeUnary(ctx, conn, data)
 	}
 	s, err := f.stream(addr, conn)
-	if err != nil {
-		return nil, err
+	var resp *raftv1.ProposeResponse
+	if err == nil {
+		resp, err = s.propose(ctx, data)
 	}
-	resp, err := s.propose(ctx, data)
 	if errors.Is(err, errNoStream) {
 		f.useUnary(addr)
 		return proposeUnary(ctx, conn, data)
 	}
 	return resp, err
-}
-
-func (f *forwarder) unaryOnly(addr string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.noStream) == 0 {
-		return false
-	}
-	until, ok := f.noStream[addr]
-	if ok && time.Now().After(until) {
-		delete(f.noStream, addr)
-		return false
-	}
-	return ok
 }
 
 func (f *forwarder) useUnary(addr string) {
@@ -84,7 +70,8 @@ func (f *forwarder) useUnary(addr string) {
 }
 
 // stream returns the open stream to addr, opening one (and retiring the
-// stream to a previous leader) if there is none.
+// stream to a previous leader) if there is none. It returns errNoStream
+// for a leader known not to serve streams.
 func (f *forwarder) stream(addr string, conn *grpc.ClientConn) (*fwdStream, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -93,6 +80,12 @@ func (f *forwarder) stream(addr string, conn *grpc.ClientConn) (*fwdStream, erro
 	}
 	if f.cur != nil && f.cur.addr == addr && !f.cur.ended() {
 		return f.cur, nil
+	}
+	if until, ok := f.noStream[addr]; ok {
+		if time.Now().Before(until) {
+			return nil, errNoStream
+		}
+		delete(f.noStream, addr)
 	}
 	if f.cur != nil {
 		f.cur.retire()
