@@ -32,11 +32,7 @@ func registerInternal(s *grpc.Server, n *Node) {
 // ProposeStream; Propose serves followers of an older version during a
 // rolling upgrade, and commands too large to share a stream message.
 func (s *internalServer) Propose(ctx context.Context, req *raftv1.ProposeRequest) (*raftv1.ProposeResponse, error) {
-	timeout := s.n.cfg.RequestTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-	}
-	a, resp, err := s.n.acceptForwarded(req.GetCommand(), timeout)
+	a, resp, err := s.n.acceptForwarded(req.GetCommand(), s.n.applyTimeout(ctx))
 	if a == nil {
 		return resp, err
 	}

@@ -85,15 +85,20 @@ func (n *Node) withTimeout(ctx context.Context) (context.Context, context.Cancel
 // proposeLocal appends cmd on this node, which must be the leader, and
 // waits for its result until ctx ends.
 func (n *Node) proposeLocal(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
-	timeout := n.cfg.RequestTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-	}
-	a, err := n.startApply(cmd, timeout)
+	a, err := n.startApply(cmd, n.applyTimeout(ctx))
 	if err != nil {
 		return nil, err
 	}
 	return a.await(ctx)
+}
+
+// applyTimeout is how long raft may take to queue a command for a caller
+// waiting until ctx ends.
+func (n *Node) applyTimeout(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return time.Until(dl)
+	}
+	return n.cfg.RequestTimeout
 }
 
 // applying is a command handed to raft on the leader. Its finish must be
