@@ -26,6 +26,34 @@
 //     forwarded, and makes the state machine apply it at most once: a
 //     client may retry a write with the same id on any node and gets the
 //     first result and zxid (see package fsm).
+//   - Forwarding (forward.go, internal.go): a unary Propose per write cost
+//     each side HTTP/2 headers, interceptors, a socket write and a wakeup
+//     per write, as much CPU as the rest of the write on this 2-core box.
+//     A follower sends its writes on one ProposeStream per leader address
+//     instead: callers queue (seq, command); a sender goroutine sends
+//     whatever is queued in one message, without waiting for more (while
+//     one message is on its way the next accumulates, as raft's
+//     BatchApplyCh does), and a receiver hands each result to its caller by
+//     seq. The leader's handler hands each command of a message to raft
+//     at once (Apply only queues it), waits for the futures in order (the
+//     order raft answers them) and sends the results that are ready in one
+//     message. A proposal's answer is exactly what Propose would answer
+//     (result, or gRPC status mapped back by fromPeer); the leader alone
+//     stamps the time, checks and decodes as before. A caller that gives
+//     up leaves the stream alone (its proposal may still be applied: an
+//     unknown outcome, as before). A broken stream fails the proposals it
+//     carries with its gRPC error, as a broken unary call would; the next
+//     caller opens a new stream. When the leader changes, the old stream
+//     takes nothing new and closes once it has answered what it carries.
+//     Messages stay under MaxMessageSize: a command too large to share
+//     one, and every command to a leader without ProposeStream (an older
+//     version during a rolling upgrade, which is why Propose is still
+//     served), goes in a unary Propose. One stream shares one HTTP/2 flow
+//     control window, so a large value delays the small writes behind it
+//     on the same follower; loopback windows grow fast enough that this
+//     has not shown. CloseStreams (before a graceful stop) makes the
+//     leader's streams refuse new proposals and end once the begun ones
+//     are answered.
 //   - Reads (read.go): linearizable reads on any node use a read index:
 //     the leader takes its commit index and confirms its leadership with
 //     one VerifyLeader shared by every read waiting at that moment, and
@@ -60,8 +88,13 @@
 // registration loop; and the read index and keepalive coalescers, whose
 // loops run only while requests are waiting; each watch adds one sender
 // goroutine, so a blocked send never stops its watcher from noticing it is
-// behind. The apply goroutine never waits on a watcher: it appends to the
+// behind. A follower's propose stream has a sender and a receiver
+// goroutine; the leader serves each with its handler (the sender), a
+// receiver and a collector, joined by bounded channels, so a follower
+// that sends faster than raft commits is held back by gRPC flow control.
+// The apply goroutine never waits on a watcher: it appends to the
 // history under the hub's lock and closes a broadcast channel. Locks are
 // leaf locks: no node lock is held while calling raft, the fsm, the
-// network or a watcher's send.
+// network or a watcher's send; the one nesting is forwarder.mu, then a
+// fwdStream's mu.
 package node

@@ -3,6 +3,9 @@ package node
 import (
 	"context"
 	"errors"
+	"io"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -25,18 +28,47 @@ func registerInternal(s *grpc.Server, n *Node) {
 	raftv1.RegisterInternalServiceServer(s, &internalServer{n: n})
 }
 
+// Propose applies one forwarded command. Followers of this version use
+// ProposeStream; Propose serves followers of an older version during a
+// rolling upgrade, and commands too large to share a stream message.
 func (s *internalServer) Propose(ctx context.Context, req *raftv1.ProposeRequest) (*raftv1.ProposeResponse, error) {
+	a, resp, err := s.n.acceptForwarded(req.GetCommand(), s.n.applyTimeout(ctx))
+	if a == nil {
+		return resp, err
+	}
+	return answerForwarded(a.await(ctx))
+}
+
+// ProposeStream serves a follower's propose stream (see proposeStream).
+func (s *internalServer) ProposeStream(stream raftv1.InternalService_ProposeStreamServer) error {
+	return s.n.serveProposeStream(stream)
+}
+
+// acceptForwarded decodes and checks a follower's command and, if it
+// passes, starts applying it. It returns either what is being applied or
+// the answer to send at once: a result for invalid input, which changes
+// nothing, or the gRPC error.
+func (n *Node) acceptForwarded(data []byte, timeout time.Duration) (*applying, *raftv1.ProposeResponse, error) {
 	var cmd raftv1.Command
-	if err := proto.Unmarshal(req.GetCommand(), &cmd); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "node: undecodable command: %v", err)
+	if err := proto.Unmarshal(data, &cmd); err != nil {
+		return nil, nil, status.Errorf(codes.InvalidArgument, "node: undecodable command: %v", err)
 	}
-	if !s.n.IsLeader() {
-		return nil, peerStatus(ErrNotLeader)
+	if !n.IsLeader() {
+		return nil, nil, peerStatus(ErrNotLeader)
 	}
-	if err := s.n.validate(&cmd); err != nil {
-		return encodeResult(&fsm.Result{Err: err})
+	if err := n.validate(&cmd); err != nil {
+		resp, err := encodeResult(&fsm.Result{Err: err})
+		return nil, resp, err
 	}
-	res, err := s.n.proposeLocal(ctx, &cmd)
+	a, err := n.startApply(&cmd, timeout)
+	if err != nil {
+		return nil, nil, peerStatus(err)
+	}
+	return a, nil, nil
+}
+
+// answerForwarded is the answer to a forwarded command that was applied.
+func answerForwarded(res *fsm.Result, err error) (*raftv1.ProposeResponse, error) {
 	if err != nil {
 		return nil, peerStatus(err)
 	}
@@ -76,4 +108,203 @@ func peerStatus(err error) error {
 		return status.Error(codes.Canceled, err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())
+}
+
+// streamWindow bounds the proposals of one propose stream between the
+// stages of the leader's pipeline; a follower that sends faster than raft
+// commits is held back by gRPC flow control.
+const streamWindow = 1024
+
+// proposeStream is the leader's side of one follower's ProposeStream. It
+// is a pipeline of three goroutines: receive starts each proposal's apply
+// as it arrives (raft.Apply only queues the command, so every command of
+// a message is in raft's queue before the first is committed); collect
+// waits for the futures in the order they were started, the order raft
+// answers them; and send, the handler's own goroutine, sends whatever
+// results are ready in one message.
+//
+// CloseStreams makes the stream refuse new proposals (ErrShuttingDown,
+// nothing appended) and end, with Unavailable, once it has sent the
+// results of those it began, so a graceful stop does not wait for a
+// stream that would never end by itself.
+type proposeStream struct {
+	n       *Node
+	stream  raftv1.InternalService_ProposeStreamServer
+	recvErr error // why receive stopped; read once results is closed
+
+	mu      sync.Mutex
+	open    int  // proposals begun whose results are not sent yet
+	closing bool // CloseStreams was called: begin no more
+}
+
+// streamed is one proposal on its way through the pipeline.
+type streamed struct {
+	seq   uint64
+	a     *applying // being applied; nil once answered
+	resp  *raftv1.ProposeResponse
+	err   error
+	begun bool // counted in open
+}
+
+func (n *Node) serveProposeStream(stream raftv1.InternalService_ProposeStreamServer) error {
+	s := &proposeStream{n: n, stream: stream}
+	work := make(chan *streamed, streamWindow)
+	results := make(chan *streamed, streamWindow)
+	go s.receive(work)
+	go collect(work, results)
+	return s.send(results)
+}
+
+func (s *proposeStream) receive(work chan<- *streamed) {
+	defer close(work)
+	for {
+		req, err := s.stream.Recv()
+		if err != nil {
+			s.recvErr = err
+			return
+		}
+		begun := s.begin(len(req.GetProposals()))
+		for _, p := range req.GetProposals() {
+			item := &streamed{seq: p.GetSeq(), begun: begun}
+			if begun {
+				item.a, item.resp, item.err = s.n.acceptForwarded(p.GetCommand(), s.n.cfg.RequestTimeout)
+			} else {
+				item.err = peerStatus(ErrShuttingDown)
+			}
+			work <- item
+		}
+	}
+}
+
+func collect(work <-chan *streamed, results chan<- *streamed) {
+	defer close(results)
+	for item := range work {
+		if item.a != nil {
+			item.resp, item.err = answerForwarded(item.a.finish())
+			item.a = nil
+		}
+		results <- item
+	}
+}
+
+// send sends results until the follower ends the stream, or until
+// CloseStreams and the results of every proposal begun.
+func (s *proposeStream) send(results chan *streamed) error {
+	closing := s.n.streamsClosed
+	var batch []*streamed
+	var sendErr error
+	for {
+		select {
+		case item, ok := <-results:
+			if !ok {
+				if errors.Is(s.recvErr, io.EOF) {
+					return nil
+				}
+				return s.recvErr
+			}
+			batch = readyOf(results, append(batch[:0], item))
+			if sendErr == nil {
+				// After a failed send, results are only drained.
+				sendErr = s.sendResults(batch)
+			}
+			if s.answered(batch) {
+				return s.abandon(results)
+			}
+		case <-closing:
+			closing = nil
+			if s.close() {
+				return s.abandon(results)
+			}
+		}
+	}
+}
+
+// abandon ends the stream on shutdown. The proposals still arriving are
+// refused; their results are drained, unsent, so the pipeline can end.
+func (s *proposeStream) abandon(results chan *streamed) error {
+	go func() {
+		for range results {
+		}
+	}()
+	return peerStatus(ErrShuttingDown)
+}
+
+// begin counts k new proposals, unless the stream is closing.
+func (s *proposeStream) begin(k int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.open += k
+	return true
+}
+
+// answered uncounts the sent batch; it reports whether the stream is
+// closing and every proposal begun has been answered.
+func (s *proposeStream) answered(batch []*streamed) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, item := range batch {
+		if item.begun {
+			s.open--
+		}
+	}
+	return s.closing && s.open == 0
+}
+
+// close makes the stream begin no more proposals; it reports whether none
+// is waiting for its result.
+func (s *proposeStream) close() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closing = true
+	return s.open == 0
+}
+
+func (s *proposeStream) sendResults(batch []*streamed) error {
+	out := make([]*raftv1.ProposalResult, len(batch))
+	for i, item := range batch {
+		out[i] = proposalResult(item)
+	}
+	for len(out) > 0 {
+		k := fitting(out)
+		if err := s.stream.Send(&raftv1.ProposeStreamResponse{Results: out[:k]}); err != nil {
+			return err
+		}
+		out = out[k:]
+	}
+	return nil
+}
+
+// proposalResult is item's answer on the wire: what Propose would have
+// answered. A response too large for a message fails as it would in
+// Propose (the limit here counts the few bytes of seq and framing too).
+func proposalResult(item *streamed) *raftv1.ProposalResult {
+	r := &raftv1.ProposalResult{Seq: item.seq, Response: item.resp}
+	err := item.err
+	if err == nil && framedSize(r) > MaxMessageSize {
+		err = status.Errorf(codes.ResourceExhausted, "grpc: trying to send message larger than max (%d vs. %d)", framedSize(r), MaxMessageSize)
+	}
+	if err != nil {
+		st := status.Convert(err)
+		r.Response, r.StatusCode, r.StatusMessage = nil, uint32(st.Code()), st.Message()
+	}
+	return r
+}
+
+// readyOf appends to batch the items ch holds now, without waiting.
+func readyOf(ch <-chan *streamed, batch []*streamed) []*streamed {
+	for len(batch) < streamWindow {
+		select {
+		case v, ok := <-ch:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, v)
+		default:
+			return batch
+		}
+	}
+	return batch
 }

@@ -43,7 +43,13 @@ type Node struct {
 	fwdReads *coalescer // follower: ReadIndex on the leader
 	sessions *tracker
 	kaBatch  *keepaliveBatcher
+	fwd      *forwarder // follower: writes to the leader
 	metrics  *metrics
+
+	// streamsClosed is closed by CloseStreams: the leader's propose
+	// streams end once they have answered what they carry.
+	streamsClosed    chan struct{}
+	closeStreamsOnce sync.Once
 
 	// leaderReady is closed once the current leadership term's barrier has
 	// been applied; nil while not leader.
@@ -77,6 +83,8 @@ func New(c Config) (*Node, error) {
 	n.watch.header = n.Header
 	n.fsm = fsm.New(sinks{n.watch, n.waiter})
 	n.peers = newPeerConns()
+	n.fwd = newForwarder()
+	n.streamsClosed = make(chan struct{})
 	n.metrics = newMetrics(n)
 
 	n.disk, err = openStorage(cfg)
@@ -150,16 +158,28 @@ func (n *Node) Close() error {
 	if !n.closing.CompareAndSwap(false, true) {
 		return nil
 	}
-	n.watch.close()
+	n.CloseStreams()
 	if n.stop != nil {
 		n.stop()
 	}
 	n.drainOps()
 	err := n.raft.Shutdown().Error()
 	n.wg.Wait()
+	n.fwd.close()
 	n.peers.close()
 	n.closeStores()
 	return err
+}
+
+// CloseStreams ends the streams this node serves that would never end by
+// themselves, so that a server's graceful stop need not wait for them:
+// every watch and poll ends with SHUTTING_DOWN (resume elsewhere) and new
+// ones are refused, and each follower's propose stream ends, with
+// Unavailable, once the writes it carried have been answered (new writes
+// on it are refused with Unavailable, nothing appended). Close does it too.
+func (n *Node) CloseStreams() {
+	n.watch.close()
+	n.closeStreamsOnce.Do(func() { close(n.streamsClosed) })
 }
 
 // beginOp registers a call about to wait on a raft future; it reports

@@ -82,76 +82,130 @@ func (n *Node) withTimeout(ctx context.Context) (context.Context, context.Cancel
 	return context.WithTimeout(ctx, n.cfg.RequestTimeout)
 }
 
-// proposeLocal appends cmd on this node, which must be the leader. The
-// command is stamped with the leader's wall time here, and only here.
+// proposeLocal appends cmd on this node, which must be the leader, and
+// waits for its result until ctx ends.
 func (n *Node) proposeLocal(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
+	a, err := n.startApply(cmd, n.applyTimeout(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return a.await(ctx)
+}
+
+// applyTimeout is how long raft may take to queue a command for a caller
+// waiting until ctx ends.
+func (n *Node) applyTimeout(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return time.Until(dl)
+	}
+	return n.cfg.RequestTimeout
+}
+
+// applying is a command handed to raft on the leader. Its finish must be
+// called exactly once: it releases the node's hold on the future (beginOp).
+type applying struct {
+	n   *Node
+	cmd *raftv1.Command
+	f   raft.ApplyFuture
+}
+
+// startApply stamps cmd with the leader's wall time, here and only here,
+// and hands it to raft; timeout bounds the wait for room in raft's queue.
+func (n *Node) startApply(cmd *raftv1.Command, timeout time.Duration) (*applying, error) {
 	cmd.TimeUnixMs = time.Now().UnixMilli()
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("node: encode command: %w", err)
 	}
-	timeout := n.cfg.RequestTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-	}
 	if !n.beginOp() {
 		return nil, ErrShuttingDown
 	}
-	f := n.raft.Apply(data, timeout)
-	done := make(chan struct{})
+	return &applying{n: n, cmd: cmd, f: n.raft.Apply(data, timeout)}, nil
+}
+
+// await waits for a's result until ctx ends. The outcome is still
+// collected (and the tracker told) when the caller stops waiting.
+func (a *applying) await(ctx context.Context) (*fsm.Result, error) {
+	type outcome struct {
+		res *fsm.Result
+		err error
+	}
+	done := make(chan outcome, 1)
 	go func() {
-		defer n.ops.Done()
-		// The tracker learns of every session this leader opens or
-		// closes, also when the caller stopped waiting for the outcome.
-		// A replayed command opened or closed nothing.
-		if f.Error() == nil {
-			if res, ok := f.Response().(*fsm.Result); ok && !res.Replayed {
-				n.sessions.applied(cmd, res)
-			}
-		}
-		close(done)
+		res, err := a.finish()
+		done <- outcome{res, err}
 	}()
 	select {
-	case <-done:
+	case o := <-done:
+		return o.res, o.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	if err := f.Error(); err != nil {
-		switch {
-		case errors.Is(err, raft.ErrNotLeader):
-			return nil, ErrNotLeader
-		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
-			return nil, ErrUnknownOutcome
-		case errors.Is(err, raft.ErrRaftShutdown):
-			return nil, ErrShuttingDown
-		case errors.Is(err, raft.ErrEnqueueTimeout):
-			return nil, context.DeadlineExceeded
-		}
-		return nil, fmt.Errorf("node: apply: %w", err)
+}
+
+// finish waits for raft's answer and returns the state machine's result.
+// The tracker learns of every session this leader opens or closes; a
+// replayed command opened or closed nothing.
+func (a *applying) finish() (*fsm.Result, error) {
+	defer a.n.ops.Done()
+	if err := a.f.Error(); err != nil {
+		return nil, applyError(err)
 	}
-	res, ok := f.Response().(*fsm.Result)
+	res, ok := a.f.Response().(*fsm.Result)
 	if !ok {
-		return nil, fmt.Errorf("node: apply returned %T", f.Response())
+		return nil, fmt.Errorf("node: apply returned %T", a.f.Response())
+	}
+	if !res.Replayed {
+		a.n.sessions.applied(a.cmd, res)
 	}
 	return res, nil
 }
 
-// forward sends cmd to the leader's InternalService.Propose.
+// applyError maps raft's refusal of an apply to a node error.
+func applyError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader):
+		return ErrNotLeader
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return ErrUnknownOutcome
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrShuttingDown
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return context.DeadlineExceeded
+	}
+	return fmt.Errorf("node: apply: %w", err)
+}
+
+// forward sends cmd to the leader: on the propose stream of this node's
+// forwarder, or in a unary Propose where the stream cannot carry it.
 func (n *Node) forward(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
 	n.metrics.forwarded.Inc()
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("node: encode command: %w", err)
 	}
-	conn, err := n.leaderConn(ctx)
+	addr, err := n.leaderAddr(ctx)
 	if err != nil {
 		return nil, err
 	}
+	conn, err := n.peers.get(addr)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := n.fwd.propose(ctx, addr, conn, data)
+	if err != nil {
+		return nil, err
+	}
+	return decodeResult(cmd, resp)
+}
+
+// proposeUnary forwards one encoded command in a unary Propose.
+func proposeUnary(ctx context.Context, conn *grpc.ClientConn, data []byte) (*raftv1.ProposeResponse, error) {
 	resp, err := raftv1.NewInternalServiceClient(conn).Propose(ctx, &raftv1.ProposeRequest{Command: data})
 	if err != nil {
 		return nil, fromPeer(err)
 	}
-	return decodeResult(cmd, resp)
+	return resp, nil
 }
 
 // fromPeer turns a leader's gRPC error back into node errors where one
@@ -187,24 +241,34 @@ func decodeResult(cmd *raftv1.Command, pr *raftv1.ProposeResponse) (*fsm.Result,
 // leaderConn returns a connection to the leader's gRPC address, waiting
 // (within ctx) for a leader to be known and registered.
 func (n *Node) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
+	addr, err := n.leaderAddr(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return n.peers.get(addr)
+}
+
+// leaderAddr returns the leader's gRPC address, waiting (within ctx) for a
+// leader to be known and registered.
+func (n *Node) leaderAddr(ctx context.Context) (string, error) {
 	for {
 		if n.closing.Load() {
-			return nil, ErrShuttingDown
+			return "", ErrShuttingDown
 		}
 		_, id := n.raft.LeaderWithID()
 		if id != "" && string(id) != n.cfg.ID {
 			if m, ok := n.fsm.Member(string(id)); ok && m.GetGrpcAddr() != "" {
-				return n.peers.get(m.GetGrpcAddr())
+				return m.GetGrpcAddr(), nil
 			}
 		}
 		if id != "" && string(id) == n.cfg.ID {
-			return nil, ErrNotLeader // we just became leader; caller retries locally
+			return "", ErrNotLeader // we just became leader; caller retries locally
 		}
 		if !sleepCtx(ctx, 20*time.Millisecond) {
 			if id == "" {
-				return nil, ErrNoLeader
+				return "", ErrNoLeader
 			}
-			return nil, fmt.Errorf("%w: leader %s has not registered its address", ErrNoLeader, id)
+			return "", fmt.Errorf("%w: leader %s has not registered its address", ErrNoLeader, id)
 		}
 	}
 }

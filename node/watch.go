@@ -132,12 +132,6 @@ func (n *Node) Poll(ctx context.Context, req *paddockv1.PollRequest) (*paddockv1
 // WatcherCount is the number of open watches and waiting polls.
 func (n *Node) WatcherCount() int { return n.watch.count() }
 
-// CloseWatches ends every watch and poll with SHUTTING_DOWN (resume
-// elsewhere) and refuses new ones. Close does it too; a server calls it
-// first so that its graceful stop does not wait for streams that never
-// end by themselves.
-func (n *Node) CloseWatches() { n.watch.close() }
-
 // kindSet is a set of event kinds, one bit per kind.
 type kindSet uint8
 

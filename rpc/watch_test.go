@@ -160,14 +160,14 @@ func TestWatchAndPollOverGRPC(t *testing.T) {
 	}
 
 	// Closing the node's watches ends the stream with where to resume.
-	n.CloseWatches()
+	n.CloseStreams()
 	for {
 		_, err = stream.Recv()
 		if err != nil {
 			break
 		}
 	}
-	wc := canceledStatus(t, "watch after CloseWatches", err, codes.Unavailable, paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SHUTTING_DOWN)
+	wc := canceledStatus(t, "watch after CloseStreams", err, codes.Unavailable, paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SHUTTING_DOWN)
 	if wc.GetResumeZxid() <= got[1].GetZxid() {
 		t.Fatalf("resume_zxid = %d, want after the last event %d", wc.GetResumeZxid(), got[1].GetZxid())
 	}

@@ -155,12 +155,13 @@ func startAgent(ctx context.Context, cfg node.Config, opts ...rpc.HTTPOption) (*
 }
 
 // Close stops serving, then stops the node. Watches end first (telling
-// their clients where to resume): they would hold both servers' graceful
-// stops until the timeout.
+// their clients where to resume), and followers' propose streams once
+// their writes are answered: they would hold both servers' graceful stops
+// until the timeout.
 func (a *agent) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	a.node.CloseWatches()
+	a.node.CloseStreams()
 	_ = a.http.Shutdown(ctx)
 	a.gwCancel()
 	stopped := make(chan struct{})

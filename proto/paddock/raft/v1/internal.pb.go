@@ -160,6 +160,229 @@ func (x *ProposeRequest) GetCommand() []byte {
 	return nil
 }
 
+// ProposeStreamRequest carries proposals to the leader.
+type ProposeStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// proposals are commands to apply, in the order the follower took them.
+	Proposals     []*Proposal `protobuf:"bytes,1,rep,name=proposals,proto3" json:"proposals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeStreamRequest) Reset() {
+	*x = ProposeStreamRequest{}
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeStreamRequest) ProtoMessage() {}
+
+func (x *ProposeStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeStreamRequest.ProtoReflect.Descriptor instead.
+func (*ProposeStreamRequest) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ProposeStreamRequest) GetProposals() []*Proposal {
+	if x != nil {
+		return x.Proposals
+	}
+	return nil
+}
+
+// Proposal is one command sent on a ProposeStream.
+type Proposal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// seq names the proposal within its stream; the follower never reuses it.
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// command is an encoded Command, as in ProposeRequest.
+	Command       []byte `protobuf:"bytes,2,opt,name=command,proto3" json:"command,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Proposal) Reset() {
+	*x = Proposal{}
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Proposal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Proposal) ProtoMessage() {}
+
+func (x *Proposal) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
+func (*Proposal) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Proposal) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Proposal) GetCommand() []byte {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+// ProposeStreamResponse carries results of earlier proposals.
+type ProposeStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results are the answers that were ready, each to one proposal.
+	Results       []*ProposalResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeStreamResponse) Reset() {
+	*x = ProposeStreamResponse{}
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeStreamResponse) ProtoMessage() {}
+
+func (x *ProposeStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeStreamResponse.ProtoReflect.Descriptor instead.
+func (*ProposeStreamResponse) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ProposeStreamResponse) GetResults() []*ProposalResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// ProposalResult is the answer to one proposal: what Propose would have
+// answered for its command, a response or a gRPC status.
+type ProposalResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// seq is the proposal's seq.
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// response is the state machine's result; unset when status_code is not
+	// zero.
+	Response *ProposeResponse `protobuf:"bytes,2,opt,name=response,proto3" json:"response,omitempty"`
+	// status_code is the gRPC status code Propose would have failed with,
+	// zero (OK) if it would not.
+	StatusCode uint32 `protobuf:"varint,3,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
+	// status_message is that status's message.
+	StatusMessage string `protobuf:"bytes,4,opt,name=status_message,json=statusMessage,proto3" json:"status_message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposalResult) Reset() {
+	*x = ProposalResult{}
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposalResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposalResult) ProtoMessage() {}
+
+func (x *ProposalResult) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposalResult.ProtoReflect.Descriptor instead.
+func (*ProposalResult) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ProposalResult) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ProposalResult) GetResponse() *ProposeResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *ProposalResult) GetStatusCode() uint32 {
+	if x != nil {
+		return x.StatusCode
+	}
+	return 0
+}
+
+func (x *ProposalResult) GetStatusMessage() string {
+	if x != nil {
+		return x.StatusMessage
+	}
+	return ""
+}
+
 // ProposeResponse is the state machine's result.
 type ProposeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -179,7 +402,7 @@ type ProposeResponse struct {
 
 func (x *ProposeResponse) Reset() {
 	*x = ProposeResponse{}
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[1]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -191,7 +414,7 @@ func (x *ProposeResponse) String() string {
 func (*ProposeResponse) ProtoMessage() {}
 
 func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[1]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -204,7 +427,7 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeResponse) Descriptor() ([]byte, []int) {
-	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{1}
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ProposeResponse) GetIndex() uint64 {
@@ -251,7 +474,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[2]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -263,7 +486,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[2]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -276,7 +499,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{2}
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{6}
 }
 
 // ReadIndexResponse carries the read index.
@@ -290,7 +513,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[3]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -302,7 +525,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[3]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -315,7 +538,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{3}
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -336,7 +559,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[4]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -348,7 +571,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[4]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -361,7 +584,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{4}
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *KeepAliveRequest) GetSessionIds() []uint64 {
@@ -382,7 +605,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[5]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -394,7 +617,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[5]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -407,7 +630,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{5}
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *KeepAliveResponse) GetExpiredIds() []uint64 {
@@ -423,7 +646,20 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\n" +
 	"\x1epaddock/raft/v1/internal.proto\x12\x0fpaddock.raft.v1\"*\n" +
 	"\x0eProposeRequest\x12\x18\n" +
-	"\acommand\x18\x01 \x01(\fR\acommand\"\xc0\x01\n" +
+	"\acommand\x18\x01 \x01(\fR\acommand\"O\n" +
+	"\x14ProposeStreamRequest\x127\n" +
+	"\tproposals\x18\x01 \x03(\v2\x19.paddock.raft.v1.ProposalR\tproposals\"6\n" +
+	"\bProposal\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x18\n" +
+	"\acommand\x18\x02 \x01(\fR\acommand\"R\n" +
+	"\x15ProposeStreamResponse\x129\n" +
+	"\aresults\x18\x01 \x03(\v2\x1f.paddock.raft.v1.ProposalResultR\aresults\"\xa8\x01\n" +
+	"\x0eProposalResult\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12<\n" +
+	"\bresponse\x18\x02 \x01(\v2 .paddock.raft.v1.ProposeResponseR\bresponse\x12\x1f\n" +
+	"\vstatus_code\x18\x03 \x01(\rR\n" +
+	"statusCode\x12%\n" +
+	"\x0estatus_message\x18\x04 \x01(\tR\rstatusMessage\"\xc0\x01\n" +
 	"\x0fProposeResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x129\n" +
 	"\n" +
@@ -454,9 +690,10 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\x18ERROR_CODE_RESERVED_PATH\x10\n" +
 	"\x12\x18\n" +
 	"\x14ERROR_CODE_BAD_ENTRY\x10\v\x12\x19\n" +
-	"\x15ERROR_CODE_NO_SESSION\x10\f2\x87\x02\n" +
+	"\x15ERROR_CODE_NO_SESSION\x10\f2\xeb\x02\n" +
 	"\x0fInternalService\x12L\n" +
-	"\aPropose\x12\x1f.paddock.raft.v1.ProposeRequest\x1a .paddock.raft.v1.ProposeResponse\x12R\n" +
+	"\aPropose\x12\x1f.paddock.raft.v1.ProposeRequest\x1a .paddock.raft.v1.ProposeResponse\x12b\n" +
+	"\rProposeStream\x12%.paddock.raft.v1.ProposeStreamRequest\x1a&.paddock.raft.v1.ProposeStreamResponse(\x010\x01\x12R\n" +
 	"\tReadIndex\x12!.paddock.raft.v1.ReadIndexRequest\x1a\".paddock.raft.v1.ReadIndexResponse\x12R\n" +
 	"\tKeepAlive\x12!.paddock.raft.v1.KeepAliveRequest\x1a\".paddock.raft.v1.KeepAliveResponseB9Z7github.com/paddock/paddock/proto/paddock/raft/v1;raftv1b\x06proto3"
 
@@ -473,29 +710,38 @@ func file_paddock_raft_v1_internal_proto_rawDescGZIP() []byte {
 }
 
 var file_paddock_raft_v1_internal_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_paddock_raft_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_paddock_raft_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_paddock_raft_v1_internal_proto_goTypes = []any{
-	(ErrorCode)(0),            // 0: paddock.raft.v1.ErrorCode
-	(*ProposeRequest)(nil),    // 1: paddock.raft.v1.ProposeRequest
-	(*ProposeResponse)(nil),   // 2: paddock.raft.v1.ProposeResponse
-	(*ReadIndexRequest)(nil),  // 3: paddock.raft.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil), // 4: paddock.raft.v1.ReadIndexResponse
-	(*KeepAliveRequest)(nil),  // 5: paddock.raft.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil), // 6: paddock.raft.v1.KeepAliveResponse
+	(ErrorCode)(0),                // 0: paddock.raft.v1.ErrorCode
+	(*ProposeRequest)(nil),        // 1: paddock.raft.v1.ProposeRequest
+	(*ProposeStreamRequest)(nil),  // 2: paddock.raft.v1.ProposeStreamRequest
+	(*Proposal)(nil),              // 3: paddock.raft.v1.Proposal
+	(*ProposeStreamResponse)(nil), // 4: paddock.raft.v1.ProposeStreamResponse
+	(*ProposalResult)(nil),        // 5: paddock.raft.v1.ProposalResult
+	(*ProposeResponse)(nil),       // 6: paddock.raft.v1.ProposeResponse
+	(*ReadIndexRequest)(nil),      // 7: paddock.raft.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),     // 8: paddock.raft.v1.ReadIndexResponse
+	(*KeepAliveRequest)(nil),      // 9: paddock.raft.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),     // 10: paddock.raft.v1.KeepAliveResponse
 }
 var file_paddock_raft_v1_internal_proto_depIdxs = []int32{
-	0, // 0: paddock.raft.v1.ProposeResponse.error_code:type_name -> paddock.raft.v1.ErrorCode
-	1, // 1: paddock.raft.v1.InternalService.Propose:input_type -> paddock.raft.v1.ProposeRequest
-	3, // 2: paddock.raft.v1.InternalService.ReadIndex:input_type -> paddock.raft.v1.ReadIndexRequest
-	5, // 3: paddock.raft.v1.InternalService.KeepAlive:input_type -> paddock.raft.v1.KeepAliveRequest
-	2, // 4: paddock.raft.v1.InternalService.Propose:output_type -> paddock.raft.v1.ProposeResponse
-	4, // 5: paddock.raft.v1.InternalService.ReadIndex:output_type -> paddock.raft.v1.ReadIndexResponse
-	6, // 6: paddock.raft.v1.InternalService.KeepAlive:output_type -> paddock.raft.v1.KeepAliveResponse
-	4, // [4:7] is the sub-list for method output_type
-	1, // [1:4] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	3,  // 0: paddock.raft.v1.ProposeStreamRequest.proposals:type_name -> paddock.raft.v1.Proposal
+	5,  // 1: paddock.raft.v1.ProposeStreamResponse.results:type_name -> paddock.raft.v1.ProposalResult
+	6,  // 2: paddock.raft.v1.ProposalResult.response:type_name -> paddock.raft.v1.ProposeResponse
+	0,  // 3: paddock.raft.v1.ProposeResponse.error_code:type_name -> paddock.raft.v1.ErrorCode
+	1,  // 4: paddock.raft.v1.InternalService.Propose:input_type -> paddock.raft.v1.ProposeRequest
+	2,  // 5: paddock.raft.v1.InternalService.ProposeStream:input_type -> paddock.raft.v1.ProposeStreamRequest
+	7,  // 6: paddock.raft.v1.InternalService.ReadIndex:input_type -> paddock.raft.v1.ReadIndexRequest
+	9,  // 7: paddock.raft.v1.InternalService.KeepAlive:input_type -> paddock.raft.v1.KeepAliveRequest
+	6,  // 8: paddock.raft.v1.InternalService.Propose:output_type -> paddock.raft.v1.ProposeResponse
+	4,  // 9: paddock.raft.v1.InternalService.ProposeStream:output_type -> paddock.raft.v1.ProposeStreamResponse
+	8,  // 10: paddock.raft.v1.InternalService.ReadIndex:output_type -> paddock.raft.v1.ReadIndexResponse
+	10, // 11: paddock.raft.v1.InternalService.KeepAlive:output_type -> paddock.raft.v1.KeepAliveResponse
+	8,  // [8:12] is the sub-list for method output_type
+	4,  // [4:8] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_paddock_raft_v1_internal_proto_init() }
@@ -509,7 +755,7 @@ func file_paddock_raft_v1_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_paddock_raft_v1_internal_proto_rawDesc), len(file_paddock_raft_v1_internal_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,9 +19,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	InternalService_Propose_FullMethodName   = "/paddock.raft.v1.InternalService/Propose"
-	InternalService_ReadIndex_FullMethodName = "/paddock.raft.v1.InternalService/ReadIndex"
-	InternalService_KeepAlive_FullMethodName = "/paddock.raft.v1.InternalService/KeepAlive"
+	InternalService_Propose_FullMethodName       = "/paddock.raft.v1.InternalService/Propose"
+	InternalService_ProposeStream_FullMethodName = "/paddock.raft.v1.InternalService/ProposeStream"
+	InternalService_ReadIndex_FullMethodName     = "/paddock.raft.v1.InternalService/ReadIndex"
+	InternalService_KeepAlive_FullMethodName     = "/paddock.raft.v1.InternalService/KeepAlive"
 )
 
 // InternalServiceClient is the client API for InternalService service.
@@ -32,8 +33,14 @@ const (
 // index requests and keepalives to the leader. Clients never call it and the
 // HTTP gateway does not expose it.
 type InternalServiceClient interface {
-	// Propose applies an encoded Command on the leader.
+	// Propose applies an encoded Command on the leader. Followers now use
+	// ProposeStream; Propose stays for peers of an older version during a
+	// rolling upgrade, and for commands too large to share a stream message.
 	Propose(ctx context.Context, in *ProposeRequest, opts ...grpc.CallOption) (*ProposeResponse, error)
+	// ProposeStream applies a follower's commands on the leader, many per
+	// message each way. Each proposal gets exactly one result, matched by
+	// seq, in whatever order the results are ready.
+	ProposeStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ProposeStreamRequest, ProposeStreamResponse], error)
 	// ReadIndex returns an index that, once applied locally, makes a local
 	// read linearizable.
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
@@ -58,6 +65,19 @@ func (c *internalServiceClient) Propose(ctx context.Context, in *ProposeRequest,
 	}
 	return out, nil
 }
+
+func (c *internalServiceClient) ProposeStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ProposeStreamRequest, ProposeStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &InternalService_ServiceDesc.Streams[0], InternalService_ProposeStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ProposeStreamRequest, ProposeStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type InternalService_ProposeStreamClient = grpc.BidiStreamingClient[ProposeStreamRequest, ProposeStreamResponse]
 
 func (c *internalServiceClient) ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -87,8 +107,14 @@ func (c *internalServiceClient) KeepAlive(ctx context.Context, in *KeepAliveRequ
 // index requests and keepalives to the leader. Clients never call it and the
 // HTTP gateway does not expose it.
 type InternalServiceServer interface {
-	// Propose applies an encoded Command on the leader.
+	// Propose applies an encoded Command on the leader. Followers now use
+	// ProposeStream; Propose stays for peers of an older version during a
+	// rolling upgrade, and for commands too large to share a stream message.
 	Propose(context.Context, *ProposeRequest) (*ProposeResponse, error)
+	// ProposeStream applies a follower's commands on the leader, many per
+	// message each way. Each proposal gets exactly one result, matched by
+	// seq, in whatever order the results are ready.
+	ProposeStream(grpc.BidiStreamingServer[ProposeStreamRequest, ProposeStreamResponse]) error
 	// ReadIndex returns an index that, once applied locally, makes a local
 	// read linearizable.
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
@@ -106,6 +132,9 @@ type UnimplementedInternalServiceServer struct{}
 
 func (UnimplementedInternalServiceServer) Propose(context.Context, *ProposeRequest) (*ProposeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Propose not implemented")
+}
+func (UnimplementedInternalServiceServer) ProposeStream(grpc.BidiStreamingServer[ProposeStreamRequest, ProposeStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method ProposeStream not implemented")
 }
 func (UnimplementedInternalServiceServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
@@ -151,6 +180,13 @@ func _InternalService_Propose_Handler(srv interface{}, ctx context.Context, dec 
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _InternalService_ProposeStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(InternalServiceServer).ProposeStream(&grpc.GenericServerStream[ProposeStreamRequest, ProposeStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type InternalService_ProposeStreamServer = grpc.BidiStreamingServer[ProposeStreamRequest, ProposeStreamResponse]
 
 func _InternalService_ReadIndex_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ReadIndexRequest)
@@ -208,6 +244,13 @@ var InternalService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _InternalService_KeepAlive_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ProposeStream",
+			Handler:       _InternalService_ProposeStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "paddock/raft/v1/internal.proto",
 }
