@@ -16,12 +16,8 @@ import (
 // benchCluster is a settled 3-node cluster and its leader and a follower.
 func benchCluster(b *testing.B) (c *cluster, leader, follower *node.Node) {
 	b.Helper()
-	// Saturated CPUs delay heartbeats: slower timings than the tests' keep
-	// leadership where it is for the whole run.
-	c = newCluster(b, 3, withConfig(func(cfg *node.Config) {
-		cfg.HeartbeatTimeout = time.Second
-		cfg.ElectionTimeout = time.Second
-	}))
+	// Saturated CPUs delay heartbeats.
+	c = newCluster(b, 3, withSteadyLeader())
 	l := c.WaitLeader(b)
 	return c, c.node(l), c.node(c.followers(l)[0])
 }

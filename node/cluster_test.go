@@ -86,6 +86,16 @@ func withConfig(f func(*node.Config)) clusterOption {
 	return func(s *clusterSpec) { s.tune = append(s.tune, f) }
 }
 
+// withSteadyLeader slows heartbeats and elections down, so that a loaded
+// machine's delays do not move leadership during a test that needs it to
+// stay put.
+func withSteadyLeader() clusterOption {
+	return withConfig(func(cfg *node.Config) {
+		cfg.HeartbeatTimeout = time.Second
+		cfg.ElectionTimeout = time.Second
+	})
+}
+
 // withSnapshots makes snapshots frequent and logs short.
 func withSnapshots(threshold, trailing uint64) clusterOption {
 	return withConfig(func(c *node.Config) {

@@ -66,7 +66,7 @@ func checkCreates(t *testing.T, leader *node.Node, writes []write) {
 // both followers: every one succeeds with its own result and zxid, and
 // they travel on the followers' propose streams, not in unary calls.
 func TestForwardStreamConcurrentWrites(t *testing.T) {
-	c := newCluster(t, 3)
+	c := newCluster(t, 3, withSteadyLeader())
 	leader := c.WaitLeader(t)
 	ln := c.node(leader)
 	term := ln.Raft().CurrentTerm()
@@ -212,7 +212,7 @@ func TestForwardStreamLeaderLost(t *testing.T) {
 // follower at random moments, from before they are sent to after they are
 // applied: the others all succeed, on the same stream.
 func TestForwardStreamCallerCancel(t *testing.T) {
-	c := newCluster(t, 3)
+	c := newCluster(t, 3, withSteadyLeader())
 	leader := c.WaitLeader(t)
 	ln := c.node(leader)
 	fn := c.node(c.followers(leader)[0])
@@ -269,7 +269,7 @@ func TestForwardStreamCallerCancel(t *testing.T) {
 // with "no leader" was not applied (the stream answered every proposal it
 // began before it ended).
 func TestProposeStreamEndsOnCloseStreams(t *testing.T) {
-	c := newCluster(t, 3)
+	c := newCluster(t, 3, withSteadyLeader())
 	leader := c.WaitLeader(t)
 	ln := c.node(leader)
 	fs := c.followers(leader)
@@ -352,11 +352,7 @@ func TestProposeStreamEndsOnCloseStreams(t *testing.T) {
 // bad, straight to the leader's ProposeStream: each gets the answer
 // Propose would give, by seq; the bad ones append nothing.
 func TestProposeStreamChecksInput(t *testing.T) {
-	c := newCluster(t, 3)
-	leader := c.WaitLeader(t)
-	ln := c.node(leader)
-	c.converged(t)
-
+	c := newCluster(t, 3, withSteadyLeader())
 	type answer struct {
 		code codes.Code
 		err  error // the state machine error, for OK
@@ -371,8 +367,45 @@ func TestProposeStreamChecksInput(t *testing.T) {
 		{mustMarshal(t, createCmd("/paddock/x", nil)), answer{codes.OK, fsm.ErrReservedPath}},
 		{mustMarshal(t, createCmd("/big", make([]byte, fsm.MaxDataSize+1))), answer{codes.OK, fsm.ErrTooLarge}},
 	}
-	last := ln.Raft().LastIndex()
-	conn, err := grpc.NewClient(c.members[leader].grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	var data [][]byte
+	for _, tc := range cases {
+		data = append(data, tc.data)
+	}
+	// A leader change under a loaded machine answers "not the leader"
+	// and appends a barrier: then ask the new leader.
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		leader := c.WaitLeader(t)
+		c.converged(t)
+		ln := c.node(leader)
+		term, last := ln.Raft().CurrentTerm(), ln.Raft().LastIndex()
+		got := streamProposals(t, c.members[leader].grpcAddr, data)
+		if ln.Raft().CurrentTerm() != term && time.Now().Before(deadline) {
+			continue
+		}
+		for i, tc := range cases {
+			r := got[i]
+			if code := codes.Code(r.GetStatusCode()); code != tc.want.code {
+				t.Errorf("proposal %d: status %v %q, want %v", i, code, r.GetStatusMessage(), tc.want.code)
+				continue
+			}
+			pr := r.GetResponse()
+			if e := fsm.DecodeError(pr.GetErrorCode(), pr.GetErrorMessage(), pr.GetFailedOp()); tc.want.code == codes.OK && !errors.Is(e, tc.want.err) {
+				t.Errorf("proposal %d: error %v, want %v", i, e, tc.want.err)
+			}
+		}
+		if got := ln.Raft().LastIndex(); got != last {
+			t.Errorf("leader's last log index went from %d to %d", last, got)
+		}
+		return
+	}
+}
+
+// streamProposals sends data to addr's ProposeStream in one message, with
+// seqs counting from 100, and returns the results in data's order.
+func streamProposals(t *testing.T, addr string, data [][]byte) []*raftv1.ProposalResult {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(node.MaxMessageSize)))
 	if err != nil {
 		t.Fatal(err)
@@ -385,36 +418,28 @@ func TestProposeStreamChecksInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := &raftv1.ProposeStreamRequest{}
-	for i, tc := range cases {
-		req.Proposals = append(req.Proposals, &raftv1.Proposal{Seq: uint64(100 + i), Command: tc.data})
+	for i, d := range data {
+		req.Proposals = append(req.Proposals, &raftv1.Proposal{Seq: uint64(100 + i), Command: d})
 	}
 	if err := stream.Send(req); err != nil {
 		t.Fatal(err)
 	}
-	got := map[uint64]*raftv1.ProposalResult{}
-	for len(got) < len(cases) {
+	out := make([]*raftv1.ProposalResult, len(data))
+	for k := 0; k < len(data); {
 		resp, err := stream.Recv()
 		if err != nil {
-			t.Fatalf("Recv after %d results: %v", len(got), err)
+			t.Fatalf("Recv after %d results: %v", k, err)
 		}
 		for _, r := range resp.GetResults() {
-			got[r.GetSeq()] = r
+			i := int(r.GetSeq()) - 100
+			if i < 0 || i >= len(data) || out[i] != nil {
+				t.Fatalf("result for seq %d, which was not sent or already answered", r.GetSeq())
+			}
+			out[i] = r
+			k++
 		}
 	}
-	for i, tc := range cases {
-		r := got[uint64(100+i)]
-		if code := codes.Code(r.GetStatusCode()); code != tc.want.code {
-			t.Errorf("proposal %d: status %v %q, want %v", i, code, r.GetStatusMessage(), tc.want.code)
-			continue
-		}
-		pr := r.GetResponse()
-		if e := fsm.DecodeError(pr.GetErrorCode(), pr.GetErrorMessage(), pr.GetFailedOp()); tc.want.code == codes.OK && !errors.Is(e, tc.want.err) {
-			t.Errorf("proposal %d: error %v, want %v", i, e, tc.want.err)
-		}
-	}
-	if got := ln.Raft().LastIndex(); got != last {
-		t.Errorf("leader's last log index went from %d to %d", last, got)
-	}
+	return out
 }
 
 func mustMarshal(tb testing.TB, m proto.Message) []byte {
