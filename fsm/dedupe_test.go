@@ -513,14 +513,11 @@ func benchRequest(b *testing.B, n int, id func(i int) string) {
 	if ids > 1000 {
 		// The heap the table holds, per entry: live heap with it and
 		// without it.
-		var with, without runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&with)
+		with := liveHeap()
 		f.requests = newRequestTable(f.requests.limits)
-		runtime.GC()
-		runtime.ReadMemStats(&without)
+		without := liveHeap()
 		runtime.KeepAlive(f) // only the table may go
-		b.ReportMetric(float64(int64(with.HeapAlloc)-int64(without.HeapAlloc))/float64(ids), "heapB/id")
+		b.ReportMetric(float64(with-without)/float64(ids), "heapB/id")
 	}
 }
 
