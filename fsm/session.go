@@ -47,8 +47,8 @@ func (f *FSM) applyCloseSession(index uint64, op *raftv1.CloseSession, events *[
 	for _, p := range paths {
 		n := t.get(p)
 		t.tree.Delete(n)
-		t.events = append(t.events, Event{Zxid: index, Type: EventDeleted, Path: p, PrevData: n.data})
-		t.detach(n.parent)
+		t.events = append(t.events, Event{Zxid: index, Type: EventDeleted, Path: n.path, PrevData: n.data})
+		t.detach(n.parent())
 	}
 	f.commit(t, events)
 	delete(f.sessions, id)
