@@ -122,10 +122,15 @@ func (s *snapshot) write(w io.Writer) error {
 			return err
 		}
 	}
+	// One record, and its id and result buffers, are refilled for every
+	// request id.
+	rr := &raftv1.RequestRecord{}
+	rec.Record = &raftv1.SnapshotRecord_Request{Request: rr}
+	var id, result []byte
 	for _, r := range s.requests {
-		rec.Record = &raftv1.SnapshotRecord_Request{Request: &raftv1.RequestRecord{
-			RequestId: []byte(r.id), Index: r.index, TimeUnixMs: r.timeMs, Op: r.op, Result: r.result,
-		}}
+		id = appendRequestID(id[:0], r.key())
+		result = append(result[:0], r.result()...)
+		*rr = raftv1.RequestRecord{RequestId: id, Index: r.index, TimeUnixMs: r.timeMs, Op: r.op, Result: result}
 		if err := rw.write(rec); err != nil {
 			return err
 		}
