@@ -42,7 +42,7 @@ func (f *FSM) applyCloseSession(index uint64, op *raftv1.CloseSession, events *[
 	if _, ok := f.sessions[id]; !ok {
 		return nil, fmt.Errorf("%w: session %d", ErrSessionExpired, id)
 	}
-	t := f.newTxn(index, 0)
+	t := f.newTxn(index, 0, *events)
 	paths := slices.Sorted(maps.Keys(f.ephemerals[id]))
 	for _, p := range paths {
 		n := t.get(p)

@@ -394,8 +394,10 @@ func (t *txn) appendChildren(dst []*znode, path string) []*znode {
 	return dst
 }
 
-func (f *FSM) newTxn(index uint64, now int64) *txn {
-	return &txn{tree: f.tree, index: index, now: now}
+// newTxn starts a txn whose events are appended to the batch's events
+// (the txn's own until commit: the slice it was given does not see them).
+func (f *FSM) newTxn(index uint64, now int64, events []Event) *txn {
+	return &txn{tree: f.tree, index: index, now: now, events: events}
 }
 
 // commit keeps a successful txn's side effects.
@@ -413,13 +415,13 @@ func (f *FSM) commit(t *txn, events *[]Event) {
 		}
 		set[e.path] = struct{}{}
 	}
-	*events = append(*events, t.events...)
+	*events = t.events
 }
 
 func (f *FSM) sessionOK(id uint64) bool { _, ok := f.sessions[id]; return ok }
 
 func (f *FSM) applyCreate(index uint64, now int64, req *paddockv1.CreateRequest, events *[]Event) (*paddockv1.CreateResponse, error) {
-	t := f.newTxn(index, now)
+	t := f.newTxn(index, now, *events)
 	resp, err := t.create(req, f.sessionOK)
 	if err == nil {
 		f.commit(t, events)
@@ -428,7 +430,7 @@ func (f *FSM) applyCreate(index uint64, now int64, req *paddockv1.CreateRequest,
 }
 
 func (f *FSM) applySet(index uint64, now int64, req *paddockv1.SetRequest, events *[]Event) (*paddockv1.SetResponse, error) {
-	t := f.newTxn(index, now)
+	t := f.newTxn(index, now, *events)
 	resp, err := t.set(req)
 	if err == nil {
 		f.commit(t, events)
@@ -437,7 +439,7 @@ func (f *FSM) applySet(index uint64, now int64, req *paddockv1.SetRequest, event
 }
 
 func (f *FSM) applyDelete(index uint64, req *paddockv1.DeleteRequest, events *[]Event) (*paddockv1.DeleteResponse, error) {
-	t := f.newTxn(index, 0)
+	t := f.newTxn(index, 0, *events)
 	resp, err := t.delete(req)
 	if err == nil {
 		f.commit(t, events)
@@ -448,7 +450,7 @@ func (f *FSM) applyDelete(index uint64, req *paddockv1.DeleteRequest, events *[]
 // applyMulti runs the ops on a clone of the tree; the clone replaces the
 // tree only if every op succeeded.
 func (f *FSM) applyMulti(index uint64, now int64, req *paddockv1.MultiRequest, events *[]Event) (*paddockv1.MultiResponse, error) {
-	t := f.newTxn(index, now)
+	t := f.newTxn(index, now, *events)
 	t.tree = f.tree.Clone()
 	resp := &paddockv1.MultiResponse{Results: make([]*paddockv1.OpResult, 0, len(req.GetOps()))}
 	for i, op := range req.GetOps() {
@@ -488,7 +490,7 @@ func (f *FSM) Get(path string) ([]byte, *paddockv1.Stat, error) {
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	n := f.newTxn(0, 0).get(path)
+	n := f.newTxn(0, 0, nil).get(path)
 	if n == nil {
 		return nil, nil, fmt.Errorf("%w: %s", ErrNoNode, path)
 	}
@@ -515,7 +517,7 @@ func (f *FSM) List(path, after string, limit int) (*ListPage, error) {
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	t := f.newTxn(0, 0)
+	t := f.newTxn(0, 0, nil)
 	n := t.get(path)
 	if n == nil {
 		return nil, fmt.Errorf("%w: %s", ErrNoNode, path)
