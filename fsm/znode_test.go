@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/google/btree"
 	"github.com/google/go-cmp/cmp"
@@ -1182,5 +1183,13 @@ func TestList10kOneRangeScan(t *testing.T) {
 		if c, limit := compares.Load(), int64(tc.want/2+100); c > limit {
 			t.Errorf("List(/big, %q, %d) made %d key comparisons, want at most %d (one range scan)", tc.after, tc.limit, c, limit)
 		}
+	}
+}
+
+// TestZnodeSize guards the layout the memory figures rely on: a znode is
+// 96 bytes (a Go size class), besides its data and path.
+func TestZnodeSize(t *testing.T) {
+	if got := unsafe.Sizeof(znode{}); got != 96 {
+		t.Errorf("unsafe.Sizeof(znode{}) = %d, want 96", got)
 	}
 }

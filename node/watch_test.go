@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 
@@ -690,5 +691,12 @@ func TestHistoryMessages(t *testing.T) {
 	r.push(newEntry(created(100, "/fresh")))
 	if m := r.message(0); m.GetZxid() != 100 || m.GetPath() != "/fresh" {
 		t.Fatalf("message(0) after reset = %v, want zxid 100 at /fresh", m)
+	}
+}
+
+// TestEntrySize guards the layout the history's memory figure relies on.
+func TestEntrySize(t *testing.T) {
+	if got := unsafe.Sizeof(entry{}); got != 120 {
+		t.Errorf("unsafe.Sizeof(entry{}) = %d, want 120", got)
 	}
 }
