@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 
@@ -71,6 +72,30 @@ func reportOps(b *testing.B, ops int) {
 	if s := b.Elapsed().Seconds(); s > 0 {
 		b.ReportMetric(float64(ops)/s, "ops/s")
 	}
+}
+
+// liveHeap is the heap in use after a full collection.
+func liveHeap() int64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
+// BenchmarkTreeMemory reports the live heap a tree of 100,000 znodes of
+// benchData bytes takes, per znode: the heap with the FSM minus the heap
+// once it is dropped. The sink keeps no events and no command carries a
+// request id, so this is the tree alone (znodes, data, paths, B-tree).
+func BenchmarkTreeMemory(b *testing.B) {
+	const n = 100_000
+	var perZnode float64
+	for b.Loop() {
+		a, _ := newBenchFSM(b, n)
+		with := liveHeap()
+		a.f = nil
+		perZnode = float64(with-liveHeap()) / n
+	}
+	b.ReportMetric(perZnode, "heapB/znode")
 }
 
 func BenchmarkApplyCreate(b *testing.B) {

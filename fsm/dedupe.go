@@ -1,7 +1,9 @@
 package fsm
 
 import (
+	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -31,7 +33,8 @@ const (
 	// ErrTooLarge error naming the index that applied the command, so a
 	// retry still applies nothing and the snapshot records stay bounded.
 	maxReplayResult = MaxDataSize
-	// requestOverhead is what an entry costs besides its id and result.
+	// requestOverhead is what an entry costs besides its packed id and
+	// result: the entry, its map slot and its queue slot.
 	requestOverhead = 96
 )
 
@@ -66,17 +69,117 @@ func checkRequestID(id []byte) error {
 
 // request is one entry of the table. It is never modified once added, so
 // a snapshot may share it.
+//
+// It is compact, for a table of up to MaxRequestIDs entries: rec holds the
+// id's key (see appendRequestKey) followed by the encoded
+// ProposeResponse, in one allocation that the byID map's key shares. The
+// result is bytes, not messages, so that a replay hands out fresh
+// messages.
 type request struct {
-	id     string
 	index  uint64
 	timeMs int64
 	op     int32
-	// result is the encoded ProposeResponse: bytes, not messages, so that
-	// a replay hands out fresh messages and the table stays compact.
-	result []byte
+	keyLen uint8
+	rec    string
 }
 
-func (r *request) size() int { return len(r.id) + len(r.result) + requestOverhead }
+func newRequest(id []byte, index uint64, timeMs int64, op int32, result []byte) *request {
+	var kb [maxRequestKeyLength]byte
+	key := appendRequestKey(kb[:0], id)
+	var b strings.Builder
+	b.Grow(len(key) + len(result))
+	b.Write(key)
+	b.Write(result)
+	return &request{index: index, timeMs: timeMs, op: op, keyLen: uint8(len(key)), rec: b.String()}
+}
+
+func (r *request) key() string    { return r.rec[:r.keyLen] }
+func (r *request) result() string { return r.rec[r.keyLen:] }
+
+// id is the request id as the client sent it.
+func (r *request) id() string { return string(appendRequestID(nil, r.key())) }
+
+func (r *request) size() int { return len(r.rec) + requestOverhead }
+
+// Request id keys. The table keys an entry by its id packed when it has
+// one of the forms clients generate: 32 lowercase hex digits (the Go
+// client's) or a lowercase UUID (8-4-4-4-12 hex digits), each 16 bytes
+// packed. Any other id is kept as it is. A tag byte first keeps the forms
+// apart, so keys are as distinct as ids, and a key gives back its id
+// exactly (for snapshots and messages).
+const (
+	keyRaw byte = iota
+	keyHex
+	keyUUID
+	// maxRequestKeyLength is the longest key: a tag and the longest id.
+	maxRequestKeyLength = 1 + MaxRequestIDLength
+)
+
+// uuidDashes are the positions of a UUID's dashes, and uuidGroups the
+// bytes each group of hex digits packs to.
+var (
+	uuidDashes = [...]int{8, 13, 18, 23}
+	uuidGroups = [...]int{4, 2, 2, 2, 6}
+)
+
+// appendRequestKey appends the key of id, which is at most
+// MaxRequestIDLength bytes. The hex forms were checked, so decoding them
+// cannot fail.
+func appendRequestKey(dst, id []byte) []byte {
+	switch {
+	case len(id) == 32 && lowerHex(id):
+		dst, _ = hex.AppendDecode(append(dst, keyHex), id)
+		return dst
+	case len(id) == 36 && isUUID(id):
+		dst = append(dst, keyUUID)
+		for _, g := range uuidGroups {
+			dst, _ = hex.AppendDecode(dst, id[:2*g])
+			id = id[min(2*g+1, len(id)):] // and the dash
+		}
+		return dst
+	}
+	return append(append(dst, keyRaw), id...)
+}
+
+// appendRequestID appends the id a key was made from.
+func appendRequestID(dst []byte, key string) []byte {
+	b := []byte(key[1:])
+	switch key[0] {
+	case keyHex:
+		return hex.AppendEncode(dst, b)
+	case keyUUID:
+		for i, g := range uuidGroups {
+			if i > 0 {
+				dst = append(dst, '-')
+			}
+			dst = hex.AppendEncode(dst, b[:g])
+			b = b[g:]
+		}
+		return dst
+	}
+	return append(dst, b...)
+}
+
+func lowerHex(b []byte) bool {
+	for _, c := range b {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// isUUID reports whether b (36 bytes) is a lowercase UUID.
+func isUUID(b []byte) bool {
+	prev := 0
+	for _, d := range uuidDashes {
+		if b[d] != '-' || !lowerHex(b[prev:d]) {
+			return false
+		}
+		prev = d + 1
+	}
+	return lowerHex(b[prev:])
+}
 
 // requestLimits bound the table; tests lower them.
 type requestLimits struct {
@@ -102,7 +205,7 @@ var defaultRequestLimits = requestLimits{
 // an id never touch the table.
 type requestTable struct {
 	limits requestLimits
-	byID   map[string]*request
+	byID   *requestIndex
 	// queue holds entries oldest first from head on. A slot whose entry
 	// is no longer byID's (an expired id that was used again) is dead and
 	// is skipped; dead slots never change what the table decides.
@@ -112,7 +215,7 @@ type requestTable struct {
 }
 
 func newRequestTable(limits requestLimits) *requestTable {
-	return &requestTable{limits: limits, byID: make(map[string]*request)}
+	return &requestTable{limits: limits, byID: newRequestIndex()}
 }
 
 // expired reports whether r is past the window at time now. A command
@@ -123,8 +226,9 @@ func (t *requestTable) expired(r *request, now int64) bool {
 
 // lookup returns the live entry for id at time now.
 func (t *requestTable) lookup(id []byte, now int64) (*request, bool) {
-	r, ok := t.byID[string(id)]
-	if !ok || t.expired(r, now) {
+	var kb [maxRequestKeyLength]byte
+	r := t.byID.get(string(appendRequestKey(kb[:0], id)))
+	if r == nil || t.expired(r, now) {
 		return nil, false
 	}
 	return r, true
@@ -134,7 +238,7 @@ func (t *requestTable) lookup(id []byte, now int64) (*request, bool) {
 func (t *requestTable) front() *request {
 	for t.head < len(t.queue) {
 		r := t.queue[t.head]
-		if t.byID[r.id] == r {
+		if t.byID.get(r.key()) == r {
 			return r
 		}
 		t.pop()
@@ -157,7 +261,7 @@ func (t *requestTable) pop() {
 }
 
 func (t *requestTable) remove(r *request) {
-	delete(t.byID, r.id)
+	t.byID.delete(r.key())
 	t.bytes -= r.size()
 }
 
@@ -165,13 +269,13 @@ func (t *requestTable) remove(r *request) {
 // time and then the oldest until r fits the caps.
 func (t *requestTable) add(r *request) {
 	for f := t.front(); f != nil; f = t.front() {
-		if !t.expired(f, r.timeMs) && len(t.byID) < t.limits.maxEntries && t.bytes+r.size() <= t.limits.maxBytes {
+		if !t.expired(f, r.timeMs) && t.byID.len() < t.limits.maxEntries && t.bytes+r.size() <= t.limits.maxBytes {
 			break
 		}
 		t.remove(f)
 		t.pop()
 	}
-	if old, ok := t.byID[r.id]; ok {
+	if old := t.byID.get(r.key()); old != nil {
 		// An expired entry behind a younger head: its slot goes dead.
 		t.remove(old)
 	}
@@ -181,16 +285,16 @@ func (t *requestTable) add(r *request) {
 // load appends r without pruning: Restore uses it to rebuild the table as
 // the snapshot had it.
 func (t *requestTable) load(r *request) {
-	t.byID[r.id] = r
+	t.byID.put(r)
 	t.queue = append(t.queue, r)
 	t.bytes += r.size()
 }
 
 // live returns the live entries, oldest first.
 func (t *requestTable) live() []*request {
-	out := make([]*request, 0, len(t.byID))
+	out := make([]*request, 0, t.byID.len())
 	for _, r := range t.queue[t.head:] {
-		if t.byID[r.id] == r {
+		if t.byID.get(r.key()) == r {
 			out = append(out, r)
 		}
 	}
@@ -203,17 +307,17 @@ func (t *requestTable) live() []*request {
 func (f *FSM) replay(index uint64, cmd *raftv1.Command, r *request) *Result {
 	if op := opNumber(cmd); op != r.op {
 		return &Result{Index: index, Err: fmt.Errorf("%w: request id %q was used for %s at index %d, not for %s",
-			ErrBadArgument, r.id, opName(r.op), r.index, opName(op))}
+			ErrBadArgument, r.id(), opName(r.op), r.index, opName(op))}
 	}
 	var pr raftv1.ProposeResponse
-	err := proto.Unmarshal(r.result, &pr)
+	err := proto.Unmarshal([]byte(r.result()), &pr)
 	var res *Result
 	if err == nil {
 		res, err = DecodeResult(cmd, &pr)
 	}
 	if err != nil {
 		// Restore checked every result; this is a bug, not bad input.
-		return &Result{Index: index, Err: fmt.Errorf("%w: request id %q: stored result: %v", ErrBadEntry, r.id, err)}
+		return &Result{Index: index, Err: fmt.Errorf("%w: request id %q: stored result: %v", ErrBadEntry, r.id(), err)}
 	}
 	res.Index = r.index
 	res.Replayed = true
@@ -236,9 +340,7 @@ func (f *FSM) remember(cmd *raftv1.Command, res *Result) {
 			Index: res.Index, ErrorCode: raftv1.ErrorCode_ERROR_CODE_TOO_LARGE, ErrorMessage: msg, FailedOp: -1,
 		})
 	}
-	f.requests.add(&request{
-		id: string(cmd.GetRequestId()), index: res.Index, timeMs: cmd.GetTimeUnixMs(), op: opNumber(cmd), result: b,
-	})
+	f.requests.add(newRequest(cmd.GetRequestId(), res.Index, cmd.GetTimeUnixMs(), opNumber(cmd), b))
 }
 
 // loadRequest adds a snapshot's request record, checking it the way Apply
@@ -251,15 +353,14 @@ func (f *FSM) loadRequest(rec *raftv1.RequestRecord) error {
 	if err := checkRequestID(id); err != nil {
 		return fmt.Errorf("fsm: snapshot: %w", err)
 	}
-	if _, dup := f.requests.byID[string(id)]; dup {
+	r := newRequest(id, rec.GetIndex(), rec.GetTimeUnixMs(), rec.GetOp(), rec.GetResult())
+	if f.requests.byID.get(r.key()) != nil {
 		return fmt.Errorf("fsm: snapshot: request id %q appears twice", id)
 	}
 	if err := proto.Unmarshal(rec.GetResult(), &raftv1.ProposeResponse{}); err != nil {
 		return fmt.Errorf("fsm: snapshot: request id %q: result: %w", id, err)
 	}
-	f.requests.load(&request{
-		id: string(id), index: rec.GetIndex(), timeMs: rec.GetTimeUnixMs(), op: rec.GetOp(), result: rec.GetResult(),
-	})
+	f.requests.load(r)
 	return nil
 }
 
@@ -267,5 +368,5 @@ func (f *FSM) loadRequest(rec *raftv1.RequestRecord) error {
 func (f *FSM) RequestIDs() int {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return len(f.requests.byID)
+	return f.requests.byID.len()
 }

@@ -438,8 +438,8 @@ func TestRequestIDCaps(t *testing.T) {
 			h.must(withID(cmdBarrier(), fmt.Sprint(i)))
 		}
 		q := h.f.requests
-		if live := len(q.queue) - q.head; live != 3 || len(q.queue) > 2100 || len(q.byID) != 3 {
-			t.Errorf("queue %d slots from %d, %d ids, want 3 live and under 2100 slots", len(q.queue), q.head, len(q.byID))
+		if live := len(q.queue) - q.head; live != 3 || len(q.queue) > 2100 || q.byID.len() != 3 {
+			t.Errorf("queue %d slots from %d, %d ids, want 3 live and under 2100 slots", len(q.queue), q.head, q.byID.len())
 		}
 	})
 }
@@ -513,14 +513,11 @@ func benchRequest(b *testing.B, n int, id func(i int) string) {
 	if ids > 1000 {
 		// The heap the table holds, per entry: live heap with it and
 		// without it.
-		var with, without runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&with)
+		with := liveHeap()
 		f.requests = newRequestTable(f.requests.limits)
-		runtime.GC()
-		runtime.ReadMemStats(&without)
+		without := liveHeap()
 		runtime.KeepAlive(f) // only the table may go
-		b.ReportMetric(float64(int64(with.HeapAlloc)-int64(without.HeapAlloc))/float64(ids), "heapB/id")
+		b.ReportMetric(float64(with-without)/float64(ids), "heapB/id")
 	}
 }
 
@@ -534,5 +531,59 @@ func BenchmarkDedupe(b *testing.B) {
 	})
 	b.Run("replay", func(b *testing.B) {
 		benchRequest(b, b.N, func(int) string { return "0123456789abcdef0123456789abcdef" })
+	})
+}
+
+// TestRequestKey: the forms clients generate pack to 16 bytes, others are
+// kept as they are, and every key gives back its id.
+func TestRequestKey(t *testing.T) {
+	tests := []struct {
+		name    string
+		id      string
+		wantTag byte
+		wantLen int
+	}{
+		{"go client", "0123456789abcdef0123456789abcdef", keyHex, 17},
+		{"uuid", "123e4567-e89b-12d3-a456-426614174000", keyUUID, 17},
+		{"upper hex", "0123456789ABCDEF0123456789ABCDEF", keyRaw, 33},
+		{"31 hex digits", "0123456789abcdef0123456789abcde", keyRaw, 32},
+		{"hex with a g", "0123456789abcdef0123456789abcdeg", keyRaw, 33},
+		{"upper uuid", "123E4567-E89B-12D3-A456-426614174000", keyRaw, 37},
+		{"uuid dash moved", "123e456-7e89b-12d3-a456-426614174000", keyRaw, 37},
+		{"uuid without a dash", "123e4567-e89b-12d3-a4560426614174000", keyRaw, 37},
+		{"looks packed", "\x01" + strings.Repeat("\xff", 16), keyRaw, 18},
+		{"one byte", "x", keyRaw, 2},
+		{"longest", strings.Repeat("i", MaxRequestIDLength), keyRaw, maxRequestKeyLength},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			key := appendRequestKey(nil, []byte(tc.id))
+			if key[0] != tc.wantTag || len(key) != tc.wantLen {
+				t.Errorf("appendRequestKey(%q) = tag %d, %d bytes, want tag %d, %d bytes", tc.id, key[0], len(key), tc.wantTag, tc.wantLen)
+			}
+			if got := string(appendRequestID(nil, string(key))); got != tc.id {
+				t.Errorf("appendRequestID(appendRequestKey(%q)) = %q", tc.id, got)
+			}
+		})
+	}
+}
+
+// FuzzRequestKey: any id gives back itself from its key, so two ids never
+// share a key.
+func FuzzRequestKey(f *testing.F) {
+	f.Add([]byte("0123456789abcdef0123456789abcdef"))
+	f.Add([]byte("123e4567-e89b-12d3-a456-426614174000"))
+	f.Add([]byte("x"))
+	f.Fuzz(func(t *testing.T, id []byte) {
+		if len(id) == 0 || len(id) > MaxRequestIDLength {
+			return
+		}
+		key := appendRequestKey([]byte("prefix"), id)[len("prefix"):]
+		if len(key) > maxRequestKeyLength {
+			t.Fatalf("appendRequestKey(%q) is %d bytes, limit %d", id, len(key), maxRequestKeyLength)
+		}
+		if got := appendRequestID([]byte("p"), string(key))[1:]; !bytes.Equal(got, id) {
+			t.Fatalf("appendRequestID(appendRequestKey(%q)) = %q", id, got)
+		}
 	})
 }

@@ -62,6 +62,23 @@
 // modified in place: a change stores a new copy. Snapshot therefore clones
 // the tree in O(1) and Persist streams the clone while applies go on.
 //
+// # Memory
+//
+// A node holds the whole state in memory, so its representation is kept
+// compact (BenchmarkTreeMemory and BenchmarkDedupe report the heap per
+// znode and per request id):
+//
+//   - a znode is 96 bytes besides its data and path: the path is stored
+//     once (parent and name are slices of it), and the Stat fields that
+//     only a parent needs (pzxid, cversion, children, sequence counter)
+//     are in a dirStat that a node which never had a child does without;
+//   - events carry a Stat value and the tree's own path and data slices,
+//     so a sink that keeps them (the watch history) allocates nothing;
+//   - a request id entry is one small struct and one allocation holding
+//     its id, packed to 16 bytes when it is hex or a UUID, and its encoded
+//     result; the index over them is an open-addressing table that the
+//     table's FIFO churn does not bloat (see requestIndex).
+//
 // # Lock order
 //
 // One RWMutex (mu) guards all state. Apply holds it for writing for a whole

@@ -68,8 +68,10 @@ func New(sink Sink) *FSM {
 // reset installs empty state. Callers hold mu or own f exclusively.
 func (f *FSM) reset() {
 	f.tree = newTree()
-	f.tree.ReplaceOrInsert(&znode{numChildren: 1, cversion: 1})
-	f.tree.ReplaceOrInsert(&znode{parent: "/", name: ReservedPath[1:]})
+	root := newZnode("/")
+	root.dir = &dirStat{numChildren: 1, cversion: 1}
+	f.tree.ReplaceOrInsert(root)
+	f.tree.ReplaceOrInsert(newZnode(ReservedPath))
 	f.sessions = make(map[uint64]*session)
 	f.ephemerals = make(map[uint64]map[string]struct{})
 	f.members = make(map[string]*raftv1.RegisterMember)

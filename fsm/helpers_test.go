@@ -220,6 +220,17 @@ func (s *recordingSink) Restored(index uint64) {
 	s.restored = append(s.restored, index)
 }
 
+// statOf is the Stat value of an API Stat, to compare events with.
+func statOf(p *paddockv1.Stat) Stat {
+	return Stat{
+		Czxid: p.GetCzxid(), Mzxid: p.GetMzxid(), Pzxid: p.GetPzxid(),
+		Ctime: p.GetCtime(), Mtime: p.GetMtime(),
+		EphemeralOwner: p.GetEphemeralOwner(),
+		Version:        p.GetVersion(), Cversion: p.GetCversion(),
+		DataLength: p.GetDataLength(), NumChildren: p.GetNumChildren(),
+	}
+}
+
 // take returns and forgets the events received so far.
 func (s *recordingSink) take() []Event {
 	s.mu.Lock()
@@ -301,10 +312,10 @@ func checkInvariants(t testing.TB, f *FSM) {
 	children := make(map[string]int32)
 	nodes := make(map[string]*znode)
 	f.tree.Ascend(func(n *znode) bool {
-		p := n.path()
+		p := n.path
 		nodes[p] = n
-		if n.parent != "" {
-			children[n.parent]++
+		if n.parent() != "" {
+			children[n.parent()]++
 		}
 		return true
 	})
@@ -312,15 +323,15 @@ func checkInvariants(t testing.TB, f *FSM) {
 		t.Errorf("invariant: the root is missing")
 	}
 	for p, n := range nodes {
-		if n.numChildren != children[p] {
-			t.Errorf("invariant: %s num_children = %d, want %d", p, n.numChildren, children[p])
+		if n.numChildren() != children[p] {
+			t.Errorf("invariant: %s num_children = %d, want %d", p, n.numChildren(), children[p])
 		}
-		if n.parent != "" {
-			parent, ok := nodes[n.parent]
+		if n.parent() != "" {
+			parent, ok := nodes[n.parent()]
 			if !ok {
 				t.Errorf("invariant: %s has no parent", p)
 			} else if parent.owner != 0 {
-				t.Errorf("invariant: %s is a child of ephemeral %s", p, n.parent)
+				t.Errorf("invariant: %s is a child of ephemeral %s", p, n.parent())
 			}
 		}
 		if n.owner != 0 {
@@ -331,8 +342,11 @@ func checkInvariants(t testing.TB, f *FSM) {
 				t.Errorf("invariant: ephemeral %s is not indexed under session %d", p, n.owner)
 			}
 		}
-		if n.mzxid < n.czxid || n.pzxid < n.czxid {
-			t.Errorf("invariant: %s zxids c=%d m=%d p=%d", p, n.czxid, n.mzxid, n.pzxid)
+		if n.mzxid < n.czxid || n.pzxid() < n.czxid {
+			t.Errorf("invariant: %s zxids c=%d m=%d p=%d", p, n.czxid, n.mzxid, n.pzxid())
+		}
+		if parent, name := splitPath(p); n.parent() != parent || n.name() != name {
+			t.Errorf("invariant: %s is delimited as (%q, %q), want (%q, %q)", p, n.parent(), n.name(), parent, name)
 		}
 	}
 	for owner, set := range f.ephemerals {
@@ -353,4 +367,15 @@ func checkInvariants(t testing.TB, f *FSM) {
 // hasPrefixPath reports whether path is prefix or below it.
 func hasPrefixPath(path, prefix string) bool {
 	return path == prefix || strings.HasPrefix(path, prefix+"/")
+}
+
+// joinPath is the inverse of splitPath.
+func joinPath(parent, name string) string {
+	switch parent {
+	case "":
+		return "/"
+	case "/":
+		return "/" + name
+	}
+	return parent + "/" + name
 }

@@ -83,17 +83,6 @@ func splitPath(path string) (parent, name string) {
 	return path[:i], path[i+1:]
 }
 
-// joinPath is the inverse of splitPath.
-func joinPath(parent, name string) string {
-	switch parent {
-	case "":
-		return "/"
-	case "/":
-		return "/" + name
-	}
-	return parent + "/" + name
-}
-
 // isReserved reports whether path is ReservedPath or below it.
 func isReserved(path string) bool {
 	return path == ReservedPath || strings.HasPrefix(path, ReservedPath+"/")

@@ -113,6 +113,9 @@ func TestSplitJoinPath(t *testing.T) {
 			if got := joinPath(parent, name); got != tc.path {
 				t.Errorf("joinPath(%q, %q) = %q, want %q", parent, name, got, tc.path)
 			}
+			if n := newZnode(tc.path); n.parent() != tc.parent || n.name() != tc.name {
+				t.Errorf("newZnode(%q) parent, name = (%q, %q), want (%q, %q)", tc.path, n.parent(), n.name(), tc.parent, tc.name)
+			}
 		})
 	}
 }
@@ -196,8 +199,8 @@ func FuzzValidatePath(f *testing.F) {
 			t.Fatalf("ValidatePath(%q, %v) accepted a path that breaks the rules", path, sequential)
 		}
 		parent, name := splitPath(full)
-		if got := joinPath(parent, name); got != full {
-			t.Fatalf("joinPath(splitPath(%q)) = %q, want %q", full, got, full)
+		if n := newZnode(full); n.parent() != parent || n.name() != name {
+			t.Fatalf("newZnode(%q) parent, name = (%q, %q), want splitPath's (%q, %q)", full, n.parent(), n.name(), parent, name)
 		}
 		if full == "/" {
 			return

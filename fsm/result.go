@@ -15,10 +15,11 @@ import (
 // keeps. A failed Multi keeps the failing op's index and error apart, so
 // DecodeResult can rebuild the MultiError.
 func EncodeResult(res *Result) (*raftv1.ProposeResponse, error) {
-	out := &raftv1.ProposeResponse{Index: res.Index, FailedOp: -1}
+	out := &raftv1.ProposeResponse{Index: res.Index}
 	if res.Err != nil {
 		out.ErrorCode = ErrorCode(res.Err)
 		out.ErrorMessage = res.Err.Error()
+		out.FailedOp = -1
 		var me *MultiError
 		if errors.As(res.Err, &me) {
 			out.FailedOp = int32(me.Index)

@@ -42,13 +42,13 @@ func (f *FSM) applyCloseSession(index uint64, op *raftv1.CloseSession, events *[
 	if _, ok := f.sessions[id]; !ok {
 		return nil, fmt.Errorf("%w: session %d", ErrSessionExpired, id)
 	}
-	t := f.newTxn(index, 0)
+	t := f.newTxn(index, 0, *events)
 	paths := slices.Sorted(maps.Keys(f.ephemerals[id]))
 	for _, p := range paths {
 		n := t.get(p)
 		t.tree.Delete(n)
-		t.events = append(t.events, Event{Zxid: index, Type: EventDeleted, Path: p, PrevData: n.data})
-		t.detach(n.parent)
+		t.events = append(t.events, Event{Zxid: index, Type: EventDeleted, Path: n.path, PrevData: n.data})
+		t.detach(n.parent())
 	}
 	f.commit(t, events)
 	delete(f.sessions, id)

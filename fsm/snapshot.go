@@ -96,11 +96,11 @@ func (s *snapshot) write(w io.Writer) error {
 	rec := &raftv1.SnapshotRecord{Record: &raftv1.SnapshotRecord_Znode{Znode: zn}}
 	s.tree.Ascend(func(n *znode) bool {
 		*zn = raftv1.Znode{
-			Path: n.path(), Data: n.data,
-			Czxid: n.czxid, Mzxid: n.mzxid, Pzxid: n.pzxid,
+			Path: n.path, Data: n.data,
+			Czxid: n.czxid, Mzxid: n.mzxid, Pzxid: n.pzxid(),
 			Ctime: n.ctime, Mtime: n.mtime,
-			Version: n.version, Cversion: n.cversion,
-			EphemeralOwner: n.owner, Sequence: n.seq,
+			Version: n.version, Cversion: n.cversion(),
+			EphemeralOwner: n.owner, Sequence: n.seq(),
 		}
 		err = rw.write(rec)
 		return err == nil
@@ -122,10 +122,15 @@ func (s *snapshot) write(w io.Writer) error {
 			return err
 		}
 	}
+	// One record, and its id and result buffers, are refilled for every
+	// request id.
+	rr := &raftv1.RequestRecord{}
+	rec.Record = &raftv1.SnapshotRecord_Request{Request: rr}
+	var id, result []byte
 	for _, r := range s.requests {
-		rec.Record = &raftv1.SnapshotRecord_Request{Request: &raftv1.RequestRecord{
-			RequestId: []byte(r.id), Index: r.index, TimeUnixMs: r.timeMs, Op: r.op, Result: r.result,
-		}}
+		id = appendRequestID(id[:0], r.key())
+		result = append(result[:0], r.result()...)
+		*rr = raftv1.RequestRecord{RequestId: id, Index: r.index, TimeUnixMs: r.timeMs, Op: r.op, Result: result}
 		if err := rw.write(rec); err != nil {
 			return err
 		}
@@ -189,7 +194,7 @@ func (f *FSM) readSnapshot(r io.Reader) (uint64, error) {
 			return 0, fmt.Errorf("fsm: unknown snapshot record")
 		}
 	}
-	if _, ok := f.tree.Get(&znode{}); !ok {
+	if _, ok := f.tree.Get(newZnode("/")); !ok {
 		return 0, fmt.Errorf("fsm: snapshot has no root")
 	}
 	return hdr.GetAppliedIndex(), nil
@@ -200,22 +205,25 @@ func (f *FSM) loadZnode(z *raftv1.Znode) error {
 	if err := ValidatePath(z.GetPath(), false); err != nil {
 		return fmt.Errorf("fsm: snapshot: %w", err)
 	}
-	parent, name := splitPath(z.GetPath())
-	n := &znode{
-		parent: parent, name: name, data: z.GetData(),
-		czxid: z.GetCzxid(), mzxid: z.GetMzxid(), pzxid: z.GetPzxid(),
-		ctime: z.GetCtime(), mtime: z.GetMtime(),
-		version: z.GetVersion(), cversion: z.GetCversion(),
-		owner: z.GetEphemeralOwner(), seq: z.GetSequence(),
+	n := newZnode(z.GetPath())
+	n.data = z.GetData()
+	n.czxid, n.mzxid = z.GetCzxid(), z.GetMzxid()
+	n.ctime, n.mtime = z.GetCtime(), z.GetMtime()
+	n.version, n.owner = z.GetVersion(), z.GetEphemeralOwner()
+	if z.GetPzxid() != z.GetCzxid() || z.GetCversion() != 0 || z.GetSequence() != 0 {
+		n.dir = &dirStat{pzxid: z.GetPzxid(), cversion: z.GetCversion(), seq: z.GetSequence()}
 	}
-	if parent != "" {
-		pp, pn := splitPath(parent)
-		p, ok := f.tree.Get(&znode{parent: pp, name: pn})
+	if parent := n.parent(); parent != "" {
+		p, ok := f.tree.Get(newZnode(parent))
 		if !ok {
 			return fmt.Errorf("fsm: snapshot: %s comes before its parent", z.GetPath())
 		}
-		// p is private to this fresh tree: counting in place is safe.
-		p.numChildren++
+		// p and its dir are private to this fresh tree: counting in
+		// place is safe.
+		if p.dir == nil {
+			p.dir = p.dirCopy()
+		}
+		p.dir.numChildren++
 	}
 	if _, dup := f.tree.ReplaceOrInsert(n); dup {
 		// Its parent was counted twice; f is discarded on error.

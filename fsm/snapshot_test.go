@@ -111,23 +111,31 @@ func snapshotState(t *testing.T) (h *harness, s1, s2, s3 uint64) {
 	h.must(cmdRegister("n1", "n1:1"))
 	h.must(cmdRegister("n2", "n2:1"))
 	h.must(cmdRegister("n1", "n1:2"))
+	// Request ids of each form the table packs: as is, hex, UUID.
 	h.must(withID(cmdCreate("/req", []byte("r")), "snap-1"))
-	if res := h.apply(withID(cmdCreate("/req", nil), "snap-2")); !errors.Is(res.Err, ErrNodeExists) {
+	if res := h.apply(withID(cmdCreate("/req", nil), snapHexID)); !errors.Is(res.Err, ErrNodeExists) {
 		t.Fatalf("fixture: create /req again error = %v, want %v", res.Err, ErrNodeExists)
 	}
-	h.must(withID(cmdMulti(opCreate(&paddockv1.CreateRequest{Path: "/req/m"})), "snap-3"))
+	h.must(withID(cmdMulti(opCreate(&paddockv1.CreateRequest{Path: "/req/m"})), snapUUID))
 	h.applyRaw([]byte{0xff})
 	h.index++
 	h.f.ApplyBatch([]*raft.Log{{Index: h.index, Type: raft.LogConfiguration}})
 	return h, s1, s2, s3
 }
 
+// Request ids of snapshotState.
+const (
+	snapHexID = "00112233445566778899aabbccddeeff"
+	snapUUID  = "123e4567-e89b-12d3-a456-426614174000"
+)
+
 // afterSnapshot are commands applied after the snapshot, to the original
 // and to the restored state alike.
 func afterSnapshot(s1, s2 uint64) []*raftv1.Command {
 	return []*raftv1.Command{
 		cmdCreateReq(&paddockv1.CreateRequest{Path: "/app/nodes/n-", Sequential: true}),
-		withID(cmdCreate("/req", []byte("r")), "snap-1"), // a replay
+		withID(cmdCreate("/req", []byte("r")), "snap-1"), // replays
+		withID(cmdMulti(opCreate(&paddockv1.CreateRequest{Path: "/req/m"})), snapUUID),
 		cmdCloseSession(s1),
 		cmdSet("/app/config", []byte("v3"), proto.Int32(2)),
 		cmdSet("/a/b/c/d", []byte("overwritten"), nil),
@@ -216,9 +224,9 @@ func TestSnapshotRestore(t *testing.T) {
 	// The restored table replays like the original's: the same failure,
 	// at the same original index.
 	for name, hh := range map[string]*harness{"original": h, "restored": rh} {
-		res := hh.apply(withID(cmdCreate("/req", nil), "snap-2"))
+		res := hh.apply(withID(cmdCreate("/req", nil), snapHexID))
 		if !res.Replayed || !errors.Is(res.Err, ErrNodeExists) || res.Index > want.Applied {
-			t.Errorf("%s: retry of snap-2 = index %d replayed %v error %v, want a replayed %v from before index %d",
+			t.Errorf("%s: retry of the hex id = index %d replayed %v error %v, want a replayed %v from before index %d",
 				name, res.Index, res.Replayed, res.Err, ErrNodeExists, want.Applied)
 		}
 	}

@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"fmt"
+	"strings"
 
 	"github.com/google/btree"
 
@@ -11,40 +12,154 @@ import (
 
 // znode is one node of the tree. A stored znode is never modified: changes
 // store a modified copy, so snapshot clones stay valid.
+//
+// It is laid out for a tree of many small leaves (96 bytes, one size
+// class, plus its data and path): the path is stored once, and the parent
+// and name are slices of it; the fields only a parent needs are in dir,
+// nil for a node that never had a child.
 type znode struct {
-	parent, name string
-	data         []byte
-	czxid        uint64
-	mzxid        uint64
-	pzxid        uint64
-	ctime, mtime int64
-	version      int32
-	cversion     int32
-	owner        uint64
-	numChildren  int32
+	path  string
+	data  []byte
+	czxid uint64
+	mzxid uint64
+	ctime int64
+	mtime int64
+	owner uint64
+	dir   *dirStat
+	// version is the data version (Stat.version).
+	version int32
+	// parentEnd and nameAt delimit the parent and name in path:
+	// path[:parentEnd] and path[nameAt:] (the root's parent is "").
+	parentEnd, nameAt uint16
+}
+
+// dirStat is the part of a znode's Stat that changes with its children.
+// A znode whose dir is nil never had a child: its pzxid is its czxid and
+// its cversion, children and sequence counter are 0. A stored dirStat is
+// never modified, like the znode that holds it.
+type dirStat struct {
+	pzxid       uint64
+	cversion    int32
+	numChildren int32
 	// seq is the next sequential suffix handed to a child.
 	seq int64
 }
 
-func (n *znode) path() string { return joinPath(n.parent, n.name) }
+// newZnode returns a znode at path (a valid path) with its parent and
+// name delimited.
+func newZnode(path string) *znode {
+	n := &znode{path: path}
+	n.delimit()
+	return n
+}
 
-func (n *znode) stat() *paddockv1.Stat {
+// delimit sets parentEnd and nameAt from path, as splitPath splits it.
+func (n *znode) delimit() {
+	i := strings.LastIndexByte(n.path, '/')
+	switch {
+	case n.path == "/":
+		n.parentEnd, n.nameAt = 0, 1
+	case i == 0:
+		n.parentEnd, n.nameAt = 1, 1
+	default:
+		n.parentEnd, n.nameAt = uint16(i), uint16(i+1)
+	}
+}
+
+func (n *znode) parent() string { return n.path[:n.parentEnd] }
+func (n *znode) name() string   { return n.path[n.nameAt:] }
+
+// childKey is a key that sorts as the child name of parent (name ""
+// sorts before every child), for range scans.
+func childKey(parent, name string) *znode {
+	if parent == "/" {
+		return &znode{path: "/" + name, parentEnd: 1, nameAt: 1}
+	}
+	return &znode{path: parent + "/" + name, parentEnd: uint16(len(parent)), nameAt: uint16(len(parent) + 1)}
+}
+
+// pzxid, cversion, numChildren and seq read dir, with its nil meaning.
+func (n *znode) pzxid() uint64 {
+	if n.dir == nil {
+		return n.czxid
+	}
+	return n.dir.pzxid
+}
+
+func (n *znode) cversion() int32 {
+	if n.dir == nil {
+		return 0
+	}
+	return n.dir.cversion
+}
+
+func (n *znode) numChildren() int32 {
+	if n.dir == nil {
+		return 0
+	}
+	return n.dir.numChildren
+}
+
+func (n *znode) seq() int64 {
+	if n.dir == nil {
+		return 0
+	}
+	return n.dir.seq
+}
+
+// dirCopy returns a copy of n's dirStat to change, for a copy of n.
+func (n *znode) dirCopy() *dirStat {
+	if n.dir == nil {
+		return &dirStat{pzxid: n.czxid}
+	}
+	d := *n.dir
+	return &d
+}
+
+// Stat is a znode's Stat (ZooKeeper's meaning) as a plain value.
+type Stat struct {
+	Czxid, Mzxid, Pzxid uint64
+	Ctime, Mtime        int64
+	EphemeralOwner      uint64
+	Version, Cversion   int32
+	DataLength          int32
+	NumChildren         int32
+}
+
+// Proto returns s as the API's message.
+func (s *Stat) Proto() *paddockv1.Stat {
 	return &paddockv1.Stat{
-		Czxid: n.czxid, Mzxid: n.mzxid, Pzxid: n.pzxid,
+		Czxid: s.Czxid, Mzxid: s.Mzxid, Pzxid: s.Pzxid,
+		Ctime: s.Ctime, Mtime: s.Mtime,
+		Version: s.Version, Cversion: s.Cversion,
+		EphemeralOwner: s.EphemeralOwner,
+		DataLength:     s.DataLength,
+		NumChildren:    s.NumChildren,
+	}
+}
+
+func (n *znode) statValue() Stat {
+	return Stat{
+		Czxid: n.czxid, Mzxid: n.mzxid, Pzxid: n.pzxid(),
 		Ctime: n.ctime, Mtime: n.mtime,
-		Version: n.version, Cversion: n.cversion,
+		Version: n.version, Cversion: n.cversion(),
 		EphemeralOwner: n.owner,
 		DataLength:     int32(len(n.data)),
-		NumChildren:    n.numChildren,
+		NumChildren:    n.numChildren(),
 	}
+}
+
+func (n *znode) stat() *paddockv1.Stat {
+	s := n.statValue()
+	return s.Proto()
 }
 
 // lessZnode orders by (parent, name): a node's children are contiguous.
 func lessZnode(a, b *znode) bool {
-	if a.parent != b.parent {
-		return a.parent < b.parent
+	if pa, pb := a.parent(), b.parent(); pa != pb {
+		return pa < pb
 	}
-	return a.name < b.name
+	return a.name() < b.name()
 }
 
 func newTree() *btree.BTreeG[*znode] { return btree.NewG(32, lessZnode) }
@@ -60,13 +175,14 @@ const (
 	EventChildrenChanged
 )
 
-// Event is one change to one znode.
+// Event is one change to one znode. Path and PrevData are shared with the
+// tree (or with its earlier versions): they must not be modified.
 type Event struct {
 	Zxid     uint64
 	Type     EventType
 	Path     string
-	Stat     *paddockv1.Stat // nil for deletions
-	PrevData []byte          // for data changes and deletions
+	Stat     Stat   // the znode's new Stat; zero for deletions
+	PrevData []byte // for data changes and deletions
 }
 
 // txn is the working state of one command. Single ops check every
@@ -90,8 +206,7 @@ type ephRef struct {
 }
 
 func (t *txn) get(path string) *znode {
-	parent, name := splitPath(path)
-	n, _ := t.tree.Get(&znode{parent: parent, name: name})
+	n, _ := t.tree.Get(newZnode(path))
 	return n
 }
 
@@ -101,7 +216,7 @@ func checkVersion(n *znode, want *int32) error {
 	if want == nil || *want == -1 || *want == n.version {
 		return nil
 	}
-	return fmt.Errorf("%w: %s is at version %d, not %d", ErrBadVersion, n.path(), n.version, *want)
+	return fmt.Errorf("%w: %s is at version %d, not %d", ErrBadVersion, n.path, n.version, *want)
 }
 
 // create applies a CreateRequest; sessionOK reports whether an owner exists.
@@ -144,7 +259,7 @@ func (t *txn) create(req *paddockv1.CreateRequest, sessionOK func(uint64) bool) 
 		return nil, fmt.Errorf("%w: %s", ErrEphemeralParent, parentPath)
 	}
 	if req.GetSequential() {
-		path = fmt.Sprintf("%s%0*d", path, sequenceDigits, parent.seq)
+		path = fmt.Sprintf("%s%0*d", path, sequenceDigits, parent.seq())
 		if len(path) > MaxPathLength {
 			return nil, fmt.Errorf("%w: longer than %d bytes", ErrBadPath, MaxPathLength)
 		}
@@ -152,30 +267,29 @@ func (t *txn) create(req *paddockv1.CreateRequest, sessionOK func(uint64) bool) 
 	if t.get(path) != nil {
 		return nil, fmt.Errorf("%w: %s", ErrNodeExists, path)
 	}
-	_, name := splitPath(path)
-	n := &znode{
-		parent: parentPath, name: name, data: req.GetData(),
-		czxid: t.index, mzxid: t.index, pzxid: t.index,
-		ctime: t.now, mtime: t.now,
-	}
+	n := newZnode(path)
+	n.data = req.GetData()
+	n.czxid, n.mzxid = t.index, t.index
+	n.ctime, n.mtime = t.now, t.now
 	if ephemeral {
 		n.owner = req.GetSessionId()
 		t.eph = append(t.eph, ephRef{owner: n.owner, path: path})
 	}
 	p := *parent
-	p.numChildren++
-	p.cversion++
-	p.pzxid = t.index
+	p.dir = parent.dirCopy()
+	p.dir.numChildren++
+	p.dir.cversion++
+	p.dir.pzxid = t.index
 	if req.GetSequential() {
-		p.seq++
+		p.dir.seq++
 	}
 	t.put(&p)
 	t.put(n)
-	st := n.stat()
+	st := n.statValue()
 	t.events = append(t.events,
-		Event{Zxid: t.index, Type: EventCreated, Path: path, Stat: st},
-		Event{Zxid: t.index, Type: EventChildrenChanged, Path: parentPath, Stat: p.stat()})
-	return &paddockv1.CreateResponse{Path: path, Stat: st}, nil
+		Event{Zxid: t.index, Type: EventCreated, Path: n.path, Stat: st},
+		Event{Zxid: t.index, Type: EventChildrenChanged, Path: p.path, Stat: p.statValue()})
+	return &paddockv1.CreateResponse{Path: path, Stat: st.Proto()}, nil
 }
 
 func (t *txn) set(req *paddockv1.SetRequest) (*paddockv1.SetResponse, error) {
@@ -198,9 +312,9 @@ func (t *txn) set(req *paddockv1.SetRequest) (*paddockv1.SetResponse, error) {
 	m.mzxid = t.index
 	m.mtime = t.now
 	t.put(&m)
-	st := m.stat()
-	t.events = append(t.events, Event{Zxid: t.index, Type: EventDataChanged, Path: req.GetPath(), Stat: st, PrevData: n.data})
-	return &paddockv1.SetResponse{Stat: st}, nil
+	st := m.statValue()
+	t.events = append(t.events, Event{Zxid: t.index, Type: EventDataChanged, Path: m.path, Stat: st, PrevData: n.data})
+	return &paddockv1.SetResponse{Stat: st.Proto()}, nil
 }
 
 func (t *txn) check(op *paddockv1.CheckOp) (*paddockv1.Stat, error) {
@@ -233,27 +347,26 @@ func (t *txn) delete(req *paddockv1.DeleteRequest) (*paddockv1.DeleteResponse, e
 	if err := checkVersion(n, req.Version); err != nil {
 		return nil, err
 	}
-	if n.numChildren > 0 && !req.GetRecursive() {
-		return nil, fmt.Errorf("%w: %s has %d", ErrNotEmpty, path, n.numChildren)
+	if n.numChildren() > 0 && !req.GetRecursive() {
+		return nil, fmt.Errorf("%w: %s has %d", ErrNotEmpty, path, n.numChildren())
 	}
 	// Collect the subtree, parents before children, then delete in reverse
 	// so children go first, as ZooKeeper's deleteall does.
 	doomed := []*znode{n}
 	for i := 0; i < len(doomed); i++ {
-		if doomed[i].numChildren > 0 {
-			doomed = t.appendChildren(doomed, doomed[i].path())
+		if doomed[i].numChildren() > 0 {
+			doomed = t.appendChildren(doomed, doomed[i].path)
 		}
 	}
 	for i := len(doomed) - 1; i >= 0; i-- {
 		d := doomed[i]
 		t.tree.Delete(d)
-		p := d.path()
 		if d.owner != 0 {
-			t.eph = append(t.eph, ephRef{owner: d.owner, path: p, del: true})
+			t.eph = append(t.eph, ephRef{owner: d.owner, path: d.path, del: true})
 		}
-		t.events = append(t.events, Event{Zxid: t.index, Type: EventDeleted, Path: p, PrevData: d.data})
+		t.events = append(t.events, Event{Zxid: t.index, Type: EventDeleted, Path: d.path, PrevData: d.data})
 	}
-	t.detach(n.parent)
+	t.detach(n.parent())
 	return &paddockv1.DeleteResponse{Deleted: int32(len(doomed))}, nil
 }
 
@@ -261,17 +374,18 @@ func (t *txn) delete(req *paddockv1.DeleteRequest) (*paddockv1.DeleteResponse, e
 func (t *txn) detach(parentPath string) {
 	parent := t.get(parentPath)
 	p := *parent
-	p.numChildren--
-	p.cversion++
-	p.pzxid = t.index
+	p.dir = parent.dirCopy()
+	p.dir.numChildren--
+	p.dir.cversion++
+	p.dir.pzxid = t.index
 	t.put(&p)
-	t.events = append(t.events, Event{Zxid: t.index, Type: EventChildrenChanged, Path: parentPath, Stat: p.stat()})
+	t.events = append(t.events, Event{Zxid: t.index, Type: EventChildrenChanged, Path: p.path, Stat: p.statValue()})
 }
 
 // appendChildren appends the children of path, in name order.
 func (t *txn) appendChildren(dst []*znode, path string) []*znode {
-	t.tree.AscendGreaterOrEqual(&znode{parent: path}, func(c *znode) bool {
-		if c.parent != path {
+	t.tree.AscendGreaterOrEqual(childKey(path, ""), func(c *znode) bool {
+		if c.parent() != path {
 			return false
 		}
 		dst = append(dst, c)
@@ -280,8 +394,10 @@ func (t *txn) appendChildren(dst []*znode, path string) []*znode {
 	return dst
 }
 
-func (f *FSM) newTxn(index uint64, now int64) *txn {
-	return &txn{tree: f.tree, index: index, now: now}
+// newTxn starts a txn whose events are appended to the batch's events
+// (the txn's own until commit: the slice it was given does not see them).
+func (f *FSM) newTxn(index uint64, now int64, events []Event) *txn {
+	return &txn{tree: f.tree, index: index, now: now, events: events}
 }
 
 // commit keeps a successful txn's side effects.
@@ -299,13 +415,13 @@ func (f *FSM) commit(t *txn, events *[]Event) {
 		}
 		set[e.path] = struct{}{}
 	}
-	*events = append(*events, t.events...)
+	*events = t.events
 }
 
 func (f *FSM) sessionOK(id uint64) bool { _, ok := f.sessions[id]; return ok }
 
 func (f *FSM) applyCreate(index uint64, now int64, req *paddockv1.CreateRequest, events *[]Event) (*paddockv1.CreateResponse, error) {
-	t := f.newTxn(index, now)
+	t := f.newTxn(index, now, *events)
 	resp, err := t.create(req, f.sessionOK)
 	if err == nil {
 		f.commit(t, events)
@@ -314,7 +430,7 @@ func (f *FSM) applyCreate(index uint64, now int64, req *paddockv1.CreateRequest,
 }
 
 func (f *FSM) applySet(index uint64, now int64, req *paddockv1.SetRequest, events *[]Event) (*paddockv1.SetResponse, error) {
-	t := f.newTxn(index, now)
+	t := f.newTxn(index, now, *events)
 	resp, err := t.set(req)
 	if err == nil {
 		f.commit(t, events)
@@ -323,7 +439,7 @@ func (f *FSM) applySet(index uint64, now int64, req *paddockv1.SetRequest, event
 }
 
 func (f *FSM) applyDelete(index uint64, req *paddockv1.DeleteRequest, events *[]Event) (*paddockv1.DeleteResponse, error) {
-	t := f.newTxn(index, 0)
+	t := f.newTxn(index, 0, *events)
 	resp, err := t.delete(req)
 	if err == nil {
 		f.commit(t, events)
@@ -334,7 +450,7 @@ func (f *FSM) applyDelete(index uint64, req *paddockv1.DeleteRequest, events *[]
 // applyMulti runs the ops on a clone of the tree; the clone replaces the
 // tree only if every op succeeded.
 func (f *FSM) applyMulti(index uint64, now int64, req *paddockv1.MultiRequest, events *[]Event) (*paddockv1.MultiResponse, error) {
-	t := f.newTxn(index, now)
+	t := f.newTxn(index, now, *events)
 	t.tree = f.tree.Clone()
 	resp := &paddockv1.MultiResponse{Results: make([]*paddockv1.OpResult, 0, len(req.GetOps()))}
 	for i, op := range req.GetOps() {
@@ -374,7 +490,7 @@ func (f *FSM) Get(path string) ([]byte, *paddockv1.Stat, error) {
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	n := f.newTxn(0, 0).get(path)
+	n := f.newTxn(0, 0, nil).get(path)
 	if n == nil {
 		return nil, nil, fmt.Errorf("%w: %s", ErrNoNode, path)
 	}
@@ -401,24 +517,24 @@ func (f *FSM) List(path, after string, limit int) (*ListPage, error) {
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	t := f.newTxn(0, 0)
+	t := f.newTxn(0, 0, nil)
 	n := t.get(path)
 	if n == nil {
 		return nil, fmt.Errorf("%w: %s", ErrNoNode, path)
 	}
-	page := &ListPage{Stat: n.stat(), Children: make([]*paddockv1.Child, 0, min(limit, int(n.numChildren)))}
-	f.tree.AscendGreaterOrEqual(&znode{parent: path, name: after}, func(c *znode) bool {
-		if c.parent != path {
+	page := &ListPage{Stat: n.stat(), Children: make([]*paddockv1.Child, 0, min(limit, int(n.numChildren())))}
+	f.tree.AscendGreaterOrEqual(childKey(path, after), func(c *znode) bool {
+		if c.parent() != path {
 			return false
 		}
-		if c.name == after && after != "" {
+		if after != "" && c.name() == after {
 			return true
 		}
 		if len(page.Children) == limit {
 			page.Next = page.Children[limit-1].Name
 			return false
 		}
-		page.Children = append(page.Children, &paddockv1.Child{Name: c.name, Stat: c.stat()})
+		page.Children = append(page.Children, &paddockv1.Child{Name: c.name(), Stat: c.stat()})
 		return true
 	})
 	return page, nil

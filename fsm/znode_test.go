@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/google/btree"
 	"github.com/google/go-cmp/cmp"
@@ -281,8 +282,8 @@ func TestCreate(t *testing.T) {
 				t.Errorf("Get(%q) parent stat mismatch (-want +got):\n%s", parentPath, diff)
 			}
 			wantEvents := []Event{
-				{Zxid: res.Index, Type: EventCreated, Path: tc.wantPath, Stat: wantStat},
-				{Zxid: res.Index, Type: EventChildrenChanged, Path: parentPath, Stat: wantParent},
+				{Zxid: res.Index, Type: EventCreated, Path: tc.wantPath, Stat: statOf(wantStat)},
+				{Zxid: res.Index, Type: EventChildrenChanged, Path: parentPath, Stat: statOf(wantParent)},
 			}
 			if diff := cmp.Diff(wantEvents, h.sink.take(), protocmp.Transform()); diff != "" {
 				t.Errorf("Create(%q) events mismatch (-want +got):\n%s", trim(req.GetPath()), diff)
@@ -500,7 +501,7 @@ func TestSet(t *testing.T) {
 			if diff := cmp.Diff(want, st, protocmp.Transform()); diff != "" {
 				t.Errorf("Get(%q) stat mismatch (-want +got):\n%s", tc.path, diff)
 			}
-			wantEvents := []Event{{Zxid: res.Index, Type: EventDataChanged, Path: tc.path, Stat: want, PrevData: prevData}}
+			wantEvents := []Event{{Zxid: res.Index, Type: EventDataChanged, Path: tc.path, Stat: statOf(want), PrevData: prevData}}
 			if diff := cmp.Diff(wantEvents, h.sink.take(), protocmp.Transform()); diff != "" {
 				t.Errorf("Set(%q) events mismatch (-want +got):\n%s", tc.path, diff)
 			}
@@ -619,7 +620,7 @@ func TestDelete(t *testing.T) {
 			}
 			seen := map[string]bool{}
 			for _, e := range events[:len(events)-1] {
-				if e.Type != EventDeleted || e.Zxid != res.Index || e.Stat != nil {
+				if e.Type != EventDeleted || e.Zxid != res.Index || e.Stat != (Stat{}) {
 					t.Errorf("Delete(%q) event = %+v, want a deletion at zxid %d", tc.path, e, res.Index)
 				}
 				if parent, _ := splitPath(e.Path); seen[parent] {
@@ -627,7 +628,7 @@ func TestDelete(t *testing.T) {
 				}
 				seen[e.Path] = true
 			}
-			wantLast := Event{Zxid: res.Index, Type: EventChildrenChanged, Path: parentPath, Stat: wantParent}
+			wantLast := Event{Zxid: res.Index, Type: EventChildrenChanged, Path: parentPath, Stat: statOf(wantParent)}
 			if diff := cmp.Diff(wantLast, events[len(events)-1], protocmp.Transform()); diff != "" {
 				t.Errorf("Delete(%q) last event mismatch (-want +got):\n%s", tc.path, diff)
 			}
@@ -1182,5 +1183,13 @@ func TestList10kOneRangeScan(t *testing.T) {
 		if c, limit := compares.Load(), int64(tc.want/2+100); c > limit {
 			t.Errorf("List(/big, %q, %d) made %d key comparisons, want at most %d (one range scan)", tc.after, tc.limit, c, limit)
 		}
+	}
+}
+
+// TestZnodeSize guards the layout the memory figures rely on: a znode is
+// 96 bytes (a Go size class), besides its data and path.
+func TestZnodeSize(t *testing.T) {
+	if got := unsafe.Sizeof(znode{}); got != 96 {
+		t.Errorf("unsafe.Sizeof(znode{}) = %d, want 96", got)
 	}
 }

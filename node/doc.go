@@ -78,7 +78,11 @@
 //     watcher (SNAPSHOT_RESTORED). Each watcher runs on its caller's
 //     goroutine with a cursor; a watcher blocked in a send while the
 //     history moves Config.WatchSlowLag events past it is dropped (SLOW)
-//     while it can still resume.
+//     while it can still resume. A held event is a compact value (about
+//     120 bytes; its path and previous data are the tree's): the API
+//     message is built when it is sent, once for the newest 4,096 events
+//     (shared by every watcher that keeps up) and per send for older ones
+//     (BenchmarkHistoryMemory reports the heap per event).
 //
 // # Concurrency
 //

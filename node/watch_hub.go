@@ -137,19 +137,20 @@ type watchSpec struct {
 }
 
 func (s *watchSpec) match(e *entry) bool {
-	if s.kinds&e.kind == 0 {
+	if s.kinds&kindBit(e.kind) == 0 {
 		return false
 	}
-	p := e.ev.GetPath()
-	return p == s.path || (s.prefix != "" && strings.HasPrefix(p, s.prefix))
+	return e.path == s.path || (s.prefix != "" && strings.HasPrefix(e.path, s.prefix))
 }
 
-// event is e as this watcher sends it.
-func (s *watchSpec) event(e *entry) *paddockv1.Event {
+// eventLocked is the i-th held event as s sends it. Callers hold mu.
+func (h *hub) eventLocked(s *watchSpec, i int) *paddockv1.Event {
+	m := h.hist.message(i)
+	e := h.hist.at(i)
 	if !s.prevData || e.prev == nil {
-		return e.ev
+		return m
 	}
-	return &paddockv1.Event{Zxid: e.ev.GetZxid(), Kind: e.ev.GetKind(), Path: e.ev.GetPath(), Stat: e.ev.GetStat(), PrevData: e.prev}
+	return &paddockv1.Event{Zxid: m.GetZxid(), Kind: m.GetKind(), Path: m.GetPath(), Stat: m.GetStat(), PrevData: e.prev}
 }
 
 // collectLocked returns the events matching s after cursor, up to the
@@ -162,14 +163,14 @@ func (h *hub) collectLocked(s *watchSpec, cursor uint64) ([]*paddockv1.Event, ui
 	var last uint64 // zxid of the last event looked at
 	for i := h.hist.after(cursor); i < h.hist.n; i++ {
 		e := h.hist.at(i)
-		z := e.ev.GetZxid()
+		z := e.zxid
 		if z != last && (len(out) >= s.maxEvents || bytes >= maxResponseBytes) {
 			return out, z - 1
 		}
 		last = z
 		if s.match(e) {
-			out = append(out, s.event(e))
-			bytes += e.size
+			out = append(out, h.eventLocked(s, i))
+			bytes += e.size()
 			if s.prevData {
 				bytes += len(e.prev)
 			}

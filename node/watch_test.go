@@ -9,6 +9,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock/paddock/fsm"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
@@ -20,15 +23,15 @@ import (
 const hubWait = 10 * time.Second
 
 func set(zxid uint64, path string, prev string) fsm.Event {
-	return fsm.Event{Zxid: zxid, Type: fsm.EventDataChanged, Path: path, Stat: &paddockv1.Stat{Mzxid: zxid}, PrevData: []byte(prev)}
+	return fsm.Event{Zxid: zxid, Type: fsm.EventDataChanged, Path: path, Stat: fsm.Stat{Mzxid: zxid}, PrevData: []byte(prev)}
 }
 
 func created(zxid uint64, path string) fsm.Event {
-	return fsm.Event{Zxid: zxid, Type: fsm.EventCreated, Path: path, Stat: &paddockv1.Stat{Czxid: zxid}}
+	return fsm.Event{Zxid: zxid, Type: fsm.EventCreated, Path: path, Stat: fsm.Stat{Czxid: zxid}}
 }
 
 func childrenChanged(zxid uint64, path string) fsm.Event {
-	return fsm.Event{Zxid: zxid, Type: fsm.EventChildrenChanged, Path: path, Stat: &paddockv1.Stat{Pzxid: zxid}}
+	return fsm.Event{Zxid: zxid, Type: fsm.EventChildrenChanged, Path: path, Stat: fsm.Stat{Pzxid: zxid}}
 }
 
 func deleted(zxid uint64, path string, prev string) fsm.Event {
@@ -652,5 +655,48 @@ func TestHubHistoryByteBound(t *testing.T) {
 	}
 	if h.compact != 6 {
 		t.Fatalf("oldest start served = %d, want 6", h.compact)
+	}
+}
+
+// TestHistoryMessages checks the messages of a history longer than the
+// cache of hot messages: every event's message has its content, the newest
+// hotEvents are built once and shared, older ones are built per call, and
+// a reset forgets the cached ones.
+func TestHistoryMessages(t *testing.T) {
+	r := newHistory(2*hotEvents, 1<<30)
+	n := hotEvents + 10
+	for z := uint64(1); z <= uint64(n); z++ {
+		e := created(z, fmt.Sprintf("/n%d", z))
+		if z%2 == 0 {
+			e = deleted(z, fmt.Sprintf("/n%d", z), "x")
+		}
+		r.push(newEntry(e))
+	}
+	for i := range n {
+		z := uint64(i + 1)
+		want := &paddockv1.Event{Zxid: z, Kind: paddockv1.EventKind_EVENT_KIND_CREATED, Path: fmt.Sprintf("/n%d", z), Stat: &paddockv1.Stat{Czxid: z}}
+		if z%2 == 0 {
+			want = &paddockv1.Event{Zxid: z, Kind: paddockv1.EventKind_EVENT_KIND_DELETED, Path: fmt.Sprintf("/n%d", z)}
+		}
+		m := r.message(i)
+		if !proto.Equal(m, want) {
+			t.Fatalf("message(%d) = %v, want %v", i, m, want)
+		}
+		hot := i >= n-hotEvents
+		if shared := r.message(i) == m; shared != hot {
+			t.Fatalf("message(%d) shared = %v, want %v (hot)", i, shared, hot)
+		}
+	}
+	r.reset()
+	r.push(newEntry(created(100, "/fresh")))
+	if m := r.message(0); m.GetZxid() != 100 || m.GetPath() != "/fresh" {
+		t.Fatalf("message(0) after reset = %v, want zxid 100 at /fresh", m)
+	}
+}
+
+// TestEntrySize guards the layout the history's memory figure relies on.
+func TestEntrySize(t *testing.T) {
+	if got := unsafe.Sizeof(entry{}); got != 120 {
+		t.Errorf("unsafe.Sizeof(entry{}) = %d, want 120", got)
 	}
 }

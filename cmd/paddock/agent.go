@@ -27,6 +27,7 @@ type agentFlags struct {
 	watchHistoryBytes                                                        int64
 	watchProgress                                                            time.Duration
 	pprof                                                                    bool
+	gc                                                                       gcFlags
 }
 
 func (f *agentFlags) register(cmd *cobra.Command) {
@@ -49,6 +50,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fs.IntVar(&f.watchSlowLag, "watch-slow-lag", 0, "events a blocked watcher may fall behind before it is dropped (default half the history)")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go runtime profiles (net/http/pprof) under /debug/pprof/ on the HTTP address; off by default: they cost CPU while they run and expose internals")
 	fs.DurationVar(&f.watchProgress, "watch-progress-interval", d.WatchProgressInterval, "how often idle watches get a progress response (negative: never)")
+	f.gc.register(fs)
 }
 
 func (f *agentFlags) config() (node.Config, error) {
@@ -86,6 +88,7 @@ func newAgentCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			f.gc.apply(cmd.Flags())
 			var opts []rpc.HTTPOption
 			if f.pprof {
 				opts = append(opts, rpc.WithPprof())

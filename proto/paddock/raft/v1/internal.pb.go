@@ -392,7 +392,9 @@ type ProposeResponse struct {
 	ErrorCode ErrorCode `protobuf:"varint,2,opt,name=error_code,json=errorCode,proto3,enum=paddock.raft.v1.ErrorCode" json:"error_code,omitempty"`
 	// error_message names the problem.
 	ErrorMessage string `protobuf:"bytes,3,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
-	// failed_op is the failing op's index for a failed multi, else -1.
+	// failed_op is, when error_code is set, the failing op's index for a
+	// failed multi, else -1. It is unset on success (so the request id
+	// table does not spend ten bytes a result on a varint -1).
 	FailedOp int32 `protobuf:"varint,4,opt,name=failed_op,json=failedOp,proto3" json:"failed_op,omitempty"`
 	// response is the encoded paddock.v1 response message, if any.
 	Response      []byte `protobuf:"bytes,5,opt,name=response,proto3" json:"response,omitempty"`
