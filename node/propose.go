@@ -138,7 +138,7 @@ func (n *Node) proposeLocal(ctx context.Context, cmd *raftv1.Command) (*fsm.Resu
 
 // forward sends cmd to the leader's InternalService.Propose.
 func (n *Node) forward(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
-	n.metrics.forwarded.Inc()
+	n.metrics.forwarded.WithLabelValues(fwdWrite).Inc()
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("node: encode command: %w", err)
