@@ -13,13 +13,14 @@
 //     forwarded, and makes the state machine apply it at most once: a
 //     client may retry a write with the same id on any node and gets the
 //     first result and zxid (see package fsm).
-//   - Reads (read.go): linearizable reads on any node use a read index:
-//     the leader takes its commit index and confirms its leadership with
-//     one VerifyLeader shared by every read waiting at that moment, and
-//     the serving node waits until it has applied that index. A new leader
-//     answers read index requests only after a barrier entry of its own
-//     term has been applied. Serializable reads are local; min_zxid waits
-//     for the local applied index.
+//   - Reads (read.go, query.go): linearizable reads on any node use a read
+//     index: the leader takes its commit index and confirms its
+//     leadership with one VerifyLeader shared by every read waiting at
+//     that moment, and the serving node waits until it has applied that
+//     index. A new leader answers read index requests only after a
+//     barrier entry of its own term has been applied. Serializable reads
+//     are local; min_zxid waits for the local applied index. A lagging
+//     follower hands linearizable reads to the leader (Follower reads).
 //   - Sessions (session.go): the leader alone decides expiry. Followers
 //     forward keepalives in batches. A new leader starts every session's
 //     clock from its checkpointed remaining time (or its full timeout),
@@ -38,6 +39,36 @@
 //     goroutine with a cursor; a watcher blocked in a send while the
 //     history moves Config.WatchSlowLag events past it is dropped (SLOW)
 //     while it can still resume.
+//
+// # Follower reads
+//
+// A follower learns that entries are committed only with the leader's next
+// AppendEntries, which comes 5-10 ms later when writes pause (CommitTimeout,
+// randomised; lowering it costs the leader CPU on every idle tick). Under a
+// steady trickle of writes a follower is usually that far behind, and a
+// read waiting for the read index would wait for that append. So:
+//
+//   - A follower that stores entries beyond its commit index, or is asked
+//     for a min_zxid beyond it, forwards the whole read
+//     (InternalService.Read) and the leader serves it with a read index of
+//     its own: one round trip, as linearizable as any read on the leader.
+//     Entries committed but not yet applied do not count: they are applied
+//     within microseconds.
+//   - Otherwise it asks for a read index. If that is beyond its commit
+//     index (the leader committed entries this follower has not even
+//     received), it forwards the read with the index as min_zxid and the
+//     receiving node serves it as soon as it has applied that far, with no
+//     second VerifyLeader: a state at or past a read index answers the read
+//     linearizably on any node. Else it waits for the index and serves
+//     locally, as a caught-up follower always does.
+//
+// A forwarded read that reaches a node no longer leading gets ErrNotLeader
+// and is tried again, as a read index request is; the receiving node never
+// forwards it further. Each forwarded read is its own call (unlike read
+// index rounds, which waiting reads share), so it costs the leader what a
+// read on the leader costs. Serializable reads never forward. The response
+// header of a forwarded read is the leader's (its id, term and applied
+// index); the served-by header still names the node the client called.
 //
 // # Concurrency
 //

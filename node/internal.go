@@ -44,11 +44,19 @@ func (s *internalServer) Propose(ctx context.Context, req *raftv1.ProposeRequest
 }
 
 func (s *internalServer) ReadIndex(ctx context.Context, _ *raftv1.ReadIndexRequest) (*raftv1.ReadIndexResponse, error) {
-	idx, err := s.n.ReadIndexForPeer(ctx)
+	idx, err := s.n.confirmedReadIndex(ctx)
 	if err != nil {
 		return nil, peerStatus(err)
 	}
 	return &raftv1.ReadIndexResponse{Index: idx}, nil
+}
+
+func (s *internalServer) Read(ctx context.Context, req *raftv1.ReadRequest) (*raftv1.ReadResponse, error) {
+	resp, err := s.n.readForPeer(ctx, req)
+	if err != nil {
+		return nil, peerStatus(err)
+	}
+	return resp, nil
 }
 
 func (s *internalServer) KeepAlive(_ context.Context, req *raftv1.KeepAliveRequest) (*raftv1.KeepAliveResponse, error) {

@@ -14,49 +14,123 @@ import (
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
-// WaitRead blocks until a read with opts may be served from the local
-// state: min_zxid applied, and for linearizable reads the read index.
-func (n *Node) WaitRead(ctx context.Context, opts *paddockv1.ReadOptions) error {
+// read serves the read q with options opts: from this node's state, or,
+// when this follower lags, from the leader's (doc.go, Follower reads).
+// Serializable reads are always local. A read changes nothing, so when
+// leadership moves under it (ErrNotLeader) or no leader is known
+// (ErrNoLeader) it is tried again until ctx ends, as Propose does.
+func (n *Node) read(ctx context.Context, opts *paddockv1.ReadOptions, q *raftv1.ReadRequest) (*raftv1.ReadResponse, error) {
+	if err := checkQuery(q); err != nil {
+		return nil, err
+	}
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
+	if !linearizable(opts) {
+		return n.serveRead(ctx, opts, q)
+	}
+	for {
+		resp, err := n.readOnce(ctx, opts, q)
+		if (errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)) && sleepCtx(ctx, 20*time.Millisecond) {
+			continue
+		}
+		return resp, err
+	}
+}
+
+func linearizable(opts *paddockv1.ReadOptions) bool {
+	return opts.GetConsistency() != paddockv1.ReadConsistency_READ_CONSISTENCY_SERIALIZABLE
+}
+
+// readOnce is one attempt at a linearizable read. A follower that knows
+// of entries (its own, or the client's min_zxid) beyond its commit index
+// would learn their commit only with the leader's next append: it has the
+// leader serve the read. Otherwise it asks for a read index, and has the
+// leader serve the read at that index if it is beyond its commit index.
+func (n *Node) readOnce(ctx context.Context, opts *paddockv1.ReadOptions, q *raftv1.ReadRequest) (*raftv1.ReadResponse, error) {
+	if n.IsLeader() {
+		return n.serveRead(ctx, opts, q)
+	}
+	commit := n.raft.CommitIndex()
+	if n.raft.LastIndex() > commit || opts.GetMinZxid() > commit {
+		return n.forwardRead(ctx, opts, q)
+	}
+	if err := n.waitMinZxid(ctx, opts); err != nil {
+		return nil, err
+	}
+	idx, err := n.fwdReads.do(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if idx > n.raft.CommitIndex() {
+		return n.forwardRead(ctx, atIndex(idx), q)
+	}
+	if err := n.waiter.wait(ctx, idx); err != nil {
+		return nil, err
+	}
+	return n.query(q)
+}
+
+// atIndex are the options of a read whose read index is idx: any node's
+// state at or past idx serves it linearizably, so it needs no other check.
+func atIndex(idx uint64) *paddockv1.ReadOptions {
+	return &paddockv1.ReadOptions{Consistency: paddockv1.ReadConsistency_READ_CONSISTENCY_SERIALIZABLE, MinZxid: idx}
+}
+
+// serveRead serves q from this node's state, never forwarding: a
+// linearizable read only on the leader, with a read index of its own.
+func (n *Node) serveRead(ctx context.Context, opts *paddockv1.ReadOptions, q *raftv1.ReadRequest) (*raftv1.ReadResponse, error) {
+	if err := n.waitMinZxid(ctx, opts); err != nil {
+		return nil, err
+	}
+	if linearizable(opts) {
+		idx, err := n.confirmedReadIndex(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := n.waiter.wait(ctx, idx); err != nil {
+			return nil, err
+		}
+	}
+	return n.query(q)
+}
+
+func (n *Node) waitMinZxid(ctx context.Context, opts *paddockv1.ReadOptions) error {
 	if z := opts.GetMinZxid(); z > 0 {
 		if err := n.waiter.wait(ctx, z); err != nil {
 			return fmt.Errorf("node: waiting for min_zxid %d: %w", z, err)
 		}
 	}
-	if opts.GetConsistency() == paddockv1.ReadConsistency_READ_CONSISTENCY_SERIALIZABLE {
-		return nil
-	}
-	idx, err := n.readIndex(ctx)
+	return nil
+}
+
+// forwardRead has the leader serve q with opts (InternalService.Read).
+func (n *Node) forwardRead(ctx context.Context, opts *paddockv1.ReadOptions, q *raftv1.ReadRequest) (*raftv1.ReadResponse, error) {
+	n.metrics.forwarded.WithLabelValues(fwdRead).Inc()
+	conn, err := n.leaderConn(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return n.waiter.wait(ctx, idx)
+	fq := &raftv1.ReadRequest{Read: opts, Query: q.GetQuery()}
+	resp, err := raftv1.NewInternalServiceClient(conn).Read(ctx, fq)
+	if err != nil {
+		return nil, fromPeer(err)
+	}
+	if err := fsm.DecodeError(resp.GetErrorCode(), resp.GetErrorMessage(), -1); err != nil {
+		return nil, err
+	}
+	return resp, nil
 }
 
-// readIndex returns an index whose application makes a local read
-// linearizable. Asking for a read index changes nothing, so when
-// leadership moves under the request (ErrNotLeader) or no leader is known
-// (ErrNoLeader) it asks again until ctx ends, as Propose does.
-func (n *Node) readIndex(ctx context.Context) (uint64, error) {
-	for {
-		idx, err := n.readIndexOnce(ctx)
-		if (errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)) && sleepCtx(ctx, 20*time.Millisecond) {
-			continue
-		}
-		return idx, err
+// readForPeer serves a read a follower forwarded, from this node's state
+// (see serveRead). A state machine error is the response's, not err.
+func (n *Node) readForPeer(ctx context.Context, q *raftv1.ReadRequest) (*raftv1.ReadResponse, error) {
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	resp, err := n.serveRead(ctx, q.GetRead(), q)
+	if code := fsm.ErrorCode(err); code != raftv1.ErrorCode_ERROR_CODE_UNSPECIFIED {
+		return &raftv1.ReadResponse{ErrorCode: code, ErrorMessage: err.Error()}, nil
 	}
-}
-
-// readIndexOnce asks the leader (this node, or over gRPC) once.
-func (n *Node) readIndexOnce(ctx context.Context) (uint64, error) {
-	if n.IsLeader() {
-		if err := n.awaitReady(ctx); err != nil {
-			return 0, err
-		}
-		return n.reads.do(ctx)
-	}
-	return n.fwdReads.do(ctx)
+	return resp, err
 }
 
 // awaitReady waits for this leader's barrier.
@@ -92,6 +166,7 @@ func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 
 // forwardReadIndex is one coalesced round on a follower.
 func (n *Node) forwardReadIndex(ctx context.Context) (uint64, error) {
+	n.metrics.forwarded.WithLabelValues(fwdReadIndex).Inc()
 	conn, err := n.leaderConn(ctx)
 	if err != nil {
 		return 0, err
@@ -103,8 +178,10 @@ func (n *Node) forwardReadIndex(ctx context.Context) (uint64, error) {
 	return resp.GetIndex(), nil
 }
 
-// ReadIndexForPeer serves a follower's ReadIndex.
-func (n *Node) ReadIndexForPeer(ctx context.Context) (uint64, error) {
+// confirmedReadIndex returns a read index this node confirms as the
+// leader: the answer to a follower's ReadIndex, and what the leader's own
+// linearizable reads wait for.
+func (n *Node) confirmedReadIndex(ctx context.Context) (uint64, error) {
 	if !n.IsLeader() {
 		return 0, ErrNotLeader
 	}

@@ -7,6 +7,7 @@
 package raftv1
 
 import (
+	v1 "github.com/paddock/paddock/proto/paddock/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -325,6 +326,312 @@ func (x *ReadIndexResponse) GetIndex() uint64 {
 	return 0
 }
 
+// ReadRequest is one client read, forwarded by a follower.
+type ReadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// read is how the receiving node serves the read; the query's own read
+	// options are ignored (the follower may have replaced them, see node's
+	// read.go).
+	Read *v1.ReadOptions `protobuf:"bytes,1,opt,name=read,proto3" json:"read,omitempty"`
+	// query is the client's request.
+	//
+	// Types that are valid to be assigned to Query:
+	//
+	//	*ReadRequest_Get
+	//	*ReadRequest_Exists
+	//	*ReadRequest_List
+	//	*ReadRequest_GetSession
+	//	*ReadRequest_ListSessions
+	Query         isReadRequest_Query `protobuf_oneof:"query"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadRequest) Reset() {
+	*x = ReadRequest{}
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadRequest) ProtoMessage() {}
+
+func (x *ReadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
+func (*ReadRequest) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ReadRequest) GetRead() *v1.ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+func (x *ReadRequest) GetQuery() isReadRequest_Query {
+	if x != nil {
+		return x.Query
+	}
+	return nil
+}
+
+func (x *ReadRequest) GetGet() *v1.GetRequest {
+	if x != nil {
+		if x, ok := x.Query.(*ReadRequest_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *ReadRequest) GetExists() *v1.ExistsRequest {
+	if x != nil {
+		if x, ok := x.Query.(*ReadRequest_Exists); ok {
+			return x.Exists
+		}
+	}
+	return nil
+}
+
+func (x *ReadRequest) GetList() *v1.ListRequest {
+	if x != nil {
+		if x, ok := x.Query.(*ReadRequest_List); ok {
+			return x.List
+		}
+	}
+	return nil
+}
+
+func (x *ReadRequest) GetGetSession() *v1.GetSessionRequest {
+	if x != nil {
+		if x, ok := x.Query.(*ReadRequest_GetSession); ok {
+			return x.GetSession
+		}
+	}
+	return nil
+}
+
+func (x *ReadRequest) GetListSessions() *v1.ListSessionsRequest {
+	if x != nil {
+		if x, ok := x.Query.(*ReadRequest_ListSessions); ok {
+			return x.ListSessions
+		}
+	}
+	return nil
+}
+
+type isReadRequest_Query interface {
+	isReadRequest_Query()
+}
+
+type ReadRequest_Get struct {
+	// get is TreeService.Get.
+	Get *v1.GetRequest `protobuf:"bytes,2,opt,name=get,proto3,oneof"`
+}
+
+type ReadRequest_Exists struct {
+	// exists is TreeService.Exists.
+	Exists *v1.ExistsRequest `protobuf:"bytes,3,opt,name=exists,proto3,oneof"`
+}
+
+type ReadRequest_List struct {
+	// list is TreeService.List.
+	List *v1.ListRequest `protobuf:"bytes,4,opt,name=list,proto3,oneof"`
+}
+
+type ReadRequest_GetSession struct {
+	// get_session is SessionService.GetSession.
+	GetSession *v1.GetSessionRequest `protobuf:"bytes,5,opt,name=get_session,json=getSession,proto3,oneof"`
+}
+
+type ReadRequest_ListSessions struct {
+	// list_sessions is SessionService.ListSessions.
+	ListSessions *v1.ListSessionsRequest `protobuf:"bytes,6,opt,name=list_sessions,json=listSessions,proto3,oneof"`
+}
+
+func (*ReadRequest_Get) isReadRequest_Query() {}
+
+func (*ReadRequest_Exists) isReadRequest_Query() {}
+
+func (*ReadRequest_List) isReadRequest_Query() {}
+
+func (*ReadRequest_GetSession) isReadRequest_Query() {}
+
+func (*ReadRequest_ListSessions) isReadRequest_Query() {}
+
+// ReadResponse is the serving node's answer: a result, or a state machine
+// error. Node errors (not the leader, timeouts) are gRPC statuses instead.
+type ReadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// error_code is set when the read failed.
+	ErrorCode ErrorCode `protobuf:"varint,1,opt,name=error_code,json=errorCode,proto3,enum=paddock.raft.v1.ErrorCode" json:"error_code,omitempty"`
+	// error_message names the problem.
+	ErrorMessage string `protobuf:"bytes,2,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// result is the response to the query, its header the serving node's.
+	//
+	// Types that are valid to be assigned to Result:
+	//
+	//	*ReadResponse_Get
+	//	*ReadResponse_Exists
+	//	*ReadResponse_List
+	//	*ReadResponse_GetSession
+	//	*ReadResponse_ListSessions
+	Result        isReadResponse_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadResponse) Reset() {
+	*x = ReadResponse{}
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadResponse) ProtoMessage() {}
+
+func (x *ReadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
+func (*ReadResponse) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ReadResponse) GetErrorCode() ErrorCode {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ErrorCode_ERROR_CODE_UNSPECIFIED
+}
+
+func (x *ReadResponse) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+func (x *ReadResponse) GetResult() isReadResponse_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *ReadResponse) GetGet() *v1.GetResponse {
+	if x != nil {
+		if x, ok := x.Result.(*ReadResponse_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *ReadResponse) GetExists() *v1.ExistsResponse {
+	if x != nil {
+		if x, ok := x.Result.(*ReadResponse_Exists); ok {
+			return x.Exists
+		}
+	}
+	return nil
+}
+
+func (x *ReadResponse) GetList() *v1.ListResponse {
+	if x != nil {
+		if x, ok := x.Result.(*ReadResponse_List); ok {
+			return x.List
+		}
+	}
+	return nil
+}
+
+func (x *ReadResponse) GetGetSession() *v1.GetSessionResponse {
+	if x != nil {
+		if x, ok := x.Result.(*ReadResponse_GetSession); ok {
+			return x.GetSession
+		}
+	}
+	return nil
+}
+
+func (x *ReadResponse) GetListSessions() *v1.ListSessionsResponse {
+	if x != nil {
+		if x, ok := x.Result.(*ReadResponse_ListSessions); ok {
+			return x.ListSessions
+		}
+	}
+	return nil
+}
+
+type isReadResponse_Result interface {
+	isReadResponse_Result()
+}
+
+type ReadResponse_Get struct {
+	// get answers ReadRequest.get.
+	Get *v1.GetResponse `protobuf:"bytes,3,opt,name=get,proto3,oneof"`
+}
+
+type ReadResponse_Exists struct {
+	// exists answers ReadRequest.exists.
+	Exists *v1.ExistsResponse `protobuf:"bytes,4,opt,name=exists,proto3,oneof"`
+}
+
+type ReadResponse_List struct {
+	// list answers ReadRequest.list.
+	List *v1.ListResponse `protobuf:"bytes,5,opt,name=list,proto3,oneof"`
+}
+
+type ReadResponse_GetSession struct {
+	// get_session answers ReadRequest.get_session.
+	GetSession *v1.GetSessionResponse `protobuf:"bytes,6,opt,name=get_session,json=getSession,proto3,oneof"`
+}
+
+type ReadResponse_ListSessions struct {
+	// list_sessions answers ReadRequest.list_sessions.
+	ListSessions *v1.ListSessionsResponse `protobuf:"bytes,7,opt,name=list_sessions,json=listSessions,proto3,oneof"`
+}
+
+func (*ReadResponse_Get) isReadResponse_Result() {}
+
+func (*ReadResponse_Exists) isReadResponse_Result() {}
+
+func (*ReadResponse_List) isReadResponse_Result() {}
+
+func (*ReadResponse_GetSession) isReadResponse_Result() {}
+
+func (*ReadResponse_ListSessions) isReadResponse_Result() {}
+
 // KeepAliveRequest renews sessions.
 type KeepAliveRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -336,7 +643,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[4]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -348,7 +655,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[4]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -361,7 +668,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{4}
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *KeepAliveRequest) GetSessionIds() []uint64 {
@@ -382,7 +689,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[5]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -394,7 +701,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[5]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -407,7 +714,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{5}
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *KeepAliveResponse) GetExpiredIds() []uint64 {
@@ -421,7 +728,7 @@ var File_paddock_raft_v1_internal_proto protoreflect.FileDescriptor
 
 const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\n" +
-	"\x1epaddock/raft/v1/internal.proto\x12\x0fpaddock.raft.v1\"*\n" +
+	"\x1epaddock/raft/v1/internal.proto\x12\x0fpaddock.raft.v1\x1a\x17paddock/v1/common.proto\x1a\x18paddock/v1/session.proto\x1a\x15paddock/v1/tree.proto\"*\n" +
 	"\x0eProposeRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\"\xc0\x01\n" +
 	"\x0fProposeResponse\x12\x14\n" +
@@ -433,7 +740,27 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\bresponse\x18\x05 \x01(\fR\bresponse\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"3\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\xdd\x02\n" +
+	"\vReadRequest\x12+\n" +
+	"\x04read\x18\x01 \x01(\v2\x17.paddock.v1.ReadOptionsR\x04read\x12*\n" +
+	"\x03get\x18\x02 \x01(\v2\x16.paddock.v1.GetRequestH\x00R\x03get\x123\n" +
+	"\x06exists\x18\x03 \x01(\v2\x19.paddock.v1.ExistsRequestH\x00R\x06exists\x12-\n" +
+	"\x04list\x18\x04 \x01(\v2\x17.paddock.v1.ListRequestH\x00R\x04list\x12@\n" +
+	"\vget_session\x18\x05 \x01(\v2\x1d.paddock.v1.GetSessionRequestH\x00R\n" +
+	"getSession\x12F\n" +
+	"\rlist_sessions\x18\x06 \x01(\v2\x1f.paddock.v1.ListSessionsRequestH\x00R\flistSessionsB\a\n" +
+	"\x05query\"\x97\x03\n" +
+	"\fReadResponse\x129\n" +
+	"\n" +
+	"error_code\x18\x01 \x01(\x0e2\x1a.paddock.raft.v1.ErrorCodeR\terrorCode\x12#\n" +
+	"\rerror_message\x18\x02 \x01(\tR\ferrorMessage\x12+\n" +
+	"\x03get\x18\x03 \x01(\v2\x17.paddock.v1.GetResponseH\x00R\x03get\x124\n" +
+	"\x06exists\x18\x04 \x01(\v2\x1a.paddock.v1.ExistsResponseH\x00R\x06exists\x12.\n" +
+	"\x04list\x18\x05 \x01(\v2\x18.paddock.v1.ListResponseH\x00R\x04list\x12A\n" +
+	"\vget_session\x18\x06 \x01(\v2\x1e.paddock.v1.GetSessionResponseH\x00R\n" +
+	"getSession\x12G\n" +
+	"\rlist_sessions\x18\a \x01(\v2 .paddock.v1.ListSessionsResponseH\x00R\flistSessionsB\b\n" +
+	"\x06result\"3\n" +
 	"\x10KeepAliveRequest\x12\x1f\n" +
 	"\vsession_ids\x18\x01 \x03(\x04R\n" +
 	"sessionIds\"4\n" +
@@ -454,10 +781,11 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\x18ERROR_CODE_RESERVED_PATH\x10\n" +
 	"\x12\x18\n" +
 	"\x14ERROR_CODE_BAD_ENTRY\x10\v\x12\x19\n" +
-	"\x15ERROR_CODE_NO_SESSION\x10\f2\x87\x02\n" +
+	"\x15ERROR_CODE_NO_SESSION\x10\f2\xcc\x02\n" +
 	"\x0fInternalService\x12L\n" +
 	"\aPropose\x12\x1f.paddock.raft.v1.ProposeRequest\x1a .paddock.raft.v1.ProposeResponse\x12R\n" +
-	"\tReadIndex\x12!.paddock.raft.v1.ReadIndexRequest\x1a\".paddock.raft.v1.ReadIndexResponse\x12R\n" +
+	"\tReadIndex\x12!.paddock.raft.v1.ReadIndexRequest\x1a\".paddock.raft.v1.ReadIndexResponse\x12C\n" +
+	"\x04Read\x12\x1c.paddock.raft.v1.ReadRequest\x1a\x1d.paddock.raft.v1.ReadResponse\x12R\n" +
 	"\tKeepAlive\x12!.paddock.raft.v1.KeepAliveRequest\x1a\".paddock.raft.v1.KeepAliveResponseB9Z7github.com/paddock/paddock/proto/paddock/raft/v1;raftv1b\x06proto3"
 
 var (
@@ -473,29 +801,56 @@ func file_paddock_raft_v1_internal_proto_rawDescGZIP() []byte {
 }
 
 var file_paddock_raft_v1_internal_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_paddock_raft_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_paddock_raft_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_paddock_raft_v1_internal_proto_goTypes = []any{
-	(ErrorCode)(0),            // 0: paddock.raft.v1.ErrorCode
-	(*ProposeRequest)(nil),    // 1: paddock.raft.v1.ProposeRequest
-	(*ProposeResponse)(nil),   // 2: paddock.raft.v1.ProposeResponse
-	(*ReadIndexRequest)(nil),  // 3: paddock.raft.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil), // 4: paddock.raft.v1.ReadIndexResponse
-	(*KeepAliveRequest)(nil),  // 5: paddock.raft.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil), // 6: paddock.raft.v1.KeepAliveResponse
+	(ErrorCode)(0),                  // 0: paddock.raft.v1.ErrorCode
+	(*ProposeRequest)(nil),          // 1: paddock.raft.v1.ProposeRequest
+	(*ProposeResponse)(nil),         // 2: paddock.raft.v1.ProposeResponse
+	(*ReadIndexRequest)(nil),        // 3: paddock.raft.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),       // 4: paddock.raft.v1.ReadIndexResponse
+	(*ReadRequest)(nil),             // 5: paddock.raft.v1.ReadRequest
+	(*ReadResponse)(nil),            // 6: paddock.raft.v1.ReadResponse
+	(*KeepAliveRequest)(nil),        // 7: paddock.raft.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),       // 8: paddock.raft.v1.KeepAliveResponse
+	(*v1.ReadOptions)(nil),          // 9: paddock.v1.ReadOptions
+	(*v1.GetRequest)(nil),           // 10: paddock.v1.GetRequest
+	(*v1.ExistsRequest)(nil),        // 11: paddock.v1.ExistsRequest
+	(*v1.ListRequest)(nil),          // 12: paddock.v1.ListRequest
+	(*v1.GetSessionRequest)(nil),    // 13: paddock.v1.GetSessionRequest
+	(*v1.ListSessionsRequest)(nil),  // 14: paddock.v1.ListSessionsRequest
+	(*v1.GetResponse)(nil),          // 15: paddock.v1.GetResponse
+	(*v1.ExistsResponse)(nil),       // 16: paddock.v1.ExistsResponse
+	(*v1.ListResponse)(nil),         // 17: paddock.v1.ListResponse
+	(*v1.GetSessionResponse)(nil),   // 18: paddock.v1.GetSessionResponse
+	(*v1.ListSessionsResponse)(nil), // 19: paddock.v1.ListSessionsResponse
 }
 var file_paddock_raft_v1_internal_proto_depIdxs = []int32{
-	0, // 0: paddock.raft.v1.ProposeResponse.error_code:type_name -> paddock.raft.v1.ErrorCode
-	1, // 1: paddock.raft.v1.InternalService.Propose:input_type -> paddock.raft.v1.ProposeRequest
-	3, // 2: paddock.raft.v1.InternalService.ReadIndex:input_type -> paddock.raft.v1.ReadIndexRequest
-	5, // 3: paddock.raft.v1.InternalService.KeepAlive:input_type -> paddock.raft.v1.KeepAliveRequest
-	2, // 4: paddock.raft.v1.InternalService.Propose:output_type -> paddock.raft.v1.ProposeResponse
-	4, // 5: paddock.raft.v1.InternalService.ReadIndex:output_type -> paddock.raft.v1.ReadIndexResponse
-	6, // 6: paddock.raft.v1.InternalService.KeepAlive:output_type -> paddock.raft.v1.KeepAliveResponse
-	4, // [4:7] is the sub-list for method output_type
-	1, // [1:4] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	0,  // 0: paddock.raft.v1.ProposeResponse.error_code:type_name -> paddock.raft.v1.ErrorCode
+	9,  // 1: paddock.raft.v1.ReadRequest.read:type_name -> paddock.v1.ReadOptions
+	10, // 2: paddock.raft.v1.ReadRequest.get:type_name -> paddock.v1.GetRequest
+	11, // 3: paddock.raft.v1.ReadRequest.exists:type_name -> paddock.v1.ExistsRequest
+	12, // 4: paddock.raft.v1.ReadRequest.list:type_name -> paddock.v1.ListRequest
+	13, // 5: paddock.raft.v1.ReadRequest.get_session:type_name -> paddock.v1.GetSessionRequest
+	14, // 6: paddock.raft.v1.ReadRequest.list_sessions:type_name -> paddock.v1.ListSessionsRequest
+	0,  // 7: paddock.raft.v1.ReadResponse.error_code:type_name -> paddock.raft.v1.ErrorCode
+	15, // 8: paddock.raft.v1.ReadResponse.get:type_name -> paddock.v1.GetResponse
+	16, // 9: paddock.raft.v1.ReadResponse.exists:type_name -> paddock.v1.ExistsResponse
+	17, // 10: paddock.raft.v1.ReadResponse.list:type_name -> paddock.v1.ListResponse
+	18, // 11: paddock.raft.v1.ReadResponse.get_session:type_name -> paddock.v1.GetSessionResponse
+	19, // 12: paddock.raft.v1.ReadResponse.list_sessions:type_name -> paddock.v1.ListSessionsResponse
+	1,  // 13: paddock.raft.v1.InternalService.Propose:input_type -> paddock.raft.v1.ProposeRequest
+	3,  // 14: paddock.raft.v1.InternalService.ReadIndex:input_type -> paddock.raft.v1.ReadIndexRequest
+	5,  // 15: paddock.raft.v1.InternalService.Read:input_type -> paddock.raft.v1.ReadRequest
+	7,  // 16: paddock.raft.v1.InternalService.KeepAlive:input_type -> paddock.raft.v1.KeepAliveRequest
+	2,  // 17: paddock.raft.v1.InternalService.Propose:output_type -> paddock.raft.v1.ProposeResponse
+	4,  // 18: paddock.raft.v1.InternalService.ReadIndex:output_type -> paddock.raft.v1.ReadIndexResponse
+	6,  // 19: paddock.raft.v1.InternalService.Read:output_type -> paddock.raft.v1.ReadResponse
+	8,  // 20: paddock.raft.v1.InternalService.KeepAlive:output_type -> paddock.raft.v1.KeepAliveResponse
+	17, // [17:21] is the sub-list for method output_type
+	13, // [13:17] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_paddock_raft_v1_internal_proto_init() }
@@ -503,13 +858,27 @@ func file_paddock_raft_v1_internal_proto_init() {
 	if File_paddock_raft_v1_internal_proto != nil {
 		return
 	}
+	file_paddock_raft_v1_internal_proto_msgTypes[4].OneofWrappers = []any{
+		(*ReadRequest_Get)(nil),
+		(*ReadRequest_Exists)(nil),
+		(*ReadRequest_List)(nil),
+		(*ReadRequest_GetSession)(nil),
+		(*ReadRequest_ListSessions)(nil),
+	}
+	file_paddock_raft_v1_internal_proto_msgTypes[5].OneofWrappers = []any{
+		(*ReadResponse_Get)(nil),
+		(*ReadResponse_Exists)(nil),
+		(*ReadResponse_List)(nil),
+		(*ReadResponse_GetSession)(nil),
+		(*ReadResponse_ListSessions)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_paddock_raft_v1_internal_proto_rawDesc), len(file_paddock_raft_v1_internal_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
