@@ -62,21 +62,28 @@
 //     linearizably on any node. Else it waits for the index and serves
 //     locally, as a caught-up follower always does.
 //
-// A forwarded read that reaches a node no longer leading gets ErrNotLeader
-// and is tried again, as a read index request is; the receiving node never
-// forwards it further. Each forwarded read is its own call (unlike read
-// index rounds, which waiting reads share), so it costs the leader what a
-// read on the leader costs. Serializable reads never forward. The response
-// header of a forwarded read is the leader's (its id, term and applied
-// index); the served-by header still names the node the client called.
+// Forwarded reads travel in batches, as read index rounds do: the reads
+// waiting when a batch leaves go in it, the others wait for the next one,
+// and the leader takes one read index for the batch. A forwarded read
+// costs the leader one lookup and its share of a call and of a read index
+// round; the batches keep the cluster's CPU per read where it was. A batch
+// that reaches a node no longer leading fails with ErrNotLeader and its
+// reads are tried again, as a read index request is; the receiving node
+// never forwards further. A read whose min_zxid is beyond the receiving
+// node's log is answered beyond_log instead of holding up its batch: the
+// follower then waits for that zxid itself, as before. Serializable reads
+// never forward. The response header of a forwarded read is the leader's
+// (its id, term and applied index); the served-by header still names the
+// node the client called.
 //
 // # Concurrency
 //
 // raft and the fsm own their goroutines. The node adds: a leadership
 // watcher, which runs the leader-only work (barrier, session tracker) in a
 // goroutine per term and cancels it when leadership is lost; a member
-// registration loop; and the read index and keepalive coalescers, whose
-// loops run only while requests are waiting; each watch adds one sender
+// registration loop; and the batchers (batch.go: read index rounds,
+// forwarded reads) and the keepalive batcher, whose loops run only while
+// requests are waiting; each watch adds one sender
 // goroutine, so a blocked send never stops its watcher from noticing it is
 // behind. The apply goroutine never waits on a watcher: it appends to the
 // history under the hub's lock and closes a broadcast channel. Locks are

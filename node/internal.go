@@ -52,11 +52,11 @@ func (s *internalServer) ReadIndex(ctx context.Context, _ *raftv1.ReadIndexReque
 }
 
 func (s *internalServer) Read(ctx context.Context, req *raftv1.ReadRequest) (*raftv1.ReadResponse, error) {
-	resp, err := s.n.readForPeer(ctx, req)
+	results, err := s.n.readsForPeer(ctx, req.GetQueries())
 	if err != nil {
 		return nil, peerStatus(err)
 	}
-	return resp, nil
+	return &raftv1.ReadResponse{Results: results}, nil
 }
 
 func (s *internalServer) KeepAlive(_ context.Context, req *raftv1.KeepAliveRequest) (*raftv1.KeepAliveResponse, error) {

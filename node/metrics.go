@@ -28,7 +28,7 @@ type metrics struct {
 // Values of paddock_forwarded_requests_total's kind label.
 const (
 	fwdWrite     = "write"      // InternalService.Propose
-	fwdRead      = "read"       // InternalService.Read: a whole read
+	fwdRead      = "read"       // one read in an InternalService.Read batch
 	fwdReadIndex = "read_index" // InternalService.ReadIndex: one round, shared by the reads waiting
 	fwdKeepAlive = "keepalive"  // InternalService.KeepAlive: one batch
 )
@@ -55,7 +55,7 @@ func newMetrics(n *Node) *metrics {
 		}),
 		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paddock_forwarded_requests_total",
-			Help: "Requests this node sent to the leader, by kind: write, read (a whole read the leader serves), read_index (one round shared by the reads waiting), keepalive (one batch).",
+			Help: "Requests this node sent to the leader, by kind: write, read (a read the leader serves, counted one by one though sent in batches), read_index (one round shared by the reads waiting), keepalive (one batch).",
 		}, []string{"kind"}),
 	}
 	// Every kind's series exists from the start, at zero.

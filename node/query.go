@@ -26,44 +26,44 @@ const (
 
 // Get reads one znode's data and stat.
 func (n *Node) Get(ctx context.Context, req *paddockv1.GetRequest) (*paddockv1.GetResponse, error) {
-	r, err := n.read(ctx, req.GetRead(), &raftv1.ReadRequest{Query: &raftv1.ReadRequest_Get{Get: req}})
+	r, err := n.read(ctx, req.GetRead(), &raftv1.Query{Query: &raftv1.Query_Get{Get: req}})
 	return r.GetGet(), err
 }
 
 // Exists reports whether a znode exists, with its stat if it does.
 func (n *Node) Exists(ctx context.Context, req *paddockv1.ExistsRequest) (*paddockv1.ExistsResponse, error) {
-	r, err := n.read(ctx, req.GetRead(), &raftv1.ReadRequest{Query: &raftv1.ReadRequest_Exists{Exists: req}})
+	r, err := n.read(ctx, req.GetRead(), &raftv1.Query{Query: &raftv1.Query_Exists{Exists: req}})
 	return r.GetExists(), err
 }
 
 // List returns one page of a znode's children, in name order.
 func (n *Node) List(ctx context.Context, req *paddockv1.ListRequest) (*paddockv1.ListResponse, error) {
-	r, err := n.read(ctx, req.GetRead(), &raftv1.ReadRequest{Query: &raftv1.ReadRequest_List{List: req}})
+	r, err := n.read(ctx, req.GetRead(), &raftv1.Query{Query: &raftv1.Query_List{List: req}})
 	return r.GetList(), err
 }
 
 // GetSession describes one session.
 func (n *Node) GetSession(ctx context.Context, req *paddockv1.GetSessionRequest) (*paddockv1.GetSessionResponse, error) {
-	r, err := n.read(ctx, req.GetRead(), &raftv1.ReadRequest{Query: &raftv1.ReadRequest_GetSession{GetSession: req}})
+	r, err := n.read(ctx, req.GetRead(), &raftv1.Query{Query: &raftv1.Query_GetSession{GetSession: req}})
 	return r.GetGetSession(), err
 }
 
 // ListSessions describes every session.
 func (n *Node) ListSessions(ctx context.Context, req *paddockv1.ListSessionsRequest) (*paddockv1.ListSessionsResponse, error) {
-	r, err := n.read(ctx, req.GetRead(), &raftv1.ReadRequest{Query: &raftv1.ReadRequest_ListSessions{ListSessions: req}})
+	r, err := n.read(ctx, req.GetRead(), &raftv1.Query{Query: &raftv1.Query_ListSessions{ListSessions: req}})
 	return r.GetListSessions(), err
 }
 
 // checkQuery rejects a query that no state could answer (bad path, page
 // size or page token) before it waits for a read index or is forwarded.
 // query checks the same again, for the reads peers forward.
-func checkQuery(q *raftv1.ReadRequest) error {
+func checkQuery(q *raftv1.Query) error {
 	switch q := q.GetQuery().(type) {
-	case *raftv1.ReadRequest_Get:
+	case *raftv1.Query_Get:
 		return fsm.ValidatePath(q.Get.GetPath(), false)
-	case *raftv1.ReadRequest_Exists:
+	case *raftv1.Query_Exists:
 		return fsm.ValidatePath(q.Exists.GetPath(), false)
-	case *raftv1.ReadRequest_List:
+	case *raftv1.Query_List:
 		if err := fsm.ValidatePath(q.List.GetPath(), false); err != nil {
 			return err
 		}
@@ -79,16 +79,16 @@ var errEmptyQuery = fmt.Errorf("%w: empty read request", fsm.ErrBadArgument)
 
 // query answers q from this node's state, which the caller has made
 // fresh enough.
-func (n *Node) query(q *raftv1.ReadRequest) (*raftv1.ReadResponse, error) {
+func (n *Node) query(q *raftv1.Query) (*raftv1.QueryResult, error) {
 	hdr := n.ReadHeader()
 	switch q := q.GetQuery().(type) {
-	case *raftv1.ReadRequest_Get:
+	case *raftv1.Query_Get:
 		data, stat, err := n.fsm.Get(q.Get.GetPath())
 		if err != nil {
 			return nil, err
 		}
-		return &raftv1.ReadResponse{Result: &raftv1.ReadResponse_Get{Get: &paddockv1.GetResponse{Header: hdr, Data: data, Stat: stat}}}, nil
-	case *raftv1.ReadRequest_Exists:
+		return &raftv1.QueryResult{Result: &raftv1.QueryResult_Get{Get: &paddockv1.GetResponse{Header: hdr, Data: data, Stat: stat}}}, nil
+	case *raftv1.Query_Exists:
 		resp := &paddockv1.ExistsResponse{Header: hdr}
 		_, stat, err := n.fsm.Get(q.Exists.GetPath())
 		switch {
@@ -97,23 +97,23 @@ func (n *Node) query(q *raftv1.ReadRequest) (*raftv1.ReadResponse, error) {
 		case !errors.Is(err, fsm.ErrNoNode):
 			return nil, err
 		}
-		return &raftv1.ReadResponse{Result: &raftv1.ReadResponse_Exists{Exists: resp}}, nil
-	case *raftv1.ReadRequest_List:
+		return &raftv1.QueryResult{Result: &raftv1.QueryResult_Exists{Exists: resp}}, nil
+	case *raftv1.Query_List:
 		resp, err := n.list(q.List)
 		if err != nil {
 			return nil, err
 		}
 		resp.Header = hdr
-		return &raftv1.ReadResponse{Result: &raftv1.ReadResponse_List{List: resp}}, nil
-	case *raftv1.ReadRequest_GetSession:
+		return &raftv1.QueryResult{Result: &raftv1.QueryResult_List{List: resp}}, nil
+	case *raftv1.Query_GetSession:
 		sess, err := n.fsm.Session(q.GetSession.GetSessionId())
 		if err != nil {
 			return nil, err
 		}
-		return &raftv1.ReadResponse{Result: &raftv1.ReadResponse_GetSession{GetSession: &paddockv1.GetSessionResponse{Header: hdr, Session: sess}}}, nil
-	case *raftv1.ReadRequest_ListSessions:
+		return &raftv1.QueryResult{Result: &raftv1.QueryResult_GetSession{GetSession: &paddockv1.GetSessionResponse{Header: hdr, Session: sess}}}, nil
+	case *raftv1.Query_ListSessions:
 		resp := &paddockv1.ListSessionsResponse{Header: hdr, Sessions: n.fsm.Sessions()}
-		return &raftv1.ReadResponse{Result: &raftv1.ReadResponse_ListSessions{ListSessions: resp}}, nil
+		return &raftv1.QueryResult{Result: &raftv1.QueryResult_ListSessions{ListSessions: resp}}, nil
 	}
 	return nil, errEmptyQuery
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -38,10 +39,15 @@ func serializable(z uint64) *paddockv1.ReadOptions {
 }
 
 // readCluster starts a three-node cluster where every node has applied
-// /r = v1, and returns it, its leader and a follower.
+// /r = v1, and returns it, its leader and a follower. The tests count the
+// round trips a read takes, which an election would add to: the timings
+// are slower than other tests', so that a loaded machine keeps the leader.
 func readCluster(t *testing.T) (c *cluster, leader, follower int) {
 	t.Helper()
-	c = newCluster(t, 3)
+	c = newCluster(t, 3, withConfig(func(cfg *node.Config) {
+		cfg.HeartbeatTimeout = time.Second
+		cfg.ElectionTimeout = time.Second
+	}))
 	leader = c.WaitLeader(t)
 	mustPropose(t, c.node(leader), createCmd("/r", []byte("v1")))
 	c.converged(t)
@@ -192,16 +198,38 @@ func TestCaughtUpFollowerReadsLocally(t *testing.T) {
 	})
 }
 
-// TestInternalReadServesOnlyWhatItMay: a node serves a forwarded
-// linearizable read only while it leads; a follower refuses it with the
-// code that makes the sender try again. A serializable one (a read at a
-// known read index) any node serves.
+// TestFollowerWaitsForUnknownMinZxid: a min_zxid that no node has makes
+// the follower forward the read, learn that the leader lacks it too, and
+// wait for it itself, as it did before reads were forwarded: until the
+// deadline, with the error saying what it waited for.
+func TestFollowerWaitsForUnknownMinZxid(t *testing.T) {
+	c, _, f := readCluster(t)
+	fn := c.node(f)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	reads := forwarded(t, fn, "read")
+	z := fn.Raft().LastIndex() + 1000
+	_, err := fn.Get(ctx, &paddockv1.GetRequest{Path: "/r", Read: &paddockv1.ReadOptions{MinZxid: z}})
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "min_zxid") {
+		t.Errorf("Get(/r) with min_zxid %d = %v, want DeadlineExceeded waiting for min_zxid", z, err)
+	}
+	if got := forwarded(t, fn, "read") - reads; got != 1 {
+		t.Errorf("forwarded reads rose by %v, want 1", got)
+	}
+}
+
+// TestInternalReadServesOnlyWhatItMay: a node serves forwarded
+// linearizable reads only while it leads; a follower refuses the batch
+// with the code that makes the sender try again. Reads at a known read
+// index (serializable, with min_zxid) any node serves, each on its own: a
+// bad query or a min_zxid beyond the node's log fails that query alone.
 func TestInternalReadServesOnlyWhatItMay(t *testing.T) {
 	c := newCluster(t, 3)
 	l := c.WaitLeader(t)
-	f := c.followers(l)[0]
+	fi := c.followers(l)[0]
+	f := c.members[fi]
 	res := mustPropose(t, c.node(l), createCmd("/r", []byte("v1")))
-	conn, err := grpc.NewClient(c.members[f].grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(f.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,19 +237,33 @@ func TestInternalReadServesOnlyWhatItMay(t *testing.T) {
 	internal := raftv1.NewInternalServiceClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	get := &raftv1.ReadRequest_Get{Get: &paddockv1.GetRequest{Path: "/r"}}
+	get := &raftv1.Query_Get{Get: &paddockv1.GetRequest{Path: "/r"}}
 
-	_, err = internal.Read(ctx, &raftv1.ReadRequest{Query: get})
+	_, err = internal.Read(ctx, &raftv1.ReadRequest{Queries: []*raftv1.Query{
+		{Read: serializable(res.Index), Query: get},
+		{Query: get},
+	}})
 	if status.Code(err) != codes.FailedPrecondition {
-		t.Errorf("linearizable Read on follower %s: %v, want FailedPrecondition", c.members[f].id, err)
+		t.Errorf("linearizable Read on follower %s: %v, want FailedPrecondition", f.id, err)
 	}
-	r, err := internal.Read(ctx, &raftv1.ReadRequest{Read: serializable(res.Index), Query: get})
-	if err != nil || !bytes.Equal(r.GetGet().GetData(), []byte("v1")) || r.GetGet().GetHeader().GetNodeId() != c.members[f].id {
-		t.Errorf("Read at index %d on follower %s = %v, %v; want v1 from it", res.Index, c.members[f].id, r, err)
+
+	beyond := c.node(fi).Raft().LastIndex() + 1000
+	r, err := internal.Read(ctx, &raftv1.ReadRequest{Queries: []*raftv1.Query{
+		{Read: serializable(res.Index), Query: get},
+		{Read: serializable(0)},
+		{Read: serializable(beyond), Query: get},
+	}})
+	if err != nil || len(r.GetResults()) != 3 {
+		t.Fatalf("Read on follower %s = %v, %v; want 3 results", f.id, r, err)
 	}
-	r, err = internal.Read(ctx, &raftv1.ReadRequest{Read: serializable(0)})
-	if err != nil || r.GetErrorCode() != raftv1.ErrorCode_ERROR_CODE_BAD_ARGUMENT {
-		t.Errorf("Read of nothing = %v, %v; want error code BAD_ARGUMENT", r, err)
+	if got := r.GetResults()[0].GetGet(); string(got.GetData()) != "v1" || got.GetHeader().GetNodeId() != f.id {
+		t.Errorf("Get(/r) at index %d on %s = %v, want v1 from it", res.Index, f.id, got)
+	}
+	if got := r.GetResults()[1]; got.GetErrorCode() != raftv1.ErrorCode_ERROR_CODE_BAD_ARGUMENT {
+		t.Errorf("empty query = %v, want error code BAD_ARGUMENT", got)
+	}
+	if got := r.GetResults()[2]; !got.GetBeyondLog() || got.GetGet() != nil {
+		t.Errorf("Get(/r) at min_zxid %d = %v, want beyond_log and no result", beyond, got)
 	}
 }
 

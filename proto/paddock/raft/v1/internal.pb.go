@@ -326,23 +326,11 @@ func (x *ReadIndexResponse) GetIndex() uint64 {
 	return 0
 }
 
-// ReadRequest is one client read, forwarded by a follower.
+// ReadRequest is a batch of client reads a follower forwarded.
 type ReadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// read is how the receiving node serves the read; the query's own read
-	// options are ignored (the follower may have replaced them, see node's
-	// read.go).
-	Read *v1.ReadOptions `protobuf:"bytes,1,opt,name=read,proto3" json:"read,omitempty"`
-	// query is the client's request.
-	//
-	// Types that are valid to be assigned to Query:
-	//
-	//	*ReadRequest_Get
-	//	*ReadRequest_Exists
-	//	*ReadRequest_List
-	//	*ReadRequest_GetSession
-	//	*ReadRequest_ListSessions
-	Query         isReadRequest_Query `protobuf_oneof:"query"`
+	// queries are the reads, each served on its own terms.
+	Queries       []*Query `protobuf:"bytes,1,rep,name=queries,proto3" json:"queries,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -377,122 +365,18 @@ func (*ReadRequest) Descriptor() ([]byte, []int) {
 	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{4}
 }
 
-func (x *ReadRequest) GetRead() *v1.ReadOptions {
+func (x *ReadRequest) GetQueries() []*Query {
 	if x != nil {
-		return x.Read
+		return x.Queries
 	}
 	return nil
 }
 
-func (x *ReadRequest) GetQuery() isReadRequest_Query {
-	if x != nil {
-		return x.Query
-	}
-	return nil
-}
-
-func (x *ReadRequest) GetGet() *v1.GetRequest {
-	if x != nil {
-		if x, ok := x.Query.(*ReadRequest_Get); ok {
-			return x.Get
-		}
-	}
-	return nil
-}
-
-func (x *ReadRequest) GetExists() *v1.ExistsRequest {
-	if x != nil {
-		if x, ok := x.Query.(*ReadRequest_Exists); ok {
-			return x.Exists
-		}
-	}
-	return nil
-}
-
-func (x *ReadRequest) GetList() *v1.ListRequest {
-	if x != nil {
-		if x, ok := x.Query.(*ReadRequest_List); ok {
-			return x.List
-		}
-	}
-	return nil
-}
-
-func (x *ReadRequest) GetGetSession() *v1.GetSessionRequest {
-	if x != nil {
-		if x, ok := x.Query.(*ReadRequest_GetSession); ok {
-			return x.GetSession
-		}
-	}
-	return nil
-}
-
-func (x *ReadRequest) GetListSessions() *v1.ListSessionsRequest {
-	if x != nil {
-		if x, ok := x.Query.(*ReadRequest_ListSessions); ok {
-			return x.ListSessions
-		}
-	}
-	return nil
-}
-
-type isReadRequest_Query interface {
-	isReadRequest_Query()
-}
-
-type ReadRequest_Get struct {
-	// get is TreeService.Get.
-	Get *v1.GetRequest `protobuf:"bytes,2,opt,name=get,proto3,oneof"`
-}
-
-type ReadRequest_Exists struct {
-	// exists is TreeService.Exists.
-	Exists *v1.ExistsRequest `protobuf:"bytes,3,opt,name=exists,proto3,oneof"`
-}
-
-type ReadRequest_List struct {
-	// list is TreeService.List.
-	List *v1.ListRequest `protobuf:"bytes,4,opt,name=list,proto3,oneof"`
-}
-
-type ReadRequest_GetSession struct {
-	// get_session is SessionService.GetSession.
-	GetSession *v1.GetSessionRequest `protobuf:"bytes,5,opt,name=get_session,json=getSession,proto3,oneof"`
-}
-
-type ReadRequest_ListSessions struct {
-	// list_sessions is SessionService.ListSessions.
-	ListSessions *v1.ListSessionsRequest `protobuf:"bytes,6,opt,name=list_sessions,json=listSessions,proto3,oneof"`
-}
-
-func (*ReadRequest_Get) isReadRequest_Query() {}
-
-func (*ReadRequest_Exists) isReadRequest_Query() {}
-
-func (*ReadRequest_List) isReadRequest_Query() {}
-
-func (*ReadRequest_GetSession) isReadRequest_Query() {}
-
-func (*ReadRequest_ListSessions) isReadRequest_Query() {}
-
-// ReadResponse is the serving node's answer: a result, or a state machine
-// error. Node errors (not the leader, timeouts) are gRPC statuses instead.
+// ReadResponse answers a ReadRequest.
 type ReadResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// error_code is set when the read failed.
-	ErrorCode ErrorCode `protobuf:"varint,1,opt,name=error_code,json=errorCode,proto3,enum=paddock.raft.v1.ErrorCode" json:"error_code,omitempty"`
-	// error_message names the problem.
-	ErrorMessage string `protobuf:"bytes,2,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
-	// result is the response to the query, its header the serving node's.
-	//
-	// Types that are valid to be assigned to Result:
-	//
-	//	*ReadResponse_Get
-	//	*ReadResponse_Exists
-	//	*ReadResponse_List
-	//	*ReadResponse_GetSession
-	//	*ReadResponse_ListSessions
-	Result        isReadResponse_Result `protobuf_oneof:"result"`
+	// results answer the queries, in their order.
+	Results       []*QueryResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -527,110 +411,329 @@ func (*ReadResponse) Descriptor() ([]byte, []int) {
 	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{5}
 }
 
-func (x *ReadResponse) GetErrorCode() ErrorCode {
+func (x *ReadResponse) GetResults() []*QueryResult {
 	if x != nil {
-		return x.ErrorCode
-	}
-	return ErrorCode_ERROR_CODE_UNSPECIFIED
-}
-
-func (x *ReadResponse) GetErrorMessage() string {
-	if x != nil {
-		return x.ErrorMessage
-	}
-	return ""
-}
-
-func (x *ReadResponse) GetResult() isReadResponse_Result {
-	if x != nil {
-		return x.Result
+		return x.Results
 	}
 	return nil
 }
 
-func (x *ReadResponse) GetGet() *v1.GetResponse {
+// Query is one client read.
+type Query struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// read is how the receiving node serves the read; the request's own
+	// read options are ignored (the follower may have replaced them, see
+	// node's doc.go, Follower reads).
+	Read *v1.ReadOptions `protobuf:"bytes,1,opt,name=read,proto3" json:"read,omitempty"`
+	// query is the client's request.
+	//
+	// Types that are valid to be assigned to Query:
+	//
+	//	*Query_Get
+	//	*Query_Exists
+	//	*Query_List
+	//	*Query_GetSession
+	//	*Query_ListSessions
+	Query         isQuery_Query `protobuf_oneof:"query"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Query) Reset() {
+	*x = Query{}
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Query) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Query) ProtoMessage() {}
+
+func (x *Query) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[6]
 	if x != nil {
-		if x, ok := x.Result.(*ReadResponse_Get); ok {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Query.ProtoReflect.Descriptor instead.
+func (*Query) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Query) GetRead() *v1.ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+func (x *Query) GetQuery() isQuery_Query {
+	if x != nil {
+		return x.Query
+	}
+	return nil
+}
+
+func (x *Query) GetGet() *v1.GetRequest {
+	if x != nil {
+		if x, ok := x.Query.(*Query_Get); ok {
 			return x.Get
 		}
 	}
 	return nil
 }
 
-func (x *ReadResponse) GetExists() *v1.ExistsResponse {
+func (x *Query) GetExists() *v1.ExistsRequest {
 	if x != nil {
-		if x, ok := x.Result.(*ReadResponse_Exists); ok {
+		if x, ok := x.Query.(*Query_Exists); ok {
 			return x.Exists
 		}
 	}
 	return nil
 }
 
-func (x *ReadResponse) GetList() *v1.ListResponse {
+func (x *Query) GetList() *v1.ListRequest {
 	if x != nil {
-		if x, ok := x.Result.(*ReadResponse_List); ok {
+		if x, ok := x.Query.(*Query_List); ok {
 			return x.List
 		}
 	}
 	return nil
 }
 
-func (x *ReadResponse) GetGetSession() *v1.GetSessionResponse {
+func (x *Query) GetGetSession() *v1.GetSessionRequest {
 	if x != nil {
-		if x, ok := x.Result.(*ReadResponse_GetSession); ok {
+		if x, ok := x.Query.(*Query_GetSession); ok {
 			return x.GetSession
 		}
 	}
 	return nil
 }
 
-func (x *ReadResponse) GetListSessions() *v1.ListSessionsResponse {
+func (x *Query) GetListSessions() *v1.ListSessionsRequest {
 	if x != nil {
-		if x, ok := x.Result.(*ReadResponse_ListSessions); ok {
+		if x, ok := x.Query.(*Query_ListSessions); ok {
 			return x.ListSessions
 		}
 	}
 	return nil
 }
 
-type isReadResponse_Result interface {
-	isReadResponse_Result()
+type isQuery_Query interface {
+	isQuery_Query()
 }
 
-type ReadResponse_Get struct {
-	// get answers ReadRequest.get.
-	Get *v1.GetResponse `protobuf:"bytes,3,opt,name=get,proto3,oneof"`
+type Query_Get struct {
+	// get is TreeService.Get.
+	Get *v1.GetRequest `protobuf:"bytes,2,opt,name=get,proto3,oneof"`
 }
 
-type ReadResponse_Exists struct {
-	// exists answers ReadRequest.exists.
-	Exists *v1.ExistsResponse `protobuf:"bytes,4,opt,name=exists,proto3,oneof"`
+type Query_Exists struct {
+	// exists is TreeService.Exists.
+	Exists *v1.ExistsRequest `protobuf:"bytes,3,opt,name=exists,proto3,oneof"`
 }
 
-type ReadResponse_List struct {
-	// list answers ReadRequest.list.
-	List *v1.ListResponse `protobuf:"bytes,5,opt,name=list,proto3,oneof"`
+type Query_List struct {
+	// list is TreeService.List.
+	List *v1.ListRequest `protobuf:"bytes,4,opt,name=list,proto3,oneof"`
 }
 
-type ReadResponse_GetSession struct {
-	// get_session answers ReadRequest.get_session.
-	GetSession *v1.GetSessionResponse `protobuf:"bytes,6,opt,name=get_session,json=getSession,proto3,oneof"`
+type Query_GetSession struct {
+	// get_session is SessionService.GetSession.
+	GetSession *v1.GetSessionRequest `protobuf:"bytes,5,opt,name=get_session,json=getSession,proto3,oneof"`
 }
 
-type ReadResponse_ListSessions struct {
-	// list_sessions answers ReadRequest.list_sessions.
-	ListSessions *v1.ListSessionsResponse `protobuf:"bytes,7,opt,name=list_sessions,json=listSessions,proto3,oneof"`
+type Query_ListSessions struct {
+	// list_sessions is SessionService.ListSessions.
+	ListSessions *v1.ListSessionsRequest `protobuf:"bytes,6,opt,name=list_sessions,json=listSessions,proto3,oneof"`
 }
 
-func (*ReadResponse_Get) isReadResponse_Result() {}
+func (*Query_Get) isQuery_Query() {}
 
-func (*ReadResponse_Exists) isReadResponse_Result() {}
+func (*Query_Exists) isQuery_Query() {}
 
-func (*ReadResponse_List) isReadResponse_Result() {}
+func (*Query_List) isQuery_Query() {}
 
-func (*ReadResponse_GetSession) isReadResponse_Result() {}
+func (*Query_GetSession) isQuery_Query() {}
 
-func (*ReadResponse_ListSessions) isReadResponse_Result() {}
+func (*Query_ListSessions) isQuery_Query() {}
+
+// QueryResult is the serving node's answer to one Query: a result, a state
+// machine error, or beyond_log.
+type QueryResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// error_code is set when the read failed.
+	ErrorCode ErrorCode `protobuf:"varint,1,opt,name=error_code,json=errorCode,proto3,enum=paddock.raft.v1.ErrorCode" json:"error_code,omitempty"`
+	// error_message names the problem.
+	ErrorMessage string `protobuf:"bytes,2,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// beyond_log says the query's min_zxid is beyond the serving node's
+	// log, so it was not served: the node is not the leader, or no such
+	// entry was ever written.
+	BeyondLog bool `protobuf:"varint,3,opt,name=beyond_log,json=beyondLog,proto3" json:"beyond_log,omitempty"`
+	// result is the response to the query, its header the serving node's.
+	//
+	// Types that are valid to be assigned to Result:
+	//
+	//	*QueryResult_Get
+	//	*QueryResult_Exists
+	//	*QueryResult_List
+	//	*QueryResult_GetSession
+	//	*QueryResult_ListSessions
+	Result        isQueryResult_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryResult) Reset() {
+	*x = QueryResult{}
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryResult) ProtoMessage() {}
+
+func (x *QueryResult) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryResult.ProtoReflect.Descriptor instead.
+func (*QueryResult) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *QueryResult) GetErrorCode() ErrorCode {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ErrorCode_ERROR_CODE_UNSPECIFIED
+}
+
+func (x *QueryResult) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+func (x *QueryResult) GetBeyondLog() bool {
+	if x != nil {
+		return x.BeyondLog
+	}
+	return false
+}
+
+func (x *QueryResult) GetResult() isQueryResult_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *QueryResult) GetGet() *v1.GetResponse {
+	if x != nil {
+		if x, ok := x.Result.(*QueryResult_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *QueryResult) GetExists() *v1.ExistsResponse {
+	if x != nil {
+		if x, ok := x.Result.(*QueryResult_Exists); ok {
+			return x.Exists
+		}
+	}
+	return nil
+}
+
+func (x *QueryResult) GetList() *v1.ListResponse {
+	if x != nil {
+		if x, ok := x.Result.(*QueryResult_List); ok {
+			return x.List
+		}
+	}
+	return nil
+}
+
+func (x *QueryResult) GetGetSession() *v1.GetSessionResponse {
+	if x != nil {
+		if x, ok := x.Result.(*QueryResult_GetSession); ok {
+			return x.GetSession
+		}
+	}
+	return nil
+}
+
+func (x *QueryResult) GetListSessions() *v1.ListSessionsResponse {
+	if x != nil {
+		if x, ok := x.Result.(*QueryResult_ListSessions); ok {
+			return x.ListSessions
+		}
+	}
+	return nil
+}
+
+type isQueryResult_Result interface {
+	isQueryResult_Result()
+}
+
+type QueryResult_Get struct {
+	// get answers Query.get.
+	Get *v1.GetResponse `protobuf:"bytes,4,opt,name=get,proto3,oneof"`
+}
+
+type QueryResult_Exists struct {
+	// exists answers Query.exists.
+	Exists *v1.ExistsResponse `protobuf:"bytes,5,opt,name=exists,proto3,oneof"`
+}
+
+type QueryResult_List struct {
+	// list answers Query.list.
+	List *v1.ListResponse `protobuf:"bytes,6,opt,name=list,proto3,oneof"`
+}
+
+type QueryResult_GetSession struct {
+	// get_session answers Query.get_session.
+	GetSession *v1.GetSessionResponse `protobuf:"bytes,7,opt,name=get_session,json=getSession,proto3,oneof"`
+}
+
+type QueryResult_ListSessions struct {
+	// list_sessions answers Query.list_sessions.
+	ListSessions *v1.ListSessionsResponse `protobuf:"bytes,8,opt,name=list_sessions,json=listSessions,proto3,oneof"`
+}
+
+func (*QueryResult_Get) isQueryResult_Result() {}
+
+func (*QueryResult_Exists) isQueryResult_Result() {}
+
+func (*QueryResult_List) isQueryResult_Result() {}
+
+func (*QueryResult_GetSession) isQueryResult_Result() {}
+
+func (*QueryResult_ListSessions) isQueryResult_Result() {}
 
 // KeepAliveRequest renews sessions.
 type KeepAliveRequest struct {
@@ -643,7 +746,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[6]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +758,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[6]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +771,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{6}
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *KeepAliveRequest) GetSessionIds() []uint64 {
@@ -689,7 +792,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[7]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -701,7 +804,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[7]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -714,7 +817,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{7}
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *KeepAliveResponse) GetExpiredIds() []uint64 {
@@ -740,8 +843,12 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\bresponse\x18\x05 \x01(\fR\bresponse\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"\xdd\x02\n" +
-	"\vReadRequest\x12+\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"?\n" +
+	"\vReadRequest\x120\n" +
+	"\aqueries\x18\x01 \x03(\v2\x16.paddock.raft.v1.QueryR\aqueries\"F\n" +
+	"\fReadResponse\x126\n" +
+	"\aresults\x18\x01 \x03(\v2\x1c.paddock.raft.v1.QueryResultR\aresults\"\xd7\x02\n" +
+	"\x05Query\x12+\n" +
 	"\x04read\x18\x01 \x01(\v2\x17.paddock.v1.ReadOptionsR\x04read\x12*\n" +
 	"\x03get\x18\x02 \x01(\v2\x16.paddock.v1.GetRequestH\x00R\x03get\x123\n" +
 	"\x06exists\x18\x03 \x01(\v2\x19.paddock.v1.ExistsRequestH\x00R\x06exists\x12-\n" +
@@ -749,17 +856,19 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\vget_session\x18\x05 \x01(\v2\x1d.paddock.v1.GetSessionRequestH\x00R\n" +
 	"getSession\x12F\n" +
 	"\rlist_sessions\x18\x06 \x01(\v2\x1f.paddock.v1.ListSessionsRequestH\x00R\flistSessionsB\a\n" +
-	"\x05query\"\x97\x03\n" +
-	"\fReadResponse\x129\n" +
+	"\x05query\"\xb5\x03\n" +
+	"\vQueryResult\x129\n" +
 	"\n" +
 	"error_code\x18\x01 \x01(\x0e2\x1a.paddock.raft.v1.ErrorCodeR\terrorCode\x12#\n" +
-	"\rerror_message\x18\x02 \x01(\tR\ferrorMessage\x12+\n" +
-	"\x03get\x18\x03 \x01(\v2\x17.paddock.v1.GetResponseH\x00R\x03get\x124\n" +
-	"\x06exists\x18\x04 \x01(\v2\x1a.paddock.v1.ExistsResponseH\x00R\x06exists\x12.\n" +
-	"\x04list\x18\x05 \x01(\v2\x18.paddock.v1.ListResponseH\x00R\x04list\x12A\n" +
-	"\vget_session\x18\x06 \x01(\v2\x1e.paddock.v1.GetSessionResponseH\x00R\n" +
+	"\rerror_message\x18\x02 \x01(\tR\ferrorMessage\x12\x1d\n" +
+	"\n" +
+	"beyond_log\x18\x03 \x01(\bR\tbeyondLog\x12+\n" +
+	"\x03get\x18\x04 \x01(\v2\x17.paddock.v1.GetResponseH\x00R\x03get\x124\n" +
+	"\x06exists\x18\x05 \x01(\v2\x1a.paddock.v1.ExistsResponseH\x00R\x06exists\x12.\n" +
+	"\x04list\x18\x06 \x01(\v2\x18.paddock.v1.ListResponseH\x00R\x04list\x12A\n" +
+	"\vget_session\x18\a \x01(\v2\x1e.paddock.v1.GetSessionResponseH\x00R\n" +
 	"getSession\x12G\n" +
-	"\rlist_sessions\x18\a \x01(\v2 .paddock.v1.ListSessionsResponseH\x00R\flistSessionsB\b\n" +
+	"\rlist_sessions\x18\b \x01(\v2 .paddock.v1.ListSessionsResponseH\x00R\flistSessionsB\b\n" +
 	"\x06result\"3\n" +
 	"\x10KeepAliveRequest\x12\x1f\n" +
 	"\vsession_ids\x18\x01 \x03(\x04R\n" +
@@ -801,7 +910,7 @@ func file_paddock_raft_v1_internal_proto_rawDescGZIP() []byte {
 }
 
 var file_paddock_raft_v1_internal_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_paddock_raft_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_paddock_raft_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_paddock_raft_v1_internal_proto_goTypes = []any{
 	(ErrorCode)(0),                  // 0: paddock.raft.v1.ErrorCode
 	(*ProposeRequest)(nil),          // 1: paddock.raft.v1.ProposeRequest
@@ -810,47 +919,51 @@ var file_paddock_raft_v1_internal_proto_goTypes = []any{
 	(*ReadIndexResponse)(nil),       // 4: paddock.raft.v1.ReadIndexResponse
 	(*ReadRequest)(nil),             // 5: paddock.raft.v1.ReadRequest
 	(*ReadResponse)(nil),            // 6: paddock.raft.v1.ReadResponse
-	(*KeepAliveRequest)(nil),        // 7: paddock.raft.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),       // 8: paddock.raft.v1.KeepAliveResponse
-	(*v1.ReadOptions)(nil),          // 9: paddock.v1.ReadOptions
-	(*v1.GetRequest)(nil),           // 10: paddock.v1.GetRequest
-	(*v1.ExistsRequest)(nil),        // 11: paddock.v1.ExistsRequest
-	(*v1.ListRequest)(nil),          // 12: paddock.v1.ListRequest
-	(*v1.GetSessionRequest)(nil),    // 13: paddock.v1.GetSessionRequest
-	(*v1.ListSessionsRequest)(nil),  // 14: paddock.v1.ListSessionsRequest
-	(*v1.GetResponse)(nil),          // 15: paddock.v1.GetResponse
-	(*v1.ExistsResponse)(nil),       // 16: paddock.v1.ExistsResponse
-	(*v1.ListResponse)(nil),         // 17: paddock.v1.ListResponse
-	(*v1.GetSessionResponse)(nil),   // 18: paddock.v1.GetSessionResponse
-	(*v1.ListSessionsResponse)(nil), // 19: paddock.v1.ListSessionsResponse
+	(*Query)(nil),                   // 7: paddock.raft.v1.Query
+	(*QueryResult)(nil),             // 8: paddock.raft.v1.QueryResult
+	(*KeepAliveRequest)(nil),        // 9: paddock.raft.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),       // 10: paddock.raft.v1.KeepAliveResponse
+	(*v1.ReadOptions)(nil),          // 11: paddock.v1.ReadOptions
+	(*v1.GetRequest)(nil),           // 12: paddock.v1.GetRequest
+	(*v1.ExistsRequest)(nil),        // 13: paddock.v1.ExistsRequest
+	(*v1.ListRequest)(nil),          // 14: paddock.v1.ListRequest
+	(*v1.GetSessionRequest)(nil),    // 15: paddock.v1.GetSessionRequest
+	(*v1.ListSessionsRequest)(nil),  // 16: paddock.v1.ListSessionsRequest
+	(*v1.GetResponse)(nil),          // 17: paddock.v1.GetResponse
+	(*v1.ExistsResponse)(nil),       // 18: paddock.v1.ExistsResponse
+	(*v1.ListResponse)(nil),         // 19: paddock.v1.ListResponse
+	(*v1.GetSessionResponse)(nil),   // 20: paddock.v1.GetSessionResponse
+	(*v1.ListSessionsResponse)(nil), // 21: paddock.v1.ListSessionsResponse
 }
 var file_paddock_raft_v1_internal_proto_depIdxs = []int32{
 	0,  // 0: paddock.raft.v1.ProposeResponse.error_code:type_name -> paddock.raft.v1.ErrorCode
-	9,  // 1: paddock.raft.v1.ReadRequest.read:type_name -> paddock.v1.ReadOptions
-	10, // 2: paddock.raft.v1.ReadRequest.get:type_name -> paddock.v1.GetRequest
-	11, // 3: paddock.raft.v1.ReadRequest.exists:type_name -> paddock.v1.ExistsRequest
-	12, // 4: paddock.raft.v1.ReadRequest.list:type_name -> paddock.v1.ListRequest
-	13, // 5: paddock.raft.v1.ReadRequest.get_session:type_name -> paddock.v1.GetSessionRequest
-	14, // 6: paddock.raft.v1.ReadRequest.list_sessions:type_name -> paddock.v1.ListSessionsRequest
-	0,  // 7: paddock.raft.v1.ReadResponse.error_code:type_name -> paddock.raft.v1.ErrorCode
-	15, // 8: paddock.raft.v1.ReadResponse.get:type_name -> paddock.v1.GetResponse
-	16, // 9: paddock.raft.v1.ReadResponse.exists:type_name -> paddock.v1.ExistsResponse
-	17, // 10: paddock.raft.v1.ReadResponse.list:type_name -> paddock.v1.ListResponse
-	18, // 11: paddock.raft.v1.ReadResponse.get_session:type_name -> paddock.v1.GetSessionResponse
-	19, // 12: paddock.raft.v1.ReadResponse.list_sessions:type_name -> paddock.v1.ListSessionsResponse
-	1,  // 13: paddock.raft.v1.InternalService.Propose:input_type -> paddock.raft.v1.ProposeRequest
-	3,  // 14: paddock.raft.v1.InternalService.ReadIndex:input_type -> paddock.raft.v1.ReadIndexRequest
-	5,  // 15: paddock.raft.v1.InternalService.Read:input_type -> paddock.raft.v1.ReadRequest
-	7,  // 16: paddock.raft.v1.InternalService.KeepAlive:input_type -> paddock.raft.v1.KeepAliveRequest
-	2,  // 17: paddock.raft.v1.InternalService.Propose:output_type -> paddock.raft.v1.ProposeResponse
-	4,  // 18: paddock.raft.v1.InternalService.ReadIndex:output_type -> paddock.raft.v1.ReadIndexResponse
-	6,  // 19: paddock.raft.v1.InternalService.Read:output_type -> paddock.raft.v1.ReadResponse
-	8,  // 20: paddock.raft.v1.InternalService.KeepAlive:output_type -> paddock.raft.v1.KeepAliveResponse
-	17, // [17:21] is the sub-list for method output_type
-	13, // [13:17] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	7,  // 1: paddock.raft.v1.ReadRequest.queries:type_name -> paddock.raft.v1.Query
+	8,  // 2: paddock.raft.v1.ReadResponse.results:type_name -> paddock.raft.v1.QueryResult
+	11, // 3: paddock.raft.v1.Query.read:type_name -> paddock.v1.ReadOptions
+	12, // 4: paddock.raft.v1.Query.get:type_name -> paddock.v1.GetRequest
+	13, // 5: paddock.raft.v1.Query.exists:type_name -> paddock.v1.ExistsRequest
+	14, // 6: paddock.raft.v1.Query.list:type_name -> paddock.v1.ListRequest
+	15, // 7: paddock.raft.v1.Query.get_session:type_name -> paddock.v1.GetSessionRequest
+	16, // 8: paddock.raft.v1.Query.list_sessions:type_name -> paddock.v1.ListSessionsRequest
+	0,  // 9: paddock.raft.v1.QueryResult.error_code:type_name -> paddock.raft.v1.ErrorCode
+	17, // 10: paddock.raft.v1.QueryResult.get:type_name -> paddock.v1.GetResponse
+	18, // 11: paddock.raft.v1.QueryResult.exists:type_name -> paddock.v1.ExistsResponse
+	19, // 12: paddock.raft.v1.QueryResult.list:type_name -> paddock.v1.ListResponse
+	20, // 13: paddock.raft.v1.QueryResult.get_session:type_name -> paddock.v1.GetSessionResponse
+	21, // 14: paddock.raft.v1.QueryResult.list_sessions:type_name -> paddock.v1.ListSessionsResponse
+	1,  // 15: paddock.raft.v1.InternalService.Propose:input_type -> paddock.raft.v1.ProposeRequest
+	3,  // 16: paddock.raft.v1.InternalService.ReadIndex:input_type -> paddock.raft.v1.ReadIndexRequest
+	5,  // 17: paddock.raft.v1.InternalService.Read:input_type -> paddock.raft.v1.ReadRequest
+	9,  // 18: paddock.raft.v1.InternalService.KeepAlive:input_type -> paddock.raft.v1.KeepAliveRequest
+	2,  // 19: paddock.raft.v1.InternalService.Propose:output_type -> paddock.raft.v1.ProposeResponse
+	4,  // 20: paddock.raft.v1.InternalService.ReadIndex:output_type -> paddock.raft.v1.ReadIndexResponse
+	6,  // 21: paddock.raft.v1.InternalService.Read:output_type -> paddock.raft.v1.ReadResponse
+	10, // 22: paddock.raft.v1.InternalService.KeepAlive:output_type -> paddock.raft.v1.KeepAliveResponse
+	19, // [19:23] is the sub-list for method output_type
+	15, // [15:19] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_paddock_raft_v1_internal_proto_init() }
@@ -858,19 +971,19 @@ func file_paddock_raft_v1_internal_proto_init() {
 	if File_paddock_raft_v1_internal_proto != nil {
 		return
 	}
-	file_paddock_raft_v1_internal_proto_msgTypes[4].OneofWrappers = []any{
-		(*ReadRequest_Get)(nil),
-		(*ReadRequest_Exists)(nil),
-		(*ReadRequest_List)(nil),
-		(*ReadRequest_GetSession)(nil),
-		(*ReadRequest_ListSessions)(nil),
+	file_paddock_raft_v1_internal_proto_msgTypes[6].OneofWrappers = []any{
+		(*Query_Get)(nil),
+		(*Query_Exists)(nil),
+		(*Query_List)(nil),
+		(*Query_GetSession)(nil),
+		(*Query_ListSessions)(nil),
 	}
-	file_paddock_raft_v1_internal_proto_msgTypes[5].OneofWrappers = []any{
-		(*ReadResponse_Get)(nil),
-		(*ReadResponse_Exists)(nil),
-		(*ReadResponse_List)(nil),
-		(*ReadResponse_GetSession)(nil),
-		(*ReadResponse_ListSessions)(nil),
+	file_paddock_raft_v1_internal_proto_msgTypes[7].OneofWrappers = []any{
+		(*QueryResult_Get)(nil),
+		(*QueryResult_Exists)(nil),
+		(*QueryResult_List)(nil),
+		(*QueryResult_GetSession)(nil),
+		(*QueryResult_ListSessions)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -878,7 +991,7 @@ func file_paddock_raft_v1_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_paddock_raft_v1_internal_proto_rawDesc), len(file_paddock_raft_v1_internal_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -38,10 +38,11 @@ type InternalServiceClient interface {
 	// ReadIndex returns an index that, once applied locally, makes a local
 	// read linearizable.
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
-	// Read serves a read from the receiving node's own state; it is never
-	// forwarded again. A linearizable read is served only by the leader
-	// (FAILED_PRECONDITION elsewhere), a serializable one by any node once
-	// it has applied read.min_zxid.
+	// Read serves a batch of reads from the receiving node's own state; they
+	// are never forwarded again. Linearizable reads are served only by the
+	// leader (FAILED_PRECONDITION elsewhere), with one read index for the
+	// batch; serializable ones by any node once it has applied their
+	// min_zxid.
 	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error)
 	// KeepAlive renews a batch of sessions on the leader.
 	KeepAlive(ctx context.Context, in *KeepAliveRequest, opts ...grpc.CallOption) (*KeepAliveResponse, error)
@@ -108,10 +109,11 @@ type InternalServiceServer interface {
 	// ReadIndex returns an index that, once applied locally, makes a local
 	// read linearizable.
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
-	// Read serves a read from the receiving node's own state; it is never
-	// forwarded again. A linearizable read is served only by the leader
-	// (FAILED_PRECONDITION elsewhere), a serializable one by any node once
-	// it has applied read.min_zxid.
+	// Read serves a batch of reads from the receiving node's own state; they
+	// are never forwarded again. Linearizable reads are served only by the
+	// leader (FAILED_PRECONDITION elsewhere), with one read index for the
+	// batch; serializable ones by any node once it has applied their
+	// min_zxid.
 	Read(context.Context, *ReadRequest) (*ReadResponse, error)
 	// KeepAlive renews a batch of sessions on the leader.
 	KeepAlive(context.Context, *KeepAliveRequest) (*KeepAliveResponse, error)
