@@ -496,7 +496,7 @@ func testHTTPMetrics(t *testing.T, c *cluster, leader int, f *agent) {
 		"paddock_raft_last_log_index ", "paddock_raft_leader_known 1",
 		"paddock_apply_duration_seconds_bucket", "paddock_propose_duration_seconds_bucket",
 		"paddock_grpc_server_handled_total{", "paddock_grpc_server_handling_seconds_bucket{",
-		"paddock_sessions ", "paddock_znodes ", "paddock_watchers ", "paddock_forwarded_requests_total ", "paddock_bad_entries_total 0",
+		"paddock_sessions ", "paddock_znodes ", "paddock_watchers ", `paddock_forwarded_requests_total{kind="read"} `, "paddock_bad_entries_total 0",
 	}
 	for i, a := range c.agents {
 		resp := curl(t, a.httpAddr, "/metrics")
@@ -522,7 +522,7 @@ func testHTTPMetrics(t *testing.T, c *cluster, leader int, f *agent) {
 	body := curl(t, f.httpAddr, "/metrics").body
 	for _, re := range []string{
 		// The follower forwarded the writes above to the leader.
-		`(?m)^paddock_forwarded_requests_total ([1-9][0-9]*)$`,
+		`(?m)^paddock_forwarded_requests_total\{kind="write"\} ([1-9][0-9]*)$`,
 		// The gateway's calls went through the gRPC server and its metrics.
 		`(?m)^paddock_grpc_server_handled_total\{grpc_code="AlreadyExists",grpc_method="Create",grpc_service="paddock.v1.TreeService",grpc_type="unary"\} ([1-9][0-9]*)$`,
 		`(?m)^paddock_grpc_server_handling_seconds_count\{grpc_method="Get",grpc_service="paddock.v1.TreeService",grpc_type="unary"\} ([1-9][0-9]*)$`,

@@ -81,7 +81,7 @@ func benchRead(b *testing.B, opts *paddockv1.ReadOptions) {
 	res := mustPropose(b, leader, createCmd("/read", make([]byte, 128)))
 	// Both nodes must have applied the znode before a serializable read.
 	for _, n := range []*node.Node{leader, follower} {
-		if err := n.WaitRead(context.Background(), &paddockv1.ReadOptions{MinZxid: res.Index}); err != nil {
+		if _, err := n.Get(context.Background(), &paddockv1.GetRequest{Path: "/read", Read: &paddockv1.ReadOptions{MinZxid: res.Index}}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -96,11 +96,7 @@ func benchRead(b *testing.B, opts *paddockv1.ReadOptions) {
 			b.RunParallel(func(pb *testing.PB) {
 				ctx := context.Background()
 				for pb.Next() {
-					if err := via.n.WaitRead(ctx, opts); err != nil {
-						b.Error(err)
-						return
-					}
-					if _, _, err := via.n.FSM().Get("/read"); err != nil {
+					if _, err := via.n.Get(ctx, &paddockv1.GetRequest{Path: "/read", Read: opts}); err != nil {
 						b.Error(err)
 						return
 					}

@@ -438,15 +438,20 @@ func eventually(tb testing.TB, timeout time.Duration, f func() error) {
 	}
 }
 
-// testTransport is raft's in-memory transport with one fault to inject:
-// dropping the AppendEntries that carry entries, to every peer or to one
-// (heartbeats still pass, so the sender keeps its leadership and its
-// followers stay put, but nothing new reaches them).
+// testTransport is raft's in-memory transport with two faults to inject,
+// to every peer or to one:
+//   - dropping the AppendEntries that carry entries (heartbeats still pass,
+//     so the sender keeps its leadership and its followers stay put, but
+//     nothing new reaches them);
+//   - holding back the leader's commit index: entries arrive and are
+//     stored, but the follower never learns they are committed, so it
+//     applies none of them.
 type testTransport struct {
 	*raft.InmemTransport
 
 	mu     sync.Mutex
 	dropTo map[raft.ServerAddress]bool // "" is every peer
+	holdTo map[raft.ServerAddress]bool
 }
 
 var errDropped = errors.New("test transport: entries dropped")
@@ -462,15 +467,37 @@ func (t *testTransport) dropEntries(target raft.ServerAddress, on bool) {
 	t.dropTo[target] = on
 }
 
-func (t *testTransport) drops(target raft.ServerAddress, args *raft.AppendEntriesRequest) bool {
+// holdCommit starts or stops hiding the commit index from target ("" for
+// every peer).
+func (t *testTransport) holdCommit(target raft.ServerAddress, on bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(args.Entries) > 0 && (t.dropTo[""] || t.dropTo[target])
+	if t.holdTo == nil {
+		t.holdTo = map[raft.ServerAddress]bool{}
+	}
+	t.holdTo[target] = on
+}
+
+// fault applies the faults set for target to args: it returns errDropped,
+// or the request to send (a copy when it changes it: raft keeps its own).
+func (t *testTransport) fault(target raft.ServerAddress, args *raft.AppendEntriesRequest) (*raft.AppendEntriesRequest, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(args.Entries) > 0 && (t.dropTo[""] || t.dropTo[target]) {
+		return nil, errDropped
+	}
+	if t.holdTo[""] || t.holdTo[target] {
+		held := *args
+		held.LeaderCommitIndex = 0 // raft's "no commit index in this request"
+		return &held, nil
+	}
+	return args, nil
 }
 
 func (t *testTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	if t.drops(target, args) {
-		return errDropped
+	args, err := t.fault(target, args)
+	if err != nil {
+		return err
 	}
 	return t.InmemTransport.AppendEntries(id, target, args, resp)
 }
@@ -490,8 +517,9 @@ type testPipeline struct {
 }
 
 func (p *testPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
-	if p.t.drops(p.target, args) {
-		return nil, errDropped
+	args, err := p.t.fault(p.target, args)
+	if err != nil {
+		return nil, err
 	}
 	return p.AppendPipeline.AppendEntries(args, resp)
 }
@@ -546,10 +574,8 @@ func mustOpenSession(tb testing.TB, n *node.Node, timeout time.Duration) uint64 
 
 // linearGet is a linearizable read of path on n.
 func linearGet(ctx context.Context, n *node.Node, path string) ([]byte, *paddockv1.Stat, error) {
-	if err := n.WaitRead(ctx, nil); err != nil {
-		return nil, nil, err
-	}
-	return n.FSM().Get(path)
+	resp, err := n.Get(ctx, &paddockv1.GetRequest{Path: path})
+	return resp.GetData(), resp.GetStat(), err
 }
 
 // raftStat reads one of raft's numeric stats.

@@ -54,13 +54,14 @@
 //     has not shown. CloseStreams (before a graceful stop) makes the
 //     leader's streams refuse new proposals and end once the begun ones
 //     are answered.
-//   - Reads (read.go): linearizable reads on any node use a read index:
-//     the leader takes its commit index and confirms its leadership with
-//     one VerifyLeader shared by every read waiting at that moment, and
-//     the serving node waits until it has applied that index. A new leader
-//     answers read index requests only after a barrier entry of its own
-//     term has been applied. Serializable reads are local; min_zxid waits
-//     for the local applied index.
+//   - Reads (read.go, query.go): linearizable reads on any node use a read
+//     index: the leader takes its commit index and confirms its
+//     leadership with one VerifyLeader shared by every read waiting at
+//     that moment, and the serving node waits until it has applied that
+//     index. A new leader answers read index requests only after a
+//     barrier entry of its own term has been applied. Serializable reads
+//     are local; min_zxid waits for the local applied index. A lagging
+//     follower hands linearizable reads to the leader (Follower reads).
 //   - Sessions (session.go): the leader alone decides expiry. Followers
 //     forward keepalives in batches. A new leader starts every session's
 //     clock from its checkpointed remaining time (or its full timeout),
@@ -84,13 +85,50 @@
 //     (shared by every watcher that keeps up) and per send for older ones
 //     (BenchmarkHistoryMemory reports the heap per event).
 //
+// # Follower reads
+//
+// A follower learns that entries are committed only with the leader's next
+// AppendEntries, which comes 5-10 ms later when writes pause (CommitTimeout,
+// randomised; lowering it costs the leader CPU on every idle tick). Under a
+// steady trickle of writes a follower is usually that far behind, and a
+// read waiting for the read index would wait for that append. So:
+//
+//   - A follower that stores entries beyond its commit index, or is asked
+//     for a min_zxid beyond it, forwards the whole read
+//     (InternalService.Read) and the leader serves it with a read index of
+//     its own: one round trip, as linearizable as any read on the leader.
+//     Entries committed but not yet applied do not count: they are applied
+//     within microseconds.
+//   - Otherwise it asks for a read index. If that is beyond its commit
+//     index (the leader committed entries this follower has not even
+//     received), it forwards the read with the index as min_zxid and the
+//     receiving node serves it as soon as it has applied that far, with no
+//     second VerifyLeader: a state at or past a read index answers the read
+//     linearizably on any node. Else it waits for the index and serves
+//     locally, as a caught-up follower always does.
+//
+// Forwarded reads travel in batches, as read index rounds do: the reads
+// waiting when a batch leaves go in it, the others wait for the next one,
+// and the leader takes one read index for the batch. A forwarded read
+// costs the leader one lookup and its share of a call and of a read index
+// round; the batches keep the cluster's CPU per read where it was. A batch
+// that reaches a node no longer leading fails with ErrNotLeader and its
+// reads are tried again, as a read index request is; the receiving node
+// never forwards further. A read whose min_zxid is beyond the receiving
+// node's log is answered beyond_log instead of holding up its batch: the
+// follower then waits for that zxid itself, as before. Serializable reads
+// never forward. The response header of a forwarded read is the leader's
+// (its id, term and applied index); the served-by header still names the
+// node the client called.
+//
 // # Concurrency
 //
 // raft and the fsm own their goroutines. The node adds: a leadership
 // watcher, which runs the leader-only work (barrier, session tracker) in a
 // goroutine per term and cancels it when leadership is lost; a member
-// registration loop; and the read index and keepalive coalescers, whose
-// loops run only while requests are waiting; each watch adds one sender
+// registration loop; and the batchers (batch.go: read index rounds,
+// forwarded reads) and the keepalive batcher, whose loops run only while
+// requests are waiting; each watch adds one sender
 // goroutine, so a blocked send never stops its watcher from noticing it is
 // behind. A follower's propose stream has a sender and a receiver
 // goroutine; the leader serves each with its handler (the sender), a

@@ -76,11 +76,19 @@ func answerForwarded(res *fsm.Result, err error) (*raftv1.ProposeResponse, error
 }
 
 func (s *internalServer) ReadIndex(ctx context.Context, _ *raftv1.ReadIndexRequest) (*raftv1.ReadIndexResponse, error) {
-	idx, err := s.n.ReadIndexForPeer(ctx)
+	idx, err := s.n.confirmedReadIndex(ctx)
 	if err != nil {
 		return nil, peerStatus(err)
 	}
 	return &raftv1.ReadIndexResponse{Index: idx}, nil
+}
+
+func (s *internalServer) Read(ctx context.Context, req *raftv1.ReadRequest) (*raftv1.ReadResponse, error) {
+	results, err := s.n.readsForPeer(ctx, req.GetQueries())
+	if err != nil {
+		return nil, peerStatus(err)
+	}
+	return &raftv1.ReadResponse{Results: results}, nil
 }
 
 func (s *internalServer) KeepAlive(_ context.Context, req *raftv1.KeepAliveRequest) (*raftv1.KeepAliveResponse, error) {

@@ -22,8 +22,16 @@ type metrics struct {
 	apply     prometheus.Histogram
 	batch     prometheus.Histogram
 	propose   prometheus.Histogram
-	forwarded prometheus.Counter
+	forwarded *prometheus.CounterVec
 }
+
+// Values of paddock_forwarded_requests_total's kind label.
+const (
+	fwdWrite     = "write"      // InternalService.Propose
+	fwdRead      = "read"       // one read in an InternalService.Read batch
+	fwdReadIndex = "read_index" // InternalService.ReadIndex: one round, shared by the reads waiting
+	fwdKeepAlive = "keepalive"  // InternalService.KeepAlive: one batch
+)
 
 func newMetrics(n *Node) *metrics {
 	m := &metrics{
@@ -45,10 +53,14 @@ func newMetrics(n *Node) *metrics {
 			// 250µs to ~8s: commit needs a quorum fsync.
 			Buckets: prometheus.ExponentialBuckets(250e-6, 2, 16),
 		}),
-		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paddock_forwarded_requests_total",
-			Help: "Writes this node forwarded to the leader.",
-		}),
+			Help: "Requests this node sent to the leader, by kind: write, read (a read the leader serves, counted one by one though sent in batches), read_index (one round shared by the reads waiting), keepalive (one batch).",
+		}, []string{"kind"}),
+	}
+	// Every kind's series exists from the start, at zero.
+	for _, k := range []string{fwdWrite, fwdRead, fwdReadIndex, fwdKeepAlive} {
+		m.forwarded.WithLabelValues(k)
 	}
 	m.reg.MustRegister(
 		m.apply, m.batch, m.propose, m.forwarded,

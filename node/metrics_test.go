@@ -98,10 +98,18 @@ func TestMetrics(t *testing.T) {
 	}
 
 	after := scrape(t, fn.Metrics())
-	for _, name := range []string{"paddock_forwarded_requests_total", "paddock_propose_duration_seconds"} {
+	for _, s := range []struct{ name, labels string }{
+		{"paddock_forwarded_requests_total", "kind=write"},
+		{"paddock_propose_duration_seconds", ""},
+	} {
 		// Two writes through the follower; registration may add more.
-		if d := after[name][""] - before[name][""]; d < 2 {
-			t.Errorf("%s on follower %s rose by %v, want >= 2", name, fn.ID(), d)
+		if d := after[s.name][s.labels] - before[s.name][s.labels]; d < 2 {
+			t.Errorf("%s{%s} on follower %s rose by %v, want >= 2", s.name, s.labels, fn.ID(), d)
+		}
+	}
+	for _, kind := range []string{"read", "read_index", "keepalive"} {
+		if _, ok := after["paddock_forwarded_requests_total"]["kind="+kind]; !ok {
+			t.Errorf("paddock_forwarded_requests_total{kind=%s} missing on %s", kind, fn.ID())
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/paddock/paddock/fsm"
+	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
@@ -38,13 +39,14 @@ type Node struct {
 	waiter *appliedWaiter
 	watch  *hub
 
-	peers    *peerConns
-	reads    *coalescer // leader: commit index + VerifyLeader
-	fwdReads *coalescer // follower: ReadIndex on the leader
-	sessions *tracker
-	kaBatch  *keepaliveBatcher
-	fwd      *forwarder // follower: writes to the leader
-	metrics  *metrics
+	peers        *peerConns
+	readIndex    *batcher[struct{}, uint64]                   // leader: commit index + VerifyLeader
+	fwdReadIndex *batcher[struct{}, uint64]                   // follower: ReadIndex on the leader
+	fwdReads     *batcher[*raftv1.Query, *raftv1.QueryResult] // follower: reads the leader serves
+	sessions     *tracker
+	kaBatch      *keepaliveBatcher
+	fwd          *forwarder // follower: writes to the leader
+	metrics      *metrics
 
 	// streamsClosed is closed by CloseStreams: the leader's propose
 	// streams end once they have answered what they carry.
@@ -133,8 +135,9 @@ func New(c Config) (*Node, error) {
 		}
 	}
 
-	n.reads = newCoalescer(n.leaderReadIndex, cfg.RequestTimeout)
-	n.fwdReads = newCoalescer(n.forwardReadIndex, cfg.RequestTimeout)
+	n.readIndex = newBatcher(shared(n.leaderReadIndex), cfg.RequestTimeout)
+	n.fwdReadIndex = newBatcher(shared(n.forwardReadIndex), cfg.RequestTimeout)
+	n.fwdReads = newBatcher(n.sendReads, cfg.RequestTimeout)
 	n.sessions = newTracker(n)
 	n.kaBatch = newKeepaliveBatcher(n)
 
@@ -218,7 +221,8 @@ func (n *Node) drainOps() {
 // ID is the node's id.
 func (n *Node) ID() string { return n.cfg.ID }
 
-// FSM is the node's state machine, for reads after WaitRead.
+// FSM is the node's state machine. Reads of it are as fresh as the node's
+// applied index: linearizable reads go through Get, List and the like.
 func (n *Node) FSM() *fsm.FSM { return n.fsm }
 
 // Raft exposes the raft instance (tests, status).

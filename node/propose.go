@@ -179,7 +179,7 @@ func applyError(err error) error {
 // forward sends cmd to the leader: on the propose stream of this node's
 // forwarder, or in a unary Propose where the stream cannot carry it.
 func (n *Node) forward(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
-	n.metrics.forwarded.Inc()
+	n.metrics.forwarded.WithLabelValues(fwdWrite).Inc()
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("node: encode command: %w", err)

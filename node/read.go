@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,49 +15,176 @@ import (
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
-// WaitRead blocks until a read with opts may be served from the local
-// state: min_zxid applied, and for linearizable reads the read index.
-func (n *Node) WaitRead(ctx context.Context, opts *paddockv1.ReadOptions) error {
+// read serves the read q with options opts: from this node's state, or,
+// when this follower lags, from the leader's (doc.go, Follower reads).
+// Serializable reads are always local. A read changes nothing, so when
+// leadership moves under it (ErrNotLeader) or no leader is known
+// (ErrNoLeader) it is tried again until ctx ends, as Propose does.
+func (n *Node) read(ctx context.Context, opts *paddockv1.ReadOptions, q *raftv1.Query) (*raftv1.QueryResult, error) {
+	if err := checkQuery(q); err != nil {
+		return nil, err
+	}
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
-	if z := opts.GetMinZxid(); z > 0 {
-		if err := n.waiter.wait(ctx, z); err != nil {
-			return fmt.Errorf("node: waiting for min_zxid %d: %w", z, err)
+	if !linearizable(opts) {
+		return n.serveRead(ctx, opts, q)
+	}
+	for {
+		r, err := n.readOnce(ctx, opts, q)
+		if (errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)) && sleepCtx(ctx, 20*time.Millisecond) {
+			continue
+		}
+		return r, err
+	}
+}
+
+func linearizable(opts *paddockv1.ReadOptions) bool {
+	return opts.GetConsistency() != paddockv1.ReadConsistency_READ_CONSISTENCY_SERIALIZABLE
+}
+
+// errBeyondLog: the node a read was forwarded to does not have its
+// min_zxid (it is not the leader, or the zxid was never written).
+var errBeyondLog = fmt.Errorf("%w: min_zxid beyond the serving node's log", ErrNotLeader)
+
+// readOnce is one attempt at a linearizable read. A follower that knows
+// of entries (its own, or the client's min_zxid) beyond its commit index
+// would learn their commit only with the leader's next append: it has the
+// leader serve the read. Otherwise it asks for a read index, and has the
+// leader serve the read at that index if it is beyond its commit index.
+func (n *Node) readOnce(ctx context.Context, opts *paddockv1.ReadOptions, q *raftv1.Query) (*raftv1.QueryResult, error) {
+	if n.IsLeader() {
+		return n.serveRead(ctx, opts, q)
+	}
+	commit := n.raft.CommitIndex()
+	if n.raft.LastIndex() > commit || opts.GetMinZxid() > commit {
+		r, err := n.forwardRead(ctx, opts, q)
+		if !errors.Is(err, errBeyondLog) {
+			return r, err
+		}
+		// Wait for min_zxid here then, as a caught-up follower does
+		// (an invented one until ctx ends).
+	}
+	if err := n.waitMinZxid(ctx, opts); err != nil {
+		return nil, err
+	}
+	idx, err := n.fwdReadIndex.do(ctx, struct{}{})
+	if err != nil {
+		return nil, err
+	}
+	if idx > n.raft.CommitIndex() {
+		return n.forwardRead(ctx, atIndex(idx), q)
+	}
+	if err := n.waiter.wait(ctx, idx); err != nil {
+		return nil, err
+	}
+	return n.query(q)
+}
+
+// atIndex are the options of a read whose read index is idx: any node's
+// state at or past idx serves it linearizably, so it needs no other check.
+func atIndex(idx uint64) *paddockv1.ReadOptions {
+	return &paddockv1.ReadOptions{Consistency: paddockv1.ReadConsistency_READ_CONSISTENCY_SERIALIZABLE, MinZxid: idx}
+}
+
+// serveRead serves q from this node's state, never forwarding: a
+// linearizable read only on the leader, with a read index of its own.
+func (n *Node) serveRead(ctx context.Context, opts *paddockv1.ReadOptions, q *raftv1.Query) (*raftv1.QueryResult, error) {
+	if err := n.waitMinZxid(ctx, opts); err != nil {
+		return nil, err
+	}
+	if linearizable(opts) {
+		if err := n.waitReadIndex(ctx); err != nil {
+			return nil, err
 		}
 	}
-	if opts.GetConsistency() == paddockv1.ReadConsistency_READ_CONSISTENCY_SERIALIZABLE {
-		return nil
-	}
-	idx, err := n.readIndex(ctx)
+	return n.query(q)
+}
+
+// waitReadIndex waits, on the leader, until this node has applied a read
+// index it confirmed after the call began.
+func (n *Node) waitReadIndex(ctx context.Context) error {
+	idx, err := n.confirmedReadIndex(ctx)
 	if err != nil {
 		return err
 	}
 	return n.waiter.wait(ctx, idx)
 }
 
-// readIndex returns an index whose application makes a local read
-// linearizable. Asking for a read index changes nothing, so when
-// leadership moves under the request (ErrNotLeader) or no leader is known
-// (ErrNoLeader) it asks again until ctx ends, as Propose does.
-func (n *Node) readIndex(ctx context.Context) (uint64, error) {
-	for {
-		idx, err := n.readIndexOnce(ctx)
-		if (errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)) && sleepCtx(ctx, 20*time.Millisecond) {
-			continue
+func (n *Node) waitMinZxid(ctx context.Context, opts *paddockv1.ReadOptions) error {
+	if z := opts.GetMinZxid(); z > 0 {
+		if err := n.waiter.wait(ctx, z); err != nil {
+			return fmt.Errorf("node: waiting for min_zxid %d: %w", z, err)
 		}
-		return idx, err
 	}
+	return nil
 }
 
-// readIndexOnce asks the leader (this node, or over gRPC) once.
-func (n *Node) readIndexOnce(ctx context.Context) (uint64, error) {
-	if n.IsLeader() {
-		if err := n.awaitReady(ctx); err != nil {
-			return 0, err
-		}
-		return n.reads.do(ctx)
+// forwardRead has the leader serve q with opts, in the next batch of
+// forwarded reads.
+func (n *Node) forwardRead(ctx context.Context, opts *paddockv1.ReadOptions, q *raftv1.Query) (*raftv1.QueryResult, error) {
+	n.metrics.forwarded.WithLabelValues(fwdRead).Inc()
+	r, err := n.fwdReads.do(ctx, &raftv1.Query{Read: opts, Query: q.GetQuery()})
+	switch {
+	case err != nil:
+		return nil, err
+	case r.GetBeyondLog():
+		return nil, errBeyondLog
 	}
-	return n.fwdReads.do(ctx)
+	if err := fsm.DecodeError(r.GetErrorCode(), r.GetErrorMessage(), -1); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// sendReads is one batch of forwarded reads (InternalService.Read).
+func (n *Node) sendReads(ctx context.Context, qs []*raftv1.Query) ([]*raftv1.QueryResult, error) {
+	conn, err := n.leaderConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := raftv1.NewInternalServiceClient(conn).Read(ctx, &raftv1.ReadRequest{Queries: qs})
+	if err != nil {
+		return nil, fromPeer(err)
+	}
+	if got := len(resp.GetResults()); got != len(qs) {
+		return nil, fmt.Errorf("node: leader answered %d reads of %d", got, len(qs))
+	}
+	return resp.GetResults(), nil
+}
+
+// readsForPeer serves a batch of reads a follower forwarded, from this
+// node's state: one read index for all the linearizable ones (they all
+// arrived before it is taken), then each once its min_zxid is applied. A
+// query whose min_zxid this node's log does not reach gets beyond_log
+// rather than holding up the batch; a state machine error is the query's
+// result, not err.
+func (n *Node) readsForPeer(ctx context.Context, qs []*raftv1.Query) ([]*raftv1.QueryResult, error) {
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	if slices.ContainsFunc(qs, func(q *raftv1.Query) bool { return linearizable(q.GetRead()) }) {
+		if err := n.waitReadIndex(ctx); err != nil {
+			return nil, err
+		}
+	}
+	last := n.raft.LastIndex()
+	out := make([]*raftv1.QueryResult, len(qs))
+	for i, q := range qs {
+		if q.GetRead().GetMinZxid() > last {
+			out[i] = &raftv1.QueryResult{BeyondLog: true}
+			continue
+		}
+		if err := n.waitMinZxid(ctx, q.GetRead()); err != nil {
+			return nil, err
+		}
+		r, err := n.query(q)
+		if code := fsm.ErrorCode(err); code != raftv1.ErrorCode_ERROR_CODE_UNSPECIFIED {
+			r = &raftv1.QueryResult{ErrorCode: code, ErrorMessage: err.Error()}
+		} else if err != nil {
+			return nil, err
+		}
+		out[i] = r
+	}
+	return out, nil
 }
 
 // awaitReady waits for this leader's barrier.
@@ -73,7 +201,7 @@ func (n *Node) awaitReady(ctx context.Context) error {
 	}
 }
 
-// leaderReadIndex is one coalesced round on the leader: the commit index,
+// leaderReadIndex is one shared round on the leader: the commit index,
 // taken before a quorum confirms this node still leads.
 func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 	if n.raft.State() != raft.Leader {
@@ -90,8 +218,9 @@ func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 	return idx, nil
 }
 
-// forwardReadIndex is one coalesced round on a follower.
+// forwardReadIndex is one shared round on a follower.
 func (n *Node) forwardReadIndex(ctx context.Context) (uint64, error) {
+	n.metrics.forwarded.WithLabelValues(fwdReadIndex).Inc()
 	conn, err := n.leaderConn(ctx)
 	if err != nil {
 		return 0, err
@@ -103,75 +232,17 @@ func (n *Node) forwardReadIndex(ctx context.Context) (uint64, error) {
 	return resp.GetIndex(), nil
 }
 
-// ReadIndexForPeer serves a follower's ReadIndex.
-func (n *Node) ReadIndexForPeer(ctx context.Context) (uint64, error) {
+// confirmedReadIndex returns a read index this node confirms as the
+// leader: the answer to a follower's ReadIndex, and what the leader's own
+// linearizable reads wait for.
+func (n *Node) confirmedReadIndex(ctx context.Context) (uint64, error) {
 	if !n.IsLeader() {
 		return 0, ErrNotLeader
 	}
 	if err := n.awaitReady(ctx); err != nil {
 		return 0, err
 	}
-	return n.reads.do(ctx)
-}
-
-// coalescer shares one run of fn among every caller waiting when it
-// starts. A caller that arrives while a run is under way waits for the
-// next run, so every result was computed after its caller arrived.
-type coalescer struct {
-	fn      func(context.Context) (uint64, error)
-	timeout time.Duration // bounds one run
-
-	mu      sync.Mutex
-	waiting []chan coalesced
-	running bool
-}
-
-type coalesced struct {
-	idx uint64
-	err error
-}
-
-func newCoalescer(fn func(context.Context) (uint64, error), timeout time.Duration) *coalescer {
-	return &coalescer{fn: fn, timeout: timeout}
-}
-
-func (c *coalescer) do(ctx context.Context) (uint64, error) {
-	ch := make(chan coalesced, 1)
-	c.mu.Lock()
-	c.waiting = append(c.waiting, ch)
-	if !c.running {
-		c.running = true
-		go c.loop()
-	}
-	c.mu.Unlock()
-	select {
-	case r := <-ch:
-		return r.idx, r.err
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-}
-
-// loop runs rounds while callers wait. A round belongs to no one caller,
-// so it has its own deadline.
-func (c *coalescer) loop() {
-	for {
-		c.mu.Lock()
-		batch := c.waiting
-		c.waiting = nil
-		if len(batch) == 0 {
-			c.running = false
-			c.mu.Unlock()
-			return
-		}
-		c.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-		idx, err := c.fn(ctx)
-		cancel()
-		for _, ch := range batch {
-			ch <- coalesced{idx, err}
-		}
-	}
+	return n.readIndex.do(ctx, struct{}{})
 }
 
 // appliedWaiter tracks the state machine's applied index and wakes readers

@@ -143,7 +143,7 @@ func TestPartitionedLeader(t *testing.T) {
 	eventually(t, waitTimeout, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
-		if err := on.WaitRead(ctx, nil); err == nil {
+		if _, _, err := linearGet(ctx, on, "/p"); err == nil {
 			return errors.New("linearizable read on the partitioned leader still succeeds")
 		}
 		return nil
@@ -216,7 +216,7 @@ func TestNewLeaderReadsWaitForBarrier(t *testing.T) {
 		}
 		for _, n := range []*node.Node{bn, an} {
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-			err := n.WaitRead(ctx, nil)
+			_, _, err := linearGet(ctx, n, "/r")
 			cancel()
 			// DeadlineExceeded (it waited) or, while b's leadership
 			// watcher catches up with raft, "not the leader": any

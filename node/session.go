@@ -353,6 +353,7 @@ func (b *keepaliveBatcher) loop() {
 }
 
 func (b *keepaliveBatcher) send(ids []uint64) (map[uint64]bool, error) {
+	b.n.metrics.forwarded.WithLabelValues(fwdKeepAlive).Inc()
 	ctx, cancel := context.WithTimeout(context.Background(), b.n.cfg.RequestTimeout)
 	defer cancel()
 	conn, err := b.n.leaderConn(ctx)

@@ -84,7 +84,9 @@
 // have it applied once.
 //
 // Every HTTP response carries Served-By: <node id>: errors, streams,
-// /healthz and /metrics included. /v1/ requests never pass through
+// /healthz and /metrics included. It names the node that answered the
+// call; the body's header.node_id names the node whose state the answer
+// reflects, which for a read a lagging follower forwarded is the leader. /v1/ requests never pass through
 // http.ServeMux, which would answer a path with "//" or "." with a redirect
 // to a different znode's URL.
 package rpc

@@ -70,21 +70,11 @@ func (s *sessionServer) CloseSession(ctx context.Context, req *paddockv1.CloseSe
 }
 
 func (s *sessionServer) GetSession(ctx context.Context, req *paddockv1.GetSessionRequest) (*paddockv1.GetSessionResponse, error) {
-	if err := s.n.WaitRead(ctx, req.GetRead()); err != nil {
-		return nil, toStatus(err)
-	}
-	hdr := s.n.ReadHeader()
-	sess, err := s.n.FSM().Session(req.GetSessionId())
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return &paddockv1.GetSessionResponse{Header: hdr, Session: sess}, nil
+	resp, err := s.n.GetSession(ctx, req)
+	return resp, toStatus(err)
 }
 
 func (s *sessionServer) ListSessions(ctx context.Context, req *paddockv1.ListSessionsRequest) (*paddockv1.ListSessionsResponse, error) {
-	if err := s.n.WaitRead(ctx, req.GetRead()); err != nil {
-		return nil, toStatus(err)
-	}
-	hdr := s.n.ReadHeader()
-	return &paddockv1.ListSessionsResponse{Header: hdr, Sessions: s.n.FSM().Sessions()}, nil
+	resp, err := s.n.ListSessions(ctx, req)
+	return resp, toStatus(err)
 }

@@ -80,7 +80,10 @@ func (ReadConsistency) EnumDescriptor() ([]byte, []int) {
 // raft term, and the zxid (raft index) the answer reflects.
 type ResponseHeader struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// node_id is the id of the node that served the request.
+	// node_id is the id of the node whose state the response reflects: the
+	// node that served the request, or for a linearizable read that a
+	// lagging follower handed to the leader, the leader. The served-by
+	// header always names the node the client called.
 	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	// term is the raft term the serving node was in.
 	Term uint64 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`

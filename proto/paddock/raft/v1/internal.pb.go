@@ -7,6 +7,7 @@
 package raftv1
 
 import (
+	v1 "github.com/paddock/paddock/proto/paddock/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -550,6 +551,415 @@ func (x *ReadIndexResponse) GetIndex() uint64 {
 	return 0
 }
 
+// ReadRequest is a batch of client reads a follower forwarded.
+type ReadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// queries are the reads, each served on its own terms.
+	Queries       []*Query `protobuf:"bytes,1,rep,name=queries,proto3" json:"queries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadRequest) Reset() {
+	*x = ReadRequest{}
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadRequest) ProtoMessage() {}
+
+func (x *ReadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
+func (*ReadRequest) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReadRequest) GetQueries() []*Query {
+	if x != nil {
+		return x.Queries
+	}
+	return nil
+}
+
+// ReadResponse answers a ReadRequest.
+type ReadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results answer the queries, in their order.
+	Results       []*QueryResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadResponse) Reset() {
+	*x = ReadResponse{}
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadResponse) ProtoMessage() {}
+
+func (x *ReadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
+func (*ReadResponse) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ReadResponse) GetResults() []*QueryResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// Query is one client read.
+type Query struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// read is how the receiving node serves the read; the request's own
+	// read options are ignored (the follower may have replaced them, see
+	// node's doc.go, Follower reads).
+	Read *v1.ReadOptions `protobuf:"bytes,1,opt,name=read,proto3" json:"read,omitempty"`
+	// query is the client's request.
+	//
+	// Types that are valid to be assigned to Query:
+	//
+	//	*Query_Get
+	//	*Query_Exists
+	//	*Query_List
+	//	*Query_GetSession
+	//	*Query_ListSessions
+	Query         isQuery_Query `protobuf_oneof:"query"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Query) Reset() {
+	*x = Query{}
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Query) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Query) ProtoMessage() {}
+
+func (x *Query) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Query.ProtoReflect.Descriptor instead.
+func (*Query) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Query) GetRead() *v1.ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+func (x *Query) GetQuery() isQuery_Query {
+	if x != nil {
+		return x.Query
+	}
+	return nil
+}
+
+func (x *Query) GetGet() *v1.GetRequest {
+	if x != nil {
+		if x, ok := x.Query.(*Query_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *Query) GetExists() *v1.ExistsRequest {
+	if x != nil {
+		if x, ok := x.Query.(*Query_Exists); ok {
+			return x.Exists
+		}
+	}
+	return nil
+}
+
+func (x *Query) GetList() *v1.ListRequest {
+	if x != nil {
+		if x, ok := x.Query.(*Query_List); ok {
+			return x.List
+		}
+	}
+	return nil
+}
+
+func (x *Query) GetGetSession() *v1.GetSessionRequest {
+	if x != nil {
+		if x, ok := x.Query.(*Query_GetSession); ok {
+			return x.GetSession
+		}
+	}
+	return nil
+}
+
+func (x *Query) GetListSessions() *v1.ListSessionsRequest {
+	if x != nil {
+		if x, ok := x.Query.(*Query_ListSessions); ok {
+			return x.ListSessions
+		}
+	}
+	return nil
+}
+
+type isQuery_Query interface {
+	isQuery_Query()
+}
+
+type Query_Get struct {
+	// get is TreeService.Get.
+	Get *v1.GetRequest `protobuf:"bytes,2,opt,name=get,proto3,oneof"`
+}
+
+type Query_Exists struct {
+	// exists is TreeService.Exists.
+	Exists *v1.ExistsRequest `protobuf:"bytes,3,opt,name=exists,proto3,oneof"`
+}
+
+type Query_List struct {
+	// list is TreeService.List.
+	List *v1.ListRequest `protobuf:"bytes,4,opt,name=list,proto3,oneof"`
+}
+
+type Query_GetSession struct {
+	// get_session is SessionService.GetSession.
+	GetSession *v1.GetSessionRequest `protobuf:"bytes,5,opt,name=get_session,json=getSession,proto3,oneof"`
+}
+
+type Query_ListSessions struct {
+	// list_sessions is SessionService.ListSessions.
+	ListSessions *v1.ListSessionsRequest `protobuf:"bytes,6,opt,name=list_sessions,json=listSessions,proto3,oneof"`
+}
+
+func (*Query_Get) isQuery_Query() {}
+
+func (*Query_Exists) isQuery_Query() {}
+
+func (*Query_List) isQuery_Query() {}
+
+func (*Query_GetSession) isQuery_Query() {}
+
+func (*Query_ListSessions) isQuery_Query() {}
+
+// QueryResult is the serving node's answer to one Query: a result, a state
+// machine error, or beyond_log.
+type QueryResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// error_code is set when the read failed.
+	ErrorCode ErrorCode `protobuf:"varint,1,opt,name=error_code,json=errorCode,proto3,enum=paddock.raft.v1.ErrorCode" json:"error_code,omitempty"`
+	// error_message names the problem.
+	ErrorMessage string `protobuf:"bytes,2,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// beyond_log says the query's min_zxid is beyond the serving node's
+	// log, so it was not served: the node is not the leader, or no such
+	// entry was ever written.
+	BeyondLog bool `protobuf:"varint,3,opt,name=beyond_log,json=beyondLog,proto3" json:"beyond_log,omitempty"`
+	// result is the response to the query, its header the serving node's.
+	//
+	// Types that are valid to be assigned to Result:
+	//
+	//	*QueryResult_Get
+	//	*QueryResult_Exists
+	//	*QueryResult_List
+	//	*QueryResult_GetSession
+	//	*QueryResult_ListSessions
+	Result        isQueryResult_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryResult) Reset() {
+	*x = QueryResult{}
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryResult) ProtoMessage() {}
+
+func (x *QueryResult) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryResult.ProtoReflect.Descriptor instead.
+func (*QueryResult) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *QueryResult) GetErrorCode() ErrorCode {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ErrorCode_ERROR_CODE_UNSPECIFIED
+}
+
+func (x *QueryResult) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+func (x *QueryResult) GetBeyondLog() bool {
+	if x != nil {
+		return x.BeyondLog
+	}
+	return false
+}
+
+func (x *QueryResult) GetResult() isQueryResult_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *QueryResult) GetGet() *v1.GetResponse {
+	if x != nil {
+		if x, ok := x.Result.(*QueryResult_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *QueryResult) GetExists() *v1.ExistsResponse {
+	if x != nil {
+		if x, ok := x.Result.(*QueryResult_Exists); ok {
+			return x.Exists
+		}
+	}
+	return nil
+}
+
+func (x *QueryResult) GetList() *v1.ListResponse {
+	if x != nil {
+		if x, ok := x.Result.(*QueryResult_List); ok {
+			return x.List
+		}
+	}
+	return nil
+}
+
+func (x *QueryResult) GetGetSession() *v1.GetSessionResponse {
+	if x != nil {
+		if x, ok := x.Result.(*QueryResult_GetSession); ok {
+			return x.GetSession
+		}
+	}
+	return nil
+}
+
+func (x *QueryResult) GetListSessions() *v1.ListSessionsResponse {
+	if x != nil {
+		if x, ok := x.Result.(*QueryResult_ListSessions); ok {
+			return x.ListSessions
+		}
+	}
+	return nil
+}
+
+type isQueryResult_Result interface {
+	isQueryResult_Result()
+}
+
+type QueryResult_Get struct {
+	// get answers Query.get.
+	Get *v1.GetResponse `protobuf:"bytes,4,opt,name=get,proto3,oneof"`
+}
+
+type QueryResult_Exists struct {
+	// exists answers Query.exists.
+	Exists *v1.ExistsResponse `protobuf:"bytes,5,opt,name=exists,proto3,oneof"`
+}
+
+type QueryResult_List struct {
+	// list answers Query.list.
+	List *v1.ListResponse `protobuf:"bytes,6,opt,name=list,proto3,oneof"`
+}
+
+type QueryResult_GetSession struct {
+	// get_session answers Query.get_session.
+	GetSession *v1.GetSessionResponse `protobuf:"bytes,7,opt,name=get_session,json=getSession,proto3,oneof"`
+}
+
+type QueryResult_ListSessions struct {
+	// list_sessions answers Query.list_sessions.
+	ListSessions *v1.ListSessionsResponse `protobuf:"bytes,8,opt,name=list_sessions,json=listSessions,proto3,oneof"`
+}
+
+func (*QueryResult_Get) isQueryResult_Result() {}
+
+func (*QueryResult_Exists) isQueryResult_Result() {}
+
+func (*QueryResult_List) isQueryResult_Result() {}
+
+func (*QueryResult_GetSession) isQueryResult_Result() {}
+
+func (*QueryResult_ListSessions) isQueryResult_Result() {}
+
 // KeepAliveRequest renews sessions.
 type KeepAliveRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -561,7 +971,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[8]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +983,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[8]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +996,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{8}
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *KeepAliveRequest) GetSessionIds() []uint64 {
@@ -607,7 +1017,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[9]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +1029,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[9]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +1042,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{9}
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *KeepAliveResponse) GetExpiredIds() []uint64 {
@@ -646,7 +1056,7 @@ var File_paddock_raft_v1_internal_proto protoreflect.FileDescriptor
 
 const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\n" +
-	"\x1epaddock/raft/v1/internal.proto\x12\x0fpaddock.raft.v1\"*\n" +
+	"\x1epaddock/raft/v1/internal.proto\x12\x0fpaddock.raft.v1\x1a\x17paddock/v1/common.proto\x1a\x18paddock/v1/session.proto\x1a\x15paddock/v1/tree.proto\"*\n" +
 	"\x0eProposeRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\"O\n" +
 	"\x14ProposeStreamRequest\x127\n" +
@@ -671,7 +1081,33 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\bresponse\x18\x05 \x01(\fR\bresponse\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"3\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"?\n" +
+	"\vReadRequest\x120\n" +
+	"\aqueries\x18\x01 \x03(\v2\x16.paddock.raft.v1.QueryR\aqueries\"F\n" +
+	"\fReadResponse\x126\n" +
+	"\aresults\x18\x01 \x03(\v2\x1c.paddock.raft.v1.QueryResultR\aresults\"\xd7\x02\n" +
+	"\x05Query\x12+\n" +
+	"\x04read\x18\x01 \x01(\v2\x17.paddock.v1.ReadOptionsR\x04read\x12*\n" +
+	"\x03get\x18\x02 \x01(\v2\x16.paddock.v1.GetRequestH\x00R\x03get\x123\n" +
+	"\x06exists\x18\x03 \x01(\v2\x19.paddock.v1.ExistsRequestH\x00R\x06exists\x12-\n" +
+	"\x04list\x18\x04 \x01(\v2\x17.paddock.v1.ListRequestH\x00R\x04list\x12@\n" +
+	"\vget_session\x18\x05 \x01(\v2\x1d.paddock.v1.GetSessionRequestH\x00R\n" +
+	"getSession\x12F\n" +
+	"\rlist_sessions\x18\x06 \x01(\v2\x1f.paddock.v1.ListSessionsRequestH\x00R\flistSessionsB\a\n" +
+	"\x05query\"\xb5\x03\n" +
+	"\vQueryResult\x129\n" +
+	"\n" +
+	"error_code\x18\x01 \x01(\x0e2\x1a.paddock.raft.v1.ErrorCodeR\terrorCode\x12#\n" +
+	"\rerror_message\x18\x02 \x01(\tR\ferrorMessage\x12\x1d\n" +
+	"\n" +
+	"beyond_log\x18\x03 \x01(\bR\tbeyondLog\x12+\n" +
+	"\x03get\x18\x04 \x01(\v2\x17.paddock.v1.GetResponseH\x00R\x03get\x124\n" +
+	"\x06exists\x18\x05 \x01(\v2\x1a.paddock.v1.ExistsResponseH\x00R\x06exists\x12.\n" +
+	"\x04list\x18\x06 \x01(\v2\x18.paddock.v1.ListResponseH\x00R\x04list\x12A\n" +
+	"\vget_session\x18\a \x01(\v2\x1e.paddock.v1.GetSessionResponseH\x00R\n" +
+	"getSession\x12G\n" +
+	"\rlist_sessions\x18\b \x01(\v2 .paddock.v1.ListSessionsResponseH\x00R\flistSessionsB\b\n" +
+	"\x06result\"3\n" +
 	"\x10KeepAliveRequest\x12\x1f\n" +
 	"\vsession_ids\x18\x01 \x03(\x04R\n" +
 	"sessionIds\"4\n" +
@@ -692,11 +1128,12 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\x18ERROR_CODE_RESERVED_PATH\x10\n" +
 	"\x12\x18\n" +
 	"\x14ERROR_CODE_BAD_ENTRY\x10\v\x12\x19\n" +
-	"\x15ERROR_CODE_NO_SESSION\x10\f2\xeb\x02\n" +
+	"\x15ERROR_CODE_NO_SESSION\x10\f2\xb0\x03\n" +
 	"\x0fInternalService\x12L\n" +
 	"\aPropose\x12\x1f.paddock.raft.v1.ProposeRequest\x1a .paddock.raft.v1.ProposeResponse\x12b\n" +
 	"\rProposeStream\x12%.paddock.raft.v1.ProposeStreamRequest\x1a&.paddock.raft.v1.ProposeStreamResponse(\x010\x01\x12R\n" +
-	"\tReadIndex\x12!.paddock.raft.v1.ReadIndexRequest\x1a\".paddock.raft.v1.ReadIndexResponse\x12R\n" +
+	"\tReadIndex\x12!.paddock.raft.v1.ReadIndexRequest\x1a\".paddock.raft.v1.ReadIndexResponse\x12C\n" +
+	"\x04Read\x12\x1c.paddock.raft.v1.ReadRequest\x1a\x1d.paddock.raft.v1.ReadResponse\x12R\n" +
 	"\tKeepAlive\x12!.paddock.raft.v1.KeepAliveRequest\x1a\".paddock.raft.v1.KeepAliveResponseB9Z7github.com/paddock/paddock/proto/paddock/raft/v1;raftv1b\x06proto3"
 
 var (
@@ -712,38 +1149,69 @@ func file_paddock_raft_v1_internal_proto_rawDescGZIP() []byte {
 }
 
 var file_paddock_raft_v1_internal_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_paddock_raft_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_paddock_raft_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_paddock_raft_v1_internal_proto_goTypes = []any{
-	(ErrorCode)(0),                // 0: paddock.raft.v1.ErrorCode
-	(*ProposeRequest)(nil),        // 1: paddock.raft.v1.ProposeRequest
-	(*ProposeStreamRequest)(nil),  // 2: paddock.raft.v1.ProposeStreamRequest
-	(*Proposal)(nil),              // 3: paddock.raft.v1.Proposal
-	(*ProposeStreamResponse)(nil), // 4: paddock.raft.v1.ProposeStreamResponse
-	(*ProposalResult)(nil),        // 5: paddock.raft.v1.ProposalResult
-	(*ProposeResponse)(nil),       // 6: paddock.raft.v1.ProposeResponse
-	(*ReadIndexRequest)(nil),      // 7: paddock.raft.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),     // 8: paddock.raft.v1.ReadIndexResponse
-	(*KeepAliveRequest)(nil),      // 9: paddock.raft.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),     // 10: paddock.raft.v1.KeepAliveResponse
+	(ErrorCode)(0),                  // 0: paddock.raft.v1.ErrorCode
+	(*ProposeRequest)(nil),          // 1: paddock.raft.v1.ProposeRequest
+	(*ProposeStreamRequest)(nil),    // 2: paddock.raft.v1.ProposeStreamRequest
+	(*Proposal)(nil),                // 3: paddock.raft.v1.Proposal
+	(*ProposeStreamResponse)(nil),   // 4: paddock.raft.v1.ProposeStreamResponse
+	(*ProposalResult)(nil),          // 5: paddock.raft.v1.ProposalResult
+	(*ProposeResponse)(nil),         // 6: paddock.raft.v1.ProposeResponse
+	(*ReadIndexRequest)(nil),        // 7: paddock.raft.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),       // 8: paddock.raft.v1.ReadIndexResponse
+	(*ReadRequest)(nil),             // 9: paddock.raft.v1.ReadRequest
+	(*ReadResponse)(nil),            // 10: paddock.raft.v1.ReadResponse
+	(*Query)(nil),                   // 11: paddock.raft.v1.Query
+	(*QueryResult)(nil),             // 12: paddock.raft.v1.QueryResult
+	(*KeepAliveRequest)(nil),        // 13: paddock.raft.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),       // 14: paddock.raft.v1.KeepAliveResponse
+	(*v1.ReadOptions)(nil),          // 15: paddock.v1.ReadOptions
+	(*v1.GetRequest)(nil),           // 16: paddock.v1.GetRequest
+	(*v1.ExistsRequest)(nil),        // 17: paddock.v1.ExistsRequest
+	(*v1.ListRequest)(nil),          // 18: paddock.v1.ListRequest
+	(*v1.GetSessionRequest)(nil),    // 19: paddock.v1.GetSessionRequest
+	(*v1.ListSessionsRequest)(nil),  // 20: paddock.v1.ListSessionsRequest
+	(*v1.GetResponse)(nil),          // 21: paddock.v1.GetResponse
+	(*v1.ExistsResponse)(nil),       // 22: paddock.v1.ExistsResponse
+	(*v1.ListResponse)(nil),         // 23: paddock.v1.ListResponse
+	(*v1.GetSessionResponse)(nil),   // 24: paddock.v1.GetSessionResponse
+	(*v1.ListSessionsResponse)(nil), // 25: paddock.v1.ListSessionsResponse
 }
 var file_paddock_raft_v1_internal_proto_depIdxs = []int32{
 	3,  // 0: paddock.raft.v1.ProposeStreamRequest.proposals:type_name -> paddock.raft.v1.Proposal
 	5,  // 1: paddock.raft.v1.ProposeStreamResponse.results:type_name -> paddock.raft.v1.ProposalResult
 	6,  // 2: paddock.raft.v1.ProposalResult.response:type_name -> paddock.raft.v1.ProposeResponse
 	0,  // 3: paddock.raft.v1.ProposeResponse.error_code:type_name -> paddock.raft.v1.ErrorCode
-	1,  // 4: paddock.raft.v1.InternalService.Propose:input_type -> paddock.raft.v1.ProposeRequest
-	2,  // 5: paddock.raft.v1.InternalService.ProposeStream:input_type -> paddock.raft.v1.ProposeStreamRequest
-	7,  // 6: paddock.raft.v1.InternalService.ReadIndex:input_type -> paddock.raft.v1.ReadIndexRequest
-	9,  // 7: paddock.raft.v1.InternalService.KeepAlive:input_type -> paddock.raft.v1.KeepAliveRequest
-	6,  // 8: paddock.raft.v1.InternalService.Propose:output_type -> paddock.raft.v1.ProposeResponse
-	4,  // 9: paddock.raft.v1.InternalService.ProposeStream:output_type -> paddock.raft.v1.ProposeStreamResponse
-	8,  // 10: paddock.raft.v1.InternalService.ReadIndex:output_type -> paddock.raft.v1.ReadIndexResponse
-	10, // 11: paddock.raft.v1.InternalService.KeepAlive:output_type -> paddock.raft.v1.KeepAliveResponse
-	8,  // [8:12] is the sub-list for method output_type
-	4,  // [4:8] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	11, // 4: paddock.raft.v1.ReadRequest.queries:type_name -> paddock.raft.v1.Query
+	12, // 5: paddock.raft.v1.ReadResponse.results:type_name -> paddock.raft.v1.QueryResult
+	15, // 6: paddock.raft.v1.Query.read:type_name -> paddock.v1.ReadOptions
+	16, // 7: paddock.raft.v1.Query.get:type_name -> paddock.v1.GetRequest
+	17, // 8: paddock.raft.v1.Query.exists:type_name -> paddock.v1.ExistsRequest
+	18, // 9: paddock.raft.v1.Query.list:type_name -> paddock.v1.ListRequest
+	19, // 10: paddock.raft.v1.Query.get_session:type_name -> paddock.v1.GetSessionRequest
+	20, // 11: paddock.raft.v1.Query.list_sessions:type_name -> paddock.v1.ListSessionsRequest
+	0,  // 12: paddock.raft.v1.QueryResult.error_code:type_name -> paddock.raft.v1.ErrorCode
+	21, // 13: paddock.raft.v1.QueryResult.get:type_name -> paddock.v1.GetResponse
+	22, // 14: paddock.raft.v1.QueryResult.exists:type_name -> paddock.v1.ExistsResponse
+	23, // 15: paddock.raft.v1.QueryResult.list:type_name -> paddock.v1.ListResponse
+	24, // 16: paddock.raft.v1.QueryResult.get_session:type_name -> paddock.v1.GetSessionResponse
+	25, // 17: paddock.raft.v1.QueryResult.list_sessions:type_name -> paddock.v1.ListSessionsResponse
+	1,  // 18: paddock.raft.v1.InternalService.Propose:input_type -> paddock.raft.v1.ProposeRequest
+	2,  // 19: paddock.raft.v1.InternalService.ProposeStream:input_type -> paddock.raft.v1.ProposeStreamRequest
+	7,  // 20: paddock.raft.v1.InternalService.ReadIndex:input_type -> paddock.raft.v1.ReadIndexRequest
+	9,  // 21: paddock.raft.v1.InternalService.Read:input_type -> paddock.raft.v1.ReadRequest
+	13, // 22: paddock.raft.v1.InternalService.KeepAlive:input_type -> paddock.raft.v1.KeepAliveRequest
+	6,  // 23: paddock.raft.v1.InternalService.Propose:output_type -> paddock.raft.v1.ProposeResponse
+	4,  // 24: paddock.raft.v1.InternalService.ProposeStream:output_type -> paddock.raft.v1.ProposeStreamResponse
+	8,  // 25: paddock.raft.v1.InternalService.ReadIndex:output_type -> paddock.raft.v1.ReadIndexResponse
+	10, // 26: paddock.raft.v1.InternalService.Read:output_type -> paddock.raft.v1.ReadResponse
+	14, // 27: paddock.raft.v1.InternalService.KeepAlive:output_type -> paddock.raft.v1.KeepAliveResponse
+	23, // [23:28] is the sub-list for method output_type
+	18, // [18:23] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_paddock_raft_v1_internal_proto_init() }
@@ -751,13 +1219,27 @@ func file_paddock_raft_v1_internal_proto_init() {
 	if File_paddock_raft_v1_internal_proto != nil {
 		return
 	}
+	file_paddock_raft_v1_internal_proto_msgTypes[10].OneofWrappers = []any{
+		(*Query_Get)(nil),
+		(*Query_Exists)(nil),
+		(*Query_List)(nil),
+		(*Query_GetSession)(nil),
+		(*Query_ListSessions)(nil),
+	}
+	file_paddock_raft_v1_internal_proto_msgTypes[11].OneofWrappers = []any{
+		(*QueryResult_Get)(nil),
+		(*QueryResult_Exists)(nil),
+		(*QueryResult_List)(nil),
+		(*QueryResult_GetSession)(nil),
+		(*QueryResult_ListSessions)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_paddock_raft_v1_internal_proto_rawDesc), len(file_paddock_raft_v1_internal_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	InternalService_Propose_FullMethodName       = "/paddock.raft.v1.InternalService/Propose"
 	InternalService_ProposeStream_FullMethodName = "/paddock.raft.v1.InternalService/ProposeStream"
 	InternalService_ReadIndex_FullMethodName     = "/paddock.raft.v1.InternalService/ReadIndex"
+	InternalService_Read_FullMethodName          = "/paddock.raft.v1.InternalService/Read"
 	InternalService_KeepAlive_FullMethodName     = "/paddock.raft.v1.InternalService/KeepAlive"
 )
 
@@ -30,8 +31,8 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // InternalService is spoken between nodes: followers forward writes, read
-// index requests and keepalives to the leader. Clients never call it and the
-// HTTP gateway does not expose it.
+// index requests, reads and keepalives to the leader. Clients never call
+// it and the HTTP gateway does not expose it.
 type InternalServiceClient interface {
 	// Propose applies an encoded Command on the leader. Followers now use
 	// ProposeStream; Propose stays for peers of an older version during a
@@ -44,6 +45,12 @@ type InternalServiceClient interface {
 	// ReadIndex returns an index that, once applied locally, makes a local
 	// read linearizable.
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
+	// Read serves a batch of reads from the receiving node's own state; they
+	// are never forwarded again. Linearizable reads are served only by the
+	// leader (FAILED_PRECONDITION elsewhere), with one read index for the
+	// batch; serializable ones by any node once it has applied their
+	// min_zxid.
+	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error)
 	// KeepAlive renews a batch of sessions on the leader.
 	KeepAlive(ctx context.Context, in *KeepAliveRequest, opts ...grpc.CallOption) (*KeepAliveResponse, error)
 }
@@ -89,6 +96,16 @@ func (c *internalServiceClient) ReadIndex(ctx context.Context, in *ReadIndexRequ
 	return out, nil
 }
 
+func (c *internalServiceClient) Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReadResponse)
+	err := c.cc.Invoke(ctx, InternalService_Read_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *internalServiceClient) KeepAlive(ctx context.Context, in *KeepAliveRequest, opts ...grpc.CallOption) (*KeepAliveResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(KeepAliveResponse)
@@ -104,8 +121,8 @@ func (c *internalServiceClient) KeepAlive(ctx context.Context, in *KeepAliveRequ
 // for forward compatibility.
 //
 // InternalService is spoken between nodes: followers forward writes, read
-// index requests and keepalives to the leader. Clients never call it and the
-// HTTP gateway does not expose it.
+// index requests, reads and keepalives to the leader. Clients never call
+// it and the HTTP gateway does not expose it.
 type InternalServiceServer interface {
 	// Propose applies an encoded Command on the leader. Followers now use
 	// ProposeStream; Propose stays for peers of an older version during a
@@ -118,6 +135,12 @@ type InternalServiceServer interface {
 	// ReadIndex returns an index that, once applied locally, makes a local
 	// read linearizable.
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
+	// Read serves a batch of reads from the receiving node's own state; they
+	// are never forwarded again. Linearizable reads are served only by the
+	// leader (FAILED_PRECONDITION elsewhere), with one read index for the
+	// batch; serializable ones by any node once it has applied their
+	// min_zxid.
+	Read(context.Context, *ReadRequest) (*ReadResponse, error)
 	// KeepAlive renews a batch of sessions on the leader.
 	KeepAlive(context.Context, *KeepAliveRequest) (*KeepAliveResponse, error)
 	mustEmbedUnimplementedInternalServiceServer()
@@ -138,6 +161,9 @@ func (UnimplementedInternalServiceServer) ProposeStream(grpc.BidiStreamingServer
 }
 func (UnimplementedInternalServiceServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
+}
+func (UnimplementedInternalServiceServer) Read(context.Context, *ReadRequest) (*ReadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Read not implemented")
 }
 func (UnimplementedInternalServiceServer) KeepAlive(context.Context, *KeepAliveRequest) (*KeepAliveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method KeepAlive not implemented")
@@ -206,6 +232,24 @@ func _InternalService_ReadIndex_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InternalService_Read_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServiceServer).Read(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InternalService_Read_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServiceServer).Read(ctx, req.(*ReadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _InternalService_KeepAlive_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(KeepAliveRequest)
 	if err := dec(in); err != nil {
@@ -238,6 +282,10 @@ var InternalService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReadIndex",
 			Handler:    _InternalService_ReadIndex_Handler,
+		},
+		{
+			MethodName: "Read",
+			Handler:    _InternalService_Read_Handler,
 		},
 		{
 			MethodName: "KeepAlive",

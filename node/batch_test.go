@@ -1,0 +1,100 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testBatcher records the inputs of each run; a run waits for release.
+type testBatcher struct {
+	*batcher[int, int]
+	started chan []int
+	release chan struct{}
+}
+
+func newTestBatcher() *testBatcher {
+	t := &testBatcher{started: make(chan []int, 8), release: make(chan struct{})}
+	t.batcher = newBatcher(func(_ context.Context, in []int) ([]int, error) {
+		t.started <- slices.Clone(in)
+		<-t.release
+		out := make([]int, len(in))
+		for i, v := range in {
+			out[i] = v * 10
+		}
+		return out, nil
+	}, time.Minute)
+	return t
+}
+
+// waitQueued waits until n callers wait for the next run.
+func (t *testBatcher) waitQueued(tb testing.TB, n int) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		t.mu.Lock()
+		got := len(t.waiting)
+		t.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%d callers queued, want %d", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestBatcherRuns(t *testing.T) {
+	b := newTestBatcher()
+	var wg sync.WaitGroup
+	results := make([]int, 4)
+	call := func(ctx context.Context, i int) {
+		defer wg.Done()
+		v, err := b.do(ctx, i)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("do(%d): %v", i, err)
+		}
+		results[i] = v
+	}
+	wg.Add(1)
+	go call(context.Background(), 1)
+	if got := <-b.started; !slices.Equal(got, []int{1}) {
+		t.Fatalf("first run has %v, want [1]", got)
+	}
+	// Callers arriving during a run wait for the next one; one that gives
+	// up before it starts is left out of it.
+	gone, cancel := context.WithCancel(context.Background())
+	wg.Add(3)
+	go call(context.Background(), 2)
+	b.waitQueued(t, 1)
+	go call(gone, 0)
+	b.waitQueued(t, 2)
+	go call(context.Background(), 3)
+	b.waitQueued(t, 3)
+	cancel()
+	b.release <- struct{}{}
+	if got := <-b.started; !slices.Equal(got, []int{2, 3}) {
+		t.Fatalf("second run has %v, want [2 3]", got)
+	}
+	b.release <- struct{}{}
+	wg.Wait()
+	if want := []int{0, 10, 20, 30}; !slices.Equal(results, want) {
+		t.Errorf("results = %v, want %v", results, want)
+	}
+}
+
+func TestBatcherError(t *testing.T) {
+	want := errors.New("no")
+	b := newBatcher(func(context.Context, []struct{}) ([]int, error) { return nil, want }, time.Minute)
+	if _, err := b.do(context.Background(), struct{}{}); !errors.Is(err, want) {
+		t.Errorf("do = %v, want %v", err, want)
+	}
+	s := newBatcher(shared(func(context.Context) (int, error) { return 7, nil }), time.Minute)
+	if v, err := s.do(context.Background(), struct{}{}); v != 7 || err != nil {
+		t.Errorf("shared do = %d, %v; want 7", v, err)
+	}
+}
