@@ -344,6 +344,9 @@ func (w *Watcher) deliver(ctx context.Context, resp *paddockv1.WatchResponse) er
 	if zxid <= w.last {
 		return nil
 	}
+	// Raise the client's LastZxid first: a read made as soon as the
+	// consumer has the event must reflect it.
+	w.c.observe(zxid)
 	select {
 	case w.ch <- WatchResponse{Zxid: zxid, Events: events}:
 	case <-ctx.Done():
@@ -351,7 +354,6 @@ func (w *Watcher) deliver(ctx context.Context, resp *paddockv1.WatchResponse) er
 	}
 	w.last = zxid
 	w.zxid.Store(zxid)
-	w.c.observe(zxid)
 	return nil
 }
 
