@@ -72,12 +72,22 @@ func (w *nodeWatch) created(t *testing.T) uint64 {
 	return r.GetHeader().GetZxid()
 }
 
-// events reads responses until count events came.
+// events reads responses until count events came. It fails if no event
+// comes for waitTimeout: progress responses alone (every 10s) would
+// otherwise keep it waiting until the test binary's timeout, hiding why
+// the events stopped (a writer's failure, say).
 func (w *nodeWatch) events(t *testing.T, count int) []*paddockv1.Event {
 	t.Helper()
 	var out []*paddockv1.Event
+	deadline := time.Now().Add(waitTimeout)
 	for len(out) < count {
-		out = append(out, w.next(t).GetEvents()...)
+		evs := w.next(t).GetEvents()
+		if len(evs) > 0 {
+			deadline = time.Now().Add(waitTimeout)
+		} else if time.Now().After(deadline) {
+			t.Fatalf("watch on %s: %d of %d events, then none for %v", w.n.ID(), len(out), count, waitTimeout)
+		}
+		out = append(out, evs...)
 	}
 	return out
 }
