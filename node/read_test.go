@@ -229,6 +229,7 @@ func TestInternalReadServesOnlyWhatItMay(t *testing.T) {
 	fi := c.followers(l)[0]
 	f := c.members[fi]
 	res := mustPropose(t, c.node(l), createCmd("/r", []byte("v1")))
+	c.converged(t) // f's log reaches res.Index: it may serve reads at that index
 	conn, err := grpc.NewClient(f.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
