@@ -30,6 +30,60 @@ type write struct {
 	err  error
 }
 
+// writeLoad is writers creating parent/1, parent/2, ... through the nodes
+// nodeOf names (per writer) until finish, recording every outcome.
+type writeLoad struct {
+	mu     sync.Mutex
+	writes []write
+	ok     atomic.Int64
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+func startWriteLoad(writers int, parent string, nodeOf func(w int) *node.Node) *writeLoad {
+	l := &writeLoad{stop: make(chan struct{})}
+	var next atomic.Int64
+	for w := range writers {
+		n := nodeOf(w)
+		l.wg.Go(func() {
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				path := fmt.Sprintf("%s/%d", parent, next.Add(1))
+				ctx, cancel := context.WithTimeout(context.Background(), testProposeTimeout)
+				res, err := n.Propose(ctx, createCmd(path, []byte(path)))
+				cancel()
+				l.mu.Lock()
+				l.writes = append(l.writes, write{path, res, err})
+				l.mu.Unlock()
+				if err == nil {
+					l.ok.Add(1)
+				} else {
+					time.Sleep(5 * time.Millisecond) // no busy loop while there is no leader
+				}
+			}
+		})
+	}
+	return l
+}
+
+// done is how many writes have ended so far.
+func (l *writeLoad) done() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.writes)
+}
+
+// finish stops the writers and returns every outcome.
+func (l *writeLoad) finish() []write {
+	close(l.stop)
+	l.wg.Wait()
+	return l.writes
+}
+
 // internalCalls counts the InternalService calls of one kind a node's
 // gRPC server has started.
 func internalCalls(tb testing.TB, n *node.Node, method, kind string) float64 {
@@ -141,42 +195,14 @@ func TestForwardStreamLeaderLost(t *testing.T) {
 			fn := c.node(fs[0])
 			mustPropose(t, c.node(old), createCmd("/ll", nil))
 
-			var mu sync.Mutex
-			var writes []write
-			var ok atomic.Int64
+			load := startWriteLoad(32, "/ll", func(int) *node.Node { return fn })
 			okAtLeast := func(k int64) {
 				t.Helper()
 				eventually(t, waitTimeout, func() error {
-					if got := ok.Load(); got < k {
+					if got := load.ok.Load(); got < k {
 						return fmt.Errorf("%d writes succeeded, waiting for %d", got, k)
 					}
 					return nil
-				})
-			}
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			var next atomic.Int64
-			for range 32 {
-				wg.Go(func() {
-					for {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						path := fmt.Sprintf("/ll/%d", next.Add(1))
-						ctx, cancel := context.WithTimeout(context.Background(), testProposeTimeout)
-						res, err := fn.Propose(ctx, createCmd(path, []byte(path)))
-						cancel()
-						mu.Lock()
-						writes = append(writes, write{path, res, err})
-						mu.Unlock()
-						if err == nil {
-							ok.Add(1)
-						} else {
-							time.Sleep(5 * time.Millisecond) // no busy loop while there is no leader
-						}
-					}
 				})
 			}
 			okAtLeast(200)
@@ -186,9 +212,8 @@ func TestForwardStreamLeaderLost(t *testing.T) {
 				c.transfer(t, fs[1]) // keep the writes forwarded
 				leader = fs[1]
 			}
-			okAtLeast(ok.Load() + 200)
-			close(stop)
-			wg.Wait()
+			okAtLeast(load.ok.Load() + 200)
+			writes := load.finish()
 
 			failed := 0
 			for _, w := range writes {
@@ -278,38 +303,10 @@ func TestProposeStreamEndsOnCloseStreams(t *testing.T) {
 		mustPropose(t, c.node(f), createCmd(fmt.Sprintf("/cs/open-%d", f), nil)) // streams open
 	}
 
-	var mu sync.Mutex
-	var writes []write
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var next atomic.Int64
-	for w := range 16 {
-		n := c.node(fs[w%len(fs)])
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				path := fmt.Sprintf("/cs/%d", next.Add(1))
-				ctx, cancel := context.WithTimeout(context.Background(), testProposeTimeout)
-				res, err := n.Propose(ctx, createCmd(path, []byte(path)))
-				cancel()
-				mu.Lock()
-				writes = append(writes, write{path, res, err})
-				mu.Unlock()
-				if err != nil {
-					time.Sleep(5 * time.Millisecond)
-				}
-			}
-		})
-	}
+	load := startWriteLoad(16, "/cs", func(w int) *node.Node { return c.node(fs[w%len(fs)]) })
 	eventually(t, waitTimeout, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(writes) < 100 {
-			return fmt.Errorf("%d writes done", len(writes))
+		if n := load.done(); n < 100 {
+			return fmt.Errorf("%d writes done", n)
 		}
 		return nil
 	})
@@ -324,8 +321,7 @@ func TestProposeStreamEndsOnCloseStreams(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Fatal("GracefulStop still waits after CloseStreams")
 	}
-	close(stop)
-	wg.Wait()
+	writes := load.finish()
 
 	// The leader still leads: a write of its own orders every entry
 	// before it, so all that was appended is applied.
