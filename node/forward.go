@@ -48,7 +48,7 @@ func newForwarder() *forwarder {
 // (fromPeer). A command too large to share a message, or a leader without
 // the stream, gets a unary Propose.
 func (f *forwarder) propose(ctx context.Context, addr string, conn *grpc.ClientConn, data []byte) (*raftv1.ProposeResponse, error) {
-	if framedSize(&raftv1.Proposal{Seq: math.MaxUint64, Command: data}) > MaxMessageSize {
+	if proposalSize(len(data)) > MaxMessageSize {
 		return proposeUnary(ctx, conn, data)
 	}
 	s, err := f.stream(addr, conn)
@@ -348,6 +348,14 @@ func streamError(err error) error {
 // framedSize is m's size as an element of a message's repeated field 1.
 func framedSize(m proto.Message) int {
 	return protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(m))
+}
+
+// proposalSize is framedSize of a Proposal carrying a command of n bytes at
+// the largest seq, worked out without building one for every write (for
+// n == 0 it counts the empty field proto leaves out: an upper bound).
+func proposalSize(n int) int {
+	inner := protowire.SizeTag(1) + protowire.SizeVarint(math.MaxUint64) + protowire.SizeTag(2) + protowire.SizeBytes(n)
+	return protowire.SizeTag(1) + protowire.SizeBytes(inner)
 }
 
 // fitting is how many of items, from the first, fit in one message of at

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
 	"sync"
 	"testing"
@@ -273,5 +274,14 @@ func TestForwarderOversizedGetsUnary(t *testing.T) {
 	}
 	if unary, streams := l.counts(); unary != 0 || streams != 0 {
 		t.Errorf("leader saw %d unary calls and %d streams, want none", unary, streams)
+	}
+}
+
+func TestProposalSize(t *testing.T) {
+	for _, n := range []int{1, 127, 128, 16383, 16384, MaxMessageSize} {
+		want := framedSize(&raftv1.Proposal{Seq: math.MaxUint64, Command: make([]byte, n)})
+		if got := proposalSize(n); got != want {
+			t.Errorf("proposalSize(%d) = %d, want %d", n, got, want)
+		}
 	}
 }
