@@ -330,22 +330,10 @@ func servedAll(t *testing.T, c bench.Cluster) []int64 {
 	t.Helper()
 	out := make([]int64, c.Nodes())
 	for i := range out {
-		var (
-			text, prefix string
-			err          error
-		)
-		switch c := c.(type) {
-		case *etcdCluster:
-			text, err = httpGet(c.clientURL(i) + "/metrics")
+		text := nodeReport(t, c, i, "srvr")
+		prefix := "Received: "
+		if _, ok := c.(*etcdCluster); ok {
 			prefix = `grpc_server_handled_total{grpc_code="OK",grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary"} `
-		case *zkCluster:
-			text, err = fourLetter(c.servers(i)[0], "srvr")
-			prefix = "Received: "
-		default:
-			t.Fatalf("servedAll: unknown cluster %T", c)
-		}
-		if err != nil {
-			t.Fatalf("node %d's request count: %v", i, err)
 		}
 		out[i] = counter(t, text, prefix)
 	}
@@ -356,26 +344,33 @@ func servedAll(t *testing.T, c bench.Cluster) []int64 {
 // etcd's etcd_server_is_leader metric, ZooKeeper's mntr zk_server_state.
 func leads(t *testing.T, c bench.Cluster, i int) bool {
 	t.Helper()
+	text := nodeReport(t, c, i, "mntr")
+	if _, ok := c.(*etcdCluster); ok {
+		return counter(t, text, "etcd_server_is_leader ") == 1
+	}
+	return strings.Contains(text, "zk_server_state\tleader\n")
+}
+
+// nodeReport is node i's own report of itself: etcd's /metrics, or the
+// answer to the ZooKeeper four-letter command zkCmd.
+func nodeReport(t *testing.T, c bench.Cluster, i int, zkCmd string) string {
+	t.Helper()
 	var (
-		text, prefix string
-		err          error
+		text string
+		err  error
 	)
 	switch c := c.(type) {
 	case *etcdCluster:
 		text, err = httpGet(c.clientURL(i) + "/metrics")
-		prefix = "etcd_server_is_leader "
 	case *zkCluster:
-		text, err = fourLetter(c.servers(i)[0], "mntr")
-		if err == nil {
-			return strings.Contains(text, "zk_server_state\tleader\n")
-		}
+		text, err = fourLetter(c.servers(i)[0], zkCmd)
 	default:
-		t.Fatalf("leads: unknown cluster %T", c)
+		t.Fatalf("nodeReport: unknown cluster %T", c)
 	}
 	if err != nil {
-		t.Fatalf("does node %d lead: %v", i, err)
+		t.Fatalf("node %d's report: %v", i, err)
 	}
-	return counter(t, text, prefix) == 1
+	return text
 }
 
 // counter is the integer after prefix on a line of text.
