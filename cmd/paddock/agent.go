@@ -22,7 +22,7 @@ import (
 type agentFlags struct {
 	id, dataDir, raftAddr, grpcAddr, httpAddr, bootstrap, logLevel, logStore string
 	snapshotThreshold, trailingLogs                                          uint64
-	minSession, maxSession                                                   time.Duration
+	minSession, maxSession, snapshotInterval                                 time.Duration
 	watchHistory, watchSlowLag                                               int
 	watchHistoryBytes                                                        int64
 	watchProgress                                                            time.Duration
@@ -32,6 +32,7 @@ type agentFlags struct {
 
 func (f *agentFlags) register(cmd *cobra.Command) {
 	fs := cmd.Flags()
+	d := node.DefaultConfig()
 	fs.StringVar(&f.id, "id", "", "node id (required), e.g. n1")
 	fs.StringVar(&f.dataDir, "data-dir", "", "data directory (default ./paddock-data/<id>)")
 	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:2283", "raft address")
@@ -42,9 +43,9 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.logStore, "raft-log-store", "", `raft log store: "wal" (hashicorp/raft-wal, one fsync per batch) or "boltdb" (raft-boltdb, two); default: whichever the data dir holds, "wal" when new`)
 	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 8192, "log entries between snapshots")
 	fs.Uint64Var(&f.trailingLogs, "trailing-logs", 10240, "log entries kept after a snapshot")
+	fs.DurationVar(&f.snapshotInterval, "snapshot-interval", d.SnapshotInterval, "how often to check whether --snapshot-threshold entries have accumulated (randomized up to twice this)")
 	fs.DurationVar(&f.minSession, "min-session-timeout", 2*time.Second, "shortest session timeout granted")
 	fs.DurationVar(&f.maxSession, "max-session-timeout", 60*time.Second, "longest session timeout granted")
-	d := node.DefaultConfig()
 	fs.IntVar(&f.watchHistory, "watch-history", d.WatchHistory, "recent events kept for watches to start or resume from")
 	fs.Int64Var(&f.watchHistoryBytes, "watch-history-bytes", d.WatchHistoryBytes, "bytes of paths and previous data the watch history may keep")
 	fs.IntVar(&f.watchSlowLag, "watch-slow-lag", 0, "events a blocked watcher may fall behind before it is dropped (default half the history)")
@@ -68,7 +69,7 @@ func (f *agentFlags) config() (node.Config, error) {
 	return node.Config{
 		ID: f.id, DataDir: dir, RaftAddr: f.raftAddr,
 		GRPCAddr: f.grpcAddr, HTTPAddr: f.httpAddr, Bootstrap: voters,
-		LogStore: f.logStore, SnapshotThreshold: f.snapshotThreshold, TrailingLogs: f.trailingLogs,
+		LogStore: f.logStore, SnapshotThreshold: f.snapshotThreshold, SnapshotInterval: f.snapshotInterval, TrailingLogs: f.trailingLogs,
 		MinSessionTimeout: f.minSession, MaxSessionTimeout: f.maxSession,
 		WatchHistory: f.watchHistory, WatchHistoryBytes: f.watchHistoryBytes, WatchSlowLag: f.watchSlowLag, WatchProgressInterval: f.watchProgress,
 		Logger: hclog.New(&hclog.LoggerOptions{

@@ -1,0 +1,471 @@
+package robust
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/paddock/paddock/client"
+	"github.com/paddock/paddock/e2e/robust/check"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
+)
+
+// electionTimeout is the agents' raft election timeout (their default),
+// which bounds how late an abandoned session's ephemerals may go.
+const electionTimeout = time.Second
+
+// The snapshot settings of every run: small, so that runs snapshot while
+// they write and a cut follower soon needs a snapshot to catch up.
+const (
+	snapshotThreshold = 256
+	trailingLogs      = 128
+)
+
+// RunConfig is one seeded run.
+type RunConfig struct {
+	Seed int64
+	// Ops is how many register and sequential calls the run makes at
+	// least (it also lasts until its faults are over).
+	Ops int
+	// Faults, when set, are the faults to inject instead of drawn ones.
+	Faults []FaultKind
+	// Bin is the paddock binary; Dir holds the run's data and logs.
+	Bin, Dir string
+	// ExtraArgs go to every agent.
+	ExtraArgs []string
+	Logf      func(format string, args ...any)
+}
+
+// Report is what a run did and what its checkers found.
+type Report struct {
+	Seed     int64
+	LogStore string
+	// Ops counts register and sequential calls, Unknown their calls whose
+	// outcome the client never learned.
+	Ops, Unknown int
+	// Sessions, Ephemerals and Events count what the run checked.
+	Sessions, Ephemerals, Events int
+	Faults                       []string
+	// SnapshotInstalls lists the nodes whose logs show they installed a
+	// snapshot from the leader.
+	SnapshotInstalls []string
+	Violations       []check.Violation
+	// Visualization is porcupine's HTML when the linearizability check
+	// failed.
+	Visualization string
+	Duration      time.Duration
+}
+
+// Summary is a one-line description of r.
+func (r *Report) Summary() string {
+	return fmt.Sprintf("seed %d (%s): %d ops (%d unknown), %d sessions, %d ephemerals, %d events, faults [%s], snapshot installs %v, %d violations, %v",
+		r.Seed, r.LogStore, r.Ops, r.Unknown, r.Sessions, r.Ephemerals, r.Events, strings.Join(r.Faults, "; "), r.SnapshotInstalls, len(r.Violations), r.Duration.Round(100*time.Millisecond))
+}
+
+// Run starts a cluster, runs the workloads against it while injecting the
+// seed's faults, heals it, and checks what was recorded. An error means
+// the run itself could not be carried out (the harness, not the cluster
+// under test, failed); violations are in the report.
+func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
+	began := time.Now()
+	logf := cfg.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x9e3779b97f4a7c15))
+	rep := &Report{Seed: cfg.Seed, LogStore: []string{"wal", "boltdb"}[rng.IntN(2)]}
+	plan := planFaults(rng, cfg.Faults)
+	for _, f := range plan {
+		if f.kind == SnapshotInstall {
+			// raft-wal keeps serving entries it has compacted from its live
+			// segment, so a follower on it may never need the snapshot.
+			rep.LogStore = "boltdb"
+		}
+	}
+	logf("seed %d: log store %s, faults %v", cfg.Seed, rep.LogStore, plan)
+
+	c, err := Start(ctx, Options{
+		Bin: cfg.Bin, Dir: cfg.Dir, LogStore: rep.LogStore,
+		SnapshotThreshold: snapshotThreshold, TrailingLogs: trailingLogs,
+		ExtraArgs: append([]string{"--snapshot-interval=200ms"}, cfg.ExtraArgs...),
+		Logf:      logf,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+
+	rec := newRecorder()
+	if err := setup(ctx, c); err != nil {
+		return nil, err
+	}
+
+	// Watchers first, one starting on each node, so they see everything.
+	wctx, stopWatchers := context.WithCancel(ctx)
+	defer stopWatchers()
+	var watchers []*watcher
+	var wwg sync.WaitGroup
+	for i := range c.N() {
+		cl, err := newClient(ctx, c.Endpoints(), i)
+		if err != nil {
+			return nil, err
+		}
+		defer cl.Close()
+		w := &watcher{name: fmt.Sprintf("watcher n%d", i+1), rec: rec, cl: cl}
+		watchers = append(watchers, w)
+		wwg.Add(1)
+		go func() {
+			defer wwg.Done()
+			w.run(wctx)
+		}()
+	}
+
+	stop, release := make(chan struct{}), make(chan struct{})
+	var wg, swg sync.WaitGroup
+	for i := range 5 {
+		cl, err := newClient(ctx, c.Endpoints(), i)
+		if err != nil {
+			return nil, err
+		}
+		defer cl.Close()
+		wrng := rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(i+1)))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch i {
+			case 3:
+				sequentials(ctx, rec, cl, stop)
+			case 4:
+				sessions(ctx, rec, cl, wrng, stop, release, &swg)
+			default:
+				registers(ctx, rec, cl, wrng, i, stop)
+			}
+		}()
+	}
+
+	in := &injector{c: c, logf: logf, snapshotEntries: snapshotThreshold + trailingLogs + 64}
+	var faultErr error
+	for _, f := range plan {
+		if !sleep(ctx, f.after) {
+			break
+		}
+		if faultErr = in.inject(ctx, f); faultErr != nil {
+			break
+		}
+	}
+	rep.Faults = in.done
+	for faultErr == nil && rec.ops.Load() < int64(cfg.Ops) && ctx.Err() == nil {
+		sleep(ctx, 50*time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if faultErr != nil {
+		close(release)
+		return nil, faultErr
+	}
+	logf("seed %d: workload done after %v, %d ops", cfg.Seed, rec.now().Round(time.Millisecond), rec.ops.Load())
+
+	if err := settle(ctx, c, rec); err != nil {
+		close(release)
+		return nil, err
+	}
+	fin, err := final(ctx, c, rec)
+	if err != nil {
+		close(release)
+		return nil, err
+	}
+	// Every watcher catches up with the final state, then stops.
+	if err := caughtUp(ctx, watchers, fin.zxid); err != nil {
+		rep.Violations = append(rep.Violations, check.Violation{Check: "watches", Detail: err.Error()})
+	}
+	stopWatchers()
+	wwg.Wait()
+	close(release)
+	swg.Wait()
+
+	hashes, err := converge(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	rep.Violations = append(rep.Violations, judge(rep, cfg, rec, watchers, fin, hashes)...)
+	for i := range c.N() {
+		if c.installedSnapshot(i) {
+			rep.SnapshotInstalls = append(rep.SnapshotInstalls, fmt.Sprintf("n%d", i+1))
+		}
+	}
+	rep.Duration = time.Since(began)
+	return rep, nil
+}
+
+// setup creates the workloads' parents.
+func setup(ctx context.Context, c *Cluster) error {
+	cl, err := newClient(ctx, c.Endpoints(), 0)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for _, p := range []string{regParent, seqParent, ephParent} {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := cl.Create(cctx, &paddockv1.CreateRequest{Path: p})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("robust: create %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// settle waits until every node is running and the cluster has a leader,
+// and until every abandoned session's ephemerals are past their deadline.
+func settle(ctx context.Context, c *Cluster, rec *recorder) error {
+	for i := range c.N() {
+		if !c.Running(i) {
+			return fmt.Errorf("robust: n%d is not running after the faults", i+1)
+		}
+	}
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := c.Leader(lctx); err != nil {
+		return fmt.Errorf("robust: no leader after the faults: %w", err)
+	}
+	rec.mu.Lock()
+	var last time.Duration
+	for _, s := range rec.sessions {
+		if s.Fate == check.Abandoned {
+			last = max(last, s.AbandonedAt+2*s.Timeout+electionTimeout+time.Second)
+		}
+	}
+	rec.mu.Unlock()
+	if wait := last - rec.now(); wait > 0 {
+		sleep(ctx, wait+100*time.Millisecond)
+	}
+	return ctx.Err()
+}
+
+// finalState is what the cluster holds once the workloads have stopped.
+type finalState struct {
+	// zxid is the zxid of the last listing of the tree.
+	zxid     uint64
+	seq      []check.Child
+	present  map[string]bool
+	tree     map[string]string
+	end      time.Duration
+	regReads int
+}
+
+// final reads every register key (recorded, so a lost write fails the
+// linearizability check) and lists the tree twice, until two listings in
+// a row agree (a session may still expire in between); the zxid is the
+// last listing's.
+func final(ctx context.Context, c *Cluster, rec *recorder) (*finalState, error) {
+	cl, err := newClient(ctx, c.Endpoints(), 0)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	id := int(rec.clientIDs.Add(1))
+	fin := &finalState{}
+	for k := range regKeys {
+		key := regKey(k)
+		op := check.RegisterOp{Client: id, Key: key, Kind: check.Get, ExpectVersion: -1, Call: rec.now()}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		r, err := cl.Get(cctx, &paddockv1.GetRequest{Path: key})
+		cancel()
+		op.Return, op.Outcome = rec.now(), outcome(err)
+		if op.Outcome != check.OK && op.Outcome != check.NotFound {
+			return nil, fmt.Errorf("robust: final read of %s: %w", key, err)
+		}
+		op.Value, op.Version = string(r.GetData()), int64(r.GetStat().GetVersion())
+		rec.mu.Lock()
+		rec.regs = append(rec.regs, op)
+		rec.mu.Unlock()
+		fin.regReads++
+	}
+	var prev map[string]string
+	for attempt := 0; ; attempt++ {
+		tree, zxid, err := listTree(ctx, cl)
+		if err != nil {
+			return nil, err
+		}
+		if prev != nil && mapsEqual(prev, tree) {
+			fin.tree, fin.zxid = tree, zxid
+			break
+		}
+		if attempt == 5 {
+			return nil, errors.New("robust: the tree kept changing after the workloads stopped")
+		}
+		prev = tree
+		sleep(ctx, 300*time.Millisecond)
+	}
+	fin.end = rec.now()
+	fin.present = make(map[string]bool)
+	for p := range fin.tree {
+		if strings.HasPrefix(p, ephParent+"/") {
+			fin.present[p] = true
+		}
+	}
+	r, err := cl.ListAll(ctx, &paddockv1.ListRequest{Path: seqParent})
+	if err != nil {
+		return nil, fmt.Errorf("robust: list %s: %w", seqParent, err)
+	}
+	for _, ch := range r.GetChildren() {
+		fin.seq = append(fin.seq, check.Child{Name: ch.GetName(), Czxid: ch.GetStat().GetCzxid()})
+	}
+	return fin, nil
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// listTree lists every znode but the root, with "" for its data (watch
+// events carry no data), and the zxid of the root's listing.
+func listTree(ctx context.Context, cl *client.Client) (map[string]string, uint64, error) {
+	tree := make(map[string]string)
+	var zxid uint64
+	todo := []string{"/"}
+	for len(todo) > 0 {
+		p := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		r, err := cl.ListAll(cctx, &paddockv1.ListRequest{Path: p})
+		cancel()
+		if err != nil {
+			if client.IsNotFound(err) {
+				continue // deleted since its parent was listed
+			}
+			return nil, 0, fmt.Errorf("robust: list %s: %w", p, err)
+		}
+		if zxid == 0 {
+			zxid = r.GetHeader().GetZxid()
+		}
+		for _, ch := range r.GetChildren() {
+			cp := strings.TrimSuffix(p, "/") + "/" + ch.GetName()
+			tree[cp] = ""
+			if ch.GetStat().GetNumChildren() > 0 {
+				todo = append(todo, cp)
+			}
+		}
+	}
+	return tree, zxid, nil
+}
+
+// caughtUp waits until every watcher is up to date with zxid.
+func caughtUp(ctx context.Context, ws []*watcher, zxid uint64) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for _, w := range ws {
+		for w.zxid.Load() < zxid {
+			if time.Now().After(deadline) || !sleep(ctx, 50*time.Millisecond) {
+				return fmt.Errorf("%s is at zxid %d, not up to the final zxid %d after 20s", w.name, w.zxid.Load(), zxid)
+			}
+		}
+	}
+	return nil
+}
+
+// converge waits until the three nodes report the same state hash at the
+// same applied index (raft may still be committing a session checkpoint).
+func converge(ctx context.Context, c *Cluster) ([]check.NodeState, error) {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var states []check.NodeState
+		var err error
+		for i := range c.N() {
+			var st *paddockv1.StatusResponse
+			st, err = c.StatusHash(ctx, i)
+			if err != nil {
+				break
+			}
+			states = append(states, check.NodeState{Name: fmt.Sprintf("n%d", i+1), AppliedIndex: st.GetStateHashIndex(), Hash: st.GetStateHash()})
+		}
+		if err == nil && len(check.SameState(states)) == 0 {
+			return states, nil
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return nil, fmt.Errorf("robust: state hashes: %w", err)
+			}
+			return states, nil // the checker reports the difference
+		}
+		sleep(ctx, 200*time.Millisecond)
+	}
+}
+
+// judge runs every checker on what the run recorded.
+func judge(rep *Report, cfg RunConfig, rec *recorder, ws []*watcher, fin *finalState, hashes []check.NodeState) []check.Violation {
+	var vs []check.Violation
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, u := range rec.unexpected {
+		vs = append(vs, check.Violation{Check: "workload", Detail: u})
+	}
+	rep.Ops = len(rec.regs) + len(rec.seqs) - fin.regReads
+	for _, op := range rec.regs {
+		if op.Outcome == check.Unknown {
+			rep.Unknown++
+		}
+	}
+	for _, op := range rec.seqs {
+		if op.Outcome == check.Unknown {
+			rep.Unknown++
+		}
+	}
+
+	vis := filepath.Join(cfg.Dir, "linearizability.html")
+	ok, lv, err := check.Linearizable(rec.regs, 30*time.Second, vis)
+	switch {
+	case err != nil:
+		vs = append(vs, check.Violation{Check: "linearizable", Detail: err.Error()})
+	case !ok:
+		vs = append(vs, lv...)
+		rep.Visualization = vis
+	}
+	vs = append(vs, check.Sequential(seqParent, rec.seqs, fin.seq)...)
+
+	deleted := make(map[string]time.Duration)
+	var streams []check.WatchStream
+	for _, w := range ws {
+		w.mu.Lock()
+		streams = append(streams, w.streams...)
+		for _, e := range w.errs {
+			vs = append(vs, check.Violation{Check: "watches", Detail: e})
+		}
+		w.mu.Unlock()
+	}
+	for _, st := range streams {
+		rep.Events += len(st.Events)
+		for _, e := range st.Events {
+			if e.Type != check.Deleted {
+				continue
+			}
+			if t, ok := deleted[e.Path]; !ok || e.Seen < t {
+				deleted[e.Path] = e.Seen
+			}
+		}
+	}
+	var sessions []check.Session
+	for _, s := range rec.sessions {
+		sessions = append(sessions, *s)
+		rep.Ephemerals += len(s.Ephemerals)
+	}
+	rep.Sessions = len(sessions)
+	vs = append(vs, check.Sessions(sessions, deleted, fin.present, fin.end, electionTimeout)...)
+	vs = append(vs, check.Watches(streams, fin.tree)...)
+	vs = append(vs, check.SameState(hashes)...)
+	slices.SortStableFunc(vs, func(a, b check.Violation) int { return strings.Compare(a.Check, b.Check) })
+	return vs
+}
