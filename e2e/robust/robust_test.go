@@ -1,0 +1,123 @@
+package robust
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The knobs of TestRobust, from the environment:
+//
+//	PADDOCK_ROBUST_RUNS    how many seeded runs (default 20)
+//	PADDOCK_ROBUST_SEED    the first seed (default 1); runs use seed, seed+1, ...
+//	PADDOCK_ROBUST_OPS     calls per run at least (default 500)
+//	PADDOCK_ROBUST_FAULTS  comma-separated fault kinds for every run
+//	                       (default: run i gets kind i mod 8 in CI-sized
+//	                       runs, 1-2 drawn kinds when PADDOCK_ROBUST_RUNS is set)
+//	PADDOCK_ROBUST_KEEP    keep each run's data and logs (path printed)
+//
+// Replay one failing seed with
+//
+//	PADDOCK_ROBUST_RUNS=1 PADDOCK_ROBUST_SEED=<seed> go test -race -run TestRobust -v ./e2e/robust
+func TestRobust(t *testing.T) {
+	if err := Available(); err != nil {
+		t.Skip(err)
+	}
+	runs, drawn := 20, false
+	if s := os.Getenv("PADDOCK_ROBUST_RUNS"); s != "" {
+		runs, drawn = envInt(t, "PADDOCK_ROBUST_RUNS", 20), true
+	}
+	first := int64(envInt(t, "PADDOCK_ROBUST_SEED", 1))
+	ops := envInt(t, "PADDOCK_ROBUST_OPS", 500)
+	var kinds []FaultKind
+	if s := os.Getenv("PADDOCK_ROBUST_FAULTS"); s != "" {
+		for _, name := range strings.Split(s, ",") {
+			k, err := ParseFaultKind(strings.TrimSpace(name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			kinds = append(kinds, k)
+		}
+	}
+
+	var total Report
+	byFault := make(map[string]int)
+	for i := range runs {
+		seed := first + int64(i)
+		faults := kinds
+		if faults == nil && !drawn {
+			// CI's short run covers every kind of fault in turn.
+			faults = []FaultKind{FaultKind(seed % int64(numFaultKinds))}
+		}
+		ok := t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			dir := t.TempDir()
+			if os.Getenv("PADDOCK_ROBUST_KEEP") != "" {
+				var err error
+				if dir, err = os.MkdirTemp("", fmt.Sprintf("paddock-robust-%d-", seed)); err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("data and logs kept in %s", dir)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			rep, err := Run(ctx, RunConfig{Seed: seed, Ops: ops, Faults: faults, Bin: paddockBin, Dir: dir, Logf: t.Logf})
+			if err != nil {
+				t.Fatalf("seed %d: %v", seed, err)
+			}
+			t.Log(rep.Summary())
+			total.Ops += rep.Ops
+			total.Unknown += rep.Unknown
+			total.Sessions += rep.Sessions
+			total.Ephemerals += rep.Ephemerals
+			total.Events += rep.Events
+			total.Violations = append(total.Violations, rep.Violations...)
+			for _, f := range rep.Faults {
+				byFault[strings.Fields(f)[0]]++
+			}
+			for _, v := range rep.Violations {
+				t.Errorf("seed %d: %v", seed, v)
+			}
+			if len(rep.Violations) > 0 {
+				if rep.Visualization != "" {
+					t.Logf("porcupine's visualization: %s (kept with PADDOCK_ROBUST_KEEP=1)", rep.Visualization)
+				}
+				t.Logf("replay: PADDOCK_ROBUST_RUNS=1 PADDOCK_ROBUST_SEED=%d PADDOCK_ROBUST_FAULTS=%s go test -race -run TestRobust -v ./e2e/robust", seed, faultList(faults))
+			}
+		})
+		if !ok && testing.Short() {
+			break
+		}
+	}
+	var fs []string
+	for k, n := range byFault {
+		fs = append(fs, fmt.Sprintf("%s %d", k, n))
+	}
+	sort.Strings(fs)
+	t.Logf("%d runs, %d ops (%d unknown), %d sessions, %d ephemerals, %d watch events; faults: %s; %d violations",
+		runs, total.Ops, total.Unknown, total.Sessions, total.Ephemerals, total.Events, strings.Join(fs, ", "), len(total.Violations))
+}
+
+func faultList(ks []FaultKind) string {
+	var s []string
+	for _, k := range ks {
+		s = append(s, k.String())
+	}
+	return strings.Join(s, ",")
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		t.Fatalf("%s=%q: want a number", name, s)
+	}
+	return n
+}
