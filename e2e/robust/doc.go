@@ -1,0 +1,89 @@
+// Package robust runs a three-node Paddock cluster as real `paddock agent`
+// processes in Linux network namespaces and injects real faults into it:
+// processes killed, restarted, paused and resumed, and packets dropped by
+// iptables. The robustness workload and its tests drive a Cluster; the
+// histories they record are judged by the subpackage check.
+//
+// # Network layout
+//
+// A cluster has an id "<pid>-<random>" (the pid of the test process that
+// made it) and a private subnet 10.x.y.0/24 that no route or address of the
+// host uses and no other live cluster on the machine has taken (the choice
+// is made under a file lock shared by all test processes). It is wired as:
+//
+//	root namespace (the test process, clients)
+//	  pdk<id>            veth, 10.x.y.254/24
+//	     |
+//	pdk-<id>-hub         namespace holding the bridge br0 and the other
+//	  br0 -- host        veth ends ("host" is the peer of pdk<id>)
+//	      -- n1, n2, n3
+//	     |
+//	pdk-<id>-n1..n3      one namespace per agent: lo, and eth0 with
+//	                     10.x.y.1..3/24 (the peer of n1..n3 in the hub)
+//
+// Agent i listens on 10.x.y.(i+1): raft on port 7000, gRPC on 7001 and HTTP
+// on 7002. Clients run in the test process, on the host side, and reach the
+// agents through pdk<id>.
+//
+// The bridge lives in a namespace of its own rather than in the root
+// namespace because hosts running Docker load br_netfilter and set the root
+// FORWARD policy to DROP: frames bridged in the root namespace between two
+// agents would pass through that chain and be dropped. The hub namespace
+// has an empty firewall, so only the faults below ever drop a packet, and
+// the harness never touches the host's own iptables rules.
+//
+// # Faults
+//
+// Process faults act on the agent's PID: Kill sends SIGKILL and waits for
+// the exit, Restart starts the agent again on the same data dir and
+// addresses, Pause and Resume send SIGSTOP and SIGCONT.
+//
+// Network faults are iptables DROP rules in the filter table of the node
+// namespaces, so they are real packet losses seen by TCP:
+//
+//   - Isolate(i): node i's namespace drops INPUT from and OUTPUT to the two
+//     other nodes; the host side still reaches it.
+//   - CutOneWay(from, to): node to's namespace drops INPUT from node from;
+//     packets from to to from still flow. TCP needs both directions, so in
+//     practice no connection from either side can be opened or used, but
+//     the packets the other way do arrive.
+//   - DropResponses(i): node i's namespace drops OUTPUT to the host address
+//     10.x.y.254. Requests sent on a connection that was open before still
+//     arrive and are served, but neither the answer nor any TCP ack reaches
+//     the client, whose call ends with its deadline: the outcome of a write
+//     is unknown to it. New connections to node i cannot be opened (the
+//     SYN-ACK is dropped too).
+//   - Heal: flushes the filter table of every node namespace.
+//
+// Dropped counts the packets a node's fault rules have dropped, so a run
+// can show that a fault took effect.
+//
+// # Cleanup guarantees
+//
+//   - Close kills every agent the Cluster started (SIGKILL, by PID; the PID
+//     is the agent's own because `ip netns exec` execs it, which Start
+//     checks), deletes pdk<id> and the namespaces (with them the bridge and
+//     every veth) and the marker file. It is idempotent and safe to call in
+//     any state, also after a failed test; Start calls it itself when it
+//     fails half-way.
+//   - Agents run in their own process group, so a Ctrl-C sent to the test's
+//     terminal does not reach them, and with a parent-death signal
+//     (SIGKILL), so they die with the test process even when no cleanup
+//     runs (a -timeout panic, a SIGKILL of the test). The kernel ties that
+//     signal to the OS thread that forked the child, so every agent is
+//     forked from one goroutine locked to its own thread for the life of the
+//     process: no other goroutine can run on that thread and end it.
+//   - Start first removes what dead test processes left behind: each
+//     cluster writes a marker file under /run/paddock-robust before it
+//     creates anything and removes it last. A cluster whose marker names a
+//     process (pid and start time, in this PID namespace) that no longer
+//     exists is torn down: its pdk<id> link, its pdk-<id>-* namespaces and
+//     its marker. Namespaces and links with the prefix but no marker are
+//     torn down when the pid in their name is not alive. Processes are
+//     never killed by this sweep: the parent-death signal has already
+//     ended the agents of a dead test process.
+//
+// Everything here needs root, `ip` (iproute2) and `iptables`; Available
+// reports whether the machine has them, and tests skip with its error when
+// it does not.
+package robust

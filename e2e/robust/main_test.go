@@ -1,0 +1,85 @@
+package robust
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// helperBinEnv names the paddock binary for a test binary this package's
+// tests run as a child (see TestKilledTestLeavesNothing): the child uses
+// it instead of building its own.
+const helperBinEnv = "PADDOCK_ROBUST_BIN"
+
+// paddockBin is the paddock binary TestMain built, "" when the harness is
+// not Available (every test that needs it skips).
+var paddockBin string
+
+// TestMain builds paddock once, with -race when the tests run with -race
+// so that the agents are race-checked too (Close reports their races).
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	if err := Available(); err != nil {
+		return m.Run()
+	}
+	if bin := os.Getenv(helperBinEnv); bin != "" {
+		paddockBin = bin
+		return m.Run()
+	}
+	tmp, err := os.MkdirTemp("", "paddock-robust-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "robust:", err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	if err := buildPaddock(tmp); err != nil {
+		fmt.Fprintln(os.Stderr, "robust: build paddock:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// buildPaddock builds ./cmd/paddock of this module into dir.
+func buildPaddock(dir string) error {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return fmt.Errorf("go env GOMOD: not inside a module")
+	}
+	paddockBin = filepath.Join(dir, "paddock")
+	args := []string{"build", "-o", paddockBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "./cmd/paddock")...)
+	cmd.Dir = filepath.Dir(mod)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%v\n%s", err, out)
+	}
+	return nil
+}
+
+// requireEnv, set to 1 (as CI does), makes a machine that cannot run the
+// harness fail the tests instead of skipping them.
+const requireEnv = "PADDOCK_ROBUST_REQUIRE"
+
+// needHarness skips t when the machine cannot run the harness, or fails
+// it when requireEnv is set.
+func needHarness(t *testing.T) {
+	t.Helper()
+	if err := Available(); err != nil {
+		if os.Getenv(requireEnv) == "1" {
+			t.Fatalf("%v (%s=1)", err, requireEnv)
+		}
+		t.Skip(err)
+	}
+}
