@@ -82,7 +82,9 @@
 // # Lock order
 //
 // One RWMutex (mu) guards all state. Apply holds it for writing for a whole
-// batch; reads hold it for reading. Snapshot and StateHash hold it for
-// writing, briefly: cloning the tree writes to it. The event sink is called
-// after mu is released and must not block.
+// batch; reads hold it for reading. Snapshot and StateHash(AndIndex) hold
+// it for writing, briefly: cloning the tree writes to it. The applied index
+// is published under mu too, so the index a snapshot or a state hash
+// carries is the one its view was taken at. The event sink is called after
+// mu is released and must not block.
 package fsm

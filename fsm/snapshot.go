@@ -242,18 +242,28 @@ func (f *FSM) loadZnode(z *raftv1.Znode) error {
 
 // StateHash is a digest of the whole state (the snapshot stream, request
 // id table included), for checking that replicas that applied the same log
-// agree. It leaves out the applied index (compare AppliedIndex for that),
-// so an entry that changes nothing, a barrier or a failed command without
-// a request id, leaves the digest as it was. (A failed command with an id
-// changes the table: a retry must get the same failure.)
+// agree. It leaves out the applied index (StateHashAndIndex returns the
+// index the digest was taken at), so an entry that changes nothing, a
+// barrier or a failed command without a request id, leaves the digest as
+// it was. (A failed command with an id changes the table: a retry must get
+// the same failure.)
 func (f *FSM) StateHash() [32]byte {
+	hash, _ := f.StateHashAndIndex()
+	return hash
+}
+
+// StateHashAndIndex is StateHash with the applied index it was taken at:
+// both come from one view captured under mu, so the index always matches
+// the digest (AppliedIndex read before or after StateHash may not, while
+// entries are being applied). Two replicas that report the same index
+// must report the same digest.
+func (f *FSM) StateHashAndIndex() (hash [32]byte, index uint64) {
 	f.mu.Lock()
 	s := f.capture()
 	f.mu.Unlock()
-	s.index = 0
+	index, s.index = s.index, 0
 	h := sha256.New()
 	_ = s.write(h)
-	var sum [32]byte
-	copy(sum[:], h.Sum(nil))
-	return sum
+	copy(hash[:], h.Sum(nil))
+	return hash, index
 }

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 
@@ -418,5 +422,98 @@ func TestPersistWriteError(t *testing.T) {
 	}
 	if !sink.cancelled || sink.closed {
 		t.Errorf("Persist() to a failing sink: closed=%v cancelled=%v, want cancelled only", sink.closed, sink.cancelled)
+	}
+}
+
+// TestStateHashAndIndex checks that the index StateHashAndIndex returns is
+// the one its digest was taken at: after each entry, across an entry that
+// changes nothing, after a restore, and while entries are being applied
+// from another goroutine, where every (digest, index) pair must be the
+// digest a replica that applied exactly that far computes.
+func TestStateHashAndIndex(t *testing.T) {
+	h := newHarness(t)
+	if hash, idx := h.f.StateHashAndIndex(); hash != h.f.StateHash() || idx != 0 {
+		t.Errorf("StateHashAndIndex() of a new FSM = %x, %d, want StateHash() %x, 0", hash, idx, h.f.StateHash())
+	}
+	h.mustCreate("/a", "1")
+	h.must(cmdSet("/a", []byte("2"), nil))
+	hash, idx := h.f.StateHashAndIndex()
+	if hash != h.f.StateHash() || idx != h.index {
+		t.Errorf("StateHashAndIndex() = %x, %d, want StateHash() %x, %d", hash, idx, h.f.StateHash(), h.index)
+	}
+	h.apply(cmdBarrier())
+	if got, gotIdx := h.f.StateHashAndIndex(); got != hash || gotIdx != h.index {
+		t.Errorf("StateHashAndIndex() after a barrier = %x, %d, want the same digest %x at %d", got, gotIdx, hash, h.index)
+	}
+	restored := New(nil)
+	if err := restored.Restore(io.NopCloser(bytes.NewReader(persist(t, h.f)))); err != nil {
+		t.Fatalf("Restore() error = %v", err)
+	}
+	if got, gotIdx := restored.StateHashAndIndex(); got != hash || gotIdx != h.index {
+		t.Errorf("StateHashAndIndex() after Restore = %x, %d, want %x, %d", got, gotIdx, hash, h.index)
+	}
+
+	// Every entry changes /k, so each index has its own digest: want maps
+	// them, as a replica applying one entry at a time sees them.
+	const n = 2000
+	logs := make([]*raft.Log, n)
+	ref := newHarness(t)
+	want := map[uint64][32]byte{0: ref.f.StateHash()}
+	for i := range logs {
+		cmd := cmdSet("/k", []byte(strconv.Itoa(i)), nil)
+		if i == 0 {
+			cmd = cmdCreate("/k", nil)
+		}
+		logs[i] = ref.next(cmd)
+		ref.applyLog(logs[i])
+		want[logs[i].Index] = ref.f.StateHash()
+	}
+	distinct := map[[32]byte]bool{}
+	for _, d := range want {
+		distinct[d] = true
+	}
+	if len(distinct) != n+1 {
+		t.Fatalf("reference: %d distinct digests for %d indexes, want one each", len(distinct), n+1)
+	}
+
+	type sample struct {
+		hash  [32]byte
+		index uint64
+	}
+	f := New(nil)
+	var (
+		stop    atomic.Bool
+		taken   atomic.Int64
+		samples []sample
+		wg      sync.WaitGroup
+	)
+	wg.Go(func() {
+		for !stop.Load() {
+			hash, idx := f.StateHashAndIndex()
+			samples = append(samples, sample{hash, idx})
+			taken.Add(1)
+		}
+	})
+	for i := 0; i < n; i += 10 {
+		f.ApplyBatch(logs[i : i+10])
+		if i%200 == 0 {
+			// Let the sampler see this index at least once, so that the
+			// samples cover the whole run even on a loaded machine.
+			for seen := taken.Load(); taken.Load() < seen+2; {
+				runtime.Gosched()
+			}
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	indexes := map[uint64]bool{}
+	for _, s := range samples {
+		indexes[s.index] = true
+		if w, ok := want[s.index]; !ok || s.hash != w {
+			t.Fatalf("StateHashAndIndex() = %x, %d while applying, want the digest %x of index %d", s.hash, s.index, w, s.index)
+		}
+	}
+	if len(indexes) < n/200 {
+		t.Errorf("samples saw %d indexes, want at least %d", len(indexes), n/200)
 	}
 }

@@ -407,13 +407,14 @@ func (c *cluster) converged(tb testing.TB) {
 	eventually(tb, waitTimeout, func() error {
 		nodes := c.running()
 		first := c.node(nodes[0])
-		idx, hash := first.FSM().AppliedIndex(), first.FSM().StateHash()
+		hash, idx := first.FSM().StateHashAndIndex()
 		for _, i := range nodes[1:] {
 			n := c.node(i)
-			if got := n.FSM().AppliedIndex(); got != idx {
-				return fmt.Errorf("%s applied %d, %s applied %d", n.ID(), got, first.ID(), idx)
+			got, gotIdx := n.FSM().StateHashAndIndex()
+			if gotIdx != idx {
+				return fmt.Errorf("%s applied %d, %s applied %d", n.ID(), gotIdx, first.ID(), idx)
 			}
-			if got := n.FSM().StateHash(); got != hash {
+			if got != hash {
 				return fmt.Errorf("%s and %s applied %d but their states differ", n.ID(), first.ID(), idx)
 			}
 		}

@@ -70,6 +70,15 @@ type Config struct {
 	WatchSlowLag          int
 	WatchProgressInterval time.Duration
 
+	// UnsafeLocalReads is for robustness testing only: it breaks
+	// linearizability on purpose, so that a checker can show it catches
+	// the break. Linearizable reads are then served from this node's local
+	// state, as serializable ones are: they still wait for min_zxid, but
+	// take no read index and are never forwarded to the leader, so a
+	// follower cut off from the leader answers with stale data. Never use
+	// it in production.
+	UnsafeLocalReads bool
+
 	// Transport replaces the TCP transport (tests use raft's in-memory
 	// transport to cut links).
 	Transport raft.Transport

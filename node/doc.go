@@ -62,6 +62,15 @@
 //     barrier entry of its own term has been applied. Serializable reads
 //     are local; min_zxid waits for the local applied index. A lagging
 //     follower hands linearizable reads to the leader (Follower reads).
+//     Config.UnsafeLocalReads (the agent's hidden --unsafe-local-reads)
+//     breaks this on purpose, for the robustness checker's own test: a
+//     linearizable read is then served as a serializable one (min_zxid
+//     still waited for; no read index, no forwarding), so a follower cut
+//     off from the leader answers with stale data. Never in production.
+//   - Status (member.go): the node's raft and state machine figures; on
+//     request also fsm.StateHashAndIndex, a digest of the whole state
+//     with the applied index it was taken at, which replicas at the same
+//     index must agree on (the robustness tests compare them).
 //   - Sessions (session.go): the leader alone decides expiry. Followers
 //     forward keepalives in batches. A new leader starts every session's
 //     clock from its checkpointed remaining time (or its full timeout),

@@ -43,13 +43,15 @@ func (n *Node) registerLoop(ctx context.Context) {
 	}
 }
 
-// Status describes this node.
-func (n *Node) Status() *paddockv1.StatusResponse {
+// Status describes this node. When req asks for the state hash, it also
+// digests the whole state (fsm.StateHashAndIndex, a pass over the tree)
+// and reports the digest with the applied index it was taken at.
+func (n *Node) Status(req *paddockv1.StatusRequest) *paddockv1.StatusResponse {
 	_, leader := n.raft.LeaderWithID()
 	znodes, sessions := n.fsm.Counts()
 	stats := n.raft.Stats()
 	commit, _ := strconv.ParseUint(stats["commit_index"], 10, 64)
-	return &paddockv1.StatusResponse{
+	resp := &paddockv1.StatusResponse{
 		Header:       n.ReadHeader(),
 		Id:           n.cfg.ID,
 		Role:         role(n.raft.State()),
@@ -61,6 +63,11 @@ func (n *Node) Status() *paddockv1.StatusResponse {
 		Sessions:     int64(sessions),
 		Ready:        n.Ready(),
 	}
+	if req.GetStateHash() {
+		hash, index := n.fsm.StateHashAndIndex()
+		resp.StateHash, resp.StateHashIndex = hash[:], index
+	}
+	return resp
 }
 
 func role(s raft.RaftState) paddockv1.Role {

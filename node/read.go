@@ -17,8 +17,9 @@ import (
 
 // read serves the read q with options opts: from this node's state, or,
 // when this follower lags, from the leader's (doc.go, Follower reads).
-// Serializable reads are always local. A read changes nothing, so when
-// leadership moves under it (ErrNotLeader) or no leader is known
+// Serializable reads are always local, and so, with
+// Config.UnsafeLocalReads, are linearizable ones. A read changes nothing,
+// so when leadership moves under it (ErrNotLeader) or no leader is known
 // (ErrNoLeader) it is tried again until ctx ends, as Propose does.
 func (n *Node) read(ctx context.Context, opts *paddockv1.ReadOptions, q *raftv1.Query) (*raftv1.QueryResult, error) {
 	if err := checkQuery(q); err != nil {
@@ -26,6 +27,11 @@ func (n *Node) read(ctx context.Context, opts *paddockv1.ReadOptions, q *raftv1.
 	}
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
+	if n.cfg.UnsafeLocalReads && linearizable(opts) {
+		// Deliberately broken (robustness tests only): no read index, no
+		// forwarding, possibly stale.
+		opts = &paddockv1.ReadOptions{Consistency: paddockv1.ReadConsistency_READ_CONSISTENCY_SERIALIZABLE, MinZxid: opts.GetMinZxid()}
+	}
 	if !linearizable(opts) {
 		return n.serveRead(ctx, opts, q)
 	}

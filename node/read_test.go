@@ -431,3 +431,68 @@ func readVersion(n *node.Node, kind int) (int32, error) {
 	}
 	return 0, errors.New("List(/) has no c")
 }
+
+// TestUnsafeLocalReads shows that Config.UnsafeLocalReads really breaks
+// linearizability, and the normal path does not: with a follower's raft
+// links cut, a value written through the leader is committed without it.
+// A linearizable Get on the cut follower then returns the old value when
+// reads are unsafe; otherwise it returns the new value (forwarded to the
+// leader, whose gRPC the cut leaves reachable) or fails, and once the
+// follower has lost its leader it fails. An unsafe read still waits for
+// its min_zxid.
+func TestUnsafeLocalReads(t *testing.T) {
+	for _, unsafe := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unsafe=%t", unsafe), func(t *testing.T) {
+			c := newCluster(t, 3, withConfig(func(cfg *node.Config) { cfg.UnsafeLocalReads = unsafe }))
+			l := c.WaitLeader(t)
+			mustPropose(t, c.node(l), createCmd("/r", []byte("old")))
+			c.converged(t)
+			fi := c.followers(l)[0]
+			fn := c.node(fi)
+
+			c.Partition(fi)
+			res := mustPropose(t, c.node(l), setCmd("/r", []byte("new")))
+			if got, _, _ := fn.FSM().Get("/r"); string(got) != "old" {
+				t.Fatalf("cut follower %s has /r = %q, want old", fn.ID(), got)
+			}
+			read := func(what string, opts *paddockv1.ReadOptions, timeout time.Duration) (*paddockv1.GetResponse, error) {
+				t.Helper()
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
+				defer cancel()
+				r, err := fn.Get(ctx, &paddockv1.GetRequest{Path: "/r", Read: opts})
+				t.Logf("%s: Get(/r) on cut follower %s = %q from %s, %v", what, fn.ID(), r.GetData(), r.GetHeader().GetNodeId(), err)
+				return r, err
+			}
+			// check reads /r linearizably with min_zxid 0; unless reads are
+			// unsafe, an answer at all is wrong when mustFail.
+			check := func(what string, mustFail bool) {
+				t.Helper()
+				r, err := read(what, nil, time.Second)
+				switch {
+				case unsafe && (err != nil || string(r.GetData()) != "old" || r.GetHeader().GetNodeId() != fn.ID()):
+					t.Fatalf("%s, unsafe: Get(/r) on %s = %q from %s, %v; want the stale value old from %s",
+						what, fn.ID(), r.GetData(), r.GetHeader().GetNodeId(), err, fn.ID())
+				case !unsafe && err == nil && (mustFail || string(r.GetData()) != "new"):
+					t.Fatalf("%s: linearizable Get(/r) on %s = %q after new was acknowledged, want %s",
+						what, fn.ID(), r.GetData(), map[bool]string{false: "new or an error", true: "an error"}[mustFail])
+				}
+			}
+
+			// At once, while the follower may still know the leader.
+			check("just cut", false)
+			// Once it has lost the leader, no read index can be had.
+			eventually(t, waitTimeout, func() error {
+				if _, id := fn.Raft().LeaderWithID(); id != "" {
+					return fmt.Errorf("cut follower %s still follows %s", fn.ID(), id)
+				}
+				return nil
+			})
+			check("leader lost", true)
+			// min_zxid is still honoured: the cut follower never gets there.
+			lin := &paddockv1.ReadOptions{MinZxid: res.Index}
+			if r, err := read("min_zxid", lin, 300*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Get(/r) with min_zxid %d on %s = %q, %v; want it to wait until its deadline", res.Index, fn.ID(), r.GetData(), err)
+			}
+		})
+	}
+}

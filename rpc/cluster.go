@@ -12,8 +12,8 @@ type clusterServer struct {
 	n *node.Node
 }
 
-func (s *clusterServer) Status(context.Context, *paddockv1.StatusRequest) (*paddockv1.StatusResponse, error) {
-	return s.n.Status(), nil
+func (s *clusterServer) Status(_ context.Context, req *paddockv1.StatusRequest) (*paddockv1.StatusResponse, error) {
+	return s.n.Status(req), nil
 }
 
 func (s *clusterServer) Members(ctx context.Context, _ *paddockv1.MembersRequest) (*paddockv1.MembersResponse, error) {

@@ -26,7 +26,7 @@ type agentFlags struct {
 	watchHistory, watchSlowLag                                               int
 	watchHistoryBytes                                                        int64
 	watchProgress                                                            time.Duration
-	pprof                                                                    bool
+	pprof, unsafeLocalReads                                                  bool
 	gc                                                                       gcFlags
 }
 
@@ -52,6 +52,10 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go runtime profiles (net/http/pprof) under /debug/pprof/ on the HTTP address; off by default: they cost CPU while they run and expose internals")
 	fs.DurationVar(&f.watchProgress, "watch-progress-interval", d.WatchProgressInterval, "how often idle watches get a progress response (negative: never)")
 	f.gc.register(fs)
+	// Robustness tests only (node.Config.UnsafeLocalReads): hidden from
+	// the help, so that nobody picks it up by browsing the flags.
+	fs.BoolVar(&f.unsafeLocalReads, "unsafe-local-reads", false, "TESTING ONLY: serve linearizable reads from local state, possibly stale")
+	_ = fs.MarkHidden("unsafe-local-reads")
 }
 
 func (f *agentFlags) config() (node.Config, error) {
@@ -72,6 +76,7 @@ func (f *agentFlags) config() (node.Config, error) {
 		LogStore: f.logStore, SnapshotThreshold: f.snapshotThreshold, SnapshotInterval: f.snapshotInterval, TrailingLogs: f.trailingLogs,
 		MinSessionTimeout: f.minSession, MaxSessionTimeout: f.maxSession,
 		WatchHistory: f.watchHistory, WatchHistoryBytes: f.watchHistoryBytes, WatchSlowLag: f.watchSlowLag, WatchProgressInterval: f.watchProgress,
+		UnsafeLocalReads: f.unsafeLocalReads,
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name: f.id, Level: hclog.LevelFromString(f.logLevel), Output: os.Stderr,
 		}),
@@ -88,6 +93,11 @@ func newAgentCmd() *cobra.Command {
 			cfg, err := f.config()
 			if err != nil {
 				return err
+			}
+			if cfg.UnsafeLocalReads {
+				cfg.Logger.Warn("UNSAFE: --unsafe-local-reads is set: linearizable reads are served from this node's local state " +
+					"without a read index and may return stale data; this breaks Paddock's guarantees on purpose, " +
+					"for robustness testing only, never in production")
 			}
 			f.gc.apply(cmd.Flags())
 			var opts []rpc.HTTPOption

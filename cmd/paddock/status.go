@@ -13,7 +13,8 @@ import (
 )
 
 // newStatusCmd returns `paddock status`: the state of the first reachable
-// node and the cluster's members.
+// node and the cluster's members; with --state-hash, also a digest of the
+// node's whole state and the applied index it was taken at.
 func newStatusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -21,13 +22,15 @@ func newStatusCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	o := newClientOptions(cmd)
+	var stateHash bool
+	cmd.Flags().BoolVar(&stateHash, "state-hash", false, "also show a digest of the node's whole state and the applied index it was taken at (a pass over the whole tree)")
 	cmd.RunE = runE(func(cmd *cobra.Command, _ []string) error {
 		c, ctx, done, err := o.connect(cmd)
 		if err != nil {
 			return err
 		}
 		defer done()
-		st, err := c.Status(ctx, &paddockv1.StatusRequest{})
+		st, err := c.Status(ctx, &paddockv1.StatusRequest{StateHash: stateHash})
 		if err != nil {
 			return err
 		}
@@ -80,6 +83,9 @@ func writeStatus(w io.Writer, st *paddockv1.StatusResponse, members *paddockv1.M
 	fmt.Fprintf(tw, "znodes\t%d\n", st.Znodes)
 	fmt.Fprintf(tw, "sessions\t%d\n", st.Sessions)
 	fmt.Fprintf(tw, "ready\t%t\n", st.Ready)
+	if len(st.StateHash) > 0 {
+		fmt.Fprintf(tw, "state hash\t%x at index %d\n", st.StateHash, st.StateHashIndex)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -84,7 +84,11 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 
 // StatusRequest asks for the serving node's status.
 type StatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// state_hash asks the node to also compute a digest of its whole state
+	// (state_hash and state_hash_index of the response). It costs a pass
+	// over the whole tree, so it is off unless asked for.
+	StateHash     bool `protobuf:"varint,1,opt,name=state_hash,json=stateHash,proto3" json:"state_hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -119,6 +123,13 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 	return file_paddock_v1_cluster_proto_rawDescGZIP(), []int{0}
 }
 
+func (x *StatusRequest) GetStateHash() bool {
+	if x != nil {
+		return x.StateHash
+	}
+	return false
+}
+
 // StatusResponse describes the serving node.
 type StatusResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -141,9 +152,18 @@ type StatusResponse struct {
 	// sessions is the number of open sessions.
 	Sessions int64 `protobuf:"varint,9,opt,name=sessions,proto3" json:"sessions,omitempty"`
 	// ready is true when the node knows a leader and can serve reads.
-	Ready         bool `protobuf:"varint,10,opt,name=ready,proto3" json:"ready,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Ready bool `protobuf:"varint,10,opt,name=ready,proto3" json:"ready,omitempty"`
+	// state_hash is a SHA-256 digest of the node's whole state (the znode
+	// tree, sessions, members and request ids, not the applied index), set
+	// only when the request asked for it. Replicas that applied the same log
+	// up to state_hash_index have the same digest.
+	StateHash []byte `protobuf:"bytes,11,opt,name=state_hash,json=stateHash,proto3" json:"state_hash,omitempty"`
+	// state_hash_index is the applied index state_hash was taken at: both
+	// are read under one lock, so they always match (applied_index, read
+	// separately, may already be past it). Zero unless state_hash is set.
+	StateHashIndex uint64 `protobuf:"varint,12,opt,name=state_hash_index,json=stateHashIndex,proto3" json:"state_hash_index,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -244,6 +264,20 @@ func (x *StatusResponse) GetReady() bool {
 		return x.Ready
 	}
 	return false
+}
+
+func (x *StatusResponse) GetStateHash() []byte {
+	if x != nil {
+		return x.StateHash
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetStateHashIndex() uint64 {
+	if x != nil {
+		return x.StateHashIndex
+	}
+	return 0
 }
 
 // MembersRequest asks for the cluster's members.
@@ -434,8 +468,10 @@ var File_paddock_v1_cluster_proto protoreflect.FileDescriptor
 const file_paddock_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"\x18paddock/v1/cluster.proto\x12\n" +
-	"paddock.v1\x1a\x17paddock/v1/common.proto\"\x0f\n" +
-	"\rStatusRequest\"\xbd\x02\n" +
+	"paddock.v1\x1a\x17paddock/v1/common.proto\".\n" +
+	"\rStatusRequest\x12\x1d\n" +
+	"\n" +
+	"state_hash\x18\x01 \x01(\bR\tstateHash\"\x86\x03\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.paddock.v1.ResponseHeaderR\x06header\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12$\n" +
@@ -447,7 +483,10 @@ const file_paddock_v1_cluster_proto_rawDesc = "" +
 	"\x06znodes\x18\b \x01(\x03R\x06znodes\x12\x1a\n" +
 	"\bsessions\x18\t \x01(\x03R\bsessions\x12\x14\n" +
 	"\x05ready\x18\n" +
-	" \x01(\bR\x05ready\"\x10\n" +
+	" \x01(\bR\x05ready\x12\x1d\n" +
+	"\n" +
+	"state_hash\x18\v \x01(\fR\tstateHash\x12(\n" +
+	"\x10state_hash_index\x18\f \x01(\x04R\x0estateHashIndex\"\x10\n" +
 	"\x0eMembersRequest\"\x9d\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
