@@ -292,6 +292,12 @@ func (c *Cluster) Status(ctx context.Context, i int) (*paddockv1.StatusResponse,
 	return paddockv1.NewClusterServiceClient(c.Conn(i)).Status(ctx, &paddockv1.StatusRequest{})
 }
 
+// StatusHash is Status with the digest of node i's whole state and the
+// applied index it was taken at.
+func (c *Cluster) StatusHash(ctx context.Context, i int) (*paddockv1.StatusResponse, error) {
+	return paddockv1.NewClusterServiceClient(c.Conn(i)).Status(ctx, &paddockv1.StatusRequest{StateHash: true})
+}
+
 // Leader polls until the nodes that answer agree on one leader, and
 // returns its index. They agree when one node says it is the leader and is
 // ready, no answering node names another leader (a node that knows none,

@@ -128,7 +128,9 @@ type injector struct {
 // inject applies f, holds it, and undoes it: every node running and
 // reachable again when it returns without error.
 func (in *injector) inject(ctx context.Context, f fault) error {
-	leader, err := in.c.Leader(ctx)
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	leader, err := in.c.Leader(lctx)
+	cancel()
 	if err != nil {
 		return fmt.Errorf("robust: before %s: %w", f.kind, err)
 	}
@@ -196,14 +198,19 @@ func (in *injector) inject(ctx context.Context, f fault) error {
 // awaitCompaction waits until the leader's log has moved far enough past
 // the cut follower that the entries it lacks have been compacted away.
 func (in *injector) awaitCompaction(ctx context.Context, leader, cut int) error {
-	st, err := in.c.Status(ctx, cut)
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	st, err := in.c.Status(sctx, cut)
+	cancel()
 	if err != nil {
 		return fmt.Errorf("robust: status of the cut follower: %w", err)
 	}
 	target := st.GetAppliedIndex() + in.snapshotEntries
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if ls, err := in.c.Status(ctx, leader); err == nil && ls.GetCommitIndex() >= target {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ls, err := in.c.Status(sctx, leader)
+		cancel()
+		if err == nil && ls.GetCommitIndex() >= target {
 			return nil
 		}
 		if !sleep(ctx, 100*time.Millisecond) {

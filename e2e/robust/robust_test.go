@@ -25,9 +25,7 @@ import (
 //
 //	PADDOCK_ROBUST_RUNS=1 PADDOCK_ROBUST_SEED=<seed> go test -race -run TestRobust -v ./e2e/robust
 func TestRobust(t *testing.T) {
-	if err := Available(); err != nil {
-		t.Skip(err)
-	}
+	needHarness(t)
 	runs, drawn := 20, false
 	if s := os.Getenv("PADDOCK_ROBUST_RUNS"); s != "" {
 		runs, drawn = envInt(t, "PADDOCK_ROBUST_RUNS", 20), true

@@ -13,6 +13,7 @@ import (
 
 	"github.com/paddock/paddock/client"
 	"github.com/paddock/paddock/e2e/robust/check"
+	"github.com/paddock/paddock/fsm"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
@@ -332,7 +333,7 @@ func mapsEqual(a, b map[string]string) bool {
 	return true
 }
 
-// listTree lists every znode but the root, with "" for its data (watch
+// listTree lists every znode but the root and the reserved subtree, with "" for its data (watch
 // events carry no data), and the zxid of the root's listing.
 func listTree(ctx context.Context, cl *client.Client) (map[string]string, uint64, error) {
 	tree := make(map[string]string)
@@ -355,6 +356,9 @@ func listTree(ctx context.Context, cl *client.Client) (map[string]string, uint64
 		}
 		for _, ch := range r.GetChildren() {
 			cp := strings.TrimSuffix(p, "/") + "/" + ch.GetName()
+			if cp == fsm.ReservedPath {
+				continue // the system's, made with the tree, never by an event
+			}
 			tree[cp] = ""
 			if ch.GetStat().GetNumChildren() > 0 {
 				todo = append(todo, cp)
@@ -386,7 +390,9 @@ func converge(ctx context.Context, c *Cluster) ([]check.NodeState, error) {
 		var err error
 		for i := range c.N() {
 			var st *paddockv1.StatusResponse
-			st, err = c.StatusHash(ctx, i)
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			st, err = c.StatusHash(sctx, i)
+			cancel()
 			if err != nil {
 				break
 			}

@@ -16,9 +16,7 @@ import (
 // checker reports the history; without the flag the same read never
 // returns the stale value, and the same history passes.
 func TestCheckerCatchesStaleReads(t *testing.T) {
-	if err := Available(); err != nil {
-		t.Skip(err)
-	}
+	needHarness(t)
 	for _, tc := range []struct {
 		name   string
 		args   []string

@@ -425,19 +425,12 @@ func (w *watcher) follow(ctx context.Context, wt *client.Watcher, st *check.Watc
 		select {
 		case <-ctx.Done():
 			return
-		case <-wt.Done():
-			// Drain what was delivered before the end.
-			for {
-				select {
-				case r := <-wt.Responses():
-					w.add(st, r)
-				default:
-					var ce *client.CompactedError
-					st.Compacted = errors.As(wt.Err(), &ce)
-					return
-				}
+		case r, ok := <-wt.Responses():
+			if !ok { // the watch ended; Err says why
+				var ce *client.CompactedError
+				st.Compacted = errors.As(wt.Err(), &ce)
+				return
 			}
-		case r := <-wt.Responses():
 			w.add(st, r)
 		}
 	}
@@ -467,15 +460,4 @@ func (w *watcher) fail(format string, args ...any) {
 	w.mu.Lock()
 	w.errs = append(w.errs, fmt.Sprintf(w.name+": "+format, args...))
 	w.mu.Unlock()
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
