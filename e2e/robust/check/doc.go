@@ -7,5 +7,30 @@
 //
 // A checker returns the violations it found; none means the history
 // passed. Every checker has tests that feed it a broken history and show
-// it fails.
+// it fails. Each checker caps its violations (the rest are counted in a
+// last one) and states in its comment what it can and cannot detect.
+//
+// The checkers:
+//
+//   - Linearizable: every key's ops against a versioned znode, partitioned
+//     by key; acknowledged writes not lost and reads not stale follow
+//     from it when the history ends with a read of every key.
+//   - Sequential: suffixes unique, increasing in zxid and real-time
+//     order, every acknowledged create present with its zxid.
+//   - Sessions: no ephemeral deleted before its session's timeout after
+//     the last acknowledged keepalive; abandoned sessions' ephemerals gone
+//     within 2 x timeout + election timeout + 1 s; closed ones' gone.
+//   - Watches: streams ordered, without duplicates, agreeing with each
+//     other, and a complete stream replayed gives the final tree.
+//   - SameState: every replica at the same applied index and hash.
+//
+// What the recorder must provide for the checks to be sound: times on one
+// monotonic clock; a session marked Closed only when its close was
+// acknowledged; a sequential parent holding only the workload's creates,
+// none deleted; ephemerals deleted only by their session's end; watchers
+// stopped, and the final tree read, after the last write.
+//
+// Nothing here is concurrent: each checker is a pure function of its
+// arguments (Linearizable runs porcupine on several goroutines and waits
+// for them).
 package check
