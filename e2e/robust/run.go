@@ -128,7 +128,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	}
 
 	stop, release := make(chan struct{}), make(chan struct{})
-	var wg, swg sync.WaitGroup
+	var wg, swg, ended sync.WaitGroup
 	for i := range 5 {
 		cl, err := newClient(ctx, c.Endpoints(), i)
 		if err != nil {
@@ -143,7 +143,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 			case 3:
 				sequentials(ctx, rec, cl, stop)
 			case 4:
-				sessions(ctx, rec, cl, wrng, stop, release, &swg)
+				sessions(ctx, rec, cl, wrng, stop, release, &swg, &ended)
 			default:
 				registers(ctx, rec, cl, wrng, i, stop)
 			}
@@ -166,6 +166,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	}
 	close(stop)
 	wg.Wait()
+	ended.Wait()
 	if faultErr != nil {
 		close(release)
 		return nil, faultErr
@@ -223,7 +224,9 @@ func setup(ctx context.Context, c *Cluster) error {
 }
 
 // settle waits until every node is running and the cluster has a leader,
-// and until every abandoned session's ephemerals are past their deadline.
+// and until the watchers have seen every ephemeral of an abandoned or
+// closed session deleted, or its deadline has passed (the checker then
+// tells which).
 func settle(ctx context.Context, c *Cluster, rec *recorder) error {
 	for i := range c.N() {
 		if !c.Running(i) {
@@ -235,18 +238,35 @@ func settle(ctx context.Context, c *Cluster, rec *recorder) error {
 	if _, err := c.Leader(lctx); err != nil {
 		return fmt.Errorf("robust: no leader after the faults: %w", err)
 	}
-	rec.mu.Lock()
-	var last time.Duration
-	for _, s := range rec.sessions {
-		if s.Fate == check.Abandoned {
-			last = max(last, s.AbandonedAt+2*s.Timeout+electionTimeout+time.Second)
+	for {
+		pending, last := ending(rec)
+		if pending == 0 || rec.now() > last {
+			return nil
+		}
+		if !sleep(ctx, 50*time.Millisecond) {
+			return ctx.Err()
 		}
 	}
-	rec.mu.Unlock()
-	if wait := last - rec.now(); wait > 0 {
-		sleep(ctx, wait+100*time.Millisecond)
+}
+
+// ending counts the ephemerals of abandoned and closed sessions that no
+// watcher has yet seen deleted, and the latest deadline among them.
+func ending(rec *recorder) (pending int, last time.Duration) {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, s := range rec.sessions {
+		if s.Fate == check.KeptAlive {
+			continue
+		}
+		at := max(s.AbandonedAt, s.ClosedAt)
+		for _, e := range s.Ephemerals {
+			if _, ok := rec.deleted[e.Path]; !ok {
+				pending++
+				last = max(last, at+2*s.Timeout+electionTimeout+time.Second)
+			}
+		}
 	}
-	return ctx.Err()
+	return pending, last
 }
 
 // finalState is what the cluster holds once the workloads have stopped.
@@ -442,7 +462,6 @@ func judge(rep *Report, cfg RunConfig, rec *recorder, ws []*watcher, fin *finalS
 	}
 	vs = append(vs, check.Sequential(seqParent, rec.seqs, fin.seq)...)
 
-	deleted := make(map[string]time.Duration)
 	var streams []check.WatchStream
 	for _, w := range ws {
 		w.mu.Lock()
@@ -454,14 +473,6 @@ func judge(rep *Report, cfg RunConfig, rec *recorder, ws []*watcher, fin *finalS
 	}
 	for _, st := range streams {
 		rep.Events += len(st.Events)
-		for _, e := range st.Events {
-			if e.Type != check.Deleted {
-				continue
-			}
-			if t, ok := deleted[e.Path]; !ok || e.Seen < t {
-				deleted[e.Path] = e.Seen
-			}
-		}
 	}
 	var sessions []check.Session
 	for _, s := range rec.sessions {
@@ -469,7 +480,7 @@ func judge(rep *Report, cfg RunConfig, rec *recorder, ws []*watcher, fin *finalS
 		rep.Ephemerals += len(s.Ephemerals)
 	}
 	rep.Sessions = len(sessions)
-	vs = append(vs, check.Sessions(sessions, deleted, fin.present, fin.end, electionTimeout)...)
+	vs = append(vs, check.Sessions(sessions, rec.deleted, fin.present, fin.end, electionTimeout)...)
 	vs = append(vs, check.Watches(streams, fin.tree)...)
 	vs = append(vs, check.SameState(hashes)...)
 	slices.SortStableFunc(vs, func(a, b check.Violation) int { return strings.Compare(a.Check, b.Check) })

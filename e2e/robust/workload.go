@@ -46,9 +46,22 @@ type recorder struct {
 	seqs       []check.SeqCreate
 	sessions   []*check.Session
 	unexpected []string // errors no workload call should ever get
+	// deleted is when any watcher first saw each path deleted.
+	deleted map[string]time.Duration
 }
 
-func newRecorder() *recorder { return &recorder{start: time.Now()} }
+func newRecorder() *recorder {
+	return &recorder{start: time.Now(), deleted: make(map[string]time.Duration)}
+}
+
+// sawDeleted records that a watcher saw path deleted at seen.
+func (r *recorder) sawDeleted(path string, seen time.Duration) {
+	r.mu.Lock()
+	if t, ok := r.deleted[path]; !ok || seen < t {
+		r.deleted[path] = seen
+	}
+	r.mu.Unlock()
+}
 
 // now is the time since the run's start.
 func (r *recorder) now() time.Duration { return time.Since(r.start) }
@@ -244,9 +257,11 @@ type sessionPlan struct {
 }
 
 // sessions opens sessions one after another until stop, each with its own
-// goroutine that keeps it alive, abandons it or closes it. Kept-alive
-// sessions stay alive until release is closed.
-func sessions(ctx context.Context, rec *recorder, cl *client.Client, rng *rand.Rand, stop, release <-chan struct{}, wg *sync.WaitGroup) {
+// goroutine that keeps it alive, abandons it or closes it. Sessions to be
+// abandoned or closed are, at the latest when stop closes; ended is done
+// when they all have been. Kept-alive sessions stay alive until release
+// is closed, and wg is done when their goroutines have returned.
+func sessions(ctx context.Context, rec *recorder, cl *client.Client, rng *rand.Rand, stop, release <-chan struct{}, wg, ended *sync.WaitGroup) {
 	for k := 0; k < maxSessions; k++ {
 		plan := sessionPlan{ephemerals: 1 + rng.IntN(2), life: time.Duration(rng.IntN(1500)) * time.Millisecond}
 		switch p := rng.IntN(100); {
@@ -258,9 +273,15 @@ func sessions(ctx context.Context, rec *recorder, cl *client.Client, rng *rand.R
 			plan.fate = check.Closed
 		}
 		wg.Add(1)
+		if plan.fate != check.KeptAlive {
+			ended.Add(1)
+		}
 		go func() {
 			defer wg.Done()
-			runSession(ctx, rec, cl, plan, release)
+			if plan.fate != check.KeptAlive {
+				defer ended.Done()
+			}
+			runSession(ctx, rec, cl, plan, stop, release)
 		}()
 		select {
 		case <-stop:
@@ -275,7 +296,7 @@ func sessions(ctx context.Context, rec *recorder, cl *client.Client, rng *rand.R
 // maxSessions bounds the sessions one run opens.
 const maxSessions = 12
 
-func runSession(ctx context.Context, rec *recorder, cl *client.Client, plan sessionPlan, release <-chan struct{}) {
+func runSession(ctx context.Context, rec *recorder, cl *client.Client, plan sessionPlan, stop, release <-chan struct{}) {
 	s := &check.Session{Timeout: sessionTimeout, Fate: plan.fate, Opened: rec.now()}
 	cctx, cancel := context.WithTimeout(ctx, opTimeout)
 	r, err := cl.OpenSession(cctx, &paddockv1.OpenSessionRequest{TimeoutMs: sessionTimeout.Milliseconds()})
@@ -312,8 +333,9 @@ func runSession(ctx context.Context, rec *recorder, cl *client.Client, plan sess
 	}
 
 	var until <-chan time.Time
+	var stopped <-chan struct{}
 	if plan.fate != check.KeptAlive {
-		until = time.After(plan.life)
+		until, stopped = time.After(plan.life), stop
 	}
 	tick := time.NewTicker(sessionTimeout / 3)
 	defer tick.Stop()
@@ -328,6 +350,9 @@ func runSession(ctx context.Context, rec *recorder, cl *client.Client, plan sess
 		case <-until:
 			endSession(ctx, rec, cl, s, id)
 			return
+		case <-stopped:
+			endSession(ctx, rec, cl, s, id)
+			return
 		case <-tick.C:
 			sent := rec.now()
 			cctx, cancel := context.WithTimeout(ctx, sessionTimeout/3)
@@ -339,7 +364,14 @@ func runSession(ctx context.Context, rec *recorder, cl *client.Client, plan sess
 				s.KeepAlives = append(s.KeepAlives, sent)
 				rec.mu.Unlock()
 			case status.Code(err) == codes.FailedPrecondition || status.Code(err) == codes.NotFound:
-				return // expired: nothing more to keep alive
+				// Expired: nothing more to keep alive. A session that was
+				// to end anyway counts as abandoned from here.
+				if plan.fate != check.KeptAlive {
+					rec.mu.Lock()
+					s.Fate, s.AbandonedAt = check.Abandoned, sent
+					rec.mu.Unlock()
+				}
+				return
 			case unexpected(err):
 				rec.addUnexpected("keepalive %d: %v", id, err)
 			}
@@ -447,6 +479,7 @@ func (w *watcher) add(st *check.WatchStream, r client.WatchResponse) {
 			ev.Type = check.Changed
 		case paddockv1.EventKind_EVENT_KIND_DELETED:
 			ev.Type = check.Deleted
+			w.rec.sawDeleted(ev.Path, seen)
 		default:
 			continue
 		}
