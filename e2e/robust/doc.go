@@ -83,6 +83,44 @@
 //     never killed by this sweep: the parent-death signal has already
 //     ended the agents of a dead test process.
 //
+// # Runs
+//
+// Run (run.go) is one seeded run: it starts a cluster (the seed picks the
+// raft log store, raft-wal or raft-boltdb; snapshots every 256 entries,
+// keeping 128, so runs snapshot while they write), and runs, at once:
+//
+//   - three clients doing creates, linearizable gets, sets and deletes
+//     with and without an expected version on four register znodes
+//     (/reg/k0..k3), each value unique;
+//   - one client creating sequential znodes under /seq;
+//   - sessions (2 s timeout) with one or two ephemerals each under /eph,
+//     some kept alive until the end, some abandoned (keepalives stop, as
+//     if the client were killed) and some closed;
+//   - one watcher per node, each watching "/" recursively from zxid 1,
+//     resuming on another node when its stream breaks, and starting a new
+//     stream when the node answers COMPACTED.
+//
+// Meanwhile it injects its faults (inject.go), one after another: the
+// leader or a follower killed with SIGKILL and restarted, the leader
+// paused for 1-10 s, the leader or a follower isolated, a one-way cut
+// between the leader and a follower, a follower cut off until the leader
+// has compacted its log past it (it then needs a snapshot), and a node's
+// answers to clients dropped for longer than a call's timeout (the calls
+// it serves commit, their callers never learn it). A call that times out
+// or fails over too long is recorded with an unknown outcome.
+//
+// When the faults are over and the workloads have made their calls, Run
+// heals the network, waits for the abandoned and closed sessions'
+// ephemerals to go, reads every register once more (recorded, so a lost
+// acknowledged write fails the check), lists the tree until two listings
+// agree, waits for every watcher to catch up with it, and asks every node
+// for a digest of its state. The checkers of package check then judge the
+// histories: linearizability of the registers (porcupine), the sequential
+// suffixes, the ephemerals' lifetimes, the watch streams, and the equal
+// state digests. The seed fixes the faults, their timing and every
+// client's choices; the interleaving of concurrent calls is not fixed, so
+// a seed replays the same faults and workload, not the same history.
+//
 // Everything here needs root, `ip` (iproute2) and `iptables`; Available
 // reports whether the machine has them, and tests skip with its error when
 // it does not.
