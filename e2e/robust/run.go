@@ -52,7 +52,10 @@ type Report struct {
 	Ops, Unknown int
 	// Sessions, Ephemerals and Events count what the run checked.
 	Sessions, Ephemerals, Events int
-	Faults                       []string
+	// LeaderChanges counts the new terms' leaders seen during the run
+	// (the first leader included).
+	LeaderChanges int
+	Faults        []string
 	// SnapshotInstalls lists the nodes whose logs show they installed a
 	// snapshot from the leader.
 	SnapshotInstalls []string
@@ -65,8 +68,8 @@ type Report struct {
 
 // Summary is a one-line description of r.
 func (r *Report) Summary() string {
-	return fmt.Sprintf("seed %d (%s): %d ops (%d unknown), %d sessions, %d ephemerals, %d events, faults [%s], snapshot installs %v, %d violations, %v",
-		r.Seed, r.LogStore, r.Ops, r.Unknown, r.Sessions, r.Ephemerals, r.Events, strings.Join(r.Faults, "; "), r.SnapshotInstalls, len(r.Violations), r.Duration.Round(100*time.Millisecond))
+	return fmt.Sprintf("seed %d (%s): %d ops (%d unknown), %d sessions, %d ephemerals, %d events, faults [%s], %d leaders, snapshot installs %v, %d violations, %v",
+		r.Seed, r.LogStore, r.Ops, r.Unknown, r.Sessions, r.Ephemerals, r.Events, strings.Join(r.Faults, "; "), r.LeaderChanges, r.SnapshotInstalls, len(r.Violations), r.Duration.Round(100*time.Millisecond))
 }
 
 // Run starts a cluster, runs the workloads against it while injecting the
@@ -106,6 +109,9 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	if err := setup(ctx, c); err != nil {
 		return nil, err
 	}
+	lctx, stopLeaders := context.WithCancel(ctx)
+	defer stopLeaders()
+	leaders := watchLeaders(lctx, c, rec)
 
 	// Watchers first, one starting on each node, so they see everything.
 	wctx, stopWatchers := context.WithCancel(ctx)
@@ -195,7 +201,10 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep.Violations = append(rep.Violations, judge(rep, cfg, rec, watchers, fin, hashes)...)
+	stopLeaders()
+	changes := leaders.changes()
+	rep.LeaderChanges = len(changes)
+	rep.Violations = append(rep.Violations, judge(rep, cfg, rec, watchers, fin, hashes, changes)...)
 	for i := range c.N() {
 		if c.installedSnapshot(i) {
 			rep.SnapshotInstalls = append(rep.SnapshotInstalls, fmt.Sprintf("n%d", i+1))
@@ -203,6 +212,49 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	}
 	rep.Duration = time.Since(began)
 	return rep, nil
+}
+
+// leaderLog records when a leader of a new term was first seen.
+type leaderLog struct {
+	mu   sync.Mutex
+	term uint64
+	at   []time.Duration
+	wg   sync.WaitGroup
+}
+
+// watchLeaders asks every node for its status every 50 ms until ctx ends
+// (a node down or paused just does not answer), recording each new term's
+// leader as soon as one reports it.
+func watchLeaders(ctx context.Context, c *Cluster, rec *recorder) *leaderLog {
+	l := &leaderLog{}
+	for i := range c.N() {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for sleep(ctx, 50*time.Millisecond) {
+				sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+				st, err := c.Status(sctx, i)
+				cancel()
+				if err != nil || st.GetRole() != paddockv1.Role_ROLE_LEADER {
+					continue
+				}
+				l.mu.Lock()
+				if st.GetTerm() > l.term {
+					l.term = st.GetTerm()
+					l.at = append(l.at, rec.now())
+				}
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return l
+}
+
+// changes waits for the pollers to stop (their ctx must be done) and
+// returns the times of the leader changes, in order.
+func (l *leaderLog) changes() []time.Duration {
+	l.wg.Wait()
+	return l.at
 }
 
 // setup creates the workloads' parents.
@@ -432,7 +484,7 @@ func converge(ctx context.Context, c *Cluster) ([]check.NodeState, error) {
 }
 
 // judge runs every checker on what the run recorded.
-func judge(rep *Report, cfg RunConfig, rec *recorder, ws []*watcher, fin *finalState, hashes []check.NodeState) []check.Violation {
+func judge(rep *Report, cfg RunConfig, rec *recorder, ws []*watcher, fin *finalState, hashes []check.NodeState, leaders []time.Duration) []check.Violation {
 	var vs []check.Violation
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
@@ -480,7 +532,7 @@ func judge(rep *Report, cfg RunConfig, rec *recorder, ws []*watcher, fin *finalS
 		rep.Ephemerals += len(s.Ephemerals)
 	}
 	rep.Sessions = len(sessions)
-	vs = append(vs, check.Sessions(sessions, rec.deleted, fin.present, fin.end, electionTimeout)...)
+	vs = append(vs, check.Sessions(sessions, rec.deleted, fin.present, fin.end, electionTimeout, leaders)...)
 	vs = append(vs, check.Watches(streams, fin.tree)...)
 	vs = append(vs, check.SameState(hashes)...)
 	slices.SortStableFunc(vs, func(a, b check.Violation) int { return strings.Compare(a.Check, b.Check) })

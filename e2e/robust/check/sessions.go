@@ -13,7 +13,8 @@ const expiryGrace = time.Second
 // Sessions checks when the sessions' ephemerals disappeared. deleted maps
 // a path to the earliest time any watcher saw it deleted; present holds
 // the paths that existed at end, when the run's final read was taken;
-// electionTimeout is the cluster's.
+// electionTimeout is the cluster's; leaderChanges are the times, in
+// order, at which a leader of a new term was first seen.
 //
 // The rules:
 //
@@ -26,8 +27,15 @@ const expiryGrace = time.Second
 //     a Paddock session, so Ephemeral.Call is no bound. A Closed
 //     session's ephemerals may also go at or after ClosedAt.
 //   - Abandoned sessions expire: each ephemeral must be seen deleted by
-//     AbandonedAt + 2*Timeout + electionTimeout + 1s, and must not be in
-//     present when end is past that bound.
+//     start + 2*Timeout + electionTimeout + 1s, and must not be in
+//     present when end is past that bound. start is AbandonedAt, or the
+//     last leader change after it and before the deletion was seen (or
+//     before end): a new leader cannot know when it last heard from a
+//     session that was renewed since the last checkpoint, so it gives the
+//     session a fresh timeout, as ZooKeeper and etcd do. Leadership that
+//     moves twice in a row (a leader isolated, re-elected when it comes
+//     back, then replaced) may thus hold an abandoned session past the
+//     bound counted from AbandonedAt alone; run 1009 of the long run did.
 //   - Closed sessions' ephemerals are gone at the end.
 //   - KeptAlive sessions' ephemerals may disappear only as the first rule
 //     allows (a fault can legitimately keep keepalives from arriving).
@@ -48,12 +56,20 @@ const expiryGrace = time.Second
 // from the close call's send time. An ephemeral that is neither seen
 // deleted nor present at the end (its deletion event was never received)
 // escapes the timing rules; Watches is what catches the lost event.
-func Sessions(sessions []Session, deleted map[string]time.Duration, present map[string]bool, end, electionTimeout time.Duration) []Violation {
+func Sessions(sessions []Session, deleted map[string]time.Duration, present map[string]bool, end, electionTimeout time.Duration, leaderChanges []time.Duration) []Violation {
 	r := report{check: "sessions"}
+	// deadline is when an abandoned session's ephemerals must be gone,
+	// judged at time at.
+	deadline := func(s Session, at time.Duration) time.Duration {
+		start := s.AbandonedAt
+		if i, _ := slices.BinarySearch(leaderChanges, at); i > 0 {
+			start = max(start, leaderChanges[i-1])
+		}
+		return start + 2*s.Timeout + electionTimeout + expiryGrace
+	}
 	for _, s := range sessions {
 		keepAlives := slices.Clone(s.KeepAlives)
 		slices.Sort(keepAlives)
-		deadline := s.AbandonedAt + 2*s.Timeout + electionTimeout + expiryGrace
 		for _, e := range s.Ephemerals {
 			seen, gone := deleted[e.Path]
 			if gone && !(s.Fate == Closed && seen >= s.ClosedAt) {
@@ -68,11 +84,11 @@ func Sessions(sessions []Session, deleted map[string]time.Duration, present map[
 			}
 			switch s.Fate {
 			case Abandoned:
-				if gone && seen > deadline {
-					r.addf("ephemeral %s of session %s, abandoned at %v with timeout %v, was deleted (seen at %v) after %v", e.Path, s.ID, s.AbandonedAt, s.Timeout, seen, deadline)
+				if d := deadline(s, seen); gone && seen > d {
+					r.addf("ephemeral %s of session %s, abandoned at %v with timeout %v, was deleted (seen at %v) after %v", e.Path, s.ID, s.AbandonedAt, s.Timeout, seen, d)
 				}
-				if present[e.Path] && end > deadline {
-					r.addf("ephemeral %s of session %s, abandoned at %v with timeout %v, still exists at the end (%v), past %v", e.Path, s.ID, s.AbandonedAt, s.Timeout, end, deadline)
+				if d := deadline(s, end); present[e.Path] && end > d {
+					r.addf("ephemeral %s of session %s, abandoned at %v with timeout %v, still exists at the end (%v), past %v", e.Path, s.ID, s.AbandonedAt, s.Timeout, end, d)
 				}
 			case Closed:
 				if present[e.Path] {
