@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/paddock/paddock/e2e/child"
 )
 
 // benchTimeout bounds the smoke run of `paddock bench`: it takes about 15s
@@ -35,7 +37,7 @@ func TestBenchSmoke(t *testing.T) {
 		"--duration", "300ms", "--warmup", "100ms", "--clients", "1,2", "--keys", "200",
 		"--watchers", "1,10", "--workloads", strings.Join(benchWorkloads, ","),
 		"--data-dir", filepath.Join(dir, "data"), "--json", jsonPath)
-	cmd.Env = childEnv()
+	cmd.Env = child.Env()
 	cmd.SysProcAttr = sysProcAttr()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -43,7 +45,7 @@ func TestBenchSmoke(t *testing.T) {
 	logs, _ := filepath.Glob(filepath.Join(dir, "data", "*", "n*.log"))
 	for _, l := range logs {
 		if b, err := os.ReadFile(l); err == nil && strings.Contains(string(b), "WARNING: DATA RACE") {
-			t.Errorf("%s reports a data race:\n%s", l, tail(l, logTail))
+			t.Errorf("%s reports a data race:\n%s", l, child.Tail(l, logTail))
 		}
 	}
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/paddock/paddock/e2e/child"
 )
 
 const (
@@ -158,7 +160,7 @@ func (c *cluster) waitHealthy(a *agent) error {
 		return nil
 	}
 	if a.p.exited() {
-		return fmt.Errorf("%s exited (%v) before serving:\n%s", a.id, a.p.err, tail(a.logPath, 4<<10))
+		return fmt.Errorf("%s exited (%v) before serving:\n%s", a.id, a.p.err, child.Tail(a.logPath, 4<<10))
 	}
 	return fmt.Errorf("%s not healthy after %v: %s", a.id, startTimeout, last)
 }
@@ -332,21 +334,9 @@ func (c *cluster) stopAll() {
 	}
 	if t.Failed() {
 		for _, a := range c.agents {
-			t.Logf("--- log of %s (%s) ---\n%s", a.id, a.logPath, tail(a.logPath, logTail))
+			t.Logf("--- log of %s (%s) ---\n%s", a.id, a.logPath, child.Tail(a.logPath, logTail))
 		}
 	}
-}
-
-// tail returns the last n bytes of the file at path.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	if len(b) > n {
-		b = append([]byte("...\n"), b[len(b)-n:]...)
-	}
-	return string(b)
 }
 
 // atoi parses a protojson 64-bit integer (a string), 0 on error.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/paddock/paddock/e2e/child"
 )
 
 // cmdTimeout bounds every one-shot command (CLI, grpcurl, curl).
@@ -29,26 +30,6 @@ func (r result) String() string {
 	return fmt.Sprintf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 }
 
-// childEnv is the environment of every child: no PADDOCK_ENDPOINTS from the
-// caller's shell, so commands talk only to the cluster under test.
-//
-// A race-built child would sleep 1s at every exit (the race runtime's
-// atexit_sleep_ms) unless told otherwise; every CLI call would pay it.
-func childEnv() []string {
-	var env []string
-	gorace := "atexit_sleep_ms=0"
-	for _, kv := range os.Environ() {
-		switch {
-		case strings.HasPrefix(kv, "PADDOCK_ENDPOINTS="):
-		case strings.HasPrefix(kv, "GORACE="):
-			gorace = strings.TrimPrefix(kv, "GORACE=") + " " + gorace
-		default:
-			env = append(env, kv)
-		}
-	}
-	return append(env, "GORACE="+gorace)
-}
-
 // run runs bin with args to completion (at most cmdTimeout), with stdin
 // from the given reader if not nil.
 func run(t *testing.T, stdin io.Reader, bin string, args ...string) result {
@@ -56,7 +37,7 @@ func run(t *testing.T, stdin io.Reader, bin string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = childEnv()
+	cmd.Env = child.Env()
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer
@@ -128,7 +109,7 @@ type proc struct {
 // startProc starts bin with args in the background.
 func startProc(name string, stdout, stderr io.Writer, bin string, args ...string) (*proc, error) {
 	cmd := exec.Command(bin, args...)
-	cmd.Env = childEnv()
+	cmd.Env = child.Env()
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {

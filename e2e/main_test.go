@@ -13,8 +13,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/paddock/paddock/e2e/child"
 )
 
 // grpcurlModule is installed with `go install` when grpcurl is not on PATH.
@@ -42,7 +43,7 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 
-	if err := buildPaddock(tmp); err != nil {
+	if paddockBin, err = child.BuildPaddock(tmp, raceEnabled); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: build paddock:", err)
 		return 1
 	}
@@ -52,37 +53,6 @@ func runMain(m *testing.M) int {
 	}
 	curlBin, _ = exec.LookPath("curl")
 	return m.Run()
-}
-
-// repoRoot is the directory of the module's go.mod.
-func repoRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", fmt.Errorf("go env GOMOD: not inside a module")
-	}
-	return filepath.Dir(mod), nil
-}
-
-func buildPaddock(tmp string) error {
-	root, err := repoRoot()
-	if err != nil {
-		return err
-	}
-	paddockBin = filepath.Join(tmp, "paddock")
-	args := []string{"build", "-o", paddockBin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	cmd := exec.Command("go", append(args, "./cmd/paddock")...)
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%v\n%s", err, out)
-	}
-	return nil
 }
 
 // findGrpcurl uses grpcurl from PATH, else installs the pinned version into

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/paddock/paddock/e2e/child"
 )
 
 // proc is one run of an agent process.
@@ -84,7 +86,7 @@ func startProc(bin string, nd *node) (*proc, error) {
 	argv := append([]string{"netns", "exec", nd.ns, bin}, nd.args...)
 	fmt.Fprintf(log, "=== robust: %s ip %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(argv, " "))
 	cmd := exec.Command("ip", argv...)
-	cmd.Env = childEnv()
+	cmd.Env = child.Env()
 	cmd.Dir = filepath.Dir(nd.logPath)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = sysProcAttr()
@@ -97,24 +99,6 @@ func startProc(bin string, nd *node) (*proc, error) {
 		close(p.done)
 	}()
 	return p, nil
-}
-
-// childEnv is the test's environment without PADDOCK_ENDPOINTS (agents
-// take none) and with GORACE's exit delay off, so that a race-built agent
-// exits at once.
-func childEnv() []string {
-	var env []string
-	gorace := "atexit_sleep_ms=0"
-	for _, kv := range os.Environ() {
-		switch {
-		case strings.HasPrefix(kv, "PADDOCK_ENDPOINTS="):
-		case strings.HasPrefix(kv, "GORACE="):
-			gorace = strings.TrimPrefix(kv, "GORACE=") + " " + gorace
-		default:
-			env = append(env, kv)
-		}
-	}
-	return append(env, "GORACE="+gorace)
 }
 
 // checkExec checks that the process p is bin itself, not an `ip` that
@@ -135,18 +119,6 @@ func checkExec(p *proc, bin string) error {
 		return fmt.Errorf("robust: pid %d runs %s, not %s: ip netns exec did not exec the agent", p.pid(), exe, want)
 	}
 	return nil
-}
-
-// tail returns the last n bytes of the file at path.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	if len(b) > n {
-		b = append([]byte("...\n"), b[len(b)-n:]...)
-	}
-	return string(b)
 }
 
 // errExited is wrapped by the errors of waits cut short by an agent's exit.

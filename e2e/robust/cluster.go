@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/paddock/paddock/e2e/child"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
@@ -216,7 +217,7 @@ func (c *Cluster) waitServing(ctx context.Context, nd *node, ready bool) error {
 		p := nd.p
 		nd.mu.Unlock()
 		if p.exited() {
-			return fmt.Errorf("robust: %s exited (%v) before serving: %w; log %s:\n%s", nd.id, p.err, errExited, nd.logPath, tail(nd.logPath, logTail))
+			return fmt.Errorf("robust: %s exited (%v) before serving: %w; log %s:\n%s", nd.id, p.err, errExited, nd.logPath, child.Tail(nd.logPath, logTail))
 		}
 		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 		st, err := c.Status(pctx, nd.idx)

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/paddock/paddock/e2e/child"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
@@ -36,7 +37,7 @@ func startCluster(t *testing.T, opts Options) *Cluster {
 		}
 		if t.Failed() {
 			for i := range c.N() {
-				t.Logf("--- log of %s (%s) ---\n%s", c.NodeID(i), c.LogPath(i), tail(c.LogPath(i), 32<<10))
+				t.Logf("--- log of %s (%s) ---\n%s", c.NodeID(i), c.LogPath(i), child.Tail(c.LogPath(i), 32<<10))
 			}
 		}
 	})

@@ -3,10 +3,9 @@ package robust
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/paddock/paddock/e2e/child"
 )
 
 // helperBinEnv names the paddock binary for a test binary this package's
@@ -38,34 +37,11 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
-	if err := buildPaddock(tmp); err != nil {
+	if paddockBin, err = child.BuildPaddock(tmp, raceEnabled); err != nil {
 		fmt.Fprintln(os.Stderr, "robust: build paddock:", err)
 		return 1
 	}
 	return m.Run()
-}
-
-// buildPaddock builds ./cmd/paddock of this module into dir.
-func buildPaddock(dir string) error {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return fmt.Errorf("go env GOMOD: not inside a module")
-	}
-	paddockBin = filepath.Join(dir, "paddock")
-	args := []string{"build", "-o", paddockBin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	cmd := exec.Command("go", append(args, "./cmd/paddock")...)
-	cmd.Dir = filepath.Dir(mod)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%v\n%s", err, out)
-	}
-	return nil
 }
 
 // requireEnv, set to 1 (as CI does), makes a machine that cannot run the

@@ -130,12 +130,8 @@ func registers(ctx context.Context, rec *recorder, cl *client.Client, rng *rand.
 	id := int(rec.clientIDs.Add(1))
 	versions := make(map[string]int64) // the last version this client saw
 	for n := 0; ; n++ {
-		select {
-		case <-stop:
+		if stopped(ctx, stop) {
 			return
-		case <-ctx.Done():
-			return
-		default:
 		}
 		key := regKey(rng.IntN(regKeys))
 		op := check.RegisterOp{Client: id, Key: key, ExpectVersion: -1}
@@ -196,6 +192,19 @@ func registers(ctx context.Context, rec *recorder, cl *client.Client, rng *rand.
 	}
 }
 
+// stopped reports whether the workload should stop: stop is closed or ctx
+// has ended.
+func stopped(ctx context.Context, stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	case <-ctx.Done():
+		return true
+	default:
+		return false
+	}
+}
+
 func expected(v int64) *int32 {
 	if v < 0 {
 		return nil
@@ -222,12 +231,8 @@ func kindName(k check.Kind) string {
 func sequentials(ctx context.Context, rec *recorder, cl *client.Client, stop <-chan struct{}) {
 	id := int(rec.clientIDs.Add(1))
 	for {
-		select {
-		case <-stop:
+		if stopped(ctx, stop) {
 			return
-		case <-ctx.Done():
-			return
-		default:
 		}
 		cctx, cancel := context.WithTimeout(ctx, opTimeout)
 		op := check.SeqCreate{Client: id, Call: rec.now()}
