@@ -183,14 +183,10 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		close(release)
 		return nil, err
 	}
-	fin, err := final(ctx, c, rec)
+	fin, err := final(ctx, c, rec, watchers)
 	if err != nil {
 		close(release)
 		return nil, err
-	}
-	// Every watcher catches up with the final state, then stops.
-	if err := caughtUp(ctx, watchers, fin.zxid); err != nil {
-		rep.Violations = append(rep.Violations, check.Violation{Check: "watches", Detail: err.Error()})
 	}
 	stopWatchers()
 	wwg.Wait()
@@ -323,7 +319,7 @@ func ending(rec *recorder) (pending int, last time.Duration) {
 
 // finalState is what the cluster holds once the workloads have stopped.
 type finalState struct {
-	// zxid is the zxid of the last listing of the tree.
+	// zxid is the zxid the listing of the tree holds the state of.
 	zxid     uint64
 	seq      []check.Child
 	present  map[string]bool
@@ -333,10 +329,9 @@ type finalState struct {
 }
 
 // final reads every register key (recorded, so a lost write fails the
-// linearizability check) and lists the tree twice, until two listings in
-// a row agree (a session may still expire in between); the zxid is the
-// last listing's.
-func final(ctx context.Context, c *Cluster, rec *recorder) (*finalState, error) {
+// linearizability check) and lists the tree, at a zxid the watchers have
+// all reached.
+func final(ctx context.Context, c *Cluster, rec *recorder, ws []*watcher) (*finalState, error) {
 	cl, err := newClient(ctx, c.Endpoints(), 0)
 	if err != nil {
 		return nil, err
@@ -360,20 +355,33 @@ func final(ctx context.Context, c *Cluster, rec *recorder) (*finalState, error) 
 		rec.mu.Unlock()
 		fin.regReads++
 	}
-	var prev map[string]string
+	// The listing must be the state at a known zxid, for the watch streams
+	// to be replayed to: a write whose caller gave up may still be applied
+	// late (queued behind a healed partition). A listing is taken at zxid
+	// a when, once every watcher has caught up with a, no watcher has seen
+	// an event past the zxid h at which the listing began.
 	for attempt := 0; ; attempt++ {
-		tree, zxid, err := listTree(ctx, cl)
+		tree, h, err := listTree(ctx, cl)
 		if err != nil {
 			return nil, err
 		}
-		if prev != nil && mapsEqual(prev, tree) {
-			fin.tree, fin.zxid = tree, zxid
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		r, err := cl.Get(cctx, &paddockv1.GetRequest{Path: "/"})
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("robust: read after the listing: %w", err)
+		}
+		a := r.GetHeader().GetZxid()
+		if err := caughtUp(ctx, ws, a); err != nil {
+			return nil, err
+		}
+		if lastEvent(ws) <= h {
+			fin.tree, fin.zxid = tree, a
 			break
 		}
-		if attempt == 5 {
+		if attempt == 10 {
 			return nil, errors.New("robust: the tree kept changing after the workloads stopped")
 		}
-		prev = tree
 		sleep(ctx, 300*time.Millisecond)
 	}
 	fin.end = rec.now()
@@ -391,6 +399,21 @@ func final(ctx context.Context, c *Cluster, rec *recorder) (*finalState, error) 
 		fin.seq = append(fin.seq, check.Child{Name: ch.GetName(), Czxid: ch.GetStat().GetCzxid()})
 	}
 	return fin, nil
+}
+
+// truncate cuts st at zxid, the zxid of the final listing: what came
+// later (a late write, an expiry) is not in the listing.
+func truncate(st check.WatchStream, zxid uint64) check.WatchStream {
+	i := len(st.Events)
+	for i > 0 && st.Events[i-1].Zxid > zxid {
+		i--
+	}
+	st.Events = st.Events[:i]
+	if st.End > zxid {
+		st.End = zxid
+		st.Compacted = false // it went on past the listing
+	}
+	return st
 }
 
 func mapsEqual(a, b map[string]string) bool {
@@ -438,6 +461,15 @@ func listTree(ctx context.Context, cl *client.Client) (map[string]string, uint64
 		}
 	}
 	return tree, zxid, nil
+}
+
+// lastEvent is the zxid of the newest event any watcher has received.
+func lastEvent(ws []*watcher) uint64 {
+	var last uint64
+	for _, w := range ws {
+		last = max(last, w.lastEvent.Load())
+	}
+	return last
 }
 
 // caughtUp waits until every watcher is up to date with zxid.
@@ -517,7 +549,9 @@ func judge(rep *Report, cfg RunConfig, rec *recorder, ws []*watcher, fin *finalS
 	var streams []check.WatchStream
 	for _, w := range ws {
 		w.mu.Lock()
-		streams = append(streams, w.streams...)
+		for _, st := range w.streams {
+			streams = append(streams, truncate(st, fin.zxid))
+		}
 		for _, e := range w.errs {
 			vs = append(vs, check.Violation{Check: "watches", Detail: e})
 		}

@@ -415,7 +415,9 @@ type watcher struct {
 	mu      sync.Mutex
 	streams []check.WatchStream
 	zxid    atomic.Uint64 // what the current stream is up to date with
-	errs    []string
+	// lastEvent is the zxid of the newest event received.
+	lastEvent atomic.Uint64
+	errs      []string
 }
 
 func (w *watcher) run(ctx context.Context) {
@@ -489,6 +491,7 @@ func (w *watcher) add(st *check.WatchStream, r client.WatchResponse) {
 			continue
 		}
 		st.Events = append(st.Events, ev)
+		w.lastEvent.Store(max(w.lastEvent.Load(), ev.Zxid))
 	}
 	st.End = r.Zxid
 	w.zxid.Store(r.Zxid)
