@@ -134,6 +134,9 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	}
 
 	stop, release := make(chan struct{}), make(chan struct{})
+	// Every way out lets the kept-alive sessions go.
+	letGo := sync.OnceFunc(func() { close(release) })
+	defer letGo()
 	var wg, swg, ended sync.WaitGroup
 	for i := range 5 {
 		cl, err := newClient(ctx, c.Endpoints(), i)
@@ -174,23 +177,23 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	wg.Wait()
 	ended.Wait()
 	if faultErr != nil {
-		close(release)
+		letGo()
 		return nil, faultErr
 	}
 	logf("seed %d: workload done after %v, %d ops", cfg.Seed, rec.now().Round(time.Millisecond), rec.ops.Load())
 
 	if err := settle(ctx, c, rec); err != nil {
-		close(release)
+		letGo()
 		return nil, err
 	}
 	fin, err := final(ctx, c, rec, watchers)
 	if err != nil {
-		close(release)
+		letGo()
 		return nil, err
 	}
 	stopWatchers()
 	wwg.Wait()
-	close(release)
+	letGo()
 	swg.Wait()
 
 	hashes, err := converge(ctx, c)
