@@ -401,6 +401,9 @@ func endSession(ctx context.Context, rec *recorder, cl *client.Client, s *check.
 		}
 	}
 	rec.mu.Lock()
+	if s.Fate == check.Closed {
+		s.ClosedAt = at // the close's outcome is unknown: it may have taken effect
+	}
 	s.Fate, s.AbandonedAt = check.Abandoned, at
 	rec.mu.Unlock()
 }

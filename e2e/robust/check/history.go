@@ -103,7 +103,8 @@ type Session struct {
 	Ephemerals []Ephemeral
 	Fate       Fate
 	// AbandonedAt (Abandoned) or ClosedAt (Closed, the close call's send
-	// time) end the session's life on the client side.
+	// time) end the session's life on the client side. An Abandoned
+	// session whose close call's outcome is unknown has both, the same.
 	AbandonedAt, ClosedAt time.Duration
 }
 

@@ -24,8 +24,10 @@ const expiryGrace = time.Second
 //     deletion was seen (Opened when there is none): the cluster cannot
 //     have received the keepalive before it was sent, so it cannot expire
 //     the session before that bound. Creating an ephemeral does not renew
-//     a Paddock session, so Ephemeral.Call is no bound. A Closed
-//     session's ephemerals may also go at or after ClosedAt.
+//     a Paddock session, so Ephemeral.Call is no bound. A session's
+//     ephemerals may also go at or after ClosedAt, when it is set: a
+//     Closed session's, and an Abandoned one's whose close call's outcome
+//     is unknown (the close may have taken effect).
 //   - Abandoned sessions expire: each ephemeral must be seen deleted by
 //     start + 2*Timeout + electionTimeout + 1s, and must not be in
 //     present when end is past that bound. start is AbandonedAt, or the
@@ -53,7 +55,7 @@ const expiryGrace = time.Second
 //
 // A session must be recorded as Closed only when its close call was
 // acknowledged; a close whose outcome is unknown is an Abandoned session
-// from the close call's send time. An ephemeral that is neither seen
+// from the close call's send time, with ClosedAt that same time. An ephemeral that is neither seen
 // deleted nor present at the end (its deletion event was never received)
 // escapes the timing rules; Watches is what catches the lost event.
 func Sessions(sessions []Session, deleted map[string]time.Duration, present map[string]bool, end, electionTimeout time.Duration, leaderChanges []time.Duration) []Violation {
@@ -72,7 +74,7 @@ func Sessions(sessions []Session, deleted map[string]time.Duration, present map[
 		slices.Sort(keepAlives)
 		for _, e := range s.Ephemerals {
 			seen, gone := deleted[e.Path]
-			if gone && !(s.Fate == Closed && seen >= s.ClosedAt) {
+			if gone && !(s.ClosedAt > 0 && seen >= s.ClosedAt) {
 				// The last keepalive sent before the deletion was seen.
 				base, what := s.Opened, "the session's open call"
 				if i, _ := slices.BinarySearch(keepAlives, seen); i > 0 && keepAlives[i-1] > base {

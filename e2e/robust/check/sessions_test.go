@@ -36,6 +36,9 @@ func TestSessions(t *testing.T) {
 		{"abandoned, gone at the end but the deletion unseen", []Session{abandoned}, nil, map[string]bool{}, secs(20), nil, nil},
 		{"abandoned, still there before the bound", []Session{abandoned}, nil, map[string]bool{"/e/s2": true}, secs(16), nil, nil},
 		{"closed, deleted at once", []Session{closed}, map[string]time.Duration{"/e/s3": secs(5.01)}, nil, secs(20), nil, nil},
+		{"a close with an unknown outcome that took effect", []Session{{
+			ID: "s5", Timeout: secs(2), Opened: secs(1), Ephemerals: eph("/e/s5", 1.5), Fate: Abandoned, AbandonedAt: secs(1.6), ClosedAt: secs(1.6),
+		}}, map[string]time.Duration{"/e/s5": secs(1.7)}, nil, secs(20), nil, nil},
 		{"abandoned, a new leader at 12 s gives it a fresh window", []Session{abandoned}, map[string]time.Duration{"/e/s2": secs(17.5)}, nil, secs(20), nil,
 			[]time.Duration{secs(1), secs(12)}},
 		{"abandoned, still there at the end within a new leader's window", []Session{abandoned}, nil, map[string]bool{"/e/s2": true}, secs(17.5), nil,
