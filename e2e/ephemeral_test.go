@@ -145,7 +145,11 @@ func TestEphemeralHeldByCLI(t *testing.T) {
 	t.Run("holder survives leader kill", func(t *testing.T) {
 		// A holder connected to every node keeps its session across a
 		// leader change: the new leader gives sessions a fresh timeout.
-		const timeout = 3 * time.Second
+		// The timeout must outlast the election: hashicorp/raft notices a
+		// dead leader 1-3 heartbeat timeouts (1 s each) after its last
+		// contact, and a loaded machine (CI runs e2e/robust alongside)
+		// adds to that; with 3 s the holder's client sometimes gave up.
+		const timeout = 6 * time.Second
 		h := startHolder(t, holderEps, "/eph4", timeout)
 		l := c.leader()
 		var others []int
