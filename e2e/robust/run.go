@@ -376,7 +376,7 @@ func final(ctx context.Context, c *Cluster, rec *recorder, ws []*watcher) (*fina
 		}
 		a := r.GetHeader().GetZxid()
 		if err := caughtUp(ctx, ws, a); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w; nodes: %s", err, applied(ctx, c))
 		}
 		if lastEvent(ws) <= h {
 			fin.tree, fin.zxid = tree, a
@@ -466,6 +466,22 @@ func listTree(ctx context.Context, cl *client.Client) (map[string]string, uint64
 	return tree, zxid, nil
 }
 
+// applied describes every node's role and applied index, for errors.
+func applied(ctx context.Context, c *Cluster) string {
+	var s []string
+	for i := range c.N() {
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		st, err := c.Status(sctx, i)
+		cancel()
+		if err != nil {
+			s = append(s, fmt.Sprintf("n%d: %v", i+1, err))
+			continue
+		}
+		s = append(s, fmt.Sprintf("n%d %s applied %d", i+1, st.GetRole(), st.GetAppliedIndex()))
+	}
+	return strings.Join(s, ", ")
+}
+
 // lastEvent is the zxid of the newest event any watcher has received.
 func lastEvent(ws []*watcher) uint64 {
 	var last uint64
@@ -481,7 +497,9 @@ func caughtUp(ctx context.Context, ws []*watcher, zxid uint64) error {
 	for _, w := range ws {
 		for w.zxid.Load() < zxid {
 			if time.Now().After(deadline) || !sleep(ctx, 50*time.Millisecond) {
-				return fmt.Errorf("%s is at zxid %d, not up to the final zxid %d after 20s", w.name, w.zxid.Load(), zxid)
+				w.mu.Lock()
+				defer w.mu.Unlock()
+				return fmt.Errorf("%s is at zxid %d, not up to the final zxid %d after 20s (%d streams ended before this one; errors: %q)", w.name, w.zxid.Load(), zxid, len(w.streams), w.errs)
 			}
 		}
 	}
