@@ -443,7 +443,12 @@ func (w *watcher) run(ctx context.Context) {
 			}
 			continue
 		}
-		st := check.WatchStream{Name: w.name, Prefix: "/", Start: start}
+		// The new stream owes nothing before start: it is up to date with
+		// start-1 already. (After a COMPACTED or SNAPSHOT_RESTORED restart
+		// with no write since, no response would ever say so: the client
+		// delivers only progress that moves past its start.)
+		st := check.WatchStream{Name: w.name, Prefix: "/", Start: start, End: start - 1}
+		w.zxid.Store(max(w.zxid.Load(), start-1))
 		w.follow(ctx, wt, &st)
 		wt.Close()
 		w.mu.Lock()
