@@ -168,7 +168,7 @@ func registers(ctx context.Context, rec *recorder, cl *client.Client, rng *rand.
 			return // the run is over; the call's fate is not part of it
 		}
 		if unexpected(err) {
-			rec.addUnexpected("%s %s: %v", kindName(op.Kind), key, err)
+			rec.addUnexpected("%s %s: %v", op.Kind, key, err)
 			continue
 		}
 		op.Outcome = outcome(err)
@@ -211,20 +211,6 @@ func expected(v int64) *int32 {
 	}
 	x := int32(v)
 	return &x
-}
-
-func kindName(k check.Kind) string {
-	switch k {
-	case check.Create:
-		return "create"
-	case check.Get:
-		return "get"
-	case check.Set:
-		return "set"
-	case check.Delete:
-		return "delete"
-	}
-	return fmt.Sprintf("kind(%d)", k)
 }
 
 // sequentials is one client's loop of sequential creates under seqParent.

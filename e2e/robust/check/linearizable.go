@@ -290,7 +290,8 @@ func partitionByKey(history []porcupine.Operation) [][]porcupine.Operation {
 	return parts
 }
 
-func kindName(k Kind) string {
+// String names the operation ("create", "get", "set", "delete").
+func (k Kind) String() string {
 	switch k {
 	case Create:
 		return "create"
@@ -323,7 +324,7 @@ func outcomeName(o Outcome) string {
 // describeRegOp reads like `k1: set("x", expect v2) -> ok v3`.
 func describeRegOp(in regInput, out regOutput) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %s(", in.key, kindName(in.kind))
+	fmt.Fprintf(&b, "%s: %s(", in.key, in.kind)
 	switch in.kind {
 	case Create:
 		fmt.Fprintf(&b, "%q", in.value)
@@ -373,7 +374,7 @@ func registerHistories(ops []RegisterOp) ([]*keyHistory, error) {
 			return nil, fmt.Errorf("check: op #%d has unknown kind %d", i, op.Kind)
 		}
 		if !slices.Contains(outs, op.Outcome) {
-			return nil, fmt.Errorf("check: op #%d: %s cannot have outcome %s", i, kindName(op.Kind), outcomeName(op.Outcome))
+			return nil, fmt.Errorf("check: op #%d: %s cannot have outcome %s", i, op.Kind, outcomeName(op.Outcome))
 		}
 		if op.Outcome != Unknown && op.Return < op.Call {
 			return nil, fmt.Errorf("check: op #%d returns at %v before its call at %v", i, op.Return, op.Call)
