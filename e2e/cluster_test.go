@@ -36,12 +36,12 @@ type agent struct {
 	raftAddr, grpcAddr, httpAddr string
 	dataDir, logPath             string
 	args                         []string
-	p                            *proc // nil or exited when down
-	killed                       bool  // the test SIGKILLed p
+	p                            *child.Proc // nil or exited when down
+	killed                       bool        // the test SIGKILLed p
 }
 
 // running reports whether the agent's process is up.
-func (a *agent) running() bool { return a.p != nil && !a.p.exited() }
+func (a *agent) running() bool { return a.p != nil && !a.p.Exited() }
 
 // cluster is three agents on loopback, each with its own data dir and log.
 type cluster struct {
@@ -67,7 +67,7 @@ func startCluster(t *testing.T) *cluster {
 		for _, a := range c.agents {
 			if a.p != nil {
 				a.killed = true
-				a.p.kill9()
+				a.p.Kill()
 			}
 		}
 		if attempt == startAttempts {
@@ -103,9 +103,7 @@ func (c *cluster) tryStart(attempt int) error {
 		c.agents = append(c.agents, a)
 	}
 	for _, a := range c.agents {
-		a.args = []string{"agent", "--id", a.id, "--data-dir", a.dataDir,
-			"--raft-addr", a.raftAddr, "--grpc-addr", a.grpcAddr, "--http-addr", a.httpAddr,
-			"--bootstrap", strings.Join(bootstrap, ",")}
+		a.args = child.AgentArgs(a.id, a.dataDir, a.raftAddr, a.grpcAddr, a.httpAddr, bootstrap)
 		if err := c.startAgent(a); err != nil {
 			return err
 		}
@@ -147,7 +145,7 @@ func (c *cluster) startAgent(a *agent) error {
 // waitHealthy waits until a answers /healthz, failing early if it exits.
 func (c *cluster) waitHealthy(a *agent) error {
 	ok, last := poll(startTimeout, func() (bool, string) {
-		if a.p.exited() {
+		if a.p.Exited() {
 			return false, "exited"
 		}
 		code, _, err := httpGet(a.httpAddr, "/healthz")
@@ -159,8 +157,8 @@ func (c *cluster) waitHealthy(a *agent) error {
 	if ok {
 		return nil
 	}
-	if a.p.exited() {
-		return fmt.Errorf("%s exited (%v) before serving:\n%s", a.id, a.p.err, child.Tail(a.logPath, 4<<10))
+	if a.p.Exited() {
+		return fmt.Errorf("%s exited (%v) before serving:\n%s", a.id, a.p.Err(), child.Tail(a.logPath, 4<<10))
 	}
 	return fmt.Errorf("%s not healthy after %v: %s", a.id, startTimeout, last)
 }
@@ -196,7 +194,7 @@ func (c *cluster) waitReady(i int) {
 func (c *cluster) kill9(i int) {
 	c.t.Helper()
 	c.agents[i].killed = true
-	c.agents[i].p.kill9()
+	c.agents[i].p.Kill()
 }
 
 // restart starts agent i again with the same flags and data dir, and waits
@@ -308,9 +306,9 @@ func (c *cluster) stopAll() {
 	for _, a := range c.agents {
 		switch {
 		case a.running():
-			a.p.signal(syscall.SIGTERM)
+			a.p.Signal(syscall.SIGTERM)
 		case a.p != nil && !a.killed:
-			t.Errorf("%s exited during the test: %v", a.id, a.p.err)
+			t.Errorf("%s exited during the test: %v", a.id, a.p.Err())
 		}
 	}
 	deadline := time.Now().Add(stopTimeout)
@@ -318,12 +316,12 @@ func (c *cluster) stopAll() {
 		if a.p == nil {
 			continue
 		}
-		if !a.p.wait(time.Until(deadline)) {
+		if !a.p.Wait(time.Until(deadline)) {
 			t.Errorf("%s still running %v after SIGTERM; killing it", a.id, stopTimeout)
-			a.p.kill9()
+			a.p.Kill()
 			continue
 		}
-		if code := a.p.exitCode(); code != 0 && !a.killed {
+		if code := a.p.ExitCode(); code != 0 && !a.killed {
 			t.Errorf("%s exit code after SIGTERM = %d, want 0", a.id, code)
 		}
 	}

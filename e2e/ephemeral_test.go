@@ -5,12 +5,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/paddock/paddock/e2e/child"
 )
 
 // holder is a background `paddock tree create --ephemeral` holding its
 // session open.
 type holder struct {
-	p              *proc
+	p              *child.Proc
 	stdout, stderr *syncBuffer
 }
 
@@ -26,13 +28,13 @@ func startHolder(t *testing.T, eps, path string, timeout time.Duration) *holder 
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(h.p.kill9)
+	t.Cleanup(h.p.Kill)
 	ok, _ := poll(15*time.Second, func() (bool, string) {
-		return h.stdout.String() == path+"\n" || h.p.exited(), ""
+		return h.stdout.String() == path+"\n" || h.p.Exited(), ""
 	})
-	if !ok || h.p.exited() {
+	if !ok || h.p.Exited() {
 		t.Fatalf("tree create --ephemeral %s: stdout %q, stderr %q, exited %t; want the path printed and the session held",
-			path, h.stdout.String(), h.stderr.String(), h.p.exited())
+			path, h.stdout.String(), h.stderr.String(), h.p.Exited())
 	}
 	return h
 }
@@ -79,7 +81,7 @@ func TestEphemeralHeldByCLI(t *testing.T) {
 			t.Fatalf("/eph vanished %v after creation while its holder ran (session timeout %v)", time.Since(held), timeout)
 		}
 
-		h.p.kill9()
+		h.p.Kill()
 		killed := time.Now()
 		// Expiry takes the session timeout plus the leader's tick; allow a
 		// generous margin, never less than the timeout itself.
@@ -112,12 +114,12 @@ func TestEphemeralHeldByCLI(t *testing.T) {
 		if owner := ephemeralOwner(t, observer, "/eph2"); owner == "" || owner == "0" {
 			t.Fatalf("ephemeral_owner of /eph2 = %q, want a session id", owner)
 		}
-		h.p.signal(syscall.SIGINT)
+		h.p.Signal(syscall.SIGINT)
 		signalled := time.Now()
-		if !h.p.wait(5 * time.Second) {
+		if !h.p.Wait(5 * time.Second) {
 			t.Fatalf("holder still running 5s after SIGINT; stderr %q", h.stderr.String())
 		}
-		if code := h.p.exitCode(); code != 0 {
+		if code := h.p.ExitCode(); code != 0 {
 			t.Errorf("holder exit code after SIGINT = %d, want 0 (stderr %q)", code, h.stderr.String())
 		}
 		// Closing is a committed write before the holder exits: the znode
@@ -130,11 +132,11 @@ func TestEphemeralHeldByCLI(t *testing.T) {
 
 	t.Run("SIGTERM holder", func(t *testing.T) {
 		h := startHolder(t, holderEps, "/eph3", time.Minute)
-		h.p.signal(syscall.SIGTERM)
-		if !h.p.wait(5 * time.Second) {
+		h.p.Signal(syscall.SIGTERM)
+		if !h.p.Wait(5 * time.Second) {
 			t.Fatalf("holder still running 5s after SIGTERM; stderr %q", h.stderr.String())
 		}
-		if code := h.p.exitCode(); code != 0 {
+		if code := h.p.ExitCode(); code != 0 {
 			t.Errorf("holder exit code after SIGTERM = %d, want 0 (stderr %q)", code, h.stderr.String())
 		}
 		if o := ephemeralOwner(t, observer, "/eph3"); o != "" {
@@ -175,7 +177,7 @@ func TestEphemeralHeldByCLI(t *testing.T) {
 		if vanished {
 			t.Fatalf("/eph4 vanished after the leader was killed, while its holder ran (stderr %q)", h.stderr.String())
 		}
-		if h.p.exited() {
+		if h.p.Exited() {
 			t.Errorf("holder exited after the leader was killed: %q", h.stderr.String())
 		}
 		c.restart(l)

@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -98,16 +97,8 @@ func (r result) grpcStatus() (code, message string) {
 	return code, message
 }
 
-// proc is a started background process.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has been waited for
-	err  error         // Wait's error, set before done is closed
-}
-
 // startProc starts bin with args in the background.
-func startProc(name string, stdout, stderr io.Writer, bin string, args ...string) (*proc, error) {
+func startProc(name string, stdout, stderr io.Writer, bin string, args ...string) (*child.Proc, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = child.Env()
 	cmd.SysProcAttr = sysProcAttr()
@@ -115,50 +106,7 @@ func startProc(name string, stdout, stderr io.Writer, bin string, args ...string
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// exited reports whether the process has ended.
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// exitCode is the process's exit code once exited: -1 if a signal killed it.
-func (p *proc) exitCode() int { return p.cmd.ProcessState.ExitCode() }
-
-// wait waits up to d for the process to end and reports whether it did.
-func (p *proc) wait(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-p.done:
-		return true
-	case <-t.C:
-		return false
-	}
-}
-
-// signal sends sig unless the process has already ended.
-func (p *proc) signal(sig syscall.Signal) {
-	if !p.exited() {
-		_ = p.cmd.Process.Signal(sig)
-	}
-}
-
-// kill9 SIGKILLs the process and waits for it.
-func (p *proc) kill9() {
-	p.signal(syscall.SIGKILL)
-	<-p.done
+	return child.Watch(cmd), nil
 }
 
 // syncBuffer is a bytes.Buffer safe to write from a child's output copier

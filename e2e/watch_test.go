@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/paddock/paddock/client"
+	"github.com/paddock/paddock/e2e/child"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
@@ -70,7 +71,7 @@ func TestWatchResumesAfterKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(w.kill9)
+	t.Cleanup(w.Kill)
 
 	const changes = 1000
 	acks := make([]uint64, 0, changes)
@@ -92,9 +93,9 @@ func TestWatchResumesAfterKill(t *testing.T) {
 
 	ok, last := poll(60*time.Second, func() (bool, string) {
 		n := len(watchLines(t, stdout.String()))
-		return n >= changes/3 || w.exited(), fmt.Sprintf("%d events printed, watcher exited %t", n, w.exited())
+		return n >= changes/3 || w.Exited(), fmt.Sprintf("%d events printed, watcher exited %t", n, w.Exited())
 	})
-	if !ok || w.exited() {
+	if !ok || w.Exited() {
 		t.Fatalf("watcher before the kill: %s; stderr %q", last, stderr.String())
 	}
 	c.kill9(a)
@@ -104,16 +105,16 @@ func TestWatchResumesAfterKill(t *testing.T) {
 	}
 	ok, last = poll(60*time.Second, func() (bool, string) {
 		n := len(watchLines(t, stdout.String()))
-		return n >= changes || w.exited(), fmt.Sprintf("%d events printed, watcher exited %t", n, w.exited())
+		return n >= changes || w.Exited(), fmt.Sprintf("%d events printed, watcher exited %t", n, w.Exited())
 	})
 	if !ok {
 		t.Fatalf("watcher after the kill: %s; stderr %q", last, stderr.String())
 	}
-	w.signal(syscall.SIGTERM)
-	if !w.wait(10 * time.Second) {
+	w.Signal(syscall.SIGTERM)
+	if !w.Wait(10 * time.Second) {
 		t.Fatalf("tree watch did not exit on SIGTERM")
 	}
-	if code := w.exitCode(); code != 0 {
+	if code := w.ExitCode(); code != 0 {
 		t.Errorf("tree watch exit code = %d, want 0; stderr %q", code, stderr.String())
 	}
 
@@ -133,7 +134,7 @@ func TestWatchResumesAfterKill(t *testing.T) {
 
 // httpStream is a background `curl -N` on a streaming route.
 type httpStream struct {
-	p              *proc
+	p              *child.Proc
 	stdout, stderr *syncBuffer
 }
 
@@ -146,7 +147,7 @@ func startHTTPStream(t *testing.T, addr, path string) *httpStream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.p.kill9)
+	t.Cleanup(s.p.Kill)
 	return s
 }
 
@@ -300,7 +301,7 @@ func TestHTTPWatch(t *testing.T) {
 	if r := curlDo(t, b.httpAddr, "POST", "/v1/tree/h/y", `{}`); r.code != 200 {
 		t.Fatalf("POST /v1/tree/h/y: %d %s", r.code, r.body)
 	}
-	if !p.p.wait(15 * time.Second) {
+	if !p.p.Wait(15 * time.Second) {
 		t.Fatalf("long poll did not return after a change: %q", p.stdout.String())
 	}
 	var polled struct {

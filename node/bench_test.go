@@ -37,32 +37,42 @@ func BenchmarkWrite(b *testing.B) {
 			b.Run(fmt.Sprintf("via=%s/writers=%d", via.name, writers), func(b *testing.B) {
 				parent := fmt.Sprintf("/bench-%d", run.Add(1))
 				mustPropose(b, via.n, createCmd(parent, nil))
-				var next atomic.Int64
-				var wg sync.WaitGroup
-				b.ResetTimer()
-				start := time.Now()
-				for range writers {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						ctx := context.Background()
-						for {
-							i := next.Add(1)
-							if i > int64(b.N) {
-								return
-							}
-							if _, err := via.n.Propose(ctx, createCmd(fmt.Sprintf("%s/%d", parent, i), data)); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					}()
-				}
-				wg.Wait()
-				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
+				closedLoop(b, writers, func(ctx context.Context, i int64) error {
+					_, err := via.n.Propose(ctx, createCmd(fmt.Sprintf("%s/%d", parent, i), data))
+					return err
+				})
 			})
 		}
 	}
+}
+
+// closedLoop runs b.N calls of op, numbered from 1, from callers
+// goroutines that each call again as soon as their call returns, and
+// reports the rate.
+func closedLoop(b *testing.B, callers int, op func(ctx context.Context, i int64) error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				if err := op(ctx, i); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
 }
 
 // BenchmarkReadLinearizable reads one znode with a read index, on the
@@ -230,4 +240,28 @@ func BenchmarkWatchFanout(b *testing.B) {
 	writers.Wait()
 	readers.Wait()
 	b.ReportMetric(float64(delivered.Load())/time.Since(start).Seconds(), "events/s")
+}
+
+// BenchmarkKeepAlive renews 128 sessions from 1 and 128 callers, on the
+// leader and on a follower (which forwards its keepalives in batches). A
+// renewal on the leader waits for a shared leadership check.
+func BenchmarkKeepAlive(b *testing.B) {
+	_, leader, follower := benchCluster(b)
+	ids := make([]uint64, 128)
+	for i := range ids {
+		ids[i] = mustOpenSession(b, leader, time.Minute)
+	}
+	for _, via := range []struct {
+		name string
+		n    *node.Node
+	}{{"leader", leader}, {"follower", follower}} {
+		for _, callers := range []int{1, 128} {
+			b.Run(fmt.Sprintf("via=%s/callers=%d", via.name, callers), func(b *testing.B) {
+				closedLoop(b, callers, func(ctx context.Context, i int64) error {
+					_, err := via.n.KeepAlive(ctx, ids[int(i)%len(ids)])
+					return err
+				})
+			})
+		}
+	}
 }

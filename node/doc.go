@@ -2,7 +2,13 @@
 // node does around it.
 //
 //   - Raft wiring (node.go): TCP transport, the log and stable store behind
-//     a LogCache, file snapshots, batched apply, pre-vote.
+//     a LogCache, file snapshots, batched apply, pre-vote. The transport
+//     is wrapped (transport.go, guard) so that an AppendEntries request
+//     never moves a follower's commit index past the entries it verified
+//     (hashicorp/raft's own rule would let a deposed leader apply entries
+//     of its old term that the cluster never committed), and so that a
+//     leader can tell answers to requests sent after a moment from older
+//     ones (VerifyLeader counts both).
 //   - Log store (logstore.go): hashicorp/raft-wal by default, a departure
 //     from DESIGN.md's raft-boltdb/v2. A bbolt commit fsyncs twice (data
 //     pages, then the meta page); raft-wal appends to a preallocated
@@ -56,8 +62,10 @@
 //     are answered.
 //   - Reads (read.go, query.go): linearizable reads on any node use a read
 //     index: the leader takes its commit index and confirms its
-//     leadership with one VerifyLeader shared by every read waiting at
-//     that moment, and the serving node waits until it has applied that
+//     leadership with one round shared by every read waiting at that
+//     moment (confirmLeadership: VerifyLeader, then a quorum's answers to
+//     requests sent after the round began, transport.go), and the
+//     serving node waits until it has applied that
 //     index. A new leader answers read index requests only after a
 //     barrier entry of its own term has been applied. Serializable reads
 //     are local; min_zxid waits for the local applied index. A lagging
@@ -75,7 +83,11 @@
 //     forward keepalives in batches. A new leader starts every session's
 //     clock from its checkpointed remaining time (or its full timeout),
 //     and checkpoints idle sessions' remaining time through raft, so that
-//     fast leader changes cannot keep a dead client's session alive.
+//     fast leader changes cannot keep a dead client's session alive. A
+//     keepalive is answered only after the leader has confirmed it still
+//     leads (the reads' shared round, begun after the renewal was recorded)
+//     and, for a session with a checkpoint, after clearing it in the log:
+//     an answer then holds for a full timeout whatever leader comes next.
 //   - Members (member.go): each node registers its client addresses in the
 //     replicated state, which is how followers find the leader's gRPC
 //     address.

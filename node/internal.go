@@ -91,8 +91,8 @@ func (s *internalServer) Read(ctx context.Context, req *raftv1.ReadRequest) (*ra
 	return &raftv1.ReadResponse{Results: results}, nil
 }
 
-func (s *internalServer) KeepAlive(_ context.Context, req *raftv1.KeepAliveRequest) (*raftv1.KeepAliveResponse, error) {
-	expired, err := s.n.KeepAliveForPeer(req.GetSessionIds())
+func (s *internalServer) KeepAlive(ctx context.Context, req *raftv1.KeepAliveRequest) (*raftv1.KeepAliveResponse, error) {
+	expired, err := s.n.KeepAliveForPeer(ctx, req.GetSessionIds())
 	if err != nil {
 		return nil, peerStatus(err)
 	}

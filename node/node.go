@@ -30,17 +30,19 @@ var (
 
 // Node is one Paddock server.
 type Node struct {
-	cfg    Config
-	log    hclog.Logger
-	fsm    *fsm.FSM
-	raft   *raft.Raft
-	disk   *storage
-	trans  raft.Transport
+	cfg   Config
+	log   hclog.Logger
+	fsm   *fsm.FSM
+	raft  *raft.Raft
+	disk  *storage
+	trans raft.Transport
+	// guard wraps the raft transport (transport.go).
+	guard  *guard
 	waiter *appliedWaiter
 	watch  *hub
 
 	peers        *peerConns
-	readIndex    *batcher[struct{}, uint64]                   // leader: commit index + VerifyLeader
+	readIndex    *batcher[struct{}, uint64]                   // leader: commit index + confirmLeadership
 	fwdReadIndex *batcher[struct{}, uint64]                   // follower: ReadIndex on the leader
 	fwdReads     *batcher[*raftv1.Query, *raftv1.QueryResult] // follower: reads the leader serves
 	sessions     *tracker
@@ -101,6 +103,7 @@ func New(c Config) (*Node, error) {
 			return nil, fmt.Errorf("node: raft transport: %w", err)
 		}
 	}
+	n.guard, n.trans = newGuard(n.trans)
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
@@ -150,8 +153,10 @@ func New(c Config) (*Node, error) {
 }
 
 func (n *Node) closeStores() {
-	if c, ok := n.trans.(interface{ Close() error }); ok && n.cfg.Transport == nil {
-		c.Close()
+	if n.cfg.Transport == nil {
+		n.guard.Close() // and the TCP transport
+	} else {
+		n.guard.stop() // the caller's transport stays open
 	}
 	n.disk.close()
 }

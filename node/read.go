@@ -218,8 +218,8 @@ func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 	}
 	defer n.ops.Done()
 	idx := n.raft.CommitIndex()
-	if err := n.raft.VerifyLeader().Error(); err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+	if err := n.confirmLeadership(ctx); err != nil {
+		return 0, err
 	}
 	return idx, nil
 }

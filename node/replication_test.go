@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -433,4 +434,52 @@ func TestBoltDBLogStore(t *testing.T) {
 			t.Errorf("%s: a wal dir appeared beside the bolt log (stat: %v)", m.id, err)
 		}
 	}
+}
+
+// A leader cut off from the others must not confirm a read index, not
+// even in the moment before it notices: answers to requests it sent before
+// the cut do not prove it still leads (hashicorp/raft's VerifyLeader
+// counts them; confirmLeadership does not).
+func TestCutOffLeaderConfirmsNoRead(t *testing.T) {
+	c := newCluster(t, 3)
+	old := c.WaitLeader(t)
+	on := c.node(old)
+	mustPropose(t, on, createCmd("/p", []byte("v1")))
+	c.converged(t)
+
+	// Writes keep appends in flight, so that answers to them are on their
+	// way back when the leader is cut off.
+	wctx, stopWrites := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; wctx.Err() == nil; i++ {
+				on.Propose(wctx, createCmd(fmt.Sprintf("/w-%d-%d", w, i), nil))
+			}
+		}()
+	}
+	defer func() {
+		stopWrites()
+		wg.Wait()
+	}()
+	eventually(t, waitTimeout, func() error {
+		if _, _, err := on.FSM().Get("/w-0-10"); err != nil {
+			return err
+		}
+		return nil
+	})
+
+	c.Partition(old)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	got, _, err := linearGet(ctx, on, "/p")
+	cancel()
+	if err == nil {
+		t.Fatalf("linearizable read on the cut-off leader succeeded with %q", got)
+	}
+	stopWrites()
+	wg.Wait()
+	c.Heal()
+	c.WaitLeader(t)
 }

@@ -51,11 +51,11 @@ func (n *Node) KeepAlive(ctx context.Context, id uint64) (time.Duration, error) 
 	defer cancel()
 	var err error
 	if n.IsLeader() {
-		err = n.sessions.keepalive(id)
+		err = n.renewOne(ctx, id)
 	} else {
 		err = n.kaBatch.do(ctx, id)
 		if errors.Is(err, ErrNotLeader) && n.IsLeader() {
-			err = n.sessions.keepalive(id)
+			err = n.renewOne(ctx, id)
 		}
 	}
 	if err != nil {
@@ -70,25 +70,44 @@ func (n *Node) KeepAlive(ctx context.Context, id uint64) (time.Duration, error) 
 	return time.Duration(t.TimeoutMs) * time.Millisecond, nil
 }
 
+func (n *Node) renewOne(ctx context.Context, id uint64) error {
+	expired, err := n.sessions.renew(ctx, []uint64{id})
+	if err == nil && len(expired) > 0 {
+		err = fmt.Errorf("%w: session %d", fsm.ErrSessionExpired, id)
+	}
+	return err
+}
+
 // KeepAliveForPeer renews a follower's batch and returns the unknown ids.
-func (n *Node) KeepAliveForPeer(ids []uint64) ([]uint64, error) {
+func (n *Node) KeepAliveForPeer(ctx context.Context, ids []uint64) ([]uint64, error) {
 	if !n.IsLeader() {
 		return nil, ErrNotLeader
 	}
-	var expired []uint64
-	for _, id := range ids {
-		if err := n.sessions.keepalive(id); err != nil {
-			expired = append(expired, id)
-		}
-	}
-	return expired, nil
+	return n.sessions.renew(ctx, ids)
 }
 
 // tracker times sessions on the leader. It is active only while this node
 // leads and has applied its barrier; keepalives that arrive before that
 // are remembered and honoured when it starts.
+//
+// Answering a keepalive promises the session its timeout from about now,
+// even if the leader changes. A new leader gives every session its full
+// timeout from when it starts, or the remaining time of the session's
+// last checkpoint. So renew answers only once
+//   - the renewal is recorded, and then this node has confirmed that it
+//     still leads (the reads' shared round, confirmLeadership): every
+//     later leader starts after the renewal. A deposed leader that has
+//     not noticed yet (paused, or cut off) answers nothing, rather than
+//     renew a session that the new leader will expire (etcd's LeaseRenew
+//     does the same);
+//   - a checkpoint of the session's remaining time, taken before the
+//     renewal, is cleared in the log, so no later leader starts its clock
+//     from it. ckpt keeps renewals out of the window between taking a
+//     checkpoint and applying it.
 type tracker struct {
 	n *Node
+
+	ckpt sync.RWMutex // held by the checkpoint being proposed, shared by renewals
 
 	mu        sync.Mutex
 	active    bool
@@ -96,7 +115,6 @@ type tracker struct {
 	timeout   map[uint64]time.Duration
 	renewed   map[uint64]time.Time
 	pending   map[uint64]time.Time // keepalives while inactive
-	clear     map[uint64]bool      // checkpoints to clear after a renewal
 	expiring  map[uint64]bool      // CloseSession proposed
 	lastCkpt  time.Time
 	tickEvery time.Duration
@@ -108,30 +126,66 @@ func newTracker(n *Node) *tracker {
 	return t
 }
 
-// keepalive renews a session this leader knows.
-func (t *tracker) keepalive(id uint64) error {
+// renew renews the sessions ids on this leader and returns those it does
+// not know (or is expiring). It answers only as the tracker's doc says.
+func (t *tracker) renew(ctx context.Context, ids []uint64) ([]uint64, error) {
+	expired, err := t.record(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := t.n.readIndex.do(ctx, struct{}{}); err != nil {
+		return nil, err
+	}
+	return expired, nil
+}
+
+// record records the renewals and clears their sessions' checkpoints.
+func (t *tracker) record(ctx context.Context, ids []uint64) ([]uint64, error) {
+	t.ckpt.RLock()
+	defer t.ckpt.RUnlock()
+	var expired []uint64
+	var cps []*raftv1.SessionCheckpoint
+	for _, id := range ids {
+		switch checkpointed, err := t.keepalive(id); {
+		case err != nil:
+			expired = append(expired, id)
+		case checkpointed:
+			cps = append(cps, &raftv1.SessionCheckpoint{SessionId: id})
+		}
+	}
+	if len(cps) > 0 {
+		_, err := t.n.proposeLocal(ctx, &raftv1.Command{Op: &raftv1.Command_CheckpointSessions{
+			CheckpointSessions: &raftv1.CheckpointSessions{Checkpoints: cps},
+		}})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return expired, nil
+}
+
+// keepalive renews a session this leader knows and reports whether it
+// has a checkpoint to clear.
+func (t *tracker) keepalive(id uint64) (checkpointed bool, _ error) {
 	timer, ok := t.n.fsm.SessionTimer(id)
 	if !ok {
-		return fmt.Errorf("%w: session %d", fsm.ErrSessionExpired, id)
+		return false, fmt.Errorf("%w: session %d", fsm.ErrSessionExpired, id)
 	}
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.active {
 		t.pending[id] = now
-		return nil
+		return timer.RemainingMs > 0, nil
 	}
 	if t.expiring[id] {
-		return fmt.Errorf("%w: session %d", fsm.ErrSessionExpired, id)
+		return false, fmt.Errorf("%w: session %d", fsm.ErrSessionExpired, id)
 	}
 	d := time.Duration(timer.TimeoutMs) * time.Millisecond
 	t.deadline[id] = now.Add(d)
 	t.timeout[id] = d
 	t.renewed[id] = now
-	if timer.RemainingMs > 0 {
-		t.clear[id] = true
-	}
-	return nil
+	return timer.RemainingMs > 0, nil
 }
 
 // applied keeps the tracker in step with sessions this leader opened or
@@ -168,7 +222,6 @@ func (t *tracker) forget(id uint64) {
 		delete(t.deadline, id)
 		delete(t.timeout, id)
 		delete(t.renewed, id)
-		delete(t.clear, id)
 		delete(t.expiring, id)
 	}
 }
@@ -184,7 +237,6 @@ func (t *tracker) start() {
 	t.deadline = map[uint64]time.Time{}
 	t.timeout = map[uint64]time.Duration{}
 	t.renewed = map[uint64]time.Time{}
-	t.clear = map[uint64]bool{}
 	t.expiring = map[uint64]bool{}
 	t.lastCkpt = now
 	for _, s := range t.n.fsm.SessionTimers() {
@@ -196,9 +248,6 @@ func (t *tracker) start() {
 		dl := now.Add(left)
 		if p, ok := t.pending[s.ID]; ok && p.Add(full).After(dl) {
 			dl = p.Add(full)
-			if s.RemainingMs > 0 {
-				t.clear[s.ID] = true
-			}
 		}
 		t.deadline[s.ID] = dl
 		t.timeout[s.ID] = full
@@ -227,6 +276,7 @@ func (t *tracker) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
+			t.ckpt.Lock()
 			expired, ckpt := t.due(now)
 			for _, id := range expired {
 				wg.Add(1)
@@ -240,13 +290,13 @@ func (t *tracker) run(ctx context.Context) {
 					t.n.log.Warn("session checkpoint failed", "error", err)
 				}
 			}
+			t.ckpt.Unlock()
 		}
 	}
 }
 
 // due returns the sessions past their deadline and, when one is due, a
-// checkpoint command: remaining time of idle sessions, and cleared
-// checkpoints of renewed ones.
+// checkpoint command with the remaining time of the idle sessions.
 func (t *tracker) due(now time.Time) ([]uint64, *raftv1.Command) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -259,10 +309,6 @@ func (t *tracker) due(now time.Time) ([]uint64, *raftv1.Command) {
 	}
 	slices.Sort(expired)
 	var cps []*raftv1.SessionCheckpoint
-	for _, id := range slices.Sorted(maps.Keys(t.clear)) {
-		cps = append(cps, &raftv1.SessionCheckpoint{SessionId: id})
-	}
-	t.clear = map[uint64]bool{}
 	interval := t.n.cfg.SessionCheckpointInterval
 	if now.Sub(t.lastCkpt) >= interval {
 		t.lastCkpt = now

@@ -322,3 +322,52 @@ func TestKeepAliveOnLaggingFollower(t *testing.T) {
 		t.Fatalf("KeepAlive on the follower = %v, %v; want %v", got, err, timeout)
 	}
 }
+
+// A leader that cannot reach the others must not renew a session: the
+// majority will elect a leader that times the session from its own start,
+// and a client that was told its session lives on would be wrong.
+func TestKeepAliveOnDeposedLeaderFails(t *testing.T) {
+	const timeout = 2 * time.Second
+	c := newCluster(t, 3)
+	old := c.WaitLeader(t)
+	id := mustOpenSession(t, c.node(old), timeout)
+	if err := keepAlive(c.node(old), id, timeout); err != nil {
+		t.Fatalf("KeepAlive on the leader: %v", err)
+	}
+
+	c.Partition(old)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	_, err := c.node(old).KeepAlive(ctx, id)
+	cancel()
+	if err == nil {
+		t.Fatal("KeepAlive on the partitioned leader succeeded")
+	}
+	t.Logf("KeepAlive on the partitioned leader: %v", err)
+
+	c.Heal()
+	leader := c.WaitLeader(t)
+	eventually(t, waitTimeout, func() error { return keepAlive(c.node(leader), id, timeout) })
+}
+
+// A keepalive answers only once the session's checkpoint is cleared in the
+// log: a leader elected right after it must not time the session from the
+// remaining time checkpointed before the renewal.
+func TestKeepAliveClearsCheckpointBeforeAnswering(t *testing.T) {
+	const timeout = 4 * time.Second
+	c := newCluster(t, 3)
+	leader := c.WaitLeader(t)
+	n := c.node(leader)
+	id := mustOpenSession(t, n, timeout)
+	eventually(t, waitTimeout, func() error {
+		if st, _ := n.FSM().SessionTimer(id); st.RemainingMs == 0 {
+			return errors.New("no checkpoint yet")
+		}
+		return nil
+	})
+	if err := keepAlive(n, id, timeout); err != nil {
+		t.Fatalf("KeepAlive on the leader: %v", err)
+	}
+	if st, _ := n.FSM().SessionTimer(id); st.RemainingMs != 0 {
+		t.Fatalf("after the keepalive the session's checkpoint still holds %d ms", st.RemainingMs)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/paddock/paddock/bench"
+	"github.com/paddock/paddock/e2e/child"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -95,7 +96,7 @@ func (c *etcdCluster) endpoints(node int) []string {
 
 // launch starts member i. On a restart etcd finds its member in the
 // data directory and ignores the --initial-cluster flags.
-func (c *etcdCluster) launch(i int) (*proc, error) {
+func (c *etcdCluster) launch(i int) (*child.Proc, error) {
 	members := make([]string, etcdNodes)
 	for j := range members {
 		members[j] = fmt.Sprintf("n%d=%s", j, c.peerURL(j))

@@ -11,74 +11,47 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/paddock/paddock/e2e/child"
 )
 
 // stopGrace is how long a server gets to exit after SIGTERM before it is
 // killed: etcd and the ZooKeeper JVM both exit within a second or two.
 const stopGrace = 15 * time.Second
 
-// proc is one server process this program started. Only processes started
-// here are ever signalled, and only by their own PID.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited and been reaped
-	log  *os.File
-}
-
 // startProc starts argv with its stdout and stderr appended to logPath. The
 // child gets SIGKILL if this program dies first (Pdeathsig), so a crashed
-// benchmark leaves no servers behind.
-func startProc(argv []string, dir, logPath string) (*proc, error) {
+// benchmark leaves no servers behind. Only processes started here are ever
+// signalled, and only by their own PID.
+func startProc(argv []string, dir, logPath string) (*child.Proc, error) {
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("bench: open log: %w", err)
 	}
+	defer lf.Close() // the child has its own descriptor
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.Stdout = lf
 	cmd.Stderr = lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		lf.Close()
 		return nil, fmt.Errorf("bench: start %s: %w", filepath.Base(argv[0]), err)
 	}
-	p := &proc{cmd: cmd, done: make(chan struct{}), log: lf}
-	go func() {
-		_ = cmd.Wait()
-		lf.Close()
-		close(p.done)
-	}()
-	return p, nil
+	return child.Watch(cmd), nil
 }
 
-// pid is the process's id.
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-// exited reports whether the process has already exited.
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM, waits up to stopGrace, then sends SIGKILL, and returns
-// once the process is reaped.
-func (p *proc) stop() error {
-	if p.exited() {
+// stopProc sends SIGTERM, waits up to stopGrace, then sends SIGKILL, and
+// returns once the process is reaped.
+func stopProc(p *child.Proc) error {
+	if p.Exited() {
 		return nil
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
+	_ = p.Signal(syscall.SIGTERM)
+	if p.Wait(stopGrace) {
 		return nil
-	case <-time.After(stopGrace):
 	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-	return fmt.Errorf("bench: pid %d ignored SIGTERM for %v, killed", p.pid(), stopGrace)
+	p.Kill()
+	return fmt.Errorf("bench: pid %d ignored SIGTERM for %v, killed", p.Pid(), stopGrace)
 }
 
 // freePorts returns n distinct loopback TCP ports that were free a moment
@@ -134,15 +107,15 @@ var errNodeIndex = errors.New("bench: node index out of range")
 // directory.
 type procSet struct {
 	name    string
-	launch  func(i int) (*proc, error)
+	launch  func(i int) (*child.Proc, error)
 	dataDir func(i int) string
 
 	mu    sync.Mutex
-	procs []*proc
+	procs []*child.Proc
 }
 
-func newProcSet(name string, nodes int, launch func(int) (*proc, error), dataDir func(int) string) *procSet {
-	return &procSet{name: name, launch: launch, dataDir: dataDir, procs: make([]*proc, nodes)}
+func newProcSet(name string, nodes int, launch func(int) (*child.Proc, error), dataDir func(int) string) *procSet {
+	return &procSet{name: name, launch: launch, dataDir: dataDir, procs: make([]*child.Proc, nodes)}
 }
 
 // Nodes implements bench.Cluster.
@@ -163,15 +136,15 @@ func (s *procSet) PIDs() []int {
 	defer s.mu.Unlock()
 	var pids []int
 	for _, p := range s.procs {
-		if p != nil && !p.exited() {
-			pids = append(pids, p.pid())
+		if p != nil && !p.Exited() {
+			pids = append(pids, p.Pid())
 		}
 	}
 	return pids
 }
 
 // Stop implements bench.Cluster: SIGTERM, on which every system here
-// stops cleanly (SIGKILL after a grace period, see proc.stop).
+// stops cleanly (SIGKILL after a grace period, see stopProc).
 func (s *procSet) Stop(node int) error {
 	if node < 0 || node >= len(s.procs) {
 		return fmt.Errorf("%w: %d", errNodeIndex, node)
@@ -182,7 +155,7 @@ func (s *procSet) Stop(node int) error {
 	if p == nil {
 		return nil
 	}
-	return p.stop()
+	return stopProc(p)
 }
 
 // Start implements bench.Cluster: it returns once the process is
@@ -194,7 +167,7 @@ func (s *procSet) Start(node int) error {
 	s.mu.Lock()
 	p := s.procs[node]
 	s.mu.Unlock()
-	if p != nil && !p.exited() {
+	if p != nil && !p.Exited() {
 		return fmt.Errorf("bench: %s node %d is running", s.name, node)
 	}
 	p, err := s.launch(node)
@@ -211,14 +184,14 @@ func (s *procSet) Start(node int) error {
 // first error.
 func (s *procSet) Close() error {
 	s.mu.Lock()
-	ps := append([]*proc(nil), s.procs...)
+	ps := append([]*child.Proc(nil), s.procs...)
 	s.mu.Unlock()
 	var first error
 	for _, p := range ps {
 		if p == nil {
 			continue
 		}
-		if err := p.stop(); err != nil && first == nil {
+		if err := stopProc(p); err != nil && first == nil {
 			first = err
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 	"github.com/paddock/paddock/bench"
+	"github.com/paddock/paddock/e2e/child"
 )
 
 // The Debian package zookeeper (3.8) ships the server as a jar whose
@@ -145,7 +146,7 @@ func (c *zkCluster) writeConfig(i int) error {
 }
 
 // launch starts server i's JVM.
-func (c *zkCluster) launch(i int) (*proc, error) {
+func (c *zkCluster) launch(i int) (*child.Proc, error) {
 	cp := strings.Join([]string{c.nodeDir(i), zkJar, zkSLF4J, zkLog4j}, ":")
 	argv := []string{
 		c.java, zkHeap,

@@ -1,6 +1,7 @@
 // Package child is what the end-to-end tests (e2e, e2e/robust) share about
 // the processes they start: building the paddock binary, the environment
-// a child runs with, and reading the end of its log.
+// a child runs with, waiting for its end (Proc), and reading the end of
+// its log.
 package child
 
 import (
@@ -67,4 +68,12 @@ func Tail(path string, n int) string {
 		b = append([]byte("...\n"), b[len(b)-n:]...)
 	}
 	return string(b)
+}
+
+// AgentArgs is the command line of a `paddock agent` in a cluster whose
+// members are bootstrap (id=raft address each).
+func AgentArgs(id, dataDir, raftAddr, grpcAddr, httpAddr string, bootstrap []string) []string {
+	return []string{"agent", "--id", id, "--data-dir", dataDir,
+		"--raft-addr", raftAddr, "--grpc-addr", grpcAddr, "--http-addr", httpAddr,
+		"--bootstrap", strings.Join(bootstrap, ",")}
 }

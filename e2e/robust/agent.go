@@ -14,34 +14,6 @@ import (
 	"github.com/paddock/paddock/e2e/child"
 )
 
-// proc is one run of an agent process.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed once the process has been waited for
-	err  error         // Wait's error, set before done is closed
-}
-
-// pid is the agent's pid (ip netns exec execs the agent in its place).
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-// exited reports whether the process has ended.
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// kill SIGKILLs the process, unless it has ended, and waits for its end.
-func (p *proc) kill() {
-	if !p.exited() {
-		_ = p.cmd.Process.Kill()
-	}
-	<-p.done
-}
-
 // spawnReq asks the spawner goroutine to start cmd.
 type spawnReq struct {
 	cmd  *exec.Cmd
@@ -77,7 +49,7 @@ func spawn(cmd *exec.Cmd) error {
 
 // startProc starts the agent of node nd in its namespace, appending its
 // stdout and stderr to its log.
-func startProc(bin string, nd *node) (*proc, error) {
+func startProc(bin string, nd *node) (*child.Proc, error) {
 	log, err := os.OpenFile(nd.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("robust: %w", err)
@@ -93,20 +65,15 @@ func startProc(bin string, nd *node) (*proc, error) {
 	if err := spawn(cmd); err != nil {
 		return nil, fmt.Errorf("robust: start %s: %w", nd.id, err)
 	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
+	return child.Watch(cmd), nil
 }
 
 // checkExec checks that the process p is bin itself, not an `ip` that
 // forked it: Kill, Pause and Close signal that pid alone.
-func checkExec(p *proc, bin string) error {
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p.pid()))
+func checkExec(p *child.Proc, bin string) error {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p.Pid()))
 	if err != nil {
-		if p.exited() {
+		if p.Exited() {
 			return nil // the caller reports the exit
 		}
 		return fmt.Errorf("robust: %w", err)
@@ -116,7 +83,7 @@ func checkExec(p *proc, bin string) error {
 		return fmt.Errorf("robust: %w", err)
 	}
 	if exe != want {
-		return fmt.Errorf("robust: pid %d runs %s, not %s: ip netns exec did not exec the agent", p.pid(), exe, want)
+		return fmt.Errorf("robust: pid %d runs %s, not %s: ip netns exec did not exec the agent", p.Pid(), exe, want)
 	}
 	return nil
 }

@@ -75,8 +75,8 @@ type node struct {
 	dataDir, logPath             string
 	args                         []string
 
-	mu     sync.Mutex // guards the fields below
-	p      *proc      // nil before the first start; exited when down
+	mu     sync.Mutex  // guards the fields below
+	p      *child.Proc // nil before the first start; exited when down
 	paused bool
 	conn   *grpc.ClientConn
 }
@@ -85,7 +85,7 @@ type node struct {
 func (nd *node) running() bool {
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
-	return nd.p != nil && !nd.p.exited()
+	return nd.p != nil && !nd.p.Exited()
 }
 
 // Start makes the network, starts agents n1..n3 and waits until every one
@@ -149,9 +149,7 @@ func (c *Cluster) start(ctx context.Context) error {
 		c.nodes = append(c.nodes, nd)
 	}
 	for _, nd := range c.nodes {
-		nd.args = []string{"agent", "--id", nd.id, "--data-dir", nd.dataDir,
-			"--raft-addr", nd.raftAddr, "--grpc-addr", nd.grpcAddr, "--http-addr", nd.httpAddr,
-			"--bootstrap", strings.Join(bootstrap, ",")}
+		nd.args = child.AgentArgs(nd.id, nd.dataDir, nd.raftAddr, nd.grpcAddr, nd.httpAddr, bootstrap)
 		if o.LogStore != "" {
 			nd.args = append(nd.args, "--raft-log-store", o.LogStore)
 		}
@@ -193,7 +191,7 @@ func (c *Cluster) launch(nd *node) error {
 			MinConnectTimeout: time.Second,
 		}))
 	if err != nil {
-		p.kill()
+		p.Kill()
 		return fmt.Errorf("robust: grpc client for %s: %w", nd.id, err)
 	}
 	nd.mu.Lock()
@@ -203,7 +201,7 @@ func (c *Cluster) launch(nd *node) error {
 	if old != nil {
 		old.Close()
 	}
-	c.opts.Logf("robust: started %s (pid %d) in %s", nd.id, p.pid(), nd.ns)
+	c.opts.Logf("robust: started %s (pid %d) in %s", nd.id, p.Pid(), nd.ns)
 	return nil
 }
 
@@ -216,8 +214,8 @@ func (c *Cluster) waitServing(ctx context.Context, nd *node, ready bool) error {
 		nd.mu.Lock()
 		p := nd.p
 		nd.mu.Unlock()
-		if p.exited() {
-			return fmt.Errorf("robust: %s exited (%v) before serving: %w; log %s:\n%s", nd.id, p.err, errExited, nd.logPath, child.Tail(nd.logPath, logTail))
+		if p.Exited() {
+			return fmt.Errorf("robust: %s exited (%v) before serving: %w; log %s:\n%s", nd.id, p.Err(), errExited, nd.logPath, child.Tail(nd.logPath, logTail))
 		}
 		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 		st, err := c.Status(pctx, nd.idx)
@@ -331,7 +329,7 @@ func (c *Cluster) leaderRound(ctx context.Context) (int, string) {
 	var wg sync.WaitGroup
 	for i, nd := range c.nodes {
 		nd.mu.Lock()
-		up := nd.p != nil && !nd.p.exited() && !nd.paused
+		up := nd.p != nil && !nd.p.Exited() && !nd.paused
 		nd.mu.Unlock()
 		if !up {
 			errs[i] = errors.New("down or paused")
@@ -384,12 +382,12 @@ func (c *Cluster) Kill(i int) error {
 	nd := c.nodes[i]
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
-	if nd.p == nil || nd.p.exited() {
+	if nd.p == nil || nd.p.Exited() {
 		return fmt.Errorf("robust: kill %s: not running", nd.id)
 	}
-	nd.p.kill()
+	nd.p.Kill()
 	nd.paused = false
-	c.opts.Logf("robust: killed %s (pid %d)", nd.id, nd.p.pid())
+	c.opts.Logf("robust: killed %s (pid %d)", nd.id, nd.p.Pid())
 	return nil
 }
 
@@ -430,10 +428,10 @@ func (c *Cluster) signal(i int, sig os.Signal, pause bool) error {
 	}
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
-	if nd.p == nil || nd.p.exited() {
+	if nd.p == nil || nd.p.Exited() {
 		return fmt.Errorf("robust: signal %s: not running", nd.id)
 	}
-	if err := nd.p.cmd.Process.Signal(sig); err != nil {
+	if err := nd.p.Signal(sig); err != nil {
 		return fmt.Errorf("robust: signal %s: %w", nd.id, err)
 	}
 	nd.paused = pause
@@ -448,7 +446,7 @@ func (c *Cluster) Paused(i int) bool {
 	nd := c.nodes[i]
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
-	return nd.paused && nd.p != nil && !nd.p.exited()
+	return nd.paused && nd.p != nil && !nd.p.Exited()
 }
 
 // Close SIGKILLs every agent the cluster started (by pid), deletes its
@@ -469,7 +467,7 @@ func (c *Cluster) Close() error {
 			nd.conn.Close()
 		}
 		if nd.p != nil {
-			nd.p.kill() // SIGKILL ends a stopped process too
+			nd.p.Kill() // SIGKILL ends a stopped process too
 		}
 		nd.mu.Unlock()
 	}

@@ -361,7 +361,7 @@ func testClose(t *testing.T, c *Cluster) {
 	}
 	var procs []agentProc
 	for i := range c.N() {
-		pid := c.nodes[i].p.pid()
+		pid := c.nodes[i].p.Pid()
 		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 		if err != nil || exe != paddockBin {
 			t.Errorf("%s: /proc/%d/exe = %q, %v; want %s", c.NodeID(i), pid, exe, err, paddockBin)

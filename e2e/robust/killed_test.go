@@ -135,7 +135,7 @@ func runHelper(t *testing.T, dir string) {
 	defer c.Close()
 	line := helperLine + " " + c.ID()
 	for i := range c.N() {
-		line += " " + strconv.Itoa(c.nodes[i].p.pid())
+		line += " " + strconv.Itoa(c.nodes[i].p.Pid())
 	}
 	fmt.Println(line)
 	<-ctx.Done()

@@ -5,6 +5,8 @@ import (
 	"os"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/paddock/paddock/e2e/child"
 )
 
@@ -18,9 +20,19 @@ const helperBinEnv = "PADDOCK_ROBUST_BIN"
 var paddockBin string
 
 // TestMain builds paddock once, with -race when the tests run with -race
-// so that the agents are race-checked too (Close reports their races).
+// so that the agents are race-checked too (Close reports their races),
+// and fails the package if the tests passed but left goroutines running
+// (a workload, watcher or injector that outlived its run). The spawner
+// goroutine lives as long as the process, by design (spawn).
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
+	code := runMain(m)
+	if code == 0 {
+		if err := goleak.Find(goleak.IgnoreTopFunction("github.com/paddock/paddock/e2e/robust.spawn.func1.1")); err != nil {
+			fmt.Fprintln(os.Stderr, "robust: leaked goroutines:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 func runMain(m *testing.M) int {

@@ -20,6 +20,8 @@ import (
 //	                       (default: run i gets kind i mod 8 in CI-sized
 //	                       runs, 1-2 drawn kinds when PADDOCK_ROBUST_RUNS is set)
 //	PADDOCK_ROBUST_KEEP    keep each run's data and logs (path printed)
+//	PADDOCK_ROBUST_LOGSTORE  wal or boltdb for every run (default: the
+//	                       seed chooses)
 //
 // Replay one failing seed with
 //
@@ -32,6 +34,10 @@ func TestRobust(t *testing.T) {
 	}
 	first := int64(envInt(t, "PADDOCK_ROBUST_SEED", 1))
 	ops := envInt(t, "PADDOCK_ROBUST_OPS", 500)
+	logStore := os.Getenv("PADDOCK_ROBUST_LOGSTORE")
+	if logStore != "" && logStore != "wal" && logStore != "boltdb" {
+		t.Fatalf("PADDOCK_ROBUST_LOGSTORE=%q: want wal or boltdb", logStore)
+	}
 	var kinds []FaultKind
 	if s := os.Getenv("PADDOCK_ROBUST_FAULTS"); s != "" {
 		for _, name := range strings.Split(s, ",") {
@@ -44,8 +50,9 @@ func TestRobust(t *testing.T) {
 	}
 
 	type run struct {
-		seed   int64
-		faults []FaultKind
+		seed     int64
+		faults   []FaultKind
+		logStore string
 	}
 	var plan []run
 	for i := range runs {
@@ -55,20 +62,20 @@ func TestRobust(t *testing.T) {
 			// CI's short run covers every kind of fault in turn.
 			faults = []FaultKind{FaultKind(seed % int64(numFaultKinds))}
 		}
-		plan = append(plan, run{seed, faults})
+		plan = append(plan, run{seed, faults, logStore})
 	}
 	if !drawn && kinds == nil {
 		// Seeds that once failed, with their drawn faults (README,
 		// Reliability).
-		for _, seed := range regressionSeeds {
-			plan = append(plan, run{seed, nil})
+		for _, r := range regressionSeeds {
+			plan = append(plan, run{r.seed, r.faults, r.logStore})
 		}
 	}
 
 	var total Report
 	byFault := make(map[string]int)
 	for _, r := range plan {
-		seed, faults := r.seed, r.faults
+		seed, faults, logStore := r.seed, r.faults, r.logStore
 		ok := t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			dir := t.TempDir()
 			if os.Getenv("PADDOCK_ROBUST_KEEP") != "" {
@@ -80,7 +87,7 @@ func TestRobust(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			rep, err := Run(ctx, RunConfig{Seed: seed, Ops: ops, Faults: faults, Bin: paddockBin, Dir: dir, Logf: t.Logf})
+			rep, err := Run(ctx, RunConfig{Seed: seed, Ops: ops, Faults: faults, LogStore: logStore, Bin: paddockBin, Dir: dir, Logf: t.Logf})
 			if err != nil {
 				t.Fatalf("seed %d: %v", seed, err)
 			}
@@ -102,7 +109,7 @@ func TestRobust(t *testing.T) {
 				if rep.Visualization != "" {
 					t.Logf("porcupine's visualization: %s (kept with PADDOCK_ROBUST_KEEP=1)", rep.Visualization)
 				}
-				t.Logf("replay: PADDOCK_ROBUST_RUNS=1 PADDOCK_ROBUST_SEED=%d PADDOCK_ROBUST_FAULTS=%s go test -race -run TestRobust -v ./e2e/robust", seed, faultList(faults))
+				t.Logf("replay: PADDOCK_ROBUST_RUNS=1 PADDOCK_ROBUST_SEED=%d PADDOCK_ROBUST_FAULTS=%s PADDOCK_ROBUST_LOGSTORE=%s go test -race -run TestRobust -v ./e2e/robust", seed, faultList(faults), rep.LogStore)
 			}
 		})
 		if !ok && testing.Short() {
@@ -118,31 +125,42 @@ func TestRobust(t *testing.T) {
 		len(plan), total.Ops, total.Unknown, total.Sessions, total.Ephemerals, total.Events, total.LeaderChanges, strings.Join(fs, ", "), len(total.Violations))
 }
 
-// regressionSeeds are seeds of the long run that found something, kept in
-// CI's run with the faults they drew.
-var regressionSeeds = []int64{
+// regressionSeeds are seeds of long or targeted runs that found
+// something, kept in CI's run with the faults they drew (or were given)
+// and the log store they used (empty: the seed's choice).
+var regressionSeeds = []struct {
+	seed     int64
+	faults   []FaultKind
+	logStore string
+}{
 	// An abandoned session outlived the bound counted from its
 	// abandonment: the leader was isolated, re-elected when it came back,
 	// then replaced, and each new leader gave the session a fresh timeout.
 	// The bound now counts from the last leader change (check.Sessions).
-	1009,
+	{seed: 1009},
 	// The final listing missed a register every watcher had seen created:
 	// a write whose caller had given up was applied late, after the
 	// listing, and the watch streams were replayed past it. The listing is
 	// now taken at a zxid no later event has passed, and the streams are
 	// cut there.
-	2029,
+	{seed: 2029},
 	// A session's ephemeral went 0.45 s after the session opened: its
 	// client's close call had timed out in a one-way partition, so it was
 	// recorded as abandoned, but the close had taken effect. A close with
 	// an unknown outcome now lets the ephemerals go from its send time.
-	2120,
+	{seed: 2120},
 	// A watcher never caught up with the final zxid: after a follower
 	// installed a snapshot its watch ended with SNAPSHOT_RESTORED, the new
 	// stream started past every write, and nothing ever reported that it
 	// was up to date. A new stream now counts as up to date with its start
 	// - 1 (seed 3083 of the second long run failed the same way).
-	5012,
+	{seed: 5012},
+	// A paused leader, resumed, answered keepalives from its own session
+	// clock for the few milliseconds before it noticed the new leader,
+	// which then expired those sessions 0.02-0.34 s after the answers. A
+	// leader now confirms its leadership after recording a renewal and
+	// before answering (node: TestKeepAliveOnDeposedLeaderFails).
+	{seed: 8060, faults: []FaultKind{PauseLeader}, logStore: "wal"},
 }
 
 func faultList(ks []FaultKind) string {

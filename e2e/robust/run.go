@@ -36,6 +36,10 @@ type RunConfig struct {
 	Ops int
 	// Faults, when set, are the faults to inject instead of drawn ones.
 	Faults []FaultKind
+	// LogStore, when set ("wal" or "boltdb"), is the raft log store
+	// instead of the seed's choice (a snapshot-install fault still forces
+	// boltdb).
+	LogStore string
 	// Bin is the paddock binary; Dir holds the run's data and logs.
 	Bin, Dir string
 	// ExtraArgs go to every agent.
@@ -84,6 +88,9 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	}
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x9e3779b97f4a7c15))
 	rep := &Report{Seed: cfg.Seed, LogStore: []string{"wal", "boltdb"}[rng.IntN(2)]}
+	if cfg.LogStore != "" {
+		rep.LogStore = cfg.LogStore
+	}
 	plan := planFaults(rng, cfg.Faults)
 	for _, f := range plan {
 		if f.kind == SnapshotInstall {
