@@ -104,19 +104,6 @@ func withSnapshots(threshold, trailing uint64) clusterOption {
 	})
 }
 
-// withSnapshotInstalls makes snapshots frequent and logs short on the bolt
-// log store, so a follower that falls a few hundred entries behind must be
-// sent a snapshot. raft-wal, the default, still serves compacted entries
-// from a segment file until the whole segment is dropped (64 MiB), so with
-// it such a follower catches up from the log instead.
-func withSnapshotInstalls(threshold, trailing uint64) clusterOption {
-	return withConfig(func(c *node.Config) {
-		c.SnapshotThreshold = threshold
-		c.TrailingLogs = trailing
-		c.LogStore = node.LogStoreBoltDB
-	})
-}
-
 // newCluster starts size nodes bootstrapped with the same voter list. The
 // cluster is closed by tb's cleanup.
 func newCluster(tb testing.TB, size int, opts ...clusterOption) *cluster {

@@ -28,10 +28,6 @@ type Config struct {
 	// Bootstrap is the initial voter set; used only when DataDir is empty.
 	Bootstrap []raft.Server
 
-	// LogStore is the raft log store: LogStoreWAL, LogStoreBoltDB, or empty
-	// to use whichever DataDir already holds (LogStoreWAL when new).
-	LogStore string
-
 	// SnapshotThreshold is how many entries since the last snapshot start
 	// a new one; TrailingLogs how many entries are kept after it.
 	SnapshotThreshold uint64

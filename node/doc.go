@@ -9,19 +9,19 @@
 //     of its old term that the cluster never committed), and so that a
 //     leader can tell answers to requests sent after a moment from older
 //     ones (VerifyLeader counts both).
-//   - Log store (logstore.go): hashicorp/raft-wal by default, a departure
-//     from DESIGN.md's raft-boltdb/v2. A bbolt commit fsyncs twice (data
-//     pages, then the meta page); raft-wal appends to a preallocated
-//     segment file and fsyncs once per batch, keeping its segment index
-//     and raft's term and vote in a small bbolt file. All three replicas
-//     of a loopback cluster share one disk, where the fsync count per write
-//     decides single-client latency: a StoreLogs of one entry took 0.49 ms
-//     on bbolt and 0.27 ms on raft-wal here, and paddock bench's 1-client
-//     write rate doubled. raft-boltdb stays selectable (Config.LogStore,
-//     --raft-log-store) and is detected in data dirs that hold raft.db;
-//     a configured kind that does not match the data dir is refused
-//     (ErrLogStoreMismatch), since an empty log would forget the node's
-//     term and vote. The data dir is flock'ed (ErrDataDirLocked).
+//   - Log store (logstore.go): raft-boltdb/v2 on bbolt, as DESIGN.md
+//     says. For a while hashicorp/raft-wal was the default (one fsync per
+//     batch instead of bbolt's two, twice the single-client write rate on
+//     a loopback cluster), but v0.4.0, the newest release on the module
+//     proxy, cannot read its log after a restart once raft has truncated
+//     the log's tail, which a follower does whenever a new leader
+//     overwrites entries it never committed (hashicorp/raft-wal#31; a
+//     killed follower of CI's seed 1009 panicked in raft.NewRaft; see
+//     TestLogStoreReopensAfterTailTruncation). A data dir holding a
+//     raft-wal log is refused
+//     (ErrLogStoreUnsupported) rather than opened empty, which would make
+//     the node forget its term and vote. The data dir is flock'ed
+//     (ErrDataDirLocked).
 //     Three nodes started with the same bootstrap list bootstrap the same
 //     configuration; a node with existing state ignores the list.
 //   - Writes (propose.go): any node accepts them. The leader applies them;

@@ -11,29 +11,22 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	wal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
 	"go.etcd.io/bbolt"
 )
 
-// Log store kinds (Config.LogStore).
-const (
-	// LogStoreWAL is hashicorp/raft-wal: append-only segment files with one
-	// fsync per batch, its metadata (and raft's term and vote) in a small
-	// bbolt file. The default for new data directories.
-	LogStoreWAL = "wal"
-	// LogStoreBoltDB is raft-boltdb/v2: the log and raft's term and vote in
-	// one bbolt file, two fsyncs per batch (data pages, then meta page).
-	LogStoreBoltDB = "boltdb"
-)
+// ErrLogStoreUnsupported is returned by New when the data directory holds
+// a raft log this version cannot open: a hashicorp/raft-wal log (wal/)
+// written by earlier development builds. raft-wal v0.4.0, the newest on the
+// module proxy, marks a segment sealed without writing its index when raft
+// truncates the log's tail, so the log cannot be read after a restart
+// (hashicorp/raft-wal#31, fixed in releases the proxy does not serve). A
+// node cannot start with an empty log instead: it would forget its term,
+// vote and entries. Remove the node's data dir and add it back to the
+// cluster; the leader sends it a snapshot.
+var ErrLogStoreUnsupported = errors.New("node: data dir holds a raft log this version cannot open")
 
-// ErrLogStoreMismatch is returned by New when the data directory holds a raft
-// log of another kind than the one configured. Opening an empty store of
-// the configured kind instead would make the node forget its term, vote and
-// log: a raft safety violation, not just lost data.
-var ErrLogStoreMismatch = errors.New("node: data dir holds a raft log of another kind")
-
-// The files each kind keeps in the data directory.
+// The raft log's file in the data directory, and the directory earlier
+// builds kept a raft-wal log in.
 const (
 	boltFile = "raft.db"
 	walDir   = "wal"
@@ -66,11 +59,9 @@ func openStorage(cfg Config) (_ *storage, err error) {
 	if st.lock, err = lockDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	var kind string
-	if st.store, kind, err = openLogStore(cfg.DataDir, cfg.LogStore, cfg.Logger); err != nil {
+	if st.store, err = openLogStore(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	cfg.Logger.Debug("raft log store", "kind", kind)
 	if st.logs, err = raft.NewLogCache(1024, st.store); err != nil {
 		return nil, err
 	}
@@ -91,73 +82,18 @@ func (st *storage) close() {
 	}
 }
 
-// openLogStore opens (creating if needed) the raft log and stable store of
-// kind in dir. An empty kind picks whatever dir already holds, and
-// LogStoreWAL for a new dir. It returns the kind it opened.
-func openLogStore(dir, kind string, log hclog.Logger) (raftStore, string, error) {
-	hasBolt, err := exists(filepath.Join(dir, boltFile))
-	if err != nil {
-		return nil, "", err
-	}
+// openLogStore opens (creating if needed) the raft log and stable store in
+// dir: raft-boltdb/v2 on bbolt, one file.
+func openLogStore(dir string) (raftStore, error) {
 	hasWAL, err := exists(filepath.Join(dir, walDir))
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	switch {
-	case hasBolt && hasWAL:
-		return nil, "", fmt.Errorf("%w: %s has both %s and %s/; move the one not in use away",
-			ErrLogStoreMismatch, dir, boltFile, walDir)
-	case kind == "" && hasBolt:
-		kind = LogStoreBoltDB
-	case kind == "":
-		kind = LogStoreWAL
-	case kind == LogStoreWAL && hasBolt, kind == LogStoreBoltDB && hasWAL:
-		return nil, "", fmt.Errorf("%w: %s is configured but %s holds a %s log; start with that log store (or none, to detect it)",
-			ErrLogStoreMismatch, kind, dir, otherKind(kind))
+	if hasWAL {
+		return nil, fmt.Errorf("%w: %s holds a raft-wal log (%s/); remove the data dir and add the node back to the cluster",
+			ErrLogStoreUnsupported, dir, walDir)
 	}
-	switch kind {
-	case LogStoreWAL:
-		s, err := openWAL(filepath.Join(dir, walDir), log)
-		return s, kind, err
-	case LogStoreBoltDB:
-		s, err := openBolt(filepath.Join(dir, boltFile))
-		return s, kind, err
-	default:
-		return nil, "", fmt.Errorf("node: unknown log store %q (want %q or %q)", kind, LogStoreWAL, LogStoreBoltDB)
-	}
-}
-
-func otherKind(kind string) string {
-	if kind == LogStoreWAL {
-		return LogStoreBoltDB
-	}
-	return LogStoreWAL
-}
-
-func openWAL(dir string, log hclog.Logger) (raftStore, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("node: raft wal dir: %w", err)
-	}
-	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(dir, wal.WithLogger(log.Named("wal")), wal.WithMetaStore(meta))
-	if err != nil {
-		meta.Close()
-		return nil, fmt.Errorf("node: open raft wal: %w", err)
-	}
-	return &walStore{WAL: w, meta: meta}, nil
-}
-
-// walStore closes the WAL's metadata database too: raft-wal v0.4.0's Close
-// leaves it open (fixed upstream after the release, hashicorp/raft-wal#28),
-// and its file lock would make reopening the data dir in the same process
-// block for good.
-type walStore struct {
-	*wal.WAL
-	meta *metadb.BoltMetaDB
-}
-
-func (s *walStore) Close() error {
-	return errors.Join(s.WAL.Close(), s.meta.Close())
+	return openBolt(filepath.Join(dir, boltFile))
 }
 
 // openBolt opens a raft-boltdb store. NoFreelistSync trades a slower open

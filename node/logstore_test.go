@@ -2,6 +2,8 @@ package node
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,83 +12,24 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// TestOpenLogStoreKinds checks which store openLogStore opens for a
-// configured kind and what the data dir already holds, and that it refuses
-// to open an empty store beside an existing one of the other kind.
-func TestOpenLogStoreKinds(t *testing.T) {
-	log := hclog.NewNullLogger()
-	// seed creates dir holding a log of kind with one entry at index 7.
-	seed := func(t *testing.T, kind string) string {
-		t.Helper()
-		dir := t.TempDir()
-		s, got, err := openLogStore(dir, kind, log)
-		if err != nil || got != kind {
-			t.Fatalf("openLogStore(new dir, %q) = %q, %v", kind, got, err)
+// TestOpenLogStoreRefusesWAL checks that a data dir holding a raft-wal log
+// from an earlier build is refused with a typed error, and that nothing is
+// created beside it: an empty bolt log would make the node forget its
+// term, vote and entries.
+func TestOpenLogStoreRefusesWAL(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, walDir), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	s, err := openLogStore(dir)
+	if !errors.Is(err, ErrLogStoreUnsupported) {
+		if s != nil {
+			s.Close()
 		}
-		if err := s.StoreLog(&raft.Log{Index: 7, Term: 2, Type: raft.LogCommand, Data: []byte("x")}); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
-		return dir
+		t.Fatalf("openLogStore(dir with wal/) = %v, want ErrLogStoreUnsupported", err)
 	}
-	tests := []struct {
-		name     string
-		holds    string // "" for a new dir
-		kind     string
-		want     string
-		mismatch bool
-	}{
-		{name: "new dir defaults to wal", want: LogStoreWAL},
-		{name: "new dir, boltdb asked", kind: LogStoreBoltDB, want: LogStoreBoltDB},
-		{name: "wal dir detected", holds: LogStoreWAL, want: LogStoreWAL},
-		{name: "boltdb dir detected", holds: LogStoreBoltDB, want: LogStoreBoltDB},
-		{name: "boltdb dir, boltdb asked", holds: LogStoreBoltDB, kind: LogStoreBoltDB, want: LogStoreBoltDB},
-		{name: "boltdb dir, wal asked", holds: LogStoreBoltDB, kind: LogStoreWAL, mismatch: true},
-		{name: "wal dir, boltdb asked", holds: LogStoreWAL, kind: LogStoreBoltDB, mismatch: true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			if tc.holds != "" {
-				dir = seed(t, tc.holds)
-			}
-			s, got, err := openLogStore(dir, tc.kind, log)
-			if tc.mismatch {
-				if !errors.Is(err, ErrLogStoreMismatch) {
-					t.Fatalf("openLogStore = %q, %v; want ErrLogStoreMismatch", got, err)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Fatalf("openLogStore = %q, %v; want %q", got, err, tc.want)
-			}
-			defer s.Close()
-			last, err := s.LastIndex()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := map[bool]uint64{true: 7, false: 0}[tc.holds != ""]; last != want {
-				t.Fatalf("last index %d, want %d (the seeded log)", last, want)
-			}
-		})
-	}
-}
-
-func TestOpenLogStoreRefuses(t *testing.T) {
-	log := hclog.NewNullLogger()
-	if _, _, err := openLogStore(t.TempDir(), "leveldb", log); err == nil {
-		t.Fatal("unknown kind opened")
-	}
-	both := t.TempDir()
-	for _, p := range []string{filepath.Join(both, boltFile), filepath.Join(both, walDir)} {
-		if err := os.WriteFile(p, nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, _, err := openLogStore(both, "", log); !errors.Is(err, ErrLogStoreMismatch) {
-		t.Fatalf("dir with both stores: %v, want ErrLogStoreMismatch", err)
+	if _, err := os.Stat(filepath.Join(dir, boltFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("%s was created beside the wal log (stat: %v)", boltFile, err)
 	}
 }
 
@@ -106,4 +49,59 @@ func TestDataDirLocked(t *testing.T) {
 		t.Fatalf("open after close: %v", err)
 	}
 	st.close()
+}
+
+// TestLogStoreReopensAfterTailTruncation is what a follower does when a new
+// leader overwrites its unreplicated tail: delete the tail, append the new
+// entries, and later restart (kill -9 in CI's seed 1009). Every entry must
+// still be readable after reopening, or raft.NewRaft fails at start.
+// hashicorp/raft-wal v0.4.0, the log store before this one, failed it:
+// "sealed segment has no index block" (ErrLogStoreUnsupported).
+func TestLogStoreReopensAfterTailTruncation(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openLogStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := func(i, term uint64) *raft.Log {
+		return &raft.Log{Index: i, Term: term, Type: raft.LogCommand, Data: fmt.Appendf(nil, "%d:%d", i, term)}
+	}
+	var first []*raft.Log
+	for i := uint64(1); i <= 10; i++ {
+		first = append(first, entry(i, 1))
+	}
+	if err := s.StoreLogs(first); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRange(8, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StoreLogs([]*raft.Log{entry(8, 2), entry(9, 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = openLogStore(dir)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s.Close()
+	for i := uint64(1); i <= 9; i++ {
+		want := entry(i, 1)
+		if i >= 8 {
+			want = entry(i, 2)
+		}
+		var got raft.Log
+		if err := s.GetLog(i, &got); err != nil {
+			t.Fatalf("after reopen, entry %d: %v", i, err)
+		}
+		if got.Term != want.Term || string(got.Data) != string(want.Data) {
+			t.Fatalf("after reopen, entry %d = term %d %q, want term %d %q", i, got.Term, got.Data, want.Term, want.Data)
+		}
+	}
+	if last, err := s.LastIndex(); err != nil || last != 9 {
+		t.Fatalf("last index %d, %v; want 9", last, err)
+	}
 }

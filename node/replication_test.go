@@ -5,9 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -313,7 +310,7 @@ func TestProposeRejectsBadInput(t *testing.T) {
 }
 
 func TestLaggingFollowerCatchesUpBySnapshot(t *testing.T) {
-	c := newCluster(t, 3, withSnapshotInstalls(64, 16))
+	c := newCluster(t, 3, withSnapshots(64, 16))
 	leader := c.WaitLeader(t)
 	lag := c.followers(leader)[0]
 	c.converged(t)
@@ -404,34 +401,6 @@ func writeMany(t *testing.T, n *node.Node, parent string, count int) {
 	for range 16 {
 		if err := <-errs; err != nil {
 			t.Fatalf("writing under %s: %v", parent, err)
-		}
-	}
-}
-
-// TestBoltDBLogStore runs a cluster on the older raft-boltdb log store and
-// restarts it without naming the store: each node keeps its bolt log.
-func TestBoltDBLogStore(t *testing.T) {
-	c := newCluster(t, 3, withConfig(func(cfg *node.Config) { cfg.LogStore = node.LogStoreBoltDB }))
-	leader := c.WaitLeader(t)
-	writeMany(t, c.node(leader), "/b", 100)
-	c.converged(t)
-	want := contentHash(t, c.node(leader).FSM())
-
-	for _, i := range c.running() {
-		c.Stop(i)
-	}
-	c.spec.tune = append(c.spec.tune, func(cfg *node.Config) { cfg.LogStore = "" })
-	for i := range c.members {
-		c.Restart(i)
-	}
-	c.WaitLeader(t)
-	c.converged(t)
-	for i, m := range c.members {
-		if got := contentHash(t, c.node(i).FSM()); got != want {
-			t.Errorf("%s's state after restart differs from before", m.id)
-		}
-		if _, err := os.Stat(filepath.Join(m.dir, "wal")); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("%s: a wal dir appeared beside the bolt log (stat: %v)", m.id, err)
 		}
 	}
 }

@@ -242,7 +242,7 @@ func TestWatchSeesEphemeralDeletes(t *testing.T) {
 // snapshot: its open watches end with SNAPSHOT_RESTORED, and a new watch
 // must start after the snapshot.
 func TestWatchCanceledBySnapshotInstall(t *testing.T) {
-	c := newCluster(t, 3, withSnapshotInstalls(64, 16))
+	c := newCluster(t, 3, withSnapshots(64, 16))
 	leader := c.WaitLeader(t)
 	lag := c.followers(leader)[0]
 	c.converged(t)

@@ -20,14 +20,14 @@ import (
 
 // agentFlags are the flags of `paddock agent`.
 type agentFlags struct {
-	id, dataDir, raftAddr, grpcAddr, httpAddr, bootstrap, logLevel, logStore string
-	snapshotThreshold, trailingLogs                                          uint64
-	minSession, maxSession, snapshotInterval                                 time.Duration
-	watchHistory, watchSlowLag                                               int
-	watchHistoryBytes                                                        int64
-	watchProgress                                                            time.Duration
-	pprof, unsafeLocalReads                                                  bool
-	gc                                                                       gcFlags
+	id, dataDir, raftAddr, grpcAddr, httpAddr, bootstrap, logLevel string
+	snapshotThreshold, trailingLogs                                uint64
+	minSession, maxSession, snapshotInterval                       time.Duration
+	watchHistory, watchSlowLag                                     int
+	watchHistoryBytes                                              int64
+	watchProgress                                                  time.Duration
+	pprof, unsafeLocalReads                                        bool
+	gc                                                             gcFlags
 }
 
 func (f *agentFlags) register(cmd *cobra.Command) {
@@ -40,7 +40,6 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:2282", "HTTP address (health, JSON gateway)")
 	fs.StringVar(&f.bootstrap, "bootstrap", "", "initial voters, id=raft-addr,... (ignored when the data dir has state)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fs.StringVar(&f.logStore, "raft-log-store", "", `raft log store: "wal" (hashicorp/raft-wal, one fsync per batch) or "boltdb" (raft-boltdb, two); default: whichever the data dir holds, "wal" when new`)
 	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 8192, "log entries between snapshots")
 	fs.Uint64Var(&f.trailingLogs, "trailing-logs", 10240, "log entries kept after a snapshot")
 	fs.DurationVar(&f.snapshotInterval, "snapshot-interval", d.SnapshotInterval, "how often to check whether --snapshot-threshold entries have accumulated (randomized up to twice this)")
@@ -73,7 +72,7 @@ func (f *agentFlags) config() (node.Config, error) {
 	return node.Config{
 		ID: f.id, DataDir: dir, RaftAddr: f.raftAddr,
 		GRPCAddr: f.grpcAddr, HTTPAddr: f.httpAddr, Bootstrap: voters,
-		LogStore: f.logStore, SnapshotThreshold: f.snapshotThreshold, SnapshotInterval: f.snapshotInterval, TrailingLogs: f.trailingLogs,
+		SnapshotThreshold: f.snapshotThreshold, SnapshotInterval: f.snapshotInterval, TrailingLogs: f.trailingLogs,
 		MinSessionTimeout: f.minSession, MaxSessionTimeout: f.maxSession,
 		WatchHistory: f.watchHistory, WatchHistoryBytes: f.watchHistoryBytes, WatchSlowLag: f.watchSlowLag, WatchProgressInterval: f.watchProgress,
 		UnsafeLocalReads: f.unsafeLocalReads,

@@ -41,8 +41,6 @@ type Options struct {
 	Bin string
 	// Dir holds the data dirs and agent logs, one subdir per node.
 	Dir string
-	// LogStore is "", "wal" or "boltdb" (--raft-log-store).
-	LogStore string
 	// SnapshotThreshold and TrailingLogs set the agents' flags of the same
 	// names; 0 leaves the agents' defaults.
 	SnapshotThreshold, TrailingLogs uint64
@@ -150,9 +148,6 @@ func (c *Cluster) start(ctx context.Context) error {
 	}
 	for _, nd := range c.nodes {
 		nd.args = child.AgentArgs(nd.id, nd.dataDir, nd.raftAddr, nd.grpcAddr, nd.httpAddr, bootstrap)
-		if o.LogStore != "" {
-			nd.args = append(nd.args, "--raft-log-store", o.LogStore)
-		}
 		if o.SnapshotThreshold != 0 {
 			nd.args = append(nd.args, "--snapshot-threshold", strconv.FormatUint(o.SnapshotThreshold, 10))
 		}

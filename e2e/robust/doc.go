@@ -85,9 +85,9 @@
 //
 // # Runs
 //
-// Run (run.go) is one seeded run: it starts a cluster (the seed picks the
-// raft log store, raft-wal or raft-boltdb; snapshots every 256 entries,
-// keeping 128, so runs snapshot while they write), and runs, at once:
+// Run (run.go) is one seeded run: it starts a cluster (snapshots every 256
+// entries, keeping 128, so runs snapshot while they write), and runs, at
+// once:
 //
 //   - three clients doing creates, linearizable gets, sets and deletes
 //     with and without an expected version on four register znodes

@@ -36,10 +36,6 @@ type RunConfig struct {
 	Ops int
 	// Faults, when set, are the faults to inject instead of drawn ones.
 	Faults []FaultKind
-	// LogStore, when set ("wal" or "boltdb"), is the raft log store
-	// instead of the seed's choice (a snapshot-install fault still forces
-	// boltdb).
-	LogStore string
 	// Bin is the paddock binary; Dir holds the run's data and logs.
 	Bin, Dir string
 	// ExtraArgs go to every agent.
@@ -49,8 +45,7 @@ type RunConfig struct {
 
 // Report is what a run did and what its checkers found.
 type Report struct {
-	Seed     int64
-	LogStore string
+	Seed int64
 	// Ops counts register and sequential calls, Unknown their calls whose
 	// outcome the client never learned.
 	Ops, Unknown int
@@ -72,8 +67,8 @@ type Report struct {
 
 // Summary is a one-line description of r.
 func (r *Report) Summary() string {
-	return fmt.Sprintf("seed %d (%s): %d ops (%d unknown), %d sessions, %d ephemerals, %d events, faults [%s], %d leaders, snapshot installs %v, %d violations, %v",
-		r.Seed, r.LogStore, r.Ops, r.Unknown, r.Sessions, r.Ephemerals, r.Events, strings.Join(r.Faults, "; "), r.LeaderChanges, r.SnapshotInstalls, len(r.Violations), r.Duration.Round(100*time.Millisecond))
+	return fmt.Sprintf("seed %d: %d ops (%d unknown), %d sessions, %d ephemerals, %d events, faults [%s], %d leaders, snapshot installs %v, %d violations, %v",
+		r.Seed, r.Ops, r.Unknown, r.Sessions, r.Ephemerals, r.Events, strings.Join(r.Faults, "; "), r.LeaderChanges, r.SnapshotInstalls, len(r.Violations), r.Duration.Round(100*time.Millisecond))
 }
 
 // Run starts a cluster, runs the workloads against it while injecting the
@@ -87,22 +82,12 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		logf = func(string, ...any) {}
 	}
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x9e3779b97f4a7c15))
-	rep := &Report{Seed: cfg.Seed, LogStore: []string{"wal", "boltdb"}[rng.IntN(2)]}
-	if cfg.LogStore != "" {
-		rep.LogStore = cfg.LogStore
-	}
+	rep := &Report{Seed: cfg.Seed}
 	plan := planFaults(rng, cfg.Faults)
-	for _, f := range plan {
-		if f.kind == SnapshotInstall {
-			// raft-wal keeps serving entries it has compacted from its live
-			// segment, so a follower on it may never need the snapshot.
-			rep.LogStore = "boltdb"
-		}
-	}
-	logf("seed %d: log store %s, faults %v", cfg.Seed, rep.LogStore, plan)
+	logf("seed %d: faults %v", cfg.Seed, plan)
 
 	c, err := Start(ctx, Options{
-		Bin: cfg.Bin, Dir: cfg.Dir, LogStore: rep.LogStore,
+		Bin: cfg.Bin, Dir: cfg.Dir,
 		SnapshotThreshold: snapshotThreshold, TrailingLogs: trailingLogs,
 		ExtraArgs: append([]string{"--snapshot-interval=200ms"}, cfg.ExtraArgs...),
 		Logf:      logf,
