@@ -29,10 +29,7 @@ func BenchmarkWrite(b *testing.B) {
 	_, leader, follower := benchCluster(b)
 	data := make([]byte, 128)
 	var run atomic.Int64
-	for _, via := range []struct {
-		name string
-		n    *node.Node
-	}{{"leader", leader}, {"follower", follower}} {
+	for _, via := range vias(leader, follower) {
 		for _, writers := range []int{1, 16, 128} {
 			b.Run(fmt.Sprintf("via=%s/writers=%d", via.name, writers), func(b *testing.B) {
 				parent := fmt.Sprintf("/bench-%d", run.Add(1))
@@ -95,10 +92,7 @@ func benchRead(b *testing.B, opts *paddockv1.ReadOptions) {
 			b.Fatal(err)
 		}
 	}
-	for _, via := range []struct {
-		name string
-		n    *node.Node
-	}{{"leader", leader}, {"follower", follower}} {
+	for _, via := range vias(leader, follower) {
 		b.Run("via="+via.name, func(b *testing.B) {
 			b.SetParallelism(16) // 16 readers per CPU: lets reads share rounds
 			b.ResetTimer()
@@ -165,10 +159,7 @@ func benchWatchers(b *testing.B, n *node.Node, req *paddockv1.WatchRequest, coun
 func BenchmarkWatchLatency(b *testing.B) {
 	_, leader, follower := benchCluster(b)
 	var run atomic.Int64
-	for _, via := range []struct {
-		name string
-		n    *node.Node
-	}{{"leader", leader}, {"follower", follower}} {
+	for _, via := range vias(leader, follower) {
 		for _, watchers := range []int{1, 1000} {
 			b.Run(fmt.Sprintf("via=%s/watchers=%d", via.name, watchers), func(b *testing.B) {
 				path := fmt.Sprintf("/lat-%d", run.Add(1))
@@ -242,6 +233,17 @@ func BenchmarkWatchFanout(b *testing.B) {
 	b.ReportMetric(float64(delivered.Load())/time.Since(start).Seconds(), "events/s")
 }
 
+// benchVia is a node a benchmark calls, named for its sub-benchmarks.
+type benchVia struct {
+	name string
+	n    *node.Node
+}
+
+// vias lists a benchmark cluster's leader and follower.
+func vias(leader, follower *node.Node) []benchVia {
+	return []benchVia{{"leader", leader}, {"follower", follower}}
+}
+
 // BenchmarkKeepAlive renews 128 sessions from 1 and 128 callers, on the
 // leader and on a follower (which forwards its keepalives in batches). A
 // renewal on the leader waits for a shared leadership check.
@@ -251,10 +253,7 @@ func BenchmarkKeepAlive(b *testing.B) {
 	for i := range ids {
 		ids[i] = mustOpenSession(b, leader, time.Minute)
 	}
-	for _, via := range []struct {
-		name string
-		n    *node.Node
-	}{{"leader", leader}, {"follower", follower}} {
+	for _, via := range vias(leader, follower) {
 		for _, callers := range []int{1, 128} {
 			b.Run(fmt.Sprintf("via=%s/callers=%d", via.name, callers), func(b *testing.B) {
 				closedLoop(b, callers, func(ctx context.Context, i int64) error {
