@@ -429,6 +429,13 @@ func (c *Cluster) signal(i int, sig os.Signal, pause bool) error {
 	if err := nd.p.Signal(sig); err != nil {
 		return fmt.Errorf("robust: signal %s: %w", nd.id, err)
 	}
+	if pause {
+		// Return only once it is stopped: a caller that pauses the leader
+		// and then calls it must find it silent.
+		if err := waitStopped(nd.p.Pid(), 10*time.Second); err != nil {
+			return fmt.Errorf("robust: pause %s: %w", nd.id, err)
+		}
+	}
 	nd.paused = pause
 	return nil
 }
