@@ -115,9 +115,10 @@ func markedExamples(root, file string) ([]*docExample, error) {
 	return out, nil
 }
 
+// isShellFence reports whether line opens a ```sh or ```bash block.
 func isShellFence(line string) bool {
-	info := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "```"))
-	return strings.HasPrefix(strings.TrimSpace(line), "```") && (info == "sh" || info == "bash")
+	info, ok := strings.CutPrefix(strings.TrimSpace(line), "```")
+	return ok && (info == "sh" || info == "bash")
 }
 
 // TestREADME checks the documentation: README.md stays short, no relative
@@ -174,6 +175,13 @@ func TestREADME(t *testing.T) {
 // definition's target.
 var mdLink = regexp.MustCompile(`\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)|(?m)^\s*\[[^\]]+\]:\s*(\S+)`)
 
+var (
+	// inlineCode is a `code span`, whose text is not a link.
+	inlineCode = regexp.MustCompile("`[^`]*`")
+	// urlScheme starts a link that is not a path in the repository.
+	urlScheme = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*:`)
+)
+
 // badLinks lists the relative links of file that leave the repository or
 // name no file in it. Links with a scheme and in-page anchors are not
 // checked; code blocks and inline code are skipped.
@@ -191,13 +199,13 @@ func badLinks(t *testing.T, root, file string) []string {
 			continue
 		}
 		if !inFence {
-			text.WriteString(regexp.MustCompile("`[^`]*`").ReplaceAllString(line, "") + "\n")
+			text.WriteString(inlineCode.ReplaceAllString(line, "") + "\n")
 		}
 	}
 	var bad []string
 	for _, m := range mdLink.FindAllStringSubmatch(text.String(), -1) {
 		target := m[1] + m[2]
-		if strings.HasPrefix(target, "#") || regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*:`).MatchString(target) {
+		if strings.HasPrefix(target, "#") || urlScheme.MatchString(target) {
 			continue
 		}
 		target, _, _ = strings.Cut(target, "#")
