@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/paddock/paddock/e2e/child"
 )
@@ -183,8 +184,9 @@ var (
 )
 
 // badLinks lists the relative links of file that leave the repository or
-// name no file in it. Links with a scheme and in-page anchors are not
-// checked; code blocks and inline code are skipped.
+// name no file in it, or a heading that a markdown file does not have.
+// Links with a scheme are not checked; code blocks and inline code are
+// skipped.
 func badLinks(t *testing.T, root, file string) []string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(root, file))
@@ -205,22 +207,62 @@ func badLinks(t *testing.T, root, file string) []string {
 	var bad []string
 	for _, m := range mdLink.FindAllStringSubmatch(text.String(), -1) {
 		target := m[1] + m[2]
-		if strings.HasPrefix(target, "#") || urlScheme.MatchString(target) {
+		if urlScheme.MatchString(target) {
 			continue
 		}
-		target, _, _ = strings.Cut(target, "#")
+		target, anchor, _ := strings.Cut(target, "#")
 		p := filepath.Clean(filepath.Join(root, filepath.Dir(file), target))
+		if target == "" { // an anchor in the same file
+			p = filepath.Join(root, file)
+		}
 		rel, err := filepath.Rel(root, p)
-		switch {
-		case err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)):
+		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 			bad = append(bad, fmt.Sprintf("%s: link %q leaves the repository (dead in a clone)", file, target))
-		default:
-			if _, err := os.Stat(p); err != nil {
-				bad = append(bad, fmt.Sprintf("%s: link %q: no such file in the repository", file, target))
-			}
+			continue
+		}
+		if _, err := os.Stat(p); err != nil {
+			bad = append(bad, fmt.Sprintf("%s: link %q: no such file in the repository", file, target))
+			continue
+		}
+		if anchor != "" && strings.HasSuffix(p, ".md") && !headingAnchors(t, p)[anchor] {
+			bad = append(bad, fmt.Sprintf("%s: link %q: %s has no heading #%s", file, m[1]+m[2], rel, anchor))
 		}
 	}
 	return bad
+}
+
+// headingAnchors returns the anchors GitHub makes of the headings of the
+// markdown file at path: lowercased, punctuation dropped, spaces turned
+// into hyphens.
+func headingAnchors(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := map[string]bool{}
+	inFence := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			inFence = !inFence
+			continue
+		}
+		title, ok := strings.CutPrefix(strings.TrimLeft(line, "#"), " ")
+		if inFence || !ok || !strings.HasPrefix(line, "#") {
+			continue
+		}
+		var slug strings.Builder
+		for _, r := range strings.ToLower(strings.TrimSpace(title)) {
+			switch {
+			case r == ' ':
+				slug.WriteByte('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				slug.WriteRune(r)
+			}
+		}
+		anchors[slug.String()] = true
+	}
+	return anchors
 }
 
 // namespaceCommand returns the unshare command line that runs an example
