@@ -14,6 +14,23 @@
 // goroutine; FSMSnapshot.Persist runs on another, concurrently with later
 // applies. Reads (Get, List, Session, ...) come from any goroutine.
 //
+// # Tables
+//
+// The state is one value (state.go) holding every table: the znode tree
+// with its derived ephemeral index (tree.go, znode.go), sessions
+// (session.go), members (member.go) and request ids (dedupe.go). Each
+// table is a type in its own file that captures, writes and restores its
+// own snapshot records (its kinds of SnapshotRecord); reset is a new state
+// value, Restore swaps the whole value, and Snapshot and StateHash write
+// every table that state.tables lists. TestStateTablesListed,
+// TestStateRoundTrip and TestStateHashCoversEveryTable fail when a table
+// is left out of any of them.
+//
+// Apply has one switch on the operation (state.apply); every case calls
+// a domain method of the same shape, func (s *state) applyX(c *applyCtx,
+// op *X) (proto.Message, error), where applyCtx carries the entry's
+// index, the command's time and the batch's events.
+//
 // # Failures
 //
 // A command that fails (a missing znode, a wrong version, a bad path) is a

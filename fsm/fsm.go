@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/google/btree"
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
@@ -42,14 +41,9 @@ type Sink interface {
 type FSM struct {
 	sink Sink
 
-	mu       sync.RWMutex
-	tree     *btree.BTreeG[*znode]
-	sessions map[uint64]*session
-	// ephemerals indexes the tree by owner; derived, never snapshotted.
-	ephemerals map[uint64]map[string]struct{}
-	members    map[string]*raftv1.RegisterMember
-	// requests remembers recent request ids and their results.
-	requests *requestTable
+	mu sync.RWMutex
+	// state is every table; a restore replaces it whole.
+	state *state
 
 	applied    atomic.Uint64
 	badEntries atomic.Uint64
@@ -60,26 +54,7 @@ var _ raft.BatchingFSM = (*FSM)(nil)
 // New returns an empty state machine holding the root and /paddock. sink
 // may be nil.
 func New(sink Sink) *FSM {
-	f := &FSM{sink: sink}
-	f.reset()
-	return f
-}
-
-// reset installs empty state. Callers hold mu or own f exclusively.
-func (f *FSM) reset() {
-	f.tree = newTree()
-	root := newZnode("/")
-	root.dir = &dirStat{numChildren: 1, cversion: 1}
-	f.tree.ReplaceOrInsert(root)
-	f.tree.ReplaceOrInsert(newZnode(ReservedPath))
-	f.sessions = make(map[uint64]*session)
-	f.ephemerals = make(map[uint64]map[string]struct{})
-	f.members = make(map[string]*raftv1.RegisterMember)
-	limits := defaultRequestLimits
-	if f.requests != nil {
-		limits = f.requests.limits
-	}
-	f.requests = newRequestTable(limits)
+	return &FSM{sink: sink, state: newState(defaultRequestLimits)}
 }
 
 // Apply applies one entry; raft uses ApplyBatch, this serves tests and
@@ -100,8 +75,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		if l.Type != raft.LogCommand {
 			continue
 		}
-		res := f.applyEntry(l.Index, l.Data, &events)
-		results[i] = res
+		c := &applyCtx{index: l.Index, events: events}
+		results[i] = f.applyEntry(c, l.Data)
+		events = c.events
 	}
 	// Published under mu, which capture holds: a snapshot's index always
 	// matches its tree.
@@ -119,62 +95,39 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 // request id seen within the window is replayed instead; otherwise its
 // result, success or domain failure, is remembered under the id. Bad
 // entries are not: they change nothing, the table included.
-func (f *FSM) applyEntry(index uint64, data []byte, events *[]Event) *Result {
+func (f *FSM) applyEntry(c *applyCtx, data []byte) *Result {
 	var cmd raftv1.Command
 	if err := proto.Unmarshal(data, &cmd); err != nil {
 		f.badEntries.Add(1)
-		return &Result{Index: index, Err: fmt.Errorf("%w: index %d: %v", ErrBadEntry, index, err)}
+		return &Result{Index: c.index, Err: fmt.Errorf("%w: index %d: %v", ErrBadEntry, c.index, err)}
 	}
+	c.now = cmd.GetTimeUnixMs()
+	s := f.state
 	id := cmd.GetRequestId()
 	if len(id) > 0 {
 		if err := checkRequestID(id); err != nil {
-			return &Result{Index: index, Err: err}
+			return &Result{Index: c.index, Err: err}
 		}
-		if r, ok := f.requests.lookup(id, cmd.GetTimeUnixMs()); ok {
-			return f.replay(index, &cmd, r)
+		if r, ok := s.requests.lookup(id, c.now); ok {
+			return s.replay(c.index, &cmd, r)
 		}
 	}
-	resp, err := f.applyCommand(index, &cmd, events)
+	resp, err := s.apply(c, &cmd)
+	if errors.Is(err, errUnknownOp) {
+		f.badEntries.Add(1)
+		return &Result{Index: c.index, Err: fmt.Errorf("%w: index %d: unknown operation", ErrBadEntry, c.index)}
+	}
 	if err != nil {
 		// The domain methods return a typed nil response with their error;
 		// a failed command has no response, not a non-nil interface
 		// holding a nil pointer.
 		resp = nil
 	}
-	res := &Result{Index: index, Resp: resp, Err: err}
-	if len(id) > 0 && !errors.Is(err, ErrBadEntry) {
-		f.remember(&cmd, res)
+	res := &Result{Index: c.index, Resp: resp, Err: err}
+	if len(id) > 0 {
+		s.remember(&cmd, res)
 	}
 	return res
-}
-
-// applyCommand dispatches on the operation. Each case is one domain method.
-func (f *FSM) applyCommand(index uint64, cmd *raftv1.Command, events *[]Event) (proto.Message, error) {
-	now := cmd.GetTimeUnixMs()
-	switch op := cmd.GetOp().(type) {
-	case *raftv1.Command_Create:
-		return f.applyCreate(index, now, op.Create, events)
-	case *raftv1.Command_Set:
-		return f.applySet(index, now, op.Set, events)
-	case *raftv1.Command_Delete:
-		return f.applyDelete(index, op.Delete, events)
-	case *raftv1.Command_Multi:
-		return f.applyMulti(index, now, op.Multi, events)
-	case *raftv1.Command_OpenSession:
-		return f.applyOpenSession(index, now, op.OpenSession)
-	case *raftv1.Command_CloseSession:
-		return f.applyCloseSession(index, op.CloseSession, events)
-	case *raftv1.Command_CheckpointSessions:
-		f.applyCheckpoint(op.CheckpointSessions)
-		return nil, nil
-	case *raftv1.Command_RegisterMember:
-		return nil, f.applyRegisterMember(op.RegisterMember)
-	case *raftv1.Command_Barrier:
-		return nil, nil
-	default:
-		f.badEntries.Add(1)
-		return nil, fmt.Errorf("%w: index %d: unknown operation", ErrBadEntry, index)
-	}
 }
 
 // AppliedIndex is the last raft index applied (commands and configuration
@@ -192,19 +145,18 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	return f.capture(), nil
 }
 
-// Restore replaces the state with a snapshot's.
+// Restore replaces the state with a snapshot's: the whole state value is
+// swapped, so no table can keep what it held before.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	fresh := &FSM{}
-	fresh.reset()
+	fresh := emptyState(defaultRequestLimits)
 	index, err := fresh.readSnapshot(rc)
 	if err != nil {
 		return err
 	}
 	f.mu.Lock()
-	f.tree, f.sessions, f.ephemerals, f.members = fresh.tree, fresh.sessions, fresh.ephemerals, fresh.members
-	fresh.requests.limits = f.requests.limits
-	f.requests = fresh.requests
+	fresh.requests.limits = f.state.requests.limits
+	f.state = fresh
 	f.applied.Store(index)
 	f.mu.Unlock()
 	if f.sink != nil {

@@ -364,7 +364,7 @@ func TestDeterminism(t *testing.T) {
 	s1, s2 := &recordingSink{}, &recordingSink{}
 	f1, f2 := New(s1), New(s2)
 	for _, f := range []*FSM{f1, f2} {
-		f.requests.limits = requestLimits{windowMs: 200_000, maxEntries: 50, maxBytes: 8 << 10}
+		f.state.requests.limits = requestLimits{windowMs: 200_000, maxEntries: 50, maxBytes: 8 << 10}
 	}
 	var r1, r2 []*resultView
 	codes := map[raftv1.ErrorCode]int{}
