@@ -44,17 +44,26 @@ type FSM struct {
 	mu sync.RWMutex
 	// state is every table; a restore replaces it whole.
 	state *state
+	// level is the highest feature level applied (FeatureLevel).
+	level uint32
+	// fatal is the error that stopped the state machine; failed is
+	// closed when it is set.
+	fatal  error
+	failed chan struct{}
 
-	applied    atomic.Uint64
-	badEntries atomic.Uint64
+	applied atomic.Uint64
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
 
 // New returns an empty state machine holding the root and /paddock. sink
 // may be nil.
-func New(sink Sink) *FSM {
-	return &FSM{sink: sink, state: newState(defaultRequestLimits)}
+func New(sink Sink, opts ...Option) *FSM {
+	f := &FSM{sink: sink, state: newState(defaultRequestLimits), level: FeatureLevel, failed: make(chan struct{})}
+	for _, o := range opts {
+		o(f)
+	}
+	return f
 }
 
 // Apply applies one entry; raft uses ApplyBatch, this serves tests and
@@ -64,20 +73,29 @@ func (f *FSM) Apply(l *raft.Log) any {
 }
 
 // ApplyBatch applies entries in order and returns one *Result per entry
-// (nil for configuration entries).
+// (nil for configuration entries). From an entry the state machine cannot
+// understand on, it applies nothing (see Failed): that entry's result and
+// every later one's is the fatal error.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	results := make([]any, len(logs))
 	var events []Event
 	var last uint64
 	f.mu.Lock()
 	for i, l := range logs {
-		last = l.Index
-		if l.Type != raft.LogCommand {
+		if f.fatal != nil {
+			if l.Type == raft.LogCommand {
+				results[i] = &Result{Index: l.Index, Err: fmt.Errorf("entry %d not applied: %w", l.Index, f.fatal)}
+			}
 			continue
 		}
-		c := &applyCtx{index: l.Index, events: events}
-		results[i] = f.applyEntry(c, l.Data)
-		events = c.events
+		if l.Type == raft.LogCommand {
+			c := &applyCtx{index: l.Index, events: events}
+			results[i] = f.applyEntry(c, l.Data)
+			events = c.events
+		}
+		if f.fatal == nil {
+			last = l.Index
+		}
 	}
 	// Published under mu, which capture holds: a snapshot's index always
 	// matches its tree.
@@ -93,13 +111,19 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 
 // applyEntry decodes and applies one command entry. A command with a
 // request id seen within the window is replayed instead; otherwise its
-// result, success or domain failure, is remembered under the id. Bad
-// entries are not: they change nothing, the table included.
+// result, success or domain failure, is remembered under the id. An entry
+// the state machine cannot understand stops it (fail), changing nothing.
 func (f *FSM) applyEntry(c *applyCtx, data []byte) *Result {
 	var cmd raftv1.Command
-	if err := proto.Unmarshal(data, &cmd); err != nil {
-		f.badEntries.Add(1)
-		return &Result{Index: c.index, Err: fmt.Errorf("%w: index %d: %v", ErrBadEntry, c.index, err)}
+	err := proto.Unmarshal(data, &cmd)
+	if err != nil {
+		err = undecodable(c.index, err)
+	} else {
+		err = f.understand(c.index, &cmd)
+	}
+	if err != nil {
+		f.fail(err)
+		return &Result{Index: c.index, Err: err}
 	}
 	c.now = cmd.GetTimeUnixMs()
 	s := f.state
@@ -114,8 +138,11 @@ func (f *FSM) applyEntry(c *applyCtx, data []byte) *Result {
 	}
 	resp, err := s.apply(c, &cmd)
 	if errors.Is(err, errUnknownOp) {
-		f.badEntries.Add(1)
-		return &Result{Index: c.index, Err: fmt.Errorf("%w: index %d: unknown operation", ErrBadEntry, c.index)}
+		// understand knows every operation apply does (TestOpFeatureLevel):
+		// this is a bug, and stopping is the only safe answer.
+		err = fmt.Errorf("%w: entry %d: %s has a feature level but no apply case", ErrUpgradeRequired, c.index, OpName(&cmd))
+		f.fail(err)
+		return &Result{Index: c.index, Err: err}
 	}
 	if err != nil {
 		// The domain methods return a typed nil response with their error;
@@ -134,21 +161,29 @@ func (f *FSM) applyEntry(c *applyCtx, data []byte) *Result {
 // entries; raft's own no-op entries never reach the state machine).
 func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 
-// BadEntries counts entries rejected as undecodable or unknown.
-func (f *FSM) BadEntries() uint64 { return f.badEntries.Load() }
-
 // Snapshot captures the state in O(sessions + members + request ids): the
 // tree is a copy-on-write clone, request entries are shared (immutable).
+// A stopped state machine refuses: its state is short of raft's applied
+// index, and a snapshot labelled with that index would skip the entry it
+// stopped at once a newer binary restored it.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.fatal != nil {
+		return nil, fmt.Errorf("fsm: no snapshot: %w", f.fatal)
+	}
 	return f.capture(), nil
 }
 
 // Restore replaces the state with a snapshot's: the whole state value is
-// swapped, so no table can keep what it held before.
+// swapped, so no table can keep what it held before. A stopped state
+// machine refuses: a snapshot from a newer leader may hold what this
+// binary cannot read.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	if err := f.Err(); err != nil {
+		return fmt.Errorf("fsm: no restore: %w", err)
+	}
 	fresh := emptyState(defaultRequestLimits)
 	index, err := fresh.readSnapshot(rc)
 	if err != nil {

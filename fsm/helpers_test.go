@@ -173,7 +173,7 @@ func checkpoint(id uint64, remainingMs int64) *raftv1.SessionCheckpoint {
 
 func cmdRegister(id, grpcAddr string) *raftv1.Command {
 	return &raftv1.Command{Op: &raftv1.Command_RegisterMember{RegisterMember: &raftv1.RegisterMember{
-		Id: id, RaftAddr: id + ":7000", GrpcAddr: grpcAddr, HttpAddr: id + ":8080",
+		Id: id, RaftAddr: id + ":7000", GrpcAddr: grpcAddr, HttpAddr: id + ":8080", FeatureLevel: FeatureLevel,
 	}}}
 }
 

@@ -234,7 +234,7 @@ func TestCreate(t *testing.T) {
 			cmd := cmdCreateReq(req)
 			if !utf8.ValidString(req.GetPath()) {
 				// proto3 strings must be UTF-8: such a path can only come
-				// from a corrupt entry, tested in TestBadEntries.
+				// from a corrupt entry, tested in TestFatalEntries.
 				if err := ValidatePath(req.GetPath(), req.GetSequential()); !errors.Is(err, tc.wantErr) {
 					t.Errorf("ValidatePath(%q) = %v, want %v", trim(req.GetPath()), err, tc.wantErr)
 				}

@@ -108,8 +108,16 @@ func newAgentCmd() *cobra.Command {
 				return err
 			}
 			cfg.Logger.Info("serving", "grpc", cfg.GRPCAddr, "http", cfg.HTTPAddr, "raft", cfg.RaftAddr)
-			<-cmd.Context().Done()
-			return a.Close()
+			select {
+			case <-cmd.Context().Done():
+				return a.Close()
+			case <-a.node.Halted():
+				// The node met a log entry this binary cannot apply: exit
+				// non-zero, naming the upgrade, rather than serve a state
+				// that no longer follows the cluster's.
+				_ = a.Close()
+				return fmt.Errorf("paddock: node %s stopped: %w", cfg.ID, a.node.Err())
+			}
 		},
 	}
 	f.register(cmd)
