@@ -75,6 +75,15 @@ func TestFeatureLevelRefused(t *testing.T) {
 	}))
 	leader := c.WaitLeader(t)
 	waitLevels(t, c.node(leader), map[string]uint32{"n1": 2, "n2": 2, "n3": 1})
+	members, err := c.node(leader).Members(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		if want := map[string]uint32{"n1": 2, "n2": 2, "n3": 1}[m.GetId()]; m.GetFeatureLevel() != want {
+			t.Errorf("Members() lists %s at feature level %d, want %d", m.GetId(), m.GetFeatureLevel(), want)
+		}
+	}
 
 	const want = "member n3 supports feature level 1, create needs 2: upgrade n3"
 	for _, i := range c.running() {

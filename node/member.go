@@ -100,6 +100,7 @@ func (n *Node) Members(ctx context.Context) ([]*paddockv1.Member, error) {
 		}
 		if reg, ok := n.fsm.Member(string(s.ID)); ok {
 			m.GrpcAddr, m.HttpAddr = reg.GetGrpcAddr(), reg.GetHttpAddr()
+			m.FeatureLevel = reg.GetFeatureLevel()
 		}
 		out = append(out, m)
 	}
