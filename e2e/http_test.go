@@ -496,7 +496,7 @@ func testHTTPMetrics(t *testing.T, c *cluster, leader int, f *agent) {
 		"paddock_raft_last_log_index ", "paddock_raft_leader_known 1",
 		"paddock_apply_duration_seconds_bucket", "paddock_propose_duration_seconds_bucket",
 		"paddock_grpc_server_handled_total{", "paddock_grpc_server_handling_seconds_bucket{",
-		"paddock_sessions ", "paddock_znodes ", "paddock_watchers ", `paddock_forwarded_requests_total{kind="read"} `, "paddock_bad_entries_total 0",
+		"paddock_sessions ", "paddock_znodes ", "paddock_watchers ", `paddock_forwarded_requests_total{kind="read"} `, "paddock_fsm_stopped 0",
 	}
 	for i, a := range c.agents {
 		resp := curl(t, a.httpAddr, "/metrics")

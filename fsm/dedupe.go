@@ -304,7 +304,7 @@ func (t *requestTable) live() []*request {
 // replay returns the result the command first produced, with the index of
 // the entry that applied it (so the caller sees the original zxid). A
 // retry with another operation is refused and changes nothing.
-func (f *FSM) replay(index uint64, cmd *raftv1.Command, r *request) *Result {
+func (s *state) replay(index uint64, cmd *raftv1.Command, r *request) *Result {
 	if op := opNumber(cmd); op != r.op {
 		return &Result{Index: index, Err: fmt.Errorf("%w: request id %q was used for %s at index %d, not for %s",
 			ErrBadArgument, r.id(), opName(r.op), r.index, opName(op))}
@@ -325,7 +325,7 @@ func (f *FSM) replay(index uint64, cmd *raftv1.Command, r *request) *Result {
 }
 
 // remember adds the result of a command that carried a request id.
-func (f *FSM) remember(cmd *raftv1.Command, res *Result) {
+func (s *state) remember(cmd *raftv1.Command, res *Result) {
 	pr, err := EncodeResult(res)
 	var b []byte
 	if err == nil {
@@ -340,33 +340,65 @@ func (f *FSM) remember(cmd *raftv1.Command, res *Result) {
 			Index: res.Index, ErrorCode: raftv1.ErrorCode_ERROR_CODE_TOO_LARGE, ErrorMessage: msg, FailedOp: -1,
 		})
 	}
-	f.requests.add(newRequest(cmd.GetRequestId(), res.Index, cmd.GetTimeUnixMs(), opNumber(cmd), b))
+	s.requests.add(newRequest(cmd.GetRequestId(), res.Index, cmd.GetTimeUnixMs(), opNumber(cmd), b))
 }
 
-// loadRequest adds a snapshot's request record, checking it the way Apply
-// would have made it.
-func (f *FSM) loadRequest(rec *raftv1.RequestRecord) error {
-	id := rec.GetRequestId()
-	if len(id) == 0 {
-		return fmt.Errorf("fsm: snapshot: request record without an id")
+// requestView is the table's live entries, oldest first; entries are
+// immutable, so the view shares them.
+type requestView []*request
+
+func (t *requestTable) capture() tableView { return requestView(t.live()) }
+
+func (v requestView) records() uint64 { return uint64(len(v)) }
+
+// write writes the entries oldest first: the queue order replicas expire
+// them in. One record, and its id and result buffers, are refilled for
+// every request id.
+func (v requestView) write(rw *recordWriter) error {
+	rr := &raftv1.RequestRecord{}
+	rec := &raftv1.SnapshotRecord{Record: &raftv1.SnapshotRecord_Request{Request: rr}}
+	var id, result []byte
+	for _, r := range v {
+		id = appendRequestID(id[:0], r.key())
+		result = append(result[:0], r.result()...)
+		*rr = raftv1.RequestRecord{RequestId: id, Index: r.index, TimeUnixMs: r.timeMs, Op: r.op, Result: result}
+		if err := rw.write(rec); err != nil {
+			return err
+		}
 	}
-	if err := checkRequestID(id); err != nil {
-		return fmt.Errorf("fsm: snapshot: %w", err)
-	}
-	r := newRequest(id, rec.GetIndex(), rec.GetTimeUnixMs(), rec.GetOp(), rec.GetResult())
-	if f.requests.byID.get(r.key()) != nil {
-		return fmt.Errorf("fsm: snapshot: request id %q appears twice", id)
-	}
-	if err := proto.Unmarshal(rec.GetResult(), &raftv1.ProposeResponse{}); err != nil {
-		return fmt.Errorf("fsm: snapshot: request id %q: result: %w", id, err)
-	}
-	f.requests.load(r)
 	return nil
 }
+
+// restore adds a snapshot's request record, checking it the way Apply
+// would have made it.
+func (t *requestTable) restore(rec *raftv1.SnapshotRecord) (bool, error) {
+	rr := rec.GetRequest()
+	if rr == nil {
+		return false, nil
+	}
+	id := rr.GetRequestId()
+	if len(id) == 0 {
+		return true, fmt.Errorf("fsm: snapshot: request record without an id")
+	}
+	if err := checkRequestID(id); err != nil {
+		return true, fmt.Errorf("fsm: snapshot: %w", err)
+	}
+	r := newRequest(id, rr.GetIndex(), rr.GetTimeUnixMs(), rr.GetOp(), rr.GetResult())
+	if t.byID.get(r.key()) != nil {
+		return true, fmt.Errorf("fsm: snapshot: request id %q appears twice", id)
+	}
+	if err := proto.Unmarshal(rr.GetResult(), &raftv1.ProposeResponse{}); err != nil {
+		return true, fmt.Errorf("fsm: snapshot: request id %q: result: %w", id, err)
+	}
+	t.load(r)
+	return true, nil
+}
+
+func (t *requestTable) restored() error { return nil }
 
 // RequestIDs is the number of request ids remembered.
 func (f *FSM) RequestIDs() int {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.requests.byID.len()
+	return f.state.requests.byID.len()
 }

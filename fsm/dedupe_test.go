@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -44,7 +45,8 @@ func hashWithoutRequests(f *FSM) [32]byte {
 	f.mu.Lock()
 	s := f.capture()
 	f.mu.Unlock()
-	s.index, s.requests = 0, nil
+	s.index = 0
+	s.tables = slices.DeleteFunc(s.tables, func(v tableView) bool { _, ok := v.(requestView); return ok })
 	h := sha256.New()
 	_ = s.write(h)
 	var sum [32]byte
@@ -392,7 +394,7 @@ func TestRequestIDCaps(t *testing.T) {
 	}
 	t.Run("entries", func(t *testing.T) {
 		h := newHarness(t)
-		h.f.requests.limits.maxEntries = 3
+		h.f.state.requests.limits.maxEntries = 3
 		h.mustCreate("/q", "")
 		for i := range 5 {
 			h.must(seq(fmt.Sprint(i)))
@@ -416,12 +418,12 @@ func TestRequestIDCaps(t *testing.T) {
 		h := newHarness(t)
 		h.mustCreate("/q", "")
 		h.must(seq("0"))
-		size := h.f.requests.bytes
-		h.f.requests.limits.maxBytes = 2*size + size/2
+		size := h.f.state.requests.bytes
+		h.f.state.requests.limits.maxBytes = 2*size + size/2
 		for i := 1; i < 5; i++ {
 			h.must(seq(fmt.Sprint(i)))
-			if got := h.f.requests.bytes; got > h.f.requests.limits.maxBytes {
-				t.Errorf("table holds %d bytes, cap %d", got, h.f.requests.limits.maxBytes)
+			if got := h.f.state.requests.bytes; got > h.f.state.requests.limits.maxBytes {
+				t.Errorf("table holds %d bytes, cap %d", got, h.f.state.requests.limits.maxBytes)
 			}
 		}
 		if got := h.f.RequestIDs(); got != 2 {
@@ -433,11 +435,11 @@ func TestRequestIDCaps(t *testing.T) {
 	})
 	t.Run("queue memory follows the live entries", func(t *testing.T) {
 		h := newHarness(t)
-		h.f.requests.limits.maxEntries = 3
+		h.f.state.requests.limits.maxEntries = 3
 		for i := range 5000 {
 			h.must(withID(cmdBarrier(), fmt.Sprint(i)))
 		}
-		q := h.f.requests
+		q := h.f.state.requests
 		if live := len(q.queue) - q.head; live != 3 || len(q.queue) > 2100 || q.byID.len() != 3 {
 			t.Errorf("queue %d slots from %d, %d ids, want 3 live and under 2100 slots", len(q.queue), q.head, q.byID.len())
 		}
@@ -514,7 +516,7 @@ func benchRequest(b *testing.B, n int, id func(i int) string) {
 		// The heap the table holds, per entry: live heap with it and
 		// without it.
 		with := liveHeap()
-		f.requests = newRequestTable(f.requests.limits)
+		f.state.requests = newRequestTable(f.state.requests.limits)
 		without := liveHeap()
 		runtime.KeepAlive(f) // only the table may go
 		b.ReportMetric(float64(with-without)/float64(ids), "heapB/id")

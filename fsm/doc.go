@@ -14,6 +14,23 @@
 // goroutine; FSMSnapshot.Persist runs on another, concurrently with later
 // applies. Reads (Get, List, Session, ...) come from any goroutine.
 //
+// # Tables
+//
+// The state is one value (state.go) holding every table: the znode tree
+// with its derived ephemeral index (tree.go, znode.go), sessions
+// (session.go), members (member.go) and request ids (dedupe.go). Each
+// table is a type in its own file that captures, writes and restores its
+// own snapshot records (its kinds of SnapshotRecord); reset is a new state
+// value, Restore swaps the whole value, and Snapshot and StateHash write
+// every table that state.tables lists. TestStateTablesListed,
+// TestStateRoundTrip and TestStateHashCoversEveryTable fail when a table
+// is left out of any of them.
+//
+// Apply has one switch on the operation (state.apply); every case calls
+// a domain method of the same shape, func (s *state) applyX(c *applyCtx,
+// op *X) (proto.Message, error), where applyCtx carries the entry's
+// index, the command's time and the batch's events.
+//
 // # Failures
 //
 // A command that fails (a missing znode, a wrong version, a bad path) is a
@@ -22,12 +39,28 @@
 // or nothing: its ops run against a copy-on-write clone of the tree that is
 // kept only if every op succeeds.
 //
-// An entry that cannot be decoded, or that carries an operation this build
-// does not know, is rejected with ErrBadEntry and changes nothing. It does
-// not panic: every replica decodes the same bytes the same way, so every
-// replica rejects it alike and the state stays identical, and a cluster in a
-// rolling upgrade keeps running instead of crash-looping. The entry is
-// counted (BadEntries) so operators can see it.
+// # Feature levels and fatal entries
+//
+// Every kind of command belongs to the feature level that introduced it
+// (OpFeatureLevel; every kind so far is level 1, BaseFeatureLevel), and
+// the leader stamps it in the entry (Command.feature_level). Members
+// record the level their binary supports (RegisterMember.feature_level);
+// a leader proposes a command above the base level only when every member
+// of the raft configuration records at least its level, and refuses it
+// otherwise with ErrFeatureLevel naming the member (CheckFeatureLevel).
+// Commands of the base level need no record: every binary understands
+// them, and a new cluster must be able to register its members.
+//
+// An entry this binary cannot understand (it does not decode, its level
+// is above FeatureLevel, or its operation is unknown) is fatal for the
+// replica, never skipped: skipping would let a mixed-version cluster
+// diverge. The state machine stops (Failed, Err, matching
+// ErrUpgradeRequired, with a message naming the entry and the upgrade):
+// that entry and every later one are refused without changing anything,
+// the applied index stays at the last entry applied, and Snapshot and
+// Restore are refused, so nothing labels the state with an index it has
+// not reached. The node shuts down; a newer binary restarts from the log
+// and applies the entry.
 //
 // # Request ids
 //

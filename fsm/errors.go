@@ -23,6 +23,13 @@ var (
 	ErrReservedPath    = errors.New("fsm: path is reserved for the system")
 	ErrBadEntry        = errors.New("fsm: undecodable raft entry")
 	ErrNoSession       = errors.New("fsm: no such session")
+	// ErrFeatureLevel refuses to propose a command that a member of the
+	// cluster does not support yet; nothing was appended.
+	ErrFeatureLevel = errors.New("fsm: feature level not supported by every member")
+	// ErrUpgradeRequired is the fatal error of a replica that met an
+	// entry it cannot understand: it stopped applying and needs a newer
+	// binary.
+	ErrUpgradeRequired = errors.New("fsm: replica stopped, upgrade required")
 )
 
 // errorCodes pairs every sentinel with its wire code, so errors survive
@@ -43,6 +50,8 @@ var errorCodes = []struct {
 	{ErrReservedPath, raftv1.ErrorCode_ERROR_CODE_RESERVED_PATH},
 	{ErrBadEntry, raftv1.ErrorCode_ERROR_CODE_BAD_ENTRY},
 	{ErrNoSession, raftv1.ErrorCode_ERROR_CODE_NO_SESSION},
+	{ErrFeatureLevel, raftv1.ErrorCode_ERROR_CODE_FEATURE_LEVEL},
+	{ErrUpgradeRequired, raftv1.ErrorCode_ERROR_CODE_UPGRADE_REQUIRED},
 }
 
 // MultiError is the error of a failed Multi: which op failed, and why.

@@ -13,7 +13,7 @@ import (
 var sentinels = []error{
 	ErrNoNode, ErrNodeExists, ErrBadVersion, ErrNotEmpty, ErrEphemeralParent,
 	ErrBadPath, ErrTooLarge, ErrBadArgument, ErrSessionExpired, ErrReservedPath,
-	ErrBadEntry, ErrNoSession,
+	ErrBadEntry, ErrNoSession, ErrFeatureLevel, ErrUpgradeRequired,
 }
 
 // roundTrip sends err the way a leader answers a forwarded proposal.
@@ -112,7 +112,7 @@ func TestErrorRoundTripFromApply(t *testing.T) {
 		{"create exists", cmdCreate("/a", nil), ErrNodeExists, -1},
 		{"set bad version", cmdSet("/a", nil, int32p(5)), ErrBadVersion, -1},
 		{"multi", cmdMulti(opCheck("/a", 0), opCreate(&paddockv1.CreateRequest{Path: "/x/y"})), ErrNoNode, 1},
-		{"bad entry", nil, ErrBadEntry, -1},
+		{"entry that stops the replica", nil, ErrUpgradeRequired, -1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

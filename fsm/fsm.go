@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/google/btree"
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
@@ -42,44 +41,29 @@ type Sink interface {
 type FSM struct {
 	sink Sink
 
-	mu       sync.RWMutex
-	tree     *btree.BTreeG[*znode]
-	sessions map[uint64]*session
-	// ephemerals indexes the tree by owner; derived, never snapshotted.
-	ephemerals map[uint64]map[string]struct{}
-	members    map[string]*raftv1.RegisterMember
-	// requests remembers recent request ids and their results.
-	requests *requestTable
+	mu sync.RWMutex
+	// state is every table; a restore replaces it whole.
+	state *state
+	// level is the highest feature level applied (FeatureLevel).
+	level uint32
+	// fatal is the error that stopped the state machine; failed is
+	// closed when it is set.
+	fatal  error
+	failed chan struct{}
 
-	applied    atomic.Uint64
-	badEntries atomic.Uint64
+	applied atomic.Uint64
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
 
 // New returns an empty state machine holding the root and /paddock. sink
 // may be nil.
-func New(sink Sink) *FSM {
-	f := &FSM{sink: sink}
-	f.reset()
-	return f
-}
-
-// reset installs empty state. Callers hold mu or own f exclusively.
-func (f *FSM) reset() {
-	f.tree = newTree()
-	root := newZnode("/")
-	root.dir = &dirStat{numChildren: 1, cversion: 1}
-	f.tree.ReplaceOrInsert(root)
-	f.tree.ReplaceOrInsert(newZnode(ReservedPath))
-	f.sessions = make(map[uint64]*session)
-	f.ephemerals = make(map[uint64]map[string]struct{})
-	f.members = make(map[string]*raftv1.RegisterMember)
-	limits := defaultRequestLimits
-	if f.requests != nil {
-		limits = f.requests.limits
+func New(sink Sink, opts ...Option) *FSM {
+	f := &FSM{sink: sink, state: newState(defaultRequestLimits), level: FeatureLevel, failed: make(chan struct{})}
+	for _, o := range opts {
+		o(f)
 	}
-	f.requests = newRequestTable(limits)
+	return f
 }
 
 // Apply applies one entry; raft uses ApplyBatch, this serves tests and
@@ -89,19 +73,29 @@ func (f *FSM) Apply(l *raft.Log) any {
 }
 
 // ApplyBatch applies entries in order and returns one *Result per entry
-// (nil for configuration entries).
+// (nil for configuration entries). From an entry the state machine cannot
+// understand on, it applies nothing (see Failed): that entry's result and
+// every later one's is the fatal error.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	results := make([]any, len(logs))
 	var events []Event
 	var last uint64
 	f.mu.Lock()
 	for i, l := range logs {
-		last = l.Index
-		if l.Type != raft.LogCommand {
+		if f.fatal != nil {
+			if l.Type == raft.LogCommand {
+				results[i] = &Result{Index: l.Index, Err: fmt.Errorf("entry %d not applied: %w", l.Index, f.fatal)}
+			}
 			continue
 		}
-		res := f.applyEntry(l.Index, l.Data, &events)
-		results[i] = res
+		if l.Type == raft.LogCommand {
+			c := &applyCtx{index: l.Index, events: events}
+			results[i] = f.applyEntry(c, l.Data)
+			events = c.events
+		}
+		if f.fatal == nil {
+			last = l.Index
+		}
 	}
 	// Published under mu, which capture holds: a snapshot's index always
 	// matches its tree.
@@ -117,94 +111,87 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 
 // applyEntry decodes and applies one command entry. A command with a
 // request id seen within the window is replayed instead; otherwise its
-// result, success or domain failure, is remembered under the id. Bad
-// entries are not: they change nothing, the table included.
-func (f *FSM) applyEntry(index uint64, data []byte, events *[]Event) *Result {
+// result, success or domain failure, is remembered under the id. An entry
+// the state machine cannot understand stops it (fail), changing nothing.
+func (f *FSM) applyEntry(c *applyCtx, data []byte) *Result {
 	var cmd raftv1.Command
-	if err := proto.Unmarshal(data, &cmd); err != nil {
-		f.badEntries.Add(1)
-		return &Result{Index: index, Err: fmt.Errorf("%w: index %d: %v", ErrBadEntry, index, err)}
+	err := proto.Unmarshal(data, &cmd)
+	if err != nil {
+		err = undecodable(c.index, err)
+	} else {
+		err = f.understand(c.index, &cmd)
 	}
+	if err != nil {
+		f.fail(err)
+		return &Result{Index: c.index, Err: err}
+	}
+	c.now = cmd.GetTimeUnixMs()
+	s := f.state
 	id := cmd.GetRequestId()
 	if len(id) > 0 {
 		if err := checkRequestID(id); err != nil {
-			return &Result{Index: index, Err: err}
+			return &Result{Index: c.index, Err: err}
 		}
-		if r, ok := f.requests.lookup(id, cmd.GetTimeUnixMs()); ok {
-			return f.replay(index, &cmd, r)
+		if r, ok := s.requests.lookup(id, c.now); ok {
+			return s.replay(c.index, &cmd, r)
 		}
 	}
-	resp, err := f.applyCommand(index, &cmd, events)
+	resp, err := s.apply(c, &cmd)
+	if errors.Is(err, errUnknownOp) {
+		// understand knows every operation apply does (TestOpFeatureLevel):
+		// this is a bug, and stopping is the only safe answer.
+		err = fmt.Errorf("%w: entry %d: %s has a feature level but no apply case", ErrUpgradeRequired, c.index, OpName(&cmd))
+		f.fail(err)
+		return &Result{Index: c.index, Err: err}
+	}
 	if err != nil {
 		// The domain methods return a typed nil response with their error;
 		// a failed command has no response, not a non-nil interface
 		// holding a nil pointer.
 		resp = nil
 	}
-	res := &Result{Index: index, Resp: resp, Err: err}
-	if len(id) > 0 && !errors.Is(err, ErrBadEntry) {
-		f.remember(&cmd, res)
+	res := &Result{Index: c.index, Resp: resp, Err: err}
+	if len(id) > 0 {
+		s.remember(&cmd, res)
 	}
 	return res
-}
-
-// applyCommand dispatches on the operation. Each case is one domain method.
-func (f *FSM) applyCommand(index uint64, cmd *raftv1.Command, events *[]Event) (proto.Message, error) {
-	now := cmd.GetTimeUnixMs()
-	switch op := cmd.GetOp().(type) {
-	case *raftv1.Command_Create:
-		return f.applyCreate(index, now, op.Create, events)
-	case *raftv1.Command_Set:
-		return f.applySet(index, now, op.Set, events)
-	case *raftv1.Command_Delete:
-		return f.applyDelete(index, op.Delete, events)
-	case *raftv1.Command_Multi:
-		return f.applyMulti(index, now, op.Multi, events)
-	case *raftv1.Command_OpenSession:
-		return f.applyOpenSession(index, now, op.OpenSession)
-	case *raftv1.Command_CloseSession:
-		return f.applyCloseSession(index, op.CloseSession, events)
-	case *raftv1.Command_CheckpointSessions:
-		f.applyCheckpoint(op.CheckpointSessions)
-		return nil, nil
-	case *raftv1.Command_RegisterMember:
-		return nil, f.applyRegisterMember(op.RegisterMember)
-	case *raftv1.Command_Barrier:
-		return nil, nil
-	default:
-		f.badEntries.Add(1)
-		return nil, fmt.Errorf("%w: index %d: unknown operation", ErrBadEntry, index)
-	}
 }
 
 // AppliedIndex is the last raft index applied (commands and configuration
 // entries; raft's own no-op entries never reach the state machine).
 func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 
-// BadEntries counts entries rejected as undecodable or unknown.
-func (f *FSM) BadEntries() uint64 { return f.badEntries.Load() }
-
 // Snapshot captures the state in O(sessions + members + request ids): the
 // tree is a copy-on-write clone, request entries are shared (immutable).
+// A stopped state machine refuses: its state is short of raft's applied
+// index, and a snapshot labelled with that index would skip the entry it
+// stopped at once a newer binary restored it.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.fatal != nil {
+		return nil, fmt.Errorf("fsm: no snapshot: %w", f.fatal)
+	}
 	return f.capture(), nil
 }
 
-// Restore replaces the state with a snapshot's.
+// Restore replaces the state with a snapshot's: the whole state value is
+// swapped, so no table can keep what it held before. A stopped state
+// machine refuses: a snapshot from a newer leader may hold what this
+// binary cannot read.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	fresh := &FSM{}
-	fresh.reset()
+	if err := f.Err(); err != nil {
+		return fmt.Errorf("fsm: no restore: %w", err)
+	}
+	fresh := emptyState(defaultRequestLimits)
 	index, err := fresh.readSnapshot(rc)
 	if err != nil {
 		return err
 	}
 	f.mu.Lock()
-	f.tree, f.sessions, f.ephemerals, f.members = fresh.tree, fresh.sessions, fresh.ephemerals, fresh.members
-	fresh.requests.limits = f.requests.limits
-	f.requests = fresh.requests
+	fresh.requests.limits = f.state.requests.limits
+	f.state = fresh
 	f.applied.Store(index)
 	f.mu.Unlock()
 	if f.sink != nil {

@@ -21,8 +21,9 @@ import (
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
-// badEntries are raft entries that must be rejected with ErrBadEntry.
-func badEntries(t testing.TB) []struct {
+// fatalEntries are raft entries this binary cannot understand: each
+// must stop the state machine.
+func fatalEntries(t testing.TB) []struct {
 	name string
 	data []byte
 } {
@@ -41,6 +42,8 @@ func badEntries(t testing.TB) []struct {
 	wrongWireType = protowire.AppendTag(wrongWireType, 10, protowire.VarintType)
 	wrongWireType = protowire.AppendVarint(wrongWireType, 7)
 	onlyTime, _ := proto.Marshal(&raftv1.Command{TimeUnixMs: timeAt(1)})
+	future := cmdCreate("/a/new", nil)
+	future.FeatureLevel = FeatureLevel + 1
 	return []struct {
 		name string
 		data []byte
@@ -55,36 +58,193 @@ func badEntries(t testing.TB) []struct {
 		{"length past the end", append(bytes.Clone(valid), 0x52, 0x05, 'a')},
 		{"invalid UTF-8 path", createBadPath},
 		{"operation from a newer build", futureOp},
+		{"known operation stamped with a newer level", encode(t, future, 1)},
 		{"wrong wire type for an op", wrongWireType},
 		{"varint overflow", []byte{0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}},
 	}
 }
 
-func TestBadEntries(t *testing.T) {
-	for _, tc := range badEntries(t) {
+// assertStopped checks that h's state machine stopped at entry index
+// with a message naming the upgrade, and that it changed nothing since
+// before: no state, no applied index, no events.
+func assertStopped(t *testing.T, h *harness, index uint64, before stateDump, res *Result) {
+	t.Helper()
+	if !errors.Is(res.Err, ErrUpgradeRequired) || res.Resp != nil || res.Replayed {
+		t.Errorf("Apply(entry %d) = %+v, want only an error matching %v", index, res, ErrUpgradeRequired)
+	}
+	err := h.f.Err()
+	if !errors.Is(err, ErrUpgradeRequired) {
+		t.Fatalf("Err() = %v, want %v", err, ErrUpgradeRequired)
+	}
+	for _, want := range []string{fmt.Sprintf("entry %d ", index), "upgrade paddock on this node"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Err() = %q, want it to contain %q", err, want)
+		}
+	}
+	select {
+	case <-h.f.Failed():
+	default:
+		t.Errorf("Failed() is not closed after a fatal entry")
+	}
+	if diff := cmp.Diff(before, dump(t, h.f), protocmp.Transform()); diff != "" {
+		t.Errorf("state changed after a fatal entry (-before +after):\n%s", diff)
+	}
+	if got := h.sink.take(); len(got) != 0 {
+		t.Errorf("events after a fatal entry = %v, want none", got)
+	}
+}
+
+// TestFatalEntries checks that an entry the binary cannot understand
+// stops the state machine instead of being skipped: it changes nothing,
+// every later entry is refused without changing anything either, and
+// snapshots and restores are refused.
+func TestFatalEntries(t *testing.T) {
+	for _, tc := range fatalEntries(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			h, _ := treeFixture(t)
-			bad := h.f.BadEntries()
-			r := assertFails(t, h, nil, func() *Result { return h.applyRaw(tc.data) }, ErrBadEntry)
-			if got := h.f.BadEntries(); got != bad+1 {
-				t.Errorf("BadEntries() = %d, want %d", got, bad+1)
+			snap := persist(t, h.f)
+			h.sink.take()
+			before := dump(t, h.f)
+			res := h.applyRaw(tc.data)
+			assertStopped(t, h, h.index, before, res)
+
+			// Later entries, valid ones and configuration entries alike,
+			// are refused and change nothing.
+			later := h.next(cmdCreate("/after", nil))
+			conf := &raft.Log{Index: later.Index + 1, Type: raft.LogConfiguration}
+			h.index++
+			results := h.f.ApplyBatch([]*raft.Log{later, conf})
+			if r, ok := results[0].(*Result); !ok || !errors.Is(r.Err, ErrUpgradeRequired) || r.Index != later.Index {
+				t.Errorf("Apply(later entry) = %+v, want a refusal of entry %d matching %v", results[0], later.Index, ErrUpgradeRequired)
 			}
-			if got := h.f.AppliedIndex(); got != r.Index {
-				t.Errorf("AppliedIndex() = %d, want %d (a bad entry is still applied)", got, r.Index)
+			if results[1] != nil {
+				t.Errorf("Apply(configuration entry) = %v, want nil", results[1])
 			}
-			// The state machine goes on.
-			h.mustCreate("/after", "")
+			if diff := cmp.Diff(before, dump(t, h.f), protocmp.Transform()); diff != "" {
+				t.Errorf("later entries changed the state (-before +after):\n%s", diff)
+			}
+			if _, err := h.f.Snapshot(); !errors.Is(err, ErrUpgradeRequired) {
+				t.Errorf("Snapshot() of a stopped state machine error = %v, want %v", err, ErrUpgradeRequired)
+			}
+			if err := h.f.Restore(io.NopCloser(bytes.NewReader(snap))); !errors.Is(err, ErrUpgradeRequired) {
+				t.Errorf("Restore() into a stopped state machine error = %v, want %v", err, ErrUpgradeRequired)
+			}
 		})
 	}
 }
 
-func TestDomainErrorsAreNotBadEntries(t *testing.T) {
+// TestFeatureLevelOfBinary checks the level a state machine applies: an
+// entry stamped with a level above it is fatal, one at it applies, so a
+// binary that supports level 2 applies what one of level 1 stops at.
+func TestFeatureLevelOfBinary(t *testing.T) {
+	cmd := func() *raftv1.Command {
+		c := cmdCreate("/next", nil)
+		c.FeatureLevel = FeatureLevel + 1
+		return c
+	}
+	newer := newHarness(t)
+	newer.f = New(newer.sink, WithFeatureLevel(FeatureLevel+1))
+	if got := newer.f.FeatureLevel(); got != FeatureLevel+1 {
+		t.Fatalf("FeatureLevel() = %d, want %d", got, FeatureLevel+1)
+	}
+	newer.must(cmd())
+	if !newer.exists("/next") || newer.f.Err() != nil {
+		t.Errorf("a level %d state machine did not apply a level %d entry: Err() = %v", FeatureLevel+1, FeatureLevel+1, newer.f.Err())
+	}
+
+	older := newHarness(t)
+	before := dump(t, older.f)
+	res := older.apply(cmd())
+	assertStopped(t, older, 1, before, res)
+	want := fmt.Sprintf("entry 1 needs feature level %d, this binary supports %d: upgrade paddock on this node", FeatureLevel+1, FeatureLevel)
+	if err := older.f.Err(); !strings.Contains(err.Error(), want) {
+		t.Errorf("Err() = %q, want it to contain %q", err, want)
+	}
+}
+
+// TestOpFeatureLevel checks that every operation of the Command oneof has
+// a feature level this binary supports and an apply case, and that an
+// unstamped entry (feature_level 0) applies as its operation's level.
+func TestOpFeatureLevel(t *testing.T) {
+	fields := opField.Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		cmd := &raftv1.Command{}
+		cmd.ProtoReflect().Set(fd, cmd.ProtoReflect().NewField(fd))
+		level, ok := OpFeatureLevel(cmd)
+		if !ok || level < BaseFeatureLevel || level > FeatureLevel {
+			t.Errorf("OpFeatureLevel(%s) = %d, %v, want a level in [%d, %d]", fd.Name(), level, ok, BaseFeatureLevel, FeatureLevel)
+		}
+		if _, err := newState(defaultRequestLimits).apply(&applyCtx{index: 1}, cmd); errors.Is(err, errUnknownOp) {
+			t.Errorf("apply(%s) has no case", fd.Name())
+		}
+		if got := OpName(cmd); got != string(fd.Name()) {
+			t.Errorf("OpName(%s) = %q", fd.Name(), got)
+		}
+	}
+	if _, ok := OpFeatureLevel(&raftv1.Command{}); ok {
+		t.Errorf("OpFeatureLevel(no operation) reports a level")
+	}
+}
+
+// TestCheckFeatureLevel checks the proposer's rule: a command above the
+// base level needs every member to record its level; base commands need
+// no record at all.
+func TestCheckFeatureLevel(t *testing.T) {
+	h := newHarness(t)
+	reg := func(id string, level uint32) {
+		cmd := cmdRegister(id, id+":1")
+		cmd.GetRegisterMember().FeatureLevel = level
+		h.must(cmd)
+	}
+	reg("n1", 2)
+	reg("n2", 2)
+	reg("n3", 1)
+	create := cmdCreate("/x", nil)
+	tests := []struct {
+		name  string
+		level uint32
+		ids   []string
+		want  string // "" for no error
+	}{
+		{"base level, no records at all", BaseFeatureLevel, []string{"n7", "n8"}, ""},
+		{"level 2, every member at 2", 2, []string{"n2", "n1"}, ""},
+		{"level 2, a member at 1", 2, []string{"n1", "n2", "n3"}, "member n3 supports feature level 1, create needs 2: upgrade n3"},
+		{"level 2, a member without a record", 2, []string{"n1", "n4"}, "member n4 has not recorded its feature level yet, create needs 2"},
+		{"level 3", 3, []string{"n1"}, "member n1 supports feature level 2, create needs 3: upgrade n1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := h.f.CheckFeatureLevel(create, tc.level, tc.ids)
+			if tc.want == "" {
+				if err != nil {
+					t.Errorf("CheckFeatureLevel(%d, %v) = %v, want nil", tc.level, tc.ids, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrFeatureLevel) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("CheckFeatureLevel(%d, %v) = %v, want %v containing %q", tc.level, tc.ids, err, ErrFeatureLevel, tc.want)
+			}
+		})
+	}
+	// The level survives a snapshot.
+	restored := New(nil)
+	if err := restored.Restore(io.NopCloser(bytes.NewReader(persist(t, h.f)))); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := restored.Member("n1"); m.GetFeatureLevel() != 2 {
+		t.Errorf("Member(n1) after Restore = %v, want feature level 2", m)
+	}
+}
+
+func TestDomainErrorsDoNotStop(t *testing.T) {
 	h, _ := treeFixture(t)
 	h.apply(cmdCreate("/a", nil))
 	h.apply(cmdDelete("/", nil, false))
 	h.apply(cmdMulti(&paddockv1.Op{}))
-	if got := h.f.BadEntries(); got != 0 {
-		t.Errorf("BadEntries() after domain failures = %d, want 0", got)
+	h.apply(cmdRegister("", ""))
+	if err := h.f.Err(); err != nil {
+		t.Errorf("Err() after domain failures = %v, want nil", err)
 	}
 }
 
@@ -323,14 +483,6 @@ func (g *logGen) next() *raft.Log {
 		cmd = cmdRegister(id, fmt.Sprintf("h%d:9000", g.rng.IntN(100)))
 	case n < 89:
 		cmd = cmdBarrier()
-	case n < 92:
-		junk := make([]byte, g.rng.IntN(24))
-		for i := range junk {
-			junk[i] = byte(g.rng.Uint32())
-		}
-		return &raft.Log{Index: g.index, Type: raft.LogCommand, Data: junk}
-	case n < 94:
-		return &raft.Log{Index: g.index, Type: raft.LogCommand, Data: nil}
 	case n < 96:
 		return &raft.Log{Index: g.index, Type: raft.LogConfiguration, Data: []byte{1, 2, 3}}
 	default:
@@ -364,7 +516,7 @@ func TestDeterminism(t *testing.T) {
 	s1, s2 := &recordingSink{}, &recordingSink{}
 	f1, f2 := New(s1), New(s2)
 	for _, f := range []*FSM{f1, f2} {
-		f.requests.limits = requestLimits{windowMs: 200_000, maxEntries: 50, maxBytes: 8 << 10}
+		f.state.requests.limits = requestLimits{windowMs: 200_000, maxEntries: 50, maxBytes: 8 << 10}
 	}
 	var r1, r2 []*resultView
 	codes := map[raftv1.ErrorCode]int{}
@@ -402,8 +554,8 @@ func TestDeterminism(t *testing.T) {
 	if a, b := f1.AppliedIndex(), f2.AppliedIndex(); a != n || b != n {
 		t.Errorf("AppliedIndex() = %d, %d, want %d", a, b, n)
 	}
-	if a, b := f1.BadEntries(), f2.BadEntries(); a != b || a == 0 {
-		t.Errorf("BadEntries() = %d, %d, want equal and > 0", a, b)
+	if a, b := f1.Err(), f2.Err(); a != nil || b != nil {
+		t.Errorf("Err() = %v, %v, want nil", a, b)
 	}
 	if !bytes.Equal(persist(t, f1), persist(t, f2)) {
 		t.Errorf("snapshots differ")
@@ -539,6 +691,11 @@ func fuzzSeeds() []*raftv1.Command {
 	}
 }
 
+// FuzzApplyEntry applies arbitrary bytes as an entry to a small state.
+// Either the entry is understood, and applies or fails as a domain error
+// that changes nothing (but the request id table), or it is not, and the
+// state machine stops: it changes nothing at all, and refuses the next
+// entry too.
 func FuzzApplyEntry(f *testing.F) {
 	for _, cmd := range fuzzSeeds() {
 		cmd.TimeUnixMs = timeAt(100)
@@ -548,14 +705,29 @@ func FuzzApplyEntry(f *testing.F) {
 		}
 		f.Add(data)
 	}
-	for _, tc := range badEntries(f) {
+	for _, tc := range fatalEntries(f) {
 		f.Add(tc.data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h := fuzzBase(t)
-		before, bad := h.f.StateHash(), h.f.BadEntries()
+		before, applied := h.f.StateHash(), h.f.AppliedIndex()
 		beforeTree, ids := hashWithoutRequests(h.f), h.f.RequestIDs()
 		res := h.applyRaw(data)
+		if err := h.f.Err(); err != nil {
+			if !errors.Is(res.Err, ErrUpgradeRequired) || res.Err != err {
+				t.Fatalf("Apply(%x) = %v, Err() = %v, want the same error matching %v", data, res.Err, err, ErrUpgradeRequired)
+			}
+			if h.f.StateHash() != before || h.f.AppliedIndex() != applied {
+				t.Fatalf("Apply(%x) stopped the state machine and changed the state", data)
+			}
+			if next := h.apply(cmdCreate("/next", nil)); !errors.Is(next.Err, ErrUpgradeRequired) || h.exists("/next") {
+				t.Fatalf("after Apply(%x) stopped it, the next entry = %v, want a refusal", data, next.Err)
+			}
+			return
+		}
+		if errors.Is(res.Err, ErrUpgradeRequired) {
+			t.Fatalf("Apply(%x) = %v but Err() = nil", data, res.Err)
+		}
 		// A failure changes nothing but, when it carried a request id, the
 		// table (which remembers it, expiring or evicting older ids); a
 		// replay changes nothing at all.
@@ -579,13 +751,6 @@ func FuzzApplyEntry(f *testing.F) {
 			if ErrorCode(res.Err) == raftv1.ErrorCode_ERROR_CODE_UNSPECIFIED {
 				t.Fatalf("Apply(%x) error %v has no wire code", data, res.Err)
 			}
-		}
-		wantBad := bad
-		if errors.Is(res.Err, ErrBadEntry) {
-			wantBad++
-		}
-		if got := h.f.BadEntries(); got != wantBad {
-			t.Fatalf("Apply(%x) = %v, BadEntries() = %d, want %d", data, res.Err, got, wantBad)
 		}
 		checkInvariants(t, h.f)
 

@@ -173,7 +173,7 @@ func checkpoint(id uint64, remainingMs int64) *raftv1.SessionCheckpoint {
 
 func cmdRegister(id, grpcAddr string) *raftv1.Command {
 	return &raftv1.Command{Op: &raftv1.Command_RegisterMember{RegisterMember: &raftv1.RegisterMember{
-		Id: id, RaftAddr: id + ":7000", GrpcAddr: grpcAddr, HttpAddr: id + ":8080",
+		Id: id, RaftAddr: id + ":7000", GrpcAddr: grpcAddr, HttpAddr: id + ":8080", FeatureLevel: FeatureLevel,
 	}}}
 }
 
@@ -311,7 +311,7 @@ func checkInvariants(t testing.TB, f *FSM) {
 	defer f.mu.RUnlock()
 	children := make(map[string]int32)
 	nodes := make(map[string]*znode)
-	f.tree.Ascend(func(n *znode) bool {
+	f.state.tree.nodes.Ascend(func(n *znode) bool {
 		p := n.path
 		nodes[p] = n
 		if n.parent() != "" {
@@ -335,10 +335,10 @@ func checkInvariants(t testing.TB, f *FSM) {
 			}
 		}
 		if n.owner != 0 {
-			if _, ok := f.sessions[n.owner]; !ok {
+			if _, ok := f.state.sessions[n.owner]; !ok {
 				t.Errorf("invariant: %s is owned by unknown session %d", p, n.owner)
 			}
-			if _, ok := f.ephemerals[n.owner][p]; !ok {
+			if _, ok := f.state.tree.ephemerals[n.owner][p]; !ok {
 				t.Errorf("invariant: ephemeral %s is not indexed under session %d", p, n.owner)
 			}
 		}
@@ -349,8 +349,8 @@ func checkInvariants(t testing.TB, f *FSM) {
 			t.Errorf("invariant: %s is delimited as (%q, %q), want (%q, %q)", p, n.parent(), n.name(), parent, name)
 		}
 	}
-	for owner, set := range f.ephemerals {
-		if _, ok := f.sessions[owner]; !ok && len(set) > 0 {
+	for owner, set := range f.state.tree.ephemerals {
+		if _, ok := f.state.sessions[owner]; !ok && len(set) > 0 {
 			t.Errorf("invariant: ephemeral index holds unknown session %d", owner)
 		}
 		for p := range set {

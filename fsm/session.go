@@ -5,6 +5,8 @@ import (
 	"maps"
 	"slices"
 
+	"google.golang.org/protobuf/proto"
+
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
@@ -20,6 +22,49 @@ type session struct {
 	remainingMs int64
 }
 
+// sessionTable is the client sessions by id. Its snapshot records are
+// SessionRecords, sorted by id.
+type sessionTable map[uint64]*session
+
+// sessionView is a copy of the (small) table, sorted by id.
+type sessionView []session
+
+func (t sessionTable) capture() tableView {
+	v := make(sessionView, 0, len(t))
+	for _, id := range slices.Sorted(maps.Keys(t)) {
+		v = append(v, *t[id])
+	}
+	return v
+}
+
+func (v sessionView) records() uint64 { return uint64(len(v)) }
+
+func (v sessionView) write(rw *recordWriter) error {
+	for _, ss := range v {
+		rec := &raftv1.SnapshotRecord{Record: &raftv1.SnapshotRecord_Session{Session: &raftv1.SessionRecord{
+			Id: ss.id, TimeoutMs: ss.timeoutMs, Ctime: ss.ctime, RemainingMs: ss.remainingMs,
+		}}}
+		if err := rw.write(rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t sessionTable) restore(rec *raftv1.SnapshotRecord) (bool, error) {
+	s := rec.GetSession()
+	if s == nil {
+		return false, nil
+	}
+	if _, dup := t[s.GetId()]; dup {
+		return true, fmt.Errorf("fsm: snapshot: session %d appears twice", s.GetId())
+	}
+	t[s.GetId()] = &session{id: s.GetId(), timeoutMs: s.GetTimeoutMs(), ctime: s.GetCtime(), remainingMs: s.GetRemainingMs()}
+	return true, nil
+}
+
+func (t sessionTable) restored() error { return nil }
+
 // SessionTimer is what the leader needs to time a session.
 type SessionTimer struct {
 	ID          uint64
@@ -27,75 +72,76 @@ type SessionTimer struct {
 	RemainingMs int64
 }
 
-func (f *FSM) applyOpenSession(index uint64, now int64, op *raftv1.OpenSession) (*paddockv1.OpenSessionResponse, error) {
+func (s *state) applyOpenSession(c *applyCtx, op *raftv1.OpenSession) (proto.Message, error) {
 	if op.GetTimeoutMs() <= 0 {
 		return nil, fmt.Errorf("%w: session timeout %dms", ErrBadArgument, op.GetTimeoutMs())
 	}
-	f.sessions[index] = &session{id: index, timeoutMs: op.GetTimeoutMs(), ctime: now}
-	return &paddockv1.OpenSessionResponse{SessionId: index, TimeoutMs: op.GetTimeoutMs()}, nil
+	s.sessions[c.index] = &session{id: c.index, timeoutMs: op.GetTimeoutMs(), ctime: c.now}
+	return &paddockv1.OpenSessionResponse{SessionId: c.index, TimeoutMs: op.GetTimeoutMs()}, nil
 }
 
 // applyCloseSession removes the session and, in the same entry, every
 // ephemeral znode it owns.
-func (f *FSM) applyCloseSession(index uint64, op *raftv1.CloseSession, events *[]Event) (*paddockv1.CloseSessionResponse, error) {
+func (s *state) applyCloseSession(c *applyCtx, op *raftv1.CloseSession) (proto.Message, error) {
 	id := op.GetSessionId()
-	if _, ok := f.sessions[id]; !ok {
+	if _, ok := s.sessions[id]; !ok {
 		return nil, fmt.Errorf("%w: session %d", ErrSessionExpired, id)
 	}
-	t := f.newTxn(index, 0, *events)
-	paths := slices.Sorted(maps.Keys(f.ephemerals[id]))
+	t := s.newTxn(c.index, 0, c.events)
+	paths := slices.Sorted(maps.Keys(s.tree.ephemerals[id]))
 	for _, p := range paths {
 		n := t.get(p)
 		t.tree.Delete(n)
-		t.events = append(t.events, Event{Zxid: index, Type: EventDeleted, Path: n.path, PrevData: n.data})
+		t.events = append(t.events, Event{Zxid: c.index, Type: EventDeleted, Path: n.path, PrevData: n.data})
 		t.detach(n.parent())
 	}
-	f.commit(t, events)
-	delete(f.sessions, id)
-	delete(f.ephemerals, id)
+	s.commit(t, c)
+	delete(s.sessions, id)
+	delete(s.tree.ephemerals, id)
 	return &paddockv1.CloseSessionResponse{Deleted: int32(len(paths))}, nil
 }
 
-func (f *FSM) applyCheckpoint(op *raftv1.CheckpointSessions) {
+func (s *state) applyCheckpoint(_ *applyCtx, op *raftv1.CheckpointSessions) (proto.Message, error) {
 	for _, c := range op.GetCheckpoints() {
-		s, ok := f.sessions[c.GetSessionId()]
+		ss, ok := s.sessions[c.GetSessionId()]
 		if !ok {
 			continue
 		}
 		r := max(c.GetRemainingMs(), 0)
-		if r >= s.timeoutMs {
+		if r >= ss.timeoutMs {
 			r = 0
 		}
-		s.remainingMs = r
+		ss.remainingMs = r
 	}
+	return nil, nil
 }
 
 // Session describes one session.
 func (f *FSM) Session(id uint64) (*paddockv1.Session, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	s, ok := f.sessions[id]
+	s, ok := f.state.sessions[id]
 	if !ok {
 		return nil, fmt.Errorf("%w: %d", ErrNoSession, id)
 	}
-	return f.describe(s), nil
+	return f.state.describe(s), nil
 }
 
 // Sessions describes every session, sorted by id.
 func (f *FSM) Sessions() []*paddockv1.Session {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	out := make([]*paddockv1.Session, 0, len(f.sessions))
-	for _, id := range slices.Sorted(maps.Keys(f.sessions)) {
-		out = append(out, f.describe(f.sessions[id]))
+	out := make([]*paddockv1.Session, 0, len(f.state.sessions))
+	for _, id := range slices.Sorted(maps.Keys(f.state.sessions)) {
+		out = append(out, f.state.describe(f.state.sessions[id]))
 	}
 	return out
 }
 
-func (f *FSM) describe(s *session) *paddockv1.Session {
+func (st *state) describe(s *session) *paddockv1.Session {
 	return &paddockv1.Session{
 		Id: s.id, TimeoutMs: s.timeoutMs, Ctime: s.ctime,
-		Ephemerals: slices.Sorted(maps.Keys(f.ephemerals[s.id])),
+		Ephemerals: slices.Sorted(maps.Keys(st.tree.ephemerals[s.id])),
 	}
 }
 
@@ -104,9 +150,9 @@ func (f *FSM) describe(s *session) *paddockv1.Session {
 func (f *FSM) SessionTimers() []SessionTimer {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	out := make([]SessionTimer, 0, len(f.sessions))
-	for _, id := range slices.Sorted(maps.Keys(f.sessions)) {
-		s := f.sessions[id]
+	out := make([]SessionTimer, 0, len(f.state.sessions))
+	for _, id := range slices.Sorted(maps.Keys(f.state.sessions)) {
+		s := f.state.sessions[id]
 		out = append(out, SessionTimer{ID: id, TimeoutMs: s.timeoutMs, RemainingMs: s.remainingMs})
 	}
 	return out
@@ -116,7 +162,7 @@ func (f *FSM) SessionTimers() []SessionTimer {
 func (f *FSM) SessionTimer(id uint64) (SessionTimer, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	s, ok := f.sessions[id]
+	s, ok := f.state.sessions[id]
 	if !ok {
 		return SessionTimer{}, false
 	}

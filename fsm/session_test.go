@@ -231,8 +231,8 @@ func TestRegisterMember(t *testing.T) {
 	h.must(cmdRegister("n1", "n1:9000"))
 	h.must(cmdRegister("n1", "n1:9001")) // re-registering replaces
 	want := []*raftv1.RegisterMember{
-		{Id: "n1", RaftAddr: "n1:7000", GrpcAddr: "n1:9001", HttpAddr: "n1:8080"},
-		{Id: "n2", RaftAddr: "n2:7000", GrpcAddr: "n2:9000", HttpAddr: "n2:8080"},
+		{Id: "n1", RaftAddr: "n1:7000", GrpcAddr: "n1:9001", HttpAddr: "n1:8080", FeatureLevel: FeatureLevel},
+		{Id: "n2", RaftAddr: "n2:7000", GrpcAddr: "n2:9000", HttpAddr: "n2:8080", FeatureLevel: FeatureLevel},
 	}
 	if diff := cmp.Diff(want, h.f.Members(), protocmp.Transform()); diff != "" {
 		t.Errorf("Members() mismatch (-want +got):\n%s", diff)

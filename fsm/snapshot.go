@@ -6,49 +6,37 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"maps"
-	"slices"
-
-	"github.com/google/btree"
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"io"
 
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
 )
 
 const snapshotFormat = 1
 
-// snapshot is an immutable view of the state: a tree clone and copies of
-// the (small) session and member tables and of the request id queue.
+// snapshot is an immutable view of the state: one view per table, in
+// the order of state.tables.
 type snapshot struct {
-	index    uint64
-	tree     *btree.BTreeG[*znode]
-	sessions []session
-	members  []*raftv1.RegisterMember
-	requests []*request
+	index  uint64
+	tables []tableView
 }
 
-// capture takes the view. Callers hold mu for writing: btree's Clone
-// replaces the tree's copy-on-write context, so two clones at once race.
+// capture takes the view. Callers hold mu for writing (cloning the tree
+// writes to it).
 func (f *FSM) capture() *snapshot {
-	s := &snapshot{index: f.applied.Load(), tree: f.tree.Clone()}
-	for _, id := range slices.Sorted(maps.Keys(f.sessions)) {
-		s.sessions = append(s.sessions, *f.sessions[id])
+	s := &snapshot{index: f.applied.Load()}
+	for _, t := range f.state.tables() {
+		s.tables = append(s.tables, t.capture())
 	}
-	for _, id := range slices.Sorted(maps.Keys(f.members)) {
-		s.members = append(s.members, f.members[id])
-	}
-	s.requests = f.requests.live()
 	return s
 }
 
-// Persist streams the view as length-delimited records: a header, the
-// znodes in tree order (a parent always before its children), sessions,
-// members and request ids (oldest first: the queue order replicas expire
-// them in).
+// Persist streams the view as length-delimited records: a header, each
+// table's records (table by table, in the order of state.tables) and an
+// end record counting them.
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 	if err := s.write(sink); err != nil {
 		_ = sink.Cancel()
@@ -70,6 +58,10 @@ type recordWriter struct {
 	buf  []byte
 }
 
+func newRecordWriter(w io.Writer) *recordWriter {
+	return &recordWriter{bw: bufio.NewWriterSize(w, 1<<16), opts: proto.MarshalOptions{Deterministic: true}}
+}
+
 func (rw *recordWriter) write(m proto.Message) error {
 	b, err := rw.opts.MarshalAppend(rw.buf[:0], m)
 	if err != nil {
@@ -85,66 +77,27 @@ func (rw *recordWriter) write(m proto.Message) error {
 }
 
 func (s *snapshot) write(w io.Writer) error {
-	rw := &recordWriter{bw: bufio.NewWriterSize(w, 1<<16), opts: proto.MarshalOptions{Deterministic: true}}
+	rw := newRecordWriter(w)
 	if err := rw.write(&raftv1.SnapshotHeader{Format: snapshotFormat, AppliedIndex: s.index}); err != nil {
 		return err
 	}
-	var err error
-	records := uint64(s.tree.Len() + len(s.sessions) + len(s.members) + len(s.requests))
-	// One record and one Znode message are refilled for every znode.
-	zn := &raftv1.Znode{}
-	rec := &raftv1.SnapshotRecord{Record: &raftv1.SnapshotRecord_Znode{Znode: zn}}
-	s.tree.Ascend(func(n *znode) bool {
-		*zn = raftv1.Znode{
-			Path: n.path, Data: n.data,
-			Czxid: n.czxid, Mzxid: n.mzxid, Pzxid: n.pzxid(),
-			Ctime: n.ctime, Mtime: n.mtime,
-			Version: n.version, Cversion: n.cversion(),
-			EphemeralOwner: n.owner, Sequence: n.seq(),
-		}
-		err = rw.write(rec)
-		return err == nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, ss := range s.sessions {
-		rec.Record = &raftv1.SnapshotRecord_Session{Session: &raftv1.SessionRecord{
-			Id: ss.id, TimeoutMs: ss.timeoutMs, Ctime: ss.ctime, RemainingMs: ss.remainingMs,
-		}}
-		if err := rw.write(rec); err != nil {
+	var records uint64
+	for _, t := range s.tables {
+		if err := t.write(rw); err != nil {
 			return err
 		}
+		records += t.records()
 	}
-	for _, m := range s.members {
-		rec.Record = &raftv1.SnapshotRecord_Member{Member: m}
-		if err := rw.write(rec); err != nil {
-			return err
-		}
-	}
-	// One record, and its id and result buffers, are refilled for every
-	// request id.
-	rr := &raftv1.RequestRecord{}
-	rec.Record = &raftv1.SnapshotRecord_Request{Request: rr}
-	var id, result []byte
-	for _, r := range s.requests {
-		id = appendRequestID(id[:0], r.key())
-		result = append(result[:0], r.result()...)
-		*rr = raftv1.RequestRecord{RequestId: id, Index: r.index, TimeUnixMs: r.timeMs, Op: r.op, Result: result}
-		if err := rw.write(rec); err != nil {
-			return err
-		}
-	}
-	rec.Record = &raftv1.SnapshotRecord_End{End: &raftv1.SnapshotEnd{Records: records}}
-	if err := rw.write(rec); err != nil {
+	end := &raftv1.SnapshotRecord{Record: &raftv1.SnapshotRecord_End{End: &raftv1.SnapshotEnd{Records: records}}}
+	if err := rw.write(end); err != nil {
 		return err
 	}
 	return rw.bw.Flush()
 }
 
-// readSnapshot loads a snapshot into f, which must be freshly reset and
-// not yet shared. Children counts and the ephemeral index are derived.
-func (f *FSM) readSnapshot(r io.Reader) (uint64, error) {
+// readSnapshot loads a snapshot into s, an emptyState not yet shared:
+// each record goes to the table whose kind it is.
+func (s *state) readSnapshot(r io.Reader) (uint64, error) {
 	br := bufio.NewReaderSize(r, 1<<16)
 	opts := protodelim.UnmarshalOptions{MaxSize: MaxDataSize + MaxPathLength + 1024}
 	var hdr raftv1.SnapshotHeader
@@ -154,7 +107,7 @@ func (f *FSM) readSnapshot(r io.Reader) (uint64, error) {
 	if hdr.GetFormat() != snapshotFormat {
 		return 0, fmt.Errorf("fsm: snapshot format %d, want %d", hdr.GetFormat(), snapshotFormat)
 	}
-	f.tree = newTree()
+	tables := s.tables()
 	var records uint64
 	for ended := false; ; records++ {
 		var rec raftv1.SnapshotRecord
@@ -171,77 +124,37 @@ func (f *FSM) readSnapshot(r io.Reader) (uint64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("fsm: read snapshot record: %w", err)
 		}
-		switch r := rec.GetRecord().(type) {
-		case *raftv1.SnapshotRecord_Znode:
-			if err := f.loadZnode(r.Znode); err != nil {
-				return 0, err
-			}
-		case *raftv1.SnapshotRecord_Session:
-			s := r.Session
-			f.sessions[s.GetId()] = &session{id: s.GetId(), timeoutMs: s.GetTimeoutMs(), ctime: s.GetCtime(), remainingMs: s.GetRemainingMs()}
-		case *raftv1.SnapshotRecord_Member:
-			f.members[r.Member.GetId()] = r.Member
-		case *raftv1.SnapshotRecord_Request:
-			if err := f.loadRequest(r.Request); err != nil {
-				return 0, err
-			}
-		case *raftv1.SnapshotRecord_End:
-			if r.End.GetRecords() != records {
-				return 0, fmt.Errorf("fsm: snapshot ends after %d records, read %d", r.End.GetRecords(), records)
+		if end := rec.GetEnd(); end != nil {
+			if end.GetRecords() != records {
+				return 0, fmt.Errorf("fsm: snapshot ends after %d records, read %d", end.GetRecords(), records)
 			}
 			ended = true
-		default:
-			return 0, fmt.Errorf("fsm: unknown snapshot record")
+			continue
+		}
+		if err := restoreRecord(tables, &rec); err != nil {
+			return 0, err
 		}
 	}
-	if _, ok := f.tree.Get(newZnode("/")); !ok {
-		return 0, fmt.Errorf("fsm: snapshot has no root")
+	for _, t := range tables {
+		if err := t.restored(); err != nil {
+			return 0, err
+		}
 	}
 	return hdr.GetAppliedIndex(), nil
 }
 
-// loadZnode inserts a snapshot znode; its parent was inserted before it.
-func (f *FSM) loadZnode(z *raftv1.Znode) error {
-	if err := ValidatePath(z.GetPath(), false); err != nil {
-		return fmt.Errorf("fsm: snapshot: %w", err)
-	}
-	n := newZnode(z.GetPath())
-	n.data = z.GetData()
-	n.czxid, n.mzxid = z.GetCzxid(), z.GetMzxid()
-	n.ctime, n.mtime = z.GetCtime(), z.GetMtime()
-	n.version, n.owner = z.GetVersion(), z.GetEphemeralOwner()
-	if z.GetPzxid() != z.GetCzxid() || z.GetCversion() != 0 || z.GetSequence() != 0 {
-		n.dir = &dirStat{pzxid: z.GetPzxid(), cversion: z.GetCversion(), seq: z.GetSequence()}
-	}
-	if parent := n.parent(); parent != "" {
-		p, ok := f.tree.Get(newZnode(parent))
-		if !ok {
-			return fmt.Errorf("fsm: snapshot: %s comes before its parent", z.GetPath())
+// restoreRecord hands rec to the table that owns its kind.
+func restoreRecord(tables []table, rec *raftv1.SnapshotRecord) error {
+	for _, t := range tables {
+		if ok, err := t.restore(rec); ok {
+			return err
 		}
-		// p and its dir are private to this fresh tree: counting in
-		// place is safe.
-		if p.dir == nil {
-			p.dir = p.dirCopy()
-		}
-		p.dir.numChildren++
 	}
-	if _, dup := f.tree.ReplaceOrInsert(n); dup {
-		// Its parent was counted twice; f is discarded on error.
-		return fmt.Errorf("fsm: snapshot: %s appears twice", z.GetPath())
-	}
-	if n.owner != 0 {
-		set := f.ephemerals[n.owner]
-		if set == nil {
-			set = make(map[string]struct{})
-			f.ephemerals[n.owner] = set
-		}
-		set[z.GetPath()] = struct{}{}
-	}
-	return nil
+	return fmt.Errorf("fsm: unknown snapshot record")
 }
 
-// StateHash is a digest of the whole state (the snapshot stream, request
-// id table included), for checking that replicas that applied the same log
+// StateHash is a digest of the whole state: the snapshot stream, so every
+// table's records (the request id table included), for checking that replicas that applied the same log
 // agree. It leaves out the applied index (StateHashAndIndex returns the
 // index the digest was taken at), so an entry that changes nothing, a
 // barrier or a failed command without a request id, leaves the digest as

@@ -84,8 +84,8 @@ func dump(t testing.TB, f *FSM) stateDump {
 
 // snapshotState builds varied state: nested nodes, binary and empty data,
 // sequential counters with gaps, sessions with ephemerals and checkpoints,
-// members, request ids (of a success, a failure, a multi), a bad entry,
-// and a configuration entry last.
+// members, request ids (of a success, a failure, a multi) and a
+// configuration entry last.
 func snapshotState(t *testing.T) (h *harness, s1, s2, s3 uint64) {
 	t.Helper()
 	h = newHarness(t)
@@ -121,7 +121,6 @@ func snapshotState(t *testing.T) (h *harness, s1, s2, s3 uint64) {
 		t.Fatalf("fixture: create /req again error = %v, want %v", res.Err, ErrNodeExists)
 	}
 	h.must(withID(cmdMulti(opCreate(&paddockv1.CreateRequest{Path: "/req/m"})), snapUUID))
-	h.applyRaw([]byte{0xff})
 	h.index++
 	h.f.ApplyBatch([]*raft.Log{{Index: h.index, Type: raft.LogConfiguration}})
 	return h, s1, s2, s3

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/google/btree"
+	"google.golang.org/protobuf/proto"
 
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
@@ -396,71 +397,71 @@ func (t *txn) appendChildren(dst []*znode, path string) []*znode {
 
 // newTxn starts a txn whose events are appended to the batch's events
 // (the txn's own until commit: the slice it was given does not see them).
-func (f *FSM) newTxn(index uint64, now int64, events []Event) *txn {
-	return &txn{tree: f.tree, index: index, now: now, events: events}
+func (s *state) newTxn(index uint64, now int64, events []Event) *txn {
+	return &txn{tree: s.tree.nodes, index: index, now: now, events: events}
 }
 
 // commit keeps a successful txn's side effects.
-func (f *FSM) commit(t *txn, events *[]Event) {
-	f.tree = t.tree
+func (s *state) commit(t *txn, c *applyCtx) {
+	s.tree.nodes = t.tree
 	for _, e := range t.eph {
 		if e.del {
-			delete(f.ephemerals[e.owner], e.path)
+			delete(s.tree.ephemerals[e.owner], e.path)
 			continue
 		}
-		set := f.ephemerals[e.owner]
+		set := s.tree.ephemerals[e.owner]
 		if set == nil {
 			set = make(map[string]struct{})
-			f.ephemerals[e.owner] = set
+			s.tree.ephemerals[e.owner] = set
 		}
 		set[e.path] = struct{}{}
 	}
-	*events = t.events
+	c.events = t.events
 }
 
-func (f *FSM) sessionOK(id uint64) bool { _, ok := f.sessions[id]; return ok }
+func (s *state) sessionOK(id uint64) bool { _, ok := s.sessions[id]; return ok }
 
-func (f *FSM) applyCreate(index uint64, now int64, req *paddockv1.CreateRequest, events *[]Event) (*paddockv1.CreateResponse, error) {
-	t := f.newTxn(index, now, *events)
-	resp, err := t.create(req, f.sessionOK)
+func (s *state) applyCreate(c *applyCtx, req *paddockv1.CreateRequest) (proto.Message, error) {
+	t := s.newTxn(c.index, c.now, c.events)
+	resp, err := t.create(req, s.sessionOK)
 	if err == nil {
-		f.commit(t, events)
+		s.commit(t, c)
 	}
 	return resp, err
 }
 
-func (f *FSM) applySet(index uint64, now int64, req *paddockv1.SetRequest, events *[]Event) (*paddockv1.SetResponse, error) {
-	t := f.newTxn(index, now, *events)
+func (s *state) applySet(c *applyCtx, req *paddockv1.SetRequest) (proto.Message, error) {
+	t := s.newTxn(c.index, c.now, c.events)
 	resp, err := t.set(req)
 	if err == nil {
-		f.commit(t, events)
+		s.commit(t, c)
 	}
 	return resp, err
 }
 
-func (f *FSM) applyDelete(index uint64, req *paddockv1.DeleteRequest, events *[]Event) (*paddockv1.DeleteResponse, error) {
-	t := f.newTxn(index, 0, *events)
+func (s *state) applyDelete(c *applyCtx, req *paddockv1.DeleteRequest) (proto.Message, error) {
+	t := s.newTxn(c.index, 0, c.events)
 	resp, err := t.delete(req)
 	if err == nil {
-		f.commit(t, events)
+		s.commit(t, c)
 	}
 	return resp, err
 }
 
 // applyMulti runs the ops on a clone of the tree; the clone replaces the
 // tree only if every op succeeded.
-func (f *FSM) applyMulti(index uint64, now int64, req *paddockv1.MultiRequest, events *[]Event) (*paddockv1.MultiResponse, error) {
-	t := f.newTxn(index, now, *events)
-	t.tree = f.tree.Clone()
+func (s *state) applyMulti(c *applyCtx, req *paddockv1.MultiRequest) (proto.Message, error) {
+	t := s.newTxn(c.index, c.now, c.events)
+	t.tree = s.tree.nodes.Clone()
 	resp := &paddockv1.MultiResponse{Results: make([]*paddockv1.OpResult, 0, len(req.GetOps()))}
 	for i, op := range req.GetOps() {
-		r, err := t.multiOp(op, f.sessionOK)
+		r, err := t.multiOp(op, s.sessionOK)
 		if err != nil {
 			return nil, &MultiError{Index: i, Err: err}
 		}
 		resp.Results = append(resp.Results, r)
 	}
-	f.commit(t, events)
+	s.commit(t, c)
 	return resp, nil
 }
 
@@ -490,7 +491,7 @@ func (f *FSM) Get(path string) ([]byte, *paddockv1.Stat, error) {
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	n := f.newTxn(0, 0, nil).get(path)
+	n := f.state.newTxn(0, 0, nil).get(path)
 	if n == nil {
 		return nil, nil, fmt.Errorf("%w: %s", ErrNoNode, path)
 	}
@@ -517,13 +518,13 @@ func (f *FSM) List(path, after string, limit int) (*ListPage, error) {
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	t := f.newTxn(0, 0, nil)
+	t := f.state.newTxn(0, 0, nil)
 	n := t.get(path)
 	if n == nil {
 		return nil, fmt.Errorf("%w: %s", ErrNoNode, path)
 	}
 	page := &ListPage{Stat: n.stat(), Children: make([]*paddockv1.Child, 0, min(limit, int(n.numChildren())))}
-	f.tree.AscendGreaterOrEqual(childKey(path, after), func(c *znode) bool {
+	t.tree.AscendGreaterOrEqual(childKey(path, after), func(c *znode) bool {
 		if c.parent() != path {
 			return false
 		}
@@ -544,5 +545,5 @@ func (f *FSM) List(path, after string, limit int) (*ListPage, error) {
 func (f *FSM) Counts() (znodes, sessions int) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.tree.Len(), len(f.sessions)
+	return f.state.tree.nodes.Len(), len(f.state.sessions)
 }

@@ -234,7 +234,7 @@ func TestCreate(t *testing.T) {
 			cmd := cmdCreateReq(req)
 			if !utf8.ValidString(req.GetPath()) {
 				// proto3 strings must be UTF-8: such a path can only come
-				// from a corrupt entry, tested in TestBadEntries.
+				// from a corrupt entry, tested in TestFatalEntries.
 				if err := ValidatePath(req.GetPath(), req.GetSequential()); !errors.Is(err, tc.wantErr) {
 					t.Errorf("ValidatePath(%q) = %v, want %v", trim(req.GetPath()), err, tc.wantErr)
 				}
@@ -1151,8 +1151,8 @@ func TestList10kOneRangeScan(t *testing.T) {
 	var compares atomic.Int64
 	counting := btree.NewG(32, func(a, b *znode) bool { compares.Add(1); return lessZnode(a, b) })
 	h.f.mu.Lock()
-	h.f.tree.Ascend(func(z *znode) bool { counting.ReplaceOrInsert(z); return true })
-	h.f.tree = counting
+	h.f.state.tree.nodes.Ascend(func(z *znode) bool { counting.ReplaceOrInsert(z); return true })
+	h.f.state.tree.nodes = counting
 	h.f.mu.Unlock()
 
 	for _, tc := range []struct {

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/paddock/paddock/fsm"
+	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
 )
 
 // Config is one node's configuration. Zero fields take the defaults of
@@ -75,6 +76,17 @@ type Config struct {
 	// it in production.
 	UnsafeLocalReads bool
 
+	// FeatureLevel is for tests only (no flag sets it): the feature level
+	// this node claims to support, recorded in the member table and
+	// applied by its state machine, standing for a binary of another
+	// release. Zero means fsm.FeatureLevel.
+	FeatureLevel uint32
+	// OpFeatureLevel is for tests only: it replaces fsm.OpFeatureLevel
+	// when this node, as leader, decides which level a command needs
+	// (and stamps it), so a test can give a command a level above the
+	// base one. Nil means fsm.OpFeatureLevel.
+	OpFeatureLevel func(*raftv1.Command) (uint32, bool)
+
 	// Transport replaces the TCP transport (tests use raft's in-memory
 	// transport to cut links).
 	Transport raft.Transport
@@ -126,6 +138,10 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.WatchHistoryBytes, d.WatchHistoryBytes)
 	setDefault(&c.WatchSlowLag, c.WatchHistory/2)
 	setDefault(&c.WatchProgressInterval, d.WatchProgressInterval)
+	setDefault(&c.FeatureLevel, fsm.FeatureLevel)
+	if c.OpFeatureLevel == nil {
+		c.OpFeatureLevel = fsm.OpFeatureLevel
+	}
 	if c.Logger == nil {
 		c.Logger = hclog.New(&hclog.LoggerOptions{Name: "paddock", Level: hclog.Warn})
 	}

@@ -90,7 +90,16 @@
 //     an answer then holds for a full timeout whatever leader comes next.
 //   - Members (member.go): each node registers its client addresses in the
 //     replicated state, which is how followers find the leader's gRPC
-//     address.
+//     address, and the feature level its binary supports.
+//   - Feature levels (propose.go, node.go): the leader stamps every command
+//     with its operation's level (fsm.OpFeatureLevel) in startApply, and
+//     refuses one above fsm.BaseFeatureLevel, with fsm.ErrFeatureLevel
+//     naming the member, unless every member of the raft configuration
+//     records that level. Base commands need no record, so bootstrapping
+//     and registration cannot deadlock. A node whose state machine stops
+//     at an entry it cannot apply (fsm.ErrUpgradeRequired) refuses reads
+//     and writes and shuts itself down (Halted, Err); the agent exits
+//     non-zero with the message.
 //   - Watches (watch.go, watch_hub.go, watch_history.go): the watch hub is
 //     the fsm's event sink (before the read waiter, so a read at index i
 //     implies the hub has the events up to i). It keeps a bounded history

@@ -61,6 +61,11 @@ func (n *Node) acceptForwarded(data []byte, timeout time.Duration) (*applying, *
 		return nil, resp, err
 	}
 	a, err := n.startApply(&cmd, timeout)
+	if errors.Is(err, fsm.ErrFeatureLevel) {
+		// The follower reports it as the leader would have.
+		resp, err := encodeResult(&fsm.Result{Err: err})
+		return nil, resp, err
+	}
 	if err != nil {
 		return nil, nil, peerStatus(err)
 	}

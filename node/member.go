@@ -13,14 +13,16 @@ import (
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
-// registerLoop records this node's client addresses in the replicated
-// state, and again whenever they differ from what is recorded (a restart
-// with new addresses).
+// registerLoop records this node's client addresses and the feature
+// level it supports in the replicated state, and again whenever they
+// differ from what is recorded (a restart with new addresses, or an
+// upgraded binary).
 func (n *Node) registerLoop(ctx context.Context) {
 	defer n.wg.Done()
 	want := &raftv1.RegisterMember{
 		Id: n.cfg.ID, RaftAddr: string(n.trans.LocalAddr()),
 		GrpcAddr: n.cfg.GRPCAddr, HttpAddr: n.cfg.HTTPAddr,
+		FeatureLevel: n.cfg.FeatureLevel,
 	}
 	for {
 		if have, ok := n.fsm.Member(n.cfg.ID); ok && proto.Equal(have, want) {
@@ -98,6 +100,7 @@ func (n *Node) Members(ctx context.Context) ([]*paddockv1.Member, error) {
 		}
 		if reg, ok := n.fsm.Member(string(s.ID)); ok {
 			m.GrpcAddr, m.HttpAddr = reg.GetGrpcAddr(), reg.GetHttpAddr()
+			m.FeatureLevel = reg.GetFeatureLevel()
 		}
 		out = append(out, m)
 	}

@@ -120,8 +120,8 @@ var (
 		"Open client sessions.", nil, nil)
 	descWatchers = prometheus.NewDesc("paddock_watchers",
 		"Open watches (streams and long polls) on this node.", nil, nil)
-	descBadEntries = prometheus.NewDesc("paddock_bad_entries_total",
-		"Raft log entries the state machine rejected as undecodable or unknown.", nil, nil)
+	descFSMStopped = prometheus.NewDesc("paddock_fsm_stopped",
+		"1 when the state machine stopped at a log entry this binary cannot apply (upgrade it), else 0.", nil, nil)
 )
 
 // raftStates are the values of paddock_raft_state's label, every one
@@ -134,7 +134,7 @@ type stateCollector struct{ n *Node }
 
 // Describe sends the descriptors of every series Collect sends.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRaftState, descTerm, descCommit, descApplied, descLastLog, descLeaderKnown, descZnodes, descSessions, descWatchers, descBadEntries} {
+	for _, d := range []*prometheus.Desc{descRaftState, descTerm, descCommit, descApplied, descLastLog, descLeaderKnown, descZnodes, descSessions, descWatchers, descFSMStopped} {
 		ch <- d
 	}
 }
@@ -166,7 +166,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descZnodes, uint64(znodes))
 	gauge(descSessions, uint64(sessions))
 	gauge(descWatchers, uint64(c.n.WatcherCount()))
-	ch <- prometheus.MustNewConstMetric(descBadEntries, prometheus.CounterValue, float64(f.BadEntries()))
+	stopped := uint64(0)
+	if f.Err() != nil {
+		stopped = 1
+	}
+	gauge(descFSMStopped, stopped)
 }
 
 // stateLabel is a raft state's label value: lowercase, stable.

@@ -77,7 +77,7 @@ func TestMetrics(t *testing.T) {
 			{"paddock_znodes", "", func(v float64) bool { return v == float64(znodes) }, fmt.Sprint(znodes)},
 			{"paddock_sessions", "", func(v float64) bool { return v == float64(sessions) && sessions == 1 }, "1"},
 			{"paddock_watchers", "", func(v float64) bool { return v == float64(n.WatcherCount()) }, fmt.Sprint(n.WatcherCount())},
-			{"paddock_bad_entries_total", "", func(v float64) bool { return v == 0 }, "0"},
+			{"paddock_fsm_stopped", "", func(v float64) bool { return v == 0 }, "0"},
 			{"paddock_apply_duration_seconds", "", func(v float64) bool { return v > 0 }, "> 0 samples"},
 			{"paddock_apply_batch_entries", "", func(v float64) bool { return v > 0 }, "> 0 samples"},
 		}

@@ -61,8 +61,12 @@ type Node struct {
 	leaderReady chan struct{}
 
 	closing atomic.Bool
-	stop    context.CancelFunc
-	wg      sync.WaitGroup
+	// closed is closed when Close has finished; halted when the node has
+	// shut itself down because its state machine stopped (Halted).
+	closed chan struct{}
+	halted chan struct{}
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
 
 	// ops counts calls waiting on a raft apply or verify future. Close
 	// lets them finish before it shuts raft down, because raft never
@@ -82,10 +86,10 @@ func New(c Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("node: data dir: %w", err)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, waiter: newAppliedWaiter()}
+	n := &Node{cfg: cfg, log: cfg.Logger, waiter: newAppliedWaiter(), closed: make(chan struct{}), halted: make(chan struct{})}
 	n.watch = newHub(cfg.WatchHistory, cfg.WatchHistoryBytes, cfg.WatchSlowLag)
 	n.watch.header = n.Header
-	n.fsm = fsm.New(sinks{n.watch, n.waiter})
+	n.fsm = fsm.New(sinks{n.watch, n.waiter}, fsm.WithFeatureLevel(cfg.FeatureLevel))
 	n.peers = newPeerConns()
 	n.fwd = newForwarder()
 	n.streamsClosed = make(chan struct{})
@@ -149,7 +153,42 @@ func New(c Config) (*Node, error) {
 	n.wg.Add(2)
 	go n.watchLeadership(ctx)
 	go n.registerLoop(ctx)
+	go n.haltOnFatal(ctx)
 	return n, nil
+}
+
+// haltOnFatal shuts the node down when its state machine stops at an
+// entry this binary cannot apply: serving on would answer from a state
+// that falls ever further behind the cluster's. It is not one of wg's
+// loops, because it calls Close, which waits for them.
+func (n *Node) haltOnFatal(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-n.fsm.Failed():
+	}
+	n.log.Error("stopping: this node cannot apply the replicated log", "error", n.fsm.Err())
+	_ = n.Close()
+	close(n.halted)
+}
+
+// Halted is closed once the node has shut itself down because its state
+// machine met an entry it cannot apply; Err then says why. The process
+// should exit with that error: a newer binary restarts from the log.
+func (n *Node) Halted() <-chan struct{} { return n.halted }
+
+// Err is the error that stopped the node's state machine (matching
+// fsm.ErrUpgradeRequired, naming the entry and the upgrade), nil while it
+// runs.
+func (n *Node) Err() error { return n.fsm.Err() }
+
+// errIfHalted refuses to serve from a state machine that stopped: its
+// state no longer follows the cluster's.
+func (n *Node) errIfHalted() error {
+	if err := n.fsm.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrShuttingDown, err)
+	}
+	return nil
 }
 
 func (n *Node) closeStores() {
@@ -161,11 +200,14 @@ func (n *Node) closeStores() {
 	n.disk.close()
 }
 
-// Close stops the node: its loops, raft, the transport and the store.
+// Close stops the node: its loops, raft, the transport and the store. A
+// second call waits for the first to finish and returns nil.
 func (n *Node) Close() error {
 	if !n.closing.CompareAndSwap(false, true) {
+		<-n.closed
 		return nil
 	}
+	defer close(n.closed)
 	n.CloseStreams()
 	if n.stop != nil {
 		n.stop()
@@ -248,8 +290,12 @@ func (n *Node) ReadHeader() *paddockv1.ResponseHeader { return n.Header(n.fsm.Ap
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
 // Ready reports whether the node knows a leader (and, if it is the
-// leader, has applied its barrier).
+// leader, has applied its barrier), and its state machine has not
+// stopped.
 func (n *Node) Ready() bool {
+	if n.fsm.Err() != nil {
+		return false
+	}
 	if n.IsLeader() {
 		ch := n.readyChan()
 		if ch == nil {

@@ -53,6 +53,9 @@ func (n *Node) Propose(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, e
 	if err := n.validate(cmd); err != nil {
 		return nil, err
 	}
+	if err := n.errIfHalted(); err != nil {
+		return nil, err
+	}
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
 	for {
@@ -109,9 +112,15 @@ type applying struct {
 	f   raft.ApplyFuture
 }
 
-// startApply stamps cmd with the leader's wall time, here and only here,
-// and hands it to raft; timeout bounds the wait for room in raft's queue.
+// startApply stamps cmd with the leader's wall time and with the feature
+// level of its operation, here and only here, and hands it to raft;
+// timeout bounds the wait for room in raft's queue. A command above the
+// base feature level that a member does not support yet is refused with
+// fsm.ErrFeatureLevel, nothing appended.
 func (n *Node) startApply(cmd *raftv1.Command, timeout time.Duration) (*applying, error) {
+	if err := n.checkFeatureLevel(cmd); err != nil {
+		return nil, err
+	}
 	cmd.TimeUnixMs = time.Now().UnixMilli()
 	data, err := proto.Marshal(cmd)
 	if err != nil {
@@ -121,6 +130,33 @@ func (n *Node) startApply(cmd *raftv1.Command, timeout time.Duration) (*applying
 		return nil, ErrShuttingDown
 	}
 	return &applying{n: n, cmd: cmd, f: n.raft.Apply(data, timeout)}, nil
+}
+
+// checkFeatureLevel stamps cmd with the level of its operation after
+// checking, for a level above the base, that every member of the raft
+// configuration (voters and non-voters) records it. Base commands need no
+// record: every binary understands them, and a member that has not
+// registered yet (a new cluster, a member still catching up) must not
+// block them, its own registration least of all.
+func (n *Node) checkFeatureLevel(cmd *raftv1.Command) error {
+	level, ok := n.cfg.OpFeatureLevel(cmd)
+	if !ok {
+		return fmt.Errorf("%w: %s has no feature level", fsm.ErrBadArgument, fsm.OpName(cmd))
+	}
+	cmd.FeatureLevel = level
+	if level <= fsm.BaseFeatureLevel {
+		return nil
+	}
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return applyError(err)
+	}
+	servers := f.Configuration().Servers
+	ids := make([]string, len(servers))
+	for i, s := range servers {
+		ids[i] = string(s.ID)
+	}
+	return n.fsm.CheckFeatureLevel(cmd, level, ids)
 }
 
 // await waits for a's result until ctx ends. The outcome is still

@@ -103,6 +103,11 @@ func (n *Node) serveRead(ctx context.Context, opts *paddockv1.ReadOptions, q *ra
 			return nil, err
 		}
 	}
+	// Checked last: the waits above may end because the state machine
+	// stopped short of the index they wait for.
+	if err := n.errIfHalted(); err != nil {
+		return nil, err
+	}
 	return n.query(q)
 }
 

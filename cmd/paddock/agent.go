@@ -108,8 +108,7 @@ func newAgentCmd() *cobra.Command {
 				return err
 			}
 			cfg.Logger.Info("serving", "grpc", cfg.GRPCAddr, "http", cfg.HTTPAddr, "raft", cfg.RaftAddr)
-			<-cmd.Context().Done()
-			return a.Close()
+			return a.serve(cmd.Context())
 		},
 	}
 	f.register(cmd)
@@ -165,6 +164,20 @@ func startAgent(ctx context.Context, cfg node.Config, opts ...rpc.HTTPOption) (*
 	go func() { a.done <- a.grpc.Serve(gl) }()
 	go func() { a.done <- a.http.Serve(hl) }()
 	return a, nil
+}
+
+// serve runs until ctx ends or the node halts, and then closes the agent.
+// A node halts when it meets a log entry this binary cannot apply: serve
+// returns that error, naming the upgrade, so the process exits non-zero
+// rather than serve a state that no longer follows the cluster's.
+func (a *agent) serve(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return a.Close()
+	case <-a.node.Halted():
+		_ = a.Close()
+		return fmt.Errorf("paddock: node %s stopped: %w", a.node.ID(), a.node.Err())
+	}
 }
 
 // Close stops serving, then stops the node. Watches end first (telling

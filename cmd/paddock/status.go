@@ -92,10 +92,14 @@ func writeStatus(w io.Writer, st *paddockv1.StatusResponse, members *paddockv1.M
 
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tRAFT\tGRPC\tHTTP\tVOTER\tLEADER")
+	fmt.Fprintln(tw, "ID\tRAFT\tGRPC\tHTTP\tVOTER\tLEADER\tLEVEL")
 	for _, m := range members.Members {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%t\n",
-			m.Id, orDash(m.RaftAddr), orDash(m.GrpcAddr), orDash(m.HttpAddr), m.Voter, m.Leader)
+		level := "-"
+		if m.FeatureLevel > 0 {
+			level = fmt.Sprint(m.FeatureLevel)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%t\t%s\n",
+			m.Id, orDash(m.RaftAddr), orDash(m.GrpcAddr), orDash(m.HttpAddr), m.Voter, m.Leader, level)
 	}
 	return tw.Flush()
 }

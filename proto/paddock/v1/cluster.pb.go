@@ -331,7 +331,11 @@ type Member struct {
 	// voter is true for voting members.
 	Voter bool `protobuf:"varint,5,opt,name=voter,proto3" json:"voter,omitempty"`
 	// leader is true for the current leader.
-	Leader        bool `protobuf:"varint,6,opt,name=leader,proto3" json:"leader,omitempty"`
+	Leader bool `protobuf:"varint,6,opt,name=leader,proto3" json:"leader,omitempty"`
+	// feature_level is the highest feature level the member's binary
+	// supports, once it has registered (0 before). A command of a newer
+	// level is refused until every member supports it.
+	FeatureLevel  uint32 `protobuf:"varint,7,opt,name=feature_level,json=featureLevel,proto3" json:"feature_level,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -406,6 +410,13 @@ func (x *Member) GetLeader() bool {
 		return x.Leader
 	}
 	return false
+}
+
+func (x *Member) GetFeatureLevel() uint32 {
+	if x != nil {
+		return x.FeatureLevel
+	}
+	return 0
 }
 
 // MembersResponse lists the members.
@@ -487,14 +498,15 @@ const file_paddock_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"state_hash\x18\v \x01(\fR\tstateHash\x12(\n" +
 	"\x10state_hash_index\x18\f \x01(\x04R\x0estateHashIndex\"\x10\n" +
-	"\x0eMembersRequest\"\x9d\x01\n" +
+	"\x0eMembersRequest\"\xc2\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
 	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\x12\x1b\n" +
 	"\thttp_addr\x18\x04 \x01(\tR\bhttpAddr\x12\x14\n" +
 	"\x05voter\x18\x05 \x01(\bR\x05voter\x12\x16\n" +
-	"\x06leader\x18\x06 \x01(\bR\x06leader\"s\n" +
+	"\x06leader\x18\x06 \x01(\bR\x06leader\x12#\n" +
+	"\rfeature_level\x18\a \x01(\rR\ffeatureLevel\"s\n" +
 	"\x0fMembersResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.paddock.v1.ResponseHeaderR\x06header\x12,\n" +
 	"\amembers\x18\x02 \x03(\v2\x12.paddock.v1.MemberR\amembers*g\n" +

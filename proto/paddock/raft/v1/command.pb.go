@@ -86,6 +86,11 @@ type Command struct {
 	// remembers recent ids with their results, and a command whose id it has
 	// seen returns the first result again without changing anything.
 	RequestId []byte `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// feature_level is the feature level that introduced the operation,
+	// stamped by the leader that proposed it (0 in entries not stamped,
+	// read as level 1). A replica whose binary supports a lower level stops
+	// instead of applying the entry: it needs an upgrade.
+	FeatureLevel uint32 `protobuf:"varint,3,opt,name=feature_level,json=featureLevel,proto3" json:"feature_level,omitempty"`
 	// op is the operation.
 	//
 	// Types that are valid to be assigned to Op:
@@ -146,6 +151,13 @@ func (x *Command) GetRequestId() []byte {
 		return x.RequestId
 	}
 	return nil
+}
+
+func (x *Command) GetFeatureLevel() uint32 {
+	if x != nil {
+		return x.FeatureLevel
+	}
+	return 0
 }
 
 func (x *Command) GetOp() isCommand_Op {
@@ -517,7 +529,11 @@ type RegisterMember struct {
 	// grpc_addr is the member's gRPC address.
 	GrpcAddr string `protobuf:"bytes,3,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"`
 	// http_addr is the member's HTTP address.
-	HttpAddr      string `protobuf:"bytes,4,opt,name=http_addr,json=httpAddr,proto3" json:"http_addr,omitempty"`
+	HttpAddr string `protobuf:"bytes,4,opt,name=http_addr,json=httpAddr,proto3" json:"http_addr,omitempty"`
+	// feature_level is the highest feature level the member's binary
+	// supports; 0 for a member that recorded none. A command above the
+	// baseline level is proposed only when every member records its level.
+	FeatureLevel  uint32 `protobuf:"varint,5,opt,name=feature_level,json=featureLevel,proto3" json:"feature_level,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -580,6 +596,13 @@ func (x *RegisterMember) GetHttpAddr() string {
 	return ""
 }
 
+func (x *RegisterMember) GetFeatureLevel() uint32 {
+	if x != nil {
+		return x.FeatureLevel
+	}
+	return 0
+}
+
 // Barrier is a no-op command.
 type Barrier struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -621,12 +644,13 @@ var File_paddock_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_paddock_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dpaddock/raft/v1/command.proto\x12\x0fpaddock.raft.v1\x1a\x15paddock/v1/tree.proto\"\xfb\x04\n" +
+	"\x1dpaddock/raft/v1/command.proto\x12\x0fpaddock.raft.v1\x1a\x15paddock/v1/tree.proto\"\xa0\x05\n" +
 	"\aCommand\x12 \n" +
 	"\ftime_unix_ms\x18\x01 \x01(\x03R\n" +
 	"timeUnixMs\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\fR\trequestId\x123\n" +
+	"request_id\x18\x02 \x01(\fR\trequestId\x12#\n" +
+	"\rfeature_level\x18\x03 \x01(\rR\ffeatureLevel\x123\n" +
 	"\x06create\x18\n" +
 	" \x01(\v2\x19.paddock.v1.CreateRequestH\x00R\x06create\x12*\n" +
 	"\x03set\x18\v \x01(\v2\x16.paddock.v1.SetRequestH\x00R\x03set\x123\n" +
@@ -650,12 +674,13 @@ const file_paddock_raft_v1_command_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\x04R\tsessionId\x12!\n" +
 	"\fremaining_ms\x18\x02 \x01(\x03R\vremainingMs\"Z\n" +
 	"\x12CheckpointSessions\x12D\n" +
-	"\vcheckpoints\x18\x01 \x03(\v2\".paddock.raft.v1.SessionCheckpointR\vcheckpoints\"w\n" +
+	"\vcheckpoints\x18\x01 \x03(\v2\".paddock.raft.v1.SessionCheckpointR\vcheckpoints\"\x9c\x01\n" +
 	"\x0eRegisterMember\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
 	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\x12\x1b\n" +
-	"\thttp_addr\x18\x04 \x01(\tR\bhttpAddr\"\t\n" +
+	"\thttp_addr\x18\x04 \x01(\tR\bhttpAddr\x12#\n" +
+	"\rfeature_level\x18\x05 \x01(\rR\ffeatureLevel\"\t\n" +
 	"\aBarrier*^\n" +
 	"\vCloseReason\x12\x1c\n" +
 	"\x18CLOSE_REASON_UNSPECIFIED\x10\x00\x12\x17\n" +

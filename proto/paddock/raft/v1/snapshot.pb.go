@@ -285,7 +285,9 @@ func (x *SessionRecord) GetRemainingMs() int64 {
 	return 0
 }
 
-// SnapshotRecord is one record after the header.
+// SnapshotRecord is one record after the header. Every kind but end
+// belongs to one table of the state machine (fsm/state.go), which writes
+// and restores it; the tables' records follow one another, table by table.
 type SnapshotRecord struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// record is the record.
@@ -389,17 +391,18 @@ type isSnapshotRecord_Record interface {
 }
 
 type SnapshotRecord_Znode struct {
-	// znode is a znode; parents come before children.
+	// znode is a znode of the tree table; parents come before children.
 	Znode *Znode `protobuf:"bytes,1,opt,name=znode,proto3,oneof"`
 }
 
 type SnapshotRecord_Session struct {
-	// session is a session.
+	// session is a session of the session table.
 	Session *SessionRecord `protobuf:"bytes,2,opt,name=session,proto3,oneof"`
 }
 
 type SnapshotRecord_Member struct {
-	// member is a registered member.
+	// member is a registered member of the member table, with the feature
+	// level it supports.
 	Member *RegisterMember `protobuf:"bytes,3,opt,name=member,proto3,oneof"`
 }
 
@@ -409,8 +412,8 @@ type SnapshotRecord_End struct {
 }
 
 type SnapshotRecord_Request struct {
-	// request is a remembered request id; requests come in apply order,
-	// oldest first.
+	// request is a remembered request id of the request table; requests
+	// come in apply order, oldest first.
 	Request *RequestRecord `protobuf:"bytes,5,opt,name=request,proto3,oneof"`
 }
 

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/paddock/paddock/fsm"
+	"github.com/paddock/paddock/node"
+	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
+)
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestAgentStopsOnEntryNeedingUpgrade runs a real single-node agent and
+// appends, raw through its raft, an entry of a feature level above this
+// binary's: the agent's serve returns (the process exits non-zero) with a
+// message naming the entry and the upgrade, which its log shows too.
+func TestAgentStopsOnEntryNeedingUpgrade(t *testing.T) {
+	raftAddr := freeAddr(t)
+	voters, err := node.ParseBootstrap("n1=" + raftAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	a, err := startAgent(context.Background(), node.Config{
+		ID: "n1", DataDir: t.TempDir(), RaftAddr: raftAddr,
+		GRPCAddr: freeAddr(t), HTTPAddr: freeAddr(t), Bootstrap: voters,
+		HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "n1", Level: hclog.Error, Output: &logs}),
+	})
+	if err != nil {
+		t.Fatalf("startAgent: %v", err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	deadline := time.Now().Add(15 * time.Second)
+	for !a.node.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("single node not ready after 15s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	served := make(chan error, 1)
+	go func() { served <- a.serve(context.Background()) }()
+
+	cmd := &raftv1.Command{
+		TimeUnixMs: time.Now().UnixMilli(), FeatureLevel: fsm.FeatureLevel + 1,
+		Op: &raftv1.Command_Set{Set: &paddockv1.SetRequest{Path: "/", Data: []byte("x")}},
+	}
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := a.node.Raft().Apply(data, 10*time.Second)
+	if err := f.Error(); err != nil {
+		t.Fatalf("raft Apply: %v", err)
+	}
+	if res, _ := f.Response().(*fsm.Result); res == nil || !errors.Is(res.Err, fsm.ErrUpgradeRequired) {
+		t.Errorf("raft Apply response = %v, want an error matching %v", f.Response(), fsm.ErrUpgradeRequired)
+	}
+	select {
+	case err = <-served:
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not return after the node met an entry it cannot apply")
+	}
+	want := "needs feature level 2, this binary supports 1: upgrade paddock on this node"
+	if !errors.Is(err, fsm.ErrUpgradeRequired) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "node n1 stopped") {
+		t.Errorf("serve() = %v, want %v naming n1 and containing %q", err, fsm.ErrUpgradeRequired, want)
+	}
+	if !strings.Contains(logs.String(), want) {
+		t.Errorf("agent log = %q, want it to contain %q", logs.String(), want)
+	}
+}
