@@ -23,6 +23,9 @@ var (
 	ErrReservedPath    = errors.New("fsm: path is reserved for the system")
 	ErrBadEntry        = errors.New("fsm: undecodable raft entry")
 	ErrNoSession       = errors.New("fsm: no such session")
+	// ErrListingChanged: a later page of a listing with data cannot be
+	// served at the listing's zxid (list.go); the caller starts over.
+	ErrListingChanged = errors.New("fsm: listing is no longer current")
 )
 
 // errorCodes pairs every sentinel with its wire code, so errors survive
@@ -43,6 +46,7 @@ var errorCodes = []struct {
 	{ErrReservedPath, raftv1.ErrorCode_ERROR_CODE_RESERVED_PATH},
 	{ErrBadEntry, raftv1.ErrorCode_ERROR_CODE_BAD_ENTRY},
 	{ErrNoSession, raftv1.ErrorCode_ERROR_CODE_NO_SESSION},
+	{ErrListingChanged, raftv1.ErrorCode_ERROR_CODE_LISTING_CHANGED},
 }
 
 // MultiError is the error of a failed Multi: which op failed, and why.

@@ -32,6 +32,7 @@ var errorCodes = []struct {
 	{fsm.ErrReservedPath, codes.InvalidArgument},
 	{fsm.ErrBadEntry, codes.Internal},
 	{node.ErrCompacted, codes.OutOfRange},
+	{fsm.ErrListingChanged, codes.OutOfRange},
 	{node.ErrSlowWatcher, codes.ResourceExhausted},
 	{node.ErrNoLeader, codes.Unavailable},
 	{node.ErrNotLeader, codes.Unavailable},
