@@ -1,6 +1,8 @@
 package node
 
 import (
+	"fmt"
+
 	"github.com/paddock/paddock/fsm"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
@@ -33,6 +35,12 @@ func checkList(req *paddockv1.ListRequest) error {
 		return err
 	}
 	if !req.GetWithData() {
+		// A with_data token decodes as a name too (base64): refuse it
+		// rather than list after a garbage name. No name decodes as one
+		// (its first byte would be a control character).
+		if _, _, err := fsm.DecodeListToken(req.GetPath(), req.GetPageToken()); err == nil {
+			return fmt.Errorf("%w: page_token is of a listing with data: set with_data", fsm.ErrBadArgument)
+		}
 		_, _, err := listPage(req)
 		return err
 	}

@@ -135,10 +135,27 @@ func TestListDataThroughFollower(t *testing.T) {
 func TestListDataBadToken(t *testing.T) {
 	c, l, f := readCluster(t)
 	mustPropose(t, c.node(l), createCmd("/farm", nil))
+	mustPropose(t, c.node(l), createCmd("/farm/a", nil))
+	mustPropose(t, c.node(l), createCmd("/farm/b", nil))
+	first, err := c.node(l).List(context.Background(), &paddockv1.ListRequest{Path: "/farm", WithData: true, PageSize: 1})
+	if err != nil || first.GetNextPageToken() == "" {
+		t.Fatalf("List(/farm, with data, page_size 1) = %v, %v; want a next page", first, err)
+	}
 	for _, i := range []int{l, f} {
-		r, err := listData(t, c.node(i), "garbage", nil, waitTimeout)
+		n := c.node(i)
+		r, err := listData(t, n, "garbage", nil, waitTimeout)
 		if !errors.Is(err, fsm.ErrBadArgument) {
-			t.Errorf("List(/farm, with data, token garbage) on %s = %v, %v; want fsm.ErrBadArgument", c.node(i).ID(), r, err)
+			t.Errorf("List(/farm, with data, token garbage) on %s = %v, %v; want fsm.ErrBadArgument", n.ID(), r, err)
+		}
+		// A with_data token without with_data, and the other way round.
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		plain, err := n.List(ctx, &paddockv1.ListRequest{Path: "/farm", PageToken: first.GetNextPageToken()})
+		cancel()
+		if !errors.Is(err, fsm.ErrBadArgument) {
+			t.Errorf("List(/farm) on %s with a with_data token = %v, %v; want fsm.ErrBadArgument", n.ID(), plain.GetChildren(), err)
+		}
+		if r, err := listData(t, n, "YQ", nil, waitTimeout); !errors.Is(err, fsm.ErrBadArgument) { // "a": a plain List token
+			t.Errorf("List(/farm, with data) on %s with a plain token = %v, %v; want fsm.ErrBadArgument", n.ID(), r.GetChildren(), err)
 		}
 	}
 }
