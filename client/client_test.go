@@ -321,6 +321,46 @@ func TestListAllFollowsPages(t *testing.T) {
 	}
 }
 
+func TestListDataFollowsPages(t *testing.T) {
+	n := startNode(t, "n")
+	c := newTestClient(t, n.addr)
+	req := &paddockv1.ListRequest{Path: "/p", PageSize: 2}
+	var pages [][]string
+	err := c.ListData(context.Background(), req, func(p *paddockv1.ListResponse) error {
+		var page []string
+		for _, ch := range p.Children {
+			page = append(page, ch.Name+"="+string(ch.Data))
+		}
+		pages = append(pages, page)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("ListData(/p) error = %v", err)
+	}
+	if want := [][]string{{"c0=c0", "c1=c1"}, {"c2=c2", "c3=c3"}, {"c4=c4"}}; !slices.EqualFunc(pages, want, slices.Equal) {
+		t.Errorf("ListData(/p) pages = %v, want %v", pages, want)
+	}
+	if req.PageToken != "" || req.WithData {
+		t.Errorf("ListData modified its request: %v", req)
+	}
+
+	stop := errors.New("enough")
+	calls := 0
+	err = c.ListData(context.Background(), req, func(*paddockv1.ListResponse) error { calls++; return stop })
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Errorf("ListData(/p) with fn failing = %v after %d calls, want %v after 1", err, calls, stop)
+	}
+
+	calls = 0
+	err = c.ListData(context.Background(), &paddockv1.ListRequest{Path: "/changed", PageSize: 2}, func(*paddockv1.ListResponse) error { calls++; return nil })
+	if !IsListingChanged(err) || calls != 1 {
+		t.Errorf("ListData(/changed) = %v after %d pages, want a listing changed error after 1", err, calls)
+	}
+	if IsListingChanged(nil) || IsListingChanged(status.Error(codes.NotFound, "x")) {
+		t.Errorf("IsListingChanged matches nil or NotFound")
+	}
+}
+
 func TestReadYourWritesAcrossEndpoints(t *testing.T) {
 	serializable := paddockv1.ReadConsistency_READ_CONSISTENCY_SERIALIZABLE
 	tests := []struct {

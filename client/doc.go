@@ -19,7 +19,10 @@
 // retried.
 //
 // Reads (Get, Exists, List, GetSession, ListSessions, Status, Members) and
-// KeepAlive are idempotent, so repeating them is always safe.
+// KeepAlive are idempotent, so repeating them is always safe. ListData
+// pages through children with their data at one zxid; a page that can no
+// longer be served at it is OUT_OF_RANGE (IsListingChanged), and starting
+// over is the caller's choice.
 //
 // Writes (Create, Set, Delete, Multi, OpenSession, CloseSession) may have
 // been applied by a node that then failed to answer, so each logical call

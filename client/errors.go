@@ -35,3 +35,8 @@ func IsExists(err error) bool { return status.Code(err) == codes.AlreadyExists }
 func IsFailedPrecondition(err error) bool {
 	return status.Code(err) == codes.FailedPrecondition
 }
+
+// IsListingChanged reports whether err says a later page of a listing
+// with data (ListData, ListRequest.with_data) can no longer be served at
+// the listing's zxid: list again from the first page.
+func IsListingChanged(err error) bool { return status.Code(err) == codes.OutOfRange }

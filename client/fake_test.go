@@ -245,16 +245,25 @@ func (n *fakeNode) Set(ctx context.Context, req *paddockv1.SetRequest) (*paddock
 	return &paddockv1.SetResponse{Header: n.header()}, nil
 }
 
-// List serves the children c0..c4, two per page, at zxid 10 + page.
+// List serves the children c0..c4, two per page, at zxid 10 + page. With
+// data, each child's data is its name, and a later page of /changed fails
+// as a listing that changed does.
 func (n *fakeNode) List(_ context.Context, req *paddockv1.ListRequest) (*paddockv1.ListResponse, error) {
 	if err := n.unary(); err != nil {
 		return nil, err
 	}
 	n.set(func(n *fakeNode) { n.minZxids = append(n.minZxids, req.GetRead().GetMinZxid()) })
 	start, _ := strconv.Atoi(req.PageToken)
+	if req.GetWithData() && req.GetPath() == "/changed" && start > 0 {
+		return nil, status.Error(codes.OutOfRange, "fsm: listing is no longer current: list again without page_token")
+	}
 	resp := &paddockv1.ListResponse{Header: &paddockv1.ResponseHeader{NodeId: n.name, Zxid: uint64(10 + start/2)}}
 	for i := start; i < 5 && i < start+2; i++ {
-		resp.Children = append(resp.Children, &paddockv1.Child{Name: "c" + strconv.Itoa(i)})
+		ch := &paddockv1.Child{Name: "c" + strconv.Itoa(i)}
+		if req.GetWithData() {
+			ch.Data = []byte(ch.Name)
+		}
+		resp.Children = append(resp.Children, ch)
 	}
 	if start+2 < 5 {
 		resp.NextPageToken = strconv.Itoa(start + 2)

@@ -113,3 +113,51 @@ func (c *Client) ListAll(ctx context.Context, req *paddockv1.ListRequest) (*padd
 		}
 	}
 }
+
+// ListData lists every child of req.Path with its data and Stat, as the
+// state was at one zxid, calling fn with each page in order (from
+// req.PageToken, usually ""). Pages hold at most 1 MiB of children and
+// page_size children; each carries the listing's zxid (listing_zxid).
+// req is not modified; its with_data is set on the requests sent. fn's
+// error stops the listing and is returned.
+//
+// The listing at one zxid holds only while the parent and the children
+// of the pages still to come do not change: when one has, the next page
+// fails with OUT_OF_RANGE (IsListingChanged) and the pages fn already saw
+// must be dropped. Starting over is the caller's choice (a farm export
+// retries; a tool may give up), for example:
+//
+//	for {
+//		var hosts []*paddockv1.Child
+//		err := c.ListData(ctx, req, func(p *paddockv1.ListResponse) error {
+//			hosts = append(hosts, p.Children...)
+//			return nil
+//		})
+//		if !client.IsListingChanged(err) {
+//			return hosts, err
+//		}
+//	}
+//
+// Like List, a page is a read with req.Read's consistency (and LastZxid
+// as min_zxid), and fails over between endpoints: the node that serves a
+// later page waits until it has applied the listing's zxid.
+func (c *Client) ListData(ctx context.Context, req *paddockv1.ListRequest, fn func(*paddockv1.ListResponse) error) error {
+	req = proto.CloneOf(req)
+	req.WithData = true
+	for {
+		resp, err := c.List(ctx, req)
+		if err != nil {
+			return err
+		}
+		if err := fn(resp); err != nil {
+			return err
+		}
+		if resp.NextPageToken == "" {
+			return nil
+		}
+		if resp.NextPageToken == req.PageToken {
+			return errStuckPage
+		}
+		req.PageToken = resp.NextPageToken
+	}
+}

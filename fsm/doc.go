@@ -95,6 +95,17 @@
 // modified in place: a change stores a new copy. Snapshot therefore clones
 // the tree in O(1) and Persist streams the clone while applies go on.
 //
+// # Listing with data
+//
+// ListData (list.go) pages through a znode's children with their data and
+// Stats, every page reflecting the state at the first page's applied index
+// (the listing's zxid, carried by an opaque page token). Without a
+// multi-version store a later page is read from the current state, and
+// served only when the zxids prove that what it returns (the parent, the
+// set of names, each child on the page) has not changed since; otherwise
+// it fails with ErrListingChanged and the caller starts over. Pages are
+// bounded by count and by ListPageBytes of encoded children.
+//
 // # Memory
 //
 // A node holds the whole state in memory, so its representation is kept

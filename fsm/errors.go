@@ -30,6 +30,9 @@ var (
 	// entry it cannot understand: it stopped applying and needs a newer
 	// binary.
 	ErrUpgradeRequired = errors.New("fsm: replica stopped, upgrade required")
+	// ErrListingChanged: a later page of a listing with data cannot be
+	// served at the listing's zxid (list.go); the caller starts over.
+	ErrListingChanged = errors.New("fsm: listing is no longer current")
 )
 
 // errorCodes pairs every sentinel with its wire code, so errors survive
@@ -52,6 +55,7 @@ var errorCodes = []struct {
 	{ErrNoSession, raftv1.ErrorCode_ERROR_CODE_NO_SESSION},
 	{ErrFeatureLevel, raftv1.ErrorCode_ERROR_CODE_FEATURE_LEVEL},
 	{ErrUpgradeRequired, raftv1.ErrorCode_ERROR_CODE_UPGRADE_REQUIRED},
+	{ErrListingChanged, raftv1.ErrorCode_ERROR_CODE_LISTING_CHANGED},
 }
 
 // MultiError is the error of a failed Multi: which op failed, and why.

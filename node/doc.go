@@ -75,6 +75,10 @@
 //     linearizable read is then served as a serializable one (min_zxid
 //     still waited for; no read index, no forwarding), so a follower cut
 //     off from the leader answers with stale data. Never in production.
+//   - Listing with data (list.go): a later page of a List with with_data
+//     is read as any read, with its token's zxid as a min_zxid too, so no
+//     node answers it from a state older than the listing's (the fsm
+//     then serves it only if nothing it returns changed since).
 //   - Status (member.go): the node's raft and state machine figures; on
 //     request also fsm.StateHashAndIndex, a digest of the whole state
 //     with the applied index it was taken at, which replicas at the same

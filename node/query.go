@@ -38,7 +38,7 @@ func (n *Node) Exists(ctx context.Context, req *paddockv1.ExistsRequest) (*paddo
 
 // List returns one page of a znode's children, in name order.
 func (n *Node) List(ctx context.Context, req *paddockv1.ListRequest) (*paddockv1.ListResponse, error) {
-	r, err := n.read(ctx, req.GetRead(), &raftv1.Query{Query: &raftv1.Query_List{List: req}})
+	r, err := n.read(ctx, listOptions(req), &raftv1.Query{Query: &raftv1.Query_List{List: req}})
 	return r.GetList(), err
 }
 
@@ -64,11 +64,7 @@ func checkQuery(q *raftv1.Query) error {
 	case *raftv1.Query_Exists:
 		return fsm.ValidatePath(q.Exists.GetPath(), false)
 	case *raftv1.Query_List:
-		if err := fsm.ValidatePath(q.List.GetPath(), false); err != nil {
-			return err
-		}
-		_, _, err := listPage(q.List)
-		return err
+		return checkList(q.List)
 	case nil:
 		return errEmptyQuery
 	}
@@ -99,6 +95,13 @@ func (n *Node) query(q *raftv1.Query) (*raftv1.QueryResult, error) {
 		}
 		return &raftv1.QueryResult{Result: &raftv1.QueryResult_Exists{Exists: resp}}, nil
 	case *raftv1.Query_List:
+		if q.List.GetWithData() {
+			resp, err := n.listData(q.List, hdr)
+			if err != nil {
+				return nil, err
+			}
+			return &raftv1.QueryResult{Result: &raftv1.QueryResult_List{List: resp}}, nil
+		}
 		resp, err := n.list(q.List)
 		if err != nil {
 			return nil, err
@@ -138,16 +141,24 @@ func (n *Node) list(req *paddockv1.ListRequest) (*paddockv1.ListResponse, error)
 
 // listPage returns a List request's page size and the name it lists after.
 func listPage(req *paddockv1.ListRequest) (size int, after string, err error) {
-	size = int(req.GetPageSize())
-	switch {
-	case size < 0 || size > MaxPageSize:
-		return 0, "", fmt.Errorf("%w: page_size %d is not in [0, %d]", fsm.ErrBadArgument, size, MaxPageSize)
-	case size == 0:
-		size = DefaultPageSize
+	if size, err = pageSize(req); err != nil {
+		return 0, "", err
 	}
 	b, err := base64.RawURLEncoding.DecodeString(req.GetPageToken())
 	if err != nil {
 		return 0, "", fmt.Errorf("%w: malformed page_token", fsm.ErrBadArgument)
 	}
 	return size, string(b), nil
+}
+
+// pageSize returns a List request's page size.
+func pageSize(req *paddockv1.ListRequest) (int, error) {
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0 || size > MaxPageSize:
+		return 0, fmt.Errorf("%w: page_size %d is not in [0, %d]", fsm.ErrBadArgument, size, MaxPageSize)
+	case size == 0:
+		size = DefaultPageSize
+	}
+	return size, nil
 }

@@ -30,8 +30,12 @@
 //
 // GET /v1/tree/X?children=true lists X's children: the request is
 // rewritten to the List route (/v1/children/X) before routing, keeping the
-// other query parameters (page_size, page_token, read.consistency, ...).
-// children=false is a plain Get; any other value is a 400.
+// other query parameters (page_size, page_token, with_data,
+// read.consistency, ...). children=false is a plain Get; any other value
+// is a 400. With with_data=true each child carries its data and the pages
+// are one listing at one zxid (listing_zxid); a later page that can no
+// longer be served at it is a 410 (OUT_OF_RANGE): list again without
+// page_token.
 //
 // JSON. protojson with proto field names (snake_case: data_length,
 // next_page_token), every field present even at its zero value (version 0,
@@ -54,7 +58,7 @@
 //	NOT_FOUND            404   no such znode, no such session, no such route
 //	ALREADY_EXISTS       409   znode exists
 //	FAILED_PRECONDITION  412   bad version, not empty, ephemeral parent, session expired
-//	OUT_OF_RANGE         410   watch or poll from a compacted zxid
+//	OUT_OF_RANGE         410   watch or poll from a compacted zxid, listing with data changed
 //	UNAVAILABLE          503   no leader, shutting down, write outcome unknown
 //	DEADLINE_EXCEEDED    504   request timed out
 //	CANCELED             499   client went away

@@ -34,6 +34,7 @@ var errorCodes = []struct {
 	{fsm.ErrBadEntry, codes.Internal},
 	{fsm.ErrUpgradeRequired, codes.Unavailable},
 	{node.ErrCompacted, codes.OutOfRange},
+	{fsm.ErrListingChanged, codes.OutOfRange},
 	{node.ErrSlowWatcher, codes.ResourceExhausted},
 	{node.ErrNoLeader, codes.Unavailable},
 	{node.ErrNotLeader, codes.Unavailable},

@@ -83,6 +83,8 @@ func pathErr(path string) error {
 		return context.DeadlineExceeded
 	case "/compacted":
 		return status.Error(codes.OutOfRange, "node: watch history compacted")
+	case "/relisted":
+		return fmt.Errorf("%w: listing of %s at zxid 5: its children changed at zxid 6; list again without page_token", fsm.ErrListingChanged, path)
 	}
 	return nil
 }
@@ -135,6 +137,9 @@ func (f *fakeTree) List(ctx context.Context, req *paddockv1.ListRequest) (*paddo
 	f.rec.record(ctx, "List", req)
 	if err := pathErr(req.GetPath()); err != nil {
 		return nil, toStatus(err)
+	}
+	if req.GetWithData() {
+		return &paddockv1.ListResponse{Header: testHeader(), Children: []*paddockv1.Child{{Name: "a", Data: []byte("hi")}}, ListingZxid: 7, NextPageToken: "tok"}, nil
 	}
 	return &paddockv1.ListResponse{Header: testHeader(), Children: []*paddockv1.Child{{Name: "a"}}}, nil
 }
@@ -319,6 +324,24 @@ func TestHTTPGatewayRoutes(t *testing.T) {
 				}
 				if !strings.Contains(body, `"children":[{"name":"a"`) {
 					t.Errorf("body %s: want the children", body)
+				}
+			}},
+		{name: "children with data", method: "GET", path: "/v1/tree/services/db?children=true&with_data=true&page_token=tok", wantStatus: 200, wantCall: "List /services/db",
+			check: func(t *testing.T, c call, body string) {
+				r := c.req.(*paddockv1.ListRequest)
+				if !r.GetWithData() || r.GetPageToken() != "tok" {
+					t.Errorf("List with_data %v, page_token %q; want true, tok", r.GetWithData(), r.GetPageToken())
+				}
+				for _, want := range []string{`"children":[{"name":"a"`, `"data":"aGk="`, `"listing_zxid":"7"`, `"next_page_token":"tok"`} {
+					if !strings.Contains(body, want) {
+						t.Errorf("body %s does not contain %s", body, want)
+					}
+				}
+			}},
+		{name: "children with data changed", method: "GET", path: "/v1/tree/relisted?children=true&with_data=true&page_token=tok", wantStatus: 410, wantCall: "List /relisted", wantCode: codes.OutOfRange,
+			check: func(t *testing.T, _ call, body string) {
+				if !strings.Contains(body, "list again without page_token") {
+					t.Errorf("body %s: want the reason and what to do", body)
 				}
 			}},
 		{name: "children of root", method: "GET", path: "/v1/tree?children=1", wantStatus: 200, wantCall: "List /"},

@@ -236,13 +236,22 @@ func newTreeRmCmd(o *clientOptions) *cobra.Command {
 }
 
 func newTreeLsCmd(o *clientOptions) *cobra.Command {
-	var long bool
+	var long, data bool
 	cmd := &cobra.Command{
-		Use:   "ls [-l] PATH",
+		Use:   "ls [-l] [-d] PATH",
 		Short: "List a znode's children, one per line",
-		Args:  cobra.ExactArgs(1),
+		Long: `List a znode's children, one per line.
+
+With --data each line is the child's name, a tab and its data: as is, or
+as a Go-quoted string when it holds control characters (a newline, a tab)
+or is not UTF-8. The children and their data are listed as they were at
+one zxid (listing_zxid in -o json), read a page of up to 1 MiB at a time;
+if they change while the pages are read, the listing starts over (a few
+times, then it fails with OUT_OF_RANGE).`,
+		Args: cobra.ExactArgs(1),
 	}
 	cmd.Flags().BoolVarP(&long, "long", "l", false, "show version, data length, children and ephemeral owner")
+	cmd.Flags().BoolVarP(&data, "data", "d", false, "show each child's data, all read at one zxid")
 	read := addReadFlags(cmd)
 	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
 		opts, err := read.options()
@@ -254,11 +263,21 @@ func newTreeLsCmd(o *clientOptions) *cobra.Command {
 			return err
 		}
 		defer done()
-		resp, err := c.ListAll(ctx, &paddockv1.ListRequest{Path: args[0], Read: opts})
+		req := &paddockv1.ListRequest{Path: args[0], Read: opts}
+		list := c.ListAll
+		if data {
+			list = func(ctx context.Context, req *paddockv1.ListRequest) (*paddockv1.ListResponse, error) {
+				return listAllData(ctx, c, req)
+			}
+		}
+		resp, err := list(ctx, req)
 		if err != nil {
 			return err
 		}
 		return o.emit(cmd, resp, func(w io.Writer) error {
+			if data {
+				return writeChildrenData(w, resp.Children, long)
+			}
 			if !long {
 				for _, ch := range resp.Children {
 					fmt.Fprintln(w, ch.Name)

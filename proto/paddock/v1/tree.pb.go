@@ -833,7 +833,17 @@ type ListRequest struct {
 	// page_size caps the children returned (default 1000, at most 10000).
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// page_token is the next_page_token of the previous page.
-	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// with_data lists each child with its data too, and makes the pages one
+	// consistent listing: every page reflects the state at the first page's
+	// zxid (ListResponse.listing_zxid). A page also stops before its
+	// children's encoded size would pass 1 MiB (always holding at least one
+	// child). A later page is served only while the parent and the children
+	// it returns are unchanged since that zxid; otherwise the call fails
+	// with OUT_OF_RANGE and the caller starts over without a page_token.
+	// The page_token of a with_data listing works only with with_data and
+	// the same path.
+	WithData      bool `protobuf:"varint,5,opt,name=with_data,json=withData,proto3" json:"with_data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -896,13 +906,22 @@ func (x *ListRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListRequest) GetWithData() bool {
+	if x != nil {
+		return x.WithData
+	}
+	return false
+}
+
 // Child is one child of a listed znode.
 type Child struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// name is the child's last path segment.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// stat is the child's Stat.
-	Stat          *Stat `protobuf:"bytes,2,opt,name=stat,proto3" json:"stat,omitempty"`
+	Stat *Stat `protobuf:"bytes,2,opt,name=stat,proto3" json:"stat,omitempty"`
+	// data is the child's data, set only when the request has with_data.
+	Data          []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -951,6 +970,13 @@ func (x *Child) GetStat() *Stat {
 	return nil
 }
 
+func (x *Child) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 // ListResponse holds one page of children.
 type ListResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -961,7 +987,10 @@ type ListResponse struct {
 	// next_page_token is set when more children follow.
 	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	// stat is the parent's Stat.
-	Stat          *Stat `protobuf:"bytes,4,opt,name=stat,proto3" json:"stat,omitempty"`
+	Stat *Stat `protobuf:"bytes,4,opt,name=stat,proto3" json:"stat,omitempty"`
+	// listing_zxid is, for a with_data request, the zxid whose state every
+	// page of the listing reflects (the first page's); 0 otherwise.
+	ListingZxid   uint64 `protobuf:"varint,5,opt,name=listing_zxid,json=listingZxid,proto3" json:"listing_zxid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1022,6 +1051,13 @@ func (x *ListResponse) GetStat() *Stat {
 		return x.Stat
 	}
 	return nil
+}
+
+func (x *ListResponse) GetListingZxid() uint64 {
+	if x != nil {
+		return x.ListingZxid
+	}
+	return 0
 }
 
 // CheckOp asserts a znode's version inside a Multi.
@@ -1488,21 +1524,24 @@ const file_paddock_v1_tree_proto_rawDesc = "" +
 	"\x0eExistsResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.paddock.v1.ResponseHeaderR\x06header\x12\x16\n" +
 	"\x06exists\x18\x02 \x01(\bR\x06exists\x12$\n" +
-	"\x04stat\x18\x03 \x01(\v2\x10.paddock.v1.StatR\x04stat\"\x8a\x01\n" +
+	"\x04stat\x18\x03 \x01(\v2\x10.paddock.v1.StatR\x04stat\"\xa7\x01\n" +
 	"\vListRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12+\n" +
 	"\x04read\x18\x02 \x01(\v2\x17.paddock.v1.ReadOptionsR\x04read\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageToken\"A\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x12\x1b\n" +
+	"\twith_data\x18\x05 \x01(\bR\bwithData\"U\n" +
 	"\x05Child\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12$\n" +
-	"\x04stat\x18\x02 \x01(\v2\x10.paddock.v1.StatR\x04stat\"\xbf\x01\n" +
+	"\x04stat\x18\x02 \x01(\v2\x10.paddock.v1.StatR\x04stat\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"\xe2\x01\n" +
 	"\fListResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.paddock.v1.ResponseHeaderR\x06header\x12-\n" +
 	"\bchildren\x18\x02 \x03(\v2\x11.paddock.v1.ChildR\bchildren\x12&\n" +
 	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\x12$\n" +
-	"\x04stat\x18\x04 \x01(\v2\x10.paddock.v1.StatR\x04stat\"7\n" +
+	"\x04stat\x18\x04 \x01(\v2\x10.paddock.v1.StatR\x04stat\x12!\n" +
+	"\flisting_zxid\x18\x05 \x01(\x04R\vlistingZxid\"7\n" +
 	"\aCheckOp\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x05R\aversion\"\xcd\x01\n" +

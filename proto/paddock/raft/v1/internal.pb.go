@@ -58,6 +58,9 @@ const (
 	// ERROR_CODE_UPGRADE_REQUIRED: the replica stopped at an entry it cannot
 	// understand and needs a newer binary.
 	ErrorCode_ERROR_CODE_UPGRADE_REQUIRED ErrorCode = 14
+	// ERROR_CODE_LISTING_CHANGED: a later page of a with_data listing can no
+	// longer be served at the listing's zxid.
+	ErrorCode_ERROR_CODE_LISTING_CHANGED ErrorCode = 15
 )
 
 // Enum value maps for ErrorCode.
@@ -78,6 +81,7 @@ var (
 		12: "ERROR_CODE_NO_SESSION",
 		13: "ERROR_CODE_FEATURE_LEVEL",
 		14: "ERROR_CODE_UPGRADE_REQUIRED",
+		15: "ERROR_CODE_LISTING_CHANGED",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":      0,
@@ -95,6 +99,7 @@ var (
 		"ERROR_CODE_NO_SESSION":       12,
 		"ERROR_CODE_FEATURE_LEVEL":    13,
 		"ERROR_CODE_UPGRADE_REQUIRED": 14,
+		"ERROR_CODE_LISTING_CHANGED":  15,
 	}
 )
 
@@ -1123,7 +1128,7 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"sessionIds\"4\n" +
 	"\x11KeepAliveResponse\x12\x1f\n" +
 	"\vexpired_ids\x18\x01 \x03(\x04R\n" +
-	"expiredIds*\xb4\x03\n" +
+	"expiredIds*\xd4\x03\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ERROR_CODE_NO_NODE\x10\x01\x12\x1a\n" +
@@ -1140,7 +1145,8 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\x14ERROR_CODE_BAD_ENTRY\x10\v\x12\x19\n" +
 	"\x15ERROR_CODE_NO_SESSION\x10\f\x12\x1c\n" +
 	"\x18ERROR_CODE_FEATURE_LEVEL\x10\r\x12\x1f\n" +
-	"\x1bERROR_CODE_UPGRADE_REQUIRED\x10\x0e2\xb0\x03\n" +
+	"\x1bERROR_CODE_UPGRADE_REQUIRED\x10\x0e\x12\x1e\n" +
+	"\x1aERROR_CODE_LISTING_CHANGED\x10\x0f2\xb0\x03\n" +
 	"\x0fInternalService\x12L\n" +
 	"\aPropose\x12\x1f.paddock.raft.v1.ProposeRequest\x1a .paddock.raft.v1.ProposeResponse\x12b\n" +
 	"\rProposeStream\x12%.paddock.raft.v1.ProposeStreamRequest\x1a&.paddock.raft.v1.ProposeStreamResponse(\x010\x01\x12R\n" +
