@@ -93,6 +93,14 @@ func internalCalls(tb testing.TB, n *node.Node, method, kind string) float64 {
 	return scrape(tb, n.Metrics())["paddock_grpc_server_started_total"][labels]
 }
 
+// internalHandled counts the InternalService calls of one kind a node's
+// gRPC server has finished.
+func internalHandled(tb testing.TB, n *node.Node, method, kind string) float64 {
+	tb.Helper()
+	labels := "grpc_method=" + method + ",grpc_service=paddock.raft.v1.InternalService,grpc_type=" + kind
+	return scrape(tb, n.Metrics())["paddock_grpc_server_handling_seconds"][labels]
+}
+
 // checkCreates checks successful creates: each got its own zxid, and the
 // leader has the znode, created at that zxid, with the path as its data.
 func checkCreates(t *testing.T, leader *node.Node, writes []write) {
@@ -312,16 +320,16 @@ func TestProposeStreamEndsOnCloseStreams(t *testing.T) {
 		return nil
 	})
 	ln.CloseStreams()
-	stopped := make(chan struct{})
-	go func() {
-		c.Server(leader).GracefulStop()
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-	case <-time.After(waitTimeout):
-		t.Fatal("GracefulStop still waits after CloseStreams")
-	}
+	// Every propose stream the leader serves ends: none would hold a
+	// graceful stop of its internal server.
+	eventually(t, waitTimeout, func() error {
+		started := internalCalls(t, ln, "ProposeStream", "bidi_stream")
+		ended := internalHandled(t, ln, "ProposeStream", "bidi_stream")
+		if ended < started {
+			return fmt.Errorf("%v of %v propose streams ended after CloseStreams", ended, started)
+		}
+		return nil
+	})
 	writes := load.finish()
 
 	// The leader still leads: a write of its own orders every entry
@@ -340,7 +348,7 @@ func TestProposeStreamEndsOnCloseStreams(t *testing.T) {
 		}
 	}
 	if failed == 0 {
-		t.Error("no write failed after CloseStreams and the graceful stop")
+		t.Error("no write failed after CloseStreams")
 	}
 	checkCreates(t, ln, writes)
 }
@@ -376,7 +384,7 @@ func TestProposeStreamChecksInput(t *testing.T) {
 		c.Converged(t)
 		ln := c.Node(leader)
 		term, last := ln.Raft().CurrentTerm(), ln.Raft().LastIndex()
-		got := streamProposals(t, c.GRPCAddr(leader), data)
+		got := streamProposals(t, c.PeerAddr(leader), data)
 		if ln.Raft().CurrentTerm() != term && time.Now().Before(deadline) {
 			continue
 		}

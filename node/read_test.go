@@ -231,7 +231,7 @@ func TestInternalReadServesOnlyWhatItMay(t *testing.T) {
 	fid := c.ID(fi)
 	res := mustPropose(t, c.Node(l), createCmd("/r", []byte("v1")))
 	c.Converged(t) // f's log reaches res.Index: it may serve reads at that index
-	conn, err := grpc.NewClient(c.GRPCAddr(fi), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(c.PeerAddr(fi), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -282,7 +282,7 @@ func TestProposeRejectsBadInput(t *testing.T) {
 	}
 	// The leader checks forwarded commands too (a follower with another
 	// limit, or a peer that skipped its own checks).
-	conn, err := grpc.NewClient(c.GRPCAddr(leader), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(c.PeerAddr(leader), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}

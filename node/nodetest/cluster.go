@@ -10,6 +10,7 @@
 package nodetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -42,7 +43,10 @@ const (
 
 // Cluster is an in-process Paddock cluster: every node has its own data
 // directory, a raft in-memory transport wired to the others (so links can
-// be cut) and, with WithServer, a real client gRPC server on 127.0.0.1.
+// be cut), its internal service (forwarding, reads, keepalives) served over
+// real gRPC on a listener of its own on 127.0.0.1, which its peers reach
+// through Config.DialPeer, and, with WithServer, a client gRPC server on
+// 127.0.0.1.
 type Cluster struct {
 	tb   testing.TB
 	spec spec
@@ -58,6 +62,7 @@ type member struct {
 	addr     raft.ServerAddress
 	trans    *Transport
 	grpcAddr string
+	peerAddr string // where the node serves its internal service
 	srv      *grpc.Server
 	served   chan struct{} // closed when srv.Serve returned
 	n        *node.Node
@@ -164,7 +169,13 @@ func (c *Cluster) startNode(m *member, listen string) {
 	if err != nil {
 		c.tb.Fatalf("listen: %v", err)
 	}
+	plis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		lis.Close()
+		c.tb.Fatalf("listen: %v", err)
+	}
 	cfg := node.Config{
+		DialPeer:                  c.dialPeer,
 		ID:                        m.id,
 		DataDir:                   m.dir,
 		GRPCAddr:                  lis.Addr().String(),
@@ -183,8 +194,10 @@ func (c *Cluster) startNode(m *member, listen string) {
 	n, err := node.New(cfg)
 	if err != nil {
 		lis.Close()
+		plis.Close()
 		c.tb.Fatalf("node.New(%s): %v", m.id, err)
 	}
+	n.ServeInternal(plis)
 	var srv *grpc.Server
 	served := make(chan struct{})
 	if c.spec.server != nil {
@@ -198,8 +211,26 @@ func (c *Cluster) startNode(m *member, listen string) {
 		close(served)
 	}
 	c.mu.Lock()
-	m.n, m.srv, m.served, m.grpcAddr = n, srv, served, cfg.GRPCAddr
+	m.n, m.srv, m.served, m.grpcAddr, m.peerAddr = n, srv, served, cfg.GRPCAddr, plis.Addr().String()
 	c.mu.Unlock()
+}
+
+// dialPeer is every node's Config.DialPeer: it connects to the internal
+// listener of the node at raftAddr (its latest, if it is stopped).
+func (c *Cluster) dialPeer(ctx context.Context, raftAddr string) (net.Conn, error) {
+	c.mu.Lock()
+	var to string
+	for _, m := range c.members {
+		if string(m.addr) == raftAddr {
+			to = m.peerAddr
+		}
+	}
+	c.mu.Unlock()
+	if to == "" {
+		return nil, fmt.Errorf("nodetest: no node at raft address %q", raftAddr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", to)
 }
 
 // testLogger discards logs unless PADDOCK_TEST_LOG names a level
@@ -234,6 +265,14 @@ func (c *Cluster) GRPCAddr(i int) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.members[i].grpcAddr
+}
+
+// PeerAddr is where node i serves its internal service (its latest, if
+// stopped): what its peers reach for its raft address.
+func (c *Cluster) PeerAddr(i int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.members[i].peerAddr
 }
 
 // Server is node i's client gRPC server, nil while it is stopped or
