@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -52,7 +53,7 @@ type peerMux struct {
 	// toRaft are the connections handed to raft and still open: raft's
 	// transport never closes the connections it accepted (its handlers
 	// block reading them), so close does.
-	toRaft map[net.Conn]struct{}
+	toRaft map[*peekedConn]struct{}
 	closed bool
 }
 
@@ -75,7 +76,7 @@ func listenPeers(addr string, log hclog.Logger) (*peerMux, error) {
 		raft:    newSubListener(lis.Addr()),
 		grpc:    newSubListener(lis.Addr()),
 		pending: map[net.Conn]struct{}{},
-		toRaft:  map[net.Conn]struct{}{},
+		toRaft:  map[*peekedConn]struct{}{},
 	}
 	m.wg.Add(1)
 	go m.accept()
@@ -185,6 +186,7 @@ func (m *peerMux) close() {
 		conns = append(conns, c)
 	}
 	for c := range m.toRaft {
+		c.closing.Store(true)
 		conns = append(conns, c)
 	}
 	m.mu.Unlock()
@@ -255,6 +257,9 @@ type peekedConn struct {
 	unread  bool   // only the one goroutine that reads a conn touches it
 	onClose func() // set before the conn is handed on; nil for none
 	once    sync.Once
+	// closing is set when the mux closes the conn: its reader sees io.EOF,
+	// a peer gone, rather than an error (raft logs those).
+	closing atomic.Bool
 }
 
 // Close closes the connection and tells whoever tracks it.
@@ -272,7 +277,11 @@ func (c *peekedConn) Read(p []byte) (int, error) {
 		c.unread = false
 		return 1, nil
 	}
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if err != nil && c.closing.Load() {
+		err = io.EOF
+	}
+	return n, err
 }
 
 // dialPeer is the default Config.DialPeer: TCP to the peer's raft address,
