@@ -10,16 +10,17 @@ import (
 	"time"
 
 	"github.com/paddock/paddock/node"
+	"github.com/paddock/paddock/node/nodetest"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
 // benchCluster is a settled 3-node cluster and its leader and a follower.
-func benchCluster(b *testing.B) (c *cluster, leader, follower *node.Node) {
+func benchCluster(b *testing.B) (c *nodetest.Cluster, leader, follower *node.Node) {
 	b.Helper()
 	// Saturated CPUs delay heartbeats.
-	c = newCluster(b, 3, withSteadyLeader())
+	c = newCluster(b, 3, nodetest.WithSteadyLeader())
 	l := c.WaitLeader(b)
-	return c, c.node(l), c.node(c.followers(l)[0])
+	return c, c.Node(l), c.Node(c.Followers(l)[0])
 }
 
 // BenchmarkWrite creates distinct znodes with 128 bytes of data from 1, 16

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -87,9 +88,16 @@ type Config struct {
 	// base one. Nil means fsm.OpFeatureLevel.
 	OpFeatureLevel func(*raftv1.Command) (uint32, bool)
 
-	// Transport replaces the TCP transport (tests use raft's in-memory
-	// transport to cut links).
+	// Transport replaces the network transport on RaftAddr (tests use
+	// raft's in-memory transport to cut links). The node then serves its
+	// internal service only on the listeners given to ServeInternal.
 	Transport raft.Transport
+	// DialPeer connects to the internal service of the peer whose raft
+	// address is raftAddr. Nil dials raftAddr over TCP, where the peer's
+	// listener routes gRPC to its internal server. Nodes with an in-memory
+	// Transport set it to reach the listener each peer serves
+	// ServeInternal on.
+	DialPeer func(ctx context.Context, raftAddr string) (net.Conn, error)
 	// Logger receives raft's and the node's logs.
 	Logger hclog.Logger
 }

@@ -1,8 +1,10 @@
 // Package node runs one Paddock server: the raft replica and everything a
 // node does around it.
 //
-//   - Raft wiring (node.go): TCP transport, the log and stable store behind
-//     a LogCache, file snapshots, batched apply, pre-vote. The transport
+//   - Raft wiring (node.go): network transport on the raft address
+//     (shared with the internal service, see Peer traffic), the log and
+//     stable store behind a LogCache, file snapshots, batched apply,
+//     pre-vote. The transport
 //     is wrapped (transport.go, guard) so that an AppendEntries request
 //     never moves a follower's commit index past the entries it verified
 //     (hashicorp/raft's own rule would let a deposed leader apply entries
@@ -24,10 +26,42 @@
 //     (ErrDataDirLocked).
 //     Three nodes started with the same bootstrap list bootstrap the same
 //     configuration; a node with existing state ignores the list.
+//   - Peer traffic (peer.go, internal.go): everything nodes send each
+//     other goes to the raft address, never to a client port: raft's
+//     RPCs, and the internal gRPC service (forwarded writes, forwarded
+//     reads and read index, keepalive batches), which takes raw commands
+//     (close any session, register a member, write under /paddock) and so
+//     must not be reachable where clients are. One address per node keeps
+//     --bootstrap and member records as they were. The node listens on the
+//     raft address itself (peerMux) and routes each accepted connection by
+//     its first byte, which both protocols already fix, so no dialer writes
+//     a header of its own and raft's wire format is unchanged (a node of
+//     the previous version still replicates with this one; its forwarding,
+//     which dialed the client port, does not): raft's NetworkTransport
+//     starts every connection with the type byte of its RPC (0 to 4 in
+//     raft v1.7; bytes up to 0x0f go to raft, which closes types it does
+//     not know), a gRPC client with the HTTP/2 preface "PRI * HTTP/2.0"
+//     ('P' goes to the internal gRPC server, a grpc.Server of the node's
+//     own serving InternalService alone, without reflection). Any other
+//     first byte is closed and logged. Each new connection waits for its
+//     first byte in its own goroutine, at most firstByteTimeout, so a silent
+//     one blocks no other. Close stops the internal server gracefully
+//     (internalStopTimeout) while raft still runs, so forwarded calls in
+//     flight get their answers, then closes raft, the mux, and every
+//     connection handed to raft (raft's transport leaves accepted
+//     connections open). Followers dial the leader's raft address as raft
+//     reports it (LeaderWithID), not the client address it registered.
+//     With Config.Transport (tests: raft in memory) there is no mux: the
+//     internal service is served on the listeners given to ServeInternal,
+//     and Config.DialPeer maps a raft address to one of them (package
+//     nodetest does this). The internal server records its calls in the
+//     node's paddock_grpc_server_* series, shared with rpc's client server
+//     (GRPCMetrics).
 //   - Writes (propose.go): any node accepts them. The leader applies them;
 //     a follower forwards the encoded command to the leader over gRPC on a
-//     kept-open connection (InternalService, which this package serves:
-//     it is the nodes' own protocol, not a client API). A request id in the
+//     kept-open connection to the leader's raft address (InternalService,
+//     which this package serves there: it is the nodes' own protocol, not
+//     a client API). A request id in the
 //     context (WithRequestID) goes into the command, travels with it when
 //     forwarded, and makes the state machine apply it at most once: a
 //     client may retry a write with the same id on any node and gets the

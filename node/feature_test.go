@@ -17,6 +17,7 @@ import (
 
 	"github.com/paddock/paddock/fsm"
 	"github.com/paddock/paddock/node"
+	"github.com/paddock/paddock/node/nodetest"
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
@@ -38,8 +39,8 @@ func createIsLevel2(cmd *raftv1.Command) (uint32, bool) {
 
 // withLevels makes create a level 2 command and has each node claim the
 // level levels gives it at start.
-func withLevels(levels func(id string) uint32) clusterOption {
-	return withConfig(func(cfg *node.Config) {
+func withLevels(levels func(id string) uint32) nodetest.Option {
+	return nodetest.WithConfig(func(cfg *node.Config) {
 		cfg.OpFeatureLevel = createIsLevel2
 		cfg.FeatureLevel = levels(cfg.ID)
 	})
@@ -74,8 +75,8 @@ func TestFeatureLevelRefused(t *testing.T) {
 		return 2
 	}))
 	leader := c.WaitLeader(t)
-	waitLevels(t, c.node(leader), map[string]uint32{"n1": 2, "n2": 2, "n3": 1})
-	members, err := c.node(leader).Members(context.Background())
+	waitLevels(t, c.Node(leader), map[string]uint32{"n1": 2, "n2": 2, "n3": 1})
+	members, err := c.Node(leader).Members(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,8 +87,8 @@ func TestFeatureLevelRefused(t *testing.T) {
 	}
 
 	const want = "member n3 supports feature level 1, create needs 2: upgrade n3"
-	for _, i := range c.running() {
-		n := c.node(i)
+	for _, i := range c.Running() {
+		n := c.Node(i)
 		ctx, cancel := context.WithTimeout(context.Background(), testProposeTimeout)
 		res, err := n.Propose(ctx, createCmd("/next", nil))
 		cancel()
@@ -95,7 +96,7 @@ func TestFeatureLevelRefused(t *testing.T) {
 			t.Errorf("Propose(create) on %s = %v, %v, want %v containing %q", n.ID(), res, err, fsm.ErrFeatureLevel, want)
 		}
 
-		conn, err := grpc.NewClient(c.members[i].grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(c.GRPCAddr(i), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,9 +110,9 @@ func TestFeatureLevelRefused(t *testing.T) {
 		// Base commands need no record and go on.
 		mustOpenSession(t, n, 5*time.Second)
 	}
-	for _, i := range c.running() {
-		if _, _, err := c.node(i).FSM().Get("/next"); !errors.Is(err, fsm.ErrNoNode) {
-			t.Errorf("Get(/next) on %s = %v, want %v: a refused command appends nothing", c.members[i].id, err, fsm.ErrNoNode)
+	for _, i := range c.Running() {
+		if _, _, err := c.Node(i).FSM().Get("/next"); !errors.Is(err, fsm.ErrNoNode) {
+			t.Errorf("Get(/next) on %s = %v, want %v: a refused command appends nothing", c.ID(i), err, fsm.ErrNoNode)
 		}
 	}
 
@@ -120,16 +121,16 @@ func TestFeatureLevelRefused(t *testing.T) {
 	n3Level.Store(2)
 	c.Restart(2)
 	leader = c.WaitLeader(t)
-	waitLevels(t, c.node(leader), map[string]uint32{"n1": 2, "n2": 2, "n3": 2})
-	res := mustPropose(t, c.node(c.followers(leader)[0]), createCmd("/next", []byte("v2")))
+	waitLevels(t, c.Node(leader), map[string]uint32{"n1": 2, "n2": 2, "n3": 2})
+	res := mustPropose(t, c.Node(c.Followers(leader)[0]), createCmd("/next", []byte("v2")))
 	eventually(t, waitTimeout, func() error {
-		for _, i := range c.running() {
-			f := c.node(i).FSM()
+		for _, i := range c.Running() {
+			f := c.Node(i).FSM()
 			if err := f.Err(); err != nil {
-				return fmt.Errorf("%s stopped: %v", c.members[i].id, err)
+				return fmt.Errorf("%s stopped: %v", c.ID(i), err)
 			}
 			if _, st, err := f.Get("/next"); err != nil || st.GetCzxid() != res.Index {
-				return fmt.Errorf("Get(/next) on %s = %v, %v, want czxid %d", c.members[i].id, st, err, res.Index)
+				return fmt.Errorf("Get(/next) on %s = %v, %v, want czxid %d", c.ID(i), st, err, res.Index)
 			}
 		}
 		return nil
@@ -148,7 +149,7 @@ func TestFeatureLevelFatalEntry(t *testing.T) {
 		return 2
 	}))
 	leader := c.WaitLeader(t)
-	n3 := c.node(2)
+	n3 := c.Node(2)
 	before := n3.FSM().AppliedIndex()
 
 	cmd := setCmd("/", []byte("from level 2"))
@@ -158,7 +159,7 @@ func TestFeatureLevelFatalEntry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := c.node(leader).Raft().Apply(data, testProposeTimeout)
+	f := c.Node(leader).Raft().Apply(data, testProposeTimeout)
 	if err := f.Error(); err != nil {
 		t.Fatalf("raft Apply on the leader: %v", err)
 	}
@@ -196,7 +197,7 @@ func TestFeatureLevelFatalEntry(t *testing.T) {
 	}
 
 	for _, i := range []int{0, 1} {
-		n := c.node(i)
+		n := c.Node(i)
 		eventually(t, waitTimeout, func() error {
 			if err := n.Err(); err != nil {
 				return fmt.Errorf("%s stopped: %v", n.ID(), err)

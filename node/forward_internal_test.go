@@ -138,7 +138,7 @@ type forwarded struct {
 // ends (before the fakes it talks to).
 func testForwarder(t *testing.T) (*forwarder, func(addr string) *grpc.ClientConn) {
 	t.Helper()
-	f, peers := newForwarder(), newPeerConns()
+	f, peers := newForwarder(), newPeerConns(nil)
 	t.Cleanup(func() {
 		f.close()
 		peers.close()

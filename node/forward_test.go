@@ -19,6 +19,7 @@ import (
 
 	"github.com/paddock/paddock/fsm"
 	"github.com/paddock/paddock/node"
+	"github.com/paddock/paddock/node/nodetest"
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
@@ -92,6 +93,14 @@ func internalCalls(tb testing.TB, n *node.Node, method, kind string) float64 {
 	return scrape(tb, n.Metrics())["paddock_grpc_server_started_total"][labels]
 }
 
+// internalHandled counts the InternalService calls of one kind a node's
+// gRPC server has finished.
+func internalHandled(tb testing.TB, n *node.Node, method, kind string) float64 {
+	tb.Helper()
+	labels := "grpc_method=" + method + ",grpc_service=paddock.raft.v1.InternalService,grpc_type=" + kind
+	return scrape(tb, n.Metrics())["paddock_grpc_server_handling_seconds"][labels]
+}
+
 // checkCreates checks successful creates: each got its own zxid, and the
 // leader has the znode, created at that zxid, with the path as its data.
 func checkCreates(t *testing.T, leader *node.Node, writes []write) {
@@ -120,19 +129,19 @@ func checkCreates(t *testing.T, leader *node.Node, writes []write) {
 // both followers: every one succeeds with its own result and zxid, and
 // they travel on the followers' propose streams, not in unary calls.
 func TestForwardStreamConcurrentWrites(t *testing.T) {
-	c := newCluster(t, 3, withSteadyLeader())
+	c := newCluster(t, 3, nodetest.WithSteadyLeader())
 	leader := c.WaitLeader(t)
-	ln := c.node(leader)
+	ln := c.Node(leader)
 	term := ln.Raft().CurrentTerm()
 	streamsBefore := internalCalls(t, ln, "ProposeStream", "bidi_stream")
 	mustPropose(t, ln, createCmd("/fw", nil))
 
 	const writers, each = 64, 8
 	writes := make([]write, writers*each)
-	fs := c.followers(leader)
+	fs := c.Followers(leader)
 	var wg sync.WaitGroup
 	for w := range writers {
-		n := c.node(fs[w%len(fs)])
+		n := c.Node(fs[w%len(fs)])
 		wg.Go(func() {
 			for k := range each {
 				path := fmt.Sprintf("/fw/w%d-%d", w, k)
@@ -149,7 +158,7 @@ func TestForwardStreamConcurrentWrites(t *testing.T) {
 			t.Fatalf("Create(%s) through a follower: %v", w.path, w.err)
 		}
 	}
-	c.converged(t)
+	c.Converged(t)
 	checkCreates(t, ln, writes)
 
 	if got := internalCalls(t, ln, "Propose", "unary"); got != 0 {
@@ -182,18 +191,18 @@ func allowedOnLeaderLoss(err error) bool {
 func TestForwardStreamLeaderLost(t *testing.T) {
 	faults := []struct {
 		name  string
-		fault func(c *cluster, leader int)
+		fault func(c *nodetest.Cluster, leader int)
 	}{
-		{"killed", func(c *cluster, leader int) { c.Stop(leader) }},
-		{"partitioned", func(c *cluster, leader int) { c.Partition(leader) }},
+		{"killed", func(c *nodetest.Cluster, leader int) { c.Stop(leader) }},
+		{"partitioned", func(c *nodetest.Cluster, leader int) { c.Partition(leader) }},
 	}
 	for _, tc := range faults {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCluster(t, 3)
 			old := c.WaitLeader(t)
-			fs := c.followers(old)
-			fn := c.node(fs[0])
-			mustPropose(t, c.node(old), createCmd("/ll", nil))
+			fs := c.Followers(old)
+			fn := c.Node(fs[0])
+			mustPropose(t, c.Node(old), createCmd("/ll", nil))
 
 			load := startWriteLoad(32, "/ll", func(int) *node.Node { return fn })
 			okAtLeast := func(k int64) {
@@ -209,7 +218,7 @@ func TestForwardStreamLeaderLost(t *testing.T) {
 			tc.fault(c, old)
 			leader := c.WaitLeader(t)
 			if leader == fs[0] {
-				c.transfer(t, fs[1]) // keep the writes forwarded
+				c.Transfer(t, fs[1]) // keep the writes forwarded
 				leader = fs[1]
 			}
 			okAtLeast(load.ok.Load() + 200)
@@ -227,8 +236,8 @@ func TestForwardStreamLeaderLost(t *testing.T) {
 			t.Logf("%d writes, %d failed", len(writes), failed)
 			c.Heal()
 			c.WaitLeader(t)
-			c.converged(t)
-			checkCreates(t, c.node(leader), writes)
+			c.Converged(t)
+			checkCreates(t, c.Node(leader), writes)
 		})
 	}
 }
@@ -237,10 +246,10 @@ func TestForwardStreamLeaderLost(t *testing.T) {
 // follower at random moments, from before they are sent to after they are
 // applied: the others all succeed, on the same stream.
 func TestForwardStreamCallerCancel(t *testing.T) {
-	c := newCluster(t, 3, withSteadyLeader())
+	c := newCluster(t, 3, nodetest.WithSteadyLeader())
 	leader := c.WaitLeader(t)
-	ln := c.node(leader)
-	fn := c.node(c.followers(leader)[0])
+	ln := c.Node(leader)
+	fn := c.Node(c.Followers(leader)[0])
 	mustPropose(t, fn, createCmd("/cc", nil)) // the stream is open
 	term := ln.Raft().CurrentTerm()
 	streamsBefore := internalCalls(t, ln, "ProposeStream", "bidi_stream")
@@ -275,7 +284,7 @@ func TestForwardStreamCallerCancel(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	c.converged(t)
+	c.Converged(t)
 	var done []write
 	for _, w := range writes {
 		if w.res != nil {
@@ -294,16 +303,16 @@ func TestForwardStreamCallerCancel(t *testing.T) {
 // with "no leader" was not applied (the stream answered every proposal it
 // began before it ended).
 func TestProposeStreamEndsOnCloseStreams(t *testing.T) {
-	c := newCluster(t, 3, withSteadyLeader())
+	c := newCluster(t, 3, nodetest.WithSteadyLeader())
 	leader := c.WaitLeader(t)
-	ln := c.node(leader)
-	fs := c.followers(leader)
+	ln := c.Node(leader)
+	fs := c.Followers(leader)
 	mustPropose(t, ln, createCmd("/cs", nil))
 	for _, f := range fs {
-		mustPropose(t, c.node(f), createCmd(fmt.Sprintf("/cs/open-%d", f), nil)) // streams open
+		mustPropose(t, c.Node(f), createCmd(fmt.Sprintf("/cs/open-%d", f), nil)) // streams open
 	}
 
-	load := startWriteLoad(16, "/cs", func(w int) *node.Node { return c.node(fs[w%len(fs)]) })
+	load := startWriteLoad(16, "/cs", func(w int) *node.Node { return c.Node(fs[w%len(fs)]) })
 	eventually(t, waitTimeout, func() error {
 		if n := load.done(); n < 100 {
 			return fmt.Errorf("%d writes done", n)
@@ -311,16 +320,16 @@ func TestProposeStreamEndsOnCloseStreams(t *testing.T) {
 		return nil
 	})
 	ln.CloseStreams()
-	stopped := make(chan struct{})
-	go func() {
-		c.members[leader].srv.GracefulStop()
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-	case <-time.After(waitTimeout):
-		t.Fatal("GracefulStop still waits after CloseStreams")
-	}
+	// Every propose stream the leader serves ends: none would hold a
+	// graceful stop of its internal server.
+	eventually(t, waitTimeout, func() error {
+		started := internalCalls(t, ln, "ProposeStream", "bidi_stream")
+		ended := internalHandled(t, ln, "ProposeStream", "bidi_stream")
+		if ended < started {
+			return fmt.Errorf("%v of %v propose streams ended after CloseStreams", ended, started)
+		}
+		return nil
+	})
 	writes := load.finish()
 
 	// The leader still leads: a write of its own orders every entry
@@ -339,7 +348,7 @@ func TestProposeStreamEndsOnCloseStreams(t *testing.T) {
 		}
 	}
 	if failed == 0 {
-		t.Error("no write failed after CloseStreams and the graceful stop")
+		t.Error("no write failed after CloseStreams")
 	}
 	checkCreates(t, ln, writes)
 }
@@ -348,7 +357,7 @@ func TestProposeStreamEndsOnCloseStreams(t *testing.T) {
 // bad, straight to the leader's ProposeStream: each gets the answer
 // Propose would give, by seq; the bad ones append nothing.
 func TestProposeStreamChecksInput(t *testing.T) {
-	c := newCluster(t, 3, withSteadyLeader())
+	c := newCluster(t, 3, nodetest.WithSteadyLeader())
 	type answer struct {
 		code codes.Code
 		err  error // the state machine error, for OK
@@ -372,10 +381,10 @@ func TestProposeStreamChecksInput(t *testing.T) {
 	deadline := time.Now().Add(waitTimeout)
 	for {
 		leader := c.WaitLeader(t)
-		c.converged(t)
-		ln := c.node(leader)
+		c.Converged(t)
+		ln := c.Node(leader)
 		term, last := ln.Raft().CurrentTerm(), ln.Raft().LastIndex()
-		got := streamProposals(t, c.members[leader].grpcAddr, data)
+		got := streamProposals(t, c.PeerAddr(leader), data)
 		if ln.Raft().CurrentTerm() != term && time.Now().Before(deadline) {
 			continue
 		}

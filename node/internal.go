@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"time"
 
@@ -24,8 +25,55 @@ type internalServer struct {
 	n *Node
 }
 
-func registerInternal(s *grpc.Server, n *Node) {
+// internalStopTimeout bounds Close's graceful stop of the internal
+// server: in-flight forwarded calls get their answers (raft still runs),
+// new ones are refused (the node is closing); calls still running after
+// it are cut, and their followers see the connection break.
+const internalStopTimeout = 2 * time.Second
+
+// newInternalServer is the node's own gRPC server for its peers, with the
+// internal service alone, no reflection, and the node's gRPC series.
+func newInternalServer(n *Node) *grpc.Server {
+	m := n.metrics.grpc
+	s := grpc.NewServer(
+		grpc.MaxRecvMsgSize(MaxMessageSize),
+		grpc.MaxSendMsgSize(MaxMessageSize),
+		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(m.StreamServerInterceptor()),
+	)
 	raftv1.RegisterInternalServiceServer(s, &internalServer{n: n})
+	m.InitializeMetrics(s)
+	return s
+}
+
+// serveInternal serves the internal service on lis until stopInternal.
+func (n *Node) serveInternal(lis net.Listener) {
+	n.internalWG.Add(1)
+	go func() {
+		defer n.internalWG.Done()
+		// After Stop, Serve closes lis and returns at once.
+		_ = n.internal.Serve(lis)
+	}()
+}
+
+// stopInternal stops the internal server: gracefully within
+// internalStopTimeout, then at once.
+func (n *Node) stopInternal() {
+	stopped := make(chan struct{})
+	go func() {
+		n.internal.GracefulStop()
+		close(stopped)
+	}()
+	t := time.NewTimer(internalStopTimeout)
+	defer t.Stop()
+	select {
+	case <-stopped:
+	case <-t.C:
+		n.log.Warn("internal server: peers' calls still running, cutting them")
+		n.internal.Stop()
+		<-stopped
+	}
+	n.internalWG.Wait()
 }
 
 // Propose applies one forwarded command. Followers of this version use

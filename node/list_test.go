@@ -45,7 +45,7 @@ func pageNames(t *testing.T, r *paddockv1.ListResponse, want map[string][]byte) 
 // it rather than answering from an older state.
 func TestListDataThroughFollower(t *testing.T) {
 	c, l, f := readCluster(t)
-	ln, fn := c.node(l), c.node(f)
+	ln, fn := c.Node(l), c.Node(f)
 	mustPropose(t, ln, createCmd("/farm", []byte("farm")))
 	want := map[string][]byte{}
 	var lastCreate uint64
@@ -53,7 +53,7 @@ func TestListDataThroughFollower(t *testing.T) {
 		want[name] = bytes.Repeat([]byte{byte('0' + i)}, 400<<10)
 		lastCreate = mustPropose(t, ln, createCmd("/farm/"+name, want[name])).Index
 	}
-	c.converged(t)
+	c.Converged(t)
 
 	p1, err := listData(t, fn, "", nil, waitTimeout)
 	if err != nil {
@@ -72,11 +72,11 @@ func TestListDataThroughFollower(t *testing.T) {
 
 	// The follower stores entries it does not know to be committed: it
 	// hands its linearizable reads to the leader.
-	c.members[l].trans.holdCommit(c.members[f].addr, true)
+	c.Transport(l).HoldCommit(c.RaftAddr(f), true)
 	held := true
 	defer func() {
 		if held {
-			c.members[l].trans.holdCommit(c.members[f].addr, false)
+			c.Transport(l).HoldCommit(c.RaftAddr(f), false)
 		}
 	}()
 	mustPropose(t, ln, createCmd("/elsewhere", nil))
@@ -118,7 +118,7 @@ func TestListDataThroughFollower(t *testing.T) {
 	if r, err := listData(t, fn, q1.GetNextPageToken(), serializable(0), time.Second); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("serializable page 2 on %s behind the listing = %v, %v; want it to wait (DeadlineExceeded)", fn.ID(), r.GetChildren(), err)
 	}
-	c.members[l].trans.holdCommit(c.members[f].addr, false)
+	c.Transport(l).HoldCommit(c.RaftAddr(f), false)
 	held = false
 	q2, err := listData(t, fn, q1.GetNextPageToken(), serializable(0), waitTimeout)
 	if err != nil {
@@ -134,15 +134,15 @@ func TestListDataThroughFollower(t *testing.T) {
 
 func TestListDataBadToken(t *testing.T) {
 	c, l, f := readCluster(t)
-	mustPropose(t, c.node(l), createCmd("/farm", nil))
-	mustPropose(t, c.node(l), createCmd("/farm/a", nil))
-	mustPropose(t, c.node(l), createCmd("/farm/b", nil))
-	first, err := c.node(l).List(context.Background(), &paddockv1.ListRequest{Path: "/farm", WithData: true, PageSize: 1})
+	mustPropose(t, c.Node(l), createCmd("/farm", nil))
+	mustPropose(t, c.Node(l), createCmd("/farm/a", nil))
+	mustPropose(t, c.Node(l), createCmd("/farm/b", nil))
+	first, err := c.Node(l).List(context.Background(), &paddockv1.ListRequest{Path: "/farm", WithData: true, PageSize: 1})
 	if err != nil || first.GetNextPageToken() == "" {
 		t.Fatalf("List(/farm, with data, page_size 1) = %v, %v; want a next page", first, err)
 	}
 	for _, i := range []int{l, f} {
-		n := c.node(i)
+		n := c.Node(i)
 		r, err := listData(t, n, "garbage", nil, waitTimeout)
 		if !errors.Is(err, fsm.ErrBadArgument) {
 			t.Errorf("List(/farm, with data, token garbage) on %s = %v, %v; want fsm.ErrBadArgument", n.ID(), r, err)

@@ -44,16 +44,16 @@ func scrape(tb testing.TB, reg prometheus.Gatherer) map[string]map[string]float6
 func TestMetrics(t *testing.T) {
 	c := newCluster(t, 3)
 	leader := c.WaitLeader(t)
-	follower := c.followers(leader)[0]
-	fn := c.node(follower)
+	follower := c.Followers(leader)[0]
+	fn := c.Node(follower)
 
 	before := scrape(t, fn.Metrics())
 	res := mustPropose(t, fn, createCmd("/metrics", []byte("x")))
 	mustOpenSession(t, fn, 10*time.Second)
-	c.converged(t)
+	c.Converged(t)
 
-	for _, i := range c.running() {
-		n := c.node(i)
+	for _, i := range c.Running() {
+		n := c.Node(i)
 		// Registries are per node: every node has its own series.
 		got := scrape(t, n.Metrics())
 		wantLeader := 0.0

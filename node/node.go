@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -37,9 +38,16 @@ type Node struct {
 	disk  *storage
 	trans raft.Transport
 	// guard wraps the raft transport (transport.go).
-	guard  *guard
-	waiter *appliedWaiter
-	watch  *hub
+	guard *guard
+	// mux owns the raft address when the node listens itself (peer.go);
+	// nil with a Config.Transport.
+	mux *peerMux
+	// internal serves the node-to-node service (internal.go), on mux's
+	// gRPC side or on listeners given to ServeInternal.
+	internal   *grpc.Server
+	internalWG sync.WaitGroup
+	waiter     *appliedWaiter
+	watch      *hub
 
 	peers        *peerConns
 	readIndex    *batcher[struct{}, uint64]                   // leader: commit index + confirmLeadership
@@ -90,10 +98,11 @@ func New(c Config) (*Node, error) {
 	n.watch = newHub(cfg.WatchHistory, cfg.WatchHistoryBytes, cfg.WatchSlowLag)
 	n.watch.header = n.Header
 	n.fsm = fsm.New(sinks{n.watch, n.waiter}, fsm.WithFeatureLevel(cfg.FeatureLevel))
-	n.peers = newPeerConns()
+	n.peers = newPeerConns(cfg.DialPeer)
 	n.fwd = newForwarder()
 	n.streamsClosed = make(chan struct{})
 	n.metrics = newMetrics(n)
+	n.internal = newInternalServer(n)
 
 	n.disk, err = openStorage(cfg)
 	if err != nil {
@@ -101,11 +110,17 @@ func New(c Config) (*Node, error) {
 	}
 	n.trans = cfg.Transport
 	if n.trans == nil {
-		n.trans, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, nil, 3, 10*time.Second, cfg.Logger.Named("raft-net"))
+		n.mux, err = listenPeers(cfg.RaftAddr, cfg.Logger.Named("peer-mux"))
 		if err != nil {
 			n.disk.close()
-			return nil, fmt.Errorf("node: raft transport: %w", err)
+			return nil, err
 		}
+		n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream:  raftStream{n.mux.raft},
+			MaxPool: 3,
+			Timeout: 10 * time.Second,
+			Logger:  cfg.Logger.Named("raft-net"),
+		})
 	}
 	n.guard, n.trans = newGuard(n.trans)
 
@@ -154,6 +169,10 @@ func New(c Config) (*Node, error) {
 	go n.watchLeadership(ctx)
 	go n.registerLoop(ctx)
 	go n.haltOnFatal(ctx)
+	if n.mux != nil {
+		// Served once raft and the batchers exist: the handlers use them.
+		n.serveInternal(n.mux.grpc)
+	}
 	return n, nil
 }
 
@@ -193,7 +212,8 @@ func (n *Node) errIfHalted() error {
 
 func (n *Node) closeStores() {
 	if n.cfg.Transport == nil {
-		n.guard.Close() // and the TCP transport
+		n.guard.Close() // and the network transport
+		n.mux.close()
 	} else {
 		n.guard.stop() // the caller's transport stays open
 	}
@@ -212,6 +232,7 @@ func (n *Node) Close() error {
 	if n.stop != nil {
 		n.stop()
 	}
+	n.stopInternal()
 	n.drainOps()
 	err := n.raft.Shutdown().Error()
 	n.wg.Wait()
@@ -312,8 +333,18 @@ func (n *Node) Ready() bool {
 	return id != ""
 }
 
-// RegisterInternal registers the node-to-node service on s.
-func (n *Node) RegisterInternal(s *grpc.Server) { registerInternal(s, n) }
+// ServeInternal serves the node-to-node service on lis until Close. A
+// node that listens on its raft address serves it there already; a node
+// given a Config.Transport (tests, with raft in memory) serves it on a
+// listener its peers' Config.DialPeer reaches. Never serve it on a client
+// address: it takes raw commands.
+func (n *Node) ServeInternal(lis net.Listener) {
+	if n.closing.Load() {
+		lis.Close()
+		return
+	}
+	n.serveInternal(lis)
+}
 
 func (n *Node) readyChan() chan struct{} {
 	n.readyMu.Lock()

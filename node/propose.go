@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -274,8 +275,8 @@ func decodeResult(cmd *raftv1.Command, pr *raftv1.ProposeResponse) (*fsm.Result,
 	return res, nil
 }
 
-// leaderConn returns a connection to the leader's gRPC address, waiting
-// (within ctx) for a leader to be known and registered.
+// leaderConn returns a connection to the leader's internal service,
+// waiting (within ctx) for a leader to be known.
 func (n *Node) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 	addr, err := n.leaderAddr(ctx)
 	if err != nil {
@@ -284,40 +285,43 @@ func (n *Node) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 	return n.peers.get(addr)
 }
 
-// leaderAddr returns the leader's gRPC address, waiting (within ctx) for a
-// leader to be known and registered.
+// leaderAddr returns the leader's raft address, where it serves its
+// peers, waiting (within ctx) for a leader to be known.
 func (n *Node) leaderAddr(ctx context.Context) (string, error) {
 	for {
 		if n.closing.Load() {
 			return "", ErrShuttingDown
 		}
-		_, id := n.raft.LeaderWithID()
-		if id != "" && string(id) != n.cfg.ID {
-			if m, ok := n.fsm.Member(string(id)); ok && m.GetGrpcAddr() != "" {
-				return m.GetGrpcAddr(), nil
-			}
-		}
+		addr, id := n.raft.LeaderWithID()
 		if id != "" && string(id) == n.cfg.ID {
 			return "", ErrNotLeader // we just became leader; caller retries locally
 		}
+		if id != "" && addr != "" {
+			return string(addr), nil
+		}
 		if !sleepCtx(ctx, 20*time.Millisecond) {
-			if id == "" {
-				return "", ErrNoLeader
-			}
-			return "", fmt.Errorf("%w: leader %s has not registered its address", ErrNoLeader, id)
+			return "", ErrNoLeader
 		}
 	}
 }
 
-// peerConns keeps one open gRPC connection per peer address. Once closed
-// it hands out none: a connection opened then would never be closed.
+// peerConns keeps one open gRPC connection per peer raft address. Once
+// closed it hands out none: a connection opened then would never be
+// closed.
 type peerConns struct {
+	dial   func(ctx context.Context, raftAddr string) (net.Conn, error)
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn
 	closed bool
 }
 
-func newPeerConns() *peerConns { return &peerConns{conns: map[string]*grpc.ClientConn{}} }
+// newPeerConns dials peers with dial (Config.DialPeer), or over TCP if nil.
+func newPeerConns(dial func(ctx context.Context, raftAddr string) (net.Conn, error)) *peerConns {
+	if dial == nil {
+		dial = dialPeer
+	}
+	return &peerConns{dial: dial, conns: map[string]*grpc.ClientConn{}}
+}
 
 func (p *peerConns) get(addr string) (*grpc.ClientConn, error) {
 	p.mu.Lock()
@@ -328,9 +332,12 @@ func (p *peerConns) get(addr string) (*grpc.ClientConn, error) {
 	if c, ok := p.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr,
+	// passthrough: the address is the dialer's to interpret (an
+	// in-memory raft address in tests), not a name to resolve.
+	c, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithNoProxy(),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return p.dial(ctx, addr) }),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)))
 	if err != nil {
 		return nil, fmt.Errorf("node: dial %s: %w", addr, err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/paddock/paddock/fsm"
 	"github.com/paddock/paddock/node"
+	"github.com/paddock/paddock/node/nodetest"
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
@@ -42,16 +43,16 @@ func serializable(z uint64) *paddockv1.ReadOptions {
 // /r = v1, and returns it, its leader and a follower. The tests count the
 // round trips a read takes, which an election would add to: the timings
 // are slower than other tests', so that a loaded machine keeps the leader.
-func readCluster(t *testing.T) (c *cluster, leader, follower int) {
+func readCluster(t *testing.T) (c *nodetest.Cluster, leader, follower int) {
 	t.Helper()
-	c = newCluster(t, 3, withConfig(func(cfg *node.Config) {
+	c = newCluster(t, 3, nodetest.WithConfig(func(cfg *node.Config) {
 		cfg.HeartbeatTimeout = time.Second
 		cfg.ElectionTimeout = time.Second
 	}))
 	leader = c.WaitLeader(t)
-	mustPropose(t, c.node(leader), createCmd("/r", []byte("v1")))
-	c.converged(t)
-	return c, leader, c.followers(leader)[0]
+	mustPropose(t, c.Node(leader), createCmd("/r", []byte("v1")))
+	c.Converged(t)
+	return c, leader, c.Followers(leader)[0]
 }
 
 // checkGet reads /r on n with opts and checks that it is want, that from
@@ -75,11 +76,11 @@ func checkGet(t *testing.T, n *node.Node, opts *paddockv1.ReadOptions, want, fro
 
 func TestLaggingFollowerForwardsReads(t *testing.T) {
 	c, l, f := readCluster(t)
-	ln, fn := c.node(l), c.node(f)
+	ln, fn := c.Node(l), c.Node(f)
 
 	// f stores the entries below but never learns they are committed, so
 	// its applied index stays behind the leader's commit index.
-	c.members[l].trans.holdCommit(c.members[f].addr, true)
+	c.Transport(l).HoldCommit(c.RaftAddr(f), true)
 	first := mustPropose(t, ln, setCmd("/r", []byte("v2")))
 	mustPropose(t, ln, createCmd("/r/child", nil))
 	sess := mustOpenSession(t, ln, 10*time.Second)
@@ -165,7 +166,7 @@ func TestLaggingFollowerForwardsReads(t *testing.T) {
 
 	// Serializable reads stay local, stale as they may be.
 	checkGet(t, fn, serializable(0), "v1", fn.ID(), 0, 0)
-	c.members[l].trans.holdCommit(c.members[f].addr, false)
+	c.Transport(l).HoldCommit(c.RaftAddr(f), false)
 }
 
 // TestFollowerForwardsPastReadIndex: a follower that has not even received
@@ -174,10 +175,10 @@ func TestLaggingFollowerForwardsReads(t *testing.T) {
 // it does not know to be committed forwards at once.
 func TestFollowerForwardsPastReadIndex(t *testing.T) {
 	c, l, f := readCluster(t)
-	ln, fn := c.node(l), c.node(f)
+	ln, fn := c.Node(l), c.Node(f)
 
-	c.members[l].trans.dropEntries(c.members[f].addr, true)
-	defer c.members[l].trans.dropEntries(c.members[f].addr, false)
+	c.Transport(l).DropEntries(c.RaftAddr(f), true)
+	defer c.Transport(l).DropEntries(c.RaftAddr(f), false)
 	res := mustPropose(t, ln, setCmd("/r", []byte("v2")))
 	if got := fn.Raft().LastIndex(); got >= res.Index {
 		t.Fatalf("%s stores up to %d although entries to it are dropped (write at %d)", fn.ID(), got, res.Index)
@@ -191,7 +192,7 @@ func TestFollowerForwardsPastReadIndex(t *testing.T) {
 
 func TestCaughtUpFollowerReadsLocally(t *testing.T) {
 	c, _, f := readCluster(t)
-	fn := c.node(f)
+	fn := c.Node(f)
 	t.Run("linearizable", func(t *testing.T) { checkGet(t, fn, nil, "v1", fn.ID(), 0, 1) })
 	t.Run("min_zxid applied", func(t *testing.T) {
 		checkGet(t, fn, &paddockv1.ReadOptions{MinZxid: fn.FSM().AppliedIndex()}, "v1", fn.ID(), 0, 1)
@@ -204,7 +205,7 @@ func TestCaughtUpFollowerReadsLocally(t *testing.T) {
 // deadline, with the error saying what it waited for.
 func TestFollowerWaitsForUnknownMinZxid(t *testing.T) {
 	c, _, f := readCluster(t)
-	fn := c.node(f)
+	fn := c.Node(f)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	reads := forwarded(t, fn, "read")
@@ -226,11 +227,11 @@ func TestFollowerWaitsForUnknownMinZxid(t *testing.T) {
 func TestInternalReadServesOnlyWhatItMay(t *testing.T) {
 	c := newCluster(t, 3)
 	l := c.WaitLeader(t)
-	fi := c.followers(l)[0]
-	f := c.members[fi]
-	res := mustPropose(t, c.node(l), createCmd("/r", []byte("v1")))
-	c.converged(t) // f's log reaches res.Index: it may serve reads at that index
-	conn, err := grpc.NewClient(f.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	fi := c.Followers(l)[0]
+	fid := c.ID(fi)
+	res := mustPropose(t, c.Node(l), createCmd("/r", []byte("v1")))
+	c.Converged(t) // f's log reaches res.Index: it may serve reads at that index
+	conn, err := grpc.NewClient(c.PeerAddr(fi), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,20 +246,20 @@ func TestInternalReadServesOnlyWhatItMay(t *testing.T) {
 		{Query: get},
 	}})
 	if status.Code(err) != codes.FailedPrecondition {
-		t.Errorf("linearizable Read on follower %s: %v, want FailedPrecondition", f.id, err)
+		t.Errorf("linearizable Read on follower %s: %v, want FailedPrecondition", fid, err)
 	}
 
-	beyond := c.node(fi).Raft().LastIndex() + 1000
+	beyond := c.Node(fi).Raft().LastIndex() + 1000
 	r, err := internal.Read(ctx, &raftv1.ReadRequest{Queries: []*raftv1.Query{
 		{Read: serializable(res.Index), Query: get},
 		{Read: serializable(0)},
 		{Read: serializable(beyond), Query: get},
 	}})
 	if err != nil || len(r.GetResults()) != 3 {
-		t.Fatalf("Read on follower %s = %v, %v; want 3 results", f.id, r, err)
+		t.Fatalf("Read on follower %s = %v, %v; want 3 results", fid, r, err)
 	}
-	if got := r.GetResults()[0].GetGet(); string(got.GetData()) != "v1" || got.GetHeader().GetNodeId() != f.id {
-		t.Errorf("Get(/r) at index %d on %s = %v, want v1 from it", res.Index, f.id, got)
+	if got := r.GetResults()[0].GetGet(); string(got.GetData()) != "v1" || got.GetHeader().GetNodeId() != fid {
+		t.Errorf("Get(/r) at index %d on %s = %v, want v1 from it", res.Index, fid, got)
 	}
 	if got := r.GetResults()[1]; got.GetErrorCode() != raftv1.ErrorCode_ERROR_CODE_BAD_ARGUMENT {
 		t.Errorf("empty query = %v, want error code BAD_ARGUMENT", got)
@@ -276,8 +277,8 @@ func TestInternalReadServesOnlyWhatItMay(t *testing.T) {
 func TestFollowerReadsUnderWrites(t *testing.T) {
 	c := newCluster(t, 3)
 	l := c.WaitLeader(t)
-	mustPropose(t, c.node(l), createCmd("/c", nil))
-	lt := c.members[l].trans
+	mustPropose(t, c.Node(l), createCmd("/c", nil))
+	lt := c.Transport(l)
 
 	var (
 		acked atomic.Int32 // highest version a write returned
@@ -298,8 +299,8 @@ func TestFollowerReadsUnderWrites(t *testing.T) {
 		wg.Wait()
 	})
 	defer stopAll() // also when the test fails early: before the cluster closes
-	for _, i := range c.running() {
-		n := c.node(i)
+	for _, i := range c.Running() {
+		n := c.Node(i)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -321,8 +322,8 @@ func TestFollowerReadsUnderWrites(t *testing.T) {
 			}
 		}()
 	}
-	for _, i := range c.followers(l) {
-		n := c.node(i)
+	for _, i := range c.Followers(l) {
+		n := c.Node(i)
 		for r := range 3 {
 			wg.Add(1)
 			go func() {
@@ -349,34 +350,34 @@ func TestFollowerReadsUnderWrites(t *testing.T) {
 		}
 	}
 
-	term := c.node(l).Raft().CurrentTerm()
-	fs := c.followers(l)
-	held, dropped := c.members[fs[0]], c.members[fs[1]]
+	term := c.Node(l).Raft().CurrentTerm()
+	fs := c.Followers(l)
+	held, dropped := fs[0], fs[1]
 	for _, ph := range []struct {
 		name     string
 		start    func()
-		forwards *member // must forward reads in this phase, if set
+		forwards int // must forward reads in this phase, if >= 0
 	}{
-		{"unhindered", func() {}, nil},
+		{"unhindered", func() {}, -1},
 		{"entries dropped", func() {
 			// Dropped from a quiet, caught-up state, that follower
 			// knows of no entry it has not applied: its reads ask for a
 			// read index first.
 			gate.Lock()
 			defer gate.Unlock()
-			c.converged(t)
-			lt.dropEntries(dropped.addr, true)
+			c.Converged(t)
+			lt.DropEntries(c.RaftAddr(dropped), true)
 		}, dropped},
 		{"commit index held back", func() {
-			lt.dropEntries(dropped.addr, false)
-			lt.holdCommit(held.addr, true)
+			lt.DropEntries(c.RaftAddr(dropped), false)
+			lt.HoldCommit(c.RaftAddr(held), true)
 		}, held},
-		{"healed", func() { lt.holdCommit(held.addr, false) }, nil},
+		{"healed", func() { lt.HoldCommit(c.RaftAddr(held), false) }, -1},
 	} {
 		ph.start()
 		var fwd float64
-		if ph.forwards != nil {
-			fwd = forwarded(t, ph.forwards.n, "read")
+		if ph.forwards >= 0 {
+			fwd = forwarded(t, c.Node(ph.forwards), "read")
 		}
 		r0, w0 := reads.Load(), acked.Load()
 		eventually(t, waitTimeout, func() error {
@@ -391,13 +392,13 @@ func TestFollowerReadsUnderWrites(t *testing.T) {
 			return nil
 		})
 		switch {
-		case ph.forwards == nil:
-		case c.node(l).Raft().CurrentTerm() != term:
+		case ph.forwards < 0:
+		case c.Node(l).Raft().CurrentTerm() != term:
 			// A loaded machine may elect a new leader, whose transport
 			// injects no fault: the reads were checked all the same.
 			t.Logf("%s: leadership moved, the phase's faults stopped", ph.name)
-		case forwarded(t, ph.forwards.n, "read") == fwd:
-			t.Errorf("%s: %s forwarded no read", ph.name, ph.forwards.id)
+		case forwarded(t, c.Node(ph.forwards), "read") == fwd:
+			t.Errorf("%s: %s forwarded no read", ph.name, c.ID(ph.forwards))
 		}
 	}
 	stopAll()
@@ -443,15 +444,15 @@ func readVersion(n *node.Node, kind int) (int32, error) {
 func TestUnsafeLocalReads(t *testing.T) {
 	for _, unsafe := range []bool{false, true} {
 		t.Run(fmt.Sprintf("unsafe=%t", unsafe), func(t *testing.T) {
-			c := newCluster(t, 3, withConfig(func(cfg *node.Config) { cfg.UnsafeLocalReads = unsafe }))
+			c := newCluster(t, 3, nodetest.WithConfig(func(cfg *node.Config) { cfg.UnsafeLocalReads = unsafe }))
 			l := c.WaitLeader(t)
-			mustPropose(t, c.node(l), createCmd("/r", []byte("old")))
-			c.converged(t)
-			fi := c.followers(l)[0]
-			fn := c.node(fi)
+			mustPropose(t, c.Node(l), createCmd("/r", []byte("old")))
+			c.Converged(t)
+			fi := c.Followers(l)[0]
+			fn := c.Node(fi)
 
 			c.Partition(fi)
-			res := mustPropose(t, c.node(l), setCmd("/r", []byte("new")))
+			res := mustPropose(t, c.Node(l), setCmd("/r", []byte("new")))
 			if got, _, _ := fn.FSM().Get("/r"); string(got) != "old" {
 				t.Fatalf("cut follower %s has /r = %q, want old", fn.ID(), got)
 			}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/paddock/paddock/fsm"
 	"github.com/paddock/paddock/node"
+	"github.com/paddock/paddock/node/nodetest"
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
@@ -23,7 +24,7 @@ import (
 func TestLeaderKilledNewLeaderTakesWrites(t *testing.T) {
 	c := newCluster(t, 3)
 	old := c.WaitLeader(t)
-	before := mustPropose(t, c.node(old), createCmd("/before", []byte("x")))
+	before := mustPropose(t, c.Node(old), createCmd("/before", []byte("x")))
 
 	c.Stop(old)
 	leader := c.WaitLeader(t)
@@ -31,11 +32,11 @@ func TestLeaderKilledNewLeaderTakesWrites(t *testing.T) {
 		t.Fatalf("stopped node %d still leads", old)
 	}
 	// Writes go on, on the new leader and through the surviving follower.
-	for _, i := range c.running() {
+	for _, i := range c.Running() {
 		path := fmt.Sprintf("/after-%d", i)
-		res := mustPropose(t, c.node(i), createCmd(path, []byte("y")))
+		res := mustPropose(t, c.Node(i), createCmd(path, []byte("y")))
 		if res.Index <= before.Index {
-			t.Fatalf("Propose(%s) on %s: index %d, not after %d", path, c.node(i).ID(), res.Index, before.Index)
+			t.Fatalf("Propose(%s) on %s: index %d, not after %d", path, c.Node(i).ID(), res.Index, before.Index)
 		}
 	}
 
@@ -43,16 +44,16 @@ func TestLeaderKilledNewLeaderTakesWrites(t *testing.T) {
 	// registers its new address; leading again, it takes forwarded writes.
 	c.RestartNewAddr(old)
 	c.WaitLeader(t)
-	c.converged(t)
-	for _, i := range c.running() {
-		if _, _, err := c.node(old).FSM().Get(fmt.Sprintf("/after-%d", i)); i != old && err != nil {
-			t.Fatalf("restarted %s: %v", c.node(old).ID(), err)
+	c.Converged(t)
+	for _, i := range c.Running() {
+		if _, _, err := c.Node(old).FSM().Get(fmt.Sprintf("/after-%d", i)); i != old && err != nil {
+			t.Fatalf("restarted %s: %v", c.Node(old).ID(), err)
 		}
 	}
-	c.transfer(t, old)
-	for _, f := range c.followers(old) {
-		res := mustPropose(t, c.node(f), createCmd(fmt.Sprintf("/via-%d", f), nil))
-		if _, st, err := c.node(old).FSM().Get(fmt.Sprintf("/via-%d", f)); err != nil || st.GetCzxid() != res.Index {
+	c.Transfer(t, old)
+	for _, f := range c.Followers(old) {
+		res := mustPropose(t, c.Node(f), createCmd(fmt.Sprintf("/via-%d", f), nil))
+		if _, st, err := c.Node(old).FSM().Get(fmt.Sprintf("/via-%d", f)); err != nil || st.GetCzxid() != res.Index {
 			t.Fatalf("Get(/via-%d) on the leader = %v, %v; want czxid %d", f, st, err, res.Index)
 		}
 	}
@@ -61,37 +62,37 @@ func TestLeaderKilledNewLeaderTakesWrites(t *testing.T) {
 func TestFollowerWritesAreForwarded(t *testing.T) {
 	c := newCluster(t, 3)
 	leader := c.WaitLeader(t)
-	for _, f := range c.followers(leader) {
-		path := fmt.Sprintf("/from-%s", c.node(f).ID())
+	for _, f := range c.Followers(leader) {
+		path := fmt.Sprintf("/from-%s", c.Node(f).ID())
 		data := []byte("data of " + path)
-		res := mustPropose(t, c.node(f), createCmd(path, data))
+		res := mustPropose(t, c.Node(f), createCmd(path, data))
 		resp, ok := res.Resp.(*paddockv1.CreateResponse)
 		if !ok {
-			t.Fatalf("Propose on %s: response %T, want *CreateResponse", c.node(f).ID(), res.Resp)
+			t.Fatalf("Propose on %s: response %T, want *CreateResponse", c.Node(f).ID(), res.Resp)
 		}
 		if resp.GetPath() != path || resp.GetStat().GetCzxid() != res.Index || res.Index == 0 {
-			t.Fatalf("Propose on %s = %v (index %d), want path %s and czxid = index", c.node(f).ID(), resp, res.Index, path)
+			t.Fatalf("Propose on %s = %v (index %d), want path %s and czxid = index", c.Node(f).ID(), resp, res.Index, path)
 		}
 		// The zxid is the leader's log index of the entry.
-		if _, st, err := c.node(leader).FSM().Get(path); err != nil || st.GetCzxid() != res.Index {
+		if _, st, err := c.Node(leader).FSM().Get(path); err != nil || st.GetCzxid() != res.Index {
 			t.Fatalf("Get(%s) on the leader = %v, %v; want czxid %d", path, st, err, res.Index)
 		}
 		eventually(t, waitTimeout, func() error {
-			for _, i := range c.running() {
-				got, st, err := c.node(i).FSM().Get(path)
+			for _, i := range c.Running() {
+				got, st, err := c.Node(i).FSM().Get(path)
 				if err != nil {
-					return fmt.Errorf("Get(%s) on %s: %w", path, c.node(i).ID(), err)
+					return fmt.Errorf("Get(%s) on %s: %w", path, c.Node(i).ID(), err)
 				}
 				if !bytes.Equal(got, data) || st.GetMzxid() != res.Index {
-					return fmt.Errorf("Get(%s) on %s = %q mzxid %d, want %q mzxid %d", path, c.node(i).ID(), got, st.GetMzxid(), data, res.Index)
+					return fmt.Errorf("Get(%s) on %s = %q mzxid %d, want %q mzxid %d", path, c.Node(i).ID(), got, st.GetMzxid(), data, res.Index)
 				}
 			}
 			return nil
 		})
 	}
 	// Domain errors come back through the forwarding intact.
-	f := c.followers(leader)[0]
-	_, err := c.node(f).Propose(context.Background(), createCmd(fmt.Sprintf("/from-%s", c.node(f).ID()), nil))
+	f := c.Followers(leader)[0]
+	_, err := c.Node(f).Propose(context.Background(), createCmd(fmt.Sprintf("/from-%s", c.Node(f).ID()), nil))
 	if !errors.Is(err, fsm.ErrNodeExists) {
 		t.Fatalf("forwarded duplicate create: err = %v, want ErrNodeExists", err)
 	}
@@ -102,7 +103,7 @@ func TestWriteThenLinearizableReadOnAnotherNode(t *testing.T) {
 	c.WaitLeader(t)
 	ctx := context.Background()
 	for i := range 50 {
-		w, r := c.node(i%3), c.node((i+1)%3)
+		w, r := c.Node(i%3), c.Node((i+1)%3)
 		path := fmt.Sprintf("/lin-%d", i)
 		data := fmt.Appendf(nil, "v%d", i)
 		res := mustPropose(t, w, createCmd(path, data))
@@ -122,11 +123,11 @@ func TestPartitionedLeader(t *testing.T) {
 	// A short request timeout bounds each read index round on the
 	// isolated node, so the reads below see how a round ends, not only
 	// their own deadline.
-	c := newCluster(t, 3, withConfig(func(cfg *node.Config) { cfg.RequestTimeout = 500 * time.Millisecond }))
+	c := newCluster(t, 3, nodetest.WithConfig(func(cfg *node.Config) { cfg.RequestTimeout = 500 * time.Millisecond }))
 	old := c.WaitLeader(t)
-	on := c.node(old)
+	on := c.Node(old)
 	mustPropose(t, on, createCmd("/p", []byte("v1")))
-	c.converged(t)
+	c.Converged(t)
 
 	c.Partition(old)
 
@@ -152,7 +153,7 @@ func TestPartitionedLeader(t *testing.T) {
 	if leader == old {
 		t.Fatal("partitioned node leads the majority")
 	}
-	v2 := mustPropose(t, c.node(leader), setCmd("/p", []byte("v2")))
+	v2 := mustPropose(t, c.Node(leader), setCmd("/p", []byte("v2")))
 
 	// From now on a read on the isolated node would be stale: it must
 	// fail, and it can never show the new value.
@@ -170,13 +171,13 @@ func TestPartitionedLeader(t *testing.T) {
 
 	c.Heal()
 	c.WaitLeader(t)
-	c.converged(t)
+	c.Converged(t)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	for _, i := range c.running() {
-		got, st, err := linearGet(ctx, c.node(i), "/p")
+	for _, i := range c.Running() {
+		got, st, err := linearGet(ctx, c.Node(i), "/p")
 		if err != nil || !bytes.Equal(got, []byte("v2")) || st.GetMzxid() != v2.Index || st.GetVersion() != 1 {
-			t.Fatalf("after heal, Get(/p) on %s = %q %v, %v; want v2 at mzxid %d version 1", c.node(i).ID(), got, st, err, v2.Index)
+			t.Fatalf("after heal, Get(/p) on %s = %q %v, %v; want v2 at mzxid %d version 1", c.Node(i).ID(), got, st, err, v2.Index)
 		}
 	}
 }
@@ -184,9 +185,9 @@ func TestPartitionedLeader(t *testing.T) {
 func TestNewLeaderReadsWaitForBarrier(t *testing.T) {
 	c := newCluster(t, 3)
 	a := c.WaitLeader(t)
-	fs := c.followers(a)
+	fs := c.Followers(a)
 	b, down := fs[0], fs[1]
-	an, bn := c.node(a), c.node(b)
+	an, bn := c.Node(a), c.Node(b)
 	want := []byte("committed by the old leader")
 	res := mustPropose(t, an, createCmd("/r", want))
 
@@ -194,8 +195,8 @@ func TestNewLeaderReadsWaitForBarrier(t *testing.T) {
 	// entries are dropped on their way to a: once b leads, its barrier
 	// cannot commit, while its heartbeats keep it leader and a its follower.
 	c.Stop(down)
-	c.members[b].trans.dropEntries("", true)
-	if err := an.Raft().LeadershipTransferToServer(raft.ServerID(bn.ID()), c.members[b].addr).Error(); err != nil {
+	c.Transport(b).DropEntries("", true)
+	if err := an.Raft().LeadershipTransferToServer(raft.ServerID(bn.ID()), c.RaftAddr(b)).Error(); err != nil {
 		t.Fatalf("LeadershipTransferToServer: %v", err)
 	}
 	eventually(t, waitTimeout, func() error {
@@ -225,7 +226,7 @@ func TestNewLeaderReadsWaitForBarrier(t *testing.T) {
 		}
 	}
 
-	c.members[b].trans.dropEntries("", false)
+	c.Transport(b).DropEntries("", false)
 	eventually(t, waitTimeout, func() error {
 		if !bn.Ready() {
 			return fmt.Errorf("%s not ready", bn.ID())
@@ -247,10 +248,10 @@ func TestNewLeaderReadsWaitForBarrier(t *testing.T) {
 
 func TestProposeRejectsBadInput(t *testing.T) {
 	const limit = 4096
-	c := newCluster(t, 3, withConfig(func(cfg *node.Config) { cfg.MaxValueSize = limit }))
+	c := newCluster(t, 3, nodetest.WithConfig(func(cfg *node.Config) { cfg.MaxValueSize = limit }))
 	leader := c.WaitLeader(t)
-	c.converged(t)
-	ln := c.node(leader)
+	c.Converged(t)
+	ln := c.Node(leader)
 	last := ln.Raft().LastIndex()
 	applied := ln.FSM().AppliedIndex()
 
@@ -271,17 +272,17 @@ func TestProposeRejectsBadInput(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, i := range c.running() {
-				_, err := c.node(i).Propose(context.Background(), tc.cmd)
+			for _, i := range c.Running() {
+				_, err := c.Node(i).Propose(context.Background(), tc.cmd)
 				if !errors.Is(err, tc.want) {
-					t.Errorf("Propose on %s: err = %v, want %v", c.node(i).ID(), err, tc.want)
+					t.Errorf("Propose on %s: err = %v, want %v", c.Node(i).ID(), err, tc.want)
 				}
 			}
 		})
 	}
 	// The leader checks forwarded commands too (a follower with another
 	// limit, or a peer that skipped its own checks).
-	conn, err := grpc.NewClient(c.members[leader].grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(c.PeerAddr(leader), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,18 +307,18 @@ func TestProposeRejectsBadInput(t *testing.T) {
 		t.Errorf("leader's applied index went from %d to %d", applied, got)
 	}
 	// An exactly-at-limit value is fine.
-	mustPropose(t, c.node(c.followers(leader)[0]), createCmd("/max", make([]byte, limit)))
+	mustPropose(t, c.Node(c.Followers(leader)[0]), createCmd("/max", make([]byte, limit)))
 }
 
 func TestLaggingFollowerCatchesUpBySnapshot(t *testing.T) {
-	c := newCluster(t, 3, withSnapshots(64, 16))
+	c := newCluster(t, 3, nodetest.WithSnapshots(64, 16))
 	leader := c.WaitLeader(t)
-	lag := c.followers(leader)[0]
-	c.converged(t)
+	lag := c.Followers(leader)[0]
+	c.Converged(t)
 	c.Stop(lag)
 
-	writeMany(t, c.node(leader), "/lag", 500)
-	ln := c.node(leader)
+	writeMany(t, c.Node(leader), "/lag", 500)
+	ln := c.Node(leader)
 	if err := ln.Snapshot(); err != nil {
 		t.Fatalf("Snapshot: %v", err)
 	}
@@ -328,43 +329,43 @@ func TestLaggingFollowerCatchesUpBySnapshot(t *testing.T) {
 
 	c.Restart(lag)
 	c.WaitLeader(t)
-	c.converged(t)
-	if got, want := c.node(lag).FSM().StateHash(), c.node(leader).FSM().StateHash(); got != want {
+	c.Converged(t)
+	if got, want := c.Node(lag).FSM().StateHash(), c.Node(leader).FSM().StateHash(); got != want {
 		t.Fatal("lagging follower's state differs from the leader's")
 	}
 	// Its log could not have been replicated: the leader kept 16 entries.
-	if got := raftStat(t, c.node(lag), "last_snapshot_index"); got < snapIndex {
+	if got := raftStat(t, c.Node(lag), "last_snapshot_index"); got < snapIndex {
 		t.Fatalf("lagging follower's last snapshot index is %d, want >= the leader's %d (installed)", got, snapIndex)
 	}
-	if _, _, err := c.node(lag).FSM().Get("/lag/499"); err != nil {
+	if _, _, err := c.Node(lag).FSM().Get("/lag/499"); err != nil {
 		t.Fatalf("Get(/lag/499) on the caught-up follower: %v", err)
 	}
 }
 
 func TestRestartFromSnapshotAndLog(t *testing.T) {
-	c := newCluster(t, 3, withSnapshots(64, 16))
+	c := newCluster(t, 3, nodetest.WithSnapshots(64, 16))
 	leader := c.WaitLeader(t)
-	writeMany(t, c.node(leader), "/s", 100)
-	if err := c.node(leader).Snapshot(); err != nil {
+	writeMany(t, c.Node(leader), "/s", 100)
+	if err := c.Node(leader).Snapshot(); err != nil {
 		t.Fatalf("Snapshot: %v", err)
 	}
 	for i := range 30 {
-		mustPropose(t, c.node(leader), setCmd(fmt.Sprintf("/s/%d", i), []byte("after the snapshot")))
+		mustPropose(t, c.Node(leader), setCmd(fmt.Sprintf("/s/%d", i), []byte("after the snapshot")))
 	}
-	c.converged(t)
-	ln := c.node(leader)
+	c.Converged(t)
+	ln := c.Node(leader)
 	want, wantIndex := contentHash(t, ln.FSM()), ln.FSM().AppliedIndex()
 
-	for _, i := range c.running() {
+	for _, i := range c.Running() {
 		c.Stop(i)
 	}
-	for i := range c.members {
+	for i := range c.Size() {
 		c.Restart(i)
 	}
 	c.WaitLeader(t)
-	c.converged(t)
-	for _, i := range c.running() {
-		n := c.node(i)
+	c.Converged(t)
+	for _, i := range c.Running() {
+		n := c.Node(i)
 		if got := n.FSM().AppliedIndex(); got < wantIndex {
 			t.Errorf("%s applied %d after restart, want >= %d", n.ID(), got, wantIndex)
 		}
@@ -373,9 +374,9 @@ func TestRestartFromSnapshotAndLog(t *testing.T) {
 		}
 		// Every member's current address is registered (re-registered if
 		// its port changed).
-		for j, m := range c.members {
-			if reg, ok := n.FSM().Member(m.id); !ok || reg.GetGrpcAddr() != c.members[j].grpcAddr {
-				t.Errorf("%s: member %s registered as %v, want %s", n.ID(), m.id, reg, m.grpcAddr)
+		for j := range c.Size() {
+			if reg, ok := n.FSM().Member(c.ID(j)); !ok || reg.GetGrpcAddr() != c.GRPCAddr(j) {
+				t.Errorf("%s: member %s registered as %v, want %s", n.ID(), c.ID(j), reg, c.GRPCAddr(j))
 			}
 		}
 	}
@@ -412,9 +413,9 @@ func writeMany(t *testing.T, n *node.Node, parent string, count int) {
 func TestCutOffLeaderConfirmsNoRead(t *testing.T) {
 	c := newCluster(t, 3)
 	old := c.WaitLeader(t)
-	on := c.node(old)
+	on := c.Node(old)
 	mustPropose(t, on, createCmd("/p", []byte("v1")))
-	c.converged(t)
+	c.Converged(t)
 
 	// Writes keep appends in flight, so that answers to them are on their
 	// way back when the leader is cut off.

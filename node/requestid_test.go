@@ -19,6 +19,7 @@ import (
 
 	"github.com/paddock/paddock/fsm"
 	"github.com/paddock/paddock/node"
+	"github.com/paddock/paddock/node/nodetest"
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 	"github.com/paddock/paddock/rpc"
@@ -57,17 +58,17 @@ func sameResult(t *testing.T, what string, got, want *fsm.Result, gotErr, wantEr
 
 // childCount counts parent's children on every running node, once they
 // have converged.
-func childCount(t *testing.T, c *cluster, parent string) int {
+func childCount(t *testing.T, c *nodetest.Cluster, parent string) int {
 	t.Helper()
-	c.converged(t)
+	c.Converged(t)
 	n := -1
-	for _, i := range c.running() {
-		page, err := c.node(i).FSM().List(parent, "", 100)
+	for _, i := range c.Running() {
+		page, err := c.Node(i).FSM().List(parent, "", 100)
 		if err != nil {
-			t.Fatalf("List(%s) on %s: %v", parent, c.node(i).ID(), err)
+			t.Fatalf("List(%s) on %s: %v", parent, c.Node(i).ID(), err)
 		}
 		if n >= 0 && len(page.Children) != n {
-			t.Fatalf("List(%s) on %s = %d children, another node has %d", parent, c.node(i).ID(), len(page.Children), n)
+			t.Fatalf("List(%s) on %s = %d children, another node has %d", parent, c.Node(i).ID(), len(page.Children), n)
 		}
 		n = len(page.Children)
 	}
@@ -80,22 +81,22 @@ func childCount(t *testing.T, c *cluster, parent string) int {
 func TestRequestIDRetryOnAnotherNode(t *testing.T) {
 	c := newCluster(t, 3)
 	leader := c.WaitLeader(t)
-	fs := c.followers(leader)
+	fs := c.Followers(leader)
 	order := []int{fs[0], leader, fs[1]}
-	mustPropose(t, c.node(leader), createCmd("/q", nil))
+	mustPropose(t, c.Node(leader), createCmd("/q", nil))
 
 	t.Run("sequential create", func(t *testing.T) {
 		var first *fsm.Result
 		for k, i := range order {
-			res, err := proposeWithID(c.node(i), "seq-1", seqCmd("/q"))
+			res, err := proposeWithID(c.Node(i), "seq-1", seqCmd("/q"))
 			if err != nil {
-				t.Fatalf("Propose(seq-1) on %s: %v", c.node(i).ID(), err)
+				t.Fatalf("Propose(seq-1) on %s: %v", c.Node(i).ID(), err)
 			}
 			if k == 0 {
 				first = res
 				continue
 			}
-			sameResult(t, "retry on "+c.node(i).ID(), res, first, err, nil)
+			sameResult(t, "retry on "+c.Node(i).ID(), res, first, err, nil)
 		}
 		if got := childCount(t, c, "/q"); got != 1 {
 			t.Errorf("/q has %d children after 3 tries of one request, want 1", got)
@@ -103,56 +104,56 @@ func TestRequestIDRetryOnAnotherNode(t *testing.T) {
 	})
 
 	t.Run("failed create", func(t *testing.T) {
-		mustPropose(t, c.node(leader), createCmd("/taken", nil))
-		first, firstErr := proposeWithID(c.node(order[0]), "fail-1", createCmd("/taken", []byte("mine")))
+		mustPropose(t, c.Node(leader), createCmd("/taken", nil))
+		first, firstErr := proposeWithID(c.Node(order[0]), "fail-1", createCmd("/taken", []byte("mine")))
 		if !errors.Is(firstErr, fsm.ErrNodeExists) {
 			t.Fatalf("Propose(create /taken) = %v, want %v", firstErr, fsm.ErrNodeExists)
 		}
 		// Now a fresh create would succeed; the retry must not.
-		mustPropose(t, c.node(leader), &raftv1.Command{Op: &raftv1.Command_Delete{Delete: &paddockv1.DeleteRequest{Path: "/taken"}}})
+		mustPropose(t, c.Node(leader), &raftv1.Command{Op: &raftv1.Command_Delete{Delete: &paddockv1.DeleteRequest{Path: "/taken"}}})
 		for _, i := range order[1:] {
-			res, err := proposeWithID(c.node(i), "fail-1", createCmd("/taken", []byte("mine")))
-			sameResult(t, "retry on "+c.node(i).ID(), res, first, err, firstErr)
+			res, err := proposeWithID(c.Node(i), "fail-1", createCmd("/taken", []byte("mine")))
+			sameResult(t, "retry on "+c.Node(i).ID(), res, first, err, firstErr)
 		}
-		c.converged(t)
-		if _, _, err := c.node(leader).FSM().Get("/taken"); !errors.Is(err, fsm.ErrNoNode) {
+		c.Converged(t)
+		if _, _, err := c.Node(leader).FSM().Get("/taken"); !errors.Is(err, fsm.ErrNoNode) {
 			t.Errorf("Get(/taken) after retried failed creates = %v, want %v", err, fsm.ErrNoNode)
 		}
 	})
 
 	t.Run("id too long", func(t *testing.T) {
 		// Before any session: the leader appends nothing on its own.
-		c.converged(t)
-		last := c.node(leader).Raft().LastIndex()
+		c.Converged(t)
+		last := c.Node(leader).Raft().LastIndex()
 		for _, i := range order {
-			_, err := proposeWithID(c.node(i), strings.Repeat("x", fsm.MaxRequestIDLength+1), createCmd("/long-id", nil))
+			_, err := proposeWithID(c.Node(i), strings.Repeat("x", fsm.MaxRequestIDLength+1), createCmd("/long-id", nil))
 			if !errors.Is(err, fsm.ErrBadArgument) {
-				t.Errorf("Propose with a %d byte id on %s = %v, want %v", fsm.MaxRequestIDLength+1, c.node(i).ID(), err, fsm.ErrBadArgument)
+				t.Errorf("Propose with a %d byte id on %s = %v, want %v", fsm.MaxRequestIDLength+1, c.Node(i).ID(), err, fsm.ErrBadArgument)
 			}
 		}
-		if got := c.node(leader).Raft().LastIndex(); got != last {
+		if got := c.Node(leader).Raft().LastIndex(); got != last {
 			t.Errorf("leader's last log index went from %d to %d", last, got)
 		}
 	})
 
 	t.Run("open session", func(t *testing.T) {
-		before := len(c.node(leader).FSM().Sessions())
+		before := len(c.Node(leader).FSM().Sessions())
 		var firstID, firstIdx uint64
 		for k, i := range order {
 			ctx, cancel := context.WithTimeout(node.WithRequestID(context.Background(), []byte("open-1")), testProposeTimeout)
-			resp, idx, err := c.node(i).OpenSession(ctx, 0)
+			resp, idx, err := c.Node(i).OpenSession(ctx, 0)
 			cancel()
 			if err != nil {
-				t.Fatalf("OpenSession(open-1) on %s: %v", c.node(i).ID(), err)
+				t.Fatalf("OpenSession(open-1) on %s: %v", c.Node(i).ID(), err)
 			}
 			if k == 0 {
 				firstID, firstIdx = resp.GetSessionId(), idx
 			} else if resp.GetSessionId() != firstID || idx != firstIdx {
-				t.Errorf("OpenSession retry on %s = session %d zxid %d, want %d zxid %d", c.node(i).ID(), resp.GetSessionId(), idx, firstID, firstIdx)
+				t.Errorf("OpenSession retry on %s = session %d zxid %d, want %d zxid %d", c.Node(i).ID(), resp.GetSessionId(), idx, firstID, firstIdx)
 			}
 		}
-		c.converged(t)
-		if got := len(c.node(leader).FSM().Sessions()); got != before+1 {
+		c.Converged(t)
+		if got := len(c.Node(leader).FSM().Sessions()); got != before+1 {
 			t.Errorf("Sessions() = %d, want %d: one per request id", got, before+1)
 		}
 	})
@@ -164,10 +165,10 @@ func TestRequestIDRetryOnAnotherNode(t *testing.T) {
 func TestRequestIDOverGRPC(t *testing.T) {
 	c := newCluster(t, 3)
 	leader := c.WaitLeader(t)
-	mustPropose(t, c.node(leader), createCmd("/g", nil))
+	mustPropose(t, c.Node(leader), createCmd("/g", nil))
 	var first *paddockv1.CreateResponse
-	for _, i := range append(c.followers(leader), leader) {
-		conn, err := grpc.NewClient(c.members[i].grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	for _, i := range append(c.Followers(leader), leader) {
+		conn, err := grpc.NewClient(c.GRPCAddr(i), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,20 +179,20 @@ func TestRequestIDOverGRPC(t *testing.T) {
 		req := &paddockv1.CreateRequest{Path: "/g/n-", Sequential: true}
 		resp, err := tree.Create(metadata.AppendToOutgoingContext(ctx, rpc.RequestIDMetadata, "0123456789abcdef0123456789abcdef"), req)
 		if err != nil {
-			t.Fatalf("Create on %s: %v", c.node(i).ID(), err)
+			t.Fatalf("Create on %s: %v", c.Node(i).ID(), err)
 		}
 		if first == nil {
 			first = resp
 		} else if resp.GetHeader().GetZxid() != first.GetHeader().GetZxid() || resp.GetPath() != first.GetPath() ||
 			!proto.Equal(resp.GetStat(), first.GetStat()) {
-			t.Errorf("Create retry on %s = %v, want path, stat and zxid of %v", c.node(i).ID(), resp, first)
+			t.Errorf("Create retry on %s = %v, want path, stat and zxid of %v", c.Node(i).ID(), resp, first)
 		}
-		if got := resp.GetHeader().GetNodeId(); got != c.node(i).ID() {
-			t.Errorf("Create on %s: header node id %s", c.node(i).ID(), got)
+		if got := resp.GetHeader().GetNodeId(); got != c.Node(i).ID() {
+			t.Errorf("Create on %s: header node id %s", c.Node(i).ID(), got)
 		}
 		_, err = tree.Create(metadata.AppendToOutgoingContext(ctx, rpc.RequestIDMetadata, strings.Repeat("z", fsm.MaxRequestIDLength+1)), req)
 		if status.Code(err) != codes.InvalidArgument {
-			t.Errorf("Create with a long request id on %s = %v, want InvalidArgument", c.node(i).ID(), err)
+			t.Errorf("Create with a long request id on %s = %v, want InvalidArgument", c.Node(i).ID(), err)
 		}
 	}
 	if got := childCount(t, c, "/g"); got != 1 {
@@ -205,8 +206,8 @@ func TestRequestIDOverGRPC(t *testing.T) {
 func TestRequestIDConcurrentDuplicates(t *testing.T) {
 	c := newCluster(t, 3)
 	leader := c.WaitLeader(t)
-	fs := c.followers(leader)
-	mustPropose(t, c.node(leader), createCmd("/dup", nil))
+	fs := c.Followers(leader)
+	mustPropose(t, c.Node(leader), createCmd("/dup", nil))
 	const rounds = 20
 	for r := range rounds {
 		id := fmt.Sprintf("%032x", r)
@@ -220,7 +221,7 @@ func TestRequestIDConcurrentDuplicates(t *testing.T) {
 			}
 			wg.Go(func() {
 				<-start
-				res[k], errs[k] = proposeWithID(c.node(i), id, seqCmd("/dup"))
+				res[k], errs[k] = proposeWithID(c.Node(i), id, seqCmd("/dup"))
 			})
 		}
 		close(start)

@@ -10,11 +10,12 @@ import (
 
 	"github.com/paddock/paddock/fsm"
 	"github.com/paddock/paddock/node"
+	"github.com/paddock/paddock/node/nodetest"
 )
 
 // ephemeralOn reports whether node i has path, owned by session.
-func (c *cluster) ephemeralOn(i int, path string, session uint64) error {
-	n := c.node(i)
+func ephemeralOn(c *nodetest.Cluster, i int, path string, session uint64) error {
+	n := c.Node(i)
 	_, st, err := n.FSM().Get(path)
 	if err != nil {
 		return fmt.Errorf("Get(%s) on %s: %w", path, n.ID(), err)
@@ -27,9 +28,9 @@ func (c *cluster) ephemeralOn(i int, path string, session uint64) error {
 
 // goneEverywhere reports whether session and path are gone on every
 // running node.
-func (c *cluster) goneEverywhere(path string, session uint64) error {
-	for _, i := range c.running() {
-		n := c.node(i)
+func goneEverywhere(c *nodetest.Cluster, path string, session uint64) error {
+	for _, i := range c.Running() {
+		n := c.Node(i)
 		if _, err := n.FSM().Session(session); !errors.Is(err, fsm.ErrNoSession) {
 			return fmt.Errorf("session %d on %s: %v", session, n.ID(), err)
 		}
@@ -55,10 +56,10 @@ func TestSessionExpiresOneTimeoutAfterLastKeepalive(t *testing.T) {
 	const timeout = time.Second
 	c := newCluster(t, 3)
 	leader := c.WaitLeader(t)
-	f := c.followers(leader)[0]
-	id := mustOpenSession(t, c.node(f), timeout)
-	mustPropose(t, c.node(leader), ephemeralCmd("/eph", id))
-	term := c.node(leader).Raft().CurrentTerm()
+	f := c.Followers(leader)[0]
+	id := mustOpenSession(t, c.Node(f), timeout)
+	mustPropose(t, c.Node(leader), ephemeralCmd("/eph", id))
+	term := c.Node(leader).Raft().CurrentTerm()
 
 	// Keepalives on every node in turn, each a third of the timeout apart,
 	// for twice the timeout: the session lives on.
@@ -66,7 +67,7 @@ func TestSessionExpiresOneTimeoutAfterLastKeepalive(t *testing.T) {
 	tick := time.NewTicker(timeout / 3)
 	defer tick.Stop()
 	for k := range 6 {
-		n := c.node(k % 3)
+		n := c.Node(k % 3)
 		start := time.Now()
 		if err := keepAlive(n, id, timeout); err != nil {
 			// Between leaders (a loaded machine can miss a heartbeat):
@@ -75,7 +76,7 @@ func TestSessionExpiresOneTimeoutAfterLastKeepalive(t *testing.T) {
 		} else {
 			last, lastDone = start, time.Now()
 		}
-		if err := c.ephemeralOn(leader, "/eph", id); err != nil {
+		if err := ephemeralOn(c, leader, "/eph", id); err != nil {
 			t.Fatalf("after keepalive %d: %v", k, err)
 		}
 		<-tick.C
@@ -87,8 +88,8 @@ func TestSessionExpiresOneTimeoutAfterLastKeepalive(t *testing.T) {
 	// The leader renewed the session after last: the ephemeral lives until
 	// at least last+timeout.
 	for time.Until(last.Add(timeout)) > 30*time.Millisecond {
-		for _, i := range c.running() {
-			if err := c.ephemeralOn(i, "/eph", id); err != nil {
+		for _, i := range c.Running() {
+			if err := ephemeralOn(c, i, "/eph", id); err != nil {
 				t.Fatalf("%v after last keepalive, before the timeout %v: %v", time.Since(last), timeout, err)
 			}
 		}
@@ -97,12 +98,12 @@ func TestSessionExpiresOneTimeoutAfterLastKeepalive(t *testing.T) {
 	// And it goes soon after lastDone+timeout.
 	bound := lastDone.Add(timeout + time.Second)
 	for {
-		err := c.goneEverywhere("/eph", id)
+		err := goneEverywhere(c, "/eph", id)
 		if err == nil {
 			break
 		}
 		if time.Now().After(bound) {
-			if c.node(leader).Raft().CurrentTerm() != term {
+			if c.Node(leader).Raft().CurrentTerm() != term {
 				// A leader change restarts the clock from the last
 				// checkpoint: allow another timeout.
 				bound = bound.Add(timeout + time.Second)
@@ -120,11 +121,11 @@ func TestSessionsSurviveLeaderChanges(t *testing.T) {
 	c := newCluster(t, 3)
 	leader := c.WaitLeader(t)
 	ids := []uint64{
-		mustOpenSession(t, c.node(leader), timeout),
-		mustOpenSession(t, c.node(c.followers(leader)[0]), timeout),
+		mustOpenSession(t, c.Node(leader), timeout),
+		mustOpenSession(t, c.Node(c.Followers(leader)[0]), timeout),
 	}
 	for i, id := range ids {
-		mustPropose(t, c.node(leader), ephemeralCmd(fmt.Sprintf("/live-%d", i), id))
+		mustPropose(t, c.Node(leader), ephemeralCmd(fmt.Sprintf("/live-%d", i), id))
 	}
 
 	// A client per session: a keepalive every third of the timeout, on
@@ -141,7 +142,7 @@ func TestSessionsSurviveLeaderChanges(t *testing.T) {
 			for {
 				for {
 					next++
-					n := c.node(next % 3)
+					n := c.Node(next % 3)
 					if n != nil && keepAlive(n, id, timeout) == nil {
 						break
 					}
@@ -161,7 +162,7 @@ func TestSessionsSurviveLeaderChanges(t *testing.T) {
 	}
 
 	// Leader change 1: a transfer.
-	c.transfer(t, c.followers(leader)[1])
+	c.Transfer(t, c.Followers(leader)[1])
 	second := c.WaitLeader(t)
 	// Leader change 2: the leader dies and comes back.
 	c.Stop(second)
@@ -172,7 +173,7 @@ func TestSessionsSurviveLeaderChanges(t *testing.T) {
 	deadline := time.Now().Add(2 * timeout)
 	for time.Now().Before(deadline) {
 		for i := range ids {
-			if err := c.ephemeralOn(third, fmt.Sprintf("/live-%d", i), ids[i]); err != nil {
+			if err := ephemeralOn(c, third, fmt.Sprintf("/live-%d", i), ids[i]); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -182,10 +183,10 @@ func TestSessionsSurviveLeaderChanges(t *testing.T) {
 	wg.Wait()
 	// Expiry is final: had a session expired at any point, its ephemeral
 	// would be gone everywhere.
-	c.converged(t)
-	for _, i := range c.running() {
+	c.Converged(t)
+	for _, i := range c.Running() {
 		for s, id := range ids {
-			if err := c.ephemeralOn(i, fmt.Sprintf("/live-%d", s), id); err != nil {
+			if err := ephemeralOn(c, i, fmt.Sprintf("/live-%d", s), id); err != nil {
 				t.Error(err)
 			}
 		}
@@ -200,11 +201,11 @@ func TestSessionExpiresDespiteLeaderChurn(t *testing.T) {
 	c := newCluster(t, 3)
 	leader := c.WaitLeader(t)
 	opening := time.Now() // the leader starts the clock after this
-	id := mustOpenSession(t, c.node(c.followers(leader)[0]), timeout)
-	mustPropose(t, c.node(leader), ephemeralCmd("/churn", id))
+	id := mustOpenSession(t, c.Node(c.Followers(leader)[0]), timeout)
+	mustPropose(t, c.Node(leader), ephemeralCmd("/churn", id))
 	eventually(t, waitTimeout, func() error {
-		for _, i := range c.running() {
-			if err := c.ephemeralOn(i, "/churn", id); err != nil {
+		for _, i := range c.Running() {
+			if err := ephemeralOn(c, i, "/churn", id); err != nil {
 				return err
 			}
 		}
@@ -215,8 +216,8 @@ func TestSessionExpiresDespiteLeaderChurn(t *testing.T) {
 	nextTransfer := time.Now().Add(timeout / 2)
 	for {
 		gone := false
-		for _, i := range c.running() {
-			if _, err := c.node(i).FSM().Session(id); errors.Is(err, fsm.ErrNoSession) {
+		for _, i := range c.Running() {
+			if _, err := c.Node(i).FSM().Session(id); errors.Is(err, fsm.ErrNoSession) {
 				gone = true
 			}
 		}
@@ -235,7 +236,7 @@ func TestSessionExpiresDespiteLeaderChurn(t *testing.T) {
 			l := c.WaitLeader(t)
 			// A transfer may time out on a loaded machine; the next
 			// one will try again.
-			if err := c.node(l).Raft().LeadershipTransfer().Error(); err != nil {
+			if err := c.Node(l).Raft().LeadershipTransfer().Error(); err != nil {
 				t.Logf("LeadershipTransfer: %v", err)
 			}
 			if c.WaitLeader(t) != l {
@@ -247,7 +248,7 @@ func TestSessionExpiresDespiteLeaderChurn(t *testing.T) {
 	if transfers < 2 {
 		t.Fatalf("session expired after %d leader changes; the test needs at least 2", transfers)
 	}
-	eventually(t, waitTimeout, func() error { return c.goneEverywhere("/churn", id) })
+	eventually(t, waitTimeout, func() error { return goneEverywhere(c, "/churn", id) })
 }
 
 // TestSessionOpenedByAbandonedProposalExpires: a session whose opening
@@ -256,19 +257,19 @@ func TestSessionOpenedByAbandonedProposalExpires(t *testing.T) {
 	const timeout = time.Second
 	c := newCluster(t, 3)
 	leader := c.WaitLeader(t)
-	c.Stop(c.followers(leader)[0])
-	ln := c.node(leader)
+	c.Stop(c.Followers(leader)[0])
+	ln := c.Node(leader)
 
 	// The leader cannot replicate: the proposal is appended but does not
 	// commit before the caller gives up.
-	c.members[leader].trans.dropEntries("", true)
+	c.Transport(leader).DropEntries("", true)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	_, _, err := ln.OpenSession(ctx, timeout)
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("OpenSession while the leader cannot replicate: err = %v, want DeadlineExceeded", err)
 	}
-	c.members[leader].trans.dropEntries("", false)
+	c.Transport(leader).DropEntries("", false)
 
 	var id uint64
 	eventually(t, waitTimeout, func() error {
@@ -279,7 +280,7 @@ func TestSessionOpenedByAbandonedProposalExpires(t *testing.T) {
 		id = ss[0].GetId()
 		return nil
 	})
-	if !c.node(leader).IsLeader() {
+	if !c.Node(leader).IsLeader() {
 		t.Fatal("leadership moved; the test needs it to stay")
 	}
 	created := time.Now()
@@ -298,27 +299,27 @@ func TestKeepAliveOnLaggingFollower(t *testing.T) {
 	const timeout = 2 * time.Second
 	c := newCluster(t, 3)
 	leader := c.WaitLeader(t)
-	lag := c.followers(leader)[0]
-	lt := c.members[leader].trans
-	lt.dropEntries(c.members[lag].addr, true)
-	id := mustOpenSession(t, c.node(leader), timeout) // committed with the other follower
-	if _, err := c.node(lag).FSM().Session(id); !errors.Is(err, fsm.ErrNoSession) {
+	lag := c.Followers(leader)[0]
+	lt := c.Transport(leader)
+	lt.DropEntries(c.RaftAddr(lag), true)
+	id := mustOpenSession(t, c.Node(leader), timeout) // committed with the other follower
+	if _, err := c.Node(lag).FSM().Session(id); !errors.Is(err, fsm.ErrNoSession) {
 		t.Fatalf("lagging follower knows session %d: %v", id, err)
 	}
 
 	// While it lags, the follower answers late or not at all, never with
 	// a wrong timeout.
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	got, err := c.node(lag).KeepAlive(ctx, id)
+	got, err := c.Node(lag).KeepAlive(ctx, id)
 	cancel()
 	if err == nil && got != timeout {
 		t.Fatalf("KeepAlive on the lagging follower = %v, want %v", got, timeout)
 	}
 	// Once it catches up, it answers.
-	lt.dropEntries(c.members[lag].addr, false)
+	lt.DropEntries(c.RaftAddr(lag), false)
 	ctx, cancel = context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	if got, err := c.node(lag).KeepAlive(ctx, id); err != nil || got != timeout {
+	if got, err := c.Node(lag).KeepAlive(ctx, id); err != nil || got != timeout {
 		t.Fatalf("KeepAlive on the follower = %v, %v; want %v", got, err, timeout)
 	}
 }
@@ -330,14 +331,14 @@ func TestKeepAliveOnDeposedLeaderFails(t *testing.T) {
 	const timeout = 2 * time.Second
 	c := newCluster(t, 3)
 	old := c.WaitLeader(t)
-	id := mustOpenSession(t, c.node(old), timeout)
-	if err := keepAlive(c.node(old), id, timeout); err != nil {
+	id := mustOpenSession(t, c.Node(old), timeout)
+	if err := keepAlive(c.Node(old), id, timeout); err != nil {
 		t.Fatalf("KeepAlive on the leader: %v", err)
 	}
 
 	c.Partition(old)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	_, err := c.node(old).KeepAlive(ctx, id)
+	_, err := c.Node(old).KeepAlive(ctx, id)
 	cancel()
 	if err == nil {
 		t.Fatal("KeepAlive on the partitioned leader succeeded")
@@ -346,7 +347,7 @@ func TestKeepAliveOnDeposedLeaderFails(t *testing.T) {
 
 	c.Heal()
 	leader := c.WaitLeader(t)
-	eventually(t, waitTimeout, func() error { return keepAlive(c.node(leader), id, timeout) })
+	eventually(t, waitTimeout, func() error { return keepAlive(c.Node(leader), id, timeout) })
 }
 
 // A keepalive answers only once the session's checkpoint is cleared in the
@@ -356,7 +357,7 @@ func TestKeepAliveClearsCheckpointBeforeAnswering(t *testing.T) {
 	const timeout = 4 * time.Second
 	c := newCluster(t, 3)
 	leader := c.WaitLeader(t)
-	n := c.node(leader)
+	n := c.Node(leader)
 	id := mustOpenSession(t, n, timeout)
 	eventually(t, waitTimeout, func() error {
 		if st, _ := n.FSM().SessionTimer(id); st.RemainingMs == 0 {

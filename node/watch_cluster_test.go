@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/paddock/paddock/node"
+	"github.com/paddock/paddock/node/nodetest"
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
@@ -119,11 +120,11 @@ func describeAll(evs []*paddockv1.Event) []string {
 func TestWatchOnFollowerSeesLeaderWrite(t *testing.T) {
 	c := newCluster(t, 3)
 	leader := c.WaitLeader(t)
-	f := c.node(c.followers(leader)[0])
+	f := c.Node(c.Followers(leader)[0])
 	w := startNodeWatch(t, f, &paddockv1.WatchRequest{Path: "/w", Recursive: true, PrevData: true})
 	w.created(t)
 
-	ln := c.node(leader)
+	ln := c.Node(leader)
 	r1 := mustPropose(t, ln, createCmd("/w", []byte("v1")))
 	r2 := mustPropose(t, ln, createCmd("/w/x", nil))
 	r3 := mustPropose(t, ln, setCmd("/w", []byte("v2")))
@@ -152,12 +153,12 @@ func TestWatchResumesOnAnotherNode(t *testing.T) {
 	const writes = 300
 	c := newCluster(t, 3)
 	leader := c.WaitLeader(t)
-	ln := c.node(leader)
-	fs := c.followers(leader)
+	ln := c.Node(leader)
+	fs := c.Followers(leader)
 	start := mustPropose(t, ln, createCmd("/r", nil)).Index + 1
 
 	created := []paddockv1.EventKind{paddockv1.EventKind_EVENT_KIND_CREATED}
-	w1 := startNodeWatch(t, c.node(fs[0]), &paddockv1.WatchRequest{Path: "/r", Recursive: true, Kinds: created, StartZxid: start})
+	w1 := startNodeWatch(t, c.Node(fs[0]), &paddockv1.WatchRequest{Path: "/r", Recursive: true, Kinds: created, StartZxid: start})
 	if got := w1.created(t); got != start-1 {
 		t.Fatalf("created zxid = %d, want %d", got, start-1)
 	}
@@ -184,7 +185,7 @@ func TestWatchResumesOnAnotherNode(t *testing.T) {
 	last := first[len(first)-1].GetZxid()
 	// A zxid's events are never split across responses: last + 1 is
 	// exact.
-	w2 := startNodeWatch(t, c.node(fs[1]), &paddockv1.WatchRequest{Path: "/r", Recursive: true, Kinds: created, StartZxid: last + 1})
+	w2 := startNodeWatch(t, c.Node(fs[1]), &paddockv1.WatchRequest{Path: "/r", Recursive: true, Kinds: created, StartZxid: last + 1})
 	w2.created(t)
 	want := <-wrote
 	if t.Failed() {
@@ -200,8 +201,8 @@ func TestWatchResumesOnAnotherNode(t *testing.T) {
 func TestWatchSeesEphemeralDeletes(t *testing.T) {
 	c := newCluster(t, 3)
 	leader := c.WaitLeader(t)
-	ln := c.node(leader)
-	f := c.node(c.followers(leader)[0])
+	ln := c.Node(leader)
+	f := c.Node(c.Followers(leader)[0])
 	for _, tc := range []struct {
 		name string
 		end  func(t *testing.T, id uint64) // ends the session
@@ -242,11 +243,11 @@ func TestWatchSeesEphemeralDeletes(t *testing.T) {
 // snapshot: its open watches end with SNAPSHOT_RESTORED, and a new watch
 // must start after the snapshot.
 func TestWatchCanceledBySnapshotInstall(t *testing.T) {
-	c := newCluster(t, 3, withSnapshots(64, 16))
+	c := newCluster(t, 3, nodetest.WithSnapshots(64, 16))
 	leader := c.WaitLeader(t)
-	lag := c.followers(leader)[0]
-	c.converged(t)
-	ln, lagNode := c.node(leader), c.node(lag)
+	lag := c.Followers(leader)[0]
+	c.Converged(t)
+	ln, lagNode := c.Node(leader), c.Node(lag)
 	w := startNodeWatch(t, lagNode, &paddockv1.WatchRequest{Path: "/", Recursive: true})
 	w.created(t)
 	poll := make(chan error, 1)
@@ -295,8 +296,8 @@ func TestWatchCanceledBySnapshotInstall(t *testing.T) {
 func TestWatchEndsOnClose(t *testing.T) {
 	c := newCluster(t, 3)
 	leader := c.WaitLeader(t)
-	f := c.followers(leader)[0]
-	fn := c.node(f)
+	f := c.Followers(leader)[0]
+	fn := c.Node(f)
 	w := startNodeWatch(t, fn, &paddockv1.WatchRequest{Path: "/"})
 	from := w.created(t)
 	if n := fn.WatcherCount(); n != 1 {

@@ -1,10 +1,12 @@
 // Package rpc implements Paddock's public gRPC services (paddock.v1) on top
 // of a node.Node. Handlers are thin: validate what needs no state, call the
 // node, map the error through the one table in errors.go, fill the header.
-// Server builds the grpc.Server with reflection, message limits set above
+// Server builds the grpc.Server with the client services alone (the nodes'
+// InternalService is served by package node on the raft address, never
+// here: it takes raw commands) and reflection, message limits set above
 // the state machine's value limit (so clients see our typed error, not
 // gRPC's), a Served-By header on every response, and the gRPC server
-// metrics (paddock_grpc_server_*) in the node's registry.
+// metrics (paddock_grpc_server_*, node.GRPCMetrics) in the node's registry.
 //
 // # The HTTP/JSON gateway
 //

@@ -14,12 +14,14 @@ import (
 // ServedByHeader names the node that answered, on every response.
 const ServedByHeader = "served-by"
 
-// NewServer returns a gRPC server with every Paddock service of n
-// registered (the public ones, the nodes' internal one) and reflection on.
-// Every call is counted and timed in n.Metrics() (paddock_grpc_server_*).
+// NewServer returns a gRPC server with Paddock's client services of n
+// registered and reflection on. The nodes' internal service is not among
+// them: a node serves it on its raft address only (package node), so a
+// client cannot propose raw commands. Every call is counted and timed in
+// n.Metrics() (paddock_grpc_server_*).
 func NewServer(n *node.Node, opts ...grpc.ServerOption) *grpc.Server {
 	served := metadata.Pairs(ServedByHeader, n.ID())
-	m := grpcMetrics(n.Metrics())
+	m := n.GRPCMetrics()
 	opts = append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(node.MaxMessageSize),
 		grpc.MaxSendMsgSize(node.MaxMessageSize),
@@ -42,11 +44,10 @@ func NewServer(n *node.Node, opts ...grpc.ServerOption) *grpc.Server {
 	return s
 }
 
-// Register registers Paddock's services of n on s.
+// Register registers Paddock's client services of n on s.
 func Register(s *grpc.Server, n *node.Node) {
 	paddockv1.RegisterTreeServiceServer(s, &treeServer{n: n})
 	paddockv1.RegisterSessionServiceServer(s, &sessionServer{n: n})
 	paddockv1.RegisterClusterServiceServer(s, &clusterServer{n: n})
 	paddockv1.RegisterWatchServiceServer(s, &watchServer{n: n})
-	n.RegisterInternal(s)
 }

@@ -180,10 +180,10 @@ func (a *agent) serve(ctx context.Context) error {
 	}
 }
 
-// Close stops serving, then stops the node. Watches end first (telling
-// their clients where to resume), and followers' propose streams once
-// their writes are answered: they would hold both servers' graceful stops
-// until the timeout.
+// Close stops serving clients, then stops the node, which serves its peers
+// on the raft address until then. Watches end first (telling their clients
+// where to resume), and followers' propose streams once their writes are
+// answered: they would hold the graceful stops until the timeout.
 func (a *agent) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
