@@ -23,6 +23,10 @@ var (
 	ErrReservedPath    = errors.New("fsm: path is reserved for the system")
 	ErrBadEntry        = errors.New("fsm: undecodable raft entry")
 	ErrNoSession       = errors.New("fsm: no such session")
+	// ErrRequestIDReused: a command carried a request id the table
+	// remembers for a different command (another operation, path or
+	// body). It is refused and changes nothing.
+	ErrRequestIDReused = errors.New("fsm: request id reused for a different request")
 )
 
 // errorCodes pairs every sentinel with its wire code, so errors survive
@@ -43,6 +47,7 @@ var errorCodes = []struct {
 	{ErrReservedPath, raftv1.ErrorCode_ERROR_CODE_RESERVED_PATH},
 	{ErrBadEntry, raftv1.ErrorCode_ERROR_CODE_BAD_ENTRY},
 	{ErrNoSession, raftv1.ErrorCode_ERROR_CODE_NO_SESSION},
+	{ErrRequestIDReused, raftv1.ErrorCode_ERROR_CODE_REQUEST_ID_REUSED},
 }
 
 // MultiError is the error of a failed Multi: which op failed, and why.

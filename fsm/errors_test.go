@@ -13,7 +13,7 @@ import (
 var sentinels = []error{
 	ErrNoNode, ErrNodeExists, ErrBadVersion, ErrNotEmpty, ErrEphemeralParent,
 	ErrBadPath, ErrTooLarge, ErrBadArgument, ErrSessionExpired, ErrReservedPath,
-	ErrBadEntry, ErrNoSession,
+	ErrBadEntry, ErrNoSession, ErrRequestIDReused,
 }
 
 // roundTrip sends err the way a leader answers a forwarded proposal.

@@ -50,6 +50,9 @@ type FSM struct {
 	members    map[string]*raftv1.RegisterMember
 	// requests remembers recent request ids and their results.
 	requests *requestTable
+	// fpBuf is the apply goroutine's scratch buffer for fingerprints
+	// (under mu).
+	fpBuf []byte
 
 	applied    atomic.Uint64
 	badEntries atomic.Uint64
@@ -126,12 +129,17 @@ func (f *FSM) applyEntry(index uint64, data []byte, events *[]Event) *Result {
 		return &Result{Index: index, Err: fmt.Errorf("%w: index %d: %v", ErrBadEntry, index, err)}
 	}
 	id := cmd.GetRequestId()
+	var fp uint64
 	if len(id) > 0 {
 		if err := checkRequestID(id); err != nil {
 			return &Result{Index: index, Err: err}
 		}
+		fp, f.fpBuf = fingerprint(&cmd, f.fpBuf)
+		if cap(f.fpBuf) > 64<<10 {
+			f.fpBuf = nil // a huge command's buffer is not kept
+		}
 		if r, ok := f.requests.lookup(id, cmd.GetTimeUnixMs()); ok {
-			return f.replay(index, &cmd, r)
+			return f.replay(index, &cmd, fp, r)
 		}
 	}
 	resp, err := f.applyCommand(index, &cmd, events)
@@ -143,7 +151,7 @@ func (f *FSM) applyEntry(index uint64, data []byte, events *[]Event) *Result {
 	}
 	res := &Result{Index: index, Resp: resp, Err: err}
 	if len(id) > 0 && !errors.Is(err, ErrBadEntry) {
-		f.remember(&cmd, res)
+		f.remember(&cmd, fp, res)
 	}
 	return res
 }

@@ -130,7 +130,7 @@ func (s *snapshot) write(w io.Writer) error {
 	for _, r := range s.requests {
 		id = appendRequestID(id[:0], r.key())
 		result = append(result[:0], r.result()...)
-		*rr = raftv1.RequestRecord{RequestId: id, Index: r.index, TimeUnixMs: r.timeMs, Op: r.op, Result: result}
+		*rr = raftv1.RequestRecord{RequestId: id, Index: r.index, TimeUnixMs: r.timeMs, Op: r.op, Result: result, Fingerprint: r.fp}
 		if err := rw.write(rec); err != nil {
 			return err
 		}

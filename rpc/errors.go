@@ -30,6 +30,7 @@ var errorCodes = []struct {
 	{fsm.ErrTooLarge, codes.InvalidArgument},
 	{fsm.ErrBadArgument, codes.InvalidArgument},
 	{fsm.ErrReservedPath, codes.InvalidArgument},
+	{fsm.ErrRequestIDReused, codes.InvalidArgument},
 	{fsm.ErrBadEntry, codes.Internal},
 	{node.ErrCompacted, codes.OutOfRange},
 	{node.ErrSlowWatcher, codes.ResourceExhausted},

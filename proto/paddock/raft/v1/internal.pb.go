@@ -52,6 +52,9 @@ const (
 	ErrorCode_ERROR_CODE_BAD_ENTRY ErrorCode = 11
 	// ERROR_CODE_NO_SESSION: no such session (reads).
 	ErrorCode_ERROR_CODE_NO_SESSION ErrorCode = 12
+	// ERROR_CODE_REQUEST_ID_REUSED: the request id was used before for a
+	// different request (another operation, path or body).
+	ErrorCode_ERROR_CODE_REQUEST_ID_REUSED ErrorCode = 13
 )
 
 // Enum value maps for ErrorCode.
@@ -70,21 +73,23 @@ var (
 		10: "ERROR_CODE_RESERVED_PATH",
 		11: "ERROR_CODE_BAD_ENTRY",
 		12: "ERROR_CODE_NO_SESSION",
+		13: "ERROR_CODE_REQUEST_ID_REUSED",
 	}
 	ErrorCode_value = map[string]int32{
-		"ERROR_CODE_UNSPECIFIED":      0,
-		"ERROR_CODE_NO_NODE":          1,
-		"ERROR_CODE_NODE_EXISTS":      2,
-		"ERROR_CODE_BAD_VERSION":      3,
-		"ERROR_CODE_NOT_EMPTY":        4,
-		"ERROR_CODE_EPHEMERAL_PARENT": 5,
-		"ERROR_CODE_BAD_PATH":         6,
-		"ERROR_CODE_TOO_LARGE":        7,
-		"ERROR_CODE_BAD_ARGUMENT":     8,
-		"ERROR_CODE_SESSION_EXPIRED":  9,
-		"ERROR_CODE_RESERVED_PATH":    10,
-		"ERROR_CODE_BAD_ENTRY":        11,
-		"ERROR_CODE_NO_SESSION":       12,
+		"ERROR_CODE_UNSPECIFIED":       0,
+		"ERROR_CODE_NO_NODE":           1,
+		"ERROR_CODE_NODE_EXISTS":       2,
+		"ERROR_CODE_BAD_VERSION":       3,
+		"ERROR_CODE_NOT_EMPTY":         4,
+		"ERROR_CODE_EPHEMERAL_PARENT":  5,
+		"ERROR_CODE_BAD_PATH":          6,
+		"ERROR_CODE_TOO_LARGE":         7,
+		"ERROR_CODE_BAD_ARGUMENT":      8,
+		"ERROR_CODE_SESSION_EXPIRED":   9,
+		"ERROR_CODE_RESERVED_PATH":     10,
+		"ERROR_CODE_BAD_ENTRY":         11,
+		"ERROR_CODE_NO_SESSION":        12,
+		"ERROR_CODE_REQUEST_ID_REUSED": 13,
 	}
 )
 
@@ -1113,7 +1118,7 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"sessionIds\"4\n" +
 	"\x11KeepAliveResponse\x12\x1f\n" +
 	"\vexpired_ids\x18\x01 \x03(\x04R\n" +
-	"expiredIds*\xf5\x02\n" +
+	"expiredIds*\x97\x03\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ERROR_CODE_NO_NODE\x10\x01\x12\x1a\n" +
@@ -1128,7 +1133,8 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\x18ERROR_CODE_RESERVED_PATH\x10\n" +
 	"\x12\x18\n" +
 	"\x14ERROR_CODE_BAD_ENTRY\x10\v\x12\x19\n" +
-	"\x15ERROR_CODE_NO_SESSION\x10\f2\xb0\x03\n" +
+	"\x15ERROR_CODE_NO_SESSION\x10\f\x12 \n" +
+	"\x1cERROR_CODE_REQUEST_ID_REUSED\x10\r2\xb0\x03\n" +
 	"\x0fInternalService\x12L\n" +
 	"\aPropose\x12\x1f.paddock.raft.v1.ProposeRequest\x1a .paddock.raft.v1.ProposeResponse\x12b\n" +
 	"\rProposeStream\x12%.paddock.raft.v1.ProposeStreamRequest\x1a&.paddock.raft.v1.ProposeStreamResponse(\x010\x01\x12R\n" +
