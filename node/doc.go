@@ -96,7 +96,15 @@
 //     implies the hub has the events up to i). It keeps a bounded history
 //     of recent events (Config.WatchHistory) and the raft index it covers;
 //     a watch or poll starts at any zxid still in it, or fails with
-//     COMPACTED. A snapshot install restarts the history and cancels every
+//     COMPACTED. "From now" (no start) is after the newest change this
+//     node knows of: the larger of its applied index (published before
+//     the hub hears of the batch) and its raft commit index, not the
+//     hub's own index, which may trail both. A start beyond this node's
+//     applied index costs a read index round: beyond the cluster's commit
+//     index (+ 1 for a watch, whose start is the next zxid wanted) it
+//     fails with FUTURE_ZXID and the commit index, otherwise it is
+//     accepted (a poll first waits until that zxid is applied, as a
+//     read's min_zxid does). A snapshot install restarts the history and cancels every
 //     watcher (SNAPSHOT_RESTORED). Each watcher runs on its caller's
 //     goroutine with a cursor; a watcher blocked in a send while the
 //     history moves Config.WatchSlowLag events past it is dropped (SLOW)

@@ -33,6 +33,7 @@ var errorCodes = []struct {
 	{fsm.ErrRequestIDReused, codes.InvalidArgument},
 	{fsm.ErrBadEntry, codes.Internal},
 	{node.ErrCompacted, codes.OutOfRange},
+	{node.ErrFutureZxid, codes.OutOfRange},
 	{node.ErrSlowWatcher, codes.ResourceExhausted},
 	{node.ErrNoLeader, codes.Unavailable},
 	{node.ErrNotLeader, codes.Unavailable},
