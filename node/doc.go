@@ -75,6 +75,17 @@
 //     linearizable read is then served as a serializable one (min_zxid
 //     still waited for; no read index, no forwarding), so a follower cut
 //     off from the leader answers with stale data. Never in production.
+//   - Readiness (node.go): a node is Ready when it knows the leader and
+//     has caught up since it started: a leader once its barrier is
+//     applied, a follower once it has applied the first commit index the
+//     leader sent it (the guard records it from the first AppendEntries
+//     carrying one, before capping it). Until then a restarted node, whose
+//     log replays only once it learns a commit index, may hold anything
+//     from an empty tree up: it refuses serializable reads and watches or
+//     polls from now with ErrCatchingUp (Unavailable: the client tries
+//     another node), as a ZooKeeper follower serves nothing before it has
+//     synced with the leader. Linearizable reads need no such check (they
+//     wait for a read index). Caught up latches: a later lag is ordinary.
 //   - Status (member.go): the node's raft and state machine figures; on
 //     request also fsm.StateHashAndIndex, a digest of the whole state
 //     with the applied index it was taken at, which replicas at the same

@@ -167,6 +167,10 @@ func (n *Node) Watch(ctx context.Context, req *paddockv1.WatchRequest, send func
 	}
 	start := req.GetStartZxid()
 	if start == 0 {
+		// "Now" on a node still catching up would be long ago.
+		if err := n.checkCaughtUp(); err != nil {
+			return err
+		}
 		start = n.watchNow() + 1
 	} else if err := n.checkNotFuture(ctx, start-1, start); err != nil {
 		return err
@@ -201,6 +205,9 @@ func (n *Node) Poll(ctx context.Context, req *paddockv1.PollRequest) (*paddockv1
 	}
 	after := req.GetAfterZxid()
 	if after == 0 {
+		if err := n.checkCaughtUp(); err != nil {
+			return nil, err
+		}
 		after = n.watchNow()
 	} else if err := n.checkNotFuture(ctx, after, after); err != nil {
 		return nil, err

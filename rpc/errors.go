@@ -39,6 +39,7 @@ var errorCodes = []struct {
 	{node.ErrNotLeader, codes.Unavailable},
 	{node.ErrShuttingDown, codes.Unavailable},
 	{node.ErrUnknownOutcome, codes.Unavailable},
+	{node.ErrCatchingUp, codes.Unavailable},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 	{context.Canceled, codes.Canceled},
 }
