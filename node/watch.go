@@ -208,11 +208,11 @@ func (n *Node) Poll(ctx context.Context, req *paddockv1.PollRequest) (*paddockv1
 		if err := n.checkCaughtUp(); err != nil {
 			return nil, err
 		}
+		// Not waited for: the hub skips what comes before it.
 		after = n.watchNow()
 	} else if err := n.checkNotFuture(ctx, after, after); err != nil {
 		return nil, err
-	}
-	if after > n.fsm.AppliedIndex() {
+	} else if after > n.fsm.AppliedIndex() {
 		wctx, cancel := n.withTimeout(ctx)
 		err = n.waiter.wait(wctx, after)
 		cancel()

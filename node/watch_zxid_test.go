@@ -13,10 +13,11 @@ import (
 )
 
 // TestWatchFromNowOnFollowerSkipsApplied: a watch or poll "from now" on a
-// follower starts after every change the follower has applied, even while
-// its watch hub has not taken that change in yet (the fsm publishes its
-// applied index before it hands the batch to the hub). The old event
-// never arrives; the next write does.
+// follower starts after every change the follower knows of: one it has
+// applied while its watch hub has not taken it in yet (the fsm publishes
+// its applied index before it hands the batch to the hub), and one it
+// knows is committed while its fsm has not applied it yet (held up behind
+// the first). The old events never arrive; the next write does.
 func TestWatchFromNowOnFollowerSkipsApplied(t *testing.T) {
 	c := newCluster(t, 3)
 	leader := c.WaitLeader(t)
@@ -43,10 +44,22 @@ func TestWatchFromNowOnFollowerSkipsApplied(t *testing.T) {
 		}
 		return nil
 	})
+	// The apply goroutine is held in the hub: the next write is
+	// committed, and the follower learns it, but stays unapplied.
+	older := mustPropose(t, ln, createCmd("/w/old2", nil))
+	eventually(t, waitTimeout, func() error {
+		if got := f.Raft().CommitIndex(); got < older.Index {
+			return fmt.Errorf("%s knows commit %d, want %d", f.ID(), got, older.Index)
+		}
+		return nil
+	})
+	if got := f.FSM().AppliedIndex(); got >= older.Index {
+		t.Fatalf("%s applied %d with its hub held, want < %d", f.ID(), got, older.Index)
+	}
 
 	w := startNodeWatch(t, f, &paddockv1.WatchRequest{Path: "/w", Recursive: true, ProgressIntervalMs: -1})
-	if z := w.created(t); z < old.Index {
-		t.Errorf("watch from now on %s created at zxid %d, before the applied %d", f.ID(), z, old.Index)
+	if z := w.created(t); z < older.Index {
+		t.Errorf("watch from now on %s created at zxid %d, before the known committed %d", f.ID(), z, older.Index)
 	}
 	type polled struct {
 		resp *paddockv1.PollResponse
@@ -76,14 +89,14 @@ func TestWatchFromNowOnFollowerSkipsApplied(t *testing.T) {
 		fmt.Sprintf("%d EVENT_KIND_CHILDREN_CHANGED /w", fresh.Index),
 	}
 	if got := describeAll(w.events(t, 2)); !slices.Equal(got, want) {
-		t.Errorf("watch from now on %s: events %q, want %q (not /w/old's)", f.ID(), got, want)
+		t.Errorf("watch from now on %s: events %q, want %q (not the old ones)", f.ID(), got, want)
 	}
 	p := <-pollDone
 	if p.err != nil {
 		t.Fatalf("poll from now on %s: %v", f.ID(), p.err)
 	}
 	if got := describeAll(p.resp.GetEvents()); !slices.Equal(got, want) {
-		t.Errorf("poll from now on %s: events %q, want %q (not /w/old's)", f.ID(), got, want)
+		t.Errorf("poll from now on %s: events %q, want %q (not the old ones)", f.ID(), got, want)
 	}
 }
 
