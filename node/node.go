@@ -292,6 +292,10 @@ func (n *Node) leaderBarrierApplied() bool {
 // past its barrier. Until then its state may be anything from empty to
 // nearly current, so serializable reads and watches from now are
 // refused with ErrCatchingUp. Once true it stays true.
+//
+// The learned index may be a leader's no-op entry, which never reaches
+// the fsm: every leader proposes its barrier command right after it, so
+// the applied index passes it as soon as that commits.
 func (n *Node) caughtUp() bool {
 	if n.caughtUpOnce.Load() {
 		return true
