@@ -423,9 +423,41 @@ func TestHTTPGateway(t *testing.T) {
 	// A request id header is accepted on a write.
 	call{method: "POST", path: "/v1/tree/idem", body: `{}`, headers: []string{"Idempotency-Key: 7d1c"}, status: 200}.do(t, f, nil)
 	call{method: "POST", path: "/v1/tree/idem2", body: `{}`, headers: []string{"Paddock-Request-Id: 7d1d"}, status: 200}.do(t, f, nil)
+	testHTTPRequestIDReuse(t, f, ld)
 
 	testHTTPSessions(t, f, ld)
 	testHTTPMetrics(t, c, l, f)
+}
+
+// testHTTPRequestIDReuse: a request id reused for another request of the
+// same kind (another path, another body) is refused with 400 and creates
+// nothing, on a follower and on the leader; a true retry still replays.
+func testHTTPRequestIDReuse(t *testing.T, f, ld *agent) {
+	t.Helper()
+	var first struct {
+		Path string `json:"path"`
+	}
+	call{method: "POST", path: "/v1/tree/reuse1", body: `{}`, headers: []string{"Idempotency-Key: reuse-k1"}, status: 200}.do(t, f, &first)
+	for _, a := range []*agent{f, ld} {
+		for _, tc := range []call{
+			{method: "POST", path: "/v1/tree/reuse2", body: `{}`, headers: []string{"Idempotency-Key: reuse-k1"}},
+			{method: "POST", path: "/v1/tree/reuse1", body: `{"data":"` + b64("x") + `"}`, headers: []string{"Paddock-Request-Id: reuse-k1"}},
+		} {
+			tc.status, tc.code = 400, codeInvalidArgument
+			resp := tc.do(t, a, nil)
+			if !strings.Contains(resp.body, "request id reused") {
+				t.Errorf("%s %s with a reused id on %s: body %s, want a message saying the request id was reused", tc.method, tc.path, a.id, resp.body)
+			}
+		}
+	}
+	call{method: "GET", path: "/v1/tree/reuse2", status: 404, code: codeNotFound}.do(t, ld, nil)
+	var retry struct {
+		Path string `json:"path"`
+	}
+	call{method: "POST", path: "/v1/tree/reuse1", body: `{}`, headers: []string{"Idempotency-Key: reuse-k1"}, status: 200}.do(t, ld, &retry)
+	if first.Path != "/reuse1" || retry.Path != "/reuse1" {
+		t.Errorf("first and retried POST /v1/tree/reuse1: paths %q, %q; want /reuse1 twice", first.Path, retry.Path)
+	}
 }
 
 // testHTTPSessions opens, renews, reads, lists and closes a session over

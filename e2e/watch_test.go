@@ -342,6 +342,31 @@ func TestHTTPWatch(t *testing.T) {
 		t.Errorf("poll timeout = %s, want no events and zxid >= %d", r.body, next)
 	}
 
+	// A zxid beyond the cluster's latest is refused with 410 and a
+	// FUTURE_ZXID detail carrying the current zxid, on both routes.
+	for _, path := range []string{"/v1/poll/x?after_zxid=999999999&timeout_ms=100", "/v1/watch/x?start_zxid=999999999"} {
+		r := curlDo(t, a.httpAddr, "GET", path, "")
+		type status struct {
+			Details []struct {
+				Reason      string `json:"reason"`
+				CurrentZxid string `json:"current_zxid"`
+			} `json:"details"`
+		}
+		// A stream's error comes wrapped in {"error": ...}.
+		var e struct {
+			status
+			Error *status `json:"error"`
+		}
+		err := json.Unmarshal([]byte(r.body), &e)
+		if e.Error != nil {
+			e.status = *e.Error
+		}
+		if err != nil || r.code != 410 || len(e.Details) != 1 ||
+			e.Details[0].Reason != "WATCH_CANCEL_REASON_FUTURE_ZXID" || atoi(e.Details[0].CurrentZxid) < next {
+			t.Errorf("GET %s = %d %s, want 410 with a FUTURE_ZXID detail, current_zxid >= %d", path, r.code, r.body, next)
+		}
+	}
+
 	// Bad input: a malformed path is a 400 on both routes.
 	for _, path := range []string{"/v1/poll/a//b?timeout_ms=100", "/v1/watch/a//b"} {
 		if r := curlDo(t, a.httpAddr, "GET", path, ""); r.code != 400 {

@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -34,8 +36,9 @@ const (
 	// retry still applies nothing and the snapshot records stay bounded.
 	maxReplayResult = MaxDataSize
 	// requestOverhead is what an entry costs besides its packed id and
-	// result: the entry, its map slot and its queue slot.
-	requestOverhead = 96
+	// result: the entry (48 bytes with its fingerprint), its index slot
+	// and its queue slot.
+	requestOverhead = 104
 )
 
 // opField is the Command oneof that names the operation.
@@ -74,23 +77,46 @@ func checkRequestID(id []byte) error {
 // id's key (see appendRequestKey) followed by the encoded
 // ProposeResponse, in one allocation that the byID map's key shares. The
 // result is bytes, not messages, so that a replay hands out fresh
-// messages.
+// messages. fp is the command's fingerprint (see fingerprint): 8 bytes,
+// which keep the entry in Go's 48-byte size class.
 type request struct {
 	index  uint64
 	timeMs int64
+	fp     uint64
 	op     int32
 	keyLen uint8
 	rec    string
 }
 
-func newRequest(id []byte, index uint64, timeMs int64, op int32, result []byte) *request {
+func newRequest(id []byte, index uint64, timeMs int64, op int32, fp uint64, result []byte) *request {
 	var kb [maxRequestKeyLength]byte
 	key := appendRequestKey(kb[:0], id)
 	var b strings.Builder
 	b.Grow(len(key) + len(result))
 	b.Write(key)
 	b.Write(result)
-	return &request{index: index, timeMs: timeMs, op: op, keyLen: uint8(len(key)), rec: b.String()}
+	return &request{index: index, timeMs: timeMs, fp: fp, op: op, keyLen: uint8(len(key)), rec: b.String()}
+}
+
+// fingerprint identifies what cmd asks for, apart from its request id and
+// the leader's time: the first 8 bytes of the SHA-256 of its
+// deterministic encoding with request_id and time_unix_ms cleared. A retry
+// of the same request has the same fingerprint; reusing the id for
+// another path or body changes it. buf is scratch space, returned grown.
+//
+// cmd is modified and restored: it is the caller's own, decoded from the
+// entry. An encoding failure (which a decoded command cannot have) gives
+// the fingerprint of no bytes, the same on every replica.
+func fingerprint(cmd *raftv1.Command, buf []byte) (uint64, []byte) {
+	id, t := cmd.RequestId, cmd.TimeUnixMs
+	cmd.RequestId, cmd.TimeUnixMs = nil, 0
+	b, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(buf[:0], cmd)
+	cmd.RequestId, cmd.TimeUnixMs = id, t
+	if err != nil {
+		b = b[:0]
+	}
+	sum := sha256.Sum256(b)
+	return binary.BigEndian.Uint64(sum[:8]), b
 }
 
 func (r *request) key() string    { return r.rec[:r.keyLen] }
@@ -303,11 +329,16 @@ func (t *requestTable) live() []*request {
 
 // replay returns the result the command first produced, with the index of
 // the entry that applied it (so the caller sees the original zxid). A
-// retry with another operation is refused and changes nothing.
-func (s *state) replay(index uint64, cmd *raftv1.Command, r *request) *Result {
+// command with another operation or fingerprint (fp) is not a retry: it
+// is refused with ErrRequestIDReused and changes nothing.
+func (s *state) replay(index uint64, cmd *raftv1.Command, fp uint64, r *request) *Result {
 	if op := opNumber(cmd); op != r.op {
-		return &Result{Index: index, Err: fmt.Errorf("%w: request id %q was used for %s at index %d, not for %s",
-			ErrBadArgument, r.id(), opName(r.op), r.index, opName(op))}
+		return &Result{Index: index, Err: fmt.Errorf("%w: request id %q was used for a %s at zxid %d, not for a %s; use a new id for each request",
+			ErrRequestIDReused, r.id(), opName(r.op), r.index, opName(op))}
+	}
+	if fp != r.fp {
+		return &Result{Index: index, Err: fmt.Errorf("%w: request id %q was used for a %s with another path or body at zxid %d; use a new id for each request",
+			ErrRequestIDReused, r.id(), opName(r.op), r.index)}
 	}
 	var pr raftv1.ProposeResponse
 	err := proto.Unmarshal([]byte(r.result()), &pr)
@@ -324,8 +355,9 @@ func (s *state) replay(index uint64, cmd *raftv1.Command, r *request) *Result {
 	return res
 }
 
-// remember adds the result of a command that carried a request id.
-func (s *state) remember(cmd *raftv1.Command, res *Result) {
+// remember adds the result of a command that carried a request id, with
+// its fingerprint fp.
+func (s *state) remember(cmd *raftv1.Command, fp uint64, res *Result) {
 	pr, err := EncodeResult(res)
 	var b []byte
 	if err == nil {
@@ -340,7 +372,7 @@ func (s *state) remember(cmd *raftv1.Command, res *Result) {
 			Index: res.Index, ErrorCode: raftv1.ErrorCode_ERROR_CODE_TOO_LARGE, ErrorMessage: msg, FailedOp: -1,
 		})
 	}
-	s.requests.add(newRequest(cmd.GetRequestId(), res.Index, cmd.GetTimeUnixMs(), opNumber(cmd), b))
+	s.requests.add(newRequest(cmd.GetRequestId(), res.Index, cmd.GetTimeUnixMs(), opNumber(cmd), fp, b))
 }
 
 // requestView is the table's live entries, oldest first; entries are
@@ -361,7 +393,7 @@ func (v requestView) write(rw *recordWriter) error {
 	for _, r := range v {
 		id = appendRequestID(id[:0], r.key())
 		result = append(result[:0], r.result()...)
-		*rr = raftv1.RequestRecord{RequestId: id, Index: r.index, TimeUnixMs: r.timeMs, Op: r.op, Result: result}
+		*rr = raftv1.RequestRecord{RequestId: id, Index: r.index, TimeUnixMs: r.timeMs, Op: r.op, Result: result, Fingerprint: r.fp}
 		if err := rw.write(rec); err != nil {
 			return err
 		}
@@ -383,7 +415,7 @@ func (t *requestTable) restore(rec *raftv1.SnapshotRecord) (bool, error) {
 	if err := checkRequestID(id); err != nil {
 		return true, fmt.Errorf("fsm: snapshot: %w", err)
 	}
-	r := newRequest(id, rr.GetIndex(), rr.GetTimeUnixMs(), rr.GetOp(), rr.GetResult())
+	r := newRequest(id, rr.GetIndex(), rr.GetTimeUnixMs(), rr.GetOp(), rr.GetFingerprint(), rr.GetResult())
 	if t.byID.get(r.key()) != nil {
 		return true, fmt.Errorf("fsm: snapshot: request id %q appears twice", id)
 	}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/raft"
@@ -246,11 +247,91 @@ func TestRequestIDOtherOperation(t *testing.T) {
 	h := newHarness(t)
 	first := h.must(withID(cmdCreate("/a", nil), "id"))
 	cmd := withID(cmdSet("/a", []byte("x"), nil), "id")
-	r := assertFails(t, h, cmd, func() *Result { return h.apply(cmd) }, ErrBadArgument)
-	if r.Replayed || r.Index != h.index || !strings.Contains(r.Err.Error(), "used for create") {
+	r := assertFails(t, h, cmd, func() *Result { return h.apply(cmd) }, ErrRequestIDReused)
+	if r.Replayed || r.Index != h.index || !strings.Contains(r.Err.Error(), "used for a create") {
 		t.Errorf("Apply(set with create's id) = %+v, want a refusal at index %d naming create", r, h.index)
 	}
 	sameResult(t, "retry of the create", h.apply(withID(cmdCreate("/a", nil), "id")), first)
+}
+
+// TestRequestIDReusedForAnotherRequest: an id first used for one request
+// and then for another of the same kind (other path, data, version or
+// flags) is refused with ErrRequestIDReused, changes nothing, and leaves
+// the first request's retries replaying; only the leader's time may
+// differ in a retry.
+func TestRequestIDReusedForAnotherRequest(t *testing.T) {
+	tests := []struct {
+		name         string
+		first, other func() *raftv1.Command
+	}{
+		{"create, other path",
+			func() *raftv1.Command { return cmdCreate("/idem1", nil) },
+			func() *raftv1.Command { return cmdCreate("/idem2", nil) }},
+		{"create, other data",
+			func() *raftv1.Command { return cmdCreate("/a", []byte("x")) },
+			func() *raftv1.Command { return cmdCreate("/a", []byte("y")) }},
+		{"create, other flags",
+			func() *raftv1.Command { return cmdCreate("/a", nil) },
+			func() *raftv1.Command { return cmdCreateReq(&paddockv1.CreateRequest{Path: "/a", Sequential: true}) }},
+		{"set, other version",
+			func() *raftv1.Command { return cmdSet("/", nil, nil) },
+			func() *raftv1.Command { return cmdSet("/", nil, proto.Int32(0)) }},
+		{"delete, recursive",
+			func() *raftv1.Command { return cmdDelete("/missing", nil, false) },
+			func() *raftv1.Command { return cmdDelete("/missing", nil, true) }},
+		{"multi, other op",
+			func() *raftv1.Command { return cmdMulti(opCreate(&paddockv1.CreateRequest{Path: "/m1"})) },
+			func() *raftv1.Command { return cmdMulti(opCreate(&paddockv1.CreateRequest{Path: "/m2"})) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			first := h.apply(withID(tc.first(), "k1"))
+			cmd := withID(tc.other(), "k1")
+			r := assertFails(t, h, cmd, func() *Result { return h.apply(cmd) }, ErrRequestIDReused)
+			if r.Replayed || r.Index != h.index || !strings.Contains(r.Err.Error(), `"k1"`) {
+				t.Errorf("Apply(other request with k1) = %+v, want a refusal at index %d naming k1", r, h.index)
+			}
+			if ErrorCode(r.Err) != raftv1.ErrorCode_ERROR_CODE_REQUEST_ID_REUSED {
+				t.Errorf("ErrorCode(%v) = %v, want REQUEST_ID_REUSED", r.Err, ErrorCode(r.Err))
+			}
+			// A retry of the first request, later (another leader time),
+			// replays.
+			retry := h.applyAt(withID(tc.first(), "k1"), timeAt(h.index+1)+12345)
+			if !retry.Replayed {
+				t.Errorf("retry of the first request: Replayed = false, want true")
+			}
+			sameResult(t, "retry of the first request", retry, first)
+			checkInvariants(t, h.f)
+		})
+	}
+}
+
+// TestRequestIDFingerprintInSnapshot: a restored table still tells a
+// retry from another request under the same id.
+func TestRequestIDFingerprintInSnapshot(t *testing.T) {
+	h := newHarness(t)
+	first := h.must(withID(cmdCreate("/idem1", []byte("d")), "k1"))
+	restored := New(h.sink)
+	if err := restored.Restore(io.NopCloser(bytes.NewReader(persist(t, h.f)))); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if restored.StateHash() != h.f.StateHash() {
+		t.Fatalf("restored state hash differs")
+	}
+	h.f = restored
+	cmd := withID(cmdCreate("/idem2", []byte("d")), "k1")
+	assertFails(t, h, cmd, func() *Result { return h.apply(cmd) }, ErrRequestIDReused)
+	sameResult(t, "retry after restore", h.apply(withID(cmdCreate("/idem1", []byte("d")), "k1")), first)
+}
+
+// TestRequestSize guards the table's memory figure: an entry, fingerprint
+// included, is 48 bytes (a Go size class, the one the entry had before it
+// held a fingerprint), besides its packed id and result.
+func TestRequestSize(t *testing.T) {
+	if got := unsafe.Sizeof(request{}); got != 48 {
+		t.Errorf("unsafe.Sizeof(request{}) = %d, want 48", got)
+	}
 }
 
 func TestRequestIDLength(t *testing.T) {
@@ -360,7 +441,7 @@ func TestRequestIDDeadSlot(t *testing.T) {
 	if got := h.f.RequestIDs(); got != 2 {
 		t.Errorf("RequestIDs() = %d, want 2 (A, B again)", got)
 	}
-	restored := New(nil)
+	restored := New(h.sink)
 	if err := restored.Restore(io.NopCloser(bytes.NewReader(persist(t, h.f)))); err != nil {
 		t.Fatalf("Restore() error = %v", err)
 	}
@@ -466,7 +547,7 @@ func TestRequestIDHugeResult(t *testing.T) {
 	if h.f.StateHash() != before {
 		t.Errorf("retry of a huge multi changed the state")
 	}
-	restored := New(nil)
+	restored := New(h.sink)
 	if err := restored.Restore(io.NopCloser(bytes.NewReader(persist(t, h.f)))); err != nil {
 		t.Errorf("Restore() of a table with a huge result error = %v", err)
 	}

@@ -68,13 +68,18 @@
 // MaxRequestIDLength bytes), so a client can retry a write on another node
 // without it being applied twice. The state machine keeps a table of the
 // ids it applied, each with the entry's index, the command's time, its
-// operation and its result (the encoded ProposeResponse: the response, or
-// the domain error with the failed multi op). A command whose id is in the
-// table is replayed: Apply returns the first result with the first index
-// (Result.Replayed), so the caller sees the original zxid, and changes
-// nothing else: no events, no state. The same id with another operation
-// is refused with ErrBadArgument. Failed commands are remembered too (a
-// retry must fail alike); bad entries are not.
+// operation, its fingerprint and its result (the encoded ProposeResponse:
+// the response, or the domain error with the failed multi op). The
+// fingerprint is 8 bytes of the SHA-256 of the command's deterministic
+// encoding without request_id and time_unix_ms: what the request asked
+// for. A command whose id is in the table with the same operation and
+// fingerprint is a retry and is replayed: Apply returns the first result
+// with the first index (Result.Replayed), so the caller sees the original
+// zxid, and changes nothing else: no events, no state. The same id with
+// another operation or fingerprint (another path, data, version, flag) is
+// not a retry: it is refused with ErrRequestIDReused and changes nothing,
+// the table included. Failed commands are remembered too (a retry must
+// fail alike); bad entries are not.
 //
 // The table is bounded and deterministic. An entry lives RequestIDWindow
 // (5 minutes) of command time, not of any clock: when an id is added, the
@@ -118,7 +123,9 @@
 //     are in a dirStat that a node which never had a child does without;
 //   - events carry a Stat value and the tree's own path and data slices,
 //     so a sink that keeps them (the watch history) allocates nothing;
-//   - a request id entry is one small struct and one allocation holding
+//   - a request id entry is one 48-byte struct (fingerprint included:
+//     the struct was 40 bytes in the same size class before) and one
+//     allocation holding
 //     its id, packed to 16 bytes when it is hex or a UUID, and its encoded
 //     result; the index over them is an open-addressing table that the
 //     table's FIFO churn does not bloat (see requestIndex).

@@ -33,6 +33,10 @@ var (
 	// ErrListingChanged: a later page of a listing with data cannot be
 	// served at the listing's zxid (list.go); the caller starts over.
 	ErrListingChanged = errors.New("fsm: listing is no longer current")
+	// ErrRequestIDReused: a command carried a request id the table
+	// remembers for a different command (another operation, path or
+	// body). It is refused and changes nothing.
+	ErrRequestIDReused = errors.New("fsm: request id reused for a different request")
 )
 
 // errorCodes pairs every sentinel with its wire code, so errors survive
@@ -56,6 +60,7 @@ var errorCodes = []struct {
 	{ErrFeatureLevel, raftv1.ErrorCode_ERROR_CODE_FEATURE_LEVEL},
 	{ErrUpgradeRequired, raftv1.ErrorCode_ERROR_CODE_UPGRADE_REQUIRED},
 	{ErrListingChanged, raftv1.ErrorCode_ERROR_CODE_LISTING_CHANGED},
+	{ErrRequestIDReused, raftv1.ErrorCode_ERROR_CODE_REQUEST_ID_REUSED},
 }
 
 // MultiError is the error of a failed Multi: which op failed, and why.

@@ -14,6 +14,7 @@ var sentinels = []error{
 	ErrNoNode, ErrNodeExists, ErrBadVersion, ErrNotEmpty, ErrEphemeralParent,
 	ErrBadPath, ErrTooLarge, ErrBadArgument, ErrSessionExpired, ErrReservedPath,
 	ErrBadEntry, ErrNoSession, ErrFeatureLevel, ErrUpgradeRequired, ErrListingChanged,
+	ErrRequestIDReused,
 }
 
 // roundTrip sends err the way a leader answers a forwarded proposal.

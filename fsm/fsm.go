@@ -50,6 +50,9 @@ type FSM struct {
 	// closed when it is set.
 	fatal  error
 	failed chan struct{}
+	// fpBuf is the apply goroutine's scratch buffer for fingerprints
+	// (under mu).
+	fpBuf []byte
 
 	applied atomic.Uint64
 }
@@ -128,12 +131,17 @@ func (f *FSM) applyEntry(c *applyCtx, data []byte) *Result {
 	c.now = cmd.GetTimeUnixMs()
 	s := f.state
 	id := cmd.GetRequestId()
+	var fp uint64
 	if len(id) > 0 {
 		if err := checkRequestID(id); err != nil {
 			return &Result{Index: c.index, Err: err}
 		}
+		fp, f.fpBuf = fingerprint(&cmd, f.fpBuf)
+		if cap(f.fpBuf) > 64<<10 {
+			f.fpBuf = nil // a huge command's buffer is not kept
+		}
 		if r, ok := s.requests.lookup(id, c.now); ok {
-			return s.replay(c.index, &cmd, r)
+			return s.replay(c.index, &cmd, fp, r)
 		}
 	}
 	resp, err := s.apply(c, &cmd)
@@ -152,7 +160,7 @@ func (f *FSM) applyEntry(c *applyCtx, data []byte) *Result {
 	}
 	res := &Result{Index: c.index, Resp: resp, Err: err}
 	if len(id) > 0 {
-		s.remember(&cmd, res)
+		s.remember(&cmd, fp, res)
 	}
 	return res
 }

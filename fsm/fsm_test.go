@@ -345,7 +345,9 @@ func viewResult(r any) *resultView {
 // logGen generates a pseudo-random log of mixed commands, many of which
 // fail: it knows the sessions it opened, not the tree.
 type logGen struct {
-	t        testing.TB
+	t testing.TB
+	// sent is the last command each request id was drawn for.
+	sent     map[string]*raftv1.Command
 	rng      *rand.Rand
 	index    uint64
 	sessions []uint64
@@ -489,11 +491,19 @@ func (g *logGen) next() *raft.Log {
 		cmd = cmdSet("/"+genNames[g.rng.IntN(len(genNames))], g.data(), nil)
 	}
 	// A third of the commands carry a request id from a small pool, so
-	// the log has replays, ids reused for other operations, expiry (the
-	// pool comes round slower than the window at times) and eviction
-	// under a lowered cap.
+	// the log has replays (half of them retry the id's last command),
+	// ids reused for other requests, expiry (the pool comes round slower
+	// than the window at times) and eviction under a lowered cap.
 	if g.rng.IntN(3) == 0 {
-		cmd.RequestId = fmt.Appendf(nil, "req-%d", g.rng.IntN(genRequestIDs))
+		id := fmt.Sprintf("req-%d", g.rng.IntN(genRequestIDs))
+		if prev, ok := g.sent[id]; ok && g.rng.IntN(2) == 0 {
+			cmd = proto.Clone(prev).(*raftv1.Command)
+		}
+		cmd.RequestId = []byte(id)
+		if g.sent == nil {
+			g.sent = map[string]*raftv1.Command{}
+		}
+		g.sent[id] = cmd
 	}
 	return &raft.Log{Index: g.index, Type: raft.LogCommand, Data: encode(g.t, cmd, g.index)}
 }

@@ -16,7 +16,7 @@ func TestRequestIndex(t *testing.T) {
 	model := map[string]*request{}
 	keys := make([]string, 5000)
 	for i := range keys {
-		keys[i] = newRequest([]byte(fmt.Sprint("id-", i)), uint64(i), 0, 0, nil).key()
+		keys[i] = newRequest([]byte(fmt.Sprint("id-", i)), uint64(i), 0, 0, 0, nil).key()
 	}
 	check := func(step int) {
 		t.Helper()
@@ -38,7 +38,7 @@ func TestRequestIndex(t *testing.T) {
 			putOdds = 1
 		}
 		if rng.IntN(8) < putOdds {
-			r := newRequest(appendRequestID(nil, k), uint64(step), 0, 0, nil)
+			r := newRequest(appendRequestID(nil, k), uint64(step), 0, 0, 0, nil)
 			x.put(r)
 			model[k] = r
 		} else {

@@ -305,13 +305,16 @@ func TestRestoreRequestRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stream := snapshotStream(t, snapshotFormat, znodeRec("/"), requestRec("r", result), requestRec("s", nil), endRec(3))
+	retry := withID(cmdCreate("/x", nil), "r")
+	rec := requestRec("r", result)
+	rec.GetRequest().Fingerprint, _ = fingerprint(retry, nil)
+	stream := snapshotStream(t, snapshotFormat, znodeRec("/"), rec, requestRec("s", nil), endRec(3))
 	f := New(nil)
 	if err := f.Restore(io.NopCloser(bytes.NewReader(stream))); err != nil {
 		t.Fatalf("Restore() error = %v", err)
 	}
 	h := &harness{t: t, f: f, sink: &recordingSink{}, index: 9}
-	res := h.applyAt(withID(cmdCreate("/x", nil), "r"), epochMs+1)
+	res := h.applyAt(retry, epochMs+1)
 	if !res.Replayed || res.Index != 3 || res.Err != nil || res.Resp.(*paddockv1.CreateResponse).GetPath() != "/x" {
 		t.Errorf("retry of a restored id = %+v, want a replay of index 3 creating /x", res)
 	}

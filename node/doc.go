@@ -113,6 +113,17 @@
 //     is read as any read, with its token's zxid as a min_zxid too, so no
 //     node answers it from a state older than the listing's (the fsm
 //     then serves it only if nothing it returns changed since).
+//   - Readiness (node.go): a node is Ready when it knows the leader and
+//     has caught up since it started: a leader once its barrier is
+//     applied, a follower once it has applied the first commit index the
+//     leader sent it (the guard records it from the first AppendEntries
+//     carrying one, before capping it). Until then a restarted node, whose
+//     log replays only once it learns a commit index, may hold anything
+//     from an empty tree up: it refuses serializable reads and watches or
+//     polls from now with ErrCatchingUp (Unavailable: the client tries
+//     another node), as a ZooKeeper follower serves nothing before it has
+//     synced with the leader. Linearizable reads need no such check (they
+//     wait for a read index). Caught up latches: a later lag is ordinary.
 //   - Status (member.go): the node's raft and state machine figures; on
 //     request also fsm.StateHashAndIndex, a digest of the whole state
 //     with the applied index it was taken at, which replicas at the same
@@ -143,7 +154,15 @@
 //     implies the hub has the events up to i). It keeps a bounded history
 //     of recent events (Config.WatchHistory) and the raft index it covers;
 //     a watch or poll starts at any zxid still in it, or fails with
-//     COMPACTED. A snapshot install restarts the history and cancels every
+//     COMPACTED. "From now" (no start) is after the newest change this
+//     node knows of: the larger of its applied index (published before
+//     the hub hears of the batch) and its raft commit index, not the
+//     hub's own index, which may trail both. A start beyond this node's
+//     applied index costs a read index round: beyond the cluster's commit
+//     index (+ 1 for a watch, whose start is the next zxid wanted) it
+//     fails with FUTURE_ZXID and the commit index, otherwise it is
+//     accepted (a poll first waits until that zxid is applied, as a
+//     read's min_zxid does). A snapshot install restarts the history and cancels every
 //     watcher (SNAPSHOT_RESTORED). Each watcher runs on its caller's
 //     goroutine with a cursor; a watcher blocked in a send while the
 //     history moves Config.WatchSlowLag events past it is dropped (SLOW)

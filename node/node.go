@@ -27,6 +27,11 @@ var (
 	// ErrUnknownOutcome means leadership was lost after a write was
 	// proposed: it may or may not have been applied.
 	ErrUnknownOutcome = errors.New("node: leadership lost, write outcome unknown")
+	// ErrCatchingUp: the node started and has not yet applied what the
+	// cluster had committed then, so its state may be far behind (empty,
+	// after a restart): it refuses serializable reads and watches from
+	// now until it has.
+	ErrCatchingUp = errors.New("node: node is catching up")
 )
 
 // Node is one Paddock server.
@@ -67,6 +72,11 @@ type Node struct {
 	// been applied; nil while not leader.
 	readyMu     sync.Mutex
 	leaderReady chan struct{}
+
+	// caughtUpOnce latches caughtUp: once this node has applied what was
+	// committed when it started, it stays caught up (a later lag is a
+	// follower's ordinary lag, which serializable reads accept).
+	caughtUpOnce atomic.Bool
 
 	closing atomic.Bool
 	// closed is closed when Close has finished; halted when the node has
@@ -310,27 +320,68 @@ func (n *Node) ReadHeader() *paddockv1.ResponseHeader { return n.Header(n.fsm.Ap
 // IsLeader reports whether this node is the leader.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
-// Ready reports whether the node knows a leader (and, if it is the
-// leader, has applied its barrier), and its state machine has not
-// stopped.
+// Ready reports whether the node knows a leader and has caught up since
+// it started (caughtUp): a leader once it has applied its barrier, a
+// follower once it has applied the first commit index the leader sent it.
+// A restarted node that has not replayed its log is not ready, however
+// soon it hears from the leader; nor is a node whose state machine stopped.
 func (n *Node) Ready() bool {
 	if n.fsm.Err() != nil {
 		return false
 	}
 	if n.IsLeader() {
-		ch := n.readyChan()
-		if ch == nil {
-			return false
-		}
-		select {
-		case <-ch:
-			return true
-		default:
-			return false
-		}
+		return n.leaderBarrierApplied()
 	}
 	_, id := n.raft.LeaderWithID()
-	return id != ""
+	return id != "" && n.caughtUp()
+}
+
+// leaderBarrierApplied reports whether this node leads and has applied
+// its term's barrier, so its state holds everything ever committed.
+func (n *Node) leaderBarrierApplied() bool {
+	ch := n.readyChan()
+	if ch == nil {
+		return false
+	}
+	select {
+	case <-ch:
+		n.caughtUpOnce.Store(true)
+		return true
+	default:
+		return false
+	}
+}
+
+// caughtUp reports whether this node has applied at least what the
+// cluster had committed when it started: the first leader commit index
+// its transport received (guard.startCommit), or everything, as a leader
+// past its barrier. Until then its state may be anything from empty to
+// nearly current, so serializable reads and watches from now are
+// refused with ErrCatchingUp. Once true it stays true.
+//
+// The learned index may be a leader's no-op entry, which never reaches
+// the fsm: every leader proposes its barrier command right after it, so
+// the applied index passes it as soon as that commits.
+func (n *Node) caughtUp() bool {
+	if n.caughtUpOnce.Load() {
+		return true
+	}
+	if c := n.guard.startCommit.Load(); (c > 0 && n.fsm.AppliedIndex() >= c) || n.leaderBarrierApplied() {
+		n.caughtUpOnce.Store(true)
+		return true
+	}
+	return false
+}
+
+// checkCaughtUp is caughtUp as an error for the caller.
+func (n *Node) checkCaughtUp() error {
+	if n.caughtUp() {
+		return nil
+	}
+	if c := n.guard.startCommit.Load(); c > 0 {
+		return fmt.Errorf("%w: applied %d of the %d committed when it started; retry, or use another node", ErrCatchingUp, n.fsm.AppliedIndex(), c)
+	}
+	return fmt.Errorf("%w: it has not heard from the leader since it started; retry, or use another node", ErrCatchingUp)
 }
 
 // ServeInternal serves the node-to-node service on lis until Close. A

@@ -33,6 +33,12 @@ func (n *Node) read(ctx context.Context, opts *paddockv1.ReadOptions, q *raftv1.
 		opts = &paddockv1.ReadOptions{Consistency: paddockv1.ReadConsistency_READ_CONSISTENCY_SERIALIZABLE, MinZxid: opts.GetMinZxid()}
 	}
 	if !linearizable(opts) {
+		// A node that has not caught up since it started could serve an
+		// empty tree: ZooKeeper's followers, too, serve nothing until
+		// they have synced with the leader.
+		if err := n.checkCaughtUp(); err != nil {
+			return nil, err
+		}
 		return n.serveRead(ctx, opts, q)
 	}
 	for {

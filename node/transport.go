@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -48,6 +49,11 @@ type guard struct {
 	mu     sync.Mutex
 	acks   map[raft.ServerID]ack
 	ackNew chan struct{} // closed and replaced when an ack is recorded
+
+	// startCommit is the first leader commit index this node received
+	// since it started (0 until one came): what readiness waits for
+	// (Node.caughtUp).
+	startCommit atomic.Uint64
 }
 
 // ack is the latest request a peer answered in the term it was sent in.
@@ -82,6 +88,11 @@ func (g *guard) forward(in <-chan raft.RPC) {
 		select {
 		case rpc := <-in:
 			if req, ok := rpc.Command.(*raft.AppendEntriesRequest); ok {
+				// The leader's own commit index, before the cap: the
+				// cluster had committed that much when this node heard.
+				if c := req.LeaderCommitIndex; c > 0 {
+					g.startCommit.CompareAndSwap(0, c)
+				}
 				capCommit(req)
 			}
 			select {

@@ -20,6 +20,9 @@ var (
 	// ErrSlowWatcher: the watcher fell too far behind and was dropped; it
 	// can resume.
 	ErrSlowWatcher = errors.New("node: watcher too slow")
+	// ErrFutureZxid: the start is beyond what the cluster has committed,
+	// so the events the caller expects before it will never come.
+	ErrFutureZxid = errors.New("node: zxid is beyond the cluster's latest")
 )
 
 // Limits of the watch API.
@@ -35,13 +38,18 @@ const (
 )
 
 // CanceledError ends a watch or poll that cannot go on. Reason,
-// CompactZxid and ResumeZxid have the meaning of paddockv1.WatchCanceled.
-// It matches ErrCompacted (COMPACTED, SNAPSHOT_RESTORED), ErrSlowWatcher
-// (SLOW) or ErrShuttingDown (SHUTTING_DOWN) with errors.Is.
+// CompactZxid, ResumeZxid and CurrentZxid have the meaning of
+// paddockv1.WatchCanceled. It matches ErrCompacted (COMPACTED,
+// SNAPSHOT_RESTORED), ErrSlowWatcher (SLOW), ErrFutureZxid (FUTURE_ZXID)
+// or ErrShuttingDown (SHUTTING_DOWN) with errors.Is.
 type CanceledError struct {
 	Reason      paddockv1.WatchCancelReason
 	CompactZxid uint64
 	ResumeZxid  uint64
+	CurrentZxid uint64
+	// Asked is the zxid a FUTURE_ZXID refusal was asked for, for the
+	// message.
+	Asked uint64
 }
 
 func (e *CanceledError) Error() string {
@@ -52,6 +60,9 @@ func (e *CanceledError) Error() string {
 		return fmt.Sprintf("%v: snapshot installed, re-read and watch from %d", ErrCompacted, e.CompactZxid)
 	case paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SLOW:
 		return fmt.Sprintf("%v: resume from zxid %d", ErrSlowWatcher, e.ResumeZxid)
+	case paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_FUTURE_ZXID:
+		return fmt.Sprintf("%v: asked for zxid %d, the cluster is at %d (watch from at most %d, poll after at most %d)",
+			ErrFutureZxid, e.Asked, e.CurrentZxid, e.CurrentZxid+1, e.CurrentZxid)
 	}
 	return fmt.Sprintf("%v: resume from zxid %d", ErrShuttingDown, e.ResumeZxid)
 }
@@ -64,13 +75,66 @@ func (e *CanceledError) Unwrap() error {
 		return ErrCompacted
 	case paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SLOW:
 		return ErrSlowWatcher
+	case paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_FUTURE_ZXID:
+		return ErrFutureZxid
 	}
 	return ErrShuttingDown
 }
 
 // Detail is e as the status detail the API sends.
 func (e *CanceledError) Detail() *paddockv1.WatchCanceled {
-	return &paddockv1.WatchCanceled{Reason: e.Reason, CompactZxid: e.CompactZxid, ResumeZxid: e.ResumeZxid}
+	return &paddockv1.WatchCanceled{Reason: e.Reason, CompactZxid: e.CompactZxid, ResumeZxid: e.ResumeZxid, CurrentZxid: e.CurrentZxid}
+}
+
+// watchNow is "now" for a watch or poll that gives no start: the newest
+// change this node knows of, the larger of its applied index and its raft
+// commit index. The applied index is published before the watch hub hears
+// of the batch (the fsm calls its sinks after releasing its lock), and
+// entries committed may still wait to be applied: a start taken from the
+// hub alone could come before changes a read on this node already showed,
+// or this node already knew were committed, and replay them.
+func (n *Node) watchNow() uint64 {
+	return max(n.fsm.AppliedIndex(), n.raft.CommitIndex())
+}
+
+// clusterCommit is the cluster's commit index, learned through a read
+// index (the leader's own, or one asked of the leader), tried again while
+// leadership moves.
+func (n *Node) clusterCommit(ctx context.Context) (uint64, error) {
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	for {
+		var idx uint64
+		var err error
+		if n.IsLeader() {
+			idx, err = n.confirmedReadIndex(ctx)
+		} else {
+			idx, err = n.fwdReadIndex.do(ctx, struct{}{})
+		}
+		if (errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)) && sleepCtx(ctx, 20*time.Millisecond) {
+			continue
+		}
+		return idx, err
+	}
+}
+
+// checkNotFuture refuses a start whose last seen zxid (a watch's
+// start_zxid - 1, a poll's after_zxid) is beyond the cluster's commit
+// index with FUTURE_ZXID. Only a zxid beyond this node's applied index
+// costs a read index round; the common resume, at or below it, costs
+// nothing.
+func (n *Node) checkNotFuture(ctx context.Context, seen, asked uint64) error {
+	if seen <= n.watchNow() {
+		return nil
+	}
+	commit, err := n.clusterCommit(ctx)
+	if err != nil {
+		return err
+	}
+	if seen > commit {
+		return &CanceledError{Reason: paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_FUTURE_ZXID, CurrentZxid: commit, Asked: asked}
+	}
+	return nil
 }
 
 // Watch streams the events req selects to send, as the WatchService
@@ -79,6 +143,10 @@ func (e *CanceledError) Detail() *paddockv1.WatchCanceled {
 // when idle. It returns when ctx ends, when send fails, or with a
 // *CanceledError; bad input fails at once with an error matching
 // fsm.ErrBadPath or fsm.ErrBadArgument.
+//
+// A watch without start_zxid starts after watchNow. A start_zxid above
+// the cluster's commit index + 1 is refused (FUTURE_ZXID); one this node
+// has not applied yet is accepted, and its events follow once applied.
 //
 // send is called from another goroutine, one call at a time, so that a
 // watcher stuck in it can be dropped as slow: Watch may return while a
@@ -97,12 +165,25 @@ func (n *Node) Watch(ctx context.Context, req *paddockv1.WatchRequest, send func
 		// Capped at a day before converting, so no value overflows.
 		progress = max(time.Duration(min(ms, (24*time.Hour).Milliseconds()))*time.Millisecond, MinWatchProgressInterval)
 	}
-	return n.watch.watch(ctx, s, req.GetStartZxid(), progress, send)
+	start := req.GetStartZxid()
+	if start == 0 {
+		// "Now" on a node still catching up would be long ago.
+		if err := n.checkCaughtUp(); err != nil {
+			return err
+		}
+		start = n.watchNow() + 1
+	} else if err := n.checkNotFuture(ctx, start-1, start); err != nil {
+		return err
+	}
+	return n.watch.watch(ctx, s, start, progress, send)
 }
 
 // Poll returns the events req selects after req.after_zxid, waiting up to
 // its timeout for the first ones; the header's zxid is the after_zxid of
-// the next poll. It fails like Watch.
+// the next poll. It fails like Watch. An after_zxid above the cluster's
+// commit index is refused (FUTURE_ZXID); one this node has not applied
+// yet is waited for first, as a read's min_zxid is. after_zxid 0 is
+// watchNow.
 func (n *Node) Poll(ctx context.Context, req *paddockv1.PollRequest) (*paddockv1.PollResponse, error) {
 	maxEvents := int(req.GetMaxEvents())
 	switch {
@@ -122,7 +203,24 @@ func (n *Node) Poll(ctx context.Context, req *paddockv1.PollRequest) (*paddockv1
 	if err != nil {
 		return nil, err
 	}
-	events, zxid, err := n.watch.poll(ctx, s, req.GetAfterZxid(), wait)
+	after := req.GetAfterZxid()
+	if after == 0 {
+		if err := n.checkCaughtUp(); err != nil {
+			return nil, err
+		}
+		// Not waited for: the hub skips what comes before it.
+		after = n.watchNow()
+	} else if err := n.checkNotFuture(ctx, after, after); err != nil {
+		return nil, err
+	} else if after > n.fsm.AppliedIndex() {
+		wctx, cancel := n.withTimeout(ctx)
+		err = n.waiter.wait(wctx, after)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("node: waiting for after_zxid %d: %w", after, err)
+		}
+	}
+	events, zxid, err := n.watch.poll(ctx, s, after, wait)
 	if err != nil {
 		return nil, err
 	}

@@ -58,6 +58,11 @@ type hub struct {
 	wake chan struct{}
 
 	watchers atomic.Int64
+
+	// stall, when set (tests only), is waited on before a batch is taken
+	// in: the moment after the fsm published an applied index and before
+	// the hub holds its events.
+	stall atomic.Pointer[chan struct{}]
 }
 
 var _ fsm.Sink = (*hub)(nil)
@@ -82,6 +87,9 @@ func (h *hub) broadcast() {
 // Applied implements fsm.Sink: it appends a batch's events and advances
 // the covered index.
 func (h *hub) Applied(index uint64, events []fsm.Event) {
+	if ch := h.stall.Load(); ch != nil {
+		<-*ch
+	}
 	// Built outside the lock: watchers keep reading meanwhile.
 	entries := make([]entry, len(events))
 	for i, e := range events {

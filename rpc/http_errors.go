@@ -31,8 +31,9 @@ func httpStatus(c codes.Code) int {
 		// distinct from AlreadyExists.
 		return http.StatusPreconditionFailed
 	case codes.OutOfRange:
-		// A watch or poll from a zxid older than the history: what was
-		// asked for is gone for good, re-read and start again.
+		// A watch or poll from a zxid older than the history (or beyond
+		// the cluster's latest): what was asked for is gone for good (or
+		// never will be), re-read and start again.
 		return http.StatusGone
 	case codes.Unavailable:
 		return http.StatusServiceUnavailable

@@ -103,6 +103,13 @@ const (
 	// WATCH_CANCEL_REASON_SHUTTING_DOWN: the node is stopping; resume from
 	// resume_zxid on another node.
 	WatchCancelReason_WATCH_CANCEL_REASON_SHUTTING_DOWN WatchCancelReason = 4
+	// WATCH_CANCEL_REASON_FUTURE_ZXID: the start is beyond what the cluster
+	// has committed (a poll's after_zxid above the commit index, a watch's
+	// start_zxid above commit index + 1), so no event could ever fill the
+	// gap; current_zxid is the commit index. A zxid from another cluster or
+	// a typo: re-read, then watch from current_zxid + 1 (poll after
+	// current_zxid).
+	WatchCancelReason_WATCH_CANCEL_REASON_FUTURE_ZXID WatchCancelReason = 5
 )
 
 // Enum value maps for WatchCancelReason.
@@ -113,6 +120,7 @@ var (
 		2: "WATCH_CANCEL_REASON_SNAPSHOT_RESTORED",
 		3: "WATCH_CANCEL_REASON_SLOW",
 		4: "WATCH_CANCEL_REASON_SHUTTING_DOWN",
+		5: "WATCH_CANCEL_REASON_FUTURE_ZXID",
 	}
 	WatchCancelReason_value = map[string]int32{
 		"WATCH_CANCEL_REASON_UNSPECIFIED":       0,
@@ -120,6 +128,7 @@ var (
 		"WATCH_CANCEL_REASON_SNAPSHOT_RESTORED": 2,
 		"WATCH_CANCEL_REASON_SLOW":              3,
 		"WATCH_CANCEL_REASON_SHUTTING_DOWN":     4,
+		"WATCH_CANCEL_REASON_FUTURE_ZXID":       5,
 	}
 )
 
@@ -412,7 +421,10 @@ type WatchCanceled struct {
 	CompactZxid uint64 `protobuf:"varint,2,opt,name=compact_zxid,json=compactZxid,proto3" json:"compact_zxid,omitempty"`
 	// resume_zxid is the start_zxid to resume with and lose nothing (SLOW,
 	// SHUTTING_DOWN).
-	ResumeZxid    uint64 `protobuf:"varint,3,opt,name=resume_zxid,json=resumeZxid,proto3" json:"resume_zxid,omitempty"`
+	ResumeZxid uint64 `protobuf:"varint,3,opt,name=resume_zxid,json=resumeZxid,proto3" json:"resume_zxid,omitempty"`
+	// current_zxid is the cluster's commit index when the request was
+	// refused (FUTURE_ZXID).
+	CurrentZxid   uint64 `protobuf:"varint,4,opt,name=current_zxid,json=currentZxid,proto3" json:"current_zxid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -464,6 +476,13 @@ func (x *WatchCanceled) GetCompactZxid() uint64 {
 func (x *WatchCanceled) GetResumeZxid() uint64 {
 	if x != nil {
 		return x.ResumeZxid
+	}
+	return 0
+}
+
+func (x *WatchCanceled) GetCurrentZxid() uint64 {
+	if x != nil {
+		return x.CurrentZxid
 	}
 	return 0
 }
@@ -650,12 +669,13 @@ const file_paddock_v1_watch_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2\x1a.paddock.v1.ResponseHeaderR\x06header\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\bR\acreated\x12\x1a\n" +
 	"\bprogress\x18\x03 \x01(\bR\bprogress\x12)\n" +
-	"\x06events\x18\x04 \x03(\v2\x11.paddock.v1.EventR\x06events\"\x8a\x01\n" +
+	"\x06events\x18\x04 \x03(\v2\x11.paddock.v1.EventR\x06events\"\xad\x01\n" +
 	"\rWatchCanceled\x125\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\x1d.paddock.v1.WatchCancelReasonR\x06reason\x12!\n" +
 	"\fcompact_zxid\x18\x02 \x01(\x04R\vcompactZxid\x12\x1f\n" +
 	"\vresume_zxid\x18\x03 \x01(\x04R\n" +
-	"resumeZxid\"\xe6\x01\n" +
+	"resumeZxid\x12!\n" +
+	"\fcurrent_zxid\x18\x04 \x01(\x04R\vcurrentZxid\"\xe6\x01\n" +
 	"\vPollRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12+\n" +
@@ -675,13 +695,14 @@ const file_paddock_v1_watch_proto_rawDesc = "" +
 	"\x12EVENT_KIND_CREATED\x10\x01\x12\x1b\n" +
 	"\x17EVENT_KIND_DATA_CHANGED\x10\x02\x12\x16\n" +
 	"\x12EVENT_KIND_DELETED\x10\x03\x12\x1f\n" +
-	"\x1bEVENT_KIND_CHILDREN_CHANGED\x10\x04*\xcb\x01\n" +
+	"\x1bEVENT_KIND_CHILDREN_CHANGED\x10\x04*\xf0\x01\n" +
 	"\x11WatchCancelReason\x12#\n" +
 	"\x1fWATCH_CANCEL_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dWATCH_CANCEL_REASON_COMPACTED\x10\x01\x12)\n" +
 	"%WATCH_CANCEL_REASON_SNAPSHOT_RESTORED\x10\x02\x12\x1c\n" +
 	"\x18WATCH_CANCEL_REASON_SLOW\x10\x03\x12%\n" +
-	"!WATCH_CANCEL_REASON_SHUTTING_DOWN\x10\x042\x89\x01\n" +
+	"!WATCH_CANCEL_REASON_SHUTTING_DOWN\x10\x04\x12#\n" +
+	"\x1fWATCH_CANCEL_REASON_FUTURE_ZXID\x10\x052\x89\x01\n" +
 	"\fWatchService\x12>\n" +
 	"\x05Watch\x12\x18.paddock.v1.WatchRequest\x1a\x19.paddock.v1.WatchResponse0\x01\x129\n" +
 	"\x04Poll\x12\x17.paddock.v1.PollRequest\x1a\x18.paddock.v1.PollResponseB7Z5github.com/paddock/paddock/proto/paddock/v1;paddockv1b\x06proto3"

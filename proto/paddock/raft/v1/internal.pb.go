@@ -61,6 +61,9 @@ const (
 	// ERROR_CODE_LISTING_CHANGED: a later page of a with_data listing can no
 	// longer be served at the listing's zxid.
 	ErrorCode_ERROR_CODE_LISTING_CHANGED ErrorCode = 15
+	// ERROR_CODE_REQUEST_ID_REUSED: the request id was used before for a
+	// different request (another operation, path or body).
+	ErrorCode_ERROR_CODE_REQUEST_ID_REUSED ErrorCode = 16
 )
 
 // Enum value maps for ErrorCode.
@@ -82,24 +85,26 @@ var (
 		13: "ERROR_CODE_FEATURE_LEVEL",
 		14: "ERROR_CODE_UPGRADE_REQUIRED",
 		15: "ERROR_CODE_LISTING_CHANGED",
+		16: "ERROR_CODE_REQUEST_ID_REUSED",
 	}
 	ErrorCode_value = map[string]int32{
-		"ERROR_CODE_UNSPECIFIED":      0,
-		"ERROR_CODE_NO_NODE":          1,
-		"ERROR_CODE_NODE_EXISTS":      2,
-		"ERROR_CODE_BAD_VERSION":      3,
-		"ERROR_CODE_NOT_EMPTY":        4,
-		"ERROR_CODE_EPHEMERAL_PARENT": 5,
-		"ERROR_CODE_BAD_PATH":         6,
-		"ERROR_CODE_TOO_LARGE":        7,
-		"ERROR_CODE_BAD_ARGUMENT":     8,
-		"ERROR_CODE_SESSION_EXPIRED":  9,
-		"ERROR_CODE_RESERVED_PATH":    10,
-		"ERROR_CODE_BAD_ENTRY":        11,
-		"ERROR_CODE_NO_SESSION":       12,
-		"ERROR_CODE_FEATURE_LEVEL":    13,
-		"ERROR_CODE_UPGRADE_REQUIRED": 14,
-		"ERROR_CODE_LISTING_CHANGED":  15,
+		"ERROR_CODE_UNSPECIFIED":       0,
+		"ERROR_CODE_NO_NODE":           1,
+		"ERROR_CODE_NODE_EXISTS":       2,
+		"ERROR_CODE_BAD_VERSION":       3,
+		"ERROR_CODE_NOT_EMPTY":         4,
+		"ERROR_CODE_EPHEMERAL_PARENT":  5,
+		"ERROR_CODE_BAD_PATH":          6,
+		"ERROR_CODE_TOO_LARGE":         7,
+		"ERROR_CODE_BAD_ARGUMENT":      8,
+		"ERROR_CODE_SESSION_EXPIRED":   9,
+		"ERROR_CODE_RESERVED_PATH":     10,
+		"ERROR_CODE_BAD_ENTRY":         11,
+		"ERROR_CODE_NO_SESSION":        12,
+		"ERROR_CODE_FEATURE_LEVEL":     13,
+		"ERROR_CODE_UPGRADE_REQUIRED":  14,
+		"ERROR_CODE_LISTING_CHANGED":   15,
+		"ERROR_CODE_REQUEST_ID_REUSED": 16,
 	}
 )
 
@@ -1128,7 +1133,7 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"sessionIds\"4\n" +
 	"\x11KeepAliveResponse\x12\x1f\n" +
 	"\vexpired_ids\x18\x01 \x03(\x04R\n" +
-	"expiredIds*\xd4\x03\n" +
+	"expiredIds*\xf6\x03\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ERROR_CODE_NO_NODE\x10\x01\x12\x1a\n" +
@@ -1146,7 +1151,8 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\x15ERROR_CODE_NO_SESSION\x10\f\x12\x1c\n" +
 	"\x18ERROR_CODE_FEATURE_LEVEL\x10\r\x12\x1f\n" +
 	"\x1bERROR_CODE_UPGRADE_REQUIRED\x10\x0e\x12\x1e\n" +
-	"\x1aERROR_CODE_LISTING_CHANGED\x10\x0f2\xb0\x03\n" +
+	"\x1aERROR_CODE_LISTING_CHANGED\x10\x0f\x12 \n" +
+	"\x1cERROR_CODE_REQUEST_ID_REUSED\x10\x102\xb0\x03\n" +
 	"\x0fInternalService\x12L\n" +
 	"\aPropose\x12\x1f.paddock.raft.v1.ProposeRequest\x1a .paddock.raft.v1.ProposeResponse\x12b\n" +
 	"\rProposeStream\x12%.paddock.raft.v1.ProposeStreamRequest\x1a&.paddock.raft.v1.ProposeStreamResponse(\x010\x01\x12R\n" +

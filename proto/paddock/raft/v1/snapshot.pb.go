@@ -442,7 +442,11 @@ type RequestRecord struct {
 	// with another operation is refused.
 	Op int32 `protobuf:"varint,4,opt,name=op,proto3" json:"op,omitempty"`
 	// result is the command's result as an encoded ProposeResponse.
-	Result        []byte `protobuf:"bytes,5,opt,name=result,proto3" json:"result,omitempty"`
+	Result []byte `protobuf:"bytes,5,opt,name=result,proto3" json:"result,omitempty"`
+	// fingerprint identifies the command the id was first used for: a hash
+	// of its deterministic encoding without request_id and time_unix_ms. A
+	// retry whose fingerprint differs is refused as a reused id.
+	Fingerprint   uint64 `protobuf:"fixed64,6,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -510,6 +514,13 @@ func (x *RequestRecord) GetResult() []byte {
 		return x.Result
 	}
 	return nil
+}
+
+func (x *RequestRecord) GetFingerprint() uint64 {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return 0
 }
 
 // SnapshotEnd closes a snapshot stream with the number of records before it.
@@ -591,7 +602,7 @@ const file_paddock_raft_v1_snapshot_proto_rawDesc = "" +
 	"\x06member\x18\x03 \x01(\v2\x1f.paddock.raft.v1.RegisterMemberH\x00R\x06member\x120\n" +
 	"\x03end\x18\x04 \x01(\v2\x1c.paddock.raft.v1.SnapshotEndH\x00R\x03end\x12:\n" +
 	"\arequest\x18\x05 \x01(\v2\x1e.paddock.raft.v1.RequestRecordH\x00R\arequestB\b\n" +
-	"\x06record\"\x8e\x01\n" +
+	"\x06record\"\xb0\x01\n" +
 	"\rRequestRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x14\n" +
@@ -599,7 +610,8 @@ const file_paddock_raft_v1_snapshot_proto_rawDesc = "" +
 	"\ftime_unix_ms\x18\x03 \x01(\x03R\n" +
 	"timeUnixMs\x12\x0e\n" +
 	"\x02op\x18\x04 \x01(\x05R\x02op\x12\x16\n" +
-	"\x06result\x18\x05 \x01(\fR\x06result\"'\n" +
+	"\x06result\x18\x05 \x01(\fR\x06result\x12 \n" +
+	"\vfingerprint\x18\x06 \x01(\x06R\vfingerprint\"'\n" +
 	"\vSnapshotEnd\x12\x18\n" +
 	"\arecords\x18\x01 \x01(\x04R\arecordsB9Z7github.com/paddock/paddock/proto/paddock/raft/v1;raftv1b\x06proto3"
 

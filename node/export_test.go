@@ -1,0 +1,14 @@
+package node
+
+// StallWatchHub makes n's watch hub wait, before it takes in each applied
+// batch, until the returned release is called: the fsm has published the
+// batch's index (AppliedIndex, reads) but the hub does not hold its events
+// yet. Tests use it to hold that moment open.
+func StallWatchHub(n *Node) (release func()) {
+	ch := make(chan struct{})
+	n.watch.stall.Store(&ch)
+	return func() {
+		n.watch.stall.Store(nil)
+		close(ch)
+	}
+}
