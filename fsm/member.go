@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 
@@ -12,7 +11,7 @@ import (
 
 func (f *FSM) applyRegisterMember(op *raftv1.RegisterMember) error {
 	if op.GetId() == "" {
-		return fmt.Errorf("%w: member id is empty", ErrBadArgument)
+		return errorf(ErrBadArgument, "member id is empty")
 	}
 	f.members[op.GetId()] = proto.CloneOf(op)
 	return nil

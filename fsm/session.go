@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 
@@ -29,7 +28,7 @@ type SessionTimer struct {
 
 func (f *FSM) applyOpenSession(index uint64, now int64, op *raftv1.OpenSession) (*paddockv1.OpenSessionResponse, error) {
 	if op.GetTimeoutMs() <= 0 {
-		return nil, fmt.Errorf("%w: session timeout %dms", ErrBadArgument, op.GetTimeoutMs())
+		return nil, errorf(ErrBadArgument, "session timeout %dms", op.GetTimeoutMs())
 	}
 	f.sessions[index] = &session{id: index, timeoutMs: op.GetTimeoutMs(), ctime: now}
 	return &paddockv1.OpenSessionResponse{SessionId: index, TimeoutMs: op.GetTimeoutMs()}, nil
@@ -40,7 +39,7 @@ func (f *FSM) applyOpenSession(index uint64, now int64, op *raftv1.OpenSession) 
 func (f *FSM) applyCloseSession(index uint64, op *raftv1.CloseSession, events *[]Event) (*paddockv1.CloseSessionResponse, error) {
 	id := op.GetSessionId()
 	if _, ok := f.sessions[id]; !ok {
-		return nil, fmt.Errorf("%w: session %d", ErrSessionExpired, id)
+		return nil, errorf(ErrSessionExpired, "session %d", id)
 	}
 	t := f.newTxn(index, 0, *events)
 	paths := slices.Sorted(maps.Keys(f.ephemerals[id]))
@@ -76,7 +75,7 @@ func (f *FSM) Session(id uint64) (*paddockv1.Session, error) {
 	defer f.mu.RUnlock()
 	s, ok := f.sessions[id]
 	if !ok {
-		return nil, fmt.Errorf("%w: %d", ErrNoSession, id)
+		return nil, errorf(ErrNoSession, "%d", id)
 	}
 	return f.describe(s), nil
 }
