@@ -220,11 +220,6 @@ func prepareGatewayRequest(r *http.Request) (*http.Request, error) {
 // gRPC would fail to marshal it (500). So is a request over
 // MaxRequestSize, with the "data too large" the server would answer.
 func absolutePath(req any) error {
-	if m, ok := req.(proto.Message); ok {
-		if size := proto.Size(m); size > MaxRequestSize {
-			return toStatus(fmt.Errorf("%w: request of %d bytes, limit %d bytes of data", fsm.ErrTooLarge, size, fsm.MaxDataSize))
-		}
-	}
 	if p, ok := req.(interface{ GetPath() string }); ok && !utf8.ValidString(p.GetPath()) {
 		return toStatus(fsm.ValidatePath("/"+p.GetPath(), false))
 	}
@@ -245,6 +240,11 @@ func absolutePath(req any) error {
 		r.Path = "/" + r.Path
 	case *paddockv1.PollRequest:
 		r.Path = "/" + r.Path
+	}
+	if m, ok := req.(proto.Message); ok {
+		if size := proto.Size(m); size > MaxRequestSize {
+			return toStatus(fmt.Errorf("%w: request of %d bytes, limit %d bytes of data", fsm.ErrTooLarge, size, fsm.MaxDataSize))
+		}
 	}
 	return nil
 }
