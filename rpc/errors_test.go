@@ -231,7 +231,7 @@ func TestErrorMessagesOverGRPC(t *testing.T) {
 	// A timeout too long for a Duration is clamped like any long one,
 	// not wrapped to a negative.
 	resp, err := paddockv1.NewSessionServiceClient(follower.conn).OpenSession(ctx, &paddockv1.OpenSessionRequest{TimeoutMs: math.MaxInt64})
-	if err != nil || resp.GetTimeoutMs() != (60 * time.Second).Milliseconds() {
+	if err != nil || resp.GetTimeoutMs() != (60*time.Second).Milliseconds() {
 		t.Errorf("OpenSession(int64 max) = %v, %v; want the 60s maximum", resp, err)
 	}
 
