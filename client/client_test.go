@@ -418,3 +418,15 @@ func TestDeadEndpointFailsOverAtOnce(t *testing.T) {
 		c.cur.Store(0) // start at the dead endpoint again
 	}
 }
+
+// TestAllEndpointsRefusedMessage: when no endpoint accepts a connection
+// the error names them and the cause, not gRPC's dial error.
+func TestAllEndpointsRefusedMessage(t *testing.T) {
+	a, b := deadAddr(t), deadAddr(t)
+	c := newTestClient(t, a, b)
+	_, err := c.Status(context.Background(), &paddockv1.StatusRequest{})
+	want := "no node reachable: " + a + ", " + b + " (connection refused)"
+	if st := status.Convert(err); st.Code() != codes.Unavailable || st.Message() != want {
+		t.Errorf("Status() error = %v %q, want Unavailable %q", st.Code(), st.Message(), want)
+	}
+}
