@@ -181,6 +181,10 @@ func prepareGatewayRequest(r *http.Request) (*http.Request, error) {
 	if r.Method != http.MethodGet {
 		return r, nil
 	}
+	r, err := eventKindParams(r)
+	if err != nil {
+		return r, err
+	}
 	rest, ok := strings.CutPrefix(r.URL.Path, treePrefix)
 	if !ok || (rest != "" && rest[0] != '/') {
 		return r, nil
@@ -206,6 +210,46 @@ func prepareGatewayRequest(r *http.Request) (*http.Request, error) {
 	out := r.Clone(r.Context())
 	out.URL = &u
 	return out, nil
+}
+
+// eventKindParams rewrites the kinds= query parameters of a watch or
+// poll to the enum names the gateway parses (EVENT_KIND_DELETED), so that
+// the CLI's spelling (deleted, data-changed, any case) is accepted too,
+// as are several kinds in one comma-separated value. Unknown names are
+// left for the gateway to refuse. It returns r itself when there is
+// nothing to rewrite.
+func eventKindParams(r *http.Request) (*http.Request, error) {
+	if !strings.HasPrefix(r.URL.Path, "/v1/watch") && !strings.HasPrefix(r.URL.Path, "/v1/poll") {
+		return r, nil
+	}
+	q := r.URL.Query()
+	vals, ok := q["kinds"]
+	if !ok {
+		return r, nil
+	}
+	var kinds []string
+	for _, v := range vals {
+		for k := range strings.SplitSeq(v, ",") {
+			kinds = append(kinds, eventKindName(k))
+		}
+	}
+	q["kinds"] = kinds
+	u := *r.URL
+	u.RawQuery = q.Encode()
+	out := r.Clone(r.Context())
+	out.URL = &u
+	return out, nil
+}
+
+// eventKindName is the enum name of an event kind spelled either way:
+// "deleted", "DATA-CHANGED" or "EVENT_KIND_DELETED" (and numbers, which
+// the gateway takes as they are).
+func eventKindName(k string) string {
+	name := strings.ReplaceAll(strings.ToUpper(strings.TrimSpace(k)), "-", "_")
+	if _, ok := paddockv1.EventKind_value["EVENT_KIND_"+name]; ok && name != "UNSPECIFIED" {
+		return "EVENT_KIND_" + name
+	}
+	return name
 }
 
 // absolutePath turns the znode path the gateway took from a URL

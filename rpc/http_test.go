@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -396,6 +397,15 @@ func TestHTTPGatewayRoutes(t *testing.T) {
 			}},
 		{name: "no session", method: "GET", path: "/v1/sessions/12", wantStatus: 404, wantCall: "GetSession ", wantCode: codes.NotFound},
 		{name: "poll", method: "GET", path: "/v1/poll/a?after_zxid=3&timeout_ms=10", wantStatus: 200, wantCall: "Poll /a"},
+		{name: "poll kinds both spellings", method: "GET", path: "/v1/poll/a?kinds=deleted&kinds=EVENT_KIND_CREATED,data-changed", wantStatus: 200, wantCall: "Poll /a",
+			check: func(t *testing.T, c call, _ string) {
+				got := c.req.(*paddockv1.PollRequest).GetKinds()
+				want := []paddockv1.EventKind{paddockv1.EventKind_EVENT_KIND_DELETED, paddockv1.EventKind_EVENT_KIND_CREATED, paddockv1.EventKind_EVENT_KIND_DATA_CHANGED}
+				if !slices.Equal(got, want) {
+					t.Errorf("kinds = %v, want %v", got, want)
+				}
+			}},
+		{name: "poll bad kind", method: "GET", path: "/v1/poll/a?kinds=bogus", wantStatus: 400, wantCode: codes.InvalidArgument},
 		{name: "poll compacted", method: "GET", path: "/v1/poll/compacted", wantStatus: 410, wantCall: "Poll /compacted", wantCode: codes.OutOfRange},
 		{name: "unimplemented", method: "GET", path: "/v1/cluster/status", wantStatus: 501, wantCode: codes.Unimplemented},
 		{name: "no route", method: "GET", path: "/v1/nothing", wantStatus: 404, wantCode: codes.NotFound},
