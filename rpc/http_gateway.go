@@ -14,6 +14,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -298,7 +299,7 @@ func absolutePathUnary(ctx context.Context, method string, req, reply any, cc *g
 	if err := absolutePath(req); err != nil {
 		return err
 	}
-	return invoker(ctx, method, req, reply, cc, opts...)
+	return unreachable(cc, invoker(ctx, method, req, reply, cc, opts...))
 }
 
 // absolutePathStream applies absolutePath to the request of the gateway's
@@ -306,9 +307,24 @@ func absolutePathUnary(ctx context.Context, method string, req, reply any, cc *g
 func absolutePathStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	s, err := streamer(ctx, desc, cc, method, opts...)
 	if err != nil {
-		return nil, err
+		return nil, unreachable(cc, err)
 	}
 	return absolutePathClientStream{s}, nil
+}
+
+// unreachable replaces the dial error of a call the gateway could not
+// connect to its node for ("connection error: desc = ...", a 503) with
+// the message a user reads for it, "no node reachable: <addr> (<cause>)".
+// Any other error, UNAVAILABLE from the node included, is returned as is.
+func unreachable(cc *grpc.ClientConn, err error) error {
+	if status.Code(err) != codes.Unavailable || cc.GetState() == connectivity.Ready {
+		return err
+	}
+	cause := "unreachable"
+	if strings.Contains(status.Convert(err).Message(), "connection refused") {
+		cause = "connection refused"
+	}
+	return status.Errorf(codes.Unavailable, "no node reachable: %s (%s)", cc.Target(), cause)
 }
 
 type absolutePathClientStream struct{ grpc.ClientStream }

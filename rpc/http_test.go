@@ -654,3 +654,30 @@ func TestStreamStatusWriterFlushes(t *testing.T) {
 		t.Errorf("ResponseController.Flush: %v", err)
 	}
 }
+
+// TestHTTPNodeUnreachable: a gateway that cannot connect to its node says
+// so in the user's terms, not with gRPC's dial error.
+func TestHTTPNodeUnreachable(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := lis.Addr().String()
+	lis.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h, err := newHTTPHandler(ctx, httpNode{id: "n9", ready: func() bool { return false }, metrics: prometheus.NewRegistry()}, dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(h)
+	defer hs.Close()
+	g := &gatewayFixture{url: hs.URL}
+	resp, body := g.do(t, "GET", "/v1/tree/a", "", nil)
+	var st struct{ Message string }
+	_ = json.Unmarshal([]byte(body), &st)
+	want := "no node reachable: " + dead + " (connection refused)"
+	if resp.StatusCode != 503 || st.Message != want {
+		t.Errorf("GET /v1/tree/a = %d %q, want 503 %q", resp.StatusCode, st.Message, want)
+	}
+}
