@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -48,6 +50,8 @@ type Config struct {
 // the package documentation for which calls are retried.
 type Client struct {
 	conns []*grpc.ClientConn
+	// addrs are the endpoints of conns, in the same order.
+	addrs []string
 	// cur is the index in conns of the endpoint that answered last.
 	cur atomic.Int64
 	// lastZxid is the highest zxid seen in a response (see LastZxid).
@@ -93,6 +97,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("client: endpoint %s: %w", addr, err)
 		}
 		c.conns = append(c.conns, conn)
+		c.addrs = append(c.addrs, addr)
 	}
 	return c, nil
 }
@@ -238,9 +243,17 @@ func call[S, Req, Resp any](
 		err  error
 	)
 	giveUp := time.Now().Add(c.retryTimeout)
+	// unreached counts the endpoints in a row whose connection was down
+	// when their attempt failed.
+	unreached := 0
 	for attempt := 0; pace.next(ctx, giveUp); attempt++ {
 		idx := (start + attempt) % n
 		resp, err = method(newService(c.conns[idx]), ctx, req)
+		if err != nil && c.conns[idx].GetState() != connectivity.Ready {
+			unreached++
+		} else {
+			unreached = 0
+		}
 		if err == nil {
 			c.cur.Store(int64(idx))
 			if h, ok := any(resp).(headered); ok {
@@ -249,8 +262,22 @@ func call[S, Req, Resp any](
 			return resp, nil
 		}
 		if ctx.Err() != nil || !retryable(err) {
-			return resp, err
+			break
 		}
 	}
+	if unreached >= n && retryable(err) {
+		err = c.unreachable(err)
+	}
 	return resp, err
+}
+
+// unreachable is the error of a call no endpoint could be connected for:
+// still Unavailable, with a message that names the endpoints and the
+// cause instead of gRPC's dial error ("connection error: desc = ...").
+func (c *Client) unreachable(err error) error {
+	cause := "unreachable"
+	if strings.Contains(status.Convert(err).Message(), "connection refused") {
+		cause = "connection refused"
+	}
+	return status.Errorf(codes.Unavailable, "no node reachable: %s (%s)", strings.Join(c.addrs, ", "), cause)
 }

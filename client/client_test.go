@@ -434,3 +434,39 @@ func TestFreshClientSendsNoMinZxid(t *testing.T) {
 		t.Errorf("Get(/a) from a fresh client carried %v, want no read options", n.reads[0])
 	}
 }
+
+// TestDeadEndpointFailsOverAtOnce: a refused connection moves on to the
+// next endpoint at once, however long the dial timeout.
+func TestDeadEndpointFailsOverAtOnce(t *testing.T) {
+	live := startNode(t, "live")
+	c, err := New(context.Background(), Config{
+		Endpoints:    []string{deadAddr(t), live.addr},
+		DialTimeout:  30 * time.Second,
+		RetryTimeout: 30 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := c.Get(ctx, &paddockv1.GetRequest{Path: "/a"})
+		cancel()
+		if err != nil {
+			t.Fatalf("Get(/a) #%d with a dead first endpoint and a 30s dial timeout: %v", i, err)
+		}
+		c.cur.Store(0) // start at the dead endpoint again
+	}
+}
+
+// TestAllEndpointsRefusedMessage: when no endpoint accepts a connection
+// the error names them and the cause, not gRPC's dial error.
+func TestAllEndpointsRefusedMessage(t *testing.T) {
+	a, b := deadAddr(t), deadAddr(t)
+	c := newTestClient(t, a, b)
+	_, err := c.Status(context.Background(), &paddockv1.StatusRequest{})
+	want := "no node reachable: " + a + ", " + b + " (connection refused)"
+	if st := status.Convert(err); st.Code() != codes.Unavailable || st.Message() != want {
+		t.Errorf("Status() error = %v %q, want Unavailable %q", st.Code(), st.Message(), want)
+	}
+}

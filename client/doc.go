@@ -35,7 +35,10 @@
 // WithRequestID; one id must never be used for two different writes.
 //
 // Errors are the gRPC status errors of the serving node, unchanged: match
-// them with status.Code or the IsNotFound family, never by message.
+// them with status.Code or the IsNotFound family, never by message. A call
+// for which no endpoint could be connected fails with Unavailable and the
+// message "no node reachable: <endpoints> (connection refused)" instead
+// of gRPC's dial error.
 //
 // # Read your writes
 //
@@ -51,11 +54,19 @@
 // NewSession opens a session and keeps it alive on one KeepAliveStream at a
 // time, sending a keepalive every third of the granted timeout. A stream
 // that fails, or that leaves a keepalive unanswered for a whole interval, is
-// reopened on the next endpoint. The session ends (Done is closed) when the
-// cluster says it has expired, when no keepalive has been acknowledged for
-// a whole timeout (the cluster may already have expired it), or on Close.
-// The OnExpired option has a function called once when it expires (not
-// when it is closed).
+// reopened on the next endpoint, for as long as the session lives. Only
+// the cluster decides that a session has expired: the session ends (Done
+// is closed) when a node answers that it no longer holds it, or on Close.
+// Keepalives that fail for longer than the timeout do not end it, since a
+// cluster electing a new leader keeps its sessions (the new leader
+// restarts their timers); ZooKeeper's client likewise learns of expiry
+// from the server when it reconnects. The OnExpired option has a function
+// called once when it expires (not when it is closed). OnConnectionState
+// reports every change of Session.State: disconnected (since the last
+// acknowledged keepalive), connected again, expired; a caller that must
+// stop work once the session may be gone (a leader elected through it)
+// applies its own policy there, e.g. stop after one timeout disconnected,
+// as Curator does on LOST.
 //
 // # Watches
 //

@@ -11,8 +11,9 @@ var (
 	// ErrNoEndpoints is returned by New and ParseEndpoints when no endpoint
 	// is given.
 	ErrNoEndpoints = errors.New("client: no endpoints")
-	// ErrSessionExpired is the Err of a Session the cluster has expired, or
-	// that could not be kept alive for a whole timeout.
+	// ErrSessionExpired is the Err of a Session the cluster says has
+	// expired. Failed keepalives alone never make it (see
+	// OnConnectionState).
 	ErrSessionExpired = errors.New("client: session expired")
 	// ErrClosed is the Err of a Session or Watcher after its Close or
 	// Client.Close.

@@ -32,26 +32,78 @@ type Session struct {
 	interval time.Duration
 
 	onExpired func(id uint64, err error)
+	onState   func(ConnState)
 
 	cancel    context.CancelFunc // stops the keepalive loop
 	stopped   chan struct{}      // closed when the keepalive loop returns
 	done      chan struct{}      // closed when err is set
 	closeOnce sync.Once
 
-	mu  sync.Mutex
-	err error
+	mu    sync.Mutex
+	err   error
+	state ConnState
+}
+
+// State says whether a session's keepalives reach the cluster.
+type State int
+
+const (
+	// StateConnected: keepalives are acknowledged.
+	StateConnected State = iota + 1
+	// StateDisconnected: no node acknowledges keepalives (all down or
+	// unreachable, no leader, a stream broke). The cluster may still hold
+	// the session: only the cluster decides that it has expired, and says
+	// so once a node answers again.
+	StateDisconnected
+	// StateExpired: the cluster said the session has expired. Final.
+	StateExpired
+)
+
+// String is the state's name: connected, disconnected, expired.
+func (st State) String() string {
+	switch st {
+	case StateConnected:
+		return "connected"
+	case StateDisconnected:
+		return "disconnected"
+	case StateExpired:
+		return "expired"
+	}
+	return fmt.Sprintf("State(%d)", int(st))
+}
+
+// ConnState is a session's connection state. Since is when the session
+// entered it; for StateDisconnected that is the last acknowledged
+// keepalive, from which the cluster counts the session's timeout, so a
+// caller that wants to give up before the cluster decides (stop work that
+// must not run twice, as Curator's LOST does) can compare
+// time.Since(Since) with Session.Timeout.
+type ConnState struct {
+	State State
+	Since time.Time
 }
 
 // SessionOption tunes NewSession.
 type SessionOption func(*Session)
 
-// OnExpired has fn called when the session expires: the cluster says it
-// has expired, or no keepalive was acknowledged for a whole timeout. fn is
-// called once, with the session id and Err, on the session's own goroutine
+// OnExpired has fn called when the session expires, which only the
+// cluster decides: a node answers that it no longer holds the session.
+// Keepalives that fail, for however long, do not expire it on the client
+// side (OnConnectionState reports them). fn is called once, with the session id and Err, on the session's own goroutine
 // after its keepalives have stopped (so fn may call Session.Close). It is
 // not called when the session ends by Session.Close or Client.Close.
 func OnExpired(fn func(id uint64, err error)) SessionOption {
 	return func(s *Session) { s.onExpired = fn }
+}
+
+// OnConnectionState has fn called on every change of the session's
+// ConnState: connected to disconnected (with the time of the last
+// acknowledged keepalive), disconnected to connected, and to expired just
+// before OnExpired's fn. The session starts connected; fn is not called
+// for that. fn runs on the session's goroutine and must not block: the
+// keepalives wait for it.
+func OnConnectionState(fn func(ConnState)) SessionOption {
+	return func(s *Session) { s.onState = fn }
 }
 
 // NewSession opens a session asking for timeout (zero takes the cluster's
@@ -77,6 +129,7 @@ func (c *Client) NewSession(ctx context.Context, timeout time.Duration, opts ...
 		cancel:   cancel,
 		stopped:  make(chan struct{}),
 		done:     make(chan struct{}),
+		state:    ConnState{State: StateConnected, Since: time.Now()},
 	}
 	for _, opt := range opts {
 		opt(s)
@@ -90,6 +143,30 @@ func (s *Session) ID() uint64 { return s.id }
 
 // Timeout is the session timeout the cluster granted.
 func (s *Session) Timeout() time.Duration { return s.timeout }
+
+// State is the session's current connection state.
+func (s *Session) State() ConnState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
+// setState records a new connection state and reports it to the
+// OnConnectionState callback; a state equal to the current one is not
+// reported again.
+func (s *Session) setState(st State, since time.Time) {
+	s.mu.Lock()
+	if s.state.State == st || s.state.State == StateExpired {
+		s.mu.Unlock()
+		return
+	}
+	s.state = ConnState{State: st, Since: since}
+	cs := s.state
+	s.mu.Unlock()
+	if s.onState != nil {
+		s.onState(cs)
+	}
+}
 
 // Done is closed when the session has ended: expired, closed, or its
 // Client closed. Err then says why.
@@ -134,6 +211,9 @@ func (s *Session) end(err error) {
 // the expiry callback if that is why.
 func (s *Session) run(ctx context.Context) {
 	err := s.keepAlive(ctx)
+	if errors.Is(err, ErrSessionExpired) {
+		s.setState(StateExpired, time.Now())
+	}
 	s.end(err)
 	close(s.stopped)
 	if s.onExpired != nil && errors.Is(err, ErrSessionExpired) {
@@ -142,9 +222,13 @@ func (s *Session) run(ctx context.Context) {
 }
 
 // keepAlive keeps the session alive on one stream at a time, moving to the
-// next endpoint whenever a stream fails, until the session expires
-// (ErrSessionExpired) or ctx is cancelled by Close or Client.Close
-// (ErrClosed).
+// next endpoint whenever a stream fails, until the cluster says the
+// session expired (ErrSessionExpired) or ctx is cancelled by Close or
+// Client.Close (ErrClosed). It never gives up on its own: a cluster that
+// loses its leader keeps its sessions through the election (the new
+// leader restarts their timers), so a client that cannot reach it for a
+// whole timeout does not know that the session is gone. ZooKeeper's
+// client likewise learns of expiry from the server when it reconnects.
 func (s *Session) keepAlive(ctx context.Context) error {
 	n := len(s.c.conns)
 	idx := s.c.current()
@@ -160,9 +244,8 @@ func (s *Session) keepAlive(ctx context.Context) error {
 			return ErrClosed
 		case errors.Is(err, ErrSessionExpired):
 			return err
-		case time.Since(lastAck) >= s.timeout:
-			return fmt.Errorf("%w: no keepalive acknowledged for %v: %v", ErrSessionExpired, s.timeout, err)
 		}
+		s.setState(StateDisconnected, lastAck)
 		idx = (idx + 1) % n
 		if lastAck.After(before) {
 			pace.reset()
@@ -238,6 +321,7 @@ func (s *Session) stream(ctx context.Context, idx int, lastAck *time.Time) error
 			pending = false
 			*lastAck = time.Now()
 			s.c.cur.Store(int64(idx))
+			s.setState(StateConnected, *lastAck)
 		case <-ticker.C:
 			if pending {
 				return errNoAck

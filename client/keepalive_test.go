@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -91,15 +93,97 @@ func TestSessionStreamFailsOver(t *testing.T) {
 	}
 }
 
-func TestSessionExpiresWhenUnreachable(t *testing.T) {
+// stateLog records the connection states a session reports.
+type stateLog struct {
+	mu     sync.Mutex
+	states []ConnState
+}
+
+func (l *stateLog) add(cs ConnState) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.states = append(l.states, cs)
+}
+
+func (l *stateLog) kinds() []State {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []State
+	for _, cs := range l.states {
+		out = append(out, cs.State)
+	}
+	return out
+}
+
+// TestSessionNotExpiredWhileUnreachable: keepalives that fail for longer
+// than the timeout (every node unreachable, then a leaderless cluster that
+// answers Unavailable) do not expire the session on the client: the
+// cluster may still hold it. The state callback reports disconnected,
+// since the last acknowledged keepalive, then connected again; the session
+// expires only when the cluster says so.
+func TestSessionNotExpiredWhileUnreachable(t *testing.T) {
 	n := startNode(t, "n")
 	c := newTestClient(t, n.addr)
-	s := newTestSession(t, c)
+	var log stateLog
+	var expired atomic.Int32
+	s, err := c.NewSession(context.Background(), testTimeout,
+		OnConnectionState(log.add), OnExpired(func(uint64, error) { expired.Add(1) }))
+	if err != nil {
+		t.Fatalf("NewSession() error = %v", err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	waitFor(t, "a keepalive", func() bool { return n.keepaliveCount() >= 1 })
 
-	n.srv.Stop()
+	// A leaderless cluster: every keepalive stream fails with Unavailable.
+	n.set(func(n *fakeNode) { n.streamErr = status.Error(codes.Unavailable, "no leader") })
+	waitFor(t, "disconnected", func() bool { return s.State().State == StateDisconnected })
+	since := s.State().Since
+	if time.Since(since) > testTimeout {
+		t.Errorf("disconnected since %v ago, want the last acknowledged keepalive", time.Since(since))
+	}
+	// Three timeouts without an acknowledged keepalive.
+	select {
+	case <-s.Done():
+		t.Fatalf("session ended while the cluster could not be reached: %v", s.Err())
+	case <-time.After(3 * testTimeout):
+	}
+	if st := s.State(); st.State != StateDisconnected || !st.Since.Equal(since) {
+		t.Errorf("State() = %+v, want disconnected since %v", st, since)
+	}
+
+	// The cluster answers again and still holds the session.
+	n.set(func(n *fakeNode) { n.streamErr = nil })
+	waitFor(t, "connected", func() bool { return s.State().State == StateConnected })
+	if isDone(s) || expired.Load() != 0 {
+		t.Fatalf("session done (%v) or expired (%d) after reconnecting", s.Err(), expired.Load())
+	}
+
+	// Now the cluster says it is gone: only that expires it.
+	n.set(func(n *fakeNode) { n.expired = true })
 	waitFor(t, "session done", func() bool { return isDone(s) })
 	if !errors.Is(s.Err(), ErrSessionExpired) {
 		t.Errorf("Err() = %v, want ErrSessionExpired", s.Err())
+	}
+	waitFor(t, "OnExpired", func() bool { return expired.Load() == 1 })
+	if got, want := log.kinds(), []State{StateDisconnected, StateConnected, StateExpired}; !slices.Equal(got, want) {
+		t.Errorf("states reported = %v, want %v", got, want)
+	}
+}
+
+// TestSessionNotExpiredWhenNodeDown: with its only node gone for three
+// timeouts, the session is disconnected, not expired.
+func TestSessionNotExpiredWhenNodeDown(t *testing.T) {
+	n := startNode(t, "n")
+	c := newTestClient(t, n.addr)
+	s := newTestSession(t, c)
+	waitFor(t, "a keepalive", func() bool { return n.keepaliveCount() >= 1 })
+
+	n.srv.Stop()
+	waitFor(t, "disconnected", func() bool { return s.State().State == StateDisconnected })
+	select {
+	case <-s.Done():
+		t.Fatalf("session ended while its node was down: %v", s.Err())
+	case <-time.After(3 * testTimeout):
 	}
 }
 

@@ -68,8 +68,8 @@ func TestBadInput(t *testing.T) {
 		} {
 			r := grpcurlFile(t, a.grpcAddr, tc.method, tc.file)
 			msg := wantCode(t, fmt.Sprintf("%s with %d bytes on %s", tc.method, maxData+1, a.id), r, "InvalidArgument")
-			if !strings.Contains(msg, "fsm: data too large") {
-				t.Errorf("%s with %d bytes on %s: message = %q, want the state machine's %q", tc.method, maxData+1, a.id, msg, "fsm: data too large")
+			if want := fmt.Sprintf("data too large: %d bytes, limit %d", maxData+1, maxData); msg != want {
+				t.Errorf("%s with %d bytes on %s: message = %q, want the state machine's %q", tc.method, maxData+1, a.id, msg, want)
 			}
 		}
 	}

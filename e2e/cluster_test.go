@@ -234,16 +234,16 @@ type nodeStatus struct {
 	Status struct {
 		ID          string `json:"id"`
 		Role        string `json:"role"`
-		LeaderID    string `json:"leaderId"`
+		LeaderID    string `json:"leader_id"`
 		Term        string `json:"term"`
-		CommitIndex string `json:"commitIndex"`
+		CommitIndex string `json:"commit_index"`
 		Znodes      string `json:"znodes"`
 		Ready       bool   `json:"ready"`
 	} `json:"status"`
 	Members struct {
 		Members []struct {
 			ID       string `json:"id"`
-			GrpcAddr string `json:"grpcAddr"`
+			GrpcAddr string `json:"grpc_addr"`
 			Leader   bool   `json:"leader"`
 		} `json:"members"`
 	} `json:"members"`

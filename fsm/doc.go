@@ -35,7 +35,10 @@
 //
 // A command that fails (a missing znode, a wrong version, a bad path) is a
 // value: Apply returns a Result whose Err matches one of this package's
-// sentinel errors with errors.Is, and the state is unchanged. A Multi is all
+// sentinel errors with errors.Is (an *Error: the sentinel and a Detail
+// naming what it concerns, so that rpc builds the user's message from
+// parts; a failed Multi wraps it in a *MultiError with the op's index),
+// and the state is unchanged. A Multi is all
 // or nothing: its ops run against a copy-on-write clone of the tree that is
 // kept only if every op succeeds.
 //

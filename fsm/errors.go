@@ -9,7 +9,8 @@ import (
 )
 
 // Errors returned by the state machine. Match them with errors.Is: the
-// returned errors wrap them with the path or id they concern.
+// returned errors are an *Error wrapping one with the path or id it
+// concerns.
 var (
 	ErrNoNode          = errors.New("fsm: node does not exist")
 	ErrNodeExists      = errors.New("fsm: node already exists")
@@ -63,6 +64,74 @@ var errorCodes = []struct {
 	{ErrRequestIDReused, raftv1.ErrorCode_ERROR_CODE_REQUEST_ID_REUSED},
 }
 
+// Error is a state machine error in its parts, so that a message for a
+// user can be built from them (rpc's error table) rather than from the Go
+// error string with its package prefix.
+type Error struct {
+	// Err is the sentinel (ErrNoNode ...).
+	Err error
+	// Detail is what the error concerns, in the user's terms: "/a",
+	// "parent /a", "session 7", "2097152 bytes, limit 1048576". It may
+	// be empty.
+	Detail string
+	// msg, when set, is the whole Go error string: that of an error
+	// from the wire that did not start with its sentinel's.
+	msg string
+}
+
+// Error is the Go error string: the sentinel's, then the detail.
+func (e *Error) Error() string {
+	if e.msg != "" {
+		return e.msg
+	}
+	if e.Detail == "" {
+		return e.Err.Error()
+	}
+	return e.Err.Error() + ": " + e.Detail
+}
+
+// Unwrap lets errors.Is match the sentinel.
+func (e *Error) Unwrap() error { return e.Err }
+
+// errorf returns an *Error of sentinel with a formatted detail.
+func errorf(sentinel error, format string, args ...any) error {
+	return &Error{Err: sentinel, Detail: fmt.Sprintf(format, args...)}
+}
+
+// AsError returns err's state machine error in its parts: the *Error in
+// its chain, or one rebuilt from an error that wraps a sentinel as
+// fmt.Errorf("%w: detail", sentinel) does. It reports false for errors
+// that match no sentinel. A MultiError gives the failed op's error.
+func AsError(err error) (*Error, bool) {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e, true
+	}
+	for _, ec := range errorCodes {
+		if errors.Is(err, ec.err) {
+			msg := err.Error()
+			if me, ok := errors.AsType[*MultiError](err); ok {
+				msg = me.Err.Error()
+			}
+			return parseError(ec.err, msg), true
+		}
+	}
+	return nil, false
+}
+
+// parseError rebuilds the *Error of sentinel whose Go error string is msg.
+// A message that does not start with the sentinel's (a code this build
+// does not know, decoded as ErrBadEntry) is kept whole, as the detail and
+// as the Go error string.
+func parseError(sentinel error, msg string) *Error {
+	if msg == sentinel.Error() {
+		return &Error{Err: sentinel}
+	}
+	if d, ok := strings.CutPrefix(msg, sentinel.Error()+": "); ok {
+		return &Error{Err: sentinel, Detail: d}
+	}
+	return &Error{Err: sentinel, Detail: msg, msg: msg}
+}
+
 // MultiError is the error of a failed Multi: which op failed, and why.
 type MultiError struct {
 	Index int
@@ -87,17 +156,8 @@ func ErrorCode(err error) raftv1.ErrorCode {
 	return raftv1.ErrorCode_ERROR_CODE_UNSPECIFIED
 }
 
-// codedError is an error rebuilt from the wire: it keeps the original
-// message and matches its sentinel with errors.Is.
-type codedError struct {
-	sentinel error
-	msg      string
-}
-
-func (e *codedError) Error() string { return e.msg }
-func (e *codedError) Unwrap() error { return e.sentinel }
-
-// DecodeError rebuilds an error from its wire form. failedOp >= 0 wraps it
+// DecodeError rebuilds an error from its wire form: an *Error whose
+// Error() is msg, split into sentinel and detail. failedOp >= 0 wraps it
 // in a MultiError; msg may then be the MultiError's whole message or the
 // failed op's alone, and Error() gives back the whole message either way.
 func DecodeError(code raftv1.ErrorCode, msg string, failedOp int32) error {
@@ -107,13 +167,14 @@ func DecodeError(code raftv1.ErrorCode, msg string, failedOp int32) error {
 	if failedOp >= 0 {
 		msg = strings.TrimPrefix(msg, (&MultiError{Index: int(failedOp)}).prefix())
 	}
-	var err error = &codedError{sentinel: ErrBadEntry, msg: msg}
+	sentinel := ErrBadEntry
 	for _, ec := range errorCodes {
 		if ec.code == code {
-			err = &codedError{sentinel: ec.err, msg: msg}
+			sentinel = ec.err
 			break
 		}
 	}
+	var err error = parseError(sentinel, msg)
 	if failedOp >= 0 {
 		return &MultiError{Index: int(failedOp), Err: err}
 	}

@@ -55,7 +55,7 @@ func (t memberTable) restored() error { return nil }
 
 func (s *state) applyRegisterMember(_ *applyCtx, op *raftv1.RegisterMember) (proto.Message, error) {
 	if op.GetId() == "" {
-		return nil, fmt.Errorf("%w: member id is empty", ErrBadArgument)
+		return nil, errorf(ErrBadArgument, "member id is empty")
 	}
 	s.members[op.GetId()] = proto.CloneOf(op)
 	return nil, nil

@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"fmt"
 	"strings"
 	"unicode/utf8"
 )
@@ -28,34 +27,34 @@ func ValidatePath(path string, sequential bool) error {
 		path += "0000000000"
 	}
 	if path == "" {
-		return fmt.Errorf("%w: empty", ErrBadPath)
+		return errorf(ErrBadPath, "empty")
 	}
 	if len(path) > MaxPathLength {
-		return fmt.Errorf("%w: longer than %d bytes", ErrBadPath, MaxPathLength)
+		return errorf(ErrBadPath, "longer than %d bytes", MaxPathLength)
 	}
 	if path[0] != '/' {
-		return fmt.Errorf("%w: %q is not absolute", ErrBadPath, path)
+		return errorf(ErrBadPath, "%q is not absolute", path)
 	}
 	if path == "/" {
 		return nil
 	}
 	if path[len(path)-1] == '/' {
-		return fmt.Errorf("%w: %q ends with a slash", ErrBadPath, path)
+		return errorf(ErrBadPath, "%q ends with a slash", path)
 	}
 	if !utf8.ValidString(path) {
-		return fmt.Errorf("%w: %q is not valid UTF-8", ErrBadPath, path)
+		return errorf(ErrBadPath, "%q is not valid UTF-8", path)
 	}
 	for _, r := range path {
 		if badRune(r) {
-			return fmt.Errorf("%w: %q contains character %U", ErrBadPath, path, r)
+			return errorf(ErrBadPath, "%q contains character %U", path, r)
 		}
 	}
 	for seg := range strings.SplitSeq(path[1:], "/") {
 		switch seg {
 		case "":
-			return fmt.Errorf("%w: %q has an empty segment", ErrBadPath, path)
+			return errorf(ErrBadPath, "%q has an empty segment", path)
 		case ".", "..":
-			return fmt.Errorf("%w: %q has a relative segment %q", ErrBadPath, path, seg)
+			return errorf(ErrBadPath, "%q has a relative segment %q", path, seg)
 		}
 	}
 	return nil
@@ -100,7 +99,7 @@ func checkWritable(path string, sequential bool) error {
 		name += "0"
 	}
 	if isReserved(name) {
-		return fmt.Errorf("%w: %s", ErrReservedPath, path)
+		return errorf(ErrReservedPath, "%s", path)
 	}
 	return nil
 }
@@ -108,7 +107,7 @@ func checkWritable(path string, sequential bool) error {
 // checkData validates znode data.
 func checkData(data []byte) error {
 	if len(data) > MaxDataSize {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), MaxDataSize)
+		return errorf(ErrTooLarge, "%d bytes, limit %d", len(data), MaxDataSize)
 	}
 	return nil
 }

@@ -74,7 +74,7 @@ type SessionTimer struct {
 
 func (s *state) applyOpenSession(c *applyCtx, op *raftv1.OpenSession) (proto.Message, error) {
 	if op.GetTimeoutMs() <= 0 {
-		return nil, fmt.Errorf("%w: session timeout %dms", ErrBadArgument, op.GetTimeoutMs())
+		return nil, errorf(ErrBadArgument, "session timeout %dms", op.GetTimeoutMs())
 	}
 	s.sessions[c.index] = &session{id: c.index, timeoutMs: op.GetTimeoutMs(), ctime: c.now}
 	return &paddockv1.OpenSessionResponse{SessionId: c.index, TimeoutMs: op.GetTimeoutMs()}, nil
@@ -85,7 +85,7 @@ func (s *state) applyOpenSession(c *applyCtx, op *raftv1.OpenSession) (proto.Mes
 func (s *state) applyCloseSession(c *applyCtx, op *raftv1.CloseSession) (proto.Message, error) {
 	id := op.GetSessionId()
 	if _, ok := s.sessions[id]; !ok {
-		return nil, fmt.Errorf("%w: session %d", ErrSessionExpired, id)
+		return nil, errorf(ErrSessionExpired, "session %d", id)
 	}
 	t := s.newTxn(c.index, 0, c.events)
 	paths := slices.Sorted(maps.Keys(s.tree.ephemerals[id]))
@@ -122,7 +122,7 @@ func (f *FSM) Session(id uint64) (*paddockv1.Session, error) {
 	defer f.mu.RUnlock()
 	s, ok := f.state.sessions[id]
 	if !ok {
-		return nil, fmt.Errorf("%w: %d", ErrNoSession, id)
+		return nil, errorf(ErrNoSession, "%d", id)
 	}
 	return f.state.describe(s), nil
 }

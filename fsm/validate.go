@@ -1,8 +1,6 @@
 package fsm
 
 import (
-	"fmt"
-
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
@@ -31,11 +29,11 @@ func CheckCommand(cmd *raftv1.Command, maxData int) error {
 		return nil
 	case *raftv1.Command_OpenSession:
 		if op.OpenSession.GetTimeoutMs() <= 0 {
-			return fmt.Errorf("%w: session timeout %dms", ErrBadArgument, op.OpenSession.GetTimeoutMs())
+			return errorf(ErrBadArgument, "session timeout %dms", op.OpenSession.GetTimeoutMs())
 		}
 		return nil
 	case nil:
-		return fmt.Errorf("%w: empty command", ErrBadArgument)
+		return errorf(ErrBadArgument, "empty command")
 	}
 	return nil
 }
@@ -51,7 +49,7 @@ func checkOp(o *paddockv1.Op, maxData int) error {
 	case *paddockv1.Op_Delete:
 		return checkWritable(op.Delete.GetPath(), false)
 	}
-	return fmt.Errorf("%w: empty op", ErrBadArgument)
+	return errorf(ErrBadArgument, "empty op")
 }
 
 func checkCreate(req *paddockv1.CreateRequest, maxData int) error {
@@ -59,10 +57,10 @@ func checkCreate(req *paddockv1.CreateRequest, maxData int) error {
 		return err
 	}
 	if _, ok := paddockv1.NodeType_name[int32(req.GetType())]; !ok {
-		return fmt.Errorf("%w: unknown node type %d", ErrBadArgument, req.GetType())
+		return errorf(ErrBadArgument, "unknown node type %d", req.GetType())
 	}
 	if req.GetType() == paddockv1.NodeType_NODE_TYPE_EPHEMERAL && req.GetSessionId() == 0 {
-		return fmt.Errorf("%w: ephemeral node without a session", ErrBadArgument)
+		return errorf(ErrBadArgument, "ephemeral node without a session")
 	}
 	return checkSize(req.GetData(), maxData)
 }
@@ -76,7 +74,7 @@ func checkSet(req *paddockv1.SetRequest, maxData int) error {
 
 func checkSize(data []byte, maxData int) error {
 	if len(data) > min(maxData, MaxDataSize) {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), min(maxData, MaxDataSize))
+		return errorf(ErrTooLarge, "%d bytes, limit %d", len(data), min(maxData, MaxDataSize))
 	}
 	return nil
 }

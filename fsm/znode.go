@@ -217,7 +217,7 @@ func checkVersion(n *znode, want *int32) error {
 	if want == nil || *want == -1 || *want == n.version {
 		return nil
 	}
-	return fmt.Errorf("%w: %s is at version %d, not %d", ErrBadVersion, n.path, n.version, *want)
+	return errorf(ErrBadVersion, "%s is at version %d, not %d", n.path, n.version, *want)
 }
 
 // create applies a CreateRequest; sessionOK reports whether an owner exists.
@@ -232,20 +232,20 @@ func (t *txn) create(req *paddockv1.CreateRequest, sessionOK func(uint64) bool) 
 	switch req.GetType() {
 	case paddockv1.NodeType_NODE_TYPE_UNSPECIFIED, paddockv1.NodeType_NODE_TYPE_PERSISTENT:
 		if req.GetSessionId() != 0 {
-			return nil, fmt.Errorf("%w: session_id given for a persistent node", ErrBadArgument)
+			return nil, errorf(ErrBadArgument, "session_id given for a persistent node")
 		}
 	case paddockv1.NodeType_NODE_TYPE_EPHEMERAL:
 		ephemeral = true
 		if !sessionOK(req.GetSessionId()) {
-			return nil, fmt.Errorf("%w: session %d", ErrSessionExpired, req.GetSessionId())
+			return nil, errorf(ErrSessionExpired, "session %d", req.GetSessionId())
 		}
 	default:
-		return nil, fmt.Errorf("%w: unknown node type %d", ErrBadArgument, req.GetType())
+		return nil, errorf(ErrBadArgument, "unknown node type %d", req.GetType())
 	}
 	path := req.GetPath()
 	if path == "/" && !req.GetSequential() {
 		// The root always exists, and has no parent to look up.
-		return nil, fmt.Errorf("%w: /", ErrNodeExists)
+		return nil, errorf(ErrNodeExists, "/")
 	}
 	parentPath, _ := splitPath(path)
 	if req.GetSequential() {
@@ -254,19 +254,19 @@ func (t *txn) create(req *paddockv1.CreateRequest, sessionOK func(uint64) bool) 
 	}
 	parent := t.get(parentPath)
 	if parent == nil {
-		return nil, fmt.Errorf("%w: parent %s", ErrNoNode, parentPath)
+		return nil, errorf(ErrNoNode, "parent %s", parentPath)
 	}
 	if parent.owner != 0 {
-		return nil, fmt.Errorf("%w: %s", ErrEphemeralParent, parentPath)
+		return nil, errorf(ErrEphemeralParent, "%s", parentPath)
 	}
 	if req.GetSequential() {
 		path = fmt.Sprintf("%s%0*d", path, sequenceDigits, parent.seq())
 		if len(path) > MaxPathLength {
-			return nil, fmt.Errorf("%w: longer than %d bytes", ErrBadPath, MaxPathLength)
+			return nil, errorf(ErrBadPath, "longer than %d bytes", MaxPathLength)
 		}
 	}
 	if t.get(path) != nil {
-		return nil, fmt.Errorf("%w: %s", ErrNodeExists, path)
+		return nil, errorf(ErrNodeExists, "%s", path)
 	}
 	n := newZnode(path)
 	n.data = req.GetData()
@@ -302,7 +302,7 @@ func (t *txn) set(req *paddockv1.SetRequest) (*paddockv1.SetResponse, error) {
 	}
 	n := t.get(req.GetPath())
 	if n == nil {
-		return nil, fmt.Errorf("%w: %s", ErrNoNode, req.GetPath())
+		return nil, errorf(ErrNoNode, "%s", req.GetPath())
 	}
 	if err := checkVersion(n, req.Version); err != nil {
 		return nil, err
@@ -324,7 +324,7 @@ func (t *txn) check(op *paddockv1.CheckOp) (*paddockv1.Stat, error) {
 	}
 	n := t.get(op.GetPath())
 	if n == nil {
-		return nil, fmt.Errorf("%w: %s", ErrNoNode, op.GetPath())
+		return nil, errorf(ErrNoNode, "%s", op.GetPath())
 	}
 	v := op.GetVersion()
 	if err := checkVersion(n, &v); err != nil {
@@ -339,17 +339,17 @@ func (t *txn) delete(req *paddockv1.DeleteRequest) (*paddockv1.DeleteResponse, e
 		return nil, err
 	}
 	if path == "/" {
-		return nil, fmt.Errorf("%w: the root cannot be deleted", ErrBadArgument)
+		return nil, errorf(ErrBadArgument, "the root cannot be deleted")
 	}
 	n := t.get(path)
 	if n == nil {
-		return nil, fmt.Errorf("%w: %s", ErrNoNode, path)
+		return nil, errorf(ErrNoNode, "%s", path)
 	}
 	if err := checkVersion(n, req.Version); err != nil {
 		return nil, err
 	}
 	if n.numChildren() > 0 && !req.GetRecursive() {
-		return nil, fmt.Errorf("%w: %s has %d", ErrNotEmpty, path, n.numChildren())
+		return nil, errorf(ErrNotEmpty, "%s has %d", path, n.numChildren())
 	}
 	// Collect the subtree, parents before children, then delete in reverse
 	// so children go first, as ZooKeeper's deleteall does.
@@ -480,7 +480,7 @@ func (t *txn) multiOp(op *paddockv1.Op, sessionOK func(uint64) bool) (*paddockv1
 		r, err := t.delete(o.Delete)
 		return &paddockv1.OpResult{Result: &paddockv1.OpResult_Delete{Delete: r}}, err
 	default:
-		return nil, fmt.Errorf("%w: empty op", ErrBadArgument)
+		return nil, errorf(ErrBadArgument, "empty op")
 	}
 }
 
@@ -493,7 +493,7 @@ func (f *FSM) Get(path string) ([]byte, *paddockv1.Stat, error) {
 	defer f.mu.RUnlock()
 	n := f.state.newTxn(0, 0, nil).get(path)
 	if n == nil {
-		return nil, nil, fmt.Errorf("%w: %s", ErrNoNode, path)
+		return nil, nil, errorf(ErrNoNode, "%s", path)
 	}
 	// Stored data is shared with snapshots and later versions: the caller
 	// gets its own copy, as documented.
@@ -514,14 +514,14 @@ func (f *FSM) List(path, after string, limit int) (*ListPage, error) {
 		return nil, err
 	}
 	if limit <= 0 {
-		return nil, fmt.Errorf("%w: page size %d", ErrBadArgument, limit)
+		return nil, errorf(ErrBadArgument, "page size %d", limit)
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	t := f.state.newTxn(0, 0, nil)
 	n := t.get(path)
 	if n == nil {
-		return nil, fmt.Errorf("%w: %s", ErrNoNode, path)
+		return nil, errorf(ErrNoNode, "%s", path)
 	}
 	page := &ListPage{Stat: n.stat(), Children: make([]*paddockv1.Child, 0, min(limit, int(n.numChildren())))}
 	t.tree.AscendGreaterOrEqual(childKey(path, after), func(c *znode) bool {

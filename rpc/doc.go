@@ -3,10 +3,12 @@
 // node, map the error through the one table in errors.go, fill the header.
 // Server builds the grpc.Server with the client services alone (the nodes'
 // InternalService is served by package node on the raft address, never
-// here: it takes raw commands) and reflection, message limits set above
-// the state machine's value limit (so clients see our typed error, not
-// gRPC's), a Served-By header on every response, and the gRPC server
-// metrics (paddock_grpc_server_*, node.GRPCMetrics) in the node's registry.
+// here: it takes raw commands) and reflection, a request limit
+// (MaxRequestSize, 16 MiB) far above the state machine's value limit (so a
+// value of 2 MiB gets our INVALID_ARGUMENT "data too large: 2097152 bytes,
+// limit 1048576", not gRPC's RESOURCE_EXHAUSTED), a Served-By header on
+// every response, and the gRPC server metrics (paddock_grpc_server_*,
+// node.GRPCMetrics) in the node's registry.
 //
 // # The HTTP/JSON gateway
 //
@@ -45,10 +47,25 @@
 // are base64 in both directions: PHP uses base64_encode/base64_decode.
 // 64-bit integers (zxids, session ids, times) are JSON strings, as
 // protojson writes them: exact in PHP and JavaScript; 32-bit ones
-// (version) are numbers. A body that is not JSON, or that has a field the
-// request message does not, is a 400 whose message is the JSON error.
+// (version) are numbers. A body that is not JSON, that has a field the
+// request message does not, or that has anything but white space after
+// its JSON value ({"data":"eA=="} xyz), is a 400 whose message is the
+// JSON error. A body over about 22 MiB (MaxRequestSize in base64), or a
+// request over MaxRequestSize, is a 400 "data too large". A path that is
+// not valid UTF-8 (/v1/tree/bad%FFutf) is a 400 "bad path".
+// Event kinds (kinds= of a watch or poll) are accepted as the enum names
+// (EVENT_KIND_DELETED) or as the CLI spells them (deleted, data-changed),
+// several in one comma-separated value too; responses always use the
+// enum names.
 // Query parameters name fields by their proto names, dotted for nested
 // ones: ?read.consistency=READ_CONSISTENCY_SERIALIZABLE&read.min_zxid=42.
+//
+// Error messages, over gRPC and HTTP alike, are built by toStatus from the
+// error table's words for the sentinel and the error's typed detail
+// ("node does not exist: /a (multi op 0)"), never from a Go error string
+// with its package prefixes; a node's own wrapping (a peer's dial error
+// behind "no leader") stays in its log. A forwarded error reads the same
+// on a follower as on the leader.
 //
 // Errors are a google.rpc.Status as JSON: {"code": <gRPC code number>,
 // "message": "...", "details": [...]}, e.g. a failed multi carries a

@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"google.golang.org/grpc/codes"
@@ -13,38 +14,42 @@ import (
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
-// errorCodes is the one table from domain errors to gRPC codes, matched
-// in order with errors.Is (so wrapped errors map like their sentinel).
+// errorCodes is the one table from domain errors to gRPC codes and to the
+// words a user reads, matched in order with errors.Is (so wrapped errors
+// map like their sentinel). The message of a status is built from msg and
+// the error's typed detail (userMessage), never from the Go error string,
+// which carries package prefixes and the wrapping of every layer.
 var errorCodes = []struct {
 	err  error
 	code codes.Code
+	msg  string
 }{
-	{fsm.ErrNoNode, codes.NotFound},
-	{fsm.ErrNoSession, codes.NotFound},
-	{fsm.ErrNodeExists, codes.AlreadyExists},
-	{fsm.ErrBadVersion, codes.FailedPrecondition},
-	{fsm.ErrNotEmpty, codes.FailedPrecondition},
-	{fsm.ErrEphemeralParent, codes.FailedPrecondition},
-	{fsm.ErrSessionExpired, codes.FailedPrecondition},
-	{fsm.ErrFeatureLevel, codes.FailedPrecondition},
-	{fsm.ErrBadPath, codes.InvalidArgument},
-	{fsm.ErrTooLarge, codes.InvalidArgument},
-	{fsm.ErrBadArgument, codes.InvalidArgument},
-	{fsm.ErrReservedPath, codes.InvalidArgument},
-	{fsm.ErrRequestIDReused, codes.InvalidArgument},
-	{fsm.ErrBadEntry, codes.Internal},
-	{fsm.ErrUpgradeRequired, codes.Unavailable},
-	{node.ErrCompacted, codes.OutOfRange},
-	{fsm.ErrListingChanged, codes.OutOfRange},
-	{node.ErrFutureZxid, codes.OutOfRange},
-	{node.ErrSlowWatcher, codes.ResourceExhausted},
-	{node.ErrNoLeader, codes.Unavailable},
-	{node.ErrNotLeader, codes.Unavailable},
-	{node.ErrShuttingDown, codes.Unavailable},
-	{node.ErrUnknownOutcome, codes.Unavailable},
-	{node.ErrCatchingUp, codes.Unavailable},
-	{context.DeadlineExceeded, codes.DeadlineExceeded},
-	{context.Canceled, codes.Canceled},
+	{fsm.ErrNoNode, codes.NotFound, "node does not exist"},
+	{fsm.ErrNoSession, codes.NotFound, "no such session"},
+	{fsm.ErrNodeExists, codes.AlreadyExists, "node already exists"},
+	{fsm.ErrBadVersion, codes.FailedPrecondition, "version does not match"},
+	{fsm.ErrNotEmpty, codes.FailedPrecondition, "node has children"},
+	{fsm.ErrEphemeralParent, codes.FailedPrecondition, "ephemeral nodes cannot have children"},
+	{fsm.ErrSessionExpired, codes.FailedPrecondition, "session expired or unknown"},
+	{fsm.ErrFeatureLevel, codes.FailedPrecondition, "feature level not supported by every member"},
+	{fsm.ErrBadPath, codes.InvalidArgument, "bad path"},
+	{fsm.ErrTooLarge, codes.InvalidArgument, "data too large"},
+	{fsm.ErrBadArgument, codes.InvalidArgument, "bad argument"},
+	{fsm.ErrReservedPath, codes.InvalidArgument, "path is reserved for the system"},
+	{fsm.ErrRequestIDReused, codes.InvalidArgument, "request id reused for a different request"},
+	{fsm.ErrBadEntry, codes.Internal, "undecodable raft entry"},
+	{fsm.ErrUpgradeRequired, codes.Unavailable, "this node stopped: upgrade required"},
+	{node.ErrCompacted, codes.OutOfRange, "watch history compacted"},
+	{fsm.ErrListingChanged, codes.OutOfRange, "listing is no longer current"},
+	{node.ErrFutureZxid, codes.OutOfRange, "zxid is beyond the cluster's latest"},
+	{node.ErrSlowWatcher, codes.ResourceExhausted, "watcher too slow"},
+	{node.ErrNoLeader, codes.Unavailable, "no leader"},
+	{node.ErrNotLeader, codes.Unavailable, "not the leader"},
+	{node.ErrShuttingDown, codes.Unavailable, "shutting down"},
+	{node.ErrUnknownOutcome, codes.Unavailable, "leadership lost, write outcome unknown"},
+	{node.ErrCatchingUp, codes.Unavailable, "node is catching up"},
+	{context.DeadlineExceeded, codes.DeadlineExceeded, "request timed out"},
+	{context.Canceled, codes.Canceled, "request canceled"},
 }
 
 // toStatus maps err to a gRPC status error. Errors that already are a
@@ -57,17 +62,17 @@ func toStatus(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	code := codes.Internal
+	code, msg := codes.Internal, "internal error"
 	for _, ec := range errorCodes {
 		if errors.Is(err, ec.err) {
-			code = ec.code
+			code, msg = ec.code, ec.msg
 			break
 		}
 	}
 	if code == codes.Internal {
 		slog.Error("internal error", "error", err)
 	}
-	st := status.New(code, err.Error())
+	st := status.New(code, userMessage(err, msg))
 	var me *fsm.MultiError
 	if errors.As(err, &me) {
 		if d, derr := st.WithDetails(&paddockv1.MultiFailure{FailedIndex: int32(me.Index)}); derr == nil {
@@ -81,4 +86,33 @@ func toStatus(err error) error {
 		}
 	}
 	return st.Err()
+}
+
+// userMessage is the message a user sees for err, whose table entry says
+// msg: msg, then what the error concerns (the state machine error's
+// detail, the zxids of a canceled watch), then the op of a failed Multi:
+// "node does not exist: /a (multi op 0)". Node errors other than a
+// canceled watch say msg alone: what they wrap (a peer's dial error) is
+// for the log, not for the user.
+func userMessage(err error, msg string) string {
+	if fe, ok := fsm.AsError(err); ok && fe.Detail != "" {
+		msg += ": " + fe.Detail
+	}
+	if ce, ok := errors.AsType[*node.CanceledError](err); ok {
+		switch ce.Reason {
+		case paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_COMPACTED:
+			msg += fmt.Sprintf(": oldest start zxid served is %d", ce.CompactZxid)
+		case paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_SNAPSHOT_RESTORED:
+			msg += fmt.Sprintf(": snapshot installed, re-read and watch from %d", ce.CompactZxid)
+		case paddockv1.WatchCancelReason_WATCH_CANCEL_REASON_FUTURE_ZXID:
+			msg += fmt.Sprintf(": asked for zxid %d, the cluster is at %d (watch from at most %d, poll after at most %d)",
+				ce.Asked, ce.CurrentZxid, ce.CurrentZxid+1, ce.CurrentZxid)
+		default:
+			msg += fmt.Sprintf(": resume from zxid %d", ce.ResumeZxid)
+		}
+	}
+	if me, ok := errors.AsType[*fsm.MultiError](err); ok {
+		msg += fmt.Sprintf(" (multi op %d)", me.Index)
+	}
+	return msg
 }

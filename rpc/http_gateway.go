@@ -2,19 +2,25 @@ package rpc
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/textproto"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/paddock/paddock/fsm"
 	"github.com/paddock/paddock/node"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
@@ -29,9 +35,71 @@ var requestIDHeaders = []string{"Idempotency-Key", "Paddock-Request-Id", runtime
 // protojson with proto field names (snake_case, as PHP code spells them)
 // and zero values present (version 0 is a version), rejecting unknown
 // fields so a typo in a body is a 400, not a silently ignored field.
-var jsonMarshaler = &runtime.JSONPb{
+var jsonMarshaler = &strictJSONPb{JSONPb: &runtime.JSONPb{
 	MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 	UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+}}
+
+// MaxRequestSize is the largest request message the gRPC server accepts
+// (and the gateway sends): well above the value limit, so that a value
+// too large for the state machine reaches the handler and gets its typed
+// INVALID_ARGUMENT "data too large" with the limit, instead of gRPC's
+// RESOURCE_EXHAUSTED. Only a request larger than this is refused by gRPC.
+const MaxRequestSize = 16 << 20
+
+// maxBodySize bounds an HTTP request body: a request of MaxRequestSize
+// with its bytes in base64 (4/3) and room for the JSON around them.
+const maxBodySize = MaxRequestSize/3*4 + 1<<20
+
+// strictJSONPb is the gateway's JSONPb with a stricter request decoder: a
+// body is one JSON value and nothing after it but white space, and it is
+// at most maxBodySize bytes. runtime.JSONPb's decoder reads the first
+// value and ignores whatever follows it ({"data":"eA=="} xyz).
+type strictJSONPb struct{ *runtime.JSONPb }
+
+// NewDecoder returns the strict decoder of r.
+func (j *strictJSONPb) NewDecoder(r io.Reader) runtime.Decoder {
+	return strictDecoder{j.JSONPb.NewDecoder(&bodyLimit{r: r, left: maxBodySize}).(runtime.DecoderWrapper)}
+}
+
+// strictDecoder decodes one JSON value and refuses trailing data.
+type strictDecoder struct{ runtime.DecoderWrapper }
+
+// Decode decodes v, then checks that the body holds nothing else.
+func (d strictDecoder) Decode(v any) error {
+	if err := d.DecoderWrapper.Decode(v); err != nil {
+		return err
+	}
+	if tok, err := d.Decoder.Token(); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return fmt.Errorf("data after the JSON body: %w", err)
+		}
+		return fmt.Errorf("data after the JSON body: %v", tok)
+	}
+	return nil
+}
+
+// bodyLimit reads at most left bytes of r, then fails with errBodyTooLarge.
+type bodyLimit struct {
+	r    io.Reader
+	left int64
+}
+
+// errBodyTooLarge is the error of a body over maxBodySize; the gateway
+// answers it 400 INVALID_ARGUMENT with this message, in the terms of the
+// error table's "data too large".
+var errBodyTooLarge = fmt.Errorf("data too large: request body over %d bytes, limit %d bytes of data", maxBodySize, fsm.MaxDataSize)
+
+func (l *bodyLimit) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, errBodyTooLarge
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
 }
 
 // newGateway returns the /v1/ handler: grpc-gateway's mux for every
@@ -41,7 +109,7 @@ func newGateway(ctx context.Context, grpcAddr string) (http.Handler, error) {
 	conn, err := grpc.NewClient(grpcAddr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithNoProxy(),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(node.MaxMessageSize), grpc.MaxCallSendMsgSize(node.MaxMessageSize)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(node.MaxMessageSize), grpc.MaxCallSendMsgSize(MaxRequestSize)),
 		grpc.WithChainUnaryInterceptor(absolutePathUnary),
 		grpc.WithChainStreamInterceptor(absolutePathStream),
 	)
@@ -114,6 +182,10 @@ func prepareGatewayRequest(r *http.Request) (*http.Request, error) {
 	if r.Method != http.MethodGet {
 		return r, nil
 	}
+	r, err := eventKindParams(r)
+	if err != nil {
+		return r, err
+	}
 	rest, ok := strings.CutPrefix(r.URL.Path, treePrefix)
 	if !ok || (rest != "" && rest[0] != '/') {
 		return r, nil
@@ -141,13 +213,61 @@ func prepareGatewayRequest(r *http.Request) (*http.Request, error) {
 	return out, nil
 }
 
+// eventKindParams rewrites the kinds= query parameters of a watch or
+// poll to the enum names the gateway parses (EVENT_KIND_DELETED), so that
+// the CLI's spelling (deleted, data-changed, any case) is accepted too,
+// as are several kinds in one comma-separated value. Unknown names are
+// left for the gateway to refuse. It returns r itself when there is
+// nothing to rewrite.
+func eventKindParams(r *http.Request) (*http.Request, error) {
+	if !strings.HasPrefix(r.URL.Path, "/v1/watch") && !strings.HasPrefix(r.URL.Path, "/v1/poll") {
+		return r, nil
+	}
+	q := r.URL.Query()
+	vals, ok := q["kinds"]
+	if !ok {
+		return r, nil
+	}
+	var kinds []string
+	for _, v := range vals {
+		for k := range strings.SplitSeq(v, ",") {
+			kinds = append(kinds, eventKindName(k))
+		}
+	}
+	q["kinds"] = kinds
+	u := *r.URL
+	u.RawQuery = q.Encode()
+	out := r.Clone(r.Context())
+	out.URL = &u
+	return out, nil
+}
+
+// eventKindName is the enum name of an event kind spelled either way:
+// "deleted", "DATA-CHANGED" or "EVENT_KIND_DELETED" (and numbers, which
+// the gateway takes as they are).
+func eventKindName(k string) string {
+	name := strings.ReplaceAll(strings.ToUpper(strings.TrimSpace(k)), "-", "_")
+	if _, ok := paddockv1.EventKind_value["EVENT_KIND_"+name]; ok && name != "UNSPECIFIED" {
+		return "EVENT_KIND_" + name
+	}
+	return name
+}
+
 // absolutePath turns the znode path the gateway took from a URL
 // ({path=**}: "services/db" for /v1/tree/services/db, "" for /v1/tree) into
 // the absolute path the services take, by prefixing "/". Prefixing always
 // (never "only when missing") keeps the URL an exact image of the path:
 // /v1/tree//a becomes "//a" and gets the same 400 as any malformed path.
 // Only the requests whose HTTP rule binds {path=**} are touched.
-func absolutePath(req any) {
+//
+// A path that is not valid UTF-8 (/v1/tree/bad%FFutf) cannot be sent in a
+// proto string: it is refused here as the bad path it is (400), before
+// gRPC would fail to marshal it (500). So is a request over
+// MaxRequestSize, with the "data too large" the server would answer.
+func absolutePath(req any) error {
+	if p, ok := req.(interface{ GetPath() string }); ok && !utf8.ValidString(p.GetPath()) {
+		return toStatus(fsm.ValidatePath("/"+p.GetPath(), false))
+	}
 	switch r := req.(type) {
 	case *paddockv1.CreateRequest:
 		r.Path = "/" + r.Path
@@ -166,12 +286,20 @@ func absolutePath(req any) {
 	case *paddockv1.PollRequest:
 		r.Path = "/" + r.Path
 	}
+	if m, ok := req.(proto.Message); ok {
+		if size := proto.Size(m); size > MaxRequestSize {
+			return toStatus(fmt.Errorf("%w: request of %d bytes, limit %d bytes of data", fsm.ErrTooLarge, size, fsm.MaxDataSize))
+		}
+	}
+	return nil
 }
 
 // absolutePathUnary applies absolutePath to the gateway's unary calls.
 func absolutePathUnary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	absolutePath(req)
-	return invoker(ctx, method, req, reply, cc, opts...)
+	if err := absolutePath(req); err != nil {
+		return err
+	}
+	return unreachable(cc, invoker(ctx, method, req, reply, cc, opts...))
 }
 
 // absolutePathStream applies absolutePath to the request of the gateway's
@@ -179,14 +307,31 @@ func absolutePathUnary(ctx context.Context, method string, req, reply any, cc *g
 func absolutePathStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	s, err := streamer(ctx, desc, cc, method, opts...)
 	if err != nil {
-		return nil, err
+		return nil, unreachable(cc, err)
 	}
 	return absolutePathClientStream{s}, nil
+}
+
+// unreachable replaces the dial error of a call the gateway could not
+// connect to its node for ("connection error: desc = ...", a 503) with
+// the message a user reads for it, "no node reachable: <addr> (<cause>)".
+// Any other error, UNAVAILABLE from the node included, is returned as is.
+func unreachable(cc *grpc.ClientConn, err error) error {
+	if status.Code(err) != codes.Unavailable || cc.GetState() == connectivity.Ready {
+		return err
+	}
+	cause := "unreachable"
+	if strings.Contains(status.Convert(err).Message(), "connection refused") {
+		cause = "connection refused"
+	}
+	return status.Errorf(codes.Unavailable, "no node reachable: %s (%s)", cc.Target(), cause)
 }
 
 type absolutePathClientStream struct{ grpc.ClientStream }
 
 func (s absolutePathClientStream) SendMsg(m any) error {
-	absolutePath(m)
+	if err := absolutePath(m); err != nil {
+		return err
+	}
 	return s.ClientStream.SendMsg(m)
 }

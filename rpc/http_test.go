@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -419,6 +420,15 @@ func TestHTTPGatewayRoutes(t *testing.T) {
 			}},
 		{name: "no session", method: "GET", path: "/v1/sessions/12", wantStatus: 404, wantCall: "GetSession ", wantCode: codes.NotFound},
 		{name: "poll", method: "GET", path: "/v1/poll/a?after_zxid=3&timeout_ms=10", wantStatus: 200, wantCall: "Poll /a"},
+		{name: "poll kinds both spellings", method: "GET", path: "/v1/poll/a?kinds=deleted&kinds=EVENT_KIND_CREATED,data-changed", wantStatus: 200, wantCall: "Poll /a",
+			check: func(t *testing.T, c call, _ string) {
+				got := c.req.(*paddockv1.PollRequest).GetKinds()
+				want := []paddockv1.EventKind{paddockv1.EventKind_EVENT_KIND_DELETED, paddockv1.EventKind_EVENT_KIND_CREATED, paddockv1.EventKind_EVENT_KIND_DATA_CHANGED}
+				if !slices.Equal(got, want) {
+					t.Errorf("kinds = %v, want %v", got, want)
+				}
+			}},
+		{name: "poll bad kind", method: "GET", path: "/v1/poll/a?kinds=bogus", wantStatus: 400, wantCode: codes.InvalidArgument},
 		{name: "poll compacted", method: "GET", path: "/v1/poll/compacted", wantStatus: 410, wantCall: "Poll /compacted", wantCode: codes.OutOfRange},
 		{name: "unimplemented", method: "GET", path: "/v1/cluster/status", wantStatus: 501, wantCode: codes.Unimplemented},
 		{name: "no route", method: "GET", path: "/v1/nothing", wantStatus: 404, wantCode: codes.NotFound},
@@ -665,5 +675,32 @@ func TestStreamStatusWriterFlushes(t *testing.T) {
 	}
 	if err := http.NewResponseController(w).Flush(); err != nil {
 		t.Errorf("ResponseController.Flush: %v", err)
+	}
+}
+
+// TestHTTPNodeUnreachable: a gateway that cannot connect to its node says
+// so in the user's terms, not with gRPC's dial error.
+func TestHTTPNodeUnreachable(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := lis.Addr().String()
+	lis.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h, err := newHTTPHandler(ctx, httpNode{id: "n9", ready: func() bool { return false }, metrics: prometheus.NewRegistry()}, dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(h)
+	defer hs.Close()
+	g := &gatewayFixture{url: hs.URL}
+	resp, body := g.do(t, "GET", "/v1/tree/a", "", nil)
+	var st struct{ Message string }
+	_ = json.Unmarshal([]byte(body), &st)
+	want := "no node reachable: " + dead + " (connection refused)"
+	if resp.StatusCode != 503 || st.Message != want {
+		t.Errorf("GET /v1/tree/a = %d %q, want 503 %q", resp.StatusCode, st.Message, want)
 	}
 }

@@ -23,7 +23,7 @@ func NewServer(n *node.Node, opts ...grpc.ServerOption) *grpc.Server {
 	served := metadata.Pairs(ServedByHeader, n.ID())
 	m := n.GRPCMetrics()
 	opts = append([]grpc.ServerOption{
-		grpc.MaxRecvMsgSize(node.MaxMessageSize),
+		grpc.MaxRecvMsgSize(MaxRequestSize),
 		grpc.MaxSendMsgSize(node.MaxMessageSize),
 		// Metrics first, so the time measured includes the other
 		// interceptors.

@@ -3,7 +3,9 @@ package rpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/paddock/paddock/fsm"
@@ -17,7 +19,11 @@ type sessionServer struct {
 }
 
 func (s *sessionServer) OpenSession(ctx context.Context, req *paddockv1.OpenSessionRequest) (*paddockv1.OpenSessionResponse, error) {
-	resp, idx, err := s.n.OpenSession(ctx, time.Duration(req.GetTimeoutMs())*time.Millisecond)
+	timeout, err := sessionTimeout(req.GetTimeoutMs())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp, idx, err := s.n.OpenSession(ctx, timeout)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -77,4 +83,20 @@ func (s *sessionServer) GetSession(ctx context.Context, req *paddockv1.GetSessio
 func (s *sessionServer) ListSessions(ctx context.Context, req *paddockv1.ListSessionsRequest) (*paddockv1.ListSessionsResponse, error) {
 	resp, err := s.n.ListSessions(ctx, req)
 	return resp, toStatus(err)
+}
+
+// sessionTimeout converts a requested timeout_ms to a Duration, checking
+// its range before any arithmetic: a negative one is a bad argument (the
+// product with time.Millisecond would wrap int64 min to 0, the default,
+// and int64 max to a negative), one too long for a Duration is the
+// longest Duration, which the node clamps to its maximum like any other
+// over-long timeout. 0 asks for the default.
+func sessionTimeout(ms int64) (time.Duration, error) {
+	if ms < 0 {
+		return 0, fmt.Errorf("%w: negative session timeout %dms", fsm.ErrBadArgument, ms)
+	}
+	if ms > int64(math.MaxInt64/time.Millisecond) {
+		return math.MaxInt64, nil
+	}
+	return time.Duration(ms) * time.Millisecond, nil
 }

@@ -96,9 +96,9 @@ func (o *clientOptions) emit(cmd *cobra.Command, resp proto.Message, text func(w
 	return text(cmd.OutOrStdout())
 }
 
-// jsonOptions render responses the way the HTTP gateway does by default,
-// with every field present.
-var jsonOptions = protojson.MarshalOptions{EmitUnpopulated: true}
+// jsonOptions render responses the way the HTTP gateway does: proto field
+// names (ephemeral_owner, next_page_token), every field present.
+var jsonOptions = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
 
 // writeJSON writes m as indented protojson and a newline.
 func writeJSON(w io.Writer, m proto.Message) error {

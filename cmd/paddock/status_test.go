@@ -89,8 +89,8 @@ func TestStatusStateHash(t *testing.T) {
 
 	var doc struct {
 		Status struct {
-			StateHash      string `json:"stateHash"`
-			StateHashIndex string `json:"stateHashIndex"`
+			StateHash      string `json:"state_hash"`
+			StateHashIndex string `json:"state_hash_index"`
 		} `json:"status"`
 	}
 	for _, tt := range []struct {

@@ -74,7 +74,9 @@ DATA "-" reads stdin.
 With --ephemeral and no --session, create opens a session, creates the znode
 and then holds the session open until SIGINT or SIGTERM, when it closes the
 session (deleting the znode) and exits 0. If the process is killed the
-session expires after --session-timeout.`,
+session expires after --session-timeout. While no node acknowledges its
+keepalives it says so on stderr and keeps trying: only the cluster decides
+that the session has expired, and then create fails.`,
 		Args: cobra.RangeArgs(1, 2),
 	}
 	cmd.Flags().BoolVar(&ephemeral, "ephemeral", false, "delete the znode when its session ends")
@@ -117,7 +119,18 @@ func createAndHold(cmd *cobra.Command, o *clientOptions, c *client.Client, req *
 
 	ctx, cancel := context.WithTimeout(held, o.timeout)
 	defer cancel()
-	s, err := c.NewSession(ctx, timeout)
+	// Only the cluster expires the session; while no node answers, say so
+	// on stderr and keep trying (the znode stays while the cluster holds
+	// the session).
+	stderr := cmd.ErrOrStderr()
+	s, err := c.NewSession(ctx, timeout, client.OnConnectionState(func(cs client.ConnState) {
+		switch cs.State {
+		case client.StateDisconnected:
+			fmt.Fprintf(stderr, "paddock: session disconnected since %s, retrying\n", cs.Since.Format(time.RFC3339))
+		case client.StateConnected:
+			fmt.Fprintln(stderr, "paddock: session connected again")
+		}
+	}))
 	if err != nil {
 		return err
 	}

@@ -101,11 +101,13 @@ with --from.`,
 }
 
 // parseKinds parses --kinds: comma-separated kind names, "-" or "_" between
-// words, any case. Empty means every kind.
+// words, any case, with or without the enum's EVENT_KIND_ prefix (the
+// spelling of the HTTP API and -o json). Empty means every kind.
 func parseKinds(s string) ([]paddockv1.EventKind, error) {
 	var out []paddockv1.EventKind
 	for name := range strings.SplitSeq(s, ",") {
 		name = strings.ReplaceAll(strings.ToLower(strings.TrimSpace(name)), "-", "_")
+		name = strings.TrimPrefix(name, "event_kind_")
 		if name == "" {
 			continue
 		}

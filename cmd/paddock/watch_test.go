@@ -86,9 +86,13 @@ func TestWriteEventNDJSON(t *testing.T) {
 		}
 	}
 	checkNDJSON(t, buf.String(), events)
-	// Every field is present, as the gateway renders it.
-	if first := strings.SplitN(buf.String(), "\n", 2)[0]; !strings.Contains(first, `"kind":"EVENT_KIND_CREATED"`) || !strings.Contains(first, `"prevData":""`) {
-		t.Errorf("first line = %s, want kind by name and every field present", first)
+	// Every field is present and named by its proto name, as the
+	// gateway renders it.
+	first := strings.SplitN(buf.String(), "\n", 2)[0]
+	for _, want := range []string{`"kind":"EVENT_KIND_CREATED"`, `"prev_data":""`, `"data_length":5`, `"ephemeral_owner":"0"`} {
+		if !strings.Contains(first, want) {
+			t.Errorf("first line = %s, want %s in it", first, want)
+		}
 	}
 }
 
@@ -103,6 +107,10 @@ func TestParseKinds(t *testing.T) {
 		{in: "deleted, Data-Changed,children_changed", want: []paddockv1.EventKind{
 			paddockv1.EventKind_EVENT_KIND_DELETED, paddockv1.EventKind_EVENT_KIND_DATA_CHANGED, paddockv1.EventKind_EVENT_KIND_CHILDREN_CHANGED}},
 		{in: "created,,", want: []paddockv1.EventKind{paddockv1.EventKind_EVENT_KIND_CREATED}},
+		// The HTTP API's and -o json's spelling too.
+		{in: "EVENT_KIND_DELETED,event_kind_data_changed", want: []paddockv1.EventKind{
+			paddockv1.EventKind_EVENT_KIND_DELETED, paddockv1.EventKind_EVENT_KIND_DATA_CHANGED}},
+		{in: "EVENT_KIND_UNSPECIFIED", wantErr: true},
 		{in: "changed", wantErr: true},
 		{in: "created,bogus", wantErr: true},
 		{in: "unspecified", wantErr: true},
