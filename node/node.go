@@ -325,7 +325,8 @@ func (n *Node) startTerm(ctx context.Context) *leaderTerm {
 
 // leadTerm is the leader's work for one term: apply a barrier entry of its
 // own term (so reads and session clocks start from an up-to-date state),
-// then run the session tracker until leadership ends.
+// then run the leader's deadlines (sessions, TTL and container nodes)
+// until leadership ends.
 func (n *Node) leadTerm(ctx context.Context, ready chan struct{}) {
 	for {
 		_, err := n.proposeLocal(ctx, barrierCommand())
@@ -342,7 +343,17 @@ func (n *Node) leadTerm(ctx context.Context, ready chan struct{}) {
 	}
 	close(ready)
 	n.log.Info("leading", "term", n.raft.CurrentTerm())
-	n.sessions.run(ctx)
+	n.leaderTimers().run(ctx)
+}
+
+// leaderTimers is every kind of leader-side deadline, on one loop. It
+// ticks at least ten times per shortest session timeout.
+func (n *Node) leaderTimers() *leaderTimers {
+	return &leaderTimers{
+		every: min(100*time.Millisecond, n.cfg.MinSessionTimeout/10),
+		sets:  []timerSet{n.sessions.d},
+		after: []func(context.Context, time.Time){n.sessions.checkpoint},
+	}
 }
 
 // sleepCtx waits d or until ctx ends; it reports whether d passed.
