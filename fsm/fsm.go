@@ -171,6 +171,8 @@ func (f *FSM) applyCommand(index uint64, cmd *raftv1.Command, events *[]Event) (
 		return nil, f.applyRegisterMember(op.RegisterMember)
 	case *raftv1.Command_Barrier:
 		return nil, nil
+	case *raftv1.Command_DeleteIdle:
+		return f.applyDeleteIdle(index, op.DeleteIdle, events)
 	default:
 		f.badEntries.Add(1)
 		return nil, fmt.Errorf("%w: index %d: unknown operation", ErrBadEntry, index)

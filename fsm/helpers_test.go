@@ -228,6 +228,7 @@ func statOf(p *paddockv1.Stat) Stat {
 		EphemeralOwner: p.GetEphemeralOwner(),
 		Version:        p.GetVersion(), Cversion: p.GetCversion(),
 		DataLength: p.GetDataLength(), NumChildren: p.GetNumChildren(),
+		TTLMs: p.GetTtlMs(), Container: p.GetContainer(),
 	}
 }
 
@@ -330,11 +331,11 @@ func checkInvariants(t testing.TB, f *FSM) {
 			parent, ok := nodes[n.parent()]
 			if !ok {
 				t.Errorf("invariant: %s has no parent", p)
-			} else if parent.owner != 0 {
+			} else if parent.session() != 0 {
 				t.Errorf("invariant: %s is a child of ephemeral %s", p, n.parent())
 			}
 		}
-		if n.owner != 0 {
+		if n.session() != 0 {
 			if _, ok := f.sessions[n.owner]; !ok {
 				t.Errorf("invariant: %s is owned by unknown session %d", p, n.owner)
 			}

@@ -24,6 +24,7 @@ type znode struct {
 	mzxid uint64
 	ctime int64
 	mtime int64
+	// owner is the ephemeral owner, or the TTL or container mark (ttl.go).
 	owner uint64
 	dir   *dirStat
 	// version is the data version (Stat.version).
@@ -124,6 +125,9 @@ type Stat struct {
 	Version, Cversion   int32
 	DataLength          int32
 	NumChildren         int32
+	// TTLMs is a TTL znode's TTL, 0 for others; Container marks a container.
+	TTLMs     int64
+	Container bool
 }
 
 // Proto returns s as the API's message.
@@ -135,6 +139,8 @@ func (s *Stat) Proto() *paddockv1.Stat {
 		EphemeralOwner: s.EphemeralOwner,
 		DataLength:     s.DataLength,
 		NumChildren:    s.NumChildren,
+		TtlMs:          s.TTLMs,
+		Container:      s.Container,
 	}
 }
 
@@ -143,9 +149,11 @@ func (n *znode) statValue() Stat {
 		Czxid: n.czxid, Mzxid: n.mzxid, Pzxid: n.pzxid(),
 		Ctime: n.ctime, Mtime: n.mtime,
 		Version: n.version, Cversion: n.cversion(),
-		EphemeralOwner: n.owner,
+		EphemeralOwner: n.session(),
 		DataLength:     int32(len(n.data)),
 		NumChildren:    n.numChildren(),
+		TTLMs:          n.ttlMs(),
+		Container:      n.container(),
 	}
 }
 
@@ -227,12 +235,13 @@ func (t *txn) create(req *paddockv1.CreateRequest, sessionOK func(uint64) bool) 
 	if err := checkData(req.GetData()); err != nil {
 		return nil, err
 	}
+	if err := checkNodeType(req); err != nil {
+		return nil, err
+	}
 	ephemeral := false
 	switch req.GetType() {
-	case paddockv1.NodeType_NODE_TYPE_UNSPECIFIED, paddockv1.NodeType_NODE_TYPE_PERSISTENT:
-		if req.GetSessionId() != 0 {
-			return nil, fmt.Errorf("%w: session_id given for a persistent node", ErrBadArgument)
-		}
+	case paddockv1.NodeType_NODE_TYPE_UNSPECIFIED, paddockv1.NodeType_NODE_TYPE_PERSISTENT,
+		paddockv1.NodeType_NODE_TYPE_TTL, paddockv1.NodeType_NODE_TYPE_CONTAINER:
 	case paddockv1.NodeType_NODE_TYPE_EPHEMERAL:
 		ephemeral = true
 		if !sessionOK(req.GetSessionId()) {
@@ -255,7 +264,7 @@ func (t *txn) create(req *paddockv1.CreateRequest, sessionOK func(uint64) bool) 
 	if parent == nil {
 		return nil, fmt.Errorf("%w: parent %s", ErrNoNode, parentPath)
 	}
-	if parent.owner != 0 {
+	if parent.session() != 0 {
 		return nil, fmt.Errorf("%w: %s", ErrEphemeralParent, parentPath)
 	}
 	if req.GetSequential() {
@@ -271,6 +280,7 @@ func (t *txn) create(req *paddockv1.CreateRequest, sessionOK func(uint64) bool) 
 	n.data = req.GetData()
 	n.czxid, n.mzxid = t.index, t.index
 	n.ctime, n.mtime = t.now, t.now
+	n.owner = specialOwner(req)
 	if ephemeral {
 		n.owner = req.GetSessionId()
 		t.eph = append(t.eph, ephRef{owner: n.owner, path: path})
@@ -361,7 +371,7 @@ func (t *txn) delete(req *paddockv1.DeleteRequest) (*paddockv1.DeleteResponse, e
 	for i := len(doomed) - 1; i >= 0; i-- {
 		d := doomed[i]
 		t.tree.Delete(d)
-		if d.owner != 0 {
+		if d.session() != 0 {
 			t.eph = append(t.eph, ephRef{owner: d.owner, path: d.path, del: true})
 		}
 		t.events = append(t.events, Event{Zxid: t.index, Type: EventDeleted, Path: d.path, PrevData: d.data})

@@ -89,6 +89,14 @@
 //     command was in flight keeps its new deadline. A kind is a key type,
 //     a load from the fsm and a fire; sessions and TTL/container nodes
 //     are kinds.
+//   - TTL and container znodes (ttl.go): a kind of leader deadline keyed
+//     by path. The leader learns of their changes as the fsm's event
+//     sink (a field check per event while leading, nothing otherwise). A
+//     TTL counts from the later of the last change this leader applied
+//     (creation, data change, removal of the last child) and its term
+//     start, never from mtime (another leader's clock); a container is
+//     due 250 ms after it empties or after term start. The leader then
+//     proposes DeleteIdle with the zxids it saw, so a racing change wins.
 //   - Sessions (session.go): the leader alone decides expiry. Followers
 //     forward keepalives in batches. A new leader starts every session's
 //     clock from its checkpointed remaining time (or its full timeout),

@@ -46,6 +46,7 @@ type Node struct {
 	fwdReadIndex *batcher[struct{}, uint64]                   // follower: ReadIndex on the leader
 	fwdReads     *batcher[*raftv1.Query, *raftv1.QueryResult] // follower: reads the leader serves
 	sessions     *tracker
+	idle         *idleNodes // TTL and container znodes
 	kaBatch      *keepaliveBatcher
 	fwd          *forwarder // follower: writes to the leader
 	metrics      *metrics
@@ -85,7 +86,8 @@ func New(c Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger, waiter: newAppliedWaiter()}
 	n.watch = newHub(cfg.WatchHistory, cfg.WatchHistoryBytes, cfg.WatchSlowLag)
 	n.watch.header = n.Header
-	n.fsm = fsm.New(sinks{n.watch, n.waiter})
+	n.idle = newIdleNodes(n)
+	n.fsm = fsm.New(sinks{n.watch, n.idle, n.waiter})
 	n.peers = newPeerConns()
 	n.fwd = newForwarder()
 	n.streamsClosed = make(chan struct{})
@@ -351,7 +353,7 @@ func (n *Node) leadTerm(ctx context.Context, ready chan struct{}) {
 func (n *Node) leaderTimers() *leaderTimers {
 	return &leaderTimers{
 		every: min(100*time.Millisecond, n.cfg.MinSessionTimeout/10),
-		sets:  []timerSet{n.sessions.d},
+		sets:  []timerSet{n.sessions.d, n.idle.d},
 		after: []func(context.Context, time.Time){n.sessions.checkpoint},
 	}
 }
