@@ -63,9 +63,11 @@
 // with those zxids (a container also must have had a child); otherwise
 // nothing changes and the response says 0 deleted. A deletion emits the
 // usual deleted and children-changed events. The kind is kept in the
-// znode's owner field (as ZooKeeper's ephemeralOwner does), so a znode
-// stays 96 bytes; the snapshot and the API's Stat carry it as ttl_ms and
-// container.
+// znode's owner field, and in the Stat value's EphemeralOwner, as
+// ZooKeeper's ephemeralOwner does, so a znode stays 96 bytes and an
+// event's Stat 64; the snapshot and the API's Stat carry it in fields of
+// their own (ephemeral_owner stays a session id or 0, plus ttl_ms and
+// container).
 //
 // # Immutability and snapshots
 //

@@ -225,10 +225,9 @@ func statOf(p *paddockv1.Stat) Stat {
 	return Stat{
 		Czxid: p.GetCzxid(), Mzxid: p.GetMzxid(), Pzxid: p.GetPzxid(),
 		Ctime: p.GetCtime(), Mtime: p.GetMtime(),
-		EphemeralOwner: p.GetEphemeralOwner(),
+		EphemeralOwner: StatOwner(p),
 		Version:        p.GetVersion(), Cversion: p.GetCversion(),
 		DataLength: p.GetDataLength(), NumChildren: p.GetNumChildren(),
-		TTLMs: p.GetTtlMs(), Container: p.GetContainer(),
 	}
 }
 

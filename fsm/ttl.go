@@ -27,24 +27,56 @@ const (
 // MaxTTL is the longest TTL a TTL znode may have.
 const MaxTTL = 365 * 24 * time.Hour
 
-// session is the ephemeral owner of n, 0 if n is not ephemeral.
-func (n *znode) session() uint64 {
-	if n.owner&ownerSpecial != 0 {
+// ownerSession, ownerTTLMs and ownerContainer read an owner field.
+func ownerSession(owner uint64) uint64 {
+	if owner&ownerSpecial != 0 {
 		return 0
 	}
-	return n.owner
+	return owner
 }
+
+func ownerTTLMs(owner uint64) int64 {
+	if owner&(ownerSpecial|ownerTTL) != ownerSpecial|ownerTTL {
+		return 0
+	}
+	return int64(owner & ownerTTLMask)
+}
+
+func ownerContainer(owner uint64) bool { return owner == ownerSpecial }
+
+// session is the ephemeral owner of n, 0 if n is not ephemeral.
+func (n *znode) session() uint64 { return ownerSession(n.owner) }
 
 // ttlMs is n's TTL in milliseconds, 0 if n is not a TTL znode.
-func (n *znode) ttlMs() int64 {
-	if n.owner&(ownerSpecial|ownerTTL) != ownerSpecial|ownerTTL {
-		return 0
-	}
-	return int64(n.owner & ownerTTLMask)
-}
+func (n *znode) ttlMs() int64 { return ownerTTLMs(n.owner) }
 
 // container reports whether n is a container znode.
-func (n *znode) container() bool { return n.owner == ownerSpecial }
+func (n *znode) container() bool { return ownerContainer(n.owner) }
+
+// Session is the owning session of an ephemeral znode, 0 for others.
+func (s *Stat) Session() uint64 { return ownerSession(s.EphemeralOwner) }
+
+// TTLMs is a TTL znode's TTL in milliseconds, 0 for others.
+func (s *Stat) TTLMs() int64 { return ownerTTLMs(s.EphemeralOwner) }
+
+// Container reports whether the znode is a container.
+func (s *Stat) Container() bool { return ownerContainer(s.EphemeralOwner) }
+
+// TTLOrContainer reports whether the znode is a TTL or container znode,
+// in one bit test.
+func (s *Stat) TTLOrContainer() bool { return s.EphemeralOwner&ownerSpecial != 0 }
+
+// StatOwner is the EphemeralOwner of a Stat value for an API Stat: the
+// inverse of the split Stat.Proto makes.
+func StatOwner(p *paddockv1.Stat) uint64 {
+	switch {
+	case p.GetContainer():
+		return ownerSpecial
+	case p.GetTtlMs() > 0:
+		return ownerSpecial | ownerTTL | uint64(p.GetTtlMs())
+	}
+	return p.GetEphemeralOwner()
+}
 
 // checkNodeType checks a CreateRequest's type, ttl_ms, session and
 // sequential flag against each other, as ZooKeeper's CreateMode does:

@@ -121,13 +121,15 @@ func (n *znode) dirCopy() *dirStat {
 type Stat struct {
 	Czxid, Mzxid, Pzxid uint64
 	Ctime, Mtime        int64
-	EphemeralOwner      uint64
-	Version, Cversion   int32
-	DataLength          int32
-	NumChildren         int32
-	// TTLMs is a TTL znode's TTL, 0 for others; Container marks a container.
-	TTLMs     int64
-	Container bool
+	// EphemeralOwner is the owning session of an ephemeral znode, or, as
+	// ZooKeeper's ephemeralOwner does, a mark for a TTL or container
+	// znode (read it with Session, TTLMs and Container; Proto splits it
+	// into the API's fields). One field keeps events, which the watch
+	// history holds by the thousand, small.
+	EphemeralOwner    uint64
+	Version, Cversion int32
+	DataLength        int32
+	NumChildren       int32
 }
 
 // Proto returns s as the API's message.
@@ -136,11 +138,11 @@ func (s *Stat) Proto() *paddockv1.Stat {
 		Czxid: s.Czxid, Mzxid: s.Mzxid, Pzxid: s.Pzxid,
 		Ctime: s.Ctime, Mtime: s.Mtime,
 		Version: s.Version, Cversion: s.Cversion,
-		EphemeralOwner: s.EphemeralOwner,
+		EphemeralOwner: s.Session(),
 		DataLength:     s.DataLength,
 		NumChildren:    s.NumChildren,
-		TtlMs:          s.TTLMs,
-		Container:      s.Container,
+		TtlMs:          s.TTLMs(),
+		Container:      s.Container(),
 	}
 }
 
@@ -149,11 +151,9 @@ func (n *znode) statValue() Stat {
 		Czxid: n.czxid, Mzxid: n.mzxid, Pzxid: n.pzxid(),
 		Ctime: n.ctime, Mtime: n.mtime,
 		Version: n.version, Cversion: n.cversion(),
-		EphemeralOwner: n.session(),
+		EphemeralOwner: n.owner,
 		DataLength:     int32(len(n.data)),
 		NumChildren:    n.numChildren(),
-		TTLMs:          n.ttlMs(),
-		Container:      n.container(),
 	}
 }
 

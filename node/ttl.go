@@ -76,17 +76,17 @@ func (i *idleNodes) Applied(_ uint64, events []fsm.Event) {
 			continue
 		}
 		st := &e.Stat
-		if st.TTLMs == 0 && !st.Container {
-			continue
+		if !st.TTLOrContainer() {
+			continue // the one check an ordinary znode's event costs
 		}
-		if st.NumChildren > 0 || (st.Container && st.Cversion == 0) {
+		if st.NumChildren > 0 || (st.Container() && st.Cversion == 0) {
 			i.d.remove(e.Path)
 			continue
 		}
 		if now.IsZero() {
 			now = time.Now()
 		}
-		i.d.set(e.Path, idleDue(now, st.TTLMs), idleSeen{st.Mzxid, st.Pzxid})
+		i.d.set(e.Path, idleDue(now, st.TTLMs()), idleSeen{st.Mzxid, st.Pzxid})
 	}
 }
 
