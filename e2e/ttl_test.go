@@ -85,4 +85,16 @@ func TestTTLAndContainerNodes(t *testing.T) {
 	if r := curl(t, f.httpAddr, "/v1/tree/hbox"); r.code != 200 {
 		t.Errorf("GET /v1/tree/hbox (a container never given a child) = %d, want 200", r.code)
 	}
+
+	// gRPC, as grpcurl sends it (protojson names).
+	var viaGRPC struct {
+		Stat struct {
+			TTLMs string `json:"ttlMs"`
+		} `json:"stat"`
+	}
+	grpcurlJSON(t, f.grpcAddr, "paddock.v1.TreeService/Create", `{"path":"/rpc","type":"NODE_TYPE_TTL","ttl_ms":"30000"}`, &viaGRPC)
+	if viaGRPC.Stat.TTLMs != "30000" {
+		t.Errorf("grpcurl Create TTL = %+v, want ttlMs \"30000\"", viaGRPC)
+	}
+	wantCode(t, "grpcurl Create container sequential", grpcurl(t, f.grpcAddr, "paddock.v1.TreeService/Create", `{"path":"/rpc-","type":"NODE_TYPE_CONTAINER","sequential":true}`), "InvalidArgument")
 }
