@@ -52,8 +52,9 @@ type Report struct {
 	// Sessions, Ephemerals, Idle (TTL and container znodes) and Events
 	// count what the run checked.
 	Sessions, Ephemerals, Idle, Events int
-	// IdleDeleted counts the TTL and container znodes seen deleted.
-	IdleDeleted int
+	// IdleDeleted counts the TTL and container znodes seen deleted,
+	// IdleUnknown those with a call of unknown outcome (no upper bound).
+	IdleDeleted, IdleUnknown int
 	// LeaderChanges counts the new terms' leaders seen during the run
 	// (the first leader included).
 	LeaderChanges int
@@ -70,8 +71,8 @@ type Report struct {
 
 // Summary is a one-line description of r.
 func (r *Report) Summary() string {
-	return fmt.Sprintf("seed %d: %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted), %d events, faults [%s], %d leaders, snapshot installs %v, %d violations, %v",
-		r.Seed, r.Ops, r.Unknown, r.Sessions, r.Ephemerals, r.Idle, r.IdleDeleted, r.Events, strings.Join(r.Faults, "; "), r.LeaderChanges, r.SnapshotInstalls, len(r.Violations), r.Duration.Round(100*time.Millisecond))
+	return fmt.Sprintf("seed %d: %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted, %d with unknown calls), %d events, faults [%s], %d leaders, snapshot installs %v, %d violations, %v",
+		r.Seed, r.Ops, r.Unknown, r.Sessions, r.Ephemerals, r.Idle, r.IdleDeleted, r.IdleUnknown, r.Events, strings.Join(r.Faults, "; "), r.LeaderChanges, r.SnapshotInstalls, len(r.Violations), r.Duration.Round(100*time.Millisecond))
 }
 
 // Run starts a cluster, runs the workloads against it while injecting the
@@ -599,6 +600,10 @@ func judge(rep *Report, cfg RunConfig, rec *recorder, ws []*watcher, fin *finalS
 		idle = append(idle, *n)
 		if _, ok := rec.deleted[n.Path]; ok {
 			rep.IdleDeleted++
+		}
+		calls := append(append(append([]check.Call{n.Created}, n.Sets...), n.ChildCreates...), n.ChildDeletes...)
+		if slices.ContainsFunc(calls, func(c check.Call) bool { return c.Outcome == check.Unknown }) {
+			rep.IdleUnknown++
 		}
 	}
 	rep.Idle = len(idle)
