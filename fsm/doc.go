@@ -95,6 +95,21 @@
 // encoded is kept as an ErrTooLarge error naming its index, so a retry
 // still applies nothing.
 //
+// # TTL and container znodes
+//
+// A TTL znode (NodeType TTL, ttl_ms) and a container znode are ZooKeeper's
+// (ttl.go). The state machine never decides that one is due: the leader
+// proposes DeleteIdle with the mzxid and pzxid it saw, and the znode is
+// deleted only if it is still a TTL or container znode with no children,
+// with those zxids (a container also must have had a child); otherwise
+// nothing changes and the response says 0 deleted. A deletion emits the
+// usual deleted and children-changed events. The kind is kept in the
+// znode's owner field, and in the Stat value's EphemeralOwner, as
+// ZooKeeper's ephemeralOwner does, so a znode stays 96 bytes and an
+// event's Stat 64; the snapshot and the API's Stat carry it in fields of
+// their own (ephemeral_owner stays a session id or 0, plus ttl_ms and
+// container).
+//
 // # Immutability and snapshots
 //
 // Znodes are stored in a copy-on-write B-tree (github.com/google/btree)

@@ -40,8 +40,10 @@ func OpFeatureLevel(cmd *raftv1.Command) (uint32, bool) {
 		*raftv1.Command_CloseSession,
 		*raftv1.Command_CheckpointSessions,
 		*raftv1.Command_RegisterMember,
-		*raftv1.Command_Barrier:
-		// The first release.
+		*raftv1.Command_Barrier,
+		*raftv1.Command_DeleteIdle:
+		// The first release (feature level 1: TTL and container znodes
+		// are in it, so creating one needs no level of its own).
 		return 1, true
 	}
 	return 0, false

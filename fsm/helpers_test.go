@@ -225,7 +225,7 @@ func statOf(p *paddockv1.Stat) Stat {
 	return Stat{
 		Czxid: p.GetCzxid(), Mzxid: p.GetMzxid(), Pzxid: p.GetPzxid(),
 		Ctime: p.GetCtime(), Mtime: p.GetMtime(),
-		EphemeralOwner: p.GetEphemeralOwner(),
+		EphemeralOwner: StatOwner(p),
 		Version:        p.GetVersion(), Cversion: p.GetCversion(),
 		DataLength: p.GetDataLength(), NumChildren: p.GetNumChildren(),
 	}
@@ -330,11 +330,11 @@ func checkInvariants(t testing.TB, f *FSM) {
 			parent, ok := nodes[n.parent()]
 			if !ok {
 				t.Errorf("invariant: %s has no parent", p)
-			} else if parent.owner != 0 {
+			} else if parent.session() != 0 {
 				t.Errorf("invariant: %s is a child of ephemeral %s", p, n.parent())
 			}
 		}
-		if n.owner != 0 {
+		if n.session() != 0 {
 			if _, ok := f.state.sessions[n.owner]; !ok {
 				t.Errorf("invariant: %s is owned by unknown session %d", p, n.owner)
 			}

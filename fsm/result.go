@@ -62,7 +62,7 @@ func newResponse(cmd *raftv1.Command) proto.Message {
 		return &paddockv1.CreateResponse{}
 	case *raftv1.Command_Set:
 		return &paddockv1.SetResponse{}
-	case *raftv1.Command_Delete:
+	case *raftv1.Command_Delete, *raftv1.Command_DeleteIdle:
 		return &paddockv1.DeleteResponse{}
 	case *raftv1.Command_Multi:
 		return &paddockv1.MultiResponse{}

@@ -108,6 +108,8 @@ func (s *state) apply(c *applyCtx, cmd *raftv1.Command) (proto.Message, error) {
 		return s.applyRegisterMember(c, op.RegisterMember)
 	case *raftv1.Command_Barrier:
 		return s.applyBarrier(c, op.Barrier)
+	case *raftv1.Command_DeleteIdle:
+		return s.applyDeleteIdle(c, op.DeleteIdle)
 	}
 	return nil, errUnknownOp
 }

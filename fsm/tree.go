@@ -54,7 +54,8 @@ func (v treeView) write(rw *recordWriter) error {
 			Czxid: n.czxid, Mzxid: n.mzxid, Pzxid: n.pzxid(),
 			Ctime: n.ctime, Mtime: n.mtime,
 			Version: n.version, Cversion: n.cversion(),
-			EphemeralOwner: n.owner, Sequence: n.seq(),
+			EphemeralOwner: n.session(), Sequence: n.seq(),
+			TtlMs: n.ttlMs(), Container: n.container(),
 		}
 		err = rw.write(rec)
 		return err == nil
@@ -90,7 +91,12 @@ func (t *treeTable) loadZnode(z *raftv1.Znode) error {
 	n.data = z.GetData()
 	n.czxid, n.mzxid = z.GetCzxid(), z.GetMzxid()
 	n.ctime, n.mtime = z.GetCtime(), z.GetMtime()
-	n.version, n.owner = z.GetVersion(), z.GetEphemeralOwner()
+	n.version = z.GetVersion()
+	owner, err := ownerOf(z)
+	if err != nil {
+		return err
+	}
+	n.owner = owner
 	if z.GetPzxid() != z.GetCzxid() || z.GetCversion() != 0 || z.GetSequence() != 0 {
 		n.dir = &dirStat{pzxid: z.GetPzxid(), cversion: z.GetCversion(), seq: z.GetSequence()}
 	}
@@ -110,7 +116,7 @@ func (t *treeTable) loadZnode(z *raftv1.Znode) error {
 		// Its parent was counted twice; the table is discarded on error.
 		return fmt.Errorf("fsm: snapshot: %s appears twice", z.GetPath())
 	}
-	if n.owner != 0 {
+	if n.session() != 0 {
 		set := t.ephemerals[n.owner]
 		if set == nil {
 			set = make(map[string]struct{})

@@ -20,6 +20,8 @@ func CheckCommand(cmd *raftv1.Command, maxData int) error {
 		return checkSet(op.Set, maxData)
 	case *raftv1.Command_Delete:
 		return checkWritable(op.Delete.GetPath(), false)
+	case *raftv1.Command_DeleteIdle:
+		return checkWritable(op.DeleteIdle.GetPath(), false)
 	case *raftv1.Command_Multi:
 		for i, o := range op.Multi.GetOps() {
 			if err := checkOp(o, maxData); err != nil {
@@ -61,6 +63,9 @@ func checkCreate(req *paddockv1.CreateRequest, maxData int) error {
 	}
 	if req.GetType() == paddockv1.NodeType_NODE_TYPE_EPHEMERAL && req.GetSessionId() == 0 {
 		return errorf(ErrBadArgument, "ephemeral node without a session")
+	}
+	if err := checkNodeType(req); err != nil {
+		return err
 	}
 	return checkSize(req.GetData(), maxData)
 }

@@ -25,6 +25,7 @@ type znode struct {
 	mzxid uint64
 	ctime int64
 	mtime int64
+	// owner is the ephemeral owner, or the TTL or container mark (ttl.go).
 	owner uint64
 	dir   *dirStat
 	// version is the data version (Stat.version).
@@ -121,10 +122,15 @@ func (n *znode) dirCopy() *dirStat {
 type Stat struct {
 	Czxid, Mzxid, Pzxid uint64
 	Ctime, Mtime        int64
-	EphemeralOwner      uint64
-	Version, Cversion   int32
-	DataLength          int32
-	NumChildren         int32
+	// EphemeralOwner is the owning session of an ephemeral znode, or, as
+	// ZooKeeper's ephemeralOwner does, a mark for a TTL or container
+	// znode (read it with Session, TTLMs and Container; Proto splits it
+	// into the API's fields). One field keeps events, which the watch
+	// history holds by the thousand, small.
+	EphemeralOwner    uint64
+	Version, Cversion int32
+	DataLength        int32
+	NumChildren       int32
 }
 
 // Proto returns s as the API's message.
@@ -133,9 +139,11 @@ func (s *Stat) Proto() *paddockv1.Stat {
 		Czxid: s.Czxid, Mzxid: s.Mzxid, Pzxid: s.Pzxid,
 		Ctime: s.Ctime, Mtime: s.Mtime,
 		Version: s.Version, Cversion: s.Cversion,
-		EphemeralOwner: s.EphemeralOwner,
+		EphemeralOwner: s.Session(),
 		DataLength:     s.DataLength,
 		NumChildren:    s.NumChildren,
+		TtlMs:          s.TTLMs(),
+		Container:      s.Container(),
 	}
 }
 
@@ -228,12 +236,13 @@ func (t *txn) create(req *paddockv1.CreateRequest, sessionOK func(uint64) bool) 
 	if err := checkData(req.GetData()); err != nil {
 		return nil, err
 	}
+	if err := checkNodeType(req); err != nil {
+		return nil, err
+	}
 	ephemeral := false
 	switch req.GetType() {
-	case paddockv1.NodeType_NODE_TYPE_UNSPECIFIED, paddockv1.NodeType_NODE_TYPE_PERSISTENT:
-		if req.GetSessionId() != 0 {
-			return nil, errorf(ErrBadArgument, "session_id given for a persistent node")
-		}
+	case paddockv1.NodeType_NODE_TYPE_UNSPECIFIED, paddockv1.NodeType_NODE_TYPE_PERSISTENT,
+		paddockv1.NodeType_NODE_TYPE_TTL, paddockv1.NodeType_NODE_TYPE_CONTAINER:
 	case paddockv1.NodeType_NODE_TYPE_EPHEMERAL:
 		ephemeral = true
 		if !sessionOK(req.GetSessionId()) {
@@ -256,7 +265,7 @@ func (t *txn) create(req *paddockv1.CreateRequest, sessionOK func(uint64) bool) 
 	if parent == nil {
 		return nil, errorf(ErrNoNode, "parent %s", parentPath)
 	}
-	if parent.owner != 0 {
+	if parent.session() != 0 {
 		return nil, errorf(ErrEphemeralParent, "%s", parentPath)
 	}
 	if req.GetSequential() {
@@ -272,6 +281,7 @@ func (t *txn) create(req *paddockv1.CreateRequest, sessionOK func(uint64) bool) 
 	n.data = req.GetData()
 	n.czxid, n.mzxid = t.index, t.index
 	n.ctime, n.mtime = t.now, t.now
+	n.owner = specialOwner(req)
 	if ephemeral {
 		n.owner = req.GetSessionId()
 		t.eph = append(t.eph, ephRef{owner: n.owner, path: path})
@@ -362,7 +372,7 @@ func (t *txn) delete(req *paddockv1.DeleteRequest) (*paddockv1.DeleteResponse, e
 	for i := len(doomed) - 1; i >= 0; i-- {
 		d := doomed[i]
 		t.tree.Delete(d)
-		if d.owner != 0 {
+		if d.session() != 0 {
 			t.eph = append(t.eph, ephRef{owner: d.owner, path: d.path, del: true})
 		}
 		t.events = append(t.events, Event{Zxid: t.index, Type: EventDeleted, Path: d.path, PrevData: d.data})

@@ -128,6 +128,24 @@
 //     request also fsm.StateHashAndIndex, a digest of the whole state
 //     with the applied index it was taken at, which replicas at the same
 //     index must agree on (the robustness tests compare them).
+//   - Leader deadlines (deadline.go): leader-only timed work runs on one
+//     generic tracker per kind (a set of keyed deadlines with a value
+//     each), all on one timer loop per leader term. At term start, after
+//     the barrier, each kind's set is rebuilt from the replicated state;
+//     when leadership ends it is dropped. The tracker acts only by
+//     proposing the kind's command when a deadline passes; a failed
+//     proposal is retried at the next tick, and a key set again while its
+//     command was in flight keeps its new deadline. A kind is a key type,
+//     a load from the fsm and a fire; sessions and TTL/container nodes
+//     are kinds.
+//   - TTL and container znodes (ttl.go): a kind of leader deadline keyed
+//     by path. The leader learns of their changes as the fsm's event
+//     sink (a field check per event while leading, nothing otherwise). A
+//     TTL counts from the later of the last change this leader applied
+//     (creation, data change, removal of the last child) and its term
+//     start, never from mtime (another leader's clock); a container is
+//     due 250 ms after it empties or after term start. The leader then
+//     proposes DeleteIdle with the zxids it saw, so a racing change wins.
 //   - Sessions (session.go): the leader alone decides expiry. Followers
 //     forward keepalives in batches. A new leader starts every session's
 //     clock from its checkpointed remaining time (or its full timeout),
@@ -211,7 +229,7 @@
 // # Concurrency
 //
 // raft and the fsm own their goroutines. The node adds: a leadership
-// watcher, which runs the leader-only work (barrier, session tracker) in a
+// watcher, which runs the leader-only work (barrier, deadline loop) in a
 // goroutine per term and cancels it when leadership is lost; a member
 // registration loop; and the batchers (batch.go: read index rounds,
 // forwarded reads) and the keepalive batcher, whose loops run only while

@@ -59,6 +59,7 @@ type Node struct {
 	fwdReadIndex *batcher[struct{}, uint64]                   // follower: ReadIndex on the leader
 	fwdReads     *batcher[*raftv1.Query, *raftv1.QueryResult] // follower: reads the leader serves
 	sessions     *tracker
+	idle         *idleNodes // TTL and container znodes
 	kaBatch      *keepaliveBatcher
 	fwd          *forwarder // follower: writes to the leader
 	metrics      *metrics
@@ -107,7 +108,8 @@ func New(c Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger, waiter: newAppliedWaiter(), closed: make(chan struct{}), halted: make(chan struct{})}
 	n.watch = newHub(cfg.WatchHistory, cfg.WatchHistoryBytes, cfg.WatchSlowLag)
 	n.watch.header = n.Header
-	n.fsm = fsm.New(sinks{n.watch, n.waiter}, fsm.WithFeatureLevel(cfg.FeatureLevel))
+	n.idle = newIdleNodes(n)
+	n.fsm = fsm.New(sinks{n.watch, n.idle, n.waiter}, fsm.WithFeatureLevel(cfg.FeatureLevel))
 	n.peers = newPeerConns(cfg.DialPeer)
 	n.fwd = newForwarder()
 	n.streamsClosed = make(chan struct{})
@@ -453,7 +455,8 @@ func (n *Node) startTerm(ctx context.Context) *leaderTerm {
 
 // leadTerm is the leader's work for one term: apply a barrier entry of its
 // own term (so reads and session clocks start from an up-to-date state),
-// then run the session tracker until leadership ends.
+// then run the leader's deadlines (sessions, TTL and container nodes)
+// until leadership ends.
 func (n *Node) leadTerm(ctx context.Context, ready chan struct{}) {
 	for {
 		_, err := n.proposeLocal(ctx, barrierCommand())
@@ -470,7 +473,17 @@ func (n *Node) leadTerm(ctx context.Context, ready chan struct{}) {
 	}
 	close(ready)
 	n.log.Info("leading", "term", n.raft.CurrentTerm())
-	n.sessions.run(ctx)
+	n.leaderTimers().run(ctx)
+}
+
+// leaderTimers is every kind of leader-side deadline, on one loop. It
+// ticks at least ten times per shortest session timeout.
+func (n *Node) leaderTimers() *leaderTimers {
+	return &leaderTimers{
+		every: min(100*time.Millisecond, n.cfg.MinSessionTimeout/10),
+		sets:  []timerSet{n.sessions.d, n.idle.d},
+		after: []func(context.Context, time.Time){n.sessions.checkpoint},
+	}
 }
 
 // sleepCtx waits d or until ctx ends; it reports whether d passed.

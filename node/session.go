@@ -86,9 +86,10 @@ func (n *Node) KeepAliveForPeer(ctx context.Context, ids []uint64) ([]uint64, er
 	return n.sessions.renew(ctx, ids)
 }
 
-// tracker times sessions on the leader. It is active only while this node
-// leads and has applied its barrier; keepalives that arrive before that
-// are remembered and honoured when it starts.
+// tracker times sessions on the leader: the session kind of the leader's
+// deadlines (deadline.go), plus renewals and checkpoints. Keepalives that
+// arrive before the deadlines start (the barrier is pending) are kept as
+// floors and honoured when they start.
 //
 // Answering a keepalive promises the session its timeout from about now,
 // even if the leader changes. A new leader gives every session its full
@@ -106,23 +107,15 @@ func (n *Node) KeepAliveForPeer(ctx context.Context, ids []uint64) ([]uint64, er
 //     checkpoint and applying it.
 type tracker struct {
 	n *Node
+	d *deadlines[uint64, struct{}]
 
-	ckpt sync.RWMutex // held by the checkpoint being proposed, shared by renewals
-
-	mu        sync.Mutex
-	active    bool
-	deadline  map[uint64]time.Time
-	timeout   map[uint64]time.Duration
-	renewed   map[uint64]time.Time
-	pending   map[uint64]time.Time // keepalives while inactive
-	expiring  map[uint64]bool      // CloseSession proposed
-	lastCkpt  time.Time
-	tickEvery time.Duration
+	ckpt     sync.RWMutex // held by the checkpoint being proposed, shared by renewals
+	lastCkpt time.Time    // only the timer loop touches it
 }
 
 func newTracker(n *Node) *tracker {
-	t := &tracker{n: n, pending: map[uint64]time.Time{}}
-	t.tickEvery = min(100*time.Millisecond, n.cfg.MinSessionTimeout/10)
+	t := &tracker{n: n}
+	t.d = newDeadlines("session", t.load, t.expire)
 	return t
 }
 
@@ -171,20 +164,10 @@ func (t *tracker) keepalive(id uint64) (checkpointed bool, _ error) {
 	if !ok {
 		return false, fmt.Errorf("%w: session %d", fsm.ErrSessionExpired, id)
 	}
-	now := time.Now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if !t.active {
-		t.pending[id] = now
-		return timer.RemainingMs > 0, nil
-	}
-	if t.expiring[id] {
+	d := time.Duration(timer.TimeoutMs) * time.Millisecond
+	if err := t.d.extend(id, time.Now().Add(d)); err != nil {
 		return false, fmt.Errorf("%w: session %d", fsm.ErrSessionExpired, id)
 	}
-	d := time.Duration(timer.TimeoutMs) * time.Millisecond
-	t.deadline[id] = now.Add(d)
-	t.timeout[id] = d
-	t.renewed[id] = now
 	return timer.RemainingMs > 0, nil
 }
 
@@ -197,149 +180,79 @@ func (t *tracker) applied(cmd *raftv1.Command, res *fsm.Result) {
 	switch op := cmd.GetOp().(type) {
 	case *raftv1.Command_OpenSession:
 		id := res.Resp.(*paddockv1.OpenSessionResponse).GetSessionId()
-		t.track(id, time.Duration(op.OpenSession.GetTimeoutMs())*time.Millisecond)
+		t.d.set(id, time.Now().Add(time.Duration(op.OpenSession.GetTimeoutMs())*time.Millisecond), struct{}{})
 	case *raftv1.Command_CloseSession:
-		t.forget(op.CloseSession.GetSessionId())
+		t.d.remove(op.CloseSession.GetSessionId())
 	}
 }
 
-func (t *tracker) track(id uint64, d time.Duration) {
-	now := time.Now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if !t.active {
-		return // start reads it from the state machine
-	}
-	t.deadline[id] = now.Add(d)
-	t.timeout[id] = d
-	t.renewed[id] = now
-}
-
-func (t *tracker) forget(id uint64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.active {
-		delete(t.deadline, id)
-		delete(t.timeout, id)
-		delete(t.renewed, id)
-		delete(t.expiring, id)
-	}
-}
-
-// start arms every session's clock: from its checkpointed remaining time
-// if it has one, else from its full timeout, and never earlier than a
-// keepalive received while the barrier was pending allows.
-func (t *tracker) start() {
-	now := time.Now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.active = true
-	t.deadline = map[uint64]time.Time{}
-	t.timeout = map[uint64]time.Duration{}
-	t.renewed = map[uint64]time.Time{}
-	t.expiring = map[uint64]bool{}
+// load arms every session's clock at term start: from its checkpointed
+// remaining time if it has one, else from its full timeout (a keepalive
+// received while the barrier was pending may push it later: the floor).
+func (t *tracker) load(now time.Time) map[uint64]deadline[struct{}] {
 	t.lastCkpt = now
+	out := map[uint64]deadline[struct{}]{}
 	for _, s := range t.n.fsm.SessionTimers() {
-		full := time.Duration(s.TimeoutMs) * time.Millisecond
-		left := full
+		left := time.Duration(s.TimeoutMs) * time.Millisecond
 		if s.RemainingMs > 0 {
 			left = time.Duration(s.RemainingMs) * time.Millisecond
 		}
-		dl := now.Add(left)
-		if p, ok := t.pending[s.ID]; ok && p.Add(full).After(dl) {
-			dl = p.Add(full)
-		}
-		t.deadline[s.ID] = dl
-		t.timeout[s.ID] = full
-		t.renewed[s.ID] = dl.Add(-full)
+		out[s.ID] = deadline[struct{}]{At: now.Add(left)}
 	}
-	t.pending = map[uint64]time.Time{}
+	return out
 }
 
-func (t *tracker) stop() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.active = false
-	t.pending = map[uint64]time.Time{}
-}
-
-// run times sessions until ctx ends (leadership lost or shutdown).
-func (t *tracker) run(ctx context.Context) {
-	t.start()
-	defer t.stop()
-	tick := time.NewTicker(t.tickEvery)
-	defer tick.Stop()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			t.ckpt.Lock()
-			expired, ckpt := t.due(now)
-			for _, id := range expired {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					t.expire(ctx, id)
-				}()
-			}
-			if ckpt != nil {
-				if _, err := t.n.proposeLocal(ctx, ckpt); err != nil && ctx.Err() == nil {
-					t.n.log.Warn("session checkpoint failed", "error", err)
-				}
-			}
-			t.ckpt.Unlock()
-		}
-	}
-}
-
-// due returns the sessions past their deadline and, when one is due, a
-// checkpoint command with the remaining time of the idle sessions.
-func (t *tracker) due(now time.Time) ([]uint64, *raftv1.Command) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var expired []uint64
-	for id, dl := range t.deadline {
-		if now.After(dl) && !t.expiring[id] {
-			t.expiring[id] = true
-			expired = append(expired, id)
-		}
-	}
-	slices.Sort(expired)
-	var cps []*raftv1.SessionCheckpoint
+// checkpoint proposes, once per checkpoint interval, the remaining time
+// of the sessions not renewed within it. It runs on the timer loop.
+func (t *tracker) checkpoint(ctx context.Context, now time.Time) {
 	interval := t.n.cfg.SessionCheckpointInterval
-	if now.Sub(t.lastCkpt) >= interval {
-		t.lastCkpt = now
-		for _, id := range slices.Sorted(maps.Keys(t.deadline)) {
-			if t.expiring[id] || now.Sub(t.renewed[id]) < interval {
-				continue
-			}
-			left := max(t.deadline[id].Sub(now).Milliseconds(), 1)
-			cps = append(cps, &raftv1.SessionCheckpoint{SessionId: id, RemainingMs: left})
-		}
-	}
-	if len(cps) == 0 {
-		return expired, nil
-	}
-	return expired, &raftv1.Command{Op: &raftv1.Command_CheckpointSessions{
-		CheckpointSessions: &raftv1.CheckpointSessions{Checkpoints: cps},
-	}}
-}
-
-func (t *tracker) expire(ctx context.Context, id uint64) {
-	_, err := t.n.proposeLocal(ctx, &raftv1.Command{Op: &raftv1.Command_CloseSession{
-		CloseSession: &raftv1.CloseSession{SessionId: id, Reason: raftv1.CloseReason_CLOSE_REASON_EXPIRED},
-	}})
-	if err != nil && ctx.Err() == nil {
-		t.n.log.Warn("session expiry failed; will retry", "session", id, "error", err)
-		t.mu.Lock()
-		delete(t.expiring, id)
-		t.mu.Unlock()
+	if now.Sub(t.lastCkpt) < interval {
 		return
 	}
-	t.n.log.Info("session expired", "session", id)
+	t.lastCkpt = now
+	t.ckpt.Lock()
+	defer t.ckpt.Unlock()
+	live := t.d.snapshot()
+	var cps []*raftv1.SessionCheckpoint
+	for _, s := range t.n.fsm.SessionTimers() {
+		dl, ok := live[s.ID]
+		if !ok {
+			continue // expiring, or not timed here
+		}
+		// A session's deadline is its last renewal plus its timeout.
+		renewed := dl.At.Add(-time.Duration(s.TimeoutMs) * time.Millisecond)
+		if now.Sub(renewed) < interval {
+			continue
+		}
+		left := max(dl.At.Sub(now).Milliseconds(), 1)
+		cps = append(cps, &raftv1.SessionCheckpoint{SessionId: s.ID, RemainingMs: left})
+	}
+	if len(cps) == 0 {
+		return
+	}
+	_, err := t.n.proposeLocal(ctx, &raftv1.Command{Op: &raftv1.Command_CheckpointSessions{
+		CheckpointSessions: &raftv1.CheckpointSessions{Checkpoints: cps},
+	}})
+	if err != nil && ctx.Err() == nil {
+		t.n.log.Warn("session checkpoint failed", "error", err)
+	}
+}
+
+// expire proposes a due session's CloseSession.
+func (t *tracker) expire(ctx context.Context, id uint64, _ struct{}) error {
+	res, err := t.n.proposeLocal(ctx, &raftv1.Command{Op: &raftv1.Command_CloseSession{
+		CloseSession: &raftv1.CloseSession{SessionId: id, Reason: raftv1.CloseReason_CLOSE_REASON_EXPIRED},
+	}})
+	if err != nil {
+		if ctx.Err() == nil {
+			t.n.log.Warn("session expiry failed; will retry", "session", id, "error", err)
+		}
+		return err
+	}
+	if res.Err == nil {
+		t.n.log.Info("session expired", "session", id)
+	}
+	return nil
 }
 
 // keepaliveBatcher forwards a follower's keepalives to the leader: while

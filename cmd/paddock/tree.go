@@ -61,12 +61,12 @@ func versionFlag(cmd *cobra.Command, v int32) *int32 {
 
 func newTreeCreateCmd(o *clientOptions) *cobra.Command {
 	var (
-		ephemeral, sequential bool
-		sessionID             uint64
-		sessionTimeout        time.Duration
+		ephemeral, sequential, container bool
+		sessionID                        uint64
+		sessionTimeout, ttl              time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "create [--ephemeral] [--sequential] [--session ID] PATH [DATA]",
+		Use:   "create [--ephemeral | --ttl D | --container] [--sequential] [--session ID] PATH [DATA]",
 		Short: "Create a znode and print its path",
 		Long: `Create a znode and print its path, with the sequential suffix if any.
 DATA "-" reads stdin.
@@ -76,21 +76,34 @@ and then holds the session open until SIGINT or SIGTERM, when it closes the
 session (deleting the znode) and exits 0. If the process is killed the
 session expires after --session-timeout. While no node acknowledges its
 keepalives it says so on stderr and keeps trying: only the cluster decides
-that the session has expired, and then create fails.`,
+that the session has expired, and then create fails.
+
+With --ttl, the znode is deleted once it has gone that long without a
+change to its data and has no children (ZooKeeper's TTL nodes). With
+--container, it is deleted soon after its last child is; a container that
+never had a child stays.`,
 		Args: cobra.RangeArgs(1, 2),
 	}
 	cmd.Flags().BoolVar(&ephemeral, "ephemeral", false, "delete the znode when its session ends")
 	cmd.Flags().BoolVar(&sequential, "sequential", false, "append the parent's counter (%010d) to PATH")
 	cmd.Flags().Uint64Var(&sessionID, "session", 0, "id of the session owning the znode")
 	cmd.Flags().DurationVar(&sessionTimeout, "session-timeout", 10*time.Second, "timeout of the session opened by --ephemeral without --session")
+	cmd.Flags().DurationVar(&ttl, "ttl", 0, "make a TTL znode: delete it after this long without a change (and no children)")
+	cmd.Flags().BoolVar(&container, "container", false, "make a container znode: delete it once its last child is gone")
+	cmd.MarkFlagsMutuallyExclusive("ephemeral", "ttl", "container")
 	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
 		data, err := dataArg(cmd, args, 1)
 		if err != nil {
 			return err
 		}
 		req := &paddockv1.CreateRequest{Path: args[0], Data: data, Sequential: sequential, SessionId: sessionID}
-		if ephemeral {
+		switch {
+		case ephemeral:
 			req.Type = paddockv1.NodeType_NODE_TYPE_EPHEMERAL
+		case cmd.Flags().Changed("ttl"):
+			req.Type, req.TtlMs = paddockv1.NodeType_NODE_TYPE_TTL, ttl.Milliseconds()
+		case container:
+			req.Type = paddockv1.NodeType_NODE_TYPE_CONTAINER
 		}
 		c, err := o.dial(cmd)
 		if err != nil {
@@ -346,5 +359,11 @@ func writeStat(w io.Writer, st *paddockv1.Stat) error {
 		"version = %d\ncversion = %d\nephemeral_owner = %d\ndata_length = %d\nnum_children = %d\n",
 		st.GetCzxid(), st.GetMzxid(), st.GetPzxid(), ms(st.GetCtime()), ms(st.GetMtime()),
 		st.GetVersion(), st.GetCversion(), st.GetEphemeralOwner(), st.GetDataLength(), st.GetNumChildren())
+	if err == nil && st.GetTtlMs() != 0 {
+		_, err = fmt.Fprintf(w, "ttl_ms = %d\n", st.GetTtlMs())
+	}
+	if err == nil && st.GetContainer() {
+		_, err = fmt.Fprintln(w, "container = true")
+	}
 	return err
 }

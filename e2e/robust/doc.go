@@ -96,6 +96,10 @@
 //   - sessions (2 s timeout) with one or two ephemerals each under /eph,
 //     some kept alive until the end, some abandoned (keepalives stop, as
 //     if the client were killed) and some closed;
+//   - TTL znodes (1 or 1.5 s) under /ttl, some left idle, some set every
+//     half TTL a few times, some given a child for a while; container
+//     znodes under /ctr, given one or two children that are deleted
+//     later, or none (those must stay);
 //   - one watcher per node, each watching "/" recursively from zxid 1,
 //     resuming on another node when its stream breaks, and starting a new
 //     stream when the node answers COMPACTED.
@@ -111,14 +115,16 @@
 //
 // When the faults are over and the workloads have made their calls, Run
 // heals the network, waits for the abandoned and closed sessions'
-// ephemerals to go, reads every register once more (recorded, so a lost
-// acknowledged write fails the check), lists the tree until two listings
-// agree, waits for every watcher to catch up with it, and asks every node
-// for a digest of its state. The checkers of package check then judge the
-// histories: linearizability of the registers (porcupine), the sequential
-// suffixes, the ephemerals' lifetimes, the watch streams, and the equal
-// state digests. The seed fixes the faults, their timing and every
-// client's choices; the interleaving of concurrent calls is not fixed, so
+// ephemerals, the TTL znodes and the emptied containers to go, reads
+// every register once more (recorded, so a lost acknowledged write fails
+// the check), lists the tree until two listings agree, waits for every
+// watcher to catch up with it, and asks every node for a digest of its
+// state. The checkers of package check then judge the histories:
+// linearizability of the registers (porcupine), the sequential suffixes,
+// the ephemerals' lifetimes, the TTL and container znodes' lifetimes, the
+// watch streams, and the equal state digests. The seed fixes the faults,
+// their timing and every client's choices; the interleaving of concurrent
+// calls is not fixed, so
 // a seed replays the same faults and workload, not the same history.
 //
 // Everything here needs root, `ip` (iproute2) and `iptables`; Available

@@ -83,6 +83,8 @@ func TestRobust(t *testing.T) {
 			total.Unknown += rep.Unknown
 			total.Sessions += rep.Sessions
 			total.Ephemerals += rep.Ephemerals
+			total.Idle += rep.Idle
+			total.IdleDeleted += rep.IdleDeleted
 			total.Events += rep.Events
 			total.LeaderChanges += rep.LeaderChanges
 			total.Violations = append(total.Violations, rep.Violations...)
@@ -108,8 +110,8 @@ func TestRobust(t *testing.T) {
 		fs = append(fs, fmt.Sprintf("%s %d", k, n))
 	}
 	sort.Strings(fs)
-	t.Logf("%d runs, %d ops (%d unknown), %d sessions, %d ephemerals, %d watch events, %d leaders; faults: %s; %d violations",
-		len(plan), total.Ops, total.Unknown, total.Sessions, total.Ephemerals, total.Events, total.LeaderChanges, strings.Join(fs, ", "), len(total.Violations))
+	t.Logf("%d runs, %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted), %d watch events, %d leaders; faults: %s; %d violations",
+		len(plan), total.Ops, total.Unknown, total.Sessions, total.Ephemerals, total.Idle, total.IdleDeleted, total.Events, total.LeaderChanges, strings.Join(fs, ", "), len(total.Violations))
 }
 
 // seededRun is a seed and the faults it injects (nil: drawn by the seed).

@@ -49,8 +49,12 @@ type Report struct {
 	// Ops counts register and sequential calls, Unknown their calls whose
 	// outcome the client never learned.
 	Ops, Unknown int
-	// Sessions, Ephemerals and Events count what the run checked.
-	Sessions, Ephemerals, Events int
+	// Sessions, Ephemerals, Idle (TTL and container znodes) and Events
+	// count what the run checked.
+	Sessions, Ephemerals, Idle, Events int
+	// IdleDeleted counts the TTL and container znodes seen deleted,
+	// IdleUnknown those with a call of unknown outcome (no upper bound).
+	IdleDeleted, IdleUnknown int
 	// LeaderChanges counts the new terms' leaders seen during the run
 	// (the first leader included).
 	LeaderChanges int
@@ -67,8 +71,8 @@ type Report struct {
 
 // Summary is a one-line description of r.
 func (r *Report) Summary() string {
-	return fmt.Sprintf("seed %d: %d ops (%d unknown), %d sessions, %d ephemerals, %d events, faults [%s], %d leaders, snapshot installs %v, %d violations, %v",
-		r.Seed, r.Ops, r.Unknown, r.Sessions, r.Ephemerals, r.Events, strings.Join(r.Faults, "; "), r.LeaderChanges, r.SnapshotInstalls, len(r.Violations), r.Duration.Round(100*time.Millisecond))
+	return fmt.Sprintf("seed %d: %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted, %d with unknown calls), %d events, faults [%s], %d leaders, snapshot installs %v, %d violations, %v",
+		r.Seed, r.Ops, r.Unknown, r.Sessions, r.Ephemerals, r.Idle, r.IdleDeleted, r.IdleUnknown, r.Events, strings.Join(r.Faults, "; "), r.LeaderChanges, r.SnapshotInstalls, len(r.Violations), r.Duration.Round(100*time.Millisecond))
 }
 
 // Run starts a cluster, runs the workloads against it while injecting the
@@ -130,7 +134,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	letGo := sync.OnceFunc(func() { close(release) })
 	defer letGo()
 	var wg, swg, ended sync.WaitGroup
-	for i := range 5 {
+	for i := range 6 {
 		cl, err := newClient(ctx, c.Endpoints(), i)
 		if err != nil {
 			return nil, err
@@ -145,6 +149,8 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 				sequentials(ctx, rec, cl, stop)
 			case 4:
 				sessions(ctx, rec, cl, wrng, stop, release, &swg, &ended)
+			case 5:
+				idles(ctx, rec, cl, wrng, stop, &ended)
 			default:
 				registers(ctx, rec, cl, wrng, i, stop)
 			}
@@ -255,7 +261,7 @@ func setup(ctx context.Context, c *Cluster) error {
 		return err
 	}
 	defer cl.Close()
-	for _, p := range []string{regParent, seqParent, ephParent} {
+	for _, p := range []string{regParent, seqParent, ephParent, ttlParent, ctrParent} {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := cl.Create(cctx, &paddockv1.CreateRequest{Path: p})
 		cancel()
@@ -268,8 +274,8 @@ func setup(ctx context.Context, c *Cluster) error {
 
 // settle waits until every node is running and the cluster has a leader,
 // and until the watchers have seen every ephemeral of an abandoned or
-// closed session deleted, or its deadline has passed (the checker then
-// tells which).
+// closed session, and every TTL or emptied container znode, deleted, or
+// its deadline has passed (the checker then tells which).
 func settle(ctx context.Context, c *Cluster, rec *recorder) error {
 	for i := range c.N() {
 		if !c.Running(i) {
@@ -292,11 +298,20 @@ func settle(ctx context.Context, c *Cluster, rec *recorder) error {
 	}
 }
 
-// ending counts the ephemerals of abandoned and closed sessions that no
-// watcher has yet seen deleted, and the latest deadline among them.
+// ending counts the ephemerals of abandoned and closed sessions, and the
+// TTL and container znodes due to go, that no watcher has yet seen
+// deleted, and the latest deadline among them.
 func ending(rec *recorder) (pending int, last time.Duration) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
+	for _, n := range rec.idle {
+		if d, due := idleDeadline(n); due {
+			if _, ok := rec.deleted[n.Path]; !ok {
+				pending++
+				last = max(last, d)
+			}
+		}
+	}
 	for _, s := range rec.sessions {
 		if s.Fate == check.KeptAlive {
 			continue
@@ -382,7 +397,7 @@ func final(ctx context.Context, c *Cluster, rec *recorder, ws []*watcher) (*fina
 	fin.end = rec.now()
 	fin.present = make(map[string]bool)
 	for p := range fin.tree {
-		if strings.HasPrefix(p, ephParent+"/") {
+		if strings.HasPrefix(p, ephParent+"/") || strings.HasPrefix(p, ttlParent+"/") || strings.HasPrefix(p, ctrParent+"/") {
 			fin.present[p] = true
 		}
 	}
@@ -580,6 +595,19 @@ func judge(rep *Report, cfg RunConfig, rec *recorder, ws []*watcher, fin *finalS
 	}
 	rep.Sessions = len(sessions)
 	vs = append(vs, check.Sessions(sessions, rec.deleted, fin.present, fin.end, electionTimeout, leaders)...)
+	var idle []check.IdleNode
+	for _, n := range rec.idle {
+		idle = append(idle, *n)
+		if _, ok := rec.deleted[n.Path]; ok {
+			rep.IdleDeleted++
+		}
+		calls := append(append(append([]check.Call{n.Created}, n.Sets...), n.ChildCreates...), n.ChildDeletes...)
+		if slices.ContainsFunc(calls, func(c check.Call) bool { return c.Outcome == check.Unknown }) {
+			rep.IdleUnknown++
+		}
+	}
+	rep.Idle = len(idle)
+	vs = append(vs, check.IdleNodes(idle, rec.deleted, fin.present, fin.end, electionTimeout, leaders)...)
 	vs = append(vs, check.Watches(streams, fin.tree)...)
 	vs = append(vs, check.SameState(hashes)...)
 	slices.SortStableFunc(vs, func(a, b check.Violation) int { return strings.Compare(a.Check, b.Check) })

@@ -45,6 +45,7 @@ type recorder struct {
 	regs       []check.RegisterOp
 	seqs       []check.SeqCreate
 	sessions   []*check.Session
+	idle       []*check.IdleNode
 	unexpected []string // errors no workload call should ever get
 	// deleted is when any watcher first saw each path deleted.
 	deleted map[string]time.Duration

@@ -20,6 +20,11 @@
 //   - Sessions: no ephemeral deleted before its session's timeout after
 //     the last acknowledged keepalive; abandoned sessions' ephemerals gone
 //     within 2 x timeout + election timeout + 1 s; closed ones' gone.
+//   - IdleNodes: no TTL znode deleted before its TTL after its last
+//     acknowledged change, neither kind deleted while it has a child, no
+//     container deleted that never had one; each gone within its bound
+//     (TTL, or 0 for a container, + election timeout + 1 s) from the
+//     later of its last change and the last leader change.
 //   - Watches: streams ordered, without duplicates, agreeing with each
 //     other, and a complete stream replayed gives the final tree.
 //   - SameState: every replica at the same applied index and hash.
@@ -27,7 +32,9 @@
 // What the recorder must provide for the checks to be sound: times on one
 // monotonic clock; a session marked Closed only when its close was
 // acknowledged; a sequential parent holding only the workload's creates,
-// none deleted; ephemerals deleted only by their session's end; watchers
+// none deleted; ephemerals deleted only by their session's end; TTL and
+// container znodes deleted only by the cluster, their paths never reused,
+// a child never created again once deleted; watchers
 // stopped, and the final tree read, after the last write.
 //
 // Nothing here is concurrent: each checker is a pure function of its

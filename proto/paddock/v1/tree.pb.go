@@ -31,6 +31,12 @@ const (
 	NodeType_NODE_TYPE_PERSISTENT NodeType = 1
 	// NODE_TYPE_EPHEMERAL znodes are deleted with their session.
 	NodeType_NODE_TYPE_EPHEMERAL NodeType = 2
+	// NODE_TYPE_TTL znodes are deleted once they have gone ttl_ms without
+	// a change to their data and have no children (ZooKeeper's TTL nodes).
+	NodeType_NODE_TYPE_TTL NodeType = 3
+	// NODE_TYPE_CONTAINER znodes are deleted soon after their last child
+	// is (ZooKeeper's container nodes); one that never had a child stays.
+	NodeType_NODE_TYPE_CONTAINER NodeType = 4
 )
 
 // Enum value maps for NodeType.
@@ -39,11 +45,15 @@ var (
 		0: "NODE_TYPE_UNSPECIFIED",
 		1: "NODE_TYPE_PERSISTENT",
 		2: "NODE_TYPE_EPHEMERAL",
+		3: "NODE_TYPE_TTL",
+		4: "NODE_TYPE_CONTAINER",
 	}
 	NodeType_value = map[string]int32{
 		"NODE_TYPE_UNSPECIFIED": 0,
 		"NODE_TYPE_PERSISTENT":  1,
 		"NODE_TYPE_EPHEMERAL":   2,
+		"NODE_TYPE_TTL":         3,
+		"NODE_TYPE_CONTAINER":   4,
 	}
 )
 
@@ -96,7 +106,11 @@ type Stat struct {
 	// data_length is the length of the znode's data in bytes.
 	DataLength int32 `protobuf:"varint,9,opt,name=data_length,json=dataLength,proto3" json:"data_length,omitempty"`
 	// num_children is the number of children of the znode.
-	NumChildren   int32 `protobuf:"varint,10,opt,name=num_children,json=numChildren,proto3" json:"num_children,omitempty"`
+	NumChildren int32 `protobuf:"varint,10,opt,name=num_children,json=numChildren,proto3" json:"num_children,omitempty"`
+	// ttl_ms is a TTL node's TTL in milliseconds, 0 for other znodes.
+	TtlMs int64 `protobuf:"varint,11,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// container is true for a container znode.
+	Container     bool `protobuf:"varint,12,opt,name=container,proto3" json:"container,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -201,6 +215,20 @@ func (x *Stat) GetNumChildren() int32 {
 	return 0
 }
 
+func (x *Stat) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *Stat) GetContainer() bool {
+	if x != nil {
+		return x.Container
+	}
+	return false
+}
+
 // CreateRequest creates one znode.
 type CreateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -213,7 +241,10 @@ type CreateRequest struct {
 	// sequential appends the parent's counter as a %010d suffix to path.
 	Sequential bool `protobuf:"varint,4,opt,name=sequential,proto3" json:"sequential,omitempty"`
 	// session_id owns the znode; required for ephemeral znodes.
-	SessionId     uint64 `protobuf:"varint,5,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	SessionId uint64 `protobuf:"varint,5,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// ttl_ms is the TTL of a NODE_TYPE_TTL znode, in milliseconds (required
+	// for that type, refused for the others).
+	TtlMs         int64 `protobuf:"varint,6,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -279,6 +310,13 @@ func (x *CreateRequest) GetSequential() bool {
 func (x *CreateRequest) GetSessionId() uint64 {
 	if x != nil {
 		return x.SessionId
+	}
+	return 0
+}
+
+func (x *CreateRequest) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
 	}
 	return 0
 }
@@ -1464,7 +1502,7 @@ var File_paddock_v1_tree_proto protoreflect.FileDescriptor
 const file_paddock_v1_tree_proto_rawDesc = "" +
 	"\n" +
 	"\x15paddock/v1/tree.proto\x12\n" +
-	"paddock.v1\x1a\x17paddock/v1/common.proto\"\x97\x02\n" +
+	"paddock.v1\x1a\x17paddock/v1/common.proto\"\xcc\x02\n" +
 	"\x04Stat\x12\x14\n" +
 	"\x05czxid\x18\x01 \x01(\x04R\x05czxid\x12\x14\n" +
 	"\x05mzxid\x18\x02 \x01(\x04R\x05mzxid\x12\x14\n" +
@@ -1477,7 +1515,9 @@ const file_paddock_v1_tree_proto_rawDesc = "" +
 	"\vdata_length\x18\t \x01(\x05R\n" +
 	"dataLength\x12!\n" +
 	"\fnum_children\x18\n" +
-	" \x01(\x05R\vnumChildren\"\xa0\x01\n" +
+	" \x01(\x05R\vnumChildren\x12\x15\n" +
+	"\x06ttl_ms\x18\v \x01(\x03R\x05ttlMs\x12\x1c\n" +
+	"\tcontainer\x18\f \x01(\bR\tcontainer\"\xb7\x01\n" +
 	"\rCreateRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12(\n" +
@@ -1486,7 +1526,8 @@ const file_paddock_v1_tree_proto_rawDesc = "" +
 	"sequential\x18\x04 \x01(\bR\n" +
 	"sequential\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x05 \x01(\x04R\tsessionId\"~\n" +
+	"session_id\x18\x05 \x01(\x04R\tsessionId\x12\x15\n" +
+	"\x06ttl_ms\x18\x06 \x01(\x03R\x05ttlMs\"~\n" +
 	"\x0eCreateResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.paddock.v1.ResponseHeaderR\x06header\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12$\n" +
@@ -1561,11 +1602,13 @@ const file_paddock_v1_tree_proto_rawDesc = "" +
 	"\x03ops\x18\x01 \x03(\v2\x0e.paddock.v1.OpR\x03ops\"s\n" +
 	"\rMultiResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.paddock.v1.ResponseHeaderR\x06header\x12.\n" +
-	"\aresults\x18\x02 \x03(\v2\x14.paddock.v1.OpResultR\aresults*X\n" +
+	"\aresults\x18\x02 \x03(\v2\x14.paddock.v1.OpResultR\aresults*\x84\x01\n" +
 	"\bNodeType\x12\x19\n" +
 	"\x15NODE_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14NODE_TYPE_PERSISTENT\x10\x01\x12\x17\n" +
-	"\x13NODE_TYPE_EPHEMERAL\x10\x022\xb9\x03\n" +
+	"\x13NODE_TYPE_EPHEMERAL\x10\x02\x12\x11\n" +
+	"\rNODE_TYPE_TTL\x10\x03\x12\x17\n" +
+	"\x13NODE_TYPE_CONTAINER\x10\x042\xb9\x03\n" +
 	"\vTreeService\x12?\n" +
 	"\x06Create\x12\x19.paddock.v1.CreateRequest\x1a\x1a.paddock.v1.CreateResponse\x126\n" +
 	"\x03Get\x12\x16.paddock.v1.GetRequest\x1a\x17.paddock.v1.GetResponse\x126\n" +

@@ -104,6 +104,7 @@ type Command struct {
 	//	*Command_CheckpointSessions
 	//	*Command_RegisterMember
 	//	*Command_Barrier
+	//	*Command_DeleteIdle
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -248,6 +249,15 @@ func (x *Command) GetBarrier() *Barrier {
 	return nil
 }
 
+func (x *Command) GetDeleteIdle() *DeleteIdle {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteIdle); ok {
+			return x.DeleteIdle
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -297,6 +307,12 @@ type Command_Barrier struct {
 	Barrier *Barrier `protobuf:"bytes,18,opt,name=barrier,proto3,oneof"`
 }
 
+type Command_DeleteIdle struct {
+	// delete_idle deletes an idle TTL or container znode (the leader's
+	// deadline tracker proposes it).
+	DeleteIdle *DeleteIdle `protobuf:"bytes,19,opt,name=delete_idle,json=deleteIdle,proto3,oneof"`
+}
+
 func (*Command_Create) isCommand_Op() {}
 
 func (*Command_Set) isCommand_Op() {}
@@ -314,6 +330,8 @@ func (*Command_CheckpointSessions) isCommand_Op() {}
 func (*Command_RegisterMember) isCommand_Op() {}
 
 func (*Command_Barrier) isCommand_Op() {}
+
+func (*Command_DeleteIdle) isCommand_Op() {}
 
 // OpenSession opens a session with an already clamped timeout.
 type OpenSession struct {
@@ -640,11 +658,78 @@ func (*Barrier) Descriptor() ([]byte, []int) {
 	return file_paddock_raft_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
+// DeleteIdle deletes a TTL or container znode that is still as the
+// leader last saw it: it exists, is a TTL or container znode, has no
+// children, and its mzxid and pzxid are the ones given (a change since
+// then wins and nothing is deleted). A container must have had a child.
+type DeleteIdle struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// path is the znode to delete.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// mzxid is the znode's mzxid when its deadline was set.
+	Mzxid uint64 `protobuf:"varint,2,opt,name=mzxid,proto3" json:"mzxid,omitempty"`
+	// pzxid is the znode's pzxid when its deadline was set.
+	Pzxid         uint64 `protobuf:"varint,3,opt,name=pzxid,proto3" json:"pzxid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteIdle) Reset() {
+	*x = DeleteIdle{}
+	mi := &file_paddock_raft_v1_command_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteIdle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteIdle) ProtoMessage() {}
+
+func (x *DeleteIdle) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_command_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteIdle.ProtoReflect.Descriptor instead.
+func (*DeleteIdle) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_command_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *DeleteIdle) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *DeleteIdle) GetMzxid() uint64 {
+	if x != nil {
+		return x.Mzxid
+	}
+	return 0
+}
+
+func (x *DeleteIdle) GetPzxid() uint64 {
+	if x != nil {
+		return x.Pzxid
+	}
+	return 0
+}
+
 var File_paddock_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_paddock_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dpaddock/raft/v1/command.proto\x12\x0fpaddock.raft.v1\x1a\x15paddock/v1/tree.proto\"\xa0\x05\n" +
+	"\x1dpaddock/raft/v1/command.proto\x12\x0fpaddock.raft.v1\x1a\x15paddock/v1/tree.proto\"\xe0\x05\n" +
 	"\aCommand\x12 \n" +
 	"\ftime_unix_ms\x18\x01 \x01(\x03R\n" +
 	"timeUnixMs\x12\x1d\n" +
@@ -660,7 +745,9 @@ const file_paddock_raft_v1_command_proto_rawDesc = "" +
 	"\rclose_session\x18\x0f \x01(\v2\x1d.paddock.raft.v1.CloseSessionH\x00R\fcloseSession\x12V\n" +
 	"\x13checkpoint_sessions\x18\x10 \x01(\v2#.paddock.raft.v1.CheckpointSessionsH\x00R\x12checkpointSessions\x12J\n" +
 	"\x0fregister_member\x18\x11 \x01(\v2\x1f.paddock.raft.v1.RegisterMemberH\x00R\x0eregisterMember\x124\n" +
-	"\abarrier\x18\x12 \x01(\v2\x18.paddock.raft.v1.BarrierH\x00R\abarrierB\x04\n" +
+	"\abarrier\x18\x12 \x01(\v2\x18.paddock.raft.v1.BarrierH\x00R\abarrier\x12>\n" +
+	"\vdelete_idle\x18\x13 \x01(\v2\x1b.paddock.raft.v1.DeleteIdleH\x00R\n" +
+	"deleteIdleB\x04\n" +
 	"\x02op\",\n" +
 	"\vOpenSession\x12\x1d\n" +
 	"\n" +
@@ -681,7 +768,12 @@ const file_paddock_raft_v1_command_proto_rawDesc = "" +
 	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\x12\x1b\n" +
 	"\thttp_addr\x18\x04 \x01(\tR\bhttpAddr\x12#\n" +
 	"\rfeature_level\x18\x05 \x01(\rR\ffeatureLevel\"\t\n" +
-	"\aBarrier*^\n" +
+	"\aBarrier\"L\n" +
+	"\n" +
+	"DeleteIdle\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x14\n" +
+	"\x05mzxid\x18\x02 \x01(\x04R\x05mzxid\x12\x14\n" +
+	"\x05pzxid\x18\x03 \x01(\x04R\x05pzxid*^\n" +
 	"\vCloseReason\x12\x1c\n" +
 	"\x18CLOSE_REASON_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CLOSE_REASON_CLIENT\x10\x01\x12\x18\n" +
@@ -700,7 +792,7 @@ func file_paddock_raft_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_paddock_raft_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_paddock_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_paddock_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_paddock_raft_v1_command_proto_goTypes = []any{
 	(CloseReason)(0),           // 0: paddock.raft.v1.CloseReason
 	(*Command)(nil),            // 1: paddock.raft.v1.Command
@@ -710,28 +802,30 @@ var file_paddock_raft_v1_command_proto_goTypes = []any{
 	(*CheckpointSessions)(nil), // 5: paddock.raft.v1.CheckpointSessions
 	(*RegisterMember)(nil),     // 6: paddock.raft.v1.RegisterMember
 	(*Barrier)(nil),            // 7: paddock.raft.v1.Barrier
-	(*v1.CreateRequest)(nil),   // 8: paddock.v1.CreateRequest
-	(*v1.SetRequest)(nil),      // 9: paddock.v1.SetRequest
-	(*v1.DeleteRequest)(nil),   // 10: paddock.v1.DeleteRequest
-	(*v1.MultiRequest)(nil),    // 11: paddock.v1.MultiRequest
+	(*DeleteIdle)(nil),         // 8: paddock.raft.v1.DeleteIdle
+	(*v1.CreateRequest)(nil),   // 9: paddock.v1.CreateRequest
+	(*v1.SetRequest)(nil),      // 10: paddock.v1.SetRequest
+	(*v1.DeleteRequest)(nil),   // 11: paddock.v1.DeleteRequest
+	(*v1.MultiRequest)(nil),    // 12: paddock.v1.MultiRequest
 }
 var file_paddock_raft_v1_command_proto_depIdxs = []int32{
-	8,  // 0: paddock.raft.v1.Command.create:type_name -> paddock.v1.CreateRequest
-	9,  // 1: paddock.raft.v1.Command.set:type_name -> paddock.v1.SetRequest
-	10, // 2: paddock.raft.v1.Command.delete:type_name -> paddock.v1.DeleteRequest
-	11, // 3: paddock.raft.v1.Command.multi:type_name -> paddock.v1.MultiRequest
+	9,  // 0: paddock.raft.v1.Command.create:type_name -> paddock.v1.CreateRequest
+	10, // 1: paddock.raft.v1.Command.set:type_name -> paddock.v1.SetRequest
+	11, // 2: paddock.raft.v1.Command.delete:type_name -> paddock.v1.DeleteRequest
+	12, // 3: paddock.raft.v1.Command.multi:type_name -> paddock.v1.MultiRequest
 	2,  // 4: paddock.raft.v1.Command.open_session:type_name -> paddock.raft.v1.OpenSession
 	3,  // 5: paddock.raft.v1.Command.close_session:type_name -> paddock.raft.v1.CloseSession
 	5,  // 6: paddock.raft.v1.Command.checkpoint_sessions:type_name -> paddock.raft.v1.CheckpointSessions
 	6,  // 7: paddock.raft.v1.Command.register_member:type_name -> paddock.raft.v1.RegisterMember
 	7,  // 8: paddock.raft.v1.Command.barrier:type_name -> paddock.raft.v1.Barrier
-	0,  // 9: paddock.raft.v1.CloseSession.reason:type_name -> paddock.raft.v1.CloseReason
-	4,  // 10: paddock.raft.v1.CheckpointSessions.checkpoints:type_name -> paddock.raft.v1.SessionCheckpoint
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	8,  // 9: paddock.raft.v1.Command.delete_idle:type_name -> paddock.raft.v1.DeleteIdle
+	0,  // 10: paddock.raft.v1.CloseSession.reason:type_name -> paddock.raft.v1.CloseReason
+	4,  // 11: paddock.raft.v1.CheckpointSessions.checkpoints:type_name -> paddock.raft.v1.SessionCheckpoint
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_paddock_raft_v1_command_proto_init() }
@@ -749,6 +843,7 @@ func file_paddock_raft_v1_command_proto_init() {
 		(*Command_CheckpointSessions)(nil),
 		(*Command_RegisterMember)(nil),
 		(*Command_Barrier)(nil),
+		(*Command_DeleteIdle)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -756,7 +851,7 @@ func file_paddock_raft_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_paddock_raft_v1_command_proto_rawDesc), len(file_paddock_raft_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

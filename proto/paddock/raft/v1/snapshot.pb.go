@@ -100,7 +100,11 @@ type Znode struct {
 	// ephemeral_owner is the owning session, 0 if none.
 	EphemeralOwner uint64 `protobuf:"varint,10,opt,name=ephemeral_owner,json=ephemeralOwner,proto3" json:"ephemeral_owner,omitempty"`
 	// sequence is the next sequential suffix for children.
-	Sequence      int64 `protobuf:"varint,11,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Sequence int64 `protobuf:"varint,11,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// ttl_ms is a TTL znode's TTL, 0 for other znodes.
+	TtlMs int64 `protobuf:"varint,12,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// container is true for a container znode.
+	Container     bool `protobuf:"varint,13,opt,name=container,proto3" json:"container,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -210,6 +214,20 @@ func (x *Znode) GetSequence() int64 {
 		return x.Sequence
 	}
 	return 0
+}
+
+func (x *Znode) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *Znode) GetContainer() bool {
+	if x != nil {
+		return x.Container
+	}
+	return false
 }
 
 // SessionRecord is one session in a snapshot.
@@ -576,7 +594,7 @@ const file_paddock_raft_v1_snapshot_proto_rawDesc = "" +
 	"\x1epaddock/raft/v1/snapshot.proto\x12\x0fpaddock.raft.v1\x1a\x1dpaddock/raft/v1/command.proto\"M\n" +
 	"\x0eSnapshotHeader\x12\x16\n" +
 	"\x06format\x18\x01 \x01(\rR\x06format\x12#\n" +
-	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\"\x98\x02\n" +
+	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\"\xcd\x02\n" +
 	"\x05Znode\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x14\n" +
@@ -589,7 +607,9 @@ const file_paddock_raft_v1_snapshot_proto_rawDesc = "" +
 	"\bcversion\x18\t \x01(\x05R\bcversion\x12'\n" +
 	"\x0fephemeral_owner\x18\n" +
 	" \x01(\x04R\x0eephemeralOwner\x12\x1a\n" +
-	"\bsequence\x18\v \x01(\x03R\bsequence\"w\n" +
+	"\bsequence\x18\v \x01(\x03R\bsequence\x12\x15\n" +
+	"\x06ttl_ms\x18\f \x01(\x03R\x05ttlMs\x12\x1c\n" +
+	"\tcontainer\x18\r \x01(\bR\tcontainer\"w\n" +
 	"\rSessionRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
