@@ -607,7 +607,16 @@ func judge(rep *Report, cfg RunConfig, rec *recorder, ws []*watcher, fin *finalS
 		}
 	}
 	rep.Idle = len(idle)
-	vs = append(vs, check.IdleNodes(idle, rec.deleted, fin.present, fin.end, electionTimeout, leaders)...)
+	var writes []check.Call
+	for _, op := range rec.regs {
+		if op.Kind != check.Get {
+			writes = append(writes, check.Call{Path: op.Key, Outcome: op.Outcome, Call: op.Call, Return: op.Return})
+		}
+	}
+	for _, op := range rec.seqs {
+		writes = append(writes, check.Call{Path: op.Path, Outcome: op.Outcome, Call: op.Call, Return: op.Return})
+	}
+	vs = append(vs, check.IdleNodes(idle, rec.deleted, fin.present, fin.end, electionTimeout, leaders, writes)...)
 	vs = append(vs, check.Watches(streams, fin.tree)...)
 	vs = append(vs, check.SameState(hashes)...)
 	slices.SortStableFunc(vs, func(a, b check.Violation) int { return strings.Compare(a.Check, b.Check) })

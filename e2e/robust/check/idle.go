@@ -1,6 +1,7 @@
 package check
 
 import (
+	"cmp"
 	"slices"
 	"time"
 )
@@ -62,13 +63,20 @@ type IdleNode struct {
 //     trust the previous leader's clock, so it gives every TTL its full
 //     length from its own start. A znode with any call of unknown outcome
 //     escapes this rule: the call may have been applied at any time.
+//     The deletion is a write, and no write commits while the cluster
+//     cannot (a quorum cut off, a follower installing a snapshot): the
+//     bound is at least 1 s after the first acknowledged write of the
+//     workload (writes) sent once the znode was due, which the leader's
+//     deletion, proposed when it was due, precedes in the log.
 //
 // The early rules are conservative as Sessions' are: a deletion is
 // flagged only when even the time a watcher saw it is before the bound.
 // A znode neither seen deleted nor present at the end escapes the timing
 // rules (Watches catches the lost event).
-func IdleNodes(nodes []IdleNode, deleted map[string]time.Duration, present map[string]bool, end, electionTimeout time.Duration, leaderChanges []time.Duration) []Violation {
+func IdleNodes(nodes []IdleNode, deleted map[string]time.Duration, present map[string]bool, end, electionTimeout time.Duration, leaderChanges []time.Duration, writes []Call) []Violation {
 	r := report{check: "idle"}
+	writes = slices.Clone(writes)
+	slices.SortFunc(writes, func(a, b Call) int { return cmp.Compare(a.Call, b.Call) })
 	for _, n := range nodes {
 		what := "TTL znode"
 		if n.TTL == 0 {
@@ -133,7 +141,12 @@ func IdleNodes(nodes []IdleNode, deleted map[string]time.Duration, present map[s
 			if i, _ := slices.BinarySearch(leaderChanges, at); i > 0 {
 				start = max(start, leaderChanges[i-1])
 			}
-			return start + n.TTL + electionTimeout + idleGrace
+			due := start + n.TTL
+			bound := due + electionTimeout + idleGrace
+			if c, ok := firstCommit(writes, due); ok {
+				bound = max(bound, c+idleGrace)
+			}
+			return bound
 		}
 		if d := deadline(seen); gone && seen > d {
 			r.addf("%s %s was deleted (seen at %v) after %v, its last change acknowledged at %v", what, n.Path, seen, d, last)
@@ -143,6 +156,20 @@ func IdleNodes(nodes []IdleNode, deleted map[string]time.Duration, present map[s
 		}
 	}
 	return r.violations()
+}
+
+// firstCommit is the earliest return of an acknowledged write (any
+// answer but Unknown) among writes, sorted by Call, sent at or after at.
+func firstCommit(writes []Call, at time.Duration) (time.Duration, bool) {
+	i, _ := slices.BinarySearchFunc(writes, at, func(c Call, t time.Duration) int { return cmp.Compare(c.Call, t) })
+	var first time.Duration
+	found := false
+	for _, c := range writes[i:] {
+		if c.Outcome != Unknown && (!found || c.Return < first) {
+			first, found = c.Return, true
+		}
+	}
+	return first, found
 }
 
 func countOK(calls []Call) int {

@@ -24,6 +24,7 @@ func TestIdleNodes(t *testing.T) {
 		ChildDeletes: []Call{ok("/ctr/c1/a", 2, 2.1), ok("/ctr/c1/b", 4, 4.25)}}
 	lonely := IdleNode{Path: "/ctr/c2", Created: ok("/ctr/c2", 1, 1.1)}
 
+	withWrites := func(c ...Call) []Call { return c }
 	tests := []struct {
 		name    string
 		nodes   []IdleNode
@@ -32,46 +33,53 @@ func TestIdleNodes(t *testing.T) {
 		end     time.Duration
 		leaders []time.Duration
 		want    []string // each must be in some violation; none: must pass
+		writes  []Call   // the workload's writes, for commit stalls
 	}{
-		{"TTL deleted in its window", []IdleNode{ttl}, map[string]time.Duration{"/ttl/t1": secs(4.5)}, nil, secs(20), nil, nil},
-		{"TTL present before its bound", []IdleNode{ttl}, nil, map[string]bool{"/ttl/t1": true}, secs(6), nil, nil},
-		{"TTL with a child deleted after the child", []IdleNode{parent}, map[string]time.Duration{"/ttl/t2": secs(6.5)}, nil, secs(20), nil, nil},
-		{"container deleted after its last child", []IdleNode{box}, map[string]time.Duration{"/ctr/c1": secs(4.4)}, nil, secs(20), nil, nil},
-		{"container never given a child stays", []IdleNode{lonely}, nil, map[string]bool{"/ctr/c2": true}, secs(20), nil, nil},
-		{"a new leader gives a TTL a fresh window", []IdleNode{ttl}, map[string]time.Duration{"/ttl/t1": secs(8)}, nil, secs(20), []time.Duration{secs(0.5), secs(5)}, nil},
+		{"TTL deleted in its window", []IdleNode{ttl}, map[string]time.Duration{"/ttl/t1": secs(4.5)}, nil, secs(20), nil, nil, nil},
+		{"TTL present before its bound", []IdleNode{ttl}, nil, map[string]bool{"/ttl/t1": true}, secs(6), nil, nil, nil},
+		{"TTL with a child deleted after the child", []IdleNode{parent}, map[string]time.Duration{"/ttl/t2": secs(6.5)}, nil, secs(20), nil, nil, nil},
+		{"container deleted after its last child", []IdleNode{box}, map[string]time.Duration{"/ctr/c1": secs(4.4)}, nil, secs(20), nil, nil, nil},
+		{"container never given a child stays", []IdleNode{lonely}, nil, map[string]bool{"/ctr/c2": true}, secs(20), nil, nil, nil},
+		{"a new leader gives a TTL a fresh window", []IdleNode{ttl}, map[string]time.Duration{"/ttl/t1": secs(8)}, nil, secs(20), []time.Duration{secs(0.5), secs(5)}, nil, nil},
 		{"unknown set: no upper bound", []IdleNode{{Path: "/ttl/t3", TTL: secs(1), Created: ok("/ttl/t3", 1, 1.1), Sets: []Call{unknown("/ttl/t3", 2)}}},
-			map[string]time.Duration{"/ttl/t3": secs(30)}, nil, secs(40), nil, nil},
+			map[string]time.Duration{"/ttl/t3": secs(30)}, nil, secs(40), nil, nil, nil},
 		{"unknown create counts for the early rule", []IdleNode{{Path: "/ttl/t4", TTL: secs(1), Created: unknown("/ttl/t4", 1)}},
-			map[string]time.Duration{"/ttl/t4": secs(2.5)}, nil, secs(40), nil, nil},
+			map[string]time.Duration{"/ttl/t4": secs(2.5)}, nil, secs(40), nil, nil, nil},
 
 		{"TTL deleted early", []IdleNode{ttl}, map[string]time.Duration{"/ttl/t1": secs(3.5)}, nil, secs(20), nil,
-			[]string{"TTL znode /ttl/t1 was deleted (seen at 3.5s) before 4s, 2s after its last acknowledged change sent at 2s"}},
+			[]string{"TTL znode /ttl/t1 was deleted (seen at 3.5s) before 4s, 2s after its last acknowledged change sent at 2s"}, nil},
 		{"TTL deleted early after an unknown create", []IdleNode{{Path: "/ttl/t4", TTL: secs(1), Created: unknown("/ttl/t4", 1)}},
 			map[string]time.Duration{"/ttl/t4": secs(1.5)}, nil, secs(40), nil,
-			[]string{"TTL znode /ttl/t4 was deleted (seen at 1.5s) before 2s"}},
+			[]string{"TTL znode /ttl/t4 was deleted (seen at 1.5s) before 2s"}, nil},
 		{"TTL deleted while it had a child", []IdleNode{parent}, map[string]time.Duration{"/ttl/t2": secs(3)}, nil, secs(20), nil,
-			[]string{"TTL znode /ttl/t2 was deleted (seen at 3s) while its child /ttl/t2/kid existed"}},
+			[]string{"TTL znode /ttl/t2 was deleted (seen at 3s) while its child /ttl/t2/kid existed"}, nil},
 		{"TTL deleted late", []IdleNode{ttl}, map[string]time.Duration{"/ttl/t1": secs(6.5)}, nil, secs(20), nil,
-			[]string{"TTL znode /ttl/t1 was deleted (seen at 6.5s) after 6.1s"}},
+			[]string{"TTL znode /ttl/t1 was deleted (seen at 6.5s) after 6.1s"}, nil},
 		{"TTL deleted late for its last leader", []IdleNode{ttl}, map[string]time.Duration{"/ttl/t1": secs(9.5)}, nil, secs(20), []time.Duration{secs(5)},
-			[]string{"was deleted (seen at 9.5s) after 9s"}},
+			[]string{"was deleted (seen at 9.5s) after 9s"}, nil},
 		{"TTL never deleted", []IdleNode{ttl}, nil, map[string]bool{"/ttl/t1": true}, secs(7), nil,
-			[]string{"TTL znode /ttl/t1 still exists at the end (7s), past 6.1s"}},
+			[]string{"TTL znode /ttl/t1 still exists at the end (7s), past 6.1s"}, nil},
 		{"container deleted while a child was left", []IdleNode{box}, map[string]time.Duration{"/ctr/c1": secs(3)}, nil, secs(20), nil,
-			[]string{"container /ctr/c1 was deleted (seen at 3s) while its child /ctr/c1/b existed"}},
+			[]string{"container /ctr/c1 was deleted (seen at 3s) while its child /ctr/c1/b existed"}, nil},
 		{"container never given a child deleted", []IdleNode{lonely}, map[string]time.Duration{"/ctr/c2": secs(3)}, nil, secs(20), nil,
-			[]string{"container /ctr/c2 was deleted (seen at 3s) though it never had a child"}},
+			[]string{"container /ctr/c2 was deleted (seen at 3s) though it never had a child"}, nil},
 		{"container never given a child missing", []IdleNode{lonely}, nil, map[string]bool{}, secs(20), nil,
-			[]string{"container /ctr/c2, never given a child, is missing at the end"}},
+			[]string{"container /ctr/c2, never given a child, is missing at the end"}, nil},
 		{"emptied container left behind", []IdleNode{box}, nil, map[string]bool{"/ctr/c1": true}, secs(20), nil,
-			[]string{"container /ctr/c1 still exists at the end (20s), past 6.25s"}},
+			[]string{"container /ctr/c1 still exists at the end (20s), past 6.25s"}, nil},
 		{"only the broken znode is reported", []IdleNode{ttl, box, lonely},
 			map[string]time.Duration{"/ttl/t1": secs(4.5), "/ctr/c1": secs(8)}, map[string]bool{"/ctr/c2": true}, secs(20), nil,
-			[]string{"container /ctr/c1 was deleted (seen at 8s) after 6.25s"}},
+			[]string{"container /ctr/c1 was deleted (seen at 8s) after 6.25s"}, nil},
+		{"late deletion explained by a commit stall", []IdleNode{box}, map[string]time.Duration{"/ctr/c1": secs(8)}, nil, secs(20), nil,
+			nil, withWrites(ok("/w", 4.2, 4.3), ok("/w", 4.3, 7.5), ok("/w", 5, 7.6))},
+		{"late deletion while writes committed", []IdleNode{box}, map[string]time.Duration{"/ctr/c1": secs(8)}, nil, secs(20), nil,
+			[]string{"container /ctr/c1 was deleted (seen at 8s) after 6.25s"}, withWrites(ok("/w", 4.3, 4.4), Call{Path: "/w", Outcome: Unknown, Call: secs(4.4)})},
+		{"a stall does not excuse a deletion never made", []IdleNode{box}, nil, map[string]bool{"/ctr/c1": true}, secs(20), nil,
+			[]string{"container /ctr/c1 still exists at the end (20s), past 8.6s"}, withWrites(ok("/w", 4.3, 7.6))},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			vs := IdleNodes(tc.nodes, tc.deleted, tc.present, tc.end, election, tc.leaders)
+			vs := IdleNodes(tc.nodes, tc.deleted, tc.present, tc.end, election, tc.leaders, tc.writes)
 			if len(tc.want) == 0 && len(vs) > 0 {
 				t.Errorf("IdleNodes() = %v, want none", vs)
 			}
