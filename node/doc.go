@@ -184,7 +184,11 @@
 //     watcher (SNAPSHOT_RESTORED). Each watcher runs on its caller's
 //     goroutine with a cursor; a watcher blocked in a send while the
 //     history moves Config.WatchSlowLag events past it is dropped (SLOW)
-//     while it can still resume. A held event is a compact value (about
+//     while it can still resume. Its resume_zxid (as SHUTTING_DOWN's) is
+//     the first zxid it was not sent: the response in flight may still
+//     reach the client (gRPC queues the status behind it), so the dropped
+//     watcher leaves the hub, waits for that send to end and counts it if
+//     it went out. A held event is a compact value (about
 //     120 bytes; its path and previous data are the tree's): the API
 //     message is built when it is sent, once for the newest 4,096 events
 //     (shared by every watcher that keeps up) and per send for older ones

@@ -149,8 +149,12 @@ func (n *Node) checkNotFuture(ctx context.Context, seen, asked uint64) error {
 // has not applied yet is accepted, and its events follow once applied.
 //
 // send is called from another goroutine, one call at a time, so that a
-// watcher stuck in it can be dropped as slow: Watch may return while a
-// send is still blocked, and that send must then return soon (a gRPC
+// watcher stuck in it can be dropped as slow. A cancel with a resume
+// point (SLOW, SHUTTING_DOWN) is returned only once the send in flight
+// has ended, so the resume point is exactly the first zxid not sent; the
+// dropped watch no longer counts in WatcherCount meanwhile. Otherwise
+// Watch may return while a send is still blocked (ctx ended, COMPACTED,
+// SNAPSHOT_RESTORED), and that send must then return soon (a gRPC
 // stream's Send does, once its handler has returned).
 func (n *Node) Watch(ctx context.Context, req *paddockv1.WatchRequest, send func(*paddockv1.WatchResponse) error) error {
 	s, err := newWatchSpec(req.GetPath(), req.GetRecursive(), req.GetKinds(), req.GetPrevData(), maxResponseEvents)

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,8 +32,9 @@ const watchSlowGrace = 250 * time.Millisecond
 // caller's goroutine with its own cursor, copies the events after it under
 // the read lock and sends them; it notices by itself that it has fallen
 // too far behind (its lag is checked on every wake while a send is in
-// flight) and ends with a SLOW cancel while its resume point is still in
-// the history.
+// flight) and is dropped with a SLOW cancel while its resume point is
+// still in the history; the resume point is reported once the send in
+// flight has ended (delivered or failed).
 type hub struct {
 	slowLag int
 	// slowGrace is how long a send must have been blocked before its
@@ -230,15 +232,25 @@ func (h *hub) lagLocked(cursor uint64) int { return h.hist.n - h.hist.after(curs
 //
 // send runs on a goroutine of its own so that a watcher blocked in it
 // still sees the history move and can give up while its resume point is
-// held: watch may return while that send is still blocked, and send must
-// then fail or return soon (a gRPC stream's Send does once its handler
-// has returned). watch never calls send again after returning.
+// held. A watch canceled with a resume point waits, out of the hub, for
+// the send in flight to end (see settle), so that the resume point counts
+// exactly what was sent; only a watch ending with ctx, or any other
+// cancel, may return while a send is still blocked, and send must then
+// fail or return soon (a gRPC stream's Send does once its handler has
+// returned). watch never calls send again after returning.
 func (h *hub) watch(ctx context.Context, s *watchSpec, start uint64, progress time.Duration, send func(*paddockv1.WatchResponse) error) error {
 	cursor, epoch, slowLag, err := h.register(start)
 	if err != nil {
 		return err
 	}
-	defer h.watchers.Add(-1)
+	registered := true
+	unregister := func() {
+		if registered {
+			registered = false
+			h.watchers.Add(-1)
+		}
+	}
+	defer unregister()
 
 	out := make(chan *paddockv1.WatchResponse, 1)
 	results := make(chan error, 1)
@@ -313,7 +325,7 @@ func (h *hub) watch(ctx context.Context, s *watchSpec, start uint64, progress ti
 		}
 		h.mu.RUnlock()
 		if err != nil {
-			return err
+			return h.settle(ctx, err, inflight, pending, results, unregister)
 		}
 		if len(events) > 0 {
 			// The header is built out of the lock: it asks raft for the
@@ -336,6 +348,34 @@ func (h *hub) watch(ctx context.Context, s *watchSpec, start uint64, progress ti
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+}
+
+// settle finishes a watch ending with err. A resume point (SLOW,
+// SHUTTING_DOWN) must be the first zxid the client was not sent, but a
+// response still in flight may yet reach it: a gRPC Send that has queued
+// its message delivers it before the status, and a Send blocked on flow
+// control may queue it at any moment until the handler returns. So the
+// watcher first leaves the hub (it reads no more history and no longer
+// counts), then waits for that send to end: if it succeeds the resume
+// point moves past it (pending is its end), if it fails the client is gone
+// anyway. A client that never reads holds only this goroutine, as long as
+// its stream would be held anyway (the status queues behind the data).
+func (h *hub) settle(ctx context.Context, err error, inflight bool, pending uint64, results <-chan error, unregister func()) error {
+	var ce *CanceledError
+	if !inflight || !errors.As(err, &ce) || ce.ResumeZxid == 0 {
+		return err
+	}
+	unregister()
+	select {
+	case serr := <-results:
+		if serr != nil {
+			return serr
+		}
+		ce.ResumeZxid = pending + 1
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -128,6 +128,32 @@ func (w *testWatch) created(t *testing.T) uint64 {
 	return r.GetHeader().GetZxid()
 }
 
+// rest reads a watcher to its end, as a client reading a dropped stream
+// to its status does, and returns the events read and watch's error. A
+// response still offered once watch returned is read too: a gRPC client
+// would receive it before the status.
+func (w *testWatch) rest(t *testing.T) ([]*paddockv1.Event, error) {
+	t.Helper()
+	var evs []*paddockv1.Event
+	for {
+		select {
+		case r := <-w.resps:
+			evs = append(evs, r.GetEvents()...)
+		case err := <-w.done:
+			for {
+				select {
+				case r := <-w.resps:
+					evs = append(evs, r.GetEvents()...)
+				default:
+					return evs, err
+				}
+			}
+		case <-time.After(hubWait):
+			t.Fatal("watch did not end")
+		}
+	}
+}
+
 func (w *testWatch) end(t *testing.T) error {
 	t.Helper()
 	select {
@@ -436,8 +462,12 @@ func TestHubDropsSlowWatcherOnly(t *testing.T) {
 	slow.created(t)
 	applySets(h, 1, 3, "/a")
 	sent := slow.until(t, 3)
-	last := applyUntilEnd(t, h, slow, 4)
-	canceled(t, "slow watch", slow.end(t), CanceledError{Reason: reasonSlow, ResumeZxid: zxids(sent)[len(sent)-1] + 1})
+	last := applyUntilDropped(t, h, 4, 1) // the fast watcher stays
+	// The response in flight when it was dropped still arrives, and the
+	// resume point is right after it: nothing is received twice.
+	more, err := slow.rest(t)
+	sent = append(sent, more...)
+	canceled(t, "slow watch", err, CanceledError{Reason: reasonSlow, ResumeZxid: zxids(sent)[len(sent)-1] + 1})
 
 	applySets(h, last+1, last+100, "/a")
 	if got := fast.until(t, last+100); !slices.Equal(zxids(got), seq(1, last+100)) {
@@ -451,12 +481,16 @@ func TestHubDropsSlowWatcherOnly(t *testing.T) {
 func TestHubSlowWatcherCanResume(t *testing.T) {
 	h := newHub(2000, 1<<30, 50)
 	slow := startWatch(t, h, mustSpec(t, "/a", false), 0, 0, 0)
-	slow.created(t)
-	last := applyUntilEnd(t, h, slow, 1)
-	err := slow.end(t)
+	from := slow.created(t) + 1
+	last := applyUntilDropped(t, h, from, 0)
+	sent, err := slow.rest(t)
 	var ce *CanceledError
 	if !errors.As(err, &ce) || ce.Reason != reasonSlow || !errors.Is(err, ErrSlowWatcher) {
 		t.Fatalf("slow watch ended with %v, want SLOW", err)
+	}
+	// It was sent exactly the events before its resume point.
+	if got := zxids(sent); !slices.Equal(got, seq(from, ce.ResumeZxid-1)) {
+		t.Fatalf("resume_zxid %d, but the dropped watch delivered %v", ce.ResumeZxid, got)
 	}
 	// Resuming where it says loses nothing.
 	w := startWatch(t, h, mustSpec(t, "/a", false), ce.ResumeZxid, 0, 1000)
@@ -466,21 +500,20 @@ func TestHubSlowWatcherCanResume(t *testing.T) {
 	}
 }
 
-// applyUntilEnd applies one set of /a per zxid from from on until w ends
-// (its sends block), and returns the last zxid applied. A watcher is
+// applyUntilDropped applies one set of /a per zxid from from on until
+// the hub's count falls to count (a watcher blocked in a send was dropped
+// and left the hub), and returns the last zxid applied. A watcher is
 // judged when events arrive while its send has been blocked for the slow
 // grace (250 events at one per millisecond); with a history of 2000 and a
-// lag limit of 50 it must end long before the history wraps.
-func applyUntilEnd(t *testing.T, h *hub, w *testWatch, from uint64) uint64 {
+// lag limit of 50 it must be dropped long before the history wraps.
+func applyUntilDropped(t *testing.T, h *hub, from uint64, count int) uint64 {
 	t.Helper()
 	for z := from; z < 1500; z++ {
 		applySets(h, z, z, "/a")
-		select {
-		case err := <-w.done:
-			w.done <- err // for end
+		if h.count() == count {
 			return z
-		case <-time.After(time.Millisecond):
 		}
+		time.Sleep(time.Millisecond) // pacing the writes, not waiting for a state
 	}
 	t.Fatal("watcher blocked in a send was not dropped within the history")
 	return 0
