@@ -343,7 +343,7 @@ func TestLaggingFollowerCatchesUpBySnapshot(t *testing.T) {
 }
 
 func TestRestartFromSnapshotAndLog(t *testing.T) {
-	c := newCluster(t, 3, nodetest.WithSnapshots(64, 16))
+	c := newCluster(t, 3, nodetest.WithSnapshots(64, 16), nodetest.WithSteadyLeader())
 	leader := c.WaitLeader(t)
 	writeMany(t, c.Node(leader), "/s", 100)
 	if err := c.Node(leader).Snapshot(); err != nil {

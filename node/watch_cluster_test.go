@@ -151,7 +151,7 @@ func TestWatchOnFollowerSeesLeaderWrite(t *testing.T) {
 // union is exactly the writes, in order, none twice.
 func TestWatchResumesOnAnotherNode(t *testing.T) {
 	const writes = 300
-	c := newCluster(t, 3)
+	c := newCluster(t, 3, nodetest.WithSteadyLeader())
 	leader := c.WaitLeader(t)
 	ln := c.Node(leader)
 	fs := c.Followers(leader)
