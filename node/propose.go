@@ -192,6 +192,11 @@ func (a *applying) finish() (*fsm.Result, error) {
 	if !ok {
 		return nil, fmt.Errorf("node: apply returned %T", a.f.Response())
 	}
+	if errors.Is(res.Err, fsm.ErrNotApplied) {
+		// Committed after the entry this node stopped at: the other
+		// replicas apply it, with an outcome this node does not know.
+		return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, res.Err)
+	}
 	if !res.Replayed {
 		a.n.sessions.applied(a.cmd, res)
 	}
