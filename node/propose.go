@@ -119,6 +119,11 @@ type applying struct {
 // base feature level that a member does not support yet is refused with
 // fsm.ErrFeatureLevel, nothing appended.
 func (n *Node) startApply(cmd *raftv1.Command, timeout time.Duration) (*applying, error) {
+	// A halted leader appends nothing more, forwarded writes included,
+	// while it hands over and closes: it could not apply them.
+	if err := n.errIfHalted(); err != nil {
+		return nil, err
+	}
 	if err := n.checkFeatureLevel(cmd); err != nil {
 		return nil, err
 	}
