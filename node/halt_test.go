@@ -115,3 +115,54 @@ func TestHaltLeaderHandsOver(t *testing.T) {
 		return fmt.Errorf("no leader among n1, n2 %v after n3 halted", time.Since(haltedAt))
 	})
 }
+
+// TestHaltWriteAfterBadEntryOutcomeUnknown: a write the halted leader
+// appended after the entry it stops at is committed, and the other
+// replicas apply it: its caller learns that the outcome is unknown (and
+// retries with its request id), not that it failed.
+func TestHaltWriteAfterBadEntryOutcomeUnknown(t *testing.T) {
+	c := newCluster(t, 3, withLevels(func(id string) uint32 {
+		if id == "n3" {
+			return 1
+		}
+		return 2
+	}), nodetest.WithSteadyLeader())
+	c.Transfer(t, 2)
+	n3 := c.Node(2)
+	mustPropose(t, n3, setCmd("/", []byte("before")))
+
+	// Nothing commits until both entries are in n3's log.
+	c.Transport(2).DropEntries("", true)
+	last := n3.Raft().LastIndex()
+	cmd := setCmd("/", []byte("from level 2"))
+	cmd.FeatureLevel = 2
+	cmd.TimeUnixMs = time.Now().UnixMilli()
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n3.Raft().Apply(data, testProposeTimeout)
+	proposed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testProposeTimeout)
+		defer cancel()
+		_, err := n3.Propose(ctx, setCmd("/", []byte("after")))
+		proposed <- err
+	}()
+	eventually(t, waitTimeout, func() error {
+		if got := n3.Raft().LastIndex(); got < last+2 {
+			return fmt.Errorf("n3 stores up to %d, want %d", got, last+2)
+		}
+		return nil
+	})
+	c.Transport(2).DropEntries("", false)
+	if err := <-proposed; !errors.Is(err, node.ErrUnknownOutcome) {
+		t.Errorf("Propose after the entry n3 stops at = %v, want %v", err, node.ErrUnknownOutcome)
+	}
+	eventually(t, waitTimeout, func() error {
+		if data, _, err := c.Node(0).FSM().Get("/"); err != nil || string(data) != "after" {
+			return fmt.Errorf("/ on n1 = %q, %v; want the write n3 did not apply", data, err)
+		}
+		return nil
+	})
+}
