@@ -59,11 +59,15 @@
 // replica, never skipped: skipping would let a mixed-version cluster
 // diverge. The state machine stops (Failed, Err, matching
 // ErrUpgradeRequired, with a message naming the entry and the upgrade):
-// that entry and every later one are refused without changing anything,
-// the applied index stays at the last entry applied, and Snapshot and
-// Restore are refused, so nothing labels the state with an index it has
-// not reached. The node shuts down; a newer binary restarts from the log
-// and applies the entry.
+// that entry and every later one are refused without changing anything
+// (a later entry's result is ErrNotApplied: it is committed, and its
+// outcome is known only to the replicas that go on), the applied index
+// stays at the last entry applied, and Snapshot and Restore are refused,
+// so nothing labels the state with an index it has not reached. The node
+// shuts down; a newer binary restarts from the log and applies the entry.
+// A snapshot written by a newer binary (a newer format, or a kind of
+// record this one does not know) stops the state machine in the same
+// way; a corrupt snapshot is only an error, and the state stays as it was.
 //
 // # Request ids
 //

@@ -38,6 +38,13 @@ var (
 	// remembers for a different command (another operation, path or
 	// body). It is refused and changes nothing.
 	ErrRequestIDReused = errors.New("fsm: request id reused for a different request")
+	// ErrNotApplied is the result of an entry after the one a replica
+	// stopped at (ErrUpgradeRequired): the entry is committed, and the
+	// replicas that go on apply it, but this one does not know whether
+	// the command succeeded. A retry with the same request id gets the
+	// outcome from a replica that applied it. It never goes on the wire:
+	// the node answers "outcome unknown" instead.
+	ErrNotApplied = errors.New("fsm: entry not applied by this node, outcome unknown")
 )
 
 // errorCodes pairs every sentinel with its wire code, so errors survive

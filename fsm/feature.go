@@ -121,19 +121,26 @@ func undecodable(index uint64, err error) error {
 		ErrUpgradeRequired, index, err)
 }
 
-// fail stops the state machine at the entry that caused err: it applies
-// nothing more. Callers hold mu.
+// fail stops the state machine at the entry (or snapshot) that caused
+// err: it applies nothing more. The first error stays. Callers hold mu.
 func (f *FSM) fail(err error) {
-	f.fatal = err
+	if f.fatal != nil {
+		return
+	}
+	f.fatal = err // before close: Err reads it once failed is closed
 	close(f.failed)
 }
 
 // Err returns the error that stopped the state machine, nil while it runs.
-// It matches ErrUpgradeRequired and names the entry and the upgrade.
+// It matches ErrUpgradeRequired and names the entry and the upgrade. It
+// takes no lock: every read and proposal asks.
 func (f *FSM) Err() error {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return f.fatal
+	select {
+	case <-f.failed:
+		return f.fatal
+	default:
+		return nil
+	}
 }
 
 // Failed is closed when the state machine stops at an entry it cannot

@@ -87,7 +87,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	for i, l := range logs {
 		if f.fatal != nil {
 			if l.Type == raft.LogCommand {
-				results[i] = &Result{Index: l.Index, Err: fmt.Errorf("entry %d not applied: %w", l.Index, f.fatal)}
+				results[i] = &Result{Index: l.Index, Err: fmt.Errorf("%w: entry %d (this node stopped: %v)", ErrNotApplied, l.Index, f.fatal)}
 			}
 			continue
 		}
@@ -194,6 +194,13 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	fresh := emptyState(defaultRequestLimits)
 	index, err := fresh.readSnapshot(rc)
+	if errors.Is(err, ErrUpgradeRequired) {
+		// Written by a newer paddock: this replica can neither install
+		// it nor follow the log past it, as for an entry.
+		f.mu.Lock()
+		f.fail(err)
+		f.mu.Unlock()
+	}
 	if err != nil {
 		return err
 	}

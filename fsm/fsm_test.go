@@ -114,8 +114,11 @@ func TestFatalEntries(t *testing.T) {
 			conf := &raft.Log{Index: later.Index + 1, Type: raft.LogConfiguration}
 			h.index++
 			results := h.f.ApplyBatch([]*raft.Log{later, conf})
-			if r, ok := results[0].(*Result); !ok || !errors.Is(r.Err, ErrUpgradeRequired) || r.Index != later.Index {
-				t.Errorf("Apply(later entry) = %+v, want a refusal of entry %d matching %v", results[0], later.Index, ErrUpgradeRequired)
+			// Committed: the replicas that go on apply it, and only they
+			// know its outcome.
+			if r, ok := results[0].(*Result); !ok || !errors.Is(r.Err, ErrNotApplied) || r.Index != later.Index ||
+				!strings.Contains(r.Err.Error(), "outcome unknown") {
+				t.Errorf("Apply(later entry) = %+v, want a refusal of entry %d matching %v", results[0], later.Index, ErrNotApplied)
 			}
 			if results[1] != nil {
 				t.Errorf("Apply(configuration entry) = %v, want nil", results[1])
@@ -730,7 +733,7 @@ func FuzzApplyEntry(f *testing.F) {
 			if h.f.StateHash() != before || h.f.AppliedIndex() != applied {
 				t.Fatalf("Apply(%x) stopped the state machine and changed the state", data)
 			}
-			if next := h.apply(cmdCreate("/next", nil)); !errors.Is(next.Err, ErrUpgradeRequired) || h.exists("/next") {
+			if next := h.apply(cmdCreate("/next", nil)); !errors.Is(next.Err, ErrNotApplied) || h.exists("/next") {
 				t.Fatalf("after Apply(%x) stopped it, the next entry = %v, want a refusal", data, next.Err)
 			}
 			return

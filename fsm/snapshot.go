@@ -104,7 +104,11 @@ func (s *state) readSnapshot(r io.Reader) (uint64, error) {
 	if err := opts.UnmarshalFrom(br, &hdr); err != nil {
 		return 0, fmt.Errorf("fsm: read snapshot header: %w", err)
 	}
-	if hdr.GetFormat() != snapshotFormat {
+	switch {
+	case hdr.GetFormat() > snapshotFormat:
+		return 0, fmt.Errorf("%w: snapshot at index %d has format %d, this binary reads format %d: upgrade paddock on this node",
+			ErrUpgradeRequired, hdr.GetAppliedIndex(), hdr.GetFormat(), snapshotFormat)
+	case hdr.GetFormat() != snapshotFormat:
 		return 0, fmt.Errorf("fsm: snapshot format %d, want %d", hdr.GetFormat(), snapshotFormat)
 	}
 	tables := s.tables()
@@ -130,6 +134,12 @@ func (s *state) readSnapshot(r io.Reader) (uint64, error) {
 			}
 			ended = true
 			continue
+		}
+		if rec.GetRecord() == nil && len(rec.ProtoReflect().GetUnknown()) > 0 {
+			// A kind of record added after this binary: a newer
+			// paddock wrote the snapshot.
+			return 0, fmt.Errorf("%w: snapshot at index %d holds a kind of record this binary does not know: upgrade paddock on this node",
+				ErrUpgradeRequired, hdr.GetAppliedIndex())
 		}
 		if err := restoreRecord(tables, &rec); err != nil {
 			return 0, err

@@ -353,7 +353,7 @@ func TestRestoreCorrupt(t *testing.T) {
 		{"truncated header", bytes.NewReader(good[:2])},
 		{"read error", io.MultiReader(bytes.NewReader(good[:len(good)/2]), iotest.ErrReader(errors.New("disk on fire")))},
 		{"header only", bytes.NewReader(snapshotStream(t, snapshotFormat))},
-		{"unknown format", bytes.NewReader(snapshotStream(t, snapshotFormat+1, znodeRec("/")))},
+		{"format 0", bytes.NewReader(snapshotStream(t, 0, znodeRec("/")))},
 		{"no root", bytes.NewReader(snapshotStream(t, snapshotFormat, &raftv1.SnapshotRecord{
 			Record: &raftv1.SnapshotRecord_Session{Session: &raftv1.SessionRecord{Id: 1, TimeoutMs: 1}},
 		}))},
@@ -517,5 +517,45 @@ func TestStateHashAndIndex(t *testing.T) {
 	}
 	if len(indexes) < n/200 {
 		t.Errorf("samples saw %d indexes, want at least %d", len(indexes), n/200)
+	}
+}
+
+// TestRestoreNewer: a snapshot a newer paddock wrote (a newer format, or
+// a kind of record this binary does not know) stops the state machine,
+// as an entry it cannot understand does: it fails with ErrUpgradeRequired
+// naming the upgrade, changes nothing, and refuses every later entry.
+func TestRestoreNewer(t *testing.T) {
+	unknownKind := &raftv1.SnapshotRecord{}
+	unknownKind.ProtoReflect().SetUnknown(protowire.AppendBytes(protowire.AppendTag(nil, 99, protowire.BytesType), []byte("new")))
+	tests := []struct {
+		name   string
+		stream []byte
+	}{
+		{"newer format", snapshotStream(t, snapshotFormat+1, znodeRec("/"), endRec(1))},
+		{"unknown record kind", snapshotStream(t, snapshotFormat, znodeRec("/"), unknownKind, endRec(2))},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h, _, _, _ := snapshotState(t)
+			want := dump(t, h.f)
+			err := h.f.Restore(io.NopCloser(bytes.NewReader(tc.stream)))
+			if !errors.Is(err, ErrUpgradeRequired) || !strings.Contains(err.Error(), "upgrade paddock on this node") {
+				t.Fatalf("Restore(%s) error = %v, want %v naming the upgrade", tc.name, err, ErrUpgradeRequired)
+			}
+			select {
+			case <-h.f.Failed():
+			default:
+				t.Fatalf("Failed() is not closed after Restore(%s)", tc.name)
+			}
+			if got := h.f.Err(); got != err {
+				t.Errorf("Err() = %v, want %v", got, err)
+			}
+			if diff := cmp.Diff(want, dump(t, h.f), protocmp.Transform()); diff != "" {
+				t.Errorf("Restore(%s) changed the state (-before +after):\n%s", tc.name, diff)
+			}
+			if res := h.apply(cmdCreate("/after", nil)); !errors.Is(res.Err, ErrNotApplied) || h.exists("/after") {
+				t.Errorf("Apply after Restore(%s) = %v, want a refusal matching %v", tc.name, res.Err, ErrNotApplied)
+			}
+		})
 	}
 }

@@ -13,9 +13,14 @@ import (
 // index taken in the run is valid for each of them. A run belongs to no
 // one caller, so it has its own deadline, and it leaves out the callers
 // that stopped waiting before it began.
+//
+// When again says a run did not serve an input (its Out asks for it),
+// the caller waits for the next run instead, ahead of every caller that
+// arrived after it: the oldest caller is always first in a run.
 type batcher[In, Out any] struct {
 	fn      func(context.Context, []In) ([]Out, error) // one Out per In, in order
 	timeout time.Duration                              // bounds one run
+	again   func(Out) bool                             // optional: Out is "send in again"
 
 	mu      sync.Mutex
 	waiting []*batchCall[In, Out]
@@ -83,12 +88,24 @@ func (b *batcher[In, Out]) run(batch []*batchCall[In, Out]) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
 	out, err := b.fn(ctx, in)
 	cancel()
+	var again []*batchCall[In, Out]
 	for i, c := range batch {
 		r := batched[Out]{err: err}
 		if err == nil {
 			r.v = out[i]
+			if b.again != nil && b.again(r.v) {
+				again = append(again, c)
+				continue
+			}
 		}
 		c.out <- r
+	}
+	if len(again) > 0 {
+		// Every caller waiting now arrived after this run began, so
+		// after those of the batch: first in, first served.
+		b.mu.Lock()
+		b.waiting = append(again, b.waiting...)
+		b.mu.Unlock()
 	}
 }
 

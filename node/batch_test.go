@@ -98,3 +98,59 @@ func TestBatcherError(t *testing.T) {
 		t.Errorf("shared do = %d, %v; want 7", v, err)
 	}
 }
+
+// TestBatcherAgain: an input a run did not serve goes into the next run,
+// ahead of the callers that arrived during the run, so none is starved.
+func TestBatcherAgain(t *testing.T) {
+	started, release := make(chan []int, 8), make(chan struct{})
+	b := newBatcher(func(_ context.Context, in []int) ([]int, error) {
+		started <- slices.Clone(in)
+		<-release
+		out := make([]int, len(in))
+		for i := range out {
+			out[i] = -1 // not served: again
+		}
+		out[0] = in[0] * 10
+		return out, nil
+	}, time.Minute)
+	b.again = func(v int) bool { return v < 0 }
+	tb := &testBatcher{batcher: b}
+
+	var wg sync.WaitGroup
+	results := make([]int, 4)
+	call := func(i int) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := b.do(context.Background(), i)
+			if err != nil {
+				t.Errorf("do(%d): %v", i, err)
+			}
+			results[i] = v
+		}()
+	}
+	var runs [][]int
+	call(0)
+	runs = append(runs, <-started)
+	call(1)
+	tb.waitQueued(t, 1)
+	call(2)
+	tb.waitQueued(t, 2)
+	release <- struct{}{}
+	runs = append(runs, <-started) // 1 and 2; 2 is not served
+	call(3)
+	tb.waitQueued(t, 1)
+	release <- struct{}{}
+	runs = append(runs, <-started) // 2 again, before 3
+	release <- struct{}{}
+	runs = append(runs, <-started)
+	release <- struct{}{}
+	wg.Wait()
+	want := [][]int{{0}, {1, 2}, {2, 3}, {3}}
+	if !slices.EqualFunc(runs, want, slices.Equal) {
+		t.Errorf("runs = %v, want %v", runs, want)
+	}
+	if !slices.Equal(results, []int{0, 10, 20, 30}) {
+		t.Errorf("results = %v, want [0 10 20 30]", results)
+	}
+}

@@ -165,8 +165,12 @@
 //     records that level. Base commands need no record, so bootstrapping
 //     and registration cannot deadlock. A node whose state machine stops
 //     at an entry it cannot apply (fsm.ErrUpgradeRequired) refuses reads
-//     and writes and shuts itself down (Halted, Err); the agent exits
-//     non-zero with the message.
+//     and writes, ends the reads waiting for an index past that entry
+//     (ErrShuttingDown: the read waiter watches fsm.Failed), renews no
+//     session, answers the writes committed after it ErrUnknownOutcome
+//     (fsm.ErrNotApplied), hands leadership over if it leads, and shuts
+//     itself down (Halted, Err); the agent and dev exit non-zero with
+//     the message.
 //   - Watches (watch.go, watch_hub.go, watch_history.go): the watch hub is
 //     the fsm's event sink (before the read waiter, so a read at index i
 //     implies the hub has the events up to i). It keeps a bounded history
@@ -225,8 +229,12 @@
 // reads are tried again, as a read index request is; the receiving node
 // never forwards further. A read whose min_zxid is beyond the receiving
 // node's log is answered beyond_log instead of holding up its batch: the
-// follower then waits for that zxid itself, as before. Serializable reads
-// never forward. The response header of a forwarded read is the leader's
+// follower then waits for that zxid itself, as before. A response stays
+// under MaxMessageSize: the leader answers the reads in order while they
+// fit (the first always) and marks the others deferred, and the follower
+// sends those again at the head of its next batch (batcher.again), so a
+// read that fits alone is always served and none waits behind newer
+// ones. Serializable reads never forward. The response header of a forwarded read is the leader's
 // (its id, term and applied index); the served-by header still names the
 // node the client called.
 //

@@ -141,6 +141,9 @@ func (s *internalServer) Read(ctx context.Context, req *raftv1.ReadRequest) (*ra
 	if err != nil {
 		return nil, peerStatus(err)
 	}
+	if req.GetMayDefer() {
+		deferOverflow(results)
+	}
 	return &raftv1.ReadResponse{Results: results}, nil
 }
 

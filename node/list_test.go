@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,4 +171,55 @@ func mustStat(t *testing.T, n *node.Node, path string) *paddockv1.Stat {
 		t.Fatalf("Get(%s) on %s: %v", path, n.ID(), err)
 	}
 	return st
+}
+
+// TestListDataForwardedLarge: full pages of a listing with data
+// (ListPageBytes each) that a lagging follower forwards together do not
+// fit one InternalService.Read response: the leader answers those that
+// fit and the follower sends the others again, so every read succeeds.
+func TestListDataForwardedLarge(t *testing.T) {
+	c, l, f := readCluster(t)
+	ln, fn := c.Node(l), c.Node(f)
+	want := map[string][]byte{}
+	mustPropose(t, ln, createCmd("/farm", nil))
+	for _, name := range []string{"a", "b"} {
+		want[name] = bytes.Repeat([]byte(name), fsm.MaxDataSize)
+		mustPropose(t, ln, createCmd("/farm/"+name, want[name]))
+	}
+	c.Converged(t)
+	// The follower stores entries it does not know are committed: its
+	// linearizable reads go to the leader.
+	c.Transport(l).HoldCommit(c.RaftAddr(f), true)
+	defer c.Transport(l).HoldCommit(c.RaftAddr(f), false)
+	mustPropose(t, ln, createCmd("/elsewhere", nil))
+	eventually(t, waitTimeout, func() error {
+		if got, last := fn.Raft().LastIndex(), ln.Raft().LastIndex(); got < last {
+			return fmt.Errorf("%s stores up to %d, want %d", fn.ID(), got, last)
+		}
+		return nil
+	})
+	r0 := forwarded(t, fn, "read")
+	var wg sync.WaitGroup
+	pages := make([]*paddockv1.ListResponse, 8)
+	errs := make([]error, len(pages))
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pages[i], errs[i] = listData(t, fn, "", nil, waitTimeout)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("forwarded List(/farm, with data) #%d: %v", i, err)
+			continue
+		}
+		if names := pageNames(t, pages[i], want); len(names) == 0 || pages[i].GetHeader().GetNodeId() != ln.ID() {
+			t.Errorf("page #%d = %v from %s, want children of /farm from the leader %s", i, names, pages[i].GetHeader().GetNodeId(), ln.ID())
+		}
+	}
+	if got := forwarded(t, fn, "read") - r0; got < float64(len(pages)) {
+		t.Errorf("forwarded reads rose by %v, want at least %d", got, len(pages))
+	}
 }

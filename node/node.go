@@ -110,6 +110,7 @@ func New(c Config) (*Node, error) {
 	n.watch.header = n.Header
 	n.idle = newIdleNodes(n)
 	n.fsm = fsm.New(sinks{n.watch, n.idle, n.waiter}, fsm.WithFeatureLevel(cfg.FeatureLevel))
+	n.waiter.fsm = n.fsm
 	n.peers = newPeerConns(cfg.DialPeer)
 	n.fwd = newForwarder()
 	n.streamsClosed = make(chan struct{})
@@ -172,6 +173,7 @@ func New(c Config) (*Node, error) {
 	n.readIndex = newBatcher(shared(n.leaderReadIndex), cfg.RequestTimeout)
 	n.fwdReadIndex = newBatcher(shared(n.forwardReadIndex), cfg.RequestTimeout)
 	n.fwdReads = newBatcher(n.sendReads, cfg.RequestTimeout)
+	n.fwdReads.again = (*raftv1.QueryResult).GetDeferred
 	n.sessions = newTracker(n)
 	n.kaBatch = newKeepaliveBatcher(n)
 
@@ -199,8 +201,31 @@ func (n *Node) haltOnFatal(ctx context.Context) {
 	case <-n.fsm.Failed():
 	}
 	n.log.Error("stopping: this node cannot apply the replicated log", "error", n.fsm.Err())
+	n.handOver()
 	_ = n.Close()
 	close(n.halted)
+}
+
+// handOver has another member take over if this node leads, so that the
+// cluster need not wait an election timeout after its leader stops. Best
+// effort: a transfer that fails or takes longer than a request leaves the
+// election to the others.
+func (n *Node) handOver() {
+	if !n.IsLeader() {
+		return
+	}
+	done := make(chan error, 1)
+	go func() { done <- n.raft.LeadershipTransfer().Error() }()
+	t := time.NewTimer(n.cfg.RequestTimeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			n.log.Warn("stopping without handing leadership over", "error", err)
+		}
+	case <-t.C:
+		n.log.Warn("stopping without handing leadership over: the transfer is taking too long")
+	}
 }
 
 // Halted is closed once the node has shut itself down because its state

@@ -119,6 +119,11 @@ type applying struct {
 // base feature level that a member does not support yet is refused with
 // fsm.ErrFeatureLevel, nothing appended.
 func (n *Node) startApply(cmd *raftv1.Command, timeout time.Duration) (*applying, error) {
+	// A halted leader appends nothing more, forwarded writes included,
+	// while it hands over and closes: it could not apply them.
+	if err := n.errIfHalted(); err != nil {
+		return nil, err
+	}
 	if err := n.checkFeatureLevel(cmd); err != nil {
 		return nil, err
 	}
@@ -191,6 +196,11 @@ func (a *applying) finish() (*fsm.Result, error) {
 	res, ok := a.f.Response().(*fsm.Result)
 	if !ok {
 		return nil, fmt.Errorf("node: apply returned %T", a.f.Response())
+	}
+	if errors.Is(res.Err, fsm.ErrNotApplied) {
+		// Committed after the entry this node stopped at: the other
+		// replicas apply it, with an outcome this node does not know.
+		return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, res.Err)
 	}
 	if !res.Replayed {
 		a.n.sessions.applied(a.cmd, res)

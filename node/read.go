@@ -89,6 +89,9 @@ func (n *Node) readOnce(ctx context.Context, opts *paddockv1.ReadOptions, q *raf
 	if err := n.waiter.wait(ctx, idx); err != nil {
 		return nil, err
 	}
+	if err := n.errIfHalted(); err != nil {
+		return nil, err
+	}
 	return n.query(q)
 }
 
@@ -153,13 +156,15 @@ func (n *Node) forwardRead(ctx context.Context, opts *paddockv1.ReadOptions, q *
 	return r, nil
 }
 
-// sendReads is one batch of forwarded reads (InternalService.Read).
+// sendReads is one batch of forwarded reads (InternalService.Read). The
+// leader may defer some of them, to keep its response under the message
+// limit: fwdReads sends those again in its next run.
 func (n *Node) sendReads(ctx context.Context, qs []*raftv1.Query) ([]*raftv1.QueryResult, error) {
 	conn, err := n.leaderConn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := raftv1.NewInternalServiceClient(conn).Read(ctx, &raftv1.ReadRequest{Queries: qs})
+	resp, err := raftv1.NewInternalServiceClient(conn).Read(ctx, &raftv1.ReadRequest{Queries: qs, MayDefer: true})
 	if err != nil {
 		return nil, fromPeer(err)
 	}
@@ -178,6 +183,9 @@ func (n *Node) sendReads(ctx context.Context, qs []*raftv1.Query) ([]*raftv1.Que
 func (n *Node) readsForPeer(ctx context.Context, qs []*raftv1.Query) ([]*raftv1.QueryResult, error) {
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
+	if err := n.errIfHalted(); err != nil {
+		return nil, err
+	}
 	if slices.ContainsFunc(qs, func(q *raftv1.Query) bool { return linearizable(q.GetRead()) }) {
 		if err := n.waitReadIndex(ctx); err != nil {
 			return nil, err
@@ -193,6 +201,9 @@ func (n *Node) readsForPeer(ctx context.Context, qs []*raftv1.Query) ([]*raftv1.
 		if err := n.waitMinZxid(ctx, q.GetRead()); err != nil {
 			return nil, err
 		}
+		if err := n.errIfHalted(); err != nil {
+			return nil, err
+		}
 		r, err := n.query(q)
 		if code := fsm.ErrorCode(err); code != raftv1.ErrorCode_ERROR_CODE_UNSPECIFIED {
 			r = &raftv1.QueryResult{ErrorCode: code, ErrorMessage: err.Error()}
@@ -202,6 +213,25 @@ func (n *Node) readsForPeer(ctx context.Context, qs []*raftv1.Query) ([]*raftv1.
 		out[i] = r
 	}
 	return out, nil
+}
+
+// deferOverflow replaces by deferred markers the results that do not fit
+// in one ReadResponse of at most MaxMessageSize with those before them,
+// the first excepted: its sender sends those again. Only whole results
+// are sent, so a read whose answer fits alone is always served, and
+// served first once it is the oldest its sender has waiting.
+func deferOverflow(out []*raftv1.QueryResult) {
+	marker := framedSize(&raftv1.QueryResult{Deferred: true})
+	budget := MaxMessageSize - len(out)*marker // room for every marker
+	size := 0
+	for i, r := range out {
+		s := framedSize(r)
+		if i > 0 && size+s > budget {
+			out[i] = &raftv1.QueryResult{Deferred: true}
+			continue
+		}
+		size += s
+	}
 }
 
 // awaitReady waits for this leader's barrier.
@@ -263,11 +293,15 @@ func (n *Node) confirmedReadIndex(ctx context.Context) (uint64, error) {
 }
 
 // appliedWaiter tracks the state machine's applied index and wakes readers
-// waiting for one. It is the fsm's Sink.
+// waiting for one. It is the fsm's Sink. A state machine that stops
+// (fsm.Failed) never reaches the indexes past the entry it stopped at, so
+// it also ends every wait that is not over yet.
 type appliedWaiter struct {
 	mu    sync.Mutex
 	index uint64
 	ch    chan struct{} // closed and replaced when index advances
+
+	fsm *fsm.FSM // set by New before any wait
 }
 
 var _ fsm.Sink = (*appliedWaiter)(nil)
@@ -302,6 +336,8 @@ func (w *appliedWaiter) wait(ctx context.Context, index uint64) error {
 		w.mu.Unlock()
 		select {
 		case <-ch:
+		case <-w.fsm.Failed():
+			return fmt.Errorf("%w: %w", ErrShuttingDown, w.fsm.Err())
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -49,6 +49,11 @@ func (n *Node) CloseSession(ctx context.Context, id uint64) (*paddockv1.CloseSes
 func (n *Node) KeepAlive(ctx context.Context, id uint64) (time.Duration, error) {
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
+	// A halted node renews nothing: it leads no longer than it takes to
+	// close, and its sessions' owners should find the next leader.
+	if err := n.errIfHalted(); err != nil {
+		return 0, err
+	}
 	var err error
 	if n.IsLeader() {
 		err = n.renewOne(ctx, id)
@@ -80,6 +85,9 @@ func (n *Node) renewOne(ctx context.Context, id uint64) error {
 
 // KeepAliveForPeer renews a follower's batch and returns the unknown ids.
 func (n *Node) KeepAliveForPeer(ctx context.Context, ids []uint64) ([]uint64, error) {
+	if err := n.errIfHalted(); err != nil {
+		return nil, err
+	}
 	if !n.IsLeader() {
 		return nil, ErrNotLeader
 	}

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
@@ -36,44 +39,71 @@ func newDevCmd() *cobra.Command {
 				}
 				defer os.RemoveAll(dir)
 			}
-			var bootstrap string
-			for i, d := range devNodes {
-				if i > 0 {
-					bootstrap += ","
-				}
-				bootstrap += d.id + "=" + d.raft
+			logger := func(id string) hclog.Logger {
+				return hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.LevelFromString(logLevel), Output: os.Stderr})
 			}
-			voters, err := node.ParseBootstrap(bootstrap)
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			var agents []*agent
-			defer func() {
-				for _, a := range agents {
-					err = errors.Join(err, a.Close())
-				}
-			}()
-			for _, d := range devNodes {
-				a, err := startAgent(cmd.Context(), node.Config{
-					ID: d.id, DataDir: filepath.Join(dir, d.id), RaftAddr: d.raft,
-					GRPCAddr: d.grpc, HTTPAddr: d.http, Bootstrap: voters,
-					Logger: hclog.New(&hclog.LoggerOptions{Name: d.id, Level: hclog.LevelFromString(logLevel), Output: os.Stderr}),
-				})
-				if err != nil {
-					return err
-				}
-				agents = append(agents, a)
-				fmt.Fprintf(out, "%s  grpc %s  http %s  raft %s\n", d.id, d.grpc, d.http, d.raft)
-			}
-			fmt.Fprintf(out, "data in %s\nPADDOCK_ENDPOINTS=%s,%s,%s\nCtrl-C to stop.\n",
-				dir, devNodes[0].grpc, devNodes[1].grpc, devNodes[2].grpc)
-			<-cmd.Context().Done()
-			fmt.Fprintln(out, "stopping")
-			return nil
+			return runDev(cmd.Context(), cmd.OutOrStdout(), dir, devNodes, logger, nil)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "keep data here (default: a temporary directory, removed on exit)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level")
 	return cmd
+}
+
+// runDev runs an agent for each of nodes, their data under dir, until ctx
+// ends or one of them halts (it met a log entry this binary cannot
+// apply): then it stops them all and returns that node's error, naming
+// the upgrade. started, if set, gets the agents once they all run.
+func runDev(ctx context.Context, out io.Writer, dir string, nodes []devNode, logger func(id string) hclog.Logger, started func([]*agent)) error {
+	var bootstrap string
+	for i, d := range nodes {
+		if i > 0 {
+			bootstrap += ","
+		}
+		bootstrap += d.id + "=" + d.raft
+	}
+	voters, err := node.ParseBootstrap(bootstrap)
+	if err != nil {
+		return err
+	}
+	var agents []*agent
+	for _, d := range nodes {
+		a, err := startAgent(ctx, node.Config{
+			ID: d.id, DataDir: filepath.Join(dir, d.id), RaftAddr: d.raft,
+			GRPCAddr: d.grpc, HTTPAddr: d.http, Bootstrap: voters, Logger: logger(d.id),
+		})
+		if err != nil {
+			for _, a := range agents {
+				err = errors.Join(err, a.Close())
+			}
+			return err
+		}
+		agents = append(agents, a)
+		fmt.Fprintf(out, "%s  grpc %s  http %s  raft %s\n", d.id, d.grpc, d.http, d.raft)
+	}
+	endpoints := make([]string, len(nodes))
+	for i, d := range nodes {
+		endpoints[i] = d.grpc
+	}
+	fmt.Fprintf(out, "data in %s\nPADDOCK_ENDPOINTS=%s\nCtrl-C to stop.\n", dir, strings.Join(endpoints, ","))
+	if started != nil {
+		started(agents)
+	}
+	// Each agent serves until ctx ends or its node halts; the first to
+	// return stops the others.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	errs := make(chan error, len(agents))
+	for _, a := range agents {
+		go func() {
+			err := a.serve(ctx)
+			stop()
+			errs <- err
+		}()
+	}
+	for range agents {
+		err = errors.Join(err, <-errs)
+	}
+	fmt.Fprintln(out, "stopped")
+	return err
 }

@@ -575,7 +575,12 @@ func (x *ReadIndexResponse) GetIndex() uint64 {
 type ReadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// queries are the reads, each served on its own terms.
-	Queries       []*Query `protobuf:"bytes,1,rep,name=queries,proto3" json:"queries,omitempty"`
+	Queries []*Query `protobuf:"bytes,1,rep,name=queries,proto3" json:"queries,omitempty"`
+	// may_defer says the sender sends again the queries whose results come
+	// back deferred: the serving node then keeps its response under the
+	// message limit. A sender that does not set it gets every result, and
+	// a batch too large for one message fails whole.
+	MayDefer      bool `protobuf:"varint,2,opt,name=may_defer,json=mayDefer,proto3" json:"may_defer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -615,6 +620,13 @@ func (x *ReadRequest) GetQueries() []*Query {
 		return x.Queries
 	}
 	return nil
+}
+
+func (x *ReadRequest) GetMayDefer() bool {
+	if x != nil {
+		return x.MayDefer
+	}
+	return false
 }
 
 // ReadResponse answers a ReadRequest.
@@ -813,7 +825,7 @@ func (*Query_GetSession) isQuery_Query() {}
 func (*Query_ListSessions) isQuery_Query() {}
 
 // QueryResult is the serving node's answer to one Query: a result, a state
-// machine error, or beyond_log.
+// machine error, beyond_log or deferred.
 type QueryResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// error_code is set when the read failed.
@@ -833,7 +845,12 @@ type QueryResult struct {
 	//	*QueryResult_List
 	//	*QueryResult_GetSession
 	//	*QueryResult_ListSessions
-	Result        isQueryResult_Result `protobuf_oneof:"result"`
+	Result isQueryResult_Result `protobuf_oneof:"result"`
+	// deferred says the query was not answered because its result did not
+	// fit in the response with the ones before it (ReadRequest.may_defer):
+	// the sender sends it again, in a later request. The first result of
+	// a response is never deferred.
+	Deferred      bool `protobuf:"varint,9,opt,name=deferred,proto3" json:"deferred,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -939,6 +956,13 @@ func (x *QueryResult) GetListSessions() *v1.ListSessionsResponse {
 		}
 	}
 	return nil
+}
+
+func (x *QueryResult) GetDeferred() bool {
+	if x != nil {
+		return x.Deferred
+	}
+	return false
 }
 
 type isQueryResult_Result interface {
@@ -1101,9 +1125,10 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\bresponse\x18\x05 \x01(\fR\bresponse\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"?\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\\\n" +
 	"\vReadRequest\x120\n" +
-	"\aqueries\x18\x01 \x03(\v2\x16.paddock.raft.v1.QueryR\aqueries\"F\n" +
+	"\aqueries\x18\x01 \x03(\v2\x16.paddock.raft.v1.QueryR\aqueries\x12\x1b\n" +
+	"\tmay_defer\x18\x02 \x01(\bR\bmayDefer\"F\n" +
 	"\fReadResponse\x126\n" +
 	"\aresults\x18\x01 \x03(\v2\x1c.paddock.raft.v1.QueryResultR\aresults\"\xd7\x02\n" +
 	"\x05Query\x12+\n" +
@@ -1114,7 +1139,7 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\vget_session\x18\x05 \x01(\v2\x1d.paddock.v1.GetSessionRequestH\x00R\n" +
 	"getSession\x12F\n" +
 	"\rlist_sessions\x18\x06 \x01(\v2\x1f.paddock.v1.ListSessionsRequestH\x00R\flistSessionsB\a\n" +
-	"\x05query\"\xb5\x03\n" +
+	"\x05query\"\xd1\x03\n" +
 	"\vQueryResult\x129\n" +
 	"\n" +
 	"error_code\x18\x01 \x01(\x0e2\x1a.paddock.raft.v1.ErrorCodeR\terrorCode\x12#\n" +
@@ -1126,7 +1151,8 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\x04list\x18\x06 \x01(\v2\x18.paddock.v1.ListResponseH\x00R\x04list\x12A\n" +
 	"\vget_session\x18\a \x01(\v2\x1e.paddock.v1.GetSessionResponseH\x00R\n" +
 	"getSession\x12G\n" +
-	"\rlist_sessions\x18\b \x01(\v2 .paddock.v1.ListSessionsResponseH\x00R\flistSessionsB\b\n" +
+	"\rlist_sessions\x18\b \x01(\v2 .paddock.v1.ListSessionsResponseH\x00R\flistSessions\x12\x1a\n" +
+	"\bdeferred\x18\t \x01(\bR\bdeferredB\b\n" +
 	"\x06result\"3\n" +
 	"\x10KeepAliveRequest\x12\x1f\n" +
 	"\vsession_ids\x18\x01 \x03(\x04R\n" +
