@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,24 +16,6 @@ import (
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestAgentStopsOnEntryNeedingUpgrade runs a real single-node agent and
 // appends, raw through its raft, an entry of a feature level above this
 // binary's: the agent's serve returns (the process exits non-zero) with a
@@ -46,7 +26,7 @@ func TestAgentStopsOnEntryNeedingUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs lockedBuffer
 	a, err := startAgent(context.Background(), node.Config{
 		ID: "n1", DataDir: t.TempDir(), RaftAddr: raftAddr,
 		GRPCAddr: freeAddr(t), HTTPAddr: freeAddr(t), Bootstrap: voters,
