@@ -1,9 +1,11 @@
 package robust
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -616,9 +618,42 @@ func judge(rep *Report, cfg RunConfig, rec *recorder, ws []*watcher, fin *finalS
 	for _, op := range rec.seqs {
 		writes = append(writes, check.Call{Path: op.Path, Outcome: op.Outcome, Call: op.Call, Return: op.Return})
 	}
-	vs = append(vs, check.IdleNodes(idle, rec.deleted, fin.present, fin.end, electionTimeout, leaders, writes)...)
+	vs = append(vs, check.IdleNodes(idle, deletedBy(rec, idle), fin.present, fin.end, electionTimeout, leaders, writes)...)
 	vs = append(vs, check.Watches(streams, fin.tree)...)
 	vs = append(vs, check.SameState(hashes)...)
 	slices.SortStableFunc(vs, func(a, b check.Violation) int { return strings.Compare(a.Check, b.Check) })
 	return vs
+}
+
+// deletedBy is, for each TTL or container znode seen deleted, a time by
+// which the deletion had happened: when a watcher first saw it, or
+// earlier, when a sequential create of a later zxid was acknowledged
+// (the leader applies in log order before it answers). Watchers that
+// resumed after a fault may see a deletion late; the acknowledgements
+// bound it without them.
+func deletedBy(rec *recorder, idle []check.IdleNode) map[string]time.Duration {
+	var acks []check.SeqCreate
+	for _, op := range rec.seqs {
+		if op.Outcome == check.OK {
+			acks = append(acks, op)
+		}
+	}
+	slices.SortFunc(acks, func(a, b check.SeqCreate) int { return cmp.Compare(a.Zxid, b.Zxid) })
+	// firstAfter[i] is the earliest return among acks[i:].
+	firstAfter := make([]time.Duration, len(acks)+1)
+	firstAfter[len(acks)] = math.MaxInt64
+	for i := len(acks) - 1; i >= 0; i-- {
+		firstAfter[i] = min(firstAfter[i+1], acks[i].Return)
+	}
+	out := make(map[string]time.Duration, len(idle))
+	for _, n := range idle {
+		seen, ok := rec.deleted[n.Path]
+		if !ok {
+			continue
+		}
+		z := rec.deletedZxid[n.Path]
+		i, _ := slices.BinarySearchFunc(acks, z+1, func(a check.SeqCreate, t uint64) int { return cmp.Compare(a.Zxid, t) })
+		out[n.Path] = min(seen, firstAfter[i])
+	}
+	return out
 }

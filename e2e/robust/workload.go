@@ -47,20 +47,24 @@ type recorder struct {
 	sessions   []*check.Session
 	idle       []*check.IdleNode
 	unexpected []string // errors no workload call should ever get
-	// deleted is when any watcher first saw each path deleted.
-	deleted map[string]time.Duration
+	// deleted is when any watcher first saw each path deleted, and
+	// deletedZxid the zxid of that deletion.
+	deleted     map[string]time.Duration
+	deletedZxid map[string]uint64
 }
 
 func newRecorder() *recorder {
-	return &recorder{start: time.Now(), deleted: make(map[string]time.Duration)}
+	return &recorder{start: time.Now(), deleted: make(map[string]time.Duration), deletedZxid: make(map[string]uint64)}
 }
 
-// sawDeleted records that a watcher saw path deleted at seen.
-func (r *recorder) sawDeleted(path string, seen time.Duration) {
+// sawDeleted records that a watcher saw path deleted at seen, by the
+// entry at zxid.
+func (r *recorder) sawDeleted(path string, zxid uint64, seen time.Duration) {
 	r.mu.Lock()
 	if t, ok := r.deleted[path]; !ok || seen < t {
 		r.deleted[path] = seen
 	}
+	r.deletedZxid[path] = zxid
 	r.mu.Unlock()
 }
 
@@ -481,7 +485,7 @@ func (w *watcher) add(st *check.WatchStream, r client.WatchResponse) {
 			ev.Type = check.Changed
 		case paddockv1.EventKind_EVENT_KIND_DELETED:
 			ev.Type = check.Deleted
-			w.rec.sawDeleted(ev.Path, seen)
+			w.rec.sawDeleted(ev.Path, ev.Zxid, seen)
 		default:
 			continue
 		}

@@ -35,7 +35,8 @@ type IdleNode struct {
 }
 
 // IdleNodes checks when the TTL and container znodes disappeared. deleted
-// maps a path to the earliest time any watcher saw it deleted; present
+// maps a path to a time by which it was deleted (the earliest a watcher
+// saw it, or the acknowledgement of a write the log holds after it); present
 // holds the paths that existed at end, when the run's final read was
 // taken; electionTimeout is the cluster's; leaderChanges are the times,
 // in order, at which a leader of a new term was first seen.
