@@ -344,7 +344,7 @@ func newTreeStatCmd(o *clientOptions) *cobra.Command {
 			return err
 		}
 		if !resp.Exists {
-			return status.Errorf(codes.NotFound, "%s: node does not exist", args[0])
+			return status.Errorf(codes.NotFound, "node does not exist: %s", args[0]) // the words of the error table (rpc)
 		}
 		return o.emit(cmd, resp, func(w io.Writer) error { return writeStat(w, resp.Stat) })
 	})
