@@ -1,0 +1,136 @@
+package farm
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Format reads and writes configurations in local files: json, yaml, php
+// (write only: `<?php return array(...);`) or dir (a DJB directory: each
+// directory a dict, each file a key whose trimmed content is the value,
+// dotfiles ignored).
+type Format interface {
+	// Name is the format's name as -f spells it.
+	Name() string
+	// Read reads the configuration at p. A file or directory that does
+	// not exist is an error matching fs.ErrNotExist.
+	Read(p string) (Conf, error)
+	// Write makes p hold c, atomically per file (a temporary file renamed
+	// over p, with the mode a new file gets under the umask), and reports
+	// whether anything changed: content that already equals c's encoding
+	// is left alone.
+	Write(p string, c Conf) (changed bool, err error)
+	// Encode is c in the format, for stdout (get -f); dir cannot.
+	Encode(c Conf) ([]byte, error)
+}
+
+// Formats are the names -f accepts.
+var Formats = []string{"json", "yaml", "php", "dir"}
+
+// ParseFormat returns the format called name.
+func ParseFormat(name string) (Format, error) {
+	switch name {
+	case "json":
+		return jsonFormat{}, nil
+	}
+	return nil, fmt.Errorf("%w: %q: want one of %s", ErrBadFormat, name, strings.Join(Formats, ", "))
+}
+
+// FormatFor returns the format named by name, or, when name is empty, the
+// one p implies as ZkFarmer infers it: an existing directory is dir, else
+// the extension (.json, .yaml or .yml, .php).
+func FormatFor(p, name string) (Format, error) {
+	if name != "" {
+		return ParseFormat(name)
+	}
+	if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+		return ParseFormat("dir")
+	}
+	switch strings.ToLower(filepath.Ext(p)) {
+	case ".json":
+		return ParseFormat("json")
+	case ".yaml", ".yml":
+		return ParseFormat("yaml")
+	case ".php":
+		return ParseFormat("php")
+	}
+	return nil, fmt.Errorf("%w: cannot infer the format of %s (not a directory, no .json, .yaml, .yml or .php extension): give -f", ErrBadFormat, p)
+}
+
+type jsonFormat struct{}
+
+func (jsonFormat) Name() string { return "json" }
+
+func (jsonFormat) Read(p string) (Conf, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	c, err := DecodeConf(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return c, nil
+}
+
+func (f jsonFormat) Encode(c Conf) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "    ")
+	if err := enc.Encode(c); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func (f jsonFormat) Write(p string, c Conf) (bool, error) {
+	b, err := f.Encode(c)
+	if err != nil {
+		return false, err
+	}
+	return writeFileAtomic(p, b)
+}
+
+// writeFileAtomic replaces p with b through a temporary file in the same
+// directory, renamed over p, unless p already holds exactly b. The new
+// file has mode 0666 less the umask, as os.Create gives.
+func writeFileAtomic(p string, b []byte) (bool, error) {
+	if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, b) {
+		return false, nil
+	}
+	dir, base := filepath.Split(p)
+	if dir == "" {
+		dir = "."
+	}
+	tmp, err := os.CreateTemp(dir, "."+base+".tmp*")
+	if err != nil {
+		return false, err
+	}
+	name := tmp.Name()
+	defer os.Remove(name) // after a successful rename there is nothing to remove
+	// CreateTemp makes 0600 files; give the mode a plain create would.
+	if err := tmp.Chmod(0o666 &^ umask()); err != nil {
+		tmp.Close()
+		return false, err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return false, err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return false, err
+	}
+	if err := tmp.Close(); err != nil {
+		return false, err
+	}
+	if err := os.Rename(name, p); err != nil {
+		return false, err
+	}
+	return true, nil
+}
