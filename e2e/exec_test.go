@@ -33,10 +33,16 @@ func (r result) String() string {
 // from the given reader if not nil.
 func run(t *testing.T, stdin io.Reader, bin string, args ...string) result {
 	t.Helper()
+	return runWith(t, nil, stdin, bin, args...)
+}
+
+// runWith is run with env (KEY=VALUE) added to the children's environment.
+func runWith(t *testing.T, env []string, stdin io.Reader, bin string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = child.Env()
+	cmd.Env = append(child.Env(), env...)
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer

@@ -38,8 +38,9 @@ func BuildPaddock(dir string, race bool) (string, error) {
 }
 
 // Env is the environment of every child: the test's, without
-// PADDOCK_ENDPOINTS from the caller's shell (so commands talk only to the
-// cluster under test), and with the race runtime's exit delay off: a
+// PADDOCK_ENDPOINTS or ZKHOST (which `paddock farm` reads) from the
+// caller's shell (so commands talk only to the cluster under test), and
+// with the race runtime's exit delay off: a
 // race-built child would otherwise sleep 1s at every exit
 // (atexit_sleep_ms), which every CLI call and every agent stop would pay.
 func Env() []string {
@@ -47,7 +48,7 @@ func Env() []string {
 	gorace := "atexit_sleep_ms=0"
 	for _, kv := range os.Environ() {
 		switch {
-		case strings.HasPrefix(kv, "PADDOCK_ENDPOINTS="):
+		case strings.HasPrefix(kv, "PADDOCK_ENDPOINTS="), strings.HasPrefix(kv, "ZKHOST="):
 		case strings.HasPrefix(kv, "GORACE="):
 			gorace = strings.TrimPrefix(kv, "GORACE=") + " " + gorace
 		default:

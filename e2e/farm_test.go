@@ -1,0 +1,596 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/paddock/paddock/client"
+)
+
+// TestFarm drives `paddock farm` (issue 13) as its users do: three hosts
+// join /services/db from DJB directories and a JSON file, three exporters
+// keep PHP (read by real php), JSON and YAML files in sync, and operators
+// read and change hosts from elsewhere. The subtests share one cluster and
+// run in order, each starting from the state the previous one left; the
+// node the exporters talk to is killed last.
+func TestFarm(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t)
+	w := &farmWorld{c: c, leaders: watchLeaders(t, c), php: findPHP(t), dir: t.TempDir()}
+	// The exporters talk first to a follower that the joiners and the
+	// writers never use, so that killing it tests the exporters alone.
+	l := c.leader()
+	f := (l + 1) % len(c.agents)
+	var others []int
+	for i := range c.agents {
+		if i != f {
+			others = append(others, i)
+		}
+	}
+	w.eps = c.endpoints(others...)
+	w.exportEps = c.endpoints(append([]int{f}, others...)...)
+	cl, err := client.New(context.Background(), client.Config{Endpoints: strings.Split(w.eps, ",")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	w.cl = cl
+
+	db := &dbFarm{farmWorld: w}
+	for _, st := range []struct {
+		name string
+		fn   func(*testing.T)
+	}{
+		{"join and export", db.joinAndExport},
+		{"php", db.php},
+		{"local change", db.localChange},
+		{"farm set reaches the joiner", db.setReachesJoiner},
+		{"get", db.get},
+		{"set and unset dotted", db.setUnsetDotted},
+		{"ls", db.ls},
+		{"kill -9 joiner", db.killJoiner},
+	} {
+		if !t.Run(st.name, st.fn) {
+			return // the next ones start from the state this one left
+		}
+	}
+	t.Run("check", w.check)
+	t.Run("endpoints", w.endpointFlags)
+	t.Run("non-Paddock endpoint", w.notPaddock)
+	t.Run("kill -9 the exporters' node", func(t *testing.T) { db.killExportersNode(t, f) })
+}
+
+// dbFarm is /services/db: its joiners, their local configurations and the
+// counters of their --changed-cmd.
+type dbFarm struct {
+	*farmWorld
+	joiners map[string]*farmProc // by host name
+	confs   map[string]string    // host name to its CONF path
+	counts  map[string]string    // host name to its --changed-cmd counter
+}
+
+const dbFarmPath = "/services/db"
+
+// joinAndExport: three hosts join, the farm gets its size, and every
+// export holds the farm as ZkFarmer's README shows it.
+func (d *dbFarm) joinAndExport(t *testing.T) {
+	dir := d.dir
+	d.joiners, d.confs, d.counts = map[string]*farmProc{}, map[string]string{}, map[string]string{}
+	d.confs["10.0.0.1"] = filepath.Join(dir, "db1")
+	writeTree(t, d.confs["10.0.0.1"], map[string]string{
+		"hostname": "db-01.example.com\n", "enabled": "0\n", "mysql/replication_delay": "0\n",
+		".hidden": "dotfiles are ignored\n",
+	})
+	d.confs["10.0.0.2"] = filepath.Join(dir, "db2.json")
+	writeTree(t, dir, map[string]string{
+		"db2.json": `{"hostname": "db-02.example.com", "enabled": "0", "mysql": {"replication_delay": "1"}}`,
+	})
+	// No hostname in the third: --hostname gives one.
+	d.confs["10.0.0.3"] = filepath.Join(dir, "db3")
+	writeTree(t, d.confs["10.0.0.3"], map[string]string{"enabled": "0\n", "mysql/replication_delay": "2\n"})
+	extra := map[string][]string{"10.0.0.3": {"--hostname", "db-03.example.com"}}
+	for _, name := range []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"} {
+		d.counts[name] = filepath.Join(dir, name+".count")
+		args := append([]string{"--changed-cmd", "echo changed >> " + shellQuote(d.counts[name])}, extra[name]...)
+		d.joiners[name] = d.join(t, dbFarmPath, d.confs[name], name, args...)
+	}
+	d.want = hosts{
+		"10.0.0.1": map[string]any{"hostname": "db-01.example.com", "enabled": "0", "mysql": map[string]any{"replication_delay": "0"}},
+		"10.0.0.2": map[string]any{"hostname": "db-02.example.com", "enabled": "0", "mysql": map[string]any{"replication_delay": "1"}},
+		"10.0.0.3": map[string]any{"hostname": "db-03.example.com", "enabled": "0", "mysql": map[string]any{"replication_delay": "2"}},
+	}
+	for name, conf := range d.want {
+		data, _, _ := d.znode(t, dbFarmPath+"/"+name)
+		var got map[string]any
+		if err := json.Unmarshal([]byte(data), &got); err != nil || !reflect.DeepEqual(got, conf) {
+			t.Errorf("znode %s/%s = %q, want the JSON of %v", dbFarmPath, name, data, conf)
+		}
+	}
+	// Each join raised the farm's size to the hosts it saw.
+	ok, last := poll(5*time.Second, func() (bool, string) {
+		r := d.farmCLI(t, "get", dbFarmPath, "size")
+		return r.code == 0 && r.stdout == "3\n", r.String()
+	})
+	if !ok {
+		t.Errorf("farm get %s size after three joins: %s, want 3", dbFarmPath, last)
+	}
+
+	start := time.Now()
+	for _, format := range []string{"php", "json", "yaml"} {
+		d.exporters = append(d.exporters, startExporter(t, dir, d.exportEps, dbFarmPath, format))
+	}
+	d.exports(t, "first export", start, farmProcStart)
+	d.changedOnce(t, "first export", false)
+}
+
+// php: the PHP export is what ZkFarmer's README shows, and `php -l` clean.
+func (d *dbFarm) php(t *testing.T) {
+	if d.farmWorld.php == "" {
+		t.Skip(phpMissing)
+	}
+	e := d.exporters[0]
+	b, err := os.ReadFile(e.dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^<\?php\s+return array\s*\(`).Match(b) {
+		t.Errorf("%s does not start with `<?php return array(`:\n%s", e.dest, b)
+	}
+	if out, err := exec.Command(d.farmWorld.php, "-l", e.dest).CombinedOutput(); err != nil || !strings.Contains(string(out), "No syntax errors") {
+		t.Errorf("php -l %s: %v: %s", e.dest, err, out)
+	}
+	// var_export of what require returns, as a PHP user sees it.
+	out, err := exec.Command(d.farmWorld.php, "-r", `var_export(require $argv[1]);`, e.dest).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `'10.0.0.1' => `) || !strings.Contains(string(out), `'replication_delay' => '0'`) {
+		t.Errorf("php var_export(require %s): %v:\n%s", e.dest, err, out)
+	}
+}
+
+// localChange: `echo 1 > DIR/enabled` on a joiner reaches every export
+// within a second.
+func (d *dbFarm) localChange(t *testing.T) {
+	event := time.Now()
+	writeTree(t, d.confs["10.0.0.3"], map[string]string{"enabled": "1\n"})
+	d.want["10.0.0.3"].(map[string]any)["enabled"] = "1"
+	d.exports(t, "echo 1 > db3/enabled", event, time.Second)
+	// echo truncates before it writes: an export may see the empty value
+	// first, so the command may run twice.
+	d.changedOnce(t, "echo 1 > db3/enabled", true)
+	// The joiner's own change is not a remote change: no --changed-cmd,
+	// no write back (no echo loop).
+	if n := countLines(d.counts["10.0.0.3"]); n != 0 {
+		t.Errorf("joiner 10.0.0.3's --changed-cmd ran %d times after its own local change, want 0", n)
+	}
+}
+
+// setReachesJoiner: `paddock farm set` from elsewhere rewrites the
+// joiner's DJB file (or JSON file), runs its --changed-cmd once, and
+// reaches every export.
+func (d *dbFarm) setReachesJoiner(t *testing.T) {
+	event := time.Now()
+	d.farmOK(t, "set", dbFarmPath+"/10.0.0.1", "enabled", "1")
+	d.fileIs(t, "farm set 10.0.0.1 enabled 1: db1/enabled", filepath.Join(d.confs["10.0.0.1"], "enabled"), "1", event, time.Second)
+	d.want["10.0.0.1"].(map[string]any)["enabled"] = "1"
+	d.exports(t, "farm set 10.0.0.1 enabled 1", event, time.Second)
+	d.joinerChanged(t, "10.0.0.1", 1)
+	d.changedOnce(t, "farm set 10.0.0.1 enabled 1", false)
+
+	event = time.Now()
+	d.farmOK(t, "set", dbFarmPath+"/10.0.0.2", "mysql.replication_delay", "7")
+	h2 := d.want["10.0.0.2"].(map[string]any)
+	h2["mysql"].(map[string]any)["replication_delay"] = "7"
+	d.jsonFileIs(t, "farm set 10.0.0.2 mysql.replication_delay 7: db2.json", d.confs["10.0.0.2"], h2, event, time.Second)
+	d.exports(t, "farm set 10.0.0.2 mysql.replication_delay 7", event, time.Second)
+	d.joinerChanged(t, "10.0.0.2", 1)
+	d.changedOnce(t, "farm set 10.0.0.2 mysql.replication_delay 7", false)
+	// A DJB joiner gets a new sub-dict as a directory.
+	event = time.Now()
+	d.farmOK(t, "set", dbFarmPath+"/10.0.0.1", "mysql.lag.max", "30")
+	d.fileIs(t, "farm set 10.0.0.1 mysql.lag.max 30: db1/mysql/lag/max", filepath.Join(d.confs["10.0.0.1"], "mysql", "lag", "max"), "30", event, time.Second)
+	d.want["10.0.0.1"].(map[string]any)["mysql"].(map[string]any)["lag"] = map[string]any{"max": "30"}
+	d.exports(t, "farm set 10.0.0.1 mysql.lag.max 30", event, time.Second)
+	d.joinerChanged(t, "10.0.0.1", 2)
+	d.changedOnce(t, "farm set 10.0.0.1 mysql.lag.max 30", false)
+}
+
+// joinerChanged checks that host's --changed-cmd has run want times.
+func (d *dbFarm) joinerChanged(t *testing.T, host string, want int) {
+	t.Helper()
+	ok, _ := poll(5*time.Second, func() (bool, string) { return countLines(d.counts[host]) >= want, "" })
+	if n := countLines(d.counts[host]); !ok || n != want {
+		t.Errorf("joiner %s's --changed-cmd ran %d times, want %d", host, n, want)
+	}
+}
+
+// get: a whole host in YAML (the default), JSON and PHP; one field,
+// dotted or not; a missing host.
+func (d *dbFarm) get(t *testing.T) {
+	node := dbFarmPath + "/10.0.0.1"
+	want := d.want["10.0.0.1"]
+	for _, tc := range []struct {
+		args  []string
+		parse func([]byte) (any, error)
+	}{
+		{[]string{"get", node}, parseYAML},
+		{[]string{"get", node, "-f", "yaml"}, parseYAML},
+		{[]string{"get", node, "-f", "json"}, parseJSON},
+		{[]string{"get", node, "-f", "php"}, d.phpValue},
+	} {
+		out := d.farmOK(t, tc.args...)
+		got, err := tc.parse([]byte(out))
+		if err != nil {
+			t.Errorf("farm %s: %v in %q", strings.Join(tc.args, " "), err, out)
+			continue
+		}
+		if got != nil && !reflect.DeepEqual(got, want) {
+			t.Errorf("farm %s (-got +want):\n%s", strings.Join(tc.args, " "), cmp.Diff(got, want))
+		}
+	}
+	for field, value := range map[string]string{"enabled": "1", "hostname": "db-01.example.com", "mysql.replication_delay": "0"} {
+		if got := d.farmOK(t, "get", node, field); got != value+"\n" {
+			t.Errorf("farm get %s %s = %q, want %q", node, field, got, value+"\n")
+		}
+	}
+	r := d.farmCLI(t, "get", dbFarmPath+"/10.9.9.9")
+	if r.code == 0 || !strings.Contains(r.stderr, dbFarmPath+"/10.9.9.9") {
+		t.Errorf("farm get of a missing host: %v, want a failure naming it", r)
+	}
+}
+
+// phpValue is what PHP code b returns (json_encode of it), nil when php is
+// missing.
+func (d *dbFarm) phpValue(b []byte) (any, error) {
+	if d.farmWorld.php == "" {
+		return nil, nil
+	}
+	f := filepath.Join(d.dir, "get.php")
+	if err := os.WriteFile(f, b, 0o644); err != nil {
+		return nil, err
+	}
+	out, err := exec.Command(d.farmWorld.php, "-r", `echo json_encode(require $argv[1]);`, f).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("php: %v: %s", err, out)
+	}
+	return parseJSON(out)
+}
+
+// parseYAML decodes a YAML object.
+func parseYAML(b []byte) (any, error) {
+	var v map[string]any
+	if err := yaml.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// parseJSON decodes a JSON object.
+func parseJSON(b []byte) (any, error) {
+	var v map[string]any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// setUnsetDotted: dotted set creates sub-dicts, dotted unset removes
+// them, the JSON joiner's file follows, and concurrent sets of different
+// fields are all kept.
+func (d *dbFarm) setUnsetDotted(t *testing.T) {
+	node := dbFarmPath + "/10.0.0.2"
+	h2 := d.want["10.0.0.2"].(map[string]any)
+	getJSON := func() map[string]any {
+		t.Helper()
+		var v map[string]any
+		out := d.farmOK(t, "get", node, "-f", "json")
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Fatalf("farm get %s -f json: %v in %q", node, err, out)
+		}
+		return v
+	}
+	d.farmOK(t, "set", node, "mysql.lag.max", "3")
+	h2["mysql"].(map[string]any)["lag"] = map[string]any{"max": "3"}
+	if got := getJSON(); !reflect.DeepEqual(got, h2) {
+		t.Errorf("after farm set %s mysql.lag.max 3 (-got +want):\n%s", node, cmp.Diff(got, h2))
+	}
+	d.farmOK(t, "unset", node, "mysql.lag.max")
+	h2["mysql"].(map[string]any)["lag"] = map[string]any{}
+	if got := getJSON(); !reflect.DeepEqual(got, h2) {
+		t.Errorf("after farm unset %s mysql.lag.max (-got +want):\n%s", node, cmp.Diff(got, h2))
+	}
+	event := time.Now()
+	d.farmOK(t, "unset", node, "mysql.lag")
+	delete(h2["mysql"].(map[string]any), "lag")
+	d.jsonFileIs(t, "farm unset 10.0.0.2 mysql.lag: db2.json", d.confs["10.0.0.2"], h2, event, time.Second)
+	d.exports(t, "farm set and unset 10.0.0.2 mysql.lag", event, time.Second)
+	d.changedOnce(t, "farm set and unset 10.0.0.2 mysql.lag", true)
+
+	// Compare-and-set: concurrent sets of different fields of one znode
+	// all land.
+	const n = 6
+	tree(t, d.eps, "create", "/services/cas")
+	tree(t, d.eps, "create", "/services/cas/h", `{"seed": "0"}`)
+	var wg sync.WaitGroup
+	results := make([]result, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = d.farmCLI(t, "set", "/services/cas/h", fmt.Sprintf("f%d", i), fmt.Sprint(i))
+		}()
+	}
+	wg.Wait()
+	want := map[string]any{"seed": "0"}
+	for i, r := range results {
+		if r.code != 0 {
+			t.Errorf("concurrent farm set /services/cas/h f%d: %v", i, r)
+		}
+		want[fmt.Sprintf("f%d", i)] = fmt.Sprint(i)
+	}
+	var got map[string]any
+	out := d.farmOK(t, "get", "/services/cas/h", "-f", "json")
+	if err := json.Unmarshal([]byte(out), &got); err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("after %d concurrent sets of different fields, farm get /services/cas/h -f json = %s, want %v", n, out, want)
+	}
+}
+
+// ls: children, and fields as ZkFarmer prints them (names padded to 20
+// columns), with filters.
+func (d *dbFarm) ls(t *testing.T) {
+	check := func(args []string, want ...string) {
+		t.Helper()
+		if got := d.lsLines(t, args...); !reflect.DeepEqual(got, want) {
+			t.Errorf("farm %s:\n got %q\nwant %q", strings.Join(args, " "), got, want)
+		}
+	}
+	check([]string{"ls", dbFarmPath}, "10.0.0.1", "10.0.0.2", "10.0.0.3")
+	check([]string{"ls", dbFarmPath, "--fields", "hostname,enabled,mysql.replication_delay"},
+		fmt.Sprintf("%-20s %s", "10.0.0.1", "hostname=db-01.example.com, enabled=1, mysql.replication_delay=0"),
+		fmt.Sprintf("%-20s %s", "10.0.0.2", "hostname=db-02.example.com, enabled=0, mysql.replication_delay=7"),
+		fmt.Sprintf("%-20s %s", "10.0.0.3", "hostname=db-03.example.com, enabled=1, mysql.replication_delay=2"))
+	check([]string{"ls", dbFarmPath, "--fields", "hostname", "-F", "enabled=1,mysql.replication_delay<2"},
+		fmt.Sprintf("%-20s %s", "10.0.0.1", "hostname=db-01.example.com"))
+	check([]string{"ls", dbFarmPath, "-F", "!nope,enabled!=1"}, "10.0.0.2")
+}
+
+// killJoiner: a kill -9ed host leaves every export within its session
+// timeout, each --changed-cmd runs once for it, and size stays.
+func (d *dbFarm) killJoiner(t *testing.T) {
+	d.joiners["10.0.0.2"].kill9()
+	event := time.Now()
+	delete(d.want, "10.0.0.2")
+	d.exports(t, "kill -9 joiner 10.0.0.2", event, farmSessionTimeout+time.Second)
+	d.changedOnce(t, "kill -9 joiner 10.0.0.2", false)
+	if got := d.farmOK(t, "get", dbFarmPath, "size"); got != "3\n" {
+		t.Errorf("farm get %s size after a host left = %q, want 3 (the most hosts seen)", dbFarmPath, got)
+	}
+}
+
+// killExportersNode: kill -9 the node the exporters talk to; they keep
+// their last file, then catch every later change.
+func (d *dbFarm) killExportersNode(t *testing.T, f int) {
+	if d.want == nil {
+		t.Skip("the farm was not set up")
+	}
+	// The JSON export is sampled throughout: it must always be one of
+	// the farm's states, in order, never missing, empty or partial.
+	states := []hosts{cloneHosts(d.want)}
+	var mu sync.Mutex
+	var bad []string
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	je := d.exporters[1]
+	go func() {
+		defer close(sampled)
+		at := 0
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			got, err := je.read("")
+			mu.Lock()
+			i := at
+			for ; i < len(states) && (err != nil || !reflect.DeepEqual(got, states[i])); i++ {
+			}
+			if i == len(states) {
+				bad = append(bad, fmt.Sprintf("%v %v", got, err))
+			} else {
+				at = i
+			}
+			mu.Unlock()
+		}
+	}()
+	next := func(h hosts) {
+		mu.Lock()
+		defer mu.Unlock()
+		states = append(states, cloneHosts(h))
+	}
+
+	d.c.kill9(f)
+	t.Logf("killed %s, the exporters' first endpoint; %s", d.c.agents[f].id, d.leaders)
+	d.exports(t, "right after kill -9 of the exporters' node", time.Now(), 0)
+
+	event := time.Now()
+	d.want["10.0.0.1"].(map[string]any)["enabled"] = "0"
+	next(d.want)
+	d.farmOK(t, "set", dbFarmPath+"/10.0.0.1", "enabled", "0")
+	d.confs["10.0.0.4"] = filepath.Join(d.dir, "db4.json")
+	writeTree(t, d.dir, map[string]string{"db4.json": `{"hostname": "db-04.example.com", "enabled": "1"}`})
+	d.want["10.0.0.4"] = map[string]any{"hostname": "db-04.example.com", "enabled": "1"}
+	next(d.want)
+	d.joiners["10.0.0.4"] = d.join(t, dbFarmPath, d.confs["10.0.0.4"], "10.0.0.4")
+	delete(d.want, "10.0.0.3")
+	next(d.want)
+	d.joiners["10.0.0.3"].kill9()
+	d.exports(t, "changes after kill -9 of the exporters' node", event, farmSessionTimeout+time.Second)
+	d.changedOnce(t, "changes after kill -9 of the exporters' node", true)
+	close(stop)
+	<-sampled
+	if len(bad) > 0 {
+		t.Errorf("the JSON export held %d times something else than the farm's states in order, first: %s", len(bad), bad[0])
+	}
+}
+
+// lsLines runs `paddock farm ls ...` and returns its lines, sorted.
+func (w *farmWorld) lsLines(t *testing.T, args ...string) []string {
+	t.Helper()
+	out := w.farmOK(t, args...)
+	l := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	sort.Strings(l)
+	return l
+}
+
+// cloneHosts deep-copies a farm.
+func cloneHosts(h hosts) hosts {
+	b, _ := json.Marshal(h)
+	var out hosts
+	_ = json.Unmarshal(b, &out)
+	return out
+}
+
+// check: Nagios states and exit codes as hosts join and leave and the
+// running_filter changes; a long host name is never truncated by ls.
+func (w *farmWorld) check(t *testing.T) {
+	const web = "/services/web"
+	const long = "web-with-a-name-longer-than-twenty.example.com"
+	want := func(code int, line string, args ...string) {
+		t.Helper()
+		r := w.farmCLI(t, append([]string{"check", web}, args...)...)
+		if r.code != code || r.stdout != line+"\n" {
+			t.Errorf("farm check %s %s: %v, want exit %d and %q", web, strings.Join(args, " "), r, code, line)
+		}
+	}
+	// A farm created by hand, as zkfarmer users did with zkCli: no size.
+	if r := paddock(t, "tree", "create", "--endpoints", w.eps, web); r.code != 0 {
+		t.Fatalf("tree create %s: %v", web, r)
+	}
+	want(3, "UNKNOWN: No `size' property found for `"+web+"' farm", "-c", "1")
+
+	joiners := map[string]*farmProc{}
+	for _, h := range []struct{ name, enabled string }{{"10.1.0.1", "1"}, {long, "1"}, {"10.1.0.3", "0"}} {
+		conf := filepath.Join(w.dir, "web-"+h.name+".json")
+		writeTree(t, w.dir, map[string]string{filepath.Base(conf): `{"enabled": "` + h.enabled + `"}`})
+		joiners[h.name] = w.join(t, web, conf, h.name, "--hostname", "w")
+	}
+	ok, last := poll(5*time.Second, func() (bool, string) {
+		r := w.farmCLI(t, "get", web, "size")
+		return r.stdout == "3\n", r.String()
+	})
+	if !ok {
+		t.Fatalf("farm get %s size after three joins: %s, want 3", web, last)
+	}
+	wantLs := []string{fmt.Sprintf("%-20s enabled=1", "10.1.0.1"), fmt.Sprintf("%-20s enabled=0", "10.1.0.3"), long + " enabled=1"}
+	if got := w.lsLines(t, "ls", web, "--fields", "enabled"); !reflect.DeepEqual(got, wantLs) {
+		t.Errorf("farm ls %s --fields enabled (lines sorted):\n got %q\nwant %q", web, got, wantLs)
+	}
+
+	want(0, "OK: 3/3 nodes running, 0 nodes failing, max allowed 1", "-c", "1")
+	w.farmOK(t, "set", web, "running_filter", "enabled=1")
+	want(1, "WARNING: 2/3 nodes running, 1 nodes failing, max allowed 2", "-c", "2", "-w", "1")
+	want(1, "WARNING: 2/3 nodes running, 1 nodes failing, max allowed 50%", "-c", "50%", "-w", "30%")
+	want(2, "CRITICAL: 2/3 nodes running, 1 nodes failing, max allowed 1", "-c", "1")
+	want(2, "CRITICAL: 2/3 nodes running, 1 nodes failing, max allowed 10%") // the default
+	want(3, "UNKNOWN: Invalid `max_failed_node' argument format: many", "-c", "many")
+
+	joiners["10.1.0.1"].kill9()
+	event := time.Now()
+	w.leaders.within(t, "check after kill -9 of a running host", event, farmSessionTimeout+time.Second, func() (bool, string) {
+		r := w.farmCLI(t, "check", web, "-c", "2")
+		return r.code == 2, r.String()
+	})
+	want(2, "CRITICAL: 1/3 nodes running, 2 nodes failing, max allowed 2", "-c", "2")
+	w.farmOK(t, "unset", web, "running_filter")
+	want(0, "OK: 2/3 nodes running, 1 nodes failing, max allowed 2", "-c", "2", "-w", "2")
+}
+
+// endpointFlags: the first of --endpoints, -H/--host, PADDOCK_ENDPOINTS,
+// ZKHOST that is set names the cluster; the others are ignored.
+func (w *farmWorld) endpointFlags(t *testing.T) {
+	good := w.eps
+	bad := deadEndpoint(t)
+	get := []string{"farm", "get", dbFarmPath, "size"}
+	for _, tc := range []struct {
+		name  string
+		env   []string
+		flags []string
+		ok    bool
+	}{
+		{"--endpoints first", []string{"PADDOCK_ENDPOINTS=" + bad, "ZKHOST=" + bad}, []string{"--endpoints", good, "-H", bad}, true},
+		{"-H before the environment", []string{"PADDOCK_ENDPOINTS=" + bad, "ZKHOST=" + bad}, []string{"-H", good}, true},
+		{"--host", []string{"ZKHOST=" + bad}, []string{"--host", good}, true},
+		{"PADDOCK_ENDPOINTS before ZKHOST", []string{"PADDOCK_ENDPOINTS=" + good, "ZKHOST=" + bad}, nil, true},
+		{"ZKHOST", []string{"ZKHOST=" + good}, nil, true},
+		{"-H wins over PADDOCK_ENDPOINTS", []string{"PADDOCK_ENDPOINTS=" + good}, []string{"-H", bad}, false},
+		{"PADDOCK_ENDPOINTS wins over ZKHOST", []string{"PADDOCK_ENDPOINTS=" + bad, "ZKHOST=" + good}, nil, false},
+	} {
+		r := runWith(t, tc.env, nil, paddockBin, append(append(append([]string{}, get...), tc.flags...), "--timeout", "2s")...)
+		if (r.code == 0) != tc.ok || (tc.ok && r.stdout != "3\n") {
+			t.Errorf("%s: %s paddock %s %s: %v, want success %t", tc.name, strings.Join(tc.env, " "), strings.Join(get, " "), strings.Join(tc.flags, " "), r, tc.ok)
+		}
+	}
+}
+
+// deadEndpoint is a loopback address nothing listens on.
+func deadEndpoint(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// notPaddock: an endpoint that is no Paddock (a ZooKeeper server closes a
+// connection that does not speak its protocol; others write junk) gets an
+// error asking whether it still names a ZooKeeper server.
+func (w *farmWorld) notPaddock(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		serve func(net.Conn)
+	}{
+		{"closes", func(c net.Conn) { c.Close() }},
+		{"writes junk", func(c net.Conn) {
+			c.Write([]byte("this is not gRPC\r\n\r\n"))
+			c.Close()
+		}},
+	} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				tc.serve(c)
+			}
+		}()
+		start := time.Now()
+		r := runWith(t, nil, nil, paddockBin, "farm", "ls", "/services", "--endpoints", l.Addr().String())
+		l.Close()
+		if r.code == 0 || !strings.Contains(r.stderr, "ZooKeeper") || !strings.Contains(r.stderr, l.Addr().String()) {
+			t.Errorf("farm ls against a listener that %s: %v, want a failure naming %s and asking whether it is a ZooKeeper server", tc.name, r, l.Addr())
+		}
+		t.Logf("listener that %s: failed after %v: %s", tc.name, time.Since(start).Round(time.Millisecond), strings.TrimSpace(r.stderr))
+	}
+}
