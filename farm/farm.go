@@ -136,13 +136,13 @@ func readOnce(ctx context.Context, t Tree, farmPath string, read *paddockv1.Read
 	}
 }
 
-// Export is the farm as an export writes it: every child that passes f,
-// by name, with its configuration. Like ZkFarmer, common is exported too
-// when it passes the filter.
+// Export is the farm as an export writes it: every host that passes f, by
+// name, with its configuration. common is not a host and is left out
+// (ZkFarmer exported it as one).
 func (s *Snapshot) Export(f Filter) map[string]Conf {
 	out := make(map[string]Conf, len(s.Hosts))
 	for name, h := range s.Hosts {
-		if f.Match(h.Conf) {
+		if name != CommonName && f.Match(h.Conf) {
 			out[name] = h.Conf
 		}
 	}
