@@ -63,6 +63,7 @@ func TestFarm(t *testing.T) {
 		{"get", db.get},
 		{"set and unset dotted", db.setUnsetDotted},
 		{"ls", db.ls},
+		{"join --common", db.common},
 		{"kill -9 joiner", db.killJoiner},
 	} {
 		if !t.Run(st.name, st.fn) {
@@ -365,6 +366,30 @@ func (d *dbFarm) ls(t *testing.T) {
 	check([]string{"ls", dbFarmPath, "--fields", "hostname", "-F", "enabled=1,mysql.replication_delay<2"},
 		fmt.Sprintf("%-20s %s", "10.0.0.1", "hostname=db-01.example.com"))
 	check([]string{"ls", dbFarmPath, "-F", "!nope,enabled!=1"}, "10.0.0.2")
+}
+
+// common: `join --common` keeps a persistent FARM/common, which is no
+// host: the exports leave it out (and so do not change), size stays.
+func (d *dbFarm) common(t *testing.T) {
+	conf := filepath.Join(d.dir, "common.json")
+	writeTree(t, d.dir, map[string]string{"common.json": `{"max_connections": "100"}`})
+	startFarmProc(t, "join --common", "join", dbFarmPath, conf, "-c", "--endpoints", d.eps)
+	ok, last := poll(farmProcStart, func() (bool, string) {
+		data, eph, ok := d.znode(t, dbFarmPath+"/common")
+		return ok && !eph && data == `{"max_connections":"100"}`, fmt.Sprintf("exists %t, ephemeral %t, data %q", ok, eph, data)
+	})
+	if !ok {
+		t.Fatalf("farm join %s %s -c: %s, want a persistent %s/common holding the configuration", dbFarmPath, conf, last, dbFarmPath)
+	}
+	// The exporters' next run is for the next change.
+	event := time.Now()
+	d.farmOK(t, "set", dbFarmPath+"/10.0.0.3", "weight", "10")
+	d.want["10.0.0.3"].(map[string]any)["weight"] = "10"
+	d.exports(t, "farm set 10.0.0.3 weight 10 after join --common", event, time.Second)
+	d.changedOnce(t, "join --common, then farm set 10.0.0.3 weight 10", false)
+	if got := d.farmOK(t, "get", dbFarmPath, "size"); got != "3\n" {
+		t.Errorf("farm get %s size after join --common = %q, want 3", dbFarmPath, got)
+	}
 }
 
 // killJoiner: a kill -9ed host leaves every export within its session
