@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/paddock/paddock/farm"
@@ -183,7 +184,7 @@ func farmMessage(snap *farm.Snapshot, f farm.Filter) *paddockv1.Farm {
 		m.Size = int32(size)
 	}
 	if running, err := snap.Running(); err != nil {
-		m.RunningFilterError = err.Error()
+		m.RunningFilterError = status.Convert(toStatus(err)).Message()
 	} else {
 		m.Running = int32(running)
 	}

@@ -148,12 +148,22 @@ func TestFarmGetAtOneZxidWithFilters(t *testing.T) {
 		}
 	}
 
+	f.create(t, `/g={"running_filter":"=x"}`, `/g/h1={}`)
+	resp, err = f.farm.GetFarm(ctx, &paddockv1.GetFarmRequest{Farm: "/g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := resp.GetFarm(); m.GetRunning() != 0 || m.GetRunningFilterError() != `bad filter: "=x": bad field` || len(m.GetHosts()) != 1 {
+		t.Errorf("GetFarm(/g) = running %d, running_filter_error %q, %d hosts; want 0, the parser's message, 1",
+			m.GetRunning(), m.GetRunningFilterError(), len(m.GetHosts()))
+	}
+
 	resp, err = f.farm.GetFarm(ctx, &paddockv1.GetFarmRequest{Farm: "/nofarm"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := resp.GetFarm(); m.GetExists() || len(m.GetHosts()) != 0 || resp.GetHeader().GetZxid() < last {
-		t.Errorf("GetFarm(/nofarm) = exists %v, %d hosts, zxid %d; want false, 0, >= %d", m.GetExists(), len(m.GetHosts()), resp.GetHeader().GetZxid(), last)
+	if m := resp.GetFarm(); m.GetExists() || len(m.GetHosts()) != 0 || resp.GetHeader().GetZxid() <= last {
+		t.Errorf("GetFarm(/nofarm) = exists %v, %d hosts, zxid %d; want false, 0, > %d", m.GetExists(), len(m.GetHosts()), resp.GetHeader().GetZxid(), last)
 	}
 }
 
@@ -537,5 +547,45 @@ func TestFarmHTTPRoutes(t *testing.T) {
 	code, got = doJSON(t, "GET", base+"/v1/farm-poll/f?timeout_ms=100&after_zxid="+next, "")
 	if code != 200 || got["changed"] != false || got["farm"] != nil || time.Since(start) > 3*time.Second {
 		t.Errorf("GET /v1/farm-poll/f?after_zxid=%s&timeout_ms=100 = %d %v after %v, want unchanged, no farm", next, code, got, time.Since(start))
+	}
+}
+
+// TestFarmOnFollowers: every node serves FarmService; a follower's field
+// change is forwarded to the leader, and another follower's poll sees it.
+func TestFarmOnFollowers(t *testing.T) {
+	nodes := threeNodes(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var followers []*served
+	for _, s := range nodes {
+		if !s.n.IsLeader() {
+			followers = append(followers, s)
+		}
+	}
+	if len(followers) < 2 {
+		t.Fatalf("%d followers, want 2", len(followers))
+	}
+	a, b := paddockv1.NewFarmServiceClient(followers[0].conn), paddockv1.NewFarmServiceClient(followers[1].conn)
+	tree := paddockv1.NewTreeServiceClient(followers[0].conn)
+	for _, z := range []string{"/f", "/f/h1"} {
+		if _, err := tree.Create(ctx, &paddockv1.CreateRequest{Path: z, Data: []byte("{}")}); err != nil {
+			t.Fatalf("Create(%s): %v", z, err)
+		}
+	}
+	first, err := b.PollFarm(ctx, &paddockv1.PollFarmRequest{Farm: "/f"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := a.SetField(ctx, &paddockv1.SetFieldRequest{Host: "/f/h1", Field: "role", Value: &paddockv1.FieldValue{Value: "db"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := b.PollFarm(ctx, &paddockv1.PollFarmRequest{Farm: "/f", AfterZxid: first.GetHeader().GetZxid(), TimeoutMs: 20000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resp.GetChanged() || hostField(resp.GetFarm(), "h1", "role") != "db" || resp.GetHeader().GetZxid() < set.GetHeader().GetZxid() {
+		t.Fatalf("PollFarm on %s after SetField on %s = %v, want changed, h1 role db, zxid >= %d",
+			followers[1].n.ID(), followers[0].n.ID(), resp, set.GetHeader().GetZxid())
 	}
 }
