@@ -259,6 +259,13 @@ func (s *Snapshot) Check(maxFailed, warn string) CheckResult {
 	return r
 }
 
+// ValidateThreshold checks a Check threshold ("N" or "P%") without a
+// farm, for a caller that refuses a bad one before reading (ErrBadThreshold).
+func ValidateThreshold(s string) error {
+	_, err := threshold(s, 0)
+	return err
+}
+
 // threshold parses "N" or "P%" of size.
 func threshold(s string, size int) (float64, error) {
 	s = strings.TrimSpace(s)
