@@ -268,13 +268,13 @@ func (w *dirWriter) writeValue(dir, k string, v any) error {
 	fi, err := os.Stat(p)
 	switch {
 	case err == nil && fi.IsDir():
-		// Move the directory aside (onto an empty one, which rename
-		// replaces), put the file in its place, then drop the old tree.
+		// Move the directory (or the symlink to one) aside into a dot
+		// directory, put the file in its place, then drop the old tree.
 		aside, err := os.MkdirTemp(dir, "."+k+".old*")
 		if err != nil {
 			return err
 		}
-		if err := os.Rename(p, aside); err != nil {
+		if err := os.Rename(p, filepath.Join(aside, k)); err != nil {
 			os.Remove(aside)
 			return err
 		}
