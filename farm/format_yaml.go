@@ -91,7 +91,25 @@ func decodeYAML(b []byte) (Conf, error) {
 	if root.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("%w: not a YAML mapping", ErrBadConf)
 	}
-	return yamlMapping(root, "")
+	r := &yamlReader{budget: yamlMaxValues}
+	return r.mapping(root, "")
+}
+
+// yamlMaxValues bounds the values one document may expand to: aliases
+// let a few lines stand for billions of values ("billion laughs").
+const yamlMaxValues = 1 << 20
+
+// yamlReader turns nodes into Conf values, counting them.
+type yamlReader struct {
+	budget int
+}
+
+func (r *yamlReader) spend(n *yaml.Node) error {
+	r.budget--
+	if r.budget < 0 {
+		return fmt.Errorf("%w: more than %d values once aliases are expanded (line %d)", ErrBadConf, yamlMaxValues, n.Line)
+	}
+	return nil
 }
 
 func resolveAlias(n *yaml.Node) *yaml.Node {
@@ -101,10 +119,10 @@ func resolveAlias(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-// yamlMapping turns a mapping node into a Conf. where is the dotted path
+// mapping turns a mapping node into a Conf. where is the dotted path
 // of the mapping, for errors. Merge keys (<<: *base) are honoured: keys
 // given explicitly win over merged ones.
-func yamlMapping(n *yaml.Node, where string) (Conf, error) {
+func (r *yamlReader) mapping(n *yaml.Node, where string) (Conf, error) {
 	out := Conf{}
 	explicit := map[string]bool{}
 	var merges []*yaml.Node
@@ -122,7 +140,7 @@ func yamlMapping(n *yaml.Node, where string) (Conf, error) {
 			return nil, fmt.Errorf("%w: %s: duplicate key %q (line %d)", ErrBadConf, orRoot(where), key, k.Line)
 		}
 		explicit[key] = true
-		val, err := yamlValue(v, subPath(where, key))
+		val, err := r.value(v, subPath(where, key))
 		if err != nil {
 			return nil, err
 		}
@@ -140,7 +158,7 @@ func yamlMapping(n *yaml.Node, where string) (Conf, error) {
 			if s.Kind != yaml.MappingNode {
 				return nil, fmt.Errorf("%w: %s: a merge key (<<) takes a mapping or a list of mappings (line %d)", ErrBadConf, orRoot(where), s.Line)
 			}
-			merged, err := yamlMapping(s, where)
+			merged, err := r.mapping(s, where)
 			if err != nil {
 				return nil, err
 			}
@@ -171,15 +189,18 @@ func orRoot(where string) string {
 // jsonNumber matches a number as JSON spells it.
 var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$`)
 
-func yamlValue(n *yaml.Node, where string) (any, error) {
+func (r *yamlReader) value(n *yaml.Node, where string) (any, error) {
 	n = resolveAlias(n)
+	if err := r.spend(n); err != nil {
+		return nil, err
+	}
 	switch n.Kind {
 	case yaml.MappingNode:
-		return yamlMapping(n, where)
+		return r.mapping(n, where)
 	case yaml.SequenceNode:
 		out := make([]any, 0, len(n.Content))
 		for i, e := range n.Content {
-			v, err := yamlValue(e, fmt.Sprintf("%s[%d]", where, i))
+			v, err := r.value(e, fmt.Sprintf("%s[%d]", where, i))
 			if err != nil {
 				return nil, err
 			}

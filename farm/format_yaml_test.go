@@ -3,6 +3,7 @@ package farm
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -138,9 +139,19 @@ func TestYAMLDecodeBad(t *testing.T) {
 		"a: .nan\n",          // no JSON form
 		"a: !!binary /w==\n", // not UTF-8
 		"a:\n  <<: x\n",      // merge of a scalar
+		laughs,               // aliases expanding to billions of values
 	} {
 		if c, err := decodeYAML([]byte(in)); !errors.Is(err, ErrBadConf) {
 			t.Errorf("decodeYAML(%q) = %v, %v, want ErrBadConf", in, c, err)
 		}
 	}
 }
+
+// laughs is the "billion laughs" document: 9 levels of 10 aliases.
+var laughs = func() string {
+	s := "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n"
+	for i := 1; i <= 9; i++ {
+		s += fmt.Sprintf("l%d: &l%d [*l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d]\n", i, i, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1)
+	}
+	return s
+}()
