@@ -77,8 +77,11 @@ func decodeYAML(b []byte) (Conf, error) {
 		return nil, fmt.Errorf("%w: %v", ErrBadConf, err)
 	}
 	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+	switch err := dec.Decode(&extra); {
+	case err == nil:
 		return nil, fmt.Errorf("%w: more than one YAML document", ErrBadConf)
+	case !errors.Is(err, io.EOF):
+		return nil, fmt.Errorf("%w: %v", ErrBadConf, err)
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {

@@ -133,6 +133,7 @@ func TestYAMLDecodeBad(t *testing.T) {
 		"just text\n",        // a scalar
 		"a: [\n",             // syntax
 		"a: 1\n---\nb: 2\n",  // two documents
+		"a: 1\n---\n[\n",     // a broken second document
 		"a: 1\na: 2\n",       // duplicate key
 		"? [a, b]\n: c\n",    // a key that is not a scalar
 		"a: .inf\n",          // no JSON form
