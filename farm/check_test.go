@@ -142,13 +142,13 @@ func TestSnapshotExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := s.Export(f)
-	if len(got) != 2 || got["h0"] == nil || got[CommonName] == nil {
-		t.Errorf("Export(enabled=1) = %v, want h0 and common", got)
+	if len(got) != 1 || got["h0"] == nil {
+		t.Errorf("Export(enabled=1) = %v, want h0 alone (common is not a host)", got)
 	}
 	if n := s.HostCount(); n != 2 {
 		t.Errorf("HostCount() = %d, want 2 (common is not a host)", n)
 	}
-	if got := len(s.Export(Filter{})); got != 3 {
-		t.Errorf("Export(no filter) has %d entries, want 3", got)
+	if got := len(s.Export(Filter{})); got != 2 {
+		t.Errorf("Export(no filter) has %d entries, want 2", got)
 	}
 }
