@@ -249,7 +249,11 @@ func (s *Snapshot) Check(maxFailed, warn string) CheckResult {
 		return CheckResult{Status: StatusUnknown, Message: err.Error()}
 	}
 	r := CheckResult{Size: size, Running: running, Failing: size - running}
+	// Unlike ZkFarmer, a farm with no failing host is never CRITICAL nor
+	// WARNING, even when a threshold is 0 (or a percentage of a small
+	// farm rounds to 0): "max allowed 0" then means any failure alerts.
 	switch {
+	case r.Failing <= 0:
 	case float64(r.Failing) >= limit:
 		r.Status = StatusCritical
 	case float64(r.Failing) >= warnAt:
@@ -259,11 +263,18 @@ func (s *Snapshot) Check(maxFailed, warn string) CheckResult {
 	return r
 }
 
+// ValidateThreshold checks a Check threshold ("N" or "P%") without a
+// farm, for a caller that refuses a bad one before reading (ErrBadThreshold).
+func ValidateThreshold(s string) error {
+	_, err := threshold(s, 0)
+	return err
+}
+
 // threshold parses "N" or "P%" of size.
 func threshold(s string, size int) (float64, error) {
 	s = strings.TrimSpace(s)
 	if p, ok := strings.CutSuffix(s, "%"); ok {
-		f, err := strconv.ParseFloat(p, 64)
+		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
 		if err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
 			return 0, fmt.Errorf("%w: %q", ErrBadThreshold, s)
 		}
