@@ -31,7 +31,7 @@ import (
 func TestFarm(t *testing.T) {
 	t.Parallel()
 	c := startCluster(t)
-	w := &farmWorld{c: c, leaders: watchLeaders(t, c), php: findPHP(t), dir: t.TempDir()}
+	w := &farmWorld{top: t, c: c, leaders: watchLeaders(t, c), php: findPHP(t), dir: t.TempDir()}
 	// The exporters talk first to a follower that the joiners and the
 	// writers never use, so that killing it tests the exporters alone.
 	l := c.leader()
@@ -133,7 +133,7 @@ func (d *dbFarm) joinAndExport(t *testing.T) {
 
 	start := time.Now()
 	for _, format := range []string{"php", "json", "yaml"} {
-		d.exporters = append(d.exporters, startExporter(t, dir, d.exportEps, dbFarmPath, format))
+		d.exporters = append(d.exporters, startExporter(t, d.top, dir, d.exportEps, dbFarmPath, format))
 	}
 	d.exports(t, "first export", start, farmProcStart)
 	d.changedOnce(t, "first export", false)
@@ -373,7 +373,7 @@ func (d *dbFarm) ls(t *testing.T) {
 func (d *dbFarm) common(t *testing.T) {
 	conf := filepath.Join(d.dir, "common.json")
 	writeTree(t, d.dir, map[string]string{"common.json": `{"max_connections": "100"}`})
-	startFarmProc(t, "join --common", "join", dbFarmPath, conf, "-c", "--endpoints", d.eps)
+	startFarmProc(t, d.top, "join --common", "join", dbFarmPath, conf, "-c", "--endpoints", d.eps)
 	ok, last := poll(farmProcStart, func() (bool, string) {
 		data, eph, ok := d.znode(t, dbFarmPath+"/common")
 		return ok && !eph && data == `{"max_connections":"100"}`, fmt.Sprintf("exists %t, ephemeral %t, data %q", ok, eph, data)

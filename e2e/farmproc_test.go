@@ -73,10 +73,11 @@ func (fp *farmProc) kill9() {
 	fp.p.Kill()
 }
 
-// startFarmProc starts `paddock farm ARGS...`; it is SIGKILLed in
-// t.Cleanup, which also fails the test if it reported a data race or
-// exited on its own.
-func startFarmProc(t *testing.T, name string, args ...string) *farmProc {
+// startFarmProc starts `paddock farm ARGS...` for test t; it is SIGKILLed
+// in owner's Cleanup (owner is t or a parent of t whose subtests share the
+// process), which also fails owner if it reported a data race or exited on
+// its own.
+func startFarmProc(t, owner *testing.T, name string, args ...string) *farmProc {
 	t.Helper()
 	fp := &farmProc{name: name, out: &syncBuffer{}}
 	var err error
@@ -84,7 +85,8 @@ func startFarmProc(t *testing.T, name string, args ...string) *farmProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	owner.Cleanup(func() {
+		t := owner
 		if fp.p.Exited() && !fp.killed {
 			t.Errorf("%s exited during the test (%v): %s", name, fp.p.Err(), fp.out.String())
 		}
@@ -116,14 +118,14 @@ type exporter struct {
 
 // startExporter exports farm to dir/export.EXT (the format inferred from
 // the extension) through eps, its --changed-cmd appending to a counter.
-func startExporter(t *testing.T, dir, eps, farm, format string, extra ...string) *exporter {
+func startExporter(t, owner *testing.T, dir, eps, farm, format string, extra ...string) *exporter {
 	t.Helper()
 	e := &exporter{format: format,
 		dest:    filepath.Join(dir, "export."+format),
 		counter: filepath.Join(dir, format+".count")}
 	args := append([]string{"export", farm, e.dest, "-c", "echo changed >> " + shellQuote(e.counter),
 		"--endpoints", eps}, extra...)
-	e.farmProc = startFarmProc(t, "export "+format, args...)
+	e.farmProc = startFarmProc(t, owner, "export "+format, args...)
 	return e
 }
 
@@ -280,6 +282,7 @@ func (l *leaderLog) within(t *testing.T, what string, event time.Time, bound tim
 // farmWorld is the state the farm tests share: the cluster, a client of
 // it, the exporters and what they must hold.
 type farmWorld struct {
+	top     *testing.T // the test whose subtests share the world
 	c       *cluster
 	leaders *leaderLog
 	cl      *client.Client
@@ -369,7 +372,7 @@ func (w *farmWorld) children(t *testing.T, p string) []string {
 // join starts a joiner of farm and waits until its ephemeral znode exists.
 func (w *farmWorld) join(t *testing.T, farm, conf, name string, extra ...string) *farmProc {
 	t.Helper()
-	j := startFarmProc(t, "join "+name, joinArgs(w.eps, farm, conf, name, extra...)...)
+	j := startFarmProc(t, w.top, "join "+name, joinArgs(w.eps, farm, conf, name, extra...)...)
 	hp := farm + "/" + name
 	ok, last := poll(farmProcStart, func() (bool, string) {
 		if j.p.Exited() {
