@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,6 +64,7 @@ func TestFarm(t *testing.T) {
 		{"get", db.get},
 		{"set and unset dotted", db.setUnsetDotted},
 		{"ls", db.ls},
+		{"export --once", db.exportOnce},
 		{"join --common", db.common},
 		{"kill -9 joiner", db.killJoiner},
 	} {
@@ -368,6 +370,71 @@ func (d *dbFarm) ls(t *testing.T) {
 	check([]string{"ls", dbFarmPath, "-F", "!nope,enabled!=1"}, "10.0.0.2")
 }
 
+// exportOnce: `export --once` writes the farm (filtered, or as a DJB
+// directory) and exits; a farm that does not exist is empty.
+func (d *dbFarm) exportOnce(t *testing.T) {
+	enabled := hosts{}
+	for name, h := range d.want {
+		if h.(map[string]any)["enabled"] == "1" {
+			enabled[name] = h
+		}
+	}
+	for _, tc := range []struct {
+		farm, dest string
+		args       []string
+		want       hosts
+	}{
+		{dbFarmPath, "once.json", []string{"-F", "enabled=1"}, enabled},
+		{dbFarmPath, "once.yaml", nil, d.want},
+		{dbFarmPath, "once-dir", []string{"-f", "dir"}, d.want},
+		{"/services/nowhere", "nowhere.json", nil, hosts{}},
+	} {
+		dest := filepath.Join(d.dir, tc.dest)
+		args := append([]string{"export", tc.farm, dest, "--once"}, tc.args...)
+		d.farmOK(t, args...)
+		var got hosts
+		var err error
+		switch filepath.Ext(dest) {
+		case ".json", ".yaml":
+			e := &exporter{format: filepath.Ext(dest)[1:], dest: dest}
+			got, err = e.read("")
+		default:
+			got, err = readDJB(dest)
+		}
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("farm %s: %v (-got +want):\n%s", strings.Join(args, " "), err, cmp.Diff(got, tc.want))
+		}
+	}
+}
+
+// readDJB reads a DJB directory: each directory a dict, each file a key
+// whose trimmed content is the value, dotfiles ignored.
+func readDJB(dir string) (map[string]any, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if e.IsDir() {
+			if out[e.Name()], err = readDJB(p); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		out[e.Name()] = strings.TrimSpace(string(b))
+	}
+	return out, nil
+}
+
 // common: `join --common` keeps a persistent FARM/common, which is no
 // host: the exports leave it out (and so do not change), size stays.
 func (d *dbFarm) common(t *testing.T) {
@@ -542,6 +609,21 @@ func (w *farmWorld) check(t *testing.T) {
 	want(2, "CRITICAL: 1/3 nodes running, 2 nodes failing, max allowed 2", "-c", "2")
 	w.farmOK(t, "unset", web, "running_filter")
 	want(0, "OK: 2/3 nodes running, 1 nodes failing, max allowed 2", "-c", "2", "-w", "2")
+
+	// A joiner stopped cleanly closes its session: its host leaves at once.
+	j := joiners["10.1.0.3"]
+	j.p.Signal(syscall.SIGTERM)
+	if !j.p.Wait(5 * time.Second) {
+		t.Fatalf("farm join 10.1.0.3 still running 5s after SIGTERM: %s", j.out.String())
+	}
+	j.killed = true
+	if code := j.p.ExitCode(); code != 0 {
+		t.Errorf("farm join 10.1.0.3 exit code after SIGTERM = %d, want 0: %s", code, j.out.String())
+	}
+	if _, _, ok := w.znode(t, web+"/10.1.0.3"); ok {
+		t.Errorf("%s/10.1.0.3 exists after its joiner exited on SIGTERM, want it deleted with the session", web)
+	}
+	want(1, "WARNING: 1/3 nodes running, 2 nodes failing, max allowed 3", "-c", "3", "-w", "2")
 }
 
 // endpointFlags: the first of --endpoints, -H/--host, PADDOCK_ENDPOINTS,
