@@ -514,6 +514,12 @@ func (d *dbFarm) killExportersNode(t *testing.T, f int) {
 		states = append(states, cloneHosts(h))
 	}
 
+	for _, e := range d.exporters {
+		ok, last := poll(5*time.Second, func() (bool, string) { return connectedTo(e.p.Pid(), d.c.agents[f].grpcAddr) })
+		if !ok {
+			t.Errorf("export %s is not connected to its first endpoint %s (%s): %s", e.format, d.c.agents[f].grpcAddr, d.c.agents[f].id, last)
+		}
+	}
 	d.c.kill9(f)
 	t.Logf("killed %s, the exporters' first endpoint; %s", d.c.agents[f].id, d.leaders)
 	d.exports(t, "right after kill -9 of the exporters' node", time.Now(), 0)
@@ -546,6 +552,20 @@ func (w *farmWorld) lsLines(t *testing.T, args ...string) []string {
 	l := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	sort.Strings(l)
 	return l
+}
+
+// connectedTo reports whether process pid has a TCP connection
+// established to addr, as ss(8) sees it (true when ss is missing: the
+// check is then skipped).
+func connectedTo(pid int, addr string) (bool, string) {
+	if _, err := exec.LookPath("ss"); err != nil {
+		return true, "ss not found (iproute2): not checked"
+	}
+	out, err := exec.Command("ss", "-tnpH", "state", "established", "dst", addr).CombinedOutput()
+	if err != nil {
+		return false, fmt.Sprintf("ss: %v: %s", err, out)
+	}
+	return strings.Contains(string(out), fmt.Sprintf("pid=%d,", pid)), "ss: " + string(out)
 }
 
 // cloneHosts deep-copies a farm.
