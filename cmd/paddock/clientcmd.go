@@ -30,7 +30,7 @@ const defaultEndpoints = "127.0.0.1:2281"
 // "Error:" printing and usage turned off: main prints the error as is on
 // stderr and exits non-zero.
 func addClientCommands(root *cobra.Command) {
-	root.AddCommand(newStatusCmd(), newTreeCmd())
+	root.AddCommand(newStatusCmd(), newTreeCmd(), newFarmCmd())
 }
 
 // clientOptions are the flags of every client command: set as persistent
