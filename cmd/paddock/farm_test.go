@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -555,5 +557,76 @@ func TestFarmLogLevel(t *testing.T) {
 	}
 	if _, err := (&farmOptions{quiet: true, verbose: 1}).logger(newFarmCmd(), true); err == nil {
 		t.Error("logger(-q -v) did not fail")
+	}
+}
+
+// zkServer is the Debian zookeeper package's start script.
+const zkServer = "/usr/share/zookeeper/bin/zkServer.sh"
+
+// TestFarmRealZooKeeper points ZKHOST at a real ZooKeeper server (the
+// Debian package's, when installed; skipped otherwise): the farm commands
+// ask whether ZKHOST still names one.
+func TestFarmRealZooKeeper(t *testing.T) {
+	if _, err := os.Stat(zkServer); err != nil {
+		t.Skipf("no ZooKeeper server (%v): apt-get install zookeeper to run this test", err)
+	}
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	host, port, _ := net.SplitHostPort(addr)
+	cfg := filepath.Join(dir, "zoo.cfg")
+	conf := fmt.Sprintf("tickTime=2000\ndataDir=%s\nclientPort=%s\nclientPortAddress=%s\nadmin.enableServer=false\n", filepath.Join(dir, "data"), port, host)
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var zkOut bytes.Buffer
+	zk := exec.Command(zkServer, "start-foreground", cfg)
+	zk.Env = append(os.Environ(), "ZOO_LOG_DIR="+dir, "ZOO_LOG4J_PROP=WARN,CONSOLE")
+	zk.Stdout, zk.Stderr = &zkOut, &zkOut
+	if err := zk.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		zk.Process.Kill() // the script execs java: this is the server
+		zk.Wait()
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ZooKeeper not listening on %s after 30s:\n%s", addr, zkOut.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	t.Setenv("PADDOCK_ENDPOINTS", "")
+	t.Setenv("ZKHOST", addr)
+	want := "paddock: " + addr + " does not speak Paddock's gRPC (it closed the connection on the HTTP/2 preface): does ZKHOST still name a ZooKeeper server? Paddock's gRPC port is 2281 by default"
+	if _, _, err := runFarm("farm", "ls", "/services"); err == nil || err.Error() != want {
+		t.Errorf("paddock farm ls with ZKHOST=%s: error %v, want %s", addr, err, want)
+	}
+	out, _, err := runFarm("farm", "check", "/services/db")
+	if code := exitCode(t, err); code != 3 || out != "UNKNOWN: "+want+"\n" {
+		t.Errorf("paddock farm check with ZKHOST=%s = %q, exit %d; want UNKNOWN: %s, exit 3", addr, out, code, want)
+	}
+}
+
+// TestFarmRetries: -r N runs a one-shot command N more times while no
+// node is reachable, logged with -v.
+func TestFarmRetries(t *testing.T) {
+	args := []string{"farm", "get", "-v", "-r", "2", "--timeout", "200ms", "--endpoints", freeAddr(t), "/a", "b"}
+	_, stderr, err := runFarm(args...)
+	if err == nil || !strings.HasPrefix(err.Error(), "paddock: Unavailable: no node reachable") {
+		t.Errorf("paddock %q: error %v, want paddock: Unavailable: no node reachable...", args, err)
+	}
+	if n := strings.Count(stderr, "msg=retrying"); n != 2 || !strings.Contains(stderr, "retry=2 of=2") {
+		t.Errorf("paddock %q logged %d retries:\n%s\nwant 2", args, n, stderr)
+	}
+	args = []string{"farm", "get", "-r", "-1", "--endpoints", freeAddr(t), "/a", "b"}
+	if _, _, err := runFarm(args...); err == nil || err.Error() != "paddock: bad --retries -1: want >= 0" {
+		t.Errorf("paddock %q: error %v, want paddock: bad --retries -1: want >= 0", args, err)
 	}
 }

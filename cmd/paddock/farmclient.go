@@ -129,6 +129,10 @@ func (o *farmOptions) dial(cmd *cobra.Command) (*client.Client, error) {
 // Unavailable (no node reachable after the client's own failover). The
 // farm operations retried are idempotent (reads, compare-and-set writes).
 func (o *farmOptions) oneShot(cmd *cobra.Command, op func(ctx context.Context) error) error {
+	log, err := o.logger(cmd, false)
+	if err != nil {
+		return err
+	}
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := o.opContext(cmd)
 		err := op(ctx)
@@ -136,6 +140,7 @@ func (o *farmOptions) oneShot(cmd *cobra.Command, op func(ctx context.Context) e
 		if err == nil || status.Code(err) != codes.Unavailable || attempt >= o.retries || cmd.Context().Err() != nil {
 			return err
 		}
+		log.Info("retrying", "retry", attempt+1, "of", o.retries, "err", status.Convert(err).Message())
 	}
 }
 
