@@ -630,3 +630,89 @@ func TestFarmRetries(t *testing.T) {
 		t.Errorf("paddock %q: error %v, want paddock: bad --retries -1: want >= 0", args, err)
 	}
 }
+
+// TestFarmJoinExportWiring runs `farm join` and `farm export --once`
+// against a real node: the joined host is exported, a `farm set` reaches
+// the local configuration and runs --changed-cmd, and the end of join's
+// context (SIGINT/SIGTERM) closes its session, so the host's znode goes
+// at once, with exit 0. Skipped while the engines are not built.
+func TestFarmJoinExportWiring(t *testing.T) {
+	a := startOneNode(t)
+	ep := a.node.Config().GRPCAddr
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "conf.json")
+	if err := os.WriteFile(conf, []byte(`{"enabled":"0"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(dir, "changed")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	var joinErr lockedBuffer
+	go func() {
+		root := newRootCmd()
+		root.SetOut(io.Discard)
+		root.SetErr(&joinErr)
+		root.SetArgs([]string{"farm", "join", "--endpoints", ep, "/services/db", conf,
+			"--name", "h1", "--hostname", "hx", "--session-timeout", "30s", "--changed-cmd", "echo ran >> " + marker})
+		done <- root.ExecuteContext(ctx)
+	}()
+	// eventually polls cond until it holds, failing after 10s or when
+	// join stopped.
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			select {
+			case err := <-done:
+				if err != nil && strings.Contains(err.Error(), "not built yet") {
+					t.Skipf("farm join: %v", err)
+				}
+				t.Fatalf("farm join stopped waiting for %s: %v; stderr:\n%s", what, err, joinErr.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s after 10s; join's stderr:\n%s", what, joinErr.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	eventually("/services/db/h1", func() bool {
+		_, _, err := runFarm("farm", "get", "--endpoints", ep, "/services/db/h1", "enabled")
+		return err == nil
+	})
+
+	dest := filepath.Join(dir, "out.json")
+	if _, stderr, err := runFarm("farm", "export", "--once", "--endpoints", ep, "/services/db", dest); err != nil {
+		t.Fatalf("farm export --once: %v; stderr:\n%s", err, stderr)
+	}
+	b, err := os.ReadFile(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := farm.DecodeConf(b)
+	if want := (farm.Conf{"h1": farm.Conf{"enabled": "0", "hostname": "hx"}}); err != nil || !got.Equal(want) {
+		t.Errorf("farm export --once wrote %s (%v), want %s", b, err, want.Encode())
+	}
+
+	mustFarm(t, "farm", "set", "--endpoints", ep, "/services/db/h1", "enabled", "1")
+	eventually("the set in the local configuration and the changed command", func() bool {
+		b, err := os.ReadFile(conf)
+		if err != nil {
+			return false
+		}
+		c, err := farm.DecodeConf(b)
+		m, _ := os.ReadFile(marker)
+		return err == nil && c["enabled"] == "1" && string(m) == "ran\n"
+	})
+
+	cancel() // as SIGINT/SIGTERM do
+	if err := <-done; err != nil {
+		t.Fatalf("farm join after its context ended: %v, want exit 0", err)
+	}
+	// The session was closed, not left to expire (30s): the znode is gone.
+	if _, _, err := runFarm("farm", "get", "--endpoints", ep, "/services/db/h1", "enabled"); err == nil || !strings.Contains(err.Error(), "NotFound") {
+		t.Errorf("farm get /services/db/h1 after join stopped: %v, want NotFound", err)
+	}
+}
