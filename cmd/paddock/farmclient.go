@@ -239,7 +239,7 @@ func probeOne(ctx context.Context, addr string) probeResult {
 // notGRPCMessages are gRPC's transport errors for a server that does not
 // speak HTTP/2, should one get past probeGRPC (an endpoint that changed
 // since).
-var notGRPCMessages = []string{"connection closed before server preface received", "frame too large", "server preface"}
+var notGRPCMessages = []string{"server preface", "frame too large"}
 
 // explain turns those errors into the question of notGRPCError.
 func (o *farmOptions) explain(err error) error {
