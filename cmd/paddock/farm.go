@@ -187,7 +187,8 @@ func (f *joinFlags) config(cmd *cobra.Command, args []string, oneWay bool) (farm
 		return cfg, fmt.Errorf("bad --name %q: want a znode name, not %q and without /", cfg.Name, farm.CommonName)
 	}
 	cfg.Hostname = f.hostname
-	if !cmd.Flags().Changed("hostname") {
+	// FARM/common is no host's: it gets a hostname only when asked.
+	if !f.common && !cmd.Flags().Changed("hostname") {
 		if cfg.Hostname, err = os.Hostname(); err != nil {
 			return cfg, fmt.Errorf("hostname: %w (give --hostname)", err)
 		}
@@ -225,7 +226,7 @@ are not written to CONF.`
 	fs.StringVarP(&f.format, "format", "f", "", "CONF's format: json, yaml, php or dir (default: inferred from CONF)")
 	fs.BoolVarP(&f.common, "common", "c", false, "keep the persistent FARM/common instead of this host's znode")
 	fs.StringVar(&f.name, "name", "", "the host's znode name (default: the IPv4 address of the default route)")
-	fs.StringVar(&f.hostname, "hostname", "", "hostname field set when CONF has none (default: this host's name)")
+	fs.StringVar(&f.hostname, "hostname", "", "hostname field set when CONF has none (default: this host's name; none with --common)")
 	fs.DurationVar(&f.sessionTimeout, "session-timeout", 10*time.Second, "timeout of the session owning the host's znode")
 	if !oneWay {
 		fs.StringVar(&f.changedCmd, "changed-cmd", "", "run with sh -c after a change of the farm was written to CONF")
