@@ -574,15 +574,12 @@ func TestFarmRealZooKeeper(t *testing.T) {
 		zk.Process.Kill() // the script execs java: this is the server
 		zk.Wait()
 	})
+	// ZooKeeper binds its port before it serves: wait for an answer to
+	// the srvr four-letter word (allowed by default), not for a connect.
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
+	for !zkServes(addr) {
 		if time.Now().After(deadline) {
-			t.Fatalf("ZooKeeper not listening on %s after 30s:\n%s", addr, zkOut.String())
+			t.Fatalf("ZooKeeper not serving on %s after 30s:\n%s", addr, zkOut.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -700,4 +697,19 @@ func TestFarmJoinExportWiring(t *testing.T) {
 	if _, _, err := runFarm("farm", "get", "--endpoints", ep, "/services/db/h1", "enabled"); err == nil || !strings.Contains(err.Error(), "NotFound") {
 		t.Errorf("farm get /services/db/h1 after join stopped: %v, want NotFound", err)
 	}
+}
+
+// zkServes reports whether the ZooKeeper server at addr answers srvr.
+func zkServes(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("srvr")); err != nil {
+		return false
+	}
+	b, _ := io.ReadAll(c)
+	return bytes.Contains(b, []byte("Zookeeper version"))
 }
