@@ -36,11 +36,12 @@ type testCluster struct {
 
 // newCluster starts a three-node cluster with gRPC servers and a client
 // on every node; goroutines left behind fail the test.
-func newCluster(t *testing.T) *testCluster {
+func newCluster(t *testing.T, opts ...nodetest.Option) *testCluster {
 	t.Helper()
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
-	c := nodetest.NewCluster(t, 3, nodetest.WithServer(func(n *node.Node) *grpc.Server { return rpc.NewServer(n) }))
+	opts = append(opts, nodetest.WithServer(func(n *node.Node) *grpc.Server { return rpc.NewServer(n) }))
+	c := nodetest.NewCluster(t, 3, opts...)
 	c.WaitLeader(t)
 	var addrs []string
 	for i := range c.Size() {
@@ -520,4 +521,34 @@ func TestJoinDefaultName(t *testing.T) {
 	if strings.Count(name, ".") != 3 {
 		t.Fatalf("DefaultName = %q, want an IPv4 address", name)
 	}
+}
+
+// TestJoinSurvivesOutage: with the cluster down to one node (no quorum),
+// join keeps running and retrying; a local change made meanwhile reaches
+// the znode once the cluster is back.
+func TestJoinSurvivesOutage(t *testing.T) {
+	tc := newCluster(t)
+	conf := filepath.Join(t.TempDir(), "db.json")
+	writeJSON(t, conf, farm.Conf{"enabled": "0"})
+	cfg := joinConfig(tc, conf, "h")
+	r := start(t, func(ctx context.Context) error { return farm.Join(ctx, cfg) })
+	waitZnode(t, tc, "/services/db/h", farm.Conf{"enabled": "0"})
+
+	leader := tc.c.WaitLeader(t)
+	other := tc.c.Followers(leader)[0]
+	tc.c.Stop(leader)
+	tc.c.Stop(other)
+	writeJSON(t, conf, farm.Conf{"enabled": "1"})
+	steady(t, 2*time.Second, func() error {
+		select {
+		case err := <-r.done:
+			return fmt.Errorf("Join returned %v during the outage", err)
+		default:
+			return nil
+		}
+	})
+	tc.c.Restart(leader)
+	tc.c.Restart(other)
+	tc.c.WaitLeader(t)
+	waitZnode(t, tc, "/services/db/h", farm.Conf{"enabled": "1"})
 }
