@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,7 @@ func Export(ctx context.Context, cfg ExportConfig) error {
 	if cfg.Tree == nil || cfg.Format == nil || cfg.Farm == "" || cfg.Dest == "" {
 		return errors.New("farm: export: tree, format, farm and dest are required")
 	}
+	cfg.Farm = path.Clean(cfg.Farm)
 	e := &exporter{cfg: cfg, log: cfg.Log, stats: cfg.Stats}
 	if e.log == nil {
 		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))

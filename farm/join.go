@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path"
 	"sync"
 	"time"
 
@@ -66,6 +67,9 @@ const closeTimeout = 5 * time.Second
 // once, with the remote side read.
 var errRemoteMoved = errors.New("farm: join: the znode changed meanwhile")
 
+// errNameHeld: another session owns the name (logged once per owner).
+var errNameHeld = errors.New("farm: join: the name is held by another session")
+
 // Join registers the host in the farm and keeps its znode and its local
 // configuration in sync, both ways, until ctx ends.
 //
@@ -102,10 +106,11 @@ func Join(ctx context.Context, cfg JoinConfig) error {
 	} else if name == "" || cfg.NewSession == nil {
 		return errors.New("farm: join: a name and a session factory are required")
 	}
+	cfg.Farm = path.Clean(cfg.Farm)
 	j := &joiner{
 		cfg:  cfg,
 		log:  cfg.Log,
-		path: HostPath(cfg.Farm, name),
+		path: HostPath(path.Clean(cfg.Farm), name),
 		kick: make(chan struct{}, 1),
 	}
 	if j.log == nil {
@@ -188,7 +193,11 @@ func (j *joiner) run(ctx context.Context) error {
 				remoteDirty = true
 				continue
 			case err != nil:
-				j.log.Warn("farm: join: sync failed; retrying", "znode", j.path, "err", err, "in", backoff(attempt))
+				level := slog.LevelWarn
+				if errors.Is(err, errNameHeld) {
+					level = slog.LevelDebug // logged as an error once per owner
+				}
+				j.log.Log(ctx, level, "farm: join: sync failed; retrying", "znode", j.path, "err", err, "in", backoff(attempt))
 				retry = time.NewTimer(backoff(attempt))
 				retryC = retry.C
 				attempt++
@@ -393,7 +402,7 @@ func (j *joiner) register(ctx context.Context) error {
 					"znode", j.path, "session", fmt.Sprintf("%#x", owner))
 				j.heldBy = owner
 			}
-			return fmt.Errorf("%s is held by session %#x", j.path, owner)
+			return fmt.Errorf("%w: %s: session %#x", errNameHeld, j.path, owner)
 		}
 		// Ours, from a session that ended or an earlier registration
 		// whose answer was lost: replace it with the local copy.
