@@ -131,7 +131,8 @@ type joiner struct {
 	own        map[uint64]bool // the sessions this Join opened
 	registered bool            // the znode exists and is ours
 	sizeDue    bool            // the farm's size is still to be raised
-	regZxid    uint64          // the zxid of the last registration
+	regZxid    uint64          // the zxid of the first registration, for the poller
+	polling    bool            // the poller runs
 
 	// What the two sides held when they last agreed (or, for OneWay,
 	// what each side held last): the base of the next merge.
@@ -140,6 +141,7 @@ type joiner struct {
 	ver    int32 // the znode's version holding remote
 
 	push     bool   // the local copy must be written up even if unchanged
+	pull     bool   // remote must be written to Conf (an earlier write failed)
 	localErr string // the last local read error logged, to log it once
 	heldBy   uint64 // the foreign owner of the name last logged
 }
@@ -205,13 +207,15 @@ func (j *joiner) run(ctx context.Context) error {
 			default:
 				remoteDirty, attempt = false, 0
 			}
-			if j.registered && j.regZxid != 0 {
+			if j.registered && !j.polling {
+				// One poller for the whole Join: it follows the path
+				// across registrations.
+				j.polling = true
 				polling.Add(1)
 				go func(after uint64) {
 					defer polling.Done()
 					j.poll(pollCtx, after)
 				}(j.regZxid)
-				j.regZxid = 0 // the poller follows the znode from now on
 			}
 		}
 		var sessDone <-chan struct{}
@@ -246,6 +250,11 @@ func (j *joiner) step(ctx context.Context, remoteDirty bool) error {
 	}
 	if j.sizeDue {
 		if err := j.raiseSize(ctx); err != nil {
+			j.log.Warn("farm: join: size not raised yet; retrying", "farm", j.cfg.Farm, "err", err)
+		}
+	}
+	if j.pull {
+		if err := j.pullLocal(); err != nil {
 			return err
 		}
 	}
@@ -291,7 +300,8 @@ func (j *joiner) step(ctx context.Context, remoteDirty bool) error {
 			return nil
 		}
 		j.log.Info("farm: join: remote change written to the local configuration", "znode", j.path, "version", ver)
-		return j.writeLocal(remote, true)
+		j.pull = true
+		return j.pullLocal()
 	}
 	// The remote side may hold what the local one never took (OneWay,
 	// or values a DJB directory reads back as strings): apply local's
@@ -315,7 +325,18 @@ func (j *joiner) step(ctx context.Context, remoteDirty bool) error {
 		j.local = local
 		return nil
 	}
-	return j.writeLocal(want, true)
+	j.pull = true
+	return j.pullLocal()
+}
+
+// pullLocal writes the remote content to Conf, running OnChanged; until it
+// succeeds (a full disk), pull stays set and every step tries again.
+func (j *joiner) pullLocal() error {
+	if err := j.writeLocal(j.remote); err != nil {
+		return err
+	}
+	j.pull = false
+	return nil
 }
 
 // readLocal reads Conf. An unreadable Conf (a half-written file, an
@@ -333,11 +354,11 @@ func (j *joiner) readLocal() Conf {
 	return c
 }
 
-// writeLocal writes c to Conf, then runs OnChanged if the content changed
-// and notify is set. The base becomes what Conf holds once written (a DJB
+// writeLocal writes c to Conf, then runs OnChanged if the content
+// changed. The base becomes what Conf holds once written (a DJB
 // directory turns numbers into strings), so the rewrite never goes back up
 // as a local change.
-func (j *joiner) writeLocal(c Conf, notify bool) error {
+func (j *joiner) writeLocal(c Conf) error {
 	changed, err := j.cfg.Format.Write(j.cfg.Conf, c)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", j.cfg.Conf, err)
@@ -346,7 +367,7 @@ func (j *joiner) writeLocal(c Conf, notify bool) error {
 	if back, err := j.cfg.Format.Read(j.cfg.Conf); err == nil {
 		j.local = back
 	}
-	if changed && notify && j.cfg.OnChanged != nil {
+	if changed && j.cfg.OnChanged != nil {
 		j.cfg.OnChanged()
 	}
 	return nil
@@ -383,7 +404,10 @@ func (j *joiner) register(ctx context.Context) error {
 			j.regZxid = c.GetHeader().GetZxid()
 			j.local, j.remote, j.ver = local, local, c.GetStat().GetVersion()
 			j.log.Info("farm: join: registered", "znode", j.path, "session", fmt.Sprintf("%#x", j.sess.ID()))
-			return j.raiseSize(ctx)
+			if err := j.raiseSize(ctx); err != nil {
+				j.log.Warn("farm: join: size not raised yet; retrying", "farm", j.cfg.Farm, "err", err)
+			}
+			return nil
 		}
 		if status.Code(err) != codes.AlreadyExists {
 			return err
@@ -445,7 +469,12 @@ func (j *joiner) registerCommon(ctx context.Context, local Conf) error {
 			return nil
 		}
 		j.remote = remote
-		return j.writeLocal(remote, false)
+		if _, err := j.cfg.Format.Write(j.cfg.Conf, remote); err != nil {
+			j.pull = true // try again, running OnChanged then
+			return fmt.Errorf("write %s: %w", j.cfg.Conf, err)
+		}
+		j.local = j.readLocal()
+		return nil
 	}
 }
 

@@ -552,3 +552,64 @@ func TestJoinSurvivesOutage(t *testing.T) {
 	tc.c.WaitLeader(t)
 	waitZnode(t, tc, "/services/db/h", farm.Conf{"enabled": "1"})
 }
+
+// heldTree holds the answers of polls back while held, so that a test can
+// change both sides before a joiner learns of the remote change.
+type heldTree struct {
+	*client.Client
+	mu   sync.Mutex
+	open chan struct{}
+}
+
+func (h *heldTree) Poll(ctx context.Context, req *paddockv1.PollRequest) (*paddockv1.PollResponse, error) {
+	resp, err := h.Client.Poll(ctx, req)
+	h.mu.Lock()
+	open := h.open
+	h.mu.Unlock()
+	select {
+	case <-open:
+		return resp, err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (h *heldTree) hold() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.open = make(chan struct{})
+}
+
+func (h *heldTree) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	close(h.open)
+}
+
+// TestJoinMergesBothSides: a local edit made before join learned of a
+// remote set loses its compare-and-set, and the two are merged: both
+// fields survive, on both sides, and OnChanged runs for the local rewrite.
+func TestJoinMergesBothSides(t *testing.T) {
+	tc := newCluster(t)
+	conf := filepath.Join(t.TempDir(), "db.json")
+	writeJSON(t, conf, farm.Conf{"a": "0", "b": "0"})
+	h := &heldTree{Client: tc.cl, open: make(chan struct{})}
+	close(h.open)
+	var changed atomic.Int32
+	cfg := joinConfig(tc, conf, "h")
+	cfg.Tree = h
+	cfg.OnChanged = func() { changed.Add(1) }
+	start(t, func(ctx context.Context) error { return farm.Join(ctx, cfg) })
+	waitZnode(t, tc, "/services/db/h", farm.Conf{"a": "0", "b": "0"})
+
+	h.hold()
+	defer h.release()
+	if _, err := farm.SetField(context.Background(), tc.cl, "/services/db/h", "b", "remote"); err != nil {
+		t.Fatal(err)
+	}
+	writeJSON(t, conf, farm.Conf{"a": "local", "b": "0"})
+	want := farm.Conf{"a": "local", "b": "remote"}
+	waitZnode(t, tc, "/services/db/h", want)
+	waitFile(t, conf, want)
+	waitCount(t, "OnChanged", &changed, 1)
+}
