@@ -373,3 +373,19 @@ func TestExportRereadsOnCompacted(t *testing.T) {
 		t.Fatalf("full reads = %d, want 2 (start, then the gap)", got)
 	}
 }
+
+// TestExportFarmCreatedLater: a farm that does not exist yet exports as
+// empty; once created, it is read again and its hosts followed.
+func TestExportFarmCreatedLater(t *testing.T) {
+	tc := newCluster(t)
+	dest := filepath.Join(t.TempDir(), "farm.json")
+	var changed atomic.Int32
+	cfg := exportConfig(tc, dest, &changed)
+	start(t, func(ctx context.Context) error { return farm.Export(ctx, cfg) })
+	waitFile(t, dest, farm.Conf{})
+	addHost(t, tc, "a", farm.Conf{"enabled": "1"})
+	waitFile(t, dest, farm.Conf{"a": farm.Conf{"enabled": "1"}})
+	if got := cfg.Stats.FullReads.Load(); got != 2 {
+		t.Fatalf("full reads = %d, want 2 (start, then the farm's creation)", got)
+	}
+}
