@@ -65,8 +65,12 @@ func waitCount(t *testing.T, what string, n *atomic.Int32, want int32) {
 func TestExportFollowsFarm(t *testing.T) {
 	tc := newCluster(t)
 	ctx := context.Background()
-	addHost(t, tc, "a", farm.Conf{"enabled": "1"})
 	sb := addHost(t, tc, "b", farm.Conf{"enabled": "0"})
+	// Persistent: a session of the test's length could expire during the
+	// node stops below, and this host must stay.
+	if _, err := tc.cl.Create(ctx, &paddockv1.CreateRequest{Path: "/services/db/a", Data: farm.Conf{"enabled": "1"}.Encode()}); err != nil {
+		t.Fatal(err)
+	}
 	dest := filepath.Join(t.TempDir(), "farm.json")
 	var changed atomic.Int32
 	cfg := exportConfig(tc, dest, &changed)
@@ -103,25 +107,34 @@ func TestExportFollowsFarm(t *testing.T) {
 	waitFile(t, dest, farm.Conf{"a": farm.Conf{"enabled": "1"}})
 	waitCount(t, "OnChanged", &changed, 3)
 
-	leader := tc.c.WaitLeader(t)
-	tc.c.Stop(leader)
+	// Node 0, the client's first endpoint, serves the exporter's polls;
+	// then the leader goes.
+	tc.c.Stop(0)
 	tc.c.WaitLeader(t)
 	if _, err := farm.SetField(ctx, tc.cl, "/services/db/a", "enabled", "0"); err != nil {
 		t.Fatal(err)
 	}
 	waitFile(t, dest, farm.Conf{"a": farm.Conf{"enabled": "0"}})
-	tc.c.Restart(leader)
+	tc.c.Restart(0)
+	leader := tc.c.WaitLeader(t)
+	tc.c.Stop(leader)
 	tc.c.WaitLeader(t)
 	if _, err := farm.SetField(ctx, tc.cl, "/services/db/a", "weight", "5"); err != nil {
 		t.Fatal(err)
 	}
 	waitFile(t, dest, farm.Conf{"a": farm.Conf{"enabled": "0", "weight": "5"}})
-	waitCount(t, "OnChanged", &changed, 5)
+	tc.c.Restart(leader)
+	tc.c.WaitLeader(t)
+	if _, err := farm.SetField(ctx, tc.cl, "/services/db/a", "weight", "6"); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, dest, farm.Conf{"a": farm.Conf{"enabled": "0", "weight": "6"}})
+	waitCount(t, "OnChanged", &changed, 6)
 	if got := stats.FullReads.Load(); got != 1 {
 		t.Fatalf("full reads = %d, want 1 (only at start)", got)
 	}
-	if got := stats.Writes.Load(); got != 5 {
-		t.Fatalf("writes = %d, want 5", got)
+	if got := stats.Writes.Load(); got != 6 {
+		t.Fatalf("writes = %d, want 6", got)
 	}
 }
 
