@@ -112,18 +112,22 @@ type exporter struct {
 func (e *exporter) follow(ctx context.Context) error {
 	var pending bool          // hosts changed since Dest was written
 	var first, last time.Time // the first and the last pending change
-	attempt := 0
+	attempt, writeFailures := 0, 0
 	for {
 		wait := pollTimeout
 		if pending {
 			due := e.due(first, last)
 			if !time.Now().Before(due) {
 				if err := e.write(); err != nil {
-					e.log.Warn("farm: export: write failed; retrying", "dest", e.cfg.Dest, "err", err)
-					first = time.Now() // try again after WaitMax at the latest
+					// A full disk, say: the farm is still followed
+					// meanwhile, and the write tried again.
+					d := backoff(writeFailures)
+					e.log.Warn("farm: export: write failed; retrying", "dest", e.cfg.Dest, "err", err, "in", d)
+					writeFailures++
+					first = time.Now().Add(d)
 					last = first
 				} else {
-					pending = false
+					pending, writeFailures = false, 0
 				}
 				continue
 			}
