@@ -73,7 +73,7 @@ type jsonFormat struct{}
 func (jsonFormat) Name() string { return "json" }
 
 func (jsonFormat) Read(p string) (Conf, error) {
-	b, err := os.ReadFile(p)
+	b, err := readConfFile(p)
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +101,22 @@ func (f jsonFormat) Write(p string, c Conf) (bool, error) {
 		return false, err
 	}
 	return writeFileAtomic(p, b)
+}
+
+// readConfFile reads a json or yaml configuration file. An empty one is
+// ErrBadConf, not an empty configuration: the formats never write one
+// (an empty configuration is "{}"), so it is a file being written, caught
+// between its truncation and its write (`echo '{...}' > conf.json`), and
+// taking it for {} would delete every field of the host's znode.
+func readConfFile(p string) ([]byte, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, fmt.Errorf("%w: %s is empty (being written?); an empty configuration is {}", ErrBadConf, p)
+	}
+	return b, nil
 }
 
 // writeFileAtomic replaces p with b through a temporary file in the same

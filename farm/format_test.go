@@ -158,6 +158,23 @@ func TestReadMissing(t *testing.T) {
 	}
 }
 
+// TestReadEmptyFile: an empty json or yaml file is one being written, not
+// an empty configuration.
+func TestReadEmptyFile(t *testing.T) {
+	for _, name := range []string{"json", "yaml"} {
+		for _, content := range []string{"", " \n"} {
+			p := filepath.Join(t.TempDir(), "conf."+name)
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			f, _ := ParseFormat(name)
+			if c, err := f.Read(p); !errors.Is(err, ErrBadConf) {
+				t.Errorf("%s.Read(%q) = %v, %v, want ErrBadConf", name, content, c, err)
+			}
+		}
+	}
+}
+
 func TestWriteFileAtomic(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "f")

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"regexp"
 	"sort"
 	"strconv"
@@ -26,7 +25,7 @@ type yamlFormat struct{}
 func (yamlFormat) Name() string { return "yaml" }
 
 func (f yamlFormat) Read(p string) (Conf, error) {
-	b, err := os.ReadFile(p)
+	b, err := readConfFile(p)
 	if err != nil {
 		return nil, err
 	}
