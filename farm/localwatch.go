@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/fsnotify/fsnotify"
 )
@@ -58,10 +59,24 @@ func (lw *localWatch) addTree(p string) {
 	})
 }
 
+// settle is how long a local change must be quiet before it is reported:
+// `echo 1 > enabled` truncates the file before it writes it, and a read
+// in between would send the empty value to the farm (and every export)
+// for a moment.
+const settle = 20 * time.Millisecond
+
 func (lw *localWatch) run() {
 	defer lw.done.Done()
+	quiet := time.NewTimer(time.Hour)
+	quiet.Stop()
+	defer quiet.Stop()
 	for {
 		select {
+		case <-quiet.C:
+			select {
+			case lw.C <- struct{}{}:
+			default:
+			}
 		case ev, ok := <-lw.w.Events:
 			if !ok {
 				return
@@ -74,10 +89,7 @@ func (lw *localWatch) run() {
 					lw.addTree(ev.Name)
 				}
 			}
-			select {
-			case lw.C <- struct{}{}:
-			default:
-			}
+			quiet.Reset(settle)
 		case _, ok := <-lw.w.Errors:
 			if !ok {
 				return
