@@ -66,7 +66,9 @@ func TestFarm(t *testing.T) {
 		{"ls", db.ls},
 		{"export --once", db.exportOnce},
 		{"join --common", db.common},
+		{"export --wait", db.exportWait},
 		{"kill -9 joiner", db.killJoiner},
+		{"session expiry", db.sessionExpiry},
 	} {
 		if !t.Run(st.name, st.fn) {
 			return // the next ones start from the state this one left
@@ -75,6 +77,7 @@ func TestFarm(t *testing.T) {
 	t.Run("check", w.check)
 	t.Run("endpoints", w.endpointFlags)
 	t.Run("non-Paddock endpoint", w.notPaddock)
+	t.Run("import", w.importOneWay)
 	t.Run("kill -9 the exporters' node", func(t *testing.T) { db.killExportersNode(t, f) })
 }
 
@@ -124,6 +127,8 @@ func (d *dbFarm) joinAndExport(t *testing.T) {
 			t.Errorf("znode %s/%s = %q, want the JSON of %v", dbFarmPath, name, data, conf)
 		}
 	}
+	// --hostname went to the znode and to CONF, which had none.
+	d.fileIs(t, "farm join --hostname: db3/hostname", filepath.Join(d.confs["10.0.0.3"], "hostname"), "db-03.example.com", time.Now(), time.Second)
 	// Each join raised the farm's size to the hosts it saw.
 	ok, last := poll(5*time.Second, func() (bool, string) {
 		r := d.farmCLI(t, "get", dbFarmPath, "size")
@@ -164,20 +169,30 @@ func (d *dbFarm) php(t *testing.T) {
 	}
 }
 
-// localChange: `echo 1 > DIR/enabled` on a joiner reaches every export
-// within a second.
+// localChange: `echo 1 > DIR/enabled` on a joiner, or a JSON CONF
+// rewritten in place, reaches every export within a second, in one
+// change: no export sees the file between its truncation and its write.
 func (d *dbFarm) localChange(t *testing.T) {
 	event := time.Now()
-	writeTree(t, d.confs["10.0.0.3"], map[string]string{"enabled": "1\n"})
+	writeTree(t, d.confs["10.0.0.3"], map[string]string{"enabled": "1\n"}) // as echo: truncate, write
 	d.want["10.0.0.3"].(map[string]any)["enabled"] = "1"
 	d.exports(t, "echo 1 > db3/enabled", event, time.Second)
-	// echo truncates before it writes: an export may see the empty value
-	// first, so the command may run twice.
-	d.changedOnce(t, "echo 1 > db3/enabled", true)
-	// The joiner's own change is not a remote change: no --changed-cmd,
+	d.changedOnce(t, "echo 1 > db3/enabled", false)
+
+	event = time.Now()
+	writeTree(t, d.dir, map[string]string{
+		"db2.json": `{"hostname": "db-02.example.com", "enabled": "0", "mysql": {"replication_delay": "1"}, "weight": "5"}`,
+	})
+	d.want["10.0.0.2"].(map[string]any)["weight"] = "5"
+	d.exports(t, "db2.json rewritten", event, time.Second)
+	d.changedOnce(t, "db2.json rewritten", false)
+
+	// A joiner's own change is not a remote change: no --changed-cmd,
 	// no write back (no echo loop).
-	if n := countLines(d.counts["10.0.0.3"]); n != 0 {
-		t.Errorf("joiner 10.0.0.3's --changed-cmd ran %d times after its own local change, want 0", n)
+	for _, host := range []string{"10.0.0.2", "10.0.0.3"} {
+		if n := countLines(d.counts[host]); n != 0 {
+			t.Errorf("joiner %s's --changed-cmd ran %d times after its own local change, want 0", host, n)
+		}
 	}
 }
 
@@ -459,6 +474,82 @@ func (d *dbFarm) common(t *testing.T) {
 	}
 }
 
+// exportWait: with --wait MIN:MAX a burst of changes is one write and
+// one --changed-cmd run.
+func (d *dbFarm) exportWait(t *testing.T) {
+	dir := filepath.Join(d.dir, "wait")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	e := startExporter(t, t, dir, d.exportEps, dbFarmPath, "json", "--wait", "1s:10s")
+	holds := func() (bool, string) {
+		got, err := e.read("")
+		return err == nil && reflect.DeepEqual(got, d.want), fmt.Sprintf("%v (-got +want):\n%s", err, cmp.Diff(got, d.want))
+	}
+	d.leaders.within(t, "export --wait 1s:10s: first write", start, farmProcStart, holds)
+	ranTimes := func(want int) {
+		t.Helper()
+		poll(5*time.Second, func() (bool, string) { return countLines(e.counter) >= want, "" })
+		if n := countLines(e.counter); n != want {
+			t.Errorf("export --wait 1s:10s: --changed-cmd ran %d times, want %d", n, want)
+		}
+	}
+	ranTimes(1)
+
+	// Five sets at once, of different fields: one quiet second later, one
+	// write.
+	var wg sync.WaitGroup
+	h3 := d.want["10.0.0.3"].(map[string]any)
+	for i := range 5 {
+		field := fmt.Sprintf("burst%d", i)
+		h3[field] = "1"
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r := d.farmCLI(t, "set", dbFarmPath+"/10.0.0.3", field, "1"); r.code != 0 {
+				t.Errorf("farm set %s/10.0.0.3 %s 1: %v", dbFarmPath, field, r)
+			}
+		}()
+	}
+	wg.Wait()
+	burst := time.Now()
+	d.leaders.within(t, "export --wait 1s:10s: a burst of 5 sets", burst, time.Second, holds)
+	ranTimes(2)
+	d.exports(t, "a burst of 5 sets", burst, time.Second)
+	d.changedOnce(t, "a burst of 5 sets", true)
+}
+
+// sessionExpiry: a joiner stopped (SIGSTOP) past its session timeout
+// loses its host; resumed, it registers again with its CONF, changed
+// meanwhile.
+func (d *dbFarm) sessionExpiry(t *testing.T) {
+	j := d.joiners["10.0.0.1"]
+	if err := j.p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	h1 := d.want["10.0.0.1"].(map[string]any)
+	delete(d.want, "10.0.0.1")
+	d.exports(t, "SIGSTOP of joiner 10.0.0.1 (its session expires)", stopped, farmSessionTimeout+time.Second)
+	d.changedOnce(t, "SIGSTOP of joiner 10.0.0.1 (its session expires)", false)
+
+	writeTree(t, d.confs["10.0.0.1"], map[string]string{"mysql/replication_delay": "9\n"})
+	h1["mysql"].(map[string]any)["replication_delay"] = "9"
+	d.want["10.0.0.1"] = h1
+	if err := j.p.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	// It learns of the expiry at its next keepalive, then registers.
+	d.exports(t, "SIGCONT of joiner 10.0.0.1 (registers again, with CONF)", time.Now(), farmSessionTimeout)
+	d.changedOnce(t, "SIGCONT of joiner 10.0.0.1 (registers again, with CONF)", false)
+	if _, eph, ok := d.znode(t, dbFarmPath+"/10.0.0.1"); !ok || !eph {
+		t.Errorf("%s/10.0.0.1 after registering again: exists %t, ephemeral %t, want an ephemeral", dbFarmPath, ok, eph)
+	}
+	// Registering with CONF's content is no remote change.
+	d.joinerChanged(t, "10.0.0.1", 2)
+}
+
 // killJoiner: a kill -9ed host leaves every export within its session
 // timeout, each --changed-cmd runs once for it, and size stays.
 func (d *dbFarm) killJoiner(t *testing.T) {
@@ -644,6 +735,40 @@ func (w *farmWorld) check(t *testing.T) {
 		t.Errorf("%s/10.1.0.3 exists after its joiner exited on SIGTERM, want it deleted with the session", web)
 	}
 	want(1, "WARNING: 1/3 nodes running, 2 nodes failing, max allowed 3", "-c", "3", "-w", "2")
+}
+
+// importOneWay: `farm import` copies CONF's changes to the farm (merged
+// onto the znode), never the farm's to CONF, and adds no hostname.
+func (w *farmWorld) importOneWay(t *testing.T) {
+	const farm, name = "/services/imp", "10.2.0.1"
+	conf := filepath.Join(w.dir, "imp.json")
+	writeTree(t, w.dir, map[string]string{"imp.json": `{"enabled": "0"}`})
+	w.register(t, "import", farm, conf, name)
+	node := farm + "/" + name
+	znodeIs := func(want string) func() (bool, string) {
+		return func() (bool, string) {
+			data, _, _ := w.znode(t, node)
+			var got, wantV map[string]any
+			json.Unmarshal([]byte(data), &got)
+			json.Unmarshal([]byte(want), &wantV)
+			return reflect.DeepEqual(got, wantV), fmt.Sprintf("%s holds %q, want %s", node, data, want)
+		}
+	}
+	if ok, last := znodeIs(`{"enabled": "0"}`)(); !ok {
+		t.Errorf("farm import without --hostname: %s", last)
+	}
+	w.farmOK(t, "set", node, "enabled", "1")
+	changed, _ := poll(time.Second, func() (bool, string) {
+		b, _ := os.ReadFile(conf)
+		return string(b) != `{"enabled": "0"}`, ""
+	})
+	if changed {
+		b, _ := os.ReadFile(conf)
+		t.Errorf("farm import wrote a farm change to CONF: %q", b)
+	}
+	event := time.Now()
+	writeTree(t, w.dir, map[string]string{"imp.json": `{"enabled": "0", "weight": "3"}`})
+	w.leaders.within(t, "farm import: a change of CONF merged onto the znode", event, time.Second, znodeIs(`{"enabled": "1", "weight": "3"}`))
 }
 
 // endpointFlags: the first of --endpoints, -H/--host, PADDOCK_ENDPOINTS,

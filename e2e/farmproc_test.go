@@ -101,9 +101,10 @@ func startFarmProc(t, owner *testing.T, name string, args ...string) *farmProc {
 	return fp
 }
 
-// joinArgs is the command line of a joiner of farm with conf as name.
-func joinArgs(eps, farm, conf, name string, extra ...string) []string {
-	return append([]string{"join", farm, conf, "--name", name,
+// joinArgs is the command line of a joiner (verb join or import) of farm
+// with conf as name.
+func joinArgs(verb, eps, farm, conf, name string, extra ...string) []string {
+	return append([]string{verb, farm, conf, "--name", name,
 		"--session-timeout", farmSessionTimeout.String(), "--endpoints", eps}, extra...)
 }
 
@@ -372,7 +373,14 @@ func (w *farmWorld) children(t *testing.T, p string) []string {
 // join starts a joiner of farm and waits until its ephemeral znode exists.
 func (w *farmWorld) join(t *testing.T, farm, conf, name string, extra ...string) *farmProc {
 	t.Helper()
-	j := startFarmProc(t, w.top, "join "+name, joinArgs(w.eps, farm, conf, name, extra...)...)
+	return w.register(t, "join", farm, conf, name, extra...)
+}
+
+// register starts `paddock farm join` or `import` (verb) and waits until
+// the host's ephemeral znode exists.
+func (w *farmWorld) register(t *testing.T, verb, farm, conf, name string, extra ...string) *farmProc {
+	t.Helper()
+	j := startFarmProc(t, w.top, verb+" "+name, joinArgs(verb, w.eps, farm, conf, name, extra...)...)
 	hp := farm + "/" + name
 	ok, last := poll(farmProcStart, func() (bool, string) {
 		if j.p.Exited() {
@@ -382,8 +390,8 @@ func (w *farmWorld) join(t *testing.T, farm, conf, name string, extra ...string)
 		return ok && eph, fmt.Sprintf("exists %t, ephemeral %t, data %q", ok, eph, data)
 	})
 	if !ok || j.p.Exited() {
-		t.Fatalf("farm join %s %s --name %s: no ephemeral %s after %v (%s); exited %t, output %q",
-			farm, conf, name, hp, farmProcStart, last, j.p.Exited(), j.out.String())
+		t.Fatalf("farm %s %s %s --name %s: no ephemeral %s after %v (%s); exited %t, output %q",
+			verb, farm, conf, name, hp, farmProcStart, last, j.p.Exited(), j.out.String())
 	}
 	return j
 }
