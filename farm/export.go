@@ -310,12 +310,11 @@ func (e *exporter) readFarmRetrying(ctx context.Context) bool {
 	}
 }
 
-// write writes the hosts (common is none) passing the filter to Dest, and runs OnChanged
-// when that changed it.
+// write writes the hosts passing the filter to Dest (common is not a
+// host, see Snapshot.Export), and runs OnChanged when that changed it.
 func (e *exporter) write() error {
 	out := make(Conf, len(e.hosts))
 	for name, c := range e.hosts {
-		// common is no host: left out, as Snapshot.Export does.
 		if name != CommonName && e.cfg.Filter.Match(c) {
 			out[name] = c
 		}
