@@ -4,13 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,7 +16,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/paddock/paddock/client"
 )
@@ -58,7 +55,7 @@ func TestFarm(t *testing.T) {
 		fn   func(*testing.T)
 	}{
 		{"join and export", db.joinAndExport},
-		{"php", db.php},
+		{"php", db.phpFile},
 		{"local change", db.localChange},
 		{"farm set reaches the joiner", db.setReachesJoiner},
 		{"get", db.get},
@@ -146,9 +143,9 @@ func (d *dbFarm) joinAndExport(t *testing.T) {
 	d.changedOnce(t, "first export", false)
 }
 
-// php: the PHP export is what ZkFarmer's README shows, and `php -l` clean.
-func (d *dbFarm) php(t *testing.T) {
-	if d.farmWorld.php == "" {
+// phpFile: the PHP export is what ZkFarmer's README shows, and `php -l` clean.
+func (d *dbFarm) phpFile(t *testing.T) {
+	if d.php == "" {
 		t.Skip(phpMissing)
 	}
 	e := d.exporters[0]
@@ -159,11 +156,11 @@ func (d *dbFarm) php(t *testing.T) {
 	if !regexp.MustCompile(`^<\?php\s+return array\s*\(`).Match(b) {
 		t.Errorf("%s does not start with `<?php return array(`:\n%s", e.dest, b)
 	}
-	if out, err := exec.Command(d.farmWorld.php, "-l", e.dest).CombinedOutput(); err != nil || !strings.Contains(string(out), "No syntax errors") {
+	if out, err := exec.Command(d.php, "-l", e.dest).CombinedOutput(); err != nil || !strings.Contains(string(out), "No syntax errors") {
 		t.Errorf("php -l %s: %v: %s", e.dest, err, out)
 	}
 	// var_export of what require returns, as a PHP user sees it.
-	out, err := exec.Command(d.farmWorld.php, "-r", `var_export(require $argv[1]);`, e.dest).CombinedOutput()
+	out, err := exec.Command(d.php, "-r", `var_export(require $argv[1]);`, e.dest).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `'10.0.0.1' => `) || !strings.Contains(string(out), `'replication_delay' => '0'`) {
 		t.Errorf("php var_export(require %s): %v:\n%s", e.dest, err, out)
 	}
@@ -273,36 +270,18 @@ func (d *dbFarm) get(t *testing.T) {
 // phpValue is what PHP code b returns (json_encode of it), nil when php is
 // missing.
 func (d *dbFarm) phpValue(b []byte) (any, error) {
-	if d.farmWorld.php == "" {
+	if d.php == "" {
 		return nil, nil
 	}
 	f := filepath.Join(d.dir, "get.php")
 	if err := os.WriteFile(f, b, 0o644); err != nil {
 		return nil, err
 	}
-	out, err := exec.Command(d.farmWorld.php, "-r", `echo json_encode(require $argv[1]);`, f).CombinedOutput()
+	out, err := exec.Command(d.php, "-r", `echo json_encode(require $argv[1]);`, f).CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("php: %v: %s", err, out)
 	}
 	return parseJSON(out)
-}
-
-// parseYAML decodes a YAML object.
-func parseYAML(b []byte) (any, error) {
-	var v map[string]any
-	if err := yaml.Unmarshal(b, &v); err != nil {
-		return nil, err
-	}
-	return v, nil
-}
-
-// parseJSON decodes a JSON object.
-func parseJSON(b []byte) (any, error) {
-	var v map[string]any
-	if err := json.Unmarshal(b, &v); err != nil {
-		return nil, err
-	}
-	return v, nil
 }
 
 // setUnsetDotted: dotted set creates sub-dicts, dotted unset removes
@@ -422,34 +401,6 @@ func (d *dbFarm) exportOnce(t *testing.T) {
 	}
 }
 
-// readDJB reads a DJB directory: each directory a dict, each file a key
-// whose trimmed content is the value, dotfiles ignored.
-func readDJB(dir string) (map[string]any, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]any{}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		p := filepath.Join(dir, e.Name())
-		if e.IsDir() {
-			if out[e.Name()], err = readDJB(p); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil, err
-		}
-		out[e.Name()] = strings.TrimSpace(string(b))
-	}
-	return out, nil
-}
-
 // common: `join --common` keeps a persistent FARM/common, which is no
 // host: the exports leave it out (and so do not change), size stays.
 func (d *dbFarm) common(t *testing.T) {
@@ -566,9 +517,6 @@ func (d *dbFarm) killJoiner(t *testing.T) {
 // killExportersNode: kill -9 the node the exporters talk to; they keep
 // their last file, then catch every later change.
 func (d *dbFarm) killExportersNode(t *testing.T, f int) {
-	if d.want == nil {
-		t.Skip("the farm was not set up")
-	}
 	// The JSON export is sampled throughout: it must always be one of
 	// the farm's states, in order, never missing, empty or partial.
 	states := []hosts{cloneHosts(d.want)}
@@ -633,216 +581,5 @@ func (d *dbFarm) killExportersNode(t *testing.T, f int) {
 	<-sampled
 	if len(bad) > 0 {
 		t.Errorf("the JSON export held %d times something else than the farm's states in order, first: %s", len(bad), bad[0])
-	}
-}
-
-// lsLines runs `paddock farm ls ...` and returns its lines, sorted.
-func (w *farmWorld) lsLines(t *testing.T, args ...string) []string {
-	t.Helper()
-	out := w.farmOK(t, args...)
-	l := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	sort.Strings(l)
-	return l
-}
-
-// connectedTo reports whether process pid has a TCP connection
-// established to addr, as ss(8) sees it (true when ss is missing: the
-// check is then skipped).
-func connectedTo(pid int, addr string) (bool, string) {
-	if _, err := exec.LookPath("ss"); err != nil {
-		return true, "ss not found (iproute2): not checked"
-	}
-	out, err := exec.Command("ss", "-tnpH", "state", "established", "dst", addr).CombinedOutput()
-	if err != nil {
-		return false, fmt.Sprintf("ss: %v: %s", err, out)
-	}
-	return strings.Contains(string(out), fmt.Sprintf("pid=%d,", pid)), "ss: " + string(out)
-}
-
-// cloneHosts deep-copies a farm.
-func cloneHosts(h hosts) hosts {
-	b, _ := json.Marshal(h)
-	var out hosts
-	_ = json.Unmarshal(b, &out)
-	return out
-}
-
-// check: Nagios states and exit codes as hosts join and leave and the
-// running_filter changes; a long host name is never truncated by ls.
-func (w *farmWorld) check(t *testing.T) {
-	const web = "/services/web"
-	const long = "web-with-a-name-longer-than-twenty.example.com"
-	want := func(code int, line string, args ...string) {
-		t.Helper()
-		r := w.farmCLI(t, append([]string{"check", web}, args...)...)
-		if r.code != code || r.stdout != line+"\n" {
-			t.Errorf("farm check %s %s: %v, want exit %d and %q", web, strings.Join(args, " "), r, code, line)
-		}
-	}
-	// A farm created by hand, as zkfarmer users did with zkCli: no size.
-	if r := paddock(t, "tree", "create", "--endpoints", w.eps, web); r.code != 0 {
-		t.Fatalf("tree create %s: %v", web, r)
-	}
-	want(3, "UNKNOWN: No `size' property found for `"+web+"' farm", "-c", "1")
-
-	joiners := map[string]*farmProc{}
-	for _, h := range []struct{ name, enabled string }{{"10.1.0.1", "1"}, {long, "1"}, {"10.1.0.3", "0"}} {
-		conf := filepath.Join(w.dir, "web-"+h.name+".json")
-		writeTree(t, w.dir, map[string]string{filepath.Base(conf): `{"enabled": "` + h.enabled + `"}`})
-		joiners[h.name] = w.join(t, web, conf, h.name, "--hostname", "w")
-	}
-	ok, last := poll(5*time.Second, func() (bool, string) {
-		r := w.farmCLI(t, "get", web, "size")
-		return r.stdout == "3\n", r.String()
-	})
-	if !ok {
-		t.Fatalf("farm get %s size after three joins: %s, want 3", web, last)
-	}
-	wantLs := []string{fmt.Sprintf("%-20s enabled=1", "10.1.0.1"), fmt.Sprintf("%-20s enabled=0", "10.1.0.3"), long + " enabled=1"}
-	if got := w.lsLines(t, "ls", web, "--fields", "enabled"); !reflect.DeepEqual(got, wantLs) {
-		t.Errorf("farm ls %s --fields enabled (lines sorted):\n got %q\nwant %q", web, got, wantLs)
-	}
-
-	want(0, "OK: 3/3 nodes running, 0 nodes failing, max allowed 1", "-c", "1")
-	w.farmOK(t, "set", web, "running_filter", "enabled=1")
-	want(1, "WARNING: 2/3 nodes running, 1 nodes failing, max allowed 2", "-c", "2", "-w", "1")
-	want(1, "WARNING: 2/3 nodes running, 1 nodes failing, max allowed 50%", "-c", "50%", "-w", "30%")
-	want(2, "CRITICAL: 2/3 nodes running, 1 nodes failing, max allowed 1", "-c", "1")
-	want(2, "CRITICAL: 2/3 nodes running, 1 nodes failing, max allowed 10%") // the default
-	want(3, "UNKNOWN: Invalid `max_failed_node' argument format: many", "-c", "many")
-
-	joiners["10.1.0.1"].kill9()
-	event := time.Now()
-	w.leaders.within(t, "check after kill -9 of a running host", event, farmSessionTimeout+time.Second, func() (bool, string) {
-		r := w.farmCLI(t, "check", web, "-c", "2")
-		return r.code == 2, r.String()
-	})
-	want(2, "CRITICAL: 1/3 nodes running, 2 nodes failing, max allowed 2", "-c", "2")
-	w.farmOK(t, "unset", web, "running_filter")
-	want(0, "OK: 2/3 nodes running, 1 nodes failing, max allowed 2", "-c", "2", "-w", "2")
-
-	// A joiner stopped cleanly closes its session: its host leaves at once.
-	j := joiners["10.1.0.3"]
-	j.p.Signal(syscall.SIGTERM)
-	if !j.p.Wait(5 * time.Second) {
-		t.Fatalf("farm join 10.1.0.3 still running 5s after SIGTERM: %s", j.out.String())
-	}
-	j.killed = true
-	if code := j.p.ExitCode(); code != 0 {
-		t.Errorf("farm join 10.1.0.3 exit code after SIGTERM = %d, want 0: %s", code, j.out.String())
-	}
-	if _, _, ok := w.znode(t, web+"/10.1.0.3"); ok {
-		t.Errorf("%s/10.1.0.3 exists after its joiner exited on SIGTERM, want it deleted with the session", web)
-	}
-	want(1, "WARNING: 1/3 nodes running, 2 nodes failing, max allowed 3", "-c", "3", "-w", "2")
-}
-
-// importOneWay: `farm import` copies CONF's changes to the farm (merged
-// onto the znode), never the farm's to CONF, and adds no hostname.
-func (w *farmWorld) importOneWay(t *testing.T) {
-	const farm, name = "/services/imp", "10.2.0.1"
-	conf := filepath.Join(w.dir, "imp.json")
-	writeTree(t, w.dir, map[string]string{"imp.json": `{"enabled": "0"}`})
-	w.register(t, "import", farm, conf, name)
-	node := farm + "/" + name
-	znodeIs := func(want string) func() (bool, string) {
-		return func() (bool, string) {
-			data, _, _ := w.znode(t, node)
-			var got, wantV map[string]any
-			json.Unmarshal([]byte(data), &got)
-			json.Unmarshal([]byte(want), &wantV)
-			return reflect.DeepEqual(got, wantV), fmt.Sprintf("%s holds %q, want %s", node, data, want)
-		}
-	}
-	if ok, last := znodeIs(`{"enabled": "0"}`)(); !ok {
-		t.Errorf("farm import without --hostname: %s", last)
-	}
-	w.farmOK(t, "set", node, "enabled", "1")
-	changed, _ := poll(time.Second, func() (bool, string) {
-		b, _ := os.ReadFile(conf)
-		return string(b) != `{"enabled": "0"}`, ""
-	})
-	if changed {
-		b, _ := os.ReadFile(conf)
-		t.Errorf("farm import wrote a farm change to CONF: %q", b)
-	}
-	event := time.Now()
-	writeTree(t, w.dir, map[string]string{"imp.json": `{"enabled": "0", "weight": "3"}`})
-	w.leaders.within(t, "farm import: a change of CONF merged onto the znode", event, time.Second, znodeIs(`{"enabled": "1", "weight": "3"}`))
-}
-
-// endpointFlags: the first of --endpoints, -H/--host, PADDOCK_ENDPOINTS,
-// ZKHOST that is set names the cluster; the others are ignored.
-func (w *farmWorld) endpointFlags(t *testing.T) {
-	good := w.eps
-	bad := deadEndpoint(t)
-	get := []string{"farm", "get", dbFarmPath, "size"}
-	for _, tc := range []struct {
-		name  string
-		env   []string
-		flags []string
-		ok    bool
-	}{
-		{"--endpoints first", []string{"PADDOCK_ENDPOINTS=" + bad, "ZKHOST=" + bad}, []string{"--endpoints", good, "-H", bad}, true},
-		{"-H before the environment", []string{"PADDOCK_ENDPOINTS=" + bad, "ZKHOST=" + bad}, []string{"-H", good}, true},
-		{"--host", []string{"ZKHOST=" + bad}, []string{"--host", good}, true},
-		{"PADDOCK_ENDPOINTS before ZKHOST", []string{"PADDOCK_ENDPOINTS=" + good, "ZKHOST=" + bad}, nil, true},
-		{"ZKHOST", []string{"ZKHOST=" + good}, nil, true},
-		{"-H wins over PADDOCK_ENDPOINTS", []string{"PADDOCK_ENDPOINTS=" + good}, []string{"-H", bad}, false},
-		{"PADDOCK_ENDPOINTS wins over ZKHOST", []string{"PADDOCK_ENDPOINTS=" + bad, "ZKHOST=" + good}, nil, false},
-	} {
-		r := runWith(t, tc.env, nil, paddockBin, append(append(append([]string{}, get...), tc.flags...), "--timeout", "2s")...)
-		if (r.code == 0) != tc.ok || (tc.ok && r.stdout != "3\n") {
-			t.Errorf("%s: %s paddock %s %s: %v, want success %t", tc.name, strings.Join(tc.env, " "), strings.Join(get, " "), strings.Join(tc.flags, " "), r, tc.ok)
-		}
-	}
-}
-
-// deadEndpoint is a loopback address nothing listens on.
-func deadEndpoint(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
-// notPaddock: an endpoint that is no Paddock (a ZooKeeper server closes a
-// connection that does not speak its protocol; others write junk) gets an
-// error asking whether it still names a ZooKeeper server.
-func (w *farmWorld) notPaddock(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		serve func(net.Conn)
-	}{
-		{"closes", func(c net.Conn) { c.Close() }},
-		{"writes junk", func(c net.Conn) {
-			c.Write([]byte("this is not gRPC\r\n\r\n"))
-			c.Close()
-		}},
-	} {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				tc.serve(c)
-			}
-		}()
-		start := time.Now()
-		r := runWith(t, nil, nil, paddockBin, "farm", "ls", "/services", "--endpoints", l.Addr().String())
-		l.Close()
-		if r.code == 0 || !strings.Contains(r.stderr, "ZooKeeper") || !strings.Contains(r.stderr, l.Addr().String()) {
-			t.Errorf("farm ls against a listener that %s: %v, want a failure naming %s and asking whether it is a ZooKeeper server", tc.name, r, l.Addr())
-		}
-		t.Logf("listener that %s: failed after %v: %s", tc.name, time.Since(start).Round(time.Millisecond), strings.TrimSpace(r.stderr))
 	}
 }

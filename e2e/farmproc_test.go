@@ -453,3 +453,71 @@ func (w *farmWorld) farmOK(t *testing.T, args ...string) string {
 	}
 	return r.stdout
 }
+
+// parseYAML decodes a YAML object.
+func parseYAML(b []byte) (any, error) {
+	var v map[string]any
+	if err := yaml.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// parseJSON decodes a JSON object.
+func parseJSON(b []byte) (any, error) {
+	var v map[string]any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// readDJB reads a DJB directory: each directory a dict, each file a key
+// whose trimmed content is the value, dotfiles ignored.
+func readDJB(dir string) (map[string]any, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if e.IsDir() {
+			if out[e.Name()], err = readDJB(p); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		out[e.Name()] = strings.TrimSpace(string(b))
+	}
+	return out, nil
+}
+
+// connectedTo reports whether process pid has a TCP connection
+// established to addr, as ss(8) sees it (true when ss is missing: the
+// check is then skipped).
+func connectedTo(pid int, addr string) (bool, string) {
+	if _, err := exec.LookPath("ss"); err != nil {
+		return true, "ss not found (iproute2): not checked"
+	}
+	out, err := exec.Command("ss", "-tnpH", "state", "established", "dst", addr).CombinedOutput()
+	if err != nil {
+		return false, fmt.Sprintf("ss: %v: %s", err, out)
+	}
+	return strings.Contains(string(out), fmt.Sprintf("pid=%d,", pid)), "ss: " + string(out)
+}
+
+// cloneHosts deep-copies a farm.
+func cloneHosts(h hosts) hosts {
+	b, _ := json.Marshal(h)
+	var out hosts
+	_ = json.Unmarshal(b, &out)
+	return out
+}
