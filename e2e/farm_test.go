@@ -66,6 +66,7 @@ func TestFarm(t *testing.T) {
 		{"export --wait", db.exportWait},
 		{"kill -9 joiner", db.killJoiner},
 		{"session expiry", db.sessionExpiry},
+		{"HTTP", db.http},
 	} {
 		if !t.Run(st.name, st.fn) {
 			return // the next ones start from the state this one left
@@ -511,6 +512,33 @@ func (d *dbFarm) killJoiner(t *testing.T) {
 	d.changedOnce(t, "kill -9 joiner 10.0.0.2", false)
 	if got := d.farmOK(t, "get", dbFarmPath, "size"); got != "3\n" {
 		t.Errorf("farm get %s size after a host left = %q, want 3 (the most hosts seen)", dbFarmPath, got)
+	}
+}
+
+// http: GET /v1/farms/FARM (for consumers that run no exporter) holds
+// what the exports hold, and the farm's size and running count.
+func (d *dbFarm) http(t *testing.T) {
+	if curlBin == "" {
+		t.Fatal("curl not found on PATH")
+	}
+	url := "http://" + d.c.agents[d.c.leader()].httpAddr + "/v1/farms" + dbFarmPath
+	r := run(t, nil, curlBin, "-sS", "--fail-with-body", url)
+	var resp struct {
+		Farm struct {
+			Hosts   map[string]any `json:"hosts"`
+			Size    int            `json:"size"`
+			Running int            `json:"running"`
+		} `json:"farm"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &resp); r.code != 0 || err != nil {
+		t.Fatalf("curl %s: %v (%v)", url, r, err)
+	}
+	delete(resp.Farm.Hosts, "common") // an export leaves it out; GetFarm keeps it
+	if !reflect.DeepEqual(resp.Farm.Hosts, d.want) {
+		t.Errorf("GET %s: hosts (-got +want):\n%s", url, cmp.Diff(resp.Farm.Hosts, d.want))
+	}
+	if resp.Farm.Size != 3 || resp.Farm.Running != len(d.want) {
+		t.Errorf("GET %s: size %d, running %d; want 3 and %d", url, resp.Farm.Size, resp.Farm.Running, len(d.want))
 	}
 }
 
