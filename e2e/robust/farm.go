@@ -2,11 +2,13 @@ package robust
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	"github.com/paddock/paddock/client"
 	"github.com/paddock/paddock/e2e/robust/check"
 	"github.com/paddock/paddock/farm"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
 // The farm workload's farm and its joiners.
@@ -49,6 +52,7 @@ type farmLoad struct {
 	joiners []*check.FarmJoiner
 	writes  []check.FarmWrite
 	files   []check.FarmFile
+	seen    []check.FarmSeen
 	kept    []*joiner // joiners still running when the workload stopped
 	errs    []string  // what no farm call should ever do
 	final   check.FarmHistory
@@ -105,7 +109,7 @@ func (fl *farmLoad) start(ctx context.Context, seed int64, stop <-chan struct{})
 	fl.exporter.cl, fl.exporter.cancel, fl.exporter.done = cl, cancel, make(chan struct{})
 	go func() {
 		defer close(fl.exporter.done)
-		err := farm.Export(ectx, farm.ExportConfig{Tree: cl, Farm: farmPath, Dest: fl.dest, Format: recordingFormat{fl.json, fl}})
+		err := farm.Export(ectx, farm.ExportConfig{Tree: recordingTree{cl, fl}, Farm: farmPath, Dest: fl.dest, Format: recordingFormat{fl.json, fl}})
 		if ectx.Err() == nil {
 			fl.fail("export returned before it was stopped: %v", err)
 		}
@@ -137,6 +141,77 @@ func (f recordingFormat) Write(p string, c farm.Conf) (bool, error) {
 		f.fl.mu.Unlock()
 	}
 	return changed, err
+}
+
+// recordingTree is the exporter's client, recording what each answer
+// tells it of the hosts.
+type recordingTree struct {
+	*client.Client
+	fl *farmLoad
+}
+
+// hostName is the host a path names in the farm, "" for another path.
+func hostName(p string) string {
+	if path.Dir(p) != farmPath {
+		return ""
+	}
+	return path.Base(p)
+}
+
+func (t recordingTree) seen(host string, present bool) {
+	t.fl.mu.Lock()
+	t.fl.seen = append(t.fl.seen, check.FarmSeen{At: t.fl.rec.now(), Host: host, Present: present})
+	t.fl.mu.Unlock()
+}
+
+func (t recordingTree) Poll(ctx context.Context, req *paddockv1.PollRequest) (*paddockv1.PollResponse, error) {
+	r, err := t.Client.Poll(ctx, req)
+	for _, e := range r.GetEvents() {
+		if h := hostName(e.GetPath()); h != "" {
+			switch e.GetKind() {
+			case paddockv1.EventKind_EVENT_KIND_CREATED, paddockv1.EventKind_EVENT_KIND_DATA_CHANGED:
+				t.seen(h, true)
+			case paddockv1.EventKind_EVENT_KIND_DELETED:
+				t.seen(h, false)
+			}
+		}
+	}
+	return r, err
+}
+
+func (t recordingTree) Get(ctx context.Context, req *paddockv1.GetRequest) (*paddockv1.GetResponse, error) {
+	r, err := t.Client.Get(ctx, req)
+	if h := hostName(req.GetPath()); h != "" {
+		switch {
+		case err == nil:
+			t.seen(h, true)
+		case client.IsNotFound(err):
+			t.seen(h, false)
+		}
+	}
+	return r, err
+}
+
+// List of the farm in one page (the workload's farm is small) tells of
+// every host: those listed are present, the others gone.
+func (t recordingTree) List(ctx context.Context, req *paddockv1.ListRequest) (*paddockv1.ListResponse, error) {
+	r, err := t.Client.List(ctx, req)
+	if err != nil || req.GetPath() != farmPath || req.GetPageToken() != "" || r.GetNextPageToken() != "" {
+		return r, err
+	}
+	listed := make(map[string]bool)
+	for _, c := range r.GetChildren() {
+		listed[c.GetName()] = true
+	}
+	t.fl.mu.Lock()
+	for _, j := range t.fl.joiners {
+		listed[j.Name] = listed[j.Name] // every name joined so far
+	}
+	t.fl.mu.Unlock()
+	for _, name := range slices.Sorted(maps.Keys(listed)) {
+		t.seen(name, listed[name])
+	}
+	return r, err
 }
 
 // joiner is one farm.Join running under one name.
@@ -287,8 +362,8 @@ func (fl *farmLoad) leave(ctx context.Context, j *joiner) {
 }
 
 // slot runs joiners one after another until stop: each changes its
-// local file every 300-700 ms, lives 1.5-4.5 s (slot 0's for ever), then
-// is killed or leaves, and the next one joins 0.2-1 s later, under the
+// local file every 300-700 ms, lives 1-3 s (slot 0's for ever), then
+// is killed or leaves, and the next one joins 0.2-0.8 s later, under the
 // same name or a new one. The joiner running when stop closes is kept.
 func (fl *farmLoad) slot(ctx context.Context, slot int, rng *rand.Rand, stop <-chan struct{}) {
 	name := fmt.Sprintf("h%d", slot)
@@ -303,7 +378,7 @@ func (fl *farmLoad) slot(ctx context.Context, slot int, rng *rand.Rand, stop <-c
 		}
 		var until <-chan time.Time
 		if slot > 0 {
-			until = time.After(time.Duration(1500+rng.IntN(3000)) * time.Millisecond)
+			until = time.After(time.Duration(1000+rng.IntN(2000)) * time.Millisecond)
 		}
 		for alive := true; alive; {
 			select {
@@ -336,7 +411,7 @@ func (fl *farmLoad) slot(ctx context.Context, slot int, rng *rand.Rand, stop <-c
 			return
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Duration(200+rng.IntN(800)) * time.Millisecond):
+		case <-time.After(time.Duration(200+rng.IntN(600)) * time.Millisecond):
 		}
 	}
 }
@@ -462,10 +537,15 @@ func (fl *farmLoad) history() (check.FarmHistory, []string) {
 		h.Joiners = append(h.Joiners, *j)
 	}
 	h.Writes = slices.Clone(fl.writes)
+	h.Seen = slices.Clone(fl.seen)
 	for _, f := range fl.files {
 		if f.Call < h.End {
 			h.Files = append(h.Files, f)
 		}
+	}
+	if b, err := json.MarshalIndent(h, "", "  "); err == nil {
+		// For a look at a failed run (PADDOCK_ROBUST_KEEP).
+		os.WriteFile(filepath.Join(fl.dir, "history.json"), b, 0o644)
 	}
 	return h, slices.Clone(fl.errs)
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -68,12 +69,26 @@ type FarmFile struct {
 	Hosts        FarmHosts
 }
 
+// FarmSeen is what the exporter learned of a host from one answer of the
+// cluster: present (a poll's created or changed event, a read of the
+// host or of the farm that found it) or gone (a poll's deleted event, a
+// read that did not find it).
+type FarmSeen struct {
+	// At is when the answer reached the exporter.
+	At      time.Duration
+	Host    string
+	Present bool
+}
+
 // FarmHistory is what a farm workload recorded.
 type FarmHistory struct {
 	Joiners []FarmJoiner
 	Writes  []FarmWrite
 	// Files are the exporter's writes, in order.
 	Files []FarmFile
+	// Seen is what the exporter learned of the hosts, in the order it
+	// was received.
+	Seen []FarmSeen
 	// FinalFile is the exporter's file at the end, FinalFarm the farm read
 	// linearizably then (at End), once both had settled.
 	FinalFile, FinalFarm FarmHosts
@@ -96,16 +111,22 @@ type FarmHistory struct {
 //     it left, unless it joined again meanwhile. A file is surely the one
 //     on disk from its write's return to the next write's call, so a host
 //     is exported past its bound when a file holding it was surely on
-//     disk at some time past the bound. The bound counts from start, the
-//     later of the leave and the last leader change before the file was
-//     replaced (or before the host joined again, or before the end): a
-//     leave acknowledged at start must be exported by start + 1 s; a
-//     killed joiner's session expires by start + 2 x timeout + election
+//     disk at some time t past the bound. The bound counts from start, the
+//     later of the leave and the last leader change before t: a leave
+//     acknowledged at start must be exported by start + 1 s; a killed
+//     joiner's session expires by start + 2 x timeout + election
 //     timeout, as Sessions bounds abandoned sessions, and its host must
 //     be exported 1 s after that. An expiry is a write, so it is late
 //     when the cluster commits nothing: a killed joiner's bound is also
 //     at least 1 s after the first acknowledged write (writes) sent once
-//     its session was due to expire.
+//     its session was due to expire. And the exporter must have learned
+//     that the host was gone 1 s before t (Seen): it follows the farm
+//     through one node, which by design may be a replica cut off from the
+//     leader (an isolated follower, one behind a one-way cut, one waiting
+//     for a snapshot). Such a node serves its last state without any
+//     leader change until it catches up, and the leader's retries to a
+//     follower that was cut off back off for seconds, so no bound counted
+//     from the leader history holds for it.
 //   - No phantom: every host in a file (and in the final farm) was joined
 //     by a joiner started before the write returned, and every field
 //     value was given to that host's field by a write sent before then.
@@ -113,10 +134,10 @@ type FarmHistory struct {
 // What it does not check: how soon a field change reaches the file. A
 // local change reaches the farm only when its joiner's client reaches
 // the leader, and the exporter sees it only when its node has caught up;
-// a node cut off from the leader (an isolated follower, a one-way cut)
-// holds neither back with a leader change, so no sound bound follows from
-// the leader history. The leave bound holds because a leave either was
-// acknowledged (committed) or is an expiry the leader proposes itself.
+// neither wait shows in the leader history. An exporter that stops
+// learning (a poll that never resumes) escapes the leave bound, which
+// needs it to have learned; the final rule catches it once the run has
+// settled.
 //
 // The recorder must give every value it writes to a host's field a value
 // no other write uses for that host and field, and record every write
@@ -159,6 +180,24 @@ func Farm(h FarmHistory, electionTimeout time.Duration, leaderChanges []time.Dur
 
 	farmFinal(&r, h, joiners, bound, history)
 
+	// gone lists, per host, the times from which the exporter knew the
+	// host was gone until it learned it was present again.
+	type span struct{ from, to time.Duration }
+	gone := make(map[string][]span)
+	seen := slices.Clone(h.Seen)
+	slices.SortStableFunc(seen, func(a, b FarmSeen) int { return cmp.Compare(a.At, b.At) })
+	const never = time.Duration(math.MaxInt64)
+	for _, o := range seen {
+		spans := gone[o.Host]
+		open := len(spans) > 0 && spans[len(spans)-1].to == never
+		switch {
+		case !o.Present && !open:
+			gone[o.Host] = append(spans, span{o.At, never})
+		case o.Present && open:
+			spans[len(spans)-1].to = o.At
+		}
+	}
+
 	for k, j := range joiners {
 		if j.Leave != LeftClean && j.Leave != Killed {
 			continue
@@ -182,12 +221,22 @@ func Farm(h FarmHistory, electionTimeout time.Duration, leaderChanges []time.Dur
 			if rejoin >= 0 && rejoin < until {
 				until, what = rejoin, fmt.Sprintf("its join again at %v", rejoin)
 			}
-			if until <= f.Return {
-				continue
-			}
-			if b, from := bound(j, until); until > b {
-				r.addf("host %s (%s) was in the exported file past its bound %v, counted from %s: the file written at %v (returned %v) held it until %s; %s",
-					j.Name, leaveWord(j), b, from, f.Call, f.Return, what, history(until))
+			// The file held the host at t in [f.Return, until) while the
+			// exporter had known it was gone since t - 1 s.
+			for _, g := range gone[j.Name] {
+				lo, hi := max(f.Return, sat(g.from+farmGrace)), min(until, sat(g.to+farmGrace))
+				if lo >= hi {
+					continue
+				}
+				end := what
+				if hi < until {
+					end = fmt.Sprintf("1 s after the exporter learned it was back (%v)", g.to)
+				}
+				if b, from := bound(j, hi); hi > b {
+					r.addf("host %s (%s) was in the exported file past its bound %v, counted from %s: the file written at %v (returned %v) held it until %s, the exporter knowing it was gone since %v; %s",
+						j.Name, leaveWord(j), b, from, f.Call, f.Return, end, g.from, history(hi))
+					break
+				}
 			}
 		}
 	}
@@ -278,6 +327,14 @@ func farmPhantoms(r *report, h FarmHistory, joiners []FarmJoiner, files []FarmFi
 		judge(fmt.Sprintf("the file written at %v", f.Call), f.Return, f.Hosts)
 	}
 	judge("the farm at the end", h.End, h.FinalFarm)
+}
+
+// sat is d, or the largest duration when adding the grace overflowed.
+func sat(d time.Duration) time.Duration {
+	if d < 0 {
+		return math.MaxInt64
+	}
+	return d
 }
 
 func leaveWord(j FarmJoiner) string {

@@ -44,6 +44,15 @@ func TestFarm(t *testing.T) {
 				file(7.5, 7.6, FarmHosts{"a": conf("n", "a1", "r", "r2"), "c": conf("n", "c0")}),
 				file(11.5, 11.6, final()),
 			},
+			// The exporter learns of a host's leave 0.05 s after it, of a
+			// killed host's expiry at 10.5 s.
+			Seen: []FarmSeen{
+				{At: secs(0.1), Host: "a", Present: true},
+				{At: secs(0.6), Host: "b", Present: true},
+				{At: secs(1.1), Host: "c", Present: true},
+				{At: secs(4.05), Host: "b"},
+				{At: secs(10.5), Host: "c"},
+			},
 			FinalFile: final(), FinalFarm: final(), End: secs(20),
 		}
 	}
@@ -70,6 +79,11 @@ func TestFarm(t *testing.T) {
 		}, edit: func(h *FarmHistory) {
 			h.Files[6] = file(13.5, 13.6, final())
 		}},
+		{name: "an exporter that learned late, its node cut off", edit: func(h *FarmHistory) {
+			h.Seen[3].At = secs(6.5)
+			h.Files[4] = file(7.2, 7.3, FarmHosts{"a": conf("n", "a1"), "c": conf("n", "c0")})
+			h.Files[5].Call = secs(7.6)
+		}},
 		{name: "a killed host left in the farm before its bound", edit: func(h *FarmHistory) {
 			h.End = secs(11)
 			h.FinalFarm = FarmHosts{"a": final()["a"], "c": conf("n", "c0")}
@@ -79,15 +93,25 @@ func TestFarm(t *testing.T) {
 
 		{name: "a cleanly left host kept past its bound", edit: func(h *FarmHistory) {
 			h.Files[4] = file(5.4, 5.5, FarmHosts{"a": conf("n", "a1"), "c": conf("n", "c0")})
-		}, want: []string{"host b (left at 4s) was in the exported file past its bound 5s, counted from its leave at 4s: the file written at 3.5s (returned 3.6s) held it until the next write at 5.4s; leaders seen at []"}},
+		}, want: []string{"host b (left at 4s) was in the exported file past its bound 5s, counted from its leave at 4s: the file written at 3.5s (returned 3.6s) held it until the next write at 5.4s, the exporter knowing it was gone since 4.05s; leaders seen at []"}},
 		{name: "a killed host kept past its bound", leaders: []time.Duration{secs(0.1)}, edit: func(h *FarmHistory) {
 			h.Files[6] = file(12.5, 12.6, final())
-		}, want: []string{"host c (killed at 6s, session timeout 2s) was in the exported file past its bound 12s, counted from its leave at 6s: the file written at 7.5s (returned 7.6s) held it until the next write at 12.5s; leaders seen at [100ms]"}},
+		}, want: []string{"host c (killed at 6s, session timeout 2s) was in the exported file past its bound 12s, counted from its leave at 6s: the file written at 7.5s (returned 7.6s) held it until the next write at 12.5s, the exporter knowing it was gone since 10.5s; leaders seen at [100ms]"}},
 		{name: "a rejoin does not excuse the time before it", edit: func(h *FarmHistory) {
 			h.Joiners = append(h.Joiners, FarmJoiner{Name: "b", Timeout: secs(2), Start: secs(7), Leave: Killed, LeftAt: secs(9)})
 			h.Files[4].Hosts["b"] = conf("n", "b0")
 			h.Files[5].Hosts["b"] = conf("n", "b0")
 		}, want: []string{"host b (left at 4s) was in the exported file past its bound 5s, counted from its leave at 4s: the file written at 4.8s (returned 4.9s) held it until its join again at 7s"}},
+		{name: "an exporter that learned late and kept the host", edit: func(h *FarmHistory) {
+			h.Seen[3].At = secs(6)
+			h.Files[4] = file(7.45, 7.46, FarmHosts{"a": conf("n", "a1"), "c": conf("n", "c0")})
+		}, want: []string{"host b (left at 4s) was in the exported file past its bound 5s, counted from its leave at 4s: the file written at 3.5s (returned 3.6s) held it until the next write at 7.45s, the exporter knowing it was gone since 6s; leaders seen at []"}},
+		{name: "a rejoin seen by the exporter ends the wait", edit: func(h *FarmHistory) {
+			h.Joiners = append(h.Joiners, FarmJoiner{Name: "b", Timeout: secs(2), Start: secs(4.5), Leave: Killed, LeftAt: secs(9)})
+			h.Seen = append(h.Seen, FarmSeen{At: secs(4.7), Host: "b", Present: true}, FarmSeen{At: secs(9.5), Host: "b"})
+			h.Files[4] = file(6.5, 6.6, FarmHosts{"a": conf("n", "a1"), "b": conf("n", "b0"), "c": conf("n", "c0")})
+			h.Files[5].Hosts["b"] = conf("n", "b0")
+		}},
 		{name: "a stale file written after the bound", edit: func(h *FarmHistory) {
 			h.Files = append(h.Files, file(12.5, 12.6, FarmHosts{"a": conf("n", "a1"), "c": conf("n", "c0")}), file(13, 13.1, final()))
 		}, want: []string{"host c (killed at 6s, session timeout 2s) was in the exported file past its bound 12s, counted from its leave at 6s: the file written at 12.5s (returned 12.6s) held it until the next write at 13s"}},
@@ -117,11 +141,10 @@ func TestFarm(t *testing.T) {
 		{name: "a killed host still in the farm past its bound", edit: func(h *FarmHistory) {
 			h.FinalFarm = FarmHosts{"a": final()["a"], "c": conf("n", "c0")}
 			h.FinalFile = h.FinalFarm
-			h.Files[6].Hosts = h.FinalFarm
-		}, want: []string{
-			"host c (killed at 6s, session timeout 2s) is still in the farm at the end (20s), past its bound 12s",
-			"host c (killed at 6s, session timeout 2s) was in the exported file past its bound 12s",
-		}},
+			h.Files[5].Call = secs(13)
+			h.Files = h.Files[:6]
+			h.Seen = h.Seen[:4]
+		}, want: []string{"host c (killed at 6s, session timeout 2s) is still in the farm at the end (20s), past its bound 12s"}},
 		{name: "a phantom value", edit: func(h *FarmHistory) {
 			h.Files[3].Hosts["a"] = conf("n", "a9")
 		}, want: []string{`host a's field n is "a9" in the file written at 3.5s (3.6s) but no write had given it that value by then`}},
