@@ -85,6 +85,10 @@ func (e *CompactedError) Error() string {
 // Is makes errors.Is(err, ErrCompacted) hold.
 func (e *CompactedError) Is(target error) bool { return target == ErrCompacted }
 
+// CancelReason is Reason, for callers that match the error by behaviour
+// without importing this package (farm's exporter re-reads on it).
+func (e *CompactedError) CancelReason() paddockv1.WatchCancelReason { return e.Reason }
+
 // Watcher delivers the events of one watch, resuming on another endpoint
 // whenever its stream breaks, until it is closed, its context ends, or the
 // watch cannot go on without a gap (CompactedError).

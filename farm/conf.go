@@ -191,10 +191,13 @@ func ValueString(v any, ok bool) string {
 	case json.Number:
 		return v.String()
 	default:
-		b, err := json.Marshal(v)
-		if err != nil {
+		// Not json.Marshal: it would print <, > and & as \u003c...
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(v); err != nil {
 			return fmt.Sprint(v)
 		}
-		return string(b)
+		return strings.TrimSuffix(buf.String(), "\n")
 	}
 }

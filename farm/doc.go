@@ -24,4 +24,12 @@
 // Configurations are Conf values: a JSON object decoded with numbers kept
 // as json.Number, so a value is written back exactly as it was read.
 // Formats (json, yaml, php, dir) read and write them to local files.
+//
+// Join and Export are long-running loops, each one goroutine that owns its
+// state, plus helpers that only signal it: Join's long poll on its znode
+// and its file system watch send on channels that hold one value, so
+// signals coalesce and the loop re-reads rather than trusting them. Both
+// tell their own writes from others' by what they last synced (Join: the
+// content of both sides and the znode's version; Export: each host's
+// configuration and the zxid its poll resumes from), never by timing.
 package farm

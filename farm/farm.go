@@ -136,13 +136,13 @@ func readOnce(ctx context.Context, t Tree, farmPath string, read *paddockv1.Read
 	}
 }
 
-// Export is the farm as an export writes it: every child that passes f,
-// by name, with its configuration. Like ZkFarmer, common is exported too
-// when it passes the filter.
+// Export is the farm as an export writes it: every host that passes f, by
+// name, with its configuration. common is not a host and is left out
+// (ZkFarmer exported it as one).
 func (s *Snapshot) Export(f Filter) map[string]Conf {
 	out := make(map[string]Conf, len(s.Hosts))
 	for name, h := range s.Hosts {
-		if f.Match(h.Conf) {
+		if name != CommonName && f.Match(h.Conf) {
 			out[name] = h.Conf
 		}
 	}
@@ -249,7 +249,11 @@ func (s *Snapshot) Check(maxFailed, warn string) CheckResult {
 		return CheckResult{Status: StatusUnknown, Message: err.Error()}
 	}
 	r := CheckResult{Size: size, Running: running, Failing: size - running}
+	// Unlike ZkFarmer, a farm with no failing host is never CRITICAL nor
+	// WARNING, even when a threshold is 0 (or a percentage of a small
+	// farm rounds to 0): "max allowed 0" then means any failure alerts.
 	switch {
+	case r.Failing <= 0:
 	case float64(r.Failing) >= limit:
 		r.Status = StatusCritical
 	case float64(r.Failing) >= warnAt:
@@ -259,11 +263,18 @@ func (s *Snapshot) Check(maxFailed, warn string) CheckResult {
 	return r
 }
 
+// ValidateThreshold checks a Check threshold ("N" or "P%") without a
+// farm, for a caller that refuses a bad one before reading (ErrBadThreshold).
+func ValidateThreshold(s string) error {
+	_, err := threshold(s, 0)
+	return err
+}
+
 // threshold parses "N" or "P%" of size.
 func threshold(s string, size int) (float64, error) {
 	s = strings.TrimSpace(s)
 	if p, ok := strings.CutSuffix(s, "%"); ok {
-		f, err := strconv.ParseFloat(p, 64)
+		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
 		if err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
 			return 0, fmt.Errorf("%w: %q", ErrBadThreshold, s)
 		}

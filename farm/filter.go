@@ -50,6 +50,7 @@ func ParseFilter(s string) (Filter, error) {
 
 func parsePredicate(p string) (predicate, error) {
 	if rest, ok := strings.CutPrefix(p, "!"); ok && !strings.ContainsAny(rest, "=<>!") {
+		rest = strings.TrimSpace(rest)
 		if _, err := splitField(rest); err != nil {
 			return predicate{}, fmt.Errorf("%w: %q: bad field", ErrBadFilter, p)
 		}

@@ -20,9 +20,10 @@ type Format interface {
 	// not exist is an error matching fs.ErrNotExist.
 	Read(p string) (Conf, error)
 	// Write makes p hold c, atomically per file (a temporary file renamed
-	// over p, with the mode a new file gets under the umask), and reports
-	// whether anything changed: content that already equals c's encoding
-	// is left alone.
+	// over p; a new file gets the mode the umask gives, a replaced one
+	// keeps its permission bits; a symlink is written through), and
+	// reports whether anything changed: content that already equals c's
+	// encoding is left alone.
 	Write(p string, c Conf) (changed bool, err error)
 	// Encode is c in the format, for stdout (get -f); dir cannot.
 	Encode(c Conf) ([]byte, error)
@@ -36,6 +37,12 @@ func ParseFormat(name string) (Format, error) {
 	switch name {
 	case "json":
 		return jsonFormat{}, nil
+	case "yaml":
+		return yamlFormat{}, nil
+	case "php":
+		return phpFormat{}, nil
+	case "dir":
+		return dirFormat{}, nil
 	}
 	return nil, fmt.Errorf("%w: %q: want one of %s", ErrBadFormat, name, strings.Join(Formats, ", "))
 }
@@ -97,11 +104,29 @@ func (f jsonFormat) Write(p string, c Conf) (bool, error) {
 }
 
 // writeFileAtomic replaces p with b through a temporary file in the same
-// directory, renamed over p, unless p already holds exactly b. The new
-// file has mode 0666 less the umask, as os.Create gives.
+// directory (a dotfile, so a DJB reader skips it), synced then renamed over
+// p, so a reader sees the old content or the new, never a part. Content
+// that already equals b is not rewritten (changed is false, mtime kept).
+// A new file gets mode 0666 less the umask, as os.Create gives; a file
+// replaced keeps its permission bits (an operator's chmod 0640 on a file
+// holding passwords survives the next export). A symlink at p is
+// followed: its target is replaced and the link stays. Only a regular
+// file's content is compared: a FIFO or device at p is replaced, never
+// opened.
 func writeFileAtomic(p string, b []byte) (bool, error) {
-	if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, b) {
-		return false, nil
+	if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		if target, err := filepath.EvalSymlinks(p); err == nil {
+			p = target
+		}
+	}
+	mode := 0o666 &^ umask()
+	if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+		mode = fi.Mode().Perm()
+		if fi.Size() == int64(len(b)) {
+			if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, b) {
+				return false, nil
+			}
+		}
 	}
 	dir, base := filepath.Split(p)
 	if dir == "" {
@@ -112,9 +137,14 @@ func writeFileAtomic(p string, b []byte) (bool, error) {
 		return false, err
 	}
 	name := tmp.Name()
-	defer os.Remove(name) // after a successful rename there is nothing to remove
+	renamed := false
+	defer func() {
+		if !renamed {
+			os.Remove(name)
+		}
+	}()
 	// CreateTemp makes 0600 files; give the mode a plain create would.
-	if err := tmp.Chmod(0o666 &^ umask()); err != nil {
+	if err := tmp.Chmod(mode); err != nil {
 		tmp.Close()
 		return false, err
 	}
@@ -132,5 +162,6 @@ func writeFileAtomic(p string, b []byte) (bool, error) {
 	if err := os.Rename(name, p); err != nil {
 		return false, err
 	}
+	renamed = true
 	return true, nil
 }

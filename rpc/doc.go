@@ -32,6 +32,10 @@
 // INVALID_ARGUMENT. /v1/tree/ (an empty path after the prefix) is the
 // root, like /v1/tree.
 //
+// The farm routes (/v1/farms/X, /v1/farm-poll/X, /v1/farm-check/X,
+// /v1/farm-fields/X) name the farm or host znode X the same way, through
+// their {farm=**} and {host=**}.
+//
 // GET /v1/tree/X?children=true lists X's children: the request is
 // rewritten to the List route (/v1/children/X) before routing, keeping the
 // other query parameters (page_size, page_token, with_data,
@@ -73,7 +77,8 @@
 // httpStatus:
 //
 //	gRPC code            HTTP  Paddock errors
-//	INVALID_ARGUMENT     400   bad path, too large, bad argument, reserved path, bad JSON
+//	INVALID_ARGUMENT     400   bad path, too large, bad argument, reserved path, bad JSON,
+//	                           farm: bad field, filter, threshold, configuration
 //	NOT_FOUND            404   no such znode, no such session, no such route
 //	ALREADY_EXISTS       409   znode exists
 //	FAILED_PRECONDITION  412   bad version, not empty, ephemeral parent, session expired
@@ -83,7 +88,7 @@
 //	CANCELED             499   client went away
 //	UNIMPLEMENTED        501   (405 for a known route with another method)
 //	RESOURCE_EXHAUSTED   429
-//	ABORTED              409
+//	ABORTED              409   farm: too many concurrent changes (a field's compare-and-set)
 //	UNAUTHENTICATED      401
 //	PERMISSION_DENIED    403
 //	INTERNAL, UNKNOWN,

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/paddock/paddock/farm"
 	"github.com/paddock/paddock/fsm"
 	"github.com/paddock/paddock/node"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
@@ -48,6 +50,19 @@ var errorCodes = []struct {
 	{node.ErrShuttingDown, codes.Unavailable, "shutting down"},
 	{node.ErrUnknownOutcome, codes.Unavailable, "leadership lost, write outcome unknown"},
 	{node.ErrCatchingUp, codes.Unavailable, "node is catching up"},
+	// farm's errors: a request that can never succeed as it is, but for
+	// ErrConflict, a compare-and-set that kept losing to other writers.
+	// That is ABORTED (gRPC's "concurrency conflict, retry at a higher
+	// level"; 409 over HTTP), not UNAVAILABLE: nothing is wrong with the
+	// node, and the Go client must not fail over to another endpoint and
+	// repeat the fight on its own. The caller decides whether to try
+	// again.
+	{farm.ErrBadField, codes.InvalidArgument, "bad field"},
+	{farm.ErrBadFilter, codes.InvalidArgument, "bad filter"},
+	{farm.ErrBadFormat, codes.InvalidArgument, "bad format"},
+	{farm.ErrBadConf, codes.InvalidArgument, "bad configuration"},
+	{farm.ErrBadThreshold, codes.InvalidArgument, "bad threshold"},
+	{farm.ErrConflict, codes.Aborted, "too many concurrent changes"},
 	{context.DeadlineExceeded, codes.DeadlineExceeded, "request timed out"},
 	{context.Canceled, codes.Canceled, "request canceled"},
 }
@@ -72,7 +87,7 @@ func toStatus(err error) error {
 	if code == codes.Internal {
 		slog.Error("internal error", "error", err)
 	}
-	st := status.New(code, userMessage(err, msg))
+	st := status.New(code, userMessage(err, msg)+farmDetail(err))
 	var me *fsm.MultiError
 	if errors.As(err, &me) {
 		if d, derr := st.WithDetails(&paddockv1.MultiFailure{FailedIndex: int32(me.Index)}); derr == nil {
@@ -115,4 +130,30 @@ func userMessage(err error, msg string) string {
 		msg += fmt.Sprintf(" (multi op %d)", me.Index)
 	}
 	return msg
+}
+
+// farmDetail is what a farm error says after its sentinel, and the znode
+// it concerns when it names one: `: "a..b": empty segment` for
+// ErrBadField, `: /farm/h1: invalid character 'x'...` for ErrBadConf. The
+// farm package words its details for users (the parser's message); only
+// its "farm: " prefix is dropped. "" for other errors.
+func farmDetail(err error) string {
+	for _, sentinel := range []error{farm.ErrBadField, farm.ErrBadFilter, farm.ErrBadFormat, farm.ErrBadConf, farm.ErrBadThreshold, farm.ErrConflict} {
+		if !errors.Is(err, sentinel) {
+			continue
+		}
+		before, after, ok := strings.Cut(err.Error(), sentinel.Error())
+		if !ok {
+			return ""
+		}
+		var d string
+		if znode := strings.TrimSuffix(before, ": "); strings.HasPrefix(znode, "/") {
+			d = ": " + znode
+		}
+		if after = strings.TrimPrefix(after, ": "); after != "" {
+			d += ": " + after
+		}
+		return d
+	}
+	return ""
 }

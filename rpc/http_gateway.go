@@ -133,6 +133,7 @@ func newGateway(ctx context.Context, grpcAddr string) (http.Handler, error) {
 		paddockv1.RegisterSessionServiceHandler,
 		paddockv1.RegisterClusterServiceHandler,
 		paddockv1.RegisterWatchServiceHandler,
+		paddockv1.RegisterFarmServiceHandler,
 	} {
 		if err := register(ctx, mux, conn); err != nil {
 			conn.Close()
@@ -258,7 +259,8 @@ func eventKindName(k string) string {
 // the absolute path the services take, by prefixing "/". Prefixing always
 // (never "only when missing") keeps the URL an exact image of the path:
 // /v1/tree//a becomes "//a" and gets the same 400 as any malformed path.
-// Only the requests whose HTTP rule binds {path=**} are touched.
+// Only the requests whose HTTP rule binds {path=**} are touched, and the
+// farm routes' {farm=**} and {host=**}, which are znode paths the same way.
 //
 // A path that is not valid UTF-8 (/v1/tree/bad%FFutf) cannot be sent in a
 // proto string: it is refused here as the bad path it is (400), before
@@ -267,6 +269,12 @@ func eventKindName(k string) string {
 func absolutePath(req any) error {
 	if p, ok := req.(interface{ GetPath() string }); ok && !utf8.ValidString(p.GetPath()) {
 		return toStatus(fsm.ValidatePath("/"+p.GetPath(), false))
+	}
+	if p, ok := req.(interface{ GetFarm() string }); ok && !utf8.ValidString(p.GetFarm()) {
+		return toStatus(fsm.ValidatePath("/"+p.GetFarm(), false))
+	}
+	if p, ok := req.(interface{ GetHost() string }); ok && !utf8.ValidString(p.GetHost()) {
+		return toStatus(fsm.ValidatePath("/"+p.GetHost(), false))
 	}
 	switch r := req.(type) {
 	case *paddockv1.CreateRequest:
@@ -285,6 +293,16 @@ func absolutePath(req any) error {
 		r.Path = "/" + r.Path
 	case *paddockv1.PollRequest:
 		r.Path = "/" + r.Path
+	case *paddockv1.GetFarmRequest:
+		r.Farm = "/" + r.Farm
+	case *paddockv1.PollFarmRequest:
+		r.Farm = "/" + r.Farm
+	case *paddockv1.CheckFarmRequest:
+		r.Farm = "/" + r.Farm
+	case *paddockv1.SetFieldRequest:
+		r.Host = "/" + r.Host
+	case *paddockv1.UnsetFieldRequest:
+		r.Host = "/" + r.Host
 	}
 	if m, ok := req.(proto.Message); ok {
 		if size := proto.Size(m); size > MaxRequestSize {

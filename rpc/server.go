@@ -50,4 +50,5 @@ func Register(s *grpc.Server, n *node.Node) {
 	paddockv1.RegisterSessionServiceServer(s, &sessionServer{n: n})
 	paddockv1.RegisterClusterServiceServer(s, &clusterServer{n: n})
 	paddockv1.RegisterWatchServiceServer(s, &watchServer{n: n})
+	paddockv1.RegisterFarmServiceServer(s, newFarmServer(n))
 }

@@ -23,14 +23,15 @@ import (
 const defaultEndpoints = "127.0.0.1:2281"
 
 // addClientCommands adds the commands that talk to a running cluster
-// (status, tree) to root.
+// (status, tree, farm) to root.
 //
 // They report a failed operation by returning an error whose text is the
 // whole line to print, `paddock: <grpc code>: <message>`, with cobra's own
 // "Error:" printing and usage turned off: main prints the error as is on
-// stderr and exits non-zero.
+// stderr and exits non-zero. An exitCodeError (farm check's Nagios status)
+// is an exit status only: the command has printed its outcome.
 func addClientCommands(root *cobra.Command) {
-	root.AddCommand(newStatusCmd(), newTreeCmd())
+	root.AddCommand(newStatusCmd(), newTreeCmd(), newFarmCmd())
 }
 
 // clientOptions are the flags of every client command: set as persistent
