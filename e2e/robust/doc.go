@@ -102,7 +102,14 @@
 //     later, or none (those must stay);
 //   - one watcher per node, each watching "/" recursively from zxid 1,
 //     resuming on another node when its stream breaks, and starting a new
-//     stream when the node answers COMPACTED.
+//     stream when the node answers COMPACTED;
+//   - a farm (farm.go) at /farm: three joiners at a time (farm.Join, each
+//     with its own client, 2 s sessions and local JSON file, which it
+//     changes every 300-700 ms), one staying for the whole run and two
+//     coming and going (killed, as kill -9 would, or stopped cleanly, then
+//     joining again under the same name or a new one); a client setting
+//     the running hosts' fields remotely (farm.SetField); and an exporter
+//     (farm.Export to a JSON file) whose every write is recorded.
 //
 // Meanwhile it injects its faults (inject.go), one after another: the
 // leader or a follower killed with SIGKILL and restarted, the leader
@@ -115,17 +122,19 @@
 //
 // When the faults are over and the workloads have made their calls, Run
 // heals the network, waits for the abandoned and closed sessions'
-// ephemerals, the TTL znodes and the emptied containers to go, reads
-// every register once more (recorded, so a lost acknowledged write fails
-// the check), lists the tree until two listings agree, waits for every
-// watcher to catch up with it, and asks every node for a digest of its
-// state. The checkers of package check then judge the histories:
-// linearizability of the registers (porcupine), the sequential suffixes,
-// the ephemerals' lifetimes, the TTL and container znodes' lifetimes, the
-// watch streams, and the equal state digests. The seed fixes the faults,
-// their timing and every client's choices; the interleaving of concurrent
-// calls is not fixed, so
-// a seed replays the same faults and workload, not the same history.
+// ephemerals, the TTL znodes and the emptied containers to go, waits for
+// the exporter's file and the kept joiners' local files to agree with
+// the farm (20 s at most), reads every register once more (recorded, so
+// a lost acknowledged write fails the check), lists the tree until two
+// listings agree, waits for every watcher to catch up with it, and asks
+// every node for a digest of its state. The checkers of package check
+// then judge the histories: linearizability of the registers
+// (porcupine), the sequential suffixes, the ephemerals' lifetimes, the
+// TTL and container znodes' lifetimes, the watch streams, the farm's
+// exports, and the equal state digests. The seed fixes the faults, their
+// timing and every client's choices; the interleaving of concurrent
+// calls is not fixed, so a seed replays the same faults and workload,
+// not the same history.
 //
 // Everything here needs root, `ip` (iproute2) and `iptables`; Available
 // reports whether the machine has them, and tests skip with its error when

@@ -87,6 +87,9 @@ func TestRobust(t *testing.T) {
 			total.IdleDeleted += rep.IdleDeleted
 			total.Events += rep.Events
 			total.LeaderChanges += rep.LeaderChanges
+			total.FarmJoins += rep.FarmJoins
+			total.FarmChanges += rep.FarmChanges
+			total.FarmExports += rep.FarmExports
 			total.Violations = append(total.Violations, rep.Violations...)
 			for _, f := range rep.Faults {
 				byFault[strings.Fields(f)[0]]++
@@ -110,8 +113,8 @@ func TestRobust(t *testing.T) {
 		fs = append(fs, fmt.Sprintf("%s %d", k, n))
 	}
 	sort.Strings(fs)
-	t.Logf("%d runs, %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted), %d watch events, %d leaders; faults: %s; %d violations",
-		len(plan), total.Ops, total.Unknown, total.Sessions, total.Ephemerals, total.Idle, total.IdleDeleted, total.Events, total.LeaderChanges, strings.Join(fs, ", "), len(total.Violations))
+	t.Logf("%d runs, %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted), %d watch events, farm %d joins %d changes %d exports, %d leaders; faults: %s; %d violations",
+		len(plan), total.Ops, total.Unknown, total.Sessions, total.Ephemerals, total.Idle, total.IdleDeleted, total.Events, total.FarmJoins, total.FarmChanges, total.FarmExports, total.LeaderChanges, strings.Join(fs, ", "), len(total.Violations))
 }
 
 // seededRun is a seed and the faults it injects (nil: drawn by the seed).

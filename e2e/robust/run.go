@@ -57,6 +57,11 @@ type Report struct {
 	// IdleDeleted counts the TTL and container znodes seen deleted,
 	// IdleUnknown those with a call of unknown outcome (no upper bound).
 	IdleDeleted, IdleUnknown int
+	// FarmJoins counts the farm workload's joiners, FarmChanges the
+	// values it gave hosts' fields after they joined (locally and
+	// remotely), FarmExports the exporter's writes of its file and
+	// FarmViolations the farm checker's violations (in Violations too).
+	FarmJoins, FarmChanges, FarmExports, FarmViolations int
 	// LeaderChanges counts the new terms' leaders seen during the run
 	// (the first leader included).
 	LeaderChanges int
@@ -73,8 +78,8 @@ type Report struct {
 
 // Summary is a one-line description of r.
 func (r *Report) Summary() string {
-	return fmt.Sprintf("seed %d: %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted, %d with unknown calls), %d events, faults [%s], %d leaders, snapshot installs %v, %d violations, %v",
-		r.Seed, r.Ops, r.Unknown, r.Sessions, r.Ephemerals, r.Idle, r.IdleDeleted, r.IdleUnknown, r.Events, strings.Join(r.Faults, "; "), r.LeaderChanges, r.SnapshotInstalls, len(r.Violations), r.Duration.Round(100*time.Millisecond))
+	return fmt.Sprintf("seed %d: %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted, %d with unknown calls), %d events, farm %d joins %d changes %d exports (%d violations), faults [%s], %d leaders, snapshot installs %v, %d violations, %v",
+		r.Seed, r.Ops, r.Unknown, r.Sessions, r.Ephemerals, r.Idle, r.IdleDeleted, r.IdleUnknown, r.Events, r.FarmJoins, r.FarmChanges, r.FarmExports, r.FarmViolations, strings.Join(r.Faults, "; "), r.LeaderChanges, r.SnapshotInstalls, len(r.Violations), r.Duration.Round(100*time.Millisecond))
 }
 
 // Run starts a cluster, runs the workloads against it while injecting the
@@ -159,6 +164,15 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		}()
 	}
 
+	fl, err := newFarmLoad(rec, c.Endpoints(), cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer fl.stop()
+	if err := fl.start(ctx, cfg.Seed, stop); err != nil {
+		return nil, err
+	}
+
 	in := &injector{c: c, logf: logf, snapshotEntries: snapshotThreshold + trailingLogs + 64}
 	var faultErr error
 	for _, f := range plan {
@@ -186,11 +200,16 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		letGo()
 		return nil, err
 	}
+	if err := fl.settle(ctx); err != nil {
+		letGo()
+		return nil, err
+	}
 	fin, err := final(ctx, c, rec, watchers)
 	if err != nil {
 		letGo()
 		return nil, err
 	}
+	fl.stop()
 	stopWatchers()
 	wwg.Wait()
 	letGo()
@@ -203,7 +222,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	stopLeaders()
 	changes := leaders.changes()
 	rep.LeaderChanges = len(changes)
-	rep.Violations = append(rep.Violations, judge(rep, cfg, rec, watchers, fin, hashes, changes)...)
+	rep.Violations = append(rep.Violations, judge(rep, cfg, rec, fl, watchers, fin, hashes, changes)...)
 	for i := range c.N() {
 		if c.installedSnapshot(i) {
 			rep.SnapshotInstalls = append(rep.SnapshotInstalls, fmt.Sprintf("n%d", i+1))
@@ -546,7 +565,7 @@ func converge(ctx context.Context, c *Cluster) ([]check.NodeState, error) {
 }
 
 // judge runs every checker on what the run recorded.
-func judge(rep *Report, cfg RunConfig, rec *recorder, ws []*watcher, fin *finalState, hashes []check.NodeState, leaders []time.Duration) []check.Violation {
+func judge(rep *Report, cfg RunConfig, rec *recorder, fl *farmLoad, ws []*watcher, fin *finalState, hashes []check.NodeState, leaders []time.Duration) []check.Violation {
 	var vs []check.Violation
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
@@ -619,6 +638,15 @@ func judge(rep *Report, cfg RunConfig, rec *recorder, ws []*watcher, fin *finalS
 		writes = append(writes, check.Call{Path: op.Path, Outcome: op.Outcome, Call: op.Call, Return: op.Return})
 	}
 	vs = append(vs, check.IdleNodes(idle, deletedBy(rec, idle), fin.present, fin.end, electionTimeout, leaders, writes)...)
+	fh, ferrs := fl.history()
+	rep.FarmJoins, rep.FarmExports = len(fh.Joiners), len(fh.Files)
+	rep.FarmChanges = len(fh.Writes) - len(fh.Joiners) // less each joiner's first value
+	fvs := check.Farm(fh, electionTimeout, leaders, writes)
+	for _, e := range ferrs {
+		fvs = append(fvs, check.Violation{Check: "farm", Detail: e})
+	}
+	rep.FarmViolations = len(fvs)
+	vs = append(vs, fvs...)
 	vs = append(vs, check.Watches(streams, fin.tree)...)
 	vs = append(vs, check.SameState(hashes)...)
 	slices.SortStableFunc(vs, func(a, b check.Violation) int { return strings.Compare(a.Check, b.Check) })

@@ -27,6 +27,13 @@
 //     later of its last change and the last leader change.
 //   - Watches: streams ordered, without duplicates, agreeing with each
 //     other, and a complete stream replayed gives the final tree.
+//   - Farm: the exporter's final file equals the farm, each joiner that
+//     stayed has its local configuration in the farm; no host in the
+//     exported file past its bound after it left (1 s after a clean
+//     leave, 2 x timeout + election timeout + 1 s after a kill, counted
+//     from the later of the leave and the last leader change) once the
+//     exporter had learned it was gone 1 s before; no host or value
+//     exported before a joiner or a write gave it.
 //   - SameState: every replica at the same applied index and hash.
 //
 // What the recorder must provide for the checks to be sound: times on one
