@@ -43,6 +43,7 @@ type fakeNode struct {
 	requestIDs    []string                 // request id of each write, "" if none
 	shared        *fakeState               // when set, Create applies to it
 	dieAfterApply bool                     // Create applies, then the node dies
+	hangPolls     bool                     // Poll never answers (answers lost)
 
 	watch fakeWatch
 }

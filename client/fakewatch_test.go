@@ -133,13 +133,17 @@ func (n *fakeNode) Watch(req *paddockv1.WatchRequest, stream grpc.ServerStreamin
 }
 
 // Poll returns the log's events after after_zxid, up to head.
-func (n *fakeNode) Poll(_ context.Context, req *paddockv1.PollRequest) (*paddockv1.PollResponse, error) {
+func (n *fakeNode) Poll(ctx context.Context, req *paddockv1.PollRequest) (*paddockv1.PollResponse, error) {
 	if err := n.unary(); err != nil {
 		return nil, err
 	}
 	n.mu.Lock()
-	w := n.watch
+	w, hang := n.watch, n.hangPolls
 	n.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	if w.err != nil {
 		return nil, w.err
 	}

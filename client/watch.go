@@ -416,14 +416,39 @@ func gapError(wc *paddockv1.WatchCanceled, start uint64) *CompactedError {
 	return nil
 }
 
+// pollGrace is how much longer than its timeout_ms a poll may take to be
+// answered before the client gives up on that endpoint and tries the
+// next: a node whose answers are lost (a network that drops them, a
+// paused process) would otherwise hold the poll until the connection
+// breaks, minutes later.
+const pollGrace = time.Second
+
+// defaultPollTimeout is the node's default timeout_ms (node.DefaultPollTimeout).
+const defaultPollTimeout = 30 * time.Second
+
 // Poll returns the events after req.after_zxid, or waits up to
 // req.timeout_ms for the first ones: the long-poll form of Watch, for a
 // caller that cannot hold a stream. Pass the response's header.zxid as the
 // next after_zxid. ctx must outlast timeout_ms. It is a read, retried on
-// another endpoint on Unavailable. An after_zxid older than the node's
+// another endpoint on Unavailable, and also when an endpoint has not
+// answered within timeout_ms + 1 s. An after_zxid older than the node's
 // history fails with a *CompactedError (errors.Is ErrCompacted).
 func (c *Client) Poll(ctx context.Context, req *paddockv1.PollRequest) (*paddockv1.PollResponse, error) {
-	resp, err := call(ctx, c, read, paddockv1.NewWatchServiceClient, paddockv1.WatchServiceClient.Poll, req)
+	limit := defaultPollTimeout
+	if ms := req.GetTimeoutMs(); ms > 0 {
+		limit = time.Duration(ms) * time.Millisecond
+	}
+	limit += pollGrace
+	poll := func(s paddockv1.WatchServiceClient, ctx context.Context, r *paddockv1.PollRequest, opts ...grpc.CallOption) (*paddockv1.PollResponse, error) {
+		actx, cancel := context.WithTimeout(ctx, limit)
+		defer cancel()
+		resp, err := s.Poll(actx, r, opts...)
+		if err != nil && ctx.Err() == nil && actx.Err() != nil {
+			return nil, status.Errorf(codes.Unavailable, "client: poll not answered within %v", limit)
+		}
+		return resp, err
+	}
+	resp, err := call(ctx, c, read, paddockv1.NewWatchServiceClient, poll, req)
 	if err == nil {
 		return resp, nil
 	}

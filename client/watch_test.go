@@ -373,6 +373,33 @@ func TestWatchRaisesLastZxid(t *testing.T) {
 	}
 }
 
+// A node that takes a poll and never answers (its answers dropped, the
+// process paused) must not hold the caller: past timeout_ms + 1 s the
+// client tries the next endpoint, and stays there.
+func TestPollUnansweredMovesOn(t *testing.T) {
+	a, b := startNode(t, "a"), startNode(t, "b")
+	a.set(func(n *fakeNode) { n.hangPolls = true })
+	b.set(func(n *fakeNode) { n.watch = fakeWatch{log: eventLog(zxidRange(1, 4)), head: 4} })
+	c := newTestClient(t, a.addr, b.addr)
+	start := time.Now()
+	resp, err := c.Poll(context.Background(), &paddockv1.PollRequest{Path: "/w", Recursive: true, AfterZxid: 2, TimeoutMs: 200})
+	if err != nil {
+		t.Fatalf("Poll with a node that never answers = %v, want b's answer", err)
+	}
+	if got := resp.GetHeader().GetNodeId(); got != "b" {
+		t.Fatalf("Poll answered by %q, want b", got)
+	}
+	if d := time.Since(start); d < 1200*time.Millisecond {
+		t.Errorf("Poll moved on after %v, before timeout_ms + 1 s", d)
+	}
+	if _, err := c.Poll(context.Background(), &paddockv1.PollRequest{Path: "/w", AfterZxid: 4, TimeoutMs: 50}); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.callCount(); got != 1 {
+		t.Errorf("a got %d polls, want 1: the next poll goes to b", got)
+	}
+}
+
 func TestPoll(t *testing.T) {
 	log := eventLog(zxidRange(1, 4))
 	gap := canceled(codes.OutOfRange, compacted)

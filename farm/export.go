@@ -114,7 +114,7 @@ func (e *exporter) follow(ctx context.Context) error {
 	var first, last time.Time // the first and the last pending change
 	attempt, writeFailures := 0, 0
 	for {
-		wait := pollTimeout
+		wait := exportPollTimeout
 		if pending {
 			due := e.due(first, last)
 			if !time.Now().Before(due) {

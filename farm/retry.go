@@ -15,9 +15,16 @@ import (
 const (
 	retryFirst = 100 * time.Millisecond
 	retryMax   = 5 * time.Second
-	// pollTimeout is the long poll's wait: a quiet farm costs one request
-	// per pollTimeout.
-	pollTimeout = 30 * time.Second
+	// pollTimeout is a joiner's long poll wait: a quiet host costs one
+	// request per pollTimeout.
+	pollTimeout = 10 * time.Second
+	// exportPollTimeout is an exporter's: short, because it also bounds
+	// how long an exporter can go on trusting a node that stopped
+	// answering (the Go client gives a poll its timeout plus a second,
+	// then tries the next node; a node cut off from the leader ends its
+	// polls itself within a heartbeat timeout). A quiet farm costs one
+	// request per exportPollTimeout and exporter.
+	exportPollTimeout = 2 * time.Second
 )
 
 // backoff is the wait before retry attempt (0-based): 100 ms doubling up

@@ -44,6 +44,9 @@ type Node struct {
 	trans raft.Transport
 	// guard wraps the raft transport (transport.go).
 	guard *guard
+	// contact tells polls and watches when leader contact is lost
+	// (contact.go).
+	contact *contact
 	// mux owns the raft address when the node listens itself (peer.go);
 	// nil with a Config.Transport.
 	mux *peerMux
@@ -179,8 +182,10 @@ func New(c Config) (*Node, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stop = cancel
-	n.wg.Add(2)
+	n.contact = newContact()
+	n.wg.Add(3)
 	go n.watchLeadership(ctx)
+	go n.monitorContact(ctx)
 	go n.registerLoop(ctx)
 	go n.haltOnFatal(ctx)
 	if n.mux != nil {

@@ -169,6 +169,9 @@ func (n *Node) Watch(ctx context.Context, req *paddockv1.WatchRequest, send func
 		// Capped at a day before converting, so no value overflows.
 		progress = max(time.Duration(min(ms, (24*time.Hour).Milliseconds()))*time.Millisecond, MinWatchProgressInterval)
 	}
+	if err := n.checkLeaderContact(); err != nil {
+		return err
+	}
 	start := req.GetStartZxid()
 	if start == 0 {
 		// "Now" on a node still catching up would be long ago.
@@ -179,7 +182,9 @@ func (n *Node) Watch(ctx context.Context, req *paddockv1.WatchRequest, send func
 	} else if err := n.checkNotFuture(ctx, start-1, start); err != nil {
 		return err
 	}
-	return n.watch.watch(ctx, s, start, progress, send)
+	cctx, release := n.withLeaderContact(ctx)
+	defer release()
+	return lostContact(ctx, cctx, n.watch.watch(cctx, s, start, progress, send))
 }
 
 // Poll returns the events req selects after req.after_zxid, waiting up to
@@ -207,6 +212,9 @@ func (n *Node) Poll(ctx context.Context, req *paddockv1.PollRequest) (*paddockv1
 	if err != nil {
 		return nil, err
 	}
+	if err := n.checkLeaderContact(); err != nil {
+		return nil, err
+	}
 	after := req.GetAfterZxid()
 	if after == 0 {
 		if err := n.checkCaughtUp(); err != nil {
@@ -224,9 +232,11 @@ func (n *Node) Poll(ctx context.Context, req *paddockv1.PollRequest) (*paddockv1
 			return nil, fmt.Errorf("node: waiting for after_zxid %d: %w", after, err)
 		}
 	}
-	events, zxid, err := n.watch.poll(ctx, s, after, wait)
+	cctx, release := n.withLeaderContact(ctx)
+	defer release()
+	events, zxid, err := n.watch.poll(cctx, s, after, wait)
 	if err != nil {
-		return nil, err
+		return nil, lostContact(ctx, cctx, err)
 	}
 	return &paddockv1.PollResponse{Header: n.Header(zxid), Events: events}, nil
 }

@@ -180,6 +180,9 @@ func farmMessage(snap *farm.Snapshot, f farm.Filter) *paddockv1.Farm {
 	for name, conf := range snap.Export(f) {
 		m.Hosts[name] = confStruct(conf)
 	}
+	if c, ok := snap.Hosts[farm.CommonName]; ok {
+		m.Common = confStruct(c.Conf)
+	}
 	if size, ok := snap.Size(); ok {
 		m.Size = int32(size)
 	}

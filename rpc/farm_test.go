@@ -109,8 +109,11 @@ func TestFarmGetAtOneZxidWithFilters(t *testing.T) {
 	if got := resp.GetHeader().GetZxid(); got != last {
 		t.Errorf("GetFarm(/f) header.zxid = %d, want %d (the last write)", got, last)
 	}
-	if got, want := hostNames(m), []string{"bad", "common", "h1", "h2", "h3"}; !slices.Equal(got, want) {
-		t.Errorf("GetFarm(/f) hosts = %v, want %v", got, want)
+	if got, want := hostNames(m), []string{"bad", "h1", "h2", "h3"}; !slices.Equal(got, want) {
+		t.Errorf("GetFarm(/f) hosts = %v, want %v (common is not a host)", got, want)
+	}
+	if m.GetCommon() == nil {
+		t.Errorf("GetFarm(/f) common = nil, want the farm's common configuration")
 	}
 	if !m.GetExists() || m.GetSize() != 3 || m.GetRunning() != 2 || m.GetRunningFilter() != "enabled=1" || m.GetRunningFilterError() != "" {
 		t.Errorf("GetFarm(/f) = exists %v size %d running %d running_filter %q (%q), want true 3 2 enabled=1",
@@ -133,8 +136,8 @@ func TestFarmGetAtOneZxidWithFilters(t *testing.T) {
 		{"role=db", []string{"h1", "h2"}},
 		{"role=db,enabled=1", []string{"h1"}},
 		{"mysql.port", []string{"h1"}},
-		{"!enabled", []string{"bad", "common"}},
-		{"role!=db", []string{"common", "h3"}},
+		{"!enabled", []string{"bad"}},
+		{"role!=db", []string{"h3"}},
 	} {
 		resp, err := f.farm.GetFarm(ctx, &paddockv1.GetFarmRequest{Farm: "/f", Filters: tc.filters})
 		if err != nil {

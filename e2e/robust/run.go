@@ -641,6 +641,9 @@ func judge(rep *Report, cfg RunConfig, rec *recorder, fl *farmLoad, ws []*watche
 	fh, ferrs := fl.history()
 	rep.FarmJoins, rep.FarmExports = len(fh.Joiners), len(fh.Files)
 	rep.FarmChanges = len(fh.Writes) - len(fh.Joiners) // less each joiner's first value
+	// The exporter polls for 2 s (farm's exportPollTimeout) and the Go
+	// client gives a poll a second more before trying another node.
+	fh.ExporterLag = 3 * time.Second
 	fvs := check.Farm(fh, electionTimeout, leaders, writes)
 	for _, e := range ferrs {
 		fvs = append(fvs, check.Violation{Check: "farm", Detail: e})

@@ -93,6 +93,23 @@ type FarmHistory struct {
 	// linearizably then (at End), once both had settled.
 	FinalFile, FinalFarm FarmHosts
 	End                  time.Duration
+	// ExporterLag is how long the exporter may go on trusting a node
+	// that has stopped answering or has been cut off from the leader
+	// before it moves to another: its poll timeout plus the Go client's
+	// grace (a cut-off node ends its polls sooner, within a heartbeat
+	// timeout). It is part of every leave's bound.
+	ExporterLag time.Duration
+}
+
+// learned says when the exporter first learned that host was gone after
+// from, for the report.
+func learned(seen []FarmSeen, host string, from time.Duration) string {
+	for _, o := range seen {
+		if o.Host == host && !o.Present && o.At >= from {
+			return o.At.String()
+		}
+	}
+	return "no time (never)"
 }
 
 // Farm checks a farm workload's history: joiners, an exporter and remote
@@ -163,12 +180,12 @@ func Farm(h FarmHistory, electionTimeout time.Duration, leaderChanges []time.Dur
 			from = fmt.Sprintf("the leader change at %v after its leave at %v", start, j.LeftAt)
 		}
 		if j.Leave == LeftClean {
-			return start + farmGrace, from
+			return start + h.ExporterLag + farmGrace, from
 		}
 		due := start + 2*j.Timeout
-		b := due + electionTimeout + farmGrace
-		if c, ok := firstCommit(writes, due); ok && c+farmGrace > b {
-			b = c + farmGrace
+		b := due + electionTimeout + h.ExporterLag + farmGrace
+		if c, ok := firstCommit(writes, due); ok && c+h.ExporterLag+farmGrace > b {
+			b = c + h.ExporterLag + farmGrace
 			from += fmt.Sprintf(", and the first write acknowledged after its expiry was due (%v) at %v", due, c)
 		}
 		return b, from
@@ -179,24 +196,6 @@ func Farm(h FarmHistory, electionTimeout time.Duration, leaderChanges []time.Dur
 	}
 
 	farmFinal(&r, h, joiners, bound, history)
-
-	// gone lists, per host, the times from which the exporter knew the
-	// host was gone until it learned it was present again.
-	type span struct{ from, to time.Duration }
-	gone := make(map[string][]span)
-	seen := slices.Clone(h.Seen)
-	slices.SortStableFunc(seen, func(a, b FarmSeen) int { return cmp.Compare(a.At, b.At) })
-	const never = time.Duration(math.MaxInt64)
-	for _, o := range seen {
-		spans := gone[o.Host]
-		open := len(spans) > 0 && spans[len(spans)-1].to == never
-		switch {
-		case !o.Present && !open:
-			gone[o.Host] = append(spans, span{o.At, never})
-		case o.Present && open:
-			spans[len(spans)-1].to = o.At
-		}
-	}
 
 	for k, j := range joiners {
 		if j.Leave != LeftClean && j.Leave != Killed {
@@ -221,20 +220,22 @@ func Farm(h FarmHistory, electionTimeout time.Duration, leaderChanges []time.Dur
 			if rejoin >= 0 && rejoin < until {
 				until, what = rejoin, fmt.Sprintf("its join again at %v", rejoin)
 			}
-			// The file held the host at t in [f.Return, until) while the
-			// exporter had known it was gone since t - 1 s.
-			for _, g := range gone[j.Name] {
-				lo, hi := max(f.Return, sat(g.from+farmGrace)), min(until, sat(g.to+farmGrace))
-				if lo >= hi {
-					continue
+			if until <= f.Return {
+				continue
+			}
+			// The bound only moves at leader changes: the file held the
+			// host past it if it did at until or just before a leader
+			// change while the file was on disk.
+			ts := []time.Duration{until}
+			for _, lc := range leaderChanges {
+				if lc > f.Return && lc < until {
+					ts = append(ts, lc)
 				}
-				end := what
-				if hi < until {
-					end = fmt.Sprintf("1 s after the exporter learned it was back (%v)", g.to)
-				}
-				if b, from := bound(j, hi); hi > b {
-					r.addf("host %s (%s) was in the exported file past its bound %v, counted from %s: the file written at %v (returned %v) held it until %s, the exporter knowing it was gone since %v; %s",
-						j.Name, leaveWord(j), b, from, f.Call, f.Return, end, g.from, history(hi))
+			}
+			for _, t := range ts {
+				if b, from := bound(j, t); t > b {
+					r.addf("host %s (%s) was in the exported file past its bound %v, counted from %s: the file written at %v (returned %v) held it until %s; %s; the exporter learned it was gone at %s",
+						j.Name, leaveWord(j), b, from, f.Call, f.Return, what, history(t), learned(h.Seen, j.Name, j.LeftAt))
 					break
 				}
 			}

@@ -60,6 +60,7 @@ func TestFarm(t *testing.T) {
 		name    string
 		edit    func(h *FarmHistory)
 		leaders []time.Duration
+		lag     time.Duration // ExporterLag
 		writes  []Call
 		want    []string // each must be in some violation; none: must pass
 	}{
@@ -79,11 +80,21 @@ func TestFarm(t *testing.T) {
 		}, edit: func(h *FarmHistory) {
 			h.Files[6] = file(13.5, 13.6, final())
 		}},
-		{name: "an exporter that learned late, its node cut off", edit: func(h *FarmHistory) {
+		{name: "an exporter that learned late, within its lag", lag: secs(3), edit: func(h *FarmHistory) {
 			h.Seen[3].At = secs(6.5)
 			h.Files[4] = file(7.2, 7.3, FarmHosts{"a": conf("n", "a1"), "c": conf("n", "c0")})
 			h.Files[5].Call = secs(7.6)
 		}},
+		{name: "an exporter that learned late, its node cut off", edit: func(h *FarmHistory) {
+			h.Seen[3].At = secs(6.5)
+			h.Files[4] = file(7.2, 7.3, FarmHosts{"a": conf("n", "a1"), "c": conf("n", "c0")})
+			h.Files[5].Call = secs(7.6)
+		}, want: []string{"host b (left at 4s) was in the exported file past its bound 5s, counted from its leave at 4s: the file written at 3.5s (returned 3.6s) held it until the next write at 7.2s; leaders seen at []; the exporter learned it was gone at 6.5s"}},
+		{name: "an exporter lag past its allowance", lag: secs(3), edit: func(h *FarmHistory) {
+			h.Seen[3].At = secs(7.5)
+			h.Files[4] = file(8.2, 8.3, FarmHosts{"a": conf("n", "a1"), "c": conf("n", "c0")})
+			h.Files[5].Call = secs(8.6)
+		}, want: []string{"host b (left at 4s) was in the exported file past its bound 8s"}},
 		{name: "a killed host left in the farm before its bound", edit: func(h *FarmHistory) {
 			h.End = secs(11)
 			h.FinalFarm = FarmHosts{"a": final()["a"], "c": conf("n", "c0")}
@@ -93,10 +104,10 @@ func TestFarm(t *testing.T) {
 
 		{name: "a cleanly left host kept past its bound", edit: func(h *FarmHistory) {
 			h.Files[4] = file(5.4, 5.5, FarmHosts{"a": conf("n", "a1"), "c": conf("n", "c0")})
-		}, want: []string{"host b (left at 4s) was in the exported file past its bound 5s, counted from its leave at 4s: the file written at 3.5s (returned 3.6s) held it until the next write at 5.4s, the exporter knowing it was gone since 4.05s; leaders seen at []"}},
+		}, want: []string{"host b (left at 4s) was in the exported file past its bound 5s, counted from its leave at 4s: the file written at 3.5s (returned 3.6s) held it until the next write at 5.4s; leaders seen at []; the exporter learned it was gone at 4.05s"}},
 		{name: "a killed host kept past its bound", leaders: []time.Duration{secs(0.1)}, edit: func(h *FarmHistory) {
 			h.Files[6] = file(12.5, 12.6, final())
-		}, want: []string{"host c (killed at 6s, session timeout 2s) was in the exported file past its bound 12s, counted from its leave at 6s: the file written at 7.5s (returned 7.6s) held it until the next write at 12.5s, the exporter knowing it was gone since 10.5s; leaders seen at [100ms]"}},
+		}, want: []string{"host c (killed at 6s, session timeout 2s) was in the exported file past its bound 12s, counted from its leave at 6s: the file written at 7.5s (returned 7.6s) held it until the next write at 12.5s; leaders seen at [100ms]; the exporter learned it was gone at 10.5s"}},
 		{name: "a rejoin does not excuse the time before it", edit: func(h *FarmHistory) {
 			h.Joiners = append(h.Joiners, FarmJoiner{Name: "b", Timeout: secs(2), Start: secs(7), Leave: Killed, LeftAt: secs(9)})
 			h.Files[4].Hosts["b"] = conf("n", "b0")
@@ -105,7 +116,7 @@ func TestFarm(t *testing.T) {
 		{name: "an exporter that learned late and kept the host", edit: func(h *FarmHistory) {
 			h.Seen[3].At = secs(6)
 			h.Files[4] = file(7.45, 7.46, FarmHosts{"a": conf("n", "a1"), "c": conf("n", "c0")})
-		}, want: []string{"host b (left at 4s) was in the exported file past its bound 5s, counted from its leave at 4s: the file written at 3.5s (returned 3.6s) held it until the next write at 7.45s, the exporter knowing it was gone since 6s; leaders seen at []"}},
+		}, want: []string{"host b (left at 4s) was in the exported file past its bound 5s, counted from its leave at 4s: the file written at 3.5s (returned 3.6s) held it until the next write at 7.45s; leaders seen at []; the exporter learned it was gone at 6s"}},
 		{name: "a rejoin seen by the exporter ends the wait", edit: func(h *FarmHistory) {
 			h.Joiners = append(h.Joiners, FarmJoiner{Name: "b", Timeout: secs(2), Start: secs(4.5), Leave: Killed, LeftAt: secs(9)})
 			h.Seen = append(h.Seen, FarmSeen{At: secs(4.7), Host: "b", Present: true}, FarmSeen{At: secs(9.5), Host: "b"})
@@ -144,7 +155,12 @@ func TestFarm(t *testing.T) {
 			h.Files[5].Call = secs(13)
 			h.Files = h.Files[:6]
 			h.Seen = h.Seen[:4]
-		}, want: []string{"host c (killed at 6s, session timeout 2s) is still in the farm at the end (20s), past its bound 12s"}},
+		}, want: []string{
+			"host c (killed at 6s, session timeout 2s) is still in the farm at the end (20s), past its bound 12s",
+			// The farm kept it, so the files did too.
+			"host c (killed at 6s, session timeout 2s) was in the exported file past its bound 12s, counted from its leave at 6s: the file written at 4.8s",
+			"host c (killed at 6s, session timeout 2s) was in the exported file past its bound 12s, counted from its leave at 6s: the file written at 13s",
+		}},
 		{name: "a phantom value", edit: func(h *FarmHistory) {
 			h.Files[3].Hosts["a"] = conf("n", "a9")
 		}, want: []string{`host a's field n is "a9" in the file written at 3.5s (3.6s) but no write had given it that value by then`}},
@@ -173,6 +189,7 @@ func TestFarm(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := good()
+			h.ExporterLag = tc.lag
 			tc.edit(&h)
 			vs := Farm(h, election, tc.leaders, tc.writes)
 			if len(tc.want) == 0 && len(vs) > 0 {

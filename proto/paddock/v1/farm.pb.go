@@ -91,10 +91,10 @@ type Farm struct {
 	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// exists is false when the farm znode does not exist (an empty farm).
 	Exists bool `protobuf:"varint,2,opt,name=exists,proto3" json:"exists,omitempty"`
-	// hosts maps each child that passes the request's filters to its
-	// configuration (common included, as ZkFarmer's export does). A child
-	// whose data is not a JSON object has an empty configuration and is
-	// named in invalid_hosts.
+	// hosts maps each host that passes the request's filters to its
+	// configuration. common is not a host: it is in common (ZkFarmer's
+	// export listed it as a host). A host whose data is not a JSON object
+	// has an empty configuration and is named in invalid_hosts.
 	Hosts map[string]*structpb.Struct `protobuf:"bytes,3,rep,name=hosts,proto3" json:"hosts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// invalid_hosts names the children whose data is not a JSON object.
 	InvalidHosts []string `protobuf:"bytes,4,rep,name=invalid_hosts,json=invalidHosts,proto3" json:"invalid_hosts,omitempty"`
@@ -110,8 +110,11 @@ type Farm struct {
 	// running_filter_error is set, and running is 0, when running_filter
 	// cannot be parsed.
 	RunningFilterError string `protobuf:"bytes,9,opt,name=running_filter_error,json=runningFilterError,proto3" json:"running_filter_error,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// common is the farm's shared configuration (the child common that
+	// join --common keeps), unset when there is none; filters do not apply.
+	Common        *structpb.Struct `protobuf:"bytes,10,opt,name=common,proto3" json:"common,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Farm) Reset() {
@@ -205,6 +208,13 @@ func (x *Farm) GetRunningFilterError() string {
 		return x.RunningFilterError
 	}
 	return ""
+}
+
+func (x *Farm) GetCommon() *structpb.Struct {
+	if x != nil {
+		return x.Common
+	}
+	return nil
 }
 
 // GetFarmRequest names the farm to read.
@@ -924,7 +934,7 @@ var File_paddock_v1_farm_proto protoreflect.FileDescriptor
 const file_paddock_v1_farm_proto_rawDesc = "" +
 	"\n" +
 	"\x15paddock/v1/farm.proto\x12\n" +
-	"paddock.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17paddock/v1/common.proto\x1a\x15paddock/v1/tree.proto\"\x9d\x03\n" +
+	"paddock.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17paddock/v1/common.proto\x1a\x15paddock/v1/tree.proto\"\xce\x03\n" +
 	"\x04Farm\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06exists\x18\x02 \x01(\bR\x06exists\x121\n" +
@@ -936,7 +946,9 @@ const file_paddock_v1_farm_proto_rawDesc = "" +
 	"\x04size\x18\x06 \x01(\x05R\x04size\x12%\n" +
 	"\x0erunning_filter\x18\a \x01(\tR\rrunningFilter\x12\x18\n" +
 	"\arunning\x18\b \x01(\x05R\arunning\x120\n" +
-	"\x14running_filter_error\x18\t \x01(\tR\x12runningFilterError\x1aQ\n" +
+	"\x14running_filter_error\x18\t \x01(\tR\x12runningFilterError\x12/\n" +
+	"\x06common\x18\n" +
+	" \x01(\v2\x17.google.protobuf.StructR\x06common\x1aQ\n" +
 	"\n" +
 	"HostsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
@@ -1038,35 +1050,36 @@ var file_paddock_v1_farm_proto_goTypes = []any{
 var file_paddock_v1_farm_proto_depIdxs = []int32{
 	13, // 0: paddock.v1.Farm.hosts:type_name -> paddock.v1.Farm.HostsEntry
 	14, // 1: paddock.v1.Farm.properties:type_name -> google.protobuf.Struct
-	15, // 2: paddock.v1.GetFarmRequest.read:type_name -> paddock.v1.ReadOptions
-	16, // 3: paddock.v1.GetFarmResponse.header:type_name -> paddock.v1.ResponseHeader
-	1,  // 4: paddock.v1.GetFarmResponse.farm:type_name -> paddock.v1.Farm
-	16, // 5: paddock.v1.PollFarmResponse.header:type_name -> paddock.v1.ResponseHeader
-	1,  // 6: paddock.v1.PollFarmResponse.farm:type_name -> paddock.v1.Farm
-	6,  // 7: paddock.v1.SetFieldRequest.value:type_name -> paddock.v1.FieldValue
-	16, // 8: paddock.v1.SetFieldResponse.header:type_name -> paddock.v1.ResponseHeader
-	17, // 9: paddock.v1.SetFieldResponse.stat:type_name -> paddock.v1.Stat
-	16, // 10: paddock.v1.UnsetFieldResponse.header:type_name -> paddock.v1.ResponseHeader
-	17, // 11: paddock.v1.UnsetFieldResponse.stat:type_name -> paddock.v1.Stat
-	15, // 12: paddock.v1.CheckFarmRequest.read:type_name -> paddock.v1.ReadOptions
-	16, // 13: paddock.v1.CheckFarmResponse.header:type_name -> paddock.v1.ResponseHeader
-	0,  // 14: paddock.v1.CheckFarmResponse.status:type_name -> paddock.v1.FarmCheckStatus
-	14, // 15: paddock.v1.Farm.HostsEntry.value:type_name -> google.protobuf.Struct
-	2,  // 16: paddock.v1.FarmService.GetFarm:input_type -> paddock.v1.GetFarmRequest
-	4,  // 17: paddock.v1.FarmService.PollFarm:input_type -> paddock.v1.PollFarmRequest
-	7,  // 18: paddock.v1.FarmService.SetField:input_type -> paddock.v1.SetFieldRequest
-	9,  // 19: paddock.v1.FarmService.UnsetField:input_type -> paddock.v1.UnsetFieldRequest
-	11, // 20: paddock.v1.FarmService.CheckFarm:input_type -> paddock.v1.CheckFarmRequest
-	3,  // 21: paddock.v1.FarmService.GetFarm:output_type -> paddock.v1.GetFarmResponse
-	5,  // 22: paddock.v1.FarmService.PollFarm:output_type -> paddock.v1.PollFarmResponse
-	8,  // 23: paddock.v1.FarmService.SetField:output_type -> paddock.v1.SetFieldResponse
-	10, // 24: paddock.v1.FarmService.UnsetField:output_type -> paddock.v1.UnsetFieldResponse
-	12, // 25: paddock.v1.FarmService.CheckFarm:output_type -> paddock.v1.CheckFarmResponse
-	21, // [21:26] is the sub-list for method output_type
-	16, // [16:21] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	14, // 2: paddock.v1.Farm.common:type_name -> google.protobuf.Struct
+	15, // 3: paddock.v1.GetFarmRequest.read:type_name -> paddock.v1.ReadOptions
+	16, // 4: paddock.v1.GetFarmResponse.header:type_name -> paddock.v1.ResponseHeader
+	1,  // 5: paddock.v1.GetFarmResponse.farm:type_name -> paddock.v1.Farm
+	16, // 6: paddock.v1.PollFarmResponse.header:type_name -> paddock.v1.ResponseHeader
+	1,  // 7: paddock.v1.PollFarmResponse.farm:type_name -> paddock.v1.Farm
+	6,  // 8: paddock.v1.SetFieldRequest.value:type_name -> paddock.v1.FieldValue
+	16, // 9: paddock.v1.SetFieldResponse.header:type_name -> paddock.v1.ResponseHeader
+	17, // 10: paddock.v1.SetFieldResponse.stat:type_name -> paddock.v1.Stat
+	16, // 11: paddock.v1.UnsetFieldResponse.header:type_name -> paddock.v1.ResponseHeader
+	17, // 12: paddock.v1.UnsetFieldResponse.stat:type_name -> paddock.v1.Stat
+	15, // 13: paddock.v1.CheckFarmRequest.read:type_name -> paddock.v1.ReadOptions
+	16, // 14: paddock.v1.CheckFarmResponse.header:type_name -> paddock.v1.ResponseHeader
+	0,  // 15: paddock.v1.CheckFarmResponse.status:type_name -> paddock.v1.FarmCheckStatus
+	14, // 16: paddock.v1.Farm.HostsEntry.value:type_name -> google.protobuf.Struct
+	2,  // 17: paddock.v1.FarmService.GetFarm:input_type -> paddock.v1.GetFarmRequest
+	4,  // 18: paddock.v1.FarmService.PollFarm:input_type -> paddock.v1.PollFarmRequest
+	7,  // 19: paddock.v1.FarmService.SetField:input_type -> paddock.v1.SetFieldRequest
+	9,  // 20: paddock.v1.FarmService.UnsetField:input_type -> paddock.v1.UnsetFieldRequest
+	11, // 21: paddock.v1.FarmService.CheckFarm:input_type -> paddock.v1.CheckFarmRequest
+	3,  // 22: paddock.v1.FarmService.GetFarm:output_type -> paddock.v1.GetFarmResponse
+	5,  // 23: paddock.v1.FarmService.PollFarm:output_type -> paddock.v1.PollFarmResponse
+	8,  // 24: paddock.v1.FarmService.SetField:output_type -> paddock.v1.SetFieldResponse
+	10, // 25: paddock.v1.FarmService.UnsetField:output_type -> paddock.v1.UnsetFieldResponse
+	12, // 26: paddock.v1.FarmService.CheckFarm:output_type -> paddock.v1.CheckFarmResponse
+	22, // [22:27] is the sub-list for method output_type
+	17, // [17:22] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_paddock_v1_farm_proto_init() }
