@@ -516,7 +516,8 @@ func (d *dbFarm) killJoiner(t *testing.T) {
 }
 
 // http: GET /v1/farms/FARM (for consumers that run no exporter) holds
-// what the exports hold, and the farm's size and running count.
+// what the exports hold, common apart, and the farm's size and running
+// count.
 func (d *dbFarm) http(t *testing.T) {
 	if curlBin == "" {
 		t.Fatal("curl not found on PATH")
@@ -526,6 +527,7 @@ func (d *dbFarm) http(t *testing.T) {
 	var resp struct {
 		Farm struct {
 			Hosts   map[string]any `json:"hosts"`
+			Common  map[string]any `json:"common"`
 			Size    int            `json:"size"`
 			Running int            `json:"running"`
 		} `json:"farm"`
@@ -533,9 +535,11 @@ func (d *dbFarm) http(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &resp); r.code != 0 || err != nil {
 		t.Fatalf("curl %s: %v (%v)", url, r, err)
 	}
-	delete(resp.Farm.Hosts, "common") // an export leaves it out; GetFarm keeps it
 	if !reflect.DeepEqual(resp.Farm.Hosts, d.want) {
 		t.Errorf("GET %s: hosts (-got +want):\n%s", url, cmp.Diff(resp.Farm.Hosts, d.want))
+	}
+	if want := map[string]any{"max_connections": "100"}; !reflect.DeepEqual(resp.Farm.Common, want) {
+		t.Errorf("GET %s: common = %v, want %v (join --common's)", url, resp.Farm.Common, want)
 	}
 	if resp.Farm.Size != 3 || resp.Farm.Running != len(d.want) {
 		t.Errorf("GET %s: size %d, running %d; want 3 and %d", url, resp.Farm.Size, resp.Farm.Running, len(d.want))
