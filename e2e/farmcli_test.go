@@ -155,6 +155,13 @@ func (w *farmWorld) endpointFlags(t *testing.T) {
 			t.Errorf("%s: %s paddock %s %s: %v, want success %t", tc.name, strings.Join(tc.env, " "), strings.Join(get, " "), strings.Join(tc.flags, " "), r, tc.ok)
 		}
 	}
+	// zkfarmer's global flags are accepted, before or after the verb.
+	for _, flags := range [][]string{{"-q"}, {"-v"}, {"-r", "2"}, {"--retries", "2", "-v"}} {
+		r := runWith(t, []string{"ZKHOST=" + good}, nil, paddockBin, append(append([]string{"farm"}, flags...), "get", dbFarmPath, "size")...)
+		if r.code != 0 || r.stdout != "3\n" {
+			t.Errorf("paddock farm %s get %s size: %v, want 3", strings.Join(flags, " "), dbFarmPath, r)
+		}
+	}
 }
 
 // deadEndpoint is a loopback address nothing listens on.
