@@ -180,15 +180,21 @@ func deadEndpoint(t *testing.T) string {
 // connection that does not speak its protocol; others write junk) gets an
 // error asking whether it still names a ZooKeeper server.
 func (w *farmWorld) notPaddock(t *testing.T) {
+	closes := func(c net.Conn) { c.Close() }
 	for _, tc := range []struct {
 		name  string
 		serve func(net.Conn)
+		// the endpoint comes from flag (--endpoints or -H) or from the
+		// environment variable env
+		flag, env string
 	}{
-		{"closes", func(c net.Conn) { c.Close() }},
+		{"closes", closes, "--endpoints", ""},
 		{"writes junk", func(c net.Conn) {
 			c.Write([]byte("this is not gRPC\r\n\r\n"))
 			c.Close()
-		}},
+		}, "--endpoints", ""},
+		{"closes", closes, "-H", ""},
+		{"closes", closes, "", "ZKHOST"},
 	} {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -203,12 +209,19 @@ func (w *farmWorld) notPaddock(t *testing.T) {
 				tc.serve(c)
 			}
 		}()
-		start := time.Now()
-		r := runWith(t, nil, nil, paddockBin, "farm", "ls", "/services", "--endpoints", l.Addr().String())
-		l.Close()
-		if r.code == 0 || !strings.Contains(r.stderr, "ZooKeeper") || !strings.Contains(r.stderr, l.Addr().String()) {
-			t.Errorf("farm ls against a listener that %s: %v, want a failure naming %s and asking whether it is a ZooKeeper server", tc.name, r, l.Addr())
+		args, env, source := []string{"farm", "ls", "/services"}, []string(nil), tc.flag
+		if tc.env != "" {
+			env, source = []string{tc.env + "=" + l.Addr().String()}, tc.env
+		} else {
+			args = append(args, tc.flag, l.Addr().String())
 		}
-		t.Logf("listener that %s: failed after %v: %s", tc.name, time.Since(start).Round(time.Millisecond), strings.TrimSpace(r.stderr))
+		start := time.Now()
+		r := runWith(t, env, nil, paddockBin, args...)
+		l.Close()
+		if r.code == 0 || !strings.Contains(r.stderr, "does "+source+" still name a ZooKeeper server") || !strings.Contains(r.stderr, l.Addr().String()) {
+			t.Errorf("farm ls against a listener that %s, named by %s: %v, want a failure naming %s and asking whether %s still names a ZooKeeper server",
+				tc.name, source, r, l.Addr(), source)
+		}
+		t.Logf("listener that %s, named by %s: failed after %v: %s", tc.name, source, time.Since(start).Round(time.Millisecond), strings.TrimSpace(r.stderr))
 	}
 }
