@@ -138,7 +138,8 @@ type joiner struct {
 	// what each side held last): the base of the next merge.
 	local  Conf
 	remote Conf
-	ver    int32 // the znode's version holding remote
+	ver    int32  // the znode's version holding remote
+	mzxid  uint64 // the zxid of the znode's change to remote: with ver, tells a znode deleted and created again at the same version
 
 	push     bool   // the local copy must be written up even if unchanged
 	pull     bool   // remote must be written to Conf (an earlier write failed)
@@ -263,7 +264,7 @@ func (j *joiner) step(ctx context.Context, remoteDirty bool) error {
 	if !localChanged && !remoteDirty {
 		return nil
 	}
-	remote, ver := j.remote, j.ver
+	remote, ver, mzxid := j.remote, j.ver, j.mzxid
 	if remoteDirty {
 		g, err := j.cfg.Tree.Get(ctx, &paddockv1.GetRequest{Path: j.path})
 		if status.Code(err) == codes.NotFound {
@@ -278,24 +279,24 @@ func (j *joiner) step(ctx context.Context, remoteDirty bool) error {
 			j.registered = false
 			return j.register(ctx)
 		}
-		if v := g.GetStat().GetVersion(); v != j.ver {
+		if v, mz := g.GetStat().GetVersion(), g.GetStat().GetMzxid(); v != j.ver || mz != j.mzxid {
 			r, err := DecodeConf(g.GetData())
 			if err != nil {
 				j.log.Warn("farm: join: znode holds no JSON object; writing the local copy over it", "znode", j.path, "err", err)
 				r, localChanged, j.push = j.remote, true, true
 			}
-			remote, ver = r, v
+			remote, ver, mzxid = r, v, mz
 		}
 	}
 	remoteChanged := !remote.Equal(j.remote)
 	if !remoteChanged {
-		j.ver = ver // a set to the same content
+		j.ver, j.mzxid = ver, mzxid // a set to the same content
 	}
 	switch {
 	case !localChanged && !remoteChanged:
 		return nil
 	case !localChanged:
-		j.remote, j.ver = remote, ver
+		j.remote, j.ver, j.mzxid = remote, ver, mzxid
 		if j.cfg.OneWay {
 			return nil
 		}
@@ -320,7 +321,7 @@ func (j *joiner) step(ctx context.Context, remoteDirty bool) error {
 	case err != nil:
 		return err
 	}
-	j.remote, j.ver, j.push = want, s.GetStat().GetVersion(), false
+	j.remote, j.ver, j.mzxid, j.push = want, s.GetStat().GetVersion(), s.GetStat().GetMzxid(), false
 	if j.cfg.OneWay || want.Equal(local) {
 		j.local = local
 		return nil
@@ -402,7 +403,7 @@ func (j *joiner) register(ctx context.Context) error {
 		if err == nil {
 			j.registered, j.sizeDue, j.heldBy = true, true, 0
 			j.regZxid = c.GetHeader().GetZxid()
-			j.local, j.remote, j.ver = local, local, c.GetStat().GetVersion()
+			j.local, j.remote, j.ver, j.mzxid = local, local, c.GetStat().GetVersion(), c.GetStat().GetMzxid()
 			j.log.Info("farm: join: registered", "znode", j.path, "session", fmt.Sprintf("%#x", j.sess.ID()))
 			if err := j.raiseSize(ctx); err != nil {
 				j.log.Warn("farm: join: size not raised yet; retrying", "farm", j.cfg.Farm, "err", err)
@@ -454,14 +455,14 @@ func (j *joiner) registerCommon(ctx context.Context, local Conf) error {
 				return err
 			}
 			j.registered, j.regZxid = true, c.GetHeader().GetZxid()
-			j.local, j.remote, j.ver = local, local, c.GetStat().GetVersion()
+			j.local, j.remote, j.ver, j.mzxid = local, local, c.GetStat().GetVersion(), c.GetStat().GetMzxid()
 			return nil
 		}
 		if err != nil {
 			return err
 		}
 		j.registered, j.regZxid = true, max(g.GetHeader().GetZxid(), 1)
-		j.ver = g.GetStat().GetVersion()
+		j.ver, j.mzxid = g.GetStat().GetVersion(), g.GetStat().GetMzxid()
 		remote, err := DecodeConf(g.GetData())
 		if err != nil || j.cfg.OneWay {
 			// Local wins: the next step writes it up.

@@ -613,3 +613,28 @@ func TestJoinMergesBothSides(t *testing.T) {
 	waitFile(t, conf, want)
 	waitCount(t, "OnChanged", &changed, 1)
 }
+
+// TestJoinCommonRecreated: common deleted and created again in one Multi,
+// at the version it had (0), with other content: the new content is a
+// remote change and reaches the local file (the version alone would not
+// tell it from what join last synced).
+func TestJoinCommonRecreated(t *testing.T) {
+	tc := newCluster(t)
+	ctx := context.Background()
+	conf := filepath.Join(t.TempDir(), "common.json")
+	writeJSON(t, conf, farm.Conf{"db": "local"})
+	cfg := joinConfig(tc, conf, "")
+	cfg.Common = true
+	start(t, func(ctx context.Context) error { return farm.Join(ctx, cfg) })
+	st := waitZnode(t, tc, "/services/db/common", farm.Conf{"db": "local"})
+	if _, err := tc.cl.Multi(ctx, &paddockv1.MultiRequest{Ops: []*paddockv1.Op{
+		{Op: &paddockv1.Op_Delete{Delete: &paddockv1.DeleteRequest{Path: "/services/db/common"}}},
+		{Op: &paddockv1.Op_Create{Create: &paddockv1.CreateRequest{Path: "/services/db/common", Data: farm.Conf{"db": "new"}.Encode()}}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, st2, err := tc.get("/services/db/common"); err != nil || st2.GetVersion() != st.GetVersion() {
+		t.Fatalf("common after the Multi: version %d, %v; want %d", st2.GetVersion(), err, st.GetVersion())
+	}
+	waitFile(t, conf, farm.Conf{"db": "new"})
+}
