@@ -256,9 +256,22 @@ func (j *joiner) step(ctx context.Context, remoteDirty bool) error {
 	}
 	if j.pull {
 		if err := j.pullLocal(); err != nil {
+			// The sync goes on: local changes still go up, and the
+			// remote side is read again, since a change there (a field
+			// the local format cannot hold, unset) may be what lets the
+			// rewrite through. Until it does, the error is retried.
+			if serr := j.sync(ctx, true); serr != nil || !j.pull {
+				return serr
+			}
 			return err
 		}
 	}
+	return j.sync(ctx, remoteDirty)
+}
+
+// sync is step once registered and with no local rewrite pending (or one
+// that failed): it writes whichever side changed to the other.
+func (j *joiner) sync(ctx context.Context, remoteDirty bool) error {
 	local := j.readLocal()
 	localChanged := j.push || !local.Equal(j.local)
 	if !localChanged && !remoteDirty {
@@ -310,6 +323,17 @@ func (j *joiner) step(ctx context.Context, remoteDirty bool) error {
 	want := Merge3(j.local, local, remote)
 	if remoteChanged {
 		j.log.Info("farm: join: both sides changed; merged", "znode", j.path)
+	}
+	if !j.push && want.Equal(remote) {
+		// The znode holds it already (local's changes were merged up
+		// before a rewrite of the local copy failed): write nothing.
+		j.remote, j.ver, j.mzxid = remote, ver, mzxid
+		if j.cfg.OneWay || want.Equal(local) {
+			j.local = local
+			return nil
+		}
+		j.pull = true
+		return j.pullLocal()
 	}
 	s, err := j.cfg.Tree.Set(ctx, &paddockv1.SetRequest{Path: j.path, Data: want.Encode(), Version: proto.Int32(ver)})
 	switch {

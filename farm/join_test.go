@@ -638,3 +638,48 @@ func TestJoinCommonRecreated(t *testing.T) {
 	}
 	waitFile(t, conf, farm.Conf{"db": "new"})
 }
+
+// TestJoinDirUnwritableRemoteKey: a remote set of a field a DJB directory
+// cannot hold (a/b) cannot be written locally; that must not stop the
+// sync: a local change still goes up, and once the field is unset the
+// remote side is followed again.
+func TestJoinDirUnwritableRemoteKey(t *testing.T) {
+	f, err := farm.ParseFormat("dir")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newCluster(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "enabled"), []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := joinConfig(tc, dir, "h")
+	cfg.Format = f
+	start(t, func(ctx context.Context) error { return farm.Join(ctx, cfg) })
+	const host = "/services/db/h"
+	waitZnode(t, tc, host, farm.Conf{"enabled": "0"})
+	if _, err := farm.SetField(ctx, tc.cl, host, "a/b", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "enabled"), []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitZnode(t, tc, host, farm.Conf{"enabled": "1", "a/b": "x"})
+	if _, err := farm.UnsetField(ctx, tc.cl, host, "a/b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := farm.SetField(ctx, tc.cl, host, "weight", "5"); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.Eventually(t, nodetest.WaitTimeout, func() error {
+		got, err := f.Read(dir)
+		if err != nil {
+			return err
+		}
+		if want := (farm.Conf{"enabled": "1", "weight": "5"}); !got.Equal(want) {
+			return fmt.Errorf("%s = %s, want %s", dir, got.Encode(), want.Encode())
+		}
+		return nil
+	})
+}
