@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path"
+	"strings"
 	"sync"
 	"time"
 
@@ -384,6 +385,7 @@ func (j *joiner) readLocal() Conf {
 // directory turns numbers into strings), so the rewrite never goes back up
 // as a local change.
 func (j *joiner) writeLocal(c Conf) error {
+	c = j.storable(c)
 	changed, err := j.cfg.Format.Write(j.cfg.Conf, c)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", j.cfg.Conf, err)
@@ -396,6 +398,17 @@ func (j *joiner) writeLocal(c Conf) error {
 		j.cfg.OnChanged()
 	}
 	return nil
+}
+
+// storable is c without the fields Conf's format cannot hold (a/b in a
+// DJB directory), logged: they stay on the znode only, since the local
+// copy never had them to change.
+func (j *joiner) storable(c Conf) Conf {
+	c, dropped := storable(j.cfg.Format, c)
+	if len(dropped) > 0 {
+		j.log.Warn("farm: join: fields the local format cannot hold are left out of it", "conf", j.cfg.Conf, "fields", strings.Join(dropped, ", "))
+	}
+	return c
 }
 
 // register creates the znode holding the local copy (for common, adopts
@@ -494,7 +507,7 @@ func (j *joiner) registerCommon(ctx context.Context, local Conf) error {
 			return nil
 		}
 		j.remote = remote
-		if _, err := j.cfg.Format.Write(j.cfg.Conf, remote); err != nil {
+		if _, err := j.cfg.Format.Write(j.cfg.Conf, j.storable(remote)); err != nil {
 			j.pull = true // try again, running OnChanged then
 			return fmt.Errorf("write %s: %w", j.cfg.Conf, err)
 		}

@@ -683,3 +683,44 @@ func TestJoinDirUnwritableRemoteKey(t *testing.T) {
 		return nil
 	})
 }
+
+// TestJoinDirUnwritableKeyLeftOut: while the znode holds a field a DJB
+// directory cannot hold, remote changes of the other fields still reach
+// the directory (that field alone is left out), and the field stays on
+// the znode across a local change.
+func TestJoinDirUnwritableKeyLeftOut(t *testing.T) {
+	f, err := farm.ParseFormat("dir")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newCluster(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "enabled"), []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := joinConfig(tc, dir, "h")
+	cfg.Format = f
+	start(t, func(ctx context.Context) error { return farm.Join(ctx, cfg) })
+	const host = "/services/db/h"
+	waitZnode(t, tc, host, farm.Conf{"enabled": "0"})
+	for _, kv := range [][2]string{{"a/b", "x"}, {"weight", "5"}} {
+		if _, err := farm.SetField(ctx, tc.cl, host, kv[0], kv[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodetest.Eventually(t, nodetest.WaitTimeout, func() error {
+		got, err := f.Read(dir)
+		if err != nil {
+			return err
+		}
+		if want := (farm.Conf{"enabled": "0", "weight": "5"}); !got.Equal(want) {
+			return fmt.Errorf("%s = %s, want %s", dir, got.Encode(), want.Encode())
+		}
+		return nil
+	})
+	if err := os.WriteFile(filepath.Join(dir, "enabled"), []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitZnode(t, tc, host, farm.Conf{"enabled": "1", "weight": "5", "a/b": "x"})
+}
