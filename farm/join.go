@@ -522,6 +522,13 @@ func (j *joiner) raiseSize(ctx context.Context) error {
 	if err == nil {
 		err = RaiseSize(ctx, j.cfg.Tree, j.cfg.Farm, n)
 	}
+	if errors.Is(err, ErrBadConf) {
+		// Data put there by hand: it can hold no size until it changes,
+		// and trying again each rescan would only log it again.
+		j.sizeDue = false
+		j.log.Error("farm: join: the farm znode holds no JSON object: its size is not kept", "farm", j.cfg.Farm, "err", err)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("raise the size of %s: %w", j.cfg.Farm, err)
 	}

@@ -724,3 +724,40 @@ func TestJoinDirUnwritableKeyLeftOut(t *testing.T) {
 	}
 	waitZnode(t, tc, host, farm.Conf{"enabled": "1", "weight": "5", "a/b": "x"})
 }
+
+// TestJoinFarmDataNotJSON: a farm znode created by hand with data that is
+// no JSON object cannot keep a size. Join registers anyway and says so
+// once, rather than reading the farm and logging every rescan.
+func TestJoinFarmDataNotJSON(t *testing.T) {
+	tc := newCluster(t)
+	ctx := context.Background()
+	if err := farm.EnsurePath(ctx, tc.cl, "/services"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc.cl.Create(ctx, &paddockv1.CreateRequest{Path: "/services/db", Data: []byte("db farm")}); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(t.TempDir(), "db.json")
+	writeJSON(t, conf, farm.Conf{"enabled": "1"})
+	var logs logSink
+	cfg := joinConfig(tc, conf, "h")
+	cfg.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	start(t, func(ctx context.Context) error { return farm.Join(ctx, cfg) })
+	waitZnode(t, tc, "/services/db/h", farm.Conf{"enabled": "1"})
+	nodetest.Eventually(t, nodetest.WaitTimeout, func() error {
+		if !strings.Contains(logs.String(), "bad configuration") {
+			return fmt.Errorf("no log of the farm's data; logs:\n%s", logs.String())
+		}
+		return nil
+	})
+	steady(t, 2*time.Second, func() error {
+		if n := strings.Count(logs.String(), "bad configuration"); n > 1 {
+			return fmt.Errorf("the farm's data logged %d times, want once; logs:\n%s", n, logs.String())
+		}
+		return nil
+	})
+	if g, err := tc.cl.Get(ctx, &paddockv1.GetRequest{Path: "/services/db"}); err != nil || string(g.GetData()) != "db farm" {
+		t.Fatalf("farm znode = %q, %v: want it untouched", g.GetData(), err)
+	}
+}
+
