@@ -68,6 +68,11 @@ const closeTimeout = 5 * time.Second
 // once, with the remote side read.
 var errRemoteMoved = errors.New("farm: join: the znode changed meanwhile")
 
+// errLocalMoved: the local copy changed after it was read for the sync
+// that is now writing the remote content to it: sync again at once
+// rather than write over that change.
+var errLocalMoved = errors.New("farm: join: the local configuration changed meanwhile")
+
 // errNameHeld: another session owns the name (logged once per owner).
 var errNameHeld = errors.New("farm: join: the name is held by another session")
 
@@ -193,7 +198,7 @@ func (j *joiner) run(ctx context.Context) error {
 			switch {
 			case ctx.Err() != nil:
 				return nil
-			case errors.Is(err, errRemoteMoved):
+			case errors.Is(err, errRemoteMoved), errors.Is(err, errLocalMoved):
 				remoteDirty = true
 				continue
 			case err != nil:
@@ -329,8 +334,8 @@ func (j *joiner) sync(ctx context.Context, remoteDirty bool) error {
 		// The znode holds it already (local's changes were merged up
 		// before a rewrite of the local copy failed): write nothing.
 		j.remote, j.ver, j.mzxid = remote, ver, mzxid
+		j.local = local
 		if j.cfg.OneWay || want.Equal(local) {
-			j.local = local
 			return nil
 		}
 		j.pull = true
@@ -347,8 +352,9 @@ func (j *joiner) sync(ctx context.Context, remoteDirty bool) error {
 		return err
 	}
 	j.remote, j.ver, j.mzxid, j.push = want, s.GetStat().GetVersion(), s.GetStat().GetMzxid(), false
+	// local is in want now: the base of the next merge.
+	j.local = local
 	if j.cfg.OneWay || want.Equal(local) {
-		j.local = local
 		return nil
 	}
 	j.pull = true
@@ -357,7 +363,15 @@ func (j *joiner) sync(ctx context.Context, remoteDirty bool) error {
 
 // pullLocal writes the remote content to Conf, running OnChanged; until it
 // succeeds (a full disk), pull stays set and every step tries again.
+// j.local is the local copy the remote content took in: when Conf holds
+// something else now (echo 1 > DIR/enabled while the merge went up),
+// nothing is written and errLocalMoved asks for another sync, which
+// takes that change in. (A Conf that cannot be read is written over.)
 func (j *joiner) pullLocal() error {
+	if now, err := j.cfg.Format.Read(j.cfg.Conf); err == nil && !now.Equal(j.local) {
+		j.pull = false
+		return errLocalMoved
+	}
 	if err := j.writeLocal(j.remote); err != nil {
 		return err
 	}

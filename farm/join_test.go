@@ -3,6 +3,7 @@ package farm_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -761,3 +762,48 @@ func TestJoinFarmDataNotJSON(t *testing.T) {
 	}
 }
 
+// setHookTree is a heldTree that runs afterSet (once) when a Set
+// succeeds: a local edit landing while a joiner's merge goes up.
+type setHookTree struct {
+	*heldTree
+	afterSet atomic.Pointer[func()]
+}
+
+func (h *setHookTree) Set(ctx context.Context, req *paddockv1.SetRequest) (*paddockv1.SetResponse, error) {
+	resp, err := h.heldTree.Set(ctx, req)
+	if err == nil {
+		if f := h.afterSet.Swap(nil); f != nil {
+			(*f)()
+		}
+	}
+	return resp, err
+}
+
+// TestJoinLocalEditDuringMerge: a local edit made while a merge of both
+// sides goes up is not written over by the merge's rewrite of the local
+// copy: it is merged in turn and reaches the znode.
+func TestJoinLocalEditDuringMerge(t *testing.T) {
+	tc := newCluster(t)
+	conf := filepath.Join(t.TempDir(), "db.json")
+	writeJSON(t, conf, farm.Conf{"a": "0"})
+	h := &setHookTree{heldTree: &heldTree{Client: tc.cl, open: make(chan struct{})}}
+	close(h.open)
+	cfg := joinConfig(tc, conf, "h")
+	cfg.Tree = h
+	start(t, func(ctx context.Context) error { return farm.Join(ctx, cfg) })
+	waitZnode(t, tc, "/services/db/h", farm.Conf{"a": "0"})
+	// The size is raised (a Set through h) before the hook is set.
+	waitZnode(t, tc, "/services/db", farm.Conf{farm.PropSize: json.Number("1")})
+
+	h.hold()
+	defer h.release()
+	if _, err := farm.SetField(context.Background(), tc.cl, "/services/db/h", "r", "1"); err != nil {
+		t.Fatal(err)
+	}
+	edit := func() { writeJSON(t, conf, farm.Conf{"a": "3"}) }
+	h.afterSet.Store(&edit)
+	writeJSON(t, conf, farm.Conf{"a": "2"})
+	want := farm.Conf{"a": "3", "r": "1"}
+	waitZnode(t, tc, "/services/db/h", want)
+	waitFile(t, conf, want)
+}
