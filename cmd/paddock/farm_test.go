@@ -250,6 +250,9 @@ func TestFarmCheck(t *testing.T) {
 		{nil, []string{"/services/db", "--max-failed-node", "1", "--warn-failed-node", "1"}, 2, "CRITICAL: 3/4 nodes running, 1 nodes failing, max allowed 1\n"},
 		{nil, []string{"/services/db", "-c", "lots"}, 3, "UNKNOWN: Invalid `max_failed_node' argument format: lots\n"},
 		{nil, []string{"/services/nosize"}, 3, "UNKNOWN: No `size' property found for `/services/nosize' farm\n"},
+		// A bad threshold is the user's mistake, whatever the farm holds.
+		{nil, []string{"/services/nosize", "-c", "lots"}, 3, "UNKNOWN: Invalid `max_failed_node' argument format: lots\n"},
+		{nil, []string{"/services/nosize", "-w", "x%"}, 3, "UNKNOWN: Invalid `warn_failed_node' argument format: x%\n"},
 		{[]string{"/services/db", "running_filter", "enabled=1"}, []string{"/services/db", "-c", "3", "-w", "2"}, 1, "WARNING: 2/4 nodes running, 2 nodes failing, max allowed 3\n"},
 	} {
 		if tt.setup != nil {
