@@ -22,6 +22,7 @@ import (
 
 	"github.com/paddock/paddock/client"
 	"github.com/paddock/paddock/farm"
+	"github.com/paddock/paddock/fsm"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
@@ -59,6 +60,18 @@ func farmArgs(minN, maxN int) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// checkZnodePath refuses a path no znode can have (not UTF-8, a control
+// character, a . or .. segment), in the words of the tree's own check:
+// join and export would otherwise retry it until killed.
+func checkZnodePath(p string) error {
+	err := fsm.ValidatePath(p, false)
+	var fe *fsm.Error
+	if errors.As(err, &fe) && fe.Detail != "" {
+		return errors.New(fe.Detail)
+	}
+	return err
 }
 
 // znodeArg is args[0] without a trailing slash (zkfarmer strips it too).
@@ -186,6 +199,14 @@ func (f *joinFlags) config(cmd *cobra.Command, args []string, oneWay bool) (farm
 	if !f.common && (cfg.Name == "" || strings.Contains(cfg.Name, "/") || cfg.Name == farm.CommonName) {
 		return cfg, fmt.Errorf("bad --name %q: want a znode name, not %q and without /", cfg.Name, farm.CommonName)
 	}
+	if err := checkZnodePath(cfg.Farm); err != nil {
+		return cfg, fmt.Errorf("bad path %q: %w", args[0], err)
+	}
+	if !f.common {
+		if err := checkZnodePath(strings.TrimSuffix(cfg.Farm, "/") + "/" + cfg.Name); err != nil {
+			return cfg, fmt.Errorf("bad --name %q: %w", cfg.Name, err)
+		}
+	}
 	cfg.Hostname = f.hostname
 	// FARM/common is no host's: it gets a hostname only when asked.
 	if !f.common && !cmd.Flags().Changed("hostname") {
@@ -297,6 +318,9 @@ type exportFlags struct {
 // the cluster parts.
 func (f *exportFlags) config(args []string) (farm.ExportConfig, error) {
 	cfg := farm.ExportConfig{Farm: znodeArg(args), Dest: args[1], Once: f.once}
+	if err := checkZnodePath(cfg.Farm); err != nil {
+		return cfg, fmt.Errorf("bad path %q: %w", args[0], err)
+	}
 	var err error
 	if cfg.Format, err = farm.FormatFor(cfg.Dest, f.format); err != nil {
 		return cfg, err

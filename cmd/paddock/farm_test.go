@@ -339,6 +339,14 @@ func TestFarmJoinExportFlags(t *testing.T) {
 		{[]string{"join", "/f", conf, "--name", "a/b"}, `paddock: bad --name "a/b"`},
 		{[]string{"join", "/f", conf, "--name", "common"}, `paddock: bad --name "common"`},
 		{[]string{"join", "/f", conf, "--name", ""}, `paddock: bad --name ""`},
+		// Names and paths no znode can have fail at once, rather than
+		// being retried forever.
+		{[]string{"join", "/f", conf, "--name", ".."}, `paddock: bad --name "..": "/f/.." has a relative segment ".."`},
+		{[]string{"join", "/f", conf, "--name", "."}, `paddock: bad --name "."`},
+		{[]string{"import", "/f", conf, "--name", "h\xff"}, `paddock: bad --name "h\xff": "/f/h\xff" is not valid UTF-8`},
+		{[]string{"join", "/f\x01", conf, "--name", "h"}, `paddock: bad path "/f\x01": "/f\x01" contains character U+0001`},
+		{[]string{"join", "/f\x01", conf, "-c"}, `paddock: bad path "/f\x01"`},
+		{[]string{"export", "/f\xff", conf}, `paddock: bad path "/f\xff": "/f\xff" is not valid UTF-8`},
 		{[]string{"export", "/f", conf, "--wait", "10s:2s"}, `paddock: bad --wait "10s:2s": want 0 <= MIN <= MAX`},
 		{[]string{"export", "/f", conf, "--wait", "soon"}, `paddock: bad --wait "soon"`},
 		{[]string{"export", "/f", conf, "-F", "enabled=1,,x"}, "paddock: farm: bad filter"},
