@@ -92,7 +92,8 @@ type Farm struct {
 	// exists is false when the farm znode does not exist (an empty farm).
 	Exists bool `protobuf:"varint,2,opt,name=exists,proto3" json:"exists,omitempty"`
 	// hosts maps each child that passes the request's filters to its
-	// configuration (common included, as ZkFarmer's export does). A child
+	// configuration. common is not a host and is left out, as export
+	// leaves it out (read it at FARM/common). A child
 	// whose data is not a JSON object has an empty configuration and is
 	// named in invalid_hosts.
 	Hosts map[string]*structpb.Struct `protobuf:"bytes,3,rep,name=hosts,proto3" json:"hosts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
