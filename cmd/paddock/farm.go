@@ -104,14 +104,18 @@ func stoppedBySignal(held context.Context, err error) bool {
 }
 
 // changedCommand is --changed-cmd as a callback: cmdline run by `sh -c`,
-// its output on stderr; a failure is logged, never fatal.
-func changedCommand(cmdline string, stderr io.Writer, log *slog.Logger) func() {
+// its output on stderr; a failure is logged, never fatal. When ctx ends
+// (SIGINT, SIGTERM) a command still running is killed, and its output no
+// longer waited for after changedWaitDelay (a child it left behind may hold
+// it), so that join and export stop rather than wait on it.
+func changedCommand(ctx context.Context, cmdline string, stderr io.Writer, log *slog.Logger) func() {
 	if cmdline == "" {
 		return nil
 	}
 	return func() {
-		c := exec.Command("sh", "-c", cmdline)
+		c := exec.CommandContext(ctx, "sh", "-c", cmdline)
 		c.Stdout, c.Stderr = stderr, stderr
+		c.WaitDelay = changedWaitDelay
 		start := time.Now()
 		if err := c.Run(); err != nil {
 			log.Warn("changed command failed", "cmd", cmdline, "err", err)
@@ -120,6 +124,9 @@ func changedCommand(cmdline string, stderr io.Writer, log *slog.Logger) func() {
 		log.Info("changed command ran", "cmd", cmdline, "took", time.Since(start).Round(time.Millisecond))
 	}
 }
+
+// changedWaitDelay bounds the wait for a killed changed command's output.
+const changedWaitDelay = time.Second
 
 // heldSessions opens the sessions Join asks for and closes those still
 // open when the command stops.
@@ -273,7 +280,7 @@ are not written to CONF.`
 		defer stop()
 		sessions := &heldSessions{c: c, timeout: f.sessionTimeout, log: log}
 		cfg.Tree, cfg.NewSession, cfg.Log = c, sessions.open, log
-		cfg.OnChanged = changedCommand(f.changedCmd, cmd.ErrOrStderr(), log)
+		cfg.OnChanged = changedCommand(held, f.changedCmd, cmd.ErrOrStderr(), log)
 		err = farm.Join(held, cfg)
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(held), o.timeout)
 		defer cancel()
@@ -373,7 +380,7 @@ last farm read.`,
 		held, stop := signalContext(cmd)
 		defer stop()
 		cfg.Tree, cfg.Log = c, log
-		cfg.OnChanged = changedCommand(f.changedCmd, cmd.ErrOrStderr(), log)
+		cfg.OnChanged = changedCommand(held, f.changedCmd, cmd.ErrOrStderr(), log)
 		err = farm.Export(held, cfg)
 		if stoppedBySignal(held, err) {
 			return nil

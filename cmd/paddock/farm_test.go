@@ -509,7 +509,7 @@ func TestFarmNotZooKeeper(t *testing.T) {
 func TestFarmChangedCommand(t *testing.T) {
 	var stderr, logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	changedCommand("echo out; echo err >&2; exit 3", &stderr, log)()
+	changedCommand(context.Background(), "echo out; echo err >&2; exit 3", &stderr, log)()
 	if got := stderr.String(); got != "out\nerr\n" {
 		t.Errorf("changed command's output = %q, want %q", got, "out\nerr\n")
 	}
@@ -517,12 +517,29 @@ func TestFarmChangedCommand(t *testing.T) {
 		t.Errorf("log = %q, want the failure with exit status 3", logs.String())
 	}
 	logs.Reset()
-	changedCommand("true", &stderr, log)()
+	changedCommand(context.Background(), "true", &stderr, log)()
 	if !strings.Contains(logs.String(), "changed command ran") {
 		t.Errorf("log = %q, want the command's run", logs.String())
 	}
-	if changedCommand("", &stderr, log) != nil {
+	if changedCommand(context.Background(), "", &stderr, log) != nil {
 		t.Error("changedCommand(\"\") is not nil")
+	}
+}
+
+// TestFarmChangedCommandStopped: a changed command still running when the
+// command stops (SIGTERM ends ctx) is killed, its output pipe released,
+// so join and export exit instead of waiting for it.
+func TestFarmChangedCommandStopped(t *testing.T) {
+	var stderr bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	run := changedCommand(ctx, "sleep 60; true", &stderr, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	done := make(chan struct{})
+	go func() { run(); close(done) }()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the changed command still held the caller 10s after its context ended")
 	}
 }
 
