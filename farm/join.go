@@ -516,8 +516,11 @@ func (j *joiner) registerCommon(ctx context.Context, local Conf) error {
 		j.ver, j.mzxid = g.GetStat().GetVersion(), g.GetStat().GetMzxid()
 		remote, err := DecodeConf(g.GetData())
 		if err != nil || j.cfg.OneWay {
-			// Local wins: the next step writes it up.
-			j.local, j.remote, j.push = local, remote, true
+			// Local wins: the next step writes it up, over the znode's
+			// content (as if the znode held local already, else the
+			// merge would keep the znode's content: local has no change
+			// of its own to apply).
+			j.local, j.remote, j.push = local, local, true
 			return nil
 		}
 		j.remote = remote

@@ -807,3 +807,27 @@ func TestJoinLocalEditDuringMerge(t *testing.T) {
 	waitZnode(t, tc, "/services/db/h", want)
 	waitFile(t, conf, want)
 }
+
+// TestJoinCommonOneWayLocalWins: import --common writes the local copy
+// over an existing common on start (the local copy wins for OneWay), and
+// over a common whose data is no JSON object.
+func TestJoinCommonOneWayLocalWins(t *testing.T) {
+	for _, existing := range []string{`{"db":"main","other":"x"}`, "not json"} {
+		t.Run(existing, func(t *testing.T) {
+			tc := newCluster(t)
+			ctx := context.Background()
+			if err := farm.EnsurePath(ctx, tc.cl, "/services/db"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tc.cl.Create(ctx, &paddockv1.CreateRequest{Path: "/services/db/common", Data: []byte(existing)}); err != nil {
+				t.Fatal(err)
+			}
+			conf := filepath.Join(t.TempDir(), "common.json")
+			writeJSON(t, conf, farm.Conf{"db": "local"})
+			cfg := joinConfig(tc, conf, "")
+			cfg.Common, cfg.OneWay = true, true
+			start(t, func(ctx context.Context) error { return farm.Join(ctx, cfg) })
+			waitZnode(t, tc, "/services/db/common", farm.Conf{"db": "local"})
+		})
+	}
+}
