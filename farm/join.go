@@ -405,7 +405,9 @@ func (j *joiner) writeLocal(c Conf) error {
 		return fmt.Errorf("write %s: %w", j.cfg.Conf, err)
 	}
 	j.local = c
-	if back, err := j.cfg.Format.Read(j.cfg.Conf); err == nil {
+	if back, err := j.cfg.Format.Read(j.cfg.Conf); err == nil && sameContent(c, back) {
+		// Not back when it holds more than the format's rewording of c:
+		// a local edit landed since the write, and must go up.
 		j.local = back
 	}
 	if changed && j.cfg.OnChanged != nil {
@@ -423,6 +425,42 @@ func (j *joiner) storable(c Conf) Conf {
 		j.log.Warn("farm: join: fields the local format cannot hold are left out of it", "conf", j.cfg.Conf, "fields", strings.Join(dropped, ", "))
 	}
 	return c
+}
+
+// sameContent reports whether back, Conf read back after c was written to
+// it, holds c as the format words it (a DJB directory keeps every value
+// as a trimmed string, a list as its JSON), leaf by leaf.
+func sameContent(c, back Conf) bool {
+	if len(c) != len(back) {
+		return false
+	}
+	for k, v := range c {
+		b, ok := back[k]
+		if !ok {
+			return false
+		}
+		vc, vDict := v.(Conf)
+		bc, bDict := b.(Conf)
+		switch {
+		case vDict != bDict:
+			return false
+		case vDict:
+			if !sameContent(vc, bc) {
+				return false
+			}
+		case leafString(v) != leafString(b):
+			return false
+		}
+	}
+	return true
+}
+
+// leafString is a leaf as text, as a DJB file holds it.
+func leafString(v any) string {
+	if v == nil {
+		return ""
+	}
+	return strings.TrimSpace(ValueString(v, true))
 }
 
 // register creates the znode holding the local copy (for common, adopts

@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock/paddock/client"
 	"github.com/paddock/paddock/farm"
@@ -830,4 +831,90 @@ func TestJoinCommonOneWayLocalWins(t *testing.T) {
 			waitZnode(t, tc, "/services/db/common", farm.Conf{"db": "local"})
 		})
 	}
+}
+
+// hookFormat is a Format that runs afterWrite (once) right after a Write:
+// a local edit landing between join's rewrite of the local copy and its
+// reading it back.
+type hookFormat struct {
+	farm.Format
+	afterWrite atomic.Pointer[func()]
+}
+
+func (h *hookFormat) Write(p string, c farm.Conf) (bool, error) {
+	changed, err := h.Format.Write(p, c)
+	if f := h.afterWrite.Swap(nil); f != nil {
+		(*f)()
+	}
+	return changed, err
+}
+
+// TestJoinLocalEditAfterRewrite: a local edit made right after join wrote
+// a remote change to the local copy is not taken for join's own rewrite:
+// it goes up.
+func TestJoinLocalEditAfterRewrite(t *testing.T) {
+	tc := newCluster(t)
+	conf := filepath.Join(t.TempDir(), "db.json")
+	writeJSON(t, conf, farm.Conf{"a": "0"})
+	f := &hookFormat{}
+	f.Format, _ = farm.ParseFormat("json")
+	cfg := joinConfig(tc, conf, "h")
+	cfg.Format = f
+	start(t, func(ctx context.Context) error { return farm.Join(ctx, cfg) })
+	waitZnode(t, tc, "/services/db/h", farm.Conf{"a": "0"})
+	edit := func() { writeJSON(t, conf, farm.Conf{"a": "0", "r": "1", "u": "user"}) }
+	f.afterWrite.Store(&edit)
+	if _, err := farm.SetField(context.Background(), tc.cl, "/services/db/h", "r", "1"); err != nil {
+		t.Fatal(err)
+	}
+	want := farm.Conf{"a": "0", "r": "1", "u": "user"}
+	waitZnode(t, tc, "/services/db/h", want)
+	waitFile(t, conf, want)
+}
+
+// TestJoinDirRewordingNoEcho: a remote value a DJB directory words
+// differently (a number, a list, a string with spaces around it, null)
+// is written to the directory and not sent back up reworded.
+func TestJoinDirRewordingNoEcho(t *testing.T) {
+	f, err := farm.ParseFormat("dir")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newCluster(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "enabled"), []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := joinConfig(tc, dir, "h")
+	cfg.Format = f
+	start(t, func(ctx context.Context) error { return farm.Join(ctx, cfg) })
+	const host = "/services/db/h"
+	st := waitZnode(t, tc, host, farm.Conf{"enabled": "0"})
+	data := []byte(`{"enabled":"0","n":12,"l":[1,"a"],"s":"  x  ","z":null,"d":{"t":true}}`)
+	set, err := tc.cl.Set(ctx, &paddockv1.SetRequest{Path: host, Data: data, Version: proto.Int32(st.GetVersion())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodetest.Eventually(t, nodetest.WaitTimeout, func() error {
+		got, err := f.Read(dir)
+		if err != nil {
+			return err
+		}
+		want := farm.Conf{"enabled": "0", "n": "12", "l": `[1,"a"]`, "s": "x", "z": "", "d": farm.Conf{"t": "true"}}
+		if !got.Equal(want) {
+			return fmt.Errorf("%s = %s, want %s", dir, got.Encode(), want.Encode())
+		}
+		return nil
+	})
+	steady(t, 1500*time.Millisecond, func() error {
+		_, st, err := tc.get(host)
+		if err != nil {
+			return err
+		}
+		if st.GetVersion() != set.GetStat().GetVersion() {
+			return fmt.Errorf("%s version %d, want %d: join wrote the directory's wording back", host, st.GetVersion(), set.GetStat().GetVersion())
+		}
+		return nil
+	})
 }
