@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock/paddock/node"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
@@ -72,7 +73,7 @@ func TestFarmClient(t *testing.T) {
 	// A retry of SetField with the same request id (a call applied but
 	// not answered) writes nothing more and returns the same Stat.
 	rctx := WithRequestID(ctx, NewRequestID())
-	set := &paddockv1.SetFieldRequest{Host: "/f", Field: "running_filter", Value: &paddockv1.FieldValue{Value: "up=1"}}
+	set := &paddockv1.SetFieldRequest{Host: "/f", Field: "running_filter", Value: &paddockv1.FieldValue{Value: proto.String("up=1")}}
 	first, err := c.SetField(rctx, set)
 	if err != nil {
 		t.Fatal(err)

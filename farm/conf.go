@@ -3,6 +3,7 @@ package farm
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"reflect"
@@ -24,7 +25,7 @@ func DecodeConf(data []byte) (Conf, error) {
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadConf, err)
+		return nil, fmt.Errorf("%w: %s", ErrBadConf, jsonProblem(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%w: data after the JSON object", ErrBadConf)
@@ -34,6 +35,18 @@ func DecodeConf(data []byte) (Conf, error) {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrBadConf)
 	}
 	return Normalize(m), nil
+}
+
+// jsonProblem is a JSON decoding error in the user's words.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("not JSON (syntax error at byte %d)", syn.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "not JSON (it ends too soon)"
+	}
+	return err.Error()
 }
 
 // Encode is c as compact JSON with sorted keys: the form stored in znodes.

@@ -208,3 +208,19 @@ func TestValueString(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeConfBadMessage: the error says what is wrong with the data in
+// the user's words, not the JSON decoder's.
+func TestDecodeConfBadMessage(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"not json", "farm: bad configuration: not JSON (syntax error at byte 2)"},
+		{`{"a": "1"`, "farm: bad configuration: not JSON (it ends too soon)"},
+		{`{"a": "1"} x`, "farm: bad configuration: data after the JSON object"},
+		{`["a"]`, "farm: bad configuration: not a JSON object"},
+	} {
+		_, err := DecodeConf([]byte(tt.in))
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("DecodeConf(%q) = %v, want %q", tt.in, err, tt.want)
+		}
+	}
+}

@@ -319,6 +319,10 @@ func (e *exporter) write() error {
 			out[name] = c
 		}
 	}
+	out, dropped := storable(e.cfg.Format, out)
+	if len(dropped) > 0 {
+		e.log.Warn("farm: export: fields the format cannot hold are left out", "dest", e.cfg.Dest, "fields", strings.Join(dropped, ", "))
+	}
 	changed, err := e.cfg.Format.Write(e.cfg.Dest, out)
 	if err != nil {
 		return fmt.Errorf("farm: export: write %s: %w", e.cfg.Dest, err)

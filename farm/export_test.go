@@ -402,3 +402,46 @@ func TestExportFarmCreatedLater(t *testing.T) {
 		t.Fatalf("full reads = %d, want 2 (start, then the farm's creation)", got)
 	}
 }
+
+// TestExportDJBDirUnwritableKey: a host holding a field a DJB directory
+// cannot hold (a/b, set from anywhere) does not stop the export: that
+// field is left out, the rest of the farm is written and followed.
+func TestExportDJBDirUnwritableKey(t *testing.T) {
+	f, err := farm.ParseFormat("dir")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newCluster(t)
+	addHost(t, tc, "a", farm.Conf{"enabled": "1"})
+	addHost(t, tc, "b", farm.Conf{"enabled": "1"})
+	dest := filepath.Join(t.TempDir(), "farm")
+	var changed atomic.Int32
+	cfg := exportConfig(tc, dest, &changed)
+	cfg.Format = f
+	start(t, func(ctx context.Context) error { return farm.Export(ctx, cfg) })
+	waitDir := func(want farm.Conf) {
+		t.Helper()
+		nodetest.Eventually(t, nodetest.WaitTimeout, func() error {
+			got, err := f.Read(dest)
+			if err != nil {
+				return err
+			}
+			if !got.Equal(want) {
+				return fmt.Errorf("%s = %s, want %s", dest, got.Encode(), want.Encode())
+			}
+			return nil
+		})
+	}
+	waitDir(farm.Conf{"a": farm.Conf{"enabled": "1"}, "b": farm.Conf{"enabled": "1"}})
+	ctx := context.Background()
+	if _, err := farm.SetField(ctx, tc.cl, "/services/db/a", "x/y", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := farm.SetField(ctx, tc.cl, "/services/db/a", "enabled", "0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := farm.SetField(ctx, tc.cl, "/services/db/b", "enabled", "0"); err != nil {
+		t.Fatal(err)
+	}
+	waitDir(farm.Conf{"a": farm.Conf{"enabled": "0"}, "b": farm.Conf{"enabled": "0"}})
+}

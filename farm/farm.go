@@ -230,19 +230,22 @@ type CheckResult struct {
 // percentage of size ("10%"). A farm without a size, or a bad threshold
 // or running_filter, is UNKNOWN.
 func (s *Snapshot) Check(maxFailed, warn string) CheckResult {
+	// The thresholds first: a bad one is the caller's mistake, whatever
+	// the farm holds.
+	if ValidateThreshold(maxFailed) != nil {
+		return CheckResult{Status: StatusUnknown, Message: fmt.Sprintf("Invalid `max_failed_node' argument format: %s", maxFailed)}
+	}
+	if warn != "" && ValidateThreshold(warn) != nil {
+		return CheckResult{Status: StatusUnknown, Message: fmt.Sprintf("Invalid `warn_failed_node' argument format: %s", warn)}
+	}
 	size, ok := s.Size()
 	if !ok {
 		return CheckResult{Status: StatusUnknown, Message: fmt.Sprintf("No `size' property found for `%s' farm", s.Path)}
 	}
-	limit, err := threshold(maxFailed, size)
-	if err != nil {
-		return CheckResult{Status: StatusUnknown, Message: fmt.Sprintf("Invalid `max_failed_node' argument format: %s", maxFailed)}
-	}
+	limit, _ := threshold(maxFailed, size)
 	warnAt := math.Inf(1)
 	if warn != "" {
-		if warnAt, err = threshold(warn, size); err != nil {
-			return CheckResult{Status: StatusUnknown, Message: fmt.Sprintf("Invalid `warn_failed_node' argument format: %s", warn)}
-		}
+		warnAt, _ = threshold(warn, size)
 	}
 	running, err := s.Running()
 	if err != nil {

@@ -29,6 +29,21 @@ type Format interface {
 	Encode(c Conf) ([]byte, error)
 }
 
+// storer is a Format that cannot hold some keys (dir: a key that is no
+// file name). storable returns c without them, and their dotted paths.
+type storer interface {
+	storable(c Conf) (Conf, []string)
+}
+
+// storable is c as f can write it: c itself, or, for a storer, c without
+// the keys f cannot hold, and their dotted paths.
+func storable(f Format, c Conf) (Conf, []string) {
+	if s, ok := f.(storer); ok {
+		return s.storable(c)
+	}
+	return c, nil
+}
+
 // Formats are the names -f accepts.
 var Formats = []string{"json", "yaml", "php", "dir"}
 

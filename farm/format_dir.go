@@ -140,11 +140,41 @@ func (dirFormat) Write(p string, c Conf) (bool, error) {
 	return w.changed, nil
 }
 
+// dirKeyOK reports whether k can name a file of a DJB directory.
+func dirKeyOK(k string) bool {
+	return k != "" && k != "." && k != ".." && !strings.HasPrefix(k, ".") && !strings.ContainsAny(k, "/\x00")
+}
+
+// storable is c without the keys that cannot name a file (a field set to
+// a/b from anywhere), and the dotted paths of those left out: what Join
+// and Export write, so that one such field does not stop every write.
+func (dirFormat) storable(c Conf) (Conf, []string) {
+	var dropped []string
+	var walk func(c Conf, where string) Conf
+	walk = func(c Conf, where string) Conf {
+		out := make(Conf, len(c))
+		for k, v := range c {
+			if !dirKeyOK(k) {
+				dropped = append(dropped, subPath(where, k))
+				continue
+			}
+			if sub, ok := v.(Conf); ok {
+				v = walk(sub, subPath(where, k))
+			}
+			out[k] = v
+		}
+		return out
+	}
+	out := walk(c, "")
+	sort.Strings(dropped)
+	return out, dropped
+}
+
 // checkDirConf refuses a key that cannot name a file, and a value that
 // has no file form. where is the dotted path of c.
 func checkDirConf(c map[string]any, where string) error {
 	for k, v := range c {
-		if k == "" || k == "." || k == ".." || strings.HasPrefix(k, ".") || strings.ContainsAny(k, "/\x00") {
+		if !dirKeyOK(k) {
 			return fmt.Errorf("%w: key %q at %s cannot be a file name in a dir configuration (empty, starting with a dot, or holding / or NUL)", ErrBadConf, k, orRoot(where))
 		}
 		switch v := v.(type) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,6 +67,11 @@ const closeTimeout = 5 * time.Second
 // errRemoteMoved: a compare-and-set lost to another writer; sync again at
 // once, with the remote side read.
 var errRemoteMoved = errors.New("farm: join: the znode changed meanwhile")
+
+// errLocalMoved: the local copy changed after it was read for the sync
+// that is now writing the remote content to it: sync again at once
+// rather than write over that change.
+var errLocalMoved = errors.New("farm: join: the local configuration changed meanwhile")
 
 // errNameHeld: another session owns the name (logged once per owner).
 var errNameHeld = errors.New("farm: join: the name is held by another session")
@@ -138,7 +144,8 @@ type joiner struct {
 	// what each side held last): the base of the next merge.
 	local  Conf
 	remote Conf
-	ver    int32 // the znode's version holding remote
+	ver    int32  // the znode's version holding remote
+	mzxid  uint64 // the zxid of the znode's change to remote: with ver, tells a znode deleted and created again at the same version
 
 	push     bool   // the local copy must be written up even if unchanged
 	pull     bool   // remote must be written to Conf (an earlier write failed)
@@ -191,7 +198,7 @@ func (j *joiner) run(ctx context.Context) error {
 			switch {
 			case ctx.Err() != nil:
 				return nil
-			case errors.Is(err, errRemoteMoved):
+			case errors.Is(err, errRemoteMoved), errors.Is(err, errLocalMoved):
 				remoteDirty = true
 				continue
 			case err != nil:
@@ -255,15 +262,28 @@ func (j *joiner) step(ctx context.Context, remoteDirty bool) error {
 	}
 	if j.pull {
 		if err := j.pullLocal(); err != nil {
+			// The sync goes on: local changes still go up, and the
+			// remote side is read again, since a change there (a field
+			// the local format cannot hold, unset) may be what lets the
+			// rewrite through. Until it does, the error is retried.
+			if serr := j.sync(ctx, true); serr != nil || !j.pull {
+				return serr
+			}
 			return err
 		}
 	}
+	return j.sync(ctx, remoteDirty)
+}
+
+// sync is step once registered and with no local rewrite pending (or one
+// that failed): it writes whichever side changed to the other.
+func (j *joiner) sync(ctx context.Context, remoteDirty bool) error {
 	local := j.readLocal()
 	localChanged := j.push || !local.Equal(j.local)
 	if !localChanged && !remoteDirty {
 		return nil
 	}
-	remote, ver := j.remote, j.ver
+	remote, ver, mzxid := j.remote, j.ver, j.mzxid
 	if remoteDirty {
 		g, err := j.cfg.Tree.Get(ctx, &paddockv1.GetRequest{Path: j.path})
 		if status.Code(err) == codes.NotFound {
@@ -278,24 +298,24 @@ func (j *joiner) step(ctx context.Context, remoteDirty bool) error {
 			j.registered = false
 			return j.register(ctx)
 		}
-		if v := g.GetStat().GetVersion(); v != j.ver {
+		if v, mz := g.GetStat().GetVersion(), g.GetStat().GetMzxid(); v != j.ver || mz != j.mzxid {
 			r, err := DecodeConf(g.GetData())
 			if err != nil {
 				j.log.Warn("farm: join: znode holds no JSON object; writing the local copy over it", "znode", j.path, "err", err)
 				r, localChanged, j.push = j.remote, true, true
 			}
-			remote, ver = r, v
+			remote, ver, mzxid = r, v, mz
 		}
 	}
 	remoteChanged := !remote.Equal(j.remote)
 	if !remoteChanged {
-		j.ver = ver // a set to the same content
+		j.ver, j.mzxid = ver, mzxid // a set to the same content
 	}
 	switch {
 	case !localChanged && !remoteChanged:
 		return nil
 	case !localChanged:
-		j.remote, j.ver = remote, ver
+		j.remote, j.ver, j.mzxid = remote, ver, mzxid
 		if j.cfg.OneWay {
 			return nil
 		}
@@ -310,6 +330,17 @@ func (j *joiner) step(ctx context.Context, remoteDirty bool) error {
 	if remoteChanged {
 		j.log.Info("farm: join: both sides changed; merged", "znode", j.path)
 	}
+	if !j.push && want.Equal(remote) {
+		// The znode holds it already (local's changes were merged up
+		// before a rewrite of the local copy failed): write nothing.
+		j.remote, j.ver, j.mzxid = remote, ver, mzxid
+		j.local = local
+		if j.cfg.OneWay || want.Equal(local) {
+			return nil
+		}
+		j.pull = true
+		return j.pullLocal()
+	}
 	s, err := j.cfg.Tree.Set(ctx, &paddockv1.SetRequest{Path: j.path, Data: want.Encode(), Version: proto.Int32(ver)})
 	switch {
 	case isBadVersion(err):
@@ -320,9 +351,10 @@ func (j *joiner) step(ctx context.Context, remoteDirty bool) error {
 	case err != nil:
 		return err
 	}
-	j.remote, j.ver, j.push = want, s.GetStat().GetVersion(), false
+	j.remote, j.ver, j.mzxid, j.push = want, s.GetStat().GetVersion(), s.GetStat().GetMzxid(), false
+	// local is in want now: the base of the next merge.
+	j.local = local
 	if j.cfg.OneWay || want.Equal(local) {
-		j.local = local
 		return nil
 	}
 	j.pull = true
@@ -331,7 +363,15 @@ func (j *joiner) step(ctx context.Context, remoteDirty bool) error {
 
 // pullLocal writes the remote content to Conf, running OnChanged; until it
 // succeeds (a full disk), pull stays set and every step tries again.
+// j.local is the local copy the remote content took in: when Conf holds
+// something else now (echo 1 > DIR/enabled while the merge went up),
+// nothing is written and errLocalMoved asks for another sync, which
+// takes that change in. (A Conf that cannot be read is written over.)
 func (j *joiner) pullLocal() error {
+	if now, err := j.cfg.Format.Read(j.cfg.Conf); err == nil && !now.Equal(j.local) {
+		j.pull = false
+		return errLocalMoved
+	}
 	if err := j.writeLocal(j.remote); err != nil {
 		return err
 	}
@@ -359,18 +399,68 @@ func (j *joiner) readLocal() Conf {
 // directory turns numbers into strings), so the rewrite never goes back up
 // as a local change.
 func (j *joiner) writeLocal(c Conf) error {
+	c = j.storable(c)
 	changed, err := j.cfg.Format.Write(j.cfg.Conf, c)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", j.cfg.Conf, err)
 	}
 	j.local = c
-	if back, err := j.cfg.Format.Read(j.cfg.Conf); err == nil {
+	if back, err := j.cfg.Format.Read(j.cfg.Conf); err == nil && sameContent(c, back) {
+		// Not back when it holds more than the format's rewording of c:
+		// a local edit landed since the write, and must go up.
 		j.local = back
 	}
 	if changed && j.cfg.OnChanged != nil {
 		j.cfg.OnChanged()
 	}
 	return nil
+}
+
+// storable is c without the fields Conf's format cannot hold (a/b in a
+// DJB directory), logged: they stay on the znode only, since the local
+// copy never had them to change.
+func (j *joiner) storable(c Conf) Conf {
+	c, dropped := storable(j.cfg.Format, c)
+	if len(dropped) > 0 {
+		j.log.Warn("farm: join: fields the local format cannot hold are left out of it", "conf", j.cfg.Conf, "fields", strings.Join(dropped, ", "))
+	}
+	return c
+}
+
+// sameContent reports whether back, Conf read back after c was written to
+// it, holds c as the format words it (a DJB directory keeps every value
+// as a trimmed string, a list as its JSON), leaf by leaf.
+func sameContent(c, back Conf) bool {
+	if len(c) != len(back) {
+		return false
+	}
+	for k, v := range c {
+		b, ok := back[k]
+		if !ok {
+			return false
+		}
+		vc, vDict := v.(Conf)
+		bc, bDict := b.(Conf)
+		switch {
+		case vDict != bDict:
+			return false
+		case vDict:
+			if !sameContent(vc, bc) {
+				return false
+			}
+		case leafString(v) != leafString(b):
+			return false
+		}
+	}
+	return true
+}
+
+// leafString is a leaf as text, as a DJB file holds it.
+func leafString(v any) string {
+	if v == nil {
+		return ""
+	}
+	return strings.TrimSpace(ValueString(v, true))
 }
 
 // register creates the znode holding the local copy (for common, adopts
@@ -402,7 +492,7 @@ func (j *joiner) register(ctx context.Context) error {
 		if err == nil {
 			j.registered, j.sizeDue, j.heldBy = true, true, 0
 			j.regZxid = c.GetHeader().GetZxid()
-			j.local, j.remote, j.ver = local, local, c.GetStat().GetVersion()
+			j.local, j.remote, j.ver, j.mzxid = local, local, c.GetStat().GetVersion(), c.GetStat().GetMzxid()
 			j.log.Info("farm: join: registered", "znode", j.path, "session", fmt.Sprintf("%#x", j.sess.ID()))
 			if err := j.raiseSize(ctx); err != nil {
 				j.log.Warn("farm: join: size not raised yet; retrying", "farm", j.cfg.Farm, "err", err)
@@ -454,22 +544,25 @@ func (j *joiner) registerCommon(ctx context.Context, local Conf) error {
 				return err
 			}
 			j.registered, j.regZxid = true, c.GetHeader().GetZxid()
-			j.local, j.remote, j.ver = local, local, c.GetStat().GetVersion()
+			j.local, j.remote, j.ver, j.mzxid = local, local, c.GetStat().GetVersion(), c.GetStat().GetMzxid()
 			return nil
 		}
 		if err != nil {
 			return err
 		}
 		j.registered, j.regZxid = true, max(g.GetHeader().GetZxid(), 1)
-		j.ver = g.GetStat().GetVersion()
+		j.ver, j.mzxid = g.GetStat().GetVersion(), g.GetStat().GetMzxid()
 		remote, err := DecodeConf(g.GetData())
 		if err != nil || j.cfg.OneWay {
-			// Local wins: the next step writes it up.
-			j.local, j.remote, j.push = local, remote, true
+			// Local wins: the next step writes it up, over the znode's
+			// content (as if the znode held local already, else the
+			// merge would keep the znode's content: local has no change
+			// of its own to apply).
+			j.local, j.remote, j.push = local, local, true
 			return nil
 		}
 		j.remote = remote
-		if _, err := j.cfg.Format.Write(j.cfg.Conf, remote); err != nil {
+		if _, err := j.cfg.Format.Write(j.cfg.Conf, j.storable(remote)); err != nil {
 			j.pull = true // try again, running OnChanged then
 			return fmt.Errorf("write %s: %w", j.cfg.Conf, err)
 		}
@@ -483,6 +576,13 @@ func (j *joiner) raiseSize(ctx context.Context) error {
 	n, err := countHosts(ctx, j.cfg.Tree, j.cfg.Farm)
 	if err == nil {
 		err = RaiseSize(ctx, j.cfg.Tree, j.cfg.Farm, n)
+	}
+	if errors.Is(err, ErrBadConf) {
+		// Data put there by hand: it can hold no size until it changes,
+		// and trying again each rescan would only log it again.
+		j.sizeDue = false
+		j.log.Error("farm: join: the farm znode holds no JSON object: its size is not kept", "farm", j.cfg.Farm, "err", err)
+		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("raise the size of %s: %w", j.cfg.Farm, err)

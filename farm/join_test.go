@@ -3,6 +3,7 @@ package farm_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock/paddock/client"
 	"github.com/paddock/paddock/farm"
@@ -612,4 +614,307 @@ func TestJoinMergesBothSides(t *testing.T) {
 	waitZnode(t, tc, "/services/db/h", want)
 	waitFile(t, conf, want)
 	waitCount(t, "OnChanged", &changed, 1)
+}
+
+// TestJoinCommonRecreated: common deleted and created again in one Multi,
+// at the version it had (0), with other content: the new content is a
+// remote change and reaches the local file (the version alone would not
+// tell it from what join last synced).
+func TestJoinCommonRecreated(t *testing.T) {
+	tc := newCluster(t)
+	ctx := context.Background()
+	conf := filepath.Join(t.TempDir(), "common.json")
+	writeJSON(t, conf, farm.Conf{"db": "local"})
+	cfg := joinConfig(tc, conf, "")
+	cfg.Common = true
+	start(t, func(ctx context.Context) error { return farm.Join(ctx, cfg) })
+	st := waitZnode(t, tc, "/services/db/common", farm.Conf{"db": "local"})
+	if _, err := tc.cl.Multi(ctx, &paddockv1.MultiRequest{Ops: []*paddockv1.Op{
+		{Op: &paddockv1.Op_Delete{Delete: &paddockv1.DeleteRequest{Path: "/services/db/common"}}},
+		{Op: &paddockv1.Op_Create{Create: &paddockv1.CreateRequest{Path: "/services/db/common", Data: farm.Conf{"db": "new"}.Encode()}}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, st2, err := tc.get("/services/db/common"); err != nil || st2.GetVersion() != st.GetVersion() {
+		t.Fatalf("common after the Multi: version %d, %v; want %d", st2.GetVersion(), err, st.GetVersion())
+	}
+	waitFile(t, conf, farm.Conf{"db": "new"})
+}
+
+// TestJoinDirUnwritableRemoteKey: a remote set of a field a DJB directory
+// cannot hold (a/b) cannot be written locally; that must not stop the
+// sync: a local change still goes up, and once the field is unset the
+// remote side is followed again.
+func TestJoinDirUnwritableRemoteKey(t *testing.T) {
+	f, err := farm.ParseFormat("dir")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newCluster(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "enabled"), []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := joinConfig(tc, dir, "h")
+	cfg.Format = f
+	start(t, func(ctx context.Context) error { return farm.Join(ctx, cfg) })
+	const host = "/services/db/h"
+	waitZnode(t, tc, host, farm.Conf{"enabled": "0"})
+	if _, err := farm.SetField(ctx, tc.cl, host, "a/b", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "enabled"), []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitZnode(t, tc, host, farm.Conf{"enabled": "1", "a/b": "x"})
+	if _, err := farm.UnsetField(ctx, tc.cl, host, "a/b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := farm.SetField(ctx, tc.cl, host, "weight", "5"); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.Eventually(t, nodetest.WaitTimeout, func() error {
+		got, err := f.Read(dir)
+		if err != nil {
+			return err
+		}
+		if want := (farm.Conf{"enabled": "1", "weight": "5"}); !got.Equal(want) {
+			return fmt.Errorf("%s = %s, want %s", dir, got.Encode(), want.Encode())
+		}
+		return nil
+	})
+}
+
+// TestJoinDirUnwritableKeyLeftOut: while the znode holds a field a DJB
+// directory cannot hold, remote changes of the other fields still reach
+// the directory (that field alone is left out), and the field stays on
+// the znode across a local change.
+func TestJoinDirUnwritableKeyLeftOut(t *testing.T) {
+	f, err := farm.ParseFormat("dir")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newCluster(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "enabled"), []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := joinConfig(tc, dir, "h")
+	cfg.Format = f
+	start(t, func(ctx context.Context) error { return farm.Join(ctx, cfg) })
+	const host = "/services/db/h"
+	waitZnode(t, tc, host, farm.Conf{"enabled": "0"})
+	for _, kv := range [][2]string{{"a/b", "x"}, {"weight", "5"}} {
+		if _, err := farm.SetField(ctx, tc.cl, host, kv[0], kv[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodetest.Eventually(t, nodetest.WaitTimeout, func() error {
+		got, err := f.Read(dir)
+		if err != nil {
+			return err
+		}
+		if want := (farm.Conf{"enabled": "0", "weight": "5"}); !got.Equal(want) {
+			return fmt.Errorf("%s = %s, want %s", dir, got.Encode(), want.Encode())
+		}
+		return nil
+	})
+	if err := os.WriteFile(filepath.Join(dir, "enabled"), []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitZnode(t, tc, host, farm.Conf{"enabled": "1", "weight": "5", "a/b": "x"})
+}
+
+// TestJoinFarmDataNotJSON: a farm znode created by hand with data that is
+// no JSON object cannot keep a size. Join registers anyway and says so
+// once, rather than reading the farm and logging every rescan.
+func TestJoinFarmDataNotJSON(t *testing.T) {
+	tc := newCluster(t)
+	ctx := context.Background()
+	if err := farm.EnsurePath(ctx, tc.cl, "/services"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc.cl.Create(ctx, &paddockv1.CreateRequest{Path: "/services/db", Data: []byte("db farm")}); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(t.TempDir(), "db.json")
+	writeJSON(t, conf, farm.Conf{"enabled": "1"})
+	var logs logSink
+	cfg := joinConfig(tc, conf, "h")
+	cfg.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	start(t, func(ctx context.Context) error { return farm.Join(ctx, cfg) })
+	waitZnode(t, tc, "/services/db/h", farm.Conf{"enabled": "1"})
+	nodetest.Eventually(t, nodetest.WaitTimeout, func() error {
+		if !strings.Contains(logs.String(), "bad configuration") {
+			return fmt.Errorf("no log of the farm's data; logs:\n%s", logs.String())
+		}
+		return nil
+	})
+	steady(t, 2*time.Second, func() error {
+		if n := strings.Count(logs.String(), "bad configuration"); n > 1 {
+			return fmt.Errorf("the farm's data logged %d times, want once; logs:\n%s", n, logs.String())
+		}
+		return nil
+	})
+	if g, err := tc.cl.Get(ctx, &paddockv1.GetRequest{Path: "/services/db"}); err != nil || string(g.GetData()) != "db farm" {
+		t.Fatalf("farm znode = %q, %v: want it untouched", g.GetData(), err)
+	}
+}
+
+// setHookTree is a heldTree that runs afterSet (once) when a Set
+// succeeds: a local edit landing while a joiner's merge goes up.
+type setHookTree struct {
+	*heldTree
+	afterSet atomic.Pointer[func()]
+}
+
+func (h *setHookTree) Set(ctx context.Context, req *paddockv1.SetRequest) (*paddockv1.SetResponse, error) {
+	resp, err := h.heldTree.Set(ctx, req)
+	if err == nil {
+		if f := h.afterSet.Swap(nil); f != nil {
+			(*f)()
+		}
+	}
+	return resp, err
+}
+
+// TestJoinLocalEditDuringMerge: a local edit made while a merge of both
+// sides goes up is not written over by the merge's rewrite of the local
+// copy: it is merged in turn and reaches the znode.
+func TestJoinLocalEditDuringMerge(t *testing.T) {
+	tc := newCluster(t)
+	conf := filepath.Join(t.TempDir(), "db.json")
+	writeJSON(t, conf, farm.Conf{"a": "0"})
+	h := &setHookTree{heldTree: &heldTree{Client: tc.cl, open: make(chan struct{})}}
+	close(h.open)
+	cfg := joinConfig(tc, conf, "h")
+	cfg.Tree = h
+	start(t, func(ctx context.Context) error { return farm.Join(ctx, cfg) })
+	waitZnode(t, tc, "/services/db/h", farm.Conf{"a": "0"})
+	// The size is raised (a Set through h) before the hook is set.
+	waitZnode(t, tc, "/services/db", farm.Conf{farm.PropSize: json.Number("1")})
+
+	h.hold()
+	defer h.release()
+	if _, err := farm.SetField(context.Background(), tc.cl, "/services/db/h", "r", "1"); err != nil {
+		t.Fatal(err)
+	}
+	edit := func() { writeJSON(t, conf, farm.Conf{"a": "3"}) }
+	h.afterSet.Store(&edit)
+	writeJSON(t, conf, farm.Conf{"a": "2"})
+	want := farm.Conf{"a": "3", "r": "1"}
+	waitZnode(t, tc, "/services/db/h", want)
+	waitFile(t, conf, want)
+}
+
+// TestJoinCommonOneWayLocalWins: import --common writes the local copy
+// over an existing common on start (the local copy wins for OneWay), and
+// over a common whose data is no JSON object.
+func TestJoinCommonOneWayLocalWins(t *testing.T) {
+	for _, existing := range []string{`{"db":"main","other":"x"}`, "not json"} {
+		t.Run(existing, func(t *testing.T) {
+			tc := newCluster(t)
+			ctx := context.Background()
+			if err := farm.EnsurePath(ctx, tc.cl, "/services/db"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tc.cl.Create(ctx, &paddockv1.CreateRequest{Path: "/services/db/common", Data: []byte(existing)}); err != nil {
+				t.Fatal(err)
+			}
+			conf := filepath.Join(t.TempDir(), "common.json")
+			writeJSON(t, conf, farm.Conf{"db": "local"})
+			cfg := joinConfig(tc, conf, "")
+			cfg.Common, cfg.OneWay = true, true
+			start(t, func(ctx context.Context) error { return farm.Join(ctx, cfg) })
+			waitZnode(t, tc, "/services/db/common", farm.Conf{"db": "local"})
+		})
+	}
+}
+
+// hookFormat is a Format that runs afterWrite (once) right after a Write:
+// a local edit landing between join's rewrite of the local copy and its
+// reading it back.
+type hookFormat struct {
+	farm.Format
+	afterWrite atomic.Pointer[func()]
+}
+
+func (h *hookFormat) Write(p string, c farm.Conf) (bool, error) {
+	changed, err := h.Format.Write(p, c)
+	if f := h.afterWrite.Swap(nil); f != nil {
+		(*f)()
+	}
+	return changed, err
+}
+
+// TestJoinLocalEditAfterRewrite: a local edit made right after join wrote
+// a remote change to the local copy is not taken for join's own rewrite:
+// it goes up.
+func TestJoinLocalEditAfterRewrite(t *testing.T) {
+	tc := newCluster(t)
+	conf := filepath.Join(t.TempDir(), "db.json")
+	writeJSON(t, conf, farm.Conf{"a": "0"})
+	f := &hookFormat{}
+	f.Format, _ = farm.ParseFormat("json")
+	cfg := joinConfig(tc, conf, "h")
+	cfg.Format = f
+	start(t, func(ctx context.Context) error { return farm.Join(ctx, cfg) })
+	waitZnode(t, tc, "/services/db/h", farm.Conf{"a": "0"})
+	edit := func() { writeJSON(t, conf, farm.Conf{"a": "0", "r": "1", "u": "user"}) }
+	f.afterWrite.Store(&edit)
+	if _, err := farm.SetField(context.Background(), tc.cl, "/services/db/h", "r", "1"); err != nil {
+		t.Fatal(err)
+	}
+	want := farm.Conf{"a": "0", "r": "1", "u": "user"}
+	waitZnode(t, tc, "/services/db/h", want)
+	waitFile(t, conf, want)
+}
+
+// TestJoinDirRewordingNoEcho: a remote value a DJB directory words
+// differently (a number, a list, a string with spaces around it, null)
+// is written to the directory and not sent back up reworded.
+func TestJoinDirRewordingNoEcho(t *testing.T) {
+	f, err := farm.ParseFormat("dir")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newCluster(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "enabled"), []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := joinConfig(tc, dir, "h")
+	cfg.Format = f
+	start(t, func(ctx context.Context) error { return farm.Join(ctx, cfg) })
+	const host = "/services/db/h"
+	st := waitZnode(t, tc, host, farm.Conf{"enabled": "0"})
+	data := []byte(`{"enabled":"0","n":12,"l":[1,"a"],"s":"  x  ","z":null,"d":{"t":true}}`)
+	set, err := tc.cl.Set(ctx, &paddockv1.SetRequest{Path: host, Data: data, Version: proto.Int32(st.GetVersion())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodetest.Eventually(t, nodetest.WaitTimeout, func() error {
+		got, err := f.Read(dir)
+		if err != nil {
+			return err
+		}
+		want := farm.Conf{"enabled": "0", "n": "12", "l": `[1,"a"]`, "s": "x", "z": "", "d": farm.Conf{"t": "true"}}
+		if !got.Equal(want) {
+			return fmt.Errorf("%s = %s, want %s", dir, got.Encode(), want.Encode())
+		}
+		return nil
+	})
+	steady(t, 1500*time.Millisecond, func() error {
+		_, st, err := tc.get(host)
+		if err != nil {
+			return err
+		}
+		if st.GetVersion() != set.GetStat().GetVersion() {
+			return fmt.Errorf("%s version %d, want %d: join wrote the directory's wording back", host, st.GetVersion(), set.GetStat().GetVersion())
+		}
+		return nil
+	})
 }

@@ -102,7 +102,7 @@ func (s *farmServer) PollFarm(ctx context.Context, req *paddockv1.PollFarmReques
 }
 
 func (s *farmServer) SetField(ctx context.Context, req *paddockv1.SetFieldRequest) (*paddockv1.SetFieldResponse, error) {
-	if req.GetValue() == nil {
+	if req.GetValue() == nil || req.GetValue().Value == nil {
 		return nil, toStatus(fmt.Errorf("%w: value is required (an HTTP body {\"value\": \"...\"})", fsm.ErrBadArgument))
 	}
 	st, err := farm.SetField(node.WithRequestID(ctx, nil), s.tree, req.GetHost(), req.GetField(), req.GetValue().GetValue())

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock/paddock/node"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
@@ -218,7 +219,7 @@ func TestFarmPoll(t *testing.T) {
 		resp, err := f.farm.PollFarm(ctx, &paddockv1.PollFarmRequest{Farm: "/f", AfterZxid: after, TimeoutMs: 30000})
 		polled <- result{resp, err}
 	}()
-	set, err := f.farm.SetField(ctx, &paddockv1.SetFieldRequest{Host: "/f/h2", Field: "enabled", Value: &paddockv1.FieldValue{Value: "1"}})
+	set, err := f.farm.SetField(ctx, &paddockv1.SetFieldRequest{Host: "/f/h2", Field: "enabled", Value: &paddockv1.FieldValue{Value: proto.String("1")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +252,7 @@ func TestFarmSetFieldConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for i := range sets {
 				field := fmt.Sprintf("w%d.k%d", w, i)
-				if _, err := f.farm.SetField(ctx, &paddockv1.SetFieldRequest{Host: "/f/h1", Field: field, Value: &paddockv1.FieldValue{Value: fmt.Sprint(i)}}); err != nil {
+				if _, err := f.farm.SetField(ctx, &paddockv1.SetFieldRequest{Host: "/f/h1", Field: field, Value: &paddockv1.FieldValue{Value: proto.String(fmt.Sprint(i))}}); err != nil {
 					t.Errorf("SetField(%s): %v", field, err)
 					return
 				}
@@ -301,7 +302,7 @@ func TestFarmSetFieldConcurrent(t *testing.T) {
 			return r.GetStat(), err
 		}},
 		{"SetField(keep=me)", func() (*paddockv1.Stat, error) {
-			r, err := f.farm.SetField(ctx, &paddockv1.SetFieldRequest{Host: "/f/h1", Field: "keep", Value: &paddockv1.FieldValue{Value: "me"}})
+			r, err := f.farm.SetField(ctx, &paddockv1.SetFieldRequest{Host: "/f/h1", Field: "keep", Value: &paddockv1.FieldValue{Value: proto.String("me")}})
 			return r.GetStat(), err
 		}},
 	} {
@@ -315,7 +316,7 @@ func TestFarmSetFieldConcurrent(t *testing.T) {
 	}
 
 	// The farm znode itself takes fields too.
-	if _, err := f.farm.SetField(ctx, &paddockv1.SetFieldRequest{Host: "/f", Field: "running_filter", Value: &paddockv1.FieldValue{Value: "keep=me"}}); err != nil {
+	if _, err := f.farm.SetField(ctx, &paddockv1.SetFieldRequest{Host: "/f", Field: "running_filter", Value: &paddockv1.FieldValue{Value: proto.String("keep=me")}}); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := f.farm.GetFarm(ctx, &paddockv1.GetFarmRequest{Farm: "/f"})
@@ -331,7 +332,7 @@ func TestFarmBadInputs(t *testing.T) {
 	f := newFarmFixture(t)
 	ctx := context.Background()
 	f.sampleFarm(t)
-	value := &paddockv1.FieldValue{Value: "1"}
+	value := &paddockv1.FieldValue{Value: proto.String("1")}
 	for _, tc := range []struct {
 		name string
 		call func() error
@@ -515,6 +516,10 @@ func TestFarmHTTPRoutes(t *testing.T) {
 		{"PUT", "/v1/farm-fields/f/nohost?field=a", `{"value":"1"}`, 404, "node does not exist: /f/nohost"},
 		{"PUT", "/v1/farm-fields/f/bad?field=a", `{"value":"1"}`, 400, "bad configuration: /f/bad"},
 		{"PUT", "/v1/farm-fields/f/h1?field=a..b", `{"value":"1"}`, 400, `bad field: "a..b"`},
+		// A body without its value is refused, not taken for "".
+		{"PUT", "/v1/farm-fields/f/h1?field=role", `{}`, 400, "bad argument: value is required"},
+		{"PUT", "/v1/farm-fields/f/h1?field=role", `{"value":null}`, 400, "bad argument: value is required"},
+		{"PUT", "/v1/farm-fields/f/h1?field=empty", `{"value":""}`, 200, "stat.version"},
 		{"DELETE", "/v1/farm-fields/f/h1?field=mysql.port", "", 200, "stat.version"},
 		{"GET", "/v1/farm-check/f?max=10%25", "", 200, "status"},
 		{"GET", "/v1/farm-check/f?max=ten", "", 400, `bad threshold: "ten"`},
@@ -533,7 +538,7 @@ func TestFarmHTTPRoutes(t *testing.T) {
 	}
 
 	data, _ := f.get(t, "/f/h1")
-	if want := `{"enabled":"1","mysql":{"slave":"1"},"role":"db"}`; data != want {
+	if want := `{"empty":"","enabled":"1","mysql":{"slave":"1"},"role":"db"}`; data != want {
 		t.Errorf("/f/h1 after PUT and DELETE = %s, want %s", data, want)
 	}
 	code, got = doJSON(t, "GET", base+"/v1/farm-check/f", "")
@@ -579,7 +584,7 @@ func TestFarmOnFollowers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := a.SetField(ctx, &paddockv1.SetFieldRequest{Host: "/f/h1", Field: "role", Value: &paddockv1.FieldValue{Value: "db"}})
+	set, err := a.SetField(ctx, &paddockv1.SetFieldRequest{Host: "/f/h1", Field: "role", Value: &paddockv1.FieldValue{Value: proto.String("db")}})
 	if err != nil {
 		t.Fatal(err)
 	}

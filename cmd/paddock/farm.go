@@ -22,6 +22,7 @@ import (
 
 	"github.com/paddock/paddock/client"
 	"github.com/paddock/paddock/farm"
+	"github.com/paddock/paddock/fsm"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
@@ -61,6 +62,18 @@ func farmArgs(minN, maxN int) cobra.PositionalArgs {
 	}
 }
 
+// checkZnodePath refuses a path no znode can have (not UTF-8, a control
+// character, a . or .. segment), in the words of the tree's own check:
+// join and export would otherwise retry it until killed.
+func checkZnodePath(p string) error {
+	err := fsm.ValidatePath(p, false)
+	var fe *fsm.Error
+	if errors.As(err, &fe) && fe.Detail != "" {
+		return errors.New(fe.Detail)
+	}
+	return err
+}
+
 // znodeArg is args[0] without a trailing slash (zkfarmer strips it too).
 func znodeArg(args []string) string { return path.Clean(args[0]) }
 
@@ -91,14 +104,18 @@ func stoppedBySignal(held context.Context, err error) bool {
 }
 
 // changedCommand is --changed-cmd as a callback: cmdline run by `sh -c`,
-// its output on stderr; a failure is logged, never fatal.
-func changedCommand(cmdline string, stderr io.Writer, log *slog.Logger) func() {
+// its output on stderr; a failure is logged, never fatal. When ctx ends
+// (SIGINT, SIGTERM) a command still running is killed, and its output no
+// longer waited for after changedWaitDelay (a child it left behind may hold
+// it), so that join and export stop rather than wait on it.
+func changedCommand(ctx context.Context, cmdline string, stderr io.Writer, log *slog.Logger) func() {
 	if cmdline == "" {
 		return nil
 	}
 	return func() {
-		c := exec.Command("sh", "-c", cmdline)
+		c := exec.CommandContext(ctx, "sh", "-c", cmdline)
 		c.Stdout, c.Stderr = stderr, stderr
+		c.WaitDelay = changedWaitDelay
 		start := time.Now()
 		if err := c.Run(); err != nil {
 			log.Warn("changed command failed", "cmd", cmdline, "err", err)
@@ -107,6 +124,9 @@ func changedCommand(cmdline string, stderr io.Writer, log *slog.Logger) func() {
 		log.Info("changed command ran", "cmd", cmdline, "took", time.Since(start).Round(time.Millisecond))
 	}
 }
+
+// changedWaitDelay bounds the wait for a killed changed command's output.
+const changedWaitDelay = time.Second
 
 // heldSessions opens the sessions Join asks for and closes those still
 // open when the command stops.
@@ -186,6 +206,14 @@ func (f *joinFlags) config(cmd *cobra.Command, args []string, oneWay bool) (farm
 	if !f.common && (cfg.Name == "" || strings.Contains(cfg.Name, "/") || cfg.Name == farm.CommonName) {
 		return cfg, fmt.Errorf("bad --name %q: want a znode name, not %q and without /", cfg.Name, farm.CommonName)
 	}
+	if err := checkZnodePath(cfg.Farm); err != nil {
+		return cfg, fmt.Errorf("bad path %q: %w", args[0], err)
+	}
+	if !f.common {
+		if err := checkZnodePath(strings.TrimSuffix(cfg.Farm, "/") + "/" + cfg.Name); err != nil {
+			return cfg, fmt.Errorf("bad --name %q: %w", cfg.Name, err)
+		}
+	}
 	cfg.Hostname = f.hostname
 	// FARM/common is no host's: it gets a hostname only when asked.
 	if !f.common && !cmd.Flags().Changed("hostname") {
@@ -252,7 +280,7 @@ are not written to CONF.`
 		defer stop()
 		sessions := &heldSessions{c: c, timeout: f.sessionTimeout, log: log}
 		cfg.Tree, cfg.NewSession, cfg.Log = c, sessions.open, log
-		cfg.OnChanged = changedCommand(f.changedCmd, cmd.ErrOrStderr(), log)
+		cfg.OnChanged = changedCommand(held, f.changedCmd, cmd.ErrOrStderr(), log)
 		err = farm.Join(held, cfg)
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(held), o.timeout)
 		defer cancel()
@@ -297,6 +325,9 @@ type exportFlags struct {
 // the cluster parts.
 func (f *exportFlags) config(args []string) (farm.ExportConfig, error) {
 	cfg := farm.ExportConfig{Farm: znodeArg(args), Dest: args[1], Once: f.once}
+	if err := checkZnodePath(cfg.Farm); err != nil {
+		return cfg, fmt.Errorf("bad path %q: %w", args[0], err)
+	}
 	var err error
 	if cfg.Format, err = farm.FormatFor(cfg.Dest, f.format); err != nil {
 		return cfg, err
@@ -349,7 +380,7 @@ last farm read.`,
 		held, stop := signalContext(cmd)
 		defer stop()
 		cfg.Tree, cfg.Log = c, log
-		cfg.OnChanged = changedCommand(f.changedCmd, cmd.ErrOrStderr(), log)
+		cfg.OnChanged = changedCommand(held, f.changedCmd, cmd.ErrOrStderr(), log)
 		err = farm.Export(held, cfg)
 		if stoppedBySignal(held, err) {
 			return nil

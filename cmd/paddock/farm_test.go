@@ -250,6 +250,9 @@ func TestFarmCheck(t *testing.T) {
 		{nil, []string{"/services/db", "--max-failed-node", "1", "--warn-failed-node", "1"}, 2, "CRITICAL: 3/4 nodes running, 1 nodes failing, max allowed 1\n"},
 		{nil, []string{"/services/db", "-c", "lots"}, 3, "UNKNOWN: Invalid `max_failed_node' argument format: lots\n"},
 		{nil, []string{"/services/nosize"}, 3, "UNKNOWN: No `size' property found for `/services/nosize' farm\n"},
+		// A bad threshold is the user's mistake, whatever the farm holds.
+		{nil, []string{"/services/nosize", "-c", "lots"}, 3, "UNKNOWN: Invalid `max_failed_node' argument format: lots\n"},
+		{nil, []string{"/services/nosize", "-w", "x%"}, 3, "UNKNOWN: Invalid `warn_failed_node' argument format: x%\n"},
 		{[]string{"/services/db", "running_filter", "enabled=1"}, []string{"/services/db", "-c", "3", "-w", "2"}, 1, "WARNING: 2/4 nodes running, 2 nodes failing, max allowed 3\n"},
 	} {
 		if tt.setup != nil {
@@ -336,6 +339,14 @@ func TestFarmJoinExportFlags(t *testing.T) {
 		{[]string{"join", "/f", conf, "--name", "a/b"}, `paddock: bad --name "a/b"`},
 		{[]string{"join", "/f", conf, "--name", "common"}, `paddock: bad --name "common"`},
 		{[]string{"join", "/f", conf, "--name", ""}, `paddock: bad --name ""`},
+		// Names and paths no znode can have fail at once, rather than
+		// being retried forever.
+		{[]string{"join", "/f", conf, "--name", ".."}, `paddock: bad --name "..": "/f/.." has a relative segment ".."`},
+		{[]string{"join", "/f", conf, "--name", "."}, `paddock: bad --name "."`},
+		{[]string{"import", "/f", conf, "--name", "h\xff"}, `paddock: bad --name "h\xff": "/f/h\xff" is not valid UTF-8`},
+		{[]string{"join", "/f\x01", conf, "--name", "h"}, `paddock: bad path "/f\x01": "/f\x01" contains character U+0001`},
+		{[]string{"join", "/f\x01", conf, "-c"}, `paddock: bad path "/f\x01"`},
+		{[]string{"export", "/f\xff", conf}, `paddock: bad path "/f\xff": "/f\xff" is not valid UTF-8`},
 		{[]string{"export", "/f", conf, "--wait", "10s:2s"}, `paddock: bad --wait "10s:2s": want 0 <= MIN <= MAX`},
 		{[]string{"export", "/f", conf, "--wait", "soon"}, `paddock: bad --wait "soon"`},
 		{[]string{"export", "/f", conf, "-F", "enabled=1,,x"}, "paddock: farm: bad filter"},
@@ -498,7 +509,7 @@ func TestFarmNotZooKeeper(t *testing.T) {
 func TestFarmChangedCommand(t *testing.T) {
 	var stderr, logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	changedCommand("echo out; echo err >&2; exit 3", &stderr, log)()
+	changedCommand(context.Background(), "echo out; echo err >&2; exit 3", &stderr, log)()
 	if got := stderr.String(); got != "out\nerr\n" {
 		t.Errorf("changed command's output = %q, want %q", got, "out\nerr\n")
 	}
@@ -506,12 +517,29 @@ func TestFarmChangedCommand(t *testing.T) {
 		t.Errorf("log = %q, want the failure with exit status 3", logs.String())
 	}
 	logs.Reset()
-	changedCommand("true", &stderr, log)()
+	changedCommand(context.Background(), "true", &stderr, log)()
 	if !strings.Contains(logs.String(), "changed command ran") {
 		t.Errorf("log = %q, want the command's run", logs.String())
 	}
-	if changedCommand("", &stderr, log) != nil {
+	if changedCommand(context.Background(), "", &stderr, log) != nil {
 		t.Error("changedCommand(\"\") is not nil")
+	}
+}
+
+// TestFarmChangedCommandStopped: a changed command still running when the
+// command stops (SIGTERM ends ctx) is killed, its output pipe released,
+// so join and export exit instead of waiting for it.
+func TestFarmChangedCommandStopped(t *testing.T) {
+	var stderr bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	run := changedCommand(ctx, "sleep 60; true", &stderr, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	done := make(chan struct{})
+	go func() { run(); close(done) }()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the changed command still held the caller 10s after its context ended")
 	}
 }
 

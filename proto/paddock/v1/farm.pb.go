@@ -485,7 +485,9 @@ func (x *PollFarmResponse) GetFarm() *Farm {
 type FieldValue struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// value is stored as a JSON string, as ZkFarmer stores every value.
-	Value         string `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	// It is required: an HTTP body without it ({}) is refused rather than
+	// taken for "".
+	Value         *string `protobuf:"bytes,1,opt,name=value,proto3,oneof" json:"value,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -521,8 +523,8 @@ func (*FieldValue) Descriptor() ([]byte, []int) {
 }
 
 func (x *FieldValue) GetValue() string {
-	if x != nil {
-		return x.Value
+	if x != nil && x.Value != nil {
+		return *x.Value
 	}
 	return ""
 }
@@ -970,10 +972,11 @@ const file_paddock_v1_farm_proto_rawDesc = "" +
 	"\x10PollFarmResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.paddock.v1.ResponseHeaderR\x06header\x12\x18\n" +
 	"\achanged\x18\x02 \x01(\bR\achanged\x12$\n" +
-	"\x04farm\x18\x03 \x01(\v2\x10.paddock.v1.FarmR\x04farm\"\"\n" +
+	"\x04farm\x18\x03 \x01(\v2\x10.paddock.v1.FarmR\x04farm\"1\n" +
 	"\n" +
-	"FieldValue\x12\x14\n" +
-	"\x05value\x18\x01 \x01(\tR\x05value\"i\n" +
+	"FieldValue\x12\x19\n" +
+	"\x05value\x18\x01 \x01(\tH\x00R\x05value\x88\x01\x01B\b\n" +
+	"\x06_value\"i\n" +
 	"\x0fSetFieldRequest\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12,\n" +
@@ -1089,6 +1092,7 @@ func file_paddock_v1_farm_proto_init() {
 	}
 	file_paddock_v1_common_proto_init()
 	file_paddock_v1_tree_proto_init()
+	file_paddock_v1_farm_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
