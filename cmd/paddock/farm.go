@@ -125,6 +125,35 @@ func changedCommand(ctx context.Context, cmdline string, stderr io.Writer, log *
 	}
 }
 
+// inBackground runs fn on a goroutine of its own until ctx ends, once
+// after each call of the func it returns, coalesced: calls made while fn
+// runs make it run once more afterwards, never more. join uses it so a
+// slow --changed-cmd never holds up the sync of the host's configuration
+// (export runs its command in line, as consul-template does: its next
+// write waits for the command). nil stays nil.
+func inBackground(ctx context.Context, fn func()) func() {
+	if fn == nil {
+		return nil
+	}
+	kick := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-kick:
+				fn()
+			}
+		}
+	}()
+	return func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // changedWaitDelay bounds the wait for a killed changed command's output.
 const changedWaitDelay = time.Second
 
@@ -280,7 +309,8 @@ are not written to CONF.`
 		defer stop()
 		sessions := &heldSessions{c: c, timeout: f.sessionTimeout, log: log}
 		cfg.Tree, cfg.NewSession, cfg.Log = c, sessions.open, log
-		cfg.OnChanged = changedCommand(held, f.changedCmd, cmd.ErrOrStderr(), log)
+		// In the background: a slow command must not hold up the sync.
+		cfg.OnChanged = inBackground(held, changedCommand(held, f.changedCmd, cmd.ErrOrStderr(), log))
 		err = farm.Join(held, cfg)
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(held), o.timeout)
 		defer cancel()
