@@ -615,7 +615,17 @@ compare-and-set with retry: a concurrent set of another field is never
 lost. A joined host writes the change to its local configuration.`,
 		Args: farmArgs(3, 3),
 	}
-	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
+	cmd.RunE = o.fieldChange(func(ctx context.Context, c farm.Tree, args []string) error {
+		_, err := farm.SetField(ctx, c, znodeArg(args), args[1], args[2])
+		return err
+	})
+	return cmd
+}
+
+// fieldChange is the body of set and unset: check the field (args[1])
+// before dialling, then run change as a one-shot command.
+func (o *farmOptions) fieldChange(change func(ctx context.Context, c farm.Tree, args []string) error) func(*cobra.Command, []string) error {
+	return runE(func(cmd *cobra.Command, args []string) error {
 		if err := o.textOnly(cmd); err != nil {
 			return err
 		}
@@ -628,11 +638,9 @@ lost. A joined host writes the change to its local configuration.`,
 		}
 		defer c.Close()
 		return o.explain(o.oneShot(cmd, func(ctx context.Context) error {
-			_, err := farm.SetField(ctx, c, znodeArg(args), args[1], args[2])
-			return err
+			return change(ctx, c, args)
 		}))
 	})
-	return cmd
 }
 
 func newFarmUnsetCmd(o *farmOptions) *cobra.Command {
@@ -641,22 +649,9 @@ func newFarmUnsetCmd(o *farmOptions) *cobra.Command {
 		Short: "Remove a field (dotted paths work) of a host (or farm)",
 		Args:  farmArgs(2, 2),
 	}
-	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
-		if err := o.textOnly(cmd); err != nil {
-			return err
-		}
-		if err := (farm.Conf{}).SetField(args[1], ""); err != nil {
-			return err
-		}
-		c, err := o.dial(cmd)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		return o.explain(o.oneShot(cmd, func(ctx context.Context) error {
-			_, err := farm.UnsetField(ctx, c, znodeArg(args), args[1])
-			return err
-		}))
+	cmd.RunE = o.fieldChange(func(ctx context.Context, c farm.Tree, args []string) error {
+		_, err := farm.UnsetField(ctx, c, znodeArg(args), args[1])
+		return err
 	})
 	return cmd
 }
