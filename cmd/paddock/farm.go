@@ -125,6 +125,35 @@ func changedCommand(ctx context.Context, cmdline string, stderr io.Writer, log *
 	}
 }
 
+// inBackground runs fn on a goroutine of its own until ctx ends, once
+// after each call of the func it returns, coalesced: calls made while fn
+// runs make it run once more afterwards, never more. join uses it so a
+// slow --changed-cmd never holds up the sync of the host's configuration
+// (export runs its command in line, as consul-template does: its next
+// write waits for the command). nil stays nil.
+func inBackground(ctx context.Context, fn func()) func() {
+	if fn == nil {
+		return nil
+	}
+	kick := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-kick:
+				fn()
+			}
+		}
+	}()
+	return func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // changedWaitDelay bounds the wait for a killed changed command's output.
 const changedWaitDelay = time.Second
 
@@ -280,7 +309,8 @@ are not written to CONF.`
 		defer stop()
 		sessions := &heldSessions{c: c, timeout: f.sessionTimeout, log: log}
 		cfg.Tree, cfg.NewSession, cfg.Log = c, sessions.open, log
-		cfg.OnChanged = changedCommand(held, f.changedCmd, cmd.ErrOrStderr(), log)
+		// In the background: a slow command must not hold up the sync.
+		cfg.OnChanged = inBackground(held, changedCommand(held, f.changedCmd, cmd.ErrOrStderr(), log))
 		err = farm.Join(held, cfg)
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(held), o.timeout)
 		defer cancel()
@@ -585,7 +615,17 @@ compare-and-set with retry: a concurrent set of another field is never
 lost. A joined host writes the change to its local configuration.`,
 		Args: farmArgs(3, 3),
 	}
-	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
+	cmd.RunE = o.fieldChange(func(ctx context.Context, c farm.Tree, args []string) error {
+		_, err := farm.SetField(ctx, c, znodeArg(args), args[1], args[2])
+		return err
+	})
+	return cmd
+}
+
+// fieldChange is the body of set and unset: check the field (args[1])
+// before dialling, then run change as a one-shot command.
+func (o *farmOptions) fieldChange(change func(ctx context.Context, c farm.Tree, args []string) error) func(*cobra.Command, []string) error {
+	return runE(func(cmd *cobra.Command, args []string) error {
 		if err := o.textOnly(cmd); err != nil {
 			return err
 		}
@@ -598,11 +638,9 @@ lost. A joined host writes the change to its local configuration.`,
 		}
 		defer c.Close()
 		return o.explain(o.oneShot(cmd, func(ctx context.Context) error {
-			_, err := farm.SetField(ctx, c, znodeArg(args), args[1], args[2])
-			return err
+			return change(ctx, c, args)
 		}))
 	})
-	return cmd
 }
 
 func newFarmUnsetCmd(o *farmOptions) *cobra.Command {
@@ -611,22 +649,9 @@ func newFarmUnsetCmd(o *farmOptions) *cobra.Command {
 		Short: "Remove a field (dotted paths work) of a host (or farm)",
 		Args:  farmArgs(2, 2),
 	}
-	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
-		if err := o.textOnly(cmd); err != nil {
-			return err
-		}
-		if err := (farm.Conf{}).SetField(args[1], ""); err != nil {
-			return err
-		}
-		c, err := o.dial(cmd)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		return o.explain(o.oneShot(cmd, func(ctx context.Context) error {
-			_, err := farm.UnsetField(ctx, c, znodeArg(args), args[1])
-			return err
-		}))
+	cmd.RunE = o.fieldChange(func(ctx context.Context, c farm.Tree, args []string) error {
+		_, err := farm.UnsetField(ctx, c, znodeArg(args), args[1])
+		return err
 	})
 	return cmd
 }

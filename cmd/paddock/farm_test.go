@@ -741,3 +741,35 @@ func zkServes(addr string) bool {
 	b, _ := io.ReadAll(c)
 	return bytes.Contains(b, []byte("Zookeeper version"))
 }
+
+// join's changed command runs in the background: the caller never waits
+// for it, and calls made while it runs coalesce into one more run.
+func TestFarmChangedInBackground(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	release := make(chan struct{})
+	runs := make(chan struct{}, 10)
+	run := inBackground(ctx, func() {
+		runs <- struct{}{}
+		<-release
+	})
+	run()
+	<-runs // the first run is under way, held
+	for range 5 {
+		run() // must not block
+	}
+	close(release)
+	select {
+	case <-runs: // the coalesced second run
+	case <-time.After(10 * time.Second):
+		t.Fatal("no second run after calls made during the first")
+	}
+	select {
+	case <-runs:
+		t.Fatal("a third run: calls made during one run must coalesce into one")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if inBackground(ctx, nil) != nil {
+		t.Error("inBackground(nil) is not nil")
+	}
+}
