@@ -390,7 +390,7 @@ func (j *joiner) register(ctx context.Context) error {
 		}
 		j.own[s.ID()] = true
 	}
-	c, err := Register(ctx, j.cfg.Tree, j.cfg.Farm, path.Base(j.path), local, j.sess.ID(), func(owner uint64) bool { return j.own[owner] })
+	c, err := Register(ctx, j.cfg.Tree, j.cfg.Farm, j.cfg.Name, local, j.sess.ID(), func(owner uint64) bool { return j.own[owner] })
 	var held *NameHeldError
 	if errors.As(err, &held) && held.Owner != j.heldBy {
 		j.log.Error("farm: join: the name is taken by another session (another process or host uses it); waiting for it to go",
