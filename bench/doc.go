@@ -57,4 +57,32 @@
 // since the last row, the pool is closed and reopened around the new one,
 // so a row never runs with a stale placement; each row records its leader
 // (Row.Leader) and the table's footnote names it.
+//
+// # Farms
+//
+// RunFarm (paddock bench farm) measures a farm, Paddock's alone: etcd and
+// ZooKeeper have none to compare, and its figures are not rows of
+// operations, so it is not one of Workloads. On a cluster this package
+// started (it needs the paddock binary for its children) it:
+//
+//   - serialises DEST for the whole farm in-process, through the
+//     exporter's own Format.Write (json), and takes this process's CPU
+//     per write (getrusage) before anything else runs in it;
+//   - registers Hosts joiners through Join's own registration step
+//     (farm.Register, farm.RaiseSizeToHosts), each with its own session
+//     on one shared client, Concurrency at a time, timing each from its
+//     session's opening to its size raised: Join itself would also run a
+//     local file watch per joiner, and 1,000 inotify instances pass
+//     Linux's default limit of 128;
+//   - starts Joins real `paddock farm join` processes one after the
+//     other, each timed from its start to the creation event of its
+//     znode, received by a long poll of the farm issued before the start;
+//   - starts a real `paddock farm export FARM DEST.json` whose first
+//     endpoint is a follower, and makes Changes changes one at a time
+//     through farm.SetField on a client of the other follower: each is
+//     timed from SetField's start (and from its return) to the fsnotify
+//     event on DEST after which DEST holds the change's value (the value
+//     is unique and of fixed width). The exporter's utime + stime from
+//     /proc over the changes, divided by Changes, is its CPU per change;
+//     its farm.ExportStats, logged when it stops, show what it read.
 package bench

@@ -136,3 +136,53 @@ func TestBenchSmoke(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchFarmSmoke runs `paddock bench farm` on a tiny farm, so that
+// it keeps compiling and working, and checks that every figure was
+// measured and that the exporter read one host per change. It never
+// checks speed.
+func TestBenchFarmSmoke(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, paddockBin, "bench", "farm",
+		"--hosts", "20", "--changes", "5", "--writes", "5", "--data-dir", dir)
+	cmd.Env = child.Env()
+	cmd.SysProcAttr = sysProcAttr()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("paddock bench farm: %v (ctx %v)\nstdout:\n%s\nstderr:\n%s", err, ctx.Err(), stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	figures := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if cells := strings.Split(l, "|"); len(cells) == 4 {
+			figures[strings.TrimSpace(cells[1])] = strings.TrimSpace(cells[2])
+		}
+	}
+	duration := `[0-9.]+ (ms|s)`
+	for _, want := range []struct{ name, re string }{
+		{"hosts", `^20$`},
+		{"register 20 joiners, 50 at a time: total", "^" + duration + "$"},
+		{"register, per joiner: p50 / p99", "^" + duration + " / " + duration + "$"},
+		{"registrations whose size raise lost (Join retries it later)", `^[0-9]+$`},
+		{"real `farm join`, start to znode visible", "^" + duration + ", " + duration + ", " + duration + "$"},
+		{"`farm set` start to DEST written (5 changes): p50 / p99", "^" + duration + " / " + duration + "$"},
+		{"`farm set` acknowledged to DEST written: p50 / p99", "^" + duration + " / " + duration + "$"},
+		{"exporter CPU per change", "^" + duration + "$"},
+		{"serialising DEST (json, 20 hosts), CPU per write", "^" + duration + "$"},
+		// One full read and one write at start, then one host read and
+		// one write per change.
+		{"exporter full reads / host reads / writes", `^1 / 5 / 6$`},
+	} {
+		got, ok := figures[want.name]
+		if !ok || !regexp.MustCompile(want.re).MatchString(got) {
+			t.Errorf("figure %q = %q, want %s:\n%s", want.name, got, want.re, out)
+		}
+	}
+	if !strings.Contains(out, "fdatasync/s") {
+		t.Errorf("output has no fdatasync rate:\n%s", out)
+	}
+}

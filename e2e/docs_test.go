@@ -19,8 +19,8 @@ import (
 	"github.com/paddock/paddock/e2e/child"
 )
 
-// The documentation's examples are tests. A fenced ```sh (or ```bash)
-// block right after a line
+// The documentation's examples are tests. A fenced ```sh (or ```bash,
+// or ```php) block right after a line
 //
 //	<!-- test: NAME -->
 //
@@ -28,7 +28,9 @@ import (
 // with the same NAME are one example: they run in document order, in one
 // bash (`bash -euo pipefail`), against one fresh `paddock dev` cluster,
 // in a directory where ./paddock is the binary under test. Each NAME gets
-// its own cluster. Any failing line fails the test with the output.
+// its own cluster. Any failing line fails the test with the output. A
+// ```php block runs with php-cli at its place in that bash; without php
+// on PATH its example is skipped, or fails when PADDOCK_PHP_REQUIRE=1.
 //
 // The examples use paddock dev's fixed ports (n1: gRPC 127.0.0.1:2281,
 // HTTP 127.0.0.1:2282), as a reader's shell would. So that they can run
@@ -63,7 +65,16 @@ type docExample struct {
 	file, name string
 	lines      []int // first line of each block in file
 	code       strings.Builder
+	php        bool // a block is PHP
 }
+
+// phpPrologue runs before a PHP block: any warning or notice becomes an
+// exception, so it fails the example instead of scrolling by.
+const phpPrologue = `<?php
+set_error_handler(function (int $no, string $msg, string $file, int $line): bool {
+    throw new ErrorException($msg, 0, $no, $file, $line);
+});
+`
 
 // docFiles is README.md and docs/*.md, relative to the repository root.
 func docFiles(t *testing.T, root string) []string {
@@ -94,8 +105,9 @@ func markedExamples(root, file string) ([]*docExample, error) {
 		if m == nil {
 			continue
 		}
-		if i+1 >= len(lines) || !isShellFence(lines[i+1]) {
-			return nil, fmt.Errorf("%s:%d: marker %q is not followed by a ```sh block", file, i+1, m[1])
+		php := i+1 < len(lines) && strings.TrimSpace(lines[i+1]) == "```php"
+		if i+1 >= len(lines) || (!isShellFence(lines[i+1]) && !php) {
+			return nil, fmt.Errorf("%s:%d: marker %q is not followed by a ```sh or ```php block", file, i+1, m[1])
 		}
 		ex := byName[m[1]]
 		if ex == nil {
@@ -104,9 +116,18 @@ func markedExamples(root, file string) ([]*docExample, error) {
 			out = append(out, ex)
 		}
 		ex.lines = append(ex.lines, i+2)
+		if php {
+			// Run by php-cli in the example's bash, in order with its
+			// sh blocks; a warning or notice fails it (phpPrologue).
+			ex.php = true
+			ex.code.WriteString("php -d auto_prepend_file=\"$PHP_PROLOGUE\" <<'PADDOCK_PHP_EOF'\n")
+		}
 		j := i + 2
 		for ; j < len(lines) && strings.TrimSpace(lines[j]) != "```"; j++ {
 			ex.code.WriteString(lines[j] + "\n")
+		}
+		if php {
+			ex.code.WriteString("PADDOCK_PHP_EOF\n")
 		}
 		if j == len(lines) {
 			return nil, fmt.Errorf("%s:%d: block %q is not closed", file, i+2, m[1])
@@ -317,11 +338,20 @@ func runExample(t *testing.T, ex *docExample, isolate []string) {
 	if err := os.Mkdir(bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	if ex.php {
+		if _, err := exec.LookPath("php"); err != nil {
+			if os.Getenv("PADDOCK_PHP_REQUIRE") == "1" {
+				t.Fatal("php not found on PATH and PADDOCK_PHP_REQUIRE=1: install php-cli (apt-get install -y php-cli)")
+			}
+			t.Skip("php not found on PATH: install php-cli (apt-get install -y php-cli) to run this example")
+		}
+	}
 	wrapper := "#!/bin/sh\nexec " + shellQuote(curlBin) + " --fail-with-body \"$@\"\n"
 	for name, content := range map[string]string{
-		"runner.sh":  exampleRunner,
-		"example.sh": ex.code.String(),
-		"bin/curl":   wrapper,
+		"runner.sh":    exampleRunner,
+		"example.sh":   ex.code.String(),
+		"bin/curl":     wrapper,
+		"prologue.php": phpPrologue,
 	} {
 		if err := os.WriteFile(filepath.Join(work, name), []byte(content), 0o755); err != nil {
 			t.Fatal(err)
@@ -352,7 +382,7 @@ func runExample(t *testing.T, ex *docExample, isolate []string) {
 	cmd.Dir = work
 	cmd.Env = append(child.Env(),
 		"PATH="+bin+string(os.PathListSeparator)+filepath.Dir(grpcurlBin)+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"REAL_CURL="+curlBin, "ISOLATED="+isolated)
+		"REAL_CURL="+curlBin, "ISOLATED="+isolated, "PHP_PROLOGUE="+filepath.Join(work, "prologue.php"))
 	// Its own process group, killed whole on timeout; SIGKILLed if the
 	// test binary dies (in a namespace, unshare's --kill-child then ends
 	// everything in it).

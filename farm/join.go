@@ -73,9 +73,6 @@ var errRemoteMoved = errors.New("farm: join: the znode changed meanwhile")
 // rather than write over that change.
 var errLocalMoved = errors.New("farm: join: the local configuration changed meanwhile")
 
-// errNameHeld: another session owns the name (logged once per owner).
-var errNameHeld = errors.New("farm: join: the name is held by another session")
-
 // Join registers the host in the farm and keeps its znode and its local
 // configuration in sync, both ways, until ctx ends.
 //
@@ -203,7 +200,8 @@ func (j *joiner) run(ctx context.Context) error {
 				continue
 			case err != nil:
 				level := slog.LevelWarn
-				if errors.Is(err, errNameHeld) {
+				var held *NameHeldError
+				if errors.As(err, &held) {
 					level = slog.LevelDebug // logged as an error once per owner
 				}
 				j.log.Log(ctx, level, "farm: join: sync failed; retrying", "znode", j.path, "err", err, "in", backoff(attempt))
@@ -470,9 +468,6 @@ func (j *joiner) register(ctx context.Context) error {
 	if j.cfg.Common {
 		return j.registerCommon(ctx, local)
 	}
-	if err := EnsurePath(ctx, j.cfg.Tree, j.cfg.Farm); err != nil {
-		return err
-	}
 	if j.sess == nil || isDone(j.sess) {
 		j.closeSession()
 		s, err := j.cfg.NewSession(ctx)
@@ -485,46 +480,24 @@ func (j *joiner) register(ctx context.Context) error {
 		}
 		j.own[s.ID()] = true
 	}
-	for {
-		c, err := j.cfg.Tree.Create(ctx, &paddockv1.CreateRequest{
-			Path: j.path, Data: local.Encode(), Type: paddockv1.NodeType_NODE_TYPE_EPHEMERAL, SessionId: j.sess.ID(),
-		})
-		if err == nil {
-			j.registered, j.sizeDue, j.heldBy = true, true, 0
-			j.regZxid = c.GetHeader().GetZxid()
-			j.local, j.remote, j.ver, j.mzxid = local, local, c.GetStat().GetVersion(), c.GetStat().GetMzxid()
-			j.log.Info("farm: join: registered", "znode", j.path, "session", fmt.Sprintf("%#x", j.sess.ID()))
-			if err := j.raiseSize(ctx); err != nil {
-				j.log.Warn("farm: join: size not raised yet; retrying", "farm", j.cfg.Farm, "err", err)
-			}
-			return nil
-		}
-		if status.Code(err) != codes.AlreadyExists {
-			return err
-		}
-		g, err := j.cfg.Tree.Get(ctx, &paddockv1.GetRequest{Path: j.path})
-		if status.Code(err) == codes.NotFound {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		owner := g.GetStat().GetEphemeralOwner()
-		if owner == 0 || !j.own[owner] {
-			if owner != j.heldBy {
-				j.log.Error("farm: join: the name is taken by another session (another process or host uses it); waiting for it to go",
-					"znode", j.path, "session", fmt.Sprintf("%#x", owner))
-				j.heldBy = owner
-			}
-			return fmt.Errorf("%w: %s: session %#x", errNameHeld, j.path, owner)
-		}
-		// Ours, from a session that ended or an earlier registration
-		// whose answer was lost: replace it with the local copy.
-		_, err = j.cfg.Tree.Delete(ctx, &paddockv1.DeleteRequest{Path: j.path, Version: proto.Int32(g.GetStat().GetVersion())})
-		if err != nil && status.Code(err) != codes.NotFound && !isBadVersion(err) {
-			return err
-		}
+	c, err := Register(ctx, j.cfg.Tree, j.cfg.Farm, j.cfg.Name, local, j.sess.ID(), func(owner uint64) bool { return j.own[owner] })
+	var held *NameHeldError
+	if errors.As(err, &held) && held.Owner != j.heldBy {
+		j.log.Error("farm: join: the name is taken by another session (another process or host uses it); waiting for it to go",
+			"znode", j.path, "session", fmt.Sprintf("%#x", held.Owner))
+		j.heldBy = held.Owner
 	}
+	if err != nil {
+		return err
+	}
+	j.registered, j.sizeDue, j.heldBy = true, true, 0
+	j.regZxid = c.GetHeader().GetZxid()
+	j.local, j.remote, j.ver, j.mzxid = local, local, c.GetStat().GetVersion(), c.GetStat().GetMzxid()
+	j.log.Info("farm: join: registered", "znode", j.path, "session", fmt.Sprintf("%#x", j.sess.ID()))
+	if err := j.raiseSize(ctx); err != nil {
+		j.log.Warn("farm: join: size not raised yet; retrying", "farm", j.cfg.Farm, "err", err)
+	}
+	return nil
 }
 
 // registerCommon adopts FARM/common: its content wins on start (the local
@@ -573,10 +546,7 @@ func (j *joiner) registerCommon(ctx context.Context, local Conf) error {
 
 // raiseSize raises the farm's size to its number of hosts.
 func (j *joiner) raiseSize(ctx context.Context) error {
-	n, err := countHosts(ctx, j.cfg.Tree, j.cfg.Farm)
-	if err == nil {
-		err = RaiseSize(ctx, j.cfg.Tree, j.cfg.Farm, n)
-	}
+	err := RaiseSizeToHosts(ctx, j.cfg.Tree, j.cfg.Farm)
 	if errors.Is(err, ErrBadConf) {
 		// Data put there by hand: it can hold no size until it changes,
 		// and trying again each rescan would only log it again.
@@ -585,31 +555,10 @@ func (j *joiner) raiseSize(ctx context.Context) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("raise the size of %s: %w", j.cfg.Farm, err)
+		return err
 	}
 	j.sizeDue = false
 	return nil
-}
-
-// countHosts counts the farm's children but common, without their data.
-func countHosts(ctx context.Context, t Tree, farmPath string) (int, error) {
-	n := 0
-	req := &paddockv1.ListRequest{Path: farmPath}
-	for {
-		page, err := t.List(ctx, req)
-		if err != nil {
-			return 0, err
-		}
-		for _, c := range page.GetChildren() {
-			if c.GetName() != CommonName {
-				n++
-			}
-		}
-		if page.GetNextPageToken() == "" || page.GetNextPageToken() == req.PageToken {
-			return n, nil
-		}
-		req.PageToken = page.GetNextPageToken()
-	}
 }
 
 // poll follows the znode after zxid and kicks the run loop when it

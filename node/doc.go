@@ -238,6 +238,17 @@
 // (its id, term and applied index); the served-by header still names the
 // node the client called.
 //
+// # Leader contact
+//
+// Polls and watches are answered from the node's own state, so a node
+// cut off from the leader would answer "nothing changed" for as long as
+// the cut lasts. A node out of contact (it knows no leader, or has not
+// heard from it for a heartbeat timeout: raft's own rule for starting an
+// election) refuses them and ends the running ones with ErrLostLeader
+// (Unavailable), and clients resume from their last zxid elsewhere; see
+// contact.go. A monitor goroutine judges contact every 100 ms and closes
+// a channel that waiting polls and watches select on.
+//
 // # Concurrency
 //
 // raft and the fsm own their goroutines. The node adds: a leadership

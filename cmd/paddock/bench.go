@@ -101,7 +101,76 @@ Workloads: ` + strings.Join(bench.Workloads, ", ") + `.`,
 	fs.StringVar(&dataDir, "data-dir", "", "the started cluster's data and logs, and the fsync test's file (default: a temporary directory, removed on exit)")
 	fs.StringArrayVar(&agentArgs, "agent-arg", nil, "extra flag for every agent the bench starts, repeatable (e.g. --agent-arg=--pprof); each agent's HTTP address is in its log under --data-dir")
 	fs.StringArrayVar(&agentEnv, "agent-env", nil, "extra KEY=VALUE in every started agent's environment, repeatable; e.g. --agent-env=GOMAXPROCS=1 when three nodes share two cores (each Go runtime otherwise spins and wakes threads for CPUs the others are using)")
-	cmd.AddCommand(newBenchHoldCmd())
+	cmd.AddCommand(newBenchHoldCmd(), newBenchFarmCmd())
+	return cmd
+}
+
+// newBenchFarmCmd is `paddock bench farm`: the farm benchmark, apart from
+// the workloads because its figures are Paddock's alone (etcd and
+// ZooKeeper have no farms to compare) and not rows of operations.
+func newBenchFarmCmd() *cobra.Command {
+	var (
+		o        bench.FarmOptions
+		dataDir  string
+		agentEnv []string
+	)
+	cmd := &cobra.Command{
+		Use:   "farm",
+		Short: "Benchmark a farm: registration of many joiners, and an exporter following changes",
+		Long: `farm starts a three-node Paddock cluster from its own executable and
+measures a farm of --hosts hosts: their registration through the farm
+package's join path (one session and one ephemeral znode each, in this
+process), --joins real 'paddock farm join' processes (start to znode
+visible), and a real 'paddock farm export FARM DEST.json' following
+--changes changes made with farm.SetField one at a time (set to the file's
+rename seen by fsnotify), with the exporter's CPU per change and, apart,
+the CPU of serialising DEST for the whole farm. Progress goes to stderr.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			ctx := cmd.Context()
+			bin, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("paddock: bench farm: %w", err)
+			}
+			base := dataDir
+			if base == "" {
+				if base, err = os.MkdirTemp("", "paddock-bench-farm-"); err != nil {
+					return err
+				}
+				defer os.RemoveAll(base)
+			}
+			c, err := bench.NewPaddockCluster(ctx, bin, base, bench.AgentEnv(agentEnv...))
+			if err != nil {
+				return err
+			}
+			defer func() { err = errors.Join(err, c.Close()) }()
+			fsync, err := bench.FsyncRate(base, fsyncDuration)
+			if err != nil {
+				return err
+			}
+			o.Log = cmd.ErrOrStderr()
+			o.Dir = base
+			res, err := bench.RunFarm(ctx, c, o)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if err := bench.FarmMarkdown(out, res); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "\nDisk: %.0f fdatasync/s (4 KiB appends, in %s).\n", fsync, base)
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	fs.IntVar(&o.Hosts, "hosts", 1000, "hosts of the farm, registered by simulated joiners")
+	fs.IntVar(&o.Changes, "changes", 300, "changes the exporter must reflect, made one at a time")
+	fs.IntVar(&o.Concurrency, "concurrency", 50, "registrations in flight at once")
+	fs.IntVar(&o.Joins, "joins", 3, "real farm join processes timed, one after the other")
+	fs.IntVar(&o.Writes, "writes", 50, "in-process writes of DEST timed for the serialisation CPU")
+	fs.DurationVar(&o.SessionTTL, "session-ttl", 10*time.Second, "session timeout of the joiners")
+	fs.StringVar(&dataDir, "data-dir", "", "the cluster's data and logs, DEST, the exporter's and joins' logs (default: a temporary directory, removed on exit)")
+	fs.StringArrayVar(&agentEnv, "agent-env", nil, "extra KEY=VALUE in every started agent's environment, repeatable")
 	return cmd
 }
 

@@ -409,9 +409,14 @@ last farm read.`,
 		defer c.Close()
 		held, stop := signalContext(cmd)
 		defer stop()
-		cfg.Tree, cfg.Log = c, log
+		stats := &farm.ExportStats{}
+		cfg.Tree, cfg.Log, cfg.Stats = c, log, stats
 		cfg.OnChanged = changedCommand(held, f.changedCmd, cmd.ErrOrStderr(), log)
 		err = farm.Export(held, cfg)
+		// What it read and wrote, for `paddock bench farm` and anyone
+		// checking that a change costs one host's read.
+		log.Info("farm: export: stopped", "full_reads", stats.FullReads.Load(),
+			"host_reads", stats.HostReads.Load(), "writes", stats.Writes.Load())
 		if stoppedBySignal(held, err) {
 			return nil
 		}
