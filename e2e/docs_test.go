@@ -30,7 +30,8 @@ import (
 // in a directory where ./paddock is the binary under test. Each NAME gets
 // its own cluster. Any failing line fails the test with the output. A
 // ```php block runs with php-cli at its place in that bash; without php
-// on PATH its example is skipped, or fails when PADDOCK_PHP_REQUIRE=1.
+// on PATH an example with a php block or a shell line running php is
+// skipped, or fails when PADDOCK_PHP_REQUIRE=1.
 //
 // The examples use paddock dev's fixed ports (n1: gRPC 127.0.0.1:2281,
 // HTTP 127.0.0.1:2282), as a reader's shell would. So that they can run
@@ -67,6 +68,9 @@ type docExample struct {
 	code       strings.Builder
 	php        bool // a block is PHP
 }
+
+// shellRunsPHP matches a shell line that runs php-cli.
+var shellRunsPHP = regexp.MustCompile(`(^|[\s;&|(!])php\s`)
 
 // phpPrologue runs before a PHP block: any warning or notice becomes an
 // exception, so it fails the example instead of scrolling by.
@@ -125,6 +129,9 @@ func markedExamples(root, file string) ([]*docExample, error) {
 		j := i + 2
 		for ; j < len(lines) && strings.TrimSpace(lines[j]) != "```"; j++ {
 			ex.code.WriteString(lines[j] + "\n")
+			if shellRunsPHP.MatchString(lines[j]) {
+				ex.php = true
+			}
 		}
 		if php {
 			ex.code.WriteString("PADDOCK_PHP_EOF\n")
