@@ -34,6 +34,19 @@ type farmFixture struct {
 func newFarmFixture(t *testing.T) *farmFixture {
 	t.Helper()
 	n, conn := singleNode(t, nil)
+	// The node registers itself with a raft write of its own; wait for
+	// it, so that tests comparing zxids see only their own writes.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ms, err := n.Members(context.Background())
+		if err == nil && len(ms) == 1 && ms[0].GetFeatureLevel() != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node did not register itself within 10s (members %v, error %v)", ms, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	return &farmFixture{n: n, conn: conn, farm: paddockv1.NewFarmServiceClient(conn), tree: paddockv1.NewTreeServiceClient(conn)}
 }
 
