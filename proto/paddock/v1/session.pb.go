@@ -31,7 +31,9 @@ type Session struct {
 	// ephemerals are the paths of the znodes the session owns, sorted.
 	Ephemerals []string `protobuf:"bytes,3,rep,name=ephemerals,proto3" json:"ephemerals,omitempty"`
 	// ctime is when the session was opened, milliseconds since the epoch.
-	Ctime         int64 `protobuf:"varint,4,opt,name=ctime,proto3" json:"ctime,omitempty"`
+	Ctime int64 `protobuf:"varint,4,opt,name=ctime,proto3" json:"ctime,omitempty"`
+	// lock_delay_ms is the session's lock-delay (0: none).
+	LockDelayMs   int64 `protobuf:"varint,5,opt,name=lock_delay_ms,json=lockDelayMs,proto3" json:"lock_delay_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -94,11 +96,25 @@ func (x *Session) GetCtime() int64 {
 	return 0
 }
 
+func (x *Session) GetLockDelayMs() int64 {
+	if x != nil {
+		return x.LockDelayMs
+	}
+	return 0
+}
+
 // OpenSessionRequest opens a session.
 type OpenSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// timeout_ms is the wanted timeout; 0 takes the cluster default.
-	TimeoutMs     int64 `protobuf:"varint,1,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	TimeoutMs int64 `protobuf:"varint,1,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// lock_delay_ms, when above 0, is the session's lock-delay: after the
+	// session expires while leading an election or holding a lock, that
+	// election or lock is granted to no one for this long (Consul's
+	// lock-delay), so a holder that was merely paused has time to notice.
+	// An explicit Resign or Release skips it. -1 asks for none; 0 takes the
+	// agent's --lock-delay.
+	LockDelayMs   int64 `protobuf:"varint,2,opt,name=lock_delay_ms,json=lockDelayMs,proto3" json:"lock_delay_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -136,6 +152,13 @@ func (*OpenSessionRequest) Descriptor() ([]byte, []int) {
 func (x *OpenSessionRequest) GetTimeoutMs() int64 {
 	if x != nil {
 		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *OpenSessionRequest) GetLockDelayMs() int64 {
+	if x != nil {
+		return x.LockDelayMs
 	}
 	return 0
 }
@@ -751,7 +774,7 @@ var File_paddock_v1_session_proto protoreflect.FileDescriptor
 const file_paddock_v1_session_proto_rawDesc = "" +
 	"\n" +
 	"\x18paddock/v1/session.proto\x12\n" +
-	"paddock.v1\x1a\x17paddock/v1/common.proto\"n\n" +
+	"paddock.v1\x1a\x17paddock/v1/common.proto\"\x92\x01\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
@@ -759,10 +782,12 @@ const file_paddock_v1_session_proto_rawDesc = "" +
 	"\n" +
 	"ephemerals\x18\x03 \x03(\tR\n" +
 	"ephemerals\x12\x14\n" +
-	"\x05ctime\x18\x04 \x01(\x03R\x05ctime\"3\n" +
+	"\x05ctime\x18\x04 \x01(\x03R\x05ctime\x12\"\n" +
+	"\rlock_delay_ms\x18\x05 \x01(\x03R\vlockDelayMs\"W\n" +
 	"\x12OpenSessionRequest\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x01 \x01(\x03R\ttimeoutMs\"\x87\x01\n" +
+	"timeout_ms\x18\x01 \x01(\x03R\ttimeoutMs\x12\"\n" +
+	"\rlock_delay_ms\x18\x02 \x01(\x03R\vlockDelayMs\"\x87\x01\n" +
 	"\x13OpenSessionResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.paddock.v1.ResponseHeaderR\x06header\x12\x1d\n" +
 	"\n" +

@@ -244,7 +244,10 @@ type CreateRequest struct {
 	SessionId uint64 `protobuf:"varint,5,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// ttl_ms is the TTL of a NODE_TYPE_TTL znode, in milliseconds (required
 	// for that type, refused for the others).
-	TtlMs         int64 `protobuf:"varint,6,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	TtlMs int64 `protobuf:"varint,6,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// fence, when set, applies the create only while the fence's token
+	// still holds its election or lock (see Fence).
+	Fence         *Fence `protobuf:"bytes,7,opt,name=fence,proto3" json:"fence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -319,6 +322,13 @@ func (x *CreateRequest) GetTtlMs() int64 {
 		return x.TtlMs
 	}
 	return 0
+}
+
+func (x *CreateRequest) GetFence() *Fence {
+	if x != nil {
+		return x.Fence
+	}
+	return nil
 }
 
 // CreateResponse tells what was created.
@@ -512,7 +522,10 @@ type SetRequest struct {
 	// data is the new data.
 	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
 	// version, when set and not -1, must equal the znode's current version.
-	Version       *int32 `protobuf:"varint,3,opt,name=version,proto3,oneof" json:"version,omitempty"`
+	Version *int32 `protobuf:"varint,3,opt,name=version,proto3,oneof" json:"version,omitempty"`
+	// fence, when set, applies the set only while the fence's token still
+	// holds its election or lock (see Fence).
+	Fence         *Fence `protobuf:"bytes,4,opt,name=fence,proto3" json:"fence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -566,6 +579,13 @@ func (x *SetRequest) GetVersion() int32 {
 		return *x.Version
 	}
 	return 0
+}
+
+func (x *SetRequest) GetFence() *Fence {
+	if x != nil {
+		return x.Fence
+	}
+	return nil
 }
 
 // SetResponse holds the znode's new Stat.
@@ -631,7 +651,10 @@ type DeleteRequest struct {
 	// version, when set and not -1, must equal the znode's current version.
 	Version *int32 `protobuf:"varint,2,opt,name=version,proto3,oneof" json:"version,omitempty"`
 	// recursive deletes the znode's whole subtree in the same change.
-	Recursive     bool `protobuf:"varint,3,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	Recursive bool `protobuf:"varint,3,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	// fence, when set, applies the delete only while the fence's token
+	// still holds its election or lock (see Fence).
+	Fence         *Fence `protobuf:"bytes,4,opt,name=fence,proto3" json:"fence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -685,6 +708,13 @@ func (x *DeleteRequest) GetRecursive() bool {
 		return x.Recursive
 	}
 	return false
+}
+
+func (x *DeleteRequest) GetFence() *Fence {
+	if x != nil {
+		return x.Fence
+	}
+	return nil
 }
 
 // DeleteResponse acknowledges a delete.
@@ -1399,7 +1429,11 @@ func (*OpResult_Delete) isOpResult_Result() {}
 type MultiRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ops are applied in order, all or none.
-	Ops           []*Op `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	Ops []*Op `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	// fence, when set, applies the ops only while the fence's token still
+	// holds its election or lock (see Fence); each op may carry its own
+	// fence too.
+	Fence         *Fence `protobuf:"bytes,2,opt,name=fence,proto3" json:"fence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1441,6 +1475,74 @@ func (x *MultiRequest) GetOps() []*Op {
 	return nil
 }
 
+func (x *MultiRequest) GetFence() *Fence {
+	if x != nil {
+		return x.Fence
+	}
+	return nil
+}
+
+// Fence makes a write conditional on a fencing token: the state machine
+// applies the write only if, when it applies it, the token still holds
+// the leadership of the election or a slot of the lock it names, and
+// otherwise refuses it (FailedPrecondition "fence lost") and changes
+// nothing. A leader (or lock holder) that was paused past its session and
+// deposed therefore cannot write late: Paddock refuses the write itself.
+type Fence struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "elections/NAME" or "locks/NAME".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// token is the fencing token Campaign or Acquire returned (the
+	// candidate znode's czxid); a string in JSON.
+	Token         uint64 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fence) Reset() {
+	*x = Fence{}
+	mi := &file_paddock_v1_tree_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fence) ProtoMessage() {}
+
+func (x *Fence) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_v1_tree_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fence.ProtoReflect.Descriptor instead.
+func (*Fence) Descriptor() ([]byte, []int) {
+	return file_paddock_v1_tree_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Fence) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Fence) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
 // MultiResponse holds the results of a successful Multi. A failed Multi
 // returns the failing op's error with a MultiFailure detail.
 type MultiResponse struct {
@@ -1455,7 +1557,7 @@ type MultiResponse struct {
 
 func (x *MultiResponse) Reset() {
 	*x = MultiResponse{}
-	mi := &file_paddock_v1_tree_proto_msgTypes[18]
+	mi := &file_paddock_v1_tree_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1467,7 +1569,7 @@ func (x *MultiResponse) String() string {
 func (*MultiResponse) ProtoMessage() {}
 
 func (x *MultiResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_v1_tree_proto_msgTypes[18]
+	mi := &file_paddock_v1_tree_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1480,7 +1582,7 @@ func (x *MultiResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MultiResponse.ProtoReflect.Descriptor instead.
 func (*MultiResponse) Descriptor() ([]byte, []int) {
-	return file_paddock_v1_tree_proto_rawDescGZIP(), []int{18}
+	return file_paddock_v1_tree_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *MultiResponse) GetHeader() *ResponseHeader {
@@ -1517,7 +1619,7 @@ const file_paddock_v1_tree_proto_rawDesc = "" +
 	"\fnum_children\x18\n" +
 	" \x01(\x05R\vnumChildren\x12\x15\n" +
 	"\x06ttl_ms\x18\v \x01(\x03R\x05ttlMs\x12\x1c\n" +
-	"\tcontainer\x18\f \x01(\bR\tcontainer\"\xb7\x01\n" +
+	"\tcontainer\x18\f \x01(\bR\tcontainer\"\xe0\x01\n" +
 	"\rCreateRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12(\n" +
@@ -1527,7 +1629,8 @@ const file_paddock_v1_tree_proto_rawDesc = "" +
 	"sequential\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x05 \x01(\x04R\tsessionId\x12\x15\n" +
-	"\x06ttl_ms\x18\x06 \x01(\x03R\x05ttlMs\"~\n" +
+	"\x06ttl_ms\x18\x06 \x01(\x03R\x05ttlMs\x12'\n" +
+	"\x05fence\x18\a \x01(\v2\x11.paddock.v1.FenceR\x05fence\"~\n" +
 	"\x0eCreateResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.paddock.v1.ResponseHeaderR\x06header\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12$\n" +
@@ -1539,21 +1642,23 @@ const file_paddock_v1_tree_proto_rawDesc = "" +
 	"\vGetResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.paddock.v1.ResponseHeaderR\x06header\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12$\n" +
-	"\x04stat\x18\x03 \x01(\v2\x10.paddock.v1.StatR\x04stat\"_\n" +
+	"\x04stat\x18\x03 \x01(\v2\x10.paddock.v1.StatR\x04stat\"\x88\x01\n" +
 	"\n" +
 	"SetRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x1d\n" +
-	"\aversion\x18\x03 \x01(\x05H\x00R\aversion\x88\x01\x01B\n" +
+	"\aversion\x18\x03 \x01(\x05H\x00R\aversion\x88\x01\x01\x12'\n" +
+	"\x05fence\x18\x04 \x01(\v2\x11.paddock.v1.FenceR\x05fenceB\n" +
 	"\n" +
 	"\b_version\"g\n" +
 	"\vSetResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.paddock.v1.ResponseHeaderR\x06header\x12$\n" +
-	"\x04stat\x18\x02 \x01(\v2\x10.paddock.v1.StatR\x04stat\"l\n" +
+	"\x04stat\x18\x02 \x01(\v2\x10.paddock.v1.StatR\x04stat\"\x95\x01\n" +
 	"\rDeleteRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1d\n" +
 	"\aversion\x18\x02 \x01(\x05H\x00R\aversion\x88\x01\x01\x12\x1c\n" +
-	"\trecursive\x18\x03 \x01(\bR\trecursiveB\n" +
+	"\trecursive\x18\x03 \x01(\bR\trecursive\x12'\n" +
+	"\x05fence\x18\x04 \x01(\v2\x11.paddock.v1.FenceR\x05fenceB\n" +
 	"\n" +
 	"\b_version\"^\n" +
 	"\x0eDeleteResponse\x122\n" +
@@ -1597,9 +1702,13 @@ const file_paddock_v1_tree_proto_rawDesc = "" +
 	"\x06create\x18\x02 \x01(\v2\x1a.paddock.v1.CreateResponseH\x00R\x06create\x12+\n" +
 	"\x03set\x18\x03 \x01(\v2\x17.paddock.v1.SetResponseH\x00R\x03set\x124\n" +
 	"\x06delete\x18\x04 \x01(\v2\x1a.paddock.v1.DeleteResponseH\x00R\x06deleteB\b\n" +
-	"\x06result\"0\n" +
+	"\x06result\"Y\n" +
 	"\fMultiRequest\x12 \n" +
-	"\x03ops\x18\x01 \x03(\v2\x0e.paddock.v1.OpR\x03ops\"s\n" +
+	"\x03ops\x18\x01 \x03(\v2\x0e.paddock.v1.OpR\x03ops\x12'\n" +
+	"\x05fence\x18\x02 \x01(\v2\x11.paddock.v1.FenceR\x05fence\"1\n" +
+	"\x05Fence\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\"s\n" +
 	"\rMultiResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.paddock.v1.ResponseHeaderR\x06header\x12.\n" +
 	"\aresults\x18\x02 \x03(\v2\x14.paddock.v1.OpResultR\aresults*\x84\x01\n" +
@@ -1631,7 +1740,7 @@ func file_paddock_v1_tree_proto_rawDescGZIP() []byte {
 }
 
 var file_paddock_v1_tree_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_paddock_v1_tree_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_paddock_v1_tree_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_paddock_v1_tree_proto_goTypes = []any{
 	(NodeType)(0),          // 0: paddock.v1.NodeType
 	(*Stat)(nil),           // 1: paddock.v1.Stat
@@ -1652,58 +1761,63 @@ var file_paddock_v1_tree_proto_goTypes = []any{
 	(*Op)(nil),             // 16: paddock.v1.Op
 	(*OpResult)(nil),       // 17: paddock.v1.OpResult
 	(*MultiRequest)(nil),   // 18: paddock.v1.MultiRequest
-	(*MultiResponse)(nil),  // 19: paddock.v1.MultiResponse
-	(*ResponseHeader)(nil), // 20: paddock.v1.ResponseHeader
-	(*ReadOptions)(nil),    // 21: paddock.v1.ReadOptions
+	(*Fence)(nil),          // 19: paddock.v1.Fence
+	(*MultiResponse)(nil),  // 20: paddock.v1.MultiResponse
+	(*ResponseHeader)(nil), // 21: paddock.v1.ResponseHeader
+	(*ReadOptions)(nil),    // 22: paddock.v1.ReadOptions
 }
 var file_paddock_v1_tree_proto_depIdxs = []int32{
 	0,  // 0: paddock.v1.CreateRequest.type:type_name -> paddock.v1.NodeType
-	20, // 1: paddock.v1.CreateResponse.header:type_name -> paddock.v1.ResponseHeader
-	1,  // 2: paddock.v1.CreateResponse.stat:type_name -> paddock.v1.Stat
-	21, // 3: paddock.v1.GetRequest.read:type_name -> paddock.v1.ReadOptions
-	20, // 4: paddock.v1.GetResponse.header:type_name -> paddock.v1.ResponseHeader
-	1,  // 5: paddock.v1.GetResponse.stat:type_name -> paddock.v1.Stat
-	20, // 6: paddock.v1.SetResponse.header:type_name -> paddock.v1.ResponseHeader
-	1,  // 7: paddock.v1.SetResponse.stat:type_name -> paddock.v1.Stat
-	20, // 8: paddock.v1.DeleteResponse.header:type_name -> paddock.v1.ResponseHeader
-	21, // 9: paddock.v1.ExistsRequest.read:type_name -> paddock.v1.ReadOptions
-	20, // 10: paddock.v1.ExistsResponse.header:type_name -> paddock.v1.ResponseHeader
-	1,  // 11: paddock.v1.ExistsResponse.stat:type_name -> paddock.v1.Stat
-	21, // 12: paddock.v1.ListRequest.read:type_name -> paddock.v1.ReadOptions
-	1,  // 13: paddock.v1.Child.stat:type_name -> paddock.v1.Stat
-	20, // 14: paddock.v1.ListResponse.header:type_name -> paddock.v1.ResponseHeader
-	13, // 15: paddock.v1.ListResponse.children:type_name -> paddock.v1.Child
-	1,  // 16: paddock.v1.ListResponse.stat:type_name -> paddock.v1.Stat
-	15, // 17: paddock.v1.Op.check:type_name -> paddock.v1.CheckOp
-	2,  // 18: paddock.v1.Op.create:type_name -> paddock.v1.CreateRequest
-	6,  // 19: paddock.v1.Op.set:type_name -> paddock.v1.SetRequest
-	8,  // 20: paddock.v1.Op.delete:type_name -> paddock.v1.DeleteRequest
-	1,  // 21: paddock.v1.OpResult.check:type_name -> paddock.v1.Stat
-	3,  // 22: paddock.v1.OpResult.create:type_name -> paddock.v1.CreateResponse
-	7,  // 23: paddock.v1.OpResult.set:type_name -> paddock.v1.SetResponse
-	9,  // 24: paddock.v1.OpResult.delete:type_name -> paddock.v1.DeleteResponse
-	16, // 25: paddock.v1.MultiRequest.ops:type_name -> paddock.v1.Op
-	20, // 26: paddock.v1.MultiResponse.header:type_name -> paddock.v1.ResponseHeader
-	17, // 27: paddock.v1.MultiResponse.results:type_name -> paddock.v1.OpResult
-	2,  // 28: paddock.v1.TreeService.Create:input_type -> paddock.v1.CreateRequest
-	4,  // 29: paddock.v1.TreeService.Get:input_type -> paddock.v1.GetRequest
-	6,  // 30: paddock.v1.TreeService.Set:input_type -> paddock.v1.SetRequest
-	8,  // 31: paddock.v1.TreeService.Delete:input_type -> paddock.v1.DeleteRequest
-	10, // 32: paddock.v1.TreeService.Exists:input_type -> paddock.v1.ExistsRequest
-	12, // 33: paddock.v1.TreeService.List:input_type -> paddock.v1.ListRequest
-	18, // 34: paddock.v1.TreeService.Multi:input_type -> paddock.v1.MultiRequest
-	3,  // 35: paddock.v1.TreeService.Create:output_type -> paddock.v1.CreateResponse
-	5,  // 36: paddock.v1.TreeService.Get:output_type -> paddock.v1.GetResponse
-	7,  // 37: paddock.v1.TreeService.Set:output_type -> paddock.v1.SetResponse
-	9,  // 38: paddock.v1.TreeService.Delete:output_type -> paddock.v1.DeleteResponse
-	11, // 39: paddock.v1.TreeService.Exists:output_type -> paddock.v1.ExistsResponse
-	14, // 40: paddock.v1.TreeService.List:output_type -> paddock.v1.ListResponse
-	19, // 41: paddock.v1.TreeService.Multi:output_type -> paddock.v1.MultiResponse
-	35, // [35:42] is the sub-list for method output_type
-	28, // [28:35] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	19, // 1: paddock.v1.CreateRequest.fence:type_name -> paddock.v1.Fence
+	21, // 2: paddock.v1.CreateResponse.header:type_name -> paddock.v1.ResponseHeader
+	1,  // 3: paddock.v1.CreateResponse.stat:type_name -> paddock.v1.Stat
+	22, // 4: paddock.v1.GetRequest.read:type_name -> paddock.v1.ReadOptions
+	21, // 5: paddock.v1.GetResponse.header:type_name -> paddock.v1.ResponseHeader
+	1,  // 6: paddock.v1.GetResponse.stat:type_name -> paddock.v1.Stat
+	19, // 7: paddock.v1.SetRequest.fence:type_name -> paddock.v1.Fence
+	21, // 8: paddock.v1.SetResponse.header:type_name -> paddock.v1.ResponseHeader
+	1,  // 9: paddock.v1.SetResponse.stat:type_name -> paddock.v1.Stat
+	19, // 10: paddock.v1.DeleteRequest.fence:type_name -> paddock.v1.Fence
+	21, // 11: paddock.v1.DeleteResponse.header:type_name -> paddock.v1.ResponseHeader
+	22, // 12: paddock.v1.ExistsRequest.read:type_name -> paddock.v1.ReadOptions
+	21, // 13: paddock.v1.ExistsResponse.header:type_name -> paddock.v1.ResponseHeader
+	1,  // 14: paddock.v1.ExistsResponse.stat:type_name -> paddock.v1.Stat
+	22, // 15: paddock.v1.ListRequest.read:type_name -> paddock.v1.ReadOptions
+	1,  // 16: paddock.v1.Child.stat:type_name -> paddock.v1.Stat
+	21, // 17: paddock.v1.ListResponse.header:type_name -> paddock.v1.ResponseHeader
+	13, // 18: paddock.v1.ListResponse.children:type_name -> paddock.v1.Child
+	1,  // 19: paddock.v1.ListResponse.stat:type_name -> paddock.v1.Stat
+	15, // 20: paddock.v1.Op.check:type_name -> paddock.v1.CheckOp
+	2,  // 21: paddock.v1.Op.create:type_name -> paddock.v1.CreateRequest
+	6,  // 22: paddock.v1.Op.set:type_name -> paddock.v1.SetRequest
+	8,  // 23: paddock.v1.Op.delete:type_name -> paddock.v1.DeleteRequest
+	1,  // 24: paddock.v1.OpResult.check:type_name -> paddock.v1.Stat
+	3,  // 25: paddock.v1.OpResult.create:type_name -> paddock.v1.CreateResponse
+	7,  // 26: paddock.v1.OpResult.set:type_name -> paddock.v1.SetResponse
+	9,  // 27: paddock.v1.OpResult.delete:type_name -> paddock.v1.DeleteResponse
+	16, // 28: paddock.v1.MultiRequest.ops:type_name -> paddock.v1.Op
+	19, // 29: paddock.v1.MultiRequest.fence:type_name -> paddock.v1.Fence
+	21, // 30: paddock.v1.MultiResponse.header:type_name -> paddock.v1.ResponseHeader
+	17, // 31: paddock.v1.MultiResponse.results:type_name -> paddock.v1.OpResult
+	2,  // 32: paddock.v1.TreeService.Create:input_type -> paddock.v1.CreateRequest
+	4,  // 33: paddock.v1.TreeService.Get:input_type -> paddock.v1.GetRequest
+	6,  // 34: paddock.v1.TreeService.Set:input_type -> paddock.v1.SetRequest
+	8,  // 35: paddock.v1.TreeService.Delete:input_type -> paddock.v1.DeleteRequest
+	10, // 36: paddock.v1.TreeService.Exists:input_type -> paddock.v1.ExistsRequest
+	12, // 37: paddock.v1.TreeService.List:input_type -> paddock.v1.ListRequest
+	18, // 38: paddock.v1.TreeService.Multi:input_type -> paddock.v1.MultiRequest
+	3,  // 39: paddock.v1.TreeService.Create:output_type -> paddock.v1.CreateResponse
+	5,  // 40: paddock.v1.TreeService.Get:output_type -> paddock.v1.GetResponse
+	7,  // 41: paddock.v1.TreeService.Set:output_type -> paddock.v1.SetResponse
+	9,  // 42: paddock.v1.TreeService.Delete:output_type -> paddock.v1.DeleteResponse
+	11, // 43: paddock.v1.TreeService.Exists:output_type -> paddock.v1.ExistsResponse
+	14, // 44: paddock.v1.TreeService.List:output_type -> paddock.v1.ListResponse
+	20, // 45: paddock.v1.TreeService.Multi:output_type -> paddock.v1.MultiResponse
+	39, // [39:46] is the sub-list for method output_type
+	32, // [32:39] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_paddock_v1_tree_proto_init() }
@@ -1732,7 +1846,7 @@ func file_paddock_v1_tree_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_paddock_v1_tree_proto_rawDesc), len(file_paddock_v1_tree_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

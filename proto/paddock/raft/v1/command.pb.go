@@ -75,6 +75,59 @@ func (CloseReason) EnumDescriptor() ([]byte, []int) {
 	return file_paddock_raft_v1_command_proto_rawDescGZIP(), []int{0}
 }
 
+// ContentionKind says whether a contention is an election or a lock.
+type ContentionKind int32
+
+const (
+	// CONTENTION_KIND_UNSPECIFIED is invalid.
+	ContentionKind_CONTENTION_KIND_UNSPECIFIED ContentionKind = 0
+	// CONTENTION_KIND_ELECTION lives under /paddock/elections.
+	ContentionKind_CONTENTION_KIND_ELECTION ContentionKind = 1
+	// CONTENTION_KIND_LOCK lives under /paddock/locks.
+	ContentionKind_CONTENTION_KIND_LOCK ContentionKind = 2
+)
+
+// Enum value maps for ContentionKind.
+var (
+	ContentionKind_name = map[int32]string{
+		0: "CONTENTION_KIND_UNSPECIFIED",
+		1: "CONTENTION_KIND_ELECTION",
+		2: "CONTENTION_KIND_LOCK",
+	}
+	ContentionKind_value = map[string]int32{
+		"CONTENTION_KIND_UNSPECIFIED": 0,
+		"CONTENTION_KIND_ELECTION":    1,
+		"CONTENTION_KIND_LOCK":        2,
+	}
+)
+
+func (x ContentionKind) Enum() *ContentionKind {
+	p := new(ContentionKind)
+	*p = x
+	return p
+}
+
+func (x ContentionKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ContentionKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_paddock_raft_v1_command_proto_enumTypes[1].Descriptor()
+}
+
+func (ContentionKind) Type() protoreflect.EnumType {
+	return &file_paddock_raft_v1_command_proto_enumTypes[1]
+}
+
+func (x ContentionKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ContentionKind.Descriptor instead.
+func (ContentionKind) EnumDescriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
 // Command is the one envelope of every raft log entry Paddock writes. Field
 // numbers are only ever added; removed ones are reserved.
 type Command struct {
@@ -105,6 +158,9 @@ type Command struct {
 	//	*Command_RegisterMember
 	//	*Command_Barrier
 	//	*Command_DeleteIdle
+	//	*Command_Contend
+	//	*Command_Withdraw
+	//	*Command_Proclaim
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -258,6 +314,33 @@ func (x *Command) GetDeleteIdle() *DeleteIdle {
 	return nil
 }
 
+func (x *Command) GetContend() *Contend {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Contend); ok {
+			return x.Contend
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetWithdraw() *Withdraw {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Withdraw); ok {
+			return x.Withdraw
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetProclaim() *Proclaim {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Proclaim); ok {
+			return x.Proclaim
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -313,6 +396,23 @@ type Command_DeleteIdle struct {
 	DeleteIdle *DeleteIdle `protobuf:"bytes,19,opt,name=delete_idle,json=deleteIdle,proto3,oneof"`
 }
 
+type Command_Contend struct {
+	// contend enters a candidate in an election or a waiter in a lock's
+	// line (feature level 2).
+	Contend *Contend `protobuf:"bytes,20,opt,name=contend,proto3,oneof"`
+}
+
+type Command_Withdraw struct {
+	// withdraw removes a candidate or lock holder: resign, release
+	// (feature level 2).
+	Withdraw *Withdraw `protobuf:"bytes,21,opt,name=withdraw,proto3,oneof"`
+}
+
+type Command_Proclaim struct {
+	// proclaim changes the leader's value (feature level 2).
+	Proclaim *Proclaim `protobuf:"bytes,22,opt,name=proclaim,proto3,oneof"`
+}
+
 func (*Command_Create) isCommand_Op() {}
 
 func (*Command_Set) isCommand_Op() {}
@@ -333,11 +433,20 @@ func (*Command_Barrier) isCommand_Op() {}
 
 func (*Command_DeleteIdle) isCommand_Op() {}
 
+func (*Command_Contend) isCommand_Op() {}
+
+func (*Command_Withdraw) isCommand_Op() {}
+
+func (*Command_Proclaim) isCommand_Op() {}
+
 // OpenSession opens a session with an already clamped timeout.
 type OpenSession struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// timeout_ms is the granted timeout.
-	TimeoutMs     int64 `protobuf:"varint,1,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	TimeoutMs int64 `protobuf:"varint,1,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// lock_delay_ms is the session's lock-delay, 0 for none (feature
+	// level 2 when set).
+	LockDelayMs   int64 `protobuf:"varint,2,opt,name=lock_delay_ms,json=lockDelayMs,proto3" json:"lock_delay_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -375,6 +484,13 @@ func (*OpenSession) Descriptor() ([]byte, []int) {
 func (x *OpenSession) GetTimeoutMs() int64 {
 	if x != nil {
 		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *OpenSession) GetLockDelayMs() int64 {
+	if x != nil {
+		return x.LockDelayMs
 	}
 	return 0
 }
@@ -725,11 +841,315 @@ func (x *DeleteIdle) GetPzxid() uint64 {
 	return 0
 }
 
+// Contend enters session_id in the line of an election or lock: an
+// ephemeral child of /paddock/{elections,locks}/NAME named
+// SEQUENCE-SESSION, whose czxid is its fencing token. The first limit
+// children (in name order, which is czxid order) hold it. A session that
+// is already in the line keeps its place (the result says so). Only the
+// node builds this command; clients reach it through ElectionService and
+// LockService.
+type Contend struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind is election or lock.
+	Kind ContentionKind `protobuf:"varint,1,opt,name=kind,proto3,enum=paddock.raft.v1.ContentionKind" json:"kind,omitempty"`
+	// name is the election or lock name (one znode name).
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// session_id owns the candidate.
+	SessionId uint64 `protobuf:"varint,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// value is the candidate's data.
+	Value []byte `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	// limit is how many hold it at once: 1 for elections, N for a
+	// semaphore. The first Contend of a line fixes it; another limit is
+	// refused while the line exists.
+	Limit uint32 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	// try_only enters the line only if the session would hold it at once
+	// (TryAcquire); otherwise nothing changes and the result says busy.
+	TryOnly       bool `protobuf:"varint,6,opt,name=try_only,json=tryOnly,proto3" json:"try_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Contend) Reset() {
+	*x = Contend{}
+	mi := &file_paddock_raft_v1_command_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Contend) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Contend) ProtoMessage() {}
+
+func (x *Contend) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_command_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Contend.ProtoReflect.Descriptor instead.
+func (*Contend) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_command_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Contend) GetKind() ContentionKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ContentionKind_CONTENTION_KIND_UNSPECIFIED
+}
+
+func (x *Contend) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Contend) GetSessionId() uint64 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+func (x *Contend) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *Contend) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *Contend) GetTryOnly() bool {
+	if x != nil {
+		return x.TryOnly
+	}
+	return false
+}
+
+// Withdraw removes the candidate whose fencing token is token from an
+// election or lock (Resign, Release): no lock-delay applies.
+type Withdraw struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind is election or lock.
+	Kind ContentionKind `protobuf:"varint,1,opt,name=kind,proto3,enum=paddock.raft.v1.ContentionKind" json:"kind,omitempty"`
+	// name is the election or lock name.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// token is the candidate's czxid.
+	Token         uint64 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Withdraw) Reset() {
+	*x = Withdraw{}
+	mi := &file_paddock_raft_v1_command_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Withdraw) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Withdraw) ProtoMessage() {}
+
+func (x *Withdraw) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_command_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Withdraw.ProtoReflect.Descriptor instead.
+func (*Withdraw) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_command_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Withdraw) GetKind() ContentionKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ContentionKind_CONTENTION_KIND_UNSPECIFIED
+}
+
+func (x *Withdraw) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Withdraw) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+// Proclaim sets the leader's value, if token still leads.
+type Proclaim struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the election name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// token is the leader's czxid.
+	Token uint64 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	// value is the new value.
+	Value         []byte `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Proclaim) Reset() {
+	*x = Proclaim{}
+	mi := &file_paddock_raft_v1_command_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Proclaim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Proclaim) ProtoMessage() {}
+
+func (x *Proclaim) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_command_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Proclaim.ProtoReflect.Descriptor instead.
+func (*Proclaim) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_command_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Proclaim) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Proclaim) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *Proclaim) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+// ContendResponse is Contend's result.
+type ContendResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// candidate is the session's candidate: the one created, or the one it
+	// already had (existing).
+	Candidate *v1.Contender `protobuf:"bytes,1,opt,name=candidate,proto3" json:"candidate,omitempty"`
+	// existing says the session was already in the line: nothing changed.
+	Existing bool `protobuf:"varint,2,opt,name=existing,proto3" json:"existing,omitempty"`
+	// busy says a try_only Contend would not have held at once: nothing
+	// changed and candidate is unset.
+	Busy bool `protobuf:"varint,3,opt,name=busy,proto3" json:"busy,omitempty"`
+	// limit is the line's holder limit.
+	Limit         uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContendResponse) Reset() {
+	*x = ContendResponse{}
+	mi := &file_paddock_raft_v1_command_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContendResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContendResponse) ProtoMessage() {}
+
+func (x *ContendResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_command_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContendResponse.ProtoReflect.Descriptor instead.
+func (*ContendResponse) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_command_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ContendResponse) GetCandidate() *v1.Contender {
+	if x != nil {
+		return x.Candidate
+	}
+	return nil
+}
+
+func (x *ContendResponse) GetExisting() bool {
+	if x != nil {
+		return x.Existing
+	}
+	return false
+}
+
+func (x *ContendResponse) GetBusy() bool {
+	if x != nil {
+		return x.Busy
+	}
+	return false
+}
+
+func (x *ContendResponse) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
 var File_paddock_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_paddock_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dpaddock/raft/v1/command.proto\x12\x0fpaddock.raft.v1\x1a\x15paddock/v1/tree.proto\"\xe0\x05\n" +
+	"\x1dpaddock/raft/v1/command.proto\x12\x0fpaddock.raft.v1\x1a\x19paddock/v1/election.proto\x1a\x15paddock/v1/tree.proto\"\x88\a\n" +
 	"\aCommand\x12 \n" +
 	"\ftime_unix_ms\x18\x01 \x01(\x03R\n" +
 	"timeUnixMs\x12\x1d\n" +
@@ -747,11 +1167,15 @@ const file_paddock_raft_v1_command_proto_rawDesc = "" +
 	"\x0fregister_member\x18\x11 \x01(\v2\x1f.paddock.raft.v1.RegisterMemberH\x00R\x0eregisterMember\x124\n" +
 	"\abarrier\x18\x12 \x01(\v2\x18.paddock.raft.v1.BarrierH\x00R\abarrier\x12>\n" +
 	"\vdelete_idle\x18\x13 \x01(\v2\x1b.paddock.raft.v1.DeleteIdleH\x00R\n" +
-	"deleteIdleB\x04\n" +
-	"\x02op\",\n" +
+	"deleteIdle\x124\n" +
+	"\acontend\x18\x14 \x01(\v2\x18.paddock.raft.v1.ContendH\x00R\acontend\x127\n" +
+	"\bwithdraw\x18\x15 \x01(\v2\x19.paddock.raft.v1.WithdrawH\x00R\bwithdraw\x127\n" +
+	"\bproclaim\x18\x16 \x01(\v2\x19.paddock.raft.v1.ProclaimH\x00R\bproclaimB\x04\n" +
+	"\x02op\"P\n" +
 	"\vOpenSession\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x01 \x01(\x03R\ttimeoutMs\"c\n" +
+	"timeout_ms\x18\x01 \x01(\x03R\ttimeoutMs\x12\"\n" +
+	"\rlock_delay_ms\x18\x02 \x01(\x03R\vlockDelayMs\"c\n" +
 	"\fCloseSession\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\x04R\tsessionId\x124\n" +
@@ -773,11 +1197,36 @@ const file_paddock_raft_v1_command_proto_rawDesc = "" +
 	"DeleteIdle\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x14\n" +
 	"\x05mzxid\x18\x02 \x01(\x04R\x05mzxid\x12\x14\n" +
-	"\x05pzxid\x18\x03 \x01(\x04R\x05pzxid*^\n" +
+	"\x05pzxid\x18\x03 \x01(\x04R\x05pzxid\"\xb8\x01\n" +
+	"\aContend\x123\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1f.paddock.raft.v1.ContentionKindR\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x03 \x01(\x04R\tsessionId\x12\x14\n" +
+	"\x05value\x18\x04 \x01(\fR\x05value\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\rR\x05limit\x12\x19\n" +
+	"\btry_only\x18\x06 \x01(\bR\atryOnly\"i\n" +
+	"\bWithdraw\x123\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1f.paddock.raft.v1.ContentionKindR\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\x04R\x05token\"J\n" +
+	"\bProclaim\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\"\x8c\x01\n" +
+	"\x0fContendResponse\x123\n" +
+	"\tcandidate\x18\x01 \x01(\v2\x15.paddock.v1.ContenderR\tcandidate\x12\x1a\n" +
+	"\bexisting\x18\x02 \x01(\bR\bexisting\x12\x12\n" +
+	"\x04busy\x18\x03 \x01(\bR\x04busy\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit*^\n" +
 	"\vCloseReason\x12\x1c\n" +
 	"\x18CLOSE_REASON_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CLOSE_REASON_CLIENT\x10\x01\x12\x18\n" +
-	"\x14CLOSE_REASON_EXPIRED\x10\x02B9Z7github.com/paddock/paddock/proto/paddock/raft/v1;raftv1b\x06proto3"
+	"\x14CLOSE_REASON_EXPIRED\x10\x02*i\n" +
+	"\x0eContentionKind\x12\x1f\n" +
+	"\x1bCONTENTION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18CONTENTION_KIND_ELECTION\x10\x01\x12\x18\n" +
+	"\x14CONTENTION_KIND_LOCK\x10\x02B9Z7github.com/paddock/paddock/proto/paddock/raft/v1;raftv1b\x06proto3"
 
 var (
 	file_paddock_raft_v1_command_proto_rawDescOnce sync.Once
@@ -791,41 +1240,53 @@ func file_paddock_raft_v1_command_proto_rawDescGZIP() []byte {
 	return file_paddock_raft_v1_command_proto_rawDescData
 }
 
-var file_paddock_raft_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_paddock_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_paddock_raft_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_paddock_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_paddock_raft_v1_command_proto_goTypes = []any{
 	(CloseReason)(0),           // 0: paddock.raft.v1.CloseReason
-	(*Command)(nil),            // 1: paddock.raft.v1.Command
-	(*OpenSession)(nil),        // 2: paddock.raft.v1.OpenSession
-	(*CloseSession)(nil),       // 3: paddock.raft.v1.CloseSession
-	(*SessionCheckpoint)(nil),  // 4: paddock.raft.v1.SessionCheckpoint
-	(*CheckpointSessions)(nil), // 5: paddock.raft.v1.CheckpointSessions
-	(*RegisterMember)(nil),     // 6: paddock.raft.v1.RegisterMember
-	(*Barrier)(nil),            // 7: paddock.raft.v1.Barrier
-	(*DeleteIdle)(nil),         // 8: paddock.raft.v1.DeleteIdle
-	(*v1.CreateRequest)(nil),   // 9: paddock.v1.CreateRequest
-	(*v1.SetRequest)(nil),      // 10: paddock.v1.SetRequest
-	(*v1.DeleteRequest)(nil),   // 11: paddock.v1.DeleteRequest
-	(*v1.MultiRequest)(nil),    // 12: paddock.v1.MultiRequest
+	(ContentionKind)(0),        // 1: paddock.raft.v1.ContentionKind
+	(*Command)(nil),            // 2: paddock.raft.v1.Command
+	(*OpenSession)(nil),        // 3: paddock.raft.v1.OpenSession
+	(*CloseSession)(nil),       // 4: paddock.raft.v1.CloseSession
+	(*SessionCheckpoint)(nil),  // 5: paddock.raft.v1.SessionCheckpoint
+	(*CheckpointSessions)(nil), // 6: paddock.raft.v1.CheckpointSessions
+	(*RegisterMember)(nil),     // 7: paddock.raft.v1.RegisterMember
+	(*Barrier)(nil),            // 8: paddock.raft.v1.Barrier
+	(*DeleteIdle)(nil),         // 9: paddock.raft.v1.DeleteIdle
+	(*Contend)(nil),            // 10: paddock.raft.v1.Contend
+	(*Withdraw)(nil),           // 11: paddock.raft.v1.Withdraw
+	(*Proclaim)(nil),           // 12: paddock.raft.v1.Proclaim
+	(*ContendResponse)(nil),    // 13: paddock.raft.v1.ContendResponse
+	(*v1.CreateRequest)(nil),   // 14: paddock.v1.CreateRequest
+	(*v1.SetRequest)(nil),      // 15: paddock.v1.SetRequest
+	(*v1.DeleteRequest)(nil),   // 16: paddock.v1.DeleteRequest
+	(*v1.MultiRequest)(nil),    // 17: paddock.v1.MultiRequest
+	(*v1.Contender)(nil),       // 18: paddock.v1.Contender
 }
 var file_paddock_raft_v1_command_proto_depIdxs = []int32{
-	9,  // 0: paddock.raft.v1.Command.create:type_name -> paddock.v1.CreateRequest
-	10, // 1: paddock.raft.v1.Command.set:type_name -> paddock.v1.SetRequest
-	11, // 2: paddock.raft.v1.Command.delete:type_name -> paddock.v1.DeleteRequest
-	12, // 3: paddock.raft.v1.Command.multi:type_name -> paddock.v1.MultiRequest
-	2,  // 4: paddock.raft.v1.Command.open_session:type_name -> paddock.raft.v1.OpenSession
-	3,  // 5: paddock.raft.v1.Command.close_session:type_name -> paddock.raft.v1.CloseSession
-	5,  // 6: paddock.raft.v1.Command.checkpoint_sessions:type_name -> paddock.raft.v1.CheckpointSessions
-	6,  // 7: paddock.raft.v1.Command.register_member:type_name -> paddock.raft.v1.RegisterMember
-	7,  // 8: paddock.raft.v1.Command.barrier:type_name -> paddock.raft.v1.Barrier
-	8,  // 9: paddock.raft.v1.Command.delete_idle:type_name -> paddock.raft.v1.DeleteIdle
-	0,  // 10: paddock.raft.v1.CloseSession.reason:type_name -> paddock.raft.v1.CloseReason
-	4,  // 11: paddock.raft.v1.CheckpointSessions.checkpoints:type_name -> paddock.raft.v1.SessionCheckpoint
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	14, // 0: paddock.raft.v1.Command.create:type_name -> paddock.v1.CreateRequest
+	15, // 1: paddock.raft.v1.Command.set:type_name -> paddock.v1.SetRequest
+	16, // 2: paddock.raft.v1.Command.delete:type_name -> paddock.v1.DeleteRequest
+	17, // 3: paddock.raft.v1.Command.multi:type_name -> paddock.v1.MultiRequest
+	3,  // 4: paddock.raft.v1.Command.open_session:type_name -> paddock.raft.v1.OpenSession
+	4,  // 5: paddock.raft.v1.Command.close_session:type_name -> paddock.raft.v1.CloseSession
+	6,  // 6: paddock.raft.v1.Command.checkpoint_sessions:type_name -> paddock.raft.v1.CheckpointSessions
+	7,  // 7: paddock.raft.v1.Command.register_member:type_name -> paddock.raft.v1.RegisterMember
+	8,  // 8: paddock.raft.v1.Command.barrier:type_name -> paddock.raft.v1.Barrier
+	9,  // 9: paddock.raft.v1.Command.delete_idle:type_name -> paddock.raft.v1.DeleteIdle
+	10, // 10: paddock.raft.v1.Command.contend:type_name -> paddock.raft.v1.Contend
+	11, // 11: paddock.raft.v1.Command.withdraw:type_name -> paddock.raft.v1.Withdraw
+	12, // 12: paddock.raft.v1.Command.proclaim:type_name -> paddock.raft.v1.Proclaim
+	0,  // 13: paddock.raft.v1.CloseSession.reason:type_name -> paddock.raft.v1.CloseReason
+	5,  // 14: paddock.raft.v1.CheckpointSessions.checkpoints:type_name -> paddock.raft.v1.SessionCheckpoint
+	1,  // 15: paddock.raft.v1.Contend.kind:type_name -> paddock.raft.v1.ContentionKind
+	1,  // 16: paddock.raft.v1.Withdraw.kind:type_name -> paddock.raft.v1.ContentionKind
+	18, // 17: paddock.raft.v1.ContendResponse.candidate:type_name -> paddock.v1.Contender
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_paddock_raft_v1_command_proto_init() }
@@ -844,14 +1305,17 @@ func file_paddock_raft_v1_command_proto_init() {
 		(*Command_RegisterMember)(nil),
 		(*Command_Barrier)(nil),
 		(*Command_DeleteIdle)(nil),
+		(*Command_Contend)(nil),
+		(*Command_Withdraw)(nil),
+		(*Command_Proclaim)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_paddock_raft_v1_command_proto_rawDesc), len(file_paddock_raft_v1_command_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   8,
+			NumEnums:      2,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

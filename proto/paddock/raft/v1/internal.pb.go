@@ -64,6 +64,15 @@ const (
 	// ERROR_CODE_REQUEST_ID_REUSED: the request id was used before for a
 	// different request (another operation, path or body).
 	ErrorCode_ERROR_CODE_REQUEST_ID_REUSED ErrorCode = 16
+	// ERROR_CODE_FENCE_LOST: a fenced write's token no longer holds its
+	// election or lock.
+	ErrorCode_ERROR_CODE_FENCE_LOST ErrorCode = 17
+	// ERROR_CODE_NOT_HELD: the token is not in the election's or lock's
+	// line (resigned, released, or its session ended).
+	ErrorCode_ERROR_CODE_NOT_HELD ErrorCode = 18
+	// ERROR_CODE_LIMIT_MISMATCH: a semaphore's holder limit differs from
+	// the one its line was created with.
+	ErrorCode_ERROR_CODE_LIMIT_MISMATCH ErrorCode = 19
 )
 
 // Enum value maps for ErrorCode.
@@ -86,6 +95,9 @@ var (
 		14: "ERROR_CODE_UPGRADE_REQUIRED",
 		15: "ERROR_CODE_LISTING_CHANGED",
 		16: "ERROR_CODE_REQUEST_ID_REUSED",
+		17: "ERROR_CODE_FENCE_LOST",
+		18: "ERROR_CODE_NOT_HELD",
+		19: "ERROR_CODE_LIMIT_MISMATCH",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":       0,
@@ -105,6 +117,9 @@ var (
 		"ERROR_CODE_UPGRADE_REQUIRED":  14,
 		"ERROR_CODE_LISTING_CHANGED":   15,
 		"ERROR_CODE_REQUEST_ID_REUSED": 16,
+		"ERROR_CODE_FENCE_LOST":        17,
+		"ERROR_CODE_NOT_HELD":          18,
+		"ERROR_CODE_LIMIT_MISMATCH":    19,
 	}
 )
 
@@ -1159,7 +1174,7 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"sessionIds\"4\n" +
 	"\x11KeepAliveResponse\x12\x1f\n" +
 	"\vexpired_ids\x18\x01 \x03(\x04R\n" +
-	"expiredIds*\xf6\x03\n" +
+	"expiredIds*\xc9\x04\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ERROR_CODE_NO_NODE\x10\x01\x12\x1a\n" +
@@ -1178,7 +1193,10 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\x18ERROR_CODE_FEATURE_LEVEL\x10\r\x12\x1f\n" +
 	"\x1bERROR_CODE_UPGRADE_REQUIRED\x10\x0e\x12\x1e\n" +
 	"\x1aERROR_CODE_LISTING_CHANGED\x10\x0f\x12 \n" +
-	"\x1cERROR_CODE_REQUEST_ID_REUSED\x10\x102\xb0\x03\n" +
+	"\x1cERROR_CODE_REQUEST_ID_REUSED\x10\x10\x12\x19\n" +
+	"\x15ERROR_CODE_FENCE_LOST\x10\x11\x12\x17\n" +
+	"\x13ERROR_CODE_NOT_HELD\x10\x12\x12\x1d\n" +
+	"\x19ERROR_CODE_LIMIT_MISMATCH\x10\x132\xb0\x03\n" +
 	"\x0fInternalService\x12L\n" +
 	"\aPropose\x12\x1f.paddock.raft.v1.ProposeRequest\x1a .paddock.raft.v1.ProposeResponse\x12b\n" +
 	"\rProposeStream\x12%.paddock.raft.v1.ProposeStreamRequest\x1a&.paddock.raft.v1.ProposeStreamResponse(\x010\x01\x12R\n" +

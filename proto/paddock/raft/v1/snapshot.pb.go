@@ -240,7 +240,9 @@ type SessionRecord struct {
 	// ctime is the open time in ms.
 	Ctime int64 `protobuf:"varint,3,opt,name=ctime,proto3" json:"ctime,omitempty"`
 	// remaining_ms is the last checkpointed remaining time, 0 if none.
-	RemainingMs   int64 `protobuf:"varint,4,opt,name=remaining_ms,json=remainingMs,proto3" json:"remaining_ms,omitempty"`
+	RemainingMs int64 `protobuf:"varint,4,opt,name=remaining_ms,json=remainingMs,proto3" json:"remaining_ms,omitempty"`
+	// lock_delay_ms is the session's lock-delay, 0 if none.
+	LockDelayMs   int64 `protobuf:"varint,5,opt,name=lock_delay_ms,json=lockDelayMs,proto3" json:"lock_delay_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -299,6 +301,13 @@ func (x *SessionRecord) GetCtime() int64 {
 func (x *SessionRecord) GetRemainingMs() int64 {
 	if x != nil {
 		return x.RemainingMs
+	}
+	return 0
+}
+
+func (x *SessionRecord) GetLockDelayMs() int64 {
+	if x != nil {
+		return x.LockDelayMs
 	}
 	return 0
 }
@@ -609,13 +618,14 @@ const file_paddock_raft_v1_snapshot_proto_rawDesc = "" +
 	" \x01(\x04R\x0eephemeralOwner\x12\x1a\n" +
 	"\bsequence\x18\v \x01(\x03R\bsequence\x12\x15\n" +
 	"\x06ttl_ms\x18\f \x01(\x03R\x05ttlMs\x12\x1c\n" +
-	"\tcontainer\x18\r \x01(\bR\tcontainer\"w\n" +
+	"\tcontainer\x18\r \x01(\bR\tcontainer\"\x9b\x01\n" +
 	"\rSessionRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x02 \x01(\x03R\ttimeoutMs\x12\x14\n" +
 	"\x05ctime\x18\x03 \x01(\x03R\x05ctime\x12!\n" +
-	"\fremaining_ms\x18\x04 \x01(\x03R\vremainingMs\"\xaf\x02\n" +
+	"\fremaining_ms\x18\x04 \x01(\x03R\vremainingMs\x12\"\n" +
+	"\rlock_delay_ms\x18\x05 \x01(\x03R\vlockDelayMs\"\xaf\x02\n" +
 	"\x0eSnapshotRecord\x12.\n" +
 	"\x05znode\x18\x01 \x01(\v2\x16.paddock.raft.v1.ZnodeH\x00R\x05znode\x12:\n" +
 	"\asession\x18\x02 \x01(\v2\x1e.paddock.raft.v1.SessionRecordH\x00R\asession\x129\n" +
