@@ -82,7 +82,9 @@ func ParseFenceName(s string) (raftv1.ContentionKind, string, error) {
 }
 
 // limitData is a line's container data.
-func limitData(limit uint32) []byte { return []byte(`{"limit":` + strconv.FormatUint(uint64(limit), 10) + `}`) }
+func limitData(limit uint32) []byte {
+	return []byte(`{"limit":` + strconv.FormatUint(uint64(limit), 10) + `}`)
+}
 
 // lineLimit reads a line's container data; what Contend did not write
 // (impossible below /paddock) reads as 1.
