@@ -20,12 +20,31 @@ func farmLockName(farmPath string) string {
 	return "farm" + strings.ReplaceAll(farmPath, "/", "_")
 }
 
-// fieldSetting is one -s FIELD=VALUE, and what the field held before.
+// fieldSetting is one -s FIELD=VALUE, and how to undo it: restore is the
+// shortest prefix of field that the setting created or replaced (a dict
+// it created on the way, or field itself), prev its value before when
+// had.
 type fieldSetting struct {
 	field, value string
+	restore      string
 	prev         any
-	had          bool // the field was there before
-	set          bool // the setting was written (so restore it)
+	had          bool // restore was there before: set it back to prev
+	set          bool // the setting was written (so undo it)
+}
+
+// remember records in s how to undo setting s.field in c: the first
+// prefix of the dotted field that is missing (SetField creates it) or not
+// a dict (SetField replaces it), else the field itself.
+func (s *fieldSetting) remember(c farm.Conf) {
+	parts := strings.Split(s.field, ".")
+	for i := 1; i <= len(parts); i++ {
+		p := strings.Join(parts[:i], ".")
+		v, ok := c.Lookup(p)
+		if _, dict := v.(farm.Conf); !ok || !dict || i == len(parts) {
+			s.restore, s.prev, s.had = p, v, ok
+			return
+		}
+	}
 }
 
 // parseSettings parses the -s FIELD=VALUE flags, checking each dotted
@@ -164,7 +183,7 @@ func setFields(cmd *cobra.Command, o *farmOptions, t farm.Tree, hostPath string,
 	for _, s := range settings {
 		ctx, cancel := o.opContext(cmd)
 		_, err := farm.Update(ctx, t, hostPath, func(c farm.Conf) (bool, error) {
-			s.prev, s.had = c.Lookup(s.field)
+			s.remember(c)
 			return true, c.SetField(s.field, s.value)
 		})
 		cancel()
@@ -192,9 +211,9 @@ func restoreFields(o *farmOptions, t farm.Tree, hostPath string, settings []*fie
 		ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 		var err error
 		if s.had {
-			_, err = farm.SetField(ctx, t, hostPath, s.field, s.prev)
+			_, err = farm.SetField(ctx, t, hostPath, s.restore, s.prev)
 		} else {
-			_, err = farm.UnsetField(ctx, t, hostPath, s.field)
+			_, err = farm.UnsetField(ctx, t, hostPath, s.restore)
 		}
 		cancel()
 		if err != nil {
