@@ -216,6 +216,14 @@ func testElect(t *testing.T, leaders *leaderLog, cl *client.Client, eps string) 
 	}
 	waitEvents(t, logPath, second.token, "ok", 3)
 	checkOneAtATime(t, readLog(t, logPath), first.token, second.token, true)
+	// A leader elected by a Campaign that had waited long is confirmed at
+	// once: it is not stopped a session timeout after that Campaign was
+	// sent (a needless stop).
+	secondSeen := time.Now()
+	poll(holdTimeout+500*time.Millisecond, func() (bool, string) { return procs[second.name].p.Exited(), "" })
+	if procs[second.name].p.Exited() || countEvent(readLog(t, logPath), second.token, "term") > 0 {
+		t.Fatalf("the new leader %s stopped its command within %v of leading: %s", second.name, time.Since(secondSeen).Round(time.Millisecond), procs[second.name].out())
+	}
 
 	// SIGSTOP of the leader's process group (elect and its command) past
 	// its session: the third takes over.

@@ -30,9 +30,12 @@ func heldEnv(keyVar, tokenVar string, c *paddockv1.Contender) []string {
 
 // waitPoll bounds each Campaign and Acquire call: long enough not to
 // load the cluster, short enough to notice a problem (the session, the
-// endpoints) within a session timeout.
+// endpoints) within a session timeout. It is also how old the grant can
+// be when it arrives (its request's send time is the last time the
+// holding is known good), so it leaves half a session timeout for the
+// first check.
 func waitPoll(sessionTimeout time.Duration) time.Duration {
-	return min(max(sessionTimeout, time.Second), 30*time.Second)
+	return min(max(sessionTimeout/2, 500*time.Millisecond), 30*time.Second)
 }
 
 func newElectCmd() *cobra.Command {

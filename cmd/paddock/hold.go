@@ -240,10 +240,11 @@ func exitStatus(st *os.ProcessState) int {
 }
 
 // watch reports on the returned channel, once, why h is no longer held,
-// until ctx ends. It checks h every quarter of the session timeout
-// (waiting on h.wait in between) and fails it when the session ends or
-// when no check has succeeded for a whole session timeout, counted from
-// when the last successful check was sent.
+// until ctx ends. It checks h at once and then every quarter of the
+// session timeout (waiting on h.wait in between), and fails it when the
+// session ends or when no check has succeeded for a whole session
+// timeout, counted from when the last successful check (or the grant)
+// was sent.
 func (hd *holder) watch(ctx context.Context, h *holding) chan string {
 	lost := make(chan string, 1)
 	report := func(why string) {
@@ -264,12 +265,16 @@ func (hd *holder) watch(ctx context.Context, h *holding) chan string {
 		wait = func(ctx context.Context, d time.Duration) { sleepCtx(ctx, d) }
 	}
 	go func() {
-		for ctx.Err() == nil {
-			start := time.Now()
-			wait(ctx, interval)
-			// A poll that returns at once (a lagging node) does not
-			// make this a busy loop.
-			sleepCtx(ctx, interval/4-time.Since(start))
+		// The first check goes at once: the grant may be up to a Campaign
+		// or Acquire poll old.
+		for first := true; ctx.Err() == nil; first = false {
+			if !first {
+				start := time.Now()
+				wait(ctx, interval)
+				// A poll that returns at once (a lagging node) does not
+				// make this a busy loop.
+				sleepCtx(ctx, interval/4-time.Since(start))
+			}
 			sent := time.Now()
 			cctx, cancel := context.WithTimeout(ctx, timeout)
 			held, why, err := h.check(cctx)
