@@ -458,25 +458,39 @@ func testLockSemaphore(t *testing.T, eps string) {
 	}
 }
 
-// testFarmExec: two hosts run `farm exec -c 1 -s enabled=0 -s maint=...`
-// at once: never both inside, each sees its fields set inside, and both
-// entries are as before afterwards.
+// testFarmExec: two joined hosts (real `farm join`, syncing JSON files
+// both ways) run `farm exec -c 1 -s enabled=0 -s maint.reason=deploy` at
+// once: never both inside, each sees its fields set inside, and both the
+// entries and the joiners' files are as before afterwards.
 func testFarmExec(t *testing.T, eps string) {
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "log")
-	for _, args := range [][]string{
-		{"/services"}, {"/services/web", "{}"},
-		{"/services/web/hA", `{"enabled":"1","hostname":"a"}`},
-		{"/services/web/hB", `{"enabled":"1","hostname":"b"}`},
-	} {
-		if r := paddock(t, append([]string{"tree", "create", "--endpoints", eps}, args...)...); r.code != 0 {
-			t.Fatalf("tree create %v: %v", args, r)
+	hosts := []string{"hA", "hB"}
+	for _, n := range hosts {
+		conf := filepath.Join(dir, n+".json")
+		if err := os.WriteFile(conf, []byte(`{"enabled": "1"}`), 0o644); err != nil {
+			t.Fatal(err)
 		}
+		startFarmProc(t, t, "join "+n, joinArgs("join", eps, "/services/web", conf, n, "--hostname", n)...)
+	}
+	// What each entry holds, as farm get -f json prints it.
+	entry := func(n string) string {
+		return paddock(t, "farm", "get", "-f", "json", "--endpoints", eps, "/services/web/"+n).stdout
+	}
+	for _, n := range hosts {
+		ok, last := poll(farmProcStart, func() (bool, string) { e := entry(n); return strings.Contains(e, `"enabled": "1"`), e })
+		if !ok {
+			t.Fatalf("/services/web/%s not joined: %q", n, last)
+		}
+	}
+	before := map[string]string{}
+	for _, n := range hosts {
+		before[n] = entry(n)
 	}
 	script := `f() { "$PADDOCK" farm get --endpoints "$EPS" /services/web/$N "$1"; }
 echo "$N in $(f enabled) $(f maint.reason)" >> "$LOG"; sleep 0.3; echo "$N out" >> "$LOG"`
 	var procs []*groupProc
-	for _, n := range []string{"hA", "hB"} {
+	for _, n := range hosts {
 		env := []string{"N=" + n, "LOG=" + logPath, "EPS=" + eps, "PADDOCK=" + paddockBin}
 		procs = append(procs, startGroupProc(t, "farm exec "+n, env, "farm", "exec", "/services/web", "-c", "1",
 			"--name", n, "-s", "enabled=0", "-s", "maint.reason=deploy", "--endpoints", eps, "--", "sh", "-c", script))
@@ -497,10 +511,18 @@ echo "$N in $(f enabled) $(f maint.reason)" >> "$LOG"; sleep 0.3; echo "$N out" 
 	if !ok {
 		t.Errorf("farm exec log:\n%s\nwant each host in (enabled 0, maint.reason deploy) and out in turn", b)
 	}
-	for _, n := range []string{"hA", "hB"} {
-		r := paddock(t, "tree", "get", "--endpoints", eps, "/services/web/"+n)
-		if want := fmt.Sprintf(`{"enabled":"1","hostname":"%s"}`, strings.ToLower(n[1:])); r.stdout != want {
-			t.Errorf("/services/web/%s after farm exec = %q, want %q (restored)", n, r.stdout, want)
+	for _, n := range hosts {
+		if got := entry(n); got != before[n] {
+			t.Errorf("/services/web/%s after farm exec:\n%s\nwant as before:\n%s", n, got, before[n])
+		}
+		// The joiner wrote the changes to its file and back.
+		conf := filepath.Join(dir, n+".json")
+		ok, last := poll(5*time.Second, func() (bool, string) {
+			b, _ := os.ReadFile(conf)
+			return strings.Contains(string(b), `"enabled": "1"`) && !strings.Contains(string(b), "maint"), string(b)
+		})
+		if !ok {
+			t.Errorf("%s after farm exec: %s, want enabled 1 and no maint again", conf, last)
 		}
 	}
 }
