@@ -149,3 +149,36 @@ func TestLockStopsCommandWhenSessionEnds(t *testing.T) {
 		t.Errorf("stderr %q, want why the command was stopped", errOut.String())
 	}
 }
+
+// TestElectLockDelayFlag: --lock-delay reaches the session.
+func TestElectLockDelayFlag(t *testing.T) {
+	ep := startOneNode(t).node.Config().GRPCAddr
+	c := newTestClient(t, ep)
+	release := filepath.Join(t.TempDir(), "release")
+	out, errOut := &lockedBuffer{}, &lockedBuffer{}
+	done := runHeldCLI(out, errOut, "elect", "e", "--lock-delay", "3s", "--endpoints", ep, "--session-timeout", "2s",
+		"--", "sh", "-c", `echo started; until [ -e "$0" ]; do sleep 0.02; done`, release)
+	waitOutput(t, out, "started\n")
+	l, err := c.Leader(context.Background(), &paddockv1.LeaderRequest{Name: "e"})
+	if err != nil || l.GetLeader() == nil {
+		t.Fatalf("Leader = %v, %v", l, err)
+	}
+	s, err := c.GetSession(context.Background(), &paddockv1.GetSessionRequest{SessionId: l.GetLeader().GetSessionId()})
+	if err != nil || s.GetSession().GetLockDelayMs() != 3000 {
+		t.Errorf("the leader's session = %v, %v; want lock_delay_ms 3000", s, err)
+	}
+	os.WriteFile(release, nil, 0o644)
+	if err := waitExit(t, done, errOut); err != nil {
+		t.Errorf("elect error = %v, want none", err)
+	}
+}
+
+func TestWriteContenderLine(t *testing.T) {
+	var b strings.Builder
+	writeContenderLine(&b, &paddockv1.Contender{Name: "e", Key: "/paddock/elections/e/0000000000-3", Value: []byte("v"), Token: 4, SessionId: 3, ModZxid: 4, Ctime: 5})
+	writeContenderLine(&b, nil)
+	want := `{"name":"e","key":"/paddock/elections/e/0000000000-3","value":"dg==","token":"4","session_id":"3","mod_zxid":"4","ctime":"5"}` + "\nnull\n"
+	if b.String() != want {
+		t.Errorf("NDJSON = %q, want %q", b.String(), want)
+	}
+}
