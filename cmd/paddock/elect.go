@@ -49,7 +49,7 @@ func newElectCmd() *cobra.Command {
 		Long: `Campaign in the election NAME with a new session, and once leader run CMD with
 PADDOCK_ELECTION_KEY (the candidate's znode) and PADDOCK_ELECTION_TOKEN (its
 fencing token, for tree writes' --fence elections/NAME:TOKEN) in its
-environment. CMD runs in paddock's process group; SIGINT, SIGTERM and
+environment, and PADDOCK_ENDPOINTS set to elect's endpoints. CMD runs in paddock's process group; SIGINT, SIGTERM and
 SIGHUP are forwarded to it.
 
 When CMD exits by itself, elect resigns (the next candidate leads at once)
@@ -111,7 +111,7 @@ func elect(cmd *cobra.Command, o *clientOptions, hf *holdFlags, name string, val
 	if err != nil {
 		return err
 	}
-	hd, stop := newHolder(cmd, c, s, hf.grace, o.timeout, prefix)
+	hd, stop := newHolder(cmd, o, c, s, hf.grace, prefix)
 	defer stop()
 
 	var (

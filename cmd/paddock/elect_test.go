@@ -70,11 +70,14 @@ func TestElectRunsCommand(t *testing.T) {
 	release := filepath.Join(t.TempDir(), "release")
 	out, errOut := &lockedBuffer{}, &lockedBuffer{}
 	done := runHeldCLI(out, errOut, "elect", "e", "--value", "v1", "--endpoints", ep, "--session-timeout", "2s",
-		"--", "sh", "-c", `echo "$PADDOCK_ELECTION_KEY $PADDOCK_ELECTION_TOKEN"; until [ -e "$0" ]; do sleep 0.02; done; exit 4`, release)
+		"--", "sh", "-c", `echo "$PADDOCK_ELECTION_KEY $PADDOCK_ELECTION_TOKEN $PADDOCK_ENDPOINTS"; until [ -e "$0" ]; do sleep 0.02; done; exit 4`, release)
 	waitOutput(t, out, "\n")
-	key, token, _ := strings.Cut(strings.TrimSpace(out.String()), " ")
-	if !strings.HasPrefix(key, "/paddock/elections/e/") || token == "" {
-		t.Errorf("PADDOCK_ELECTION_KEY, _TOKEN = %q, %q; want /paddock/elections/e/..., a token", key, token)
+	var key, token, eps string
+	if f := strings.Fields(out.String()); len(f) == 3 {
+		key, token, eps = f[0], f[1], f[2]
+	}
+	if !strings.HasPrefix(key, "/paddock/elections/e/") || token == "" || eps != ep {
+		t.Errorf("PADDOCK_ELECTION_KEY, _TOKEN, PADDOCK_ENDPOINTS = %q, %q, %q; want /paddock/elections/e/..., a token, %s", key, token, eps, ep)
 	}
 	resp, err := c.Leader(context.Background(), &paddockv1.LeaderRequest{Name: "e"})
 	if err != nil || resp.GetLeader().GetKey() != key || strconv.FormatUint(resp.GetLeader().GetToken(), 10) != token || string(resp.GetLeader().GetValue()) != "v1" {

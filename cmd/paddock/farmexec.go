@@ -91,7 +91,8 @@ The lock is --lock NAME, by default "farm" and FARM's path with "/" turned
 into "_" (/services/web: farm_services_web); the first holder fixes
 --concurrency. HOST is --name, by default the IPv4 address of the default
 route, as farm join names the host; --set wants the host joined. CMD gets
-PADDOCK_LOCK_KEY and PADDOCK_LOCK_TOKEN and is stopped as paddock lock
+PADDOCK_LOCK_KEY, PADDOCK_LOCK_TOKEN and PADDOCK_ENDPOINTS and is
+stopped as paddock lock
 stops it: when the slot is lost, SIGTERM then SIGKILL after --grace, and
 exec exits 75 (the fields are restored all the same). zkfarmer's -a and -r
 are refused.`,
@@ -165,7 +166,7 @@ are refused.`,
 		prefix := "farm exec " + farmPath
 		hooks := &heldHooks{
 			before: func() error {
-				return o.explain(setFields(cmd, o, c, hostPath, settings))
+				return o.explain(setFields(o, c, hostPath, settings))
 			},
 			after: func() error {
 				return o.explain(restoreFields(o, c, hostPath, settings))
@@ -178,10 +179,13 @@ are refused.`,
 }
 
 // setFields writes the settings to the host's entry, each remembering
-// the value it replaces. A missing entry fails with the hint to join.
-func setFields(cmd *cobra.Command, o *farmOptions, t farm.Tree, hostPath string, settings []*fieldSetting) error {
+// the value it replaces, each within --timeout. A missing entry fails
+// with the hint to join. Its context is not the command's: a signal
+// that comes now reaches CMD once it has started, and the settings are
+// undone after it.
+func setFields(o *farmOptions, t farm.Tree, hostPath string, settings []*fieldSetting) error {
 	for _, s := range settings {
-		ctx, cancel := o.opContext(cmd)
+		ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 		_, err := farm.Update(ctx, t, hostPath, func(c farm.Conf) (bool, error) {
 			s.remember(c)
 			return true, c.SetField(s.field, s.value)

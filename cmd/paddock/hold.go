@@ -137,18 +137,21 @@ type holder struct {
 	grace   time.Duration
 	timeout time.Duration // --timeout: bounds the release and the close
 	prefix  string        // "elect batch": starts every message
-	stdin   io.Reader
-	stdout  io.Writer
-	stderr  io.Writer
-	sigs    <-chan os.Signal // forwarded to CMD
+	// endpoints is given to CMD as PADDOCK_ENDPOINTS, so that the paddock
+	// commands it runs (a fenced write) reach the same cluster.
+	endpoints string
+	stdin     io.Reader
+	stdout    io.Writer
+	stderr    io.Writer
+	sigs      <-chan os.Signal // forwarded to CMD
 }
 
-// newHolder returns a holder for cmd's streams, catching holdSignals
-// until stop is called.
-func newHolder(cmd *cobra.Command, c *client.Client, s *client.Session, grace, timeout time.Duration, prefix string) (h *holder, stop func()) {
+// newHolder returns a holder for cmd's streams and o's endpoints and
+// --timeout, catching holdSignals until stop is called.
+func newHolder(cmd *cobra.Command, o *clientOptions, c *client.Client, s *client.Session, grace time.Duration, prefix string) (h *holder, stop func()) {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, holdSignals...)
-	return &holder{c: c, s: s, grace: grace, timeout: timeout, prefix: prefix,
+	return &holder{c: c, s: s, grace: grace, timeout: o.timeout, prefix: prefix, endpoints: o.endpoints,
 		stdin: cmd.InOrStdin(), stdout: cmd.OutOrStdout(), stderr: cmd.ErrOrStderr(), sigs: sigs}, func() { signal.Stop(sigs) }
 }
 
@@ -178,6 +181,9 @@ func (r heldResult) exitError() error {
 func (hd *holder) run(h *holding, argv []string) (heldResult, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), h.env...)
+	if hd.endpoints != "" {
+		cmd.Env = append(cmd.Env, "PADDOCK_ENDPOINTS="+hd.endpoints)
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = hd.stdin, hd.stdout, hd.stderr
 	cmd.SysProcAttr = childSysProcAttr()
 	// Output copied through pipes (not a terminal or file) is not waited

@@ -21,7 +21,8 @@ func newLockCmd() *cobra.Command {
 		Short: "Run CMD while holding the lock NAME (one of its N slots with -n)",
 		Long: `Wait for the lock NAME with a new session, run CMD holding it with
 PADDOCK_LOCK_KEY (the holder's znode) and PADDOCK_LOCK_TOKEN (its fencing
-token, for tree writes' --fence locks/NAME:TOKEN) in its environment, then
+token, for tree writes' --fence locks/NAME:TOKEN) and PADDOCK_ENDPOINTS
+(lock's endpoints) in its environment, then
 release it and exit with CMD's status (128+N if signal N killed it), as
 etcdctl lock and consul lock do. With -n N the lock is a semaphore: N hold
 it at once. The first holder fixes N; another N is refused while the lock
@@ -86,7 +87,7 @@ func (l *lockRun) run(cmd *cobra.Command, c *client.Client, argv []string, hooks
 	if err != nil {
 		return err
 	}
-	hd, stop := newHolder(cmd, c, s, l.hf.grace, l.o.timeout, l.prefix)
+	hd, stop := newHolder(cmd, l.o, c, s, l.hf.grace, l.prefix)
 	defer stop()
 
 	var (
