@@ -433,6 +433,19 @@ const defaultPollTimeout = 30 * time.Second
 // another endpoint on Unavailable, and also when an endpoint has not
 // answered within timeout_ms + 1 s. An after_zxid older than the node's
 // history fails with a *CompactedError (errors.Is ErrCompacted).
+// attemptTimedOut reports whether err is the server ending a call at the
+// deadline of its attempt context actx, which the server sees (and acts
+// on) a moment before the client's own timer fires: a DeadlineExceeded
+// while actx's deadline comes before ctx's.
+func attemptTimedOut(ctx, actx context.Context, err error) bool {
+	if status.Code(err) != codes.DeadlineExceeded {
+		return false
+	}
+	attempt, _ := actx.Deadline()
+	whole, ok := ctx.Deadline()
+	return !ok || attempt.Before(whole)
+}
+
 func (c *Client) Poll(ctx context.Context, req *paddockv1.PollRequest) (*paddockv1.PollResponse, error) {
 	limit := defaultPollTimeout
 	if ms := req.GetTimeoutMs(); ms > 0 {
@@ -443,7 +456,7 @@ func (c *Client) Poll(ctx context.Context, req *paddockv1.PollRequest) (*paddock
 		actx, cancel := context.WithTimeout(ctx, limit)
 		defer cancel()
 		resp, err := s.Poll(actx, r, opts...)
-		if err != nil && ctx.Err() == nil && actx.Err() != nil {
+		if err != nil && ctx.Err() == nil && (actx.Err() != nil || attemptTimedOut(ctx, actx, err)) {
 			return nil, status.Errorf(codes.Unavailable, "client: poll not answered within %v", limit)
 		}
 		return resp, err
