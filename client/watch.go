@@ -426,13 +426,6 @@ const pollGrace = time.Second
 // defaultPollTimeout is the node's default timeout_ms (node.DefaultPollTimeout).
 const defaultPollTimeout = 30 * time.Second
 
-// Poll returns the events after req.after_zxid, or waits up to
-// req.timeout_ms for the first ones: the long-poll form of Watch, for a
-// caller that cannot hold a stream. Pass the response's header.zxid as the
-// next after_zxid. ctx must outlast timeout_ms. It is a read, retried on
-// another endpoint on Unavailable, and also when an endpoint has not
-// answered within timeout_ms + 1 s. An after_zxid older than the node's
-// history fails with a *CompactedError (errors.Is ErrCompacted).
 // attemptTimedOut reports whether err is the server ending a call at the
 // deadline of its attempt context actx, which the server sees (and acts
 // on) a moment before the client's own timer fires: a DeadlineExceeded
@@ -446,6 +439,13 @@ func attemptTimedOut(ctx, actx context.Context, err error) bool {
 	return !ok || attempt.Before(whole)
 }
 
+// Poll returns the events after req.after_zxid, or waits up to
+// req.timeout_ms for the first ones: the long-poll form of Watch, for a
+// caller that cannot hold a stream. Pass the response's header.zxid as the
+// next after_zxid. ctx must outlast timeout_ms. It is a read, retried on
+// another endpoint on Unavailable, and also when an endpoint has not
+// answered within timeout_ms + 1 s. An after_zxid older than the node's
+// history fails with a *CompactedError (errors.Is ErrCompacted).
 func (c *Client) Poll(ctx context.Context, req *paddockv1.PollRequest) (*paddockv1.PollResponse, error) {
 	limit := defaultPollTimeout
 	if ms := req.GetTimeoutMs(); ms > 0 {
