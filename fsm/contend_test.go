@@ -611,8 +611,20 @@ func TestLockDelay(t *testing.T) {
 	h.mustCreate("/app", "")
 	h.must(cmdEphemeral("/app/e", sd, false))
 
+	h.sink.take()
 	closeRes := h.must(cmdCloseReason(sd, raftv1.CloseReason_CLOSE_REASON_EXPIRED))
 	at := closeRes.Index
+	// The node's idle tracker times a TTL znode from its events: each
+	// placeholder's event must carry its TTL.
+	timed := map[string]int64{}
+	for _, e := range h.sink.take() {
+		if e.Type != EventDeleted && e.Stat.TTLMs() > 0 {
+			timed[e.Path] = e.Stat.TTLMs()
+		}
+	}
+	if diff := cmp.Diff(map[string]int64{lead.GetKey(): 5_000, semHeld.GetKey(): 5_000}, timed); diff != "" {
+		t.Errorf("CloseSession(EXPIRED) events of TTL znodes mismatch (-want +got):\n%s", diff)
+	}
 	if d := closeRes.Resp.(*paddockv1.CloseSessionResponse).GetDeleted(); d != 2 {
 		t.Errorf("CloseSession(EXPIRED) deleted %d, want 2 (the waiter and the plain ephemeral)", d)
 	}
