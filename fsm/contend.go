@@ -337,7 +337,7 @@ func (t *txn) lockDelayed(paths []string, delayMs int64) map[string]bool {
 			if uint32(i) >= limit {
 				break
 			}
-			if c == n {
+			if c.path == n.path {
 				held = true
 				break
 			}
