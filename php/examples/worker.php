@@ -93,9 +93,10 @@ while ($iterations === 0 || $steps < $iterations) {
         }
         if (!$election->isLeader()) {
             // A long poll: it returns when elected, or after $campaignMs
-            // still in line (the node renewed the session meanwhile).
+            // still in line (the node renewed the session meanwhile). The
+            // first one waits at most a second, to say where it is.
             $position = $election->position();
-            if (!$election->campaign($me, $campaignMs)) {
+            if (!$election->campaign($me, $position === null ? min(1000, $campaignMs) : $campaignMs)) {
                 if ($election->position() !== $position) {
                     $say("waiting in line, {$election->position()} ahead (token {$election->token()})");
                 }
@@ -127,6 +128,7 @@ while ($iterations === 0 || $steps < $iterations) {
         // trying; a write that was refused changed nothing, and one that
         // happened is fenced.
         $say('cluster unavailable, retrying: ' . $e->getMessage());
+        usleep(100000);
     }
 }
 $say("done after $steps steps, resigning");

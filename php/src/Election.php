@@ -158,9 +158,10 @@ final class Election
     /**
      * observe calls $fn with the leader (null: none), first as it is,
      * then after each change (a new leader, a proclaimed value, no
-     * leader), until $fn returns false or $forMs pass. Changes that undo
-     * each other between two polls may be missed, never the state after
-     * them.
+     * leader), until $fn returns false or $forMs pass: it never blocks
+     * longer than $forMs (its last poll ends up to the client's margin
+     * earlier). Changes that undo each other between two polls may be
+     * missed, never the state after them.
      *
      * @param callable(array<string, mixed>|null): (bool|null) $fn
      */
