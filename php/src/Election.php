@@ -44,6 +44,9 @@ final class Election
     /** @var int|null candidates ahead of this one at the last campaign */
     private $position;
 
+    /** @var int the lock-delay left at the last campaign, ms */
+    private $lockDelayMs = 0;
+
     /**
      * @param string $name the election: one znode name, no '/'
      * @param Lease $lease the session that owns the candidate
@@ -76,6 +79,7 @@ final class Election
         $this->candidate = $r['candidate'];
         $this->leading = (bool) ($r['elected'] ?? false);
         $this->position = (int) ($r['position'] ?? 0);
+        $this->lockDelayMs = (int) ($r['lock_delay_ms'] ?? 0);
         return $this->leading;
     }
 
@@ -105,6 +109,15 @@ final class Election
     public function position(): ?int
     {
         return $this->position;
+    }
+
+    /**
+     * lockDelayMs, when above 0, is how much longer no one leads after
+     * the last campaign: a leader's session expired with a lock-delay.
+     */
+    public function lockDelayMs(): int
+    {
+        return $this->lockDelayMs;
     }
 
     /**

@@ -43,6 +43,9 @@ final class Lock
     /** @var int|null places ahead of this one at the last answer */
     private $position;
 
+    /** @var int the lock-delay left at the last answer, ms */
+    private $lockDelayMs = 0;
+
     /**
      * @param string $name the lock: one znode name, no '/'
      * @param Lease $lease the session that owns the place
@@ -100,6 +103,7 @@ final class Lock
         $this->holder = $r['holder'] ?? null;
         $this->held = (bool) ($r['acquired'] ?? false);
         $this->position = isset($r['holder']) ? (int) ($r['position'] ?? 0) : null;
+        $this->lockDelayMs = (int) ($r['lock_delay_ms'] ?? 0);
         if (!empty($r['limit'])) {
             $this->limit = (int) $r['limit'];
         }
@@ -128,6 +132,16 @@ final class Lock
     public function position(): ?int
     {
         return $this->position;
+    }
+
+    /**
+     * lockDelayMs, when above 0, is how much longer a slot is held by no
+     * one after the last acquire: a holder's session expired with a
+     * lock-delay.
+     */
+    public function lockDelayMs(): int
+    {
+        return $this->lockDelayMs;
     }
 
     /**

@@ -133,6 +133,30 @@ final class ElectionTest extends ClusterTestCase
         $a->campaign('a', 500);
     }
 
+    public function testLockDelay(): void
+    {
+        $c = $this->client();
+        $name = self::unique('delay');
+        $a = new Election($c, $name, $this->lease($c, 2000, 1500));
+        $b = new Election($c, $name, $this->lease($c, 10000));
+        $this->assertTrue($a->campaign('a', 1000));
+        $this->assertSame(0, $a->lockDelayMs());
+
+        // a's session expires while it leads: for 1.5 s no one leads.
+        $delayed = 0;
+        $start = hrtime(true);
+        while (!$b->campaign('b', 500)) {
+            $delayed = max($delayed, $b->lockDelayMs());
+            if ($delayed > 0) {
+                $this->assertNull($b->leader(), 'someone leads during the lock-delay');
+            }
+            $this->assertLessThan(2000 + 1500 + 5000, self::ms($start), 'b never led');
+        }
+        $this->assertGreaterThan(0, $delayed, 'no campaign reported the lock-delay');
+        $this->assertLessThanOrEqual(1500, $delayed);
+        $this->assertSame(0, $b->lockDelayMs());
+    }
+
     public function testObserve(): void
     {
         $c = $this->client();
