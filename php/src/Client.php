@@ -24,7 +24,8 @@ use Paddock\Exception\UnavailableException;
  * node's default HTTP address: on a farm every web server runs a node).
  *
  * Failover: a call starts at the endpoint that answered last. When it
- * cannot connect, gets no answer, or gets 503 (UNAVAILABLE: no leader, a
+ * cannot connect, gets no answer (within attempt_timeout_ms, 5 s by
+ * default, for an ordinary call), or gets 503 (UNAVAILABLE: no leader, a
  * node shutting down or catching up), it tries the next endpoint, pausing
  * after each full round (100 ms, doubling up to 1 s), until the call's
  * time is up; then it throws UnavailableException (or TimeoutException
@@ -69,6 +70,9 @@ final class Client
     /** @var int connect timeout of one attempt, in ms */
     private $connectTimeoutMs;
 
+    /** @var int an ordinary call's attempt's time, in ms */
+    private $attemptTimeoutMs;
+
     /** @var \CurlHandle|resource|null kept for its connection cache */
     private $curl;
 
@@ -82,10 +86,12 @@ final class Client
      * @param list<string>|string|null $endpoints "host:port" or URLs (a
      *   comma-separated string is split); null reads PADDOCK_HTTP_ENDPOINTS,
      *   else 127.0.0.1:2282
-     * @param array{timeout_ms?: int, margin_ms?: int, connect_timeout_ms?: int} $options
+     * @param array{timeout_ms?: int, margin_ms?: int, connect_timeout_ms?: int, attempt_timeout_ms?: int} $options
      *   timeout_ms: an ordinary call's time, retries included (10000);
      *   margin_ms: added to a long poll's wait (1000); connect_timeout_ms:
-     *   one attempt's connect timeout (1000)
+     *   one attempt's connect timeout (1000); attempt_timeout_ms: how long
+     *   an ordinary call waits for one node's answer before it tries the
+     *   next (5000: a node that hangs is left for another)
      */
     public function __construct($endpoints = null, array $options = [])
     {
@@ -116,8 +122,9 @@ final class Client
         $this->timeoutMs = self::positive($options, 'timeout_ms', 10000);
         $this->marginMs = self::positive($options, 'margin_ms', 1000);
         $this->connectTimeoutMs = self::positive($options, 'connect_timeout_ms', 1000);
+        $this->attemptTimeoutMs = self::positive($options, 'attempt_timeout_ms', 5000);
         foreach (array_keys($options) as $k) {
-            if (!in_array($k, ['timeout_ms', 'margin_ms', 'connect_timeout_ms'], true)) {
+            if (!in_array($k, ['timeout_ms', 'margin_ms', 'connect_timeout_ms', 'attempt_timeout_ms'], true)) {
                 throw new \InvalidArgumentException("Paddock\\Client: unknown option $k");
             }
         }
@@ -537,7 +544,10 @@ final class Client
                 }
             }
             $endpoint = $this->endpoints[$this->current];
-            $res = $this->attempt($method, $endpoint . $route, $q, $b, $key, $left);
+            // A long poll's attempt may take all that is left: its answer
+            // comes at the end of its wait.
+            $attemptMs = $waitMs === null ? min($left, $this->attemptTimeoutMs) : $left;
+            $res = $this->attempt($method, $endpoint . $route, $q, $b, $key, $attemptMs);
             if ($res['error'] !== null) {
                 $failures[] = $endpoint . ' (' . $res['error'] . ')';
                 $timedOut = $res['timeout'];

@@ -90,6 +90,28 @@ final class ClientTest extends ClusterTestCase
         fclose($s);
     }
 
+    public function testHungNodeFailsOver(): void
+    {
+        $s = stream_socket_server('tcp://127.0.0.1:0');
+        $hung = stream_socket_get_name($s, false);
+        $c = new Client(array_merge([$hung], explode(',', self::endpoints())), ['attempt_timeout_ms' => 500]);
+        $start = hrtime(true);
+        $path = $c->create('/' . self::unique('hung'), 'z');
+        $this->assertLessThan(500 + 1000, self::ms($start), 'the call did not leave the hung node after attempt_timeout_ms');
+        $this->assertSame('z', $c->get($path)['data']);
+
+        $only = new Client([$hung], ['attempt_timeout_ms' => 300, 'timeout_ms' => 700]);
+        $start = hrtime(true);
+        try {
+            $only->get('/');
+            $this->fail('a read from a hung node returned');
+        } catch (TimeoutException $e) {
+            $this->assertStringContainsString('no answer within 700 ms', $e->getMessage());
+        }
+        $this->assertLessThan(700 + 300, self::ms($start));
+        fclose($s);
+    }
+
     public function testFailoverOnConnectionError(): void
     {
         $c = new Client(array_merge([self::deadEndpoint()], explode(',', self::endpoints())));
