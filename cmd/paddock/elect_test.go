@@ -185,3 +185,19 @@ func TestWriteContenderLine(t *testing.T) {
 		t.Errorf("NDJSON = %q, want %q", b.String(), want)
 	}
 }
+
+// TestLockCommandNotFound: a command that cannot start is 127, as in a
+// shell, and the lock is released.
+func TestLockCommandNotFound(t *testing.T) {
+	ep := startOneNode(t).node.Config().GRPCAddr
+	c := newTestClient(t, ep)
+	out, errOut := &lockedBuffer{}, &lockedBuffer{}
+	err := waitExit(t, runHeldCLI(out, errOut, "lock", "l", "--endpoints", ep, "--", "/nonexistent/command"), errOut)
+	if !errors.Is(err, exitCodeError(127)) || !strings.Contains(errOut.String(), "/nonexistent/command") {
+		t.Errorf("lock of a missing command: error = %v, stderr %q; want exit 127 and the command named", err, errOut.String())
+	}
+	resp, err := c.GetLock(context.Background(), &paddockv1.GetLockRequest{Name: "l"})
+	if err != nil || len(resp.GetHolders())+len(resp.GetWaiters()) != 0 {
+		t.Errorf("GetLock after = %v, %v; want the lock released", resp, err)
+	}
+}

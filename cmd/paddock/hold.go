@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -192,14 +193,25 @@ func (hd *holder) run(h *holding, argv []string) (heldResult, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	lost := hd.watch(ctx, h)
-	if err := cmd.Start(); err != nil {
-		return heldResult{code: startFailure(err)}, fmt.Errorf("%s: %w", hd.prefix, err)
-	}
+	// Pdeathsig fires when the thread that started CMD ends, not the
+	// process: that thread is kept (locked to this goroutine) until CMD
+	// has ended.
+	started := make(chan error, 1)
 	done := make(chan struct{})
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		cmd.Wait()
 		close(done)
 	}()
+	if err := <-started; err != nil {
+		return heldResult{code: startFailure(err)}, fmt.Errorf("%s: %w", hd.prefix, err)
+	}
 
 	var res heldResult
 	var kill <-chan time.Time
