@@ -160,3 +160,37 @@ func TestCampaignHerdFree(t *testing.T) {
 		t.Errorf("%d leader changes woke %v waiters, want about one each", n-1, got)
 	}
 }
+
+// TestCampaignRightAfterStart: on a new cluster, a Campaign sent as soon
+// as a leader accepts writes waits for the members to register their
+// feature level instead of failing with ErrFeatureLevel.
+func TestCampaignRightAfterStart(t *testing.T) {
+	c := nodetest.NewCluster(t, 3)
+	deadline := time.Now().Add(nodetest.WaitTimeout)
+	var session uint64
+	for i := 0; ; i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("no Campaign went through on the new cluster")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		n := c.Node(i % 3)
+		if session == 0 {
+			resp, _, err := n.OpenSession(ctx, 5*time.Second)
+			if err == nil {
+				session = resp.GetSessionId()
+			}
+		}
+		var err error
+		if session != 0 {
+			_, err = campaign(ctx, n, "fresh", session, 100*time.Millisecond)
+		}
+		cancel()
+		if errors.Is(err, fsm.ErrFeatureLevel) {
+			t.Fatalf("Campaign on a new cluster: %v", err)
+		}
+		if session != 0 && err == nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
