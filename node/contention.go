@@ -188,6 +188,10 @@ func (n *Node) Contend(ctx context.Context, a ContendArgs) (*ContendResult, erro
 	renew := n.renewEvery(a.Session)
 	tick := time.NewTicker(renew)
 	defer tick.Stop()
+	// The session may have little time left when the wait begins (its
+	// owner's last keepalive was long ago): renew it as the wait starts,
+	// then every tick.
+	renewed := false
 	for {
 		line, err := n.line(a.Kind, a.Name)
 		if err != nil {
@@ -204,6 +208,13 @@ func (n *Node) Contend(ctx context.Context, a ContendArgs) (*ContendResult, erro
 		}
 		if c, _ := line.place(token); c == nil || line.holds(token) {
 			return n.standing(line, token, a.Session)
+		}
+		if !renewed {
+			renewed = true
+			if _, err := n.KeepAlive(cctx, a.Session); err != nil {
+				return n.endWait(ctx, waitCtx, cctx, err, a, token)
+			}
+			continue
 		}
 		select {
 		case <-w.ch:

@@ -194,3 +194,38 @@ func TestCampaignRightAfterStart(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestCampaignWaitRenewsSession: a session that a waiting Campaign holds
+// lives on without keepalives for three times its timeout, even when it
+// was close to expiring as the wait began, and expires once the wait
+// ends.
+func TestCampaignWaitRenewsSession(t *testing.T) {
+	c := nodetest.NewCluster(t, 3)
+	l := c.WaitLeader(t)
+	f := c.Followers(l)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	holder := mustOpenSession(t, c.Node(l), 10*time.Second)
+	if r, err := campaign(ctx, c.Node(l), "renew", holder, time.Second); err != nil || !r.Holds {
+		t.Fatalf("Campaign(holder) = %+v, %v", r, err)
+	}
+	const timeout = 1500 * time.Millisecond
+	waiter := mustOpenSession(t, c.Node(f), timeout)
+	// Let most of the session's timeout pass: the wait must renew it
+	// before the rest runs out.
+	time.Sleep(timeout * 8 / 10)
+	r, err := campaign(ctx, c.Node(f), "renew", waiter, 3*timeout)
+	if err != nil || r.Holds || r.Position != 1 {
+		t.Fatalf("waiting Campaign = %+v, %v; want not elected, position 1", r, err)
+	}
+	if _, ok := c.Node(l).FSM().SessionTimer(waiter); !ok {
+		t.Fatal("the waiting candidate's session expired during the wait")
+	}
+	// The wait is over: no one renews the session any more.
+	eventually(t, timeout+5*time.Second, func() error {
+		if _, ok := c.Node(l).FSM().SessionTimer(waiter); ok {
+			return errors.New("session still open")
+		}
+		return nil
+	})
+}
