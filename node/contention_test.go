@@ -229,3 +229,53 @@ func TestCampaignWaitRenewsSession(t *testing.T) {
 		return nil
 	})
 }
+
+// TestObserveLeaderFirstAnswer: Observe sends the election's leader at
+// once, none included, then every change.
+func TestObserveLeaderFirstAnswer(t *testing.T) {
+	c := nodetest.NewCluster(t, 3)
+	l := c.WaitLeader(t)
+	f := c.Followers(l)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got := make(chan *paddockv1.Contender, 10)
+	octx, ocancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Node(f).ObserveLeader(octx, "obs", func(leader *paddockv1.Contender, _ uint64) error {
+			got <- leader
+			return nil
+		})
+	}()
+	defer func() {
+		ocancel()
+		<-done
+	}()
+	next := func(what string) *paddockv1.Contender {
+		t.Helper()
+		select {
+		case l := <-got:
+			return l
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Observe sent nothing for %s", what)
+		}
+		return nil
+	}
+	if first := next("an election without a leader"); first != nil {
+		t.Fatalf("first answer = %v, want no leader", first)
+	}
+	s := mustOpenSession(t, c.Node(l), 10*time.Second)
+	r, err := campaign(ctx, c.Node(l), "obs", s, time.Second)
+	if err != nil || !r.Holds {
+		t.Fatalf("Campaign = %+v, %v", r, err)
+	}
+	if got := next("the new leader"); got.GetToken() != r.Candidate.GetToken() {
+		t.Fatalf("second answer = %v, want token %d", got, r.Candidate.GetToken())
+	}
+	if _, err := c.Node(l).Withdraw(ctx, electionKind, "obs", r.Candidate.GetToken()); err != nil {
+		t.Fatal(err)
+	}
+	if got := next("the resignation"); got != nil {
+		t.Fatalf("third answer = %v, want no leader", got)
+	}
+}
