@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -278,4 +279,225 @@ func TestObserveLeaderFirstAnswer(t *testing.T) {
 	if got := next("the resignation"); got != nil {
 		t.Fatalf("third answer = %v, want no leader", got)
 	}
+}
+
+const lockKind = raftv1.ContentionKind_CONTENTION_KIND_LOCK
+
+// contendAsync runs a Contend in the background; its outcome arrives on
+// the returned channel with the time it came.
+type contendOutcome struct {
+	r   *node.ContendResult
+	err error
+	at  time.Time
+}
+
+func contendAsync(ctx context.Context, n *node.Node, a node.ContendArgs) <-chan contendOutcome {
+	out := make(chan contendOutcome, 1)
+	go func() {
+		r, err := n.Contend(ctx, a)
+		out <- contendOutcome{r, err, time.Now()}
+	}()
+	return out
+}
+
+// waitInLine waits until the line holds want candidates and placeholders.
+func waitInLine(t *testing.T, ctx context.Context, n *node.Node, kind raftv1.ContentionKind, name string, want int) {
+	t.Helper()
+	eventually(t, nodetest.WaitTimeout, func() error {
+		line, err := n.Line(ctx, kind, name, nil)
+		if err != nil {
+			return err
+		}
+		if got := len(line.Contention.Line); got != want {
+			return fmt.Errorf("%d in line, want %d", got, want)
+		}
+		return nil
+	})
+}
+
+// TestCampaignLeaderSessionExpires: when the leader's session expires,
+// the next candidate leads within the session timeout and a second.
+func TestCampaignLeaderSessionExpires(t *testing.T) {
+	c := nodetest.NewCluster(t, 3)
+	l := c.WaitLeader(t)
+	f := c.Followers(l)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const timeout = time.Second
+	opened := time.Now()
+	sa := mustOpenSession(t, c.Node(l), timeout)
+	sb := mustOpenSession(t, c.Node(f), 10*time.Second)
+	if r, err := campaign(ctx, c.Node(l), "exp", sa, time.Second); err != nil || !r.Holds {
+		t.Fatalf("Campaign(a) = %+v, %v", r, err)
+	}
+	out := contendAsync(ctx, c.Node(f), node.ContendArgs{Kind: electionKind, Name: "exp", Session: sb, Limit: 1})
+	select {
+	case o := <-out:
+		if o.err != nil || !o.r.Holds {
+			t.Fatalf("Campaign(b) = %+v, %v; want elected", o.r, o.err)
+		}
+		if took := o.at.Sub(opened); took > timeout+time.Second {
+			t.Errorf("b elected %v after a's session opened, want within %v", took, timeout+time.Second)
+		}
+		if o.r.LockDelay != 0 {
+			t.Errorf("LockDelay = %v without a lock-delay session", o.r.LockDelay)
+		}
+	case <-ctx.Done():
+		t.Fatal("b never elected")
+	}
+}
+
+// TestLockDelay: a holder whose session has a lock-delay and expires
+// leaves its slot to no one for the delay (Leader nil, LockDelay > 0,
+// no one elected), then the next holds; Resign, Release and a client's
+// CloseSession skip the delay.
+func TestLockDelay(t *testing.T) {
+	c := nodetest.NewCluster(t, 3)
+	l := c.WaitLeader(t)
+	f := c.Followers(l)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const timeout, delay = time.Second, 2 * time.Second
+	delayed := func() uint64 {
+		t.Helper()
+		resp, _, err := c.Node(l).OpenSessionWithDelay(ctx, timeout, delay)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetSessionId()
+	}
+
+	t.Run("expiry", func(t *testing.T) {
+		sa := delayed()
+		sb := mustOpenSession(t, c.Node(f), 10*time.Second)
+		if r, err := campaign(ctx, c.Node(l), "ld", sa, time.Second); err != nil || !r.Holds {
+			t.Fatalf("Campaign(a) = %+v, %v", r, err)
+		}
+		out := contendAsync(ctx, c.Node(f), node.ContendArgs{Kind: electionKind, Name: "ld", Session: sb, Limit: 1})
+		// a's session expires: its place stays, held by no one.
+		var expired time.Time
+		eventually(t, nodetest.WaitTimeout, func() error {
+			line, err := c.Node(f).Line(ctx, electionKind, "ld", nil)
+			if err != nil {
+				return err
+			}
+			if line.Leader() != nil || line.LockDelay(time.Now()) == 0 {
+				return fmt.Errorf("leader %v, lock delay %v", line.Leader(), line.LockDelay(time.Now()))
+			}
+			expired = time.Now()
+			return nil
+		})
+		sc := mustOpenSession(t, c.Node(l), 10*time.Second)
+		r, err := campaign(ctx, c.Node(l), "ld", sc, 100*time.Millisecond)
+		if err != nil || r.Holds || r.LockDelay <= 0 || r.Position != 2 {
+			t.Errorf("Campaign(c) during the delay = %+v, %v; want not elected, position 2, LockDelay > 0", r, err)
+		}
+		select {
+		case o := <-out:
+			if o.err != nil || !o.r.Holds {
+				t.Fatalf("Campaign(b) = %+v, %v; want elected", o.r, o.err)
+			}
+			// The delay counts from the expiry, which came before we saw it.
+			if took := o.at.Sub(expired); took < delay-500*time.Millisecond || took > delay+2*time.Second {
+				t.Errorf("b elected %v after a's session expired, want about %v", took, delay)
+			}
+		case <-ctx.Done():
+			t.Fatal("b never elected")
+		}
+	})
+
+	skip := func(t *testing.T, kind raftv1.ContentionKind, name string, end func(sa uint64, token uint64) error) {
+		sa := delayed()
+		sb := mustOpenSession(t, c.Node(f), 10*time.Second)
+		r, err := c.Node(l).Contend(ctx, node.ContendArgs{Kind: kind, Name: name, Session: sa, Limit: 1, Wait: time.Second})
+		if err != nil || !r.Holds {
+			t.Fatalf("Contend(a) = %+v, %v", r, err)
+		}
+		out := contendAsync(ctx, c.Node(f), node.ContendArgs{Kind: kind, Name: name, Session: sb, Limit: 1})
+		waitInLine(t, ctx, c.Node(l), kind, name, 2)
+		ended := time.Now()
+		if err := end(sa, r.Candidate.GetToken()); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case o := <-out:
+			if o.err != nil || !o.r.Holds || o.r.LockDelay != 0 {
+				t.Fatalf("Contend(b) = %+v, %v; want holding, no lock delay", o.r, o.err)
+			}
+			if took := o.at.Sub(ended); took > time.Second {
+				t.Errorf("b held %v after a let go, want at once", took)
+			}
+		case <-ctx.Done():
+			t.Fatal("b never held")
+		}
+	}
+	t.Run("resign", func(t *testing.T) {
+		skip(t, electionKind, "resign", func(_, token uint64) error {
+			_, err := c.Node(f).Withdraw(ctx, electionKind, "resign", token)
+			return err
+		})
+	})
+	t.Run("release", func(t *testing.T) {
+		skip(t, lockKind, "release", func(_, token uint64) error {
+			_, err := c.Node(l).Withdraw(ctx, lockKind, "release", token)
+			return err
+		})
+	})
+	t.Run("close", func(t *testing.T) {
+		skip(t, lockKind, "close", func(sa, _ uint64) error {
+			_, _, err := c.Node(l).CloseSession(ctx, sa)
+			return err
+		})
+	})
+}
+
+// TestCampaignPartitionedFollower: a candidate waiting on a follower that
+// is cut off from the others is never elected from that follower's stale
+// state: its wait ends with ErrLostLeader, a new Campaign there fails,
+// and once healed the same session is elected in its place.
+func TestCampaignPartitionedFollower(t *testing.T) {
+	c := nodetest.NewCluster(t, 3)
+	l := c.WaitLeader(t)
+	f := c.Followers(l)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sa := mustOpenSession(t, c.Node(l), 30*time.Second)
+	sb := mustOpenSession(t, c.Node(f), 30*time.Second)
+	ra, err := campaign(ctx, c.Node(l), "cut", sa, time.Second)
+	if err != nil || !ra.Holds {
+		t.Fatalf("Campaign(a) = %+v, %v", ra, err)
+	}
+	out := contendAsync(ctx, c.Node(f), node.ContendArgs{Kind: electionKind, Name: "cut", Session: sb, Limit: 1})
+	waitInLine(t, ctx, c.Node(f), electionKind, "cut", 2)
+	c.Partition(f)
+	defer c.Heal()
+	// a resigns on the majority side: b leads, but f cannot know it.
+	if _, err := c.Node(l).Withdraw(ctx, electionKind, "cut", ra.Candidate.GetToken()); err != nil {
+		t.Fatalf("Resign(a): %v", err)
+	}
+	select {
+	case o := <-out:
+		if o.err == nil || !errors.Is(o.err, node.ErrNoLeader) {
+			t.Fatalf("Campaign(b) on the cut follower = %+v, %v; want ErrLostLeader", o.r, o.err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Campaign(b) on the cut follower never ended")
+	}
+	cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+	r, err := campaign(cctx, c.Node(f), "cut", sb, time.Second)
+	ccancel()
+	if err == nil {
+		t.Fatalf("Campaign(b) on the cut follower = %+v, want an error", r)
+	}
+	c.Heal()
+	eventually(t, nodetest.WaitTimeout, func() error {
+		r, err := campaign(ctx, c.Node(f), "cut", sb, time.Second)
+		if err != nil {
+			return err
+		}
+		if !r.Holds || r.Position != 0 {
+			return fmt.Errorf("Campaign(b) = %+v, want elected", r)
+		}
+		return nil
+	})
 }
