@@ -307,6 +307,10 @@ func fromPeer(err error) error {
 		return fmt.Errorf("%w: leader: %s", ErrNoLeader, s.Message())
 	case s.Code() == codes.DeadlineExceeded:
 		return context.DeadlineExceeded
+	case s.Code() == codes.Unknown:
+		// peerStatus's code for ErrUnknownOutcome (and gRPC's for a
+		// handler error it could not map: an outcome unknown too).
+		return fmt.Errorf("%w: leader: %s", ErrUnknownOutcome, s.Message())
 	}
 	return err
 }
