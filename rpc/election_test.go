@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -21,6 +22,16 @@ import (
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 	"github.com/paddock/paddock/rpc"
 )
+
+// checkLeaks makes t fail if it leaves a goroutine behind once its
+// cleanups (cluster, clients) have run. Call it first.
+func checkLeaks(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() {
+		http.DefaultClient.CloseIdleConnections()
+		goleak.VerifyNone(t, before)
+	})
+}
 
 // newClient returns a Go client of nodes, trying first first.
 func newClient(t *testing.T, nodes []*served, first int) *client.Client {
@@ -72,6 +83,7 @@ func wakeups(t *testing.T, nodes []*served) float64 {
 // one leads in turn, never two at once, and each leader change wakes
 // about one waiter (herd-free), not the whole line.
 func TestCampaignHundredContenders(t *testing.T) {
+	checkLeaks(t)
 	nodes := threeNodes(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -128,6 +140,7 @@ func TestCampaignHundredContenders(t *testing.T) {
 // them where they were cut off, in the same place in line), and after
 // the leader resigns the next one is elected and confirmed by Leader.
 func TestCampaignRaftLeaderStops(t *testing.T) {
+	checkLeaks(t)
 	nodes := threeNodes(t)
 	leader, _ := leaderAndFollower(t, nodes)
 	var followers []int
@@ -222,6 +235,7 @@ func waitCandidates(t *testing.T, ctx context.Context, c *client.Client, name st
 // another limit is refused; TryAcquire on the busy lock leaves nothing;
 // GetLock lists holders and waiters; a release lets the waiter hold.
 func TestLockSemaphore(t *testing.T) {
+	checkLeaks(t)
 	nodes := threeNodes(t)
 	leader, follower := leaderAndFollower(t, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -323,6 +337,7 @@ func field(m map[string]any, path string) any {
 // locks and fenced writes over gRPC and the HTTP gateway, tokens as JSON
 // strings, Campaign's timeout_ms, PollLeader and Observe.
 func TestElectionOverGRPCAndHTTP(t *testing.T) {
+	checkLeaks(t)
 	nodes := threeNodes(t)
 	leader, follower := leaderAndFollower(t, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
