@@ -501,3 +501,39 @@ func TestCampaignPartitionedFollower(t *testing.T) {
 		return nil
 	})
 }
+
+// TestPollLeaderCutOff: on a follower cut off from the others, PollLeader
+// fails with ErrLostLeader within its wait, as a watch would, rather than
+// block past it or answer from stale state.
+func TestPollLeaderCutOff(t *testing.T) {
+	c := nodetest.NewCluster(t, 3)
+	l := c.WaitLeader(t)
+	f := c.Followers(l)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := mustOpenSession(t, c.Node(l), 30*time.Second)
+	r, err := campaign(ctx, c.Node(l), "poll", s, time.Second)
+	if err != nil || !r.Holds {
+		t.Fatalf("Campaign = %+v, %v", r, err)
+	}
+	waitInLine(t, ctx, c.Node(f), electionKind, "poll", 1)
+	c.Partition(f)
+	defer c.Heal()
+	const wait = 500 * time.Millisecond
+	// Once f has noticed (a heartbeat timeout), every poll fails at once.
+	eventually(t, nodetest.WaitTimeout, func() error {
+		start := time.Now()
+		_, changed, _, err := c.Node(f).PollLeader(ctx, "poll", r.Candidate.GetToken(), r.Candidate.GetModZxid(), wait)
+		took := time.Since(start)
+		if took > wait+300*time.Millisecond {
+			t.Fatalf("PollLeader(%v) on the cut follower took %v (%v)", wait, took, err)
+		}
+		if changed {
+			t.Fatalf("PollLeader on the cut follower reported a change")
+		}
+		if !errors.Is(err, node.ErrNoLeader) {
+			return fmt.Errorf("PollLeader = %v", err)
+		}
+		return nil
+	})
+}
