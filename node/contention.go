@@ -157,7 +157,10 @@ func (n *Node) Contend(ctx context.Context, a ContendArgs) (*ContendResult, erro
 		waitCtx, cancel = context.WithTimeout(ctx, a.Wait)
 	}
 	defer cancel()
-	res, err := n.Propose(waitCtx, &raftv1.Command{Op: &raftv1.Command_Contend{Contend: &raftv1.Contend{
+	// Entering the line is not cut short by the wait's timeout: a
+	// timeout_ms shorter than a commit would time the call out with the
+	// candidate created. Only the wait for the turn is bounded by it.
+	res, err := n.Propose(ctx, &raftv1.Command{Op: &raftv1.Command_Contend{Contend: &raftv1.Contend{
 		Kind: a.Kind, Name: a.Name, SessionId: a.Session, Value: a.Value, Limit: a.Limit, TryOnly: a.TryOnly,
 	}}})
 	if err != nil {
@@ -168,7 +171,7 @@ func (n *Node) Contend(ctx context.Context, a ContendArgs) (*ContendResult, erro
 		return &ContendResult{Limit: cr.GetLimit(), Zxid: res.Index}, nil
 	}
 	token := cr.GetCandidate().GetToken()
-	if err := n.waiter.wait(waitCtx, res.Index); err != nil {
+	if err := n.waiter.wait(ctx, res.Index); err != nil {
 		return nil, err
 	}
 	if a.TryOnly {
@@ -199,7 +202,11 @@ func (n *Node) Contend(ctx context.Context, a ContendArgs) (*ContendResult, erro
 		}
 		if line.holds(token) {
 			// Confirm with a read index: this node's state may be behind.
-			if err := n.syncRead(cctx); err != nil {
+			// Like entering the line, not cut short by the wait's timeout.
+			sctx, scancel := n.withTimeout(ctx)
+			err := n.syncRead(sctx)
+			scancel()
+			if err != nil {
 				return n.endWait(ctx, waitCtx, cctx, err, a, token)
 			}
 			if line, err = n.line(a.Kind, a.Name); err != nil {
@@ -398,11 +405,11 @@ func (n *Node) ObserveLeader(ctx context.Context, name string, send func(leader 
 		return err
 	}
 	for {
-		leader, changed, zxid, err := n.PollLeader(ctx, name, known.GetToken(), known.GetModZxid(), MaxPollTimeout)
+		leader, _, zxid, err := n.PollLeader(ctx, name, known.GetToken(), known.GetModZxid(), MaxPollTimeout)
 		if err != nil {
 			return err
 		}
-		if changed {
+		if !sameLeader(leader, known) {
 			known = proto.CloneOf(leader)
 			if err := send(leader, zxid); err != nil {
 				return err
