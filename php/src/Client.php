@@ -38,7 +38,7 @@ use Paddock\Exception\UnavailableException;
  *
  * Time: a call never blocks the PHP process longer than its time: the
  * client's timeout_ms option (10 s by default) for ordinary calls, and
- * the wait asked for plus margin_ms (1 s by default) for the long polls
+ * the wait asked for plus margin_ms (2 s by default) for the long polls
  * (Campaign, Acquire, pollLeader). Each attempt's curl timeout is what is
  * left of it, and a long poll retried on another node asks that node to
  * wait only what is left.
@@ -88,7 +88,7 @@ final class Client
      *   else 127.0.0.1:2282
      * @param array{timeout_ms?: int, margin_ms?: int, connect_timeout_ms?: int, attempt_timeout_ms?: int} $options
      *   timeout_ms: an ordinary call's time, retries included (10000);
-     *   margin_ms: added to a long poll's wait (1000); connect_timeout_ms:
+     *   margin_ms: added to a long poll's wait (2000: the server may take its wait + 1 s); connect_timeout_ms:
      *   one attempt's connect timeout (1000); attempt_timeout_ms: how long
      *   an ordinary call waits for one node's answer before it tries the
      *   next (5000: a node that hangs is left for another)
@@ -120,7 +120,7 @@ final class Client
             throw new \InvalidArgumentException('Paddock\Client: no endpoints');
         }
         $this->timeoutMs = self::positive($options, 'timeout_ms', 10000);
-        $this->marginMs = self::positive($options, 'margin_ms', 1000);
+        $this->marginMs = self::positive($options, 'margin_ms', 2000);
         $this->connectTimeoutMs = self::positive($options, 'connect_timeout_ms', 1000);
         $this->attemptTimeoutMs = self::positive($options, 'attempt_timeout_ms', 5000);
         foreach (array_keys($options) as $k) {

@@ -179,9 +179,9 @@ final class ElectionTest extends ClusterTestCase
         $start = hrtime(true);
         $a->observe(static function (?array $leader): bool {
             return true;
-        }, 1500, 5000);
+        }, 1000 + $c->marginMs(), 5000);
         $ms = self::ms($start);
         $this->assertGreaterThanOrEqual(400, $ms);
-        $this->assertLessThan(1500 + 300, $ms);
+        $this->assertLessThan(1000 + $c->marginMs() + 300, $ms);
     }
 }
