@@ -171,7 +171,17 @@ func (s *state) applyContend(c *applyCtx, op *raftv1.Contend) (proto.Message, er
 		}
 		for p := range s.tree.ephemerals[sid] {
 			if n := t.get(p); n != nil && n.parent() == dir {
-				return &raftv1.ContendResponse{Candidate: contender(op.GetName(), n), Existing: true, Limit: op.GetLimit()}, nil
+				pos := 0
+				for _, c := range t.line(dir) {
+					if c.path == n.path {
+						break
+					}
+					pos++
+				}
+				return &raftv1.ContendResponse{
+					Candidate: contender(op.GetName(), n), Existing: true, Limit: op.GetLimit(),
+					Position: int32(pos), Holds: uint32(pos) < op.GetLimit(),
+				}, nil
 			}
 		}
 		if op.GetTryOnly() && uint32(d.numChildren()) >= op.GetLimit() {
@@ -186,10 +196,14 @@ func (s *state) applyContend(c *applyCtx, op *raftv1.Contend) (proto.Message, er
 		d = t.addChild(t.get(root), dir, limitData(op.GetLimit()), ownerSpecial, false)
 	}
 	name := fmt.Sprintf("%0*d-%d", sequenceDigits, d.seq(), sid)
+	pos := d.numChildren()
 	n := t.addChild(d, dir+"/"+name, op.GetValue(), sid, true)
 	t.eph = append(t.eph, ephRef{owner: sid, path: n.path})
 	s.commit(t, c)
-	return &raftv1.ContendResponse{Candidate: contender(op.GetName(), n), Limit: op.GetLimit()}, nil
+	return &raftv1.ContendResponse{
+		Candidate: contender(op.GetName(), n), Limit: op.GetLimit(),
+		Position: pos, Holds: uint32(pos) < op.GetLimit(),
+	}, nil
 }
 
 // addChild creates path below parent (which the caller looked up) with

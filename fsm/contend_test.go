@@ -112,7 +112,7 @@ func TestContendCreatesLine(t *testing.T) {
 	h.sink.take()
 	r1 := h.must(cmdContend(kElection, "batch", s1, 1, "one", false))
 	c1 := r1.Resp.(*raftv1.ContendResponse)
-	want := &raftv1.ContendResponse{Limit: 1, Candidate: &paddockv1.Contender{
+	want := &raftv1.ContendResponse{Limit: 1, Holds: true, Candidate: &paddockv1.Contender{
 		Name: "batch", Key: childPath(kElection, "batch", 0, s1), Value: []byte("one"),
 		Token: r1.Index, SessionId: s1, ModZxid: r1.Index, Ctime: timeAt(r1.Index),
 	}}
@@ -935,5 +935,22 @@ func TestContendReplay(t *testing.T) {
 	w := h.must(withID(cmdWithdraw(kLock, "l", first.Index), "withdraw-1"))
 	if r := h.apply(withID(cmdWithdraw(kLock, "l", first.Index), "withdraw-1")); !r.Replayed || r.Err != nil || r.Index != w.Index {
 		t.Errorf("retried Withdraw = %+v, want the first success replayed", r)
+	}
+}
+
+// TestContendReportsPlace: Contend's answer says where the candidate
+// stood when it applied, for new and existing candidates alike.
+func TestContendReportsPlace(t *testing.T) {
+	h := newHarness(t)
+	s1, s2, s3 := h.openSession(10_000), h.openSession(10_000), h.openSession(10_000)
+	for _, tc := range []struct {
+		session  uint64
+		position int32
+		holds    bool
+	}{{s1, 0, true}, {s2, 1, true}, {s3, 2, false}, {s2, 1, true}, {s3, 2, false}} {
+		r := h.must(cmdContend(kLock, "sem", tc.session, 2, "", false)).Resp.(*raftv1.ContendResponse)
+		if r.GetPosition() != tc.position || r.GetHolds() != tc.holds {
+			t.Errorf("Contend(session %d) = position %d holds %v, want %d %v", tc.session, r.GetPosition(), r.GetHolds(), tc.position, tc.holds)
+		}
 	}
 }

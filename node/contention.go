@@ -182,6 +182,12 @@ func (n *Node) Contend(ctx context.Context, a ContendArgs) (*ContendResult, erro
 		return &ContendResult{Limit: cr.GetLimit(), Zxid: res.Index}, nil
 	}
 	token := cr.GetCandidate().GetToken()
+	if cr.GetHolds() && !res.Replayed {
+		// It held when the entry applied, on the leader's word: no need
+		// to wait for this node to apply it or for a read index. (A
+		// replayed answer is old: the line is read again below.)
+		return &ContendResult{Holds: true, Candidate: cr.GetCandidate(), Position: cr.GetPosition(), Limit: cr.GetLimit(), Zxid: res.Index}, nil
+	}
 	if err := n.waiter.wait(opCtx, res.Index); err != nil {
 		return nil, err
 	}

@@ -1082,7 +1082,13 @@ type ContendResponse struct {
 	// changed and candidate is unset.
 	Busy bool `protobuf:"varint,3,opt,name=busy,proto3" json:"busy,omitempty"`
 	// limit is the line's holder limit.
-	Limit         uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	Limit uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	// position is how many were ahead of the candidate in line when the
+	// command applied.
+	Position int32 `protobuf:"varint,5,opt,name=position,proto3" json:"position,omitempty"`
+	// holds says the candidate held (led, or had a slot) when the command
+	// applied.
+	Holds         bool `protobuf:"varint,6,opt,name=holds,proto3" json:"holds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1143,6 +1149,20 @@ func (x *ContendResponse) GetLimit() uint32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *ContendResponse) GetPosition() int32 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *ContendResponse) GetHolds() bool {
+	if x != nil {
+		return x.Holds
+	}
+	return false
 }
 
 var File_paddock_raft_v1_command_proto protoreflect.FileDescriptor
@@ -1213,12 +1233,14 @@ const file_paddock_raft_v1_command_proto_rawDesc = "" +
 	"\bProclaim\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x14\n" +
-	"\x05value\x18\x03 \x01(\fR\x05value\"\x8c\x01\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\"\xbe\x01\n" +
 	"\x0fContendResponse\x123\n" +
 	"\tcandidate\x18\x01 \x01(\v2\x15.paddock.v1.ContenderR\tcandidate\x12\x1a\n" +
 	"\bexisting\x18\x02 \x01(\bR\bexisting\x12\x12\n" +
 	"\x04busy\x18\x03 \x01(\bR\x04busy\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\rR\x05limit*^\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\x12\x1a\n" +
+	"\bposition\x18\x05 \x01(\x05R\bposition\x12\x14\n" +
+	"\x05holds\x18\x06 \x01(\bR\x05holds*^\n" +
 	"\vCloseReason\x12\x1c\n" +
 	"\x18CLOSE_REASON_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CLOSE_REASON_CLIENT\x10\x01\x12\x18\n" +
