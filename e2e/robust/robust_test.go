@@ -20,6 +20,8 @@ import (
 //	                       (default: run i gets kind i mod 8 in CI-sized
 //	                       runs, 1-2 drawn kinds when PADDOCK_ROBUST_RUNS is set)
 //	PADDOCK_ROBUST_KEEP    keep each run's data and logs (path printed)
+//	PADDOCK_ROBUST_ELECTION  1: the election workload in every run, 0: in
+//	                       none (default: in the runs electionRun picks)
 //
 // Replay one failing seed with
 //
