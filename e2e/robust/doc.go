@@ -117,7 +117,9 @@
 //     believe they lead, create sequential znodes under /elect fenced
 //     with their token (named CONTENDER-tTOKEN-SEQ); after a tenure of
 //     0.8-2.5 s a leader resigns, is killed (its client closed, its
-//     session left to expire; two per run at most) or goes on; a
+//     session left to expire; two per run at most: half of them
+//     "paused", they make one more fenced write with the old token
+//     2.5-4 s later, as a stopped process resumed would) or goes on; a
 //     contender whose fence is lost campaigns again, one whose session
 //     expired opens another; an observer reads the leader every
 //     100-300 ms.

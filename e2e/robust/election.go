@@ -119,33 +119,47 @@ func (el *electLoad) start(ctx context.Context, seed int64) error {
 func (el *electLoad) stopped(ctx context.Context) bool { return stopped(ctx, el.stopping) }
 
 // contender runs one contender's incarnations until stop: each has its
-// own client and sessions; a killed one is followed by a new one.
+// own client and sessions; a killed one is followed by a new one. A
+// paused one (killed, but it comes back believing it still leads, as a
+// process stopped with SIGSTOP would) first makes one more fenced write
+// with its old token, 2.5-4 s later: past its session's timeout, so
+// unless a fault kept the session alive, the fence must be lost.
 func (el *electLoad) contender(ctx context.Context, i int, rng *rand.Rand) {
 	name := fmt.Sprintf("c%d", i)
+	var ghost uint64 // a paused incarnation's token
 	for gen := 0; !el.stopped(ctx); gen++ {
 		cl, err := newClient(ctx, el.endpoints, i+gen)
 		if err != nil {
 			el.fail("%s: client: %v", name, err)
 			return
 		}
-		if killed := el.incarnation(ctx, cl, name, rng); !killed {
+		if ghost != 0 {
+			el.fencedWrite(ctx, cl, name, ghost)
+			ghost = 0
+		}
+		if killed := el.incarnation(ctx, cl, name, rng, &ghost); !killed {
 			cl.Close()
 			return
 		}
-		// Killed: its client is closed. The next one starts a little later.
+		// Killed: its client is closed. The next one starts a little
+		// later, or after the pause.
+		pause := ms(rng, 100, 400)
+		if ghost != 0 {
+			pause = ms(rng, 2500, 4000)
+		}
 		select {
 		case <-el.stopping:
 			return
 		case <-ctx.Done():
 			return
-		case <-time.After(ms(rng, 100, 400)):
+		case <-time.After(pause):
 		}
 	}
 }
 
 // incarnation campaigns with one client until stop (false) or until it
 // is killed (true), opening a new session whenever its session expires.
-func (el *electLoad) incarnation(ctx context.Context, cl *client.Client, name string, rng *rand.Rand) (wasKilled bool) {
+func (el *electLoad) incarnation(ctx context.Context, cl *client.Client, name string, rng *rand.Rand, ghost *uint64) (wasKilled bool) {
 	for !el.stopped(ctx) {
 		octx, cancel := context.WithTimeout(ctx, opTimeout)
 		sess, err := cl.NewSession(octx, sessionTimeout)
@@ -157,7 +171,7 @@ func (el *electLoad) incarnation(ctx context.Context, cl *client.Client, name st
 			sleep(ctx, 200*time.Millisecond)
 			continue
 		}
-		switch el.campaign(ctx, cl, sess, name, rng) {
+		switch el.campaign(ctx, cl, sess, name, rng, ghost) {
 		case killed:
 			return true
 		case stoppedNow:
@@ -187,7 +201,7 @@ const (
 
 // campaign campaigns with sess until the session is gone, the contender
 // is killed or the workload stops.
-func (el *electLoad) campaign(ctx context.Context, cl *client.Client, sess *client.Session, name string, rng *rand.Rand) turnEnd {
+func (el *electLoad) campaign(ctx context.Context, cl *client.Client, sess *client.Session, name string, rng *rand.Rand, ghost *uint64) turnEnd {
 	for {
 		if el.stopped(ctx) {
 			return stoppedNow
@@ -224,7 +238,7 @@ func (el *electLoad) campaign(ctx context.Context, cl *client.Client, sess *clie
 		case !c.Elected:
 			continue
 		}
-		switch end := el.lead(ctx, cl, sess, name, c.Token, rng); end {
+		switch end := el.lead(ctx, cl, sess, name, c.Token, rng, ghost); end {
 		case lost:
 		case resigned:
 			// Let another lead for a while.
@@ -239,39 +253,50 @@ func (el *electLoad) campaign(ctx context.Context, cl *client.Client, sess *clie
 	}
 }
 
+// fencedWrite makes one fenced create with token and records it (not
+// when ctx has ended: the run is over).
+func (el *electLoad) fencedWrite(ctx context.Context, cl *client.Client, name string, token uint64) check.FencedWrite {
+	w := check.FencedWrite{Contender: name, Token: token, Path: fmt.Sprintf("%s/%s-t%d-", electPath, name, token), Call: el.rec.now()}
+	cctx, cancel := context.WithTimeout(ctx, opTimeout)
+	r, err := cl.Create(cctx, &paddockv1.CreateRequest{
+		Path: w.Path, Sequential: true,
+		Fence: &paddockv1.Fence{Name: "elections/" + electName, Token: token},
+	})
+	cancel()
+	w.Return = el.rec.now()
+	if ctx.Err() != nil {
+		return w
+	}
+	switch {
+	case err == nil:
+		w.Outcome, w.Path, w.Zxid = check.FenceOK, r.GetPath(), r.GetStat().GetCzxid()
+	case status.Code(err) == codes.FailedPrecondition && strings.Contains(err.Error(), "fence lost"):
+		w.Outcome = check.FenceLost
+	case outcome(err) == check.Unknown:
+		w.Outcome = check.FenceUnknown
+	default:
+		w.Outcome = check.FenceFailed
+		if unexpected(err) {
+			el.fail("%s: fenced create: %v", name, err)
+		}
+	}
+	el.mu.Lock()
+	el.writes = append(el.writes, w)
+	el.mu.Unlock()
+	return w
+}
+
 // lead makes fenced creates with token, at once and then every 100-250
 // ms, until the fence is lost or the session is gone; after a tenure of
-// 0.8-2.5 s it resigns, is killed or goes on.
-func (el *electLoad) lead(ctx context.Context, cl *client.Client, sess *client.Session, name string, token uint64, rng *rand.Rand) turnEnd {
+// 0.8-2.5 s it resigns, is killed or paused (its token left in ghost), or
+// goes on.
+func (el *electLoad) lead(ctx context.Context, cl *client.Client, sess *client.Session, name string, token uint64, rng *rand.Rand, ghost *uint64) turnEnd {
 	tenure := time.After(ms(rng, 800, 2500))
 	for {
-		w := check.FencedWrite{Contender: name, Token: token, Path: fmt.Sprintf("%s/%s-t%d-", electPath, name, token), Call: el.rec.now()}
-		cctx, cancel := context.WithTimeout(ctx, opTimeout)
-		r, err := cl.Create(cctx, &paddockv1.CreateRequest{
-			Path: w.Path, Sequential: true,
-			Fence: &paddockv1.Fence{Name: "elections/" + electName, Token: token},
-		})
-		cancel()
-		w.Return = el.rec.now()
+		w := el.fencedWrite(ctx, cl, name, token)
 		if ctx.Err() != nil {
 			return stoppedNow
 		}
-		switch {
-		case err == nil:
-			w.Outcome, w.Path, w.Zxid = check.FenceOK, r.GetPath(), r.GetStat().GetCzxid()
-		case status.Code(err) == codes.FailedPrecondition && strings.Contains(err.Error(), "fence lost"):
-			w.Outcome = check.FenceLost
-		case outcome(err) == check.Unknown:
-			w.Outcome = check.FenceUnknown
-		default:
-			w.Outcome = check.FenceFailed
-			if unexpected(err) {
-				el.fail("%s: fenced create: %v", name, err)
-			}
-		}
-		el.mu.Lock()
-		el.writes = append(el.writes, w)
-		el.mu.Unlock()
 		if w.Outcome == check.FenceLost || w.Outcome == check.FenceFailed {
 			return lost
 		}
@@ -291,8 +316,13 @@ func (el *electLoad) lead(ctx context.Context, cl *client.Client, sess *client.S
 			el.mu.Unlock()
 			switch {
 			case kill:
-				// As kill -9 would: keepalives stop, nothing is closed.
-				el.event(fmt.Sprintf("%s killed leading with token %d", name, token))
+				// As kill -9 (or SIGSTOP) would: keepalives stop, nothing
+				// is closed.
+				what := "killed"
+				if rng.IntN(2) == 0 {
+					what, *ghost = "paused", token
+				}
+				el.event(fmt.Sprintf("%s %s leading with token %d", name, what, token))
 				cl.Close()
 				return killed
 			case rng.IntN(2) == 0:

@@ -68,10 +68,13 @@ type Report struct {
 	// those refused with "fence lost", ElectionUnknown those of unknown
 	// outcome, ElectionApplied the fenced creates in the tree at the end;
 	// ElectionJudged of ElectionEvents kills, resignations and fault ends
-	// had their "leadership regained" bound judged.
+	// had their "leadership regained" bound judged; ElectionWorstRegain
+	// is the longest a contender took to lead again after one, which had
+	// ElectionWorstBound.
 	Election                                                            bool
 	ElectionElected, ElectionWrites, ElectionFenceLost, ElectionUnknown int
 	ElectionApplied, ElectionJudged, ElectionEvents, ElectionViolations int
+	ElectionWorstRegain, ElectionWorstBound                             time.Duration
 	// LeaderChanges counts the new terms' leaders seen during the run
 	// (the first leader included).
 	LeaderChanges int
@@ -90,8 +93,9 @@ type Report struct {
 func (r *Report) Summary() string {
 	election := "election not run"
 	if r.Election {
-		election = fmt.Sprintf("election %d elected, fenced writes %d ok %d fence lost %d unknown %d applied, %d/%d regains judged (%d violations)",
-			r.ElectionElected, r.ElectionWrites, r.ElectionFenceLost, r.ElectionUnknown, r.ElectionApplied, r.ElectionJudged, r.ElectionEvents, r.ElectionViolations)
+		election = fmt.Sprintf("election %d elected, fenced writes %d ok %d fence lost %d unknown %d applied, %d/%d regains judged, the slowest %v of %v (%d violations)",
+			r.ElectionElected, r.ElectionWrites, r.ElectionFenceLost, r.ElectionUnknown, r.ElectionApplied, r.ElectionJudged, r.ElectionEvents,
+			r.ElectionWorstRegain.Round(10*time.Millisecond), r.ElectionWorstBound.Round(10*time.Millisecond), r.ElectionViolations)
 	}
 	return election + "; " + fmt.Sprintf("seed %d: %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted, %d with unknown calls), %d events, farm %d joins %d changes %d exports (%d violations), faults [%s], %d leaders, snapshot installs %v, %d violations, %v",
 		r.Seed, r.Ops, r.Unknown, r.Sessions, r.Ephemerals, r.Idle, r.IdleDeleted, r.IdleUnknown, r.Events, r.FarmJoins, r.FarmChanges, r.FarmExports, r.FarmViolations, strings.Join(r.Faults, "; "), r.LeaderChanges, r.SnapshotInstalls, len(r.Violations), r.Duration.Round(100*time.Millisecond))
@@ -735,7 +739,15 @@ func judgeElection(rep *Report, h check.ElectionHistory, errs []string, leaders 
 		}
 	}
 	rep.ElectionApplied = len(h.Applied)
-	rep.ElectionJudged, rep.ElectionEvents = check.ElectionJudged(h, electionTimeout, leaders)
+	for _, g := range check.ElectionRegains(h, electionTimeout, leaders) {
+		rep.ElectionEvents++
+		if g.Judged {
+			rep.ElectionJudged++
+		}
+		if g.Led >= 0 && g.Led-g.At > rep.ElectionWorstRegain {
+			rep.ElectionWorstRegain, rep.ElectionWorstBound = g.Led-g.At, g.Bound-g.At
+		}
+	}
 	rep.ElectionViolations = len(vs)
 	return vs
 }

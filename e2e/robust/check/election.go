@@ -388,10 +388,21 @@ type leadership struct {
 	what      string
 }
 
+// Regain is the "leadership regained" rule applied to one event or fault
+// end.
+type Regain struct {
+	What string
+	// At is the event's time, Bound when a contender had to lead by.
+	At, Bound time.Duration
+	// Led is when the first proof of leadership sent since At was
+	// answered, -1 when there was none.
+	Led time.Duration
+	// Judged: a contender led by Bound, or Bound fell before End.
+	Judged bool
+}
+
 // electionRegained checks the "leadership regained" rule.
-// It returns how many events and fault ends it judged (a contender led
-// in time, or the bound fell before End), and all of them.
-func electionRegained(r *report, h ElectionHistory, electionTimeout time.Duration, leaderChanges []time.Duration) (judged, all int) {
+func electionRegained(r *report, h ElectionHistory, electionTimeout time.Duration, leaderChanges []time.Duration) []Regain {
 	var proofs []leadership
 	for _, c := range h.Campaigns {
 		if c.Answered && c.Elected {
@@ -405,6 +416,7 @@ func electionRegained(r *report, h ElectionHistory, electionTimeout time.Duratio
 	}
 	slices.SortFunc(proofs, func(a, b leadership) int { return cmp.Compare(a.call, b.call) })
 
+	var out []Regain
 	events := electionEvents(h)
 	d := h.SessionTimeout + electionTimeout + h.Lag + electionGrace
 	for _, e := range events {
@@ -421,16 +433,17 @@ func electionRegained(r *report, h ElectionHistory, electionTimeout time.Duratio
 		if first != nil {
 			next = fmt.Sprintf("%s, sent at %v, answered at %v", first.what, first.call, first.ret)
 		}
-		all++
-		if ok || bound <= h.End {
-			judged++
+		g := Regain{What: e.What, At: e.At, Bound: bound, Led: -1, Judged: ok || bound <= h.End}
+		if first != nil {
+			g.Led = first.ret
 		}
+		out = append(out, g)
 		if ok || bound > h.End {
 			continue
 		}
 		r.addf("no contender led again within %v after %s: the bound %v counts from %s; the first proof of leadership since: %s", d, e.What, bound, from, next)
 	}
-	return judged, all
+	return out
 }
 
 // regainBound is when a contender must lead again after e, and what the
@@ -464,9 +477,8 @@ func electionEvents(h ElectionHistory) []ElectionEvent {
 	return events
 }
 
-// ElectionJudged counts the events and fault ends after which Election
-// judged the "leadership regained" rule (a contender led in time, or its
-// bound fell before End), and all of them.
-func ElectionJudged(h ElectionHistory, electionTimeout time.Duration, leaderChanges []time.Duration) (judged, all int) {
+// ElectionRegains is the "leadership regained" rule of Election applied
+// to every event and fault end, for a report.
+func ElectionRegains(h ElectionHistory, electionTimeout time.Duration, leaderChanges []time.Duration) []Regain {
 	return electionRegained(&report{check: "election"}, h, electionTimeout, leaderChanges)
 }

@@ -181,20 +181,27 @@ func TestElection(t *testing.T) {
 	}
 }
 
-func TestElectionJudged(t *testing.T) {
+func TestElectionRegains(t *testing.T) {
 	h := ElectionHistory{
 		Events:         []ElectionEvent{{At: secs(3), What: "a killed"}, {At: secs(12), What: "b resigned"}},
 		Faults:         []Span{{What: "kill-leader n1", Start: secs(5), End: secs(6)}},
 		SessionTimeout: secs(2), End: secs(14),
+		Writes: []FencedWrite{{Contender: "c", Token: 9, Call: secs(12.5), Return: secs(12.6), Outcome: FenceOK}},
 	}
-	// Bounds: 3 s -> 6+4 = 10 s (the fault overlaps), 6 s -> 10 s, 12 s -> 16 s.
-	if j, all := ElectionJudged(h, time.Second, nil); j != 2 || all != 3 {
-		t.Errorf("ElectionJudged() = %d, %d; want 2, 3", j, all)
+	// Bounds: 3 s -> 6+4 = 10 s (the fault overlaps), 6 s -> 10 s, 12 s
+	// -> 16 s, past the end but a contender led at 12.6 s.
+	want := []Regain{
+		{What: "a killed", At: secs(3), Bound: secs(10), Led: secs(12.6), Judged: true},
+		{What: "the end of kill-leader n1", At: secs(6), Bound: secs(10), Led: secs(12.6), Judged: true},
+		{What: "b resigned", At: secs(12), Bound: secs(16), Led: secs(12.6), Judged: true},
 	}
-	// A leader in time judges the last one too.
-	h.Writes = []FencedWrite{{Contender: "c", Token: 9, Call: secs(12.5), Return: secs(12.6), Outcome: FenceOK}}
-	if j, all := ElectionJudged(h, time.Second, nil); j != 3 || all != 3 {
-		t.Errorf("ElectionJudged() = %d, %d; want 3, 3", j, all)
+	if got := ElectionRegains(h, time.Second, nil); !reflect.DeepEqual(got, want) {
+		t.Errorf("ElectionRegains() =\n%+v\nwant\n%+v", got, want)
+	}
+	h.Writes = nil
+	want[2].Judged, want[0].Led, want[1].Led, want[2].Led = false, -1, -1, -1
+	if got := ElectionRegains(h, time.Second, nil); !reflect.DeepEqual(got, want) {
+		t.Errorf("ElectionRegains() =\n%+v\nwant\n%+v", got, want)
 	}
 }
 
