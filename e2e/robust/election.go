@@ -234,7 +234,9 @@ func (el *electLoad) campaign(ctx context.Context, cl *client.Client, sess *clie
 		case status.Code(err) == codes.FailedPrecondition && strings.Contains(err.Error(), "session expired"):
 			return expired
 		case err != nil:
-			continue // unknown or not held: campaign again (idempotent)
+			// Unknown or not held: campaign again (idempotent).
+			sleep(ctx, 50*time.Millisecond)
+			continue
 		case !c.Elected:
 			continue
 		}

@@ -506,7 +506,8 @@ func mapsEqual(a, b map[string]string) bool {
 	return true
 }
 
-// listTree lists every znode but the root and the reserved subtree, with "" for its data (watch
+// listTree lists every znode but the root and /paddock itself (its children, the
+// elections and locks, are listed), with "" for its data (watch
 // events carry no data), and the zxid of the root's listing.
 func listTree(ctx context.Context, cl *client.Client) (map[string]string, uint64, error) {
 	tree := make(map[string]string)
