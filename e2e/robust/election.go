@@ -33,7 +33,8 @@ const (
 	// electWait is a campaign's timeout_ms: a contender not elected by
 	// then campaigns again.
 	electWait = time.Second
-	// electMaxKills bounds the leading contenders killed in one run.
+	// electMaxKills bounds the leading contenders killed (or paused) in one
+	// run.
 	electMaxKills = 2
 )
 
@@ -56,7 +57,8 @@ func electionRun(seed int64) bool {
 // client and 2 s sessions, no lock-delay) campaign on one election
 // through the Go client and, while they believe they lead, create
 // znodes fenced with their token; a leader now and then resigns, is
-// killed (its client closed, its session left to expire) or goes on.
+// killed (its client closed, its session left to expire; a paused one
+// writes once more with its old token later) or goes on.
 // An observer reads the leader. It records what check.Election needs.
 type electLoad struct {
 	rec       *recorder
