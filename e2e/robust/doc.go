@@ -109,7 +109,20 @@
 //     coming and going (killed, as kill -9 would, or stopped cleanly, then
 //     joining again under the same name or a new one); a client setting
 //     the running hosts' fields remotely (farm.SetField); and an exporter
-//     (farm.Export to a JSON file) whose every write is recorded.
+//     (farm.Export to a JSON file) whose every write is recorded;
+//   - in the runs electionRun picks by seed, an election (election.go):
+//     three contenders (each with its own client and 2 s sessions, no
+//     lock-delay) campaign on one election through the Go client
+//     (Campaign with timeout_ms 1000, again and again) and, while they
+//     believe they lead, create sequential znodes under /elect fenced
+//     with their token (named CONTENDER-tTOKEN-SEQ); after a tenure of
+//     0.8-2.5 s a leader resigns, is killed (its client closed, its
+//     session left to expire; two per run at most: half of them
+//     "paused", they make one more fenced write with the old token
+//     2.5-4 s later, as a stopped process resumed would) or goes on; a
+//     contender whose fence is lost campaigns again, one whose session
+//     expired opens another; an observer reads the leader every
+//     100-300 ms.
 //
 // Meanwhile it injects its faults (inject.go), one after another: the
 // leader or a follower killed with SIGKILL and restarted, the leader
@@ -120,18 +133,23 @@
 // it serves commit, their callers never learn it). A call that times out
 // or fails over too long is recorded with an unknown outcome.
 //
-// When the faults are over and the workloads have made their calls, Run
+// When the faults are over and the workloads have made their calls (the
+// election's contenders once one has led again after the last fault or
+// kill, the election's bound at most; they then close their sessions), Run
 // heals the network, waits for the abandoned and closed sessions'
 // ephemerals, the TTL znodes and the emptied containers to go, waits for
 // the exporter's file and the kept joiners' local files to agree with
-// the farm (20 s at most), reads every register once more (recorded, so
+// the farm (20 s at most), waits until the election's line has gone (10 s
+// at most), reads every register once more (recorded, so
 // a lost acknowledged write fails the check), lists the tree until two
 // listings agree, waits for every watcher to catch up with it, and asks
 // every node for a digest of its state. The checkers of package check
 // then judge the histories: linearizability of the registers
 // (porcupine), the sequential suffixes, the ephemerals' lifetimes, the
 // TTL and container znodes' lifetimes, the watch streams, the farm's
-// exports, and the equal state digests. The seed fixes the faults, their
+// exports, the election's fenced writes and leaders (the election's
+// candidates and the fenced znodes are in the final listing: it lists
+// /paddock's children too), and the equal state digests. The seed fixes the faults, their
 // timing and every client's choices; the interleaving of concurrent
 // calls is not fixed, so a seed replays the same faults and workload,
 // not the same history.

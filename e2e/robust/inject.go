@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/paddock/paddock/e2e/robust/check"
 )
 
 // FaultKind is one kind of fault a run injects.
@@ -123,6 +125,10 @@ type injector struct {
 	snapshotEntries uint64
 	// done lists what was injected, for the report.
 	done []string
+	// now is the run's clock; spans are the faults from their start to
+	// their end (undone), on it.
+	now   func() time.Duration
+	spans []check.Span
 }
 
 // inject applies f, holds it, and undoes it: every node running and
@@ -135,6 +141,7 @@ func (in *injector) inject(ctx context.Context, f fault) error {
 		return fmt.Errorf("robust: before %s: %w", f.kind, err)
 	}
 	follower := (leader + 1 + f.pick) % in.c.N()
+	start := in.now()
 	var target int
 	var undo func() error
 	switch f.kind {
@@ -192,6 +199,7 @@ func (in *injector) inject(ctx context.Context, f fault) error {
 	if uerr := undo(); uerr != nil && err == nil {
 		err = fmt.Errorf("robust: undoing %s: %w", f.kind, uerr)
 	}
+	in.spans = append(in.spans, check.Span{What: fmt.Sprintf("%s n%d", f.kind, target+1), Start: start, End: in.now()})
 	return err
 }
 

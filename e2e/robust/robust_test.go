@@ -20,6 +20,8 @@ import (
 //	                       (default: run i gets kind i mod 8 in CI-sized
 //	                       runs, 1-2 drawn kinds when PADDOCK_ROBUST_RUNS is set)
 //	PADDOCK_ROBUST_KEEP    keep each run's data and logs (path printed)
+//	PADDOCK_ROBUST_ELECTION  1: the election workload in every run, 0: in
+//	                       none (default: in the runs electionRun picks)
 //
 // Replay one failing seed with
 //
@@ -60,6 +62,7 @@ func TestRobust(t *testing.T) {
 	}
 
 	var total Report
+	elections := 0
 	byFault := make(map[string]int)
 	for _, r := range plan {
 		seed, faults := r.seed, r.faults
@@ -90,6 +93,13 @@ func TestRobust(t *testing.T) {
 			total.FarmJoins += rep.FarmJoins
 			total.FarmChanges += rep.FarmChanges
 			total.FarmExports += rep.FarmExports
+			if rep.Election {
+				elections++
+				total.ElectionWrites += rep.ElectionWrites
+				total.ElectionApplied += rep.ElectionApplied
+				total.ElectionJudged += rep.ElectionJudged
+				total.ElectionViolations += rep.ElectionViolations
+			}
 			total.Violations = append(total.Violations, rep.Violations...)
 			for _, f := range rep.Faults {
 				byFault[strings.Fields(f)[0]]++
@@ -113,8 +123,9 @@ func TestRobust(t *testing.T) {
 		fs = append(fs, fmt.Sprintf("%s %d", k, n))
 	}
 	sort.Strings(fs)
-	t.Logf("%d runs, %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted), %d watch events, farm %d joins %d changes %d exports, %d leaders; faults: %s; %d violations",
-		len(plan), total.Ops, total.Unknown, total.Sessions, total.Ephemerals, total.Idle, total.IdleDeleted, total.Events, total.FarmJoins, total.FarmChanges, total.FarmExports, total.LeaderChanges, strings.Join(fs, ", "), len(total.Violations))
+	t.Logf("%d runs, %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted), %d watch events, farm %d joins %d changes %d exports, election in %d runs (%d fenced writes acknowledged, %d applied, %d regains judged, %d violations), %d leaders; faults: %s; %d violations",
+		len(plan), total.Ops, total.Unknown, total.Sessions, total.Ephemerals, total.Idle, total.IdleDeleted, total.Events, total.FarmJoins, total.FarmChanges, total.FarmExports,
+		elections, total.ElectionWrites, total.ElectionApplied, total.ElectionJudged, total.ElectionViolations, total.LeaderChanges, strings.Join(fs, ", "), len(total.Violations))
 }
 
 // seededRun is a seed and the faults it injects (nil: drawn by the seed).

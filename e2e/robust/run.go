@@ -62,6 +62,19 @@ type Report struct {
 	// remotely), FarmExports the exporter's writes of its file and
 	// FarmViolations the farm checker's violations (in Violations too).
 	FarmJoins, FarmChanges, FarmExports, FarmViolations int
+	// Election is set when the run had the election workload:
+	// ElectionElected counts the campaigns answered elected,
+	// ElectionWrites the fenced creates acknowledged, ElectionFenceLost
+	// those refused with "fence lost", ElectionUnknown those of unknown
+	// outcome, ElectionApplied the fenced creates in the tree at the end;
+	// ElectionJudged of ElectionEvents kills, resignations and fault ends
+	// had their "leadership regained" bound judged; ElectionWorstRegain
+	// is the longest a contender took to lead again after one, which had
+	// ElectionWorstBound.
+	Election                                                            bool
+	ElectionElected, ElectionWrites, ElectionFenceLost, ElectionUnknown int
+	ElectionApplied, ElectionJudged, ElectionEvents, ElectionViolations int
+	ElectionWorstRegain, ElectionWorstBound                             time.Duration
 	// LeaderChanges counts the new terms' leaders seen during the run
 	// (the first leader included).
 	LeaderChanges int
@@ -78,8 +91,14 @@ type Report struct {
 
 // Summary is a one-line description of r.
 func (r *Report) Summary() string {
-	return fmt.Sprintf("seed %d: %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted, %d with unknown calls), %d events, farm %d joins %d changes %d exports (%d violations), faults [%s], %d leaders, snapshot installs %v, %d violations, %v",
-		r.Seed, r.Ops, r.Unknown, r.Sessions, r.Ephemerals, r.Idle, r.IdleDeleted, r.IdleUnknown, r.Events, r.FarmJoins, r.FarmChanges, r.FarmExports, r.FarmViolations, strings.Join(r.Faults, "; "), r.LeaderChanges, r.SnapshotInstalls, len(r.Violations), r.Duration.Round(100*time.Millisecond))
+	election := "election not run"
+	if r.Election {
+		election = fmt.Sprintf("election %d elected, fenced writes %d ok %d fence lost %d unknown %d applied, %d/%d regains judged, the slowest %v of %v (%d violations)",
+			r.ElectionElected, r.ElectionWrites, r.ElectionFenceLost, r.ElectionUnknown, r.ElectionApplied, r.ElectionJudged, r.ElectionEvents,
+			r.ElectionWorstRegain.Round(10*time.Millisecond), r.ElectionWorstBound.Round(10*time.Millisecond), r.ElectionViolations)
+	}
+	return fmt.Sprintf("seed %d: %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted, %d with unknown calls), %d events, farm %d joins %d changes %d exports (%d violations), %s, faults [%s], %d leaders, snapshot installs %v, %d violations, %v",
+		r.Seed, r.Ops, r.Unknown, r.Sessions, r.Ephemerals, r.Idle, r.IdleDeleted, r.IdleUnknown, r.Events, r.FarmJoins, r.FarmChanges, r.FarmExports, r.FarmViolations, election, strings.Join(r.Faults, "; "), r.LeaderChanges, r.SnapshotInstalls, len(r.Violations), r.Duration.Round(100*time.Millisecond))
 }
 
 // Run starts a cluster, runs the workloads against it while injecting the
@@ -173,7 +192,16 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		return nil, err
 	}
 
-	in := &injector{c: c, logf: logf, snapshotEntries: snapshotThreshold + trailingLogs + 64}
+	var el *electLoad
+	if electionRun(cfg.Seed) {
+		el = newElectLoad(rec, c.Endpoints(), cfg.Dir)
+		defer el.halt()
+		if err := el.start(ctx, cfg.Seed); err != nil {
+			return nil, err
+		}
+	}
+
+	in := &injector{c: c, logf: logf, snapshotEntries: snapshotThreshold + trailingLogs + 64, now: rec.now}
 	var faultErr error
 	for _, f := range plan {
 		if !sleep(ctx, f.after) {
@@ -190,6 +218,9 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	close(stop)
 	wg.Wait()
 	ended.Wait()
+	if el != nil && faultErr == nil {
+		el.stop(ctx, in.spans)
+	}
 	if faultErr != nil {
 		letGo()
 		return nil, faultErr
@@ -204,6 +235,9 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		letGo()
 		return nil, err
 	}
+	if el != nil {
+		el.awaitGone(ctx)
+	}
 	fin, err := final(ctx, c, rec, watchers)
 	if err != nil {
 		letGo()
@@ -214,6 +248,16 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	wwg.Wait()
 	letGo()
 	swg.Wait()
+	streams := watchStreams(watchers, fin.zxid)
+	var eh *check.ElectionHistory
+	var eerrs []string
+	if el != nil {
+		h, errs, err := el.history(ctx, streams, fin, in.spans)
+		if err != nil {
+			return nil, err
+		}
+		eh, eerrs = &h, errs
+	}
 
 	hashes, err := converge(ctx, c)
 	if err != nil {
@@ -222,7 +266,10 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	stopLeaders()
 	changes := leaders.changes()
 	rep.LeaderChanges = len(changes)
-	rep.Violations = append(rep.Violations, judge(rep, cfg, rec, fl, watchers, fin, hashes, changes)...)
+	rep.Violations = append(rep.Violations, judge(rep, cfg, rec, fl, watchers, streams, fin, hashes, changes)...)
+	if eh != nil {
+		rep.Violations = append(rep.Violations, judgeElection(rep, *eh, eerrs, changes)...)
+	}
 	for i := range c.N() {
 		if c.installedSnapshot(i) {
 			rep.SnapshotInstalls = append(rep.SnapshotInstalls, fmt.Sprintf("n%d", i+1))
@@ -459,7 +506,8 @@ func mapsEqual(a, b map[string]string) bool {
 	return true
 }
 
-// listTree lists every znode but the root and the reserved subtree, with "" for its data (watch
+// listTree lists every znode but the root and /paddock itself (its children, the
+// elections and locks, are listed), with "" for its data (watch
 // events carry no data), and the zxid of the root's listing.
 func listTree(ctx context.Context, cl *client.Client) (map[string]string, uint64, error) {
 	tree := make(map[string]string)
@@ -482,10 +530,11 @@ func listTree(ctx context.Context, cl *client.Client) (map[string]string, uint64
 		}
 		for _, ch := range r.GetChildren() {
 			cp := strings.TrimSuffix(p, "/") + "/" + ch.GetName()
-			if cp == fsm.ReservedPath {
-				continue // the system's, made with the tree, never by an event
+			if cp != fsm.ReservedPath {
+				// The system's, made with the tree, never by an event;
+				// elections live below it.
+				tree[cp] = ""
 			}
-			tree[cp] = ""
 			if ch.GetStat().GetNumChildren() > 0 {
 				todo = append(todo, cp)
 			}
@@ -565,7 +614,7 @@ func converge(ctx context.Context, c *Cluster) ([]check.NodeState, error) {
 }
 
 // judge runs every checker on what the run recorded.
-func judge(rep *Report, cfg RunConfig, rec *recorder, fl *farmLoad, ws []*watcher, fin *finalState, hashes []check.NodeState, leaders []time.Duration) []check.Violation {
+func judge(rep *Report, cfg RunConfig, rec *recorder, fl *farmLoad, ws []*watcher, streams []check.WatchStream, fin *finalState, hashes []check.NodeState, leaders []time.Duration) []check.Violation {
 	var vs []check.Violation
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
@@ -595,12 +644,8 @@ func judge(rep *Report, cfg RunConfig, rec *recorder, fl *farmLoad, ws []*watche
 	}
 	vs = append(vs, check.Sequential(seqParent, rec.seqs, fin.seq)...)
 
-	var streams []check.WatchStream
 	for _, w := range ws {
 		w.mu.Lock()
-		for _, st := range w.streams {
-			streams = append(streams, truncate(st, fin.zxid))
-		}
 		for _, e := range w.errs {
 			vs = append(vs, check.Violation{Check: "watches", Detail: e})
 		}
@@ -653,6 +698,58 @@ func judge(rep *Report, cfg RunConfig, rec *recorder, fl *farmLoad, ws []*watche
 	vs = append(vs, check.Watches(streams, fin.tree)...)
 	vs = append(vs, check.SameState(hashes)...)
 	slices.SortStableFunc(vs, func(a, b check.Violation) int { return strings.Compare(a.Check, b.Check) })
+	return vs
+}
+
+// watchStreams are the watchers' streams cut at zxid, the final
+// listing's (call it once the watchers have stopped).
+func watchStreams(ws []*watcher, zxid uint64) []check.WatchStream {
+	var streams []check.WatchStream
+	for _, w := range ws {
+		w.mu.Lock()
+		for _, st := range w.streams {
+			streams = append(streams, truncate(st, zxid))
+		}
+		w.mu.Unlock()
+	}
+	return streams
+}
+
+// judgeElection runs the election checker, when the run had the
+// election workload.
+func judgeElection(rep *Report, h check.ElectionHistory, errs []string, leaders []time.Duration) []check.Violation {
+	var vs []check.Violation
+	for _, e := range errs {
+		vs = append(vs, check.Violation{Check: "election", Detail: e})
+	}
+	vs = append(vs, check.Election(h, electionTimeout, leaders)...)
+	rep.Election = true
+	for _, c := range h.Campaigns {
+		if c.Elected {
+			rep.ElectionElected++
+		}
+	}
+	for _, w := range h.Writes {
+		switch w.Outcome {
+		case check.FenceOK:
+			rep.ElectionWrites++
+		case check.FenceLost:
+			rep.ElectionFenceLost++
+		case check.FenceUnknown:
+			rep.ElectionUnknown++
+		}
+	}
+	rep.ElectionApplied = len(h.Applied)
+	for _, g := range check.ElectionRegains(h, electionTimeout, leaders) {
+		rep.ElectionEvents++
+		if g.Judged {
+			rep.ElectionJudged++
+		}
+		if g.Led >= 0 && g.Led-g.At > rep.ElectionWorstRegain {
+			rep.ElectionWorstRegain, rep.ElectionWorstBound = g.Led-g.At, g.Bound-g.At
+		}
+	}
+	rep.ElectionViolations = len(vs)
 	return vs
 }
 

@@ -14,7 +14,9 @@ import (
 // fail. With the hidden --unsafe-local-reads flag, a follower cut off from
 // the leader serves a linearizable read from its own stale state, and the
 // checker reports the history; without the flag the same read never
-// returns the stale value, and the same history passes.
+// returns the stale value, and the same history passes. The election
+// checker is shown the same way, on the same cluster: a Leader read on
+// the cut follower names the leader that resigned before it was sent.
 func TestCheckerCatchesStaleReads(t *testing.T) {
 	needHarness(t)
 	for _, tc := range []struct {
@@ -50,7 +52,8 @@ func TestCheckerCatchesStaleReads(t *testing.T) {
 			}
 			op.Return, op.Outcome = rec.now(), check.OK
 			ops := []check.RegisterOp{op}
-			waitApplied(ctx, t, c, cut, cr.GetStat().GetCzxid())
+			el := newStaleElection(ctx, t, rec, writer)
+			waitApplied(ctx, t, c, cut, max(cr.GetStat().GetCzxid(), el.applied()))
 
 			if err := c.Isolate(cut); err != nil {
 				t.Fatal(err)
@@ -92,6 +95,7 @@ func TestCheckerCatchesStaleReads(t *testing.T) {
 			case !ok:
 				t.Fatalf("Linearizable failed a valid history: %v", vs)
 			}
+			el.check(ctx, t, pinned(t, c, cut), tc.broken)
 		})
 	}
 }
@@ -120,5 +124,94 @@ func waitApplied(ctx context.Context, t *testing.T, c *Cluster, i int, index uin
 			t.Fatalf("n%d has not applied index %d after 10s: %v, %v", i+1, index, st, err)
 		}
 		sleep(ctx, 20*time.Millisecond)
+	}
+}
+
+// staleElection is the election part of TestCheckerCatchesStaleReads: a
+// leads and writes before the follower is cut, then resigns; b leads and
+// writes; a Leader read on the cut follower follows.
+type staleElection struct {
+	rec *recorder
+	cl  *client.Client
+	h   check.ElectionHistory
+}
+
+const staleElectionName = "stale"
+
+// newStaleElection makes a lead and write through cl.
+func newStaleElection(ctx context.Context, t *testing.T, rec *recorder, cl *client.Client) *staleElection {
+	t.Helper()
+	e := &staleElection{rec: rec, cl: cl, h: check.ElectionHistory{Name: staleElectionName, SessionTimeout: 10 * time.Second}}
+	if _, err := cl.Create(ctx, &paddockv1.CreateRequest{Path: "/fenced"}); err != nil {
+		t.Fatal(err)
+	}
+	e.lead(ctx, t, "a")
+	return e
+}
+
+// lead opens a session for who, campaigns (it must be elected at once)
+// and makes one fenced create, recording both.
+func (e *staleElection) lead(ctx context.Context, t *testing.T, who string) uint64 {
+	t.Helper()
+	s, err := e.cl.OpenSession(ctx, &paddockv1.OpenSessionRequest{TimeoutMs: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := check.Campaign{Contender: who, Session: s.GetSessionId(), Call: e.rec.now()}
+	r, err := e.cl.Campaign(ctx, &paddockv1.CampaignRequest{Name: staleElectionName, SessionId: s.GetSessionId(), TimeoutMs: 5000})
+	if err != nil || !r.GetElected() {
+		t.Fatalf("Campaign(%s) = %v, %v; want elected", who, r, err)
+	}
+	c.Return, c.Answered, c.Elected = e.rec.now(), true, true
+	c.Key, c.Token, c.Zxid = r.GetCandidate().GetKey(), r.GetCandidate().GetToken(), r.GetHeader().GetZxid()
+	e.h.Campaigns = append(e.h.Campaigns, c)
+	w := check.FencedWrite{Contender: who, Token: c.Token, Call: e.rec.now()}
+	cr, err := e.cl.Create(ctx, &paddockv1.CreateRequest{Path: "/fenced/" + who, Fence: &paddockv1.Fence{Name: "elections/" + staleElectionName, Token: c.Token}})
+	if err != nil {
+		t.Fatalf("fenced Create by %s = %v", who, err)
+	}
+	w.Return, w.Outcome, w.Path, w.Zxid = e.rec.now(), check.FenceOK, cr.GetPath(), cr.GetStat().GetCzxid()
+	e.h.Writes = append(e.h.Writes, w)
+	e.h.Applied = append(e.h.Applied, check.AppliedWrite{Path: w.Path, Token: w.Token, Zxid: w.Zxid})
+	return c.Token
+}
+
+// applied is the zxid of the last fenced write.
+func (e *staleElection) applied() uint64 { return e.h.Writes[len(e.h.Writes)-1].Zxid }
+
+// check has a resign and b lead (the follower is cut), reads the leader
+// through reader (on the cut follower) and checks the history: the
+// broken variant's read must be stale and flagged, the default's not.
+func (e *staleElection) check(ctx context.Context, t *testing.T, reader *client.Client, broken bool) {
+	t.Helper()
+	a := e.h.Campaigns[0]
+	if _, err := e.cl.Resign(ctx, &paddockv1.ResignRequest{Name: staleElectionName, Token: a.Token}); err != nil {
+		t.Fatalf("Resign(a) = %v", err)
+	}
+	b := e.lead(ctx, t, "b")
+	rd := check.LeaderRead{Call: e.rec.now()}
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	r, err := reader.Leader(rctx, &paddockv1.LeaderRequest{Name: staleElectionName})
+	cancel()
+	rd.Return = e.rec.now()
+	t.Logf("Leader(%s) on the cut follower = token %d at zxid %d, %v (a's token %d, b's %d)", staleElectionName, r.GetLeader().GetToken(), r.GetHeader().GetZxid(), err, a.Token, b)
+	if err == nil {
+		rd.Zxid, rd.Token = r.GetHeader().GetZxid(), r.GetLeader().GetToken()
+		e.h.Reads = append(e.h.Reads, rd)
+	}
+	e.h.Candidates = check.ElectionCandidates(nil, "/paddock/elections/"+staleElectionName, e.h.Campaigns, nil)
+	e.h.End = e.rec.now()
+	vs := check.Election(e.h, electionTimeout, nil)
+	switch {
+	case broken && (err != nil || rd.Token != a.Token):
+		t.Fatalf("the broken variant's Leader read = token %d, %v; want a's stale token %d", rd.Token, err, a.Token)
+	case broken && len(vs) == 0:
+		t.Fatalf("Election passed a history with a stale Leader read: %+v", e.h)
+	case broken:
+		t.Logf("election checker caught it: %v", vs)
+	case err == nil && rd.Token != b:
+		t.Fatalf("the default Leader read on a cut follower answered token %d, not b's %d", rd.Token, b)
+	case len(vs) > 0:
+		t.Fatalf("Election failed a valid history: %v", vs)
 	}
 }

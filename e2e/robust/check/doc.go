@@ -34,6 +34,16 @@
 //     from the later of the leave and the last leader change) once the
 //     exporter had learned it was gone 1 s before; no host or value
 //     exported before a joiner or a write gave it.
+//   - Election: every fenced write applied was made with the token that
+//     led the election in the state before it (reconstructed from the
+//     candidates' creation and deletion zxids in the watch streams), the
+//     tokens of applied fenced writes never go back in zxid order,
+//     acknowledged ones are in the tree, elected answers and Leader reads
+//     agree with the line and Leader reads are not stale; after each
+//     fault, and each leading contender killed or resigning, a contender
+//     leads again within session timeout + election timeout + lag + 1 s
+//     from the later of the event, the end of an overlapping fault and
+//     the last leader change.
 //   - SameState: every replica at the same applied index and hash.
 //
 // What the recorder must provide for the checks to be sound: times on one
