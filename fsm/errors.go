@@ -38,6 +38,14 @@ var (
 	// remembers for a different command (another operation, path or
 	// body). It is refused and changes nothing.
 	ErrRequestIDReused = errors.New("fsm: request id reused for a different request")
+	// ErrFenceLost: a fenced write's token no longer holds its election
+	// or lock (or never did).
+	ErrFenceLost = errors.New("fsm: fence lost")
+	// ErrNotHeld: a token is not in its election's or lock's line.
+	ErrNotHeld = errors.New("fsm: not held")
+	// ErrLimitMismatch: a semaphore's holder limit differs from its
+	// line's.
+	ErrLimitMismatch = errors.New("fsm: lock limit mismatch")
 	// ErrNotApplied is the result of an entry after the one a replica
 	// stopped at (ErrUpgradeRequired): the entry is committed, and the
 	// replicas that go on apply it, but this one does not know whether
@@ -69,6 +77,9 @@ var errorCodes = []struct {
 	{ErrUpgradeRequired, raftv1.ErrorCode_ERROR_CODE_UPGRADE_REQUIRED},
 	{ErrListingChanged, raftv1.ErrorCode_ERROR_CODE_LISTING_CHANGED},
 	{ErrRequestIDReused, raftv1.ErrorCode_ERROR_CODE_REQUEST_ID_REUSED},
+	{ErrFenceLost, raftv1.ErrorCode_ERROR_CODE_FENCE_LOST},
+	{ErrNotHeld, raftv1.ErrorCode_ERROR_CODE_NOT_HELD},
+	{ErrLimitMismatch, raftv1.ErrorCode_ERROR_CODE_LIMIT_MISMATCH},
 }
 
 // Error is a state machine error in its parts, so that a message for a

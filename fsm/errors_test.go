@@ -14,7 +14,7 @@ var sentinels = []error{
 	ErrNoNode, ErrNodeExists, ErrBadVersion, ErrNotEmpty, ErrEphemeralParent,
 	ErrBadPath, ErrTooLarge, ErrBadArgument, ErrSessionExpired, ErrReservedPath,
 	ErrBadEntry, ErrNoSession, ErrFeatureLevel, ErrUpgradeRequired, ErrListingChanged,
-	ErrRequestIDReused,
+	ErrRequestIDReused, ErrFenceLost, ErrNotHeld, ErrLimitMismatch,
 }
 
 // roundTrip sends err the way a leader answers a forwarded proposal.

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
 // Feature levels. Each kind of command belongs to the level that
@@ -17,7 +18,7 @@ import (
 // wrongly, or skipping it, would let replicas diverge.
 const (
 	// FeatureLevel is the highest feature level this binary supports.
-	FeatureLevel uint32 = 1
+	FeatureLevel uint32 = 2
 	// BaseFeatureLevel is the level every Paddock binary supports: its
 	// commands are proposed without asking the members, so a cluster
 	// whose members have not registered yet (a new cluster, a member
@@ -31,13 +32,21 @@ const (
 // adds it; so is an existing kind given a new field that older binaries
 // would silently ignore (the case then inspects the field).
 func OpFeatureLevel(cmd *raftv1.Command) (uint32, bool) {
-	switch cmd.GetOp().(type) {
-	case *raftv1.Command_Create,
-		*raftv1.Command_Set,
-		*raftv1.Command_Delete,
-		*raftv1.Command_Multi,
-		*raftv1.Command_OpenSession,
-		*raftv1.Command_CloseSession,
+	switch op := cmd.GetOp().(type) {
+	case *raftv1.Command_Create:
+		return fencedLevel(op.Create.GetFence() != nil), true
+	case *raftv1.Command_Set:
+		return fencedLevel(op.Set.GetFence() != nil), true
+	case *raftv1.Command_Delete:
+		return fencedLevel(op.Delete.GetFence() != nil), true
+	case *raftv1.Command_Multi:
+		return fencedLevel(multiFenced(op.Multi)), true
+	case *raftv1.Command_OpenSession:
+		return fencedLevel(op.OpenSession.GetLockDelayMs() != 0), true
+	case *raftv1.Command_Contend, *raftv1.Command_Withdraw, *raftv1.Command_Proclaim:
+		// Elections and locks (feature level 2).
+		return 2, true
+	case *raftv1.Command_CloseSession,
 		*raftv1.Command_CheckpointSessions,
 		*raftv1.Command_RegisterMember,
 		*raftv1.Command_Barrier,
@@ -149,3 +158,37 @@ func (f *FSM) Err() error {
 // index stays at the last entry it applied: its owner must stop the
 // replica, which a newer binary can restart from its log.
 func (f *FSM) Failed() <-chan struct{} { return f.failed }
+
+// fencedLevel is the level of a tree write or session open: 2 when it
+// uses a field of level 2 (a fence, a lock-delay) that a level-1 binary
+// would silently ignore, else 1.
+func fencedLevel(uses bool) uint32 {
+	if uses {
+		return 2
+	}
+	return 1
+}
+
+// multiFenced reports whether a multi or any of its ops carries a fence.
+func multiFenced(m *paddockv1.MultiRequest) bool {
+	if m.GetFence() != nil {
+		return true
+	}
+	for _, o := range m.GetOps() {
+		switch op := o.GetOp().(type) {
+		case *paddockv1.Op_Create:
+			if op.Create.GetFence() != nil {
+				return true
+			}
+		case *paddockv1.Op_Set:
+			if op.Set.GetFence() != nil {
+				return true
+			}
+		case *paddockv1.Op_Delete:
+			if op.Delete.GetFence() != nil {
+				return true
+			}
+		}
+	}
+	return false
+}

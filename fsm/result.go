@@ -70,6 +70,10 @@ func newResponse(cmd *raftv1.Command) proto.Message {
 		return &paddockv1.OpenSessionResponse{}
 	case *raftv1.Command_CloseSession:
 		return &paddockv1.CloseSessionResponse{}
+	case *raftv1.Command_Contend:
+		return &raftv1.ContendResponse{}
+	case *raftv1.Command_Proclaim:
+		return &paddockv1.ProclaimResponse{}
 	}
 	return nil
 }

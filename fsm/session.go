@@ -20,6 +20,8 @@ type session struct {
 	// remainingMs is the last checkpointed time left, 0 if none (full
 	// timeout). A new leader starts the session's clock from it.
 	remainingMs int64
+	// lockDelayMs is the session's lock-delay, 0 if none.
+	lockDelayMs int64
 }
 
 // sessionTable is the client sessions by id. Its snapshot records are
@@ -42,7 +44,7 @@ func (v sessionView) records() uint64 { return uint64(len(v)) }
 func (v sessionView) write(rw *recordWriter) error {
 	for _, ss := range v {
 		rec := &raftv1.SnapshotRecord{Record: &raftv1.SnapshotRecord_Session{Session: &raftv1.SessionRecord{
-			Id: ss.id, TimeoutMs: ss.timeoutMs, Ctime: ss.ctime, RemainingMs: ss.remainingMs,
+			Id: ss.id, TimeoutMs: ss.timeoutMs, Ctime: ss.ctime, RemainingMs: ss.remainingMs, LockDelayMs: ss.lockDelayMs,
 		}}}
 		if err := rw.write(rec); err != nil {
 			return err
@@ -59,7 +61,7 @@ func (t sessionTable) restore(rec *raftv1.SnapshotRecord) (bool, error) {
 	if _, dup := t[s.GetId()]; dup {
 		return true, fmt.Errorf("fsm: snapshot: session %d appears twice", s.GetId())
 	}
-	t[s.GetId()] = &session{id: s.GetId(), timeoutMs: s.GetTimeoutMs(), ctime: s.GetCtime(), remainingMs: s.GetRemainingMs()}
+	t[s.GetId()] = &session{id: s.GetId(), timeoutMs: s.GetTimeoutMs(), ctime: s.GetCtime(), remainingMs: s.GetRemainingMs(), lockDelayMs: s.GetLockDelayMs()}
 	return true, nil
 }
 
@@ -76,7 +78,10 @@ func (s *state) applyOpenSession(c *applyCtx, op *raftv1.OpenSession) (proto.Mes
 	if op.GetTimeoutMs() <= 0 {
 		return nil, errorf(ErrBadArgument, "session timeout %dms", op.GetTimeoutMs())
 	}
-	s.sessions[c.index] = &session{id: c.index, timeoutMs: op.GetTimeoutMs(), ctime: c.now}
+	if op.GetLockDelayMs() < 0 || op.GetLockDelayMs() > MaxTTL.Milliseconds() {
+		return nil, errorf(ErrBadArgument, "lock delay %dms", op.GetLockDelayMs())
+	}
+	s.sessions[c.index] = &session{id: c.index, timeoutMs: op.GetTimeoutMs(), ctime: c.now, lockDelayMs: op.GetLockDelayMs()}
 	return &paddockv1.OpenSessionResponse{SessionId: c.index, TimeoutMs: op.GetTimeoutMs()}, nil
 }
 
@@ -87,9 +92,18 @@ func (s *state) applyCloseSession(c *applyCtx, op *raftv1.CloseSession) (proto.M
 	if _, ok := s.sessions[id]; !ok {
 		return nil, errorf(ErrSessionExpired, "session %d", id)
 	}
-	t := s.newTxn(c.index, 0, c.events)
+	t := s.newTxn(c.index, c.now, c.events)
 	paths := slices.Sorted(maps.Keys(s.tree.ephemerals[id]))
+	var kept map[string]bool
+	if ss := s.sessions[id]; ss.lockDelayMs > 0 && op.GetReason() == raftv1.CloseReason_CLOSE_REASON_EXPIRED {
+		kept = t.lockDelayed(paths, ss.lockDelayMs)
+	}
+	deleted := 0
 	for _, p := range paths {
+		if kept[p] {
+			continue
+		}
+		deleted++
 		n := t.get(p)
 		t.tree.Delete(n)
 		t.events = append(t.events, Event{Zxid: c.index, Type: EventDeleted, Path: n.path, PrevData: n.data})
@@ -98,7 +112,7 @@ func (s *state) applyCloseSession(c *applyCtx, op *raftv1.CloseSession) (proto.M
 	s.commit(t, c)
 	delete(s.sessions, id)
 	delete(s.tree.ephemerals, id)
-	return &paddockv1.CloseSessionResponse{Deleted: int32(len(paths))}, nil
+	return &paddockv1.CloseSessionResponse{Deleted: int32(deleted)}, nil
 }
 
 func (s *state) applyCheckpoint(_ *applyCtx, op *raftv1.CheckpointSessions) (proto.Message, error) {
@@ -140,7 +154,7 @@ func (f *FSM) Sessions() []*paddockv1.Session {
 
 func (st *state) describe(s *session) *paddockv1.Session {
 	return &paddockv1.Session{
-		Id: s.id, TimeoutMs: s.timeoutMs, Ctime: s.ctime,
+		Id: s.id, TimeoutMs: s.timeoutMs, Ctime: s.ctime, LockDelayMs: s.lockDelayMs,
 		Ephemerals: slices.Sorted(maps.Keys(st.tree.ephemerals[s.id])),
 	}
 }

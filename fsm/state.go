@@ -110,6 +110,12 @@ func (s *state) apply(c *applyCtx, cmd *raftv1.Command) (proto.Message, error) {
 		return s.applyBarrier(c, op.Barrier)
 	case *raftv1.Command_DeleteIdle:
 		return s.applyDeleteIdle(c, op.DeleteIdle)
+	case *raftv1.Command_Contend:
+		return s.applyContend(c, op.Contend)
+	case *raftv1.Command_Withdraw:
+		return s.applyWithdraw(c, op.Withdraw)
+	case *raftv1.Command_Proclaim:
+		return s.applyProclaim(c, op.Proclaim)
 	}
 	return nil, errUnknownOp
 }

@@ -19,10 +19,29 @@ func CheckCommand(cmd *raftv1.Command, maxData int) error {
 	case *raftv1.Command_Set:
 		return checkSet(op.Set, maxData)
 	case *raftv1.Command_Delete:
-		return checkWritable(op.Delete.GetPath(), false)
+		if err := checkWritable(op.Delete.GetPath(), false); err != nil {
+			return err
+		}
+		return checkFenceArg(op.Delete.GetFence())
 	case *raftv1.Command_DeleteIdle:
-		return checkWritable(op.DeleteIdle.GetPath(), false)
+		// Leader-built (a lock-delay placeholder and a line's container
+		// are below /paddock).
+		return ValidatePath(op.DeleteIdle.GetPath(), false)
+	case *raftv1.Command_Contend:
+		_, err := checkContendArgs(op.Contend)
+		return err
+	case *raftv1.Command_Withdraw:
+		_, err := ContentionDir(op.Withdraw.GetKind(), op.Withdraw.GetName())
+		return err
+	case *raftv1.Command_Proclaim:
+		if err := checkContentionName(op.Proclaim.GetName()); err != nil {
+			return err
+		}
+		return checkSize(op.Proclaim.GetValue(), maxData)
 	case *raftv1.Command_Multi:
+		if err := checkFenceArg(op.Multi.GetFence()); err != nil {
+			return err
+		}
 		for i, o := range op.Multi.GetOps() {
 			if err := checkOp(o, maxData); err != nil {
 				return &MultiError{Index: i, Err: err}
@@ -32,6 +51,9 @@ func CheckCommand(cmd *raftv1.Command, maxData int) error {
 	case *raftv1.Command_OpenSession:
 		if op.OpenSession.GetTimeoutMs() <= 0 {
 			return errorf(ErrBadArgument, "session timeout %dms", op.OpenSession.GetTimeoutMs())
+		}
+		if d := op.OpenSession.GetLockDelayMs(); d < 0 || d > MaxTTL.Milliseconds() {
+			return errorf(ErrBadArgument, "lock delay %dms: want 0 to %dms", d, MaxTTL.Milliseconds())
 		}
 		return nil
 	case nil:
@@ -49,7 +71,10 @@ func checkOp(o *paddockv1.Op, maxData int) error {
 	case *paddockv1.Op_Set:
 		return checkSet(op.Set, maxData)
 	case *paddockv1.Op_Delete:
-		return checkWritable(op.Delete.GetPath(), false)
+		if err := checkWritable(op.Delete.GetPath(), false); err != nil {
+			return err
+		}
+		return checkFenceArg(op.Delete.GetFence())
 	}
 	return errorf(ErrBadArgument, "empty op")
 }
@@ -67,11 +92,17 @@ func checkCreate(req *paddockv1.CreateRequest, maxData int) error {
 	if err := checkNodeType(req); err != nil {
 		return err
 	}
+	if err := checkFenceArg(req.GetFence()); err != nil {
+		return err
+	}
 	return checkSize(req.GetData(), maxData)
 }
 
 func checkSet(req *paddockv1.SetRequest, maxData int) error {
 	if err := checkWritable(req.GetPath(), false); err != nil {
+		return err
+	}
+	if err := checkFenceArg(req.GetFence()); err != nil {
 		return err
 	}
 	return checkSize(req.GetData(), maxData)

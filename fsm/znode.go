@@ -239,6 +239,9 @@ func (t *txn) create(req *paddockv1.CreateRequest, sessionOK func(uint64) bool) 
 	if err := checkNodeType(req); err != nil {
 		return nil, err
 	}
+	if err := t.checkFence(req.GetFence()); err != nil {
+		return nil, err
+	}
 	ephemeral := false
 	switch req.GetType() {
 	case paddockv1.NodeType_NODE_TYPE_UNSPECIFIED, paddockv1.NodeType_NODE_TYPE_PERSISTENT,
@@ -310,6 +313,9 @@ func (t *txn) set(req *paddockv1.SetRequest) (*paddockv1.SetResponse, error) {
 	if err := checkData(req.GetData()); err != nil {
 		return nil, err
 	}
+	if err := t.checkFence(req.GetFence()); err != nil {
+		return nil, err
+	}
 	n := t.get(req.GetPath())
 	if n == nil {
 		return nil, errorf(ErrNoNode, "%s", req.GetPath())
@@ -350,6 +356,9 @@ func (t *txn) delete(req *paddockv1.DeleteRequest) (*paddockv1.DeleteResponse, e
 	}
 	if path == "/" {
 		return nil, errorf(ErrBadArgument, "the root cannot be deleted")
+	}
+	if err := t.checkFence(req.GetFence()); err != nil {
+		return nil, err
 	}
 	n := t.get(path)
 	if n == nil {
@@ -463,6 +472,9 @@ func (s *state) applyDelete(c *applyCtx, req *paddockv1.DeleteRequest) (proto.Me
 func (s *state) applyMulti(c *applyCtx, req *paddockv1.MultiRequest) (proto.Message, error) {
 	t := s.newTxn(c.index, c.now, c.events)
 	t.tree = s.tree.nodes.Clone()
+	if err := t.checkFence(req.GetFence()); err != nil {
+		return nil, err
+	}
 	resp := &paddockv1.MultiResponse{Results: make([]*paddockv1.OpResult, 0, len(req.GetOps()))}
 	for i, op := range req.GetOps() {
 		r, err := t.multiOp(op, s.sessionOK)

@@ -48,6 +48,9 @@ type Config struct {
 	// SessionCheckpointInterval is how often the leader checkpoints the
 	// remaining time of idle sessions.
 	SessionCheckpointInterval time.Duration
+	// LockDelay is the lock-delay of sessions opened without one (0:
+	// none): see OpenSessionWithDelay.
+	LockDelay time.Duration
 
 	// MaxValueSize caps znode data (at most fsm.MaxDataSize).
 	MaxValueSize int

@@ -63,6 +63,7 @@ type Node struct {
 	fwdReads     *batcher[*raftv1.Query, *raftv1.QueryResult] // follower: reads the leader serves
 	sessions     *tracker
 	idle         *idleNodes // TTL and container znodes
+	lines        *lines     // election and lock waiters
 	kaBatch      *keepaliveBatcher
 	fwd          *forwarder // follower: writes to the leader
 	metrics      *metrics
@@ -112,12 +113,14 @@ func New(c Config) (*Node, error) {
 	n.watch = newHub(cfg.WatchHistory, cfg.WatchHistoryBytes, cfg.WatchSlowLag)
 	n.watch.header = n.Header
 	n.idle = newIdleNodes(n)
-	n.fsm = fsm.New(sinks{n.watch, n.idle, n.waiter}, fsm.WithFeatureLevel(cfg.FeatureLevel))
+	n.lines = newLines(n)
+	n.fsm = fsm.New(sinks{n.watch, n.idle, n.waiter, n.lines}, fsm.WithFeatureLevel(cfg.FeatureLevel))
 	n.waiter.fsm = n.fsm
 	n.peers = newPeerConns(cfg.DialPeer)
 	n.fwd = newForwarder()
 	n.streamsClosed = make(chan struct{})
 	n.metrics = newMetrics(n)
+	n.metrics.reg.MustRegister(n.lines.wakeups)
 	n.internal = newInternalServer(n)
 
 	n.disk, err = openStorage(cfg)

@@ -17,6 +17,22 @@ import (
 // OpenSession opens a session, clamping the timeout to the configured
 // range (0 takes the default).
 func (n *Node) OpenSession(ctx context.Context, timeout time.Duration) (*paddockv1.OpenSessionResponse, uint64, error) {
+	return n.OpenSessionWithDelay(ctx, timeout, 0)
+}
+
+// OpenSessionWithDelay opens a session as OpenSession does, with a
+// lock-delay: 0 takes the node's default (Config.LockDelay), a negative
+// one asks for none.
+func (n *Node) OpenSessionWithDelay(ctx context.Context, timeout, lockDelay time.Duration) (*paddockv1.OpenSessionResponse, uint64, error) {
+	switch {
+	case lockDelay == 0:
+		lockDelay = n.cfg.LockDelay
+	case lockDelay < 0:
+		lockDelay = 0
+	}
+	if lockDelay > fsm.MaxTTL {
+		return nil, 0, fmt.Errorf("%w: lock delay %v is over %v", fsm.ErrBadArgument, lockDelay, fsm.MaxTTL)
+	}
 	if timeout < 0 {
 		return nil, 0, fmt.Errorf("%w: negative session timeout", fsm.ErrBadArgument)
 	}
@@ -25,7 +41,7 @@ func (n *Node) OpenSession(ctx context.Context, timeout time.Duration) (*paddock
 	}
 	timeout = min(max(timeout, n.cfg.MinSessionTimeout), n.cfg.MaxSessionTimeout)
 	res, err := n.Propose(ctx, &raftv1.Command{Op: &raftv1.Command_OpenSession{
-		OpenSession: &raftv1.OpenSession{TimeoutMs: timeout.Milliseconds()},
+		OpenSession: &raftv1.OpenSession{TimeoutMs: timeout.Milliseconds(), LockDelayMs: lockDelay.Milliseconds()},
 	}})
 	if err != nil {
 		return nil, 0, err

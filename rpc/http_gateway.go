@@ -134,6 +134,8 @@ func newGateway(ctx context.Context, grpcAddr string) (http.Handler, error) {
 		paddockv1.RegisterClusterServiceHandler,
 		paddockv1.RegisterWatchServiceHandler,
 		paddockv1.RegisterFarmServiceHandler,
+		paddockv1.RegisterElectionServiceHandler,
+		paddockv1.RegisterLockServiceHandler,
 	} {
 		if err := register(ctx, mux, conn); err != nil {
 			conn.Close()

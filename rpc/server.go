@@ -51,4 +51,6 @@ func Register(s *grpc.Server, n *node.Node) {
 	paddockv1.RegisterClusterServiceServer(s, &clusterServer{n: n})
 	paddockv1.RegisterWatchServiceServer(s, &watchServer{n: n})
 	paddockv1.RegisterFarmServiceServer(s, newFarmServer(n))
+	paddockv1.RegisterElectionServiceServer(s, &electionServer{n: n})
+	paddockv1.RegisterLockServiceServer(s, &lockServer{n: n})
 }

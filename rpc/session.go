@@ -23,7 +23,11 @@ func (s *sessionServer) OpenSession(ctx context.Context, req *paddockv1.OpenSess
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	resp, idx, err := s.n.OpenSession(ctx, timeout)
+	lockDelay, err := lockDelay(req.GetLockDelayMs())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp, idx, err := s.n.OpenSessionWithDelay(ctx, timeout, lockDelay)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -97,6 +101,18 @@ func sessionTimeout(ms int64) (time.Duration, error) {
 	}
 	if ms > int64(math.MaxInt64/time.Millisecond) {
 		return math.MaxInt64, nil
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}
+
+// lockDelay converts OpenSessionRequest.lock_delay_ms: 0 takes the
+// agent's default, -1 asks for none.
+func lockDelay(ms int64) (time.Duration, error) {
+	switch {
+	case ms == -1:
+		return -1, nil
+	case ms < 0 || ms > fsm.MaxTTL.Milliseconds():
+		return 0, fmt.Errorf("%w: lock_delay_ms %d: want -1 (none), 0 (the agent's default) or up to %d", fsm.ErrBadArgument, ms, fsm.MaxTTL.Milliseconds())
 	}
 	return time.Duration(ms) * time.Millisecond, nil
 }

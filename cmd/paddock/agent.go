@@ -23,6 +23,7 @@ type agentFlags struct {
 	id, dataDir, raftAddr, grpcAddr, httpAddr, bootstrap, logLevel string
 	snapshotThreshold, trailingLogs                                uint64
 	minSession, maxSession, snapshotInterval                       time.Duration
+	lockDelay                                                      time.Duration
 	watchHistory, watchSlowLag                                     int
 	watchHistoryBytes                                              int64
 	watchProgress                                                  time.Duration
@@ -45,6 +46,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fs.DurationVar(&f.snapshotInterval, "snapshot-interval", d.SnapshotInterval, "how often to check whether --snapshot-threshold entries have accumulated (randomized up to twice this)")
 	fs.DurationVar(&f.minSession, "min-session-timeout", 2*time.Second, "shortest session timeout granted")
 	fs.DurationVar(&f.maxSession, "max-session-timeout", 60*time.Second, "longest session timeout granted")
+	fs.DurationVar(&f.lockDelay, "lock-delay", 0, "lock-delay of sessions opened without one: after such a session expires leading an election or holding a lock, no one gets it for this long (0: none)")
 	fs.IntVar(&f.watchHistory, "watch-history", d.WatchHistory, "recent events kept for watches to start or resume from")
 	fs.Int64Var(&f.watchHistoryBytes, "watch-history-bytes", d.WatchHistoryBytes, "bytes of paths and previous data the watch history may keep")
 	fs.IntVar(&f.watchSlowLag, "watch-slow-lag", 0, "events a blocked watcher may fall behind before it is dropped (default half the history)")
@@ -73,7 +75,7 @@ func (f *agentFlags) config() (node.Config, error) {
 		ID: f.id, DataDir: dir, RaftAddr: f.raftAddr,
 		GRPCAddr: f.grpcAddr, HTTPAddr: f.httpAddr, Bootstrap: voters,
 		SnapshotThreshold: f.snapshotThreshold, SnapshotInterval: f.snapshotInterval, TrailingLogs: f.trailingLogs,
-		MinSessionTimeout: f.minSession, MaxSessionTimeout: f.maxSession,
+		MinSessionTimeout: f.minSession, MaxSessionTimeout: f.maxSession, LockDelay: f.lockDelay,
 		WatchHistory: f.watchHistory, WatchHistoryBytes: f.watchHistoryBytes, WatchSlowLag: f.watchSlowLag, WatchProgressInterval: f.watchProgress,
 		UnsafeLocalReads: f.unsafeLocalReads,
 		Logger: hclog.New(&hclog.LoggerOptions{
