@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/paddock/paddock/client"
@@ -82,38 +84,73 @@ func contendOnce(ctx context.Context, c *client.Client, name string, ttl time.Du
 	}()
 
 	value := []byte(fmt.Sprintf("pid %d", os.Getpid()))
-	req := &paddockv1.CampaignRequest{Name: name, Value: value, SessionId: s.ID(), TimeoutMs: 1}
-	resp, err := c.Campaign(sctx, req)
-	if err != nil {
-		return fmt.Errorf("campaign: %w", err)
+	req := &paddockv1.CampaignRequest{Name: name, Value: value, SessionId: s.ID()}
+	type answer struct {
+		resp *paddockv1.CampaignResponse
+		err  error
 	}
-	if err := WriteContenderLine(out, ContenderCandidate, time.Now(), "session="+s.Timeout().String()); err != nil {
-		return err
-	}
-	req.TimeoutMs = 0
-	for !resp.GetElected() {
-		resp, err = c.Campaign(sctx, req)
-		if err == nil {
-			continue
+	campaigned := make(chan answer, 1)
+	go func() {
+		resp, err := c.Campaign(sctx, req)
+		campaigned <- answer{resp, err}
+	}()
+	// Campaign registers the candidate and then waits to lead: the
+	// contender is in line once its candidate (a child of the election's
+	// znode named SEQUENCE-SESSIONID) exists.
+	dir := "/paddock/elections/" + name
+	suffix := fmt.Sprintf("-%d", s.ID())
+	var (
+		a        answer
+		answered bool
+	)
+	for !answered {
+		l, err := c.List(sctx, &paddockv1.ListRequest{Path: dir})
+		if err == nil && slices.ContainsFunc(l.GetChildren(), func(ch *paddockv1.Child) bool {
+			return strings.HasSuffix(ch.GetName(), suffix)
+		}) {
+			break
 		}
-		if s.Err() != nil {
-			return WriteContenderLine(out, ContenderLost, time.Now(), "session ended: "+s.Err().Error())
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		// A campaign is idempotent per session: retrying keeps the place.
-		t := time.NewTimer(contendPause)
+		t := time.NewTimer(10 * time.Millisecond)
 		select {
+		case a = <-campaigned:
+			answered = true
 		case <-t.C:
-		case <-sctx.Done():
+		}
+		t.Stop()
+	}
+	if !answered {
+		if err := WriteContenderLine(out, ContenderCandidate, time.Now(), "session="+s.Timeout().String()); err != nil {
+			return err
+		}
+		a = <-campaigned
+	} else if a.err == nil {
+		if err := WriteContenderLine(out, ContenderCandidate, time.Now(), "session="+s.Timeout().String()); err != nil {
+			return err
+		}
+	}
+	for a.err != nil || !a.resp.GetElected() {
+		if a.err != nil {
+			if s.Err() != nil {
+				return WriteContenderLine(out, ContenderLost, time.Now(), "session ended: "+s.Err().Error())
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			// A campaign is idempotent per session: retrying keeps
+			// the place.
+			t := time.NewTimer(contendPause)
+			select {
+			case <-t.C:
+			case <-sctx.Done():
+			}
 			t.Stop()
 		}
+		a.resp, a.err = c.Campaign(sctx, req)
 	}
 	if err := WriteContenderLine(out, ContenderElected, time.Now(), ""); err != nil {
 		return err
 	}
-	reason := lead(sctx, c, s, name, resp.GetCandidate().GetToken(), changed)
+	reason := lead(sctx, c, s, name, a.resp.GetCandidate().GetToken(), changed)
 	if ctx.Err() != nil {
 		return nil
 	}

@@ -231,11 +231,28 @@ func (cs *contenders) next(ctx context.Context, deadline time.Time) (contenderEv
 			}
 			return ev, nil
 		case <-timer.C:
-			return contenderEvent{}, fmt.Errorf("no contender event in time (states %q)", cs.state)
+			return contenderEvent{}, fmt.Errorf("no contender event in time (states %q)%s", cs.state, cs.stderrs())
 		case <-ctx.Done():
 			return contenderEvent{}, ctx.Err()
 		}
 	}
+}
+
+// stderrs is what the current processes wrote on stderr, for errors.
+func (cs *contenders) stderrs() string {
+	var b strings.Builder
+	for i, p := range cs.procs {
+		if p == nil {
+			continue
+		}
+		if s := strings.TrimSpace(p.stderr.String()); s != "" {
+			if len(s) > 2000 {
+				s = "..." + s[len(s)-2000:]
+			}
+			fmt.Fprintf(&b, "; contender %d stderr: %s", i, s)
+		}
+	}
+	return b.String()
 }
 
 // drainUntil applies every event that arrives until t.
