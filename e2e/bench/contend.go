@@ -176,6 +176,9 @@ func lostOrErr(ctx context.Context, out io.Writer, done <-chan struct{}, err err
 	}
 }
 
+// etcdSessionDone is why an etcd leader stops when its session is done.
+const etcdSessionDone = "session done (lease keepalive unanswered for its TTL, or lease gone)"
+
 // etcdLead watches a leader until it must stop and returns why.
 func etcdLead(ctx context.Context, e *concurrency.Election, s *concurrency.Session, key string) string {
 	for {
@@ -192,9 +195,16 @@ func etcdLead(ctx context.Context, e *concurrency.Election, s *concurrency.Sessi
 		// cancels ctx) or when a read fails: observe again.
 		select {
 		case <-s.Done():
-			return "session done (lease keepalive unanswered for its TTL, or lease gone)"
+			return etcdSessionDone
 		case <-ctx.Done():
-			return ""
+			// ctx ends with the session too (the contender cancels
+			// it then): say so rather than nothing.
+			select {
+			case <-s.Done():
+				return etcdSessionDone
+			default:
+				return ""
+			}
 		case <-time.After(contendPause):
 		}
 	}
