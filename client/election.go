@@ -4,6 +4,9 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
@@ -15,7 +18,7 @@ import (
 // It is a write, retried on another endpoint with one request id; a
 // retry finds the session's candidate, in the same place in line.
 func (c *Client) Campaign(ctx context.Context, req *paddockv1.CampaignRequest) (*paddockv1.CampaignResponse, error) {
-	return call(ctx, c, write, paddockv1.NewElectionServiceClient, paddockv1.ElectionServiceClient.Campaign, req)
+	return call(ctx, c, write, paddockv1.NewElectionServiceClient, bounded(req.GetTimeoutMs(), paddockv1.ElectionServiceClient.Campaign), req)
 }
 
 // Leader returns an election's leader, if any. Like every read, it is
@@ -31,7 +34,11 @@ func (c *Client) Leader(ctx context.Context, req *paddockv1.LeaderRequest) (*pad
 // PollLeader waits up to req.timeout_ms for a leader other than the known
 // one (ElectionService.PollLeader). ctx must outlast timeout_ms.
 func (c *Client) PollLeader(ctx context.Context, req *paddockv1.PollLeaderRequest) (*paddockv1.PollLeaderResponse, error) {
-	return call(ctx, c, read, paddockv1.NewElectionServiceClient, paddockv1.ElectionServiceClient.PollLeader, req)
+	ms := req.GetTimeoutMs()
+	if ms == 0 {
+		ms = defaultPollTimeout.Milliseconds()
+	}
+	return call(ctx, c, read, paddockv1.NewElectionServiceClient, bounded(ms, paddockv1.ElectionServiceClient.PollLeader), req)
 }
 
 // observePoll is how long each of Observe's polls waits.
@@ -87,7 +94,7 @@ func (c *Client) Resign(ctx context.Context, req *paddockv1.ResignRequest) (*pad
 // is a write, retried with one request id; a retry finds the session's
 // place in line.
 func (c *Client) Acquire(ctx context.Context, req *paddockv1.AcquireRequest) (*paddockv1.AcquireResponse, error) {
-	return call(ctx, c, write, paddockv1.NewLockServiceClient, paddockv1.LockServiceClient.Acquire, req)
+	return call(ctx, c, write, paddockv1.NewLockServiceClient, bounded(req.GetTimeoutMs(), paddockv1.LockServiceClient.Acquire), req)
 }
 
 // TryAcquire takes the lock only if it is free at once. It is a write,
@@ -110,4 +117,26 @@ func (c *Client) GetLock(ctx context.Context, req *paddockv1.GetLockRequest) (*p
 		req.Read = o
 	}
 	return call(ctx, c, read, paddockv1.NewLockServiceClient, paddockv1.LockServiceClient.GetLock, req)
+}
+
+// bounded gives each attempt of a call that waits up to timeoutMs on the
+// server (Campaign, Acquire, PollLeader) a deadline of timeoutMs + 1 s, as
+// Poll does: a node that took the call and never answers (its answers
+// dropped, the process paused) does not hold the caller, who moves on to
+// the next endpoint with the same request id. timeoutMs 0 (wait as long
+// as ctx allows) sets none.
+func bounded[S, Req, Resp any](timeoutMs int64, method func(S, context.Context, Req, ...grpc.CallOption) (Resp, error)) func(S, context.Context, Req, ...grpc.CallOption) (Resp, error) {
+	if timeoutMs <= 0 {
+		return method
+	}
+	limit := time.Duration(timeoutMs)*time.Millisecond + pollGrace
+	return func(s S, ctx context.Context, r Req, opts ...grpc.CallOption) (Resp, error) {
+		actx, cancel := context.WithTimeout(ctx, limit)
+		defer cancel()
+		resp, err := method(s, actx, r, opts...)
+		if err != nil && ctx.Err() == nil && (actx.Err() != nil || attemptTimedOut(ctx, actx, err)) {
+			return resp, status.Errorf(codes.Unavailable, "client: call not answered within %v", limit)
+		}
+		return resp, err
+	}
 }

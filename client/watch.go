@@ -426,6 +426,19 @@ const pollGrace = time.Second
 // defaultPollTimeout is the node's default timeout_ms (node.DefaultPollTimeout).
 const defaultPollTimeout = 30 * time.Second
 
+// attemptTimedOut reports whether err is the server ending a call at the
+// deadline of its attempt context actx, which the server sees (and acts
+// on) a moment before the client's own timer fires: a DeadlineExceeded
+// while actx's deadline comes before ctx's.
+func attemptTimedOut(ctx, actx context.Context, err error) bool {
+	if status.Code(err) != codes.DeadlineExceeded {
+		return false
+	}
+	attempt, _ := actx.Deadline()
+	whole, ok := ctx.Deadline()
+	return !ok || attempt.Before(whole)
+}
+
 // Poll returns the events after req.after_zxid, or waits up to
 // req.timeout_ms for the first ones: the long-poll form of Watch, for a
 // caller that cannot hold a stream. Pass the response's header.zxid as the
@@ -443,7 +456,7 @@ func (c *Client) Poll(ctx context.Context, req *paddockv1.PollRequest) (*paddock
 		actx, cancel := context.WithTimeout(ctx, limit)
 		defer cancel()
 		resp, err := s.Poll(actx, r, opts...)
-		if err != nil && ctx.Err() == nil && actx.Err() != nil {
+		if err != nil && ctx.Err() == nil && (actx.Err() != nil || attemptTimedOut(ctx, actx, err)) {
 			return nil, status.Errorf(codes.Unavailable, "client: poll not answered within %v", limit)
 		}
 		return resp, err

@@ -31,7 +31,8 @@ import (
 // its own cluster. Any failing line fails the test with the output. A
 // ```php block runs with php-cli at its place in that bash; without php
 // on PATH an example with a php block or a shell line running php is
-// skipped, or fails when PADDOCK_PHP_REQUIRE=1.
+// skipped, or fails when PADDOCK_PHP_REQUIRE=1; so is one whose shell
+// runs jq, without jq (PADDOCK_JQ_REQUIRE=1).
 //
 // The examples use paddock dev's fixed ports (n1: gRPC 127.0.0.1:2281,
 // HTTP 127.0.0.1:2282), as a reader's shell would. So that they can run
@@ -67,10 +68,14 @@ type docExample struct {
 	lines      []int // first line of each block in file
 	code       strings.Builder
 	php        bool // a block is PHP
+	jq         bool // a shell line runs jq
 }
 
 // shellRunsPHP matches a shell line that runs php-cli.
 var shellRunsPHP = regexp.MustCompile(`(^|[\s;&|(!])php\s`)
+
+// shellRunsJQ matches a shell line that runs jq.
+var shellRunsJQ = regexp.MustCompile(`(^|[\s;&|(!])jq\s`)
 
 // phpPrologue runs before a PHP block: any warning or notice becomes an
 // exception, so it fails the example instead of scrolling by.
@@ -131,6 +136,9 @@ func markedExamples(root, file string) ([]*docExample, error) {
 			ex.code.WriteString(lines[j] + "\n")
 			if shellRunsPHP.MatchString(lines[j]) {
 				ex.php = true
+			}
+			if !php && shellRunsJQ.MatchString(lines[j]) {
+				ex.jq = true
 			}
 		}
 		if php {
@@ -351,6 +359,14 @@ func runExample(t *testing.T, ex *docExample, isolate []string) {
 				t.Fatal("php not found on PATH and PADDOCK_PHP_REQUIRE=1: install php-cli (apt-get install -y php-cli)")
 			}
 			t.Skip("php not found on PATH: install php-cli (apt-get install -y php-cli) to run this example")
+		}
+	}
+	if ex.jq {
+		if _, err := exec.LookPath("jq"); err != nil {
+			if os.Getenv("PADDOCK_JQ_REQUIRE") == "1" {
+				t.Fatal("jq not found on PATH and PADDOCK_JQ_REQUIRE=1: install jq (apt-get install -y jq)")
+			}
+			t.Skip("jq not found on PATH: install jq (apt-get install -y jq) to run this example")
 		}
 	}
 	wrapper := "#!/bin/sh\nexec " + shellQuote(curlBin) + " --fail-with-body \"$@\"\n"

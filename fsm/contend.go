@@ -53,10 +53,20 @@ func ContentionDir(kind raftv1.ContentionKind, name string) (string, error) {
 	return "", errorf(ErrBadArgument, "unknown contention kind %d", kind)
 }
 
+// MaxContentionNameLength is the longest election or lock name, in
+// bytes: the longest whose candidates' paths
+// (/paddock/elections/NAME/SEQUENCE-SESSION, with a sequence of up to 19
+// digits and a session id of up to 20) fit in MaxPathLength, so that every
+// candidate is a valid znode that a snapshot restores.
+const MaxContentionNameLength = MaxPathLength - len(ElectionsPath+"//-") - 19 - 20
+
 // checkContentionName accepts one valid znode name.
 func checkContentionName(name string) error {
 	if name == "" {
 		return errorf(ErrBadArgument, "empty election or lock name")
+	}
+	if len(name) > MaxContentionNameLength {
+		return errorf(ErrBadArgument, "election or lock name of %d bytes, limit %d", len(name), MaxContentionNameLength)
 	}
 	if strings.Contains(name, "/") {
 		return errorf(ErrBadArgument, "election or lock name %q has a '/': it is one znode name", name)
@@ -327,7 +337,7 @@ func (t *txn) lockDelayed(paths []string, delayMs int64) map[string]bool {
 			if uint32(i) >= limit {
 				break
 			}
-			if c == n {
+			if c.path == n.path {
 				held = true
 				break
 			}

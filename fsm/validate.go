@@ -28,14 +28,19 @@ func CheckCommand(cmd *raftv1.Command, maxData int) error {
 		// are below /paddock).
 		return ValidatePath(op.DeleteIdle.GetPath(), false)
 	case *raftv1.Command_Contend:
-		_, err := checkContendArgs(op.Contend)
-		return err
+		if _, err := checkContendArgs(op.Contend); err != nil {
+			return err
+		}
+		return checkSize(op.Contend.GetValue(), maxData)
 	case *raftv1.Command_Withdraw:
 		_, err := ContentionDir(op.Withdraw.GetKind(), op.Withdraw.GetName())
 		return err
 	case *raftv1.Command_Proclaim:
 		if err := checkContentionName(op.Proclaim.GetName()); err != nil {
 			return err
+		}
+		if op.Proclaim.GetToken() == 0 {
+			return errorf(ErrBadArgument, "proclaim in %s without a token", op.Proclaim.GetName())
 		}
 		return checkSize(op.Proclaim.GetValue(), maxData)
 	case *raftv1.Command_Multi:

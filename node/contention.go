@@ -378,18 +378,18 @@ func (n *Node) PollLeader(ctx context.Context, name string, knownToken, knownMod
 // ObserveLeader calls send with the election's leader (nil: none) now and
 // after every change, until ctx ends or send fails.
 func (n *Node) ObserveLeader(ctx context.Context, name string, send func(leader *paddockv1.Contender, zxid uint64) error) error {
-	var known *paddockv1.Contender
+	line, err := n.Line(ctx, raftv1.ContentionKind_CONTENTION_KIND_ELECTION, name, nil)
+	if err != nil {
+		return err
+	}
+	known := proto.CloneOf(line.Leader())
+	if err := send(known, line.Zxid); err != nil {
+		return err
+	}
 	for {
 		leader, _, zxid, err := n.PollLeader(ctx, name, known.GetToken(), known.GetModZxid(), MaxPollTimeout)
 		if err != nil {
 			return err
-		}
-		if known == nil && leader == nil && zxid != 0 {
-			// The first answer of an election without a leader.
-			if err := send(nil, zxid); err != nil {
-				return err
-			}
-			zxid = 0
 		}
 		if !sameLeader(leader, known) {
 			known = proto.CloneOf(leader)
