@@ -147,10 +147,11 @@ func contendOnce(ctx context.Context, c *client.Client, name string, ttl time.Du
 		}
 		a.resp, a.err = c.Campaign(sctx, req)
 	}
-	if err := WriteContenderLine(out, ContenderElected, time.Now(), ""); err != nil {
+	elected := time.Now()
+	if err := WriteContenderLine(out, ContenderElected, elected, ""); err != nil {
 		return err
 	}
-	reason := lead(sctx, c, s, name, a.resp.GetCandidate().GetToken(), changed)
+	reason := lead(sctx, c, s, name, a.resp.GetCandidate().GetToken(), elected, changed)
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -158,9 +159,12 @@ func contendOnce(ctx context.Context, c *client.Client, name string, ttl time.Du
 }
 
 // lead watches a leader's election and session and returns why it must
-// stop: another leader (or none) seen, the session ended, or no keepalive
-// acknowledged for the session timeout. It returns "" when ctx ends.
-func lead(ctx context.Context, c *client.Client, s *client.Session, name string, token uint64, changed <-chan struct{}) string {
+// stop: another leader (or none) seen, the session ended, or the session
+// unconfirmed for the session timeout: no keepalive acknowledged since
+// then, and the campaign's answer, at elected, was not later either (the
+// node renews a waiting candidate's session, and a new leader's keepalive
+// stream may still be reconnecting). It returns "" when ctx ends.
+func lead(ctx context.Context, c *client.Client, s *client.Session, name string, token uint64, elected time.Time, changed <-chan struct{}) string {
 	octx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	observed := make(chan error, 1)
@@ -177,10 +181,22 @@ func lead(ctx context.Context, c *client.Client, s *client.Session, name string,
 	// keepalive while the session is disconnected.
 	unconfirmed := time.NewTimer(time.Hour)
 	unconfirmed.Stop()
+	// confirmedAt is when the session was last known alive, while it is
+	// disconnected.
+	confirmedAt := func() (time.Time, bool) {
+		st := s.State()
+		if st.State != client.StateDisconnected {
+			return time.Time{}, false
+		}
+		if st.Since.Before(elected) {
+			return elected, true
+		}
+		return st.Since, true
+	}
 	arm := func() {
 		unconfirmed.Stop()
-		if st := s.State(); st.State == client.StateDisconnected {
-			unconfirmed.Reset(time.Until(st.Since.Add(s.Timeout())))
+		if at, ok := confirmedAt(); ok {
+			unconfirmed.Reset(time.Until(at.Add(s.Timeout())))
 		}
 	}
 	arm()
@@ -196,7 +212,7 @@ func lead(ctx context.Context, c *client.Client, s *client.Session, name string,
 		case <-changed:
 			arm()
 		case <-unconfirmed.C:
-			if st := s.State(); st.State == client.StateDisconnected && time.Since(st.Since) >= s.Timeout() {
+			if at, ok := confirmedAt(); ok && time.Since(at) >= s.Timeout() {
 				return fmt.Sprintf("session unconfirmed for %v", s.Timeout())
 			}
 			arm()
