@@ -33,12 +33,15 @@ type Row struct {
 	// Workload is one of Workloads.
 	Workload string
 	// Clients is the concurrency, the watcher count for "watch", 1 for
-	// "ephemeral-cleanup" and 0 for "memory" and "restart".
+	// "ephemeral-cleanup", 0 for "memory" and "restart", and the
+	// contender processes for "election" and "election-server-kill".
 	Clients int
 	// Ops are the operations completed in the measured window: writes or
 	// reads, events delivered for "watch", open-create-close cycles for
-	// "session-churn", kills for "ephemeral-cleanup", restarts for
-	// "restart", and keys held for "memory".
+	// "session-churn", kills for "ephemeral-cleanup", "election" (of the
+	// leading contender) and "election-server-kill" (of the leader
+	// server), restarts for "restart", keys held for "memory", and
+	// Lock + Unlock round trips for "lock".
 	Ops int64
 	// OpsPerSec is Ops over the measured window (0 where there is no
 	// window: cleanup, memory, restart).
@@ -46,7 +49,10 @@ type Row struct {
 	// P50 and P99 are latencies: per operation; write acknowledged ->
 	// event arrived for "watch"; SIGKILL of the session's owner -> key gone
 	// for "ephemeral-cleanup"; Start called -> a linearizable read served
-	// by the node for "restart".
+	// by the node for "restart"; SIGKILL of the leading contender -> the
+	// next one learns it leads for "election"; SIGKILL of the leader
+	// server -> the cluster serves a linearizable read for
+	// "election-server-kill".
 	P50, P99 time.Duration
 	// CPUPer1kOps is the servers' CPU seconds (utime + stime of every
 	// server process, from /proc) in the measured window per 1,000 Ops.
