@@ -37,6 +37,7 @@ type fakeNode struct {
 	calls         int                      // unary calls received
 	keepalives    int                      // keepalives received on streams
 	closed        []uint64                 // sessions closed
+	lockDelays    []int64                  // OpenSessionRequest.lock_delay_ms of each open
 	minZxids      []uint64                 // ReadOptions.min_zxid of each List
 	reads         []*paddockv1.ReadOptions // ReadOptions of each Get and Exists
 	zxid          uint64                   // header.zxid of every response
@@ -283,6 +284,7 @@ func (n *fakeNode) OpenSession(ctx context.Context, req *paddockv1.OpenSessionRe
 	if _, err := n.write(ctx); err != nil {
 		return nil, err
 	}
+	n.set(func(n *fakeNode) { n.lockDelays = append(n.lockDelays, req.LockDelayMs) })
 	return &paddockv1.OpenSessionResponse{SessionId: 7, TimeoutMs: req.TimeoutMs}, nil
 }
 

@@ -33,6 +33,7 @@ type Session struct {
 
 	onExpired func(id uint64, err error)
 	onState   func(ConnState)
+	lockDelay time.Duration // asked for at OpenSession (WithLockDelay)
 
 	cancel    context.CancelFunc // stops the keepalive loop
 	stopped   chan struct{}      // closed when the keepalive loop returns
@@ -106,11 +107,30 @@ func OnConnectionState(fn func(ConnState)) SessionOption {
 	return func(s *Session) { s.onState = fn }
 }
 
+// WithLockDelay asks for a session lock-delay (OpenSessionRequest.
+// lock_delay_ms): after the session expires while leading an election or
+// holding a lock, no one gets it for d. A negative d asks for none; zero
+// (the default) takes the agent's --lock-delay.
+func WithLockDelay(d time.Duration) SessionOption {
+	return func(s *Session) { s.lockDelay = d }
+}
+
 // NewSession opens a session asking for timeout (zero takes the cluster's
 // default) and keeps it alive until it expires or Close is called. ctx
 // bounds only the opening call.
 func (c *Client) NewSession(ctx context.Context, timeout time.Duration, opts ...SessionOption) (*Session, error) {
-	resp, err := c.OpenSession(ctx, &paddockv1.OpenSessionRequest{TimeoutMs: timeout.Milliseconds()})
+	s := &Session{c: c}
+	for _, opt := range opts {
+		opt(s)
+	}
+	req := &paddockv1.OpenSessionRequest{TimeoutMs: timeout.Milliseconds()}
+	switch {
+	case s.lockDelay < 0:
+		req.LockDelayMs = -1
+	case s.lockDelay > 0:
+		req.LockDelayMs = max(1, s.lockDelay.Milliseconds())
+	}
+	resp, err := c.OpenSession(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -121,19 +141,13 @@ func (c *Client) NewSession(ctx context.Context, timeout time.Duration, opts ...
 		return nil, fmt.Errorf("client: session %d: no timeout granted", resp.SessionId)
 	}
 	runCtx, cancel := context.WithCancel(c.ctx)
-	s := &Session{
-		c:        c,
-		id:       resp.SessionId,
-		timeout:  timeout,
-		interval: timeout / 3,
-		cancel:   cancel,
-		stopped:  make(chan struct{}),
-		done:     make(chan struct{}),
-		state:    ConnState{State: StateConnected, Since: time.Now()},
-	}
-	for _, opt := range opts {
-		opt(s)
-	}
+	s.id = resp.SessionId
+	s.timeout = timeout
+	s.interval = timeout / 3
+	s.cancel = cancel
+	s.stopped = make(chan struct{})
+	s.done = make(chan struct{})
+	s.state = ConnState{State: StateConnected, Since: time.Now()}
 	go s.run(runCtx)
 	return s, nil
 }

@@ -56,6 +56,26 @@ func TestSessionKeepsAliveAndCloses(t *testing.T) {
 	}
 }
 
+func TestSessionLockDelay(t *testing.T) {
+	n := startNode(t, "n")
+	c := newTestClient(t, n.addr)
+	for _, d := range []time.Duration{0, -1, 500 * time.Microsecond, 5 * time.Second} {
+		s, err := c.NewSession(context.Background(), testTimeout, WithLockDelay(d))
+		if err != nil {
+			t.Fatalf("NewSession(WithLockDelay(%v)) error = %v", d, err)
+		}
+		s.Close(context.Background())
+	}
+	n.mu.Lock()
+	got := n.lockDelays
+	n.mu.Unlock()
+	// 0: the agent's default; negative: none; a fraction of a ms rounds
+	// up to 1, never down to the default.
+	if want := []int64{0, -1, 1, 5000}; !slices.Equal(got, want) {
+		t.Errorf("lock_delay_ms sent = %v, want %v", got, want)
+	}
+}
+
 func TestSessionExpiredByCluster(t *testing.T) {
 	n := startNode(t, "n")
 	c := newTestClient(t, n.addr)

@@ -27,7 +27,8 @@ import (
 // in README.md or docs/*.md is run by TestREADME. The blocks of one file
 // with the same NAME are one example: they run in document order, in one
 // bash (`bash -euo pipefail`), against one fresh `paddock dev` cluster,
-// in a directory where ./paddock is the binary under test. Each NAME gets
+// in a directory where ./paddock is the binary under test and ./php the
+// repository's PHP library (php/autoload.php). Each NAME gets
 // its own cluster. Any failing line fails the test with the output. A
 // ```php block runs with php-cli at its place in that bash; without php
 // on PATH an example with a php block or a shell line running php is
@@ -381,6 +382,14 @@ func runExample(t *testing.T, ex *docExample, isolate []string) {
 		}
 	}
 	if err := os.Symlink(paddockBin, filepath.Join(work, "paddock")); err != nil {
+		t.Fatal(err)
+	}
+	// ./php is the repository's PHP library, as in a checkout.
+	phpLib, aerr := filepath.Abs("../php")
+	if aerr != nil {
+		t.Fatal(aerr)
+	}
+	if err := os.Symlink(phpLib, filepath.Join(work, "php")); err != nil {
 		t.Fatal(err)
 	}
 

@@ -139,6 +139,10 @@ func (l Line) holds(token uint64) bool {
 	return c != nil && c.GetSessionId() != 0 && uint32(pos) < l.Limit
 }
 
+// contendGrace is how much longer than its wait a Contend may take to
+// enter the line and confirm a win.
+const contendGrace = time.Second
+
 // Contend enters a session in an election or lock (or finds its place)
 // and, unless TryOnly, waits up to a.Wait for it to hold.
 func (n *Node) Contend(ctx context.Context, a ContendArgs) (*ContendResult, error) {
@@ -157,7 +161,17 @@ func (n *Node) Contend(ctx context.Context, a ContendArgs) (*ContendResult, erro
 		waitCtx, cancel = context.WithTimeout(ctx, a.Wait)
 	}
 	defer cancel()
-	res, err := n.Propose(waitCtx, &raftv1.Command{Op: &raftv1.Command_Contend{Contend: &raftv1.Contend{
+	// Entering the line and confirming a win are not cut short by the
+	// wait's timeout (a timeout_ms shorter than a commit would time the
+	// call out with the candidate created), but by a second more: the
+	// call never takes longer than timeout_ms + contendGrace.
+	opCtx := ctx
+	if a.Wait > 0 {
+		var opCancel context.CancelFunc
+		opCtx, opCancel = context.WithTimeout(ctx, a.Wait+contendGrace)
+		defer opCancel()
+	}
+	res, err := n.Propose(opCtx, &raftv1.Command{Op: &raftv1.Command_Contend{Contend: &raftv1.Contend{
 		Kind: a.Kind, Name: a.Name, SessionId: a.Session, Value: a.Value, Limit: a.Limit, TryOnly: a.TryOnly,
 	}}})
 	if err != nil {
@@ -168,7 +182,7 @@ func (n *Node) Contend(ctx context.Context, a ContendArgs) (*ContendResult, erro
 		return &ContendResult{Limit: cr.GetLimit(), Zxid: res.Index}, nil
 	}
 	token := cr.GetCandidate().GetToken()
-	if err := n.waiter.wait(waitCtx, res.Index); err != nil {
+	if err := n.waiter.wait(opCtx, res.Index); err != nil {
 		return nil, err
 	}
 	if a.TryOnly {
@@ -188,6 +202,10 @@ func (n *Node) Contend(ctx context.Context, a ContendArgs) (*ContendResult, erro
 	renew := n.renewEvery(a.Session)
 	tick := time.NewTicker(renew)
 	defer tick.Stop()
+	// The session may have little time left when the wait begins (its
+	// owner's last keepalive was long ago): renew it as the wait starts,
+	// then every tick.
+	renewed := false
 	for {
 		line, err := n.line(a.Kind, a.Name)
 		if err != nil {
@@ -195,7 +213,11 @@ func (n *Node) Contend(ctx context.Context, a ContendArgs) (*ContendResult, erro
 		}
 		if line.holds(token) {
 			// Confirm with a read index: this node's state may be behind.
-			if err := n.syncRead(cctx); err != nil {
+			// Like entering the line, not cut short by the wait's timeout.
+			sctx, scancel := n.withTimeout(opCtx)
+			err := n.syncRead(sctx)
+			scancel()
+			if err != nil {
 				return n.endWait(ctx, waitCtx, cctx, err, a, token)
 			}
 			if line, err = n.line(a.Kind, a.Name); err != nil {
@@ -204,6 +226,13 @@ func (n *Node) Contend(ctx context.Context, a ContendArgs) (*ContendResult, erro
 		}
 		if c, _ := line.place(token); c == nil || line.holds(token) {
 			return n.standing(line, token, a.Session)
+		}
+		if !renewed {
+			renewed = true
+			if _, err := n.KeepAlive(cctx, a.Session); err != nil {
+				return n.endWait(ctx, waitCtx, cctx, err, a, token)
+			}
+			continue
 		}
 		select {
 		case <-w.ch:

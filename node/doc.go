@@ -163,7 +163,9 @@
 //     refuses one above fsm.BaseFeatureLevel, with fsm.ErrFeatureLevel
 //     naming the member, unless every member of the raft configuration
 //     records that level. Base commands need no record, so bootstrapping
-//     and registration cannot deadlock. A node whose state machine stops
+//     and registration cannot deadlock. Propose waits (registrationWait)
+//     while a member has no record yet, as on a new cluster, rather than
+//     fail a command that a moment later passes. A node whose state machine stops
 //     at an entry it cannot apply (fsm.ErrUpgradeRequired) refuses reads
 //     and writes, ends the reads waiting for an index past that entry
 //     (ErrShuttingDown: the read waiter watches fsm.Failed), renews no

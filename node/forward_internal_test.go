@@ -285,3 +285,22 @@ func TestProposalSize(t *testing.T) {
 		}
 	}
 }
+
+// TestFromPeerRoundTrip: an error the leader sends a follower as a status
+// (peerStatus) is the same node error on the follower (fromPeer), so the
+// follower's client sees it as the leader's would: a write whose outcome
+// is unknown is not a bare gRPC Unknown with a Go message.
+func TestFromPeerRoundTrip(t *testing.T) {
+	for _, want := range []error{ErrUnknownOutcome, ErrNoLeader, ErrNotLeader, ErrShuttingDown, context.DeadlineExceeded} {
+		got := fromPeer(peerStatus(want))
+		if want == ErrShuttingDown {
+			want = ErrNoLeader // Unavailable: the follower may try again
+		}
+		if !errors.Is(got, want) {
+			t.Errorf("fromPeer(peerStatus(%v)) = %v, want %v", want, got, want)
+		}
+		if _, ok := status.FromError(got); ok {
+			t.Errorf("fromPeer(peerStatus(%v)) = %v, a gRPC status", want, got)
+		}
+	}
+}

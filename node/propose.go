@@ -59,6 +59,7 @@ func (n *Node) Propose(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, e
 	}
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
+	start := time.Now()
 	for {
 		var res *fsm.Result
 		var err error
@@ -70,6 +71,16 @@ func (n *Node) Propose(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, e
 		// ErrNotLeader means nothing was appended: leadership moved
 		// between the check and the call. Try again the other way.
 		if errors.Is(err, ErrNotLeader) && sleepCtx(ctx, 10*time.Millisecond) {
+			continue
+		}
+		// ErrFeatureLevel appended nothing either. On a new cluster (or
+		// right after a member joined) it means a member has not
+		// registered its level yet, which takes a moment: wait for it
+		// rather than fail a command that a healthy cluster supports.
+		// (A forwarded command's refusal comes back in its result.)
+		refused := errors.Is(err, fsm.ErrFeatureLevel) || (err == nil && errors.Is(res.Err, fsm.ErrFeatureLevel))
+		if refused && time.Since(start) < registrationWait && n.registrationPending(cmd) &&
+			sleepCtx(ctx, 20*time.Millisecond) {
 			continue
 		}
 		if err != nil {
@@ -163,6 +174,33 @@ func (n *Node) checkFeatureLevel(cmd *raftv1.Command) error {
 		ids[i] = string(s.ID)
 	}
 	return n.fsm.CheckFeatureLevel(cmd, level, ids)
+}
+
+// registrationWait bounds how long Propose waits for the members of the
+// raft configuration to register their feature level (registerLoop)
+// before it returns fsm.ErrFeatureLevel.
+const registrationWait = 5 * time.Second
+
+// registrationPending reports whether cmd, refused for its feature level,
+// may pass once registrations land: no member of the raft configuration
+// is recorded here with a lower level than cmd needs (a member may be
+// unrecorded, here or in the leader's state, which may be behind this
+// node's for a moment).
+func (n *Node) registrationPending(cmd *raftv1.Command) bool {
+	level, ok := n.cfg.OpFeatureLevel(cmd)
+	if !ok {
+		return false
+	}
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if m, ok := n.fsm.Member(string(s.ID)); ok && m.GetFeatureLevel() < level {
+			return false
+		}
+	}
+	return true
 }
 
 // await waits for a's result until ctx ends. The outcome is still
@@ -269,6 +307,10 @@ func fromPeer(err error) error {
 		return fmt.Errorf("%w: leader: %s", ErrNoLeader, s.Message())
 	case s.Code() == codes.DeadlineExceeded:
 		return context.DeadlineExceeded
+	case s.Code() == codes.Unknown:
+		// peerStatus's code for ErrUnknownOutcome (and gRPC's for a
+		// handler error it could not map: an outcome unknown too).
+		return fmt.Errorf("%w: leader: %s", ErrUnknownOutcome, s.Message())
 	}
 	return err
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -67,7 +68,7 @@ func TestAgentStopsOnEntryNeedingUpgrade(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("serve did not return after the node met an entry it cannot apply")
 	}
-	want := "needs feature level 2, this binary supports 1: upgrade paddock on this node"
+	want := fmt.Sprintf("needs feature level %d, this binary supports %d: upgrade paddock on this node", fsm.FeatureLevel+1, fsm.FeatureLevel)
 	if !errors.Is(err, fsm.ErrUpgradeRequired) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "node n1 stopped") {
 		t.Errorf("serve() = %v, want %v naming n1 and containing %q", err, fsm.ErrUpgradeRequired, want)
 	}

@@ -31,7 +31,7 @@ const defaultEndpoints = "127.0.0.1:2281"
 // stderr and exits non-zero. An exitCodeError (farm check's Nagios status)
 // is an exit status only: the command has printed its outcome.
 func addClientCommands(root *cobra.Command) {
-	root.AddCommand(newStatusCmd(), newTreeCmd(), newFarmCmd())
+	root.AddCommand(newStatusCmd(), newTreeCmd(), newFarmCmd(), newElectCmd(), newLockCmd())
 }
 
 // clientOptions are the flags of every client command: set as persistent

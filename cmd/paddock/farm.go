@@ -44,6 +44,7 @@ func newFarmCmd() *cobra.Command {
 		newFarmSetCmd(o),
 		newFarmUnsetCmd(o),
 		newFarmCheckCmd(o),
+		newFarmExecCmd(o),
 	)
 	return cmd
 }

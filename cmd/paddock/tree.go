@@ -66,7 +66,7 @@ func newTreeCreateCmd(o *clientOptions) *cobra.Command {
 		sessionTimeout, ttl              time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "create [--ephemeral | --ttl D | --container] [--sequential] [--session ID] PATH [DATA]",
+		Use:   "create [--ephemeral | --ttl D | --container] [--sequential] [--session ID] [--fence NAME:TOKEN] PATH [DATA]",
 		Short: "Create a znode and print its path",
 		Long: `Create a znode and print its path, with the sequential suffix if any.
 DATA "-" reads stdin.
@@ -91,12 +91,17 @@ never had a child stays.`,
 	cmd.Flags().DurationVar(&ttl, "ttl", 0, "make a TTL znode: delete it after this long without a change (and no children)")
 	cmd.Flags().BoolVar(&container, "container", false, "make a container znode: delete it once its last child is gone")
 	cmd.MarkFlagsMutuallyExclusive("ephemeral", "ttl", "container")
+	fenceFlag := addFenceFlag(cmd)
 	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
+		fence, err := parseFence(*fenceFlag)
+		if err != nil {
+			return err
+		}
 		data, err := dataArg(cmd, args, 1)
 		if err != nil {
 			return err
 		}
-		req := &paddockv1.CreateRequest{Path: args[0], Data: data, Sequential: sequential, SessionId: sessionID}
+		req := &paddockv1.CreateRequest{Path: args[0], Data: data, Sequential: sequential, SessionId: sessionID, Fence: fence}
 		switch {
 		case ephemeral:
 			req.Type = paddockv1.NodeType_NODE_TYPE_EPHEMERAL
@@ -210,12 +215,17 @@ func newTreeGetCmd(o *clientOptions) *cobra.Command {
 func newTreeSetCmd(o *clientOptions) *cobra.Command {
 	var version int32
 	cmd := &cobra.Command{
-		Use:   "set [--version N] PATH DATA",
+		Use:   "set [--version N] [--fence NAME:TOKEN] PATH DATA",
 		Short: `Set a znode's data (DATA "-" reads stdin)`,
 		Args:  cobra.ExactArgs(2),
 	}
 	cmd.Flags().Int32Var(&version, "version", -1, "fail unless the znode is at this version (-1: any)")
+	fenceFlag := addFenceFlag(cmd)
 	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
+		fence, err := parseFence(*fenceFlag)
+		if err != nil {
+			return err
+		}
 		data, err := dataArg(cmd, args, 1)
 		if err != nil {
 			return err
@@ -225,7 +235,7 @@ func newTreeSetCmd(o *clientOptions) *cobra.Command {
 			return err
 		}
 		defer done()
-		resp, err := c.Set(ctx, &paddockv1.SetRequest{Path: args[0], Data: data, Version: versionFlag(cmd, version)})
+		resp, err := c.Set(ctx, &paddockv1.SetRequest{Path: args[0], Data: data, Version: versionFlag(cmd, version), Fence: fence})
 		if err != nil {
 			return err
 		}
@@ -240,19 +250,24 @@ func newTreeRmCmd(o *clientOptions) *cobra.Command {
 		recursive bool
 	)
 	cmd := &cobra.Command{
-		Use:   "rm [--version N] [--recursive] PATH",
+		Use:   "rm [--version N] [--recursive] [--fence NAME:TOKEN] PATH",
 		Short: "Delete a znode, or with --recursive its whole subtree",
 		Args:  cobra.ExactArgs(1),
 	}
 	cmd.Flags().Int32Var(&version, "version", -1, "fail unless the znode is at this version (-1: any)")
 	cmd.Flags().BoolVar(&recursive, "recursive", false, "delete the znode's children too, in the same change")
+	fenceFlag := addFenceFlag(cmd)
 	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {
+		fence, err := parseFence(*fenceFlag)
+		if err != nil {
+			return err
+		}
 		c, ctx, done, err := o.connect(cmd)
 		if err != nil {
 			return err
 		}
 		defer done()
-		resp, err := c.Delete(ctx, &paddockv1.DeleteRequest{Path: args[0], Version: versionFlag(cmd, version), Recursive: recursive})
+		resp, err := c.Delete(ctx, &paddockv1.DeleteRequest{Path: args[0], Version: versionFlag(cmd, version), Recursive: recursive, Fence: fence})
 		if err != nil {
 			return err
 		}

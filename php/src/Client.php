@@ -1,0 +1,823 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Paddock;
+
+use Paddock\Exception\AbortedException;
+use Paddock\Exception\AlreadyExistsException;
+use Paddock\Exception\FailedPreconditionException;
+use Paddock\Exception\FenceLostException;
+use Paddock\Exception\InvalidArgumentException;
+use Paddock\Exception\NotFoundException;
+use Paddock\Exception\OutOfRangeException;
+use Paddock\Exception\PaddockException;
+use Paddock\Exception\SessionExpiredException;
+use Paddock\Exception\TimeoutException;
+use Paddock\Exception\UnavailableException;
+
+/**
+ * Client talks to a Paddock cluster over its HTTP/JSON API, with curl.
+ *
+ * Endpoints: the constructor's list ("host:port" or URLs), else the
+ * comma-separated PADDOCK_HTTP_ENDPOINTS, else 127.0.0.1:2282 (the local
+ * node's default HTTP address: on a farm every web server runs a node).
+ *
+ * Failover: a call starts at the endpoint that answered last. When it
+ * cannot connect, gets no answer (within attempt_timeout_ms, 5 s by
+ * default, for an ordinary call), or gets 503 (UNAVAILABLE: no leader, a
+ * node shutting down or catching up), it tries the next endpoint, pausing
+ * after each full round (100 ms, doubling up to 1 s), until the call's
+ * time is up; then it throws UnavailableException (or TimeoutException
+ * when the last attempt got no answer in time). Any other answer is the
+ * cluster's: an error answer throws at once, typed by its gRPC code.
+ *
+ * Writes (POST, PUT, DELETE) carry an Idempotency-Key, one per call and
+ * the same on every attempt, so a write retried on another node after an
+ * attempt whose outcome is unknown is applied once.
+ *
+ * Time: a call never blocks the PHP process longer than its time: the
+ * client's timeout_ms option (10 s by default) for ordinary calls, and
+ * the wait asked for plus margin_ms (2 s by default) for the long polls
+ * (Campaign, Acquire, pollLeader). Each attempt's curl timeout is what is
+ * left of it, and a long poll retried on another node asks that node to
+ * wait only what is left.
+ *
+ * Values (znode data, candidate values) are PHP strings: the client does
+ * the JSON API's base64 both ways. 64-bit integers (zxids, session ids,
+ * tokens) are strings, as the JSON API has them.
+ */
+final class Client
+{
+    /** DEFAULT_ENDPOINT is the local node's HTTP address (paddock agent --http-addr). */
+    public const DEFAULT_ENDPOINT = '127.0.0.1:2282';
+
+    /** ENDPOINTS_ENV is the environment variable read when no endpoints are given. */
+    public const ENDPOINTS_ENV = 'PADDOCK_HTTP_ENDPOINTS';
+
+    /** @var list<string> base URLs, without a trailing slash */
+    private $endpoints;
+
+    /** @var int index of the endpoint to try first */
+    private $current = 0;
+
+    /** @var int ordinary calls' time, all attempts included, in ms */
+    private $timeoutMs;
+
+    /** @var int added to a long poll's wait for its curl timeout, in ms */
+    private $marginMs;
+
+    /** @var int connect timeout of one attempt, in ms */
+    private $connectTimeoutMs;
+
+    /** @var int an ordinary call's attempt's time, in ms */
+    private $attemptTimeoutMs;
+
+    /** @var \CurlHandle|resource|null kept for its connection cache */
+    private $curl;
+
+    /** @var string|null Served-By of the last answer */
+    private $servedBy;
+
+    /** @var string highest zxid seen in a response header */
+    private $lastZxid = '0';
+
+    /**
+     * @param list<string>|string|null $endpoints "host:port" or URLs (a
+     *   comma-separated string is split); null reads PADDOCK_HTTP_ENDPOINTS,
+     *   else 127.0.0.1:2282
+     * @param array{timeout_ms?: int, margin_ms?: int, connect_timeout_ms?: int, attempt_timeout_ms?: int} $options
+     *   timeout_ms: an ordinary call's time, retries included (10000);
+     *   margin_ms: added to a long poll's wait (2000: the server may take its wait + 1 s); connect_timeout_ms:
+     *   one attempt's connect timeout (1000); attempt_timeout_ms: how long
+     *   an ordinary call waits for one node's answer before it tries the
+     *   next (5000: a node that hangs is left for another)
+     */
+    public function __construct($endpoints = null, array $options = [])
+    {
+        if (!extension_loaded('curl')) {
+            throw new \LogicException('Paddock\Client needs PHP\'s curl extension (Debian: apt-get install php-curl)');
+        }
+        if ($endpoints === null) {
+            $env = getenv(self::ENDPOINTS_ENV);
+            $endpoints = ($env === false || trim($env) === '') ? self::DEFAULT_ENDPOINT : $env;
+        }
+        if (is_string($endpoints)) {
+            $endpoints = explode(',', $endpoints);
+        }
+        $this->endpoints = [];
+        foreach ($endpoints as $ep) {
+            $ep = rtrim(trim((string) $ep), '/');
+            if ($ep === '') {
+                continue;
+            }
+            if (!preg_match('#^https?://#i', $ep)) {
+                $ep = 'http://' . $ep;
+            }
+            $this->endpoints[] = $ep;
+        }
+        if ($this->endpoints === []) {
+            throw new \InvalidArgumentException('Paddock\Client: no endpoints');
+        }
+        $this->timeoutMs = self::positive($options, 'timeout_ms', 10000);
+        $this->marginMs = self::positive($options, 'margin_ms', 2000);
+        $this->connectTimeoutMs = self::positive($options, 'connect_timeout_ms', 1000);
+        $this->attemptTimeoutMs = self::positive($options, 'attempt_timeout_ms', 5000);
+        foreach (array_keys($options) as $k) {
+            if (!in_array($k, ['timeout_ms', 'margin_ms', 'connect_timeout_ms', 'attempt_timeout_ms'], true)) {
+                throw new \InvalidArgumentException("Paddock\\Client: unknown option $k");
+            }
+        }
+    }
+
+    /** @param array<string, mixed> $options */
+    private static function positive(array $options, string $name, int $default): int
+    {
+        if (!isset($options[$name])) {
+            return $default;
+        }
+        $v = $options[$name];
+        if (!is_int($v) || $v <= 0) {
+            throw new \InvalidArgumentException("Paddock\\Client: option $name must be a positive integer (ms)");
+        }
+        return $v;
+    }
+
+    /**
+     * endpoints returns the base URLs the client uses, in order.
+     *
+     * @return list<string>
+     */
+    public function endpoints(): array
+    {
+        return $this->endpoints;
+    }
+
+    /** servedBy is the Served-By header (a node id) of the last answer, errors included. */
+    public function servedBy(): ?string
+    {
+        return $this->servedBy;
+    }
+
+    /** lastZxid is the highest zxid seen in an answer's header ("0" before any). */
+    public function lastZxid(): string
+    {
+        return $this->lastZxid;
+    }
+
+    /** marginMs is what a long poll's curl timeout adds to its wait. */
+    public function marginMs(): int
+    {
+        return $this->marginMs;
+    }
+
+    // ---- the tree ------------------------------------------------------
+
+    /**
+     * get reads a znode: ['data' => string, 'stat' => array, 'header' => array].
+     *
+     * @param array{consistency?: string, min_zxid?: string} $read read options
+     * @return array<string, mixed>
+     */
+    public function get(string $path, array $read = []): array
+    {
+        $r = $this->call('GET', self::treeRoute('/v1/tree', $path), $this->readQuery($read));
+        $r['data'] = self::unb64($r['data'] ?? '');
+        return $r;
+    }
+
+    /**
+     * exists reports whether a znode exists.
+     *
+     * @param array{consistency?: string, min_zxid?: string} $read read options
+     */
+    public function exists(string $path, array $read = []): bool
+    {
+        $r = $this->call('GET', self::treeRoute('/v1/exists', $path), $this->readQuery($read));
+        return (bool) ($r['exists'] ?? false);
+    }
+
+    /**
+     * children lists the names of a znode's children (in name order).
+     *
+     * @param array{consistency?: string, min_zxid?: string} $read read options
+     * @return list<string>
+     */
+    public function children(string $path, array $read = []): array
+    {
+        $names = [];
+        $token = '';
+        do {
+            $q = $this->readQuery($read) + ['page_size' => 10000];
+            if ($token !== '') {
+                $q['page_token'] = $token;
+            }
+            $r = $this->call('GET', self::treeRoute('/v1/children', $path), $q);
+            foreach ($r['children'] ?? [] as $c) {
+                $names[] = $c['name'];
+            }
+            $token = (string) ($r['next_page_token'] ?? '');
+        } while ($token !== '');
+        return $names;
+    }
+
+    /**
+     * create creates a znode and returns its path (with the sequential
+     * suffix, if any).
+     *
+     * @param array{type?: string, sequential?: bool, session?: Lease|string, ttl_ms?: int, fence?: array{name: string, token: string}} $options
+     *   type: 'persistent' (default), 'ephemeral' (needs session), 'ttl'
+     *   (needs ttl_ms), 'container', or a NODE_TYPE_* name; fence: a
+     *   Election's or Lock's fence(): the create happens only while it holds
+     */
+    public function create(string $path, string $data = '', array $options = []): string
+    {
+        $body = ['data' => base64_encode($data)];
+        if (isset($options['type'])) {
+            $body['type'] = self::nodeType($options['type']);
+        }
+        if (!empty($options['sequential'])) {
+            $body['sequential'] = true;
+        }
+        if (isset($options['session'])) {
+            $body['session_id'] = $options['session'] instanceof Lease ? $options['session']->id() : (string) $options['session'];
+        }
+        if (isset($options['ttl_ms'])) {
+            $body['ttl_ms'] = (string) $options['ttl_ms'];
+        }
+        if (isset($options['fence'])) {
+            $body['fence'] = self::fenceBody($options['fence']);
+        }
+        $r = $this->call('POST', self::treeRoute('/v1/tree', $path), [], $body);
+        return (string) $r['path'];
+    }
+
+    /**
+     * set replaces a znode's data and returns its new stat.
+     *
+     * @param array{version?: int, fence?: array{name: string, token: string}} $options
+     *   version: compare-and-set against it; fence: set only while it holds
+     * @return array<string, mixed>
+     */
+    public function set(string $path, string $data, array $options = []): array
+    {
+        $body = ['data' => base64_encode($data)];
+        if (isset($options['version'])) {
+            $body['version'] = (int) $options['version'];
+        }
+        if (isset($options['fence'])) {
+            $body['fence'] = self::fenceBody($options['fence']);
+        }
+        $r = $this->call('PUT', self::treeRoute('/v1/tree', $path), [], $body);
+        return $r['stat'];
+    }
+
+    /**
+     * delete removes a znode (its subtree with recursive) and returns how
+     * many znodes were removed.
+     *
+     * @param array{version?: int, recursive?: bool, fence?: array{name: string, token: string}} $options
+     */
+    public function delete(string $path, array $options = []): int
+    {
+        $q = [];
+        if (isset($options['version'])) {
+            $q['version'] = (int) $options['version'];
+        }
+        if (!empty($options['recursive'])) {
+            $q['recursive'] = true;
+        }
+        if (isset($options['fence'])) {
+            $f = self::fenceBody($options['fence']);
+            $q['fence.name'] = $f['name'];
+            $q['fence.token'] = $f['token'];
+        }
+        $r = $this->call('DELETE', self::treeRoute('/v1/tree', $path), $q);
+        return (int) ($r['deleted'] ?? 0);
+    }
+
+    /**
+     * poll is the tree's long poll (GET /v1/poll/PATH): the events under
+     * $path after zxid $afterZxid, at once if there are some, else after
+     * up to $timeoutMs with none. The answer's ['header']['zxid'] is the
+     * next poll's $afterZxid; start from the zxid of the read whose state
+     * you hold. OutOfRangeException: events that old are gone, read again.
+     *
+     * @param array{recursive?: bool, kinds?: string, prev_data?: bool, max_events?: int} $options
+     * @return array<string, mixed> 'events' (zxid, kind, path, stat) and 'header'
+     */
+    public function poll(string $path, string $afterZxid, int $timeoutMs, array $options = []): array
+    {
+        $q = ['after_zxid' => $afterZxid];
+        foreach (['recursive', 'kinds', 'prev_data', 'max_events'] as $k) {
+            if (isset($options[$k])) {
+                $q[$k] = $options[$k];
+            }
+        }
+        $r = $this->call('GET', self::treeRoute('/v1/poll', $path), $q, null, $timeoutMs);
+        foreach ($r['events'] ?? [] as $i => $e) {
+            if (isset($e['prev_data'])) {
+                $r['events'][$i]['prev_data'] = self::unb64($e['prev_data']);
+            }
+        }
+        return $r;
+    }
+
+    // ---- sessions ------------------------------------------------------
+
+    /**
+     * openSession opens a session: ['session_id' => string, 'timeout_ms' => string].
+     * Most code uses Lease::open instead.
+     *
+     * @param int $timeoutMs wanted timeout (0: the cluster's default)
+     * @param int $lockDelayMs lock-delay (0: the agent's --lock-delay, -1: none)
+     * @return array<string, mixed>
+     */
+    public function openSession(int $timeoutMs = 0, int $lockDelayMs = 0): array
+    {
+        $body = ['timeout_ms' => (string) $timeoutMs];
+        if ($lockDelayMs !== 0) {
+            $body['lock_delay_ms'] = (string) $lockDelayMs;
+        }
+        return $this->call('POST', '/v1/sessions', [], $body);
+    }
+
+    /**
+     * keepAlive renews a session; SessionExpiredException when it is gone.
+     *
+     * @return array<string, mixed>
+     */
+    public function keepAlive(string $sessionId): array
+    {
+        return $this->call('PUT', '/v1/sessions/' . self::id($sessionId) . '/keepalive');
+    }
+
+    /** closeSession closes a session and returns how many ephemerals it deleted. */
+    public function closeSession(string $sessionId): int
+    {
+        $r = $this->call('DELETE', '/v1/sessions/' . self::id($sessionId));
+        return (int) ($r['deleted'] ?? 0);
+    }
+
+    /**
+     * getSession describes a session (NotFoundException when unknown).
+     *
+     * @return array<string, mixed>
+     */
+    public function getSession(string $sessionId): array
+    {
+        return $this->call('GET', '/v1/sessions/' . self::id($sessionId))['session'];
+    }
+
+    // ---- elections -----------------------------------------------------
+
+    /**
+     * campaign enters the session in the election (or finds its
+     * candidate) and waits up to $timeoutMs to lead; the node renews the
+     * session meanwhile. The answer: 'elected' (bool), 'candidate' (key,
+     * value, token, ...), 'position', 'lock_delay_ms'. Most code uses
+     * Election::campaign.
+     *
+     * @return array<string, mixed>
+     */
+    public function campaign(string $name, string $sessionId, string $value, int $timeoutMs): array
+    {
+        $r = $this->call('POST', '/v1/elections/' . self::name($name) . '/campaign', [], [
+            'value' => base64_encode($value), 'session_id' => $sessionId,
+        ], $timeoutMs);
+        $r['candidate'] = self::contender($r['candidate'] ?? null);
+        return $r;
+    }
+
+    /**
+     * leader returns the election's leader (key, value, token, session_id,
+     * mod_zxid, ctime), or null when no one leads.
+     *
+     * @return array<string, mixed>|null
+     */
+    public function leader(string $name): ?array
+    {
+        $r = $this->call('GET', '/v1/elections/' . self::name($name) . '/leader', $this->readQuery([]));
+        return self::contender($r['leader'] ?? null);
+    }
+
+    /**
+     * pollLeader waits up to $timeoutMs for a leader other than $known (a
+     * contender array from leader() or an earlier poll, or null for none)
+     * and returns ['changed' => bool, 'leader' => ?array].
+     *
+     * @param array<string, mixed>|null $known
+     * @return array{changed: bool, leader: array<string, mixed>|null}
+     */
+    public function pollLeader(string $name, ?array $known, int $timeoutMs): array
+    {
+        $r = $this->call('GET', '/v1/elections/' . self::name($name) . '/observe', [
+            'known_token' => (string) ($known['token'] ?? '0'),
+            'known_mod_zxid' => (string) ($known['mod_zxid'] ?? '0'),
+        ], null, $timeoutMs);
+        return ['changed' => (bool) ($r['changed'] ?? false), 'leader' => self::contender($r['leader'] ?? null)];
+    }
+
+    /**
+     * proclaim sets the leader's value if $token still leads (else
+     * FenceLostException) and returns the leader.
+     *
+     * @return array<string, mixed>
+     */
+    public function proclaim(string $name, string $token, string $value): array
+    {
+        $r = $this->call('PUT', '/v1/elections/' . self::name($name) . '/leader', [], [
+            'token' => $token, 'value' => base64_encode($value),
+        ]);
+        return self::contender($r['leader'] ?? null) ?? [];
+    }
+
+    /** resign removes the candidate with $token at once (no lock-delay). */
+    public function resign(string $name, string $token): void
+    {
+        $this->call('POST', '/v1/elections/' . self::name($name) . '/resign', [], ['token' => $token]);
+    }
+
+    // ---- locks ---------------------------------------------------------
+
+    /**
+     * acquire enters the session in the lock's line (or finds its place)
+     * and waits up to $timeoutMs to hold it; the node renews the session
+     * meanwhile. The answer: 'acquired', 'holder' (with its token),
+     * 'position', 'limit', 'lock_delay_ms'. Most code uses Lock::acquire.
+     *
+     * @return array<string, mixed>
+     */
+    public function acquire(string $name, string $sessionId, int $limit, int $timeoutMs, string $value = ''): array
+    {
+        $r = $this->call('POST', '/v1/locks/' . self::name($name) . '/acquire', [], [
+            'session_id' => $sessionId, 'limit' => $limit, 'value' => base64_encode($value),
+        ], $timeoutMs);
+        $r['holder'] = self::contender($r['holder'] ?? null);
+        return $r;
+    }
+
+    /**
+     * tryAcquire takes the lock only if it is free at once; otherwise it
+     * changes nothing. The answer is acquire's, without lock_delay_ms.
+     *
+     * @return array<string, mixed>
+     */
+    public function tryAcquire(string $name, string $sessionId, int $limit, string $value = ''): array
+    {
+        $r = $this->call('POST', '/v1/locks/' . self::name($name) . '/try_acquire', [], [
+            'session_id' => $sessionId, 'limit' => $limit, 'value' => base64_encode($value),
+        ]);
+        $r['holder'] = self::contender($r['holder'] ?? null);
+        return $r;
+    }
+
+    /** release removes the holder or waiter with $token at once (no lock-delay). */
+    public function release(string $name, string $token): void
+    {
+        $this->call('POST', '/v1/locks/' . self::name($name) . '/release', [], ['token' => $token]);
+    }
+
+    /**
+     * getLock lists a lock's 'holders' and 'waiters' (contenders, oldest
+     * first), its 'limit' and 'lock_delay_ms'.
+     *
+     * @return array<string, mixed>
+     */
+    public function getLock(string $name): array
+    {
+        $r = $this->call('GET', '/v1/locks/' . self::name($name), $this->readQuery([]));
+        foreach (['holders', 'waiters'] as $k) {
+            $r[$k] = array_map([self::class, 'contender'], $r[$k] ?? []);
+        }
+        return $r;
+    }
+
+    // ---- the transport -------------------------------------------------
+
+    /**
+     * call sends one API call and returns the decoded JSON answer; any
+     * route of docs/http-api.md can be called this way. Writes (every
+     * method but GET) carry an Idempotency-Key. With $waitMs the call is
+     * a long poll: it is given $waitMs + margin_ms, and each attempt asks
+     * the node (timeout_ms, in the body of a POST or the query of a GET)
+     * to wait at most what is left of $waitMs. $requestId replaces the
+     * write's fresh Idempotency-Key: pass the same one only to repeat the
+     * same request after this call gave up.
+     *
+     * @param array<string, scalar> $query
+     * @param array<string, mixed>|null $body
+     * @return array<string, mixed>
+     */
+    public function call(string $method, string $route, array $query = [], ?array $body = null, ?int $waitMs = null, ?string $requestId = null): array
+    {
+        $method = strtoupper($method);
+        $key = $method === 'GET' ? null : ($requestId ?? self::newRequestId());
+        $budgetMs = $waitMs === null ? $this->timeoutMs : max(0, $waitMs) + $this->marginMs;
+        $deadline = hrtime(true) + $budgetMs * 1000000;
+        $pauseMs = 100;
+        $failures = [];
+        $timedOut = false;
+        for ($attempt = 0;; $attempt++) {
+            $left = intdiv($deadline - hrtime(true), 1000000);
+            if ($attempt > 0 && $attempt % count($this->endpoints) === 0) {
+                // A whole round failed: the cluster may be electing a leader.
+                $sleep = min($pauseMs, $left);
+                if ($sleep > 0) {
+                    usleep($sleep * 1000);
+                }
+                $pauseMs = min($pauseMs * 2, 1000);
+                $left = intdiv($deadline - hrtime(true), 1000000);
+            }
+            if ($left <= 0 || ($waitMs !== null && $attempt > 0 && $left <= $this->marginMs)) {
+                break;
+            }
+            $q = $query;
+            $b = $body;
+            if ($waitMs !== null) {
+                // At least 1 ms: 0 would mean "as long as the call lasts".
+                $wait = (string) max(1, min($waitMs, $left - $this->marginMs));
+                if ($method === 'GET') {
+                    $q['timeout_ms'] = $wait;
+                } else {
+                    $b = ($b ?? []) + ['timeout_ms' => $wait];
+                }
+            }
+            $endpoint = $this->endpoints[$this->current];
+            // A long poll's attempt may take all that is left: its answer
+            // comes at the end of its wait.
+            $attemptMs = $waitMs === null ? min($left, $this->attemptTimeoutMs) : $left;
+            $res = $this->attempt($method, $endpoint . $route, $q, $b, $key, $attemptMs);
+            if ($res['error'] !== null) {
+                $failures[] = $endpoint . ' (' . $res['error'] . ')';
+                $timedOut = $res['timeout'];
+                $this->current = ($this->current + 1) % count($this->endpoints);
+                continue;
+            }
+            $this->servedBy = $res['served_by'];
+            $status = $res['status'];
+            $decoded = json_decode($res['body'], true, 512, JSON_BIGINT_AS_STRING);
+            if ($status >= 200 && $status < 300) {
+                if (!is_array($decoded)) {
+                    throw new PaddockException("bad answer from $endpoint: not JSON: " . substr($res['body'], 0, 200), 0, $status, [], $this->servedBy);
+                }
+                $this->seeZxid($decoded['header']['zxid'] ?? null);
+                return $decoded;
+            }
+            $err = self::error($status, $decoded, $res['body'], $this->servedBy);
+            if ($err instanceof UnavailableException) {
+                $failures[] = $endpoint . ' (' . $err->getMessage() . ')';
+                $timedOut = false;
+                $this->current = ($this->current + 1) % count($this->endpoints);
+                continue;
+            }
+            throw $err;
+        }
+        $what = $method . ' ' . $route;
+        $tried = implode(', ', array_slice($failures, -count($this->endpoints)));
+        if ($timedOut) {
+            throw new TimeoutException("$what: no answer within {$budgetMs} ms: $tried", 4);
+        }
+        if ($failures === []) {
+            throw new TimeoutException("$what: no time left to send it ({$budgetMs} ms)", 4);
+        }
+        throw new UnavailableException("$what: no node available within {$budgetMs} ms: $tried", 14);
+    }
+
+    /**
+     * attempt sends one HTTP request. It returns the status, body and
+     * Served-By, or error (a transport error: no connection, no answer)
+     * and whether that error was curl's timeout.
+     *
+     * @param array<string, scalar> $query
+     * @param array<string, mixed>|null $body
+     * @return array{status: int, body: string, served_by: ?string, error: ?string, timeout: bool}
+     */
+    private function attempt(string $method, string $url, array $query, ?array $body, ?string $key, int $timeoutMs): array
+    {
+        if ($this->curl === null) {
+            $this->curl = curl_init();
+        } else {
+            curl_reset($this->curl); // keeps the open connections
+        }
+        $h = $this->curl;
+        if ($query !== []) {
+            $url .= '?' . self::queryString($query);
+        }
+        $headers = ['Accept: application/json', 'Expect:'];
+        if ($key !== null) {
+            $headers[] = 'Idempotency-Key: ' . $key;
+        }
+        $servedBy = null;
+        curl_setopt_array($h, [
+            CURLOPT_URL => $url,
+            CURLOPT_CUSTOMREQUEST => $method,
+            CURLOPT_RETURNTRANSFER => true,
+            CURLOPT_NOSIGNAL => true,
+            CURLOPT_TIMEOUT_MS => $timeoutMs,
+            CURLOPT_CONNECTTIMEOUT_MS => min($this->connectTimeoutMs, $timeoutMs),
+            CURLOPT_PROTOCOLS => CURLPROTO_HTTP | CURLPROTO_HTTPS,
+            CURLOPT_HEADERFUNCTION => static function ($ch, string $line) use (&$servedBy): int {
+                if (stripos($line, 'served-by:') === 0) {
+                    $servedBy = trim(substr($line, strlen('served-by:')));
+                }
+                return strlen($line);
+            },
+        ]);
+        if ($body !== null) {
+            $headers[] = 'Content-Type: application/json';
+            curl_setopt($h, CURLOPT_POSTFIELDS, self::json($body ?? []));
+        }
+        curl_setopt($h, CURLOPT_HTTPHEADER, $headers);
+        $out = curl_exec($h);
+        if ($out === false) {
+            $errno = curl_errno($h);
+            return ['status' => 0, 'body' => '', 'served_by' => null,
+                'error' => curl_error($h) ?: "curl error $errno", 'timeout' => $errno === CURLE_OPERATION_TIMEDOUT];
+        }
+        return ['status' => (int) curl_getinfo($h, CURLINFO_RESPONSE_CODE), 'body' => (string) $out,
+            'served_by' => $servedBy, 'error' => null, 'timeout' => false];
+    }
+
+    /**
+     * error makes the typed exception of an error answer: by its gRPC code
+     * (else its HTTP status); a FAILED_PRECONDITION whose fence no longer
+     * holds, or whose session is gone, gets its own class.
+     *
+     * @param mixed $decoded the decoded body
+     */
+    private static function error(int $status, $decoded, string $raw, ?string $servedBy): PaddockException
+    {
+        if (is_array($decoded) && isset($decoded['error']) && is_array($decoded['error'])) {
+            $decoded = $decoded['error']; // a stream's error line
+        }
+        if (!is_array($decoded) || !isset($decoded['code'])) {
+            $code = [400 => 3, 404 => 5, 409 => 6, 410 => 11, 412 => 9, 503 => 14, 504 => 4][$status] ?? 0;
+            $msg = "HTTP $status: " . substr(trim($raw), 0, 200);
+            $details = [];
+        } else {
+            $code = (int) $decoded['code'];
+            $msg = (string) ($decoded['message'] ?? "HTTP $status");
+            $details = is_array($decoded['details'] ?? null) ? $decoded['details'] : [];
+        }
+        switch ($code) {
+            case 3:
+                return new InvalidArgumentException($msg, $code, $status, $details, $servedBy);
+            case 4:
+                return new TimeoutException($msg, $code, $status, $details, $servedBy);
+            case 5:
+                return new NotFoundException($msg, $code, $status, $details, $servedBy);
+            case 6:
+                return new AlreadyExistsException($msg, $code, $status, $details, $servedBy);
+            case 9:
+                if (stripos($msg, 'fence lost') !== false) {
+                    return new FenceLostException($msg, $code, $status, $details, $servedBy);
+                }
+                if (stripos($msg, 'session expired') !== false) {
+                    return new SessionExpiredException($msg, $code, $status, $details, $servedBy);
+                }
+                return new FailedPreconditionException($msg, $code, $status, $details, $servedBy);
+            case 10:
+                return new AbortedException($msg, $code, $status, $details, $servedBy);
+            case 11:
+                return new OutOfRangeException($msg, $code, $status, $details, $servedBy);
+            case 14:
+                return new UnavailableException($msg, $code, $status, $details, $servedBy);
+        }
+        return new PaddockException($msg, $code, $status, $details, $servedBy);
+    }
+
+    /** newRequestId is a fresh Idempotency-Key: 16 random bytes as 32 hex digits. */
+    public static function newRequestId(): string
+    {
+        return bin2hex(random_bytes(16));
+    }
+
+    /** @param mixed $zxid */
+    private function seeZxid($zxid): void
+    {
+        if (is_string($zxid) && ctype_digit($zxid) && self::cmpUint($zxid, $this->lastZxid) > 0) {
+            $this->lastZxid = $zxid;
+        }
+    }
+
+    /** cmpUint compares two decimal unsigned integers given as strings. */
+    public static function cmpUint(string $a, string $b): int
+    {
+        $a = ltrim($a, '0');
+        $b = ltrim($b, '0');
+        return strlen($a) <=> strlen($b) ?: strcmp($a, $b) <=> 0;
+    }
+
+    /**
+     * readQuery is a read's query: its options, and min_zxid = lastZxid
+     * unless given, so that a read on any node reflects every write this
+     * client made or saw.
+     *
+     * @param array{consistency?: string, min_zxid?: string} $read
+     * @return array<string, string>
+     */
+    private function readQuery(array $read): array
+    {
+        $q = [];
+        if (isset($read['consistency'])) {
+            $c = strtoupper((string) $read['consistency']);
+            $q['read.consistency'] = strpos($c, 'READ_CONSISTENCY_') === 0 ? $c : 'READ_CONSISTENCY_' . $c;
+        }
+        $min = (string) ($read['min_zxid'] ?? $this->lastZxid);
+        if ($min !== '0') {
+            $q['read.min_zxid'] = $min;
+        }
+        return $q;
+    }
+
+    /** treeRoute is a route prefix followed by a znode path, each name URL-encoded. */
+    private static function treeRoute(string $prefix, string $path): string
+    {
+        if ($path === '' || $path[0] !== '/') {
+            throw new \InvalidArgumentException("Paddock\\Client: path \"$path\" is not absolute");
+        }
+        $names = array_filter(explode('/', $path), 'strlen');
+        if ($path !== '/' && count($names) !== substr_count($path, '/')) {
+            throw new \InvalidArgumentException("Paddock\\Client: bad path \"$path\": empty name");
+        }
+        return $prefix . ($names === [] ? '' : '/' . implode('/', array_map('rawurlencode', $names)));
+    }
+
+    /** name checks an election or lock name (one znode name) for a URL. */
+    private static function name(string $name): string
+    {
+        if ($name === '' || strpos($name, '/') !== false) {
+            throw new \InvalidArgumentException("Paddock\\Client: bad name \"$name\": one znode name, no '/'");
+        }
+        return rawurlencode($name);
+    }
+
+    /** id checks a session id (a decimal uint64 string). */
+    private static function id(string $id): string
+    {
+        if (!ctype_digit($id)) {
+            throw new \InvalidArgumentException("Paddock\\Client: bad session id \"$id\"");
+        }
+        return $id;
+    }
+
+    /**
+     * @param mixed $fence
+     * @return array{name: string, token: string}
+     */
+    private static function fenceBody($fence): array
+    {
+        if (!is_array($fence) || !isset($fence['name'], $fence['token'])) {
+            throw new \InvalidArgumentException('Paddock\Client: a fence is [\'name\' => \'elections/NAME\' or \'locks/NAME\', \'token\' => TOKEN]: pass Election::fence() or Lock::fence()');
+        }
+        return ['name' => (string) $fence['name'], 'token' => (string) $fence['token']];
+    }
+
+    private static function nodeType(string $type): string
+    {
+        $t = strtoupper($type);
+        return strpos($t, 'NODE_TYPE_') === 0 ? $t : 'NODE_TYPE_' . $t;
+    }
+
+    /**
+     * contender decodes a Contender's value; null stays null.
+     *
+     * @param mixed $c
+     * @return array<string, mixed>|null
+     */
+    private static function contender($c): ?array
+    {
+        if (!is_array($c)) {
+            return null;
+        }
+        $c['value'] = self::unb64($c['value'] ?? '');
+        return $c;
+    }
+
+    private static function unb64(string $s): string
+    {
+        $d = base64_decode($s, true);
+        return $d === false ? '' : $d;
+    }
+
+    /** @param array<string, mixed> $body */
+    private static function json(array $body): string
+    {
+        if ($body === []) {
+            return '{}';
+        }
+        return json_encode($body, JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
+    }
+
+    /** @param array<string, scalar> $query */
+    private static function queryString(array $query): string
+    {
+        foreach ($query as $k => $v) {
+            if (is_bool($v)) {
+                $query[$k] = $v ? 'true' : 'false';
+            }
+        }
+        return http_build_query($query, '', '&', PHP_QUERY_RFC3986);
+    }
+}
