@@ -40,6 +40,26 @@
 // 0), waits until the others serve, starts it and polls a linearizable
 // read through a fresh client of that node alone every 10ms.
 //
+// # Elections and locks
+//
+// The election workloads run three contender processes of one election
+// (ContenderCluster: `paddock bench contend` for Paddock, the comparison
+// program's `bench contend` for etcd and ZooKeeper), which print what
+// happens to them with their own clock (the contender protocol,
+// WriteContenderLine). A contender leads until it sees another leader,
+// its session ends, or it has not confirmed its session for one session
+// timeout, as `paddock elect` stops its CMD; it then ends its session and
+// campaigns again. election SIGKILLs the leading contender's process,
+// times the kill to the next "elected" line (the moment a CMD would
+// start) and puts a new process in the killed one's slot, ElectionRounds
+// times; election-server-kill SIGKILLs the cluster's leader server
+// instead (Killer), ServerKills times, and counts the leading contenders
+// that stopped in the round though none was killed (Row.Stops), with the
+// time until the cluster served a linearizable read again. lock runs
+// closed-loop Lock + Unlock round trips (Locker), every worker with a
+// mutex and session of its own on one lock shared by the row, at each of
+// LockClients.
+//
 // # Placement
 //
 // Where a client connects decides much of what it measures (a write or a

@@ -18,6 +18,16 @@ const (
 	WorkloadEphemeralCleanup = "ephemeral-cleanup"
 	WorkloadMemory           = "memory"
 	WorkloadRestart          = "restart"
+	// WorkloadLock is lock acquire + release round trips, every client
+	// on one lock (see lock.go).
+	WorkloadLock = "lock"
+	// WorkloadElection is election failover: SIGKILL of the leading
+	// contender's process to the next leader learning that it leads.
+	WorkloadElection = "election"
+	// WorkloadElectionServerKill counts the leading contenders that
+	// stopped needlessly while the cluster's own leader server was
+	// SIGKILLed and restarted.
+	WorkloadElectionServerKill = "election-server-kill"
 )
 
 // Workloads are every workload, in the order reports list them.
@@ -25,17 +35,20 @@ var Workloads = []string{
 	WorkloadWrite, WorkloadReadLinearizable, WorkloadReadSerializable,
 	WorkloadMixed, WorkloadWatch, WorkloadSessionChurn,
 	WorkloadEphemeralCleanup, WorkloadMemory, WorkloadRestart,
+	WorkloadLock, WorkloadElection, WorkloadElectionServerKill,
 }
 
 // runOrder is the order Run executes workloads in, which differs from the
 // report order: memory runs first, right after the preload, so that it
 // measures the servers holding Keys keys and not also the keys the write
 // workload leaves behind; restart runs last because it disturbs the
-// cluster (clients fail over, the restarted node catches up).
+// cluster (clients fail over, the restarted node catches up), and so does
+// election-server-kill, which runs just before it.
 var runOrder = []string{
 	WorkloadMemory, WorkloadReadLinearizable, WorkloadReadSerializable,
 	WorkloadMixed, WorkloadWrite, WorkloadWatch, WorkloadSessionChurn,
-	WorkloadEphemeralCleanup, WorkloadRestart,
+	WorkloadEphemeralCleanup, WorkloadLock, WorkloadElection,
+	WorkloadElectionServerKill, WorkloadRestart,
 }
 
 // Options of a run; zero fields take defaults.
@@ -56,9 +69,16 @@ type Options struct {
 	// Watchers are the watcher counts of the watch workload (default 1,
 	// 1000).
 	Watchers []int
-	// SessionTTL is the session timeout of session churn and ephemeral
-	// cleanup (default 2s).
+	// SessionTTL is the session timeout of session churn, ephemeral
+	// cleanup and the election workloads' contenders (default 2s).
 	SessionTTL time.Duration
+	// LockClients are the concurrency levels of the lock workload
+	// (default 1, 16).
+	LockClients []int
+	// ElectionRounds is how many leading contenders the election
+	// workload kills (default 20); ServerKills how many times
+	// election-server-kill kills the cluster's leader server (default 3).
+	ElectionRounds, ServerKills int
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }
@@ -90,6 +110,15 @@ func (o Options) withDefaults() (Options, error) {
 	if o.SessionTTL == 0 {
 		o.SessionTTL = 2 * time.Second
 	}
+	if len(o.LockClients) == 0 {
+		o.LockClients = []int{1, 16}
+	}
+	if o.ElectionRounds == 0 {
+		o.ElectionRounds = 20
+	}
+	if o.ServerKills == 0 {
+		o.ServerKills = 3
+	}
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
@@ -98,12 +127,14 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("bench: negative duration, warmup or session ttl")
 	case o.Keys < 0 || o.ValueSize < 0:
 		return o, fmt.Errorf("bench: negative keys (%d) or value size (%d)", o.Keys, o.ValueSize)
+	case o.ElectionRounds < 0 || o.ServerKills < 0:
+		return o, fmt.Errorf("bench: negative election rounds (%d) or server kills (%d)", o.ElectionRounds, o.ServerKills)
 	}
-	for _, l := range [][]int{o.Clients, o.Watchers} {
+	for _, l := range [][]int{o.Clients, o.Watchers, o.LockClients} {
 		s := slices.Clone(l)
 		slices.Sort(s)
 		if s[0] <= 0 {
-			return o, fmt.Errorf("bench: clients and watchers must be > 0, got %d", s[0])
+			return o, fmt.Errorf("bench: clients, watchers and lock clients must be > 0, got %d", s[0])
 		}
 		if len(slices.Compact(s)) != len(l) {
 			return o, fmt.Errorf("bench: repeated concurrency level in %v", l)

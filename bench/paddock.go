@@ -536,3 +536,71 @@ func (s *paddockSession) CreateEphemeral(ctx context.Context, key string, value 
 
 // Close closes the session on the cluster, deleting its ephemerals.
 func (s *paddockSession) Close(ctx context.Context) error { return s.s.Close(ctx) }
+
+// ContenderCommand is `paddock bench contend` (see Contend), its
+// endpoints rotated by i so that the contenders start on different
+// nodes.
+func (c *paddockCluster) ContenderCommand(name string, ttl time.Duration, i int) []string {
+	k := i % len(c.endpoints)
+	eps := append(slices.Clone(c.endpoints[k:]), c.endpoints[:k]...)
+	return []string{c.bin, "bench", "contend", "--endpoints", strings.Join(eps, ","),
+		"--election", name, "--ttl", ttl.String()}
+}
+
+// Kill sends SIGKILL to node i's agent and waits until it is reaped:
+// ErrUnsupported for an external cluster.
+func (c *paddockCluster) Kill(i int) error {
+	n, err := c.node(i)
+	if err != nil {
+		return err
+	}
+	if !n.running() {
+		return fmt.Errorf("bench: %s is not running", n.id)
+	}
+	if err := n.cmd.Process.Kill(); err != nil {
+		return fmt.Errorf("bench: kill %s: %w", n.id, err)
+	}
+	<-n.done
+	return nil
+}
+
+// NewMutex opens a session kept alive in the background and returns a
+// mutex on lock name through it (LockService Acquire and Release).
+func (p *paddockClient) NewMutex(ctx context.Context, name string, ttl time.Duration) (Mutex, error) {
+	s, err := p.c.NewSession(ctx, ttl)
+	if err != nil {
+		return nil, err
+	}
+	return &paddockMutex{c: p.c, s: s, name: name}, nil
+}
+
+// paddockMutex is a lock held through one session.
+type paddockMutex struct {
+	c     *client.Client
+	s     *client.Session
+	name  string
+	token uint64
+}
+
+// Lock acquires the lock, waiting as long as ctx allows.
+func (m *paddockMutex) Lock(ctx context.Context) error {
+	for {
+		resp, err := m.c.Acquire(ctx, &paddockv1.AcquireRequest{Name: m.name, SessionId: m.s.ID()})
+		if err != nil {
+			return err
+		}
+		if resp.GetAcquired() {
+			m.token = resp.GetHolder().GetToken()
+			return nil
+		}
+	}
+}
+
+// Unlock releases the lock held with the last Lock's token.
+func (m *paddockMutex) Unlock(ctx context.Context) error {
+	_, err := m.c.Release(ctx, &paddockv1.ReleaseRequest{Name: m.name, Token: m.token})
+	return err
+}
+
+// Close closes the mutex's session.
+func (m *paddockMutex) Close(ctx context.Context) error { return m.s.Close(ctx) }

@@ -3,6 +3,7 @@ package bench
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -82,6 +83,10 @@ func TestOptionsDefaults(t *testing.T) {
 		o.ValueSize != 128 || len(o.Watchers) != 2 || o.SessionTTL != 2*time.Second || len(o.Workloads) != len(Workloads) {
 		t.Errorf("withDefaults(zero) = %+v, want the documented defaults", o)
 	}
+	if !slices.Equal(o.LockClients, []int{1, 16}) || o.ElectionRounds != 20 || o.ServerKills != 3 {
+		t.Errorf("withDefaults(zero): lock clients %v, election rounds %d, server kills %d; want [1 16], 20, 3",
+			o.LockClients, o.ElectionRounds, o.ServerKills)
+	}
 	bad := []struct {
 		name string
 		o    Options
@@ -93,6 +98,10 @@ func TestOptionsDefaults(t *testing.T) {
 		{"repeated watchers", Options{Watchers: []int{5, 5}}},
 		{"negative keys", Options{Keys: -1}},
 		{"negative duration", Options{Duration: -time.Second}},
+		{"zero lock clients", Options{LockClients: []int{1, 0}}},
+		{"repeated lock clients", Options{LockClients: []int{16, 16}}},
+		{"negative election rounds", Options{ElectionRounds: -1}},
+		{"negative server kills", Options{ServerKills: -2}},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {

@@ -33,12 +33,15 @@ type Row struct {
 	// Workload is one of Workloads.
 	Workload string
 	// Clients is the concurrency, the watcher count for "watch", 1 for
-	// "ephemeral-cleanup" and 0 for "memory" and "restart".
+	// "ephemeral-cleanup", 0 for "memory" and "restart", and the
+	// contender processes for "election" and "election-server-kill".
 	Clients int
 	// Ops are the operations completed in the measured window: writes or
 	// reads, events delivered for "watch", open-create-close cycles for
-	// "session-churn", kills for "ephemeral-cleanup", restarts for
-	// "restart", and keys held for "memory".
+	// "session-churn", kills for "ephemeral-cleanup", "election" (of the
+	// leading contender) and "election-server-kill" (of the leader
+	// server), restarts for "restart", keys held for "memory", and
+	// Lock + Unlock round trips for "lock".
 	Ops int64
 	// OpsPerSec is Ops over the measured window (0 where there is no
 	// window: cleanup, memory, restart).
@@ -46,7 +49,10 @@ type Row struct {
 	// P50 and P99 are latencies: per operation; write acknowledged ->
 	// event arrived for "watch"; SIGKILL of the session's owner -> key gone
 	// for "ephemeral-cleanup"; Start called -> a linearizable read served
-	// by the node for "restart".
+	// by the node for "restart"; SIGKILL of the leading contender -> the
+	// next one learns it leads for "election"; SIGKILL of the leader
+	// server -> the cluster serves a linearizable read for
+	// "election-server-kill".
 	P50, P99 time.Duration
 	// CPUPer1kOps is the servers' CPU seconds (utime + stime of every
 	// server process, from /proc) in the measured window per 1,000 Ops.
@@ -58,6 +64,11 @@ type Row struct {
 	// which its clients were placed (see Placement), -1 for a leader that
 	// is none of the cluster's nodes.
 	Leader int
+	// Stops are, for "election-server-kill", the leading contenders that
+	// stopped (lost or gave up their leadership) while no contender was
+	// killed: needless stops; for "election", those that stopped besides
+	// the killed leaders.
+	Stops int64
 }
 
 // metric is one figure of a row, a line of the markdown table.
@@ -69,17 +80,26 @@ type metric struct {
 	// value is the row's figure, ok false when it was not measured.
 	value  func(Row) (float64, bool)
 	format func(float64) string
+	// text, when set, shows the figure instead of format (with the row
+	// at hand).
+	text func(Row) string
 }
 
 var (
-	mOpsPerSec = metric{"ops/s", true, func(r Row) (float64, bool) { return r.OpsPerSec, r.Ops > 0 }, fmtRate}
-	mEvents    = metric{"events/s", true, func(r Row) (float64, bool) { return r.OpsPerSec, r.Ops > 0 }, fmtRate}
-	mP50       = metric{"p50", false, func(r Row) (float64, bool) { return float64(r.P50), r.Ops > 0 && r.P50 >= 0 }, fmtNanos}
-	mP99       = metric{"p99", false, func(r Row) (float64, bool) { return float64(r.P99), r.Ops > 0 && r.P99 >= 0 }, fmtNanos}
-	mCPU       = metric{"CPU s / 1k ops", false, func(r Row) (float64, bool) { return r.CPUPer1kOps, r.Ops > 0 && r.CPUPer1kOps >= 0 }, fmtCPU}
-	mRSS       = metric{"RSS", false, func(r Row) (float64, bool) { return float64(r.RSSBytes), r.RSSBytes >= 0 }, fmtBytes}
-	mDisk      = metric{"disk", false, func(r Row) (float64, bool) { return float64(r.DiskBytes), r.DiskBytes >= 0 }, fmtBytes}
-	mServe     = metric{"time to serve", false, func(r Row) (float64, bool) { return float64(r.P99), r.Ops > 0 && r.P99 >= 0 }, fmtNanos}
+	mOpsPerSec = metric{"ops/s", true, func(r Row) (float64, bool) { return r.OpsPerSec, r.Ops > 0 }, fmtRate, nil}
+	mEvents    = metric{"events/s", true, func(r Row) (float64, bool) { return r.OpsPerSec, r.Ops > 0 }, fmtRate, nil}
+	mP50       = metric{"p50", false, func(r Row) (float64, bool) { return float64(r.P50), r.Ops > 0 && r.P50 >= 0 }, fmtNanos, nil}
+	mP99       = metric{"p99", false, func(r Row) (float64, bool) { return float64(r.P99), r.Ops > 0 && r.P99 >= 0 }, fmtNanos, nil}
+	mCPU       = metric{"CPU s / 1k ops", false, func(r Row) (float64, bool) { return r.CPUPer1kOps, r.Ops > 0 && r.CPUPer1kOps >= 0 }, fmtCPU, nil}
+	mRSS       = metric{"RSS", false, func(r Row) (float64, bool) { return float64(r.RSSBytes), r.RSSBytes >= 0 }, fmtBytes, nil}
+	mDisk      = metric{"disk", false, func(r Row) (float64, bool) { return float64(r.DiskBytes), r.DiskBytes >= 0 }, fmtBytes, nil}
+	mServe     = metric{"time to serve", false, func(r Row) (float64, bool) { return float64(r.P99), r.Ops > 0 && r.P99 >= 0 }, fmtNanos, nil}
+	mFailP50   = metric{"failover p50", false, mP50.value, fmtNanos, nil}
+	mFailP99   = metric{"failover p99", false, mP99.value, fmtNanos, nil}
+	mStops     = metric{"leaders stopped", false, func(r Row) (float64, bool) { return float64(r.Stops), r.Ops > 0 }, fmtRate,
+		func(r Row) string { return fmt.Sprintf("%d in %d kills", r.Stops, r.Ops) }}
+	mRecP50 = metric{"cluster serves again p50", false, mP50.value, fmtNanos, nil}
+	mRecP99 = metric{"cluster serves again p99", false, mP99.value, fmtNanos, nil}
 )
 
 // metrics lists the figures a workload's rows show, one table line each.
@@ -93,6 +113,10 @@ func metrics(workload string) []metric {
 		return []metric{mRSS, mDisk}
 	case WorkloadRestart:
 		return []metric{mServe}
+	case WorkloadElection:
+		return []metric{mFailP50, mFailP99}
+	case WorkloadElectionServerKill:
+		return []metric{mStops, mRecP50, mRecP99}
 	default:
 		return []metric{mOpsPerSec, mP50, mP99, mCPU}
 	}
@@ -192,6 +216,8 @@ func Markdown(w io.Writer, rs []*Results) error {
 		switch {
 		case k.workload == WorkloadWatch:
 			clients = fmt.Sprintf("%d watchers", k.clients)
+		case k.workload == WorkloadElection || k.workload == WorkloadElectionServerKill:
+			clients = fmt.Sprintf("%d contenders", k.clients)
 		case k.clients > 0:
 			clients = fmt.Sprint(k.clients)
 		}
@@ -213,7 +239,11 @@ func Markdown(w io.Writer, rs []*Results) error {
 					b.WriteString(" n/a |")
 					continue
 				}
-				fmt.Fprintf(&b, " %s |", m.format(v))
+				if m.text != nil {
+					fmt.Fprintf(&b, " %s |", m.text(row))
+				} else {
+					fmt.Fprintf(&b, " %s |", m.format(v))
+				}
 				if r.System == PaddockSystem && !havePad {
 					havePad, padV = true, v
 				} else {
@@ -287,6 +317,7 @@ type jsonRow struct {
 	RSSBytes    *int64   `json:"rss_bytes"`
 	DiskBytes   *int64   `json:"disk_bytes"`
 	Leader      int      `json:"leader"`
+	Stops       *int64   `json:"stops,omitempty"`
 }
 
 // nonNeg returns &v, or nil (JSON null) for a negative v: not measured.
@@ -297,11 +328,21 @@ func nonNeg[T int64 | float64](v T) *T {
 	return &v
 }
 
+// stopsOf is row.Stops for the election workloads' rows, else nil (left
+// out of the JSON).
+func stopsOf(row Row) *int64 {
+	if row.Workload != WorkloadElection && row.Workload != WorkloadElectionServerKill {
+		return nil
+	}
+	return &row.Stops
+}
+
 // WriteJSON writes rs and the disk's fdatasync rate to the file at path as
 // JSON: {"fsync_per_sec": F, "results": [{"system": S, "nodes": N,
 // "placement": Placement, "rows": [{workload, clients, ops, ops_per_sec,
-// p50_ms, p99_ms, cpu_s_per_1k_ops, rss_bytes, disk_bytes, leader}]}]},
-// with null for figures not measured.
+// p50_ms, p99_ms, cpu_s_per_1k_ops, rss_bytes, disk_bytes, leader, and
+// stops for the election workloads}]}]}, with null for figures not
+// measured.
 func WriteJSON(path string, rs []*Results, fsyncPerSec float64) error {
 	f := jsonFile{FsyncPerSec: fsyncPerSec, Results: []jsonResults{}}
 	for _, r := range rs {
@@ -316,6 +357,7 @@ func WriteJSON(path string, rs []*Results, fsyncPerSec float64) error {
 				RSSBytes:    nonNeg(row.RSSBytes),
 				DiskBytes:   nonNeg(row.DiskBytes),
 				Leader:      row.Leader,
+				Stops:       stopsOf(row),
 			})
 		}
 		f.Results = append(f.Results, jr)

@@ -146,6 +146,17 @@ func (r *runner) workload(ctx context.Context, w string) ([]Row, error) {
 		return rows, add(func() (Row, error) { return r.ephemeralCleanup(ctx) })
 	case WorkloadRestart:
 		return rows, add(func() (Row, error) { return r.restart(ctx) })
+	case WorkloadElection:
+		return rows, add(func() (Row, error) { return r.election(ctx) })
+	case WorkloadElectionServerKill:
+		return rows, add(func() (Row, error) { return r.electionServerKill(ctx) })
+	case WorkloadLock:
+		for _, n := range r.o.LockClients {
+			if err := add(func() (Row, error) { return r.lock(ctx, n) }); err != nil {
+				return rows, err
+			}
+		}
+		return rows, nil
 	case WorkloadWatch:
 		for _, n := range r.o.Watchers {
 			if err := add(func() (Row, error) { return r.watch(ctx, n) }); err != nil {
@@ -170,6 +181,11 @@ func (r *runner) workload(ctx context.Context, w string) ([]Row, error) {
 }
 
 func (r *runner) logRow(row Row) {
+	if row.Workload == WorkloadElection || row.Workload == WorkloadElectionServerKill {
+		r.logf("%s contenders=%d leader=%d: rounds=%d p50=%v p99=%v leaders stopped=%d",
+			row.Workload, row.Clients, row.Leader, row.Ops, row.P50, row.P99, row.Stops)
+		return
+	}
 	r.logf("%s clients=%d leader=%d: ops=%d ops/s=%.0f p50=%v p99=%v cpu/1k=%.3f rss=%d disk=%d",
 		row.Workload, row.Clients, row.Leader, row.Ops, row.OpsPerSec, row.P50, row.P99, row.CPUPer1kOps, row.RSSBytes, row.DiskBytes)
 }

@@ -20,10 +20,13 @@ type fakeStore struct {
 	watchers map[string][]chan time.Time
 	failGets bool          // every Get fails
 	slowGets time.Duration // every Get takes this long
+	// locks are the fake's locks: a lock is held while its channel holds
+	// a value.
+	locks map[string]chan struct{}
 }
 
 func newFakeStore() *fakeStore {
-	return &fakeStore{kv: map[string][]byte{}, watchers: map[string][]chan time.Time{}}
+	return &fakeStore{kv: map[string][]byte{}, watchers: map[string][]chan time.Time{}, locks: map[string]chan struct{}{}}
 }
 
 func (s *fakeStore) len() int {
@@ -171,6 +174,50 @@ func (c *fakeClient) Close() error {
 	return nil
 }
 
+// NewMutex makes fakeClient a Locker.
+func (c *fakeClient) NewMutex(_ context.Context, name string, _ time.Duration) (Mutex, error) {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	l, ok := c.s.locks[name]
+	if !ok {
+		l = make(chan struct{}, 1)
+		c.s.locks[name] = l
+	}
+	return &fakeMutex{l: l}, nil
+}
+
+// fakeMutex holds its lock while it has put a value in the lock's channel.
+type fakeMutex struct {
+	l    chan struct{}
+	held bool
+}
+
+func (m *fakeMutex) Lock(ctx context.Context) error {
+	select {
+	case m.l <- struct{}{}:
+		m.held = true
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m *fakeMutex) Unlock(context.Context) error {
+	if !m.held {
+		return errors.New("fake: unlock of a mutex not held")
+	}
+	m.held = false
+	<-m.l
+	return nil
+}
+
+func (m *fakeMutex) Close(ctx context.Context) error {
+	if m.held {
+		return m.Unlock(ctx)
+	}
+	return nil
+}
+
 type fakeSession struct {
 	c    *fakeClient
 	keys []string
@@ -201,6 +248,7 @@ func TestRunFake(t *testing.T) {
 	res, err := Run(context.Background(), c, Options{
 		Duration: 100 * time.Millisecond, Warmup: 20 * time.Millisecond,
 		Clients: []int{1, 4}, Watchers: []int{1, 20}, Keys: 50, Workloads: workloads, Log: &log,
+		LockClients: []int{1, 4},
 	})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
@@ -217,10 +265,11 @@ func TestRunFake(t *testing.T) {
 		got[key{r.Workload, r.Clients}] = r
 	}
 	var want []key
-	for _, w := range []string{WorkloadWrite, WorkloadReadLinearizable, WorkloadReadSerializable, WorkloadMixed, WorkloadSessionChurn} {
+	for _, w := range []string{WorkloadWrite, WorkloadReadLinearizable, WorkloadReadSerializable, WorkloadMixed, WorkloadSessionChurn, WorkloadLock} {
 		want = append(want, key{w, 1}, key{w, 4})
 	}
-	want = append(want, key{WorkloadWatch, 1}, key{WorkloadWatch, 20}, key{WorkloadMemory, 0}, key{WorkloadRestart, 0})
+	want = append(want, key{WorkloadWatch, 1}, key{WorkloadWatch, 20}, key{WorkloadMemory, 0}, key{WorkloadRestart, 0},
+		key{WorkloadElection, electionContenders}, key{WorkloadElectionServerKill, electionContenders})
 	if len(res.Rows) != len(want) {
 		t.Errorf("Run returned %d rows, want %d: %+v", len(res.Rows), len(want), res.Rows)
 	}
@@ -232,6 +281,10 @@ func TestRunFake(t *testing.T) {
 		case k.w == WorkloadRestart:
 			if r.P50 >= 0 || r.P99 >= 0 {
 				t.Errorf("restart of a cluster that cannot restart: p50 %v p99 %v, want n/a (negative)", r.P50, r.P99)
+			}
+		case k.w == WorkloadElection || k.w == WorkloadElectionServerKill:
+			if r.Ops != 0 {
+				t.Errorf("%s row of a cluster without contenders = %+v, want no rounds", k.w, r)
 			}
 		case k.w == WorkloadMemory:
 			if r.Ops != 50 || r.RSSBytes <= 0 || r.DiskBytes < 0 {

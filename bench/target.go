@@ -90,3 +90,45 @@ type Session interface {
 	// Close ends the session, deleting its ephemerals.
 	Close(ctx context.Context) error
 }
+
+// ContenderCluster is a Cluster whose election contenders can run as
+// processes of their own, for the election workloads: killing one with
+// SIGKILL is then a real client death.
+type ContenderCluster interface {
+	// ContenderCommand is the command line of contender i (0, 1, 2, ...;
+	// a system may spread contenders over its nodes by it) of election
+	// name (a single path element) with sessions of ttl. The process
+	// speaks the contender protocol on stdout (see WriteContenderLine):
+	// it campaigns, says when it is in line and when it leads, and while
+	// leading stops (says so, ends its session and campaigns again) when
+	// it sees that it lost the leadership or when it could not confirm
+	// its session for ttl. It runs until it is killed.
+	ContenderCommand(name string, ttl time.Duration, i int) []string
+}
+
+// Killer is a Cluster that can kill a node's server process with SIGKILL
+// (a crash, not a shutdown), for election-server-kill; Start brings the
+// node back.
+type Killer interface {
+	// Kill sends SIGKILL to node's server process and returns once it is
+	// reaped.
+	Kill(node int) error
+}
+
+// Locker is a Client that can take locks, for the lock workload.
+type Locker interface {
+	// NewMutex opens a session with ttl through the client and returns a
+	// mutex on lock name (a single path element) held through it.
+	NewMutex(ctx context.Context, name string, ttl time.Duration) (Mutex, error)
+}
+
+// Mutex is one client's handle on a lock, used by one goroutine at a
+// time.
+type Mutex interface {
+	// Lock waits until the mutex is held.
+	Lock(ctx context.Context) error
+	// Unlock releases it at once.
+	Unlock(ctx context.Context) error
+	// Close ends the mutex's session.
+	Close(ctx context.Context) error
+}

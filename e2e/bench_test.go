@@ -15,13 +15,15 @@ import (
 	"github.com/paddock/paddock/e2e/child"
 )
 
-// benchTimeout bounds the smoke run of `paddock bench`: it takes about 15s
-// (a cleanup round waits out a 2s session), more with -race.
+// benchTimeout bounds the smoke run of `paddock bench`: it takes about 30s
+// (a cleanup round and an election round each wait out a 2s session, a
+// server kill waits for a raft election and two sessions), more with
+// -race.
 const benchTimeout = 3 * time.Minute
 
 // benchWorkloads are every workload of `paddock bench`.
 var benchWorkloads = []string{"write", "read-linearizable", "read-serializable", "mixed", "watch",
-	"session-churn", "ephemeral-cleanup", "memory", "restart"}
+	"session-churn", "ephemeral-cleanup", "memory", "restart", "lock", "election", "election-server-kill"}
 
 // TestBenchSmoke runs `paddock bench` with tiny durations against the
 // three agents it starts itself, and checks that every workload produced
@@ -36,6 +38,7 @@ func TestBenchSmoke(t *testing.T) {
 	cmd := exec.CommandContext(ctx, paddockBin, "bench",
 		"--duration", "300ms", "--warmup", "100ms", "--clients", "1,2", "--keys", "200",
 		"--watchers", "1,10", "--workloads", strings.Join(benchWorkloads, ","),
+		"--lock-clients", "1,2", "--election-rounds", "1", "--server-kills", "1",
 		"--data-dir", filepath.Join(dir, "data"), "--json", jsonPath)
 	cmd.Env = child.Env()
 	cmd.SysProcAttr = sysProcAttr()
@@ -129,7 +132,8 @@ func TestBenchSmoke(t *testing.T) {
 		}
 	}
 	want := map[string]int{"write": 2, "read-linearizable": 2, "read-serializable": 2, "mixed": 2, "watch": 2,
-		"session-churn": 2, "ephemeral-cleanup": 1, "memory": 1, "restart": 1}
+		"session-churn": 2, "ephemeral-cleanup": 1, "memory": 1, "restart": 1,
+		"lock": 2, "election": 1, "election-server-kill": 1}
 	for w, n := range want {
 		if rows[w] != n {
 			t.Errorf("--json has %d %s rows, want %d", rows[w], w, n)

@@ -95,13 +95,16 @@ Workloads: ` + strings.Join(bench.Workloads, ", ") + `.`,
 	fs.IntVar(&o.Keys, "keys", 100000, "keys preloaded for the read, mixed, memory and restart workloads")
 	fs.IntVar(&o.ValueSize, "value-size", 128, "bytes of every value written")
 	fs.IntSliceVar(&o.Watchers, "watchers", []int{1, 1000}, "watcher counts of the watch workload")
-	fs.DurationVar(&o.SessionTTL, "session-ttl", 2*time.Second, "session timeout of session churn and ephemeral cleanup")
+	fs.DurationVar(&o.SessionTTL, "session-ttl", 2*time.Second, "session timeout of session churn, ephemeral cleanup and the election workloads' contenders")
+	fs.IntSliceVar(&o.LockClients, "lock-clients", []int{1, 16}, "concurrency levels of the lock workload")
+	fs.IntVar(&o.ElectionRounds, "election-rounds", 20, "leading contenders the election workload kills")
+	fs.IntVar(&o.ServerKills, "server-kills", 3, "times election-server-kill kills the leader server")
 	fs.StringVar(&endpoints, "endpoints", "", "benchmark this running cluster (comma-separated gRPC host:port) instead of starting one")
 	fs.StringVar(&jsonPath, "json", "", "also write the results to this JSON file")
 	fs.StringVar(&dataDir, "data-dir", "", "the started cluster's data and logs, and the fsync test's file (default: a temporary directory, removed on exit)")
 	fs.StringArrayVar(&agentArgs, "agent-arg", nil, "extra flag for every agent the bench starts, repeatable (e.g. --agent-arg=--pprof); each agent's HTTP address is in its log under --data-dir")
 	fs.StringArrayVar(&agentEnv, "agent-env", nil, "extra KEY=VALUE in every started agent's environment, repeatable; e.g. --agent-env=GOMAXPROCS=1 when three nodes share two cores (each Go runtime otherwise spins and wakes threads for CPUs the others are using)")
-	cmd.AddCommand(newBenchHoldCmd(), newBenchFarmCmd())
+	cmd.AddCommand(newBenchHoldCmd(), newBenchContendCmd(), newBenchFarmCmd())
 	return cmd
 }
 
@@ -223,6 +226,36 @@ func newBenchHoldCmd() *cobra.Command {
 	fs := cmd.Flags()
 	fs.StringVar(&endpoints, "endpoints", defaultEndpoints, "comma-separated gRPC endpoints")
 	fs.StringVar(&key, "key", "", "path of the ephemeral znode")
+	fs.DurationVar(&ttl, "ttl", 2*time.Second, "session timeout")
+	return cmd
+}
+
+// newBenchContendCmd is `paddock bench contend`, hidden: a contender
+// process of the election workloads (bench.Contend), which they kill.
+func newBenchContendCmd() *cobra.Command {
+	var (
+		endpoints, election string
+		ttl                 time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:    "contend",
+		Short:  "Campaign in an election and report as the election benchmark expects (used by bench)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if election == "" {
+				return errors.New("paddock: bench contend: --election is required")
+			}
+			eps, err := client.ParseEndpoints(endpoints)
+			if err != nil {
+				return err
+			}
+			return bench.Contend(cmd.Context(), eps, election, ttl, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&endpoints, "endpoints", defaultEndpoints, "comma-separated gRPC endpoints")
+	fs.StringVar(&election, "election", "", "name of the election")
 	fs.DurationVar(&ttl, "ttl", 2*time.Second, "session timeout")
 	return cmd
 }

@@ -8,6 +8,7 @@
 # Usage (from anywhere): e2e/bench/compare.sh [bench flags]
 #   e2e/bench/compare.sh                      # full run: 10s rows, 1/16/128 clients
 #   e2e/bench/compare.sh --duration 3s --warmup 1s --keys 20000 --clients 1,16
+#   e2e/bench/compare.sh --workloads lock,election,election-server-kill  # elections and locks only
 # Flags: see `cd e2e/bench && go run . --help`. Every process this script
 # starts is stopped when it exits, however it exits.
 set -euo pipefail

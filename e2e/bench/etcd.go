@@ -14,6 +14,7 @@ import (
 	"github.com/paddock/paddock/bench"
 	"github.com/paddock/paddock/e2e/child"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 )
 
@@ -175,6 +176,14 @@ func (c *etcdCluster) HoldCommand(key string, ttl time.Duration) []string {
 	return holdArgv("etcd", strings.Join(c.endpoints(-1), ","), key, ttl)
 }
 
+// ContenderCommand implements bench.ContenderCluster: this program's
+// contend subcommand (etcd's election API), its endpoints rotated by i.
+func (c *etcdCluster) ContenderCommand(name string, ttl time.Duration, i int) []string {
+	eps := c.endpoints(-1)
+	k := i % len(eps)
+	return contendArgv("etcd", strings.Join(append(eps[k:], eps[:k]...), ","), name, ttl)
+}
+
 // newEtcdClient opens a clientv3 client with logging off (it would log
 // every retried request of a stopped member).
 func newEtcdClient(endpoints []string) (*clientv3.Client, error) {
@@ -308,6 +317,33 @@ func (e *etcdClient) OpenSession(ctx context.Context, ttl time.Duration) (bench.
 
 // Close implements bench.Client.
 func (e *etcdClient) Close() error { return e.cli.Close() }
+
+// NewMutex implements bench.Locker: a concurrency.Session (a lease of ttl,
+// whole seconds, kept alive) and a concurrency.Mutex on the key prefix
+// /bench/NAME.
+func (e *etcdClient) NewMutex(ctx context.Context, name string, ttl time.Duration) (bench.Mutex, error) {
+	secs := int((ttl + time.Second - 1) / time.Second)
+	s, err := concurrency.NewSession(e.cli, concurrency.WithTTL(secs))
+	if err != nil {
+		return nil, fmt.Errorf("bench: etcd session: %w", err)
+	}
+	return &etcdMutex{s: s, m: concurrency.NewMutex(s, "/bench/"+name)}, nil
+}
+
+// etcdMutex is a concurrency.Mutex with its session.
+type etcdMutex struct {
+	s *concurrency.Session
+	m *concurrency.Mutex
+}
+
+// Lock implements bench.Mutex.
+func (m *etcdMutex) Lock(ctx context.Context) error { return m.m.Lock(ctx) }
+
+// Unlock implements bench.Mutex.
+func (m *etcdMutex) Unlock(ctx context.Context) error { return m.m.Unlock(ctx) }
+
+// Close implements bench.Mutex: it revokes the session's lease.
+func (m *etcdMutex) Close(ctx context.Context) error { return m.s.Close() }
 
 // etcdSession is a lease with a keep-alive.
 type etcdSession struct {

@@ -8,7 +8,9 @@
 // through compare.sh, which installs the peers and builds paddock.
 //
 // Run as `bench hold ...` it is instead the child process of the ephemeral
-// cleanup workload (see Cluster.HoldCommand).
+// cleanup workload (see Cluster.HoldCommand), and as `bench contend ...` a
+// contender process of the election workloads (see
+// bench.ContenderCluster) for etcd or ZooKeeper.
 package main
 
 import (
@@ -33,6 +35,9 @@ import (
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "hold" {
 		os.Exit(holdMain(os.Args[2:], os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "contend" {
+		os.Exit(contendMain(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := compareMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -66,11 +71,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		duration, warmup time.Duration
 		ttl              time.Duration
 		keys, valueSize  int
+		lockClients      string
 	)
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: bench [flags]\n       bench hold --system etcd|zookeeper --endpoints a,b --key K --ttl 2s\n\nflags:\n")
+		fmt.Fprintf(stderr, "usage: bench [flags]\n       bench hold --system etcd|zookeeper --endpoints a,b --key K --ttl 2s\n       bench contend --system etcd|zookeeper --endpoints a,b --election NAME --ttl 2s\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&sys, "systems", strings.Join(systems, ","), "systems to compare, comma-separated")
@@ -82,7 +88,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&wt, "watchers", "1,1000", "watcher counts of the watch workload, comma-separated")
 	fs.IntVar(&keys, "keys", 100000, "keys preloaded for the read, mixed, memory and restart workloads")
 	fs.IntVar(&valueSize, "value-size", 128, "value size in bytes")
-	fs.DurationVar(&ttl, "ttl", 2*time.Second, "session timeout of session churn and ephemeral cleanup")
+	fs.DurationVar(&ttl, "ttl", 2*time.Second, "session timeout of session churn, ephemeral cleanup and the election workloads' contenders")
+	fs.StringVar(&lockClients, "lock-clients", "1,16", "concurrency levels of the lock workload, comma-separated")
+	fs.IntVar(&cfg.opts.ElectionRounds, "election-rounds", 20, "leading contender processes the election workload kills")
+	fs.IntVar(&cfg.opts.ServerKills, "server-kills", 3, "times election-server-kill kills the cluster's leader server")
 	fs.StringVar(&cfg.dir, "dir", "", "directory for the clusters' data, on the disk to measure (default a new temporary directory)")
 	fs.StringVar(&cfg.jsonPath, "json", "results.json", "JSON results file (empty: none)")
 	fs.StringVar(&cfg.outPath, "out", "", "also write the markdown table to this file")
@@ -117,15 +126,25 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if err != nil {
 		return cfg, err
 	}
+	lockCl, err := intList("lock-clients", lockClients)
+	if err != nil {
+		return cfg, err
+	}
+	if cfg.opts.ElectionRounds <= 0 || cfg.opts.ServerKills <= 0 {
+		return cfg, fmt.Errorf("%w: --election-rounds and --server-kills must be > 0", errUsage)
+	}
 	cfg.opts = bench.Options{
-		Duration:   duration,
-		Warmup:     warmup,
-		Clients:    clients,
-		Workloads:  splitList(wl),
-		Keys:       keys,
-		ValueSize:  valueSize,
-		Watchers:   watchers,
-		SessionTTL: ttl,
+		Duration:       duration,
+		Warmup:         warmup,
+		Clients:        clients,
+		Workloads:      splitList(wl),
+		Keys:           keys,
+		ValueSize:      valueSize,
+		Watchers:       watchers,
+		SessionTTL:     ttl,
+		LockClients:    lockCl,
+		ElectionRounds: cfg.opts.ElectionRounds,
+		ServerKills:    cfg.opts.ServerKills,
 	}
 	return cfg, nil
 }

@@ -30,7 +30,20 @@ func TestParseFlags(t *testing.T) {
 			if c.opts.Workloads != nil {
 				t.Errorf("workloads = %v, want nil (all)", c.opts.Workloads)
 			}
+			if !slices.Equal(c.opts.LockClients, []int{1, 16}) || c.opts.ElectionRounds != 20 || c.opts.ServerKills != 3 {
+				t.Errorf("lock clients, election rounds, server kills = %v, %d, %d; want [1 16], 20, 3", c.opts.LockClients, c.opts.ElectionRounds, c.opts.ServerKills)
+			}
 		}},
+		{name: "elections and locks", args: []string{"--paddock-bin", "/x/paddock", "--workloads", "election,election-server-kill,lock", "--lock-clients", "1,4", "--election-rounds", "5", "--server-kills", "2"}, check: func(t *testing.T, c config) {
+			if !slices.Equal(c.opts.Workloads, []string{"election", "election-server-kill", "lock"}) {
+				t.Errorf("workloads = %v", c.opts.Workloads)
+			}
+			if !slices.Equal(c.opts.LockClients, []int{1, 4}) || c.opts.ElectionRounds != 5 || c.opts.ServerKills != 2 {
+				t.Errorf("lock clients, election rounds, server kills = %v, %d, %d; want [1 4], 5, 2", c.opts.LockClients, c.opts.ElectionRounds, c.opts.ServerKills)
+			}
+		}},
+		{name: "bad lock clients", args: []string{"--systems", "etcd", "--lock-clients", "0"}, wantErr: true},
+		{name: "zero election rounds", args: []string{"--systems", "etcd", "--election-rounds", "0"}, wantErr: true},
 		{name: "peers only, short", args: []string{"--systems", "etcd, zookeeper", "--duration", "3s", "--clients", "1,16", "--workloads", "write,watch", "--keys", "20000"}, check: func(t *testing.T, c config) {
 			if !slices.Equal(c.systems, []string{"etcd", "zookeeper"}) {
 				t.Errorf("systems = %v, want [etcd zookeeper]", c.systems)

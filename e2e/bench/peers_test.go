@@ -18,11 +18,15 @@ import (
 	"go.uber.org/goleak"
 )
 
-// TestMain runs the hold subcommand when the test binary is started as a
-// HoldCommand child, and otherwise the tests with a goroutine leak check.
+// TestMain runs the hold or contend subcommand when the test binary is
+// started as a HoldCommand or ContenderCommand child, and otherwise the
+// tests with a goroutine leak check.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "hold" {
 		os.Exit(holdMain(os.Args[2:], os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "contend" {
+		os.Exit(contendMain(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	goleak.VerifyTestMain(m)
 }

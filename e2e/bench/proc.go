@@ -158,6 +158,21 @@ func (s *procSet) Stop(node int) error {
 	return stopProc(p)
 }
 
+// Kill implements bench.Killer: SIGKILL, a crash.
+func (s *procSet) Kill(node int) error {
+	if node < 0 || node >= len(s.procs) {
+		return fmt.Errorf("%w: %d", errNodeIndex, node)
+	}
+	s.mu.Lock()
+	p := s.procs[node]
+	s.mu.Unlock()
+	if p == nil || p.Exited() {
+		return fmt.Errorf("bench: %s node %d is not running", s.name, node)
+	}
+	p.Kill()
+	return nil
+}
+
 // Start implements bench.Cluster: it returns once the process is
 // launched; the caller measures when it serves.
 func (s *procSet) Start(node int) error {

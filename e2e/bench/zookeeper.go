@@ -266,6 +266,15 @@ func (c *zkCluster) HoldCommand(key string, ttl time.Duration) []string {
 	return holdArgv("zookeeper", strings.Join(c.servers(-1), ","), key, ttl)
 }
 
+// ContenderCommand implements bench.ContenderCluster: this program's
+// contend subcommand (the ZooKeeper recipe), its servers rotated by i
+// (go-zookeeper shuffles them anyway).
+func (c *zkCluster) ContenderCommand(name string, ttl time.Duration, i int) []string {
+	ss := c.servers(-1)
+	k := i % len(ss)
+	return contendArgv("zookeeper", strings.Join(append(ss[k:], ss[:k]...), ","), name, ttl)
+}
+
 // zkNopLogger silences go-zookeeper, which logs every reconnect attempt
 // (many while a node is stopped on purpose).
 type zkNopLogger struct{}
@@ -403,6 +412,37 @@ func (z *zkClient) OpenSession(ctx context.Context, ttl time.Duration) (bench.Se
 // Close implements bench.Client.
 func (z *zkClient) Close() error {
 	z.conn.Close()
+	return nil
+}
+
+// NewMutex implements bench.Locker: a session (a connection to the
+// client's servers with ttl as its timeout) and go-zookeeper's lock
+// recipe (zk.Lock: an ephemeral sequential znode under /bench/NAME, the
+// lowest holds, every other watches the one just before it).
+func (z *zkClient) NewMutex(ctx context.Context, name string, ttl time.Duration) (bench.Mutex, error) {
+	conn, err := zkConnect(ctx, z.servers, ttl)
+	if err != nil {
+		return nil, err
+	}
+	return &zkMutex{conn: conn, l: zk.NewLock(conn, "/bench/"+name, zk.WorldACL(zk.PermAll))}, nil
+}
+
+// zkMutex is a zk.Lock with its session's connection. zk.Lock takes no
+// context: a Lock waits until the lock is held or the session fails.
+type zkMutex struct {
+	conn *zk.Conn
+	l    *zk.Lock
+}
+
+// Lock implements bench.Mutex.
+func (m *zkMutex) Lock(ctx context.Context) error { return m.l.Lock() }
+
+// Unlock implements bench.Mutex.
+func (m *zkMutex) Unlock(ctx context.Context) error { return m.l.Unlock() }
+
+// Close implements bench.Mutex: closing the connection ends the session.
+func (m *zkMutex) Close(ctx context.Context) error {
+	m.conn.Close()
 	return nil
 }
 
