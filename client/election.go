@@ -47,9 +47,9 @@ const observePoll = 30 * time.Second
 // Observe calls fn with the election's leader (nil: none), first as it
 // is and then after every change (a new leader, a proclaimed value, no
 // leader), until ctx ends or fn returns an error, which Observe returns.
-// It is a chain of PollLeader calls, so it fails over between endpoints
-// like any read; a change and its undoing between two polls may be
-// missed, never the state after them.
+// It is a Leader read and then a chain of PollLeader calls, so it fails
+// over between endpoints like any read; a change and its undoing between
+// two polls may be missed, never the state after them.
 func (c *Client) Observe(ctx context.Context, name string, fn func(*paddockv1.Contender) error) error {
 	// The first answer is a read, not a poll: a poll that knows of no
 	// leader waits its whole time when no one leads.
