@@ -47,12 +47,23 @@ const observePoll = 30 * time.Second
 // Observe calls fn with the election's leader (nil: none), first as it
 // is and then after every change (a new leader, a proclaimed value, no
 // leader), until ctx ends or fn returns an error, which Observe returns.
-// It is a chain of PollLeader calls, so it fails over between endpoints
-// like any read; a change and its undoing between two polls may be
-// missed, never the state after them.
+// It is a Leader read and then a chain of PollLeader calls, so it fails
+// over between endpoints like any read; a change and its undoing between
+// two polls may be missed, never the state after them.
 func (c *Client) Observe(ctx context.Context, name string, fn func(*paddockv1.Contender) error) error {
-	var known *paddockv1.Contender
-	first := true
+	// The first answer is a read, not a poll: a poll that knows of no
+	// leader waits its whole time when no one leads.
+	lr, err := c.Leader(ctx, &paddockv1.LeaderRequest{Name: name})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	known := lr.GetLeader()
+	if err := fn(known); err != nil {
+		return err
+	}
 	for {
 		pctx, cancel := context.WithTimeout(ctx, observePoll+5*time.Second)
 		resp, err := c.PollLeader(pctx, &paddockv1.PollLeaderRequest{
@@ -66,8 +77,7 @@ func (c *Client) Observe(ctx context.Context, name string, fn func(*paddockv1.Co
 			}
 			return err
 		}
-		if first || resp.GetChanged() {
-			first = false
+		if resp.GetChanged() {
 			known = resp.GetLeader()
 			if err := fn(known); err != nil {
 				return err

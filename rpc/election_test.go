@@ -524,3 +524,50 @@ func TestElectionOverGRPCAndHTTP(t *testing.T) {
 		t.Errorf("HTTP Campaign of .. = %d %v; want 400 InvalidArgument", code, body)
 	}
 }
+
+// TestClientObserveFirstAnswerWithoutLeader: the Go client's Observe
+// calls fn with the leader as it is first, at once, also when no one
+// leads (nil), rather than after its first poll's wait; then each
+// change.
+func TestClientObserveFirstAnswerWithoutLeader(t *testing.T) {
+	checkLeaks(t)
+	nodes := threeNodes(t)
+	c := newClient(t, nodes, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	octx, ocancel := context.WithCancel(ctx)
+	defer ocancel()
+	seen := make(chan *paddockv1.Contender, 4)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Observe(octx, "nobody", func(l *paddockv1.Contender) error {
+			seen <- l
+			return nil
+		})
+	}()
+	select {
+	case l := <-seen:
+		if l != nil {
+			t.Fatalf("first Observe answer = %v, want nil (no leader)", l)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Observe of an election without a leader did not answer within 5s")
+	}
+	s := openSession(t, ctx, c, 10*time.Second)
+	r, err := c.Campaign(ctx, &paddockv1.CampaignRequest{Name: "nobody", SessionId: s, TimeoutMs: 1000})
+	if err != nil || !r.GetElected() {
+		t.Fatalf("Campaign = %v, %v", r, err)
+	}
+	select {
+	case l := <-seen:
+		if l.GetToken() != r.GetCandidate().GetToken() {
+			t.Fatalf("Observe after Campaign = %v, want token %d", l, r.GetCandidate().GetToken())
+		}
+	case <-ctx.Done():
+		t.Fatal("Observe did not report the new leader")
+	}
+	ocancel()
+	if err := <-done; err != context.Canceled {
+		t.Errorf("Observe after cancel = %v, want context.Canceled", err)
+	}
+}

@@ -731,7 +731,12 @@ final class Client
         return $q;
     }
 
-    /** treeRoute is a route prefix followed by a znode path, each name URL-encoded. */
+    /**
+     * treeRoute is a route prefix followed by a znode path, each name
+     * URL-encoded. A "." or ".." name is refused: curl would resolve it in
+     * the URL, so that the call would reach another znode ("/a/x/../b" is
+     * "/a/b") instead of failing as the cluster fails such a path.
+     */
     private static function treeRoute(string $prefix, string $path): string
     {
         if ($path === '' || $path[0] !== '/') {
@@ -741,14 +746,24 @@ final class Client
         if ($path !== '/' && count($names) !== substr_count($path, '/')) {
             throw new \InvalidArgumentException("Paddock\\Client: bad path \"$path\": empty name");
         }
+        if (in_array('.', $names, true) || in_array('..', $names, true)) {
+            throw new \InvalidArgumentException("Paddock\\Client: bad path \"$path\": a relative segment (. or ..)");
+        }
         return $prefix . ($names === [] ? '' : '/' . implode('/', array_map('rawurlencode', $names)));
     }
 
-    /** name checks an election or lock name (one znode name) for a URL. */
+    /**
+     * name checks an election or lock name (one znode name) for a URL.
+     * "." and ".." are not znode names, and curl would remove them from
+     * the URL as path segments.
+     */
     private static function name(string $name): string
     {
         if ($name === '' || strpos($name, '/') !== false) {
             throw new \InvalidArgumentException("Paddock\\Client: bad name \"$name\": one znode name, no '/'");
+        }
+        if ($name === '.' || $name === '..') {
+            throw new \InvalidArgumentException("Paddock\\Client: bad name \"$name\": one znode name, not . or ..");
         }
         return rawurlencode($name);
     }

@@ -49,6 +49,51 @@ final class ClientTest extends ClusterTestCase
         new Client('a:1', ['timeout_ms' => 0]);
     }
 
+    /**
+     * testDotNamesRefused: "." and ".." are neither election or lock
+     * names nor znode names; in a URL they are path segments that curl
+     * resolves, so they are refused before anything is sent, as a name
+     * with '/' is.
+     */
+    public function testDotNamesRefused(): void
+    {
+        $c = new Client(self::deadEndpoint(), ['timeout_ms' => 200, 'margin_ms' => 100]);
+        foreach (['.', '..'] as $name) {
+            foreach ([
+                static function () use ($c, $name) { $c->campaign($name, '1', '', 100); },
+                static function () use ($c, $name) { $c->leader($name); },
+                static function () use ($c, $name) { $c->resign($name, '1'); },
+                static function () use ($c, $name) { $c->acquire($name, '1', 1, 100); },
+                static function () use ($c, $name) { $c->release($name, '1'); },
+                static function () use ($c, $name) { $c->getLock($name); },
+            ] as $i => $call) {
+                try {
+                    $call();
+                    $this->fail("call $i with name \"$name\" did not throw");
+                } catch (\InvalidArgumentException $e) {
+                    $this->assertStringContainsString('bad name', $e->getMessage());
+                }
+            }
+        }
+        // In a tree path, curl would resolve them: "/a/x/../b" would write
+        // "/a/b" rather than fail.
+        foreach (['/a/x/../b', '/a/./b', '/..', '/a/..'] as $path) {
+            foreach ([
+                static function () use ($c, $path) { $c->create($path, 'x'); },
+                static function () use ($c, $path) { $c->set($path, 'x'); },
+                static function () use ($c, $path) { $c->delete($path, ['recursive' => true]); },
+                static function () use ($c, $path) { $c->get($path); },
+            ] as $i => $call) {
+                try {
+                    $call();
+                    $this->fail("call $i with path \"$path\" did not throw");
+                } catch (\InvalidArgumentException $e) {
+                    $this->assertStringContainsString('bad path', $e->getMessage());
+                }
+            }
+        }
+    }
+
     public function testCmpUint(): void
     {
         $this->assertSame(1, Client::cmpUint('18446744073709551615', '9223372036854775807'));
