@@ -254,14 +254,21 @@ func (n *Node) Contend(ctx context.Context, a ContendArgs) (*ContendResult, erro
 
 // endWait ends a Contend wait that stopped with err: when the wait's own
 // timeout passed (and the caller's context goes on), the answer is where
-// the candidate stands, not an error.
+// the candidate stands, not an error, and never that it holds.
 func (n *Node) endWait(ctx, waitCtx, cctx context.Context, err error, a ContendArgs, token uint64) (*ContendResult, error) {
 	if ctx.Err() == nil && waitCtx.Err() != nil {
 		line, lerr := n.line(a.Kind, a.Name)
 		if lerr != nil {
 			return nil, lerr
 		}
-		return n.standing(line, token, a.Session)
+		r, serr := n.standing(line, token, a.Session)
+		if r != nil {
+			// Unconfirmed local state (the confirming read index may be
+			// what failed): never "elected" from it. A caller that asks
+			// again gets the leader's word.
+			r.Holds = false
+		}
+		return r, serr
 	}
 	return nil, lostContact(ctx, cctx, err)
 }
