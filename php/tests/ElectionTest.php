@@ -182,6 +182,6 @@ final class ElectionTest extends ClusterTestCase
         }, 1000 + $c->marginMs(), 5000);
         $ms = self::ms($start);
         $this->assertGreaterThanOrEqual(400, $ms);
-        $this->assertLessThan(1000 + $c->marginMs() + 300, $ms);
+        $this->assertLessThan(1000 + $c->marginMs() + 1000, $ms);
     }
 }
