@@ -57,6 +57,11 @@ type Row struct {
 	// CPUPer1kOps is the servers' CPU seconds (utime + stime of every
 	// server process, from /proc) in the measured window per 1,000 Ops.
 	CPUPer1kOps float64
+	// ClientCPUPer1kOps is the load generator's own CPU seconds (utime +
+	// stime of this process, every client of the row in it) in the
+	// measured window per 1,000 Ops: it shares the machine with the
+	// servers, so a costly client protocol slows the servers too.
+	ClientCPUPer1kOps float64
 	// RSSBytes and DiskBytes are the memory workload's resident memory and
 	// on-disk size, summed over the nodes.
 	RSSBytes, DiskBytes int64
@@ -91,6 +96,7 @@ var (
 	mP50       = metric{"p50", false, func(r Row) (float64, bool) { return float64(r.P50), r.Ops > 0 && r.P50 >= 0 }, fmtNanos, nil}
 	mP99       = metric{"p99", false, func(r Row) (float64, bool) { return float64(r.P99), r.Ops > 0 && r.P99 >= 0 }, fmtNanos, nil}
 	mCPU       = metric{"CPU s / 1k ops", false, func(r Row) (float64, bool) { return r.CPUPer1kOps, r.Ops > 0 && r.CPUPer1kOps >= 0 }, fmtCPU, nil}
+	mClientCPU = metric{"client CPU s / 1k ops", false, func(r Row) (float64, bool) { return r.ClientCPUPer1kOps, r.Ops > 0 && r.ClientCPUPer1kOps >= 0 }, fmtCPU, nil}
 	mRSS       = metric{"RSS", false, func(r Row) (float64, bool) { return float64(r.RSSBytes), r.RSSBytes >= 0 }, fmtBytes, nil}
 	mDisk      = metric{"disk", false, func(r Row) (float64, bool) { return float64(r.DiskBytes), r.DiskBytes >= 0 }, fmtBytes, nil}
 	mServe     = metric{"time to serve", false, func(r Row) (float64, bool) { return float64(r.P99), r.Ops > 0 && r.P99 >= 0 }, fmtNanos, nil}
@@ -106,7 +112,7 @@ var (
 func metrics(workload string) []metric {
 	switch workload {
 	case WorkloadWatch:
-		return []metric{mP50, mP99, mEvents, mCPU}
+		return []metric{mP50, mP99, mEvents, mCPU, mClientCPU}
 	case WorkloadEphemeralCleanup:
 		return []metric{mP50, mP99}
 	case WorkloadMemory:
@@ -118,7 +124,7 @@ func metrics(workload string) []metric {
 	case WorkloadElectionServerKill:
 		return []metric{mStops, mRecP50, mRecP99}
 	default:
-		return []metric{mOpsPerSec, mP50, mP99, mCPU}
+		return []metric{mOpsPerSec, mP50, mP99, mCPU, mClientCPU}
 	}
 }
 
@@ -314,10 +320,12 @@ type jsonRow struct {
 	P50Ms       *float64 `json:"p50_ms"`
 	P99Ms       *float64 `json:"p99_ms"`
 	CPUPer1kOps *float64 `json:"cpu_s_per_1k_ops"`
-	RSSBytes    *int64   `json:"rss_bytes"`
-	DiskBytes   *int64   `json:"disk_bytes"`
-	Leader      int      `json:"leader"`
-	Stops       *int64   `json:"stops,omitempty"`
+	// ClientCPU is the load generator's own CPU (Row.ClientCPUPer1kOps).
+	ClientCPU *float64 `json:"client_cpu_s_per_1k_ops"`
+	RSSBytes  *int64   `json:"rss_bytes"`
+	DiskBytes *int64   `json:"disk_bytes"`
+	Leader    int      `json:"leader"`
+	Stops     *int64   `json:"stops,omitempty"`
 }
 
 // nonNeg returns &v, or nil (JSON null) for a negative v: not measured.
@@ -340,7 +348,7 @@ func stopsOf(row Row) *int64 {
 // WriteJSON writes rs and the disk's fdatasync rate to the file at path as
 // JSON: {"fsync_per_sec": F, "results": [{"system": S, "nodes": N,
 // "placement": Placement, "rows": [{workload, clients, ops, ops_per_sec,
-// p50_ms, p99_ms, cpu_s_per_1k_ops, rss_bytes, disk_bytes, leader, and
+// p50_ms, p99_ms, cpu_s_per_1k_ops, client_cpu_s_per_1k_ops, rss_bytes, disk_bytes, leader, and
 // stops for the election workloads}]}]}, with null for figures not
 // measured.
 func WriteJSON(path string, rs []*Results, fsyncPerSec float64) error {
@@ -354,6 +362,7 @@ func WriteJSON(path string, rs []*Results, fsyncPerSec float64) error {
 				P50Ms:       nonNeg(float64(row.P50) / float64(time.Millisecond)),
 				P99Ms:       nonNeg(float64(row.P99) / float64(time.Millisecond)),
 				CPUPer1kOps: nonNeg(row.CPUPer1kOps),
+				ClientCPU:   nonNeg(row.ClientCPUPer1kOps),
 				RSSBytes:    nonNeg(row.RSSBytes),
 				DiskBytes:   nonNeg(row.DiskBytes),
 				Leader:      row.Leader,

@@ -42,16 +42,16 @@ func TestRatioDirection(t *testing.T) {
 func sampleResults() []*Results {
 	return []*Results{
 		{System: "paddock", Nodes: 3, Rows: []Row{
-			{Workload: WorkloadWrite, Clients: 16, Ops: 3000, OpsPerSec: 3000, P50: time.Millisecond, P99: 2 * time.Millisecond, CPUPer1kOps: 0.5, RSSBytes: -1, DiskBytes: -1, Leader: 1},
-			{Workload: WorkloadWrite, Clients: 1, Ops: 1000, OpsPerSec: 1000, P50: time.Millisecond, P99: 3 * time.Millisecond, CPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1, Leader: 1},
-			{Workload: WorkloadMemory, Ops: 100, CPUPer1kOps: -1, RSSBytes: 50 << 20, DiskBytes: 10 << 20, Leader: 1},
-			{Workload: WorkloadWatch, Clients: 1000, Ops: 5000, OpsPerSec: 9000, P50: 100 * time.Microsecond, P99: 900 * time.Microsecond, CPUPer1kOps: 0.1, RSSBytes: -1, DiskBytes: -1, Leader: 2},
-			{Workload: WorkloadRestart, Ops: 0, P50: -1, P99: -1, CPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1, Leader: 2},
+			{Workload: WorkloadWrite, Clients: 16, Ops: 3000, OpsPerSec: 3000, P50: time.Millisecond, P99: 2 * time.Millisecond, CPUPer1kOps: 0.5, ClientCPUPer1kOps: 0.25, RSSBytes: -1, DiskBytes: -1, Leader: 1},
+			{Workload: WorkloadWrite, Clients: 1, Ops: 1000, OpsPerSec: 1000, P50: time.Millisecond, P99: 3 * time.Millisecond, CPUPer1kOps: -1, ClientCPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1, Leader: 1},
+			{Workload: WorkloadMemory, Ops: 100, CPUPer1kOps: -1, ClientCPUPer1kOps: -1, RSSBytes: 50 << 20, DiskBytes: 10 << 20, Leader: 1},
+			{Workload: WorkloadWatch, Clients: 1000, Ops: 5000, OpsPerSec: 9000, P50: 100 * time.Microsecond, P99: 900 * time.Microsecond, CPUPer1kOps: 0.1, ClientCPUPer1kOps: 0.05, RSSBytes: -1, DiskBytes: -1, Leader: 2},
+			{Workload: WorkloadRestart, Ops: 0, P50: -1, P99: -1, CPUPer1kOps: -1, ClientCPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1, Leader: 2},
 		}},
 		{System: "etcd", Nodes: 3, Rows: []Row{
-			{Workload: WorkloadWrite, Clients: 1, Ops: 500, OpsPerSec: 500, P50: 2 * time.Millisecond, P99: 6 * time.Millisecond, CPUPer1kOps: 1, RSSBytes: -1, DiskBytes: -1},
-			{Workload: WorkloadWrite, Clients: 16, Ops: 2000, OpsPerSec: 2000, P50: time.Millisecond, P99: 4 * time.Millisecond, CPUPer1kOps: 1, RSSBytes: -1, DiskBytes: -1},
-			{Workload: WorkloadMemory, Ops: 100, CPUPer1kOps: -1, RSSBytes: 200 << 20, DiskBytes: 40 << 20},
+			{Workload: WorkloadWrite, Clients: 1, Ops: 500, OpsPerSec: 500, P50: 2 * time.Millisecond, P99: 6 * time.Millisecond, CPUPer1kOps: 1, ClientCPUPer1kOps: 0.75, RSSBytes: -1, DiskBytes: -1},
+			{Workload: WorkloadWrite, Clients: 16, Ops: 2000, OpsPerSec: 2000, P50: time.Millisecond, P99: 4 * time.Millisecond, CPUPer1kOps: 1, ClientCPUPer1kOps: 0.5, RSSBytes: -1, DiskBytes: -1},
+			{Workload: WorkloadMemory, Ops: 100, CPUPer1kOps: -1, ClientCPUPer1kOps: -1, RSSBytes: 200 << 20, DiskBytes: 40 << 20},
 		}},
 	}
 }
@@ -69,14 +69,17 @@ func TestMarkdown(t *testing.T) {
 		"| write | 1 | p50 | 1.000 ms | 2.000 ms | 0.50x |",
 		"| write | 1 | p99 | 3.000 ms | 6.000 ms | 0.50x |",
 		"| write | 1 | CPU s / 1k ops | n/a | 1.000 | - |",
+		"| write | 1 | client CPU s / 1k ops | n/a | 0.750 | - |",
 		"| write | 16 | ops/s | 3000 | 2000 | 1.50x |",
 		"| write | 16 | p50 | 1.000 ms | 1.000 ms | 1.00x |",
 		"| write | 16 | p99 | 2.000 ms | 4.000 ms | 0.50x |",
 		"| write | 16 | CPU s / 1k ops | 0.500 | 1.000 | 0.50x |",
+		"| write | 16 | client CPU s / 1k ops | 0.250 | 0.500 | 0.50x |",
 		"| watch | 1000 watchers | p50 | 0.100 ms | - | - |",
 		"| watch | 1000 watchers | p99 | 0.900 ms | - | - |",
 		"| watch | 1000 watchers | events/s | 9000 | - | - |",
 		"| watch | 1000 watchers | CPU s / 1k ops | 0.100 | - | - |",
+		"| watch | 1000 watchers | client CPU s / 1k ops | 0.050 | - | - |",
 		"| memory | - | RSS | 50.0 MiB | 200.0 MiB | 0.25x |",
 		"| memory | - | disk | 10.0 MiB | 40.0 MiB | 0.25x |",
 		"| restart | - | time to serve | n/a | - | - |",
@@ -152,11 +155,11 @@ func TestWriteJSON(t *testing.T) {
 			p.Nodes, p.Placement, p.Rows[0].Leader, p.Rows[3].Leader, Placement)
 	}
 	w := got.Results[0].Rows[0]
-	if w.Workload != WorkloadWrite || w.Clients != 16 || w.Ops != 3000 || w.P99Ms == nil || *w.P99Ms != 2 || w.CPUPer1kOps == nil || *w.CPUPer1kOps != 0.5 || w.RSSBytes != nil {
-		t.Errorf("WriteJSON first row = %+v, want write/16 3000 ops p99 2ms cpu 0.5 rss null", w)
+	if w.Workload != WorkloadWrite || w.Clients != 16 || w.Ops != 3000 || w.P99Ms == nil || *w.P99Ms != 2 || w.CPUPer1kOps == nil || *w.CPUPer1kOps != 0.5 || w.ClientCPU == nil || *w.ClientCPU != 0.25 || w.RSSBytes != nil {
+		t.Errorf("WriteJSON first row = %+v, want write/16 3000 ops p99 2ms cpu 0.5 client cpu 0.25 rss null", w)
 	}
-	if m := got.Results[0].Rows[2]; m.RSSBytes == nil || *m.RSSBytes != 50<<20 || m.CPUPer1kOps != nil {
-		t.Errorf("WriteJSON memory row = %+v, want rss %d cpu null", m, 50<<20)
+	if m := got.Results[0].Rows[2]; m.RSSBytes == nil || *m.RSSBytes != 50<<20 || m.CPUPer1kOps != nil || m.ClientCPU != nil {
+		t.Errorf("WriteJSON memory row = %+v, want rss %d, server and client cpu null", m, 50<<20)
 	}
 	if r := got.Results[0].Rows[4]; r.P50Ms != nil || r.P99Ms != nil {
 		t.Errorf("WriteJSON unsupported restart row = %+v, want null latencies", r)

@@ -186,8 +186,8 @@ func (r *runner) logRow(row Row) {
 			row.Workload, row.Clients, row.Leader, row.Ops, row.P50, row.P99, row.Stops)
 		return
 	}
-	r.logf("%s clients=%d leader=%d: ops=%d ops/s=%.0f p50=%v p99=%v cpu/1k=%.3f rss=%d disk=%d",
-		row.Workload, row.Clients, row.Leader, row.Ops, row.OpsPerSec, row.P50, row.P99, row.CPUPer1kOps, row.RSSBytes, row.DiskBytes)
+	r.logf("%s clients=%d leader=%d: ops=%d ops/s=%.0f p50=%v p99=%v cpu/1k=%.3f client-cpu/1k=%.3f rss=%d disk=%d",
+		row.Workload, row.Clients, row.Leader, row.Ops, row.OpsPerSec, row.P50, row.P99, row.CPUPer1kOps, row.ClientCPUPer1kOps, row.RSSBytes, row.DiskBytes)
 }
 
 // opFunc is operation i of worker w, on the worker's client and with the
@@ -211,6 +211,24 @@ func cpuPer1k(before, after map[int]float64, ops int64) float64 {
 		return -1
 	}
 	return cpuDelta(before, after) / float64(ops) * 1000
+}
+
+// selfCPUOrNone is this process's CPU so far, -1 when unreadable.
+func selfCPUOrNone() time.Duration {
+	d, err := selfCPU()
+	if err != nil {
+		return -1
+	}
+	return d
+}
+
+// selfCPUPer1k is the load generator's CPU seconds between two readings
+// per 1,000 ops, -1 when not measured.
+func selfCPUPer1k(before, after time.Duration, ops int64) float64 {
+	if before < 0 || after < 0 || ops == 0 {
+		return -1
+	}
+	return (after - before).Seconds() / float64(ops) * 1000
 }
 
 // sleepUntil waits until t or ctx's end, and reports whether t came.
@@ -268,11 +286,14 @@ func (r *runner) closedLoop(ctx context.Context, w string, n int, op opFunc) (Ro
 			}
 		})
 	}
-	var before, after map[int]float64
+	var (
+		before, after map[int]float64
+		self0, self1  = time.Duration(-1), time.Duration(-1)
+	)
 	if sleepUntil(hard, from) {
-		before = r.cpuSnapshot()
+		before, self0 = r.cpuSnapshot(), selfCPUOrNone()
 		if sleepUntil(hard, to) {
-			after = r.cpuSnapshot()
+			after, self1 = r.cpuSnapshot(), selfCPUOrNone()
 		}
 	}
 	wg.Wait()
@@ -290,6 +311,7 @@ func (r *runner) closedLoop(ctx context.Context, w string, n int, op opFunc) (Ro
 	row.OpsPerSec = float64(row.Ops) / r.o.Duration.Seconds()
 	row.P50, row.P99 = percentile(m.lat, 0.50), percentile(m.lat, 0.99)
 	row.CPUPer1kOps = cpuPer1k(before, after, row.Ops)
+	row.ClientCPUPer1kOps = selfCPUPer1k(self0, self1, row.Ops)
 	return row, nil
 }
 

@@ -18,7 +18,7 @@ import (
 // on-disk size. Run does it first, so the servers hold the preloaded keys
 // and nothing else the run wrote.
 func (r *runner) memory(ctx context.Context) (Row, error) {
-	row := Row{Workload: WorkloadMemory, CPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1}
+	row := Row{Workload: WorkloadMemory, CPUPer1kOps: -1, ClientCPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1}
 	if err := r.preload(ctx); err != nil {
 		return row, err
 	}
@@ -112,6 +112,7 @@ func (r *runner) watch(ctx context.Context, n int) (Row, error) {
 		acks     []time.Time
 		measured []bool
 		before   map[int]float64
+		self0    = time.Duration(-1)
 		winStart time.Time
 	)
 	for k := 0; ; k++ {
@@ -121,7 +122,7 @@ func (r *runner) watch(ctx context.Context, n int) (Row, error) {
 		}
 		inWindow := !now.Before(from)
 		if inWindow && winStart.IsZero() {
-			winStart, before = now, r.cpuSnapshot()
+			winStart, before, self0 = now, r.cpuSnapshot(), selfCPUOrNone()
 		}
 		select { // a signal left from an earlier write
 		case <-all:
@@ -147,7 +148,7 @@ func (r *runner) watch(ctx context.Context, n int) (Row, error) {
 			}
 		}
 	}
-	after := r.cpuSnapshot()
+	after, self1 := r.cpuSnapshot(), selfCPUOrNone()
 	elapsed := time.Since(winStart)
 	cancel()
 	wg.Wait()
@@ -168,6 +169,7 @@ func (r *runner) watch(ctx context.Context, n int) (Row, error) {
 	}
 	row.P50, row.P99 = percentile(m.lat, 0.50), percentile(m.lat, 0.99)
 	row.CPUPer1kOps = cpuPer1k(before, after, row.Ops)
+	row.ClientCPUPer1kOps = selfCPUPer1k(self0, self1, row.Ops)
 	return row, nil
 }
 
@@ -182,7 +184,7 @@ func (r *runner) cleanupRounds() int {
 // measures the time until the key is gone, polling Exists every
 // pollEvery. P99 of a handful of rounds is their maximum.
 func (r *runner) ephemeralCleanup(ctx context.Context) (Row, error) {
-	row := Row{Workload: WorkloadEphemeralCleanup, Clients: 1, CPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1}
+	row := Row{Workload: WorkloadEphemeralCleanup, Clients: 1, CPUPer1kOps: -1, ClientCPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1}
 	cls, err := r.pool(ctx, 1)
 	if err != nil {
 		return row, err
@@ -332,7 +334,7 @@ const restartLimit = 2 * time.Minute
 // the node comes back to no clients of its own, as with every system (a
 // client of one node would otherwise reconnect to it as it starts).
 func (r *runner) restart(ctx context.Context) (Row, error) {
-	row := Row{Workload: WorkloadRestart, CPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1}
+	row := Row{Workload: WorkloadRestart, CPUPer1kOps: -1, ClientCPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1}
 	if err := r.preload(ctx); err != nil {
 		return row, err
 	}
