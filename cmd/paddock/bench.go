@@ -23,6 +23,7 @@ func newBenchCmd() *cobra.Command {
 	var (
 		o                            bench.Options
 		endpoints, jsonPath, dataDir string
+		agentBin                     string
 		agentArgs, agentEnv          []string
 	)
 	cmd := &cobra.Command{
@@ -50,6 +51,9 @@ Workloads: ` + strings.Join(bench.Workloads, ", ") + `.`,
 					return err
 				}
 				defer os.RemoveAll(base)
+			}
+			if agentBin != "" {
+				bin = agentBin
 			}
 			var c bench.Cluster
 			if endpoints != "" {
@@ -102,6 +106,7 @@ Workloads: ` + strings.Join(bench.Workloads, ", ") + `.`,
 	fs.StringVar(&endpoints, "endpoints", "", "benchmark this running cluster (comma-separated gRPC host:port) instead of starting one")
 	fs.StringVar(&jsonPath, "json", "", "also write the results to this JSON file")
 	fs.StringVar(&dataDir, "data-dir", "", "the started cluster's data and logs, and the fsync test's file (default: a temporary directory, removed on exit)")
+	fs.StringVar(&agentBin, "agent-bin", "", "start the agents from this paddock executable instead of bench's own, so two builds are measured with one load generator")
 	fs.StringArrayVar(&agentArgs, "agent-arg", nil, "extra flag for every agent the bench starts, repeatable (e.g. --agent-arg=--pprof); each agent's HTTP address is in its log under --data-dir")
 	fs.StringArrayVar(&agentEnv, "agent-env", nil, "extra KEY=VALUE in every started agent's environment, repeatable; e.g. --agent-env=GOMAXPROCS=1 when three nodes share two cores (each Go runtime otherwise spins and wakes threads for CPUs the others are using)")
 	cmd.AddCommand(newBenchHoldCmd(), newBenchContendCmd(), newBenchFarmCmd())
