@@ -11,8 +11,9 @@
 //     of its old term that the cluster never committed), and so that a
 //     leader can tell answers to requests sent after a moment from older
 //     ones (VerifyLeader counts both).
-//   - Log store (logstore.go): raft-boltdb/v2 on bbolt, as DESIGN.md
-//     says. For a while hashicorp/raft-wal was the default (one fsync per
+//   - Log store (logstore.go): raft-boltdb/v2's file format on bbolt, as
+//     DESIGN.md says, written by internal/boltlog (raft-boltdb itself
+//     built a msgpack handle per entry). For a while hashicorp/raft-wal was the default (one fsync per
 //     batch instead of bbolt's two, twice the single-client write rate on
 //     a loopback cluster), but v0.4.0, the newest release on the module
 //     proxy, cannot read its log after a restart once raft has truncated

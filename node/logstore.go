@@ -10,8 +10,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
+
+	"github.com/paddock/paddock/node/internal/boltlog"
 )
 
 // ErrLogStoreUnsupported is returned by New when the data directory holds
@@ -83,7 +84,7 @@ func (st *storage) close() {
 }
 
 // openLogStore opens (creating if needed) the raft log and stable store in
-// dir: raft-boltdb/v2 on bbolt, one file.
+// dir: one bbolt file in raft-boltdb/v2's format.
 func openLogStore(dir string) (raftStore, error) {
 	hasWAL, err := exists(filepath.Join(dir, walDir))
 	if err != nil {
@@ -96,14 +97,14 @@ func openLogStore(dir string) (raftStore, error) {
 	return openBolt(filepath.Join(dir, boltFile))
 }
 
-// openBolt opens a raft-boltdb store. NoFreelistSync trades a slower open
-// after a crash for cheaper commits, which is what a raft log (append,
-// truncate) wants.
+// openBolt opens the log with boltlog, which reads and writes
+// raft-boltdb/v2's file format byte for byte (a data dir opens with either,
+// so a downgrade needs nothing) without raft-boltdb's per-entry msgpack
+// handle, encoder and buffer. NoFreelistSync trades a slower open after a
+// crash for cheaper commits, which is what a raft log (append, truncate)
+// wants.
 func openBolt(path string) (raftStore, error) {
-	s, err := raftboltdb.New(raftboltdb.Options{
-		Path:        path,
-		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true},
-	})
+	s, err := boltlog.Open(path, &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true})
 	if err != nil {
 		return nil, fmt.Errorf("node: open raft store: %w", err)
 	}

@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
 
 // TestOpenLogStoreRefusesWAL checks that a data dir holding a raft-wal log
@@ -103,5 +105,73 @@ func TestLogStoreReopensAfterTailTruncation(t *testing.T) {
 	}
 	if last, err := s.LastIndex(); err != nil || last != 9 {
 		t.Fatalf("last index %d, %v; want 9", last, err)
+	}
+}
+
+// TestLogStoreOpensRaftBoltDBDir opens a data dir whose raft.db was written
+// by raft-boltdb/v2 (every build before node/internal/boltlog), and checks
+// that raft-boltdb can open what the node wrote after it, so an upgrade
+// and a downgrade both keep the node's log, term and vote.
+func TestLogStoreOpensRaftBoltDBDir(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, boltFile)
+	old, err := raftboltdb.NewBoltStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 1, 12, 0, 0, 5, time.UTC)
+	logs := []*raft.Log{
+		{Index: 1, Term: 1, Type: raft.LogConfiguration, Data: []byte("conf"), AppendedAt: at},
+		{Index: 2, Term: 2, Type: raft.LogCommand, Data: []byte("cmd"), Extensions: []byte("x"), AppendedAt: at},
+	}
+	if err := old.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.SetUint64([]byte("CurrentTerm"), 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := openLogStore(dir)
+	if err != nil {
+		t.Fatalf("open raft-boltdb's file: %v", err)
+	}
+	for _, want := range logs {
+		var got raft.Log
+		if err := s.GetLog(want.Index, &got); err != nil {
+			t.Fatalf("GetLog(%d): %v", want.Index, err)
+		}
+		if got.Term != want.Term || got.Type != want.Type || string(got.Data) != string(want.Data) ||
+			string(got.Extensions) != string(want.Extensions) || !got.AppendedAt.Equal(want.AppendedAt) {
+			t.Fatalf("GetLog(%d) = %+v, want %+v", want.Index, got, *want)
+		}
+	}
+	if term, err := s.GetUint64([]byte("CurrentTerm")); err != nil || term != 2 {
+		t.Fatalf("GetUint64(CurrentTerm) = %d, %v; want 2", term, err)
+	}
+	next := &raft.Log{Index: 3, Term: 3, Type: raft.LogCommand, Data: []byte("new"), AppendedAt: at}
+	if err := s.StoreLog(next); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetUint64([]byte("CurrentTerm"), 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	old, err = raftboltdb.NewBoltStore(path)
+	if err != nil {
+		t.Fatalf("raft-boltdb reopening the node's file: %v", err)
+	}
+	defer old.Close()
+	var got raft.Log
+	if err := old.GetLog(3, &got); err != nil || string(got.Data) != "new" || got.Term != 3 || !got.AppendedAt.Equal(at) {
+		t.Fatalf("raft-boltdb GetLog(3) = %+v, %v; want %+v", got, err, *next)
+	}
+	if term, err := old.GetUint64([]byte("CurrentTerm")); err != nil || term != 3 {
+		t.Fatalf("raft-boltdb GetUint64(CurrentTerm) = %d, %v; want 3", term, err)
 	}
 }
