@@ -573,18 +573,32 @@ func (t *txn) multiOp(op *paddockv1.Op, sessionOK func(uint64) bool) (*paddockv1
 
 // Get returns a copy of a znode's data and its Stat.
 func (f *FSM) Get(path string) ([]byte, *paddockv1.Stat, error) {
-	if err := ValidatePath(path, false); err != nil {
+	st := &paddockv1.Stat{}
+	data, err := f.GetInto(path, st)
+	if err != nil {
 		return nil, nil, err
+	}
+	return data, st, nil
+}
+
+// GetInto is Get for a caller that allocates the Stat message itself
+// (with the response that holds it, say): it fills st, an empty message,
+// and returns a copy of the data. st is left as it was on error.
+func (f *FSM) GetInto(path string, st *paddockv1.Stat) ([]byte, error) {
+	if err := ValidatePath(path, false); err != nil {
+		return nil, err
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	n := f.state.reader().get(path)
 	if n == nil {
-		return nil, nil, errorf(ErrNoNode, "%s", path)
+		return nil, errorf(ErrNoNode, "%s", path)
 	}
+	s := n.statValue()
+	s.fill(st)
 	// Stored data is shared with snapshots and later versions: the caller
 	// gets its own copy, as documented.
-	return bytes.Clone(n.data), n.stat(), nil
+	return bytes.Clone(n.data), nil
 }
 
 // ListPage is one page of children.
