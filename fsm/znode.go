@@ -303,9 +303,6 @@ func (t *txn) create(req *paddockv1.CreateRequest, sessionOK func(uint64) bool) 
 			return nil, errorf(ErrBadPath, "longer than %d bytes", MaxPathLength)
 		}
 	}
-	if t.get(path) != nil {
-		return nil, errorf(ErrNodeExists, "%s", path)
-	}
 	n := newZnode(path)
 	n.data = req.GetData()
 	n.czxid, n.mzxid = t.index, t.index
@@ -313,6 +310,15 @@ func (t *txn) create(req *paddockv1.CreateRequest, sessionOK func(uint64) bool) 
 	n.owner = specialOwner(req)
 	if ephemeral {
 		n.owner = req.GetSessionId()
+	}
+	// Inserting is the existence check: one descent of the tree instead
+	// of a lookup and then an insert. A znode already there is put back,
+	// so a failed create leaves the tree's contents as they were.
+	if old, exists := t.tree.ReplaceOrInsert(n); exists {
+		t.tree.ReplaceOrInsert(old)
+		return nil, errorf(ErrNodeExists, "%s", path)
+	}
+	if ephemeral {
 		t.eph = append(t.eph, ephRef{owner: n.owner, path: path})
 	}
 	p := *parent
@@ -324,7 +330,6 @@ func (t *txn) create(req *paddockv1.CreateRequest, sessionOK func(uint64) bool) 
 		p.dir.seq++
 	}
 	t.put(&p)
-	t.put(n)
 	st := n.statValue()
 	t.events = append(t.events,
 		Event{Zxid: t.index, Type: EventCreated, Path: n.path, Stat: st},
