@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
@@ -161,7 +162,7 @@ func (b *eventBuf) put(ev []Event) {
 // the state machine cannot understand stops it (fail), changing nothing.
 func (f *FSM) applyEntry(c *applyCtx, data []byte) Result {
 	cmd := &f.cmd
-	err := proto.Unmarshal(data, cmd)
+	err := f.decode(data)
 	if err != nil {
 		err = undecodable(c.index, err)
 	} else {
@@ -256,4 +257,83 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		f.sink.Restored(index)
 	}
 	return nil
+}
+
+// The field numbers of the operations whose messages decode reuses.
+var (
+	createField = opField.Fields().ByName("create").Number()
+	setField    = opField.Fields().ByName("set").Number()
+)
+
+// decode decodes an entry into f.cmd, as proto.Unmarshal does. Creates
+// and sets, most entries, decode into the previous entry's operation
+// message when it is of the same kind: reset, it is merged into exactly
+// as a fresh one would be filled, and the decoder allocates every path,
+// data and id afresh, so nothing the state kept of that entry (values,
+// never the request message itself) is touched. Anything else, an entry
+// naming any other operation or more than one, or one that does not
+// parse, is decoded the ordinary way.
+func (f *FSM) decode(data []byte) error {
+	num := soleOp(data)
+	switch w := f.cmd.Op.(type) {
+	case *raftv1.Command_Create:
+		if num == createField && w.Create != nil {
+			proto.Reset(w.Create)
+			f.cmd.Reset()
+			f.cmd.Op = w
+			return proto.UnmarshalOptions{Merge: true}.Unmarshal(data, &f.cmd)
+		}
+	case *raftv1.Command_Set:
+		if num == setField && w.Set != nil {
+			proto.Reset(w.Set)
+			f.cmd.Reset()
+			f.cmd.Op = w
+			return proto.UnmarshalOptions{Merge: true}.Unmarshal(data, &f.cmd)
+		}
+	}
+	return proto.Unmarshal(data, &f.cmd)
+}
+
+// opNumbers[n] tells whether n is the field number of an operation: a
+// table, as the descriptor's lookup would cost more than the rest of
+// soleOp.
+var opNumbers = func() []bool {
+	fields := opField.Fields()
+	var top protowire.Number
+	for i := range fields.Len() {
+		top = max(top, fields.Get(i).Number())
+	}
+	t := make([]bool, top+1)
+	for i := range fields.Len() {
+		t[fields.Get(i).Number()] = true
+	}
+	return t
+}()
+
+// soleOp returns the field number of the operation an encoded Command
+// names, 0 if it names none, names two different ones, has an operation's
+// number with another wire type than a message's, or does not parse.
+func soleOp(data []byte) protowire.Number {
+	var op protowire.Number
+	for len(data) > 0 {
+		num, typ, n := protowire.ConsumeTag(data)
+		if n < 0 {
+			return 0
+		}
+		data = data[n:]
+		n = protowire.ConsumeFieldValue(num, typ, data)
+		if n < 0 {
+			return 0
+		}
+		data = data[n:]
+		if int(num) < len(opNumbers) && opNumbers[num] {
+			// Another wire type than a message's makes it an unknown
+			// field, not an operation: the ordinary decoding sees to it.
+			if typ != protowire.BytesType || (op != 0 && op != num) {
+				return 0
+			}
+			op = num
+		}
+	}
+	return op
 }
