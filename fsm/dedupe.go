@@ -238,6 +238,9 @@ type requestTable struct {
 	queue []*request
 	head  int
 	bytes int
+	// pr, respBuf and recBuf are encode's scratch space.
+	pr              raftv1.ProposeResponse
+	respBuf, recBuf []byte
 }
 
 func newRequestTable(limits requestLimits) *requestTable {
@@ -358,11 +361,7 @@ func (s *state) replay(index uint64, cmd *raftv1.Command, fp uint64, r *request)
 // remember adds the result of a command that carried a request id, with
 // its fingerprint fp.
 func (s *state) remember(cmd *raftv1.Command, fp uint64, res *Result) {
-	pr, err := EncodeResult(res)
-	var b []byte
-	if err == nil {
-		b, err = proto.MarshalOptions{Deterministic: true}.Marshal(pr)
-	}
+	b, err := s.requests.encode(res)
 	if err != nil || len(b) > maxReplayResult {
 		msg := fmt.Sprintf("%v: result of request id %q, applied at index %d, is too large to replay", ErrTooLarge, cmd.GetRequestId(), res.Index)
 		if err != nil {
@@ -374,6 +373,34 @@ func (s *state) remember(cmd *raftv1.Command, fp uint64, res *Result) {
 	}
 	s.requests.add(newRequest(cmd.GetRequestId(), res.Index, cmd.GetTimeUnixMs(), opNumber(cmd), fp, b))
 }
+
+// encode returns res's wire form (EncodeResult's, marshalled) in the
+// table's scratch space, valid until the next call: newRequest copies it.
+// The table is the apply goroutine's, so one message and two buffers
+// serve every command instead of fresh ones each.
+func (t *requestTable) encode(res *Result) ([]byte, error) {
+	pr := &t.pr
+	proto.Reset(pr)
+	var err error
+	t.respBuf, err = encodeResult(pr, res, t.respBuf)
+	if err != nil {
+		return nil, err
+	}
+	t.recBuf, err = proto.MarshalOptions{Deterministic: true}.MarshalAppend(t.recBuf[:0], pr)
+	b := t.recBuf
+	pr.Response = nil
+	if cap(t.respBuf) > maxKeptScratch {
+		t.respBuf = nil
+	}
+	if cap(t.recBuf) > maxKeptScratch {
+		t.recBuf = nil
+	}
+	return b, err
+}
+
+// maxKeptScratch caps the scratch buffers kept: a huge Multi's result
+// does not stay allocated.
+const maxKeptScratch = 64 << 10
 
 // requestView is the table's live entries, oldest first; entries are
 // immutable, so the view shares them.

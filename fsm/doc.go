@@ -152,6 +152,14 @@
 //     result; the index over them is an open-addressing table that the
 //     table's FIFO churn does not bloat (see requestIndex).
 //
+// The apply goroutine reuses, under mu, what an entry needs only while it
+// is applied: the decode target (and a create's or set's request message,
+// see FSM.decode), the B-tree lookup key, the request id table's result
+// encoding buffers, and the batch's event buffer (handed to the sink,
+// which copies what it keeps, then taken back). None of them may be kept
+// by the state: what the state keeps of an entry the decoder allocated
+// afresh.
+//
 // # Lock order
 //
 // One RWMutex (mu) guards all state. Apply holds it for writing for a whole

@@ -89,7 +89,7 @@ func (f *FSM) ListData(path, token string, limit int) (*DataPage, error) {
 	} else if applied < zxid {
 		return nil, fmt.Errorf("%w: listing at zxid %d is ahead of this state (zxid %d)", ErrBadArgument, zxid, applied)
 	}
-	t := f.state.newTxn(0, 0, nil)
+	t := f.state.reader()
 	p := t.get(path)
 	if err := listedParent(path, p, token != "", zxid); err != nil {
 		return nil, err

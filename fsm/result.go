@@ -15,7 +15,18 @@ import (
 // keeps. A failed Multi keeps the failing op's index and error apart, so
 // DecodeResult can rebuild the MultiError.
 func EncodeResult(res *Result) (*raftv1.ProposeResponse, error) {
-	out := &raftv1.ProposeResponse{Index: res.Index}
+	out := &raftv1.ProposeResponse{}
+	if _, err := encodeResult(out, res, nil); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// encodeResult fills out, which is empty, as EncodeResult does, with the
+// response encoded into buf's array (grown and returned: the apply
+// goroutine's scratch space, which out then aliases).
+func encodeResult(out *raftv1.ProposeResponse, res *Result, buf []byte) ([]byte, error) {
+	out.Index = res.Index
 	if res.Err != nil {
 		out.ErrorCode = ErrorCode(res.Err)
 		out.ErrorMessage = res.Err.Error()
@@ -25,16 +36,19 @@ func EncodeResult(res *Result) (*raftv1.ProposeResponse, error) {
 			out.FailedOp = int32(me.Index)
 			out.ErrorMessage = me.Err.Error()
 		}
-		return out, nil
+		return buf, nil
 	}
 	if res.Resp != nil {
-		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(res.Resp)
+		b, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(buf[:0], res.Resp)
 		if err != nil {
-			return nil, fmt.Errorf("fsm: encode result: %w", err)
+			return buf, fmt.Errorf("fsm: encode result: %w", err)
 		}
-		out.Response = b
+		if len(b) > 0 {
+			out.Response = b
+		}
+		return b, nil
 	}
-	return out, nil
+	return buf, nil
 }
 
 // DecodeResult rebuilds a Result from its wire form. cmd is the command

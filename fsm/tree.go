@@ -16,6 +16,8 @@ type treeTable struct {
 	nodes *btree.BTreeG[*znode]
 	// ephemerals indexes the tree by owner; derived, never snapshotted.
 	ephemerals map[uint64]map[string]struct{}
+	// key is the apply goroutine's lookup key (txn.get), not state.
+	key znode
 }
 
 // newTreeTable returns an empty tree, without even a root: the table a

@@ -3,7 +3,9 @@ package fsm
 import (
 	"bytes"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/google/btree"
 	"google.golang.org/protobuf/proto"
@@ -135,16 +137,22 @@ type Stat struct {
 
 // Proto returns s as the API's message.
 func (s *Stat) Proto() *paddockv1.Stat {
-	return &paddockv1.Stat{
-		Czxid: s.Czxid, Mzxid: s.Mzxid, Pzxid: s.Pzxid,
-		Ctime: s.Ctime, Mtime: s.Mtime,
-		Version: s.Version, Cversion: s.Cversion,
-		EphemeralOwner: s.Session(),
-		DataLength:     s.DataLength,
-		NumChildren:    s.NumChildren,
-		TtlMs:          s.TTLMs(),
-		Container:      s.Container(),
-	}
+	m := &paddockv1.Stat{}
+	s.fill(m)
+	return m
+}
+
+// fill sets the fields of m, an empty message, to s: for a Stat allocated
+// together with the message that holds it.
+func (s *Stat) fill(m *paddockv1.Stat) {
+	m.Czxid, m.Mzxid, m.Pzxid = s.Czxid, s.Mzxid, s.Pzxid
+	m.Ctime, m.Mtime = s.Ctime, s.Mtime
+	m.Version, m.Cversion = s.Version, s.Cversion
+	m.EphemeralOwner = s.Session()
+	m.DataLength = s.DataLength
+	m.NumChildren = s.NumChildren
+	m.TtlMs = s.TTLMs()
+	m.Container = s.Container()
 }
 
 func (n *znode) statValue() Stat {
@@ -202,6 +210,9 @@ type txn struct {
 	index  uint64
 	now    int64
 	events []Event
+	// key is the lookup key get fills, the tree's (see treeTable.key) for
+	// a txn that applies; nil for a reader's, which borrows one.
+	key *znode
 	// eph lists the ephemeral index changes in the order the ops made
 	// them: a multi may create and then delete the same path, or the
 	// reverse, and only replaying them in order leaves the index right.
@@ -215,9 +226,24 @@ type ephRef struct {
 }
 
 func (t *txn) get(path string) *znode {
-	n, _ := t.tree.Get(newZnode(path))
+	k := t.key
+	if k == nil {
+		k = keyPool.Get().(*znode)
+	}
+	k.path = path
+	k.delimit()
+	n, _ := t.tree.Get(k)
+	*k = znode{} // holds no path between lookups
+	if t.key == nil {
+		keyPool.Put(k)
+	}
 	return n
 }
+
+// keyPool holds the lookup keys readers borrow: the B-tree takes its key
+// by pointer through its less function, so a key of its own would be an
+// allocation per lookup. A key is only compared, never stored.
+var keyPool = sync.Pool{New: func() any { return new(znode) }}
 
 func (t *txn) put(n *znode) { t.tree.ReplaceOrInsert(n) }
 
@@ -272,13 +298,10 @@ func (t *txn) create(req *paddockv1.CreateRequest, sessionOK func(uint64) bool) 
 		return nil, errorf(ErrEphemeralParent, "%s", parentPath)
 	}
 	if req.GetSequential() {
-		path = fmt.Sprintf("%s%0*d", path, sequenceDigits, parent.seq())
+		path = sequentialPath(path, parent.seq())
 		if len(path) > MaxPathLength {
 			return nil, errorf(ErrBadPath, "longer than %d bytes", MaxPathLength)
 		}
-	}
-	if t.get(path) != nil {
-		return nil, errorf(ErrNodeExists, "%s", path)
 	}
 	n := newZnode(path)
 	n.data = req.GetData()
@@ -287,6 +310,15 @@ func (t *txn) create(req *paddockv1.CreateRequest, sessionOK func(uint64) bool) 
 	n.owner = specialOwner(req)
 	if ephemeral {
 		n.owner = req.GetSessionId()
+	}
+	// Inserting is the existence check: one descent of the tree instead
+	// of a lookup and then an insert. A znode already there is put back,
+	// so a failed create leaves the tree's contents as they were.
+	if old, exists := t.tree.ReplaceOrInsert(n); exists {
+		t.tree.ReplaceOrInsert(old)
+		return nil, errorf(ErrNodeExists, "%s", path)
+	}
+	if ephemeral {
 		t.eph = append(t.eph, ephRef{owner: n.owner, path: path})
 	}
 	p := *parent
@@ -298,12 +330,42 @@ func (t *txn) create(req *paddockv1.CreateRequest, sessionOK func(uint64) bool) 
 		p.dir.seq++
 	}
 	t.put(&p)
-	t.put(n)
 	st := n.statValue()
 	t.events = append(t.events,
 		Event{Zxid: t.index, Type: EventCreated, Path: n.path, Stat: st},
 		Event{Zxid: t.index, Type: EventChildrenChanged, Path: p.path, Stat: p.statValue()})
-	return &paddockv1.CreateResponse{Path: path, Stat: st.Proto()}, nil
+	r := &createResult{resp: paddockv1.CreateResponse{Path: path}}
+	st.fill(&r.stat)
+	r.resp.Stat = &r.stat
+	return &r.resp, nil
+}
+
+// createResult and setResult are a response and its Stat in one
+// allocation: they live and die together.
+type createResult struct {
+	resp paddockv1.CreateResponse
+	stat paddockv1.Stat
+}
+
+type setResult struct {
+	resp paddockv1.SetResponse
+	stat paddockv1.Stat
+}
+
+// sequentialPath is path with the sequential suffix for seq, as
+// fmt.Sprintf("%s%0*d", path, sequenceDigits, seq) writes it.
+func sequentialPath(path string, seq int64) string {
+	if seq < 0 {
+		return fmt.Sprintf("%s%0*d", path, sequenceDigits, seq)
+	}
+	var digits [20]byte
+	d := strconv.AppendInt(digits[:0], seq, 10)
+	b := make([]byte, 0, len(path)+max(len(d), sequenceDigits))
+	b = append(b, path...)
+	for range sequenceDigits - len(d) {
+		b = append(b, '0')
+	}
+	return string(append(b, d...))
 }
 
 func (t *txn) set(req *paddockv1.SetRequest) (*paddockv1.SetResponse, error) {
@@ -331,7 +393,10 @@ func (t *txn) set(req *paddockv1.SetRequest) (*paddockv1.SetResponse, error) {
 	t.put(&m)
 	st := m.statValue()
 	t.events = append(t.events, Event{Zxid: t.index, Type: EventDataChanged, Path: m.path, Stat: st, PrevData: n.data})
-	return &paddockv1.SetResponse{Stat: st.Proto()}, nil
+	r := &setResult{}
+	st.fill(&r.stat)
+	r.resp.Stat = &r.stat
+	return &r.resp, nil
 }
 
 func (t *txn) check(op *paddockv1.CheckOp) (*paddockv1.Stat, error) {
@@ -416,9 +481,14 @@ func (t *txn) appendChildren(dst []*znode, path string) []*znode {
 
 // newTxn starts a txn whose events are appended to the batch's events
 // (the txn's own until commit: the slice it was given does not see them).
+// Only the apply goroutine, holding the FSM's lock for writing, may start
+// one: it uses the state's lookup key. Readers use reader.
 func (s *state) newTxn(index uint64, now int64, events []Event) *txn {
-	return &txn{tree: s.tree.nodes, index: index, now: now, events: events}
+	return &txn{tree: s.tree.nodes, index: index, now: now, events: events, key: &s.tree.key}
 }
+
+// reader is a txn for looking up only, safe under the FSM's read lock.
+func (s *state) reader() *txn { return &txn{tree: s.tree.nodes} }
 
 // commit keeps a successful txn's side effects.
 func (s *state) commit(t *txn, c *applyCtx) {
@@ -508,18 +578,32 @@ func (t *txn) multiOp(op *paddockv1.Op, sessionOK func(uint64) bool) (*paddockv1
 
 // Get returns a copy of a znode's data and its Stat.
 func (f *FSM) Get(path string) ([]byte, *paddockv1.Stat, error) {
-	if err := ValidatePath(path, false); err != nil {
+	st := &paddockv1.Stat{}
+	data, err := f.GetInto(path, st)
+	if err != nil {
 		return nil, nil, err
+	}
+	return data, st, nil
+}
+
+// GetInto is Get for a caller that allocates the Stat message itself
+// (with the response that holds it, say): it fills st, an empty message,
+// and returns a copy of the data. st is left as it was on error.
+func (f *FSM) GetInto(path string, st *paddockv1.Stat) ([]byte, error) {
+	if err := ValidatePath(path, false); err != nil {
+		return nil, err
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	n := f.state.newTxn(0, 0, nil).get(path)
+	n := f.state.reader().get(path)
 	if n == nil {
-		return nil, nil, errorf(ErrNoNode, "%s", path)
+		return nil, errorf(ErrNoNode, "%s", path)
 	}
+	s := n.statValue()
+	s.fill(st)
 	// Stored data is shared with snapshots and later versions: the caller
 	// gets its own copy, as documented.
-	return bytes.Clone(n.data), n.stat(), nil
+	return bytes.Clone(n.data), nil
 }
 
 // ListPage is one page of children.
@@ -540,7 +624,7 @@ func (f *FSM) List(path, after string, limit int) (*ListPage, error) {
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	t := f.state.newTxn(0, 0, nil)
+	t := f.state.reader()
 	n := t.get(path)
 	if n == nil {
 		return nil, errorf(ErrNoNode, "%s", path)

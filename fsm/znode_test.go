@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -1191,5 +1192,16 @@ func TestList10kOneRangeScan(t *testing.T) {
 func TestZnodeSize(t *testing.T) {
 	if got := unsafe.Sizeof(znode{}); got != 96 {
 		t.Errorf("unsafe.Sizeof(znode{}) = %d, want 96", got)
+	}
+}
+
+// TestSequentialPath: the suffix is written as fmt's %010d writes it, for
+// every width of counter, negative ones (a wrapped counter) included.
+func TestSequentialPath(t *testing.T) {
+	for _, seq := range []int64{0, 1, 9, 10, 123456789, 1234567890, 12345678901, math.MaxInt64, -1, -123456789012, math.MinInt64} {
+		want := fmt.Sprintf("%s%0*d", "/a/lock-", sequenceDigits, seq)
+		if got := sequentialPath("/a/lock-", seq); got != want {
+			t.Errorf("sequentialPath(/a/lock-, %d) = %q, want %q", seq, got, want)
+		}
 	}
 }

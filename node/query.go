@@ -26,8 +26,25 @@ const (
 
 // Get reads one znode's data and stat.
 func (n *Node) Get(ctx context.Context, req *paddockv1.GetRequest) (*paddockv1.GetResponse, error) {
-	r, err := n.read(ctx, req.GetRead(), &raftv1.Query{Query: &raftv1.Query_Get{Get: req}})
+	q := &getQuery{get: raftv1.Query_Get{Get: req}}
+	q.q.Query = &q.get
+	r, err := n.read(ctx, req.GetRead(), &q.q)
 	return r.GetGet(), err
+}
+
+// getQuery and getResult are a Get's query and its result, each with the
+// messages it holds in one allocation: Get is the most frequent read, and
+// these live and die together.
+type getQuery struct {
+	q   raftv1.Query
+	get raftv1.Query_Get
+}
+
+type getResult struct {
+	res  raftv1.QueryResult
+	get  raftv1.QueryResult_Get
+	resp paddockv1.GetResponse
+	stat paddockv1.Stat
 }
 
 // Exists reports whether a znode exists, with its stat if it does.
@@ -79,11 +96,15 @@ func (n *Node) query(q *raftv1.Query) (*raftv1.QueryResult, error) {
 	hdr := n.ReadHeader()
 	switch q := q.GetQuery().(type) {
 	case *raftv1.Query_Get:
-		data, stat, err := n.fsm.Get(q.Get.GetPath())
+		r := &getResult{}
+		data, err := n.fsm.GetInto(q.Get.GetPath(), &r.stat)
 		if err != nil {
 			return nil, err
 		}
-		return &raftv1.QueryResult{Result: &raftv1.QueryResult_Get{Get: &paddockv1.GetResponse{Header: hdr, Data: data, Stat: stat}}}, nil
+		r.resp.Header, r.resp.Data, r.resp.Stat = hdr, data, &r.stat
+		r.get.Get = &r.resp
+		r.res.Result = &r.get
+		return &r.res, nil
 	case *raftv1.Query_Exists:
 		resp := &paddockv1.ExistsResponse{Header: hdr}
 		_, stat, err := n.fsm.Get(q.Exists.GetPath())

@@ -25,8 +25,6 @@ func (n *Node) read(ctx context.Context, opts *paddockv1.ReadOptions, q *raftv1.
 	if err := checkQuery(q); err != nil {
 		return nil, err
 	}
-	ctx, cancel := n.withTimeout(ctx)
-	defer cancel()
 	if n.cfg.UnsafeLocalReads && linearizable(opts) {
 		// Deliberately broken (robustness tests only): no read index, no
 		// forwarding, possibly stale.
@@ -39,6 +37,15 @@ func (n *Node) read(ctx context.Context, opts *paddockv1.ReadOptions, q *raftv1.
 		if err := n.checkCaughtUp(); err != nil {
 			return nil, err
 		}
+		if opts.GetMinZxid() == 0 {
+			// Nothing to wait for, so no deadline to set: a context per
+			// read (and its timer) would be most of its allocations.
+			return n.serveRead(ctx, opts, q)
+		}
+	}
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	if !linearizable(opts) {
 		return n.serveRead(ctx, opts, q)
 	}
 	for {

@@ -58,3 +58,62 @@ func BenchmarkHistoryMemory(b *testing.B) {
 	}
 	b.ReportMetric(perEvent, "heapB/event")
 }
+
+// BenchmarkApplyHub applies creates of 128-byte znodes in batches of 64
+// through a real state machine whose sink is a hub with the default
+// history (full after the first 32,768): the apply goroutine's work for
+// every write on every node, with no watcher.
+func BenchmarkApplyHub(b *testing.B) {
+	d := DefaultConfig()
+	h := newHub(d.WatchHistory, d.WatchHistoryBytes, d.WatchHistory/2)
+	f := fsm.New(h)
+	data := make([]byte, 128)
+	const batch = 64
+	logs := make([]*raft.Log, 0, batch)
+	index := uint64(0)
+	apply := func() {
+		for _, r := range f.ApplyBatch(logs) {
+			if err := r.(*fsm.Result).Err; err != nil {
+				b.Fatalf("apply: %v", err)
+			}
+		}
+		logs = logs[:0]
+	}
+	entry := func(i int) *raft.Log {
+		index++
+		cmd := &raftv1.Command{TimeUnixMs: 1_700_000_000_000 + int64(index), Op: &raftv1.Command_Create{
+			Create: &paddockv1.CreateRequest{Path: fmt.Sprintf("/n-%09d", i), Data: data},
+		}}
+		enc, err := proto.Marshal(cmd)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return &raft.Log{Index: index, Type: raft.LogCommand, Data: enc}
+	}
+	for i := range d.WatchHistory / 2 { // fill the history first
+		logs = append(logs, entry(-i-1))
+		if len(logs) == batch {
+			apply()
+		}
+	}
+	apply()
+	b.ReportAllocs()
+	b.ResetTimer()
+	// Entries are encoded a chunk at a time with the timer stopped.
+	const chunk = batch * 256
+	var pending []*raft.Log
+	for i := 0; i < b.N; i += chunk {
+		b.StopTimer()
+		pending = pending[:0]
+		for j := i; j < min(i+chunk, b.N); j++ {
+			pending = append(pending, entry(j))
+		}
+		b.StartTimer()
+		for len(pending) > 0 {
+			k := min(batch, len(pending))
+			logs = append(logs, pending[:k]...)
+			pending = pending[k:]
+			apply()
+		}
+	}
+}

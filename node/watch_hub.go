@@ -92,18 +92,16 @@ func (h *hub) Applied(index uint64, events []fsm.Event) {
 	if ch := h.stall.Load(); ch != nil {
 		<-*ch
 	}
-	// Built outside the lock: watchers keep reading meanwhile.
-	entries := make([]entry, len(events))
-	for i, e := range events {
-		entries[i] = newEntry(e)
-	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if index <= h.through && len(entries) == 0 {
+	if index <= h.through && len(events) == 0 {
 		return
 	}
-	for _, e := range entries {
-		if ev := h.hist.push(e); ev >= h.compact {
+	// Converted in place under the lock: an entry is a copy of a few
+	// words, cheaper than a slice of them allocated per batch (events is
+	// the fsm's buffer and is not kept).
+	for i := range events {
+		if ev := h.hist.push(newEntry(events[i])); ev >= h.compact {
 			h.compact = ev + 1
 		}
 	}
