@@ -42,7 +42,7 @@ func newInternalServer(n *Node) *grpc.Server {
 		grpc.ChainStreamInterceptor(m.StreamServerInterceptor()),
 	)
 	raftv1.RegisterInternalServiceServer(s, &internalServer{n: n})
-	m.InitializeMetrics(s)
+	m.Register(s)
 	return s
 }
 

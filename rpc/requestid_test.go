@@ -46,7 +46,7 @@ func TestRequestIDInterceptor(t *testing.T) {
 				gotID = node.RequestID(ctx)
 				return req, nil
 			}
-			_, err := requestIDInterceptor(ctx, "req", &grpc.UnaryServerInfo{FullMethod: "/paddock.v1.TreeService/Create"}, h)
+			_, err := withRequestID(ctx, "req", &grpc.UnaryServerInfo{FullMethod: "/paddock.v1.TreeService/Create"}, h)
 			if got := status.Code(err); got != tc.wantCode {
 				t.Fatalf("interceptor(%v) code = %v (%v), want %v", tc.md, got, err, tc.wantCode)
 			}
