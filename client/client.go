@@ -80,6 +80,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithNoProxy(), // cluster endpoints are dialled directly
+		// A connection's write buffer goes back to a pool between
+		// flushes: a client keeps a connection per endpoint, mostly idle.
+		grpc.WithSharedWriteBuffer(true),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           reconnectBackoff,
 			MinConnectTimeout: dialTimeout,

@@ -38,6 +38,11 @@ func newInternalServer(n *Node) *grpc.Server {
 	s := grpc.NewServer(
 		grpc.MaxRecvMsgSize(MaxMessageSize),
 		grpc.MaxSendMsgSize(MaxMessageSize),
+		// Write buffers go back to a pool between flushes, as on rpc's
+		// client server. No NumStreamWorkers here: its goroutines start
+		// with the server, and New does not stop the server on every
+		// error path.
+		grpc.SharedWriteBuffer(true),
 		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(m.StreamServerInterceptor()),
 	)
