@@ -3,11 +3,14 @@ package rpc_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
@@ -36,6 +39,38 @@ func BenchmarkServer(b *testing.B) {
 			_, err := tree.Get(ctx, req)
 			return err
 		})
+	})
+	// As the benchmark's load generator: every caller has a connection of
+	// its own, mostly idle, so per-connection work (flow control, pings,
+	// flushes) is paid per call.
+	b.Run("GetConnPerCaller", func(b *testing.B) {
+		req := &paddockv1.GetRequest{Path: "/k", Read: serializable}
+		callers := 16 * runtime.GOMAXPROCS(0)
+		trees := make([]paddockv1.TreeServiceClient, callers)
+		for i := range trees {
+			c, err := grpc.NewClient(conn.Target(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithInitialWindowSize(clientWindow), grpc.WithInitialConnWindowSize(clientWindow))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			trees[i] = paddockv1.NewTreeServiceClient(c)
+		}
+		var caller atomic.Int64
+		b.SetParallelism(16)
+		b.ReportAllocs()
+		b.ResetTimer()
+		cpu := cpuTime(b)
+		b.RunParallel(func(pb *testing.PB) {
+			tree := trees[int(caller.Add(1)-1)%callers]
+			for pb.Next() {
+				if _, err := tree.Get(ctx, req); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(cpuTime(b)-cpu)/float64(b.N), "cpu-ns/op")
 	})
 	b.Run("Exists", func(b *testing.B) {
 		req := &paddockv1.ExistsRequest{Path: "/k", Read: serializable}
@@ -67,6 +102,10 @@ func BenchmarkServer(b *testing.B) {
 		})
 	})
 }
+
+// clientWindow is the flow control window of the connections of
+// GetConnPerCaller, static as the client package's (client.New).
+const clientWindow = 4 << 20
 
 // parallel runs op b.N times from 16 goroutines per GOMAXPROCS, each call
 // numbered uniquely from 1.

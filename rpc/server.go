@@ -29,6 +29,15 @@ func NewServer(n *node.Node, opts ...grpc.ServerOption) *grpc.Server {
 		// flushes: a load generator or a PHP farm keeps many connections
 		// open, mostly idle.
 		grpc.SharedWriteBuffer(true),
+		// Static flow control windows: grpc-go's dynamic ones (BDP
+		// estimation) send a window update and a ping, and handle the
+		// ping's ack, about once per round trip on every connection, which
+		// for a client's mostly idle connection is once per call. 4 MiB
+		// holds the largest message (node.MaxMessageSize) at once; the
+		// estimator's windows would grow up to 16 MiB, which only a
+		// faraway bulk sender needs.
+		grpc.InitialWindowSize(flowWindow),
+		grpc.InitialConnWindowSize(flowWindow),
 		// One interceptor each, not three: grpc-go builds a closure per
 		// call and link of a chain of more than one.
 		grpc.ChainUnaryInterceptor(ic.unary),
@@ -51,6 +60,11 @@ func NewServer(n *node.Node, opts ...grpc.ServerOption) *grpc.Server {
 // size bounds only the idle goroutines kept, each with a small stack: it
 // covers the 128 clients of the benchmarks.
 const streamWorkers = 128
+
+// flowWindow is the static HTTP/2 flow control window, per stream and per
+// connection, of the client server; the Go client's connections use the
+// same (package client).
+const flowWindow = 4 << 20
 
 // interceptors is what every call of the client server goes through:
 // metrics (first, so the time measured includes the rest), the served-by
