@@ -38,11 +38,16 @@ func newInternalServer(n *Node) *grpc.Server {
 	s := grpc.NewServer(
 		grpc.MaxRecvMsgSize(MaxMessageSize),
 		grpc.MaxSendMsgSize(MaxMessageSize),
+		// Write buffers go back to a pool between flushes, as on rpc's
+		// client server. No NumStreamWorkers here: its goroutines start
+		// with the server, and New does not stop the server on every
+		// error path.
+		grpc.SharedWriteBuffer(true),
 		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(m.StreamServerInterceptor()),
 	)
 	raftv1.RegisterInternalServiceServer(s, &internalServer{n: n})
-	m.InitializeMetrics(s)
+	m.Register(s)
 	return s
 }
 

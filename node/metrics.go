@@ -3,7 +3,6 @@ package node
 import (
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -28,7 +27,7 @@ type metrics struct {
 	// handled counts by service, method and code, handling time, stream
 	// messages), shared by every gRPC server of the node: the internal
 	// one on the raft address and rpc's client server.
-	grpc *grpcprom.ServerMetrics
+	grpc *GRPCServerMetrics
 }
 
 // Values of paddock_forwarded_requests_total's kind label.
@@ -63,12 +62,9 @@ func newMetrics(n *Node) *metrics {
 			Name: "paddock_forwarded_requests_total",
 			Help: "Requests this node sent to the leader, by kind: write, read (a read the leader serves, counted one by one though sent in batches), read_index (one round shared by the reads waiting), keepalive (one batch).",
 		}, []string{"kind"}),
-		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
-			// 250µs to ~8s: reads answer in well under a millisecond,
-			// writes wait for a quorum fsync, Poll waits up to its
-			// timeout.
-			grpcprom.WithHistogramBuckets(prometheus.ExponentialBuckets(250e-6, 2, 16)),
-		)),
+		// 250µs to ~8s: reads answer in well under a millisecond, writes
+		// wait for a quorum fsync, Poll waits up to its timeout.
+		grpc: newGRPCServerMetrics(prometheus.ExponentialBuckets(250e-6, 2, 16)),
 	}
 	// Every kind's series exists from the start, at zero.
 	for _, k := range []string{fwdWrite, fwdRead, fwdReadIndex, fwdKeepAlive} {
@@ -77,7 +73,7 @@ func newMetrics(n *Node) *metrics {
 	m.reg.MustRegister(
 		m.apply, m.batch, m.propose, m.forwarded,
 		&stateCollector{n: n},
-		prometheus.WrapCollectorWithPrefix("paddock_", m.grpc),
+		m.grpc,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -94,7 +90,7 @@ func (n *Node) Metrics() *prometheus.Registry { return n.metrics.reg }
 // GRPCMetrics is the node's gRPC server series, registered in Metrics; a
 // gRPC server of the node records its calls with its interceptors (rpc's
 // client server does; the node's internal server does too).
-func (n *Node) GRPCMetrics() *grpcprom.ServerMetrics { return n.metrics.grpc }
+func (n *Node) GRPCMetrics() *GRPCServerMetrics { return n.metrics.grpc }
 
 // timedFSM is the state machine raft drives: fsm.FSM timed per batch. The
 // clock lives here because the fsm package is pure; Snapshot and Restore

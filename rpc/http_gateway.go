@@ -109,6 +109,7 @@ func newGateway(ctx context.Context, grpcAddr string) (http.Handler, error) {
 	conn, err := grpc.NewClient(grpcAddr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithNoProxy(),
+		grpc.WithSharedWriteBuffer(true),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(node.MaxMessageSize), grpc.MaxCallSendMsgSize(MaxRequestSize)),
 		grpc.WithChainUnaryInterceptor(absolutePathUnary),
 		grpc.WithChainStreamInterceptor(absolutePathStream),

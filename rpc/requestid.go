@@ -9,6 +9,7 @@ import (
 
 	"github.com/paddock/paddock/fsm"
 	"github.com/paddock/paddock/node"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
 // RequestIDMetadata is the gRPC metadata key of a client's request id. A
@@ -19,12 +20,37 @@ import (
 // fsm.MaxRequestIDLength bytes. Reads ignore it.
 const RequestIDMetadata = "paddock-request-id"
 
-// requestIDInterceptor moves a valid request id from the metadata into the
-// context for node.Propose, and refuses an invalid one before the handler
-// runs, so it never reaches the log.
-func requestIDInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get(RequestIDMetadata)
+// reads are the methods that never propose a command: a request id means
+// nothing to them, so they skip its look-up. Any other method takes one,
+// so a new write cannot lose its at-most-once guarantee by being left out
+// of a list.
+var reads = map[string]bool{
+	paddockv1.TreeService_Get_FullMethodName:             true,
+	paddockv1.TreeService_Exists_FullMethodName:          true,
+	paddockv1.TreeService_List_FullMethodName:            true,
+	paddockv1.SessionService_KeepAlive_FullMethodName:    true,
+	paddockv1.SessionService_GetSession_FullMethodName:   true,
+	paddockv1.SessionService_ListSessions_FullMethodName: true,
+	paddockv1.ClusterService_Status_FullMethodName:       true,
+	paddockv1.ClusterService_Members_FullMethodName:      true,
+	paddockv1.WatchService_Poll_FullMethodName:           true,
+	paddockv1.FarmService_GetFarm_FullMethodName:         true,
+	paddockv1.FarmService_PollFarm_FullMethodName:        true,
+	paddockv1.FarmService_CheckFarm_FullMethodName:       true,
+	paddockv1.ElectionService_Leader_FullMethodName:      true,
+	paddockv1.ElectionService_PollLeader_FullMethodName:  true,
+	paddockv1.LockService_GetLock_FullMethodName:         true,
+}
+
+// withRequestID calls h, for a write with the valid request id of the
+// metadata in its context for node.Propose; it refuses an invalid one
+// before h runs, so it never reaches the log. A read ignores the metadata.
+func withRequestID(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if reads[info.FullMethod] {
+		return h(ctx, req)
+	}
+	// Not metadata.FromIncomingContext: that copies every key.
+	vals := metadata.ValueFromIncomingContext(ctx, RequestIDMetadata)
 	if len(vals) == 0 {
 		return h(ctx, req)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/paddock/paddock/fsm"
 	"github.com/paddock/paddock/node"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
 func TestRequestIDInterceptor(t *testing.T) {
@@ -46,7 +47,7 @@ func TestRequestIDInterceptor(t *testing.T) {
 				gotID = node.RequestID(ctx)
 				return req, nil
 			}
-			_, err := requestIDInterceptor(ctx, "req", &grpc.UnaryServerInfo{FullMethod: "/paddock.v1.TreeService/Create"}, h)
+			_, err := withRequestID(ctx, "req", &grpc.UnaryServerInfo{FullMethod: "/paddock.v1.TreeService/Create"}, h)
 			if got := status.Code(err); got != tc.wantCode {
 				t.Fatalf("interceptor(%v) code = %v (%v), want %v", tc.md, got, err, tc.wantCode)
 			}
@@ -57,5 +58,35 @@ func TestRequestIDInterceptor(t *testing.T) {
 				t.Errorf("node.RequestID in the handler = %q, want %q", gotID, tc.wantID)
 			}
 		})
+	}
+}
+
+// TestRequestIDReadsIgnore: a read never looks at the request id, not even
+// an invalid one, and a write's id reaches the handler whatever the
+// service.
+func TestRequestIDReadsIgnore(t *testing.T) {
+	bad := metadata.NewIncomingContext(context.Background(), metadata.Pairs(RequestIDMetadata, "a\tb"))
+	good := metadata.NewIncomingContext(context.Background(), metadata.Pairs(RequestIDMetadata, "k1"))
+	for _, tc := range []struct {
+		method string
+		ctx    context.Context
+		wantID string
+		want   codes.Code
+	}{
+		{paddockv1.TreeService_Get_FullMethodName, bad, "", codes.OK},
+		{paddockv1.SessionService_KeepAlive_FullMethodName, good, "", codes.OK},
+		{paddockv1.TreeService_Set_FullMethodName, bad, "", codes.InvalidArgument},
+		{paddockv1.LockService_Release_FullMethodName, good, "k1", codes.OK},
+		{paddockv1.SessionService_OpenSession_FullMethodName, good, "k1", codes.OK},
+	} {
+		var gotID []byte
+		h := func(ctx context.Context, req any) (any, error) {
+			gotID = node.RequestID(ctx)
+			return req, nil
+		}
+		_, err := withRequestID(tc.ctx, "req", &grpc.UnaryServerInfo{FullMethod: tc.method}, h)
+		if status.Code(err) != tc.want || string(gotID) != tc.wantID {
+			t.Errorf("%s: code %v, request id %q; want %v, %q", tc.method, status.Code(err), gotID, tc.want, tc.wantID)
+		}
 	}
 }

@@ -1,16 +1,20 @@
 package rpc_test
 
 import (
+	"bytes"
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/paddock/paddock/fsm"
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
@@ -60,5 +64,31 @@ func TestServerHasNoInternalService(t *testing.T) {
 	if !slices.Contains(names, paddockv1.TreeService_ServiceDesc.ServiceName) || slices.Contains(names, raftv1.InternalService_ServiceDesc.ServiceName) {
 		t.Errorf("ListServices = %q, want %s and not %s", names,
 			paddockv1.TreeService_ServiceDesc.ServiceName, raftv1.InternalService_ServiceDesc.ServiceName)
+	}
+}
+
+// TestLargeMessages: the client server's static flow control windows
+// (smaller than its largest request) carry the largest value both ways,
+// and a request larger than the window arrives whole and is refused by
+// its size, not stalled.
+func TestLargeMessages(t *testing.T) {
+	_, conn := singleNode(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tree := paddockv1.NewTreeServiceClient(conn)
+
+	data := bytes.Repeat([]byte("0123456789abcdef"), fsm.MaxDataSize/16)
+	if _, err := tree.Create(ctx, &paddockv1.CreateRequest{Path: "/big", Data: data}); err != nil {
+		t.Fatalf("Create(/big, %d bytes): %v", len(data), err)
+	}
+	got, err := tree.Get(ctx, &paddockv1.GetRequest{Path: "/big"})
+	if err != nil || !bytes.Equal(got.GetData(), data) {
+		t.Fatalf("Get(/big) = %d bytes, %v; want the %d bytes written", len(got.GetData()), err, len(data))
+	}
+
+	huge := make([]byte, 6<<20)
+	_, err = tree.Create(ctx, &paddockv1.CreateRequest{Path: "/huge", Data: huge}, grpc.MaxCallSendMsgSize(8<<20))
+	if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "data too large") {
+		t.Errorf("Create(/huge, %d bytes) = %v %q, want InvalidArgument data too large", len(huge), st.Code(), st.Message())
 	}
 }

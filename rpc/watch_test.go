@@ -22,8 +22,13 @@ import (
 
 // singleNode starts a one-node cluster serving gRPC on 127.0.0.1 and
 // returns it and a client connection to it; both close at cleanup.
-func singleNode(t *testing.T, tune func(*node.Config)) (*node.Node, *grpc.ClientConn) {
+func singleNode(t testing.TB, tune func(*node.Config)) (*node.Node, *grpc.ClientConn) {
 	t.Helper()
+	var leakOpts []goleak.Option
+	if _, ok := t.(*testing.B); ok {
+		// A benchmark's cleanup runs while the benchmark's caller waits.
+		leakOpts = append(leakOpts, goleak.IgnoreCurrent())
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +70,7 @@ func singleNode(t *testing.T, tune func(*node.Config)) (*node.Node, *grpc.Client
 			t.Errorf("Close: %v", err)
 		}
 		trans.Close()
-		goleak.VerifyNone(t)
+		goleak.VerifyNone(t, leakOpts...)
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for !n.Ready() {
