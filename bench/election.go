@@ -327,7 +327,7 @@ func (r *runner) startContenders(ctx context.Context, cc ContenderCluster, name 
 // leads (its "elected" line's own clock), then starts a new process in
 // the killed one's slot and waits until it is in line again.
 func (r *runner) election(ctx context.Context) (Row, error) {
-	row := Row{Workload: WorkloadElection, Clients: electionContenders, CPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1}
+	row := Row{Workload: WorkloadElection, Clients: electionContenders, CPUPer1kOps: -1, ClientCPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1}
 	cc, ok := r.c.(ContenderCluster)
 	if !ok {
 		r.logf("election: not supported by this cluster")
@@ -400,7 +400,7 @@ const serverKillSettle = time.Second
 // every leading contender that stopped in the round (Row.Stops) stopped
 // needlessly.
 func (r *runner) electionServerKill(ctx context.Context) (Row, error) {
-	row := Row{Workload: WorkloadElectionServerKill, Clients: electionContenders, CPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1}
+	row := Row{Workload: WorkloadElectionServerKill, Clients: electionContenders, CPUPer1kOps: -1, ClientCPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1}
 	cc, ok := r.c.(ContenderCluster)
 	killer, canKill := r.c.(Killer)
 	if !ok || !canKill {

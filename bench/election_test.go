@@ -122,12 +122,12 @@ func TestElectionFlock(t *testing.T) {
 func TestMarkdownElection(t *testing.T) {
 	rs := []*Results{
 		{System: "paddock", Nodes: 3, Rows: []Row{
-			{Workload: WorkloadElection, Clients: 3, Ops: 20, P50: 1970 * time.Millisecond, P99: 2100 * time.Millisecond, CPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1},
-			{Workload: WorkloadElectionServerKill, Clients: 3, Ops: 3, Stops: 1, P50: time.Second, P99: 2 * time.Second, CPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1},
+			{Workload: WorkloadElection, Clients: 3, Ops: 20, P50: 1970 * time.Millisecond, P99: 2100 * time.Millisecond, CPUPer1kOps: -1, ClientCPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1},
+			{Workload: WorkloadElectionServerKill, Clients: 3, Ops: 3, Stops: 1, P50: time.Second, P99: 2 * time.Second, CPUPer1kOps: -1, ClientCPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1},
 		}},
 		{System: "etcd", Nodes: 3, Rows: []Row{
-			{Workload: WorkloadElection, Clients: 3, Ops: 20, P50: 2 * time.Second, P99: 2300 * time.Millisecond, CPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1},
-			{Workload: WorkloadElectionServerKill, Clients: 3, Ops: 3, Stops: 0, P50: time.Second, P99: time.Second, CPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1},
+			{Workload: WorkloadElection, Clients: 3, Ops: 20, P50: 2 * time.Second, P99: 2300 * time.Millisecond, CPUPer1kOps: -1, ClientCPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1},
+			{Workload: WorkloadElectionServerKill, Clients: 3, Ops: 3, Stops: 0, P50: time.Second, P99: time.Second, CPUPer1kOps: -1, ClientCPUPer1kOps: -1, RSSBytes: -1, DiskBytes: -1},
 		}},
 	}
 	var b bytes.Buffer
