@@ -80,7 +80,7 @@ func (n *Node) stopInternal() {
 // ProposeStream; Propose serves followers of an older version during a
 // rolling upgrade, and commands too large to share a stream message.
 func (s *internalServer) Propose(ctx context.Context, req *raftv1.ProposeRequest) (*raftv1.ProposeResponse, error) {
-	a, resp, err := s.n.acceptForwarded(req.GetCommand(), s.n.applyTimeout(ctx))
+	a, resp, err := s.n.acceptForwarded(ctx, req.GetCommand())
 	if a == nil {
 		return resp, err
 	}
@@ -93,10 +93,11 @@ func (s *internalServer) ProposeStream(stream raftv1.InternalService_ProposeStre
 }
 
 // acceptForwarded decodes and checks a follower's command and, if it
-// passes, starts applying it. It returns either what is being applied or
-// the answer to send at once: a result for invalid input, which changes
-// nothing, or the gRPC error.
-func (n *Node) acceptForwarded(data []byte, timeout time.Duration) (*applying, *raftv1.ProposeResponse, error) {
+// passes, starts applying it, waiting for room in raft's queue until ctx
+// ends. It returns either what is being applied or the answer to send at
+// once: a result for invalid input, which changes nothing, or the gRPC
+// error.
+func (n *Node) acceptForwarded(ctx context.Context, data []byte) (*applying, *raftv1.ProposeResponse, error) {
 	var cmd raftv1.Command
 	if err := proto.Unmarshal(data, &cmd); err != nil {
 		return nil, nil, status.Errorf(codes.InvalidArgument, "node: undecodable command: %v", err)
@@ -108,7 +109,9 @@ func (n *Node) acceptForwarded(data []byte, timeout time.Duration) (*applying, *
 		resp, err := encodeResult(&fsm.Result{Err: err})
 		return nil, resp, err
 	}
-	a, err := n.startApply(&cmd, timeout)
+	// The follower's encoding goes to raft, with the leader's stamps
+	// appended: the command it decodes to is cmd.
+	a, err := n.startApply(ctx, &cmd, data)
 	if errors.Is(err, fsm.ErrFeatureLevel) {
 		// The follower reports it as the leader would have.
 		resp, err := encodeResult(&fsm.Result{Err: err})
@@ -231,7 +234,7 @@ func (s *proposeStream) receive(work chan<- *streamed) {
 		for _, p := range req.GetProposals() {
 			item := &streamed{seq: p.GetSeq(), begun: begun}
 			if begun {
-				item.a, item.resp, item.err = s.n.acceptForwarded(p.GetCommand(), s.n.cfg.RequestTimeout)
+				item.a, item.resp, item.err = s.n.acceptForwarded(s.stream.Context(), p.GetCommand())
 			} else {
 				item.err = peerStatus(ErrShuttingDown)
 			}

@@ -97,6 +97,9 @@ type Node struct {
 	// its waiter would block for good. opsMu orders beginOp against Close.
 	opsMu sync.RWMutex
 	ops   sync.WaitGroup
+	// applySlots holds a token for each command handed to raft and not
+	// yet answered (propose.go).
+	applySlots chan struct{}
 }
 
 // New starts a node. It returns once raft is running; leadership and
@@ -118,6 +121,7 @@ func New(c Config) (*Node, error) {
 	n.waiter.fsm = n.fsm
 	n.peers = newPeerConns(cfg.DialPeer)
 	n.fwd = newForwarder()
+	n.applySlots = make(chan struct{}, applySlots)
 	n.streamsClosed = make(chan struct{})
 	n.metrics = newMetrics(n)
 	n.metrics.reg.MustRegister(n.lines.wakeups)
@@ -153,7 +157,7 @@ func New(c Config) (*Node, error) {
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.TrailingLogs = cfg.TrailingLogs
-	rc.MaxAppendEntries = 512
+	rc.MaxAppendEntries = maxAppendEntries
 	rc.BatchApplyCh = true
 
 	hasState, err := raft.HasExistingState(n.disk.logs, n.disk.store, n.disk.snaps)
