@@ -48,17 +48,23 @@ func newForwarder() *forwarder {
 // (fromPeer). A command too large to share a message, or a leader without
 // the stream, gets a unary Propose.
 func (f *forwarder) propose(ctx context.Context, addr string, conn *grpc.ClientConn, data []byte) (*raftv1.ProposeResponse, error) {
+	c := call{ctx: ctx}
+	return f.proposeCall(&c, addr, conn, data)
+}
+
+// proposeCall is propose until c ends.
+func (f *forwarder) proposeCall(c *call, addr string, conn *grpc.ClientConn, data []byte) (*raftv1.ProposeResponse, error) {
 	if proposalSize(len(data)) > MaxMessageSize {
-		return proposeUnary(ctx, conn, data)
+		return proposeUnary(c.context(), conn, data)
 	}
 	s, err := f.stream(addr, conn)
 	var resp *raftv1.ProposeResponse
 	if err == nil {
-		resp, err = s.propose(ctx, data)
+		resp, err = s.propose(c, data)
 	}
 	if errors.Is(err, errNoStream) {
 		f.useUnary(addr)
-		return proposeUnary(ctx, conn, data)
+		return proposeUnary(c.context(), conn, data)
 	}
 	return resp, err
 }
@@ -156,18 +162,17 @@ type fwdReply struct {
 	err  error
 }
 
-func (s *fwdStream) propose(ctx context.Context, data []byte) (*raftv1.ProposeResponse, error) {
+func (s *fwdStream) propose(c *call, data []byte) (*raftv1.ProposeResponse, error) {
 	seq, ch, err := s.enqueue(data)
 	if err != nil {
 		return nil, err
 	}
-	select {
-	case r := <-ch:
-		return r.resp, r.err
-	case <-ctx.Done():
+	r, err := wait(c, ch)
+	if err != nil {
 		s.abandon(seq)
-		return nil, ctx.Err()
+		return nil, err
 	}
+	return r.resp, r.err
 }
 
 func (s *fwdStream) enqueue(data []byte) (uint64, chan fwdReply, error) {

@@ -100,6 +100,9 @@ type Node struct {
 	// applySlots holds a token for each command handed to raft and not
 	// yet answered (propose.go).
 	applySlots chan struct{}
+	// ticks bound the waits of writes whose context has no deadline
+	// (call.go).
+	ticks *coarseTicks
 }
 
 // New starts a node. It returns once raft is running; leadership and
@@ -122,6 +125,7 @@ func New(c Config) (*Node, error) {
 	n.peers = newPeerConns(cfg.DialPeer)
 	n.fwd = newForwarder()
 	n.applySlots = make(chan struct{}, applySlots)
+	n.ticks = newCoarseTicks(cfg.RequestTimeout / 8)
 	n.streamsClosed = make(chan struct{})
 	n.metrics = newMetrics(n)
 	n.metrics.reg.MustRegister(n.lines.wakeups)

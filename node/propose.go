@@ -58,25 +58,20 @@ func (n *Node) Propose(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, e
 	if err := n.errIfHalted(); err != nil {
 		return nil, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		// A context with a deadline is used as it is: a derived one would
-		// cost a context and its cancel per write for nothing.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, n.cfg.RequestTimeout)
-		defer cancel()
-	}
+	c := n.newCall(ctx)
+	defer c.release()
 	start := time.Now()
 	for {
 		var res *fsm.Result
 		var err error
 		if n.IsLeader() {
-			res, err = n.proposeLocal(ctx, cmd)
+			res, err = n.proposeCall(&c, cmd)
 		} else {
-			res, err = n.forward(ctx, cmd)
+			res, err = n.forward(&c, cmd)
 		}
 		// ErrNotLeader means nothing was appended: leadership moved
 		// between the check and the call. Try again the other way.
-		if errors.Is(err, ErrNotLeader) && sleepCtx(ctx, 10*time.Millisecond) {
+		if errors.Is(err, ErrNotLeader) && sleepCtx(c.context(), 10*time.Millisecond) {
 			continue
 		}
 		// ErrFeatureLevel appended nothing either. On a new cluster (or
@@ -86,7 +81,7 @@ func (n *Node) Propose(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, e
 		// (A forwarded command's refusal comes back in its result.)
 		refused := errors.Is(err, fsm.ErrFeatureLevel) || (err == nil && errors.Is(res.Err, fsm.ErrFeatureLevel))
 		if refused && time.Since(start) < registrationWait && n.registrationPending(cmd) &&
-			sleepCtx(ctx, 20*time.Millisecond) {
+			sleepCtx(c.context(), 20*time.Millisecond) {
 			continue
 		}
 		if err != nil {
@@ -106,11 +101,19 @@ func (n *Node) withTimeout(ctx context.Context) (context.Context, context.Cancel
 // proposeLocal appends cmd on this node, which must be the leader, and
 // waits for its result until ctx ends.
 func (n *Node) proposeLocal(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
-	a, err := n.startApply(ctx, cmd, nil)
+	c := call{n: n, ctx: ctx}
+	return n.proposeCall(&c, cmd)
+}
+
+// proposeCall is proposeLocal for a call.
+func (n *Node) proposeCall(c *call, cmd *raftv1.Command) (*fsm.Result, error) {
+	// A slot is rarely waited for: the caller's context bounds that wait,
+	// or RequestTimeout, which is the call's end or later.
+	a, err := n.startApply(c.ctx, cmd, nil)
 	if err != nil {
 		return nil, err
 	}
-	return a.await(ctx)
+	return a.awaitCall(c)
 }
 
 // maxAppendEntries is raft's MaxAppendEntries, which with BatchApplyCh is
@@ -275,6 +278,12 @@ func (n *Node) registrationPending(cmd *raftv1.Command) bool {
 // await waits for a's result until ctx ends. The outcome is still
 // collected (and the tracker told) when the caller stops waiting.
 func (a *applying) await(ctx context.Context) (*fsm.Result, error) {
+	c := call{n: a.n, ctx: ctx}
+	return a.awaitCall(&c)
+}
+
+// awaitCall is await until c ends.
+func (a *applying) awaitCall(c *call) (*fsm.Result, error) {
 	type outcome struct {
 		res *fsm.Result
 		err error
@@ -284,12 +293,11 @@ func (a *applying) await(ctx context.Context) (*fsm.Result, error) {
 		res, err := a.finish()
 		done <- outcome{res, err}
 	}()
-	select {
-	case o := <-done:
-		return o.res, o.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	o, err := wait(c, done)
+	if err != nil {
+		return nil, err
 	}
+	return o.res, o.err
 }
 
 // finish waits for raft's answer and returns the state machine's result.
@@ -334,13 +342,16 @@ func applyError(err error) error {
 
 // forward sends cmd to the leader: on the propose stream of this node's
 // forwarder, or in a unary Propose where the stream cannot carry it.
-func (n *Node) forward(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
+func (n *Node) forward(c *call, cmd *raftv1.Command) (*fsm.Result, error) {
 	n.metrics.forwarded.WithLabelValues(fwdWrite).Inc()
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("node: encode command: %w", err)
 	}
-	addr, err := n.leaderAddr(ctx)
+	addr, known, err := n.knownLeader()
+	if err == nil && !known {
+		addr, err = n.leaderAddr(c.context())
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -348,7 +359,7 @@ func (n *Node) forward(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, e
 	if err != nil {
 		return nil, err
 	}
-	resp, err := n.fwd.propose(ctx, addr, conn, data)
+	resp, err := n.fwd.proposeCall(c, addr, conn, data)
 	if err != nil {
 		return nil, err
 	}
@@ -412,20 +423,26 @@ func (n *Node) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 // peers, waiting (within ctx) for a leader to be known.
 func (n *Node) leaderAddr(ctx context.Context) (string, error) {
 	for {
-		if n.closing.Load() {
-			return "", ErrShuttingDown
-		}
-		addr, id := n.raft.LeaderWithID()
-		if id != "" && string(id) == n.cfg.ID {
-			return "", ErrNotLeader // we just became leader; caller retries locally
-		}
-		if id != "" && addr != "" {
-			return string(addr), nil
+		addr, known, err := n.knownLeader()
+		if err != nil || known {
+			return addr, err
 		}
 		if !sleepCtx(ctx, 20*time.Millisecond) {
 			return "", ErrNoLeader
 		}
 	}
+}
+
+// knownLeader returns the leader's raft address if this node knows it.
+func (n *Node) knownLeader() (addr string, known bool, err error) {
+	if n.closing.Load() {
+		return "", false, ErrShuttingDown
+	}
+	a, id := n.raft.LeaderWithID()
+	if id != "" && string(id) == n.cfg.ID {
+		return "", false, ErrNotLeader // we just became leader; caller retries locally
+	}
+	return string(a), id != "" && a != "", nil
 }
 
 // peerConns keeps one open gRPC connection per peer raft address. Once

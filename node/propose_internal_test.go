@@ -77,3 +77,41 @@ func TestProposeApplySlots(t *testing.T) {
 		t.Errorf("acquireSlot once a slot is released: %v", err)
 	}
 }
+
+// TestProposeCallWait: a write whose context has no deadline waits
+// RequestTimeout (and at most a tick more), then fails with
+// DeadlineExceeded; one whose context ends first gets its context's error;
+// a value that comes in time is returned.
+func TestProposeCallWait(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	n := &Node{cfg: Config{RequestTimeout: timeout}, ticks: newCoarseTicks(timeout / 8)}
+	never := make(chan int)
+
+	c := n.newCall(context.Background())
+	start := time.Now()
+	if _, err := wait(&c, never); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("wait(no deadline) = %v, want %v", err, context.DeadlineExceeded)
+	}
+	if waited := time.Since(start); waited < timeout {
+		t.Errorf("wait(no deadline) returned after %v, want at least %v", waited, timeout)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	c = n.newCall(ctx)
+	if _, err := wait(&c, never); !errors.Is(err, context.Canceled) {
+		t.Errorf("wait(canceled) = %v, want %v", err, context.Canceled)
+	}
+
+	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, ctx := range []context.Context{ctx, context.Background()} {
+		c = n.newCall(ctx)
+		ch := make(chan int, 1)
+		ch <- 7
+		if v, err := wait(&c, ch); v != 7 || err != nil {
+			t.Errorf("wait(ready) = %v, %v, want 7, nil", v, err)
+		}
+		c.release()
+	}
+}
