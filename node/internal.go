@@ -202,6 +202,8 @@ type proposeStream struct {
 	mu      sync.Mutex
 	open    int  // proposals begun whose results are not sent yet
 	closing bool // CloseStreams was called: begin no more
+
+	out []*raftv1.ProposalResult // send's, reused from message to message
 }
 
 // streamed is one proposal on its way through the pipeline.
@@ -211,6 +213,9 @@ type streamed struct {
 	resp  *raftv1.ProposeResponse
 	err   error
 	begun bool // counted in open
+	// result is the answer on the wire (proposalResult), held here to
+	// spare an allocation per proposal.
+	result raftv1.ProposalResult
 }
 
 func (n *Node) serveProposeStream(stream raftv1.InternalService_ProposeStreamServer) error {
@@ -330,10 +335,17 @@ func (s *proposeStream) close() bool {
 }
 
 func (s *proposeStream) sendResults(batch []*streamed) error {
-	out := make([]*raftv1.ProposalResult, len(batch))
-	for i, item := range batch {
-		out[i] = proposalResult(item)
+	all := s.out[:0]
+	for _, item := range batch {
+		all = append(all, proposalResult(item))
 	}
+	err := s.sendAll(all)
+	clear(all) // the items go: keep the array, not them
+	s.out = all[:0]
+	return err
+}
+
+func (s *proposeStream) sendAll(out []*raftv1.ProposalResult) error {
 	for len(out) > 0 {
 		k := fitting(out)
 		if err := s.stream.Send(&raftv1.ProposeStreamResponse{Results: out[:k]}); err != nil {
@@ -348,7 +360,8 @@ func (s *proposeStream) sendResults(batch []*streamed) error {
 // answered. A response too large for a message fails as it would in
 // Propose (the limit here counts the few bytes of seq and framing too).
 func proposalResult(item *streamed) *raftv1.ProposalResult {
-	r := &raftv1.ProposalResult{Seq: item.seq, Response: item.resp}
+	r := &item.result
+	r.Seq, r.Response = item.seq, item.resp
 	err := item.err
 	if err == nil && framedSize(r) > MaxMessageSize {
 		err = status.Errorf(codes.ResourceExhausted, "grpc: trying to send message larger than max (%d vs. %d)", framedSize(r), MaxMessageSize)
