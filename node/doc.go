@@ -66,7 +66,12 @@
 //     context (WithRequestID) goes into the command, travels with it when
 //     forwarded, and makes the state machine apply it at most once: a
 //     client may retry a write with the same id on any node and gets the
-//     first result and zxid (see package fsm).
+//     first result and zxid (see package fsm). A command handed to raft
+//     holds one of applySlots until it is answered, so raft's apply queue
+//     always has room and raft.Apply needs no timer; a write whose
+//     context has no deadline ends RequestTimeout after it began, checked
+//     at coarse ticks shared by all writes (call.go), not by a timer and a
+//     context of its own.
 //   - Forwarding (forward.go, internal.go): a unary Propose per write cost
 //     each side HTTP/2 headers, interceptors, a socket write and a wakeup
 //     per write, as much CPU as the rest of the write on this 2-core box.
@@ -80,7 +85,9 @@
 //     order raft answers them) and sends the results that are ready in one
 //     message. A proposal's answer is exactly what Propose would answer
 //     (result, or gRPC status mapped back by fromPeer); the leader alone
-//     stamps the time, checks and decodes as before. A caller that gives
+//     stamps the time, checks and decodes as before, and hands raft the
+//     follower's encoding with its stamps appended (the last of a
+//     repeated field wins), not a second encoding. A caller that gives
 //     up leaves the stream alone (its proposal may still be applied: an
 //     unknown outcome, as before). A broken stream fails the proposals it
 //     carries with its gRPC error, as a broken unary call would; the next

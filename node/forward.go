@@ -48,17 +48,23 @@ func newForwarder() *forwarder {
 // (fromPeer). A command too large to share a message, or a leader without
 // the stream, gets a unary Propose.
 func (f *forwarder) propose(ctx context.Context, addr string, conn *grpc.ClientConn, data []byte) (*raftv1.ProposeResponse, error) {
+	c := call{ctx: ctx}
+	return f.proposeCall(&c, addr, conn, data)
+}
+
+// proposeCall is propose until c ends.
+func (f *forwarder) proposeCall(c *call, addr string, conn *grpc.ClientConn, data []byte) (*raftv1.ProposeResponse, error) {
 	if proposalSize(len(data)) > MaxMessageSize {
-		return proposeUnary(ctx, conn, data)
+		return proposeUnary(c.context(), conn, data)
 	}
 	s, err := f.stream(addr, conn)
 	var resp *raftv1.ProposeResponse
 	if err == nil {
-		resp, err = s.propose(ctx, data)
+		resp, err = s.propose(c, data)
 	}
 	if errors.Is(err, errNoStream) {
 		f.useUnary(addr)
-		return proposeUnary(ctx, conn, data)
+		return proposeUnary(c.context(), conn, data)
 	}
 	return resp, err
 }
@@ -144,6 +150,7 @@ type fwdStream struct {
 
 	mu       sync.Mutex
 	queue    []*raftv1.Proposal       // not sent yet
+	spare    []*raftv1.Proposal       // the last batch sent, emptied for reuse
 	pending  map[uint64]chan fwdReply // queued or sent, by seq
 	seq      uint64
 	err      error // why the stream ended; nil while it is open
@@ -156,30 +163,38 @@ type fwdReply struct {
 	err  error
 }
 
-func (s *fwdStream) propose(ctx context.Context, data []byte) (*raftv1.ProposeResponse, error) {
+func (s *fwdStream) propose(c *call, data []byte) (*raftv1.ProposeResponse, error) {
 	seq, ch, err := s.enqueue(data)
 	if err != nil {
 		return nil, err
 	}
-	select {
-	case r := <-ch:
-		return r.resp, r.err
-	case <-ctx.Done():
+	r, err := wait(c, ch)
+	if err != nil {
 		s.abandon(seq)
-		return nil, ctx.Err()
+		return nil, err
 	}
+	replyChans.Put(ch)
+	return r.resp, r.err
 }
 
+// replyChans recycles the reply channels of proposals whose callers took
+// their reply: nothing else holds such a channel then (deliver and end
+// send only on a channel they remove from pending, once). A channel of a
+// caller that stopped waiting is left to the garbage collector.
+var replyChans = sync.Pool{New: func() any { return make(chan fwdReply, 1) }}
+
 func (s *fwdStream) enqueue(data []byte) (uint64, chan fwdReply, error) {
-	ch := make(chan fwdReply, 1)
+	ch := replyChans.Get().(chan fwdReply)
 	s.mu.Lock()
 	if s.err != nil {
 		err := s.err
 		s.mu.Unlock()
+		replyChans.Put(ch)
 		return 0, nil, err
 	}
 	if s.retiring {
 		s.mu.Unlock()
+		replyChans.Put(ch)
 		return 0, nil, ErrNotLeader // nothing sent: Propose tries the new leader
 	}
 	s.seq++
@@ -264,8 +279,8 @@ func (s *fwdStream) send(cs raftv1.InternalService_ProposeStreamClient) {
 		case <-s.ctx.Done():
 			return
 		}
-		batch := s.take()
-		for len(batch) > 0 {
+		taken := s.take()
+		for batch := taken; len(batch) > 0; {
 			k := fitting(batch)
 			if err := cs.Send(&raftv1.ProposeStreamRequest{Proposals: batch[:k]}); err != nil {
 				// io.EOF: the stream ended and Recv has its status.
@@ -276,7 +291,17 @@ func (s *fwdStream) send(cs raftv1.InternalService_ProposeStreamClient) {
 			}
 			batch = batch[k:]
 		}
+		s.recycle(taken)
 	}
+}
+
+// recycle keeps a sent batch's array for the queue after next: Send has
+// encoded the proposals, so the array is free.
+func (s *fwdStream) recycle(batch []*raftv1.Proposal) {
+	clear(batch[:cap(batch)]) // take may leave dropped proposals past len
+	s.mu.Lock()
+	s.spare = batch[:0]
+	s.mu.Unlock()
 }
 
 // take empties the queue, leaving out proposals whose callers are gone.
@@ -289,7 +314,7 @@ func (s *fwdStream) take() []*raftv1.Proposal {
 			out = append(out, p)
 		}
 	}
-	s.queue = nil
+	s.queue, s.spare = s.spare, nil
 	return out
 }
 

@@ -85,7 +85,7 @@ func (n *Node) stopInternal() {
 // ProposeStream; Propose serves followers of an older version during a
 // rolling upgrade, and commands too large to share a stream message.
 func (s *internalServer) Propose(ctx context.Context, req *raftv1.ProposeRequest) (*raftv1.ProposeResponse, error) {
-	a, resp, err := s.n.acceptForwarded(req.GetCommand(), s.n.applyTimeout(ctx))
+	a, resp, err := s.n.acceptForwarded(ctx, req.GetCommand())
 	if a == nil {
 		return resp, err
 	}
@@ -98,10 +98,11 @@ func (s *internalServer) ProposeStream(stream raftv1.InternalService_ProposeStre
 }
 
 // acceptForwarded decodes and checks a follower's command and, if it
-// passes, starts applying it. It returns either what is being applied or
-// the answer to send at once: a result for invalid input, which changes
-// nothing, or the gRPC error.
-func (n *Node) acceptForwarded(data []byte, timeout time.Duration) (*applying, *raftv1.ProposeResponse, error) {
+// passes, starts applying it, waiting for room in raft's queue until ctx
+// ends. It returns either what is being applied or the answer to send at
+// once: a result for invalid input, which changes nothing, or the gRPC
+// error.
+func (n *Node) acceptForwarded(ctx context.Context, data []byte) (*applying, *raftv1.ProposeResponse, error) {
 	var cmd raftv1.Command
 	if err := proto.Unmarshal(data, &cmd); err != nil {
 		return nil, nil, status.Errorf(codes.InvalidArgument, "node: undecodable command: %v", err)
@@ -113,7 +114,9 @@ func (n *Node) acceptForwarded(data []byte, timeout time.Duration) (*applying, *
 		resp, err := encodeResult(&fsm.Result{Err: err})
 		return nil, resp, err
 	}
-	a, err := n.startApply(&cmd, timeout)
+	// The follower's encoding goes to raft, with the leader's stamps
+	// appended: the command it decodes to is cmd.
+	a, err := n.startApply(ctx, &cmd, data)
 	if errors.Is(err, fsm.ErrFeatureLevel) {
 		// The follower reports it as the leader would have.
 		resp, err := encodeResult(&fsm.Result{Err: err})
@@ -204,6 +207,8 @@ type proposeStream struct {
 	mu      sync.Mutex
 	open    int  // proposals begun whose results are not sent yet
 	closing bool // CloseStreams was called: begin no more
+
+	out []*raftv1.ProposalResult // send's, reused from message to message
 }
 
 // streamed is one proposal on its way through the pipeline.
@@ -213,6 +218,9 @@ type streamed struct {
 	resp  *raftv1.ProposeResponse
 	err   error
 	begun bool // counted in open
+	// result is the answer on the wire (proposalResult), held here to
+	// spare an allocation per proposal.
+	result raftv1.ProposalResult
 }
 
 func (n *Node) serveProposeStream(stream raftv1.InternalService_ProposeStreamServer) error {
@@ -236,7 +244,7 @@ func (s *proposeStream) receive(work chan<- *streamed) {
 		for _, p := range req.GetProposals() {
 			item := &streamed{seq: p.GetSeq(), begun: begun}
 			if begun {
-				item.a, item.resp, item.err = s.n.acceptForwarded(p.GetCommand(), s.n.cfg.RequestTimeout)
+				item.a, item.resp, item.err = s.n.acceptForwarded(s.stream.Context(), p.GetCommand())
 			} else {
 				item.err = peerStatus(ErrShuttingDown)
 			}
@@ -332,10 +340,17 @@ func (s *proposeStream) close() bool {
 }
 
 func (s *proposeStream) sendResults(batch []*streamed) error {
-	out := make([]*raftv1.ProposalResult, len(batch))
-	for i, item := range batch {
-		out[i] = proposalResult(item)
+	all := s.out[:0]
+	for _, item := range batch {
+		all = append(all, proposalResult(item))
 	}
+	err := s.sendAll(all)
+	clear(all) // the items go: keep the array, not them
+	s.out = all[:0]
+	return err
+}
+
+func (s *proposeStream) sendAll(out []*raftv1.ProposalResult) error {
 	for len(out) > 0 {
 		k := fitting(out)
 		if err := s.stream.Send(&raftv1.ProposeStreamResponse{Results: out[:k]}); err != nil {
@@ -350,7 +365,8 @@ func (s *proposeStream) sendResults(batch []*streamed) error {
 // answered. A response too large for a message fails as it would in
 // Propose (the limit here counts the few bytes of seq and framing too).
 func proposalResult(item *streamed) *raftv1.ProposalResult {
-	r := &raftv1.ProposalResult{Seq: item.seq, Response: item.resp}
+	r := &item.result
+	r.Seq, r.Response = item.seq, item.resp
 	err := item.err
 	if err == nil && framedSize(r) > MaxMessageSize {
 		err = status.Errorf(codes.ResourceExhausted, "grpc: trying to send message larger than max (%d vs. %d)", framedSize(r), MaxMessageSize)

@@ -97,6 +97,12 @@ type Node struct {
 	// its waiter would block for good. opsMu orders beginOp against Close.
 	opsMu sync.RWMutex
 	ops   sync.WaitGroup
+	// applySlots holds a token for each command handed to raft and not
+	// yet answered (propose.go).
+	applySlots chan struct{}
+	// ticks bound the waits of writes whose context has no deadline
+	// (call.go).
+	ticks *coarseTicks
 }
 
 // New starts a node. It returns once raft is running; leadership and
@@ -118,6 +124,8 @@ func New(c Config) (*Node, error) {
 	n.waiter.fsm = n.fsm
 	n.peers = newPeerConns(cfg.DialPeer)
 	n.fwd = newForwarder()
+	n.applySlots = make(chan struct{}, applySlots)
+	n.ticks = newCoarseTicks(cfg.RequestTimeout / 8)
 	n.streamsClosed = make(chan struct{})
 	n.metrics = newMetrics(n)
 	n.metrics.reg.MustRegister(n.lines.wakeups)
@@ -153,7 +161,7 @@ func New(c Config) (*Node, error) {
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.TrailingLogs = cfg.TrailingLogs
-	rc.MaxAppendEntries = 512
+	rc.MaxAppendEntries = maxAppendEntries
 	rc.BatchApplyCh = true
 
 	hasState, err := raft.HasExistingState(n.disk.logs, n.disk.store, n.disk.snaps)

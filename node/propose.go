@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock/paddock/fsm"
@@ -57,20 +58,20 @@ func (n *Node) Propose(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, e
 	if err := n.errIfHalted(); err != nil {
 		return nil, err
 	}
-	ctx, cancel := n.withTimeout(ctx)
-	defer cancel()
+	c := n.newCall(ctx)
+	defer c.release()
 	start := time.Now()
 	for {
 		var res *fsm.Result
 		var err error
 		if n.IsLeader() {
-			res, err = n.proposeLocal(ctx, cmd)
+			res, err = n.proposeCall(&c, cmd)
 		} else {
-			res, err = n.forward(ctx, cmd)
+			res, err = n.forward(&c, cmd)
 		}
 		// ErrNotLeader means nothing was appended: leadership moved
 		// between the check and the call. Try again the other way.
-		if errors.Is(err, ErrNotLeader) && sleepCtx(ctx, 10*time.Millisecond) {
+		if errors.Is(err, ErrNotLeader) && sleepCtx(c.context(), 10*time.Millisecond) {
 			continue
 		}
 		// ErrFeatureLevel appended nothing either. On a new cluster (or
@@ -80,7 +81,7 @@ func (n *Node) Propose(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, e
 		// (A forwarded command's refusal comes back in its result.)
 		refused := errors.Is(err, fsm.ErrFeatureLevel) || (err == nil && errors.Is(res.Err, fsm.ErrFeatureLevel))
 		if refused && time.Since(start) < registrationWait && n.registrationPending(cmd) &&
-			sleepCtx(ctx, 20*time.Millisecond) {
+			sleepCtx(c.context(), 20*time.Millisecond) {
 			continue
 		}
 		if err != nil {
@@ -100,24 +101,65 @@ func (n *Node) withTimeout(ctx context.Context) (context.Context, context.Cancel
 // proposeLocal appends cmd on this node, which must be the leader, and
 // waits for its result until ctx ends.
 func (n *Node) proposeLocal(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
-	a, err := n.startApply(cmd, n.applyTimeout(ctx))
+	c := call{n: n, ctx: ctx}
+	return n.proposeCall(&c, cmd)
+}
+
+// proposeCall is proposeLocal for a call.
+func (n *Node) proposeCall(c *call, cmd *raftv1.Command) (*fsm.Result, error) {
+	// A slot is rarely waited for: the caller's context bounds that wait,
+	// or RequestTimeout, which is the call's end or later.
+	a, err := n.startApply(c.ctx, cmd, nil)
 	if err != nil {
 		return nil, err
 	}
-	return a.await(ctx)
+	return a.awaitCall(c)
 }
 
-// applyTimeout is how long raft may take to queue a command for a caller
-// waiting until ctx ends.
-func (n *Node) applyTimeout(ctx context.Context) time.Duration {
-	if dl, ok := ctx.Deadline(); ok {
-		return time.Until(dl)
+// maxAppendEntries is raft's MaxAppendEntries, which with BatchApplyCh is
+// also the room in raft's apply queue.
+const maxAppendEntries = 512
+
+// applySlots bounds the commands this node has handed to raft and not yet
+// seen answered. Those raft has not taken yet are a part of them, so
+// raft's apply queue, with room for maxAppendEntries, always has room for
+// the next: raft.Apply never waits, and startApply calls it with no
+// timeout, which spares the timer raft would start per call. A caller
+// waits for a slot instead, on its own context. The margin is for
+// entries raft queues itself (a restore's no-op).
+const applySlots = maxAppendEntries - 16
+
+// acquireSlot takes one of applySlots, waiting until ctx ends, or for
+// RequestTimeout if ctx has no deadline (the bound raft.Apply was given
+// before): raft is then far behind, and the error is the one an apply
+// that found no room in raft's queue for that long returned.
+func (n *Node) acquireSlot(ctx context.Context) error {
+	select {
+	case n.applySlots <- struct{}{}:
+		return nil
+	default:
 	}
-	return n.cfg.RequestTimeout
+	var expired <-chan time.Time
+	if _, ok := ctx.Deadline(); !ok {
+		t := time.NewTimer(n.cfg.RequestTimeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case n.applySlots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-expired:
+		return context.DeadlineExceeded
+	}
 }
+
+func (n *Node) releaseSlot() { <-n.applySlots }
 
 // applying is a command handed to raft on the leader. Its finish must be
-// called exactly once: it releases the node's hold on the future (beginOp).
+// called exactly once: it releases the node's hold on the future (beginOp)
+// and the command's slot (applySlots).
 type applying struct {
 	n   *Node
 	cmd *raftv1.Command
@@ -125,11 +167,13 @@ type applying struct {
 }
 
 // startApply stamps cmd with the leader's wall time and with the feature
-// level of its operation, here and only here, and hands it to raft;
-// timeout bounds the wait for room in raft's queue. A command above the
-// base feature level that a member does not support yet is refused with
-// fsm.ErrFeatureLevel, nothing appended.
-func (n *Node) startApply(cmd *raftv1.Command, timeout time.Duration) (*applying, error) {
+// level of its operation, here and only here, and hands it to raft,
+// waiting for a slot (applySlots) until ctx ends. raw, if not nil, is cmd
+// as a follower encoded it: the stamps are appended to a copy of it
+// instead of encoding cmd again (a field that occurs twice takes its last
+// value). A command above the base feature level that a member does not
+// support yet is refused with fsm.ErrFeatureLevel, nothing appended.
+func (n *Node) startApply(ctx context.Context, cmd *raftv1.Command, raw []byte) (*applying, error) {
 	// A halted leader appends nothing more, forwarded writes included,
 	// while it hands over and closes: it could not apply them.
 	if err := n.errIfHalted(); err != nil {
@@ -139,15 +183,43 @@ func (n *Node) startApply(cmd *raftv1.Command, timeout time.Duration) (*applying
 		return nil, err
 	}
 	cmd.TimeUnixMs = time.Now().UnixMilli()
-	data, err := proto.Marshal(cmd)
+	data, err := encodeStamped(cmd, raw)
 	if err != nil {
 		return nil, fmt.Errorf("node: encode command: %w", err)
 	}
+	if err := n.acquireSlot(ctx); err != nil {
+		return nil, err
+	}
 	if !n.beginOp() {
+		n.releaseSlot()
 		return nil, ErrShuttingDown
 	}
-	return &applying{n: n, cmd: cmd, f: n.raft.Apply(data, timeout)}, nil
+	return &applying{n: n, cmd: cmd, f: n.raft.Apply(data, 0)}, nil
 }
+
+// encodeStamped encodes cmd; given raw, cmd as it came encoded, it
+// appends the leader's stamps (time and feature level) to a copy of raw.
+func encodeStamped(cmd *raftv1.Command, raw []byte) ([]byte, error) {
+	if raw == nil {
+		return proto.Marshal(cmd)
+	}
+	t, level := uint64(cmd.GetTimeUnixMs()), uint64(cmd.GetFeatureLevel())
+	size := len(raw) + protowire.SizeTag(timeField) + protowire.SizeVarint(t) +
+		protowire.SizeTag(featureLevelField) + protowire.SizeVarint(level)
+	b := make([]byte, 0, size)
+	b = append(b, raw...)
+	b = protowire.AppendTag(b, timeField, protowire.VarintType)
+	b = protowire.AppendVarint(b, t)
+	b = protowire.AppendTag(b, featureLevelField, protowire.VarintType)
+	b = protowire.AppendVarint(b, level)
+	return b, nil
+}
+
+// Field numbers of the leader's stamps in a Command.
+const (
+	timeField         = 1 // time_unix_ms
+	featureLevelField = 3 // feature_level
+)
 
 // checkFeatureLevel stamps cmd with the level of its operation after
 // checking, for a level above the base, that every member of the raft
@@ -206,6 +278,12 @@ func (n *Node) registrationPending(cmd *raftv1.Command) bool {
 // await waits for a's result until ctx ends. The outcome is still
 // collected (and the tracker told) when the caller stops waiting.
 func (a *applying) await(ctx context.Context) (*fsm.Result, error) {
+	c := call{n: a.n, ctx: ctx}
+	return a.awaitCall(&c)
+}
+
+// awaitCall is await until c ends.
+func (a *applying) awaitCall(c *call) (*fsm.Result, error) {
 	type outcome struct {
 		res *fsm.Result
 		err error
@@ -215,12 +293,11 @@ func (a *applying) await(ctx context.Context) (*fsm.Result, error) {
 		res, err := a.finish()
 		done <- outcome{res, err}
 	}()
-	select {
-	case o := <-done:
-		return o.res, o.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	o, err := wait(c, done)
+	if err != nil {
+		return nil, err
 	}
+	return o.res, o.err
 }
 
 // finish waits for raft's answer and returns the state machine's result.
@@ -228,7 +305,9 @@ func (a *applying) await(ctx context.Context) (*fsm.Result, error) {
 // replayed command opened or closed nothing.
 func (a *applying) finish() (*fsm.Result, error) {
 	defer a.n.ops.Done()
-	if err := a.f.Error(); err != nil {
+	err := a.f.Error()
+	a.n.releaseSlot()
+	if err != nil {
 		return nil, applyError(err)
 	}
 	res, ok := a.f.Response().(*fsm.Result)
@@ -263,13 +342,16 @@ func applyError(err error) error {
 
 // forward sends cmd to the leader: on the propose stream of this node's
 // forwarder, or in a unary Propose where the stream cannot carry it.
-func (n *Node) forward(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
+func (n *Node) forward(c *call, cmd *raftv1.Command) (*fsm.Result, error) {
 	n.metrics.forwarded.WithLabelValues(fwdWrite).Inc()
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("node: encode command: %w", err)
 	}
-	addr, err := n.leaderAddr(ctx)
+	addr, known, err := n.knownLeader()
+	if err == nil && !known {
+		addr, err = n.leaderAddr(c.context())
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +359,7 @@ func (n *Node) forward(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, e
 	if err != nil {
 		return nil, err
 	}
-	resp, err := n.fwd.propose(ctx, addr, conn, data)
+	resp, err := n.fwd.proposeCall(c, addr, conn, data)
 	if err != nil {
 		return nil, err
 	}
@@ -341,20 +423,26 @@ func (n *Node) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 // peers, waiting (within ctx) for a leader to be known.
 func (n *Node) leaderAddr(ctx context.Context) (string, error) {
 	for {
-		if n.closing.Load() {
-			return "", ErrShuttingDown
-		}
-		addr, id := n.raft.LeaderWithID()
-		if id != "" && string(id) == n.cfg.ID {
-			return "", ErrNotLeader // we just became leader; caller retries locally
-		}
-		if id != "" && addr != "" {
-			return string(addr), nil
+		addr, known, err := n.knownLeader()
+		if err != nil || known {
+			return addr, err
 		}
 		if !sleepCtx(ctx, 20*time.Millisecond) {
 			return "", ErrNoLeader
 		}
 	}
+}
+
+// knownLeader returns the leader's raft address if this node knows it.
+func (n *Node) knownLeader() (addr string, known bool, err error) {
+	if n.closing.Load() {
+		return "", false, ErrShuttingDown
+	}
+	a, id := n.raft.LeaderWithID()
+	if id != "" && string(id) == n.cfg.ID {
+		return "", false, ErrNotLeader // we just became leader; caller retries locally
+	}
+	return string(a), id != "" && a != "", nil
 }
 
 // peerConns keeps one open gRPC connection per peer raft address. Once
