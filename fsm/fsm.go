@@ -146,13 +146,17 @@ type eventBuf struct{ ev []Event }
 const maxKeptEvents = 4096
 
 // put keeps ev's array for the next batch, emptied so that it does not
-// hold on to paths and data the tree has dropped since.
+// hold on to paths and data the tree has dropped since. The whole array
+// is cleared, not ev alone: a txn that failed appended its events past
+// len(ev) (its own until commit, then dropped), and a later batch with
+// fewer events would never overwrite them, so they would keep a deleted
+// znode's data alive (TestEventBufferKeepsNoDroppedData).
 func (b *eventBuf) put(ev []Event) {
 	if cap(ev) > maxKeptEvents {
 		b.ev = nil
 		return
 	}
-	clear(ev)
+	clear(ev[:cap(ev)])
 	b.ev = ev[:0]
 }
 
