@@ -11,6 +11,8 @@ import (
 	"time"
 	"weak"
 
+	"github.com/hashicorp/raft"
+
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
@@ -154,47 +156,64 @@ func TestConcurrentLookups(t *testing.T) {
 // dropped it. A failed multi appends its events to the buffer's spare
 // capacity (its txn's events, discarded with it); a later, smaller batch
 // does not overwrite them, so unless they are cleared they pin the data
-// they refer to (a set's previous data) for the life of the process.
+// they refer to (a set's previous data) for the life of the process. The
+// multi runs alone, and first in a batch whose later entries succeed (so
+// that what it left starts inside the events the batch kept).
 func TestEventBufferKeepsNoDroppedData(t *testing.T) {
-	h := newHarness(t)
-	// A batch of many events, so that the kept buffer has room.
-	var ops []*paddockv1.Op
-	for i := range 20 {
-		ops = append(ops, opCreate(&paddockv1.CreateRequest{Path: fmt.Sprintf("/s%02d", i)}))
+	for _, then := range []int{0, 1, 3} {
+		t.Run(fmt.Sprintf("then=%d", then), func(t *testing.T) {
+			h := newHarness(t)
+			// A batch of many events, so that the kept buffer has room.
+			var ops []*paddockv1.Op
+			for i := range 20 {
+				ops = append(ops, opCreate(&paddockv1.CreateRequest{Path: fmt.Sprintf("/s%02d", i)}))
+			}
+			h.must(cmdMulti(ops...))
+			h.mustCreate("/big", string(bytes.Repeat([]byte("b"), 512<<10)))
+			var data []byte
+			h.f.state.tree.nodes.Ascend(func(n *znode) bool {
+				if n.path == "/big" {
+					data = n.data
+				}
+				return true
+			})
+			dropped := weak.Make(&data[0])
+			data = nil
+			// A multi whose sets append events and whose last op fails:
+			// its events, /big's previous data among them, went into the
+			// buffer.
+			ops = ops[:0]
+			for i := range 10 {
+				ops = append(ops, opSet(fmt.Sprintf("/s%02d", i), nil, nil))
+			}
+			ops = append(ops, opSet("/big", []byte("small"), nil), opCheck("/missing", -1))
+			logs := []*raft.Log{h.next(cmdMulti(ops...))}
+			for i := range then {
+				logs = append(logs, h.next(cmdCreate(fmt.Sprintf("/t%d", i), nil)))
+			}
+			results := h.f.ApplyBatch(logs)
+			if results[0].(*Result).Err == nil {
+				t.Fatal("the multi succeeded, want it to fail on its last op")
+			}
+			for i, r := range results[1:] {
+				if err := r.(*Result).Err; err != nil {
+					t.Fatalf("create %d: %v", i, err)
+				}
+			}
+			h.must(cmdDelete("/big", nil, false))
+			// The sink's copies are the test's, not the FSM's.
+			h.sink.mu.Lock()
+			h.sink.events = nil
+			h.sink.mu.Unlock()
+			deadline := time.Now().Add(5 * time.Second)
+			for dropped.Value() != nil {
+				if time.Now().After(deadline) {
+					t.Fatal("/big's data, deleted, is still reachable: the FSM's event buffer keeps it")
+				}
+				runtime.GC()
+			}
+			// The FSM must outlive the check: its buffer is what is tested.
+			runtime.KeepAlive(h.f)
+		})
 	}
-	h.must(cmdMulti(ops...))
-	h.mustCreate("/big", string(bytes.Repeat([]byte("b"), 512<<10)))
-	var data []byte
-	h.f.state.tree.nodes.Ascend(func(n *znode) bool {
-		if n.path == "/big" {
-			data = n.data
-		}
-		return true
-	})
-	dropped := weak.Make(&data[0])
-	data = nil
-	// A multi whose sets append events and whose last op fails: its
-	// events, /big's previous data among them, went into the buffer.
-	ops = ops[:0]
-	for i := range 10 {
-		ops = append(ops, opSet(fmt.Sprintf("/s%02d", i), nil, nil))
-	}
-	ops = append(ops, opSet("/big", []byte("small"), nil), opCheck("/missing", -1))
-	if res := h.apply(cmdMulti(ops...)); res.Err == nil {
-		t.Fatal("the multi succeeded, want it to fail on its last op")
-	}
-	h.must(cmdDelete("/big", nil, false))
-	// The sink's copies are the test's, not the FSM's.
-	h.sink.mu.Lock()
-	h.sink.events = nil
-	h.sink.mu.Unlock()
-	deadline := time.Now().Add(5 * time.Second)
-	for dropped.Value() != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("/big's data, deleted, is still reachable: the FSM's event buffer keeps it")
-		}
-		runtime.GC()
-	}
-	// The FSM must outlive the check: its buffer is what is tested.
-	runtime.KeepAlive(h.f)
 }
