@@ -147,12 +147,24 @@ const maxKeptEvents = 4096
 
 // put keeps ev's array for the next batch, emptied so that it does not
 // hold on to paths and data the tree has dropped since.
+//
+// Past len(ev) too: a txn that failed appended its events to the spare
+// capacity (its own until commit, then dropped), and a later batch with
+// fewer events would never overwrite them, so they would keep a deleted
+// znode's data alive (TestEventBufferKeepsNoDroppedData). A failed txn
+// wrote from the batch's length at the time, never past the final one,
+// and each write is contiguous, so what they left starts at len(ev) and
+// ends at the first empty slot (every event has a path): the array
+// beyond is still empty, as put left it or as append allocated it.
 func (b *eventBuf) put(ev []Event) {
 	if cap(ev) > maxKeptEvents {
 		b.ev = nil
 		return
 	}
-	clear(ev)
+	n := len(ev)
+	for all := ev[:cap(ev)]; n < len(all) && (all[n].Path != "" || all[n].PrevData != nil); n++ {
+	}
+	clear(ev[:n])
 	b.ev = ev[:0]
 }
 

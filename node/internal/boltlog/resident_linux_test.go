@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,5 +116,102 @@ func TestReleasesMappedPages(t *testing.T) {
 	}
 	if first, err := s.FirstIndex(); err != nil || first != keep {
 		t.Fatalf("FirstIndex = %d, %v; want %d", first, err, keep)
+	}
+}
+
+// TestReleaseWhileRemapping releases the mapped pages (compactions of
+// over dropAfterDeleting entries, and every releaseEvery entries stored)
+// while another writer grows the file, so that bbolt remaps it, and
+// readers read through the map: the release must only ever advise the
+// live mapping (a stale address could be reused by the Go heap, whose
+// pages DONTNEED would zero), and every entry must read back whole.
+func TestReleaseWhileRemapping(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "raft.db")
+	s, err := Open(path, boltOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const batches, perBatch, size = 60, 256, 1024
+	entry := func(i uint64) *raft.Log {
+		return &raft.Log{Index: i, Term: 1, Type: raft.LogCommand,
+			Data: append(fmt.Appendf(nil, "entry %d ", i), bytes.Repeat([]byte{byte(i)}, size)...), AppendedAt: time.Unix(int64(i), 0)}
+	}
+	var last atomic.Uint64
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	done := make(chan struct{})
+	wg.Go(func() {
+		defer close(done)
+		for b := range batches {
+			batch := make([]*raft.Log, perBatch)
+			for i := range batch {
+				batch[i] = entry(uint64(b*perBatch + i + 1))
+			}
+			if err := s.StoreLogs(batch); err != nil {
+				errs <- err
+				return
+			}
+			last.Store(uint64((b + 1) * perBatch))
+		}
+	})
+	wg.Go(func() { // compacts behind the writer
+		var first uint64 = 1
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if hi := last.Load(); hi > first+dropAfterDeleting+perBatch {
+				upto := hi - perBatch
+				if err := s.DeleteRange(first, upto); err != nil {
+					errs <- err
+					return
+				}
+				first = upto + 1
+			}
+			runtime.Gosched()
+		}
+	})
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				hi := last.Load()
+				if hi == 0 {
+					runtime.Gosched()
+					continue
+				}
+				var l raft.Log
+				if err := s.GetLog(hi, &l); err != nil || !sameLog(l, entry(hi)) {
+					errs <- fmt.Errorf("GetLog(%d) = %d, %v", hi, l.Index, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	lastIdx, err := s.LastIndex()
+	if err != nil || lastIdx != batches*perBatch {
+		t.Fatalf("LastIndex = %d, %v; want %d", lastIdx, err, batches*perBatch)
+	}
+	first, err := s.FirstIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := first; i <= lastIdx; i++ {
+		var l raft.Log
+		if err := s.GetLog(i, &l); err != nil || !sameLog(l, entry(i)) {
+			t.Fatalf("GetLog(%d) = %+v, %v", i, l.Index, err)
+		}
 	}
 }
