@@ -243,7 +243,16 @@ func TestWatchSeesEphemeralDeletes(t *testing.T) {
 // snapshot: its open watches end with SNAPSHOT_RESTORED, and a new watch
 // must start after the snapshot.
 func TestWatchCanceledBySnapshotInstall(t *testing.T) {
-	c := newCluster(t, 3, nodetest.WithSnapshots(64, 16))
+	// The lagging follower must stay in leader contact (node/contact.go)
+	// through the partition, or its watch ends with ErrLostLeader before
+	// the snapshot arrives: the partition lasts for the writes and the
+	// snapshot, so the heartbeat timeout is long enough for a loaded
+	// machine (at the default 250 ms the test failed whenever the writes
+	// took longer).
+	c := newCluster(t, 3, nodetest.WithSnapshots(64, 16), nodetest.WithConfig(func(cfg *node.Config) {
+		cfg.HeartbeatTimeout = 3 * time.Second
+		cfg.ElectionTimeout = 3 * time.Second
+	}))
 	leader := c.WaitLeader(t)
 	lag := c.Followers(leader)[0]
 	c.Converged(t)
