@@ -161,6 +161,8 @@ type Command struct {
 	//	*Command_Contend
 	//	*Command_Withdraw
 	//	*Command_Proclaim
+	//	*Command_WebSessionWrite
+	//	*Command_WebSessionDelete
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -341,6 +343,24 @@ func (x *Command) GetProclaim() *Proclaim {
 	return nil
 }
 
+func (x *Command) GetWebSessionWrite() *WebSessionWrite {
+	if x != nil {
+		if x, ok := x.Op.(*Command_WebSessionWrite); ok {
+			return x.WebSessionWrite
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetWebSessionDelete() *WebSessionDelete {
+	if x != nil {
+		if x, ok := x.Op.(*Command_WebSessionDelete); ok {
+			return x.WebSessionDelete
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -413,6 +433,18 @@ type Command_Proclaim struct {
 	Proclaim *Proclaim `protobuf:"bytes,22,opt,name=proclaim,proto3,oneof"`
 }
 
+type Command_WebSessionWrite struct {
+	// web_session_write writes a PHP web session if it is at the version
+	// the writer read (feature level 3).
+	WebSessionWrite *WebSessionWrite `protobuf:"bytes,23,opt,name=web_session_write,json=webSessionWrite,proto3,oneof"`
+}
+
+type Command_WebSessionDelete struct {
+	// web_session_delete deletes a PHP web session: destroyed by its user,
+	// or expired by the leader's deadline tracker (feature level 3).
+	WebSessionDelete *WebSessionDelete `protobuf:"bytes,24,opt,name=web_session_delete,json=webSessionDelete,proto3,oneof"`
+}
+
 func (*Command_Create) isCommand_Op() {}
 
 func (*Command_Set) isCommand_Op() {}
@@ -438,6 +470,10 @@ func (*Command_Contend) isCommand_Op() {}
 func (*Command_Withdraw) isCommand_Op() {}
 
 func (*Command_Proclaim) isCommand_Op() {}
+
+func (*Command_WebSessionWrite) isCommand_Op() {}
+
+func (*Command_WebSessionDelete) isCommand_Op() {}
 
 // OpenSession opens a session with an already clamped timeout.
 type OpenSession struct {
@@ -1165,11 +1201,167 @@ func (x *ContendResponse) GetHolds() bool {
 	return false
 }
 
+// WebSessionWrite writes a web session's data. It is applied only if the
+// session is at version (0: the session must not exist); the session's
+// version then goes up by one. Nothing else is checked here: the lock
+// lives in the leader's memory, and the leader proposes a write only for
+// the lock's holder.
+type WebSessionWrite struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the session id (PHP's grammar: 1-256 of a-zA-Z0-9,-).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// data is the session's new data.
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// version is the version the writer read; 0 creates the session.
+	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// max_lifetime_ms is the session's idle timeout; 0 keeps the session's,
+	// or gives a new one the default.
+	MaxLifetimeMs int64 `protobuf:"varint,4,opt,name=max_lifetime_ms,json=maxLifetimeMs,proto3" json:"max_lifetime_ms,omitempty"`
+	// keep_data leaves the data as it is (a change of the idle timeout
+	// only); the version still goes up.
+	KeepData      bool `protobuf:"varint,5,opt,name=keep_data,json=keepData,proto3" json:"keep_data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebSessionWrite) Reset() {
+	*x = WebSessionWrite{}
+	mi := &file_paddock_raft_v1_command_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebSessionWrite) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebSessionWrite) ProtoMessage() {}
+
+func (x *WebSessionWrite) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_command_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebSessionWrite.ProtoReflect.Descriptor instead.
+func (*WebSessionWrite) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_command_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WebSessionWrite) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WebSessionWrite) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *WebSessionWrite) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *WebSessionWrite) GetMaxLifetimeMs() int64 {
+	if x != nil {
+		return x.MaxLifetimeMs
+	}
+	return 0
+}
+
+func (x *WebSessionWrite) GetKeepData() bool {
+	if x != nil {
+		return x.KeepData
+	}
+	return false
+}
+
+// WebSessionDelete deletes a web session.
+type WebSessionDelete struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the session id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// version, when not 0, makes the delete conditional: applied only if
+	// the session is still at this version (the leader's expiry, which must
+	// not delete a session written after it decided). 0 deletes whatever
+	// the version (a destroy).
+	Version uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// expired says the leader's deadline tracker deleted it (metrics and
+	// logs); it changes nothing in how the delete applies.
+	Expired       bool `protobuf:"varint,3,opt,name=expired,proto3" json:"expired,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebSessionDelete) Reset() {
+	*x = WebSessionDelete{}
+	mi := &file_paddock_raft_v1_command_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebSessionDelete) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebSessionDelete) ProtoMessage() {}
+
+func (x *WebSessionDelete) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_command_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebSessionDelete.ProtoReflect.Descriptor instead.
+func (*WebSessionDelete) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_command_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WebSessionDelete) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WebSessionDelete) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *WebSessionDelete) GetExpired() bool {
+	if x != nil {
+		return x.Expired
+	}
+	return false
+}
+
 var File_paddock_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_paddock_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1dpaddock/raft/v1/command.proto\x12\x0fpaddock.raft.v1\x1a\x19paddock/v1/election.proto\x1a\x15paddock/v1/tree.proto\"\x88\a\n" +
+	"\x1dpaddock/raft/v1/command.proto\x12\x0fpaddock.raft.v1\x1a\x19paddock/v1/election.proto\x1a\x15paddock/v1/tree.proto\"\xab\b\n" +
 	"\aCommand\x12 \n" +
 	"\ftime_unix_ms\x18\x01 \x01(\x03R\n" +
 	"timeUnixMs\x12\x1d\n" +
@@ -1190,7 +1382,9 @@ const file_paddock_raft_v1_command_proto_rawDesc = "" +
 	"deleteIdle\x124\n" +
 	"\acontend\x18\x14 \x01(\v2\x18.paddock.raft.v1.ContendH\x00R\acontend\x127\n" +
 	"\bwithdraw\x18\x15 \x01(\v2\x19.paddock.raft.v1.WithdrawH\x00R\bwithdraw\x127\n" +
-	"\bproclaim\x18\x16 \x01(\v2\x19.paddock.raft.v1.ProclaimH\x00R\bproclaimB\x04\n" +
+	"\bproclaim\x18\x16 \x01(\v2\x19.paddock.raft.v1.ProclaimH\x00R\bproclaim\x12N\n" +
+	"\x11web_session_write\x18\x17 \x01(\v2 .paddock.raft.v1.WebSessionWriteH\x00R\x0fwebSessionWrite\x12Q\n" +
+	"\x12web_session_delete\x18\x18 \x01(\v2!.paddock.raft.v1.WebSessionDeleteH\x00R\x10webSessionDeleteB\x04\n" +
 	"\x02op\"P\n" +
 	"\vOpenSession\x12\x1d\n" +
 	"\n" +
@@ -1240,7 +1434,17 @@ const file_paddock_raft_v1_command_proto_rawDesc = "" +
 	"\x04busy\x18\x03 \x01(\bR\x04busy\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\rR\x05limit\x12\x1a\n" +
 	"\bposition\x18\x05 \x01(\x05R\bposition\x12\x14\n" +
-	"\x05holds\x18\x06 \x01(\bR\x05holds*^\n" +
+	"\x05holds\x18\x06 \x01(\bR\x05holds\"\x94\x01\n" +
+	"\x0fWebSessionWrite\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\x12&\n" +
+	"\x0fmax_lifetime_ms\x18\x04 \x01(\x03R\rmaxLifetimeMs\x12\x1b\n" +
+	"\tkeep_data\x18\x05 \x01(\bR\bkeepData\"V\n" +
+	"\x10WebSessionDelete\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x18\n" +
+	"\aexpired\x18\x03 \x01(\bR\aexpired*^\n" +
 	"\vCloseReason\x12\x1c\n" +
 	"\x18CLOSE_REASON_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CLOSE_REASON_CLIENT\x10\x01\x12\x18\n" +
@@ -1263,7 +1467,7 @@ func file_paddock_raft_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_paddock_raft_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_paddock_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_paddock_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_paddock_raft_v1_command_proto_goTypes = []any{
 	(CloseReason)(0),           // 0: paddock.raft.v1.CloseReason
 	(ContentionKind)(0),        // 1: paddock.raft.v1.ContentionKind
@@ -1279,17 +1483,19 @@ var file_paddock_raft_v1_command_proto_goTypes = []any{
 	(*Withdraw)(nil),           // 11: paddock.raft.v1.Withdraw
 	(*Proclaim)(nil),           // 12: paddock.raft.v1.Proclaim
 	(*ContendResponse)(nil),    // 13: paddock.raft.v1.ContendResponse
-	(*v1.CreateRequest)(nil),   // 14: paddock.v1.CreateRequest
-	(*v1.SetRequest)(nil),      // 15: paddock.v1.SetRequest
-	(*v1.DeleteRequest)(nil),   // 16: paddock.v1.DeleteRequest
-	(*v1.MultiRequest)(nil),    // 17: paddock.v1.MultiRequest
-	(*v1.Contender)(nil),       // 18: paddock.v1.Contender
+	(*WebSessionWrite)(nil),    // 14: paddock.raft.v1.WebSessionWrite
+	(*WebSessionDelete)(nil),   // 15: paddock.raft.v1.WebSessionDelete
+	(*v1.CreateRequest)(nil),   // 16: paddock.v1.CreateRequest
+	(*v1.SetRequest)(nil),      // 17: paddock.v1.SetRequest
+	(*v1.DeleteRequest)(nil),   // 18: paddock.v1.DeleteRequest
+	(*v1.MultiRequest)(nil),    // 19: paddock.v1.MultiRequest
+	(*v1.Contender)(nil),       // 20: paddock.v1.Contender
 }
 var file_paddock_raft_v1_command_proto_depIdxs = []int32{
-	14, // 0: paddock.raft.v1.Command.create:type_name -> paddock.v1.CreateRequest
-	15, // 1: paddock.raft.v1.Command.set:type_name -> paddock.v1.SetRequest
-	16, // 2: paddock.raft.v1.Command.delete:type_name -> paddock.v1.DeleteRequest
-	17, // 3: paddock.raft.v1.Command.multi:type_name -> paddock.v1.MultiRequest
+	16, // 0: paddock.raft.v1.Command.create:type_name -> paddock.v1.CreateRequest
+	17, // 1: paddock.raft.v1.Command.set:type_name -> paddock.v1.SetRequest
+	18, // 2: paddock.raft.v1.Command.delete:type_name -> paddock.v1.DeleteRequest
+	19, // 3: paddock.raft.v1.Command.multi:type_name -> paddock.v1.MultiRequest
 	3,  // 4: paddock.raft.v1.Command.open_session:type_name -> paddock.raft.v1.OpenSession
 	4,  // 5: paddock.raft.v1.Command.close_session:type_name -> paddock.raft.v1.CloseSession
 	6,  // 6: paddock.raft.v1.Command.checkpoint_sessions:type_name -> paddock.raft.v1.CheckpointSessions
@@ -1299,16 +1505,18 @@ var file_paddock_raft_v1_command_proto_depIdxs = []int32{
 	10, // 10: paddock.raft.v1.Command.contend:type_name -> paddock.raft.v1.Contend
 	11, // 11: paddock.raft.v1.Command.withdraw:type_name -> paddock.raft.v1.Withdraw
 	12, // 12: paddock.raft.v1.Command.proclaim:type_name -> paddock.raft.v1.Proclaim
-	0,  // 13: paddock.raft.v1.CloseSession.reason:type_name -> paddock.raft.v1.CloseReason
-	5,  // 14: paddock.raft.v1.CheckpointSessions.checkpoints:type_name -> paddock.raft.v1.SessionCheckpoint
-	1,  // 15: paddock.raft.v1.Contend.kind:type_name -> paddock.raft.v1.ContentionKind
-	1,  // 16: paddock.raft.v1.Withdraw.kind:type_name -> paddock.raft.v1.ContentionKind
-	18, // 17: paddock.raft.v1.ContendResponse.candidate:type_name -> paddock.v1.Contender
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	14, // 13: paddock.raft.v1.Command.web_session_write:type_name -> paddock.raft.v1.WebSessionWrite
+	15, // 14: paddock.raft.v1.Command.web_session_delete:type_name -> paddock.raft.v1.WebSessionDelete
+	0,  // 15: paddock.raft.v1.CloseSession.reason:type_name -> paddock.raft.v1.CloseReason
+	5,  // 16: paddock.raft.v1.CheckpointSessions.checkpoints:type_name -> paddock.raft.v1.SessionCheckpoint
+	1,  // 17: paddock.raft.v1.Contend.kind:type_name -> paddock.raft.v1.ContentionKind
+	1,  // 18: paddock.raft.v1.Withdraw.kind:type_name -> paddock.raft.v1.ContentionKind
+	20, // 19: paddock.raft.v1.ContendResponse.candidate:type_name -> paddock.v1.Contender
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_paddock_raft_v1_command_proto_init() }
@@ -1330,6 +1538,8 @@ func file_paddock_raft_v1_command_proto_init() {
 		(*Command_Contend)(nil),
 		(*Command_Withdraw)(nil),
 		(*Command_Proclaim)(nil),
+		(*Command_WebSessionWrite)(nil),
+		(*Command_WebSessionDelete)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1337,7 +1547,7 @@ func file_paddock_raft_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_paddock_raft_v1_command_proto_rawDesc), len(file_paddock_raft_v1_command_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

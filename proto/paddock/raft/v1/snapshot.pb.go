@@ -326,6 +326,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Member
 	//	*SnapshotRecord_End
 	//	*SnapshotRecord_Request
+	//	*SnapshotRecord_WebSession
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -413,6 +414,15 @@ func (x *SnapshotRecord) GetRequest() *RequestRecord {
 	return nil
 }
 
+func (x *SnapshotRecord) GetWebSession() *WebSessionRecord {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_WebSession); ok {
+			return x.WebSession
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -444,6 +454,12 @@ type SnapshotRecord_Request struct {
 	Request *RequestRecord `protobuf:"bytes,5,opt,name=request,proto3,oneof"`
 }
 
+type SnapshotRecord_WebSession struct {
+	// web_session is a PHP web session of the web session table, in id
+	// order.
+	WebSession *WebSessionRecord `protobuf:"bytes,6,opt,name=web_session,json=webSession,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Znode) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Session) isSnapshotRecord_Record() {}
@@ -453,6 +469,99 @@ func (*SnapshotRecord_Member) isSnapshotRecord_Record() {}
 func (*SnapshotRecord_End) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Request) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_WebSession) isSnapshotRecord_Record() {}
+
+// WebSessionRecord is one PHP web session.
+type WebSessionRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the session id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// data is the session's data.
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// version counts the session's writes.
+	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// max_lifetime_ms is the session's idle timeout.
+	MaxLifetimeMs int64 `protobuf:"varint,4,opt,name=max_lifetime_ms,json=maxLifetimeMs,proto3" json:"max_lifetime_ms,omitempty"`
+	// ctime_unix_ms is when it was created (the creating command's time).
+	CtimeUnixMs int64 `protobuf:"varint,5,opt,name=ctime_unix_ms,json=ctimeUnixMs,proto3" json:"ctime_unix_ms,omitempty"`
+	// mtime_unix_ms is when it was last written (the command's time).
+	MtimeUnixMs   int64 `protobuf:"varint,6,opt,name=mtime_unix_ms,json=mtimeUnixMs,proto3" json:"mtime_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebSessionRecord) Reset() {
+	*x = WebSessionRecord{}
+	mi := &file_paddock_raft_v1_snapshot_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebSessionRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebSessionRecord) ProtoMessage() {}
+
+func (x *WebSessionRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_snapshot_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebSessionRecord.ProtoReflect.Descriptor instead.
+func (*WebSessionRecord) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_snapshot_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *WebSessionRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WebSessionRecord) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *WebSessionRecord) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *WebSessionRecord) GetMaxLifetimeMs() int64 {
+	if x != nil {
+		return x.MaxLifetimeMs
+	}
+	return 0
+}
+
+func (x *WebSessionRecord) GetCtimeUnixMs() int64 {
+	if x != nil {
+		return x.CtimeUnixMs
+	}
+	return 0
+}
+
+func (x *WebSessionRecord) GetMtimeUnixMs() int64 {
+	if x != nil {
+		return x.MtimeUnixMs
+	}
+	return 0
+}
 
 // RequestRecord is one entry of the state machine's request id table: a
 // command that carried a request id, and the result it produced, which a
@@ -480,7 +589,7 @@ type RequestRecord struct {
 
 func (x *RequestRecord) Reset() {
 	*x = RequestRecord{}
-	mi := &file_paddock_raft_v1_snapshot_proto_msgTypes[4]
+	mi := &file_paddock_raft_v1_snapshot_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +601,7 @@ func (x *RequestRecord) String() string {
 func (*RequestRecord) ProtoMessage() {}
 
 func (x *RequestRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_raft_v1_snapshot_proto_msgTypes[4]
+	mi := &file_paddock_raft_v1_snapshot_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +614,7 @@ func (x *RequestRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRecord.ProtoReflect.Descriptor instead.
 func (*RequestRecord) Descriptor() ([]byte, []int) {
-	return file_paddock_raft_v1_snapshot_proto_rawDescGZIP(), []int{4}
+	return file_paddock_raft_v1_snapshot_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RequestRecord) GetRequestId() []byte {
@@ -561,7 +670,7 @@ type SnapshotEnd struct {
 
 func (x *SnapshotEnd) Reset() {
 	*x = SnapshotEnd{}
-	mi := &file_paddock_raft_v1_snapshot_proto_msgTypes[5]
+	mi := &file_paddock_raft_v1_snapshot_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +682,7 @@ func (x *SnapshotEnd) String() string {
 func (*SnapshotEnd) ProtoMessage() {}
 
 func (x *SnapshotEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_raft_v1_snapshot_proto_msgTypes[5]
+	mi := &file_paddock_raft_v1_snapshot_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +695,7 @@ func (x *SnapshotEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotEnd.ProtoReflect.Descriptor instead.
 func (*SnapshotEnd) Descriptor() ([]byte, []int) {
-	return file_paddock_raft_v1_snapshot_proto_rawDescGZIP(), []int{5}
+	return file_paddock_raft_v1_snapshot_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SnapshotEnd) GetRecords() uint64 {
@@ -625,14 +734,23 @@ const file_paddock_raft_v1_snapshot_proto_rawDesc = "" +
 	"timeout_ms\x18\x02 \x01(\x03R\ttimeoutMs\x12\x14\n" +
 	"\x05ctime\x18\x03 \x01(\x03R\x05ctime\x12!\n" +
 	"\fremaining_ms\x18\x04 \x01(\x03R\vremainingMs\x12\"\n" +
-	"\rlock_delay_ms\x18\x05 \x01(\x03R\vlockDelayMs\"\xaf\x02\n" +
+	"\rlock_delay_ms\x18\x05 \x01(\x03R\vlockDelayMs\"\xf5\x02\n" +
 	"\x0eSnapshotRecord\x12.\n" +
 	"\x05znode\x18\x01 \x01(\v2\x16.paddock.raft.v1.ZnodeH\x00R\x05znode\x12:\n" +
 	"\asession\x18\x02 \x01(\v2\x1e.paddock.raft.v1.SessionRecordH\x00R\asession\x129\n" +
 	"\x06member\x18\x03 \x01(\v2\x1f.paddock.raft.v1.RegisterMemberH\x00R\x06member\x120\n" +
 	"\x03end\x18\x04 \x01(\v2\x1c.paddock.raft.v1.SnapshotEndH\x00R\x03end\x12:\n" +
-	"\arequest\x18\x05 \x01(\v2\x1e.paddock.raft.v1.RequestRecordH\x00R\arequestB\b\n" +
-	"\x06record\"\xb0\x01\n" +
+	"\arequest\x18\x05 \x01(\v2\x1e.paddock.raft.v1.RequestRecordH\x00R\arequest\x12D\n" +
+	"\vweb_session\x18\x06 \x01(\v2!.paddock.raft.v1.WebSessionRecordH\x00R\n" +
+	"webSessionB\b\n" +
+	"\x06record\"\xc0\x01\n" +
+	"\x10WebSessionRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\x12&\n" +
+	"\x0fmax_lifetime_ms\x18\x04 \x01(\x03R\rmaxLifetimeMs\x12\"\n" +
+	"\rctime_unix_ms\x18\x05 \x01(\x03R\vctimeUnixMs\x12\"\n" +
+	"\rmtime_unix_ms\x18\x06 \x01(\x03R\vmtimeUnixMs\"\xb0\x01\n" +
 	"\rRequestRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x14\n" +
@@ -657,27 +775,29 @@ func file_paddock_raft_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_paddock_raft_v1_snapshot_proto_rawDescData
 }
 
-var file_paddock_raft_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_paddock_raft_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_paddock_raft_v1_snapshot_proto_goTypes = []any{
-	(*SnapshotHeader)(nil), // 0: paddock.raft.v1.SnapshotHeader
-	(*Znode)(nil),          // 1: paddock.raft.v1.Znode
-	(*SessionRecord)(nil),  // 2: paddock.raft.v1.SessionRecord
-	(*SnapshotRecord)(nil), // 3: paddock.raft.v1.SnapshotRecord
-	(*RequestRecord)(nil),  // 4: paddock.raft.v1.RequestRecord
-	(*SnapshotEnd)(nil),    // 5: paddock.raft.v1.SnapshotEnd
-	(*RegisterMember)(nil), // 6: paddock.raft.v1.RegisterMember
+	(*SnapshotHeader)(nil),   // 0: paddock.raft.v1.SnapshotHeader
+	(*Znode)(nil),            // 1: paddock.raft.v1.Znode
+	(*SessionRecord)(nil),    // 2: paddock.raft.v1.SessionRecord
+	(*SnapshotRecord)(nil),   // 3: paddock.raft.v1.SnapshotRecord
+	(*WebSessionRecord)(nil), // 4: paddock.raft.v1.WebSessionRecord
+	(*RequestRecord)(nil),    // 5: paddock.raft.v1.RequestRecord
+	(*SnapshotEnd)(nil),      // 6: paddock.raft.v1.SnapshotEnd
+	(*RegisterMember)(nil),   // 7: paddock.raft.v1.RegisterMember
 }
 var file_paddock_raft_v1_snapshot_proto_depIdxs = []int32{
 	1, // 0: paddock.raft.v1.SnapshotRecord.znode:type_name -> paddock.raft.v1.Znode
 	2, // 1: paddock.raft.v1.SnapshotRecord.session:type_name -> paddock.raft.v1.SessionRecord
-	6, // 2: paddock.raft.v1.SnapshotRecord.member:type_name -> paddock.raft.v1.RegisterMember
-	5, // 3: paddock.raft.v1.SnapshotRecord.end:type_name -> paddock.raft.v1.SnapshotEnd
-	4, // 4: paddock.raft.v1.SnapshotRecord.request:type_name -> paddock.raft.v1.RequestRecord
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	7, // 2: paddock.raft.v1.SnapshotRecord.member:type_name -> paddock.raft.v1.RegisterMember
+	6, // 3: paddock.raft.v1.SnapshotRecord.end:type_name -> paddock.raft.v1.SnapshotEnd
+	5, // 4: paddock.raft.v1.SnapshotRecord.request:type_name -> paddock.raft.v1.RequestRecord
+	4, // 5: paddock.raft.v1.SnapshotRecord.web_session:type_name -> paddock.raft.v1.WebSessionRecord
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_paddock_raft_v1_snapshot_proto_init() }
@@ -692,6 +812,7 @@ func file_paddock_raft_v1_snapshot_proto_init() {
 		(*SnapshotRecord_Member)(nil),
 		(*SnapshotRecord_End)(nil),
 		(*SnapshotRecord_Request)(nil),
+		(*SnapshotRecord_WebSession)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -699,7 +820,7 @@ func file_paddock_raft_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_paddock_raft_v1_snapshot_proto_rawDesc), len(file_paddock_raft_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
