@@ -46,6 +46,7 @@ type JoinConfig struct {
 	OneWay bool
 	// Hostname, when not empty, is set as the hostname field of a Conf
 	// that has none (a value the user put there is never rewritten).
+	// Ignored with Common (no host's) and OneWay (Conf is never written).
 	Hostname string
 	// OnChanged runs after a remote change was written to Conf
 	// (--changed-cmd).

@@ -244,9 +244,17 @@ func (f *joinFlags) config(cmd *cobra.Command, args []string, oneWay bool) (farm
 			return cfg, fmt.Errorf("bad --name %q: %w", cfg.Name, err)
 		}
 	}
+	// FARM/common is no host's, and import never writes to CONF (Join
+	// sets no hostname for either): refuse --hostname there rather than
+	// drop it unsaid. import has no such flag.
+	if f.common && cmd.Flags().Changed("hostname") {
+		return cfg, fmt.Errorf("bad --hostname %q: FARM/common is no host's: it gets no hostname (drop --hostname, or put hostname in CONF)", f.hostname)
+	}
+	if oneWay || f.common {
+		return cfg, nil
+	}
 	cfg.Hostname = f.hostname
-	// FARM/common is no host's: it gets a hostname only when asked.
-	if !f.common && !cmd.Flags().Changed("hostname") {
+	if !cmd.Flags().Changed("hostname") {
 		if cfg.Hostname, err = os.Hostname(); err != nil {
 			return cfg, fmt.Errorf("hostname: %w (give --hostname)", err)
 		}
@@ -275,7 +283,7 @@ format comes from CONF: a directory is dir, else its extension.`,
 		Args: farmArgs(2, 2),
 	}
 	if oneWay {
-		cmd.Use = "import FARM CONF [-f json|yaml|php|dir] [-c] [--name NAME] [--hostname H]"
+		cmd.Use = "import FARM CONF [-f json|yaml|php|dir] [-c] [--name NAME]"
 		cmd.Short = "Register this host in FARM with CONF, copying local changes to the farm only, until killed"
 		cmd.Long = `Like join, one way: changes of CONF reach the farm, changes of the farm
 are not written to CONF.`
@@ -284,9 +292,9 @@ are not written to CONF.`
 	fs.StringVarP(&f.format, "format", "f", "", "CONF's format: json, yaml, php or dir (default: inferred from CONF)")
 	fs.BoolVarP(&f.common, "common", "c", false, "keep the persistent FARM/common instead of this host's znode")
 	fs.StringVar(&f.name, "name", "", "the host's znode name (default: the IPv4 address of the default route)")
-	fs.StringVar(&f.hostname, "hostname", "", "hostname field set when CONF has none (default: this host's name; none with --common)")
 	fs.DurationVar(&f.sessionTimeout, "session-timeout", 10*time.Second, "timeout of the session owning the host's znode")
 	if !oneWay {
+		fs.StringVar(&f.hostname, "hostname", "", "hostname field set when CONF has none (default: this host's name; refused with --common)")
 		fs.StringVar(&f.changedCmd, "changed-cmd", "", "run with sh -c after a change of the farm was written to CONF")
 	}
 	cmd.RunE = runE(func(cmd *cobra.Command, args []string) error {

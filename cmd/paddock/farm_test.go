@@ -353,6 +353,10 @@ func TestFarmJoinExportFlags(t *testing.T) {
 		{[]string{"export", "/f", conf, "-o", "json"}, "paddock: farm export has no JSON output"},
 		{[]string{"join", "-q", "-v", "/f", conf, "--name", "h"}, "paddock: -q and -v cannot be used together"},
 		{[]string{"import", "/f", conf, "--changed-cmd", "true"}, "unknown flag: --changed-cmd"},
+		// import writes nothing to CONF and common is no host: neither
+		// takes a hostname, and --hostname is not silently dropped.
+		{[]string{"import", "/f", conf, "--name", "h", "--hostname", "x"}, "unknown flag: --hostname"},
+		{[]string{"join", "/f", conf, "-c", "--hostname", "x"}, `paddock: bad --hostname "x": FARM/common is no host's`},
 		{[]string{"join", "/f"}, "accepts between 2 and 2 arg(s), received 1"},
 	} {
 		full := append([]string{"farm", "--endpoints", "127.0.0.1:1"}, tt.args...)
