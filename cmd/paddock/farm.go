@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -75,8 +74,16 @@ func checkZnodePath(p string) error {
 	return err
 }
 
-// znodeArg is args[0] without a trailing slash (zkfarmer strips it too).
-func znodeArg(args []string) string { return path.Clean(args[0]) }
+// znodeArg is args[0] without trailing slashes (zkfarmer strips them too).
+// Nothing else is cleaned: "/a/../b" must be refused as a bad path, not
+// quietly read as "/b".
+func znodeArg(args []string) string {
+	p := args[0]
+	for len(p) > 1 && strings.HasSuffix(p, "/") {
+		p = p[:len(p)-1]
+	}
+	return p
+}
 
 // textOnly refuses -o json for the commands that print nothing to render.
 func (o *farmOptions) textOnly(cmd *cobra.Command) error {

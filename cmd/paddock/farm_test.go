@@ -777,3 +777,24 @@ func TestFarmChangedInBackground(t *testing.T) {
 		t.Error("inBackground(nil) is not nil")
 	}
 }
+
+// TestZnodeArg: trailing slashes go, as zkfarmer strips them; nothing
+// else is cleaned, so a path with "." or ".." is refused instead of being
+// read as another farm.
+func TestZnodeArg(t *testing.T) {
+	for in, want := range map[string]string{
+		"/services/db":   "/services/db",
+		"/services/db/":  "/services/db",
+		"/services/db//": "/services/db",
+		"/":              "/",
+	} {
+		if got := znodeArg([]string{in}); got != want {
+			t.Errorf("znodeArg(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for _, bad := range []string{"/services/../db", "/services/./db", "/services//db"} {
+		if err := checkZnodePath(znodeArg([]string{bad})); err == nil {
+			t.Errorf("checkZnodePath(znodeArg(%q)) = nil, want an error", bad)
+		}
+	}
+}
