@@ -129,6 +129,9 @@ type injector struct {
 	// their end (undone), on it.
 	now   func() time.Duration
 	spans []check.Span
+	// pauses are the spans of the PauseLeader faults: from before the
+	// SIGSTOP to after the SIGCONT.
+	pauses []check.Span
 }
 
 // inject applies f, holds it, and undoes it: every node running and
@@ -199,7 +202,11 @@ func (in *injector) inject(ctx context.Context, f fault) error {
 	if uerr := undo(); uerr != nil && err == nil {
 		err = fmt.Errorf("robust: undoing %s: %w", f.kind, uerr)
 	}
-	in.spans = append(in.spans, check.Span{What: fmt.Sprintf("%s n%d", f.kind, target+1), Start: start, End: in.now()})
+	span := check.Span{What: fmt.Sprintf("%s n%d", f.kind, target+1), Start: start, End: in.now()}
+	in.spans = append(in.spans, span)
+	if f.kind == PauseLeader {
+		in.pauses = append(in.pauses, span)
+	}
 	return err
 }
 

@@ -266,7 +266,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	stopLeaders()
 	changes := leaders.changes()
 	rep.LeaderChanges = len(changes)
-	rep.Violations = append(rep.Violations, judge(rep, cfg, rec, fl, watchers, streams, fin, hashes, changes)...)
+	rep.Violations = append(rep.Violations, judge(rep, cfg, rec, fl, watchers, streams, fin, hashes, changes, in.pauses)...)
 	if eh != nil {
 		rep.Violations = append(rep.Violations, judgeElection(rep, *eh, eerrs, changes)...)
 	}
@@ -614,7 +614,7 @@ func converge(ctx context.Context, c *Cluster) ([]check.NodeState, error) {
 }
 
 // judge runs every checker on what the run recorded.
-func judge(rep *Report, cfg RunConfig, rec *recorder, fl *farmLoad, ws []*watcher, streams []check.WatchStream, fin *finalState, hashes []check.NodeState, leaders []time.Duration) []check.Violation {
+func judge(rep *Report, cfg RunConfig, rec *recorder, fl *farmLoad, ws []*watcher, streams []check.WatchStream, fin *finalState, hashes []check.NodeState, leaders []time.Duration, pauses []check.Span) []check.Violation {
 	var vs []check.Violation
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
@@ -660,7 +660,7 @@ func judge(rep *Report, cfg RunConfig, rec *recorder, fl *farmLoad, ws []*watche
 		rep.Ephemerals += len(s.Ephemerals)
 	}
 	rep.Sessions = len(sessions)
-	vs = append(vs, check.Sessions(sessions, rec.deleted, fin.present, fin.end, electionTimeout, leaders)...)
+	vs = append(vs, check.Sessions(sessions, rec.deleted, fin.present, fin.end, electionTimeout, leaders, pauses)...)
 	var idle []check.IdleNode
 	for _, n := range rec.idle {
 		idle = append(idle, *n)
@@ -682,7 +682,7 @@ func judge(rep *Report, cfg RunConfig, rec *recorder, fl *farmLoad, ws []*watche
 	for _, op := range rec.seqs {
 		writes = append(writes, check.Call{Path: op.Path, Outcome: op.Outcome, Call: op.Call, Return: op.Return})
 	}
-	vs = append(vs, check.IdleNodes(idle, deletedBy(rec, idle), fin.present, fin.end, electionTimeout, leaders, writes)...)
+	vs = append(vs, check.IdleNodes(idle, deletedBy(rec, idle), fin.present, fin.end, electionTimeout, leaders, pauses, writes)...)
 	fh, ferrs := fl.history()
 	rep.FarmJoins, rep.FarmExports = len(fh.Joiners), len(fh.Files)
 	rep.FarmChanges = len(fh.Writes) - len(fh.Joiners) // less each joiner's first value

@@ -19,12 +19,16 @@
 //     order, every acknowledged create present with its zxid.
 //   - Sessions: no ephemeral deleted before its session's timeout after
 //     the last acknowledged keepalive; abandoned sessions' ephemerals gone
-//     within 2 x timeout + election timeout + 1 s; closed ones' gone.
+//     within 2 x timeout + election timeout + 1 s (or election timeout
+//     + 1 s after the end of a pause of a node overlapping that window);
+//     closed ones' gone.
 //   - IdleNodes: no TTL znode deleted before its TTL after its last
 //     acknowledged change, neither kind deleted while it has a child, no
 //     container deleted that never had one; each gone within its bound
 //     (TTL, or 0 for a container, + election timeout + 1 s) from the
-//     later of its last change and the last leader change.
+//     later of its last change and the last leader change, or election
+//     timeout + 1 s after the end of a pause of a node overlapping that
+//     window.
 //   - Watches: streams ordered, without duplicates, agreeing with each
 //     other, and a complete stream replayed gives the final tree.
 //   - Farm: the exporter's final file equals the farm, each joiner that

@@ -39,7 +39,8 @@ type IdleNode struct {
 // saw it, or the acknowledgement of a write the log holds after it); present
 // holds the paths that existed at end, when the run's final read was
 // taken; electionTimeout is the cluster's; leaderChanges are the times,
-// in order, at which a leader of a new term was first seen.
+// in order, at which a leader of a new term was first seen; pauses are
+// the times nodes were stopped (SIGSTOP to SIGCONT).
 //
 // The rules:
 //
@@ -69,13 +70,19 @@ type IdleNode struct {
 //     bound is at least 1 s after the first acknowledged write of the
 //     workload (writes) sent once the znode was due, which the leader's
 //     deletion, proposed when it was due, precedes in the log.
+//     A stopped leader acts on nothing, and one that resumes without
+//     having lost its leadership (the followers' pre-votes rejected
+//     while it was stopped: no leader change) fires its due timers only
+//     then: a pause overlapping [start, bound] pushes the bound to at
+//     least the pause's end + electionTimeout + 1 s (pastPauses).
 //
 // The early rules are conservative as Sessions' are: a deletion is
 // flagged only when even the time a watcher saw it is before the bound.
 // A znode neither seen deleted nor present at the end escapes the timing
 // rules (Watches catches the lost event).
-func IdleNodes(nodes []IdleNode, deleted map[string]time.Duration, present map[string]bool, end, electionTimeout time.Duration, leaderChanges []time.Duration, writes []Call) []Violation {
+func IdleNodes(nodes []IdleNode, deleted map[string]time.Duration, present map[string]bool, end, electionTimeout time.Duration, leaderChanges []time.Duration, pauses []Span, writes []Call) []Violation {
 	r := report{check: "idle"}
+	pauses = sortedPauses(pauses)
 	writes = slices.Clone(writes)
 	slices.SortFunc(writes, func(a, b Call) int { return cmp.Compare(a.Call, b.Call) })
 	for _, n := range nodes {
@@ -147,7 +154,7 @@ func IdleNodes(nodes []IdleNode, deleted map[string]time.Duration, present map[s
 			if c, ok := firstCommit(writes, due); ok {
 				bound = max(bound, c+idleGrace)
 			}
-			return bound
+			return pastPauses(start, bound, pauses, electionTimeout+idleGrace)
 		}
 		if d := deadline(seen); gone && seen > d {
 			r.addf("%s %s was deleted (seen at %v) after %v, its last change acknowledged at %v", what, n.Path, seen, d, last)
@@ -157,6 +164,30 @@ func IdleNodes(nodes []IdleNode, deleted map[string]time.Duration, present map[s
 		}
 	}
 	return r.violations()
+}
+
+// sortedPauses is a copy of pauses sorted by start, as pastPauses wants.
+func sortedPauses(pauses []Span) []Span {
+	pauses = slices.Clone(pauses)
+	slices.SortFunc(pauses, func(a, b Span) int { return cmp.Compare(a.Start, b.Start) })
+	return pauses
+}
+
+// pastPauses is bound, the time by which the leader must have acted on
+// something due from start on, pushed to after + the end of every pause
+// in pauses (sorted by Start) that overlaps [start, bound]. A stopped
+// node acts on nothing: a paused leader that stays leader fires what fell
+// due only once resumed, and does so at once (its timers are past due)
+// or loses its leadership within an election timeout, when a new leader
+// counts from its own start (the leader-change rules). A bound pushed
+// past one pause may reach the next: sorted by Start, one pass sees it.
+func pastPauses(start, bound time.Duration, pauses []Span, after time.Duration) time.Duration {
+	for _, p := range pauses {
+		if p.Start <= bound && p.End >= start {
+			bound = max(bound, p.End+after)
+		}
+	}
+	return bound
 }
 
 // firstCommit is the earliest return of an acknowledged write (any

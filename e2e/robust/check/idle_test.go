@@ -79,7 +79,66 @@ func TestIdleNodes(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			vs := IdleNodes(tc.nodes, tc.deleted, tc.present, tc.end, election, tc.leaders, tc.writes)
+			vs := IdleNodes(tc.nodes, tc.deleted, tc.present, tc.end, election, tc.leaders, nil, tc.writes)
+			if len(tc.want) == 0 && len(vs) > 0 {
+				t.Errorf("IdleNodes() = %v, want none", vs)
+			}
+			if len(tc.want) > 0 && len(vs) != len(tc.want) {
+				t.Errorf("IdleNodes() = %v, want %d violations", vs, len(tc.want))
+			}
+			for _, want := range tc.want {
+				if !hasViolation(vs, "idle", want) {
+					t.Errorf("IdleNodes() = %v, want a violation with %q", vs, want)
+				}
+			}
+		})
+	}
+}
+
+// TestIdleNodesPauses: a leader stopped around a TTL znode's due time,
+// and resumed still leading, deletes it only once resumed.
+func TestIdleNodesPauses(t *testing.T) {
+	const election = time.Second
+	// A 1.5 s TTL znode created at 3.8 s (acknowledged 3.9 s): due at 5.4
+	// s, gone by 3.9+1.5+1+1 = 7.4 s without a pause.
+	n := IdleNode{Path: "/ttl/t3", TTL: secs(1.5), Created: Call{Path: "/ttl/t3", Outcome: OK, Call: secs(3.8), Return: secs(3.9)}}
+	// The leader stopped from 4.6 s to 6.9 s, over the due time: gone by
+	// 6.9+1+1 = 8.9 s.
+	pause := Span{What: "pause-leader n1", Start: secs(4.6), End: secs(6.9)}
+	tests := []struct {
+		name    string
+		deleted map[string]time.Duration
+		present map[string]bool
+		end     time.Duration
+		leaders []time.Duration
+		pauses  []Span
+		want    []string // each must be in some violation; none: must pass
+	}{
+		{"deleted after a pause over the due time", map[string]time.Duration{"/ttl/t3": secs(7.5)}, nil, secs(20), nil, []Span{pause}, nil},
+		{"deleted after a pause within the bound", map[string]time.Duration{"/ttl/t3": secs(8.5)}, nil, secs(20), nil,
+			[]Span{{Start: secs(6), End: secs(6.5)}}, nil},
+		{"deleted after a pause that began before the change", map[string]time.Duration{"/ttl/t3": secs(8.5)}, nil, secs(20), nil,
+			[]Span{{Start: secs(3), End: secs(6.6)}}, nil},
+		{"a pause reached by another's bound", map[string]time.Duration{"/ttl/t3": secs(11.5)}, nil, secs(20), nil,
+			[]Span{{Start: secs(8.5), End: secs(9.6)}, pause}, nil},
+		{"present at the end, within the pause's bound", nil, map[string]bool{"/ttl/t3": true}, secs(8.8), nil, []Span{pause}, nil},
+
+		{"deleted as late with no pause", map[string]time.Duration{"/ttl/t3": secs(7.5)}, nil, secs(20), nil, nil,
+			[]string{"TTL znode /ttl/t3 was deleted (seen at 7.5s) after 7.4s, its last change acknowledged at 3.9s"}},
+		{"deleted too late even for the pause", map[string]time.Duration{"/ttl/t3": secs(9.2)}, nil, secs(20), nil, []Span{pause},
+			[]string{"TTL znode /ttl/t3 was deleted (seen at 9.2s) after 8.9s"}},
+		{"a pause before the change excuses nothing", map[string]time.Duration{"/ttl/t3": secs(7.5)}, nil, secs(20), nil,
+			[]Span{{Start: secs(1), End: secs(3.8)}}, []string{"was deleted (seen at 7.5s) after 7.4s"}},
+		{"a pause after the bound excuses nothing", map[string]time.Duration{"/ttl/t3": secs(7.6)}, nil, secs(20), nil,
+			[]Span{{Start: secs(7.45), End: secs(9)}}, []string{"was deleted (seen at 7.6s) after 7.4s"}},
+		{"a new leader after the pause counts from its start", map[string]time.Duration{"/ttl/t3": secs(10.6)}, nil, secs(20),
+			[]time.Duration{secs(1), secs(7)}, []Span{pause}, []string{"was deleted (seen at 10.6s) after 10.5s"}},
+		{"present at the end past the pause's bound", nil, map[string]bool{"/ttl/t3": true}, secs(9), nil, []Span{pause},
+			[]string{"TTL znode /ttl/t3 still exists at the end (9s), past 8.9s"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			vs := IdleNodes([]IdleNode{n}, tc.deleted, tc.present, tc.end, election, tc.leaders, tc.pauses, nil)
 			if len(tc.want) == 0 && len(vs) > 0 {
 				t.Errorf("IdleNodes() = %v, want none", vs)
 			}

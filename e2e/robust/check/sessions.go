@@ -14,7 +14,8 @@ const expiryGrace = time.Second
 // a path to the earliest time any watcher saw it deleted; present holds
 // the paths that existed at end, when the run's final read was taken;
 // electionTimeout is the cluster's; leaderChanges are the times, in
-// order, at which a leader of a new term was first seen.
+// order, at which a leader of a new term was first seen; pauses are the
+// times nodes were stopped (SIGSTOP to SIGCONT).
 //
 // The rules:
 //
@@ -38,6 +39,10 @@ const expiryGrace = time.Second
 //     moves twice in a row (a leader isolated, re-elected when it comes
 //     back, then replaced) may thus hold an abandoned session past the
 //     bound counted from AbandonedAt alone; run 1009 of the long run did.
+//     A leader stopped (SIGSTOP) and resumed without losing its
+//     leadership expires nothing while stopped: a pause overlapping
+//     [start, bound] pushes the bound to at least the pause's end +
+//     electionTimeout + 1 s, as IdleNodes does (pastPauses).
 //   - Closed sessions' ephemerals are gone at the end.
 //   - KeptAlive sessions' ephemerals may disappear only as the first rule
 //     allows (a fault can legitimately keep keepalives from arriving).
@@ -58,8 +63,9 @@ const expiryGrace = time.Second
 // from the close call's send time, with ClosedAt that same time. An ephemeral that is neither seen
 // deleted nor present at the end (its deletion event was never received)
 // escapes the timing rules; Watches is what catches the lost event.
-func Sessions(sessions []Session, deleted map[string]time.Duration, present map[string]bool, end, electionTimeout time.Duration, leaderChanges []time.Duration) []Violation {
+func Sessions(sessions []Session, deleted map[string]time.Duration, present map[string]bool, end, electionTimeout time.Duration, leaderChanges []time.Duration, pauses []Span) []Violation {
 	r := report{check: "sessions"}
+	pauses = sortedPauses(pauses)
 	// deadline is when an abandoned session's ephemerals must be gone,
 	// judged at time at.
 	deadline := func(s Session, at time.Duration) time.Duration {
@@ -67,7 +73,7 @@ func Sessions(sessions []Session, deleted map[string]time.Duration, present map[
 		if i, _ := slices.BinarySearch(leaderChanges, at); i > 0 {
 			start = max(start, leaderChanges[i-1])
 		}
-		return start + 2*s.Timeout + electionTimeout + expiryGrace
+		return pastPauses(start, start+2*s.Timeout+electionTimeout+expiryGrace, pauses, electionTimeout+expiryGrace)
 	}
 	for _, s := range sessions {
 		keepAlives := slices.Clone(s.KeepAlives)

@@ -71,7 +71,55 @@ func TestSessions(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			vs := Sessions(tc.sessions, tc.deleted, tc.present, tc.end, election, tc.leaders)
+			vs := Sessions(tc.sessions, tc.deleted, tc.present, tc.end, election, tc.leaders, nil)
+			if len(tc.want) == 0 && len(vs) > 0 {
+				t.Errorf("Sessions() = %v, want none", vs)
+			}
+			if len(tc.want) > 0 && len(vs) != len(tc.want) {
+				t.Errorf("Sessions() = %v, want %d violations", vs, len(tc.want))
+			}
+			for _, want := range tc.want {
+				if !hasViolation(vs, "sessions", want) {
+					t.Errorf("Sessions() = %v, want a violation with %q", vs, want)
+				}
+			}
+		})
+	}
+}
+
+// TestSessionsPauses: a leader stopped while an abandoned session runs
+// out, and resumed still leading, expires it only once resumed.
+func TestSessionsPauses(t *testing.T) {
+	const election = time.Second
+	// Abandoned at 10 s with a 2 s timeout: gone by 10+4+1+1 = 16 s
+	// without a pause.
+	s := Session{ID: "s2", Timeout: secs(2), Opened: secs(0), KeepAlives: []time.Duration{secs(8), secs(9.5)},
+		Ephemerals: []Ephemeral{{Path: "/e/s2", Call: secs(0.5)}}, Fate: Abandoned, AbandonedAt: secs(10)}
+	// The leader stopped from 13 s to 15.5 s: gone by 15.5+1+1 = 17.5 s.
+	pause := Span{What: "pause-leader n2", Start: secs(13), End: secs(15.5)}
+	tests := []struct {
+		name    string
+		deleted map[string]time.Duration
+		present map[string]bool
+		end     time.Duration
+		pauses  []Span
+		want    []string // each must be in some violation; none: must pass
+	}{
+		{"expired after a pause", map[string]time.Duration{"/e/s2": secs(17)}, nil, secs(20), []Span{pause}, nil},
+		{"present at the end, within the pause's bound", nil, map[string]bool{"/e/s2": true}, secs(17.4), []Span{pause}, nil},
+
+		{"expired as late with no pause", map[string]time.Duration{"/e/s2": secs(17)}, nil, secs(20), nil,
+			[]string{"was deleted (seen at 17s) after 16s"}},
+		{"expired too late even for the pause", map[string]time.Duration{"/e/s2": secs(17.8)}, nil, secs(20), []Span{pause},
+			[]string{"was deleted (seen at 17.8s) after 17.5s"}},
+		{"a pause before the abandonment excuses nothing", map[string]time.Duration{"/e/s2": secs(17)}, nil, secs(20),
+			[]Span{{Start: secs(5), End: secs(9)}}, []string{"was deleted (seen at 17s) after 16s"}},
+		{"present at the end past the pause's bound", nil, map[string]bool{"/e/s2": true}, secs(17.6), []Span{pause},
+			[]string{"still exists at the end (17.6s), past 17.5s"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			vs := Sessions([]Session{s}, tc.deleted, tc.present, tc.end, election, nil, tc.pauses)
 			if len(tc.want) == 0 && len(vs) > 0 {
 				t.Errorf("Sessions() = %v, want none", vs)
 			}
