@@ -19,9 +19,9 @@
 //     order, every acknowledged create present with its zxid.
 //   - Sessions: no ephemeral deleted before its session's timeout after
 //     the last acknowledged keepalive; abandoned sessions' ephemerals gone
-//     within 2 x timeout + election timeout + 1 s (or election timeout
-//     + 1 s after the end of a pause of a node overlapping that window);
-//     closed ones' gone.
+//     within 2 x timeout + election timeout + 1 s (or, when a node was
+//     paused during that window, election timeout + 1 s after the pause
+//     ended); closed ones' gone.
 //   - IdleNodes: no TTL znode deleted before its TTL after its last
 //     acknowledged change, neither kind deleted while it has a child, no
 //     container deleted that never had one; each gone within its bound
