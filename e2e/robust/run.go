@@ -689,7 +689,7 @@ func judge(rep *Report, cfg RunConfig, rec *recorder, fl *farmLoad, ws []*watche
 	// The exporter polls for 2 s (farm's exportPollTimeout) and the Go
 	// client gives a poll a second more before trying another node.
 	fh.ExporterLag = 3 * time.Second
-	fvs := check.Farm(fh, electionTimeout, leaders, writes)
+	fvs := check.Farm(fh, electionTimeout, leaders, pauses, writes)
 	for _, e := range ferrs {
 		fvs = append(fvs, check.Violation{Check: "farm", Detail: e})
 	}

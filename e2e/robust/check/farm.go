@@ -115,8 +115,9 @@ func learned(seen []FarmSeen, host string, from time.Duration) string {
 // Farm checks a farm workload's history: joiners, an exporter and remote
 // field changes under faults. electionTimeout is the cluster's;
 // leaderChanges are the times, in order, at which a leader of a new term
-// was first seen; writes are the run's other writes, for commit stalls
-// (see IdleNodes).
+// was first seen; pauses are when a leader was stopped (SIGSTOP to
+// SIGCONT); writes are the run's other writes, for commit stalls (see
+// IdleNodes).
 //
 // The rules:
 //
@@ -136,7 +137,11 @@ func learned(seen []FarmSeen, host string, from time.Duration) string {
 //     be exported 1 s after that. An expiry is a write, so it is late
 //     when the cluster commits nothing: a killed joiner's bound is also
 //     at least 1 s after the first acknowledged write (writes) sent once
-//     its session was due to expire. And the exporter must have learned
+//     its session was due to expire. A pause that overlaps the time
+//     from start to the bound pushes the bound to the pause's end +
+//     election timeout + 1 s: a stopped leader that resumes still leading
+//     expires sessions and tells the followers what committed only after
+//     it resumes (see IdleNodes). And the exporter must have learned
 //     that the host was gone 1 s before t (Seen): it follows the farm
 //     through one node, which by design may be a replica cut off from the
 //     leader (an isolated follower, one behind a one-way cut, one waiting
@@ -161,7 +166,7 @@ func learned(seen []FarmSeen, host string, from time.Duration) string {
 // whatever its outcome; stop the joiners' and the remote writers'
 // changes, and let every killed joiner's bound pass, before it reads the
 // final file and farm.
-func Farm(h FarmHistory, electionTimeout time.Duration, leaderChanges []time.Duration, writes []Call) []Violation {
+func Farm(h FarmHistory, electionTimeout time.Duration, leaderChanges []time.Duration, pauses []Span, writes []Call) []Violation {
 	r := report{check: "farm"}
 	writes = slices.Clone(writes)
 	slices.SortFunc(writes, func(a, b Call) int { return cmp.Compare(a.Call, b.Call) })
@@ -179,8 +184,16 @@ func Farm(h FarmHistory, electionTimeout time.Duration, leaderChanges []time.Dur
 			start = leaderChanges[i-1]
 			from = fmt.Sprintf("the leader change at %v after its leave at %v", start, j.LeftAt)
 		}
+		// A paused leader that resumes still leading acts (expires the
+		// session, tells the followers what committed) only after SIGCONT.
+		paused := func(b time.Duration) (time.Duration, string) {
+			if pb := pastPauses(start, b, pauses, electionTimeout+h.ExporterLag+farmGrace); pb > b {
+				return pb, from + ", and a pause of the leader"
+			}
+			return b, from
+		}
 		if j.Leave == LeftClean {
-			return start + h.ExporterLag + farmGrace, from
+			return paused(start + h.ExporterLag + farmGrace)
 		}
 		due := start + 2*j.Timeout
 		b := due + electionTimeout + h.ExporterLag + farmGrace
@@ -188,7 +201,7 @@ func Farm(h FarmHistory, electionTimeout time.Duration, leaderChanges []time.Dur
 			b = c + h.ExporterLag + farmGrace
 			from += fmt.Sprintf(", and the first write acknowledged after its expiry was due (%v) at %v", due, c)
 		}
-		return b, from
+		return paused(b)
 	}
 	history := func(at time.Duration) string {
 		i, _ := slices.BinarySearch(leaderChanges, at)

@@ -60,6 +60,7 @@ func TestFarm(t *testing.T) {
 		name    string
 		edit    func(h *FarmHistory)
 		leaders []time.Duration
+		pauses  []Span
 		lag     time.Duration // ExporterLag
 		writes  []Call
 		want    []string // each must be in some violation; none: must pass
@@ -161,6 +162,18 @@ func TestFarm(t *testing.T) {
 			"host c (killed at 6s, session timeout 2s) was in the exported file past its bound 12s, counted from its leave at 6s: the file written at 4.8s",
 			"host c (killed at 6s, session timeout 2s) was in the exported file past its bound 12s, counted from its leave at 6s: the file written at 13s",
 		}},
+		{name: "a pause of the leader delays a killed host's bound", pauses: []Span{{Start: secs(9), End: secs(11.5)}}, edit: func(h *FarmHistory) {
+			h.Files[6] = file(13.4, 13.5, final())
+			h.Seen[4].At = secs(13.3)
+		}},
+		{name: "the same without the pause", edit: func(h *FarmHistory) {
+			h.Files[6] = file(13.4, 13.5, final())
+			h.Seen[4].At = secs(13.3)
+		}, want: []string{"host c (killed at 6s, session timeout 2s) was in the exported file past its bound 12s, counted from its leave at 6s: the file written at 7.5s"}},
+		{name: "a killed host kept past even the pause's bound", pauses: []Span{{Start: secs(9), End: secs(11.5)}}, edit: func(h *FarmHistory) {
+			h.Files[6] = file(14, 14.1, final())
+			h.Seen[4].At = secs(13.9)
+		}, want: []string{"host c (killed at 6s, session timeout 2s) was in the exported file past its bound 13.5s, counted from its leave at 6s, and a pause of the leader: the file written at 7.5s"}},
 		{name: "a phantom value", edit: func(h *FarmHistory) {
 			h.Files[3].Hosts["a"] = conf("n", "a9")
 		}, want: []string{`host a's field n is "a9" in the file written at 3.5s (3.6s) but no write had given it that value by then`}},
@@ -191,7 +204,7 @@ func TestFarm(t *testing.T) {
 			h := good()
 			h.ExporterLag = tc.lag
 			tc.edit(&h)
-			vs := Farm(h, election, tc.leaders, tc.writes)
+			vs := Farm(h, election, tc.leaders, tc.pauses, tc.writes)
 			if len(tc.want) == 0 && len(vs) > 0 {
 				t.Errorf("Farm() = %v, want none", vs)
 			}
