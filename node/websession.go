@@ -10,9 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/paddock/paddock/fsm"
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
@@ -399,9 +396,6 @@ func (s *internalServer) WebSession(ctx context.Context, call *raftv1.WebSession
 			msg = e.Error()
 		}
 		return &raftv1.WebSessionResponse{ErrorCode: code, ErrorMessage: msg}, nil
-	}
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		return nil, status.Error(codes.DeadlineExceeded, err.Error())
 	}
 	return nil, peerStatus(err)
 }
