@@ -445,3 +445,68 @@ func TestWebSessionAppliedCommands(t *testing.T) {
 		t.Fatalf("read+write: %v web session commands applied, want 1", got)
 	}
 }
+
+// A session is not expired under its lock, and a new leader gives every
+// session its full lifetime from its takeover.
+func TestWebSessionIdleExpiryLockAndLeaderChange(t *testing.T) {
+	c, l := wsCluster(t, -1)
+	f := c.Followers(l)[0]
+	n := c.Node(f)
+	const lifetime = 2 * time.Second
+	write := func(id string) {
+		r := wsRead(t, n, id, true)
+		if _, err := n.WriteWebSession(wsCtx(t), &paddockv1.WriteWebSessionRequest{
+			Id: id, Data: []byte("x"), Token: r.GetToken(), MaxLifetimeMs: lifetime.Milliseconds(),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		nodetest.Eventually(t, waitTimeout, func() error { // applied on n too
+			if _, ok := n.FSM().WebSession(id); !ok {
+				return errors.New("not applied on the follower yet")
+			}
+			return nil
+		})
+	}
+	write("locked")
+	held := wsRead(t, n, "locked", true)
+	// Past the lifetime, with the lock held all along: still there.
+	for end := time.Now().Add(lifetime + 500*time.Millisecond); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if _, ok := n.FSM().WebSession("locked"); !ok {
+			t.Fatal("a locked session expired")
+		}
+	}
+	if w := wsWrite(t, n, "locked", "y", 1, held.GetToken()); w.GetVersion() != 2 {
+		t.Fatalf("write after the lifetime under the lock: v%d", w.GetVersion())
+	}
+
+	// "moved" is last accessed before a leader change: the new leader
+	// gives it a full lifetime from its takeover, which comes after
+	// transferStart. A follower's state lags the leader's, so seeing it
+	// gone there means it was deleted no later.
+	write("moved")
+	written := time.Now()
+	var transferStart time.Time
+	for {
+		before := time.Now()
+		if _, ok := n.FSM().WebSession("moved"); !ok {
+			if transferStart.IsZero() || before.Sub(transferStart) < lifetime {
+				t.Fatalf("expired %v after its write, %v after the leader change began; lifetime %v",
+					before.Sub(written), before.Sub(transferStart), lifetime)
+			}
+			break
+		}
+		if transferStart.IsZero() && time.Since(written) > lifetime/2 {
+			transferStart = time.Now()
+			l = c.WaitLeader(t)
+			to := c.Followers(l)[0]
+			if to == f {
+				to = c.Followers(l)[1]
+			}
+			c.Transfer(t, to)
+		}
+		if time.Since(written) > 3*lifetime+10*time.Second {
+			t.Fatal("the session never expired after the leader change")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
