@@ -3,8 +3,11 @@ package node_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -508,5 +511,75 @@ func TestWebSessionIdleExpiryLockAndLeaderChange(t *testing.T) {
 			t.Fatal("the session never expired after the leader change")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Concurrent page views on one session through every node, with a
+// leadership transfer in the middle: each reads with the lock, adds one,
+// and writes (a write that fails for the cluster, not for the lock or
+// the version, is retried with its request id, as a client does). The
+// final count is exact and no page view fails.
+func TestWebSessionConcurrentIncrements(t *testing.T) {
+	c, l := wsCluster(t, 2*time.Second)
+	const workers, each = 6, 8
+	retryable := func(err error) bool {
+		return errors.Is(err, node.ErrNoLeader) || errors.Is(err, node.ErrNotLeader) ||
+			errors.Is(err, node.ErrUnknownOutcome) || errors.Is(err, context.DeadlineExceeded)
+	}
+	errs := make(chan error, workers)
+	var seq atomic.Uint64
+	for w := range workers {
+		go func() {
+			n := c.Node(w % 3)
+			for range each {
+				var r *paddockv1.ReadWebSessionResponse
+				var err error
+				for {
+					r, err = n.ReadWebSession(wsCtx(t), &paddockv1.ReadWebSessionRequest{Id: "count", Lock: true, WaitMs: 60_000})
+					if err == nil || !retryable(err) {
+						break
+					}
+				}
+				if err != nil {
+					errs <- fmt.Errorf("read: %w", err)
+					return
+				}
+				k, _ := strconv.Atoi(string(r.GetData()))
+				rid := fmt.Appendf(nil, "inc-%032d", seq.Add(1))
+				req := &paddockv1.WriteWebSessionRequest{Id: "count", Data: []byte(strconv.Itoa(k + 1)), Version: r.GetVersion(), Token: r.GetToken()}
+				for {
+					_, err = n.WriteWebSession(node.WithRequestID(wsCtx(t), rid), req)
+					if err == nil || !retryable(err) {
+						break
+					}
+				}
+				if err != nil {
+					errs <- fmt.Errorf("write v%d: %w", r.GetVersion(), err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	// Move leadership while the page views run: once a third are done.
+	nodetest.Eventually(t, 60*time.Second, func() error {
+		if seq.Load() < workers*each/3 {
+			return errors.New("not a third done yet")
+		}
+		return nil
+	})
+	c.Transfer(t, c.Followers(l)[0])
+	if seq.Load() == workers*each {
+		t.Log("every page view was done before the transfer")
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	l = c.WaitLeader(t)
+	s, ok := c.Node(l).FSM().WebSession("count")
+	if !ok || string(s.Data) != strconv.Itoa(workers*each) || s.Version != workers*each {
+		t.Fatalf("count %q at version %d, want %d", s.Data, s.Version, workers*each)
 	}
 }
