@@ -515,11 +515,16 @@ func TestWebSessionIdleExpiryLockAndLeaderChange(t *testing.T) {
 }
 
 // Concurrent page views on one session through every node, with a
-// leadership transfer in the middle: each reads with the lock, adds one,
+// leadership transfer, or the leader stopped, in the middle: each reads with the lock, adds one,
 // and writes (a write that fails for the cluster, not for the lock or
 // the version, is retried with its request id, as a client does). The
 // final count is exact and no page view fails.
 func TestWebSessionConcurrentIncrements(t *testing.T) {
+	t.Run("transfer", func(t *testing.T) { testWebSessionIncrements(t, false) })
+	t.Run("leader stopped", func(t *testing.T) { testWebSessionIncrements(t, true) })
+}
+
+func testWebSessionIncrements(t *testing.T, stop bool) {
 	c, l := wsCluster(t, 2*time.Second)
 	const workers, each = 6, 8
 	retryable := func(err error) bool {
@@ -530,7 +535,11 @@ func TestWebSessionConcurrentIncrements(t *testing.T) {
 	var seq atomic.Uint64
 	for w := range workers {
 		go func() {
-			n := c.Node(w % 3)
+			i := w % 3
+			if stop && i == l {
+				i = c.Followers(l)[0] // the stopped node's clients fail over
+			}
+			n := c.Node(i)
 			for range each {
 				var r *paddockv1.ReadWebSessionResponse
 				var err error
@@ -568,7 +577,11 @@ func TestWebSessionConcurrentIncrements(t *testing.T) {
 		}
 		return nil
 	})
-	c.Transfer(t, c.Followers(l)[0])
+	if stop {
+		c.Stop(l)
+	} else {
+		c.Transfer(t, c.Followers(l)[0])
+	}
 	if seq.Load() == workers*each {
 		t.Log("every page view was done before the transfer")
 	}
