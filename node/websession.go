@@ -486,7 +486,9 @@ func (n *Node) wsWrite(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebS
 	res, err := n.proposeLeader(ctx, &raftv1.Command{Op: &raftv1.Command_WebSessionWrite{WebSessionWrite: &raftv1.WebSessionWrite{
 		Id: id, Data: req.GetData(), Version: req.GetVersion(), MaxLifetimeMs: req.GetMaxLifetimeMs(),
 	}}})
-	l.endWrite(h, !req.GetKeepLock() && settled(err))
+	// keep_lock keeps a token's lock; a write without one (token 0)
+	// holds the lock only while it is in flight (nobody retries under it).
+	l.endWrite(h, req.GetToken() == 0 || (!req.GetKeepLock() && settled(err)))
 	if err != nil {
 		return nil, err
 	}
