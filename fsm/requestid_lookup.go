@@ -1,0 +1,18 @@
+package fsm
+
+// HasRequestID reports whether the request id table holds id: a command
+// carrying it now gets the first result back instead of being applied
+// (unless the entry is past RequestIDWindow by that command's time, which
+// the table learns only then: the command is then applied as new). The leader of
+// the web sessions uses it to let a retry through a lock someone else
+// holds by now (node's websession.go).
+func (f *FSM) HasRequestID(id []byte) bool {
+	if len(id) == 0 || len(id) > MaxRequestIDLength {
+		return false
+	}
+	var kb [maxRequestKeyLength]byte
+	key := appendRequestKey(kb[:0], id)
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.requests.byID.get(string(key)) != nil
+}
