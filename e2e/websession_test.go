@@ -46,7 +46,8 @@ const (
 // $_SESSION['n'], create starts a session, peek reads it with
 // read_and_close, regenerate calls session_regenerate_id(true), hold
 // takes the lock and sleeps (printing its pid), maxlife sets
-// session.gc_maxlifetime. A failed session_start is a 503.
+// session.gc_maxlifetime, view starts the session and changes nothing.
+// A failed session_start is a 503.
 const wsPage = `<?php
 $op = $_GET['op'] ?? 'inc';
 if ($op === 'ping') {
@@ -194,10 +195,41 @@ func view(hc *http.Client, s *phpServer, query, sid string) pageView {
 	return v
 }
 
+// appliedCommands reads paddock_applied_commands_total of the agent at
+// addr: by op, and their sum as "all".
+func appliedCommands(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, m := range appliedLine.FindAllStringSubmatch(string(b), -1) {
+		v, err := strconv.ParseFloat(m[2], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", m[0], err)
+		}
+		out[m[1]] = v
+		out["all"] += v
+	}
+	if len(out) == 0 {
+		t.Fatalf("no paddock_applied_commands_total in the metrics of %s", addr)
+	}
+	return out
+}
+
+var appliedLine = regexp.MustCompile(`(?m)^paddock_applied_commands_total\{op="([a-z_]+)"\} (\S+)$`)
+
 // TestWebSessionPHPServers: three php -S servers, each with a different
 // node first in its endpoints, share their sessions through the cluster:
 // 200 concurrent increments of one session spread over them count
-// exactly 200 (through a kill -9 of the leader too), strict mode refuses
+// exactly 200 (through a kill -9 of the leader too), a page view costs
+// one raft write if it changes the session and none if not, strict mode refuses
 // an id never issued, session_regenerate_id(true) leaves no old session,
 // an idle session expires, and a request killed holding the lock frees
 // it within its lease + 1 s.
@@ -312,6 +344,36 @@ func TestWebSessionPHPServers(t *testing.T) {
 
 	t.Run("ConcurrentIncrements", func(t *testing.T) {
 		burst(create(servers[0], ""), 0, nil)
+	})
+
+	t.Run("RaftWritesPerPageView", func(t *testing.T) {
+		// Every node applies every command: one node's counters say what
+		// the page views cost in log entries.
+		id := create(servers[0], "")
+		const views = 20
+		before := appliedCommands(t, c.agents[0].httpAddr)
+		for i := range views {
+			if v := view(hc, servers[i%len(servers)], "op=inc", id); v.n() != i+1 {
+				t.Fatalf("increment %d: %v", i+1, v)
+			}
+		}
+		changed := appliedCommands(t, c.agents[0].httpAddr)
+		for i := range views {
+			op := []string{"op=view", "op=peek"}[i%2]
+			if v := view(hc, servers[i%len(servers)], op, id); v.n() != views {
+				t.Fatalf("%s: %v", op, v)
+			}
+		}
+		unchanged := appliedCommands(t, c.agents[0].httpAddr)
+		const write = "web_session_write"
+		if d := changed[write] - before[write]; d != views {
+			t.Errorf("%d page views that change the session applied %v %s commands, want %d", views, d, write, views)
+		}
+		if d := unchanged[write] - changed[write]; d != 0 {
+			t.Errorf("%d page views that change nothing applied %v %s commands, want 0", views, d, write)
+		}
+		t.Logf("applied commands (all ops) per page view: %.2f changing the session, %.2f not",
+			(changed["all"]-before["all"])/views, (unchanged["all"]-changed["all"])/views)
 	})
 
 	t.Run("StrictModeRefusesUnknownID", func(t *testing.T) {
