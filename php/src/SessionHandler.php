@@ -78,6 +78,15 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
     private $down;
 
     /**
+     * @var bool validateId() read $id with its lock: the read() that PHP
+     *   calls next returns what it read
+     */
+    private $prefetched = false;
+
+    /** @var array{0: string, 1: string}|null [id, why] validateId() could not take $id's lock */
+    private $lockFailure;
+
+    /**
      * @param array{lock_ttl_ms?: int, wait_ms?: int} $options lock_ttl_ms:
      *   the lock's lease (30000); wait_ms: how long a read waits for a held
      *   lock (the lease)
@@ -250,6 +259,18 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
         if ($id === $this->created) {
             $this->created = null;
         }
+        $prefetched = $this->prefetched;
+        $this->prefetched = false;
+        if ($prefetched && $id === $this->id) {
+            return $this->data;
+        }
+        if ($this->lockFailure !== null) {
+            [$failedId, $why] = $this->lockFailure;
+            $this->lockFailure = null;
+            if ($failedId === $id) {
+                return $this->fail('cannot read the session', $why);
+            }
+        }
         if ($this->down !== null) {
             return $this->fail('cannot read the session', $this->down);
         }
@@ -257,12 +278,12 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
         // holds: waiting for that lock would be waiting for itself.
         $again = $this->token !== '0' && $id === $this->id;
         if (!$again) {
-            $this->forget();
+            $this->releaseHeld();
         }
         try {
             $r = $this->client->readWebSession($id, !$again, $this->lockTtlMs, $this->waitMs);
         } catch (AbortedException $e) {
-            return $this->fail('cannot read the session', "another request held its lock for more than {$this->waitMs} ms (" . $e->getMessage() . ')');
+            return $this->fail('cannot read the session', $this->lockedMessage($e));
         } catch (\Throwable $e) {
             return $this->failOn('cannot read the session', $e);
         }
@@ -317,16 +338,10 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
      */
     public function close(): bool
     {
-        $ok = true;
-        if ($this->token !== '0' && $this->id !== null && $this->down === null) {
-            try {
-                $this->client->releaseWebSession($this->id, $this->token);
-            } catch (\Throwable $e) {
-                $ok = $this->failOn("cannot release the session's lock (its lease of {$this->lockTtlMs} ms frees it)", $e);
-            }
-        }
-        $this->forget();
-        return $ok;
+        $this->prefetched = false;
+        $this->lockFailure = null;
+        $this->releaseHeld();
+        return true;
     }
 
     /**
@@ -392,10 +407,20 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
 
     /**
      * validateId says whether a session with this id exists
-     * (session.use_strict_mode). The id create_sid() has just issued is
-     * not "taken": PHP's session_regenerate_id() and session_create_id()
-     * ask right after create_sid() whether the new id collides with an
-     * existing session, and the cluster issued it to this request alone.
+     * (session.use_strict_mode).
+     *
+     * PHP calls it just before read() of the same id, so it does read()'s
+     * work: it takes the lock and reads, and read() returns what it read
+     * (one call to the cluster instead of two). A session that does not
+     * exist has its lock released at once (PHP issues a new id). When the
+     * lock stays held past the wait, the session is said to exist and
+     * read() fails with the warning: a busy session is not replaced by a
+     * new, empty one.
+     *
+     * The id create_sid() has just issued is not "taken": PHP's
+     * session_regenerate_id() and session_create_id() ask right after
+     * create_sid() whether the new id collides with an existing session,
+     * and the cluster issued it to this request alone.
      *
      * @param string $id
      */
@@ -412,11 +437,32 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
         if ($this->down !== null) {
             return false;
         }
+        if ($this->token !== '0' && $id === $this->id) {
+            return $this->version !== '0'; // this request holds its lock
+        }
+        $this->releaseHeld();
         try {
-            return $this->client->validateWebSession($id);
+            $r = $this->client->readWebSession($id, true, $this->lockTtlMs, $this->waitMs);
+        } catch (AbortedException $e) {
+            $this->lockFailure = [$id, $this->lockedMessage($e)];
+            return true;
         } catch (\Throwable $e) {
             return $this->failOn('cannot validate the session id', $e);
         }
+        if (!$r['found']) {
+            try {
+                $this->client->releaseWebSession($id, $r['token']);
+            } catch (\Throwable $e) {
+                $this->failOn("cannot release the lock of an unknown session id (its lease of {$this->lockTtlMs} ms frees it)", $e);
+            }
+            return false;
+        }
+        $this->id = $id;
+        $this->token = $r['token'];
+        $this->version = $r['version'];
+        $this->data = $r['data'];
+        $this->prefetched = true;
+        return true;
     }
 
     /**
@@ -445,6 +491,25 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
     }
 
     // ---- helpers ---------------------------------------------------------
+
+    /** releaseHeld releases a lock this request still holds, and forgets its session. */
+    private function releaseHeld(): void
+    {
+        if ($this->token !== '0' && $this->id !== null && $this->down === null) {
+            try {
+                $this->client->releaseWebSession($this->id, $this->token);
+            } catch (\Throwable $e) {
+                $this->failOn("cannot release the session's lock (its lease of {$this->lockTtlMs} ms frees it)", $e);
+            }
+        }
+        $this->forget();
+    }
+
+    /** lockedMessage is the warning's reason when the lock stayed held past the wait. */
+    private function lockedMessage(AbortedException $e): string
+    {
+        return "another request held its lock for more than {$this->waitMs} ms (" . $e->getMessage() . ')';
+    }
 
     /** forget drops what this request knows of the session it read. */
     private function forget(): void

@@ -242,6 +242,40 @@ final class SessionHandlerTest extends ClusterTestCase
         $this->assertSame('2', $c->readWebSession($id, false)['version']);
     }
 
+    public function testValidateTakesTheLock(): void
+    {
+        // PHP (strict mode) calls validateId, then read, on the same id:
+        // validateId takes the lock and reads, read returns what it read.
+        $c = $this->client();
+        $id = $c->createWebSession();
+        $h = $this->handler(['lock_ttl_ms' => 10000, 'wait_ms' => 300]);
+        $other = $c->readWebSession($id, true, 10000, 1000);
+        // A busy session exists (it is not replaced by a new id); the read
+        // then fails with the lock's warning.
+        $this->assertTrue($h->validateId($id));
+        [$got, $warnings] = self::quiet(function () use ($h, $id) {
+            return $h->read($id);
+        });
+        $this->assertFalse($got);
+        $this->assertStringContainsString('another request held its lock for more than 300 ms', $warnings[0] ?? '');
+        $this->assertTrue($h->close());
+        $c->releaseWebSession($id, $other['token']);
+
+        $this->assertTrue($h->validateId($id));
+        $this->assertNotSame('0', $h->lockToken());
+        $this->assertSame('', $h->read($id));
+        $this->assertTrue($h->write($id, 'x'));
+        $this->assertSame('2', $h->version());
+        $this->assertTrue($h->close());
+        $this->assertNotSame('0', $c->readWebSession($id, true, 1000, 1)['token'], 'lock left held');
+
+        // An unknown id: false, and its lock is not left held.
+        $unknown = self::unique('unknown');
+        $this->assertFalse($h->validateId($unknown));
+        $this->assertSame('0', $h->lockToken());
+        $this->assertNotSame('0', $c->readWebSession($unknown, true, 1000, 1)['token'], 'lock left held');
+    }
+
     public function testHandlerStaleWriteRefused(): void
     {
         $c = $this->client();
