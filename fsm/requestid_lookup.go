@@ -1,8 +1,9 @@
 package fsm
 
-// HasRequestID reports whether the request id table remembers id: a
-// command carrying it now would get the first result back (within
-// RequestIDWindow of the first) instead of being applied. The leader of
+// HasRequestID reports whether the request id table holds id: a command
+// carrying it now gets the first result back instead of being applied
+// (unless the entry is past RequestIDWindow by that command's time, which
+// the table learns only then: the command is then applied as new). The leader of
 // the web sessions uses it to let a retry through a lock someone else
 // holds by now (node's websession.go).
 func (f *FSM) HasRequestID(id []byte) bool {
