@@ -170,7 +170,9 @@ func (wl *webLoad) create(ctx context.Context, node int) (string, error) {
 	return "", fmt.Errorf("robust: create a web session: %w", err)
 }
 
-// worker makes page views until stop, 10-40 ms apart.
+// worker makes page views until stop, 20-80 ms apart: about 15 a second
+// each, enough to contend for the locks without slowing the other
+// workloads down.
 func (wl *webLoad) worker(ctx context.Context, worker int, rng *rand.Rand, stop <-chan struct{}) {
 	for !stopped(ctx, stop) && !stopped(ctx, wl.quit) {
 		wl.view(ctx, worker, rng)
@@ -181,7 +183,7 @@ func (wl *webLoad) worker(ctx context.Context, worker int, rng *rand.Rand, stop 
 			return
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Duration(10+rng.IntN(30)) * time.Millisecond):
+		case <-time.After(time.Duration(20+rng.IntN(60)) * time.Millisecond):
 		}
 	}
 }
