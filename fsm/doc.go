@@ -1,5 +1,6 @@
 // Package fsm is Paddock's replicated state machine: the znode tree, client
-// sessions and the member table, changed only by applying raft log entries.
+// sessions, the member table and PHP web sessions, changed only by
+// applying raft log entries.
 //
 // # Contract
 //
@@ -18,7 +19,8 @@
 //
 // The state is one value (state.go) holding every table: the znode tree
 // with its derived ephemeral index (tree.go, znode.go), sessions
-// (session.go), members (member.go) and request ids (dedupe.go). Each
+// (session.go), members (member.go), request ids (dedupe.go) and PHP web
+// sessions (websession.go). Each
 // table is a type in its own file that captures, writes and restores its
 // own snapshot records (its kinds of SnapshotRecord); reset is a new state
 // value, Restore swaps the whole value, and Snapshot and StateHash write
@@ -45,7 +47,9 @@
 // # Feature levels and fatal entries
 //
 // Every kind of command belongs to the feature level that introduced it
-// (OpFeatureLevel; every kind so far is level 1, BaseFeatureLevel), and
+// (OpFeatureLevel: level 1, BaseFeatureLevel, is the first release's;
+// level 2 brought elections, locks, fences and lock-delays; level 3 PHP
+// web sessions, WebSessionWrite and WebSessionDelete), and
 // the leader stamps it in the entry (Command.feature_level). Members
 // record the level their binary supports (RegisterMember.feature_level);
 // a leader proposes a command above the base level only when every member
@@ -114,6 +118,29 @@
 // their own (ephemeral_owner stays a session id or 0, plus ttl_ms and
 // container).
 //
+// # PHP web sessions
+//
+// The web session table (websession.go) holds one row per session id:
+// its data, its version (counting its writes, from 1), its idle timeout
+// and its creation and last write times (the commands'). Only what must
+// survive a leader change is here: the per-session lock and the access
+// times live in the leader's memory (node), and the leader decides
+// expiry. WebSessionWrite stores a session's data if the session is at
+// the version the writer read (0: it must not exist), else fails with
+// ErrBadVersion; the version goes up by one, a max_lifetime_ms of 0 keeps
+// the session's (DefaultWebSessionLifetimeMs for a new one), and
+// keep_data changes the lifetime only. WebSessionDelete deletes a
+// session, only at its version when it names one (the leader's expiry,
+// which must not delete a session written after it decided); a missing
+// session or another version is a no-op, not an error, and the response
+// says whether it deleted. An id outside PHP's grammar
+// (ValidWebSessionID), a negative lifetime or data over MaxDataSize is
+// refused (the agent's own, lower, size limit is the node's check).
+// Neither command emits an event: sessions change on every page view and
+// must not flood the watch history. Rows are values in a copy-on-write
+// B-tree ordered by id (snapshot records in id order, WebSessions in id
+// order, a snapshot's clone in O(1)).
+//
 // # Immutability and snapshots
 //
 // Znodes are stored in a copy-on-write B-tree (github.com/google/btree)
@@ -150,7 +177,11 @@
 //     allocation holding
 //     its id, packed to 16 bytes when it is hex or a UUID, and its encoded
 //     result; the index over them is an open-addressing table that the
-//     table's FIFO churn does not bloat (see requestIndex).
+//     table's FIFO churn does not bloat (see requestIndex);
+//   - a web session is an 80-byte value in its B-tree's node besides its
+//     id and data, no allocation of its own; the data is the decoded
+//     command's slice, which the decoder allocated for that entry (no
+//     web session message is a reused decode target).
 //
 // The apply goroutine reuses, under mu, what an entry needs only while it
 // is applied: the decode target (and a create's or set's request message,
@@ -164,7 +195,8 @@
 //
 // One RWMutex (mu) guards all state. Apply holds it for writing for a whole
 // batch; reads hold it for reading. Snapshot and StateHash(AndIndex) hold
-// it for writing, briefly: cloning the tree writes to it. The applied index
+// it for writing, briefly: cloning the tree writes to it (so does
+// WebSessions, which walks a clone of the web session table outside it). The applied index
 // is published under mu too, so the index a snapshot or a state hash
 // carries is the one its view was taken at. The event sink is called after
 // mu is released and must not block.

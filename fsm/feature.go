@@ -18,7 +18,7 @@ import (
 // wrongly, or skipping it, would let replicas diverge.
 const (
 	// FeatureLevel is the highest feature level this binary supports.
-	FeatureLevel uint32 = 2
+	FeatureLevel uint32 = 3
 	// BaseFeatureLevel is the level every Paddock binary supports: its
 	// commands are proposed without asking the members, so a cluster
 	// whose members have not registered yet (a new cluster, a member
@@ -46,6 +46,9 @@ func OpFeatureLevel(cmd *raftv1.Command) (uint32, bool) {
 	case *raftv1.Command_Contend, *raftv1.Command_Withdraw, *raftv1.Command_Proclaim:
 		// Elections and locks (feature level 2).
 		return 2, true
+	case *raftv1.Command_WebSessionWrite, *raftv1.Command_WebSessionDelete:
+		// PHP web sessions (feature level 3).
+		return 3, true
 	case *raftv1.Command_CloseSession,
 		*raftv1.Command_CheckpointSessions,
 		*raftv1.Command_RegisterMember,

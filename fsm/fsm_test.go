@@ -661,6 +661,7 @@ func fuzzBase(t testing.TB) *harness {
 	h.must(cmdEphemeral("/seq/n-", fuzzSession, true))
 	h.must(cmdRegister("n1", "n1:9000"))
 	h.must(withID(cmdCreate("/r", nil), "r1"))
+	h.must(cmdWebSessionWrite("w", []byte("w"), 0, 0, false))
 	return h
 }
 
@@ -701,6 +702,18 @@ func fuzzSeeds() []*raftv1.Command {
 		withID(cmdCreate("/a/b", nil), "r2"),
 		withID(cmdCreate("/r2", nil), "r2"),
 		withID(cmdBarrier(), strings.Repeat("r", MaxRequestIDLength+1)),
+		cmdWebSessionWrite("w", []byte("v2"), 1, 0, false),
+		cmdWebSessionWrite("w", nil, 1, 5_000, true),
+		cmdWebSessionWrite("w", []byte("stale"), 7, 0, false),
+		cmdWebSessionWrite("w", nil, 0, 0, false),
+		cmdWebSessionWrite("new,-ID", []byte("n"), 0, 0, false),
+		cmdWebSessionWrite("bad/id", nil, 0, 0, false),
+		cmdWebSessionWrite("w", nil, 1, -1, false),
+		cmdWebSessionDelete("w", 0),
+		cmdWebSessionDelete("w", 9),
+		cmdWebSessionDelete("absent", 0),
+		cmdWebSessionDelete("", 0),
+		withID(cmdWebSessionWrite("w", []byte("r"), 1, 0, false), "r1"),
 	}
 }
 

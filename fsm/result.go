@@ -88,6 +88,10 @@ func newResponse(cmd *raftv1.Command) proto.Message {
 		return &raftv1.ContendResponse{}
 	case *raftv1.Command_Proclaim:
 		return &paddockv1.ProclaimResponse{}
+	case *raftv1.Command_WebSessionWrite:
+		return &paddockv1.WriteWebSessionResponse{}
+	case *raftv1.Command_WebSessionDelete:
+		return &paddockv1.DestroyWebSessionResponse{}
 	}
 	return nil
 }

@@ -34,6 +34,7 @@ type stateDump struct {
 	Members  []*raftv1.RegisterMember
 	Znodes   int
 	Requests int
+	Web      []WebSession
 }
 
 type nodeDump struct {
@@ -51,6 +52,14 @@ func dump(t testing.TB, f *FSM) stateDump {
 		Sessions: f.Sessions(), Timers: f.SessionTimers(), Members: f.Members(),
 		Requests: f.RequestIDs(),
 	}
+	f.WebSessions(func(id string, version uint64, maxLifetimeMs int64) bool {
+		ws, ok := f.WebSession(id)
+		if !ok || ws.Version != version || ws.MaxLifetimeMs != maxLifetimeMs {
+			t.Errorf("WebSessions() lists %s at version %d, %dms; WebSession(%s) = %+v, %v", id, version, maxLifetimeMs, id, ws, ok)
+		}
+		d.Web = append(d.Web, ws)
+		return true
+	})
 	d.Znodes, _ = f.Counts()
 	queue := []string{"/"}
 	for len(queue) > 0 {
@@ -121,6 +130,10 @@ func snapshotState(t *testing.T) (h *harness, s1, s2, s3 uint64) {
 		t.Fatalf("fixture: create /req again error = %v, want %v", res.Err, ErrNodeExists)
 	}
 	h.must(withID(cmdMulti(opCreate(&paddockv1.CreateRequest{Path: "/req/m"})), snapUUID))
+	h.must(cmdWebSessionWrite("ws-b", bin, 0, 0, false))
+	h.must(cmdWebSessionWrite("ws-a", []byte("n|i:1;"), 0, 60_000, false))
+	h.must(cmdWebSessionWrite("ws-a", []byte("n|i:2;"), 1, 0, false))
+	h.must(cmdWebSessionWrite("ws-empty", nil, 0, 0, false))
 	h.index++
 	h.f.ApplyBatch([]*raft.Log{{Index: h.index, Type: raft.LogConfiguration}})
 	return h, s1, s2, s3
@@ -148,6 +161,9 @@ func afterSnapshot(s1, s2 uint64) []*raftv1.Command {
 		cmdRegister("n2", "n2:9"),
 		cmdCreate("/after", []byte("x")),
 		withID(cmdSet("/after", []byte("y"), nil), "snap-4"),
+		cmdWebSessionWrite("ws-a", []byte("n|i:3;"), 2, 0, false),
+		cmdWebSessionDelete("ws-b", 0),
+		cmdWebSessionWrite("ws-c", nil, 0, 0, false),
 	}
 }
 

@@ -22,10 +22,12 @@ type state struct {
 	members memberTable
 	// requests remembers recent request ids and their results (dedupe.go).
 	requests *requestTable
+	// webSessions are the PHP web sessions (websession.go).
+	webSessions *webSessionTable
 }
 
 // newState returns the state of a new cluster: the root and /paddock, no
-// sessions, members or request ids.
+// sessions, members, request ids or web sessions.
 func newState(limits requestLimits) *state {
 	s := emptyState(limits)
 	s.tree.plant()
@@ -36,10 +38,11 @@ func newState(limits requestLimits) *state {
 // even a root: what a restore fills.
 func emptyState(limits requestLimits) *state {
 	return &state{
-		tree:     newTreeTable(),
-		sessions: sessionTable{},
-		members:  memberTable{},
-		requests: newRequestTable(limits),
+		tree:        newTreeTable(),
+		sessions:    sessionTable{},
+		members:     memberTable{},
+		requests:    newRequestTable(limits),
+		webSessions: newWebSessionTable(),
 	}
 }
 
@@ -47,7 +50,7 @@ func emptyState(limits requestLimits) *state {
 // (the tree first: nothing else refers to a znode, but a reader sees the
 // bulk of the state first).
 func (s *state) tables() []table {
-	return []table{s.tree, s.sessions, s.members, s.requests}
+	return []table{s.tree, s.sessions, s.members, s.requests, s.webSessions}
 }
 
 // table is one table of the state: it snapshots, restores and so hashes
@@ -116,6 +119,10 @@ func (s *state) apply(c *applyCtx, cmd *raftv1.Command) (proto.Message, error) {
 		return s.applyWithdraw(c, op.Withdraw)
 	case *raftv1.Command_Proclaim:
 		return s.applyProclaim(c, op.Proclaim)
+	case *raftv1.Command_WebSessionWrite:
+		return s.applyWebSessionWrite(c, op.WebSessionWrite)
+	case *raftv1.Command_WebSessionDelete:
+		return s.applyWebSessionDelete(c, op.WebSessionDelete)
 	}
 	return nil, errUnknownOp
 }

@@ -86,6 +86,11 @@ func stateOptions() cmp.Options {
 			tr.Ascend(func(n *znode) bool { out = append(out, *n); return true })
 			return out
 		}),
+		cmp.Transformer("webSessions", func(tr *btree.BTreeG[WebSession]) []WebSession {
+			var out []WebSession
+			tr.Ascend(func(ws WebSession) bool { out = append(out, ws); return true })
+			return out
+		}),
 		cmp.Transformer("live", func(rt *requestTable) liveRequests {
 			var out []request
 			for _, r := range rt.live() {
@@ -139,6 +144,7 @@ func TestStateHashCoversEveryTable(t *testing.T) {
 		sid := h.openSession(10_000)
 		h.must(cmdRegister("n1", "n1:1"))
 		h.must(withID(cmdCreate("/b", nil), "id-1"))
+		h.must(cmdWebSessionWrite("w1", nil, 0, 0, false))
 		return h, sid
 	}
 	tests := map[string]func(sid uint64) *raftv1.Command{
@@ -146,6 +152,9 @@ func TestStateHashCoversEveryTable(t *testing.T) {
 		"sessions": func(sid uint64) *raftv1.Command { return cmdCheckpoint(checkpoint(sid, 500)) },
 		"members":  func(uint64) *raftv1.Command { return cmdRegister("n1", "n1:2") },
 		"requests": func(uint64) *raftv1.Command { return withID(cmdBarrier(), "id-2") },
+		"webSessions": func(uint64) *raftv1.Command {
+			return cmdWebSessionWrite("w1", []byte("x"), 1, 0, false)
+		},
 	}
 	fields := stateFields()
 	for name := range tests {

@@ -61,6 +61,11 @@ func CheckCommand(cmd *raftv1.Command, maxData int) error {
 			return errorf(ErrBadArgument, "lock delay %dms: want 0 to %dms", d, MaxTTL.Milliseconds())
 		}
 		return nil
+	case *raftv1.Command_WebSessionWrite:
+		// The size against the agent's limit is the node's check.
+		return checkWebSessionWrite(op.WebSessionWrite)
+	case *raftv1.Command_WebSessionDelete:
+		return checkWebSessionID(op.WebSessionDelete.GetId())
 	case nil:
 		return errorf(ErrBadArgument, "empty command")
 	}

@@ -54,6 +54,13 @@ type Config struct {
 
 	// MaxValueSize caps znode data (at most fsm.MaxDataSize).
 	MaxValueSize int
+	// WebSessionMaxBytes caps a PHP web session's data (at most
+	// fsm.MaxDataSize; default DefaultWebSessionMaxBytes).
+	WebSessionMaxBytes int
+	// WebSessionLockGrace is how long a new leader grants no web session
+	// lock (holders from before the failover present their tokens
+	// meanwhile). Zero means ElectionTimeout + 2 s; negative, none (tests).
+	WebSessionLockGrace time.Duration
 	// RequestTimeout bounds requests whose context has no deadline.
 	RequestTimeout time.Duration
 
@@ -118,6 +125,7 @@ func DefaultConfig() Config {
 		DefaultSessionTimeout:     10 * time.Second,
 		SessionCheckpointInterval: 2 * time.Second,
 		MaxValueSize:              fsm.MaxDataSize,
+		WebSessionMaxBytes:        DefaultWebSessionMaxBytes,
 		RequestTimeout:            10 * time.Second,
 		// 65,536 events is about 20 MB with small values, and at 1,000
 		// writes/s (two events each: the znode and its parent) half a
@@ -144,6 +152,7 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.DefaultSessionTimeout, d.DefaultSessionTimeout)
 	setDefault(&c.SessionCheckpointInterval, d.SessionCheckpointInterval)
 	setDefault(&c.MaxValueSize, d.MaxValueSize)
+	setDefault(&c.WebSessionMaxBytes, d.WebSessionMaxBytes)
 	setDefault(&c.RequestTimeout, d.RequestTimeout)
 	setDefault(&c.WatchHistory, d.WatchHistory)
 	setDefault(&c.WatchHistoryBytes, d.WatchHistoryBytes)
@@ -163,6 +172,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("node: data dir is required")
 	case c.RaftAddr == "" && c.Transport == nil:
 		return c, errors.New("node: raft address is required")
+	case c.WebSessionMaxBytes < 0 || c.WebSessionMaxBytes > fsm.MaxDataSize:
+		return c, fmt.Errorf("node: web session max bytes %d is not in [1, %d]", c.WebSessionMaxBytes, fsm.MaxDataSize)
 	case c.MaxValueSize > fsm.MaxDataSize:
 		return c, fmt.Errorf("node: max value size %d is over the limit %d", c.MaxValueSize, fsm.MaxDataSize)
 	case c.WatchHistory < 2:
@@ -207,4 +218,16 @@ func ParseBootstrap(s string) ([]raft.Server, error) {
 		out = append(out, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(addr)})
 	}
 	return out, nil
+}
+
+// webSessionGrace is the lock grace period of a new leader
+// (WebSessionLockGrace).
+func (c Config) webSessionGrace() time.Duration {
+	switch {
+	case c.WebSessionLockGrace < 0:
+		return 0
+	case c.WebSessionLockGrace == 0:
+		return c.ElectionTimeout + 2*time.Second
+	}
+	return c.WebSessionLockGrace
 }

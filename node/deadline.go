@@ -152,6 +152,18 @@ func (d *deadlines[K, V]) remove(k K) {
 	}
 }
 
+// get returns k's deadline, and false if the tracker holds none for it
+// (or is inactive).
+func (d *deadlines[K, V]) get(k K) (deadline[V], bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.at[k]
+	if !ok {
+		return deadline[V]{}, false
+	}
+	return e.deadline, true
+}
+
 // snapshot returns the keys not being fired, with their deadlines.
 func (d *deadlines[K, V]) snapshot() map[K]deadline[V] {
 	d.mu.Lock()

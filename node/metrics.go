@@ -6,8 +6,10 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/paddock/paddock/fsm"
+	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
 )
 
 // metrics are one node's Prometheus series, in a registry of its own: an
@@ -23,6 +25,11 @@ type metrics struct {
 	batch     prometheus.Histogram
 	propose   prometheus.Histogram
 	forwarded *prometheus.CounterVec
+	// applied counts the commands this node's state machine applied, by
+	// operation (paddock_applied_commands_total{op}); appliedOp holds its
+	// counters by the operation's field number in Command.
+	applied   *prometheus.CounterVec
+	appliedOp map[protowire.Number]prometheus.Counter
 	// grpc is the gRPC server series (paddock_grpc_server_*: started and
 	// handled counts by service, method and code, handling time, stream
 	// messages), shared by every gRPC server of the node: the internal
@@ -36,6 +43,8 @@ const (
 	fwdRead      = "read"       // one read in an InternalService.Read batch
 	fwdReadIndex = "read_index" // InternalService.ReadIndex: one round, shared by the reads waiting
 	fwdKeepAlive = "keepalive"  // InternalService.KeepAlive: one batch
+	// InternalService.WebSession: one web session call
+	fwdWebSession = "web_session"
 )
 
 func newMetrics(n *Node) *metrics {
@@ -60,18 +69,28 @@ func newMetrics(n *Node) *metrics {
 		}),
 		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paddock_forwarded_requests_total",
-			Help: "Requests this node sent to the leader, by kind: write, read (a read the leader serves, counted one by one though sent in batches), read_index (one round shared by the reads waiting), keepalive (one batch).",
+			Help: "Requests this node sent to the leader, by kind: write, read (a read the leader serves, counted one by one though sent in batches), read_index (one round shared by the reads waiting), keepalive (one batch), web_session (one web session call).",
 		}, []string{"kind"}),
+		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paddock_applied_commands_total",
+			Help: "Commands this node's state machine applied, by operation (the Command field's name: create, set, web_session_write, barrier, ...; unknown for an entry without one), failed ones included.",
+		}, []string{"op"}),
 		// 250µs to ~8s: reads answer in well under a millisecond, writes
 		// wait for a quorum fsync, Poll waits up to its timeout.
 		grpc: newGRPCServerMetrics(prometheus.ExponentialBuckets(250e-6, 2, 16)),
 	}
 	// Every kind's series exists from the start, at zero.
-	for _, k := range []string{fwdWrite, fwdRead, fwdReadIndex, fwdKeepAlive} {
+	for _, k := range []string{fwdWrite, fwdRead, fwdReadIndex, fwdKeepAlive, fwdWebSession} {
 		m.forwarded.WithLabelValues(k)
 	}
+	m.appliedOp = map[protowire.Number]prometheus.Counter{0: m.applied.WithLabelValues("unknown")}
+	ops := (&raftv1.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("op").Fields()
+	for i := range ops.Len() {
+		f := ops.Get(i)
+		m.appliedOp[f.Number()] = m.applied.WithLabelValues(string(f.Name()))
+	}
 	m.reg.MustRegister(
-		m.apply, m.batch, m.propose, m.forwarded,
+		m.apply, m.batch, m.propose, m.forwarded, m.applied,
 		&stateCollector{n: n},
 		m.grpc,
 		collectors.NewGoCollector(),
@@ -108,8 +127,47 @@ func (t *timedFSM) ApplyBatch(logs []*raft.Log) []any {
 	out := t.FSM.ApplyBatch(logs)
 	t.m.apply.Observe(time.Since(start).Seconds())
 	t.m.batch.Observe(float64(len(logs)))
+	for _, l := range logs {
+		if l.Type == raft.LogCommand {
+			t.m.countApplied(l.Data)
+		}
+	}
 	return out
 }
+
+// countApplied counts one applied command by its operation, read off the
+// encoding (the first field of the op oneof) without decoding it.
+func (m *metrics) countApplied(data []byte) {
+	c, ok := m.appliedOp[commandOp(data)]
+	if !ok {
+		c = m.appliedOp[0]
+	}
+	c.Inc()
+}
+
+// commandOp is the field number of an encoded Command's operation, 0 if
+// it has none or does not decode.
+func commandOp(b []byte) protowire.Number {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0
+		}
+		b = b[n:]
+		if num >= firstOpField && typ == protowire.BytesType {
+			return num
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return 0
+		}
+		b = b[n:]
+	}
+	return 0
+}
+
+// firstOpField is the lowest field number of Command's op oneof.
+const firstOpField = 10
 
 // Apply applies one log through ApplyBatch, so it is timed alike.
 func (t *timedFSM) Apply(l *raft.Log) any { return t.ApplyBatch([]*raft.Log{l})[0] }

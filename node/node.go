@@ -62,8 +62,9 @@ type Node struct {
 	fwdReadIndex *batcher[struct{}, uint64]                   // follower: ReadIndex on the leader
 	fwdReads     *batcher[*raftv1.Query, *raftv1.QueryResult] // follower: reads the leader serves
 	sessions     *tracker
-	idle         *idleNodes // TTL and container znodes
-	lines        *lines     // election and lock waiters
+	idle         *idleNodes   // TTL and container znodes
+	ws           *webSessions // PHP web sessions: locks and idle expiry
+	lines        *lines       // election and lock waiters
 	kaBatch      *keepaliveBatcher
 	fwd          *forwarder // follower: writes to the leader
 	metrics      *metrics
@@ -189,6 +190,7 @@ func New(c Config) (*Node, error) {
 	n.fwdReads = newBatcher(n.sendReads, cfg.RequestTimeout)
 	n.fwdReads.again = (*raftv1.QueryResult).GetDeferred
 	n.sessions = newTracker(n)
+	n.ws = newWebSessions(n)
 	n.kaBatch = newKeepaliveBatcher(n)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -451,6 +453,7 @@ func (n *Node) watchLeadership(ctx context.Context) {
 	defer n.wg.Done()
 	var cur *leaderTerm
 	stopTerm := func() {
+		n.ws.stopTerm() // waiters fail over at once
 		if cur != nil {
 			cur.cancel()
 			<-cur.done
@@ -468,6 +471,7 @@ func (n *Node) watchLeadership(ctx context.Context) {
 		case isLeader := <-n.raft.LeaderCh():
 			stopTerm()
 			if isLeader {
+				n.ws.startTerm()
 				cur = n.startTerm(ctx)
 			}
 		}
@@ -522,7 +526,7 @@ func (n *Node) leadTerm(ctx context.Context, ready chan struct{}) {
 func (n *Node) leaderTimers() *leaderTimers {
 	return &leaderTimers{
 		every: min(100*time.Millisecond, n.cfg.MinSessionTimeout/10),
-		sets:  []timerSet{n.sessions.d, n.idle.d},
+		sets:  []timerSet{n.sessions.d, n.idle.d, n.ws.d},
 		after: []func(context.Context, time.Time){n.sessions.checkpoint},
 	}
 }

@@ -48,6 +48,12 @@ var errorCodes = []struct {
 	{fsm.ErrListingChanged, codes.OutOfRange, "listing is no longer current"},
 	{node.ErrFutureZxid, codes.OutOfRange, "zxid is beyond the cluster's latest"},
 	{node.ErrSlowWatcher, codes.ResourceExhausted, "watcher too slow"},
+	// A web session's lock: a read that waited its wait_ms out is
+	// ABORTED (HTTP 409: PHP's session_start fails, the caller may try
+	// again), not UNAVAILABLE, on which clients would fail over and
+	// wait again on another node.
+	{node.ErrWebSessionLocked, codes.Aborted, "web session locked by another request"},
+	{node.ErrWebSessionLockLost, codes.FailedPrecondition, "web session lock held by another request"},
 	{node.ErrNoLeader, codes.Unavailable, "no leader"},
 	{node.ErrNotLeader, codes.Unavailable, "not the leader"},
 	{node.ErrShuttingDown, codes.Unavailable, "shutting down"},

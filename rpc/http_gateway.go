@@ -137,6 +137,7 @@ func newGateway(ctx context.Context, grpcAddr string) (http.Handler, error) {
 		paddockv1.RegisterFarmServiceHandler,
 		paddockv1.RegisterElectionServiceHandler,
 		paddockv1.RegisterLockServiceHandler,
+		paddockv1.RegisterWebSessionServiceHandler,
 	} {
 		if err := register(ctx, mux, conn); err != nil {
 			conn.Close()

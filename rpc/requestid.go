@@ -40,6 +40,10 @@ var reads = map[string]bool{
 	paddockv1.ElectionService_Leader_FullMethodName:      true,
 	paddockv1.ElectionService_PollLeader_FullMethodName:  true,
 	paddockv1.LockService_GetLock_FullMethodName:         true,
+	// A locked read takes a lock in the leader's memory, never in the
+	// log: it proposes nothing.
+	paddockv1.WebSessionService_ReadWebSession_FullMethodName:     true,
+	paddockv1.WebSessionService_ValidateWebSession_FullMethodName: true,
 }
 
 // withRequestID calls h, for a write with the valid request id of the

@@ -99,4 +99,5 @@ func Register(s *grpc.Server, n *node.Node) {
 	paddockv1.RegisterFarmServiceServer(s, newFarmServer(n))
 	paddockv1.RegisterElectionServiceServer(s, &electionServer{n: n})
 	paddockv1.RegisterLockServiceServer(s, &lockServer{n: n})
+	paddockv1.RegisterWebSessionServiceServer(s, &webSessionServer{n: n})
 }

@@ -25,6 +25,7 @@ type agentFlags struct {
 	minSession, maxSession, snapshotInterval                       time.Duration
 	lockDelay                                                      time.Duration
 	watchHistory, watchSlowLag                                     int
+	webSessionMaxBytes                                             int
 	watchHistoryBytes                                              int64
 	watchProgress                                                  time.Duration
 	pprof, unsafeLocalReads                                        bool
@@ -52,6 +53,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fs.IntVar(&f.watchSlowLag, "watch-slow-lag", 0, "events a blocked watcher may fall behind before it is dropped (default half the history)")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go runtime profiles (net/http/pprof) under /debug/pprof/ on the HTTP address; off by default: they cost CPU while they run and expose internals")
 	fs.DurationVar(&f.watchProgress, "watch-progress-interval", d.WatchProgressInterval, "how often idle watches get a progress response (negative: never)")
+	fs.IntVar(&f.webSessionMaxBytes, "web-session-max-bytes", d.WebSessionMaxBytes, "largest PHP web session's data accepted, in bytes (at most 1 MiB)")
 	f.gc.register(fs)
 	// Robustness tests only (node.Config.UnsafeLocalReads): hidden from
 	// the help, so that nobody picks it up by browsing the flags.
@@ -77,7 +79,8 @@ func (f *agentFlags) config() (node.Config, error) {
 		SnapshotThreshold: f.snapshotThreshold, SnapshotInterval: f.snapshotInterval, TrailingLogs: f.trailingLogs,
 		MinSessionTimeout: f.minSession, MaxSessionTimeout: f.maxSession, LockDelay: f.lockDelay,
 		WatchHistory: f.watchHistory, WatchHistoryBytes: f.watchHistoryBytes, WatchSlowLag: f.watchSlowLag, WatchProgressInterval: f.watchProgress,
-		UnsafeLocalReads: f.unsafeLocalReads,
+		WebSessionMaxBytes: f.webSessionMaxBytes,
+		UnsafeLocalReads:   f.unsafeLocalReads,
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name: f.id, Level: hclog.LevelFromString(f.logLevel), Output: os.Stderr,
 		}),

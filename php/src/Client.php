@@ -493,6 +493,103 @@ final class Client
         return $r;
     }
 
+    // ---- web sessions --------------------------------------------------
+
+    /**
+     * readWebSession reads a PHP web session: 'found', 'data' (decoded),
+     * 'version' and 'token' (decimal strings), 'max_lifetime_ms'. With
+     * $lock it first takes the session's lock (a lease of $lockTtlMs, 0:
+     * 30 s), waiting up to $waitMs (0: the lease) for its holder to
+     * release it; a wait that runs out throws AbortedException and takes
+     * nothing. Most code uses SessionHandler, which does this for PHP.
+     *
+     * @return array<string, mixed>
+     */
+    public function readWebSession(string $id, bool $lock = true, int $lockTtlMs = 0, int $waitMs = 0): array
+    {
+        $body = ['lock' => $lock, 'lock_ttl_ms' => (string) $lockTtlMs];
+        $wait = null;
+        if ($lock) {
+            // The node waits up to wait_ms: the call is a long poll, and
+            // an attempt on another node asks only for what is left.
+            $wait = $waitMs > 0 ? $waitMs : ($lockTtlMs > 0 ? $lockTtlMs : 30000);
+        }
+        $r = $this->send('POST', '/v1/web-sessions/' . self::webSessionId($id) . '/read', [], $body, $wait, null, 'wait_ms', $this->timeoutMs);
+        $r['found'] = (bool) ($r['found'] ?? false);
+        $r['data'] = self::unb64((string) ($r['data'] ?? ''));
+        $r['version'] = (string) ($r['version'] ?? '0');
+        $r['token'] = (string) ($r['token'] ?? '0');
+        $r['max_lifetime_ms'] = (int) ($r['max_lifetime_ms'] ?? 0);
+        return $r;
+    }
+
+    /**
+     * writeWebSession stores a web session's data if it is still at
+     * $version ("0": it must not exist) and no other token holds its lock
+     * (else FailedPreconditionException, and nothing changes); it
+     * releases the lock held with $token unless $keepLock. It returns the
+     * new version. $maxLifetimeMs: the idle timeout (0 keeps the
+     * session's).
+     */
+    public function writeWebSession(string $id, string $data, string $version, string $token = '0', int $maxLifetimeMs = 0, bool $keepLock = false): string
+    {
+        $body = ['data' => base64_encode($data), 'version' => $version, 'token' => $token,
+            'max_lifetime_ms' => (string) $maxLifetimeMs];
+        if ($keepLock) {
+            $body['keep_lock'] = true;
+        }
+        $r = $this->call('PUT', '/v1/web-sessions/' . self::webSessionId($id), [], $body);
+        return (string) ($r['version'] ?? '0');
+    }
+
+    /** releaseWebSession gives up the lock held with $token; false when $token no longer held it. */
+    public function releaseWebSession(string $id, string $token): bool
+    {
+        $r = $this->call('POST', '/v1/web-sessions/' . self::webSessionId($id) . '/release', [], ['token' => $token]);
+        return (bool) ($r['released'] ?? false);
+    }
+
+    /**
+     * touchWebSession counts an access of a web session (its idle timeout
+     * starts again) and releases the lock held with $token, if any; false
+     * when the session does not exist.
+     */
+    public function touchWebSession(string $id, string $token = '0', int $maxLifetimeMs = 0): bool
+    {
+        $r = $this->call('POST', '/v1/web-sessions/' . self::webSessionId($id) . '/touch', [], [
+            'token' => $token, 'max_lifetime_ms' => (string) $maxLifetimeMs,
+        ]);
+        return (bool) ($r['found'] ?? false);
+    }
+
+    /** destroyWebSession deletes a web session (releasing the lock held with $token); false when it did not exist. */
+    public function destroyWebSession(string $id, string $token = '0'): bool
+    {
+        $r = $this->call('DELETE', '/v1/web-sessions/' . self::webSessionId($id), ['token' => $token]);
+        return (bool) ($r['destroyed'] ?? false);
+    }
+
+    /** validateWebSession says whether a web session with this id exists. */
+    public function validateWebSession(string $id): bool
+    {
+        $r = $this->call('GET', '/v1/web-sessions/' . self::webSessionId($id));
+        return (bool) ($r['valid'] ?? false);
+    }
+
+    /**
+     * createWebSession issues a new web session id (128 random bits
+     * written with $bitsPerCharacter: 4, 5 or 6, PHP's
+     * session.sid_bits_per_character; 0 means 4), stored as an empty
+     * session.
+     */
+    public function createWebSession(int $bitsPerCharacter = 0, int $maxLifetimeMs = 0): string
+    {
+        $r = $this->call('POST', '/v1/web-sessions', [], [
+            'sid_bits_per_character' => $bitsPerCharacter, 'max_lifetime_ms' => (string) $maxLifetimeMs,
+        ]);
+        return (string) ($r['id'] ?? '');
+    }
+
     // ---- the transport -------------------------------------------------
 
     /**
@@ -503,18 +600,39 @@ final class Client
      * the node (timeout_ms, in the body of a POST or the query of a GET)
      * to wait at most what is left of $waitMs. $requestId replaces the
      * write's fresh Idempotency-Key: pass the same one only to repeat the
-     * same request after this call gave up.
+     * same request after this call gave up. $waitField names the wait's
+     * field for routes that call it otherwise (a web session read's
+     * wait_ms).
      *
      * @param array<string, scalar> $query
      * @param array<string, mixed>|null $body
      * @return array<string, mixed>
      */
-    public function call(string $method, string $route, array $query = [], ?array $body = null, ?int $waitMs = null, ?string $requestId = null): array
+    public function call(string $method, string $route, array $query = [], ?array $body = null, ?int $waitMs = null, ?string $requestId = null, string $waitField = 'timeout_ms'): array
+    {
+        return $this->send($method, $route, $query, $body, $waitMs, $requestId, $waitField, null);
+    }
+
+    /**
+     * send is call, and with $unansweredMs a long poll stops failing over
+     * after that long instead of trying until its wait is up: a web
+     * session read waits long for a lock, but not for a cluster that is
+     * down.
+     *
+     * @param array<string, scalar> $query
+     * @param array<string, mixed>|null $body
+     * @return array<string, mixed>
+     */
+    private function send(string $method, string $route, array $query, ?array $body, ?int $waitMs, ?string $requestId, string $waitField, ?int $unansweredMs): array
     {
         $method = strtoupper($method);
         $key = $method === 'GET' ? null : ($requestId ?? self::newRequestId());
         $budgetMs = $waitMs === null ? $this->timeoutMs : max(0, $waitMs) + $this->marginMs;
         $deadline = hrtime(true) + $budgetMs * 1000000;
+        if ($unansweredMs === null || $unansweredMs >= $budgetMs) {
+            $unansweredMs = $budgetMs;
+        }
+        $failingSince = null; // when the first attempt failed
         $pauseMs = 100;
         $failures = [];
         $timedOut = false;
@@ -532,15 +650,18 @@ final class Client
             if ($left <= 0 || ($waitMs !== null && $attempt > 0 && $left <= $this->marginMs)) {
                 break;
             }
+            if ($failingSince !== null && hrtime(true) - $failingSince >= $unansweredMs * 1000000) {
+                break;
+            }
             $q = $query;
             $b = $body;
             if ($waitMs !== null) {
                 // At least 1 ms: 0 would mean "as long as the call lasts".
                 $wait = (string) max(1, min($waitMs, $left - $this->marginMs));
                 if ($method === 'GET') {
-                    $q['timeout_ms'] = $wait;
+                    $q[$waitField] = $wait;
                 } else {
-                    $b = ($b ?? []) + ['timeout_ms' => $wait];
+                    $b = ($b ?? []) + [$waitField => $wait];
                 }
             }
             $endpoint = $this->endpoints[$this->current];
@@ -549,6 +670,7 @@ final class Client
             $attemptMs = $waitMs === null ? min($left, $this->attemptTimeoutMs) : $left;
             $res = $this->attempt($method, $endpoint . $route, $q, $b, $key, $attemptMs);
             if ($res['error'] !== null) {
+                $failingSince = $failingSince ?? hrtime(true);
                 $failures[] = $endpoint . ' (' . $res['error'] . ')';
                 $timedOut = $res['timeout'];
                 $this->current = ($this->current + 1) % count($this->endpoints);
@@ -566,6 +688,7 @@ final class Client
             }
             $err = self::error($status, $decoded, $res['body'], $this->servedBy);
             if ($err instanceof UnavailableException) {
+                $failingSince = $failingSince ?? hrtime(true);
                 $failures[] = $endpoint . ' (' . $err->getMessage() . ')';
                 $timedOut = false;
                 $this->current = ($this->current + 1) % count($this->endpoints);
@@ -581,7 +704,7 @@ final class Client
         if ($failures === []) {
             throw new TimeoutException("$what: no time left to send it ({$budgetMs} ms)", 4);
         }
-        throw new UnavailableException("$what: no node available within {$budgetMs} ms: $tried", 14);
+        throw new UnavailableException("$what: no node available within " . min($budgetMs, $unansweredMs) . " ms: $tried", 14);
     }
 
     /**
@@ -773,6 +896,19 @@ final class Client
     {
         if (!ctype_digit($id)) {
             throw new \InvalidArgumentException("Paddock\\Client: bad session id \"$id\"");
+        }
+        return $id;
+    }
+
+    /**
+     * webSessionId checks a web session id for a URL: PHP's session id
+     * grammar, 1 to 256 of a-z, A-Z, 0-9, ',' and '-' (the cluster's
+     * too; it also keeps "." and ".." out of the URL).
+     */
+    private static function webSessionId(string $id): string
+    {
+        if (!preg_match('/^[a-zA-Z0-9,-]{1,256}$/D', $id)) {
+            throw new \InvalidArgumentException('Paddock\Client: bad web session id "' . substr($id, 0, 300) . '": 1 to 256 of a-z, A-Z, 0-9, \',\' and \'-\'');
         }
         return $id;
     }

@@ -150,6 +150,60 @@ func (ErrorCode) EnumDescriptor() ([]byte, []int) {
 	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{0}
 }
 
+// WebSessionLockError names the web session lock's own errors, which are
+// the leader's, not the state machine's.
+type WebSessionLockError int32
+
+const (
+	// WEB_SESSION_LOCK_ERROR_UNSPECIFIED means none.
+	WebSessionLockError_WEB_SESSION_LOCK_ERROR_UNSPECIFIED WebSessionLockError = 0
+	// WEB_SESSION_LOCK_ERROR_LOCKED: a read's wait for the lock ran out.
+	WebSessionLockError_WEB_SESSION_LOCK_ERROR_LOCKED WebSessionLockError = 1
+	// WEB_SESSION_LOCK_ERROR_LOCK_LOST: another token holds the lock.
+	WebSessionLockError_WEB_SESSION_LOCK_ERROR_LOCK_LOST WebSessionLockError = 2
+)
+
+// Enum value maps for WebSessionLockError.
+var (
+	WebSessionLockError_name = map[int32]string{
+		0: "WEB_SESSION_LOCK_ERROR_UNSPECIFIED",
+		1: "WEB_SESSION_LOCK_ERROR_LOCKED",
+		2: "WEB_SESSION_LOCK_ERROR_LOCK_LOST",
+	}
+	WebSessionLockError_value = map[string]int32{
+		"WEB_SESSION_LOCK_ERROR_UNSPECIFIED": 0,
+		"WEB_SESSION_LOCK_ERROR_LOCKED":      1,
+		"WEB_SESSION_LOCK_ERROR_LOCK_LOST":   2,
+	}
+)
+
+func (x WebSessionLockError) Enum() *WebSessionLockError {
+	p := new(WebSessionLockError)
+	*p = x
+	return p
+}
+
+func (x WebSessionLockError) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WebSessionLockError) Descriptor() protoreflect.EnumDescriptor {
+	return file_paddock_raft_v1_internal_proto_enumTypes[1].Descriptor()
+}
+
+func (WebSessionLockError) Type() protoreflect.EnumType {
+	return &file_paddock_raft_v1_internal_proto_enumTypes[1]
+}
+
+func (x WebSessionLockError) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WebSessionLockError.Descriptor instead.
+func (WebSessionLockError) EnumDescriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{1}
+}
+
 // ProposeRequest carries one command.
 type ProposeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1111,11 +1165,396 @@ func (x *KeepAliveResponse) GetExpiredIds() []uint64 {
 	return nil
 }
 
+// WebSessionRequest is one WebSessionService call a follower hands to the
+// leader, with the client's request id.
+type WebSessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// request_id is the client's request id (the writes it makes carry it,
+	// so a retry gets the first result).
+	RequestId []byte `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// call is the client's request.
+	//
+	// Types that are valid to be assigned to Call:
+	//
+	//	*WebSessionRequest_Read
+	//	*WebSessionRequest_Write
+	//	*WebSessionRequest_Release
+	//	*WebSessionRequest_Touch
+	//	*WebSessionRequest_Destroy
+	//	*WebSessionRequest_Validate
+	//	*WebSessionRequest_Create
+	Call          isWebSessionRequest_Call `protobuf_oneof:"call"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebSessionRequest) Reset() {
+	*x = WebSessionRequest{}
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebSessionRequest) ProtoMessage() {}
+
+func (x *WebSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebSessionRequest.ProtoReflect.Descriptor instead.
+func (*WebSessionRequest) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *WebSessionRequest) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+func (x *WebSessionRequest) GetCall() isWebSessionRequest_Call {
+	if x != nil {
+		return x.Call
+	}
+	return nil
+}
+
+func (x *WebSessionRequest) GetRead() *v1.ReadWebSessionRequest {
+	if x != nil {
+		if x, ok := x.Call.(*WebSessionRequest_Read); ok {
+			return x.Read
+		}
+	}
+	return nil
+}
+
+func (x *WebSessionRequest) GetWrite() *v1.WriteWebSessionRequest {
+	if x != nil {
+		if x, ok := x.Call.(*WebSessionRequest_Write); ok {
+			return x.Write
+		}
+	}
+	return nil
+}
+
+func (x *WebSessionRequest) GetRelease() *v1.ReleaseWebSessionRequest {
+	if x != nil {
+		if x, ok := x.Call.(*WebSessionRequest_Release); ok {
+			return x.Release
+		}
+	}
+	return nil
+}
+
+func (x *WebSessionRequest) GetTouch() *v1.TouchWebSessionRequest {
+	if x != nil {
+		if x, ok := x.Call.(*WebSessionRequest_Touch); ok {
+			return x.Touch
+		}
+	}
+	return nil
+}
+
+func (x *WebSessionRequest) GetDestroy() *v1.DestroyWebSessionRequest {
+	if x != nil {
+		if x, ok := x.Call.(*WebSessionRequest_Destroy); ok {
+			return x.Destroy
+		}
+	}
+	return nil
+}
+
+func (x *WebSessionRequest) GetValidate() *v1.ValidateWebSessionRequest {
+	if x != nil {
+		if x, ok := x.Call.(*WebSessionRequest_Validate); ok {
+			return x.Validate
+		}
+	}
+	return nil
+}
+
+func (x *WebSessionRequest) GetCreate() *v1.CreateWebSessionRequest {
+	if x != nil {
+		if x, ok := x.Call.(*WebSessionRequest_Create); ok {
+			return x.Create
+		}
+	}
+	return nil
+}
+
+type isWebSessionRequest_Call interface {
+	isWebSessionRequest_Call()
+}
+
+type WebSessionRequest_Read struct {
+	// read is WebSessionService.ReadWebSession.
+	Read *v1.ReadWebSessionRequest `protobuf:"bytes,2,opt,name=read,proto3,oneof"`
+}
+
+type WebSessionRequest_Write struct {
+	// write is WebSessionService.WriteWebSession.
+	Write *v1.WriteWebSessionRequest `protobuf:"bytes,3,opt,name=write,proto3,oneof"`
+}
+
+type WebSessionRequest_Release struct {
+	// release is WebSessionService.ReleaseWebSession.
+	Release *v1.ReleaseWebSessionRequest `protobuf:"bytes,4,opt,name=release,proto3,oneof"`
+}
+
+type WebSessionRequest_Touch struct {
+	// touch is WebSessionService.TouchWebSession.
+	Touch *v1.TouchWebSessionRequest `protobuf:"bytes,5,opt,name=touch,proto3,oneof"`
+}
+
+type WebSessionRequest_Destroy struct {
+	// destroy is WebSessionService.DestroyWebSession.
+	Destroy *v1.DestroyWebSessionRequest `protobuf:"bytes,6,opt,name=destroy,proto3,oneof"`
+}
+
+type WebSessionRequest_Validate struct {
+	// validate is WebSessionService.ValidateWebSession.
+	Validate *v1.ValidateWebSessionRequest `protobuf:"bytes,7,opt,name=validate,proto3,oneof"`
+}
+
+type WebSessionRequest_Create struct {
+	// create is WebSessionService.CreateWebSession.
+	Create *v1.CreateWebSessionRequest `protobuf:"bytes,8,opt,name=create,proto3,oneof"`
+}
+
+func (*WebSessionRequest_Read) isWebSessionRequest_Call() {}
+
+func (*WebSessionRequest_Write) isWebSessionRequest_Call() {}
+
+func (*WebSessionRequest_Release) isWebSessionRequest_Call() {}
+
+func (*WebSessionRequest_Touch) isWebSessionRequest_Call() {}
+
+func (*WebSessionRequest_Destroy) isWebSessionRequest_Call() {}
+
+func (*WebSessionRequest_Validate) isWebSessionRequest_Call() {}
+
+func (*WebSessionRequest_Create) isWebSessionRequest_Call() {}
+
+// WebSessionResponse is the leader's answer to a WebSessionRequest: a response,
+// a state machine error (error_code, as in ProposeResponse) or a lock
+// error. Node errors (not the leader, no quorum, a timeout) are the
+// call's gRPC status, as for the other calls.
+type WebSessionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// error_code is set when the call failed with a state machine error.
+	ErrorCode ErrorCode `protobuf:"varint,1,opt,name=error_code,json=errorCode,proto3,enum=paddock.raft.v1.ErrorCode" json:"error_code,omitempty"`
+	// error_message names the problem (error_code or lock_error).
+	ErrorMessage string `protobuf:"bytes,2,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// lock_error is set when the call failed for the lock.
+	LockError WebSessionLockError `protobuf:"varint,3,opt,name=lock_error,json=lockError,proto3,enum=paddock.raft.v1.WebSessionLockError" json:"lock_error,omitempty"`
+	// reply is the response, its header the leader's.
+	//
+	// Types that are valid to be assigned to Reply:
+	//
+	//	*WebSessionResponse_Read
+	//	*WebSessionResponse_Write
+	//	*WebSessionResponse_Release
+	//	*WebSessionResponse_Touch
+	//	*WebSessionResponse_Destroy
+	//	*WebSessionResponse_Validate
+	//	*WebSessionResponse_Create
+	Reply         isWebSessionResponse_Reply `protobuf_oneof:"reply"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebSessionResponse) Reset() {
+	*x = WebSessionResponse{}
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebSessionResponse) ProtoMessage() {}
+
+func (x *WebSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebSessionResponse.ProtoReflect.Descriptor instead.
+func (*WebSessionResponse) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *WebSessionResponse) GetErrorCode() ErrorCode {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ErrorCode_ERROR_CODE_UNSPECIFIED
+}
+
+func (x *WebSessionResponse) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+func (x *WebSessionResponse) GetLockError() WebSessionLockError {
+	if x != nil {
+		return x.LockError
+	}
+	return WebSessionLockError_WEB_SESSION_LOCK_ERROR_UNSPECIFIED
+}
+
+func (x *WebSessionResponse) GetReply() isWebSessionResponse_Reply {
+	if x != nil {
+		return x.Reply
+	}
+	return nil
+}
+
+func (x *WebSessionResponse) GetRead() *v1.ReadWebSessionResponse {
+	if x != nil {
+		if x, ok := x.Reply.(*WebSessionResponse_Read); ok {
+			return x.Read
+		}
+	}
+	return nil
+}
+
+func (x *WebSessionResponse) GetWrite() *v1.WriteWebSessionResponse {
+	if x != nil {
+		if x, ok := x.Reply.(*WebSessionResponse_Write); ok {
+			return x.Write
+		}
+	}
+	return nil
+}
+
+func (x *WebSessionResponse) GetRelease() *v1.ReleaseWebSessionResponse {
+	if x != nil {
+		if x, ok := x.Reply.(*WebSessionResponse_Release); ok {
+			return x.Release
+		}
+	}
+	return nil
+}
+
+func (x *WebSessionResponse) GetTouch() *v1.TouchWebSessionResponse {
+	if x != nil {
+		if x, ok := x.Reply.(*WebSessionResponse_Touch); ok {
+			return x.Touch
+		}
+	}
+	return nil
+}
+
+func (x *WebSessionResponse) GetDestroy() *v1.DestroyWebSessionResponse {
+	if x != nil {
+		if x, ok := x.Reply.(*WebSessionResponse_Destroy); ok {
+			return x.Destroy
+		}
+	}
+	return nil
+}
+
+func (x *WebSessionResponse) GetValidate() *v1.ValidateWebSessionResponse {
+	if x != nil {
+		if x, ok := x.Reply.(*WebSessionResponse_Validate); ok {
+			return x.Validate
+		}
+	}
+	return nil
+}
+
+func (x *WebSessionResponse) GetCreate() *v1.CreateWebSessionResponse {
+	if x != nil {
+		if x, ok := x.Reply.(*WebSessionResponse_Create); ok {
+			return x.Create
+		}
+	}
+	return nil
+}
+
+type isWebSessionResponse_Reply interface {
+	isWebSessionResponse_Reply()
+}
+
+type WebSessionResponse_Read struct {
+	// read answers WebSessionRequest.read.
+	Read *v1.ReadWebSessionResponse `protobuf:"bytes,4,opt,name=read,proto3,oneof"`
+}
+
+type WebSessionResponse_Write struct {
+	// write answers WebSessionRequest.write.
+	Write *v1.WriteWebSessionResponse `protobuf:"bytes,5,opt,name=write,proto3,oneof"`
+}
+
+type WebSessionResponse_Release struct {
+	// release answers WebSessionRequest.release.
+	Release *v1.ReleaseWebSessionResponse `protobuf:"bytes,6,opt,name=release,proto3,oneof"`
+}
+
+type WebSessionResponse_Touch struct {
+	// touch answers WebSessionRequest.touch.
+	Touch *v1.TouchWebSessionResponse `protobuf:"bytes,7,opt,name=touch,proto3,oneof"`
+}
+
+type WebSessionResponse_Destroy struct {
+	// destroy answers WebSessionRequest.destroy.
+	Destroy *v1.DestroyWebSessionResponse `protobuf:"bytes,8,opt,name=destroy,proto3,oneof"`
+}
+
+type WebSessionResponse_Validate struct {
+	// validate answers WebSessionRequest.validate.
+	Validate *v1.ValidateWebSessionResponse `protobuf:"bytes,9,opt,name=validate,proto3,oneof"`
+}
+
+type WebSessionResponse_Create struct {
+	// create answers WebSessionRequest.create.
+	Create *v1.CreateWebSessionResponse `protobuf:"bytes,10,opt,name=create,proto3,oneof"`
+}
+
+func (*WebSessionResponse_Read) isWebSessionResponse_Reply() {}
+
+func (*WebSessionResponse_Write) isWebSessionResponse_Reply() {}
+
+func (*WebSessionResponse_Release) isWebSessionResponse_Reply() {}
+
+func (*WebSessionResponse_Touch) isWebSessionResponse_Reply() {}
+
+func (*WebSessionResponse_Destroy) isWebSessionResponse_Reply() {}
+
+func (*WebSessionResponse_Validate) isWebSessionResponse_Reply() {}
+
+func (*WebSessionResponse_Create) isWebSessionResponse_Reply() {}
+
 var File_paddock_raft_v1_internal_proto protoreflect.FileDescriptor
 
 const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\n" +
-	"\x1epaddock/raft/v1/internal.proto\x12\x0fpaddock.raft.v1\x1a\x17paddock/v1/common.proto\x1a\x18paddock/v1/session.proto\x1a\x15paddock/v1/tree.proto\"*\n" +
+	"\x1epaddock/raft/v1/internal.proto\x12\x0fpaddock.raft.v1\x1a\x17paddock/v1/common.proto\x1a\x18paddock/v1/session.proto\x1a\x15paddock/v1/tree.proto\x1a\x1bpaddock/v1/websession.proto\"*\n" +
 	"\x0eProposeRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\"O\n" +
 	"\x14ProposeStreamRequest\x127\n" +
@@ -1174,7 +1613,33 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"sessionIds\"4\n" +
 	"\x11KeepAliveResponse\x12\x1f\n" +
 	"\vexpired_ids\x18\x01 \x03(\x04R\n" +
-	"expiredIds*\xc9\x04\n" +
+	"expiredIds\"\xf3\x03\n" +
+	"\x11WebSessionRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\fR\trequestId\x127\n" +
+	"\x04read\x18\x02 \x01(\v2!.paddock.v1.ReadWebSessionRequestH\x00R\x04read\x12:\n" +
+	"\x05write\x18\x03 \x01(\v2\".paddock.v1.WriteWebSessionRequestH\x00R\x05write\x12@\n" +
+	"\arelease\x18\x04 \x01(\v2$.paddock.v1.ReleaseWebSessionRequestH\x00R\arelease\x12:\n" +
+	"\x05touch\x18\x05 \x01(\v2\".paddock.v1.TouchWebSessionRequestH\x00R\x05touch\x12@\n" +
+	"\adestroy\x18\x06 \x01(\v2$.paddock.v1.DestroyWebSessionRequestH\x00R\adestroy\x12C\n" +
+	"\bvalidate\x18\a \x01(\v2%.paddock.v1.ValidateWebSessionRequestH\x00R\bvalidate\x12=\n" +
+	"\x06create\x18\b \x01(\v2#.paddock.v1.CreateWebSessionRequestH\x00R\x06createB\x06\n" +
+	"\x04call\"\x82\x05\n" +
+	"\x12WebSessionResponse\x129\n" +
+	"\n" +
+	"error_code\x18\x01 \x01(\x0e2\x1a.paddock.raft.v1.ErrorCodeR\terrorCode\x12#\n" +
+	"\rerror_message\x18\x02 \x01(\tR\ferrorMessage\x12C\n" +
+	"\n" +
+	"lock_error\x18\x03 \x01(\x0e2$.paddock.raft.v1.WebSessionLockErrorR\tlockError\x128\n" +
+	"\x04read\x18\x04 \x01(\v2\".paddock.v1.ReadWebSessionResponseH\x00R\x04read\x12;\n" +
+	"\x05write\x18\x05 \x01(\v2#.paddock.v1.WriteWebSessionResponseH\x00R\x05write\x12A\n" +
+	"\arelease\x18\x06 \x01(\v2%.paddock.v1.ReleaseWebSessionResponseH\x00R\arelease\x12;\n" +
+	"\x05touch\x18\a \x01(\v2#.paddock.v1.TouchWebSessionResponseH\x00R\x05touch\x12A\n" +
+	"\adestroy\x18\b \x01(\v2%.paddock.v1.DestroyWebSessionResponseH\x00R\adestroy\x12D\n" +
+	"\bvalidate\x18\t \x01(\v2&.paddock.v1.ValidateWebSessionResponseH\x00R\bvalidate\x12>\n" +
+	"\x06create\x18\n" +
+	" \x01(\v2$.paddock.v1.CreateWebSessionResponseH\x00R\x06createB\a\n" +
+	"\x05reply*\xc9\x04\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ERROR_CODE_NO_NODE\x10\x01\x12\x1a\n" +
@@ -1196,13 +1661,19 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\x1cERROR_CODE_REQUEST_ID_REUSED\x10\x10\x12\x19\n" +
 	"\x15ERROR_CODE_FENCE_LOST\x10\x11\x12\x17\n" +
 	"\x13ERROR_CODE_NOT_HELD\x10\x12\x12\x1d\n" +
-	"\x19ERROR_CODE_LIMIT_MISMATCH\x10\x132\xb0\x03\n" +
+	"\x19ERROR_CODE_LIMIT_MISMATCH\x10\x13*\x86\x01\n" +
+	"\x13WebSessionLockError\x12&\n" +
+	"\"WEB_SESSION_LOCK_ERROR_UNSPECIFIED\x10\x00\x12!\n" +
+	"\x1dWEB_SESSION_LOCK_ERROR_LOCKED\x10\x01\x12$\n" +
+	" WEB_SESSION_LOCK_ERROR_LOCK_LOST\x10\x022\x87\x04\n" +
 	"\x0fInternalService\x12L\n" +
 	"\aPropose\x12\x1f.paddock.raft.v1.ProposeRequest\x1a .paddock.raft.v1.ProposeResponse\x12b\n" +
 	"\rProposeStream\x12%.paddock.raft.v1.ProposeStreamRequest\x1a&.paddock.raft.v1.ProposeStreamResponse(\x010\x01\x12R\n" +
 	"\tReadIndex\x12!.paddock.raft.v1.ReadIndexRequest\x1a\".paddock.raft.v1.ReadIndexResponse\x12C\n" +
 	"\x04Read\x12\x1c.paddock.raft.v1.ReadRequest\x1a\x1d.paddock.raft.v1.ReadResponse\x12R\n" +
-	"\tKeepAlive\x12!.paddock.raft.v1.KeepAliveRequest\x1a\".paddock.raft.v1.KeepAliveResponseB9Z7github.com/paddock/paddock/proto/paddock/raft/v1;raftv1b\x06proto3"
+	"\tKeepAlive\x12!.paddock.raft.v1.KeepAliveRequest\x1a\".paddock.raft.v1.KeepAliveResponse\x12U\n" +
+	"\n" +
+	"WebSession\x12\".paddock.raft.v1.WebSessionRequest\x1a#.paddock.raft.v1.WebSessionResponseB9Z7github.com/paddock/paddock/proto/paddock/raft/v1;raftv1b\x06proto3"
 
 var (
 	file_paddock_raft_v1_internal_proto_rawDescOnce sync.Once
@@ -1216,70 +1687,105 @@ func file_paddock_raft_v1_internal_proto_rawDescGZIP() []byte {
 	return file_paddock_raft_v1_internal_proto_rawDescData
 }
 
-var file_paddock_raft_v1_internal_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_paddock_raft_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_paddock_raft_v1_internal_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_paddock_raft_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_paddock_raft_v1_internal_proto_goTypes = []any{
-	(ErrorCode)(0),                  // 0: paddock.raft.v1.ErrorCode
-	(*ProposeRequest)(nil),          // 1: paddock.raft.v1.ProposeRequest
-	(*ProposeStreamRequest)(nil),    // 2: paddock.raft.v1.ProposeStreamRequest
-	(*Proposal)(nil),                // 3: paddock.raft.v1.Proposal
-	(*ProposeStreamResponse)(nil),   // 4: paddock.raft.v1.ProposeStreamResponse
-	(*ProposalResult)(nil),          // 5: paddock.raft.v1.ProposalResult
-	(*ProposeResponse)(nil),         // 6: paddock.raft.v1.ProposeResponse
-	(*ReadIndexRequest)(nil),        // 7: paddock.raft.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),       // 8: paddock.raft.v1.ReadIndexResponse
-	(*ReadRequest)(nil),             // 9: paddock.raft.v1.ReadRequest
-	(*ReadResponse)(nil),            // 10: paddock.raft.v1.ReadResponse
-	(*Query)(nil),                   // 11: paddock.raft.v1.Query
-	(*QueryResult)(nil),             // 12: paddock.raft.v1.QueryResult
-	(*KeepAliveRequest)(nil),        // 13: paddock.raft.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),       // 14: paddock.raft.v1.KeepAliveResponse
-	(*v1.ReadOptions)(nil),          // 15: paddock.v1.ReadOptions
-	(*v1.GetRequest)(nil),           // 16: paddock.v1.GetRequest
-	(*v1.ExistsRequest)(nil),        // 17: paddock.v1.ExistsRequest
-	(*v1.ListRequest)(nil),          // 18: paddock.v1.ListRequest
-	(*v1.GetSessionRequest)(nil),    // 19: paddock.v1.GetSessionRequest
-	(*v1.ListSessionsRequest)(nil),  // 20: paddock.v1.ListSessionsRequest
-	(*v1.GetResponse)(nil),          // 21: paddock.v1.GetResponse
-	(*v1.ExistsResponse)(nil),       // 22: paddock.v1.ExistsResponse
-	(*v1.ListResponse)(nil),         // 23: paddock.v1.ListResponse
-	(*v1.GetSessionResponse)(nil),   // 24: paddock.v1.GetSessionResponse
-	(*v1.ListSessionsResponse)(nil), // 25: paddock.v1.ListSessionsResponse
+	(ErrorCode)(0),                        // 0: paddock.raft.v1.ErrorCode
+	(WebSessionLockError)(0),              // 1: paddock.raft.v1.WebSessionLockError
+	(*ProposeRequest)(nil),                // 2: paddock.raft.v1.ProposeRequest
+	(*ProposeStreamRequest)(nil),          // 3: paddock.raft.v1.ProposeStreamRequest
+	(*Proposal)(nil),                      // 4: paddock.raft.v1.Proposal
+	(*ProposeStreamResponse)(nil),         // 5: paddock.raft.v1.ProposeStreamResponse
+	(*ProposalResult)(nil),                // 6: paddock.raft.v1.ProposalResult
+	(*ProposeResponse)(nil),               // 7: paddock.raft.v1.ProposeResponse
+	(*ReadIndexRequest)(nil),              // 8: paddock.raft.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),             // 9: paddock.raft.v1.ReadIndexResponse
+	(*ReadRequest)(nil),                   // 10: paddock.raft.v1.ReadRequest
+	(*ReadResponse)(nil),                  // 11: paddock.raft.v1.ReadResponse
+	(*Query)(nil),                         // 12: paddock.raft.v1.Query
+	(*QueryResult)(nil),                   // 13: paddock.raft.v1.QueryResult
+	(*KeepAliveRequest)(nil),              // 14: paddock.raft.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),             // 15: paddock.raft.v1.KeepAliveResponse
+	(*WebSessionRequest)(nil),             // 16: paddock.raft.v1.WebSessionRequest
+	(*WebSessionResponse)(nil),            // 17: paddock.raft.v1.WebSessionResponse
+	(*v1.ReadOptions)(nil),                // 18: paddock.v1.ReadOptions
+	(*v1.GetRequest)(nil),                 // 19: paddock.v1.GetRequest
+	(*v1.ExistsRequest)(nil),              // 20: paddock.v1.ExistsRequest
+	(*v1.ListRequest)(nil),                // 21: paddock.v1.ListRequest
+	(*v1.GetSessionRequest)(nil),          // 22: paddock.v1.GetSessionRequest
+	(*v1.ListSessionsRequest)(nil),        // 23: paddock.v1.ListSessionsRequest
+	(*v1.GetResponse)(nil),                // 24: paddock.v1.GetResponse
+	(*v1.ExistsResponse)(nil),             // 25: paddock.v1.ExistsResponse
+	(*v1.ListResponse)(nil),               // 26: paddock.v1.ListResponse
+	(*v1.GetSessionResponse)(nil),         // 27: paddock.v1.GetSessionResponse
+	(*v1.ListSessionsResponse)(nil),       // 28: paddock.v1.ListSessionsResponse
+	(*v1.ReadWebSessionRequest)(nil),      // 29: paddock.v1.ReadWebSessionRequest
+	(*v1.WriteWebSessionRequest)(nil),     // 30: paddock.v1.WriteWebSessionRequest
+	(*v1.ReleaseWebSessionRequest)(nil),   // 31: paddock.v1.ReleaseWebSessionRequest
+	(*v1.TouchWebSessionRequest)(nil),     // 32: paddock.v1.TouchWebSessionRequest
+	(*v1.DestroyWebSessionRequest)(nil),   // 33: paddock.v1.DestroyWebSessionRequest
+	(*v1.ValidateWebSessionRequest)(nil),  // 34: paddock.v1.ValidateWebSessionRequest
+	(*v1.CreateWebSessionRequest)(nil),    // 35: paddock.v1.CreateWebSessionRequest
+	(*v1.ReadWebSessionResponse)(nil),     // 36: paddock.v1.ReadWebSessionResponse
+	(*v1.WriteWebSessionResponse)(nil),    // 37: paddock.v1.WriteWebSessionResponse
+	(*v1.ReleaseWebSessionResponse)(nil),  // 38: paddock.v1.ReleaseWebSessionResponse
+	(*v1.TouchWebSessionResponse)(nil),    // 39: paddock.v1.TouchWebSessionResponse
+	(*v1.DestroyWebSessionResponse)(nil),  // 40: paddock.v1.DestroyWebSessionResponse
+	(*v1.ValidateWebSessionResponse)(nil), // 41: paddock.v1.ValidateWebSessionResponse
+	(*v1.CreateWebSessionResponse)(nil),   // 42: paddock.v1.CreateWebSessionResponse
 }
 var file_paddock_raft_v1_internal_proto_depIdxs = []int32{
-	3,  // 0: paddock.raft.v1.ProposeStreamRequest.proposals:type_name -> paddock.raft.v1.Proposal
-	5,  // 1: paddock.raft.v1.ProposeStreamResponse.results:type_name -> paddock.raft.v1.ProposalResult
-	6,  // 2: paddock.raft.v1.ProposalResult.response:type_name -> paddock.raft.v1.ProposeResponse
+	4,  // 0: paddock.raft.v1.ProposeStreamRequest.proposals:type_name -> paddock.raft.v1.Proposal
+	6,  // 1: paddock.raft.v1.ProposeStreamResponse.results:type_name -> paddock.raft.v1.ProposalResult
+	7,  // 2: paddock.raft.v1.ProposalResult.response:type_name -> paddock.raft.v1.ProposeResponse
 	0,  // 3: paddock.raft.v1.ProposeResponse.error_code:type_name -> paddock.raft.v1.ErrorCode
-	11, // 4: paddock.raft.v1.ReadRequest.queries:type_name -> paddock.raft.v1.Query
-	12, // 5: paddock.raft.v1.ReadResponse.results:type_name -> paddock.raft.v1.QueryResult
-	15, // 6: paddock.raft.v1.Query.read:type_name -> paddock.v1.ReadOptions
-	16, // 7: paddock.raft.v1.Query.get:type_name -> paddock.v1.GetRequest
-	17, // 8: paddock.raft.v1.Query.exists:type_name -> paddock.v1.ExistsRequest
-	18, // 9: paddock.raft.v1.Query.list:type_name -> paddock.v1.ListRequest
-	19, // 10: paddock.raft.v1.Query.get_session:type_name -> paddock.v1.GetSessionRequest
-	20, // 11: paddock.raft.v1.Query.list_sessions:type_name -> paddock.v1.ListSessionsRequest
+	12, // 4: paddock.raft.v1.ReadRequest.queries:type_name -> paddock.raft.v1.Query
+	13, // 5: paddock.raft.v1.ReadResponse.results:type_name -> paddock.raft.v1.QueryResult
+	18, // 6: paddock.raft.v1.Query.read:type_name -> paddock.v1.ReadOptions
+	19, // 7: paddock.raft.v1.Query.get:type_name -> paddock.v1.GetRequest
+	20, // 8: paddock.raft.v1.Query.exists:type_name -> paddock.v1.ExistsRequest
+	21, // 9: paddock.raft.v1.Query.list:type_name -> paddock.v1.ListRequest
+	22, // 10: paddock.raft.v1.Query.get_session:type_name -> paddock.v1.GetSessionRequest
+	23, // 11: paddock.raft.v1.Query.list_sessions:type_name -> paddock.v1.ListSessionsRequest
 	0,  // 12: paddock.raft.v1.QueryResult.error_code:type_name -> paddock.raft.v1.ErrorCode
-	21, // 13: paddock.raft.v1.QueryResult.get:type_name -> paddock.v1.GetResponse
-	22, // 14: paddock.raft.v1.QueryResult.exists:type_name -> paddock.v1.ExistsResponse
-	23, // 15: paddock.raft.v1.QueryResult.list:type_name -> paddock.v1.ListResponse
-	24, // 16: paddock.raft.v1.QueryResult.get_session:type_name -> paddock.v1.GetSessionResponse
-	25, // 17: paddock.raft.v1.QueryResult.list_sessions:type_name -> paddock.v1.ListSessionsResponse
-	1,  // 18: paddock.raft.v1.InternalService.Propose:input_type -> paddock.raft.v1.ProposeRequest
-	2,  // 19: paddock.raft.v1.InternalService.ProposeStream:input_type -> paddock.raft.v1.ProposeStreamRequest
-	7,  // 20: paddock.raft.v1.InternalService.ReadIndex:input_type -> paddock.raft.v1.ReadIndexRequest
-	9,  // 21: paddock.raft.v1.InternalService.Read:input_type -> paddock.raft.v1.ReadRequest
-	13, // 22: paddock.raft.v1.InternalService.KeepAlive:input_type -> paddock.raft.v1.KeepAliveRequest
-	6,  // 23: paddock.raft.v1.InternalService.Propose:output_type -> paddock.raft.v1.ProposeResponse
-	4,  // 24: paddock.raft.v1.InternalService.ProposeStream:output_type -> paddock.raft.v1.ProposeStreamResponse
-	8,  // 25: paddock.raft.v1.InternalService.ReadIndex:output_type -> paddock.raft.v1.ReadIndexResponse
-	10, // 26: paddock.raft.v1.InternalService.Read:output_type -> paddock.raft.v1.ReadResponse
-	14, // 27: paddock.raft.v1.InternalService.KeepAlive:output_type -> paddock.raft.v1.KeepAliveResponse
-	23, // [23:28] is the sub-list for method output_type
-	18, // [18:23] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	24, // 13: paddock.raft.v1.QueryResult.get:type_name -> paddock.v1.GetResponse
+	25, // 14: paddock.raft.v1.QueryResult.exists:type_name -> paddock.v1.ExistsResponse
+	26, // 15: paddock.raft.v1.QueryResult.list:type_name -> paddock.v1.ListResponse
+	27, // 16: paddock.raft.v1.QueryResult.get_session:type_name -> paddock.v1.GetSessionResponse
+	28, // 17: paddock.raft.v1.QueryResult.list_sessions:type_name -> paddock.v1.ListSessionsResponse
+	29, // 18: paddock.raft.v1.WebSessionRequest.read:type_name -> paddock.v1.ReadWebSessionRequest
+	30, // 19: paddock.raft.v1.WebSessionRequest.write:type_name -> paddock.v1.WriteWebSessionRequest
+	31, // 20: paddock.raft.v1.WebSessionRequest.release:type_name -> paddock.v1.ReleaseWebSessionRequest
+	32, // 21: paddock.raft.v1.WebSessionRequest.touch:type_name -> paddock.v1.TouchWebSessionRequest
+	33, // 22: paddock.raft.v1.WebSessionRequest.destroy:type_name -> paddock.v1.DestroyWebSessionRequest
+	34, // 23: paddock.raft.v1.WebSessionRequest.validate:type_name -> paddock.v1.ValidateWebSessionRequest
+	35, // 24: paddock.raft.v1.WebSessionRequest.create:type_name -> paddock.v1.CreateWebSessionRequest
+	0,  // 25: paddock.raft.v1.WebSessionResponse.error_code:type_name -> paddock.raft.v1.ErrorCode
+	1,  // 26: paddock.raft.v1.WebSessionResponse.lock_error:type_name -> paddock.raft.v1.WebSessionLockError
+	36, // 27: paddock.raft.v1.WebSessionResponse.read:type_name -> paddock.v1.ReadWebSessionResponse
+	37, // 28: paddock.raft.v1.WebSessionResponse.write:type_name -> paddock.v1.WriteWebSessionResponse
+	38, // 29: paddock.raft.v1.WebSessionResponse.release:type_name -> paddock.v1.ReleaseWebSessionResponse
+	39, // 30: paddock.raft.v1.WebSessionResponse.touch:type_name -> paddock.v1.TouchWebSessionResponse
+	40, // 31: paddock.raft.v1.WebSessionResponse.destroy:type_name -> paddock.v1.DestroyWebSessionResponse
+	41, // 32: paddock.raft.v1.WebSessionResponse.validate:type_name -> paddock.v1.ValidateWebSessionResponse
+	42, // 33: paddock.raft.v1.WebSessionResponse.create:type_name -> paddock.v1.CreateWebSessionResponse
+	2,  // 34: paddock.raft.v1.InternalService.Propose:input_type -> paddock.raft.v1.ProposeRequest
+	3,  // 35: paddock.raft.v1.InternalService.ProposeStream:input_type -> paddock.raft.v1.ProposeStreamRequest
+	8,  // 36: paddock.raft.v1.InternalService.ReadIndex:input_type -> paddock.raft.v1.ReadIndexRequest
+	10, // 37: paddock.raft.v1.InternalService.Read:input_type -> paddock.raft.v1.ReadRequest
+	14, // 38: paddock.raft.v1.InternalService.KeepAlive:input_type -> paddock.raft.v1.KeepAliveRequest
+	16, // 39: paddock.raft.v1.InternalService.WebSession:input_type -> paddock.raft.v1.WebSessionRequest
+	7,  // 40: paddock.raft.v1.InternalService.Propose:output_type -> paddock.raft.v1.ProposeResponse
+	5,  // 41: paddock.raft.v1.InternalService.ProposeStream:output_type -> paddock.raft.v1.ProposeStreamResponse
+	9,  // 42: paddock.raft.v1.InternalService.ReadIndex:output_type -> paddock.raft.v1.ReadIndexResponse
+	11, // 43: paddock.raft.v1.InternalService.Read:output_type -> paddock.raft.v1.ReadResponse
+	15, // 44: paddock.raft.v1.InternalService.KeepAlive:output_type -> paddock.raft.v1.KeepAliveResponse
+	17, // 45: paddock.raft.v1.InternalService.WebSession:output_type -> paddock.raft.v1.WebSessionResponse
+	40, // [40:46] is the sub-list for method output_type
+	34, // [34:40] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_paddock_raft_v1_internal_proto_init() }
@@ -1301,13 +1807,31 @@ func file_paddock_raft_v1_internal_proto_init() {
 		(*QueryResult_GetSession)(nil),
 		(*QueryResult_ListSessions)(nil),
 	}
+	file_paddock_raft_v1_internal_proto_msgTypes[14].OneofWrappers = []any{
+		(*WebSessionRequest_Read)(nil),
+		(*WebSessionRequest_Write)(nil),
+		(*WebSessionRequest_Release)(nil),
+		(*WebSessionRequest_Touch)(nil),
+		(*WebSessionRequest_Destroy)(nil),
+		(*WebSessionRequest_Validate)(nil),
+		(*WebSessionRequest_Create)(nil),
+	}
+	file_paddock_raft_v1_internal_proto_msgTypes[15].OneofWrappers = []any{
+		(*WebSessionResponse_Read)(nil),
+		(*WebSessionResponse_Write)(nil),
+		(*WebSessionResponse_Release)(nil),
+		(*WebSessionResponse_Touch)(nil),
+		(*WebSessionResponse_Destroy)(nil),
+		(*WebSessionResponse_Validate)(nil),
+		(*WebSessionResponse_Create)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_paddock_raft_v1_internal_proto_rawDesc), len(file_paddock_raft_v1_internal_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   14,
+			NumEnums:      2,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	InternalService_ReadIndex_FullMethodName     = "/paddock.raft.v1.InternalService/ReadIndex"
 	InternalService_Read_FullMethodName          = "/paddock.raft.v1.InternalService/Read"
 	InternalService_KeepAlive_FullMethodName     = "/paddock.raft.v1.InternalService/KeepAlive"
+	InternalService_WebSession_FullMethodName    = "/paddock.raft.v1.InternalService/WebSession"
 )
 
 // InternalServiceClient is the client API for InternalService service.
@@ -53,6 +54,11 @@ type InternalServiceClient interface {
 	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error)
 	// KeepAlive renews a batch of sessions on the leader.
 	KeepAlive(ctx context.Context, in *KeepAliveRequest, opts ...grpc.CallOption) (*KeepAliveResponse, error)
+	// WebSession serves one WebSessionService call on the leader, which
+	// alone holds the web sessions' locks and access times. A node that
+	// does not lead answers FAILED_PRECONDITION (nothing done), as the other
+	// calls do; it never forwards further.
+	WebSession(ctx context.Context, in *WebSessionRequest, opts ...grpc.CallOption) (*WebSessionResponse, error)
 }
 
 type internalServiceClient struct {
@@ -116,6 +122,16 @@ func (c *internalServiceClient) KeepAlive(ctx context.Context, in *KeepAliveRequ
 	return out, nil
 }
 
+func (c *internalServiceClient) WebSession(ctx context.Context, in *WebSessionRequest, opts ...grpc.CallOption) (*WebSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WebSessionResponse)
+	err := c.cc.Invoke(ctx, InternalService_WebSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InternalServiceServer is the server API for InternalService service.
 // All implementations must embed UnimplementedInternalServiceServer
 // for forward compatibility.
@@ -143,6 +159,11 @@ type InternalServiceServer interface {
 	Read(context.Context, *ReadRequest) (*ReadResponse, error)
 	// KeepAlive renews a batch of sessions on the leader.
 	KeepAlive(context.Context, *KeepAliveRequest) (*KeepAliveResponse, error)
+	// WebSession serves one WebSessionService call on the leader, which
+	// alone holds the web sessions' locks and access times. A node that
+	// does not lead answers FAILED_PRECONDITION (nothing done), as the other
+	// calls do; it never forwards further.
+	WebSession(context.Context, *WebSessionRequest) (*WebSessionResponse, error)
 	mustEmbedUnimplementedInternalServiceServer()
 }
 
@@ -167,6 +188,9 @@ func (UnimplementedInternalServiceServer) Read(context.Context, *ReadRequest) (*
 }
 func (UnimplementedInternalServiceServer) KeepAlive(context.Context, *KeepAliveRequest) (*KeepAliveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method KeepAlive not implemented")
+}
+func (UnimplementedInternalServiceServer) WebSession(context.Context, *WebSessionRequest) (*WebSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WebSession not implemented")
 }
 func (UnimplementedInternalServiceServer) mustEmbedUnimplementedInternalServiceServer() {}
 func (UnimplementedInternalServiceServer) testEmbeddedByValue()                         {}
@@ -268,6 +292,24 @@ func _InternalService_KeepAlive_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InternalService_WebSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WebSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServiceServer).WebSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InternalService_WebSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServiceServer).WebSession(ctx, req.(*WebSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // InternalService_ServiceDesc is the grpc.ServiceDesc for InternalService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -290,6 +332,10 @@ var InternalService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "KeepAlive",
 			Handler:    _InternalService_KeepAlive_Handler,
+		},
+		{
+			MethodName: "WebSession",
+			Handler:    _InternalService_WebSession_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,296 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// waiting is the number of requests waiting for id's lock.
+func (l *wsLocks) waiting(id string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.m[id]; e != nil {
+		return len(e.waiters)
+	}
+	return 0
+}
+
+// untilWaiting polls until k requests wait for id's lock.
+func untilWaiting(t *testing.T, l *wsLocks, id string, k int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for l.waiting(id) != k {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d waiters of %s, want %d", l.waiting(id), id, k)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+type acquired struct {
+	token uint64
+	err   error
+	at    time.Time
+}
+
+func acquireAsync(l *wsLocks, ctx context.Context, id string, ttl, wait time.Duration) <-chan acquired {
+	ch := make(chan acquired, 1)
+	go func() {
+		t, err := l.acquire(ctx, id, ttl, wait)
+		ch <- acquired{t, err, time.Now()}
+	}()
+	return ch
+}
+
+func recvAcquired(t *testing.T, ch <-chan acquired) acquired {
+	t.Helper()
+	select {
+	case a := <-ch:
+		return a
+	case <-time.After(10 * time.Second):
+		t.Fatal("acquire did not return")
+		return acquired{}
+	}
+}
+
+func TestWebSessionLocksReleaseWakesWaiter(t *testing.T) {
+	l := newWSLocks(0)
+	defer l.close()
+	ctx := context.Background()
+	t1, err := l.acquire(ctx, "s", time.Minute, time.Second)
+	if err != nil || t1 == 0 {
+		t.Fatalf("acquire: %d, %v", t1, err)
+	}
+	ch := acquireAsync(l, ctx, "s", time.Minute, 30*time.Second)
+	untilWaiting(t, l, "s", 1)
+	released := time.Now()
+	if !l.release("s", t1) {
+		t.Fatal("release: not held")
+	}
+	a := recvAcquired(t, ch)
+	if a.err != nil || a.token == 0 || a.token == t1 {
+		t.Fatalf("waiter got %d, %v (first token %d)", a.token, a.err, t1)
+	}
+	// Woken by the release, not by a poll: well within the wait.
+	if d := a.at.Sub(released); d > time.Second {
+		t.Fatalf("waiter woke %v after the release", d)
+	}
+	if l.release("s", t1) {
+		t.Fatal("released a token twice")
+	}
+	if !l.holds("s", a.token) {
+		t.Fatal("waiter does not hold the lock")
+	}
+	l.release("s", a.token)
+	if n := l.size(); n != 0 {
+		t.Fatalf("%d entries left after the last release", n)
+	}
+}
+
+func TestWebSessionLocksFIFO(t *testing.T) {
+	l := newWSLocks(0)
+	defer l.close()
+	ctx := context.Background()
+	tok, _ := l.acquire(ctx, "s", time.Minute, time.Second)
+	var chans []<-chan acquired
+	for i := range 3 {
+		chans = append(chans, acquireAsync(l, ctx, "s", time.Minute, 30*time.Second))
+		untilWaiting(t, l, "s", i+1)
+	}
+	for i, ch := range chans {
+		l.release("s", tok)
+		a := recvAcquired(t, ch)
+		if a.err != nil {
+			t.Fatalf("waiter %d: %v", i, a.err)
+		}
+		for j := i + 1; j < len(chans); j++ {
+			select {
+			case <-chans[j]:
+				t.Fatalf("waiter %d granted before waiter %d's release", j, i)
+			default:
+			}
+		}
+		tok = a.token
+	}
+	l.release("s", tok)
+}
+
+func TestWebSessionLocksLeaseExpiry(t *testing.T) {
+	l := newWSLocks(0)
+	defer l.close()
+	ctx := context.Background()
+	ttl := 200 * time.Millisecond
+	start := time.Now()
+	t1, _ := l.acquire(ctx, "s", ttl, time.Second)
+	a := recvAcquired(t, acquireAsync(l, ctx, "s", time.Minute, 10*time.Second))
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	if d := a.at.Sub(start); d < ttl || d > ttl+2*time.Second {
+		t.Fatalf("granted %v after a lease of %v", d, ttl)
+	}
+	if l.holds("s", t1) || l.release("s", t1) {
+		t.Fatal("the expired holder still holds")
+	}
+	if _, err := l.beginWrite("s", t1, false); !errors.Is(err, ErrWebSessionLockLost) {
+		t.Fatalf("write with the expired token: %v, want ErrWebSessionLockLost", err)
+	}
+	if w, err := l.beginWrite("s", t1, true); err != nil || w.held {
+		t.Fatalf("retry of an applied write: %+v, %v", w, err)
+	}
+}
+
+func TestWebSessionLocksWaitTimeout(t *testing.T) {
+	l := newWSLocks(0)
+	defer l.close()
+	ctx := context.Background()
+	tok, _ := l.acquire(ctx, "s", time.Minute, time.Second)
+	a := recvAcquired(t, acquireAsync(l, ctx, "s", time.Minute, 100*time.Millisecond))
+	if !errors.Is(a.err, ErrWebSessionLocked) || a.token != 0 {
+		t.Fatalf("timed out wait: %d, %v", a.token, a.err)
+	}
+	if k := l.waiting("s"); k != 0 {
+		t.Fatalf("%d waiters left", k)
+	}
+	// A canceled wait takes nothing either.
+	cctx, cancel := context.WithCancel(ctx)
+	ch := acquireAsync(l, cctx, "s", time.Minute, time.Minute)
+	untilWaiting(t, l, "s", 1)
+	cancel()
+	if a := recvAcquired(t, ch); !errors.Is(a.err, context.Canceled) {
+		t.Fatalf("canceled wait: %v", a.err)
+	}
+	l.release("s", tok)
+	if n := l.size(); n != 0 {
+		t.Fatalf("%d entries left", n)
+	}
+}
+
+func TestWebSessionLocksGrace(t *testing.T) {
+	grace := 300 * time.Millisecond
+	start := time.Now()
+	l := newWSLocks(grace)
+	defer l.close()
+	ctx := context.Background()
+	// The holder from before the failover writes with its token.
+	const oldToken = 12345
+	w, err := l.beginWrite("old", oldToken, false)
+	if err != nil {
+		t.Fatalf("write with an unknown token in the grace: %v", err)
+	}
+	if _, ok := l.tryHold("old", time.Minute); ok {
+		t.Fatal("expiry took a lock during a write")
+	}
+	l.endWrite(w, true)
+	if l.size() != 0 {
+		t.Fatal("the write left its lock held")
+	}
+	if _, ok := l.tryHold("x", time.Minute); ok {
+		t.Fatal("expiry took a lock in the grace")
+	}
+	a := recvAcquired(t, acquireAsync(l, ctx, "s", time.Minute, 10*time.Second))
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	if d := a.at.Sub(start); d < grace {
+		t.Fatalf("lock granted %v after the start of a %v grace", d, grace)
+	}
+	// A wait that ends in the grace fails.
+	l2 := newWSLocks(time.Minute)
+	defer l2.close()
+	if _, err := l2.acquire(ctx, "s", time.Minute, 50*time.Millisecond); !errors.Is(err, ErrWebSessionLocked) {
+		t.Fatalf("acquire in the grace: %v", err)
+	}
+}
+
+func TestWebSessionLocksLeaseWaitsForWrite(t *testing.T) {
+	l := newWSLocks(0)
+	defer l.close()
+	ctx := context.Background()
+	tok, _ := l.acquire(ctx, "s", 100*time.Millisecond, time.Second)
+	w, err := l.beginWrite("s", tok, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := acquireAsync(l, ctx, "s", time.Minute, 10*time.Second)
+	untilWaiting(t, l, "s", 1)
+	// The lease ends: the write in flight keeps the lock.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l.mu.Lock()
+		due := l.m["s"].leaseDue
+		l.mu.Unlock()
+		if due {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the lease did not end")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !l.holds("s", tok) {
+		t.Fatal("the lease ended under a write in flight")
+	}
+	l.endWrite(w, false) // keep_lock, but the lease is over
+	a := recvAcquired(t, ch)
+	if a.err != nil || l.holds("s", tok) {
+		t.Fatalf("after the write: waiter %v, old holder still holds: %v", a.err, l.holds("s", tok))
+	}
+}
+
+func TestWebSessionLocksClose(t *testing.T) {
+	l := newWSLocks(0)
+	ctx := context.Background()
+	tok, _ := l.acquire(ctx, "s", time.Minute, time.Second)
+	ch := acquireAsync(l, ctx, "s", time.Minute, time.Minute)
+	untilWaiting(t, l, "s", 1)
+	l.close()
+	if a := recvAcquired(t, ch); !errors.Is(a.err, ErrNotLeader) {
+		t.Fatalf("waiter after close: %v", a.err)
+	}
+	if _, err := l.acquire(ctx, "s", time.Minute, time.Second); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("acquire after close: %v", err)
+	}
+	if _, err := l.beginWrite("s", tok, false); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("write after close: %v", err)
+	}
+	if l.release("s", tok) {
+		t.Fatal("released after close")
+	}
+}
+
+func TestWebSessionLocksTokens(t *testing.T) {
+	seen := map[uint64]bool{}
+	for range 1000 {
+		tok := newLockToken()
+		if tok == 0 || seen[tok] {
+			t.Fatalf("token %d: zero or repeated", tok)
+		}
+		seen[tok] = true
+	}
+}
+
+func TestWebSessionIDEncoding(t *testing.T) {
+	raw := make([]byte, 16)
+	for i := range raw {
+		raw[i] = 0xff
+	}
+	for _, c := range []struct {
+		bits     int
+		n        int
+		alphabet string
+	}{{4, 32, sidAlphabet4}, {5, 26, sidAlphabet5}, {6, 22, sidAlphabet6}} {
+		id := encodeSessionID(raw, c.bits)
+		if len(id) != c.n {
+			t.Fatalf("%d bits: %q has %d characters, want %d", c.bits, id, len(id), c.n)
+		}
+		if id[0] != c.alphabet[len(c.alphabet)-1] {
+			t.Fatalf("%d bits: all ones encode as %q", c.bits, id)
+		}
+	}
+	if id := encodeSessionID([]byte{0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0, 0, 0, 0, 0, 0, 0, 0xff}, 4); id != "0123456789abcdef00000000000000ff" {
+		t.Fatalf("hex: %q", id)
+	}
+}

@@ -1,0 +1,202 @@
+package rpc_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock/paddock/node"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
+	"github.com/paddock/paddock/rpc"
+)
+
+// wsHTTP sends a request to the gateway, with an Idempotency-Key when key
+// is not empty, and decodes the JSON answer.
+func wsHTTP(t *testing.T, method, url, body, key string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]any
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("%s %s: %d %q is not JSON: %v", method, url, resp.StatusCode, b, err)
+	}
+	return resp.StatusCode, out
+}
+
+// wantHTTPError checks an error answer's HTTP status, gRPC code and the
+// start of its message.
+func wantHTTPError(t *testing.T, what string, code int, body map[string]any, wantStatus int, wantCode codes.Code, wantMsg string) {
+	t.Helper()
+	msg, _ := body["message"].(string)
+	if code != wantStatus || body["code"] != float64(wantCode) || !strings.HasPrefix(msg, wantMsg) {
+		t.Errorf("%s = %d %v; want %d, code %d (%v), message %q...", what, code, body, wantStatus, wantCode, wantCode, wantMsg)
+	}
+}
+
+// TestWebSessionOverGRPCAndHTTP: the web session calls through a follower
+// (which hands them to the leader) over the HTTP gateway and gRPC: JSON
+// names and types (data base64, versions and tokens as strings), the
+// status of each refusal (locked: 409 ABORTED, lock held or stale version:
+// 412 FAILED_PRECONDITION, bad input: 400 INVALID_ARGUMENT), and a write
+// retried with its Idempotency-Key after another request took the lock
+// gets its first answer.
+func TestWebSessionOverGRPCAndHTTP(t *testing.T) {
+	checkLeaks(t)
+	nodes := threeNodes(t)
+	_, follower := leaderAndFollower(t, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	h, err := rpc.NewHTTPHandler(ctx, follower.n, follower.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(h)
+	defer hs.Close()
+	ws := paddockv1.NewWebSessionServiceClient(follower.conn)
+	url := hs.URL + "/v1/web-sessions"
+
+	// Create over HTTP: an id in the asked alphabet, valid at once.
+	code, body := wsHTTP(t, "POST", url, `{"sid_bits_per_character":6,"max_lifetime_ms":"60000"}`, "")
+	id, _ := body["id"].(string)
+	if code != 200 || len(id) != 22 || body["version"] != "1" {
+		t.Fatalf("POST /v1/web-sessions = %d %v; want an id of 22 characters, version \"1\"", code, body)
+	}
+	if v, err := ws.ValidateWebSession(ctx, &paddockv1.ValidateWebSessionRequest{Id: id}); err != nil || !v.GetValid() {
+		t.Fatalf("ValidateWebSession(new id) = %v, %v; want valid", v, err)
+	}
+	if code, body := wsHTTP(t, "GET", url+"/"+id, "", ""); code != 200 || body["valid"] != true {
+		t.Errorf("GET /v1/web-sessions/ID = %d %v; want valid", code, body)
+	}
+
+	// A locked read: version and token are strings, data "" for an empty
+	// session.
+	code, body = wsHTTP(t, "POST", url+"/"+id+"/read", `{"lock":true,"lock_ttl_ms":"10000"}`, "")
+	tok, _ := body["token"].(string)
+	if code != 200 || body["found"] != true || body["version"] != "1" || body["data"] != "" || tok == "" || tok == "0" ||
+		body["max_lifetime_ms"] != "60000" {
+		t.Fatalf("locked read = %d %v; want found, version \"1\", a token", code, body)
+	}
+	// A second locked read waits wait_ms, then 409 ABORTED.
+	start := time.Now()
+	code, body = wsHTTP(t, "POST", url+"/"+id+"/read", `{"lock":true,"wait_ms":"300"}`, "")
+	if took := time.Since(start); took < 300*time.Millisecond || took > 3*time.Second {
+		t.Errorf("locked read with wait_ms 300 took %v", took)
+	}
+	wantHTTPError(t, "locked read of a held lock", code, body, 409, codes.Aborted, "web session locked by another request")
+	// Writes without the token are refused while the lock is held.
+	code, body = wsHTTP(t, "PUT", url+"/"+id, `{"data":"eA==","version":"1"}`, "")
+	wantHTTPError(t, "write without the token", code, body, 412, codes.FailedPrecondition, "web session lock held by another request")
+	code, body = wsHTTP(t, "DELETE", url+"/"+id, "", "")
+	wantHTTPError(t, "destroy without the token", code, body, 412, codes.FailedPrecondition, "web session lock held by another request")
+
+	// The holder writes binary data; the write releases the lock.
+	data := []byte("n|i:1;\x00\xff")
+	put := `{"data":"` + base64.StdEncoding.EncodeToString(data) + `","version":"1","token":"` + tok + `"}`
+	code, body = wsHTTP(t, "PUT", url+"/"+id, put, "k-write-1")
+	if code != 200 || body["version"] != "2" {
+		t.Fatalf("write with the token = %d %v; want version \"2\"", code, body)
+	}
+	// Another request takes the lock at once.
+	r2, err := ws.ReadWebSession(ctx, &paddockv1.ReadWebSessionRequest{Id: id, Lock: true, WaitMs: 1000})
+	if err != nil || !bytes.Equal(r2.GetData(), data) || r2.GetVersion() != 2 || r2.GetToken() == 0 {
+		t.Fatalf("ReadWebSession after the write = %v, %v; want the data, version 2, a token", r2, err)
+	}
+	// The first write, retried with its key (its answer lost), gets its
+	// first answer although the lock is another's now.
+	code, body = wsHTTP(t, "PUT", url+"/"+id, put, "k-write-1")
+	if code != 200 || body["version"] != "2" {
+		t.Errorf("write retried with its Idempotency-Key = %d %v; want its first answer, version \"2\"", code, body)
+	}
+	// The same over gRPC metadata.
+	wctx := metadata.AppendToOutgoingContext(ctx, rpc.RequestIDMetadata, "k-write-1")
+	if w, err := ws.WriteWebSession(wctx, &paddockv1.WriteWebSessionRequest{Id: id, Data: data, Version: 1, Token: 1}); err != nil || w.GetVersion() != 2 {
+		t.Errorf("WriteWebSession retried with its request id = %v, %v; want version 2", w, err)
+	}
+	// A stale version with the current token: refused, nothing changes.
+	code, body = wsHTTP(t, "PUT", url+"/"+id, `{"data":"eQ==","version":"1","token":"`+itoa(r2.GetToken())+`","keep_lock":true}`, "")
+	wantHTTPError(t, "stale write", code, body, 412, codes.FailedPrecondition, "version does not match")
+	// Too large: INVALID_ARGUMENT.
+	_, err = ws.WriteWebSession(ctx, &paddockv1.WriteWebSessionRequest{Id: id, Data: make([]byte, node.DefaultWebSessionMaxBytes+1), Version: 2, Token: r2.GetToken(), KeepLock: true})
+	if status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(status.Convert(err).Message(), "data too large") {
+		t.Errorf("WriteWebSession of %d bytes = %v; want InvalidArgument data too large", node.DefaultWebSessionMaxBytes+1, err)
+	}
+	if g, err := ws.ReadWebSession(ctx, &paddockv1.ReadWebSessionRequest{Id: id}); err != nil || g.GetVersion() != 2 || !bytes.Equal(g.GetData(), data) {
+		t.Errorf("ReadWebSession after the refusals = %v, %v; want version 2 unchanged", g, err)
+	}
+
+	// Release, once; touch; destroy with ?token=, once.
+	rel := `{"token":"` + itoa(r2.GetToken()) + `"}`
+	if code, body := wsHTTP(t, "POST", url+"/"+id+"/release", rel, ""); code != 200 || body["released"] != true {
+		t.Errorf("release = %d %v; want released", code, body)
+	}
+	if code, body := wsHTTP(t, "POST", url+"/"+id+"/release", rel, ""); code != 200 || body["released"] != false {
+		t.Errorf("second release = %d %v; want released false", code, body)
+	}
+	if code, body := wsHTTP(t, "POST", url+"/"+id+"/touch", `{}`, ""); code != 200 || body["found"] != true {
+		t.Errorf("touch = %d %v; want found", code, body)
+	}
+	code, body = wsHTTP(t, "POST", url+"/"+id+"/read", `{"lock":true}`, "")
+	tok, _ = body["token"].(string)
+	if code != 200 || tok == "" || tok == "0" {
+		t.Fatalf("locked read = %d %v", code, body)
+	}
+	if code, body := wsHTTP(t, "DELETE", url+"/"+id+"?token="+tok, "", ""); code != 200 || body["destroyed"] != true {
+		t.Errorf("destroy with the token = %d %v; want destroyed", code, body)
+	}
+	if code, body := wsHTTP(t, "DELETE", url+"/"+id, "", ""); code != 200 || body["destroyed"] != false {
+		t.Errorf("second destroy = %d %v; want destroyed false", code, body)
+	}
+	if code, body := wsHTTP(t, "GET", url+"/"+id, "", ""); code != 200 || body["valid"] != false {
+		t.Errorf("GET of a destroyed session = %d %v; want valid false", code, body)
+	}
+	if code, body := wsHTTP(t, "POST", url+"/"+id+"/read", `{}`, ""); code != 200 || body["found"] != false || body["version"] != "0" {
+		t.Errorf("read of a destroyed session = %d %v; want found false, version \"0\"", code, body)
+	}
+
+	// Bad input: 400, nothing created.
+	for _, c := range []struct{ what, method, path, body string }{
+		{"an id outside PHP's grammar", "GET", "/a!b", ""},
+		{"an id of 257 characters", "POST", "/" + strings.Repeat("a", 257) + "/read", `{}`},
+		{"sid_bits_per_character 7", "POST", "", `{"sid_bits_per_character":7}`},
+		{"a lease over 10 minutes", "POST", "/abc/read", `{"lock":true,"lock_ttl_ms":"600001"}`},
+		{"a negative wait", "POST", "/abc/read", `{"lock":true,"wait_ms":"-1"}`},
+		{"a negative lifetime", "PUT", "/abc", `{"version":"0","max_lifetime_ms":"-5"}`},
+		{"an unknown field", "POST", "/abc/read", `{"lock":true,"timeout_ms":"5"}`},
+	} {
+		code, body := wsHTTP(t, c.method, url+c.path, c.body, "")
+		if code != 400 || body["code"] != float64(codes.InvalidArgument) {
+			t.Errorf("%s: %s %s = %d %v; want 400 INVALID_ARGUMENT", c.what, c.method, c.path, code, body)
+		}
+	}
+	if v, err := ws.ValidateWebSession(ctx, &paddockv1.ValidateWebSessionRequest{Id: "abc"}); err != nil || v.GetValid() {
+		t.Errorf("ValidateWebSession(abc) after refused calls = %v, %v; want not valid", v, err)
+	}
+}
+
+func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
