@@ -178,7 +178,7 @@
 //     its id, packed to 16 bytes when it is hex or a UUID, and its encoded
 //     result; the index over them is an open-addressing table that the
 //     table's FIFO churn does not bloat (see requestIndex);
-//   - a web session is an 80-byte value in its B-tree's node besides its
+//   - a web session is a 72-byte value in its B-tree's node besides its
 //     id and data, no allocation of its own; the data is the decoded
 //     command's slice, which the decoder allocated for that entry (no
 //     web session message is a reused decode target).

@@ -10,9 +10,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
@@ -148,6 +150,20 @@ func TestWebSessionWrite(t *testing.T) {
 	h.must(cmdWebSessionWrite("s1", []byte{}, 5, 0, false))
 	if ws := h.webSession("s1"); ws.Data != nil {
 		t.Errorf("WebSession(s1) after an empty write holds %q", ws.Data)
+	}
+	// Empty data present on the wire (which Go's encoder never writes)
+	// is no data too, as a snapshot would restore it.
+	op := protowire.AppendTag(nil, 1, protowire.BytesType)
+	op = protowire.AppendString(op, "s3")
+	op = protowire.AppendTag(op, 2, protowire.BytesType)
+	op = protowire.AppendBytes(op, nil)
+	raw := protowire.AppendTag(nil, 23, protowire.BytesType)
+	raw = protowire.AppendBytes(raw, op)
+	if res := h.applyRaw(raw); res.Err != nil || webVersion(t, res) != 1 {
+		t.Fatalf("raw create of s3 = %v, %v", res.Resp, res.Err)
+	}
+	if ws := h.webSession("s3"); ws.Data != nil {
+		t.Errorf("WebSession(s3), written with an empty data field, holds %#v, want nil", ws.Data)
 	}
 
 	if n := len(h.sink.events); n != 0 {
@@ -588,5 +604,13 @@ func TestWebSessionDeterministic(t *testing.T) {
 	}
 	if ws, ok := a.WebSession("z"); !ok || ws.Data != nil || ws.Version != 1 {
 		t.Errorf("WebSession(z), created with keep_data, = %+v, %v, want an empty session at version 1", ws, ok)
+	}
+}
+
+// TestWebSessionSize pins a row's size: a table of many sessions holds
+// one value per session in its B-tree's nodes besides the id and data.
+func TestWebSessionSize(t *testing.T) {
+	if got := unsafe.Sizeof(WebSession{}); got != 72 {
+		t.Errorf("unsafe.Sizeof(WebSession{}) = %d, want 72", got)
 	}
 }

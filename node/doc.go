@@ -30,7 +30,7 @@
 //   - Peer traffic (peer.go, internal.go): everything nodes send each
 //     other goes to the raft address, never to a client port: raft's
 //     RPCs, and the internal gRPC service (forwarded writes, forwarded
-//     reads and read index, keepalive batches), which takes raw commands
+//     reads and read index, keepalive batches, web session calls), which takes raw commands
 //     (close any session, register a member, write under /paddock) and so
 //     must not be reachable where clients are. One address per node keeps
 //     --bootstrap and member records as they were. The node listens on the
@@ -163,6 +163,28 @@
 //     leads (the reads' shared round, begun after the renewal was recorded)
 //     and, for a session with a checkpoint, after clearing it in the log:
 //     an answer then holds for a full timeout whatever leader comes next.
+//   - PHP web sessions (websession.go, websession_locks.go): rows of an
+//     fsm table; the locks and the access times are the leader's, in
+//     memory, so a page view that changes nothing writes nothing to the
+//     log and one that changes the session writes once (a write carries
+//     the version read and applies only at it: a lost lock cannot lose an
+//     update). A lock is a lease with FIFO waiters, each woken by the
+//     release or the lease's end through a channel; a write in flight
+//     keeps its lease alive until it is answered. A new leader's table
+//     starts in a grace period (Config.WebSessionLockGrace, election
+//     timeout + 2 s) in which it grants no lock and accepts the tokens of
+//     its predecessor's holders; a lost leadership drops the table and
+//     fails its waiters with ErrNotLeader. Idle expiry is a kind of
+//     leader deadline keyed by session id (last access + max lifetime;
+//     full lifetime from a new leader's takeover); when due, the leader
+//     takes the session's lock itself, so no reader is handed a session
+//     being deleted, and proposes a delete conditional on the version it
+//     sees. A follower hands every call to the leader whole
+//     (InternalService.WebSession, with the caller's deadline and request
+//     id); a write retried with a request id the state machine remembers
+//     passes a lock taken by another since, and gets its first result.
+//     Each node counts the commands it applies by operation
+//     (paddock_applied_commands_total{op}, metrics.go).
 //   - Members (member.go): each node registers its client addresses in the
 //     replicated state, which is how followers find the leader's gRPC
 //     address, and the feature level its binary supports.

@@ -12,3 +12,13 @@ func StallWatchHub(n *Node) (release func()) {
 		close(ch)
 	}
 }
+
+// WebSessionWaiters is the number of requests waiting, on leader n, for
+// web session id's lock.
+func WebSessionWaiters(n *Node, id string) int {
+	l := n.ws.locks.Load()
+	if l == nil {
+		return 0
+	}
+	return l.waiting(id)
+}

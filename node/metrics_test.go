@@ -80,6 +80,11 @@ func TestMetrics(t *testing.T) {
 			{"paddock_fsm_stopped", "", func(v float64) bool { return v == 0 }, "0"},
 			{"paddock_apply_duration_seconds", "", func(v float64) bool { return v > 0 }, "> 0 samples"},
 			{"paddock_apply_batch_entries", "", func(v float64) bool { return v > 0 }, "> 0 samples"},
+			// Every node counts what it applies, by operation.
+			{"paddock_applied_commands_total", "op=create", func(v float64) bool { return v >= 1 }, ">= 1"},
+			{"paddock_applied_commands_total", "op=open_session", func(v float64) bool { return v == 1 }, "1"},
+			{"paddock_applied_commands_total", "op=web_session_write", func(v float64) bool { return v == 0 }, "0"},
+			{"paddock_applied_commands_total", "op=unknown", func(v float64) bool { return v == 0 }, "0"},
 		}
 		for _, ck := range checks {
 			v, ok := got[ck.name][ck.labels]
@@ -107,7 +112,7 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s{%s} on follower %s rose by %v, want >= 2", s.name, s.labels, fn.ID(), d)
 		}
 	}
-	for _, kind := range []string{"read", "read_index", "keepalive"} {
+	for _, kind := range []string{"read", "read_index", "keepalive", "web_session"} {
 		if _, ok := after["paddock_forwarded_requests_total"]["kind="+kind]; !ok {
 			t.Errorf("paddock_forwarded_requests_total{kind=%s} missing on %s", kind, fn.ID())
 		}

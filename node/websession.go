@@ -10,9 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/paddock/paddock/fsm"
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
@@ -400,9 +397,6 @@ func (s *internalServer) WebSession(ctx context.Context, call *raftv1.WebSession
 		}
 		return &raftv1.WebSessionResponse{ErrorCode: code, ErrorMessage: msg}, nil
 	}
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		return nil, status.Error(codes.DeadlineExceeded, err.Error())
-	}
 	return nil, peerStatus(err)
 }
 
@@ -492,7 +486,7 @@ func (n *Node) wsWrite(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebS
 	res, err := n.proposeLeader(ctx, &raftv1.Command{Op: &raftv1.Command_WebSessionWrite{WebSessionWrite: &raftv1.WebSessionWrite{
 		Id: id, Data: req.GetData(), Version: req.GetVersion(), MaxLifetimeMs: req.GetMaxLifetimeMs(),
 	}}})
-	l.endWrite(h, !req.GetKeepLock())
+	l.endWrite(h, !req.GetKeepLock() && settled(err))
 	if err != nil {
 		return nil, err
 	}
@@ -520,7 +514,7 @@ func (n *Node) wsTouch(ctx context.Context, l *wsLocks, req *paddockv1.TouchWebS
 				Id: id, Version: s.Version, MaxLifetimeMs: req.GetMaxLifetimeMs(), KeepData: true,
 			}}})
 		}
-		l.endWrite(h, true)
+		l.endWrite(h, settled(err))
 		if err != nil {
 			return nil, err
 		}
@@ -549,12 +543,23 @@ func (n *Node) wsDestroy(ctx context.Context, l *wsLocks, req *paddockv1.Destroy
 	if err == nil {
 		n.ws.d.remove(id)
 	}
-	l.endWrite(h, true)
+	l.endWrite(h, settled(err))
 	if err != nil {
 		return nil, err
 	}
 	r, _ := res.Resp.(*paddockv1.DestroyWebSessionResponse)
 	return &paddockv1.DestroyWebSessionResponse{Header: n.Header(res.Index), Destroyed: r.GetDestroyed()}, nil
+}
+
+// settled reports whether a change's outcome is known: it was applied,
+// or the state machine refused it. Only then does the change release the
+// lock. After a failure of the cluster (the outcome unknown, leadership
+// lost or moving, a timeout) the holder keeps it until its lease ends:
+// it retries the same change with its token and request id, and a
+// reader granted the lock in between would read a version the retry then
+// changes under it (or the retry would find the lock taken).
+func settled(err error) bool {
+	return err == nil || fsm.ErrorCode(err) != raftv1.ErrorCode_ERROR_CODE_UNSPECIFIED
 }
 
 // wsCreate stores an empty session under a new id. With a request id,

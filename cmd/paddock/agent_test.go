@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock/paddock/fsm"
@@ -74,5 +75,33 @@ func TestAgentStopsOnEntryNeedingUpgrade(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), want) {
 		t.Errorf("agent log = %q, want it to contain %q", logs.String(), want)
+	}
+}
+
+// TestAgentWebSessionMaxBytesFlag checks that --web-session-max-bytes
+// reaches the node's configuration, 1 MiB by default, and that a value
+// over the limit is refused when the node starts.
+func TestAgentWebSessionMaxBytesFlag(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"--id", "n1"}, 1 << 20},
+		{[]string{"--id", "n1", "--web-session-max-bytes", "4096"}, 4096},
+	} {
+		f := &agentFlags{}
+		cmd := &cobra.Command{}
+		f.register(cmd)
+		if err := cmd.Flags().Parse(tt.args); err != nil {
+			t.Fatalf("Parse(%q): %v", tt.args, err)
+		}
+		cfg, err := f.config()
+		if err != nil || cfg.WebSessionMaxBytes != tt.want {
+			t.Errorf("agent %q: WebSessionMaxBytes = %v, %v; want %v", tt.args, cfg.WebSessionMaxBytes, err, tt.want)
+		}
+	}
+	_, err := node.New(node.Config{ID: "n1", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", WebSessionMaxBytes: 2 << 20})
+	if err == nil || !strings.Contains(err.Error(), "web session max bytes") {
+		t.Errorf("node.New with 2 MiB web sessions: %v, want a refusal", err)
 	}
 }
