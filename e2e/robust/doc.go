@@ -130,7 +130,8 @@
 //     lease, 2 s wait) on a node drawn at random and a write of the
 //     decimal counter read plus one with the version and token read,
 //     sent again with the same request id to the next node while its
-//     outcome is unknown (four attempts at most).
+//     outcome is unknown (for 5 s at most); a read goes to the next
+//     node while one cannot serve it (down, no leader).
 //
 // Meanwhile it injects its faults (inject.go), one after another: the
 // leader or a follower killed with SIGKILL and restarted, the leader

@@ -36,11 +36,12 @@ const (
 	webWait    = 2 * time.Second
 	// webReadTimeout bounds one read: its wait and a round trip.
 	webReadTimeout = webWait + time.Second
-	// webWriteTimeout bounds one attempt of a write; webWriteAttempts
-	// attempts, on one node after another with the same request id, are
-	// made before its outcome is recorded as unknown.
-	webWriteTimeout  = 1500 * time.Millisecond
-	webWriteAttempts = 4
+	// webWriteTimeout bounds one attempt of a write; attempts, on one
+	// node after another with the same request id, 200 ms apart, are made
+	// for webWriteBudget (a leader election and the new leader's grace
+	// period) before its outcome is recorded as unknown.
+	webWriteTimeout = 1500 * time.Millisecond
+	webWriteBudget  = 5 * time.Second
 	// webFinalTimeout bounds the final reads, once the cluster has healed.
 	webFinalTimeout = 30 * time.Second
 )
@@ -62,8 +63,9 @@ func webSessionRun(seed int64) bool {
 // webLoad is the web session workload: a few sessions made with
 // CreateWebSession, and workers making page views on them through the
 // WebSessionService, each a read with the lock on a node drawn at
-// random, then a write of the counter it read plus one with the version
-// and token read (data is a decimal counter, "" for 0). A write whose
+// random (the next one after a node that is down or has no leader),
+// then a write of the counter it read plus one with the version and
+// token read (data is a decimal counter, "" for 0). A write whose
 // outcome is unknown is sent again with the same request id to the next
 // node, a few times. It records what check.WebSessions needs.
 type webLoad struct {
@@ -192,13 +194,29 @@ func (wl *webLoad) worker(ctx context.Context, worker int, rng *rand.Rand, stop 
 func (wl *webLoad) view(ctx context.Context, worker int, rng *rand.Rand) {
 	s := wl.sessions[rng.IntN(len(wl.sessions))]
 	node := rng.IntN(len(wl.conns))
-	v := check.PageView{Session: s, Worker: worker, ReadNode: wl.names[node], ReadCall: wl.rec.now()}
+	v := check.PageView{Session: s, Worker: worker, ReadCall: wl.rec.now()}
+	// A node that cannot serve the read at once (down, no leader) is
+	// left for the next one, as the clients do, within the read's time.
 	rctx, cancel := context.WithTimeout(ctx, webReadTimeout)
-	r, err := wl.service(node).ReadWebSession(rctx, &paddockv1.ReadWebSessionRequest{
-		Id: s, Lock: true, LockTtlMs: webLockTTL.Milliseconds(), WaitMs: webWait.Milliseconds(),
-	})
+	var r *paddockv1.ReadWebSessionResponse
+	var err error
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			node = (node + 1) % len(wl.conns)
+		}
+		v.ReadNode = wl.names[node]
+		r, err = wl.service(node).ReadWebSession(rctx, &paddockv1.ReadWebSessionRequest{
+			Id: s, Lock: true, LockTtlMs: webLockTTL.Milliseconds(), WaitMs: webWait.Milliseconds(),
+		})
+		if status.Code(err) != codes.Unavailable || !sleep(rctx, 100*time.Millisecond) {
+			break
+		}
+	}
 	cancel()
 	v.ReadReturn = wl.rec.now()
+	if err != nil {
+		v.ReadErr = err.Error()
+	}
 	switch code := status.Code(err); {
 	case err == nil:
 		v.Read, v.ReadVersion, v.ReadData = check.WebOK, r.GetVersion(), string(r.GetData())
@@ -234,7 +252,8 @@ func (wl *webLoad) view(ctx context.Context, worker int, rng *rand.Rand) {
 	req := &paddockv1.WriteWebSessionRequest{Id: s, Data: []byte(v.WriteData), Version: r.GetVersion(), Token: r.GetToken()}
 	// The write goes to another node than the read half of the time.
 	wnode := (node + rng.IntN(2)) % len(wl.conns)
-	for attempt := range webWriteAttempts {
+	giveUp := time.Now().Add(webWriteBudget)
+	for attempt := 0; ; attempt++ {
 		at := (wnode + attempt) % len(wl.conns)
 		v.WriteNodes = append(v.WriteNodes, wl.names[at])
 		cctx, cancel := context.WithTimeout(wctx, webWriteTimeout)
@@ -244,6 +263,7 @@ func (wl *webLoad) view(ctx context.Context, worker int, rng *rand.Rand) {
 			v.Write, v.WriteVersion = check.WebOK, w.GetVersion()
 			break
 		}
+		v.WriteErr = err.Error()
 		if status.Code(err) == codes.FailedPrecondition {
 			v.Write = check.WebRefused
 			break
@@ -251,7 +271,7 @@ func (wl *webLoad) view(ctx context.Context, worker int, rng *rand.Rand) {
 		if unexpected(err) {
 			wl.fail("%s: write of session %s: %v", wl.names[at], s, err)
 		}
-		if !webRetryable(err) || attempt == webWriteAttempts-1 || !sleep(ctx, time.Duration(100*(attempt+1))*time.Millisecond) {
+		if !webRetryable(err) || time.Now().After(giveUp) || !sleep(ctx, 200*time.Millisecond) {
 			break
 		}
 	}

@@ -64,6 +64,9 @@ type PageView struct {
 	WriteCall, WriteReturn time.Duration
 	// WriteVersion is the new version an OK write returned.
 	WriteVersion uint64
+	// ReadErr and WriteErr are the errors of a read and of a write's last
+	// attempt that did not succeed, for a look at a run.
+	ReadErr, WriteErr string `json:",omitempty"`
 }
 
 // WebSessionFinal is a session as read, without the lock, once the
