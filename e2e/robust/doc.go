@@ -131,7 +131,11 @@
 //     decimal counter read plus one with the version and token read,
 //     sent again with the same request id to the next node while its
 //     outcome is unknown (for 5 s at most); a read goes to the next
-//     node while one cannot serve it (down, no leader).
+//     node while one cannot serve it (down, no leader). The page views
+//     go on after the others' calls, until the run reads the sessions
+//     (below): a new leader grants no lock for its grace period
+//     (election timeout + 2 s), the first leader included, and the
+//     faults of a short run would leave them little time.
 //
 // Meanwhile it injects its faults (inject.go), one after another: the
 // leader or a follower killed with SIGKILL and restarted, the leader

@@ -83,7 +83,8 @@ type webLoad struct {
 	errs     []string // what no web session call should ever do
 
 	wg       sync.WaitGroup
-	quit     chan struct{} // closed by stop: the workers end too
+	quit     chan struct{} // closed by halt: the workers end
+	haltOnce sync.Once
 	stopOnce sync.Once
 }
 
@@ -133,8 +134,8 @@ func webRetryable(err error) bool {
 }
 
 // start creates the sessions (before any fault) and starts the workers,
-// which make page views until stop.
-func (wl *webLoad) start(ctx context.Context, seed int64, stop <-chan struct{}) error {
+// which make page views until settle (or stop).
+func (wl *webLoad) start(ctx context.Context, seed int64) error {
 	for i := range webSessions {
 		id, err := wl.create(ctx, i%len(wl.conns))
 		if err != nil {
@@ -144,7 +145,7 @@ func (wl *webLoad) start(ctx context.Context, seed int64, stop <-chan struct{}) 
 	}
 	for i := range webWorkers {
 		rng := rand.New(rand.NewPCG(uint64(seed), uint64(0x3e50+i)))
-		wl.wg.Go(func() { wl.worker(ctx, i, rng, stop) })
+		wl.wg.Go(func() { wl.worker(ctx, i, rng) })
 	}
 	return nil
 }
@@ -172,15 +173,13 @@ func (wl *webLoad) create(ctx context.Context, node int) (string, error) {
 	return "", fmt.Errorf("robust: create a web session: %w", err)
 }
 
-// worker makes page views until stop, 20-80 ms apart: about 15 a second
+// worker makes page views until halt, 20-80 ms apart: about 15 a second
 // each, enough to contend for the locks without slowing the other
 // workloads down.
-func (wl *webLoad) worker(ctx context.Context, worker int, rng *rand.Rand, stop <-chan struct{}) {
-	for !stopped(ctx, stop) && !stopped(ctx, wl.quit) {
+func (wl *webLoad) worker(ctx context.Context, worker int, rng *rand.Rand) {
+	for !stopped(ctx, wl.quit) {
 		wl.view(ctx, worker, rng)
 		select {
-		case <-stop:
-			return
 		case <-wl.quit:
 			return
 		case <-ctx.Done():
@@ -301,9 +300,10 @@ func (wl *webLoad) add(v check.PageView) {
 	wl.mu.Unlock()
 }
 
-// settle waits for the workers (stop closed) and reads every session
+// settle stops the workers, waits for them, and reads every session
 // without the lock, from the leader first, until the cluster answers.
 func (wl *webLoad) settle(ctx context.Context, c *Cluster) error {
+	wl.halt()
 	wl.wg.Wait()
 	deadline := time.Now().Add(webFinalTimeout)
 	for _, s := range wl.sessions {
@@ -335,10 +335,13 @@ func (wl *webLoad) settle(ctx context.Context, c *Cluster) error {
 	return nil
 }
 
+// halt tells the workers to stop after their page view.
+func (wl *webLoad) halt() { wl.haltOnce.Do(func() { close(wl.quit) }) }
+
 // stop ends the workers, waits for them and closes the connections.
 func (wl *webLoad) stop() {
 	wl.stopOnce.Do(func() {
-		close(wl.quit)
+		wl.halt()
 		wl.wg.Wait()
 		wl.close()
 	})
