@@ -125,7 +125,7 @@
 //     100-300 ms;
 //   - in the runs webSessionRun picks (those without the election), web
 //     sessions (websession.go): three sessions made with
-//     CreateWebSession, and five workers making page views on them
+//     CreateWebSession, and four workers making page views on them
 //     through the WebSessionService, each a read with the lock (3 s
 //     lease, 2 s wait) on a node drawn at random and a write of the
 //     decimal counter read plus one with the version and token read,

@@ -28,7 +28,7 @@ const (
 	// webSessions is how many sessions the page views spread over, and
 	// webWorkers how many page views run at once.
 	webSessions = 3
-	webWorkers  = 5
+	webWorkers  = 4
 	// webLockTTL is the lease of a page view's lock (a killed request
 	// frees it after that), webWait how long a read waits for a held
 	// lock before it gives up (ABORTED).
@@ -173,9 +173,9 @@ func (wl *webLoad) create(ctx context.Context, node int) (string, error) {
 	return "", fmt.Errorf("robust: create a web session: %w", err)
 }
 
-// worker makes page views until halt, 20-80 ms apart: about 15 a second
-// each, enough to contend for the locks without slowing the other
-// workloads down.
+// worker makes page views until halt, 30-90 ms apart: about 15 a second
+// each at most, enough to contend for the locks without loading the
+// machine much (4 workers make fewer calls than the register clients).
 func (wl *webLoad) worker(ctx context.Context, worker int, rng *rand.Rand) {
 	for !stopped(ctx, wl.quit) {
 		wl.view(ctx, worker, rng)
@@ -184,7 +184,7 @@ func (wl *webLoad) worker(ctx context.Context, worker int, rng *rand.Rand) {
 			return
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Duration(20+rng.IntN(60)) * time.Millisecond):
+		case <-time.After(time.Duration(30+rng.IntN(60)) * time.Millisecond):
 		}
 	}
 }
