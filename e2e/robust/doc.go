@@ -122,7 +122,20 @@
 //     2.5-4 s later, as a stopped process resumed would) or goes on; a
 //     contender whose fence is lost campaigns again, one whose session
 //     expired opens another; an observer reads the leader every
-//     100-300 ms.
+//     100-300 ms;
+//   - in the runs webSessionRun picks (those without the election), web
+//     sessions (websession.go): three sessions made with
+//     CreateWebSession, and four workers making page views on them
+//     through the WebSessionService, each a read with the lock (3 s
+//     lease, 2 s wait) on a node drawn at random and a write of the
+//     decimal counter read plus one with the version and token read,
+//     sent again with the same request id to the next node while its
+//     outcome is unknown (for 5 s at most); a read goes to the next
+//     node while one cannot serve it (down, no leader). The page views
+//     go on after the others' calls, until the run reads the sessions
+//     (below): a new leader grants no lock for its grace period
+//     (election timeout + 2 s), the first leader included, and the
+//     faults of a short run would leave them little time.
 //
 // Meanwhile it injects its faults (inject.go), one after another: the
 // leader or a follower killed with SIGKILL and restarted, the leader
@@ -140,7 +153,8 @@
 // ephemerals, the TTL znodes and the emptied containers to go, waits for
 // the exporter's file and the kept joiners' local files to agree with
 // the farm (20 s at most), waits until the election's line has gone (10 s
-// at most), reads every register once more (recorded, so
+// at most), reads every web session without the lock, reads every
+// register once more (recorded, so
 // a lost acknowledged write fails the check), lists the tree until two
 // listings agree, waits for every watcher to catch up with it, and asks
 // every node for a digest of its state. The checkers of package check
@@ -149,7 +163,8 @@
 // TTL and container znodes' lifetimes, the watch streams, the farm's
 // exports, the election's fenced writes and leaders (the election's
 // candidates and the fenced znodes are in the final listing: it lists
-// /paddock's children too), and the equal state digests. The seed fixes the faults, their
+// /paddock's children too), the web sessions' chains of increments,
+// and the equal state digests. The seed fixes the faults, their
 // timing and every client's choices; the interleaving of concurrent
 // calls is not fixed, so a seed replays the same faults and workload,
 // not the same history.

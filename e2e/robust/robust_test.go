@@ -22,6 +22,8 @@ import (
 //	PADDOCK_ROBUST_KEEP    keep each run's data and logs (path printed)
 //	PADDOCK_ROBUST_ELECTION  1: the election workload in every run, 0: in
 //	                       none (default: in the runs electionRun picks)
+//	PADDOCK_ROBUST_WEBSESSION  1: the web session workload in every run, 0:
+//	                       in none (default: in the runs webSessionRun picks)
 //
 // Replay one failing seed with
 //
@@ -62,7 +64,7 @@ func TestRobust(t *testing.T) {
 	}
 
 	var total Report
-	elections := 0
+	elections, webRuns := 0, 0
 	byFault := make(map[string]int)
 	for _, r := range plan {
 		seed, faults := r.seed, r.faults
@@ -100,6 +102,14 @@ func TestRobust(t *testing.T) {
 				total.ElectionJudged += rep.ElectionJudged
 				total.ElectionViolations += rep.ElectionViolations
 			}
+			if rep.WebSession {
+				webRuns++
+				total.WebSessionViews += rep.WebSessionViews
+				total.WebSessionWrites += rep.WebSessionWrites
+				total.WebSessionUnknown += rep.WebSessionUnknown
+				total.WebSessionApplied += rep.WebSessionApplied
+				total.WebSessionViolations += rep.WebSessionViolations
+			}
 			total.Violations = append(total.Violations, rep.Violations...)
 			for _, f := range rep.Faults {
 				byFault[strings.Fields(f)[0]]++
@@ -123,9 +133,10 @@ func TestRobust(t *testing.T) {
 		fs = append(fs, fmt.Sprintf("%s %d", k, n))
 	}
 	sort.Strings(fs)
-	t.Logf("%d runs, %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted), %d watch events, farm %d joins %d changes %d exports, election in %d runs (%d fenced writes acknowledged, %d applied, %d regains judged, %d violations), %d leaders; faults: %s; %d violations",
+	t.Logf("%d runs, %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted), %d watch events, farm %d joins %d changes %d exports, election in %d runs (%d fenced writes acknowledged, %d applied, %d regains judged, %d violations), web sessions in %d runs (%d page views, %d writes acknowledged, %d unknown, %d increments applied, %d violations), %d leaders; faults: %s; %d violations",
 		len(plan), total.Ops, total.Unknown, total.Sessions, total.Ephemerals, total.Idle, total.IdleDeleted, total.Events, total.FarmJoins, total.FarmChanges, total.FarmExports,
-		elections, total.ElectionWrites, total.ElectionApplied, total.ElectionJudged, total.ElectionViolations, total.LeaderChanges, strings.Join(fs, ", "), len(total.Violations))
+		elections, total.ElectionWrites, total.ElectionApplied, total.ElectionJudged, total.ElectionViolations,
+		webRuns, total.WebSessionViews, total.WebSessionWrites, total.WebSessionUnknown, total.WebSessionApplied, total.WebSessionViolations, total.LeaderChanges, strings.Join(fs, ", "), len(total.Violations))
 }
 
 // seededRun is a seed and the faults it injects (nil: drawn by the seed).

@@ -75,6 +75,18 @@ type Report struct {
 	ElectionElected, ElectionWrites, ElectionFenceLost, ElectionUnknown int
 	ElectionApplied, ElectionJudged, ElectionEvents, ElectionViolations int
 	ElectionWorstRegain, ElectionWorstBound                             time.Duration
+	// WebSession is set when the run had the web session workload:
+	// WebSessionViews counts its page views, WebSessionLocked their reads
+	// refused for a held lock and WebSessionReadUnknown those of unknown
+	// outcome; WebSessionWrites their writes acknowledged (WebSessionRetried
+	// of them after a retry with the same request id), WebSessionRefused
+	// those refused (another version or lock holder), WebSessionUnknown
+	// those of unknown outcome; WebSessionApplied the increments in the
+	// sessions at the end.
+	WebSession                                                                 bool
+	WebSessionViews, WebSessionLocked, WebSessionReadUnknown, WebSessionWrites int
+	WebSessionRetried, WebSessionRefused, WebSessionUnknown, WebSessionApplied int
+	WebSessionViolations                                                       int
 	// LeaderChanges counts the new terms' leaders seen during the run
 	// (the first leader included).
 	LeaderChanges int
@@ -97,8 +109,13 @@ func (r *Report) Summary() string {
 			r.ElectionElected, r.ElectionWrites, r.ElectionFenceLost, r.ElectionUnknown, r.ElectionApplied, r.ElectionJudged, r.ElectionEvents,
 			r.ElectionWorstRegain.Round(10*time.Millisecond), r.ElectionWorstBound.Round(10*time.Millisecond), r.ElectionViolations)
 	}
-	return fmt.Sprintf("seed %d: %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted, %d with unknown calls), %d events, farm %d joins %d changes %d exports (%d violations), %s, faults [%s], %d leaders, snapshot installs %v, %d violations, %v",
-		r.Seed, r.Ops, r.Unknown, r.Sessions, r.Ephemerals, r.Idle, r.IdleDeleted, r.IdleUnknown, r.Events, r.FarmJoins, r.FarmChanges, r.FarmExports, r.FarmViolations, election, strings.Join(r.Faults, "; "), r.LeaderChanges, r.SnapshotInstalls, len(r.Violations), r.Duration.Round(100*time.Millisecond))
+	websession := "web sessions not run"
+	if r.WebSession {
+		websession = fmt.Sprintf("web sessions %d page views (%d reads locked out, %d unknown), writes %d ok (%d after a retry) %d refused %d unknown, %d increments applied (%d violations)",
+			r.WebSessionViews, r.WebSessionLocked, r.WebSessionReadUnknown, r.WebSessionWrites, r.WebSessionRetried, r.WebSessionRefused, r.WebSessionUnknown, r.WebSessionApplied, r.WebSessionViolations)
+	}
+	return fmt.Sprintf("seed %d: %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted, %d with unknown calls), %d events, farm %d joins %d changes %d exports (%d violations), %s, %s, faults [%s], %d leaders, snapshot installs %v, %d violations, %v",
+		r.Seed, r.Ops, r.Unknown, r.Sessions, r.Ephemerals, r.Idle, r.IdleDeleted, r.IdleUnknown, r.Events, r.FarmJoins, r.FarmChanges, r.FarmExports, r.FarmViolations, election, websession, strings.Join(r.Faults, "; "), r.LeaderChanges, r.SnapshotInstalls, len(r.Violations), r.Duration.Round(100*time.Millisecond))
 }
 
 // Run starts a cluster, runs the workloads against it while injecting the
@@ -201,6 +218,21 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		}
 	}
 
+	var wl *webLoad
+	if webSessionRun(cfg.Seed) {
+		if wl, err = newWebLoad(rec, c.Endpoints(), cfg.Dir); err != nil {
+			return nil, err
+		}
+		defer wl.stop()
+		// Its page views go on until its settle: through the faults,
+		// then while the other workloads settle (the runs are short, and
+		// each leader change, the first one included, grants no lock for
+		// its grace period).
+		if err := wl.start(ctx, cfg.Seed); err != nil {
+			return nil, err
+		}
+	}
+
 	in := &injector{c: c, logf: logf, snapshotEntries: snapshotThreshold + trailingLogs + 64, now: rec.now}
 	var faultErr error
 	for _, f := range plan {
@@ -238,6 +270,12 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	if el != nil {
 		el.awaitGone(ctx)
 	}
+	if wl != nil {
+		if err := wl.settle(ctx, c); err != nil {
+			letGo()
+			return nil, err
+		}
+	}
 	fin, err := final(ctx, c, rec, watchers)
 	if err != nil {
 		letGo()
@@ -269,6 +307,10 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	rep.Violations = append(rep.Violations, judge(rep, cfg, rec, fl, watchers, streams, fin, hashes, changes, in.pauses)...)
 	if eh != nil {
 		rep.Violations = append(rep.Violations, judgeElection(rep, *eh, eerrs, changes)...)
+	}
+	if wl != nil {
+		wh, werrs := wl.history()
+		rep.Violations = append(rep.Violations, judgeWebSessions(rep, wh, werrs)...)
 	}
 	for i := range c.N() {
 		if c.installedSnapshot(i) {

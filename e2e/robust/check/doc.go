@@ -48,6 +48,13 @@
 //     leads again within session timeout + election timeout + lag + 1 s
 //     from the later of the event, the end of an overlapping fault and
 //     the last leader change.
+//   - WebSessions: per session, the acknowledged writes form a chain of
+//     increments (each wrote the counter it read plus one and returned
+//     the version it read plus one, no two returned the same version);
+//     every read holds a state some write not refused made, never older
+//     than a write acknowledged before it was sent; the final counter is
+//     the final version - 1, at least the acknowledged writes and at most
+//     those and the ones of unknown outcome.
 //   - SameState: every replica at the same applied index and hash.
 //
 // What the recorder must provide for the checks to be sound: times on one
