@@ -207,7 +207,7 @@ func (n *Node) checkWebSessionCall(call *raftv1.WebSessionRequest) error {
 			return err
 		}
 		if len(r.GetData()) > n.cfg.WebSessionMaxBytes {
-			return &fsm.Error{Err: fsm.ErrTooLarge, Detail: fmt.Sprintf("web session %s: %d bytes, limit %d", r.GetId(), len(r.GetData()), n.cfg.WebSessionMaxBytes)}
+			return &fsm.Error{Err: fsm.ErrTooLarge, Detail: fmt.Sprintf("web session data of %d bytes is over the limit of %d (--web-session-max-bytes)", len(r.GetData()), n.cfg.WebSessionMaxBytes)}
 		}
 		return checkMs("max_lifetime_ms", r.GetMaxLifetimeMs(), maxLifetimeLimit)
 	case *raftv1.WebSessionRequest_Release:
