@@ -153,6 +153,9 @@ func checkWebSessionWrite(op *raftv1.WebSessionWrite) error {
 	if op.GetMaxLifetimeMs() < 0 {
 		return errorf(ErrBadArgument, "web session %s: max lifetime %dms", op.GetId(), op.GetMaxLifetimeMs())
 	}
+	if nv := op.GetNewVersion(); nv != 0 && nv <= op.GetVersion() {
+		return errorf(ErrBadArgument, "web session %s: new version %d is not above version %d", op.GetId(), nv, op.GetVersion())
+	}
 	// The agent's limit (--web-session-max-bytes) is the node's to check;
 	// this is the ceiling every record of the state keeps to (a snapshot
 	// reader accepts nothing larger).
@@ -161,7 +164,8 @@ func checkWebSessionWrite(op *raftv1.WebSessionWrite) error {
 
 // applyWebSessionWrite stores a session's data if the session is at the
 // version the writer read (0: it must not exist), and its version goes up
-// by one. The data is the decoded command's: the decoder allocated it for
+// by one, or to new_version when set (the leader's coalesced delayed
+// writes). The data is the decoded command's: the decoder allocated it for
 // this entry alone (FSM.decode reuses no web session message), so the row
 // may keep it.
 func (s *state) applyWebSessionWrite(c *applyCtx, op *raftv1.WebSessionWrite) (proto.Message, error) {
@@ -183,6 +187,9 @@ func (s *state) applyWebSessionWrite(c *applyCtx, op *raftv1.WebSessionWrite) (p
 		ws = WebSession{ID: id, MaxLifetimeMs: DefaultWebSessionLifetimeMs, CtimeMs: c.now}
 	}
 	ws.Version++
+	if nv := op.GetNewVersion(); nv != 0 {
+		ws.Version = nv // above op's version: checkWebSessionWrite
+	}
 	ws.MtimeMs = c.now
 	if op.GetMaxLifetimeMs() != 0 {
 		ws.MaxLifetimeMs = op.GetMaxLifetimeMs()

@@ -614,3 +614,39 @@ func TestWebSessionSize(t *testing.T) {
 		t.Errorf("unsafe.Sizeof(WebSession{}) = %d, want 72", got)
 	}
 }
+
+// TestWebSessionWriteNewVersion: a coalesced delayed write (new_version)
+// moves the version to new_version, only from the version it names, and
+// a new_version not above that version is refused as a bad argument.
+func TestWebSessionWriteNewVersion(t *testing.T) {
+	h := newHarness(t)
+	coalesced := func(id string, data []byte, version, newVersion uint64) *raftv1.Command {
+		c := cmdWebSessionWrite(id, data, version, 0, false)
+		c.GetWebSessionWrite().NewVersion = newVersion
+		return c
+	}
+	// Created by three delayed writes at once: versions 1..3.
+	if v := webVersion(t, h.must(coalesced("s1", []byte("n|i:3;"), 0, 3))); v != 3 {
+		t.Errorf("coalesced create: version %d, want 3", v)
+	}
+	if ws := h.webSession("s1"); ws.Version != 3 || string(ws.Data) != "n|i:3;" {
+		t.Errorf("after the coalesced create: %+v, want version 3, n|i:3;", ws)
+	}
+	// new_version version+1 is a plain write.
+	if v := webVersion(t, h.must(coalesced("s1", []byte("n|i:4;"), 3, 4))); v != 4 {
+		t.Errorf("new_version 4 from 3: version %d, want 4", v)
+	}
+	// The version check still holds: a stale coalesced write changes
+	// nothing.
+	h.refused(coalesced("s1", []byte("stale"), 3, 9), ErrBadVersion)
+	h.refused(coalesced("absent", []byte("x"), 2, 9), ErrBadVersion)
+	// new_version at or below version: refused whatever the state.
+	h.refused(coalesced("s1", []byte("x"), 4, 4), ErrBadArgument)
+	h.refused(coalesced("s1", []byte("x"), 4, 2), ErrBadArgument)
+	if ws := h.webSession("s1"); ws.Version != 4 || string(ws.Data) != "n|i:4;" {
+		t.Errorf("after the refused writes: %+v, want version 4, n|i:4;", ws)
+	}
+	if v := webVersion(t, h.must(coalesced("s1", nil, 4, 1<<40))); v != 1<<40 {
+		t.Errorf("new_version 2^40: version %d", v)
+	}
+}

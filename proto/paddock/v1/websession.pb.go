@@ -21,6 +21,69 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// WebSessionWriteMode is the storage model of a web session write.
+type WebSessionWriteMode int32
+
+const (
+	// WEB_SESSION_WRITE_MODE_UNSPECIFIED is write-through.
+	WebSessionWriteMode_WEB_SESSION_WRITE_MODE_UNSPECIFIED WebSessionWriteMode = 0
+	// WEB_SESSION_WRITE_MODE_WRITE_THROUGH answers the write once it is
+	// committed.
+	WebSessionWriteMode_WEB_SESSION_WRITE_MODE_WRITE_THROUGH WebSessionWriteMode = 1
+	// WEB_SESSION_WRITE_MODE_DELAYED answers the write once the leader holds
+	// it in memory, and commits it in the background shortly after (a flush
+	// in batches, successive writes of a session coalesced and committed in
+	// order). From the answer on, every read of the session is served from
+	// it. A crash or loss of leadership of the leader before the commit
+	// loses it: the session is then at the last committed version, and a
+	// write at a version read from the lost data fails with
+	// FAILED_PRECONDITION. When the leader's memory for pending writes is
+	// full, or it has not caught up since it took over, the write goes
+	// through.
+	WebSessionWriteMode_WEB_SESSION_WRITE_MODE_DELAYED WebSessionWriteMode = 2
+)
+
+// Enum value maps for WebSessionWriteMode.
+var (
+	WebSessionWriteMode_name = map[int32]string{
+		0: "WEB_SESSION_WRITE_MODE_UNSPECIFIED",
+		1: "WEB_SESSION_WRITE_MODE_WRITE_THROUGH",
+		2: "WEB_SESSION_WRITE_MODE_DELAYED",
+	}
+	WebSessionWriteMode_value = map[string]int32{
+		"WEB_SESSION_WRITE_MODE_UNSPECIFIED":   0,
+		"WEB_SESSION_WRITE_MODE_WRITE_THROUGH": 1,
+		"WEB_SESSION_WRITE_MODE_DELAYED":       2,
+	}
+)
+
+func (x WebSessionWriteMode) Enum() *WebSessionWriteMode {
+	p := new(WebSessionWriteMode)
+	*p = x
+	return p
+}
+
+func (x WebSessionWriteMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WebSessionWriteMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_paddock_v1_websession_proto_enumTypes[0].Descriptor()
+}
+
+func (WebSessionWriteMode) Type() protoreflect.EnumType {
+	return &file_paddock_v1_websession_proto_enumTypes[0]
+}
+
+func (x WebSessionWriteMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WebSessionWriteMode.Descriptor instead.
+func (WebSessionWriteMode) EnumDescriptor() ([]byte, []int) {
+	return file_paddock_v1_websession_proto_rawDescGZIP(), []int{0}
+}
+
 // ReadWebSessionRequest reads a session, with its lock if lock is set.
 type ReadWebSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -210,7 +273,10 @@ type WriteWebSessionRequest struct {
 	// PHP's default, for a new one).
 	MaxLifetimeMs int64 `protobuf:"varint,5,opt,name=max_lifetime_ms,json=maxLifetimeMs,proto3" json:"max_lifetime_ms,omitempty"`
 	// keep_lock keeps holding the lock after the write.
-	KeepLock      bool `protobuf:"varint,6,opt,name=keep_lock,json=keepLock,proto3" json:"keep_lock,omitempty"`
+	KeepLock bool `protobuf:"varint,6,opt,name=keep_lock,json=keepLock,proto3" json:"keep_lock,omitempty"`
+	// mode is the storage model of this write: write-through (the default)
+	// or delayed (Zend Session Clustering's delayed write).
+	Mode          WebSessionWriteMode `protobuf:"varint,7,opt,name=mode,proto3,enum=paddock.v1.WebSessionWriteMode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -285,6 +351,13 @@ func (x *WriteWebSessionRequest) GetKeepLock() bool {
 		return x.KeepLock
 	}
 	return false
+}
+
+func (x *WriteWebSessionRequest) GetMode() WebSessionWriteMode {
+	if x != nil {
+		return x.Mode
+	}
+	return WebSessionWriteMode_WEB_SESSION_WRITE_MODE_UNSPECIFIED
 }
 
 // WriteWebSessionResponse is the result of a write.
@@ -923,14 +996,15 @@ const file_paddock_v1_websession_proto_rawDesc = "" +
 	"\x04data\x18\x03 \x01(\fR\x04data\x12\x18\n" +
 	"\aversion\x18\x04 \x01(\x04R\aversion\x12\x14\n" +
 	"\x05token\x18\x05 \x01(\x04R\x05token\x12&\n" +
-	"\x0fmax_lifetime_ms\x18\x06 \x01(\x03R\rmaxLifetimeMs\"\xb1\x01\n" +
+	"\x0fmax_lifetime_ms\x18\x06 \x01(\x03R\rmaxLifetimeMs\"\xe6\x01\n" +
 	"\x16WriteWebSessionRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x14\n" +
 	"\x05token\x18\x04 \x01(\x04R\x05token\x12&\n" +
 	"\x0fmax_lifetime_ms\x18\x05 \x01(\x03R\rmaxLifetimeMs\x12\x1b\n" +
-	"\tkeep_lock\x18\x06 \x01(\bR\bkeepLock\"g\n" +
+	"\tkeep_lock\x18\x06 \x01(\bR\bkeepLock\x123\n" +
+	"\x04mode\x18\a \x01(\x0e2\x1f.paddock.v1.WebSessionWriteModeR\x04mode\"g\n" +
 	"\x17WriteWebSessionResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.paddock.v1.ResponseHeaderR\x06header\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\"@\n" +
@@ -964,7 +1038,11 @@ const file_paddock_v1_websession_proto_rawDesc = "" +
 	"\x18CreateWebSessionResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.paddock.v1.ResponseHeaderR\x06header\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\x04R\aversion2\xac\x05\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion*\x8b\x01\n" +
+	"\x13WebSessionWriteMode\x12&\n" +
+	"\"WEB_SESSION_WRITE_MODE_UNSPECIFIED\x10\x00\x12(\n" +
+	"$WEB_SESSION_WRITE_MODE_WRITE_THROUGH\x10\x01\x12\"\n" +
+	"\x1eWEB_SESSION_WRITE_MODE_DELAYED\x10\x022\xac\x05\n" +
 	"\x11WebSessionService\x12W\n" +
 	"\x0eReadWebSession\x12!.paddock.v1.ReadWebSessionRequest\x1a\".paddock.v1.ReadWebSessionResponse\x12Z\n" +
 	"\x0fWriteWebSession\x12\".paddock.v1.WriteWebSessionRequest\x1a#.paddock.v1.WriteWebSessionResponse\x12`\n" +
@@ -986,51 +1064,54 @@ func file_paddock_v1_websession_proto_rawDescGZIP() []byte {
 	return file_paddock_v1_websession_proto_rawDescData
 }
 
+var file_paddock_v1_websession_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_paddock_v1_websession_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_paddock_v1_websession_proto_goTypes = []any{
-	(*ReadWebSessionRequest)(nil),      // 0: paddock.v1.ReadWebSessionRequest
-	(*ReadWebSessionResponse)(nil),     // 1: paddock.v1.ReadWebSessionResponse
-	(*WriteWebSessionRequest)(nil),     // 2: paddock.v1.WriteWebSessionRequest
-	(*WriteWebSessionResponse)(nil),    // 3: paddock.v1.WriteWebSessionResponse
-	(*ReleaseWebSessionRequest)(nil),   // 4: paddock.v1.ReleaseWebSessionRequest
-	(*ReleaseWebSessionResponse)(nil),  // 5: paddock.v1.ReleaseWebSessionResponse
-	(*TouchWebSessionRequest)(nil),     // 6: paddock.v1.TouchWebSessionRequest
-	(*TouchWebSessionResponse)(nil),    // 7: paddock.v1.TouchWebSessionResponse
-	(*DestroyWebSessionRequest)(nil),   // 8: paddock.v1.DestroyWebSessionRequest
-	(*DestroyWebSessionResponse)(nil),  // 9: paddock.v1.DestroyWebSessionResponse
-	(*ValidateWebSessionRequest)(nil),  // 10: paddock.v1.ValidateWebSessionRequest
-	(*ValidateWebSessionResponse)(nil), // 11: paddock.v1.ValidateWebSessionResponse
-	(*CreateWebSessionRequest)(nil),    // 12: paddock.v1.CreateWebSessionRequest
-	(*CreateWebSessionResponse)(nil),   // 13: paddock.v1.CreateWebSessionResponse
-	(*ResponseHeader)(nil),             // 14: paddock.v1.ResponseHeader
+	(WebSessionWriteMode)(0),           // 0: paddock.v1.WebSessionWriteMode
+	(*ReadWebSessionRequest)(nil),      // 1: paddock.v1.ReadWebSessionRequest
+	(*ReadWebSessionResponse)(nil),     // 2: paddock.v1.ReadWebSessionResponse
+	(*WriteWebSessionRequest)(nil),     // 3: paddock.v1.WriteWebSessionRequest
+	(*WriteWebSessionResponse)(nil),    // 4: paddock.v1.WriteWebSessionResponse
+	(*ReleaseWebSessionRequest)(nil),   // 5: paddock.v1.ReleaseWebSessionRequest
+	(*ReleaseWebSessionResponse)(nil),  // 6: paddock.v1.ReleaseWebSessionResponse
+	(*TouchWebSessionRequest)(nil),     // 7: paddock.v1.TouchWebSessionRequest
+	(*TouchWebSessionResponse)(nil),    // 8: paddock.v1.TouchWebSessionResponse
+	(*DestroyWebSessionRequest)(nil),   // 9: paddock.v1.DestroyWebSessionRequest
+	(*DestroyWebSessionResponse)(nil),  // 10: paddock.v1.DestroyWebSessionResponse
+	(*ValidateWebSessionRequest)(nil),  // 11: paddock.v1.ValidateWebSessionRequest
+	(*ValidateWebSessionResponse)(nil), // 12: paddock.v1.ValidateWebSessionResponse
+	(*CreateWebSessionRequest)(nil),    // 13: paddock.v1.CreateWebSessionRequest
+	(*CreateWebSessionResponse)(nil),   // 14: paddock.v1.CreateWebSessionResponse
+	(*ResponseHeader)(nil),             // 15: paddock.v1.ResponseHeader
 }
 var file_paddock_v1_websession_proto_depIdxs = []int32{
-	14, // 0: paddock.v1.ReadWebSessionResponse.header:type_name -> paddock.v1.ResponseHeader
-	14, // 1: paddock.v1.WriteWebSessionResponse.header:type_name -> paddock.v1.ResponseHeader
-	14, // 2: paddock.v1.ReleaseWebSessionResponse.header:type_name -> paddock.v1.ResponseHeader
-	14, // 3: paddock.v1.TouchWebSessionResponse.header:type_name -> paddock.v1.ResponseHeader
-	14, // 4: paddock.v1.DestroyWebSessionResponse.header:type_name -> paddock.v1.ResponseHeader
-	14, // 5: paddock.v1.ValidateWebSessionResponse.header:type_name -> paddock.v1.ResponseHeader
-	14, // 6: paddock.v1.CreateWebSessionResponse.header:type_name -> paddock.v1.ResponseHeader
-	0,  // 7: paddock.v1.WebSessionService.ReadWebSession:input_type -> paddock.v1.ReadWebSessionRequest
-	2,  // 8: paddock.v1.WebSessionService.WriteWebSession:input_type -> paddock.v1.WriteWebSessionRequest
-	4,  // 9: paddock.v1.WebSessionService.ReleaseWebSession:input_type -> paddock.v1.ReleaseWebSessionRequest
-	6,  // 10: paddock.v1.WebSessionService.TouchWebSession:input_type -> paddock.v1.TouchWebSessionRequest
-	8,  // 11: paddock.v1.WebSessionService.DestroyWebSession:input_type -> paddock.v1.DestroyWebSessionRequest
-	10, // 12: paddock.v1.WebSessionService.ValidateWebSession:input_type -> paddock.v1.ValidateWebSessionRequest
-	12, // 13: paddock.v1.WebSessionService.CreateWebSession:input_type -> paddock.v1.CreateWebSessionRequest
-	1,  // 14: paddock.v1.WebSessionService.ReadWebSession:output_type -> paddock.v1.ReadWebSessionResponse
-	3,  // 15: paddock.v1.WebSessionService.WriteWebSession:output_type -> paddock.v1.WriteWebSessionResponse
-	5,  // 16: paddock.v1.WebSessionService.ReleaseWebSession:output_type -> paddock.v1.ReleaseWebSessionResponse
-	7,  // 17: paddock.v1.WebSessionService.TouchWebSession:output_type -> paddock.v1.TouchWebSessionResponse
-	9,  // 18: paddock.v1.WebSessionService.DestroyWebSession:output_type -> paddock.v1.DestroyWebSessionResponse
-	11, // 19: paddock.v1.WebSessionService.ValidateWebSession:output_type -> paddock.v1.ValidateWebSessionResponse
-	13, // 20: paddock.v1.WebSessionService.CreateWebSession:output_type -> paddock.v1.CreateWebSessionResponse
-	14, // [14:21] is the sub-list for method output_type
-	7,  // [7:14] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	15, // 0: paddock.v1.ReadWebSessionResponse.header:type_name -> paddock.v1.ResponseHeader
+	0,  // 1: paddock.v1.WriteWebSessionRequest.mode:type_name -> paddock.v1.WebSessionWriteMode
+	15, // 2: paddock.v1.WriteWebSessionResponse.header:type_name -> paddock.v1.ResponseHeader
+	15, // 3: paddock.v1.ReleaseWebSessionResponse.header:type_name -> paddock.v1.ResponseHeader
+	15, // 4: paddock.v1.TouchWebSessionResponse.header:type_name -> paddock.v1.ResponseHeader
+	15, // 5: paddock.v1.DestroyWebSessionResponse.header:type_name -> paddock.v1.ResponseHeader
+	15, // 6: paddock.v1.ValidateWebSessionResponse.header:type_name -> paddock.v1.ResponseHeader
+	15, // 7: paddock.v1.CreateWebSessionResponse.header:type_name -> paddock.v1.ResponseHeader
+	1,  // 8: paddock.v1.WebSessionService.ReadWebSession:input_type -> paddock.v1.ReadWebSessionRequest
+	3,  // 9: paddock.v1.WebSessionService.WriteWebSession:input_type -> paddock.v1.WriteWebSessionRequest
+	5,  // 10: paddock.v1.WebSessionService.ReleaseWebSession:input_type -> paddock.v1.ReleaseWebSessionRequest
+	7,  // 11: paddock.v1.WebSessionService.TouchWebSession:input_type -> paddock.v1.TouchWebSessionRequest
+	9,  // 12: paddock.v1.WebSessionService.DestroyWebSession:input_type -> paddock.v1.DestroyWebSessionRequest
+	11, // 13: paddock.v1.WebSessionService.ValidateWebSession:input_type -> paddock.v1.ValidateWebSessionRequest
+	13, // 14: paddock.v1.WebSessionService.CreateWebSession:input_type -> paddock.v1.CreateWebSessionRequest
+	2,  // 15: paddock.v1.WebSessionService.ReadWebSession:output_type -> paddock.v1.ReadWebSessionResponse
+	4,  // 16: paddock.v1.WebSessionService.WriteWebSession:output_type -> paddock.v1.WriteWebSessionResponse
+	6,  // 17: paddock.v1.WebSessionService.ReleaseWebSession:output_type -> paddock.v1.ReleaseWebSessionResponse
+	8,  // 18: paddock.v1.WebSessionService.TouchWebSession:output_type -> paddock.v1.TouchWebSessionResponse
+	10, // 19: paddock.v1.WebSessionService.DestroyWebSession:output_type -> paddock.v1.DestroyWebSessionResponse
+	12, // 20: paddock.v1.WebSessionService.ValidateWebSession:output_type -> paddock.v1.ValidateWebSessionResponse
+	14, // 21: paddock.v1.WebSessionService.CreateWebSession:output_type -> paddock.v1.CreateWebSessionResponse
+	15, // [15:22] is the sub-list for method output_type
+	8,  // [8:15] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_paddock_v1_websession_proto_init() }
@@ -1044,13 +1125,14 @@ func file_paddock_v1_websession_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_paddock_v1_websession_proto_rawDesc), len(file_paddock_v1_websession_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_paddock_v1_websession_proto_goTypes,
 		DependencyIndexes: file_paddock_v1_websession_proto_depIdxs,
+		EnumInfos:         file_paddock_v1_websession_proto_enumTypes,
 		MessageInfos:      file_paddock_v1_websession_proto_msgTypes,
 	}.Build()
 	File_paddock_v1_websession_proto = out.File

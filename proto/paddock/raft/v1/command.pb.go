@@ -1219,7 +1219,13 @@ type WebSessionWrite struct {
 	MaxLifetimeMs int64 `protobuf:"varint,4,opt,name=max_lifetime_ms,json=maxLifetimeMs,proto3" json:"max_lifetime_ms,omitempty"`
 	// keep_data leaves the data as it is (a change of the idle timeout
 	// only); the version still goes up.
-	KeepData      bool `protobuf:"varint,5,opt,name=keep_data,json=keepData,proto3" json:"keep_data,omitempty"`
+	KeepData bool `protobuf:"varint,5,opt,name=keep_data,json=keepData,proto3" json:"keep_data,omitempty"`
+	// new_version, when not 0, is the session's version after the write
+	// instead of version + 1; it must be above version. The leader's delayed
+	// writes (WebSessionWriteMode DELAYED) coalesce: it acknowledged
+	// versions version+1 .. new_version from memory and commits only the
+	// last data, so the versions its readers saw stay the session's.
+	NewVersion    uint64 `protobuf:"varint,6,opt,name=new_version,json=newVersion,proto3" json:"new_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1287,6 +1293,13 @@ func (x *WebSessionWrite) GetKeepData() bool {
 		return x.KeepData
 	}
 	return false
+}
+
+func (x *WebSessionWrite) GetNewVersion() uint64 {
+	if x != nil {
+		return x.NewVersion
+	}
+	return 0
 }
 
 // WebSessionDelete deletes a web session.
@@ -1434,13 +1447,15 @@ const file_paddock_raft_v1_command_proto_rawDesc = "" +
 	"\x04busy\x18\x03 \x01(\bR\x04busy\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\rR\x05limit\x12\x1a\n" +
 	"\bposition\x18\x05 \x01(\x05R\bposition\x12\x14\n" +
-	"\x05holds\x18\x06 \x01(\bR\x05holds\"\x94\x01\n" +
+	"\x05holds\x18\x06 \x01(\bR\x05holds\"\xb5\x01\n" +
 	"\x0fWebSessionWrite\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x04R\aversion\x12&\n" +
 	"\x0fmax_lifetime_ms\x18\x04 \x01(\x03R\rmaxLifetimeMs\x12\x1b\n" +
-	"\tkeep_data\x18\x05 \x01(\bR\bkeepData\"V\n" +
+	"\tkeep_data\x18\x05 \x01(\bR\bkeepData\x12\x1f\n" +
+	"\vnew_version\x18\x06 \x01(\x04R\n" +
+	"newVersion\"V\n" +
 	"\x10WebSessionDelete\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x18\n" +
