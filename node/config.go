@@ -57,6 +57,15 @@ type Config struct {
 	// WebSessionMaxBytes caps a PHP web session's data (at most
 	// fsm.MaxDataSize; default DefaultWebSessionMaxBytes).
 	WebSessionMaxBytes int
+	// WebSessionDelayedMaxBytes caps the data of the delayed web session
+	// writes the leader holds not yet committed (default
+	// DefaultWebSessionDelayedMaxBytes); a delayed write beyond it goes
+	// through.
+	WebSessionDelayedMaxBytes int
+	// WebSessionFlushDelay is how long the leader waits, once a delayed
+	// web session write is pending, before it commits the pending writes
+	// (gathering more per round). Zero: at once.
+	WebSessionFlushDelay time.Duration
 	// WebSessionLockGrace is how long a new leader grants no web session
 	// lock (holders from before the failover present their tokens
 	// meanwhile). Zero means ElectionTimeout + 2 s; negative, none (tests).
@@ -126,6 +135,7 @@ func DefaultConfig() Config {
 		SessionCheckpointInterval: 2 * time.Second,
 		MaxValueSize:              fsm.MaxDataSize,
 		WebSessionMaxBytes:        DefaultWebSessionMaxBytes,
+		WebSessionDelayedMaxBytes: DefaultWebSessionDelayedMaxBytes,
 		RequestTimeout:            10 * time.Second,
 		// 65,536 events is about 20 MB with small values, and at 1,000
 		// writes/s (two events each: the znode and its parent) half a
@@ -153,6 +163,7 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.SessionCheckpointInterval, d.SessionCheckpointInterval)
 	setDefault(&c.MaxValueSize, d.MaxValueSize)
 	setDefault(&c.WebSessionMaxBytes, d.WebSessionMaxBytes)
+	setDefault(&c.WebSessionDelayedMaxBytes, d.WebSessionDelayedMaxBytes)
 	setDefault(&c.RequestTimeout, d.RequestTimeout)
 	setDefault(&c.WatchHistory, d.WatchHistory)
 	setDefault(&c.WatchHistoryBytes, d.WatchHistoryBytes)
@@ -174,6 +185,10 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("node: raft address is required")
 	case c.WebSessionMaxBytes < 0 || c.WebSessionMaxBytes > fsm.MaxDataSize:
 		return c, fmt.Errorf("node: web session max bytes %d is not in [1, %d]", c.WebSessionMaxBytes, fsm.MaxDataSize)
+	case c.WebSessionDelayedMaxBytes < 0:
+		return c, fmt.Errorf("node: web session delayed max bytes %d is negative", c.WebSessionDelayedMaxBytes)
+	case c.WebSessionFlushDelay < 0 || c.WebSessionFlushDelay > time.Second:
+		return c, fmt.Errorf("node: web session flush delay %v is not in [0, 1s]", c.WebSessionFlushDelay)
 	case c.MaxValueSize > fsm.MaxDataSize:
 		return c, fmt.Errorf("node: max value size %d is over the limit %d", c.MaxValueSize, fsm.MaxDataSize)
 	case c.WatchHistory < 2:

@@ -22,3 +22,13 @@ func WebSessionWaiters(n *Node, id string) int {
 	}
 	return l.waiting(id)
 }
+
+// WebSessionPending is the number of sessions with delayed writes not
+// committed on leader n, and their bytes.
+func WebSessionPending(n *Node) (sessions, bytes int) {
+	l := n.ws.locks.Load()
+	if l == nil || l.pend == nil {
+		return 0, 0
+	}
+	return l.pend.size()
+}

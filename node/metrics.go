@@ -35,6 +35,10 @@ type metrics struct {
 	// messages), shared by every gRPC server of the node: the internal
 	// one on the raft address and rpc's client server.
 	grpc *GRPCServerMetrics
+	// wsDelayed counts delayed web session writes by outcome, and
+	// wsDelayWindow times them from answer to commit.
+	wsDelayed     *prometheus.CounterVec
+	wsDelayWindow prometheus.Histogram
 }
 
 // Values of paddock_forwarded_requests_total's kind label.
@@ -78,6 +82,19 @@ func newMetrics(n *Node) *metrics {
 		// 250µs to ~8s: reads answer in well under a millisecond, writes
 		// wait for a quorum fsync, Poll waits up to its timeout.
 		grpc: newGRPCServerMetrics(prometheus.ExponentialBuckets(250e-6, 2, 16)),
+		wsDelayed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paddock_web_session_delayed_writes_total",
+			Help: "Delayed PHP web session writes on this leader, by outcome: acked (held in memory and answered), write_through (asked delayed but written through: pending memory full, or the leader catching up), dropped (sessions whose acknowledged writes were lost: leadership ended before their commit, or the commit was refused).",
+		}, []string{"outcome"}),
+		wsDelayWindow: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "paddock_web_session_delayed_window_seconds",
+			Help: "Time from a delayed PHP web session write's answer to its commit (the first answered write of each commit): how long a leader crash could lose it.",
+			// 250µs to ~8s.
+			Buckets: prometheus.ExponentialBuckets(250e-6, 2, 16),
+		}),
+	}
+	for _, o := range []string{wsDelayedAcked, wsDelayedThrough, wsDelayedDropped} {
+		m.wsDelayed.WithLabelValues(o)
 	}
 	// Every kind's series exists from the start, at zero.
 	for _, k := range []string{fwdWrite, fwdRead, fwdReadIndex, fwdKeepAlive, fwdWebSession} {
@@ -90,7 +107,7 @@ func newMetrics(n *Node) *metrics {
 		m.appliedOp[f.Number()] = m.applied.WithLabelValues(string(f.Name()))
 	}
 	m.reg.MustRegister(
-		m.apply, m.batch, m.propose, m.forwarded, m.applied,
+		m.apply, m.batch, m.propose, m.forwarded, m.applied, m.wsDelayed, m.wsDelayWindow,
 		&stateCollector{n: n},
 		m.grpc,
 		collectors.NewGoCollector(),

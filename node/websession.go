@@ -85,9 +85,12 @@ func newWebSessions(n *Node) *webSessions {
 	return w
 }
 
-// startTerm gives a new term an empty lock table in its grace period.
+// startTerm gives a new term an empty lock table in its grace period,
+// and no delayed write.
 func (w *webSessions) startTerm() {
-	if old := w.locks.Swap(newWSLocks(w.n.cfg.webSessionGrace())); old != nil {
+	l := newWSLocks(w.n.cfg.webSessionGrace())
+	l.pend = newWSDelayed(w.n)
+	if old := w.locks.Swap(l); old != nil {
 		old.close()
 	}
 }
@@ -142,6 +145,9 @@ func (w *webSessions) fire(ctx context.Context, id string, _ struct{}) error {
 	defer l.release(id, token)
 	if dl, ok := w.d.get(id); ok && dl.At.After(time.Now()) {
 		return nil // accessed since it was due: the new deadline stands
+	}
+	if l.pend != nil && l.pend.pending(id) {
+		return errWSBusy // written, not committed yet
 	}
 	s, ok := w.n.fsm.WebSession(id)
 	if !ok {
@@ -205,6 +211,13 @@ func (n *Node) checkWebSessionCall(call *raftv1.WebSessionRequest) error {
 		r := c.Write
 		if err := checkWebSessionID(r.GetId()); err != nil {
 			return err
+		}
+		switch r.GetMode() {
+		case paddockv1.WebSessionWriteMode_WEB_SESSION_WRITE_MODE_UNSPECIFIED,
+			paddockv1.WebSessionWriteMode_WEB_SESSION_WRITE_MODE_WRITE_THROUGH,
+			paddockv1.WebSessionWriteMode_WEB_SESSION_WRITE_MODE_DELAYED:
+		default:
+			return &fsm.Error{Err: fsm.ErrBadArgument, Detail: fmt.Sprintf("web session write mode %d: want 0 (unspecified: write-through), 1 (write-through) or 2 (delayed)", int32(r.GetMode()))}
 		}
 		if len(r.GetData()) > n.cfg.WebSessionMaxBytes {
 			return &fsm.Error{Err: fsm.ErrTooLarge, Detail: fmt.Sprintf("web session data of %d bytes is over the limit of %d (--web-session-max-bytes)", len(r.GetData()), n.cfg.WebSessionMaxBytes)}
@@ -430,11 +443,11 @@ func (n *Node) serveWebSession(ctx context.Context, call *raftv1.WebSessionReque
 		if err := n.waitReadIndex(ctx); err != nil {
 			return nil, err
 		}
-		_, ok := n.fsm.WebSession(c.Validate.GetId())
+		_, ok := l.get(n, c.Validate.GetId())
 		r := &paddockv1.ValidateWebSessionResponse{Header: n.ReadHeader(), Valid: ok}
 		return &raftv1.WebSessionResponse{Reply: &raftv1.WebSessionResponse_Validate{Validate: r}}, nil
 	case *raftv1.WebSessionRequest_Create:
-		r, err := n.wsCreate(ctx, c.Create)
+		r, err := n.wsCreate(ctx, l, c.Create)
 		return &raftv1.WebSessionResponse{Reply: &raftv1.WebSessionResponse_Create{Create: r}}, err
 	}
 	return nil, &fsm.Error{Err: fsm.ErrBadArgument, Detail: "empty web session call"}
@@ -459,7 +472,7 @@ func (n *Node) wsRead(ctx context.Context, l *wsLocks, req *paddockv1.ReadWebSes
 		}
 		return nil, err
 	}
-	s, ok := n.fsm.WebSession(id)
+	s, ok := l.get(n, id)
 	if ok {
 		n.ws.access(id, s.MaxLifetimeMs)
 	}
@@ -477,10 +490,50 @@ func (n *Node) knownRetry(ctx context.Context) bool {
 	return len(id) > 0 && n.fsm.HasRequestID(id)
 }
 
+// get is id as the leader serves it: its delayed write not yet
+// committed, else the applied state.
+func (l *wsLocks) get(n *Node, id string) (fsm.WebSession, bool) {
+	if l.pend != nil {
+		return l.pend.get(id)
+	}
+	return n.fsm.WebSession(id)
+}
+
+// drain waits for id's delayed writes to commit: a change that goes
+// through the log orders after them. The caller holds id's lock.
+func (l *wsLocks) drain(ctx context.Context, id string) error {
+	if l.pend != nil {
+		return l.pend.drain(ctx, id)
+	}
+	return nil
+}
+
 func (n *Node) wsWrite(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebSessionRequest) (*paddockv1.WriteWebSessionResponse, error) {
 	id := req.GetId()
-	h, err := l.beginWrite(id, req.GetToken(), n.knownRetry(ctx))
+	delayed := req.GetMode() == paddockv1.WebSessionWriteMode_WEB_SESSION_WRITE_MODE_DELAYED && l.pend != nil
+	if delayed {
+		// A retry of a delayed write answered before (the answer was
+		// lost): the first answer, whoever holds the lock now.
+		if v, ok := l.pend.retried(RequestID(ctx)); ok {
+			return &paddockv1.WriteWebSessionResponse{Header: n.ReadHeader(), Version: v}, nil
+		}
+	}
+	retry := n.knownRetry(ctx)
+	h, err := l.beginWrite(id, req.GetToken(), retry)
 	if err != nil {
+		return nil, err
+	}
+	if delayed && !retry {
+		r, err := n.wsWriteDelayed(ctx, l, req)
+		if r != nil || err != nil {
+			l.endWrite(h, req.GetToken() == 0 || (!req.GetKeepLock() && settled(err)))
+			return r, err
+		}
+		n.metrics.wsDelayed.WithLabelValues(wsDelayedThrough).Inc()
+	}
+	// After the session's delayed writes, if any.
+	if err := l.drain(ctx, id); err != nil {
+		l.endWrite(h, req.GetToken() == 0)
 		return nil, err
 	}
 	res, err := n.proposeLeader(ctx, &raftv1.Command{Op: &raftv1.Command_WebSessionWrite{WebSessionWrite: &raftv1.WebSessionWrite{
@@ -499,14 +552,50 @@ func (n *Node) wsWrite(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebS
 	return &paddockv1.WriteWebSessionResponse{Header: n.Header(res.Index), Version: r.GetVersion()}, nil
 }
 
+// wsWriteDelayed holds req in the leader's memory as a delayed write.
+// It returns nil and no error when the write must go through instead: the
+// leader has not applied its term's barrier (its state may lack
+// committed writes to check the version against), the members do not
+// all support the command yet, or the pending memory is full.
+func (n *Node) wsWriteDelayed(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebSessionRequest) (*paddockv1.WriteWebSessionResponse, error) {
+	if !n.leaderBarrierApplied() {
+		return nil, nil
+	}
+	cmd := &raftv1.Command{Op: &raftv1.Command_WebSessionWrite{WebSessionWrite: &raftv1.WebSessionWrite{
+		Id: req.GetId(), Data: req.GetData(), Version: req.GetVersion(), MaxLifetimeMs: req.GetMaxLifetimeMs(),
+	}}}
+	if err := n.validate(cmd); err != nil {
+		return nil, err
+	}
+	if n.checkFeatureLevel(cmd) != nil {
+		return nil, nil // the proposal waits for registrations, or says why not
+	}
+	v, err := l.pend.put(req.GetId(), req, RequestID(ctx))
+	if errors.Is(err, errDelayedFull) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	n.metrics.wsDelayed.WithLabelValues(wsDelayedAcked).Inc()
+	if s, ok := l.get(n, req.GetId()); ok {
+		n.ws.access(req.GetId(), s.MaxLifetimeMs)
+	}
+	return &paddockv1.WriteWebSessionResponse{Header: n.ReadHeader(), Version: v}, nil
+}
+
 func (n *Node) wsTouch(ctx context.Context, l *wsLocks, req *paddockv1.TouchWebSessionRequest) (*paddockv1.TouchWebSessionResponse, error) {
 	id, token := req.GetId(), req.GetToken()
-	s, ok := n.fsm.WebSession(id)
+	s, ok := l.get(n, id)
 	if ok && req.GetMaxLifetimeMs() != 0 && req.GetMaxLifetimeMs() != s.MaxLifetimeMs {
 		// A new lifetime is a write (the version goes up), under the
-		// lock's rules.
+		// lock's rules, after the session's delayed writes.
 		h, err := l.beginWrite(id, token, n.knownRetry(ctx))
 		if err != nil {
+			return nil, err
+		}
+		if err := l.drain(ctx, id); err != nil {
+			l.endWrite(h, false)
 			return nil, err
 		}
 		s, ok = n.fsm.WebSession(id) // as of now that the lock is taken
@@ -541,6 +630,11 @@ func (n *Node) wsDestroy(ctx context.Context, l *wsLocks, req *paddockv1.Destroy
 	if err != nil {
 		return nil, err
 	}
+	// After the session's delayed writes, if any.
+	if err := l.drain(ctx, id); err != nil {
+		l.endWrite(h, false)
+		return nil, err
+	}
 	res, err := n.proposeLeader(ctx, &raftv1.Command{Op: &raftv1.Command_WebSessionDelete{WebSessionDelete: &raftv1.WebSessionDelete{Id: id}}})
 	if err == nil {
 		n.ws.d.remove(id)
@@ -570,7 +664,7 @@ func settled(err error) bool {
 // the client's request ids are random (PHP's Client: 16 random bytes),
 // so the session ids are too. Without one, or after a collision, the id
 // is random.
-func (n *Node) wsCreate(ctx context.Context, req *paddockv1.CreateWebSessionRequest) (*paddockv1.CreateWebSessionResponse, error) {
+func (n *Node) wsCreate(ctx context.Context, l *wsLocks, req *paddockv1.CreateWebSessionRequest) (*paddockv1.CreateWebSessionResponse, error) {
 	bits := int(req.GetSidBitsPerCharacter())
 	if bits == 0 {
 		bits = 4
@@ -588,6 +682,9 @@ func (n *Node) wsCreate(ctx context.Context, req *paddockv1.CreateWebSessionRequ
 			pctx = WithRequestID(ctx, nil) // another command: not the request's retry
 		}
 		id := encodeSessionID(raw[:], bits)
+		if l.pend != nil && l.pend.pending(id) && attempt+1 < wsCreateAttempts {
+			continue // a delayed write created it, not committed yet
+		}
 		res, err := n.proposeLeader(pctx, &raftv1.Command{Op: &raftv1.Command_WebSessionWrite{WebSessionWrite: &raftv1.WebSessionWrite{
 			Id: id, MaxLifetimeMs: req.GetMaxLifetimeMs(),
 		}}})

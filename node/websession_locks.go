@@ -31,6 +31,9 @@ type wsLocks struct {
 	graceTimer *time.Timer
 	closed     bool
 	m          map[string]*wsLock
+	// pend is the term's delayed writes (websession_delayed.go), closed
+	// with the table; nil in tests of the lock table alone.
+	pend *wsDelayed
 }
 
 // wsLock is one session's lock.
@@ -311,6 +314,9 @@ func (l *wsLocks) graceOver() {
 // close drops the table: leadership ended. Waiters fail with
 // ErrNotLeader.
 func (l *wsLocks) close() {
+	if l.pend != nil {
+		l.pend.close()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {

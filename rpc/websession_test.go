@@ -188,6 +188,8 @@ func TestWebSessionOverGRPCAndHTTP(t *testing.T) {
 		{"a negative wait", "POST", "/abc/read", `{"lock":true,"wait_ms":"-1"}`},
 		{"a negative lifetime", "PUT", "/abc", `{"version":"0","max_lifetime_ms":"-5"}`},
 		{"an unknown field", "POST", "/abc/read", `{"lock":true,"timeout_ms":"5"}`},
+		{"write mode 7", "PUT", "/abc", `{"version":"0","mode":7}`},
+		{"an unknown write mode", "PUT", "/abc", `{"version":"0","mode":"WEB_SESSION_WRITE_MODE_LATER"}`},
 	} {
 		code, body := wsHTTP(t, c.method, url+c.path, c.body, "")
 		if code != 400 || body["code"] != float64(codes.InvalidArgument) {
@@ -196,6 +198,51 @@ func TestWebSessionOverGRPCAndHTTP(t *testing.T) {
 	}
 	if v, err := ws.ValidateWebSession(ctx, &paddockv1.ValidateWebSessionRequest{Id: "abc"}); err != nil || v.GetValid() {
 		t.Errorf("ValidateWebSession(abc) after refused calls = %v, %v; want not valid", v, err)
+	}
+}
+
+// TestWebSessionDelayedOverGRPCAndHTTP: a delayed write over the gateway
+// (mode by name) and gRPC through a follower, read back at once; a mode
+// out of the enum is INVALID_ARGUMENT.
+func TestWebSessionDelayedOverGRPCAndHTTP(t *testing.T) {
+	checkLeaks(t)
+	nodes := threeNodes(t)
+	_, follower := leaderAndFollower(t, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	h, err := rpc.NewHTTPHandler(ctx, follower.n, follower.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(h)
+	defer hs.Close()
+	ws := paddockv1.NewWebSessionServiceClient(follower.conn)
+	url := hs.URL + "/v1/web-sessions/dhttp"
+
+	code, body := wsHTTP(t, "POST", url+"/read", `{"lock":true}`, "")
+	tok, _ := body["token"].(string)
+	if code != 200 || tok == "" {
+		t.Fatalf("locked read = %d %v", code, body)
+	}
+	code, body = wsHTTP(t, "PUT", url, `{"data":"YQ==","version":"0","token":"`+tok+`","mode":"WEB_SESSION_WRITE_MODE_DELAYED"}`, "")
+	if code != 200 || body["version"] != "1" {
+		t.Fatalf("delayed PUT = %d %v; want version \"1\"", code, body)
+	}
+	r, err := ws.ReadWebSession(ctx, &paddockv1.ReadWebSessionRequest{Id: "dhttp", Lock: true})
+	if err != nil || string(r.GetData()) != "a" || r.GetVersion() != 1 {
+		t.Fatalf("read after the delayed write = %v, %v; want a, version 1", r, err)
+	}
+	w, err := ws.WriteWebSession(ctx, &paddockv1.WriteWebSessionRequest{Id: "dhttp", Data: []byte("b"), Version: 1, Token: r.GetToken(),
+		Mode: paddockv1.WebSessionWriteMode_WEB_SESSION_WRITE_MODE_DELAYED})
+	if err != nil || w.GetVersion() != 2 {
+		t.Fatalf("delayed WriteWebSession = %v, %v; want version 2", w, err)
+	}
+	_, err = ws.WriteWebSession(ctx, &paddockv1.WriteWebSessionRequest{Id: "dhttp", Data: []byte("c"), Version: 2, Mode: 9})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "write mode 9") {
+		t.Errorf("WriteWebSession with mode 9 = %v; want InvalidArgument", err)
+	}
+	if g, err := ws.ReadWebSession(ctx, &paddockv1.ReadWebSessionRequest{Id: "dhttp"}); err != nil || string(g.GetData()) != "b" || g.GetVersion() != 2 {
+		t.Errorf("ReadWebSession = %v, %v; want b, version 2", g, err)
 	}
 }
 

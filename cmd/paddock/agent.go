@@ -26,6 +26,8 @@ type agentFlags struct {
 	lockDelay                                                      time.Duration
 	watchHistory, watchSlowLag                                     int
 	webSessionMaxBytes                                             int
+	webSessionDelayedMaxBytes                                      int
+	webSessionFlushDelay                                           time.Duration
 	watchHistoryBytes                                              int64
 	watchProgress                                                  time.Duration
 	pprof, unsafeLocalReads                                        bool
@@ -54,6 +56,8 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go runtime profiles (net/http/pprof) under /debug/pprof/ on the HTTP address; off by default: they cost CPU while they run and expose internals")
 	fs.DurationVar(&f.watchProgress, "watch-progress-interval", d.WatchProgressInterval, "how often idle watches get a progress response (negative: never)")
 	fs.IntVar(&f.webSessionMaxBytes, "web-session-max-bytes", d.WebSessionMaxBytes, "largest PHP web session's data accepted, in bytes (at most 1 MiB)")
+	fs.IntVar(&f.webSessionDelayedMaxBytes, "web-session-delayed-max-bytes", d.WebSessionDelayedMaxBytes, "bytes of delayed PHP web session writes the leader holds not yet committed; a delayed write beyond them goes through")
+	fs.DurationVar(&f.webSessionFlushDelay, "web-session-flush-delay", 0, "how long the leader gathers delayed PHP web session writes before committing them (0: at once; at most 1s)")
 	f.gc.register(fs)
 	// Robustness tests only (node.Config.UnsafeLocalReads): hidden from
 	// the help, so that nobody picks it up by browsing the flags.
@@ -79,8 +83,9 @@ func (f *agentFlags) config() (node.Config, error) {
 		SnapshotThreshold: f.snapshotThreshold, SnapshotInterval: f.snapshotInterval, TrailingLogs: f.trailingLogs,
 		MinSessionTimeout: f.minSession, MaxSessionTimeout: f.maxSession, LockDelay: f.lockDelay,
 		WatchHistory: f.watchHistory, WatchHistoryBytes: f.watchHistoryBytes, WatchSlowLag: f.watchSlowLag, WatchProgressInterval: f.watchProgress,
-		WebSessionMaxBytes: f.webSessionMaxBytes,
-		UnsafeLocalReads:   f.unsafeLocalReads,
+		WebSessionMaxBytes:        f.webSessionMaxBytes,
+		WebSessionDelayedMaxBytes: f.webSessionDelayedMaxBytes, WebSessionFlushDelay: f.webSessionFlushDelay,
+		UnsafeLocalReads: f.unsafeLocalReads,
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name: f.id, Level: hclog.LevelFromString(f.logLevel), Output: os.Stderr,
 		}),

@@ -1,0 +1,429 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/paddock/paddock/fsm"
+	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
+)
+
+// Delayed writes (WebSessionWriteMode DELAYED, Zend Session Clustering's
+// "delayed write"). The leader answers such a write once it holds it in
+// memory, in the term's wsDelayed table, and commits it in the
+// background:
+//
+//   - A write is checked as the state machine would check it, against the
+//     session as the leader serves it (its pending write, else the applied
+//     state), under the session's lock. It gets the next version: pending
+//     writes of a session carry versions v+1, v+2, ... over the committed
+//     v.
+//   - Every read, touch and validate of the session on the leader (which
+//     serves them all) is served from the pending write until it commits.
+//   - The flusher commits a session's pending writes as one
+//     WebSessionWrite{version: v, new_version: v+k} carrying the last data:
+//     the versions acknowledged stay the session's, in order, and the
+//     state machine's version check still holds. A session has at most one
+//     commit in flight; writes acknowledged meanwhile wait for the next
+//     round. A round starts as soon as a write is pending (after
+//     Config.WebSessionFlushDelay, if set), so the window from answer to
+//     commit is about one commit, or two when a round was in flight.
+//   - A write-through write, a destroy and a touch that changes the
+//     lifetime of a session with pending writes wait for them to commit
+//     first (they hold the session's lock, so no delayed write slips in
+//     between).
+//   - Pending bytes are capped (Config.WebSessionDelayedMaxBytes): a
+//     delayed write that does not fit goes through. So does one while the
+//     leader has not applied its term's barrier (its state may lack
+//     committed writes to check against).
+//
+// The table belongs to one term: when leadership ends it is dropped, and
+// what was acknowledged but not committed is lost (the session stays at
+// its last committed version; a writer that read the lost data is refused
+// for its version). A commit in flight at that moment may still land. A
+// commit the state machine refuses (it cannot be, as every write of the
+// session passes here, but the check stays the safety net) drops the
+// session's pending writes, logged.
+
+// delayedRetries is how many request ids of delayed writes the leader
+// remembers, so that a retry after a lost answer gets the first one.
+const delayedRetries = 8192
+
+// DefaultWebSessionDelayedMaxBytes is the default of
+// Config.WebSessionDelayedMaxBytes.
+const DefaultWebSessionDelayedMaxBytes = 64 << 20
+
+// delayedFlushers bounds the commits of one flush round in flight at once.
+const delayedFlushers = 64
+
+// wsDelayed is one term's table of pending delayed writes.
+type wsDelayed struct {
+	n      *Node
+	max    int
+	delay  time.Duration
+	ctx    context.Context // ends with the term
+	cancel context.CancelFunc
+	kick   chan struct{}
+	done   chan struct{}
+
+	mu     sync.Mutex
+	closed bool
+	m      map[string]*wsPending
+	bytes  int
+	// retries maps the request ids of recent delayed writes to the
+	// version they were answered with; order is their arrival, to evict
+	// the oldest.
+	retries map[string]uint64
+	order   []string
+}
+
+// wsPending is one session's delayed writes not yet committed.
+type wsPending struct {
+	// base is the committed version the next commit writes over (0: it
+	// creates the session); version the last acknowledged.
+	base, version uint64
+	data          []byte
+	// lifetimeMs is the last lifetime a write asked for (0: keep);
+	// readLifetimeMs the session's lifetime as reads report it.
+	lifetimeMs, readLifetimeMs int64
+	// dirty: writes acknowledged since the last commit began; since: when
+	// the first of them was.
+	dirty bool
+	since time.Time
+	// inflight: a commit of this session is in flight.
+	inflight bool
+	// drained is closed when the entry goes (all committed, or dropped).
+	drained chan struct{}
+}
+
+func newWSDelayed(n *Node) *wsDelayed {
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &wsDelayed{
+		n: n, max: n.cfg.WebSessionDelayedMaxBytes, delay: n.cfg.WebSessionFlushDelay,
+		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{}),
+		m: map[string]*wsPending{}, retries: map[string]uint64{},
+	}
+	go d.run()
+	return d
+}
+
+// close drops the table: leadership ended. Pending writes are lost.
+func (d *wsDelayed) close() {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return
+	}
+	d.closed = true
+	lost := 0
+	for _, e := range d.m {
+		if e.dirty || e.inflight {
+			lost++
+		}
+		close(e.drained)
+	}
+	d.m, d.bytes = nil, 0
+	d.mu.Unlock()
+	d.cancel()
+	<-d.done
+	if lost > 0 {
+		d.n.metrics.wsDelayed.WithLabelValues(wsDelayedDropped).Add(float64(lost))
+		d.n.log.Warn("leadership ended with delayed web session writes not committed: lost", "sessions", lost)
+	}
+}
+
+// current is id as the leader serves it: its pending write, else the
+// applied state. d.mu is held.
+func (d *wsDelayed) current(id string) (fsm.WebSession, bool) {
+	if e := d.m[id]; e != nil {
+		return fsm.WebSession{ID: id, Data: e.data, Version: e.version, MaxLifetimeMs: e.readLifetimeMs}, true
+	}
+	return d.n.fsm.WebSession(id)
+}
+
+// get is current for callers without d.mu; a closed table serves the
+// applied state.
+func (d *wsDelayed) get(id string) (fsm.WebSession, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.current(id)
+}
+
+// pending reports whether id has writes not committed.
+func (d *wsDelayed) pending(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.m[id] != nil
+}
+
+// retried returns the version a delayed write with request id rid was
+// answered with.
+func (d *wsDelayed) retried(rid []byte) (uint64, bool) {
+	if len(rid) == 0 {
+		return 0, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v, ok := d.retries[string(rid)]
+	return v, ok
+}
+
+// errDelayedFull makes a delayed write go through: the pending bytes
+// would pass the cap.
+var errDelayedFull = errors.New("node: delayed web session writes are at their memory cap")
+
+// put holds req as id's next pending write and returns its version. It
+// fails as the state machine would (fsm.ErrBadVersion), with
+// errDelayedFull when the write does not fit, or ErrNotLeader. The
+// caller holds id's lock.
+func (d *wsDelayed) put(id string, req *paddockv1.WriteWebSessionRequest, rid []byte) (uint64, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return 0, ErrNotLeader
+	}
+	cur, ok := d.current(id)
+	if !ok {
+		cur.Version = 0
+	}
+	switch want := req.GetVersion(); {
+	case want == 0 && cur.Version != 0:
+		return 0, &fsm.Error{Err: fsm.ErrBadVersion, Detail: fmt.Sprintf("web session %s exists (version %d), want a new one", id, cur.Version)}
+	case want != 0 && cur.Version == 0:
+		return 0, &fsm.Error{Err: fsm.ErrBadVersion, Detail: fmt.Sprintf("web session %s does not exist, want version %d", id, want)}
+	case want != cur.Version:
+		return 0, &fsm.Error{Err: fsm.ErrBadVersion, Detail: fmt.Sprintf("web session %s is at version %d, want %d", id, cur.Version, want)}
+	}
+	data := req.GetData()
+	e := d.m[id]
+	size := d.bytes + len(data)
+	if e != nil {
+		size -= len(e.data)
+	}
+	if size > d.max {
+		return 0, errDelayedFull
+	}
+	if e == nil {
+		life := cur.MaxLifetimeMs
+		if !ok {
+			life = fsm.DefaultWebSessionLifetimeMs
+		}
+		e = &wsPending{base: cur.Version, version: cur.Version, readLifetimeMs: life, drained: make(chan struct{})}
+		d.m[id] = e
+	}
+	d.bytes = size
+	e.version++
+	e.data = data
+	if ml := req.GetMaxLifetimeMs(); ml != 0 {
+		e.lifetimeMs, e.readLifetimeMs = ml, ml
+	}
+	if !e.dirty {
+		e.dirty, e.since = true, time.Now()
+	}
+	if len(rid) > 0 {
+		if _, seen := d.retries[string(rid)]; !seen {
+			if len(d.order) >= delayedRetries {
+				delete(d.retries, d.order[0])
+				d.order = d.order[1:]
+			}
+			d.order = append(d.order, string(rid))
+		}
+		d.retries[string(rid)] = e.version
+	}
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+	return e.version, nil
+}
+
+// drain waits until id has no pending write (committed, or dropped),
+// hurrying the flusher. The caller holds id's lock, so none is added.
+func (d *wsDelayed) drain(ctx context.Context, id string) error {
+	d.mu.Lock()
+	e := d.m[id]
+	closed := d.closed
+	d.mu.Unlock()
+	if closed {
+		return ErrNotLeader
+	}
+	if e == nil {
+		return nil
+	}
+	select {
+	case <-e.drained:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return ErrNotLeader
+	}
+	return nil
+}
+
+// run is the flusher: a round whenever writes are pending.
+func (d *wsDelayed) run() {
+	defer close(d.done)
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-d.kick:
+		}
+		if d.delay > 0 && !sleepCtx(d.ctx, d.delay) {
+			return
+		}
+		d.flushRound()
+	}
+}
+
+// wsFlush is one session's commit of a round.
+type wsFlush struct {
+	id    string
+	e     *wsPending
+	cmd   *raftv1.Command
+	rid   []byte
+	since time.Time
+}
+
+// flushRound commits every session with writes acknowledged and no commit
+// in flight, concurrently (raft batches them), and returns when all are
+// done.
+func (d *wsDelayed) flushRound() {
+	d.mu.Lock()
+	var round []wsFlush
+	for id, e := range d.m {
+		if !e.dirty || e.inflight {
+			continue
+		}
+		w := &raftv1.WebSessionWrite{Id: id, Data: e.data, Version: e.base, MaxLifetimeMs: e.lifetimeMs}
+		if e.version > e.base+1 {
+			w.NewVersion = e.version
+		}
+		e.dirty, e.inflight = false, true
+		round = append(round, wsFlush{
+			id: id, e: e, since: e.since, rid: newFlushID(),
+			cmd: &raftv1.Command{Op: &raftv1.Command_WebSessionWrite{WebSessionWrite: w}},
+		})
+	}
+	d.mu.Unlock()
+	sem := make(chan struct{}, delayedFlushers)
+	var wg sync.WaitGroup
+	for _, f := range round {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			d.commit(f)
+		}()
+	}
+	wg.Wait()
+}
+
+// newFlushID is a commit's request id: a retry of the commit after an
+// unknown outcome gets the first result back instead of failing its
+// version check.
+func newFlushID() []byte {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return b
+}
+
+// commit proposes f until it is applied, refused, or the term ends.
+func (d *wsDelayed) commit(f wsFlush) {
+	ctx := WithRequestID(d.ctx, f.rid)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, d.n.cfg.RequestTimeout)
+		// proposeLeader takes the command's request id from the context
+		// and stamps the feature level: a fresh copy each attempt.
+		_, err := d.n.proposeLeader(pctx, cloneCommand(f.cmd))
+		cancel()
+		if err == nil {
+			d.committed(f)
+			return
+		}
+		if d.ctx.Err() != nil || errors.Is(err, ErrNotLeader) {
+			return // the term ended: close drops the entry
+		}
+		if settled(err) {
+			d.refused(f, err)
+			return
+		}
+		d.n.log.Warn("delayed web session write: commit failed, retrying", "error", err)
+		if !sleepCtx(d.ctx, 50*time.Millisecond) {
+			return
+		}
+	}
+}
+
+func cloneCommand(c *raftv1.Command) *raftv1.Command {
+	w := c.GetWebSessionWrite()
+	return &raftv1.Command{Op: &raftv1.Command_WebSessionWrite{WebSessionWrite: &raftv1.WebSessionWrite{
+		Id: w.GetId(), Data: w.GetData(), Version: w.GetVersion(), MaxLifetimeMs: w.GetMaxLifetimeMs(), NewVersion: w.GetNewVersion(),
+	}}}
+}
+
+// committed records f's commit: the entry goes unless writes came after.
+func (d *wsDelayed) committed(f wsFlush) {
+	d.n.metrics.wsDelayWindow.Observe(time.Since(f.since).Seconds())
+	w := f.cmd.GetWebSessionWrite()
+	newVersion := w.GetNewVersion()
+	if newVersion == 0 {
+		newVersion = w.GetVersion() + 1
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || d.m[f.id] != f.e {
+		return
+	}
+	e := f.e
+	e.inflight, e.base = false, newVersion
+	if e.dirty {
+		select {
+		case d.kick <- struct{}{}:
+		default:
+		}
+		return
+	}
+	d.bytes -= len(e.data)
+	delete(d.m, f.id)
+	close(e.drained)
+}
+
+// refused drops f's session's pending writes: the state machine refused
+// the commit.
+func (d *wsDelayed) refused(f wsFlush, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || d.m[f.id] != f.e {
+		return
+	}
+	d.bytes -= len(f.e.data)
+	delete(d.m, f.id)
+	close(f.e.drained)
+	d.n.metrics.wsDelayed.WithLabelValues(wsDelayedDropped).Inc()
+	d.n.log.Error("delayed web session write refused at commit: its pending writes are dropped", "error", err)
+}
+
+// size is the number of sessions with pending writes and their bytes
+// (tests).
+func (d *wsDelayed) size() (int, int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.m), d.bytes
+}
+
+// Values of paddock_web_session_delayed_writes_total's outcome label.
+const (
+	wsDelayedAcked   = "acked"         // held in memory and answered
+	wsDelayedThrough = "write_through" // asked delayed, written through (memory cap, leader catching up)
+	wsDelayedDropped = "dropped"       // sessions whose pending writes were lost (leadership ended) or refused
+)

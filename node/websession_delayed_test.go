@@ -1,0 +1,350 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/paddock/paddock/fsm"
+	"github.com/paddock/paddock/node"
+	"github.com/paddock/paddock/node/nodetest"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
+)
+
+const delayed = paddockv1.WebSessionWriteMode_WEB_SESSION_WRITE_MODE_DELAYED
+
+// wsWriteDelayed writes id in the delayed mode, which must be answered
+// within 3 s: the tests that hold the leader's commits would see a
+// write-through hang.
+func wsWriteDelayed(t *testing.T, n *node.Node, id, data string, version, token uint64) *paddockv1.WriteWebSessionResponse {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	r, err := n.WriteWebSession(ctx, &paddockv1.WriteWebSessionRequest{Id: id, Data: []byte(data), Version: version, Token: token, Mode: delayed})
+	if err != nil {
+		t.Fatalf("delayed WriteWebSession %s v%d on %s: %v", id, version, n.ID(), err)
+	}
+	return r
+}
+
+// committed polls until leader n's applied state holds id at version
+// with data.
+func committed(t *testing.T, n *node.Node, id, data string, version uint64) {
+	t.Helper()
+	nodetest.Eventually(t, waitTimeout, func() error {
+		s, ok := n.FSM().WebSession(id)
+		if !ok || s.Version != version || string(s.Data) != data {
+			return fmt.Errorf("%s on %s: %q v%d (found %v), want %q v%d", id, n.ID(), s.Data, s.Version, ok, data, version)
+		}
+		return nil
+	})
+}
+
+// metricValue is n's counter (or histogram's sample count) name{label=value}.
+func metricValue(t *testing.T, n *node.Node, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := n.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if label == "" || hasLabel(m, label, value) {
+				if h := m.GetHistogram(); h != nil {
+					return float64(h.GetSampleCount())
+				}
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+func hasLabel(m *dto.Metric, name, value string) bool {
+	for _, lp := range m.GetLabel() {
+		if lp.GetName() == name && lp.GetValue() == value {
+			return true
+		}
+	}
+	return false
+}
+
+// A delayed write is answered while the leader cannot commit anything,
+// every read of the session (on any node: the leader serves them) sees it
+// at once, a write-through write of the session waits for it, and all of
+// it commits, in order, once the leader can commit again.
+func TestWebSessionDelayedWrite(t *testing.T) {
+	c, l := wsCluster(t, -1)
+	leader := c.Node(l)
+	n := c.Node(c.Followers(l)[0])
+	r := wsRead(t, n, "dw", true)
+	wsWrite(t, n, "dw", "a", 0, r.GetToken())
+	committed(t, leader, "dw", "a", 1)
+
+	// Nothing the leader appends from now on reaches a follower: a
+	// write-through write would hang.
+	c.Transport(l).DropEntries("", true)
+	r = wsRead(t, n, "dw", true)
+	if w := wsWriteDelayed(t, n, "dw", "b", 1, r.GetToken()); w.GetVersion() != 2 || w.GetHeader().GetNodeId() != leader.ID() {
+		t.Fatalf("delayed write: %v, want version 2 from the leader", w)
+	}
+	// The write released the lock; the next read takes it at once and
+	// sees the pending data, from the follower and on the leader.
+	r = wsRead(t, n, "dw", true)
+	if !r.GetFound() || string(r.GetData()) != "b" || r.GetVersion() != 2 {
+		t.Fatalf("read after the delayed write: %q v%d", r.GetData(), r.GetVersion())
+	}
+	if s, _ := leader.FSM().WebSession("dw"); s.Version != 1 {
+		t.Fatalf("the leader's state is at v%d while its commits are held, want 1", s.Version)
+	}
+	if w := wsWriteDelayed(t, n, "dw", "c", 2, r.GetToken()); w.GetVersion() != 3 {
+		t.Fatalf("second delayed write: v%d, want 3", w.GetVersion())
+	}
+	// A stale delayed write is refused at once, as the state machine
+	// would: the version check holds for pending data too.
+	r = wsRead(t, leader, "dw", true)
+	if _, err := n.WriteWebSession(wsCtx(t), &paddockv1.WriteWebSessionRequest{Id: "dw", Data: []byte("stale"), Version: 2, Token: r.GetToken(), Mode: delayed}); !errors.Is(err, fsm.ErrBadVersion) {
+		t.Fatalf("stale delayed write: %v, want ErrBadVersion", err)
+	}
+	// A new session written delayed exists for Validate and reads.
+	r2 := wsRead(t, n, "dw-new", true)
+	wsWriteDelayed(t, n, "dw-new", "x", 0, r2.GetToken())
+	if v, err := n.ValidateWebSession(wsCtx(t), &paddockv1.ValidateWebSessionRequest{Id: "dw-new"}); err != nil || !v.GetValid() {
+		t.Fatalf("validate a session written delayed: %v, %v", v, err)
+	}
+	if k, b := node.WebSessionPending(leader); k != 2 || b != 2 {
+		t.Fatalf("pending: %d sessions, %d bytes, want 2 and 2", k, b)
+	}
+
+	// A write-through write of the session orders after the pending
+	// ones: it waits for them, then applies at version 3.
+	r = wsRead(t, n, "dw", true)
+	if r.GetVersion() != 3 || string(r.GetData()) != "c" {
+		t.Fatalf("read: %q v%d, want c v3", r.GetData(), r.GetVersion())
+	}
+	through := make(chan error, 1)
+	go func() {
+		_, err := n.WriteWebSession(wsCtx(t), &paddockv1.WriteWebSessionRequest{Id: "dw", Data: []byte("d"), Version: 3, Token: r.GetToken()})
+		through <- err
+	}()
+	c.Transport(l).DropEntries("", false)
+	if err := <-through; err != nil {
+		t.Fatalf("write-through after delayed writes: %v", err)
+	}
+	committed(t, leader, "dw", "d", 4)
+	committed(t, leader, "dw-new", "x", 1)
+	for _, i := range c.Running() {
+		committed(t, c.Node(i), "dw", "d", 4)
+	}
+	nodetest.Eventually(t, waitTimeout, func() error {
+		if k, b := node.WebSessionPending(leader); k != 0 || b != 0 {
+			return fmt.Errorf("pending: %d sessions, %d bytes", k, b)
+		}
+		return nil
+	})
+	if got := metricValue(t, leader, "paddock_web_session_delayed_writes_total", "outcome", "acked"); got != 3 {
+		t.Errorf("acked delayed writes: %v, want 3", got)
+	}
+	if got := metricValue(t, leader, "paddock_web_session_delayed_window_seconds", "", ""); got < 2 {
+		t.Errorf("delayed commits timed: %v, want at least 2 (one per session)", got)
+	}
+}
+
+// Many page views of one session through every node, each reading with
+// the lock, adding one and writing delayed: the count is exact, every
+// version from 1 to the last was answered exactly once, and it is all
+// committed shortly after.
+func TestWebSessionDelayedIncrements(t *testing.T) {
+	c, l := wsCluster(t, -1)
+	const workers, each = 6, 15
+	errs := make(chan error, workers)
+	versions := make([]atomic.Int32, workers*each+1)
+	for w := range workers {
+		go func() {
+			n := c.Node(w % 3)
+			for range each {
+				r, err := n.ReadWebSession(wsCtx(t), &paddockv1.ReadWebSessionRequest{Id: "dcount", Lock: true, WaitMs: 60_000})
+				if err != nil {
+					errs <- fmt.Errorf("read: %w", err)
+					return
+				}
+				k, _ := strconv.Atoi(string(r.GetData()))
+				if uint64(k) != r.GetVersion() {
+					errs <- fmt.Errorf("read %d at version %d", k, r.GetVersion())
+					return
+				}
+				wr, err := n.WriteWebSession(wsCtx(t), &paddockv1.WriteWebSessionRequest{
+					Id: "dcount", Data: []byte(strconv.Itoa(k + 1)), Version: r.GetVersion(), Token: r.GetToken(), Mode: delayed,
+				})
+				if err != nil {
+					errs <- fmt.Errorf("write v%d: %w", r.GetVersion(), err)
+					return
+				}
+				if wr.GetVersion() != r.GetVersion()+1 || wr.GetVersion() > workers*each {
+					errs <- fmt.Errorf("write at v%d answered v%d", r.GetVersion(), wr.GetVersion())
+					return
+				}
+				versions[wr.GetVersion()].Add(1)
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for v := 1; v <= workers*each; v++ {
+		if k := versions[v].Load(); k != 1 {
+			t.Fatalf("version %d answered %d times", v, k)
+		}
+	}
+	for _, i := range c.Running() {
+		committed(t, c.Node(i), "dcount", strconv.Itoa(workers*each), workers*each)
+	}
+	leader := c.Node(l)
+	commits := metricValue(t, leader, "paddock_applied_commands_total", "op", "web_session_write")
+	t.Logf("%d delayed writes, %v commits", workers*each, commits)
+	if commits > workers*each || commits < 1 {
+		t.Fatalf("%v commits of %d delayed writes", commits, workers*each)
+	}
+}
+
+// A leader lost within the window loses what was only pending, never
+// what was committed: the session is at its last committed version, a
+// write at a version read from the lost data is refused, and writing
+// goes on from the committed version, without a doubled or skipped
+// version.
+func TestWebSessionDelayedLeaderLoss(t *testing.T) {
+	c, l := wsCluster(t, -1)
+	leader := c.Node(l)
+	f := c.Followers(l)[0]
+	n := c.Node(f)
+	r := wsRead(t, n, "dl", true)
+	wsWriteDelayed(t, n, "dl", "1", 0, r.GetToken())
+	r = wsRead(t, n, "dl", true)
+	wsWriteDelayed(t, n, "dl", "2", 1, r.GetToken())
+	// Committed: on every node.
+	for _, i := range c.Running() {
+		committed(t, c.Node(i), "dl", "2", 2)
+	}
+	c.Transport(l).DropEntries("", true)
+	r = wsRead(t, n, "dl", true)
+	wsWriteDelayed(t, n, "dl", "3", 2, r.GetToken())
+	r = wsRead(t, n, "dl", true)
+	if string(r.GetData()) != "3" || r.GetVersion() != 3 {
+		t.Fatalf("read of the pending write: %q v%d", r.GetData(), r.GetVersion())
+	}
+	if k, _ := node.WebSessionPending(leader); k != 1 {
+		t.Fatalf("%d sessions pending, want 1", k)
+	}
+	// The leader crashes with version 3 only in its memory (and its log).
+	c.Stop(l)
+	nl := c.WaitLeader(t)
+	// The holder's write at version 3, read from the lost data, is
+	// refused on the new leader: never applied over the committed 2.
+	_, err := n.WriteWebSession(wsCtx(t), &paddockv1.WriteWebSessionRequest{Id: "dl", Data: []byte("4"), Version: 3, Token: r.GetToken(), Mode: delayed})
+	if !errors.Is(err, fsm.ErrBadVersion) {
+		t.Fatalf("write at the lost version: %v, want ErrBadVersion", err)
+	}
+	r = wsRead(t, n, "dl", true)
+	if string(r.GetData()) != "2" || r.GetVersion() != 2 {
+		t.Fatalf("after the leader's loss: %q v%d, want the committed 2 v2", r.GetData(), r.GetVersion())
+	}
+	if w := wsWriteDelayed(t, n, "dl", "3", 2, r.GetToken()); w.GetVersion() != 3 {
+		t.Fatalf("write on: v%d, want 3", w.GetVersion())
+	}
+	committed(t, c.Node(nl), "dl", "3", 3)
+	// The old leader comes back: its uncommitted entry is replaced by
+	// the new leader's log, and every node agrees.
+	c.Restart(l)
+	for _, i := range c.Running() {
+		committed(t, c.Node(i), "dl", "3", 3)
+	}
+}
+
+// Past the cap on pending bytes a delayed write goes through: answered
+// once committed.
+func TestWebSessionDelayedMemoryCap(t *testing.T) {
+	c := newCluster(t, 3, nodetest.WithConfig(func(cfg *node.Config) {
+		cfg.WebSessionLockGrace = -1
+		cfg.WebSessionDelayedMaxBytes = 8
+	}))
+	l := c.WaitLeader(t)
+	leader := c.Node(l)
+	n := c.Node(c.Followers(l)[0])
+	r := wsRead(t, n, "cap", true)
+	w := wsWriteDelayed(t, n, "cap", "more than eight bytes", 0, r.GetToken())
+	// Written through: in the leader's state on the answer.
+	if s, ok := leader.FSM().WebSession("cap"); !ok || s.Version != w.GetVersion() || string(s.Data) != "more than eight bytes" {
+		t.Fatalf("after a write over the cap: %+v, %v", s, ok)
+	}
+	if got := metricValue(t, leader, "paddock_web_session_delayed_writes_total", "outcome", "write_through"); got != 1 {
+		t.Fatalf("written through: %v, want 1", got)
+	}
+	// A small one is held.
+	r = wsRead(t, n, "cap", true)
+	wsWriteDelayed(t, n, "cap", "small", 1, r.GetToken())
+	if got := metricValue(t, leader, "paddock_web_session_delayed_writes_total", "outcome", "acked"); got != 1 {
+		t.Fatalf("acked: %v, want 1", got)
+	}
+	committed(t, leader, "cap", "small", 2)
+}
+
+// Destroying a session with pending writes orders after them: the
+// session is gone, and the background commit does not bring it back.
+func TestWebSessionDelayedThenDestroy(t *testing.T) {
+	c, l := wsCluster(t, -1)
+	leader := c.Node(l)
+	n := c.Node(c.Followers(l)[0])
+	c.Transport(l).DropEntries("", true)
+	r := wsRead(t, n, "dd", true)
+	wsWriteDelayed(t, n, "dd", "a", 0, r.GetToken())
+	r = wsRead(t, n, "dd", true)
+	done := make(chan error, 1)
+	go func() {
+		d, err := n.DestroyWebSession(wsCtx(t), &paddockv1.DestroyWebSessionRequest{Id: "dd", Token: r.GetToken()})
+		if err == nil && !d.GetDestroyed() {
+			err = errors.New("not destroyed")
+		}
+		done <- err
+	}()
+	c.Transport(l).DropEntries("", false)
+	if err := <-done; err != nil {
+		t.Fatalf("destroy: %v", err)
+	}
+	if k, _ := node.WebSessionPending(leader); k != 0 {
+		t.Fatalf("%d sessions pending after the destroy", k)
+	}
+	if v, err := n.ValidateWebSession(wsCtx(t), &paddockv1.ValidateWebSessionRequest{Id: "dd"}); err != nil || v.GetValid() {
+		t.Fatalf("validate after destroy: %v, %v", v, err)
+	}
+	if _, ok := leader.FSM().WebSession("dd"); ok {
+		t.Fatal("the destroyed session is in the leader's state")
+	}
+}
+
+// A bad mode is InvalidArgument and changes nothing.
+func TestWebSessionDelayedBadMode(t *testing.T) {
+	c, l := wsCluster(t, -1)
+	for _, n := range []*node.Node{c.Node(l), c.Node(c.Followers(l)[0])} {
+		for _, m := range []paddockv1.WebSessionWriteMode{3, -1, 1 << 20} {
+			_, err := n.WriteWebSession(wsCtx(t), &paddockv1.WriteWebSessionRequest{Id: "mode", Data: []byte("x"), Mode: m})
+			if !errors.Is(err, fsm.ErrBadArgument) {
+				t.Fatalf("mode %d on %s: %v, want ErrBadArgument", m, n.ID(), err)
+			}
+		}
+	}
+	if k := c.Node(l).FSM().WebSessionCount(); k != 0 {
+		t.Fatalf("%d web sessions after bad modes", k)
+	}
+}
