@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -223,6 +224,78 @@ func appliedCommands(t *testing.T, addr string) map[string]float64 {
 	return out
 }
 
+// histogram is a Prometheus histogram as /metrics shows it: cumulative
+// counts by upper bound (ascending), the sum and the count.
+type histogram struct {
+	le    []float64
+	cum   []uint64
+	sum   float64
+	count uint64
+}
+
+// minus is h's observations since before (same buckets).
+func (h histogram) minus(before histogram) histogram {
+	out := histogram{le: h.le, sum: h.sum - before.sum, count: h.count - before.count}
+	for i := range h.cum {
+		c := h.cum[i]
+		if i < len(before.cum) {
+			c -= before.cum[i]
+		}
+		out.cum = append(out.cum, c)
+	}
+	return out
+}
+
+// quantile is the upper bound of the bucket holding quantile q.
+func (h histogram) quantile(q float64) float64 {
+	for i, c := range h.cum {
+		if float64(c) >= q*float64(h.count) {
+			return h.le[i]
+		}
+	}
+	return math.Inf(1)
+}
+
+var windowLine = regexp.MustCompile(`(?m)^paddock_web_session_delayed_window_seconds(_bucket\{le="([^"]+)"\}|_sum|_count) (\S+)$`)
+
+// delayedWindow reads paddock_web_session_delayed_window_seconds of the
+// agent at addr.
+func delayedWindow(t *testing.T, addr string) histogram {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h histogram
+	for _, m := range windowLine.FindAllStringSubmatch(string(b), -1) {
+		v, err := strconv.ParseFloat(m[3], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", m[0], err)
+		}
+		switch m[1] {
+		case "_sum":
+			h.sum = v
+		case "_count":
+			h.count = uint64(v)
+		default:
+			le, err := strconv.ParseFloat(m[2], 64)
+			if err != nil {
+				t.Fatalf("metrics line %q: %v", m[0], err)
+			}
+			h.le, h.cum = append(h.le, le), append(h.cum, uint64(v))
+		}
+	}
+	if len(h.le) == 0 {
+		t.Fatalf("no paddock_web_session_delayed_window_seconds in the metrics of %s", addr)
+	}
+	return h
+}
+
 var appliedLine = regexp.MustCompile(`(?m)^paddock_applied_commands_total\{op="([a-z_]+)"\} (\S+)$`)
 
 // TestWebSessionPHPServers: three php -S servers, each with a different
@@ -289,7 +362,7 @@ func TestWebSessionPHPServers(t *testing.T) {
 	// over the servers, calling during once `at` of them have answered,
 	// and checks that each answered with a distinct count from 1 to
 	// wsBurst and that the session ends at wsBurst.
-	burst := func(id string, at int, during func()) {
+	burst := func(farm []*phpServer, id string, at int, during func()) {
 		t.Helper()
 		views := make([]pageView, wsBurst)
 		var answered atomic.Int32
@@ -298,7 +371,7 @@ func TestWebSessionPHPServers(t *testing.T) {
 		start := time.Now()
 		for i := range wsBurst {
 			wg.Go(func() {
-				views[i] = view(hc, servers[i%len(servers)], "op=inc", id)
+				views[i] = view(hc, farm[i%len(farm)], "op=inc", id)
 				if answered.Add(1) == int32(at) {
 					close(reached)
 				}
@@ -320,7 +393,7 @@ func TestWebSessionPHPServers(t *testing.T) {
 			if v.err != nil || v.status != 200 {
 				failed++
 				if failed <= 5 {
-					t.Errorf("page view %d on %s: %v", i, servers[i%len(servers)].name, v)
+					t.Errorf("page view %d on %s: %v", i, farm[i%len(farm)].name, v)
 				}
 				continue
 			}
@@ -336,14 +409,44 @@ func TestWebSessionPHPServers(t *testing.T) {
 		if failed > 0 {
 			t.Errorf("%d of %d page views failed", failed, wsBurst)
 		}
-		if v := view(hc, servers[0], "op=peek", id); v.n() != wsBurst {
+		if v := view(hc, farm[0], "op=peek", id); v.n() != wsBurst {
 			t.Errorf("session after %d concurrent increments: %v; want n=%d", wsBurst, v, wsBurst)
 		}
-		t.Logf("%d concurrent page views on one session over %d servers: %v (%.0f/s)", wsBurst, len(servers), took.Round(time.Millisecond), wsBurst/took.Seconds())
+		t.Logf("%d concurrent page views on one session over %d servers: %v (%.0f/s)", wsBurst, len(farm), took.Round(time.Millisecond), wsBurst/took.Seconds())
 	}
 
 	t.Run("ConcurrentIncrements", func(t *testing.T) {
-		burst(create(servers[0], ""), 0, nil)
+		burst(servers, create(servers[0], ""), 0, nil)
+	})
+
+	t.Run("DelayedConcurrentIncrements", func(t *testing.T) {
+		// The same burst on three servers with the delayed write
+		// (PADDOCK_SESSION_MODE=delayed): exact without faults. The
+		// leader's paddock_web_session_delayed_window_seconds says how
+		// long its writes were acknowledged but not committed.
+		var farm []*phpServer
+		for i := range 3 {
+			var eps []string
+			for j := range 3 {
+				eps = append(eps, c.agents[(i+j)%3].httpAddr)
+			}
+			farm = append(farm, startPHPServer(t, php, docroot, fmt.Sprintf("delayed%d", i+1),
+				"PADDOCK_HTTP_ENDPOINTS="+strings.Join(eps, ","), "PADDOCK_SESSION_MODE=delayed"))
+		}
+		addr := c.agents[c.leader()].httpAddr
+		before := delayedWindow(t, addr)
+		burst(farm, create(farm[0], ""), 0, nil)
+		w := delayedWindow(t, addr).minus(before)
+		if w.count == 0 {
+			t.Fatalf("no delayed write committed on the leader %s", addr)
+		}
+		t.Logf("delayed write window (answer to commit) on the leader: %d commits, mean %.2f ms, p50 <= %.2f ms, p99 <= %.2f ms, max <= %.2f ms",
+			w.count, w.sum/float64(w.count)*1000, w.quantile(0.5)*1000, w.quantile(0.99)*1000, w.quantile(1)*1000)
+		for _, s := range farm {
+			if out := s.out.String(); strings.Contains(out, "paddock session:") {
+				t.Errorf("%s logged handler warnings:\n%s", s.name, lastLines(out, 30))
+			}
+		}
 	})
 
 	t.Run("RaftWritesPerPageView", func(t *testing.T) {
@@ -460,7 +563,7 @@ func TestWebSessionPHPServers(t *testing.T) {
 
 	t.Run("ConcurrentIncrementsThroughLeaderKill", func(t *testing.T) {
 		leader := c.leader()
-		burst(create(servers[0], ""), wsBurst/5, func() {
+		burst(servers, create(servers[0], ""), wsBurst/5, func() {
 			t.Logf("kill -9 of the leader %s", c.agents[leader].id)
 			c.kill9(leader)
 		})

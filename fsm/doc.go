@@ -127,15 +127,17 @@
 // times live in the leader's memory (node), and the leader decides
 // expiry. WebSessionWrite stores a session's data if the session is at
 // the version the writer read (0: it must not exist), else fails with
-// ErrBadVersion; the version goes up by one, a max_lifetime_ms of 0 keeps
+// ErrBadVersion; the version goes up by one (or to new_version, which
+// must be above the version: the leader's coalesced delayed writes, whose
+// versions it answered from memory), a max_lifetime_ms of 0 keeps
 // the session's (DefaultWebSessionLifetimeMs for a new one), and
 // keep_data changes the lifetime only. WebSessionDelete deletes a
 // session, only at its version when it names one (the leader's expiry,
 // which must not delete a session written after it decided); a missing
 // session or another version is a no-op, not an error, and the response
 // says whether it deleted. An id outside PHP's grammar
-// (ValidWebSessionID), a negative lifetime or data over MaxDataSize is
-// refused (the agent's own, lower, size limit is the node's check).
+// (ValidWebSessionID), a negative lifetime, a new_version not above the
+// version or data over MaxDataSize is refused (the agent's own, lower, size limit is the node's check).
 // Neither command emits an event: sessions change on every page view and
 // must not flood the watch history. Rows are values in a copy-on-write
 // B-tree ordered by id (snapshot records in id order, WebSessions in id

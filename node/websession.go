@@ -531,10 +531,13 @@ func (n *Node) wsWrite(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebS
 		}
 		n.metrics.wsDelayed.WithLabelValues(wsDelayedThrough).Inc()
 	}
-	// After the session's delayed writes, if any.
-	if err := l.drain(ctx, id); err != nil {
-		l.endWrite(h, req.GetToken() == 0)
-		return nil, err
+	// After the session's delayed writes, if any (a retry of a write
+	// already applied only gets its first result back).
+	if !retry {
+		if err := l.drain(ctx, id); err != nil {
+			l.endWrite(h, req.GetToken() == 0)
+			return nil, err
+		}
 	}
 	res, err := n.proposeLeader(ctx, &raftv1.Command{Op: &raftv1.Command_WebSessionWrite{WebSessionWrite: &raftv1.WebSessionWrite{
 		Id: id, Data: req.GetData(), Version: req.GetVersion(), MaxLifetimeMs: req.GetMaxLifetimeMs(),

@@ -529,14 +529,19 @@ final class Client
      * (else FailedPreconditionException, and nothing changes); it
      * releases the lock held with $token unless $keepLock. It returns the
      * new version. $maxLifetimeMs: the idle timeout (0 keeps the
-     * session's).
+     * session's). $delayed: the delayed write (answered once the leader
+     * holds it in memory, committed shortly after; a leader crash before
+     * the commit loses it: docs/php.md) instead of write-through.
      */
-    public function writeWebSession(string $id, string $data, string $version, string $token = '0', int $maxLifetimeMs = 0, bool $keepLock = false): string
+    public function writeWebSession(string $id, string $data, string $version, string $token = '0', int $maxLifetimeMs = 0, bool $keepLock = false, bool $delayed = false): string
     {
         $body = ['data' => base64_encode($data), 'version' => $version, 'token' => $token,
             'max_lifetime_ms' => (string) $maxLifetimeMs];
         if ($keepLock) {
             $body['keep_lock'] = true;
+        }
+        if ($delayed) {
+            $body['mode'] = 'WEB_SESSION_WRITE_MODE_DELAYED';
         }
         $r = $this->call('PUT', '/v1/web-sessions/' . self::webSessionId($id), [], $body);
         return (string) ($r['version'] ?? '0');

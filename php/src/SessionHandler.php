@@ -47,7 +47,12 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
     /** MODE_WRITE_THROUGH acknowledges a write after the cluster committed it. */
     public const MODE_WRITE_THROUGH = 'write-through';
 
-    /** MODE_DELAYED is Zend's delayed write: not available yet. */
+    /**
+     * MODE_DELAYED is Zend's delayed write: a write is acknowledged once
+     * the cluster's leader holds it in memory and committed in the
+     * background (a few ms later); a crash of the leader in between loses
+     * it (docs/php.md, "Storage models").
+     */
     public const MODE_DELAYED = 'delayed';
 
     /** @var Client */
@@ -58,6 +63,9 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
 
     /** @var int how long read() waits for a held lock, in ms */
     private $waitMs;
+
+    /** @var bool write() uses the delayed write (MODE_DELAYED) */
+    private $delayed;
 
     /** @var string|null the id read() read last (until close) */
     private $id;
@@ -87,17 +95,23 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
     private $lockFailure;
 
     /**
-     * @param array{lock_ttl_ms?: int, wait_ms?: int} $options lock_ttl_ms:
-     *   the lock's lease (30000); wait_ms: how long a read waits for a held
-     *   lock (the lease)
+     * @param array{lock_ttl_ms?: int, wait_ms?: int, mode?: string} $options
+     *   lock_ttl_ms: the lock's lease (30000); wait_ms: how long a read
+     *   waits for a held lock (the lease); mode: the storage model,
+     *   MODE_WRITE_THROUGH (the default) or MODE_DELAYED
      */
     public function __construct(Client $client, array $options = [])
     {
         $this->client = $client;
         $this->lockTtlMs = self::ms($options, 'lock_ttl_ms', self::DEFAULT_LOCK_TTL_MS);
         $this->waitMs = self::ms($options, 'wait_ms', $this->lockTtlMs);
+        $mode = $options['mode'] ?? self::MODE_WRITE_THROUGH;
+        if ($mode !== self::MODE_WRITE_THROUGH && $mode !== self::MODE_DELAYED) {
+            throw new \InvalidArgumentException('Paddock\\SessionHandler: option mode must be ' . self::MODE_WRITE_THROUGH . ' or ' . self::MODE_DELAYED);
+        }
+        $this->delayed = $mode === self::MODE_DELAYED;
         foreach (array_keys($options) as $k) {
-            if (!in_array($k, ['lock_ttl_ms', 'wait_ms'], true)) {
+            if (!in_array($k, ['lock_ttl_ms', 'wait_ms', 'mode'], true)) {
                 throw new \InvalidArgumentException("Paddock\\SessionHandler: unknown option $k");
             }
         }
@@ -161,13 +175,8 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
                 }
                 if ($key === 'mode') {
                     $m = strtolower($v);
-                    if ($m === self::MODE_WRITE_THROUGH) {
+                    if ($m === self::MODE_WRITE_THROUGH || $m === self::MODE_DELAYED) {
                         $out[$key] = $m;
-                        break;
-                    }
-                    if ($m === self::MODE_DELAYED) {
-                        $out['warnings'][] = "paddock session: $name=delayed: the delayed write model is not available yet, using write-through";
-                        $out[$key] = self::MODE_WRITE_THROUGH;
                         break;
                     }
                     $out['warnings'][] = "paddock session: $name=\"$v\" ($where) is not a storage model (write-through or delayed): ignored";
@@ -200,7 +209,7 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
             trigger_error($w, E_USER_WARNING);
         }
         try {
-            $h = new self(new Client($s['endpoints']), ['lock_ttl_ms' => $s['lock_ttl_ms'], 'wait_ms' => $s['wait_ms']]);
+            $h = new self(new Client($s['endpoints']), ['lock_ttl_ms' => $s['lock_ttl_ms'], 'wait_ms' => $s['wait_ms'], 'mode' => $s['mode']]);
         } catch (\LogicException $e) { // no curl, no endpoints
             trigger_error('paddock session: sessions are not stored in Paddock: ' . $e->getMessage(), E_USER_WARNING);
             return null;
@@ -222,6 +231,12 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
     public function lockToken(): string
     {
         return $this->token;
+    }
+
+    /** mode is the handler's storage model: MODE_WRITE_THROUGH or MODE_DELAYED. */
+    public function mode(): string
+    {
+        return $this->delayed ? self::MODE_DELAYED : self::MODE_WRITE_THROUGH;
     }
 
     /** version is the version of the session read or written last ("0": none). */
@@ -299,6 +314,8 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
     /**
      * write stores the session's data with the version read: refused (false,
      * with a warning) when the session changed since. It releases the lock.
+     * In MODE_DELAYED the cluster answers once its leader holds the data,
+     * before it is committed.
      * Data equal to what was read is an access only (session.lazy_write
      * off): nothing is written to the log.
      *
@@ -319,7 +336,7 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
             if ($this->version !== '0' && $data === $this->data) {
                 $this->client->touchWebSession($id, $this->token, self::lifetimeMs());
             } else {
-                $this->version = $this->client->writeWebSession($id, $data, $this->version, $this->token, self::lifetimeMs());
+                $this->version = $this->client->writeWebSession($id, $data, $this->version, $this->token, self::lifetimeMs(), false, $this->delayed);
                 $this->data = $data;
             }
         } catch (FailedPreconditionException $e) {

@@ -430,10 +430,20 @@ final class SessionHandlerTest extends ClusterTestCase
         $this->assertSame('a:1,b:2', $s['endpoints']);
         $this->assertSame(3000, $s['lock_ttl_ms']);
         $this->assertSame(500, $s['wait_ms']);
-        $this->assertSame('write-through', $s['mode']);
-        $this->assertCount(2, $s['warnings']);
+        $this->assertSame('delayed', $s['mode']);
+        $this->assertCount(1, $s['warnings']);
         $this->assertStringContainsString('PADDOCK_SESSION_WAIT="soon"', $s['warnings'][0]);
-        $this->assertStringContainsString('not available yet', $s['warnings'][1]);
+
+        // The environment's mode wins; a bad one is left for php.ini's.
+        foreach ([['Write-Through', 'write-through', 0], ['later', 'delayed', 1]] as [$v, $want, $warnings]) {
+            $s = SessionHandler::settings(static function (string $n) use ($v) {
+                return $n === 'PADDOCK_SESSION_MODE' ? $v : false;
+            }, static function (string $n) use ($ini) {
+                return $ini[$n] ?? false;
+            });
+            $this->assertSame($want, $s['mode'], $v);
+            $this->assertCount($warnings, $s['warnings'], $v);
+        }
 
         foreach (['0', '-1', '601', '1e3'] as $bad) {
             $s = SessionHandler::settings(static function (string $n) use ($bad) {
@@ -442,5 +452,50 @@ final class SessionHandlerTest extends ClusterTestCase
             $this->assertSame(30000, $s['lock_ttl_ms'], $bad);
             $this->assertCount(1, $s['warnings'], $bad);
         }
+    }
+
+    /**
+     * The delayed write: the handler's write is answered before the
+     * commit and the next read sees it at once; concurrent pages with
+     * PADDOCK_SESSION_MODE=delayed count exactly.
+     */
+    public function testDelayedMode(): void
+    {
+        $h = $this->handler(['mode' => SessionHandler::MODE_DELAYED]);
+        $this->assertSame(SessionHandler::MODE_DELAYED, $h->mode());
+        $c = $this->client();
+        $id = $c->createWebSession(4, 0);
+        $this->assertSame('', $h->read($id));
+        $this->assertTrue($h->write($id, 'n|i:1;'));
+        $this->assertSame('2', $h->version());
+        $this->assertTrue($h->close());
+        $r = $c->readWebSession($id, false);
+        $this->assertSame(['n|i:1;', '2'], [$r['data'], $r['version']]);
+        $this->assertSame('n|i:1;', $h->read($id));
+        $this->assertTrue($h->write($id, 'n|i:2;'));
+        $this->assertTrue($h->close());
+
+        [$r, $err] = self::page('', 'inc', [], ['PADDOCK_SESSION_MODE' => 'delayed']);
+        $this->assertSame('', $err);
+        $this->assertTrue($r['started'] && $r['written']);
+        $id = $r['id'];
+        $procs = [];
+        for ($i = 0; $i < 16; $i++) {
+            $procs[] = self::startPage($id, 'inc', [], ['PADDOCK_SESSION_MODE' => 'delayed']);
+        }
+        foreach ($procs as $p) {
+            [$r, $err] = self::finishPage($p);
+            $this->assertSame('', $err);
+            $this->assertTrue($r['started'] && $r['written'], $err);
+        }
+        [$r, $err] = self::page($id, 'read_and_close', ['paddock.session_mode' => 'delayed']);
+        $this->assertSame([true, 17], [$r['started'], $r['n']], $err);
+        // Committed shortly after: a write-through write at the version
+        // read orders after the delayed ones and applies.
+        $r = $c->readWebSession($id, true);
+        $this->assertSame((string) ((int) $r['version'] + 1), $c->writeWebSession($id, $r['data'], $r['version'], $r['token']));
+
+        $this->expectException(\InvalidArgumentException::class);
+        $this->handler(['mode' => 'later']);
     }
 }
