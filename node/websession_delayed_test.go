@@ -33,6 +33,25 @@ func wsWriteDelayed(t *testing.T, n *node.Node, id, data string, version, token 
 	return r
 }
 
+// dwCluster is a cluster for the delayed write tests: no lock grace,
+// and a leader that stays put on a loaded machine (a leader change is a
+// fault: it may lose delayed writes, and locks).
+func dwCluster(t *testing.T, opts ...nodetest.Option) (*nodetest.Cluster, int) {
+	t.Helper()
+	opts = append([]nodetest.Option{nodetest.WithSteadyLeader(), nodetest.WithConfig(func(cfg *node.Config) { cfg.WebSessionLockGrace = -1 })}, opts...)
+	c := newCluster(t, 3, opts...)
+	return c, c.WaitLeader(t)
+}
+
+// steady fails t if leadership moved from l: the test's faults are its
+// own.
+func steady(t *testing.T, c *nodetest.Cluster, l int) {
+	t.Helper()
+	if !c.Node(l).IsLeader() {
+		t.Fatalf("leadership moved from %s during the test: an unplanned fault (the machine too loaded?)", c.ID(l))
+	}
+}
+
 // committed polls until leader n's applied state holds id at version
 // with data.
 func committed(t *testing.T, n *node.Node, id, data string, version uint64) {
@@ -83,7 +102,7 @@ func hasLabel(m *dto.Metric, name, value string) bool {
 // at once, a write-through write of the session waits for it, and all of
 // it commits, in order, once the leader can commit again.
 func TestWebSessionDelayedWrite(t *testing.T) {
-	c, l := wsCluster(t, -1)
+	c, l := dwCluster(t)
 	leader := c.Node(l)
 	n := c.Node(c.Followers(l)[0])
 	r := wsRead(t, n, "dw", true)
@@ -164,7 +183,7 @@ func TestWebSessionDelayedWrite(t *testing.T) {
 // version from 1 to the last was answered exactly once, and it is all
 // committed shortly after.
 func TestWebSessionDelayedIncrements(t *testing.T) {
-	c, l := wsCluster(t, -1)
+	c, l := dwCluster(t)
 	const workers, each = 6, 15
 	errs := make(chan error, workers)
 	versions := make([]atomic.Int32, workers*each+1)
@@ -200,6 +219,7 @@ func TestWebSessionDelayedIncrements(t *testing.T) {
 	}
 	for range workers {
 		if err := <-errs; err != nil {
+			steady(t, c, l)
 			t.Fatal(err)
 		}
 	}
@@ -225,7 +245,7 @@ func TestWebSessionDelayedIncrements(t *testing.T) {
 // goes on from the committed version, without a doubled or skipped
 // version.
 func TestWebSessionDelayedLeaderLoss(t *testing.T) {
-	c, l := wsCluster(t, -1)
+	c, l := dwCluster(t)
 	leader := c.Node(l)
 	f := c.Followers(l)[0]
 	n := c.Node(f)
@@ -275,11 +295,7 @@ func TestWebSessionDelayedLeaderLoss(t *testing.T) {
 // Past the cap on pending bytes a delayed write goes through: answered
 // once committed.
 func TestWebSessionDelayedMemoryCap(t *testing.T) {
-	c := newCluster(t, 3, nodetest.WithConfig(func(cfg *node.Config) {
-		cfg.WebSessionLockGrace = -1
-		cfg.WebSessionDelayedMaxBytes = 8
-	}))
-	l := c.WaitLeader(t)
+	c, l := dwCluster(t, nodetest.WithConfig(func(cfg *node.Config) { cfg.WebSessionDelayedMaxBytes = 8 }))
 	leader := c.Node(l)
 	n := c.Node(c.Followers(l)[0])
 	r := wsRead(t, n, "cap", true)
@@ -303,7 +319,7 @@ func TestWebSessionDelayedMemoryCap(t *testing.T) {
 // Destroying a session with pending writes orders after them: the
 // session is gone, and the background commit does not bring it back.
 func TestWebSessionDelayedThenDestroy(t *testing.T) {
-	c, l := wsCluster(t, -1)
+	c, l := dwCluster(t)
 	leader := c.Node(l)
 	n := c.Node(c.Followers(l)[0])
 	c.Transport(l).DropEntries("", true)
@@ -335,7 +351,7 @@ func TestWebSessionDelayedThenDestroy(t *testing.T) {
 
 // A bad mode is InvalidArgument and changes nothing.
 func TestWebSessionDelayedBadMode(t *testing.T) {
-	c, l := wsCluster(t, -1)
+	c, l := dwCluster(t)
 	for _, n := range []*node.Node{c.Node(l), c.Node(c.Followers(l)[0])} {
 		for _, m := range []paddockv1.WebSessionWriteMode{3, -1, 1 << 20} {
 			_, err := n.WriteWebSession(wsCtx(t), &paddockv1.WriteWebSessionRequest{Id: "mode", Data: []byte("x"), Mode: m})
