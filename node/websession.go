@@ -455,7 +455,13 @@ func (n *Node) serveWebSession(ctx context.Context, call *raftv1.WebSessionReque
 
 // wsRead takes the lock if asked, then reads the session linearizably:
 // with a read index confirmed after the grant, so every write committed
-// before it (the previous holder's included) is in the state read.
+// before it (the previous holder's included) is in the state read. A
+// session with delayed writes not committed yet is read from them at
+// once, without that round: they are newer than anything committed for
+// it (every write of the session passes this leader's lock table, in
+// this term), and they are the delayed model's to lose (were this leader
+// deposed without knowing it yet, the read shows what its loss loses,
+// and a write at that version is refused by the next leader).
 func (n *Node) wsRead(ctx context.Context, l *wsLocks, req *paddockv1.ReadWebSessionRequest) (*paddockv1.ReadWebSessionResponse, error) {
 	id := req.GetId()
 	var token uint64
@@ -466,13 +472,21 @@ func (n *Node) wsRead(ctx context.Context, l *wsLocks, req *paddockv1.ReadWebSes
 		}
 		token = t
 	}
-	if err := n.waitReadIndex(ctx); err != nil {
-		if token != 0 {
-			l.release(id, token)
-		}
-		return nil, err
+	s, ok := fsm.WebSession{}, false
+	pending := false
+	if l.pend != nil {
+		s, pending = l.pend.getPending(id)
+		ok = pending
 	}
-	s, ok := l.get(n, id)
+	if !pending {
+		if err := n.waitReadIndex(ctx); err != nil {
+			if token != 0 {
+				l.release(id, token)
+			}
+			return nil, err
+		}
+		s, ok = l.get(n, id)
+	}
 	if ok {
 		n.ws.access(id, s.MaxLifetimeMs)
 	}

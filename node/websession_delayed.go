@@ -24,7 +24,8 @@ import (
 //     writes of a session carry versions v+1, v+2, ... over the committed
 //     v.
 //   - Every read, touch and validate of the session on the leader (which
-//     serves them all) is served from the pending write until it commits.
+//     serves them all) is served from the pending write until it commits;
+//     a read of it needs no read index round (wsRead).
 //   - The flusher commits a session's pending writes as one
 //     WebSessionWrite{version: v, new_version: v+k} carrying the last data:
 //     the versions acknowledged stay the session's, in order, and the
@@ -151,6 +152,16 @@ func (d *wsDelayed) current(id string) (fsm.WebSession, bool) {
 func (d *wsDelayed) get(id string) (fsm.WebSession, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.current(id)
+}
+
+// getPending is id's pending write, if it has one.
+func (d *wsDelayed) getPending(id string) (fsm.WebSession, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m[id] == nil {
+		return fsm.WebSession{}, false
+	}
 	return d.current(id)
 }
 
