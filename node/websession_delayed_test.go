@@ -364,3 +364,28 @@ func TestWebSessionDelayedBadMode(t *testing.T) {
 		t.Fatalf("%d web sessions after bad modes", k)
 	}
 }
+
+// A delayed write retried with its request id after its answer was lost
+// (and its lock went to another request) gets its first answer, and is
+// not applied twice.
+func TestWebSessionDelayedRetry(t *testing.T) {
+	c, l := dwCluster(t)
+	n := c.Node(c.Followers(l)[0])
+	a := wsRead(t, n, "dretry", true)
+	rid := []byte("delayed-retry-0123456789abcdef01")
+	req := &paddockv1.WriteWebSessionRequest{Id: "dretry", Data: []byte("a"), Token: a.GetToken(), Mode: delayed}
+	first, err := n.WriteWebSession(node.WithRequestID(wsCtx(t), rid), req)
+	if err != nil || first.GetVersion() != 1 {
+		t.Fatalf("delayed write: %v, %v", first, err)
+	}
+	b := wsRead(t, n, "dretry", true) // holds the lock now
+	again, err := c.Node(l).WriteWebSession(node.WithRequestID(wsCtx(t), rid), req)
+	if err != nil || again.GetVersion() != 1 {
+		t.Fatalf("retry: %v, %v; want its first answer, version 1", again, err)
+	}
+	if w := wsWriteDelayed(t, n, "dretry", "b", 1, b.GetToken()); w.GetVersion() != 2 {
+		t.Fatalf("second write: v%d, want 2", w.GetVersion())
+	}
+	committed(t, c.Node(l), "dretry", "b", 2)
+	steady(t, c, l)
+}
