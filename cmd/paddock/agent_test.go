@@ -105,3 +105,38 @@ func TestAgentWebSessionMaxBytesFlag(t *testing.T) {
 		t.Errorf("node.New with 2 MiB web sessions: %v, want a refusal", err)
 	}
 }
+
+// TestAgentWebSessionDelayedFlags checks that --web-session-delayed-max-bytes
+// and --web-session-flush-delay reach the node's configuration, and that
+// bad values are refused when the node starts.
+func TestAgentWebSessionDelayedFlags(t *testing.T) {
+	for _, tt := range []struct {
+		args     []string
+		maxBytes int
+		delay    time.Duration
+	}{
+		{[]string{"--id", "n1"}, node.DefaultWebSessionDelayedMaxBytes, 0},
+		{[]string{"--id", "n1", "--web-session-delayed-max-bytes", "1000", "--web-session-flush-delay", "5ms"}, 1000, 5 * time.Millisecond},
+	} {
+		f := &agentFlags{}
+		cmd := &cobra.Command{}
+		f.register(cmd)
+		if err := cmd.Flags().Parse(tt.args); err != nil {
+			t.Fatalf("Parse(%q): %v", tt.args, err)
+		}
+		cfg, err := f.config()
+		if err != nil || cfg.WebSessionDelayedMaxBytes != tt.maxBytes || cfg.WebSessionFlushDelay != tt.delay {
+			t.Errorf("agent %q: %v, %v, %v; want %v, %v", tt.args, cfg.WebSessionDelayedMaxBytes, cfg.WebSessionFlushDelay, err, tt.maxBytes, tt.delay)
+		}
+	}
+	for _, c := range []node.Config{
+		{WebSessionDelayedMaxBytes: -1},
+		{WebSessionFlushDelay: -time.Millisecond},
+		{WebSessionFlushDelay: 2 * time.Second},
+	} {
+		c.ID, c.DataDir, c.RaftAddr = "n1", t.TempDir(), "127.0.0.1:0"
+		if _, err := node.New(c); err == nil || !strings.Contains(err.Error(), "web session") {
+			t.Errorf("node.New with %v / %v: %v, want a refusal", c.WebSessionDelayedMaxBytes, c.WebSessionFlushDelay, err)
+		}
+	}
+}
