@@ -641,26 +641,5 @@ func encodeSessionID(raw []byte, bits int) string {
 // (nothing appended) and the whole call goes to the new leader, whose
 // locks decide. The request id of ctx goes into cmd.
 func (n *Node) proposeLeader(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
-	defer n.metrics.observePropose(time.Now())
-	if id := RequestID(ctx); len(id) > 0 {
-		cmd.RequestId = id
-	}
-	if err := n.validate(cmd); err != nil {
-		return nil, err
-	}
-	c := n.newCall(ctx)
-	defer c.release()
-	start := time.Now()
-	for {
-		res, err := n.proposeCall(&c, cmd)
-		refused := errors.Is(err, fsm.ErrFeatureLevel)
-		if refused && time.Since(start) < registrationWait && n.registrationPending(cmd) &&
-			sleepCtx(c.context(), 20*time.Millisecond) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return res, res.Err
-	}
+	return n.propose(ctx, cmd, true)
 }
