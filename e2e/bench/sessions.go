@@ -129,6 +129,9 @@ func sessionsMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 type usersRow struct {
 	Users int `json:"users"`
 	loadStats
+	// AppliedPerView is the raft commands the leader applied per page
+	// view (Paddock only).
+	AppliedPerView float64 `json:"applied_commands_per_view,omitempty"`
 }
 
 // storeResult is everything measured with one store.
@@ -239,10 +242,27 @@ func runStore(ctx context.Context, cfg sessionsConfig, key, docroot, dir string,
 		if err != nil {
 			return r, err
 		}
-		st := runUsers(ctx, w, us, cfg.duration, nil)
-		fmt.Fprintf(stderr, "%d users: %.0f views/s, p50 %v, p99 %v, %d failed, %d wrong counts\n",
-			n, st.PerSecond, st.P50.Round(time.Microsecond*100), st.P99.Round(time.Microsecond*100), st.Failed, st.Wrong)
-		r.Rows = append(r.Rows, usersRow{Users: n, loadStats: st})
+		var before float64
+		if s.applied != nil {
+			if before, err = s.applied(ctx); err != nil {
+				return r, err
+			}
+		}
+		row := usersRow{Users: n, loadStats: runUsers(ctx, w, us, cfg.duration, nil)}
+		if s.applied != nil && row.Views > 0 {
+			after, err := s.applied(ctx)
+			if err != nil {
+				return r, err
+			}
+			row.AppliedPerView = (after - before) / float64(row.Views)
+		}
+		fmt.Fprintf(stderr, "%d users: %.0f views/s, p50 %v, p99 %v, %d failed, %d wrong counts",
+			n, row.PerSecond, row.P50.Round(time.Microsecond*100), row.P99.Round(time.Microsecond*100), row.Failed, row.Wrong)
+		if row.AppliedPerView > 0 {
+			fmt.Fprintf(stderr, ", %.2f raft commands applied per page view", row.AppliedPerView)
+		}
+		fmt.Fprintln(stderr)
+		r.Rows = append(r.Rows, row)
 	}
 	for _, size := range cfg.bursts {
 		b, err := burst(ctx, w, size, cfg.burstRounds)
@@ -294,6 +314,17 @@ func sessionsMarkdown(w io.Writer, cfg sessionsConfig, rs []storeResult) {
 			fmt.Fprintf(w, " %.0f%s | %s / %s |", u.PerSecond, failNote(u.Failed+u.Wrong), ms(u.P50), ms(u.P99))
 		}
 		fmt.Fprintln(w)
+	}
+	for _, r := range rs {
+		var per []string
+		for _, u := range r.Rows {
+			if u.AppliedPerView > 0 {
+				per = append(per, fmt.Sprintf("%.2f at %d users", u.AppliedPerView, u.Users))
+			}
+		}
+		if per != nil {
+			fmt.Fprintf(w, "\n%s: raft commands applied per page view %s.\n", r.Label, strings.Join(per, ", "))
+		}
 	}
 	fmt.Fprintf(w, "\nOne session: bursts of concurrent requests (%d rounds each; lost = answered increments missing from the count read afterwards, of the answered ones; time = median round, release to last answer); a store process killed with SIGKILL during a %d-user run of %v, at a third of it, and started again %v later:\n\n",
 		cfg.burstRounds, cfg.killUsers, cfg.killDuration, cfg.restartAfter)

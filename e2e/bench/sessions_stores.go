@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -55,6 +57,9 @@ type sessionStore struct {
 	victim func(ctx context.Context) (int, error)
 	// what describes the victim, for the log.
 	what string
+	// applied, when set, is the raft commands the store's leader has
+	// applied so far (Paddock's paddock_applied_commands_total).
+	applied func(ctx context.Context) (float64, error)
 }
 
 // storeConfig is what starting a store needs.
@@ -118,6 +123,13 @@ func startPaddockStore(ctx context.Context, cfg storeConfig, dir string) (*sessi
 		what: "the leader agent",
 	}
 	s.victim = func(ctx context.Context) (int, error) { return paddockLeader(ctx, httpAddrs) }
+	s.applied = func(ctx context.Context) (float64, error) {
+		l, err := paddockLeader(ctx, httpAddrs)
+		if err != nil {
+			return 0, err
+		}
+		return appliedCommands(ctx, "http://"+httpAddrs[l]+"/metrics")
+	}
 	for i := range nodes {
 		if err := s.procs.Start(i); err != nil {
 			return nil, errors.Join(err, s.procs.Close())
@@ -160,6 +172,38 @@ func paddockLeader(ctx context.Context, httpAddrs []string) (int, error) {
 		return errors.New("no node leads")
 	})
 	return leader, err
+}
+
+var appliedLine = regexp.MustCompile(`(?m)^paddock_applied_commands_total\{op="[a-z_]+"\} (\S+)$`)
+
+// appliedCommands sums paddock_applied_commands_total over its ops.
+func appliedCommands(ctx context.Context, url string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := probeClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	ms := appliedLine.FindAllSubmatch(b, -1)
+	if len(ms) == 0 {
+		return 0, fmt.Errorf("no paddock_applied_commands_total in %s", url)
+	}
+	var sum float64
+	for _, m := range ms {
+		v, err := strconv.ParseFloat(string(m[1]), 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", url, err)
+		}
+		sum += v
+	}
+	return sum, nil
 }
 
 // startRedisStore starts one redis-server with its default persistence
@@ -338,11 +382,13 @@ type webServer struct {
 }
 
 // webIni are the php -d settings every web server gets, whatever the
-// store: errors to the server's log, and opcache on as on any production
-// PHP (php-cli has it off; the Paddock handler is PHP code that would
-// otherwise be compiled on every request).
+// store: errors to the server's log; opcache on as on any production PHP
+// (php-cli has it off; the Paddock handler is PHP code that would
+// otherwise be compiled on every request); max_execution_time 30 as
+// php.ini ships it for the web (php-cli has 0, which phpredis would take
+// as its lock's lifetime); PHP's defaults for the sessions otherwise.
 var webIni = []string{"display_errors=0", "log_errors=1", "error_log=", "opcache.enable_cli=1",
-	"session.use_strict_mode=0"}
+	"max_execution_time=30", "session.use_strict_mode=0"}
 
 // startWebServers starts n php -S servers for store s, serving docroot.
 func startWebServers(ctx context.Context, php, docroot, logDir string, n, workers int, s *sessionStore) ([]*webServer, error) {
