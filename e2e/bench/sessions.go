@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -132,6 +133,11 @@ type usersRow struct {
 	// AppliedPerView is the raft commands the leader applied per page
 	// view (Paddock only).
 	AppliedPerView float64 `json:"applied_commands_per_view,omitempty"`
+	// CPU milliseconds per page view of the store's servers, the PHP web
+	// servers (and their workers) and the load generator.
+	StoreCPU  float64 `json:"store_cpu_ms_per_view"`
+	WebCPU    float64 `json:"web_cpu_ms_per_view"`
+	ClientCPU float64 `json:"client_cpu_ms_per_view"`
 }
 
 // storeResult is everything measured with one store.
@@ -233,8 +239,10 @@ func runStore(ctx context.Context, cfg sessionsConfig, key, docroot, dir string,
 	}
 	defer stopWebServers(ws)
 	var addrs []string
+	var pgids []int
 	for _, w := range ws {
 		addrs = append(addrs, w.addr)
+		pgids = append(pgids, w.p.Pid())
 	}
 	w := newWeb(addrs, cfg.timeout)
 	for _, n := range cfg.users {
@@ -248,7 +256,14 @@ func runStore(ctx context.Context, cfg sessionsConfig, key, docroot, dir string,
 				return r, err
 			}
 		}
+		storeCPU, webCPU, clientCPU := snapshotPIDs(s.procs.PIDs()), snapshotGroups(pgids), selfCPU()
 		row := usersRow{Users: n, loadStats: runUsers(ctx, w, us, cfg.duration, nil)}
+		if row.Views > 0 {
+			perView := 1000 / float64(row.Views)
+			row.StoreCPU = snapshotPIDs(s.procs.PIDs()).since(storeCPU) * perView
+			row.WebCPU = snapshotGroups(pgids).since(webCPU) * perView
+			row.ClientCPU = (selfCPU() - clientCPU) * perView
+		}
 		if s.applied != nil && row.Views > 0 {
 			after, err := s.applied(ctx)
 			if err != nil {
@@ -256,8 +271,9 @@ func runStore(ctx context.Context, cfg sessionsConfig, key, docroot, dir string,
 			}
 			row.AppliedPerView = (after - before) / float64(row.Views)
 		}
-		fmt.Fprintf(stderr, "%d users: %.0f views/s, p50 %v, p99 %v, %d failed, %d wrong counts",
-			n, row.PerSecond, row.P50.Round(time.Microsecond*100), row.P99.Round(time.Microsecond*100), row.Failed, row.Wrong)
+		fmt.Fprintf(stderr, "%d users: %.0f views/s, p50 %v, p99 %v, %d failed, %d wrong counts; CPU ms per view: store %.3f, web %.3f, load generator %.3f",
+			n, row.PerSecond, row.P50.Round(time.Microsecond*100), row.P99.Round(time.Microsecond*100), row.Failed, row.Wrong,
+			row.StoreCPU, row.WebCPU, row.ClientCPU)
 		if row.AppliedPerView > 0 {
 			fmt.Fprintf(stderr, ", %.2f raft commands applied per page view", row.AppliedPerView)
 		}
@@ -312,6 +328,28 @@ func sessionsMarkdown(w io.Writer, cfg sessionsConfig, rs []storeResult) {
 			}
 			u := r.Rows[i]
 			fmt.Fprintf(w, " %.0f%s | %s / %s |", u.PerSecond, failNote(u.Failed+u.Wrong), ms(u.P50), ms(u.P99))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "\nCPU milliseconds per page view (the store's servers / the PHP web servers / the load generator; all share the machine's %d cores):\n\n| store |", runtime.NumCPU())
+	for _, n := range cfg.users {
+		fmt.Fprintf(w, " %d users |", n)
+	}
+	fmt.Fprint(w, "\n|---|")
+	for range cfg.users {
+		fmt.Fprint(w, "---:|")
+	}
+	fmt.Fprintln(w)
+	for _, r := range rs {
+		fmt.Fprintf(w, "| %s |", r.Label)
+		for _, n := range cfg.users {
+			i := slices.IndexFunc(r.Rows, func(u usersRow) bool { return u.Users == n })
+			if i < 0 {
+				fmt.Fprint(w, " - |")
+				continue
+			}
+			u := r.Rows[i]
+			fmt.Fprintf(w, " %.2f / %.2f / %.2f |", u.StoreCPU, u.WebCPU, u.ClientCPU)
 		}
 		fmt.Fprintln(w)
 	}

@@ -111,7 +111,8 @@ func TestSessionsMarkdown(t *testing.T) {
 	cfg := sessionsConfig{users: []int{16, 128}, bursts: []int{16}, burstRounds: 3, killUsers: 16,
 		duration: 10 * time.Second, killDuration: 10 * time.Second, restartAfter: 2 * time.Second, workers: 8, webServers: 3}
 	rs := []storeResult{{
-		Label: "A", Rows: []usersRow{{Users: 16, loadStats: loadStats{PerSecond: 1234, P50: 3 * time.Millisecond, P99: 25 * time.Millisecond}}},
+		Label: "A", Rows: []usersRow{{Users: 16, loadStats: loadStats{PerSecond: 1234, P50: 3 * time.Millisecond, P99: 25 * time.Millisecond},
+			StoreCPU: 0.5, WebCPU: 1.25, ClientCPU: 0.1}},
 		Bursts: []burstStats{{Size: 16, Expected: 51, Lost: 2, Failed: 1, Median: 18 * time.Millisecond}},
 		Kill:   &killStats{Users: 16, Victim: "redis-server", SessionsLost: 16, loadStats: loadStats{Failed: 40, LongestGap: 2100 * time.Millisecond}},
 	}, {Label: "B", Error: "start: boom"}}
@@ -121,6 +122,7 @@ func TestSessionsMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"| store | 16 users: views/s | p50 / p99 ms | 128 users: views/s | p50 / p99 ms |",
 		"| A | 1234 | 3.0 / 25 | - | - |",
+		"| A | 0.50 / 1.25 / 0.10 | - |",
 		"| A | 2 of 51 / 1 | 18 ms | redis-server | 40 | 16 of 16 | 2.1 s |",
 		"| B | - | - | - | - | - | - |",
 		"B: start: boom",
