@@ -364,8 +364,12 @@ func sessionsMarkdown(w io.Writer, cfg sessionsConfig, rs []storeResult) {
 			fmt.Fprintf(w, "\n%s: raft commands applied per page view %s.\n", r.Label, strings.Join(per, ", "))
 		}
 	}
-	fmt.Fprintf(w, "\nOne session: bursts of concurrent requests (%d rounds each; lost = answered increments missing from the count read afterwards, of the answered ones; time = median round, release to last answer); a store process killed with SIGKILL during a %d-user run of %v, at a third of it, and started again %v later:\n\n",
-		cfg.burstRounds, cfg.killUsers, cfg.killDuration, cfg.restartAfter)
+	fmt.Fprintf(w, "\nOne session: bursts of concurrent requests (rounds of each: %d; lost = answered increments missing from the count read afterwards, of the answered ones; time = median round, release to last answer)", cfg.burstRounds)
+	if cfg.killUsers > 0 {
+		fmt.Fprintf(w, "; a store process killed with SIGKILL during a %d-user run of %v, at a third of it, and started again %v later (sessions lost: count went back or vanished)",
+			cfg.killUsers, cfg.killDuration, cfg.restartAfter)
+	}
+	fmt.Fprint(w, ":\n\n")
 	fmt.Fprint(w, "| store |")
 	for _, n := range cfg.bursts {
 		fmt.Fprintf(w, " burst %d: lost / failed | time |", n)
