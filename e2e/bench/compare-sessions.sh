@@ -29,7 +29,7 @@
 # packages start, so that they do not share the CPU with the run.
 #
 # Usage (from anywhere): e2e/bench/compare-sessions.sh [bench sessions flags]
-#   e2e/bench/compare-sessions.sh                          # full run: 10 s rows, ~5 minutes
+#   e2e/bench/compare-sessions.sh                          # full run: 10 s rows, ~2.5 minutes
 #   e2e/bench/compare-sessions.sh --duration 5s --kill-duration 6s
 #   e2e/bench/compare-sessions.sh --stores paddock,redis-lock --users 16
 # Flags: see `cd e2e/bench && go run . sessions --help`. Every process this
