@@ -140,7 +140,7 @@ func checkWebSessionID(id string) error {
 		if len(id) > MaxWebSessionIDLength {
 			return errorf(ErrBadArgument, "web session id of %d characters, limit %d", len(id), MaxWebSessionIDLength)
 		}
-		return errorf(ErrBadArgument, "web session id %q: want 1 to %d characters of a-z, A-Z, 0-9, ',' and '-'", id, MaxWebSessionIDLength)
+		return errorf(ErrBadArgument, "web session id: want 1 to %d characters of a-z, A-Z, 0-9, ',' and '-'", MaxWebSessionIDLength)
 	}
 	return nil
 }
@@ -176,11 +176,11 @@ func (s *state) applyWebSessionWrite(c *applyCtx, op *raftv1.WebSessionWrite) (p
 	old := s.webSessions.get(id)
 	switch {
 	case op.GetVersion() == 0 && old.Version != 0:
-		return nil, errorf(ErrBadVersion, "web session %s exists (version %d), want a new one", id, old.Version)
+		return nil, errorf(ErrBadVersion, "web session exists (version %d), want a new one", old.Version)
 	case op.GetVersion() != 0 && old.Version == 0:
-		return nil, errorf(ErrBadVersion, "web session %s does not exist, want version %d", id, op.GetVersion())
+		return nil, errorf(ErrBadVersion, "web session does not exist, want version %d", op.GetVersion())
 	case old.Version != op.GetVersion():
-		return nil, errorf(ErrBadVersion, "web session %s is at version %d, want %d", id, old.Version, op.GetVersion())
+		return nil, errorf(ErrBadVersion, "web session is at version %d, want %d", old.Version, op.GetVersion())
 	}
 	ws := old
 	if old.Version == 0 {

@@ -48,6 +48,14 @@ func barrierCommand() *raftv1.Command {
 // if any, goes into a cmd that has none, and travels with it when it is
 // forwarded.
 func (n *Node) Propose(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
+	return n.propose(ctx, cmd, false)
+}
+
+// propose is Propose; with leaderOnly it never forwards: on a node that
+// does not lead (or lost its place) it fails with ErrNotLeader, nothing
+// appended, for callers whose checks only the leader may make (the web
+// session locks).
+func (n *Node) propose(ctx context.Context, cmd *raftv1.Command, leaderOnly bool) (*fsm.Result, error) {
 	defer n.metrics.observePropose(time.Now())
 	if id := RequestID(ctx); len(id) > 0 && len(cmd.GetRequestId()) == 0 {
 		cmd.RequestId = id
@@ -64,14 +72,14 @@ func (n *Node) Propose(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, e
 	for {
 		var res *fsm.Result
 		var err error
-		if n.IsLeader() {
+		if n.IsLeader() || leaderOnly {
 			res, err = n.proposeCall(&c, cmd)
 		} else {
 			res, err = n.forward(&c, cmd)
 		}
 		// ErrNotLeader means nothing was appended: leadership moved
 		// between the check and the call. Try again the other way.
-		if errors.Is(err, ErrNotLeader) && sleepCtx(c.context(), 10*time.Millisecond) {
+		if errors.Is(err, ErrNotLeader) && !leaderOnly && sleepCtx(c.context(), 10*time.Millisecond) {
 			continue
 		}
 		// ErrFeatureLevel appended nothing either. On a new cluster (or

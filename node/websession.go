@@ -170,23 +170,16 @@ func (w *webSessions) fire(ctx context.Context, id string, _ struct{}) error {
 
 func checkWebSessionID(id string) error {
 	if !fsm.ValidWebSessionID(id) {
-		return &fsm.Error{Err: fsm.ErrBadArgument, Detail: fmt.Sprintf("web session id %q: want 1 to 256 characters of a-z, A-Z, 0-9, ',' and '-'", truncate(id, 64))}
+		return &fsm.Error{Err: fsm.ErrBadArgument, Detail: fmt.Sprintf("web session id of %d bytes: want 1 to 256 characters of a-z, A-Z, 0-9, ',' and '-'", len(id))}
 	}
 	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 func checkMs(name string, v int64, limit time.Duration) error {
 	if v < 0 {
 		return &fsm.Error{Err: fsm.ErrBadArgument, Detail: fmt.Sprintf("%s %d is negative", name, v)}
 	}
-	if limit > 0 && time.Duration(v)*time.Millisecond > limit {
+	if limit > 0 && v > limit.Milliseconds() { // in ms: v * time.Millisecond could overflow
 		return &fsm.Error{Err: fsm.ErrBadArgument, Detail: fmt.Sprintf("%s %d is over the limit %d", name, v, limit.Milliseconds())}
 	}
 	return nil
@@ -558,12 +551,16 @@ func (n *Node) wsWrite(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebS
 	}}})
 	// keep_lock keeps a token's lock; a write without one (token 0)
 	// holds the lock only while it is in flight (nobody retries under it).
+	if err == nil {
+		// Before the lock is released: an expiry already due must not
+		// take the lock in between and delete what was just written.
+		if s, ok := n.fsm.WebSession(id); ok {
+			n.ws.access(id, s.MaxLifetimeMs)
+		}
+	}
 	l.endWrite(h, req.GetToken() == 0 || (!req.GetKeepLock() && settled(err)))
 	if err != nil {
 		return nil, err
-	}
-	if s, ok := n.fsm.WebSession(id); ok {
-		n.ws.access(id, s.MaxLifetimeMs)
 	}
 	r, _ := res.Resp.(*paddockv1.WriteWebSessionResponse)
 	return &paddockv1.WriteWebSessionResponse{Header: n.Header(res.Index), Version: r.GetVersion()}, nil
@@ -622,21 +619,23 @@ func (n *Node) wsTouch(ctx context.Context, l *wsLocks, req *paddockv1.TouchWebS
 				Id: id, Version: s.Version, MaxLifetimeMs: req.GetMaxLifetimeMs(), KeepData: true,
 			}}})
 		}
+		if err == nil && ok {
+			n.ws.access(id, req.GetMaxLifetimeMs()) // before the release, as in wsWrite
+		}
 		l.endWrite(h, settled(err))
 		if err != nil {
 			return nil, err
 		}
 		if ok {
-			n.ws.access(id, req.GetMaxLifetimeMs())
 			return &paddockv1.TouchWebSessionResponse{Header: n.Header(res.Index), Found: true}, nil
 		}
 		return &paddockv1.TouchWebSessionResponse{Header: n.ReadHeader()}, nil
 	}
+	if ok {
+		n.ws.access(id, s.MaxLifetimeMs) // before the release, as in wsWrite
+	}
 	if token != 0 {
 		l.release(id, token)
-	}
-	if ok {
-		n.ws.access(id, s.MaxLifetimeMs)
 	}
 	return &paddockv1.TouchWebSessionResponse{Header: n.ReadHeader(), Found: ok}, nil
 }
@@ -756,26 +755,5 @@ func encodeSessionID(raw []byte, bits int) string {
 // (nothing appended) and the whole call goes to the new leader, whose
 // locks decide. The request id of ctx goes into cmd.
 func (n *Node) proposeLeader(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
-	defer n.metrics.observePropose(time.Now())
-	if id := RequestID(ctx); len(id) > 0 {
-		cmd.RequestId = id
-	}
-	if err := n.validate(cmd); err != nil {
-		return nil, err
-	}
-	c := n.newCall(ctx)
-	defer c.release()
-	start := time.Now()
-	for {
-		res, err := n.proposeCall(&c, cmd)
-		refused := errors.Is(err, fsm.ErrFeatureLevel)
-		if refused && time.Since(start) < registrationWait && n.registrationPending(cmd) &&
-			sleepCtx(c.context(), 20*time.Millisecond) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return res, res.Err
-	}
+	return n.propose(ctx, cmd, true)
 }

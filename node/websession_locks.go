@@ -114,7 +114,7 @@ func (l *wsLocks) acquire(ctx context.Context, id string, ttl, wait time.Duratio
 	case <-w.ch:
 		return w.token, w.err
 	case <-timer.C:
-		err = fmt.Errorf("%w: session %s: waited %v", ErrWebSessionLocked, id, wait)
+		err = fmt.Errorf("%w: waited %v", ErrWebSessionLocked, wait)
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
@@ -201,7 +201,9 @@ func (l *wsLocks) release(id string, token uint64) bool {
 
 func (l *wsLocks) releaseLocked(id string, token uint64) bool {
 	e := l.m[id]
-	if l.closed || e == nil || !e.held || e.token != token {
+	// Token 0 names no lock: a write without a token holds the lock only
+	// while in flight, and nobody may release that.
+	if token == 0 || l.closed || e == nil || !e.held || e.token != token {
 		return false
 	}
 	l.free(id, e)
@@ -250,9 +252,16 @@ func (l *wsLocks) beginWrite(id string, token uint64, retry bool) (wsWrite, erro
 		if retry {
 			return w, nil
 		}
-		return wsWrite{}, fmt.Errorf("%w: session %s", ErrWebSessionLockLost, id)
+		return wsWrite{}, ErrWebSessionLockLost
 	case e != nil && e.held:
 		e.busy++
+	case token != 0 && !l.inGrace():
+		// A token this leader did not grant, or whose lease ran out
+		// (another request may have held the lock since, and even
+		// destroyed and re-created the session, whose versions then
+		// start again): refused. In the grace period such a token is
+		// the holder from before the failover, adopted below.
+		return wsWrite{}, fmt.Errorf("%w: its lease ran out, or it was granted by an earlier leader", ErrWebSessionLockLost)
 	default:
 		if e == nil {
 			e = &wsLock{}

@@ -294,3 +294,42 @@ func TestWebSessionIDEncoding(t *testing.T) {
 		t.Fatalf("hex: %q", id)
 	}
 }
+
+// TestWebSessionLocksStaleToken: after the grace period a token the table
+// does not hold (its lease ran out and the lock went free) is refused,
+// even with the lock free: another request may have destroyed and
+// re-created the session meanwhile, at the same version. A write without
+// a token (0) still goes ahead on a free lock, and holds it only while in
+// flight: a release with token 0 frees nothing.
+func TestWebSessionLocksStaleToken(t *testing.T) {
+	l := newWSLocks(0)
+	defer l.close()
+	ctx := context.Background()
+	tok, err := l.acquire(ctx, "s", time.Minute, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.release("s", tok) {
+		t.Fatal("release of the holder's token failed")
+	}
+	if _, err := l.beginWrite("s", tok, false); !errors.Is(err, ErrWebSessionLockLost) {
+		t.Fatalf("write with a token no longer held: %v, want ErrWebSessionLockLost", err)
+	}
+	if _, err := l.beginWrite("s", 12345, false); !errors.Is(err, ErrWebSessionLockLost) {
+		t.Fatalf("write with a token never granted: %v, want ErrWebSessionLockLost", err)
+	}
+	w, err := l.beginWrite("s", 0, false)
+	if err != nil || !w.held {
+		t.Fatalf("write without a token on a free lock: %+v, %v", w, err)
+	}
+	if l.release("s", 0) {
+		t.Fatal("a release with token 0 freed the lock of a write in flight")
+	}
+	if _, err := l.acquire(ctx, "s", time.Minute, 50*time.Millisecond); !errors.Is(err, ErrWebSessionLocked) {
+		t.Fatalf("lock granted while a write without a token was in flight: %v", err)
+	}
+	l.endWrite(w, true)
+	if _, err := l.acquire(ctx, "s", time.Minute, time.Second); err != nil {
+		t.Fatalf("lock after the write ended: %v", err)
+	}
+}

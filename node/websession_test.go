@@ -379,9 +379,13 @@ func TestWebSessionBadInput(t *testing.T) {
 	before := appliedWebSessionCommands(t, leader)
 	for _, n := range []*node.Node{leader, c.Node(c.Followers(l)[0])} {
 		ctx := wsCtx(t)
-		for _, id := range []string{"", "a b", "a/b", strings.Repeat("a", 257), "é"} {
-			if _, err := n.ReadWebSession(ctx, &paddockv1.ReadWebSessionRequest{Id: id}); !errors.Is(err, fsm.ErrBadArgument) {
+		for _, id := range []string{"", "a b", "a/b", strings.Repeat("a", 257), "é", "secret/id"} {
+			_, err := n.ReadWebSession(ctx, &paddockv1.ReadWebSessionRequest{Id: id})
+			if !errors.Is(err, fsm.ErrBadArgument) {
 				t.Fatalf("read %q: %v", id, err)
+			}
+			if id != "" && strings.Contains(err.Error(), id) {
+				t.Fatalf("read %q: the error names the id (a secret): %v", id, err)
 			}
 			if _, err := n.WriteWebSession(ctx, &paddockv1.WriteWebSessionRequest{Id: id}); !errors.Is(err, fsm.ErrBadArgument) {
 				t.Fatalf("write %q: %v", id, err)
@@ -401,6 +405,9 @@ func TestWebSessionBadInput(t *testing.T) {
 			{Id: "x", Lock: true, LockTtlMs: -1},
 			{Id: "x", Lock: true, WaitMs: -5},
 			{Id: "x", Lock: true, LockTtlMs: 11 * 60 * 1000},
+			// Values whose product with time.Millisecond overflows int64.
+			{Id: "x", Lock: true, LockTtlMs: 9223372036855},
+			{Id: "x", Lock: true, WaitMs: 18446744073710 / 2},
 		} {
 			if _, err := n.ReadWebSession(ctx, r); !errors.Is(err, fsm.ErrBadArgument) {
 				t.Fatalf("read %v: %v", r, err)
@@ -408,6 +415,9 @@ func TestWebSessionBadInput(t *testing.T) {
 		}
 		if _, err := n.WriteWebSession(ctx, &paddockv1.WriteWebSessionRequest{Id: "x", MaxLifetimeMs: -1}); !errors.Is(err, fsm.ErrBadArgument) {
 			t.Fatalf("negative lifetime: %v", err)
+		}
+		if _, err := n.WriteWebSession(ctx, &paddockv1.WriteWebSessionRequest{Id: "x", MaxLifetimeMs: 9223372036855}); !errors.Is(err, fsm.ErrBadArgument) {
+			t.Fatalf("lifetime overflowing a duration: %v", err)
 		}
 		if _, err := n.TouchWebSession(ctx, &paddockv1.TouchWebSessionRequest{Id: "x", MaxLifetimeMs: -1}); !errors.Is(err, fsm.ErrBadArgument) {
 			t.Fatalf("touch with a negative lifetime: %v", err)

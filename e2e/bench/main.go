@@ -11,6 +11,10 @@
 // cleanup workload (see Cluster.HoldCommand), and as `bench contend ...` a
 // contender process of the election workloads (see
 // bench.ContenderCluster) for etcd or ZooKeeper.
+//
+// Run as `bench sessions ...` it compares PHP web session stores instead:
+// Paddock, Redis and memcached behind the same php -S web servers (see
+// sessions.go and compare-sessions.sh).
 package main
 
 import (
@@ -40,7 +44,12 @@ func main() {
 		os.Exit(contendMain(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := compareMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	var code int
+	if len(os.Args) > 1 && os.Args[1] == "sessions" {
+		code = sessionsMain(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	} else {
+		code = compareMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	}
 	stop()
 	os.Exit(code)
 }
@@ -76,7 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: bench [flags]\n       bench hold --system etcd|zookeeper --endpoints a,b --key K --ttl 2s\n       bench contend --system etcd|zookeeper --endpoints a,b --election NAME --ttl 2s\n\nflags:\n")
+		fmt.Fprintf(stderr, "usage: bench [flags]\n       bench sessions [flags] (PHP web session stores: bench sessions --help)\n       bench hold --system etcd|zookeeper --endpoints a,b --key K --ttl 2s\n       bench contend --system etcd|zookeeper --endpoints a,b --election NAME --ttl 2s\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&sys, "systems", strings.Join(systems, ","), "systems to compare, comma-separated")

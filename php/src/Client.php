@@ -516,7 +516,13 @@ final class Client
         }
         $r = $this->send('POST', '/v1/web-sessions/' . self::webSessionId($id) . '/read', [], $body, $wait, null, 'wait_ms', $this->timeoutMs);
         $r['found'] = (bool) ($r['found'] ?? false);
-        $r['data'] = self::unb64((string) ($r['data'] ?? ''));
+        $d = base64_decode((string) ($r['data'] ?? ''), true);
+        if ($d === false) {
+            // Reading it as empty would let the next write replace the
+            // session's real data.
+            throw new PaddockException('bad answer: the session data is not base64', 0, 200, [], $this->servedBy);
+        }
+        $r['data'] = $d;
         $r['version'] = (string) ($r['version'] ?? '0');
         $r['token'] = (string) ($r['token'] ?? '0');
         $r['max_lifetime_ms'] = (int) ($r['max_lifetime_ms'] ?? 0);
@@ -673,6 +679,7 @@ final class Client
             // A long poll's attempt may take all that is left: its answer
             // comes at the end of its wait.
             $attemptMs = $waitMs === null ? min($left, $this->attemptTimeoutMs) : $left;
+            $attemptStart = hrtime(true);
             $res = $this->attempt($method, $endpoint . $route, $q, $b, $key, $attemptMs);
             if ($res['error'] !== null) {
                 $failingSince = $failingSince ?? hrtime(true);
@@ -693,7 +700,10 @@ final class Client
             }
             $err = self::error($status, $decoded, $res['body'], $this->servedBy);
             if ($err instanceof UnavailableException) {
-                $failingSince = $failingSince ?? hrtime(true);
+                // A node that answered after a long wait (a lock's queue
+                // on a leader that then lost leadership) was working: the
+                // time without an answer counts from now.
+                $failingSince = ($failingSince === null || hrtime(true) - $attemptStart > 1000000000) ? hrtime(true) : $failingSince;
                 $failures[] = $endpoint . ' (' . $err->getMessage() . ')';
                 $timedOut = false;
                 $this->current = ($this->current + 1) % count($this->endpoints);
@@ -701,7 +711,9 @@ final class Client
             }
             throw $err;
         }
-        $what = $method . ' ' . $route;
+        // A web session's id is a secret (whoever has it is logged in as
+        // its user): it is not written into messages that reach logs.
+        $what = $method . ' ' . preg_replace('#^/v1/web-sessions/[^/?]+#', '/v1/web-sessions/(id)', $route);
         $tried = implode(', ', array_slice($failures, -count($this->endpoints)));
         if ($timedOut) {
             throw new TimeoutException("$what: no answer within {$budgetMs} ms: $tried", 4);

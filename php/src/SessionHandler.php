@@ -464,7 +464,14 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
             $this->lockFailure = [$id, $this->lockedMessage($e)];
             return true;
         } catch (\Throwable $e) {
-            return $this->failOn('cannot validate the session id', $e);
+            if ($e instanceof UnavailableException || $e instanceof TimeoutException) {
+                return $this->failOn('cannot validate the session id', $e);
+            }
+            // Any other failure: the id may well be valid. Saying no
+            // would give the user a new, empty session (a silent logout):
+            // say yes, and let the read that follows fail with the reason.
+            $this->lockFailure = [$id, 'cannot validate the session id: ' . $e->getMessage()];
+            return true;
         }
         if (!$r['found']) {
             try {
@@ -541,7 +548,8 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
     private static function lifetimeMs(): int
     {
         $s = (int) ini_get('session.gc_maxlifetime');
-        return $s > 0 ? min($s, intdiv(PHP_INT_MAX, 1000)) * 1000 : 0;
+        // The cluster takes at most ten years.
+        return $s > 0 ? min($s, 315360000) * 1000 : 0;
     }
 
     /**
