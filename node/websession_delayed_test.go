@@ -245,7 +245,9 @@ func TestWebSessionDelayedIncrements(t *testing.T) {
 // goes on from the committed version, without a doubled or skipped
 // version.
 func TestWebSessionDelayedLeaderLoss(t *testing.T) {
-	c, l := dwCluster(t)
+	// A lock grace, so that the new leader takes the old holder's token
+	// and the version check is what refuses its write.
+	c, l := dwCluster(t, nodetest.WithConfig(func(cfg *node.Config) { cfg.WebSessionLockGrace = 2 * time.Second }))
 	leader := c.Node(l)
 	f := c.Followers(l)[0]
 	n := c.Node(f)
@@ -271,7 +273,8 @@ func TestWebSessionDelayedLeaderLoss(t *testing.T) {
 	c.Stop(l)
 	nl := c.WaitLeader(t)
 	// The holder's write at version 3, read from the lost data, is
-	// refused on the new leader: never applied over the committed 2.
+	// refused on the new leader (in its grace, which accepts the token):
+	// never applied over the committed 2.
 	_, err := n.WriteWebSession(wsCtx(t), &paddockv1.WriteWebSessionRequest{Id: "dl", Data: []byte("4"), Version: 3, Token: r.GetToken(), Mode: delayed})
 	if !errors.Is(err, fsm.ErrBadVersion) {
 		t.Fatalf("write at the lost version: %v, want ErrBadVersion", err)
