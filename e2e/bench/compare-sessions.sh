@@ -8,6 +8,8 @@
 #                 this repository; the handler is php/paddock-session.php
 #                 (-d auto_prepend_file=...), PADDOCK_HTTP_ENDPOINTS listing a
 #                 different node first on each web server;
+#   - paddock-delayed: the same with PADDOCK_SESSION_MODE=delayed (a write
+#                 answered once the leader holds it, committed right after);
 #   - redis-lock: one redis-server, php-redis session.save_handler=redis,
 #                 redis.session.locking_enabled=1 (the other lock settings
 #                 as phpredis ships them);

@@ -81,7 +81,7 @@ func parseSessionsFlags(args []string, stderr io.Writer) (sessionsConfig, error)
 	if len(cfg.stores) == 0 {
 		return cfg, fmt.Errorf("%w: --stores is empty", errUsage)
 	}
-	if slices.Contains(cfg.stores, storePaddock) && (cfg.paddockBin == "" || cfg.paddockPHP == "") {
+	if (slices.Contains(cfg.stores, storePaddock) || slices.Contains(cfg.stores, storePaddockDly)) && (cfg.paddockBin == "" || cfg.paddockPHP == "") {
 		return cfg, fmt.Errorf("%w: --paddock-bin and --paddock-php are required for the paddock store", errUsage)
 	}
 	var err error

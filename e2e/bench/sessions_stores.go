@@ -28,20 +28,22 @@ import (
 // Store keys, in report order: the --stores values.
 const (
 	storePaddock     = "paddock"
+	storePaddockDly  = "paddock-delayed"
 	storeRedisLock   = "redis-lock"
 	storeRedis       = "redis"
 	storeMemcached   = "memcached"
 	storeStartBudget = 30 * time.Second
 )
 
-var sessionStores = []string{storePaddock, storeRedisLock, storeRedis, storeMemcached}
+var sessionStores = []string{storePaddock, storePaddockDly, storeRedisLock, storeRedis, storeMemcached}
 
 // storeLabels are the stores' names in the table.
 var storeLabels = map[string]string{
-	storePaddock:   "Paddock (3 nodes, write-through)",
-	storeRedisLock: "Redis, phpredis locking on",
-	storeRedis:     "Redis, phpredis locking off (as shipped)",
-	storeMemcached: "memcached, php-memcached sess_locking on",
+	storePaddock:    "Paddock (3 nodes, write-through)",
+	storePaddockDly: "Paddock (3 nodes, delayed write)",
+	storeRedisLock:  "Redis, phpredis locking on",
+	storeRedis:      "Redis, phpredis locking off (as shipped)",
+	storeMemcached:  "memcached, php-memcached sess_locking on",
 }
 
 // sessionStore is a running store: its server processes, what the web
@@ -76,8 +78,8 @@ func startStore(ctx context.Context, key string, cfg storeConfig, dir string) (*
 	ctx, cancel := context.WithTimeout(ctx, storeStartBudget)
 	defer cancel()
 	switch key {
-	case storePaddock:
-		return startPaddockStore(ctx, cfg, dir)
+	case storePaddock, storePaddockDly:
+		return startPaddockStore(ctx, cfg, dir, key)
 	case storeRedisLock, storeRedis:
 		return startRedisStore(ctx, dir, key == storeRedisLock)
 	case storeMemcached:
@@ -88,7 +90,7 @@ func startStore(ctx context.Context, key string, cfg storeConfig, dir string) (*
 
 // startPaddockStore starts three agents; web server i lists node i's HTTP
 // address first.
-func startPaddockStore(ctx context.Context, cfg storeConfig, dir string) (*sessionStore, error) {
+func startPaddockStore(ctx context.Context, cfg storeConfig, dir, key string) (*sessionStore, error) {
 	const nodes = 3
 	ports, err := freePorts(3 * nodes)
 	if err != nil {
@@ -110,15 +112,19 @@ func startPaddockStore(ctx context.Context, cfg storeConfig, dir string) (*sessi
 			dir, filepath.Join(dir, ids[i]+".log"))
 	}
 	s := &sessionStore{
-		key:   storePaddock,
-		procs: newProcSet(storePaddock, nodes, launch, dataDir),
+		key:   key,
+		procs: newProcSet(key, nodes, launch, dataDir),
 		ini:   []string{"auto_prepend_file=" + cfg.paddockPHP},
 		env: func(i int) []string {
 			var eps []string
 			for j := range nodes {
 				eps = append(eps, httpAddrs[(i+j)%nodes])
 			}
-			return []string{"PADDOCK_HTTP_ENDPOINTS=" + strings.Join(eps, ",")}
+			env := []string{"PADDOCK_HTTP_ENDPOINTS=" + strings.Join(eps, ",")}
+			if key == storePaddockDly {
+				env = append(env, "PADDOCK_SESSION_MODE=delayed")
+			}
+			return env
 		},
 		what: "the leader agent",
 	}
