@@ -255,6 +255,10 @@ func (l *wsLocks) beginWrite(id string, token uint64, retry bool) (wsWrite, erro
 		return wsWrite{}, ErrWebSessionLockLost
 	case e != nil && e.held:
 		e.busy++
+	case retry:
+		// A retry of a change already applied: its proposal only gets
+		// the first result back, so it needs no lock, whoever holds it.
+		return w, nil
 	case token != 0 && !l.inGrace():
 		// A token this leader did not grant, or whose lease ran out
 		// (another request may have held the lock since, and even

@@ -318,6 +318,13 @@ func TestWebSessionLocksStaleToken(t *testing.T) {
 	if _, err := l.beginWrite("s", 12345, false); !errors.Is(err, ErrWebSessionLockLost) {
 		t.Fatalf("write with a token never granted: %v, want ErrWebSessionLockLost", err)
 	}
+	// The retry of a write that was applied (and released the lock) goes
+	// ahead, holding nothing: its proposal gets its first result back.
+	// Refusing it told a client "refused" of a write that was applied
+	// (the robustness suite's drop-responses runs).
+	if w, err := l.beginWrite("s", tok, true); err != nil || w.held {
+		t.Fatalf("retry of an applied write with its released token: %+v, %v", w, err)
+	}
 	w, err := l.beginWrite("s", 0, false)
 	if err != nil || !w.held {
 		t.Fatalf("write without a token on a free lock: %+v, %v", w, err)
