@@ -32,3 +32,7 @@ func WebSessionPending(n *Node) (sessions, bytes int) {
 	}
 	return l.pend.size()
 }
+
+// HandOver is n's handOver: a leader gives its place to another member,
+// as before it stops.
+func HandOver(n *Node) { n.handOver() }

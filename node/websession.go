@@ -95,6 +95,19 @@ func (w *webSessions) startTerm() {
 	}
 }
 
+// flushStop commits the term's delayed writes before this leader gives
+// its place up on purpose (Close, handOver): delayed writes go through
+// from now on, and it waits up to RequestTimeout for the pending ones.
+// A node that does not lead, or whose state machine stopped (nothing can
+// be committed), has nothing to wait for.
+func (w *webSessions) flushStop() {
+	l := w.locks.Load()
+	if l == nil || l.pend == nil || w.n.fsm.Err() != nil {
+		return
+	}
+	l.pend.flushStop(w.n.cfg.RequestTimeout)
+}
+
 // stopTerm drops the lock table: leadership ended.
 func (w *webSessions) stopTerm() {
 	if old := w.locks.Swap(nil); old != nil {

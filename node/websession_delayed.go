@@ -43,8 +43,14 @@ import (
 //     leader has not applied its term's barrier (its state may lack
 //     committed writes to check against).
 //
+// A leader that gives its place up on purpose (Node.Close, handOver)
+// first commits the table (flushStop): delayed writes go through from
+// then on, and it waits for the pending ones, up to RequestTimeout. So a
+// graceful stop or a leadership transfer loses nothing.
+//
 // The table belongs to one term: when leadership ends it is dropped, and
-// what was acknowledged but not committed is lost (the session stays at
+// what was acknowledged but not committed (a crash, a leader deposed
+// without knowing it) is lost (the session stays at
 // its last committed version; a writer that read the lost data is refused
 // for its version). A commit in flight at that moment may still land. A
 // commit the state machine refuses (it cannot be, as every write of the
@@ -72,10 +78,17 @@ type wsDelayed struct {
 	kick   chan struct{}
 	done   chan struct{}
 
+	// hurry is closed by flushStop: the flusher stops waiting
+	// Config.WebSessionFlushDelay.
+	hurry chan struct{}
+
 	mu     sync.Mutex
 	closed bool
-	m      map[string]*wsPending
-	bytes  int
+	// draining: flushStop was called; no write is held any more (they go
+	// through), the pending ones are being committed.
+	draining bool
+	m        map[string]*wsPending
+	bytes    int
 	// retries maps the request ids of recent delayed writes to the
 	// version they were answered with; order is their arrival, to evict
 	// the oldest.
@@ -106,7 +119,7 @@ func newWSDelayed(n *Node) *wsDelayed {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &wsDelayed{
 		n: n, max: n.cfg.WebSessionDelayedMaxBytes, delay: n.cfg.WebSessionFlushDelay,
-		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{}),
+		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{}), hurry: make(chan struct{}),
 		m: map[string]*wsPending{}, retries: map[string]uint64{},
 	}
 	go d.run()
@@ -136,6 +149,45 @@ func (d *wsDelayed) close() {
 		d.n.metrics.wsDelayed.WithLabelValues(wsDelayedDropped).Add(float64(lost))
 		d.n.log.Warn("leadership ended with delayed web session writes not committed: lost", "sessions", lost)
 	}
+}
+
+// flushStop commits the pending writes before leadership is given up
+// (a graceful stop, a leadership transfer): from now on delayed writes go
+// through, and it waits until every pending write is committed (or
+// dropped), or timeout passes. It reports whether the table is empty.
+func (d *wsDelayed) flushStop(timeout time.Duration) bool {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return true
+	}
+	if !d.draining {
+		d.draining = true
+		close(d.hurry)
+	}
+	waits := make([]chan struct{}, 0, len(d.m))
+	for _, e := range d.m {
+		waits = append(waits, e.drained)
+	}
+	d.mu.Unlock()
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	// No entry is added once draining: waiting for the present ones is
+	// waiting for the table to empty.
+	for _, ch := range waits {
+		select {
+		case <-ch:
+		case <-t.C:
+			k, _ := d.size()
+			d.n.log.Warn("delayed web session writes not committed before giving up leadership", "sessions", k)
+			return false
+		}
+	}
+	return true
 }
 
 // current is id as the leader serves it: its pending write, else the
@@ -197,6 +249,9 @@ func (d *wsDelayed) put(id string, req *paddockv1.WriteWebSessionRequest, rid []
 	defer d.mu.Unlock()
 	if d.closed {
 		return 0, ErrNotLeader
+	}
+	if d.draining {
+		return 0, errDelayedFull // leadership is being given up: write through
 	}
 	cur, ok := d.current(id)
 	if !ok {
@@ -288,8 +343,16 @@ func (d *wsDelayed) run() {
 			return
 		case <-d.kick:
 		}
-		if d.delay > 0 && !sleepCtx(d.ctx, d.delay) {
-			return
+		if d.delay > 0 {
+			t := time.NewTimer(d.delay)
+			select {
+			case <-d.ctx.Done():
+				t.Stop()
+				return
+			case <-d.hurry:
+			case <-t.C:
+			}
+			t.Stop()
 		}
 		d.flushRound()
 	}

@@ -392,3 +392,45 @@ func TestWebSessionDelayedRetry(t *testing.T) {
 	committed(t, c.Node(l), "dretry", "b", 2)
 	steady(t, c, l)
 }
+
+// A leader that gives its place up on purpose, by a graceful Close or a
+// leadership transfer, first commits the delayed writes it answered: on
+// the next leader every answered version is there.
+func TestWebSessionDelayedGracefulStop(t *testing.T) {
+	for _, how := range []string{"close", "handover"} {
+		t.Run(how, func(t *testing.T) {
+			// The flusher waits a minute: the writes are only in the
+			// leader's memory when it goes.
+			c, l := dwCluster(t, nodetest.WithConfig(func(cfg *node.Config) { cfg.WebSessionFlushDelay = time.Minute }))
+			leader := c.Node(l)
+			n := c.Node(c.Followers(l)[0])
+			r := wsRead(t, n, "gs", true)
+			wsWriteDelayed(t, n, "gs", "a", 0, r.GetToken())
+			r = wsRead(t, n, "gs", true)
+			wsWriteDelayed(t, n, "gs", "b", 1, r.GetToken())
+			r = wsRead(t, n, "gs2", true)
+			wsWriteDelayed(t, n, "gs2", "x", 0, r.GetToken())
+			if k, _ := node.WebSessionPending(leader); k != 2 {
+				t.Fatalf("%d sessions pending, want 2", k)
+			}
+			if _, ok := leader.FSM().WebSession("gs"); ok {
+				t.Fatal("gs committed before the leader went: the flush delay did not hold it")
+			}
+			switch how {
+			case "close":
+				if err := leader.Close(); err != nil {
+					t.Fatalf("Close: %v", err)
+				}
+				c.Stop(l)
+			case "handover":
+				node.HandOver(leader)
+			}
+			nl := c.WaitLeader(t)
+			if nl == l {
+				t.Fatalf("%s still leads", c.ID(l))
+			}
+			committed(t, c.Node(nl), "gs", "b", 2)
+			committed(t, c.Node(nl), "gs2", "x", 1)
+		})
+	}
+}
