@@ -36,3 +36,12 @@ func WebSessionPending(n *Node) (sessions, bytes int) {
 // HandOver is n's handOver: a leader gives its place to another member,
 // as before it stops.
 func HandOver(n *Node) { n.handOver() }
+
+// SetWebSessionDelayedMax sets the cap on the pending delayed bytes of
+// leader n's term.
+func SetWebSessionDelayedMax(n *Node, max int) {
+	l := n.ws.locks.Load()
+	l.pend.mu.Lock()
+	l.pend.max = max
+	l.pend.mu.Unlock()
+}

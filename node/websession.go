@@ -534,8 +534,13 @@ func (n *Node) wsWrite(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebS
 	if delayed {
 		// A retry of a delayed write answered before (the answer was
 		// lost): the first answer, whoever holds the lock now.
+		// One that went through is retried through: the state machine
+		// answers it.
 		if v, ok := l.pend.retried(RequestID(ctx)); ok {
-			return &paddockv1.WriteWebSessionResponse{Header: n.ReadHeader(), Version: v}, nil
+			if v != 0 {
+				return &paddockv1.WriteWebSessionResponse{Header: n.ReadHeader(), Version: v}, nil
+			}
+			delayed = false
 		}
 	}
 	retry := n.knownRetry(ctx)
@@ -551,10 +556,16 @@ func (n *Node) wsWrite(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebS
 		}
 		n.metrics.wsDelayed.WithLabelValues(wsDelayedThrough).Inc()
 	}
+	if l.pend != nil {
+		l.pend.beginThrough(id, RequestID(ctx), req.GetMode() == paddockv1.WebSessionWriteMode_WEB_SESSION_WRITE_MODE_DELAYED)
+	}
 	// After the session's delayed writes, if any (a retry of a write
 	// already applied only gets its first result back).
 	if !retry {
 		if err := l.drain(ctx, id); err != nil {
+			if l.pend != nil {
+				l.pend.endThrough(id, true) // nothing proposed
+			}
 			l.endWrite(h, req.GetToken() == 0)
 			return nil, err
 		}
@@ -562,6 +573,9 @@ func (n *Node) wsWrite(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebS
 	res, err := n.proposeLeader(ctx, &raftv1.Command{Op: &raftv1.Command_WebSessionWrite{WebSessionWrite: &raftv1.WebSessionWrite{
 		Id: id, Data: req.GetData(), Version: req.GetVersion(), MaxLifetimeMs: req.GetMaxLifetimeMs(),
 	}}})
+	if l.pend != nil {
+		l.pend.endThrough(id, settled(err))
+	}
 	// keep_lock keeps a token's lock; a write without one (token 0)
 	// holds the lock only while it is in flight (nobody retries under it).
 	if err == nil {

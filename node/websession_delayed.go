@@ -41,7 +41,11 @@ import (
 //   - Pending bytes are capped (Config.WebSessionDelayedMaxBytes): a
 //     delayed write that does not fit goes through. So does one while the
 //     leader has not applied its term's barrier (its state may lack
-//     committed writes to check against).
+//     committed writes to check against), and one of a session with a
+//     write-through write in flight (the state it would be checked
+//     against is about to change). A delayed write that went through
+//     is retried through (its request id is remembered): the state
+//     machine answers the retry.
 //
 // A leader that gives its place up on purpose (Node.Close, handOver)
 // first commits the table (flushStop): delayed writes go through from
@@ -90,10 +94,18 @@ type wsDelayed struct {
 	m        map[string]*wsPending
 	bytes    int
 	// retries maps the request ids of recent delayed writes to the
-	// version they were answered with; order is their arrival, to evict
-	// the oldest.
+	// version they were answered with, 0 for one that went through (its
+	// retry goes through too: the state machine answers it); order is
+	// their arrival, to evict the oldest.
 	retries map[string]uint64
 	order   []string
+	// through counts the write-through writes of a session in flight:
+	// while there is one, a delayed write of the session goes through
+	// too, ordered in the log after it, because the state the delayed
+	// write would be checked against is about to change. A write-through
+	// whose outcome is unknown (timeout) stays counted for the term: its
+	// entry may still apply.
+	through map[string]int
 }
 
 // wsPending is one session's delayed writes not yet committed.
@@ -120,7 +132,7 @@ func newWSDelayed(n *Node) *wsDelayed {
 	d := &wsDelayed{
 		n: n, max: n.cfg.WebSessionDelayedMaxBytes, delay: n.cfg.WebSessionFlushDelay,
 		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{}), hurry: make(chan struct{}),
-		m: map[string]*wsPending{}, retries: map[string]uint64{},
+		m: map[string]*wsPending{}, retries: map[string]uint64{}, through: map[string]int{},
 	}
 	go d.run()
 	return d
@@ -141,7 +153,7 @@ func (d *wsDelayed) close() {
 		}
 		close(e.drained)
 	}
-	d.m, d.bytes = nil, 0
+	d.m, d.bytes, d.through = nil, 0, nil
 	d.mu.Unlock()
 	d.cancel()
 	<-d.done
@@ -225,7 +237,7 @@ func (d *wsDelayed) pending(id string) bool {
 }
 
 // retried returns the version a delayed write with request id rid was
-// answered with.
+// answered with, 0 if it went through.
 func (d *wsDelayed) retried(rid []byte) (uint64, bool) {
 	if len(rid) == 0 {
 		return 0, false
@@ -250,8 +262,10 @@ func (d *wsDelayed) put(id string, req *paddockv1.WriteWebSessionRequest, rid []
 	if d.closed {
 		return 0, ErrNotLeader
 	}
-	if d.draining {
-		return 0, errDelayedFull // leadership is being given up: write through
+	if d.draining || d.through[id] > 0 {
+		// Leadership is being given up, or a write-through write of
+		// the session is in flight: write through.
+		return 0, errDelayedFull
 	}
 	cur, ok := d.current(id)
 	if !ok {
@@ -291,21 +305,60 @@ func (d *wsDelayed) put(id string, req *paddockv1.WriteWebSessionRequest, rid []
 	if !e.dirty {
 		e.dirty, e.since = true, time.Now()
 	}
-	if len(rid) > 0 {
-		if _, seen := d.retries[string(rid)]; !seen {
-			if len(d.order) >= delayedRetries {
-				delete(d.retries, d.order[0])
-				d.order = d.order[1:]
-			}
-			d.order = append(d.order, string(rid))
-		}
-		d.retries[string(rid)] = e.version
-	}
+	d.remember(rid, e.version)
 	select {
 	case d.kick <- struct{}{}:
 	default:
 	}
 	return e.version, nil
+}
+
+// remember records that the write with request id rid was answered with
+// version (0: it went through). d.mu is held.
+func (d *wsDelayed) remember(rid []byte, version uint64) {
+	if len(rid) == 0 {
+		return
+	}
+	if _, seen := d.retries[string(rid)]; !seen {
+		if len(d.order) >= delayedRetries {
+			delete(d.retries, d.order[0])
+			d.order = d.order[1:]
+		}
+		d.order = append(d.order, string(rid))
+	}
+	d.retries[string(rid)] = version
+}
+
+// beginThrough marks a write-through write of id in flight, until
+// endThrough; asked is whether it was asked delayed: its request id rid
+// is remembered, so that a retry goes through too instead of being held
+// at the version the first attempt is about to change.
+func (d *wsDelayed) beginThrough(id string, rid []byte, asked bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
+	d.through[id]++
+	if asked {
+		d.remember(rid, 0)
+	}
+}
+
+// endThrough ends beginThrough's mark; a write whose outcome is unknown
+// (not settled) leaves it for the term.
+func (d *wsDelayed) endThrough(id string, settled bool) {
+	if !settled {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
+	if d.through[id]--; d.through[id] <= 0 {
+		delete(d.through, id)
+	}
 }
 
 // drain waits until id has no pending write (committed, or dropped),
@@ -427,7 +480,9 @@ func (d *wsDelayed) commit(f wsFlush) {
 		if d.ctx.Err() != nil || errors.Is(err, ErrNotLeader) {
 			return // the term ended: close drops the entry
 		}
-		if settled(err) {
+		// A refused feature level appended nothing and may pass (a
+		// member registering): tried again, like a failure.
+		if settled(err) && !errors.Is(err, fsm.ErrFeatureLevel) {
 			d.refused(f, err)
 			return
 		}

@@ -434,3 +434,75 @@ func TestWebSessionDelayedGracefulStop(t *testing.T) {
 		})
 	}
 }
+
+// A delayed write that went through (here: the pending memory was full)
+// and is retried, with its request id, before it applies is retried
+// through too. Held in memory instead, at the version the first attempt
+// was about to change, the retry made the background commit fail its
+// version check and drop the writes answered after it.
+func TestWebSessionDelayedRetryOfWriteThrough(t *testing.T) {
+	c, l := dwCluster(t)
+	leader := c.Node(l)
+	n := c.Node(c.Followers(l)[0])
+	r := wsRead(t, n, "drt", true)
+	wsWrite(t, n, "drt", "a", 0, r.GetToken())
+	committed(t, leader, "drt", "a", 1)
+	r = wsRead(t, n, "drt", true)
+
+	type answer struct {
+		w   *paddockv1.WriteWebSessionResponse
+		err error
+	}
+	rid := []byte("delayed-through-0123456789abcdef")
+	req := &paddockv1.WriteWebSessionRequest{Id: "drt", Data: []byte("b"), Version: 1, Token: r.GetToken(), KeepLock: true, Mode: delayed}
+	write := func() chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			w, err := n.WriteWebSession(node.WithRequestID(wsCtx(t), rid), req)
+			ch <- answer{w, err}
+		}()
+		return ch
+	}
+	// Nothing commits; the first attempt finds no room and goes
+	// through: appended on the leader, not applied.
+	c.Transport(l).DropEntries("", true)
+	node.SetWebSessionDelayedMax(leader, 0)
+	last := leader.Raft().LastIndex()
+	first := write()
+	nodetest.Eventually(t, waitTimeout, func() error {
+		if i := leader.Raft().LastIndex(); i <= last {
+			return fmt.Errorf("the leader's last index is %d, want the write-through after %d", i, last)
+		}
+		return nil
+	})
+	node.SetWebSessionDelayedMax(leader, node.DefaultWebSessionDelayedMaxBytes)
+	// Its retry, which the memory now has room for. Were it answered at
+	// once (held in memory), the next write (version 2) would be too.
+	retry := write()
+	lifted := false
+	select {
+	case a := <-retry:
+		if a.err != nil {
+			t.Fatalf("retry: %v", a.err)
+		}
+		wsWriteDelayed(t, n, "drt", "c", 2, r.GetToken())
+	case <-time.After(time.Second):
+		c.Transport(l).DropEntries("", false)
+		lifted = true
+		for _, ch := range []chan answer{first, retry} {
+			if a := <-ch; a.err != nil || a.w.GetVersion() != 2 {
+				t.Fatalf("write-through and its retry: %v, %v; want version 2", a.w, a.err)
+			}
+		}
+		wsWriteDelayed(t, n, "drt", "c", 2, r.GetToken())
+	}
+	if !lifted {
+		c.Transport(l).DropEntries("", false)
+		if a := <-first; a.err != nil || a.w.GetVersion() != 2 {
+			t.Fatalf("write-through: %v, %v; want version 2", a.w, a.err)
+		}
+	}
+	// Every answered write is kept: c at version 3.
+	committed(t, leader, "drt", "c", 3)
+	steady(t, c, l)
+}
