@@ -38,7 +38,8 @@ import (
 //     lifetime of a session with pending writes wait for them to commit
 //     first (they hold the session's lock, so no delayed write slips in
 //     between).
-//   - Pending bytes are capped (Config.WebSessionDelayedMaxBytes): a
+//   - Pending bytes are capped (Config.WebSessionDelayedMaxBytes; a
+//     session's entry counts its id, its data and delayedEntryBytes): a
 //     delayed write that does not fit goes through. So does one while the
 //     leader has not applied its term's barrier (its state may lack
 //     committed writes to check against), and one of a session with a
@@ -68,6 +69,16 @@ const delayedRetries = 8192
 // DefaultWebSessionDelayedMaxBytes is the default of
 // Config.WebSessionDelayedMaxBytes.
 const DefaultWebSessionDelayedMaxBytes = 64 << 20
+
+// delayedEntryBytes is what the cap on pending bytes charges a session's
+// entry beyond its id and data (the entry, its map slot, its commit), so
+// that writes of little or no data to many sessions are bounded too.
+const delayedEntryBytes = 256
+
+// pendingCost is what id's pending data counts against the cap.
+func pendingCost(id string, data []byte) int {
+	return len(id) + len(data) + delayedEntryBytes
+}
 
 // delayedFlushers bounds the commits of one flush round in flight at once.
 const delayedFlushers = 64
@@ -281,9 +292,9 @@ func (d *wsDelayed) put(id string, req *paddockv1.WriteWebSessionRequest, rid []
 	}
 	data := req.GetData()
 	e := d.m[id]
-	size := d.bytes + len(data)
+	size := d.bytes + pendingCost(id, data)
 	if e != nil {
-		size -= len(e.data)
+		size -= pendingCost(id, e.data)
 	}
 	if size > d.max {
 		return 0, errDelayedFull
@@ -522,7 +533,7 @@ func (d *wsDelayed) committed(f wsFlush) {
 		}
 		return
 	}
-	d.bytes -= len(e.data)
+	d.bytes -= pendingCost(f.id, e.data)
 	delete(d.m, f.id)
 	close(e.drained)
 }
@@ -535,7 +546,7 @@ func (d *wsDelayed) refused(f wsFlush, err error) {
 	if d.closed || d.m[f.id] != f.e {
 		return
 	}
-	d.bytes -= len(f.e.data)
+	d.bytes -= pendingCost(f.id, f.e.data)
 	delete(d.m, f.id)
 	close(f.e.drained)
 	d.n.metrics.wsDelayed.WithLabelValues(wsDelayedDropped).Inc()

@@ -140,8 +140,9 @@ func TestWebSessionDelayedWrite(t *testing.T) {
 	if v, err := n.ValidateWebSession(wsCtx(t), &paddockv1.ValidateWebSessionRequest{Id: "dw-new"}); err != nil || !v.GetValid() {
 		t.Fatalf("validate a session written delayed: %v, %v", v, err)
 	}
-	if k, b := node.WebSessionPending(leader); k != 2 || b != 2 {
-		t.Fatalf("pending: %d sessions, %d bytes, want 2 and 2", k, b)
+	// Each session counts its id, its data and 256 bytes.
+	if k, b := node.WebSessionPending(leader); k != 2 || b != len("dw")+len("dw-new")+2+2*256 {
+		t.Fatalf("pending: %d sessions, %d bytes, want 2 and %d", k, b, len("dw")+len("dw-new")+2+2*256)
 	}
 
 	// A write-through write of the session orders after the pending
@@ -296,9 +297,9 @@ func TestWebSessionDelayedLeaderLoss(t *testing.T) {
 }
 
 // Past the cap on pending bytes a delayed write goes through: answered
-// once committed.
+// once committed. An entry counts its id ("cap": 3), its data and 256.
 func TestWebSessionDelayedMemoryCap(t *testing.T) {
-	c, l := dwCluster(t, nodetest.WithConfig(func(cfg *node.Config) { cfg.WebSessionDelayedMaxBytes = 8 }))
+	c, l := dwCluster(t, nodetest.WithConfig(func(cfg *node.Config) { cfg.WebSessionDelayedMaxBytes = 3 + 8 + 256 }))
 	leader := c.Node(l)
 	n := c.Node(c.Followers(l)[0])
 	r := wsRead(t, n, "cap", true)
@@ -505,4 +506,34 @@ func TestWebSessionDelayedRetryOfWriteThrough(t *testing.T) {
 	// Every answered write is kept: c at version 3.
 	committed(t, leader, "drt", "c", 3)
 	steady(t, c, l)
+}
+
+// The cap charges every pending session its id and a fixed overhead, not
+// only its data: empty writes to many sessions fill it too, and the
+// writes beyond it go through.
+func TestWebSessionDelayedEmptyWritesCap(t *testing.T) {
+	const max = 4096
+	c, l := dwCluster(t, nodetest.WithConfig(func(cfg *node.Config) {
+		cfg.WebSessionDelayedMaxBytes = max
+		cfg.WebSessionFlushDelay = time.Minute // pending writes stay
+	}))
+	leader := c.Node(l)
+	const writes = 40
+	for i := range writes {
+		id := fmt.Sprintf("empty-%02d", i)
+		if w := wsWriteDelayed(t, leader, id, "", 0, 0); w.GetVersion() != 1 {
+			t.Fatalf("write %s: v%d, want 1", id, w.GetVersion())
+		}
+	}
+	k, b := node.WebSessionPending(leader)
+	if b > max || k > max/(len("empty-00")+256) {
+		t.Fatalf("%d sessions and %d bytes pending, want at most %d bytes", k, b, max)
+	}
+	through := metricValue(t, leader, "paddock_web_session_delayed_writes_total", "outcome", "write_through")
+	if k == 0 || int(through) != writes-k {
+		t.Fatalf("%d sessions pending, %v written through, want both and %d in all", k, through, writes)
+	}
+	for i := k; i < writes; i++ {
+		committed(t, leader, fmt.Sprintf("empty-%02d", i), "", 1)
+	}
 }
