@@ -536,7 +536,11 @@ func (n *Node) wsWrite(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebS
 		// lost): the first answer, whoever holds the lock now.
 		// One that went through is retried through: the state machine
 		// answers it.
-		if v, ok := l.pend.retried(RequestID(ctx)); ok {
+		v, ok, err := l.pend.retried(RequestID(ctx), req)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
 			if v != 0 {
 				return &paddockv1.WriteWebSessionResponse{Header: n.ReadHeader(), Version: v}, nil
 			}
@@ -557,7 +561,7 @@ func (n *Node) wsWrite(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebS
 		n.metrics.wsDelayed.WithLabelValues(wsDelayedThrough).Inc()
 	}
 	if l.pend != nil {
-		l.pend.beginThrough(id, RequestID(ctx), req.GetMode() == paddockv1.WebSessionWriteMode_WEB_SESSION_WRITE_MODE_DELAYED)
+		l.pend.beginThrough(id, RequestID(ctx), req, req.GetMode() == paddockv1.WebSessionWriteMode_WEB_SESSION_WRITE_MODE_DELAYED)
 	}
 	// After the session's delayed writes, if any (a retry of a write
 	// already applied only gets its first result back).

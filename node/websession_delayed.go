@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -62,9 +64,43 @@ import (
 // session passes here, but the check stays the safety net) drops the
 // session's pending writes, logged.
 
-// delayedRetries is how many request ids of delayed writes the leader
-// remembers, so that a retry after a lost answer gets the first one.
-const delayedRetries = 8192
+// The leader remembers the request ids of delayed writes, so that a
+// retry after a lost answer gets the first one: the last delayedRetries
+// of them, and any younger than delayedRetryKeep, up to
+// delayedRetriesMax (a request id is at most fsm's limit, a session id
+// 256 bytes: some 20 MiB at most).
+const (
+	delayedRetries    = 8192
+	delayedRetriesMax = 1 << 15
+	delayedRetryKeep  = 30 * time.Second
+)
+
+// wsRetry is what the leader remembers of a delayed write's request id:
+// the write it named (a retry must be the same write, else it is
+// refused with fsm.ErrRequestIDReused, as the state machine does) and
+// its answer.
+type wsRetry struct {
+	id string
+	fp [sha256.Size]byte
+	// version is the version answered; 0: the write went through (its
+	// retry goes through too: the state machine answers it).
+	version uint64
+	at      time.Time
+}
+
+// retryFingerprint names a write's content for its retries: the version
+// it read, its lifetime and data (the session id is kept apart).
+func retryFingerprint(req *paddockv1.WriteWebSessionRequest) [sha256.Size]byte {
+	h := sha256.New()
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], req.GetVersion())
+	binary.BigEndian.PutUint64(b[8:], uint64(req.GetMaxLifetimeMs()))
+	h.Write(b[:])
+	h.Write(req.GetData())
+	var fp [sha256.Size]byte
+	h.Sum(fp[:0])
+	return fp
+}
 
 // DefaultWebSessionDelayedMaxBytes is the default of
 // Config.WebSessionDelayedMaxBytes.
@@ -104,11 +140,10 @@ type wsDelayed struct {
 	draining bool
 	m        map[string]*wsPending
 	bytes    int
-	// retries maps the request ids of recent delayed writes to the
-	// version they were answered with, 0 for one that went through (its
-	// retry goes through too: the state machine answers it); order is
-	// their arrival, to evict the oldest.
-	retries map[string]uint64
+	// retries maps the request ids of recent delayed writes to what the
+	// leader remembers of them; order is their arrival, to evict the
+	// oldest.
+	retries map[string]*wsRetry
 	order   []string
 	// through counts the write-through writes of a session in flight:
 	// while there is one, a delayed write of the session goes through
@@ -143,7 +178,7 @@ func newWSDelayed(n *Node) *wsDelayed {
 	d := &wsDelayed{
 		n: n, max: n.cfg.WebSessionDelayedMaxBytes, delay: n.cfg.WebSessionFlushDelay,
 		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{}), hurry: make(chan struct{}),
-		m: map[string]*wsPending{}, retries: map[string]uint64{}, through: map[string]int{},
+		m: map[string]*wsPending{}, retries: map[string]*wsRetry{}, through: map[string]int{},
 	}
 	go d.run()
 	return d
@@ -248,15 +283,24 @@ func (d *wsDelayed) pending(id string) bool {
 }
 
 // retried returns the version a delayed write with request id rid was
-// answered with, 0 if it went through.
-func (d *wsDelayed) retried(rid []byte) (uint64, bool) {
+// answered with, 0 if it went through. A request id remembered for
+// another write (another session, version read, lifetime or data) is
+// refused with fsm.ErrRequestIDReused.
+func (d *wsDelayed) retried(rid []byte, req *paddockv1.WriteWebSessionRequest) (uint64, bool, error) {
 	if len(rid) == 0 {
-		return 0, false
+		return 0, false, nil
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	v, ok := d.retries[string(rid)]
-	return v, ok
+	r := d.retries[string(rid)]
+	if r == nil {
+		return 0, false, nil
+	}
+	if r.id != req.GetId() || r.fp != retryFingerprint(req) {
+		return 0, false, &fsm.Error{Err: fsm.ErrRequestIDReused, Detail: fmt.Sprintf(
+			"request id %x was used for another write (of web session %s); use a new id for each request", rid, r.id)}
+	}
+	return r.version, true, nil
 }
 
 // errDelayedFull makes a delayed write go through: the pending bytes
@@ -316,7 +360,7 @@ func (d *wsDelayed) put(id string, req *paddockv1.WriteWebSessionRequest, rid []
 	if !e.dirty {
 		e.dirty, e.since = true, time.Now()
 	}
-	d.remember(rid, e.version)
+	d.remember(rid, id, req, e.version)
 	select {
 	case d.kick <- struct{}{}:
 	default:
@@ -324,27 +368,32 @@ func (d *wsDelayed) put(id string, req *paddockv1.WriteWebSessionRequest, rid []
 	return e.version, nil
 }
 
-// remember records that the write with request id rid was answered with
+// remember records that req, with request id rid, was answered with
 // version (0: it went through). d.mu is held.
-func (d *wsDelayed) remember(rid []byte, version uint64) {
+func (d *wsDelayed) remember(rid []byte, id string, req *paddockv1.WriteWebSessionRequest, version uint64) {
 	if len(rid) == 0 {
 		return
 	}
-	if _, seen := d.retries[string(rid)]; !seen {
-		if len(d.order) >= delayedRetries {
-			delete(d.retries, d.order[0])
-			d.order = d.order[1:]
-		}
-		d.order = append(d.order, string(rid))
+	now := time.Now()
+	if r := d.retries[string(rid)]; r != nil {
+		r.version = version // a retry of one that went through
+		return
 	}
-	d.retries[string(rid)] = version
+	for len(d.order) > 0 && (len(d.order) >= delayedRetriesMax ||
+		len(d.order) >= delayedRetries && now.Sub(d.retries[d.order[0]].at) > delayedRetryKeep) {
+		delete(d.retries, d.order[0])
+		d.order[0] = ""
+		d.order = d.order[1:]
+	}
+	d.order = append(d.order, string(rid))
+	d.retries[string(rid)] = &wsRetry{id: id, fp: retryFingerprint(req), version: version, at: now}
 }
 
 // beginThrough marks a write-through write of id in flight, until
 // endThrough; asked is whether it was asked delayed: its request id rid
 // is remembered, so that a retry goes through too instead of being held
 // at the version the first attempt is about to change.
-func (d *wsDelayed) beginThrough(id string, rid []byte, asked bool) {
+func (d *wsDelayed) beginThrough(id string, rid []byte, req *paddockv1.WriteWebSessionRequest, asked bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -352,7 +401,7 @@ func (d *wsDelayed) beginThrough(id string, rid []byte, asked bool) {
 	}
 	d.through[id]++
 	if asked {
-		d.remember(rid, 0)
+		d.remember(rid, id, req, 0)
 	}
 }
 

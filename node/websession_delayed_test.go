@@ -537,3 +537,33 @@ func TestWebSessionDelayedEmptyWritesCap(t *testing.T) {
 		committed(t, leader, fmt.Sprintf("empty-%02d", i), "", 1)
 	}
 }
+
+// A request id the leader remembers for a delayed write names that write
+// only: another write with it (another session, version or data) is
+// refused with ErrRequestIDReused, as the state machine refuses it, and
+// changes nothing.
+func TestWebSessionDelayedRequestIDReused(t *testing.T) {
+	c, l := dwCluster(t)
+	n := c.Node(c.Followers(l)[0])
+	rid := []byte("delayed-reused-0123456789abcdef0")
+	a := wsRead(t, n, "dreuse", true)
+	first, err := n.WriteWebSession(node.WithRequestID(wsCtx(t), rid), &paddockv1.WriteWebSessionRequest{Id: "dreuse", Data: []byte("a"), Token: a.GetToken(), Mode: delayed})
+	if err != nil || first.GetVersion() != 1 {
+		t.Fatalf("delayed write: %v, %v", first, err)
+	}
+	for _, req := range []*paddockv1.WriteWebSessionRequest{
+		{Id: "dreuse-other", Data: []byte("a"), Mode: delayed},
+		{Id: "dreuse", Data: []byte("z"), Mode: delayed},
+		{Id: "dreuse", Data: []byte("a"), Version: 1, Mode: delayed},
+		{Id: "dreuse", Data: []byte("a"), MaxLifetimeMs: 5000, Mode: delayed},
+	} {
+		if w, err := n.WriteWebSession(node.WithRequestID(wsCtx(t), rid), req); !errors.Is(err, fsm.ErrRequestIDReused) {
+			t.Fatalf("write %v with a used request id: %v, %v; want ErrRequestIDReused", req, w, err)
+		}
+	}
+	committed(t, c.Node(l), "dreuse", "a", 1)
+	if _, ok := c.Node(l).FSM().WebSession("dreuse-other"); ok {
+		t.Fatal("dreuse-other was written")
+	}
+	steady(t, c, l)
+}
