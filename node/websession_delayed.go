@@ -32,10 +32,12 @@ import (
 //     WebSessionWrite{version: v, new_version: v+k} carrying the last data:
 //     the versions acknowledged stay the session's, in order, and the
 //     state machine's version check still holds. A session has at most one
-//     commit in flight; writes acknowledged meanwhile wait for the next
-//     round. A round starts as soon as a write is pending (after
-//     Config.WebSessionFlushDelay, if set), so the window from answer to
-//     commit is about one commit, or two when a round was in flight.
+//     commit in flight; writes acknowledged meanwhile wait for it to end.
+//     The flusher starts a session's commit as soon as a write is pending
+//     and the session has none in flight (after
+//     Config.WebSessionFlushDelay, if set), at most delayedFlushers at
+//     once, so the window from answer to commit is about one commit, or
+//     two when the session's previous commit was in flight.
 //   - A write-through write, a destroy and a touch that changes the
 //     lifetime of a session with pending writes wait for them to commit
 //     first (they hold the session's lock, so no delayed write slips in
@@ -116,7 +118,7 @@ func pendingCost(id string, data []byte) int {
 	return len(id) + len(data) + delayedEntryBytes
 }
 
-// delayedFlushers bounds the commits of one flush round in flight at once.
+// delayedFlushers bounds the delayed commits in flight at once.
 const delayedFlushers = 64
 
 // wsDelayed is one term's table of pending delayed writes.
@@ -128,6 +130,10 @@ type wsDelayed struct {
 	cancel context.CancelFunc
 	kick   chan struct{}
 	done   chan struct{}
+	// sem bounds the commits in flight (delayedFlushers); commits counts
+	// them, for close.
+	sem     chan struct{}
+	commits sync.WaitGroup
 
 	// hurry is closed by flushStop: the flusher stops waiting
 	// Config.WebSessionFlushDelay.
@@ -178,7 +184,8 @@ func newWSDelayed(n *Node) *wsDelayed {
 	d := &wsDelayed{
 		n: n, max: n.cfg.WebSessionDelayedMaxBytes, delay: n.cfg.WebSessionFlushDelay,
 		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{}), hurry: make(chan struct{}),
-		m: map[string]*wsPending{}, retries: map[string]*wsRetry{}, through: map[string]int{},
+		sem: make(chan struct{}, delayedFlushers),
+		m:   map[string]*wsPending{}, retries: map[string]*wsRetry{}, through: map[string]int{},
 	}
 	go d.run()
 	return d
@@ -203,6 +210,7 @@ func (d *wsDelayed) close() {
 	d.mu.Unlock()
 	d.cancel()
 	<-d.done
+	d.commits.Wait()
 	if lost > 0 {
 		d.n.metrics.wsDelayed.WithLabelValues(wsDelayedDropped).Add(float64(lost))
 		d.n.log.Warn("leadership ended with delayed web session writes not committed: lost", "sessions", lost)
@@ -480,9 +488,11 @@ type wsFlush struct {
 	since time.Time
 }
 
-// flushRound commits every session with writes acknowledged and no commit
-// in flight, concurrently (raft batches them), and returns when all are
-// done.
+// flushRound starts the commit of every session with writes acknowledged
+// and no commit in flight, at most delayedFlushers at once (raft batches
+// them), and returns once all are started: a session's next commit is
+// started as soon as its own previous one is done, without waiting for
+// the other sessions'.
 func (d *wsDelayed) flushRound() {
 	d.mu.Lock()
 	var round []wsFlush
@@ -501,18 +511,19 @@ func (d *wsDelayed) flushRound() {
 		})
 	}
 	d.mu.Unlock()
-	sem := make(chan struct{}, delayedFlushers)
-	var wg sync.WaitGroup
 	for _, f := range round {
-		sem <- struct{}{}
-		wg.Add(1)
+		select {
+		case d.sem <- struct{}{}:
+		case <-d.ctx.Done():
+			return // the term ended: close drops the entries
+		}
+		d.commits.Add(1)
 		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+			defer d.commits.Done()
+			defer func() { <-d.sem }()
 			d.commit(f)
 		}()
 	}
-	wg.Wait()
 }
 
 // newFlushID is a commit's request id: a retry of the commit after an
