@@ -1,5 +1,7 @@
 package node
 
+import "time"
+
 // StallWatchHub makes n's watch hub wait, before it takes in each applied
 // batch, until the returned release is called: the fsm has published the
 // batch's index (AppliedIndex, reads) but the hub does not hold its events
@@ -43,5 +45,15 @@ func SetWebSessionDelayedMax(n *Node, max int) {
 	l := n.ws.locks.Load()
 	l.pend.mu.Lock()
 	l.pend.max = max
+	l.pend.mu.Unlock()
+}
+
+// SetWebSessionFlushDelay sets the flush delay of leader n's term,
+// beyond the limit of Config.WebSessionFlushDelay (a test holding
+// delayed writes pending).
+func SetWebSessionFlushDelay(n *Node, delay time.Duration) {
+	l := n.ws.locks.Load()
+	l.pend.mu.Lock()
+	l.pend.delay = delay
 	l.pend.mu.Unlock()
 }

@@ -464,8 +464,11 @@ func (d *wsDelayed) run() {
 			return
 		case <-d.kick:
 		}
-		if d.delay > 0 {
-			t := time.NewTimer(d.delay)
+		d.mu.Lock()
+		delay := d.delay // tests change it
+		d.mu.Unlock()
+		if delay > 0 {
+			t := time.NewTimer(delay)
 			select {
 			case <-d.ctx.Done():
 				t.Stop()

@@ -402,8 +402,9 @@ func TestWebSessionDelayedGracefulStop(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			// The flusher waits a minute: the writes are only in the
 			// leader's memory when it goes.
-			c, l := dwCluster(t, nodetest.WithConfig(func(cfg *node.Config) { cfg.WebSessionFlushDelay = time.Minute }))
+			c, l := dwCluster(t)
 			leader := c.Node(l)
+			node.SetWebSessionFlushDelay(leader, time.Minute)
 			n := c.Node(c.Followers(l)[0])
 			r := wsRead(t, n, "gs", true)
 			wsWriteDelayed(t, n, "gs", "a", 0, r.GetToken())
@@ -513,11 +514,9 @@ func TestWebSessionDelayedRetryOfWriteThrough(t *testing.T) {
 // writes beyond it go through.
 func TestWebSessionDelayedEmptyWritesCap(t *testing.T) {
 	const max = 4096
-	c, l := dwCluster(t, nodetest.WithConfig(func(cfg *node.Config) {
-		cfg.WebSessionDelayedMaxBytes = max
-		cfg.WebSessionFlushDelay = time.Minute // pending writes stay
-	}))
+	c, l := dwCluster(t, nodetest.WithConfig(func(cfg *node.Config) { cfg.WebSessionDelayedMaxBytes = max }))
 	leader := c.Node(l)
+	node.SetWebSessionFlushDelay(leader, time.Minute) // pending writes stay
 	const writes = 40
 	for i := range writes {
 		id := fmt.Sprintf("empty-%02d", i)
