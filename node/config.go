@@ -57,8 +57,9 @@ type Config struct {
 	// WebSessionMaxBytes caps a PHP web session's data (at most
 	// fsm.MaxDataSize; default DefaultWebSessionMaxBytes).
 	WebSessionMaxBytes int
-	// WebSessionDelayedMaxBytes caps the data of the delayed web session
-	// writes the leader holds not yet committed (default
+	// WebSessionDelayedMaxBytes caps the bytes of the delayed web session
+	// writes the leader holds not yet committed: each session's id and
+	// data plus 256 per session (default
 	// DefaultWebSessionDelayedMaxBytes); a delayed write beyond it goes
 	// through.
 	WebSessionDelayedMaxBytes int

@@ -1,5 +1,7 @@
 package node
 
+import "time"
+
 // StallWatchHub makes n's watch hub wait, before it takes in each applied
 // batch, until the returned release is called: the fsm has published the
 // batch's index (AppliedIndex, reads) but the hub does not hold its events
@@ -31,4 +33,27 @@ func WebSessionPending(n *Node) (sessions, bytes int) {
 		return 0, 0
 	}
 	return l.pend.size()
+}
+
+// HandOver is n's handOver: a leader gives its place to another member,
+// as before it stops.
+func HandOver(n *Node) { n.handOver() }
+
+// SetWebSessionDelayedMax sets the cap on the pending delayed bytes of
+// leader n's term.
+func SetWebSessionDelayedMax(n *Node, max int) {
+	l := n.ws.locks.Load()
+	l.pend.mu.Lock()
+	l.pend.max = max
+	l.pend.mu.Unlock()
+}
+
+// SetWebSessionFlushDelay sets the flush delay of leader n's term,
+// beyond the limit of Config.WebSessionFlushDelay (a test holding
+// delayed writes pending).
+func SetWebSessionFlushDelay(n *Node, delay time.Duration) {
+	l := n.ws.locks.Load()
+	l.pend.mu.Lock()
+	l.pend.delay = delay
+	l.pend.mu.Unlock()
 }

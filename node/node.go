@@ -232,6 +232,10 @@ func (n *Node) handOver() {
 	if !n.IsLeader() {
 		return
 	}
+	// Raft refuses new entries during the transfer, and the new leader
+	// knows nothing of this one's delayed web session writes: commit
+	// them first.
+	n.ws.flushStop()
 	done := make(chan error, 1)
 	go func() { done <- n.raft.LeadershipTransfer().Error() }()
 	t := time.NewTimer(n.cfg.RequestTimeout)
@@ -278,6 +282,13 @@ func (n *Node) closeStores() {
 // Close stops the node: its loops, raft, the transport and the store. A
 // second call waits for the first to finish and returns nil.
 func (n *Node) Close() error {
+	// While the node still proposes (closing refuses new proposals), and
+	// before the loops stop (the end of the term drops the table): the
+	// delayed web session writes this leader answered are committed, so
+	// a graceful stop loses none.
+	if !n.closing.Load() && n.ws != nil {
+		n.ws.flushStop()
+	}
 	if !n.closing.CompareAndSwap(false, true) {
 		<-n.closed
 		return nil

@@ -95,6 +95,19 @@ func (w *webSessions) startTerm() {
 	}
 }
 
+// flushStop commits the term's delayed writes before this leader gives
+// its place up on purpose (Close, handOver): delayed writes go through
+// from now on, and it waits up to RequestTimeout for the pending ones.
+// A node that does not lead, or whose state machine stopped (nothing can
+// be committed), has nothing to wait for.
+func (w *webSessions) flushStop() {
+	l := w.locks.Load()
+	if l == nil || l.pend == nil || w.n.fsm.Err() != nil {
+		return
+	}
+	l.pend.flushStop(w.n.cfg.RequestTimeout)
+}
+
 // stopTerm drops the lock table: leadership ended.
 func (w *webSessions) stopTerm() {
 	if old := w.locks.Swap(nil); old != nil {
@@ -521,8 +534,17 @@ func (n *Node) wsWrite(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebS
 	if delayed {
 		// A retry of a delayed write answered before (the answer was
 		// lost): the first answer, whoever holds the lock now.
-		if v, ok := l.pend.retried(RequestID(ctx)); ok {
-			return &paddockv1.WriteWebSessionResponse{Header: n.ReadHeader(), Version: v}, nil
+		// One that went through is retried through: the state machine
+		// answers it.
+		v, ok, err := l.pend.retried(RequestID(ctx), req)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			if v != 0 {
+				return &paddockv1.WriteWebSessionResponse{Header: n.ReadHeader(), Version: v}, nil
+			}
+			delayed = false
 		}
 	}
 	retry := n.knownRetry(ctx)
@@ -538,10 +560,16 @@ func (n *Node) wsWrite(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebS
 		}
 		n.metrics.wsDelayed.WithLabelValues(wsDelayedThrough).Inc()
 	}
+	if l.pend != nil {
+		l.pend.beginThrough(id, RequestID(ctx), req, req.GetMode() == paddockv1.WebSessionWriteMode_WEB_SESSION_WRITE_MODE_DELAYED)
+	}
 	// After the session's delayed writes, if any (a retry of a write
 	// already applied only gets its first result back).
 	if !retry {
 		if err := l.drain(ctx, id); err != nil {
+			if l.pend != nil {
+				l.pend.endThrough(id, true) // nothing proposed
+			}
 			l.endWrite(h, req.GetToken() == 0)
 			return nil, err
 		}
@@ -549,6 +577,9 @@ func (n *Node) wsWrite(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebS
 	res, err := n.proposeLeader(ctx, &raftv1.Command{Op: &raftv1.Command_WebSessionWrite{WebSessionWrite: &raftv1.WebSessionWrite{
 		Id: id, Data: req.GetData(), Version: req.GetVersion(), MaxLifetimeMs: req.GetMaxLifetimeMs(),
 	}}})
+	if l.pend != nil {
+		l.pend.endThrough(id, settled(err))
+	}
 	// keep_lock keeps a token's lock; a write without one (token 0)
 	// holds the lock only while it is in flight (nobody retries under it).
 	if err == nil {

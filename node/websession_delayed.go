@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -30,36 +32,93 @@ import (
 //     WebSessionWrite{version: v, new_version: v+k} carrying the last data:
 //     the versions acknowledged stay the session's, in order, and the
 //     state machine's version check still holds. A session has at most one
-//     commit in flight; writes acknowledged meanwhile wait for the next
-//     round. A round starts as soon as a write is pending (after
-//     Config.WebSessionFlushDelay, if set), so the window from answer to
-//     commit is about one commit, or two when a round was in flight.
+//     commit in flight; writes acknowledged meanwhile wait for it to end.
+//     The flusher starts a session's commit as soon as a write is pending
+//     and the session has none in flight (after
+//     Config.WebSessionFlushDelay, if set), at most delayedFlushers at
+//     once, so the window from answer to commit is about one commit, or
+//     two when the session's previous commit was in flight.
 //   - A write-through write, a destroy and a touch that changes the
 //     lifetime of a session with pending writes wait for them to commit
 //     first (they hold the session's lock, so no delayed write slips in
 //     between).
-//   - Pending bytes are capped (Config.WebSessionDelayedMaxBytes): a
+//   - Pending bytes are capped (Config.WebSessionDelayedMaxBytes; a
+//     session's entry counts its id, its data and delayedEntryBytes): a
 //     delayed write that does not fit goes through. So does one while the
 //     leader has not applied its term's barrier (its state may lack
-//     committed writes to check against).
+//     committed writes to check against), and one of a session with a
+//     write-through write in flight (the state it would be checked
+//     against is about to change). A delayed write that went through
+//     is retried through (its request id is remembered): the state
+//     machine answers the retry.
+//
+// A leader that gives its place up on purpose (Node.Close, handOver)
+// first commits the table (flushStop): delayed writes go through from
+// then on, and it waits for the pending ones, up to RequestTimeout. So a
+// graceful stop or a leadership transfer loses nothing.
 //
 // The table belongs to one term: when leadership ends it is dropped, and
-// what was acknowledged but not committed is lost (the session stays at
+// what was acknowledged but not committed (a crash, a leader deposed
+// without knowing it) is lost (the session stays at
 // its last committed version; a writer that read the lost data is refused
 // for its version). A commit in flight at that moment may still land. A
 // commit the state machine refuses (it cannot be, as every write of the
 // session passes here, but the check stays the safety net) drops the
 // session's pending writes, logged.
 
-// delayedRetries is how many request ids of delayed writes the leader
-// remembers, so that a retry after a lost answer gets the first one.
-const delayedRetries = 8192
+// The leader remembers the request ids of delayed writes, so that a
+// retry after a lost answer gets the first one: the last delayedRetries
+// of them, and any younger than delayedRetryKeep, up to
+// delayedRetriesMax (a request id is at most fsm's limit, a session id
+// 256 bytes: some 20 MiB at most).
+const (
+	delayedRetries    = 8192
+	delayedRetriesMax = 1 << 15
+	delayedRetryKeep  = 30 * time.Second
+)
+
+// wsRetry is what the leader remembers of a delayed write's request id:
+// the write it named (a retry must be the same write, else it is
+// refused with fsm.ErrRequestIDReused, as the state machine does) and
+// its answer.
+type wsRetry struct {
+	id string
+	fp [sha256.Size]byte
+	// version is the version answered; 0: the write went through (its
+	// retry goes through too: the state machine answers it).
+	version uint64
+	at      time.Time
+}
+
+// retryFingerprint names a write's content for its retries: the version
+// it read, its lifetime and data (the session id is kept apart).
+func retryFingerprint(req *paddockv1.WriteWebSessionRequest) [sha256.Size]byte {
+	h := sha256.New()
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], req.GetVersion())
+	binary.BigEndian.PutUint64(b[8:], uint64(req.GetMaxLifetimeMs()))
+	h.Write(b[:])
+	h.Write(req.GetData())
+	var fp [sha256.Size]byte
+	h.Sum(fp[:0])
+	return fp
+}
 
 // DefaultWebSessionDelayedMaxBytes is the default of
 // Config.WebSessionDelayedMaxBytes.
 const DefaultWebSessionDelayedMaxBytes = 64 << 20
 
-// delayedFlushers bounds the commits of one flush round in flight at once.
+// delayedEntryBytes is what the cap on pending bytes charges a session's
+// entry beyond its id and data (the entry, its map slot, its commit), so
+// that writes of little or no data to many sessions are bounded too.
+const delayedEntryBytes = 256
+
+// pendingCost is what id's pending data counts against the cap.
+func pendingCost(id string, data []byte) int {
+	return len(id) + len(data) + delayedEntryBytes
+}
+
+// delayedFlushers bounds the delayed commits in flight at once.
 const delayedFlushers = 64
 
 // wsDelayed is one term's table of pending delayed writes.
@@ -71,16 +130,34 @@ type wsDelayed struct {
 	cancel context.CancelFunc
 	kick   chan struct{}
 	done   chan struct{}
+	// sem bounds the commits in flight (delayedFlushers); commits counts
+	// them, for close.
+	sem     chan struct{}
+	commits sync.WaitGroup
+
+	// hurry is closed by flushStop: the flusher stops waiting
+	// Config.WebSessionFlushDelay.
+	hurry chan struct{}
 
 	mu     sync.Mutex
 	closed bool
-	m      map[string]*wsPending
-	bytes  int
-	// retries maps the request ids of recent delayed writes to the
-	// version they were answered with; order is their arrival, to evict
-	// the oldest.
-	retries map[string]uint64
+	// draining: flushStop was called; no write is held any more (they go
+	// through), the pending ones are being committed.
+	draining bool
+	m        map[string]*wsPending
+	bytes    int
+	// retries maps the request ids of recent delayed writes to what the
+	// leader remembers of them; order is their arrival, to evict the
+	// oldest.
+	retries map[string]*wsRetry
 	order   []string
+	// through counts the write-through writes of a session in flight:
+	// while there is one, a delayed write of the session goes through
+	// too, ordered in the log after it, because the state the delayed
+	// write would be checked against is about to change. A write-through
+	// whose outcome is unknown (timeout) stays counted for the term: its
+	// entry may still apply.
+	through map[string]int
 }
 
 // wsPending is one session's delayed writes not yet committed.
@@ -106,8 +183,9 @@ func newWSDelayed(n *Node) *wsDelayed {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &wsDelayed{
 		n: n, max: n.cfg.WebSessionDelayedMaxBytes, delay: n.cfg.WebSessionFlushDelay,
-		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{}),
-		m: map[string]*wsPending{}, retries: map[string]uint64{},
+		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{}), hurry: make(chan struct{}),
+		sem: make(chan struct{}, delayedFlushers),
+		m:   map[string]*wsPending{}, retries: map[string]*wsRetry{}, through: map[string]int{},
 	}
 	go d.run()
 	return d
@@ -128,14 +206,54 @@ func (d *wsDelayed) close() {
 		}
 		close(e.drained)
 	}
-	d.m, d.bytes = nil, 0
+	d.m, d.bytes, d.through = nil, 0, nil
 	d.mu.Unlock()
 	d.cancel()
 	<-d.done
+	d.commits.Wait()
 	if lost > 0 {
 		d.n.metrics.wsDelayed.WithLabelValues(wsDelayedDropped).Add(float64(lost))
 		d.n.log.Warn("leadership ended with delayed web session writes not committed: lost", "sessions", lost)
 	}
+}
+
+// flushStop commits the pending writes before leadership is given up
+// (a graceful stop, a leadership transfer): from now on delayed writes go
+// through, and it waits until every pending write is committed (or
+// dropped), or timeout passes. It reports whether the table is empty.
+func (d *wsDelayed) flushStop(timeout time.Duration) bool {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return true
+	}
+	if !d.draining {
+		d.draining = true
+		close(d.hurry)
+	}
+	waits := make([]chan struct{}, 0, len(d.m))
+	for _, e := range d.m {
+		waits = append(waits, e.drained)
+	}
+	d.mu.Unlock()
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	// No entry is added once draining: waiting for the present ones is
+	// waiting for the table to empty.
+	for _, ch := range waits {
+		select {
+		case <-ch:
+		case <-t.C:
+			k, _ := d.size()
+			d.n.log.Warn("delayed web session writes not committed before giving up leadership", "sessions", k)
+			return false
+		}
+	}
+	return true
 }
 
 // current is id as the leader serves it: its pending write, else the
@@ -173,15 +291,24 @@ func (d *wsDelayed) pending(id string) bool {
 }
 
 // retried returns the version a delayed write with request id rid was
-// answered with.
-func (d *wsDelayed) retried(rid []byte) (uint64, bool) {
+// answered with, 0 if it went through. A request id remembered for
+// another write (another session, version read, lifetime or data) is
+// refused with fsm.ErrRequestIDReused.
+func (d *wsDelayed) retried(rid []byte, req *paddockv1.WriteWebSessionRequest) (uint64, bool, error) {
 	if len(rid) == 0 {
-		return 0, false
+		return 0, false, nil
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	v, ok := d.retries[string(rid)]
-	return v, ok
+	r := d.retries[string(rid)]
+	if r == nil {
+		return 0, false, nil
+	}
+	if r.id != req.GetId() || r.fp != retryFingerprint(req) {
+		return 0, false, &fsm.Error{Err: fsm.ErrRequestIDReused, Detail: fmt.Sprintf(
+			"request id %x was used for another write (of web session %s); use a new id for each request", rid, r.id)}
+	}
+	return r.version, true, nil
 }
 
 // errDelayedFull makes a delayed write go through: the pending bytes
@@ -198,6 +325,11 @@ func (d *wsDelayed) put(id string, req *paddockv1.WriteWebSessionRequest, rid []
 	if d.closed {
 		return 0, ErrNotLeader
 	}
+	if d.draining || d.through[id] > 0 {
+		// Leadership is being given up, or a write-through write of
+		// the session is in flight: write through.
+		return 0, errDelayedFull
+	}
 	cur, ok := d.current(id)
 	if !ok {
 		cur.Version = 0
@@ -212,9 +344,9 @@ func (d *wsDelayed) put(id string, req *paddockv1.WriteWebSessionRequest, rid []
 	}
 	data := req.GetData()
 	e := d.m[id]
-	size := d.bytes + len(data)
+	size := d.bytes + pendingCost(id, data)
 	if e != nil {
-		size -= len(e.data)
+		size -= pendingCost(id, e.data)
 	}
 	if size > d.max {
 		return 0, errDelayedFull
@@ -236,21 +368,65 @@ func (d *wsDelayed) put(id string, req *paddockv1.WriteWebSessionRequest, rid []
 	if !e.dirty {
 		e.dirty, e.since = true, time.Now()
 	}
-	if len(rid) > 0 {
-		if _, seen := d.retries[string(rid)]; !seen {
-			if len(d.order) >= delayedRetries {
-				delete(d.retries, d.order[0])
-				d.order = d.order[1:]
-			}
-			d.order = append(d.order, string(rid))
-		}
-		d.retries[string(rid)] = e.version
-	}
+	d.remember(rid, id, req, e.version)
 	select {
 	case d.kick <- struct{}{}:
 	default:
 	}
 	return e.version, nil
+}
+
+// remember records that req, with request id rid, was answered with
+// version (0: it went through). d.mu is held.
+func (d *wsDelayed) remember(rid []byte, id string, req *paddockv1.WriteWebSessionRequest, version uint64) {
+	if len(rid) == 0 {
+		return
+	}
+	now := time.Now()
+	if r := d.retries[string(rid)]; r != nil {
+		r.version = version // a retry of one that went through
+		return
+	}
+	for len(d.order) > 0 && (len(d.order) >= delayedRetriesMax ||
+		len(d.order) >= delayedRetries && now.Sub(d.retries[d.order[0]].at) > delayedRetryKeep) {
+		delete(d.retries, d.order[0])
+		d.order[0] = ""
+		d.order = d.order[1:]
+	}
+	d.order = append(d.order, string(rid))
+	d.retries[string(rid)] = &wsRetry{id: id, fp: retryFingerprint(req), version: version, at: now}
+}
+
+// beginThrough marks a write-through write of id in flight, until
+// endThrough; asked is whether it was asked delayed: its request id rid
+// is remembered, so that a retry goes through too instead of being held
+// at the version the first attempt is about to change.
+func (d *wsDelayed) beginThrough(id string, rid []byte, req *paddockv1.WriteWebSessionRequest, asked bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
+	d.through[id]++
+	if asked {
+		d.remember(rid, id, req, 0)
+	}
+}
+
+// endThrough ends beginThrough's mark; a write whose outcome is unknown
+// (not settled) leaves it for the term.
+func (d *wsDelayed) endThrough(id string, settled bool) {
+	if !settled {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
+	if d.through[id]--; d.through[id] <= 0 {
+		delete(d.through, id)
+	}
 }
 
 // drain waits until id has no pending write (committed, or dropped),
@@ -288,8 +464,19 @@ func (d *wsDelayed) run() {
 			return
 		case <-d.kick:
 		}
-		if d.delay > 0 && !sleepCtx(d.ctx, d.delay) {
-			return
+		d.mu.Lock()
+		delay := d.delay // tests change it
+		d.mu.Unlock()
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-d.ctx.Done():
+				t.Stop()
+				return
+			case <-d.hurry:
+			case <-t.C:
+			}
+			t.Stop()
 		}
 		d.flushRound()
 	}
@@ -304,9 +491,11 @@ type wsFlush struct {
 	since time.Time
 }
 
-// flushRound commits every session with writes acknowledged and no commit
-// in flight, concurrently (raft batches them), and returns when all are
-// done.
+// flushRound starts the commit of every session with writes acknowledged
+// and no commit in flight, at most delayedFlushers at once (raft batches
+// them), and returns once all are started: a session's next commit is
+// started as soon as its own previous one is done, without waiting for
+// the other sessions'.
 func (d *wsDelayed) flushRound() {
 	d.mu.Lock()
 	var round []wsFlush
@@ -325,18 +514,19 @@ func (d *wsDelayed) flushRound() {
 		})
 	}
 	d.mu.Unlock()
-	sem := make(chan struct{}, delayedFlushers)
-	var wg sync.WaitGroup
 	for _, f := range round {
-		sem <- struct{}{}
-		wg.Add(1)
+		select {
+		case d.sem <- struct{}{}:
+		case <-d.ctx.Done():
+			return // the term ended: close drops the entries
+		}
+		d.commits.Add(1)
 		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+			defer d.commits.Done()
+			defer func() { <-d.sem }()
 			d.commit(f)
 		}()
 	}
-	wg.Wait()
 }
 
 // newFlushID is a commit's request id: a retry of the commit after an
@@ -364,7 +554,9 @@ func (d *wsDelayed) commit(f wsFlush) {
 		if d.ctx.Err() != nil || errors.Is(err, ErrNotLeader) {
 			return // the term ended: close drops the entry
 		}
-		if settled(err) {
+		// A refused feature level appended nothing and may pass (a
+		// member registering): tried again, like a failure.
+		if settled(err) && !errors.Is(err, fsm.ErrFeatureLevel) {
 			d.refused(f, err)
 			return
 		}
@@ -404,7 +596,7 @@ func (d *wsDelayed) committed(f wsFlush) {
 		}
 		return
 	}
-	d.bytes -= len(e.data)
+	d.bytes -= pendingCost(f.id, e.data)
 	delete(d.m, f.id)
 	close(e.drained)
 }
@@ -417,7 +609,7 @@ func (d *wsDelayed) refused(f wsFlush, err error) {
 	if d.closed || d.m[f.id] != f.e {
 		return
 	}
-	d.bytes -= len(f.e.data)
+	d.bytes -= pendingCost(f.id, f.e.data)
 	delete(d.m, f.id)
 	close(f.e.drained)
 	d.n.metrics.wsDelayed.WithLabelValues(wsDelayedDropped).Inc()

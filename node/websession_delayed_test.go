@@ -140,8 +140,9 @@ func TestWebSessionDelayedWrite(t *testing.T) {
 	if v, err := n.ValidateWebSession(wsCtx(t), &paddockv1.ValidateWebSessionRequest{Id: "dw-new"}); err != nil || !v.GetValid() {
 		t.Fatalf("validate a session written delayed: %v, %v", v, err)
 	}
-	if k, b := node.WebSessionPending(leader); k != 2 || b != 2 {
-		t.Fatalf("pending: %d sessions, %d bytes, want 2 and 2", k, b)
+	// Each session counts its id, its data and 256 bytes.
+	if k, b := node.WebSessionPending(leader); k != 2 || b != len("dw")+len("dw-new")+2+2*256 {
+		t.Fatalf("pending: %d sessions, %d bytes, want 2 and %d", k, b, len("dw")+len("dw-new")+2+2*256)
 	}
 
 	// A write-through write of the session orders after the pending
@@ -296,9 +297,9 @@ func TestWebSessionDelayedLeaderLoss(t *testing.T) {
 }
 
 // Past the cap on pending bytes a delayed write goes through: answered
-// once committed.
+// once committed. An entry counts its id ("cap": 3), its data and 256.
 func TestWebSessionDelayedMemoryCap(t *testing.T) {
-	c, l := dwCluster(t, nodetest.WithConfig(func(cfg *node.Config) { cfg.WebSessionDelayedMaxBytes = 8 }))
+	c, l := dwCluster(t, nodetest.WithConfig(func(cfg *node.Config) { cfg.WebSessionDelayedMaxBytes = 3 + 8 + 256 }))
 	leader := c.Node(l)
 	n := c.Node(c.Followers(l)[0])
 	r := wsRead(t, n, "cap", true)
@@ -390,5 +391,178 @@ func TestWebSessionDelayedRetry(t *testing.T) {
 		t.Fatalf("second write: v%d, want 2", w.GetVersion())
 	}
 	committed(t, c.Node(l), "dretry", "b", 2)
+	steady(t, c, l)
+}
+
+// A leader that gives its place up on purpose, by a graceful Close or a
+// leadership transfer, first commits the delayed writes it answered: on
+// the next leader every answered version is there.
+func TestWebSessionDelayedGracefulStop(t *testing.T) {
+	for _, how := range []string{"close", "handover"} {
+		t.Run(how, func(t *testing.T) {
+			// The flusher waits a minute: the writes are only in the
+			// leader's memory when it goes.
+			c, l := dwCluster(t)
+			leader := c.Node(l)
+			node.SetWebSessionFlushDelay(leader, time.Minute)
+			n := c.Node(c.Followers(l)[0])
+			r := wsRead(t, n, "gs", true)
+			wsWriteDelayed(t, n, "gs", "a", 0, r.GetToken())
+			r = wsRead(t, n, "gs", true)
+			wsWriteDelayed(t, n, "gs", "b", 1, r.GetToken())
+			r = wsRead(t, n, "gs2", true)
+			wsWriteDelayed(t, n, "gs2", "x", 0, r.GetToken())
+			if k, _ := node.WebSessionPending(leader); k != 2 {
+				t.Fatalf("%d sessions pending, want 2", k)
+			}
+			if _, ok := leader.FSM().WebSession("gs"); ok {
+				t.Fatal("gs committed before the leader went: the flush delay did not hold it")
+			}
+			switch how {
+			case "close":
+				if err := leader.Close(); err != nil {
+					t.Fatalf("Close: %v", err)
+				}
+				c.Stop(l)
+			case "handover":
+				node.HandOver(leader)
+			}
+			nl := c.WaitLeader(t)
+			if nl == l {
+				t.Fatalf("%s still leads", c.ID(l))
+			}
+			committed(t, c.Node(nl), "gs", "b", 2)
+			committed(t, c.Node(nl), "gs2", "x", 1)
+		})
+	}
+}
+
+// A delayed write that went through (here: the pending memory was full)
+// and is retried, with its request id, before it applies is retried
+// through too. Held in memory instead, at the version the first attempt
+// was about to change, the retry made the background commit fail its
+// version check and drop the writes answered after it.
+func TestWebSessionDelayedRetryOfWriteThrough(t *testing.T) {
+	c, l := dwCluster(t)
+	leader := c.Node(l)
+	n := c.Node(c.Followers(l)[0])
+	r := wsRead(t, n, "drt", true)
+	wsWrite(t, n, "drt", "a", 0, r.GetToken())
+	committed(t, leader, "drt", "a", 1)
+	r = wsRead(t, n, "drt", true)
+
+	type answer struct {
+		w   *paddockv1.WriteWebSessionResponse
+		err error
+	}
+	rid := []byte("delayed-through-0123456789abcdef")
+	req := &paddockv1.WriteWebSessionRequest{Id: "drt", Data: []byte("b"), Version: 1, Token: r.GetToken(), KeepLock: true, Mode: delayed}
+	write := func() chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			w, err := n.WriteWebSession(node.WithRequestID(wsCtx(t), rid), req)
+			ch <- answer{w, err}
+		}()
+		return ch
+	}
+	// Nothing commits; the first attempt finds no room and goes
+	// through: appended on the leader, not applied.
+	c.Transport(l).DropEntries("", true)
+	node.SetWebSessionDelayedMax(leader, 0)
+	last := leader.Raft().LastIndex()
+	first := write()
+	nodetest.Eventually(t, waitTimeout, func() error {
+		if i := leader.Raft().LastIndex(); i <= last {
+			return fmt.Errorf("the leader's last index is %d, want the write-through after %d", i, last)
+		}
+		return nil
+	})
+	node.SetWebSessionDelayedMax(leader, node.DefaultWebSessionDelayedMaxBytes)
+	// Its retry, which the memory now has room for. Were it answered at
+	// once (held in memory), the next write (version 2) would be too.
+	retry := write()
+	lifted := false
+	select {
+	case a := <-retry:
+		if a.err != nil {
+			t.Fatalf("retry: %v", a.err)
+		}
+		wsWriteDelayed(t, n, "drt", "c", 2, r.GetToken())
+	case <-time.After(time.Second):
+		c.Transport(l).DropEntries("", false)
+		lifted = true
+		for _, ch := range []chan answer{first, retry} {
+			if a := <-ch; a.err != nil || a.w.GetVersion() != 2 {
+				t.Fatalf("write-through and its retry: %v, %v; want version 2", a.w, a.err)
+			}
+		}
+		wsWriteDelayed(t, n, "drt", "c", 2, r.GetToken())
+	}
+	if !lifted {
+		c.Transport(l).DropEntries("", false)
+		if a := <-first; a.err != nil || a.w.GetVersion() != 2 {
+			t.Fatalf("write-through: %v, %v; want version 2", a.w, a.err)
+		}
+	}
+	// Every answered write is kept: c at version 3.
+	committed(t, leader, "drt", "c", 3)
+	steady(t, c, l)
+}
+
+// The cap charges every pending session its id and a fixed overhead, not
+// only its data: empty writes to many sessions fill it too, and the
+// writes beyond it go through.
+func TestWebSessionDelayedEmptyWritesCap(t *testing.T) {
+	const max = 4096
+	c, l := dwCluster(t, nodetest.WithConfig(func(cfg *node.Config) { cfg.WebSessionDelayedMaxBytes = max }))
+	leader := c.Node(l)
+	node.SetWebSessionFlushDelay(leader, time.Minute) // pending writes stay
+	const writes = 40
+	for i := range writes {
+		id := fmt.Sprintf("empty-%02d", i)
+		if w := wsWriteDelayed(t, leader, id, "", 0, 0); w.GetVersion() != 1 {
+			t.Fatalf("write %s: v%d, want 1", id, w.GetVersion())
+		}
+	}
+	k, b := node.WebSessionPending(leader)
+	if b > max || k > max/(len("empty-00")+256) {
+		t.Fatalf("%d sessions and %d bytes pending, want at most %d bytes", k, b, max)
+	}
+	through := metricValue(t, leader, "paddock_web_session_delayed_writes_total", "outcome", "write_through")
+	if k == 0 || int(through) != writes-k {
+		t.Fatalf("%d sessions pending, %v written through, want both and %d in all", k, through, writes)
+	}
+	for i := k; i < writes; i++ {
+		committed(t, leader, fmt.Sprintf("empty-%02d", i), "", 1)
+	}
+}
+
+// A request id the leader remembers for a delayed write names that write
+// only: another write with it (another session, version or data) is
+// refused with ErrRequestIDReused, as the state machine refuses it, and
+// changes nothing.
+func TestWebSessionDelayedRequestIDReused(t *testing.T) {
+	c, l := dwCluster(t)
+	n := c.Node(c.Followers(l)[0])
+	rid := []byte("delayed-reused-0123456789abcdef0")
+	a := wsRead(t, n, "dreuse", true)
+	first, err := n.WriteWebSession(node.WithRequestID(wsCtx(t), rid), &paddockv1.WriteWebSessionRequest{Id: "dreuse", Data: []byte("a"), Token: a.GetToken(), Mode: delayed})
+	if err != nil || first.GetVersion() != 1 {
+		t.Fatalf("delayed write: %v, %v", first, err)
+	}
+	for _, req := range []*paddockv1.WriteWebSessionRequest{
+		{Id: "dreuse-other", Data: []byte("a"), Mode: delayed},
+		{Id: "dreuse", Data: []byte("z"), Mode: delayed},
+		{Id: "dreuse", Data: []byte("a"), Version: 1, Mode: delayed},
+		{Id: "dreuse", Data: []byte("a"), MaxLifetimeMs: 5000, Mode: delayed},
+	} {
+		if w, err := n.WriteWebSession(node.WithRequestID(wsCtx(t), rid), req); !errors.Is(err, fsm.ErrRequestIDReused) {
+			t.Fatalf("write %v with a used request id: %v, %v; want ErrRequestIDReused", req, w, err)
+		}
+	}
+	committed(t, c.Node(l), "dreuse", "a", 1)
+	if _, ok := c.Node(l).FSM().WebSession("dreuse-other"); ok {
+		t.Fatal("dreuse-other was written")
+	}
 	steady(t, c, l)
 }

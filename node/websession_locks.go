@@ -20,7 +20,8 @@ import (
 // The table starts in a grace period: a new leader does not know which
 // locks its predecessor granted, so until the grace ends it grants none,
 // and accepts writes, touches, releases and destroys from tokens it does
-// not know (the holders from before the failover). Tokens are random, so
+// not know (the holders from before the failover): one per session, the
+// first to present itself (a second one is refused). Tokens are random, so
 // a token of the previous leader never names a lock of this one.
 //
 // close, when leadership ends, fails every waiter with ErrNotLeader (the
@@ -31,6 +32,11 @@ type wsLocks struct {
 	graceTimer *time.Timer
 	closed     bool
 	m          map[string]*wsLock
+	// adopted is, in the grace period, the token from before the
+	// failover each session's lock was adopted for: one per session, so
+	// that two old holders (one whose lease had run out) cannot both
+	// write. Dropped when the grace ends.
+	adopted map[string]uint64
 	// pend is the term's delayed writes (websession_delayed.go), closed
 	// with the table; nil in tests of the lock table alone.
 	pend *wsDelayed
@@ -267,6 +273,18 @@ func (l *wsLocks) beginWrite(id string, token uint64, retry bool) (wsWrite, erro
 		// the holder from before the failover, adopted below.
 		return wsWrite{}, fmt.Errorf("%w: its lease ran out, or it was granted by an earlier leader", ErrWebSessionLockLost)
 	default:
+		if token != 0 && !retry {
+			// In the grace period: the holder from before the
+			// failover. Only one per session: a second token, of a
+			// holder whose lease had run out, is refused.
+			if a, ok := l.adopted[id]; ok && a != token {
+				return wsWrite{}, fmt.Errorf("%w: another holder from before the leader change presented itself first", ErrWebSessionLockLost)
+			}
+			if l.adopted == nil {
+				l.adopted = map[string]uint64{}
+			}
+			l.adopted[id] = token
+		}
 		if e == nil {
 			e = &wsLock{}
 			l.m[id] = e
@@ -319,6 +337,7 @@ func (l *wsLocks) tryHold(id string, ttl time.Duration) (uint64, bool) {
 func (l *wsLocks) graceOver() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.adopted = nil
 	for id, e := range l.m {
 		l.handoff(id, e)
 	}

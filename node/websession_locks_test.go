@@ -340,3 +340,43 @@ func TestWebSessionLocksStaleToken(t *testing.T) {
 		t.Fatalf("lock after the write ended: %v", err)
 	}
 }
+
+// TestWebSessionLocksGraceAdoptsOne: in the grace period the table
+// adopts one token it does not know per session, the holder from before
+// the failover; a second one (a holder whose lease had run out) is
+// refused, while the first is held and after it released, until the
+// grace ends. Other sessions adopt their own.
+func TestWebSessionLocksGraceAdoptsOne(t *testing.T) {
+	l := newWSLocks(time.Minute)
+	defer l.close()
+	const first, second = 111, 222
+	w, err := l.beginWrite("s", first, false)
+	if err != nil {
+		t.Fatalf("write with the first unknown token: %v", err)
+	}
+	if _, err := l.beginWrite("s", second, false); !errors.Is(err, ErrWebSessionLockLost) {
+		t.Fatalf("write with a second unknown token while the first holds: %v, want ErrWebSessionLockLost", err)
+	}
+	l.endWrite(w, true) // released
+	if _, err := l.beginWrite("s", second, false); !errors.Is(err, ErrWebSessionLockLost) {
+		t.Fatalf("write with a second unknown token after the first released: %v, want ErrWebSessionLockLost", err)
+	}
+	// The first holder still may (a retry, a later write with keep_lock).
+	w, err = l.beginWrite("s", first, false)
+	if err != nil {
+		t.Fatalf("the adopted token again: %v", err)
+	}
+	l.endWrite(w, true)
+	// A write without a token is no holder: it goes ahead on a free lock.
+	w, err = l.beginWrite("s", 0, false)
+	if err != nil {
+		t.Fatalf("write without a token: %v", err)
+	}
+	l.endWrite(w, true)
+	// Another session adopts its own.
+	w, err = l.beginWrite("t", second, false)
+	if err != nil {
+		t.Fatalf("write of another session with the second token: %v", err)
+	}
+	l.endWrite(w, true)
+}

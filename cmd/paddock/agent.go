@@ -56,7 +56,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go runtime profiles (net/http/pprof) under /debug/pprof/ on the HTTP address; off by default: they cost CPU while they run and expose internals")
 	fs.DurationVar(&f.watchProgress, "watch-progress-interval", d.WatchProgressInterval, "how often idle watches get a progress response (negative: never)")
 	fs.IntVar(&f.webSessionMaxBytes, "web-session-max-bytes", d.WebSessionMaxBytes, "largest PHP web session's data accepted, in bytes (at most 1 MiB)")
-	fs.IntVar(&f.webSessionDelayedMaxBytes, "web-session-delayed-max-bytes", d.WebSessionDelayedMaxBytes, "bytes of delayed PHP web session writes the leader holds not yet committed; a delayed write beyond them goes through")
+	fs.IntVar(&f.webSessionDelayedMaxBytes, "web-session-delayed-max-bytes", d.WebSessionDelayedMaxBytes, "bytes of delayed PHP web session writes the leader holds not yet committed (id and data, plus 256 per session); a delayed write beyond them goes through")
 	fs.DurationVar(&f.webSessionFlushDelay, "web-session-flush-delay", 0, "how long the leader gathers delayed PHP web session writes before committing them (0: at once; at most 1s)")
 	f.gc.register(fs)
 	// Robustness tests only (node.Config.UnsafeLocalReads): hidden from
