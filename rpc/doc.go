@@ -16,7 +16,12 @@
 // proto/paddock/v1/gateway.yaml), plus /healthz, /readyz and /metrics. The
 // gateway is a client of the node's own gRPC server, over one connection:
 // an HTTP request runs through exactly the interceptors, metrics and
-// handlers a gRPC call does.
+// handlers a gRPC call does. The web-session routes, a PHP page view's
+// two calls, skip that loopback connection: the gateway calls their
+// handlers in the process (grpc-gateway's RegisterXHandlerServer),
+// through the same interceptors and request checks (http_local.go). The
+// loopback hop, an HTTP/2 client and server in the same process, cost
+// about as much CPU as the call itself.
 //
 // Znode paths. A route's {path=**} is the URL path after the route's
 // prefix, without its leading slash: GET /v1/tree/services/db is the znode

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/paddock/paddock/node"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
 
 // ServedByHTTPHeader names the node that answered, on every HTTP response.
@@ -20,10 +21,11 @@ const ServedByHTTPHeader = "Served-By"
 // is a member of a cluster with a known leader), /metrics (Prometheus, the
 // node's registry) and the JSON gateway under /v1/, which calls this
 // node's own gRPC server at grpcAddr over one connection that is closed
-// when ctx ends. Every response carries Served-By. See doc.go for the
+// when ctx ends, except for the web-session routes, which it serves in
+// this process (localWebSession). Every response carries Served-By. See doc.go for the
 // gateway's conventions. Options add opt-in endpoints (WithPprof).
 func NewHTTPHandler(ctx context.Context, n *node.Node, grpcAddr string, opts ...HTTPOption) (http.Handler, error) {
-	return newHTTPHandler(ctx, httpNode{id: n.ID(), ready: n.Ready, metrics: n.Metrics()}, grpcAddr, opts...)
+	return newHTTPHandler(ctx, httpNode{id: n.ID(), ready: n.Ready, metrics: n.Metrics(), webSession: newLocalWebSession(n)}, grpcAddr, opts...)
 }
 
 // HTTPOption changes what NewHTTPHandler serves.
@@ -49,6 +51,10 @@ type httpNode struct {
 	id      string
 	ready   func() bool
 	metrics prometheus.Gatherer
+	// webSession, when set, serves the web-session routes in this
+	// process (see localWebSession); when nil they go through the
+	// loopback gRPC connection like the others.
+	webSession paddockv1.WebSessionServiceServer
 }
 
 func newHTTPHandler(ctx context.Context, n httpNode, grpcAddr string, opts ...HTTPOption) (http.Handler, error) {
@@ -56,7 +62,7 @@ func newHTTPHandler(ctx context.Context, n httpNode, grpcAddr string, opts ...HT
 	for _, opt := range opts {
 		opt(&o)
 	}
-	gw, err := newGateway(ctx, grpcAddr)
+	gw, err := newGateway(ctx, grpcAddr, n.webSession)
 	if err != nil {
 		return nil, err
 	}

@@ -104,8 +104,10 @@ func (l *bodyLimit) Read(p []byte) (int, error) {
 
 // newGateway returns the /v1/ handler: grpc-gateway's mux for every
 // public service, behind the request rewrites of prepareGatewayRequest.
-// It dials grpcAddr once; the connection closes when ctx ends.
-func newGateway(ctx context.Context, grpcAddr string) (http.Handler, error) {
+// It dials grpcAddr once; the connection closes when ctx ends. With
+// webSession set, the web-session routes call it in this process instead
+// of going through that connection.
+func newGateway(ctx context.Context, grpcAddr string, webSession paddockv1.WebSessionServiceServer) (http.Handler, error) {
 	conn, err := grpc.NewClient(grpcAddr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithNoProxy(),
@@ -137,12 +139,19 @@ func newGateway(ctx context.Context, grpcAddr string) (http.Handler, error) {
 		paddockv1.RegisterFarmServiceHandler,
 		paddockv1.RegisterElectionServiceHandler,
 		paddockv1.RegisterLockServiceHandler,
-		paddockv1.RegisterWebSessionServiceHandler,
 	} {
 		if err := register(ctx, mux, conn); err != nil {
 			conn.Close()
 			return nil, fmt.Errorf("rpc: gateway: %w", err)
 		}
+	}
+	register := func() error { return paddockv1.RegisterWebSessionServiceHandler(ctx, mux, conn) }
+	if webSession != nil {
+		register = func() error { return paddockv1.RegisterWebSessionServiceHandlerServer(ctx, mux, webSession) }
+	}
+	if err := register(); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("rpc: gateway: %w", err)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r, err := prepareGatewayRequest(r)

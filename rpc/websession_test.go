@@ -49,6 +49,27 @@ func wsHTTP(t *testing.T, method, url, body, key string) (int, map[string]any) {
 	return resp.StatusCode, out
 }
 
+// metricLine is the value of the series named exactly series (name and
+// labels as /metrics prints them) on the handler at base, "" when absent.
+func metricLine(t *testing.T, base, series string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
 // wantHTTPError checks an error answer's HTTP status, gRPC code and the
 // start of its message.
 func wantHTTPError(t *testing.T, what string, code int, body map[string]any, wantStatus int, wantCode codes.Code, wantMsg string) {
@@ -86,6 +107,20 @@ func TestWebSessionOverGRPCAndHTTP(t *testing.T) {
 	id, _ := body["id"].(string)
 	if code != 200 || len(id) != 22 || body["version"] != "1" {
 		t.Fatalf("POST /v1/web-sessions = %d %v; want an id of 22 characters, version \"1\"", code, body)
+	}
+	// The gateway serves the web-session routes in this process, through
+	// the gRPC server's interceptors all the same: the call is counted
+	// under its method, and answered with the served-by header.
+	if got := metricLine(t, hs.URL, `paddock_grpc_server_handled_total{grpc_code="OK",grpc_method="CreateWebSession",grpc_service="paddock.v1.WebSessionService",grpc_type="unary"}`); got != "1" {
+		t.Errorf("CreateWebSession calls counted OK after one over HTTP = %q, want 1", got)
+	}
+	if resp, err := http.Get(url + "/" + id); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+		if got := resp.Header.Get("Grpc-Metadata-Served-By"); got != follower.n.ID() {
+			t.Errorf("Grpc-Metadata-Served-By = %q, want %q", got, follower.n.ID())
+		}
 	}
 	if v, err := ws.ValidateWebSession(ctx, &paddockv1.ValidateWebSessionRequest{Id: id}); err != nil || !v.GetValid() {
 		t.Fatalf("ValidateWebSession(new id) = %v, %v; want valid", v, err)
