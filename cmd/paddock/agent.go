@@ -108,7 +108,10 @@ func newAgentCmd() *cobra.Command {
 					"without a read index and may return stale data; this breaks Paddock's guarantees on purpose, " +
 					"for robustness testing only, never in production")
 			}
-			f.gc.apply(cmd.Flags())
+			if tuner := f.gc.apply(cmd.Flags()); tuner != nil {
+				tuner.start()
+				defer tuner.stop()
+			}
 			var opts []rpc.HTTPOption
 			if f.pprof {
 				opts = append(opts, rpc.WithPprof())

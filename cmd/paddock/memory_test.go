@@ -1,6 +1,12 @@
 package main
 
-import "testing"
+import (
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"testing"
+	"time"
+)
 
 func TestByteSize(t *testing.T) {
 	tests := []struct {
@@ -43,5 +49,54 @@ func TestByteSize(t *testing.T) {
 				t.Errorf("String() of %d = %q, want %q", tc.want, got, tc.wantStr)
 			}
 		})
+	}
+}
+
+func TestGCPercentFor(t *testing.T) {
+	const mib = 1 << 20
+	for _, tt := range []struct {
+		percent        int
+		headroom, live uint64
+		want           int
+	}{
+		{50, 32 * mib, 8 * mib, 400},    // a small heap grows 32 MiB
+		{50, 32 * mib, 10 * mib, 320},   // rounded down to a multiple of 10
+		{50, 32 * mib, 64 * mib, 50},    // twice the headroom: --gc-percent
+		{50, 32 * mib, 200 * mib, 50},   // a large state keeps its bound
+		{50, 32 * mib, 100 << 10, 5000}, // before the first collection: capped
+		{50, 32 * mib, 0, 50},           // nothing known yet
+		{100, 32 * mib, 40 * mib, 100},  // 80 rounds below --gc-percent
+		{0, 32 * mib, 16 * mib, 200},    // GOGC 0 collects all the time; the headroom still applies
+	} {
+		if got := gcPercentFor(tt.percent, tt.headroom, tt.live); got != tt.want {
+			t.Errorf("gcPercentFor(%d, %d, %d) = %d, want %d", tt.percent, tt.headroom, tt.live, got, tt.want)
+		}
+	}
+}
+
+// TestGCTuner: the tuner raises GOGC after a collection, and again after
+// each of the next ones (its cleanup re-arms itself), until stopped.
+func TestGCTuner(t *testing.T) {
+	old := debug.SetGCPercent(50)
+	defer debug.SetGCPercent(old)
+	tunes := make(chan struct{}, 16)
+	tuner := &gcTuner{percent: 50, headroom: 1 << 30, current: 50,
+		sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}},
+		tuned:  func() { tunes <- struct{}{} }}
+	tuner.start()
+	defer tuner.stop()
+	gogc := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	for i := range 3 {
+		runtime.GC()
+		select {
+		case <-tunes:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("collection %d: the tuner did not run", i+1)
+		}
+		metrics.Read(gogc)
+		// 1 GiB of headroom over a test binary's few MiB: the cap.
+		if got := gogc[0].Value.Uint64(); got != maxTunedPercent {
+			t.Fatalf("collection %d: GOGC = %d, want %d", i+1, got, maxTunedPercent)
+		}
 	}
 }
