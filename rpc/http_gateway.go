@@ -176,20 +176,34 @@ func incomingHeader(key string) (string, bool) {
 }
 
 // prepareGatewayRequest rejects a request whose request id headers
-// disagree (which one would the server use?), and rewrites
+// disagree (which one would the server use?), sends one id for headers
+// that agree, and rewrites
 // GET /v1/tree/X?children=BOOL: true to the List route /v1/children/X,
 // keeping the other query parameters (page_size, page_token,
 // read.consistency, ...); false to the plain Get. It returns a copy when
 // it changes anything; r itself is never modified.
 func prepareGatewayRequest(r *http.Request) (*http.Request, error) {
 	var id string
+	ids := 0
 	for _, h := range requestIDHeaders {
 		for _, v := range r.Header.Values(h) {
 			if id != "" && v != id {
 				return r, status.Errorf(codes.InvalidArgument, "rpc: request id headers disagree: %q and %q", id, v)
 			}
 			id = v
+			ids++
 		}
+	}
+	if ids > 1 {
+		// The same id twice (Idempotency-Key and Paddock-Request-Id, or a
+		// header repeated) is one id: each would be a value of the
+		// metadata key, and the server takes exactly one.
+		out := r.Clone(r.Context())
+		for _, h := range requestIDHeaders {
+			out.Header.Del(h)
+		}
+		out.Header.Set("Idempotency-Key", id)
+		r = out
 	}
 
 	const treePrefix, childrenPrefix = "/v1/tree", "/v1/children"

@@ -2,9 +2,11 @@ package rpc
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"runtime/debug"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/paddock/paddock/node"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
@@ -19,7 +21,14 @@ import (
 // same interceptors as on the gRPC server (metrics under its gRPC method
 // name, the served-by header, the request id of a write) and the same
 // request checks as the loopback calls (absolutePath's size limit), so an
-// HTTP client sees the same answers, headers and errors either way.
+// HTTP client sees the same answers, headers and errors either way, but
+// for two: no Grpc-Metadata-Content-Type header (the loopback's gRPC
+// content type), and an id that is not UTF-8 gets the 400 of a bad id
+// instead of the gRPC client's 500.
+//
+// A panic in a call ends the process, as it does in a gRPC handler:
+// net/http would recover it and keep the node serving with whatever it
+// was doing half done (a lock's mutex held).
 type localWebSession struct {
 	paddockv1.UnsafeWebSessionServiceServer
 	srv *webSessionServer
@@ -31,13 +40,14 @@ type localWebSession struct {
 func newLocalWebSession(n *node.Node) *localWebSession {
 	return &localWebSession{
 		srv: &webSessionServer{n: n},
-		ic:  &interceptors{m: n.GRPCMetrics(), served: metadata.Pairs(ServedByHeader, n.ID())},
+		ic:  newInterceptors(n),
 	}
 }
 
 // localUnary calls h as the gRPC server would call method with req: the
 // gateway's request checks first, then the server's interceptors.
 func localUnary[Req, Resp any](ctx context.Context, ic *interceptors, method string, req Req, h func(context.Context, Req) (Resp, error)) (Resp, error) {
+	defer crashOnPanic()
 	var zero Resp
 	if err := absolutePath(req); err != nil {
 		return zero, err
@@ -49,6 +59,15 @@ func localUnary[Req, Resp any](ctx context.Context, ic *interceptors, method str
 		return zero, err
 	}
 	return resp.(Resp), nil
+}
+
+// crashOnPanic ends the process on a panic, with its value and stack, the
+// way an unrecovered panic does (exit status 2).
+func crashOnPanic() {
+	if r := recover(); r != nil {
+		fmt.Fprintf(os.Stderr, "panic: %v\n\n%s", r, debug.Stack())
+		os.Exit(2)
+	}
 }
 
 func (s *localWebSession) ReadWebSession(ctx context.Context, req *paddockv1.ReadWebSessionRequest) (*paddockv1.ReadWebSessionResponse, error) {

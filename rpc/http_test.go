@@ -409,7 +409,13 @@ func TestHTTPGatewayRoutes(t *testing.T) {
 					t.Errorf("request id metadata = %q, want none", c.requestID)
 				}
 			}},
-		{name: "request ids agree", method: "POST", path: "/v1/tree/a", header: map[string]string{"Idempotency-Key": "k3", "Paddock-Request-Id": "k3"}, wantStatus: 200, wantCall: "Create /a"},
+		{name: "request ids agree", method: "POST", path: "/v1/tree/a", header: map[string]string{"Idempotency-Key": "k3", "Paddock-Request-Id": "k3"}, wantStatus: 200, wantCall: "Create /a",
+			check: func(t *testing.T, c call, _ string) {
+				// One value: the server refuses a request id key with two.
+				if len(c.requestID) != 1 || c.requestID[0] != "k3" {
+					t.Errorf("request id metadata = %q, want [k3]", c.requestID)
+				}
+			}},
 		{name: "request ids disagree", method: "POST", path: "/v1/tree/a", header: map[string]string{"Idempotency-Key": "k3", "Paddock-Request-Id": "k4"}, wantStatus: 400, wantCode: codes.InvalidArgument},
 
 		{name: "open session", method: "POST", path: "/v1/sessions", body: `{"timeout_ms":"5000"}`, wantStatus: 200, wantCall: "OpenSession ",

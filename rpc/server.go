@@ -20,7 +20,7 @@ const ServedByHeader = "served-by"
 // client cannot propose raw commands. Every call is counted and timed in
 // n.Metrics() (paddock_grpc_server_*).
 func NewServer(n *node.Node, opts ...grpc.ServerOption) *grpc.Server {
-	ic := &interceptors{m: n.GRPCMetrics(), served: metadata.Pairs(ServedByHeader, n.ID())}
+	ic := newInterceptors(n)
 	opts = append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestSize),
 		grpc.MaxSendMsgSize(node.MaxMessageSize),
@@ -72,6 +72,12 @@ const flowWindow = 4 << 20
 type interceptors struct {
 	m      *node.GRPCServerMetrics
 	served metadata.MD
+}
+
+// newInterceptors returns the interceptors of n's client calls, shared by
+// the gRPC server and the gateway's in-process routes.
+func newInterceptors(n *node.Node) *interceptors {
+	return &interceptors{m: n.GRPCMetrics(), served: metadata.Pairs(ServedByHeader, n.ID())}
 }
 
 func (ic *interceptors) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {

@@ -201,7 +201,12 @@ func (a *agent) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	a.node.CloseStreams()
-	_ = a.http.Shutdown(ctx)
+	if err := a.http.Shutdown(ctx); err != nil {
+		// Calls still running (a web session read waiting for a lock)
+		// are cancelled by closing their connections, as grpc.Stop does
+		// below for the gRPC server's.
+		_ = a.http.Close()
+	}
 	a.gwCancel()
 	stopped := make(chan struct{})
 	go func() { a.grpc.GracefulStop(); close(stopped) }()

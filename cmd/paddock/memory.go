@@ -38,12 +38,14 @@ import (
 // heap grow at least that much past its live part between collections,
 // by raising GOGC while the live heap is small: GOGC is
 // max(--gc-percent, 100 x headroom / live heap), recomputed after every
-// collection (gcTuner). A node whose state is larger than twice the headroom runs at
-// --gc-percent, so the bound above holds for the state that needs it.
+// collection (gcTuner). A node whose state is larger than 100 x headroom /
+// --gc-percent (twice the headroom at 50) runs at --gc-percent, so the
+// bound above holds for the state that needs it.
 //
 // The flags win over the GOGC and GOMEMLIMIT environment variables;
 // without the flag, a variable that is set is left to the runtime (and
-// with GOGC set, no headroom is added unless --gc-min-headroom is given).
+// with GOGC set and neither --gc-percent nor --gc-min-headroom given, no
+// headroom is added).
 type gcFlags struct {
 	gcPercent   int
 	memoryLimit byteSize
@@ -64,7 +66,7 @@ func (g *gcFlags) register(fs *pflag.FlagSet) {
 		"soft limit on the process's Go memory, e.g. 512MiB (GOMEMLIMIT); the collector works harder near it; 0: none")
 	g.minHeadroom = defaultMinHeadroom
 	fs.Var(&g.minHeadroom, "gc-min-headroom",
-		"least heap growth between collections, e.g. 32MiB: a small heap is not collected every few MiB allocated (GOGC is raised while the live heap is under twice this); 0: GOGC is --gc-percent")
+		"least heap growth between collections, e.g. 32MiB: a small heap is not collected every few MiB allocated (GOGC is raised to about 100 x this / live heap when that is more than --gc-percent); 0: GOGC is --gc-percent")
 }
 
 // apply sets the collector up, and returns the tuner to run when it
@@ -75,12 +77,11 @@ func (g *gcFlags) apply(fs *pflag.FlagSet) *gcTuner {
 	if fs.Changed("gc-percent") || os.Getenv("GOGC") == "" || fs.Changed("gc-min-headroom") {
 		percent := g.gcPercent
 		if !fs.Changed("gc-percent") && os.Getenv("GOGC") != "" {
-			percent = debug.SetGCPercent(-1) // read the environment's
+			percent = environmentGCPercent()
 		}
 		debug.SetGCPercent(percent)
 		if percent >= 0 && g.minHeadroom > 0 {
-			tuner = &gcTuner{percent: percent, headroom: uint64(g.minHeadroom), current: percent,
-				sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+			tuner = newGCTuner(percent, uint64(g.minHeadroom))
 		}
 	}
 	if fs.Changed("memory-limit") || (os.Getenv("GOMEMLIMIT") == "" && g.memoryLimit > 0) {
@@ -91,6 +92,20 @@ func (g *gcFlags) apply(fs *pflag.FlagSet) *gcTuner {
 		debug.SetMemoryLimit(limit)
 	}
 	return tuner
+}
+
+// environmentGCPercent is the GOGC the runtime took from the environment
+// (-1: off).
+func environmentGCPercent() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return defaultGCPercent
+	}
+	if p := s[0].Value.Uint64(); p <= math.MaxInt32 {
+		return int(p)
+	}
+	return -1
 }
 
 // gcTuner keeps GOGC at max(percent, 100 x headroom / live heap). It
@@ -133,45 +148,74 @@ func (t *gcTuner) arm() {
 		if t.stopped.Load() {
 			return
 		}
+		// The next sentinel first: a collection that starts while this
+		// one tunes frees it.
+		t.arm()
 		t.tune()
 		if t.tuned != nil {
 			t.tuned()
 		}
-		t.arm()
 	}, t)
 }
 
-// tune sets GOGC for the live heap of the last collection. Only the
-// cleanup goroutine calls it after start, so current needs no lock.
+// tune sets GOGC for the heap the last collection found: its live heap,
+// and the stacks and globals it scanned, which the runtime counts in
+// GOGC's base too.
 func (t *gcTuner) tune() {
 	metrics.Read(t.sample)
-	if t.sample[0].Value.Kind() != metrics.KindUint64 {
-		return
+	var v [3]uint64
+	for i, m := range t.sample {
+		if m.Value.Kind() != metrics.KindUint64 {
+			return
+		}
+		v[i] = m.Value.Uint64()
 	}
-	want := gcPercentFor(t.percent, t.headroom, t.sample[0].Value.Uint64())
+	want := gcPercentFor(t.percent, t.headroom, v[0], v[1]+v[2])
 	if want != t.current {
 		debug.SetGCPercent(want)
 		t.current = want
 	}
 }
 
-// maxTunedPercent bounds the raised GOGC: a live heap of a few hundred
-// KiB (before the first collection) would otherwise ask for a huge one.
+// gcTunerMetrics are what tune reads: the live heap, then the stacks and
+// globals, of the last collection.
+var gcTunerMetrics = []string{"/gc/heap/live:bytes", "/gc/scan/stack:bytes", "/gc/scan/globals:bytes"}
+
+// newGCTuner returns a tuner of GOGC percent with headroom bytes.
+func newGCTuner(percent int, headroom uint64) *gcTuner {
+	t := &gcTuner{percent: percent, headroom: headroom, current: percent}
+	for _, name := range gcTunerMetrics {
+		t.sample = append(t.sample, metrics.Sample{Name: name})
+	}
+	return t
+}
+
+// maxTunedPercent bounds the raised GOGC, whatever the headroom.
 const maxTunedPercent = 5000
 
-// gcPercentFor is the GOGC that lets a heap of live bytes grow at least
-// headroom bytes (and at least percent per cent) before the next
-// collection. Small changes are rounded away (to a multiple of 10), so
-// that a live heap moving by a few bytes does not reset GOGC each time.
-func gcPercentFor(percent int, headroom, live uint64) int {
+// runtimeHeapMinimum is the Go runtime's smallest heap goal at GOGC 100;
+// at GOGC g it is g/100 times that (runtime/mgcpacer.go): a GOGC of
+// thousands for a heap of 1 MiB would put the next collection at a
+// hundred MiB or more, whatever the live heap.
+const runtimeHeapMinimum = 4 << 20
+
+// gcPercentFor is the GOGC that lets a heap of live bytes, with scanned
+// bytes of stacks and globals, grow about headroom bytes (and at least
+// percent per cent) before the next collection: the runtime's goal is
+// live + (live + scanned) x GOGC/100, and never below its minimum heap,
+// which GOGC scales. Small changes are rounded away (to a multiple of
+// 10), so that a live heap moving by a few bytes does not reset GOGC
+// each time.
+func gcPercentFor(percent int, headroom, live, scanned uint64) int {
 	if live == 0 {
-		return percent
+		return percent // no collection yet
 	}
-	want := headroom * 100 / live
-	if want > maxTunedPercent {
-		want = maxTunedPercent
+	want := headroom * 100 / (live + scanned)
+	// The minimum heap at want must stay within live + headroom.
+	if limit := (live + headroom) * 100 / runtimeHeapMinimum; want > limit {
+		want = limit
 	}
-	want = want / 10 * 10
+	want = min(want, maxTunedPercent) / 10 * 10
 	if int(want) <= percent {
 		return percent
 	}

@@ -55,21 +55,23 @@ func TestByteSize(t *testing.T) {
 func TestGCPercentFor(t *testing.T) {
 	const mib = 1 << 20
 	for _, tt := range []struct {
-		percent        int
-		headroom, live uint64
-		want           int
+		percent                 int
+		headroom, live, scanned uint64
+		want                    int
 	}{
-		{50, 32 * mib, 8 * mib, 400},    // a small heap grows 32 MiB
-		{50, 32 * mib, 10 * mib, 320},   // rounded down to a multiple of 10
-		{50, 32 * mib, 64 * mib, 50},    // twice the headroom: --gc-percent
-		{50, 32 * mib, 200 * mib, 50},   // a large state keeps its bound
-		{50, 32 * mib, 100 << 10, 5000}, // before the first collection: capped
-		{50, 32 * mib, 0, 50},           // nothing known yet
-		{100, 32 * mib, 40 * mib, 100},  // 80 rounds below --gc-percent
-		{0, 32 * mib, 16 * mib, 200},    // GOGC 0 collects all the time; the headroom still applies
+		{50, 32 * mib, 8 * mib, 0, 400},       // a small heap grows 32 MiB
+		{50, 32 * mib, 10 * mib, 0, 320},      // rounded down to a multiple of 10
+		{50, 32 * mib, 6 * mib, 2 * mib, 400}, // stacks and globals count in the base
+		{50, 32 * mib, 64 * mib, 0, 50},       // twice the headroom: --gc-percent
+		{50, 32 * mib, 200 * mib, 0, 50},      // a large state keeps its bound
+		{50, 32 * mib, 1 * mib, 0, 820},       // 3200 would put the minimum heap at 128 MiB
+		{50, 32 * mib, 0, 0, 50},              // no collection yet
+		{100, 32 * mib, 40 * mib, 0, 100},     // 80 rounds below --gc-percent
+		{0, 32 * mib, 16 * mib, 0, 200},       // GOGC 0 collects all the time; the headroom still applies
+		{50, 1 << 30, 1 * mib, 0, 5000},       // the cap
 	} {
-		if got := gcPercentFor(tt.percent, tt.headroom, tt.live); got != tt.want {
-			t.Errorf("gcPercentFor(%d, %d, %d) = %d, want %d", tt.percent, tt.headroom, tt.live, got, tt.want)
+		if got := gcPercentFor(tt.percent, tt.headroom, tt.live, tt.scanned); got != tt.want {
+			t.Errorf("gcPercentFor(%d, %d, %d, %d) = %d, want %d", tt.percent, tt.headroom, tt.live, tt.scanned, got, tt.want)
 		}
 	}
 }
@@ -80,9 +82,8 @@ func TestGCTuner(t *testing.T) {
 	old := debug.SetGCPercent(50)
 	defer debug.SetGCPercent(old)
 	tunes := make(chan struct{}, 16)
-	tuner := &gcTuner{percent: 50, headroom: 1 << 30, current: 50,
-		sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}},
-		tuned:  func() { tunes <- struct{}{} }}
+	tuner := newGCTuner(50, 1<<30)
+	tuner.tuned = func() { tunes <- struct{}{} }
 	tuner.start()
 	defer tuner.stop()
 	gogc := []metrics.Sample{{Name: "/gc/gogc:percent"}}

@@ -10,6 +10,9 @@
 #                 different node first on each web server;
 #   - paddock-delayed: the same with PADDOCK_SESSION_MODE=delayed (a write
 #                 answered once the leader holds it, committed right after);
+#   - paddock-delayed-20ms: the same with the agents' --web-session-flush-delay
+#                 20ms (the leader gathers delayed writes for 20 ms and
+#                 commits them together);
 #   - redis-lock: one redis-server, php-redis session.save_handler=redis,
 #                 redis.session.locking_enabled=1 (the other lock settings
 #                 as phpredis ships them);
@@ -34,6 +37,7 @@
 #   e2e/bench/compare-sessions.sh                          # full run: 10 s rows, ~2.5 minutes
 #   e2e/bench/compare-sessions.sh --duration 5s --kill-duration 6s
 #   e2e/bench/compare-sessions.sh --stores paddock,redis-lock --users 16
+#   e2e/bench/compare-sessions.sh --stores paddock --agent-arg=--pprof   # profile: addresses in <dir>/paddock/http-addrs
 # Flags: see `cd e2e/bench && go run . sessions --help`. Every process this
 # script starts is stopped when it exits, however it exits, by its PID.
 set -euo pipefail

@@ -26,6 +26,7 @@ import (
 type sessionsConfig struct {
 	stores                 []string
 	paddockBin, paddockPHP string
+	agentArgs              []string
 	php                    string
 	duration, killDuration time.Duration
 	restartAfter, timeout  time.Duration
@@ -49,6 +50,10 @@ func parseSessionsFlags(args []string, stderr io.Writer) (sessionsConfig, error)
 	fs.StringVar(&stores, "stores", strings.Join(sessionStores, ","), "session stores, comma-separated")
 	fs.StringVar(&cfg.paddockBin, "paddock-bin", "", "the paddock binary (required for the paddock store)")
 	fs.StringVar(&cfg.paddockPHP, "paddock-php", "", "php/paddock-session.php of the repository (required for the paddock store)")
+	fs.Func("agent-arg", "extra flag for every paddock agent, repeatable (e.g. --agent-arg=--pprof); the agents' HTTP addresses are in DIR/STORE/http-addrs", func(v string) error {
+		cfg.agentArgs = append(cfg.agentArgs, v)
+		return nil
+	})
 	fs.StringVar(&cfg.php, "php", "php", "the PHP CLI binary")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "measured time of each users row")
 	fs.StringVar(&users, "users", "16,128", "concurrent users of the page-view rows (one session each), comma-separated")
@@ -81,7 +86,7 @@ func parseSessionsFlags(args []string, stderr io.Writer) (sessionsConfig, error)
 	if len(cfg.stores) == 0 {
 		return cfg, fmt.Errorf("%w: --stores is empty", errUsage)
 	}
-	if (slices.Contains(cfg.stores, storePaddock) || slices.Contains(cfg.stores, storePaddockDly)) && (cfg.paddockBin == "" || cfg.paddockPHP == "") {
+	if slices.ContainsFunc(cfg.stores, func(s string) bool { return strings.HasPrefix(s, storePaddock) }) && (cfg.paddockBin == "" || cfg.paddockPHP == "") {
 		return cfg, fmt.Errorf("%w: --paddock-bin and --paddock-php are required for the paddock store", errUsage)
 	}
 	var err error
@@ -224,7 +229,7 @@ func runSessions(ctx context.Context, cfg sessionsConfig, stdout, stderr io.Writ
 // them all.
 func runStore(ctx context.Context, cfg sessionsConfig, key, docroot, dir string, stderr io.Writer) (r storeResult, err error) {
 	r = storeResult{Store: key, Label: storeLabels[key]}
-	s, err := startStore(ctx, key, storeConfig{paddockBin: cfg.paddockBin, paddockPHP: cfg.paddockPHP}, dir)
+	s, err := startStore(ctx, key, storeConfig{paddockBin: cfg.paddockBin, paddockPHP: cfg.paddockPHP, agentArgs: cfg.agentArgs}, dir)
 	if err != nil {
 		return r, fmt.Errorf("start: %w", err)
 	}

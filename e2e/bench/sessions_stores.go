@@ -29,18 +29,20 @@ import (
 const (
 	storePaddock     = "paddock"
 	storePaddockDly  = "paddock-delayed"
+	storePaddockD20  = "paddock-delayed-20ms"
 	storeRedisLock   = "redis-lock"
 	storeRedis       = "redis"
 	storeMemcached   = "memcached"
 	storeStartBudget = 30 * time.Second
 )
 
-var sessionStores = []string{storePaddock, storePaddockDly, storeRedisLock, storeRedis, storeMemcached}
+var sessionStores = []string{storePaddock, storePaddockDly, storePaddockD20, storeRedisLock, storeRedis, storeMemcached}
 
 // storeLabels are the stores' names in the table.
 var storeLabels = map[string]string{
 	storePaddock:    "Paddock (3 nodes, write-through)",
 	storePaddockDly: "Paddock (3 nodes, delayed write)",
+	storePaddockD20: "Paddock (3 nodes, delayed write, --web-session-flush-delay 20ms)",
 	storeRedisLock:  "Redis, phpredis locking on",
 	storeRedis:      "Redis, phpredis locking off (as shipped)",
 	storeMemcached:  "memcached, php-memcached sess_locking on",
@@ -67,6 +69,7 @@ type sessionStore struct {
 // storeConfig is what starting a store needs.
 type storeConfig struct {
 	paddockBin, paddockPHP string
+	agentArgs              []string
 }
 
 // startStore starts store key's servers under dir and waits until they
@@ -78,7 +81,7 @@ func startStore(ctx context.Context, key string, cfg storeConfig, dir string) (*
 	ctx, cancel := context.WithTimeout(ctx, storeStartBudget)
 	defer cancel()
 	switch key {
-	case storePaddock, storePaddockDly:
+	case storePaddock, storePaddockDly, storePaddockD20:
 		return startPaddockStore(ctx, cfg, dir, key)
 	case storeRedisLock, storeRedis:
 		return startRedisStore(ctx, dir, key == storeRedisLock)
@@ -105,10 +108,19 @@ func startPaddockStore(ctx context.Context, cfg storeConfig, dir, key string) (*
 		bootstrap = append(bootstrap, fmt.Sprintf("%s=127.0.0.1:%d", ids[i], ports[3*i+2]))
 	}
 	dataDir := func(i int) string { return filepath.Join(dir, ids[i]) }
+	// The HTTP addresses, for whoever profiles the nodes (--agent-arg=--pprof).
+	if err := os.WriteFile(filepath.Join(dir, "http-addrs"), []byte(strings.Join(httpAddrs, "\n")+"\n"), 0o644); err != nil {
+		return nil, err
+	}
 	launch := func(i int) (*child.Proc, error) {
 		args := child.AgentArgs(ids[i], dataDir(i), fmt.Sprintf("127.0.0.1:%d", ports[3*i+2]),
 			fmt.Sprintf("127.0.0.1:%d", ports[3*i]), httpAddrs[i], bootstrap)
-		return startProc(append(append([]string{cfg.paddockBin}, args...), "--log-level", "warn"),
+		args = append(args, "--log-level", "warn")
+		if key == storePaddockD20 {
+			args = append(args, "--web-session-flush-delay", "20ms")
+		}
+		args = append(args, cfg.agentArgs...)
+		return startProc(append([]string{cfg.paddockBin}, args...),
 			dir, filepath.Join(dir, ids[i]+".log"))
 	}
 	s := &sessionStore{
@@ -121,7 +133,7 @@ func startPaddockStore(ctx context.Context, cfg storeConfig, dir, key string) (*
 				eps = append(eps, httpAddrs[(i+j)%nodes])
 			}
 			env := []string{"PADDOCK_HTTP_ENDPOINTS=" + strings.Join(eps, ",")}
-			if key == storePaddockDly {
+			if key == storePaddockDly || key == storePaddockD20 {
 				env = append(env, "PADDOCK_SESSION_MODE=delayed")
 			}
 			return env
