@@ -22,7 +22,14 @@ func (c *Client) ReadWebSession(ctx context.Context, req *paddockv1.ReadWebSessi
 			wait = 30000
 		}
 	}
-	return call(ctx, c, read, paddockv1.NewWebSessionServiceClient, bounded(wait, paddockv1.WebSessionServiceClient.ReadWebSession), req)
+	// A locked read carries a request id like a write, so that a retry
+	// (its answer lost) gets the lock it was granted back instead of
+	// waiting behind it until its lease ends.
+	k := read
+	if req.GetLock() {
+		k = write
+	}
+	return call(ctx, c, k, paddockv1.NewWebSessionServiceClient, bounded(wait, paddockv1.WebSessionServiceClient.ReadWebSession), req)
 }
 
 // WriteWebSession stores a web session's data if it is still at

@@ -46,6 +46,11 @@ type wsLocks struct {
 type wsLock struct {
 	held  bool
 	token uint64
+	// rid is the request id of the read the lock was granted to, if it
+	// had one: a retry of that read (its answer lost) gets the same
+	// token back instead of waiting behind its own lock until the lease
+	// ends.
+	rid   string
 	lease *time.Timer // ends the holder's lease
 	// busy counts writes in flight under the holder's token: the lease
 	// does not end under them (leaseOver is deferred to the last one's
@@ -61,6 +66,7 @@ type wsLock struct {
 type wsWaiter struct {
 	ch    chan struct{}
 	ttl   time.Duration
+	rid   string
 	token uint64
 	err   error
 	done  bool
@@ -92,8 +98,11 @@ func (l *wsLocks) inGrace() bool { return time.Now().Before(l.graceUntil) }
 // acquire takes id's lock with a lease of ttl, waiting up to wait for the
 // holder and the waiters before it. It fails with ErrWebSessionLocked
 // when the wait runs out, ErrNotLeader when the table closes, or ctx's
-// error; it then holds nothing.
+// error; it then holds nothing. A call with ctx's request id of the
+// read the lock is held for is that read retried: it gets the holder's
+// token at once (the lease goes on as it was).
 func (l *wsLocks) acquire(ctx context.Context, id string, ttl, wait time.Duration) (uint64, error) {
+	rid := string(RequestID(ctx))
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -104,12 +113,17 @@ func (l *wsLocks) acquire(ctx context.Context, id string, ttl, wait time.Duratio
 		e = &wsLock{}
 		l.m[id] = e
 	}
-	if !e.held && len(e.waiters) == 0 && !l.inGrace() {
-		t := l.grant(id, e, ttl)
+	if e.held && rid != "" && e.rid == rid {
+		t := e.token
 		l.mu.Unlock()
 		return t, nil
 	}
-	w := &wsWaiter{ch: make(chan struct{}), ttl: ttl}
+	if !e.held && len(e.waiters) == 0 && !l.inGrace() {
+		t := l.grant(id, e, ttl, rid)
+		l.mu.Unlock()
+		return t, nil
+	}
+	w := &wsWaiter{ch: make(chan struct{}), ttl: ttl, rid: rid}
 	e.waiters = append(e.waiters, w)
 	l.mu.Unlock()
 
@@ -145,10 +159,11 @@ func (l *wsLocks) acquire(ctx context.Context, id string, ttl, wait time.Duratio
 	return 0, err
 }
 
-// grant gives e to a new token for ttl. l.mu is held.
-func (l *wsLocks) grant(id string, e *wsLock, ttl time.Duration) uint64 {
+// grant gives e to a new token for ttl, for the read of request id rid
+// ("" for none). l.mu is held.
+func (l *wsLocks) grant(id string, e *wsLock, ttl time.Duration, rid string) uint64 {
 	t := newLockToken()
-	e.held, e.token, e.busy, e.leaseDue = true, t, 0, false
+	e.held, e.token, e.rid, e.busy, e.leaseDue = true, t, rid, 0, false
 	e.lease = time.AfterFunc(ttl, func() { l.leaseOver(id, t) })
 	return t
 }
@@ -169,7 +184,7 @@ func (l *wsLocks) handoff(id string, e *wsLock) {
 	w := e.waiters[0]
 	e.waiters[0] = nil
 	e.waiters = e.waiters[1:]
-	w.token, w.done = l.grant(id, e, w.ttl), true
+	w.token, w.done = l.grant(id, e, w.ttl, w.rid), true
 	close(w.ch)
 }
 
@@ -178,7 +193,7 @@ func (l *wsLocks) free(id string, e *wsLock) {
 	if e.lease != nil {
 		e.lease.Stop()
 	}
-	e.held, e.token, e.lease, e.busy, e.leaseDue = false, 0, nil, 0, false
+	e.held, e.token, e.rid, e.lease, e.busy, e.leaseDue = false, 0, "", nil, 0, false
 	l.handoff(id, e)
 }
 
@@ -289,7 +304,7 @@ func (l *wsLocks) beginWrite(id string, token uint64, retry bool) (wsWrite, erro
 			e = &wsLock{}
 			l.m[id] = e
 		}
-		e.held, e.token, e.busy, e.leaseDue = true, token, 1, false
+		e.held, e.token, e.rid, e.busy, e.leaseDue = true, token, "", 1, false
 		e.lease = time.AfterFunc(wsAdoptTTL, func() { l.leaseOver(id, token) })
 	}
 	w.held = true
@@ -330,7 +345,7 @@ func (l *wsLocks) tryHold(id string, ttl time.Duration) (uint64, bool) {
 		e = &wsLock{}
 		l.m[id] = e
 	}
-	return l.grant(id, e, ttl), true
+	return l.grant(id, e, ttl, ""), true
 }
 
 // graceOver grants the locks waited for during the grace period.

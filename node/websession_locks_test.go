@@ -380,3 +380,48 @@ func TestWebSessionLocksGraceAdoptsOne(t *testing.T) {
 	}
 	l.endWrite(w, true)
 }
+
+// TestWebSessionLocksReadRetry: a locked read retried with its request id
+// (its answer lost) gets the lock it was granted back at once, whether
+// granted free or handed over from a waiter; another request id, or no
+// id, waits; once released, the id names no lock any more.
+func TestWebSessionLocksReadRetry(t *testing.T) {
+	l := newWSLocks(0)
+	defer l.close()
+	ctx := context.Background()
+	r1 := WithRequestID(ctx, []byte("read-1"))
+	t1, err := l.acquire(r1, "s", time.Minute, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := l.acquire(r1, "s", time.Minute, time.Millisecond); err != nil || got != t1 {
+		t.Fatalf("the read retried = %d, %v; want its token %d at once", got, err, t1)
+	}
+	for _, c := range []context.Context{WithRequestID(ctx, []byte("read-2")), ctx} {
+		if _, err := l.acquire(c, "s", time.Minute, 20*time.Millisecond); !errors.Is(err, ErrWebSessionLocked) {
+			t.Fatalf("another read = %v, want ErrWebSessionLocked", err)
+		}
+	}
+
+	// A waiter granted the lock by the release is found by its id too.
+	r3 := WithRequestID(ctx, []byte("read-3"))
+	ch := acquireAsync(l, r3, "s", time.Minute, 5*time.Second)
+	untilWaiting(t, l, "s", 1)
+	if !l.release("s", t1) {
+		t.Fatal("release of the holder's token failed")
+	}
+	a := recvAcquired(t, ch)
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	if got, err := l.acquire(r3, "s", time.Minute, time.Millisecond); err != nil || got != a.token {
+		t.Fatalf("the waiter's read retried = %d, %v; want its token %d", got, err, a.token)
+	}
+	if !l.release("s", a.token) {
+		t.Fatal("release of the waiter's token failed")
+	}
+	// Released: the same id takes the lock anew, with a new token.
+	if got, err := l.acquire(r3, "s", time.Minute, time.Second); err != nil || got == a.token {
+		t.Fatalf("read with a released lock's id = %d, %v; want a new token", got, err)
+	}
+}

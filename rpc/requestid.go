@@ -40,9 +40,9 @@ var reads = map[string]bool{
 	paddockv1.ElectionService_Leader_FullMethodName:      true,
 	paddockv1.ElectionService_PollLeader_FullMethodName:  true,
 	paddockv1.LockService_GetLock_FullMethodName:         true,
-	// A locked read takes a lock in the leader's memory, never in the
-	// log: it proposes nothing.
-	paddockv1.WebSessionService_ReadWebSession_FullMethodName:     true,
+	// A web session read proposes nothing, but is not in this list: a
+	// locked read retried with its request id gets the lock it was
+	// granted back (node's wsLocks.acquire).
 	paddockv1.WebSessionService_ValidateWebSession_FullMethodName: true,
 }
 

@@ -196,11 +196,19 @@ func TestWebSessionOverGRPCAndHTTP(t *testing.T) {
 	if code, body := wsHTTP(t, "POST", url+"/"+id+"/touch", `{}`, ""); code != 200 || body["found"] != true {
 		t.Errorf("touch = %d %v; want found", code, body)
 	}
-	code, body = wsHTTP(t, "POST", url+"/"+id+"/read", `{"lock":true}`, "")
+	code, body = wsHTTP(t, "POST", url+"/"+id+"/read", `{"lock":true}`, "k-read-1")
 	tok, _ = body["token"].(string)
 	if code != 200 || tok == "" || tok == "0" {
 		t.Fatalf("locked read = %d %v", code, body)
 	}
+	// The read retried with its Idempotency-Key (its answer lost) gets
+	// its lock back at once; another key waits for it.
+	code, body = wsHTTP(t, "POST", url+"/"+id+"/read", `{"lock":true,"wait_ms":"5000"}`, "k-read-1")
+	if code != 200 || body["token"] != tok {
+		t.Errorf("locked read retried with its key = %d %v; want token %s at once", code, body, tok)
+	}
+	code, body = wsHTTP(t, "POST", url+"/"+id+"/read", `{"lock":true,"wait_ms":"100"}`, "k-read-2")
+	wantHTTPError(t, "locked read with another key", code, body, 409, codes.Aborted, "web session locked by another request")
 	if code, body := wsHTTP(t, "DELETE", url+"/"+id+"?token="+tok, "", ""); code != 200 || body["destroyed"] != true {
 		t.Errorf("destroy with the token = %d %v; want destroyed", code, body)
 	}
