@@ -30,6 +30,15 @@ func WithRequestID(ctx context.Context, id string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, RequestIDMetadataKey, id)
 }
 
+// withFreshRequestID gives ctx a fresh request id, in place of any it
+// carries.
+func withFreshRequestID(ctx context.Context) context.Context {
+	md, _ := metadata.FromOutgoingContext(ctx)
+	md = md.Copy()
+	md.Set(RequestIDMetadataKey, NewRequestID())
+	return metadata.NewOutgoingContext(ctx, md)
+}
+
 // withRequestID gives ctx a fresh request id unless it already carries one.
 func withRequestID(ctx context.Context) context.Context {
 	if md, ok := metadata.FromOutgoingContext(ctx); ok && len(md.Get(RequestIDMetadataKey)) > 0 {

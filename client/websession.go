@@ -9,8 +9,10 @@ import (
 // ReadWebSession reads a PHP web session, with its lock when req.lock is
 // set, waiting up to req.wait_ms (0: the lock's lease, lock_ttl_ms, 30 s
 // by default) for the request that holds it; a wait that runs out is
-// ABORTED. It takes no request id: the lock lives in the leader's memory,
-// never in the log.
+// ABORTED. A locked read carries a fresh request id of its own (never one
+// WithRequestID put in ctx: that id names a write), the same on each
+// attempt, so that an attempt retried after its answer was lost gets the
+// lock it was granted back instead of waiting behind it.
 func (c *Client) ReadWebSession(ctx context.Context, req *paddockv1.ReadWebSessionRequest) (*paddockv1.ReadWebSessionResponse, error) {
 	var wait int64
 	if req.GetLock() {
@@ -22,12 +24,10 @@ func (c *Client) ReadWebSession(ctx context.Context, req *paddockv1.ReadWebSessi
 			wait = 30000
 		}
 	}
-	// A locked read carries a request id like a write, so that a retry
-	// (its answer lost) gets the lock it was granted back instead of
-	// waiting behind it until its lease ends.
 	k := read
 	if req.GetLock() {
-		k = write
+		k = write // call keeps the fresh id on every attempt
+		ctx = withFreshRequestID(ctx)
 	}
 	return call(ctx, c, k, paddockv1.NewWebSessionServiceClient, bounded(wait, paddockv1.WebSessionServiceClient.ReadWebSession), req)
 }

@@ -487,7 +487,7 @@ func (n *Node) wsRead(ctx context.Context, l *wsLocks, req *paddockv1.ReadWebSes
 	if !pending {
 		if err := n.waitReadIndex(ctx); err != nil {
 			if token != 0 {
-				l.release(id, token)
+				l.drop(id, token)
 			}
 			return nil, err
 		}

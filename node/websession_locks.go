@@ -49,9 +49,13 @@ type wsLock struct {
 	// rid is the request id of the read the lock was granted to, if it
 	// had one: a retry of that read (its answer lost) gets the same
 	// token back instead of waiting behind its own lock until the lease
-	// ends.
-	rid   string
-	lease *time.Timer // ends the holder's lease
+	// ends. shared counts the attempts given the token that way beyond
+	// the first: an attempt that fails after the grant (its caller gone,
+	// a read index refused) gives up its share instead of the lock, which
+	// another attempt of the same read may have answered (drop).
+	rid    string
+	shared int
+	lease  *time.Timer // ends the holder's lease
 	// busy counts writes in flight under the holder's token: the lease
 	// does not end under them (leaseOver is deferred to the last one's
 	// end), so a write that passed the lock check is not overtaken by a
@@ -114,6 +118,7 @@ func (l *wsLocks) acquire(ctx context.Context, id string, ttl, wait time.Duratio
 		l.m[id] = e
 	}
 	if e.held && rid != "" && e.rid == rid {
+		e.shared++
 		t := e.token
 		l.mu.Unlock()
 		return t, nil
@@ -144,7 +149,7 @@ func (l *wsLocks) acquire(ctx context.Context, id string, ttl, wait time.Duratio
 		if w.err != nil || ctx.Err() == nil {
 			return w.token, w.err
 		}
-		l.releaseLocked(id, w.token) // the caller is gone
+		l.dropLocked(id, w.token) // the caller is gone
 		return 0, err
 	}
 	if e := l.m[id]; e != nil {
@@ -163,7 +168,7 @@ func (l *wsLocks) acquire(ctx context.Context, id string, ttl, wait time.Duratio
 // ("" for none). l.mu is held.
 func (l *wsLocks) grant(id string, e *wsLock, ttl time.Duration, rid string) uint64 {
 	t := newLockToken()
-	e.held, e.token, e.rid, e.busy, e.leaseDue = true, t, rid, 0, false
+	e.held, e.token, e.rid, e.shared, e.busy, e.leaseDue = true, t, rid, 0, 0, false
 	e.lease = time.AfterFunc(ttl, func() { l.leaseOver(id, t) })
 	return t
 }
@@ -186,6 +191,24 @@ func (l *wsLocks) handoff(id string, e *wsLock) {
 	e.waiters = e.waiters[1:]
 	w.token, w.done = l.grant(id, e, w.ttl, w.rid), true
 	close(w.ch)
+	if w.rid == "" {
+		return
+	}
+	// Attempts of the same read queued behind the first (it was waiting
+	// when its answer's way was lost, and the retry queued too) get the
+	// same token now, not when the lock comes round to them.
+	kept := e.waiters[:0]
+	for _, x := range e.waiters {
+		if x.rid == w.rid {
+			x.token, x.done = w.token, true
+			e.shared++
+			close(x.ch)
+			continue
+		}
+		kept = append(kept, x)
+	}
+	clear(e.waiters[len(kept):])
+	e.waiters = kept
 }
 
 // free ends the holder's hold. l.mu is held.
@@ -193,7 +216,7 @@ func (l *wsLocks) free(id string, e *wsLock) {
 	if e.lease != nil {
 		e.lease.Stop()
 	}
-	e.held, e.token, e.rid, e.lease, e.busy, e.leaseDue = false, 0, "", nil, 0, false
+	e.held, e.token, e.rid, e.shared, e.lease, e.busy, e.leaseDue = false, 0, "", 0, nil, 0, false
 	l.handoff(id, e)
 }
 
@@ -229,6 +252,23 @@ func (l *wsLocks) releaseLocked(id string, token uint64) bool {
 	}
 	l.free(id, e)
 	return true
+}
+
+// drop gives up one attempt's hold of id's lock under token after a
+// failure: the lock is released unless another attempt of the same read
+// was given the token too (wsLock.shared), and reports whether it was.
+func (l *wsLocks) drop(id string, token uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dropLocked(id, token)
+}
+
+func (l *wsLocks) dropLocked(id string, token uint64) bool {
+	if e := l.m[id]; e != nil && e.held && e.token == token && e.shared > 0 {
+		e.shared--
+		return false
+	}
+	return l.releaseLocked(id, token)
 }
 
 // holds reports whether token holds id's lock.

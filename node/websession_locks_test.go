@@ -421,7 +421,37 @@ func TestWebSessionLocksReadRetry(t *testing.T) {
 		t.Fatal("release of the waiter's token failed")
 	}
 	// Released: the same id takes the lock anew, with a new token.
-	if got, err := l.acquire(r3, "s", time.Minute, time.Second); err != nil || got == a.token {
-		t.Fatalf("read with a released lock's id = %d, %v; want a new token", got, err)
+	t4, err := l.acquire(r3, "s", time.Minute, time.Second)
+	if err != nil || t4 == a.token {
+		t.Fatalf("read with a released lock's id = %d, %v; want a new token", t4, err)
+	}
+
+	// An attempt and its retry both queued behind another holder get the
+	// same token when the first of them is granted the lock.
+	r5 := WithRequestID(ctx, []byte("read-5"))
+	first := acquireAsync(l, r5, "s", time.Minute, 5*time.Second)
+	untilWaiting(t, l, "s", 1)
+	retry := acquireAsync(l, r5, "s", time.Minute, 5*time.Second)
+	untilWaiting(t, l, "s", 2)
+	other := acquireAsync(l, WithRequestID(ctx, []byte("read-6")), "s", time.Minute, 5*time.Second)
+	untilWaiting(t, l, "s", 3)
+	if !l.release("s", t4) {
+		t.Fatal("release failed")
+	}
+	a1, a2 := recvAcquired(t, first), recvAcquired(t, retry)
+	if a1.err != nil || a2.err != nil || a1.token != a2.token {
+		t.Fatalf("queued attempts of one read = %v / %v; want one token", a1, a2)
+	}
+	untilWaiting(t, l, "s", 1) // the other read still waits
+	// One attempt failing gives up its share, not the lock the other
+	// answered; the last one releases it.
+	if l.drop("s", a1.token) || !l.holds("s", a1.token) {
+		t.Fatal("drop of a shared token released the lock")
+	}
+	if !l.drop("s", a1.token) {
+		t.Fatal("drop of the last attempt's token did not release the lock")
+	}
+	if a := recvAcquired(t, other); a.err != nil || a.token == a1.token {
+		t.Fatalf("the other read after the release = %v; want the lock", a)
 	}
 }

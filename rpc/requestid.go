@@ -17,7 +17,8 @@ import (
 // fsm.RequestIDWindow: a retry with the same id, on any node, returns the
 // first result and zxid. Clients send 32 lowercase hex digits (16 random
 // bytes); the server takes any printable ASCII value of 1 to
-// fsm.MaxRequestIDLength bytes. Reads ignore it.
+// fsm.MaxRequestIDLength bytes. Reads ignore it, but for a locked web
+// session read: retried with its id, it gets the lock it was granted back.
 const RequestIDMetadata = "paddock-request-id"
 
 // reads are the methods that never propose a command: a request id means
@@ -48,9 +49,13 @@ var reads = map[string]bool{
 
 // withRequestID calls h, for a write with the valid request id of the
 // metadata in its context for node.Propose; it refuses an invalid one
-// before h runs, so it never reaches the log. A read ignores the metadata.
+// before h runs, so it never reaches the log. A read ignores the metadata,
+// and so does a web session read without the lock.
 func withRequestID(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	if reads[info.FullMethod] {
+		return h(ctx, req)
+	}
+	if r, ok := req.(*paddockv1.ReadWebSessionRequest); ok && !r.GetLock() {
 		return h(ctx, req)
 	}
 	// Not metadata.FromIncomingContext: that copies every key.

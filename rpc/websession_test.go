@@ -209,6 +209,14 @@ func TestWebSessionOverGRPCAndHTTP(t *testing.T) {
 	}
 	code, body = wsHTTP(t, "POST", url+"/"+id+"/read", `{"lock":true,"wait_ms":"100"}`, "k-read-2")
 	wantHTTPError(t, "locked read with another key", code, body, 409, codes.Aborted, "web session locked by another request")
+	// A read without the lock ignores its key, as other reads do; a
+	// locked read's key is checked like a write's.
+	long := strings.Repeat("k", 65)
+	if code, body := wsHTTP(t, "POST", url+"/"+id+"/read", `{}`, long); code != 200 || body["found"] != true {
+		t.Errorf("unlocked read with a key of 65 bytes = %d %v; want the session", code, body)
+	}
+	code, body = wsHTTP(t, "POST", url+"/"+id+"/read", `{"lock":true,"wait_ms":"1"}`, long)
+	wantHTTPError(t, "locked read with a key of 65 bytes", code, body, 400, codes.InvalidArgument, "bad argument")
 	if code, body := wsHTTP(t, "DELETE", url+"/"+id+"?token="+tok, "", ""); code != 200 || body["destroyed"] != true {
 		t.Errorf("destroy with the token = %d %v; want destroyed", code, body)
 	}

@@ -1170,7 +1170,8 @@ func (x *KeepAliveResponse) GetExpiredIds() []uint64 {
 type WebSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// request_id is the client's request id (the writes it makes carry it,
-	// so a retry gets the first result).
+	// so a retry gets the first result; a locked read's retry gets the lock
+	// it was granted back).
 	RequestId []byte `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// call is the client's request.
 	//
