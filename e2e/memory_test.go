@@ -13,7 +13,7 @@ import (
 // runtime's own metrics show: a node restarted with --gc-percent,
 // --memory-limit and --gc-min-headroom 0 runs with exactly them; the
 // others with the defaults (no limit, and GOGC 50 raised while the live
-// heap is small, by the 32 MiB minimum headroom) unless the test's
+// heap is small, by the 16 MiB minimum headroom) unless the test's
 // environment sets GOGC or GOMEMLIMIT.
 func TestAgentGCFlags(t *testing.T) {
 	c := startCluster(t)

@@ -57,7 +57,7 @@ const defaultGCPercent = 50
 
 // defaultMinHeadroom is the agent's minimum heap growth between
 // collections.
-const defaultMinHeadroom = 32 << 20
+const defaultMinHeadroom = 16 << 20
 
 func (g *gcFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&g.gcPercent, "gc-percent", defaultGCPercent,
@@ -66,7 +66,7 @@ func (g *gcFlags) register(fs *pflag.FlagSet) {
 		"soft limit on the process's Go memory, e.g. 512MiB (GOMEMLIMIT); the collector works harder near it; 0: none")
 	g.minHeadroom = defaultMinHeadroom
 	fs.Var(&g.minHeadroom, "gc-min-headroom",
-		"least heap growth between collections, e.g. 32MiB: a small heap is not collected every few MiB allocated (GOGC is raised to about 100 x this / live heap when that is more than --gc-percent); 0: GOGC is --gc-percent")
+		"least heap growth between collections, e.g. 16MiB: a small heap is not collected every few MiB allocated (GOGC is raised to about 100 x this / live heap when that is more than --gc-percent); 0: GOGC is --gc-percent")
 }
 
 // apply sets the collector up, and returns the tuner to run when it
