@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -26,13 +27,26 @@ import (
 // is not empty, and decodes the JSON answer.
 func wsHTTP(t *testing.T, method, url, body, key string) (int, map[string]any) {
 	t.Helper()
+	header := http.Header{}
+	if key != "" {
+		header.Set("Idempotency-Key", key)
+	}
+	code, b := sendHTTP(t, method, url, body, header)
+	var out map[string]any
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("%s %s: %d %q is not JSON: %v", method, url, code, b, err)
+	}
+	return code, out
+}
+
+// sendHTTP sends one request and returns the status and the body.
+func sendHTTP(t *testing.T, method, url, body string, header http.Header) (int, []byte) {
+	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
-	}
+	maps.Copy(req.Header, header)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -42,26 +56,14 @@ func wsHTTP(t *testing.T, method, url, body, key string) (int, map[string]any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out map[string]any
-	if err := json.Unmarshal(b, &out); err != nil {
-		t.Fatalf("%s %s: %d %q is not JSON: %v", method, url, resp.StatusCode, b, err)
-	}
-	return resp.StatusCode, out
+	return resp.StatusCode, b
 }
 
 // metricLine is the value of the series named exactly series (name and
 // labels as /metrics prints them) on the handler at base, "" when absent.
 func metricLine(t *testing.T, base, series string) string {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, b := sendHTTP(t, "GET", base+"/metrics", "", nil)
 	for line := range strings.SplitSeq(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, series+" "); ok {
 			return v
