@@ -414,7 +414,10 @@ func runExample(t *testing.T, ex *docExample, isolate []string) {
 	cmd.Dir = work
 	cmd.Env = append(child.Env(),
 		"PATH="+bin+string(os.PathListSeparator)+filepath.Dir(grpcurlBin)+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"REAL_CURL="+curlBin, "ISOLATED="+isolated, "PHP_PROLOGUE="+filepath.Join(work, "prologue.php"))
+		"REAL_CURL="+curlBin, "ISOLATED="+isolated, "PHP_PROLOGUE="+filepath.Join(work, "prologue.php"),
+		// PHP's sys_get_temp_dir (the session handler keeps the leader's
+		// address there): the example's own directory.
+		"TMPDIR="+work)
 	// Its own process group, killed whole on timeout; SIGKILLed if the
 	// test binary dies (in a namespace, unshare's --kill-child then ends
 	// everything in it).

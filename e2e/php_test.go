@@ -129,8 +129,10 @@ func TestPHPUnit(t *testing.T) {
 	cmd := exec.CommandContext(ctx, phpunit, "--configuration", filepath.Join(root, "phpunit.xml.dist"),
 		"--fail-on-skipped", "--fail-on-incomplete", "--testdox")
 	cmd.Dir = root
+	// TMPDIR: where the session handler keeps the leader's address
+	// (PHP's sys_get_temp_dir), the test's own directory.
 	cmd.Env = append(child.Env(), "PADDOCK_HTTP_ENDPOINTS="+c.httpEndpoints(),
-		"PADDOCK_TEST_NO_LEADER_ENDPOINT="+lone)
+		"PADDOCK_TEST_NO_LEADER_ENDPOINT="+lone, "TMPDIR="+t.TempDir())
 	cmd.SysProcAttr = sysProcAttr()
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -112,7 +112,9 @@ func startPHPServer(t *testing.T, php, docroot, name string, env ...string) *php
 		t.Fatal(err)
 	}
 	s := &phpServer{name: name, addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), out: &syncBuffer{}}
-	cmd := exec.Command(php, "-d", "auto_prepend_file="+prepend, "-d", "session.use_strict_mode=1",
+	// sys_temp_dir: where the handler keeps the leader's address
+	// (SessionHandler::leaderFile), the test's own directory.
+	cmd := exec.Command(php, "-d", "auto_prepend_file="+prepend, "-d", "session.use_strict_mode=1", "-d", "sys_temp_dir="+t.TempDir(),
 		"-d", "output_buffering=0", "-d", "display_errors=0", "-d", "log_errors=1", "-d", "error_log=",
 		"-S", s.addr, "-t", docroot)
 	cmd.Env = append(child.Env(), append([]string{"PHP_CLI_SERVER_WORKERS=" + strconv.Itoa(wsPHPWorkers)}, env...)...)
@@ -222,6 +224,31 @@ func appliedCommands(t *testing.T, addr string) map[string]float64 {
 		t.Fatalf("no paddock_applied_commands_total in the metrics of %s", addr)
 	}
 	return out
+}
+
+// metricValue is the value of the series named exactly series (name and
+// labels as /metrics prints them) on the node at addr, 0 when absent.
+func metricValue(t *testing.T, addr, series string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metrics line %q: %v", line, err)
+			}
+			return f
+		}
+	}
+	return 0
 }
 
 // histogram is a Prometheus histogram as /metrics shows it: cumulative
@@ -479,6 +506,33 @@ func TestWebSessionPHPServers(t *testing.T) {
 		}
 		t.Logf("applied commands (all ops) per page view: %.2f changing the session, %.2f not",
 			(changed["all"]-before["all"])/views, (unchanged["all"]-changed["all"])/views)
+	})
+
+	t.Run("PageViewsCallTheLeader", func(t *testing.T) {
+		// Each server lists a different node first; the handler follows
+		// the Paddock-Leader header (and keeps it in its leader file), so
+		// the followers forward (almost) none of the page views' calls:
+		// at most a server's first call after a leader change.
+		id := create(servers[0], "")
+		forwarded := func() float64 {
+			sum := 0.0
+			for i, a := range c.agents {
+				if i != c.leader() {
+					sum += metricValue(t, a.httpAddr, `paddock_forwarded_requests_total{kind="web_session"}`)
+				}
+			}
+			return sum
+		}
+		const views = 30
+		before := forwarded()
+		for i := range views {
+			if v := view(hc, servers[i%len(servers)], "op=inc", id); v.n() != i+1 {
+				t.Fatalf("increment %d: %v", i+1, v)
+			}
+		}
+		if d := forwarded() - before; d > float64(len(servers)) {
+			t.Errorf("%d page views (%d web-session calls) had %v calls forwarded by a follower; want at most %d", views, 2*views, d, len(servers))
+		}
 	})
 
 	t.Run("StrictModeRefusesUnknownID", func(t *testing.T) {

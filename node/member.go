@@ -84,6 +84,22 @@ func role(s raft.RaftState) paddockv1.Role {
 	return paddockv1.Role_ROLE_SHUTDOWN
 }
 
+// LeaderHTTPAddr is the HTTP address the current leader registered (its
+// --http-addr), or "" when no leader is known or it registered none.
+// HTTP answers carry it, so that a client can send its next calls to the
+// leader instead of through a follower that forwards them.
+func (n *Node) LeaderHTTPAddr() string {
+	_, id := n.raft.LeaderWithID()
+	if id == "" {
+		return ""
+	}
+	m, ok := n.fsm.Member(string(id))
+	if !ok {
+		return ""
+	}
+	return m.GetHttpAddr()
+}
+
 // Members lists the raft configuration joined with the registered client
 // addresses.
 func (n *Node) Members(ctx context.Context) ([]*paddockv1.Member, error) {

@@ -119,7 +119,10 @@
 // Every HTTP response carries Served-By: <node id>: errors, streams,
 // /healthz and /metrics included. It names the node that answered the
 // call; the body's header.node_id names the node whose state the answer
-// reflects, which for a read a lagging follower forwarded is the leader. /v1/ requests never pass through
+// reflects, which for a read a lagging follower forwarded is the leader.
+// A node that knows the leader also sends Paddock-Leader: <the leader's
+// registered HTTP address>, so that a client can call the leader
+// directly (the PHP session handler does). /v1/ requests never pass through
 // http.ServeMux, which would answer a path with "//" or "." with a redirect
 // to a different znode's URL.
 package rpc

@@ -17,15 +17,23 @@ import (
 // ServedByHTTPHeader names the node that answered, on every HTTP response.
 const ServedByHTTPHeader = "Served-By"
 
+// LeaderHTTPHeader gives the current leader's HTTP address (its
+// registered --http-addr), on every HTTP response of a node that knows
+// it. A client that has this address in its own list can send its next
+// calls there: every write and every web-session call ends on the
+// leader, and a follower only forwards them.
+const LeaderHTTPHeader = "Paddock-Leader"
+
 // NewHTTPHandler serves /healthz (the process is up), /readyz (the node
 // is a member of a cluster with a known leader), /metrics (Prometheus, the
 // node's registry) and the JSON gateway under /v1/, which calls this
 // node's own gRPC server at grpcAddr over one connection that is closed
 // when ctx ends, except for the web-session routes, which it serves in
-// this process (localWebSession). Every response carries Served-By. See doc.go for the
+// this process (localWebSession). Every response carries Served-By, and
+// Paddock-Leader when the node knows the leader. See doc.go for the
 // gateway's conventions. Options add opt-in endpoints (WithPprof).
 func NewHTTPHandler(ctx context.Context, n *node.Node, grpcAddr string, opts ...HTTPOption) (http.Handler, error) {
-	return newHTTPHandler(ctx, httpNode{id: n.ID(), ready: n.Ready, metrics: n.Metrics(), webSession: newLocalWebSession(n)}, grpcAddr, opts...)
+	return newHTTPHandler(ctx, httpNode{id: n.ID(), ready: n.Ready, metrics: n.Metrics(), webSession: newLocalWebSession(n), leaderHTTP: n.LeaderHTTPAddr}, grpcAddr, opts...)
 }
 
 // HTTPOption changes what NewHTTPHandler serves.
@@ -55,6 +63,9 @@ type httpNode struct {
 	// process (see localWebSession); when nil they go through the
 	// loopback gRPC connection like the others.
 	webSession paddockv1.WebSessionServiceServer
+	// leaderHTTP, when set, gives the leader's HTTP address for
+	// LeaderHTTPHeader ("" when unknown).
+	leaderHTTP func() string
 }
 
 func newHTTPHandler(ctx context.Context, n httpNode, grpcAddr string, opts ...HTTPOption) (http.Handler, error) {
@@ -92,6 +103,11 @@ func newHTTPHandler(ctx context.Context, n httpNode, grpcAddr string, opts ...HT
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(ServedByHTTPHeader, n.id)
+		if n.leaderHTTP != nil {
+			if addr := n.leaderHTTP(); addr != "" {
+				w.Header().Set(LeaderHTTPHeader, addr)
+			}
+		}
 		switch {
 		case r.URL.Path == "/healthz", r.URL.Path == "/readyz", r.URL.Path == "/metrics",
 			o.pprof && strings.HasPrefix(r.URL.Path, pprofPrefix):

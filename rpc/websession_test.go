@@ -14,11 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock/paddock/node"
+	"github.com/paddock/paddock/node/nodetest"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 	"github.com/paddock/paddock/rpc"
 )
@@ -300,3 +302,46 @@ func TestWebSessionDelayedOverGRPCAndHTTP(t *testing.T) {
 }
 
 func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
+
+// TestLeaderHTTPHeader: every HTTP answer of a node that knows the leader
+// carries Paddock-Leader, the HTTP address the leader registered: on a
+// follower, so that a client can call the leader directly next time,
+// and on the leader itself.
+func TestLeaderHTTPHeader(t *testing.T) {
+	checkLeaks(t)
+	c := nodetest.NewCluster(t, 3, nodetest.WithServer(func(n *node.Node) *grpc.Server { return rpc.NewServer(n) }),
+		nodetest.WithConfig(func(cfg *node.Config) { cfg.HTTPAddr = "web-" + cfg.ID + ".example:2282" }))
+	c.WaitLeader(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range c.Size() {
+		n := c.Node(i)
+		h, err := rpc.NewHTTPHandler(ctx, n, c.GRPCAddr(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := httptest.NewServer(h)
+		// Registration is a raft write of each node's own: poll until
+		// the leader's is applied here.
+		var got, want string
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			_, leader := c.Node(0).Raft().LeaderWithID()
+			want = "web-" + string(leader) + ".example:2282"
+			resp, err := http.Get(hs.URL + "/v1/web-sessions/abc")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			got = resp.Header.Get(rpc.LeaderHTTPHeader)
+			if (got == want && leader != "") || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		hs.Close()
+		if got != want {
+			t.Errorf("%s: %s = %q, want %q", n.ID(), rpc.LeaderHTTPHeader, got, want)
+		}
+	}
+}

@@ -418,7 +418,10 @@ func startWebServers(ctx context.Context, php, docroot, logDir string, n, worker
 	for i := range n {
 		w := &webServer{addr: fmt.Sprintf("127.0.0.1:%d", ports[i])}
 		var args []string
-		for _, kv := range append(append([]string(nil), webIni...), s.ini...) {
+		// sys_temp_dir: the run's directory, for what a handler keeps
+		// between requests (the Paddock handler: the leader's address).
+		ini := append(append(append([]string(nil), webIni...), s.ini...), "sys_temp_dir="+logDir)
+		for _, kv := range ini {
 			args = append(args, "-d", kv)
 		}
 		args = append(args, "-S", w.addr, "-t", docroot)

@@ -23,6 +23,15 @@ use Paddock\Exception\UnavailableException;
  * comma-separated PADDOCK_HTTP_ENDPOINTS, else 127.0.0.1:2282 (the local
  * node's default HTTP address: on a farm every web server runs a node).
  *
+ * Following the leader (option follow_leader): an answer's
+ * Paddock-Leader header names the leader's HTTP address; when that
+ * address is one of the endpoints, the next call starts there, saving
+ * the hop of a follower forwarding it (writes, locks and web sessions
+ * are decided on the leader). With leader_file, the client also keeps
+ * that address in a small file, so that the next PHP request's client
+ * starts there too; a stale or unknown address only costs the hop, or
+ * a failover when that node is gone.
+ *
  * Failover: a call starts at the endpoint that answered last. When it
  * cannot connect, gets no answer (within attempt_timeout_ms, 5 s by
  * default, for an ordinary call), or gets 503 (UNAVAILABLE: no leader, a
@@ -82,16 +91,29 @@ final class Client
     /** @var string highest zxid seen in a response header */
     private $lastZxid = '0';
 
+    /** @var array<string, int>|null endpoint index by "host:port", when following the leader */
+    private $byAddr;
+
+    /** @var string|null file that keeps the leader's address between requests */
+    private $leaderFile;
+
+    /** @var string|null the leader's address as read from or written to $leaderFile */
+    private $leaderSeen;
+
     /**
      * @param list<string>|string|null $endpoints "host:port" or URLs (a
      *   comma-separated string is split); null reads PADDOCK_HTTP_ENDPOINTS,
      *   else 127.0.0.1:2282
-     * @param array{timeout_ms?: int, margin_ms?: int, connect_timeout_ms?: int, attempt_timeout_ms?: int} $options
+     * @param array{timeout_ms?: int, margin_ms?: int, connect_timeout_ms?: int, attempt_timeout_ms?: int, follow_leader?: bool, leader_file?: string} $options
      *   timeout_ms: an ordinary call's time, retries included (10000);
      *   margin_ms: added to a long poll's wait (2000: the server may take its wait + 1 s); connect_timeout_ms:
      *   one attempt's connect timeout (1000); attempt_timeout_ms: how long
      *   an ordinary call waits for one node's answer before it tries the
-     *   next (5000: a node that hangs is left for another)
+     *   next (5000: a node that hangs is left for another);
+     *   follow_leader: start the next call at the leader when an answer
+     *   names it and it is one of the endpoints (false); leader_file: with
+     *   follow_leader, a file that keeps the leader's address for the
+     *   next PHP request's client ('' or absent: none)
      */
     public function __construct($endpoints = null, array $options = [])
     {
@@ -124,8 +146,30 @@ final class Client
         $this->connectTimeoutMs = self::positive($options, 'connect_timeout_ms', 1000);
         $this->attemptTimeoutMs = self::positive($options, 'attempt_timeout_ms', 5000);
         foreach (array_keys($options) as $k) {
-            if (!in_array($k, ['timeout_ms', 'margin_ms', 'connect_timeout_ms', 'attempt_timeout_ms'], true)) {
+            if (!in_array($k, ['timeout_ms', 'margin_ms', 'connect_timeout_ms', 'attempt_timeout_ms', 'follow_leader', 'leader_file'], true)) {
                 throw new \InvalidArgumentException("Paddock\\Client: unknown option $k");
+            }
+        }
+        $follow = $options['follow_leader'] ?? false;
+        $file = $options['leader_file'] ?? '';
+        if (!is_bool($follow) || !is_string($file)) {
+            throw new \InvalidArgumentException('Paddock\\Client: option follow_leader must be a bool and leader_file a string');
+        }
+        if ($follow) {
+            $this->byAddr = [];
+            foreach ($this->endpoints as $i => $ep) {
+                $addr = substr($ep, strpos($ep, '://') + 3); // host:port, as nodes register it
+                $this->byAddr[$addr] = $this->byAddr[$addr] ?? $i;
+            }
+            if ($file !== '') {
+                $this->leaderFile = $file;
+                $seen = self::quietly(static function () use ($file) {
+                    return is_file($file) ? file_get_contents($file, false, null, 0, 256) : false;
+                });
+                if (is_string($seen) && isset($this->byAddr[$seen])) {
+                    $this->leaderSeen = $seen;
+                    $this->current = $this->byAddr[$seen];
+                }
             }
         }
     }
@@ -689,6 +733,9 @@ final class Client
                 continue;
             }
             $this->servedBy = $res['served_by'];
+            if ($res['leader'] !== null && $this->byAddr !== null) {
+                $this->follow($res['leader']);
+            }
             $status = $res['status'];
             $decoded = json_decode($res['body'], true, 512, JSON_BIGINT_AS_STRING);
             if ($status >= 200 && $status < 300) {
@@ -731,7 +778,7 @@ final class Client
      *
      * @param array<string, scalar> $query
      * @param array<string, mixed>|null $body
-     * @return array{status: int, body: string, served_by: ?string, error: ?string, timeout: bool}
+     * @return array{status: int, body: string, served_by: ?string, leader: ?string, error: ?string, timeout: bool}
      */
     private function attempt(string $method, string $url, array $query, ?array $body, ?string $key, int $timeoutMs): array
     {
@@ -749,6 +796,7 @@ final class Client
             $headers[] = 'Idempotency-Key: ' . $key;
         }
         $servedBy = null;
+        $leader = null;
         curl_setopt_array($h, [
             CURLOPT_URL => $url,
             CURLOPT_CUSTOMREQUEST => $method,
@@ -757,9 +805,11 @@ final class Client
             CURLOPT_TIMEOUT_MS => $timeoutMs,
             CURLOPT_CONNECTTIMEOUT_MS => min($this->connectTimeoutMs, $timeoutMs),
             CURLOPT_PROTOCOLS => CURLPROTO_HTTP | CURLPROTO_HTTPS,
-            CURLOPT_HEADERFUNCTION => static function ($ch, string $line) use (&$servedBy): int {
+            CURLOPT_HEADERFUNCTION => static function ($ch, string $line) use (&$servedBy, &$leader): int {
                 if (stripos($line, 'served-by:') === 0) {
                     $servedBy = trim(substr($line, strlen('served-by:')));
+                } elseif (stripos($line, 'paddock-leader:') === 0) {
+                    $leader = trim(substr($line, strlen('paddock-leader:')));
                 }
                 return strlen($line);
             },
@@ -772,11 +822,58 @@ final class Client
         $out = curl_exec($h);
         if ($out === false) {
             $errno = curl_errno($h);
-            return ['status' => 0, 'body' => '', 'served_by' => null,
+            return ['status' => 0, 'body' => '', 'served_by' => null, 'leader' => null,
                 'error' => curl_error($h) ?: "curl error $errno", 'timeout' => $errno === CURLE_OPERATION_TIMEDOUT];
         }
         return ['status' => (int) curl_getinfo($h, CURLINFO_RESPONSE_CODE), 'body' => (string) $out,
-            'served_by' => $servedBy, 'error' => null, 'timeout' => false];
+            'served_by' => $servedBy, 'leader' => $leader, 'error' => null, 'timeout' => false];
+    }
+
+    /**
+     * follow makes the endpoint at the leader's address, when it is one
+     * of ours, the next call's first, and keeps the address in the
+     * leader file when it changed. The file is a hint, written whole
+     * (a temporary file renamed over it): a failure to write it is
+     * ignored.
+     */
+    private function follow(string $leader): void
+    {
+        if (!isset($this->byAddr[$leader])) {
+            return;
+        }
+        $this->current = $this->byAddr[$leader];
+        if ($this->leaderFile === null || $this->leaderSeen === $leader) {
+            return;
+        }
+        $this->leaderSeen = $leader;
+        $file = $this->leaderFile;
+        self::quietly(static function () use ($file, $leader) {
+            $tmp = $file . '.' . bin2hex(random_bytes(6));
+            if (file_put_contents($tmp, $leader) !== strlen($leader) || !rename($tmp, $file)) {
+                if (is_file($tmp)) {
+                    unlink($tmp);
+                }
+            }
+        });
+    }
+
+    /**
+     * quietly calls $f with PHP's warnings ignored: the leader file is a
+     * hint, and an application's error handler (which may turn every
+     * warning into an exception, @ or not) must not see it fail.
+     *
+     * @return mixed what $f returns
+     */
+    private static function quietly(callable $f)
+    {
+        set_error_handler(static function (): bool {
+            return true;
+        });
+        try {
+            return $f();
+        } finally {
+            restore_error_handler();
+        }
     }
 
     /**

@@ -209,7 +209,11 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
             trigger_error($w, E_USER_WARNING);
         }
         try {
-            $h = new self(new Client($s['endpoints']), ['lock_ttl_ms' => $s['lock_ttl_ms'], 'wait_ms' => $s['wait_ms'], 'mode' => $s['mode']]);
+            // Every web-session call is decided on the leader: calling it
+            // directly saves a follower's forwarding hop, and the file
+            // lets the next request start there too.
+            $client = new Client($s['endpoints'], ['follow_leader' => true, 'leader_file' => self::leaderFile($s['endpoints'])]);
+            $h = new self($client, ['lock_ttl_ms' => $s['lock_ttl_ms'], 'wait_ms' => $s['wait_ms'], 'mode' => $s['mode']]);
         } catch (\LogicException $e) { // no curl, no endpoints
             trigger_error('paddock session: sessions are not stored in Paddock: ' . $e->getMessage(), E_USER_WARNING);
             return null;
@@ -219,6 +223,16 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
             return null;
         }
         return $h;
+    }
+
+    /**
+     * leaderFile is where register()'s client keeps the leader's address
+     * between requests: one file per endpoint list in the temporary
+     * directory, shared by the web server's PHP processes.
+     */
+    public static function leaderFile(string $endpoints): string
+    {
+        return rtrim(sys_get_temp_dir(), '/') . '/paddock-leader-' . substr(md5($endpoints), 0, 16);
     }
 
     /** client is the handler's client. */

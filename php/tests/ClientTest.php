@@ -165,6 +165,62 @@ final class ClientTest extends ClusterTestCase
         $this->assertSame('x', $c->get($path)['data']);
     }
 
+    /**
+     * testFollowLeader: with follow_leader, the answer's Paddock-Leader
+     * header moves the next call to the leader (when it is one of the
+     * endpoints); with leader_file, the next client starts there; a
+     * leader file naming an address not in the list is ignored, and
+     * without the option the client stays where it is.
+     */
+    public function testFollowLeader(): void
+    {
+        $eps = explode(',', self::endpoints());
+        $members = $this->client()->call('GET', '/v1/cluster/members')['members'];
+        $leader = null;
+        foreach ($members as $m) {
+            if ($m['leader'] ?? false) {
+                $leader = $m;
+            }
+        }
+        $this->assertNotNull($leader, 'no leader in ' . json_encode($members));
+        $this->assertContains($leader['http_addr'], $eps, 'the leader registered an HTTP address the tests do not use');
+        // The endpoints with a follower first.
+        $others = array_values(array_diff($eps, [$leader['http_addr']]));
+        $ordered = array_merge($others, [$leader['http_addr']]);
+        $file = sys_get_temp_dir() . '/' . self::unique('paddock-leader-test');
+        try {
+            $stay = new Client($ordered);
+            $stay->validateWebSession('a');
+            $first = $stay->servedBy();
+            $this->assertNotSame($leader['id'], $first);
+            $stay->validateWebSession('a');
+            $this->assertSame($first, $stay->servedBy(), 'a client without follow_leader moved');
+
+            $c = new Client($ordered, ['follow_leader' => true, 'leader_file' => $file]);
+            $c->validateWebSession('a');
+            $this->assertSame($first, $c->servedBy());
+            $c->validateWebSession('a');
+            $this->assertSame($leader['id'], $c->servedBy(), 'the second call did not go to the leader');
+            $this->assertSame($leader['http_addr'], file_get_contents($file));
+
+            $next = new Client($ordered, ['follow_leader' => true, 'leader_file' => $file]);
+            $next->validateWebSession('a');
+            $this->assertSame($leader['id'], $next->servedBy(), 'the next client did not start at the leader of the file');
+
+            file_put_contents($file, '10.255.255.1:9');
+            $odd = new Client($ordered, ['follow_leader' => true, 'leader_file' => $file]);
+            $odd->validateWebSession('a');
+            $this->assertSame($first, $odd->servedBy(), 'an address not in the list was used');
+            $this->assertSame($leader['http_addr'], file_get_contents($file), 'the file was not corrected');
+        } finally {
+            if (is_file($file)) {
+                unlink($file);
+            }
+        }
+        $this->expectException(\InvalidArgumentException::class);
+        new Client($eps, ['follow_leader' => 'yes']);
+    }
+
     public function testFailoverOnUnavailable(): void
     {
         // A node with no leader answers a poll 503 UNAVAILABLE "no leader".

@@ -86,7 +86,8 @@ final class SessionHandlerTest extends ClusterTestCase
         $cmd[] = __DIR__ . '/fixtures/session-page.php';
         $cmd[] = $id;
         $cmd[] = $what;
-        $env += ['PADDOCK_HTTP_ENDPOINTS' => self::endpoints(), 'PATH' => (string) getenv('PATH')];
+        // TMPDIR: the leader file (SessionHandler::leaderFile) goes where this test's own would.
+        $env += ['PADDOCK_HTTP_ENDPOINTS' => self::endpoints(), 'PATH' => (string) getenv('PATH'), 'TMPDIR' => sys_get_temp_dir()];
         $p = proc_open($cmd, [1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes, null, $env);
         if (!is_resource($p)) {
             self::fail('cannot start php');
