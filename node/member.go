@@ -88,16 +88,37 @@ func role(s raft.RaftState) paddockv1.Role {
 // --http-addr), or "" when no leader is known or it registered none.
 // HTTP answers carry it, so that a client can send its next calls to the
 // leader instead of through a follower that forwards them.
+//
+// Every HTTP answer asks, so the address is cached per leader for up to
+// leaderHTTPFresh (a re-registration under a new address is seen within
+// that), instead of taking the state machine's lock each time.
 func (n *Node) LeaderHTTPAddr() string {
 	_, id := n.raft.LeaderWithID()
 	if id == "" {
 		return ""
 	}
-	m, ok := n.fsm.Member(string(id))
-	if !ok {
-		return ""
+	now := time.Now()
+	if c := n.leaderHTTP.Load(); c != nil && c.id == id && now.Sub(c.at) < leaderHTTPFresh {
+		return c.addr
 	}
-	return m.GetHttpAddr()
+	addr := ""
+	if m, ok := n.fsm.Member(string(id)); ok {
+		addr = m.GetHttpAddr()
+	}
+	n.leaderHTTP.Store(&leaderHTTP{id: id, addr: addr, at: now})
+	return addr
+}
+
+// leaderHTTPFresh is how long LeaderHTTPAddr trusts its cached answer
+// for the same leader.
+const leaderHTTPFresh = time.Second
+
+// leaderHTTP is LeaderHTTPAddr's cached answer: leader id's registered
+// HTTP address as read at at.
+type leaderHTTP struct {
+	id   raft.ServerID
+	addr string
+	at   time.Time
 }
 
 // Members lists the raft configuration joined with the registered client

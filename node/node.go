@@ -44,6 +44,8 @@ type Node struct {
 	trans raft.Transport
 	// guard wraps the raft transport (transport.go).
 	guard *guard
+	// leaderHTTP caches LeaderHTTPAddr's answer (member.go).
+	leaderHTTP atomic.Pointer[leaderHTTP]
 	// contact tells polls and watches when leader contact is lost
 	// (contact.go).
 	contact *contact

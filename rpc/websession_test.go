@@ -321,6 +321,7 @@ func TestLeaderHTTPHeader(t *testing.T) {
 			t.Fatal(err)
 		}
 		hs := httptest.NewServer(h)
+		defer hs.Close()
 		// Registration is a raft write of each node's own: poll until
 		// the leader's is applied here.
 		var got, want string
@@ -339,7 +340,6 @@ func TestLeaderHTTPHeader(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		hs.Close()
 		if got != want {
 			t.Errorf("%s: %s = %q, want %q", n.ID(), rpc.LeaderHTTPHeader, got, want)
 		}

@@ -29,8 +29,10 @@ use Paddock\Exception\UnavailableException;
  * the hop of a follower forwarding it (writes, locks and web sessions
  * are decided on the leader). With leader_file, the client also keeps
  * that address in a small file, so that the next PHP request's client
- * starts there too; a stale or unknown address only costs the hop, or
- * a failover when that node is gone.
+ * starts there too. It does not follow to an endpoint that failed during
+ * its life, nor, for AVOID_S seconds, to a leader the file says a client
+ * could not reach; a header naming an address not in the list empties
+ * the file, and a 503 answer's header is not followed.
  *
  * Failover: a call starts at the endpoint that answered last. When it
  * cannot connect, gets no answer (within attempt_timeout_ms, 5 s by
@@ -60,6 +62,12 @@ final class Client
 {
     /** DEFAULT_ENDPOINT is the local node's HTTP address (paddock agent --http-addr). */
     public const DEFAULT_ENDPOINT = '127.0.0.1:2282';
+
+    /**
+     * AVOID_S is how long, in seconds, clients sharing a leader file stop
+     * following to a leader one of them could not reach.
+     */
+    public const AVOID_S = 30;
 
     /** ENDPOINTS_ENV is the environment variable read when no endpoints are given. */
     public const ENDPOINTS_ENV = 'PADDOCK_HTTP_ENDPOINTS';
@@ -97,8 +105,14 @@ final class Client
     /** @var string|null file that keeps the leader's address between requests */
     private $leaderFile;
 
-    /** @var string|null the leader's address as read from or written to $leaderFile */
-    private $leaderSeen;
+    /** @var string what $leaderFile holds, as read or last written ('' : nothing) */
+    private $fileText = '';
+
+    /** @var array<string, int> address => unix time until which not to follow to it */
+    private $avoid = [];
+
+    /** @var array<int, bool> endpoints (by index) that failed to answer during this client's life */
+    private $failed = [];
 
     /**
      * @param list<string>|string|null $endpoints "host:port" or URLs (a
@@ -163,13 +177,7 @@ final class Client
             }
             if ($file !== '') {
                 $this->leaderFile = $file;
-                $seen = self::quietly(static function () use ($file) {
-                    return is_file($file) ? file_get_contents($file, false, null, 0, 256) : false;
-                });
-                if (is_string($seen) && isset($this->byAddr[$seen])) {
-                    $this->leaderSeen = $seen;
-                    $this->current = $this->byAddr[$seen];
-                }
+                $this->readLeaderFile();
             }
         }
     }
@@ -726,6 +734,9 @@ final class Client
             $attemptStart = hrtime(true);
             $res = $this->attempt($method, $endpoint . $route, $q, $b, $key, $attemptMs);
             if ($res['error'] !== null) {
+                if ($this->byAddr !== null) {
+                    $this->unreachable($this->current);
+                }
                 $failingSince = $failingSince ?? hrtime(true);
                 $failures[] = $endpoint . ' (' . $res['error'] . ')';
                 $timedOut = $res['timeout'];
@@ -733,10 +744,12 @@ final class Client
                 continue;
             }
             $this->servedBy = $res['served_by'];
-            if ($res['leader'] !== null && $this->byAddr !== null) {
+            $status = $res['status'];
+            if ($this->byAddr !== null && $status !== 503) {
+                // A 503 (a node catching up, stopping, cut off from the
+                // leader) goes on to the next endpoint instead.
                 $this->follow($res['leader']);
             }
-            $status = $res['status'];
             $decoded = json_decode($res['body'], true, 512, JSON_BIGINT_AS_STRING);
             if ($status >= 200 && $status < 300) {
                 if (!is_array($decoded)) {
@@ -830,26 +843,92 @@ final class Client
     }
 
     /**
-     * follow makes the endpoint at the leader's address, when it is one
-     * of ours, the next call's first, and keeps the address in the
-     * leader file when it changed. The file is a hint, written whole
-     * (a temporary file renamed over it): a failure to write it is
-     * ignored.
+     * follow makes the endpoint at the leader's address (an answer's
+     * Paddock-Leader, null when it had none) the next call's first, and
+     * keeps it in the leader file, unless that endpoint failed during
+     * this client's life or the file says to avoid it. A leader whose
+     * address is not one of ours empties the file: the next clients
+     * start at the head of the list again.
      */
-    private function follow(string $leader): void
+    private function follow(?string $leader): void
     {
-        if (!isset($this->byAddr[$leader])) {
+        if ($leader === null) {
             return;
         }
-        $this->current = $this->byAddr[$leader];
-        if ($this->leaderFile === null || $this->leaderSeen === $leader) {
+        $i = $this->byAddr[$leader] ?? null;
+        if ($i === null) {
+            if ($this->fileText !== '' && strncmp($this->fileText, 'avoid ', 6) !== 0) {
+                $this->writeLeaderFile('');
+            }
             return;
         }
-        $this->leaderSeen = $leader;
+        if (isset($this->failed[$i]) || ($this->avoid[$leader] ?? 0) > time()) {
+            return;
+        }
+        $this->current = $i;
+        if ($this->fileText !== $leader) {
+            $this->writeLeaderFile($leader);
+        }
+    }
+
+    /**
+     * unreachable notes that endpoint $i did not answer: this client no
+     * longer follows to it, and when the leader file sends clients there,
+     * it tells them to avoid it for AVOID_S seconds.
+     */
+    private function unreachable(int $i): void
+    {
+        $this->failed[$i] = true;
+        $ep = $this->endpoints[$i];
+        $addr = substr($ep, strpos($ep, '://') + 3);
+        if ($this->fileText === $addr) {
+            $until = time() + self::AVOID_S;
+            $this->avoid[$addr] = $until;
+            $this->writeLeaderFile("avoid $addr $until");
+        }
+    }
+
+    /**
+     * readLeaderFile starts this client at the leader the file names, or
+     * notes the address it says to avoid. The file is trusted only when
+     * this process's user owns it: in a shared directory another user's
+     * file is ignored.
+     */
+    private function readLeaderFile(): void
+    {
         $file = $this->leaderFile;
-        self::quietly(static function () use ($file, $leader) {
+        $text = self::quietly(static function () use ($file) {
+            if (!is_file($file) || (function_exists('posix_geteuid') && fileowner($file) !== posix_geteuid())) {
+                return false;
+            }
+            return file_get_contents($file, false, null, 0, 256);
+        });
+        if (!is_string($text)) {
+            return;
+        }
+        $this->fileText = $text;
+        if (isset($this->byAddr[$text])) {
+            $this->current = $this->byAddr[$text];
+        } elseif (preg_match('/^avoid (\S+) ([0-9]{1,12})$/D', $text, $m)) {
+            $this->avoid[$m[1]] = (int) $m[2];
+        }
+    }
+
+    /**
+     * writeLeaderFile replaces the leader file's content, whole (a
+     * temporary file renamed over it). The file is a hint: a failure to
+     * write it is ignored.
+     */
+    private function writeLeaderFile(string $text): void
+    {
+        $this->fileText = $text;
+        $file = $this->leaderFile;
+        if ($file === null) {
+            return;
+        }
+        self::quietly(static function () use ($file, $text) {
             $tmp = $file . '.' . bin2hex(random_bytes(6));
-            if (file_put_contents($tmp, $leader) !== strlen($leader) || !rename($tmp, $file)) {
+            if (file_put_contents($tmp, $text) !== strlen($text) || !rename($tmp, $file)) {
                 if (is_file($tmp)) {
                     unlink($tmp);
                 }

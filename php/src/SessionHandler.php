@@ -133,15 +133,17 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
     /**
      * settings reads the handler's settings, the first found winning: the
      * environment (PADDOCK_HTTP_ENDPOINTS, PADDOCK_SESSION_LOCK_TTL,
-     * PADDOCK_SESSION_WAIT in seconds, PADDOCK_SESSION_MODE), then php.ini
-     * through get_cfg_var (paddock.endpoints, paddock.session_lock_ttl,
-     * paddock.session_wait, paddock.session_mode), then the defaults
-     * (127.0.0.1:2282, 30 s, the lease, write-through). A bad value is
+     * PADDOCK_SESSION_WAIT in seconds, PADDOCK_SESSION_MODE,
+     * PADDOCK_SESSION_FOLLOW_LEADER on or off), then php.ini through
+     * get_cfg_var (paddock.endpoints, paddock.session_lock_ttl,
+     * paddock.session_wait, paddock.session_mode,
+     * paddock.session_follow_leader), then the defaults (127.0.0.1:2282,
+     * 30 s, the lease, write-through, on). A bad value is
      * left for the next source, with a warning in 'warnings'.
      *
      * @param callable(string): (string|false)|null $env the environment (getenv)
      * @param callable(string): (string|false)|null $ini php.ini (get_cfg_var)
-     * @return array{endpoints: string, lock_ttl_ms: int, wait_ms: int, mode: string, warnings: list<string>}
+     * @return array{endpoints: string, lock_ttl_ms: int, wait_ms: int, mode: string, follow_leader: bool, warnings: list<string>}
      */
     public static function settings(?callable $env = null, ?callable $ini = null): array
     {
@@ -158,9 +160,10 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
             'lock_ttl_ms' => ['PADDOCK_SESSION_LOCK_TTL', 'paddock.session_lock_ttl'],
             'wait_ms' => ['PADDOCK_SESSION_WAIT', 'paddock.session_wait'],
             'mode' => ['PADDOCK_SESSION_MODE', 'paddock.session_mode'],
+            'follow_leader' => ['PADDOCK_SESSION_FOLLOW_LEADER', 'paddock.session_follow_leader'],
         ];
         $out = ['endpoints' => Client::DEFAULT_ENDPOINT, 'lock_ttl_ms' => self::DEFAULT_LOCK_TTL_MS,
-            'wait_ms' => 0, 'mode' => self::MODE_WRITE_THROUGH, 'warnings' => []];
+            'wait_ms' => 0, 'mode' => self::MODE_WRITE_THROUGH, 'follow_leader' => true, 'warnings' => []];
         foreach ($names as $key => $pair) {
             foreach ($sources as $i => [$where, $get]) {
                 $name = $pair[$i];
@@ -172,6 +175,15 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
                 if ($key === 'endpoints') {
                     $out[$key] = $v;
                     break;
+                }
+                if ($key === 'follow_leader') {
+                    $b = filter_var($v, FILTER_VALIDATE_BOOLEAN, FILTER_NULL_ON_FAILURE);
+                    if ($b !== null) {
+                        $out[$key] = $b;
+                        break;
+                    }
+                    $out['warnings'][] = "paddock session: $name=\"$v\" ($where) is not on or off: ignored";
+                    continue;
                 }
                 if ($key === 'mode') {
                     $m = strtolower($v);
@@ -212,7 +224,7 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
             // Every web-session call is decided on the leader: calling it
             // directly saves a follower's forwarding hop, and the file
             // lets the next request start there too.
-            $client = new Client($s['endpoints'], ['follow_leader' => true, 'leader_file' => self::leaderFile($s['endpoints'])]);
+            $client = new Client($s['endpoints'], $s['follow_leader'] ? ['follow_leader' => true, 'leader_file' => self::leaderFile($s['endpoints'])] : []);
             $h = new self($client, ['lock_ttl_ms' => $s['lock_ttl_ms'], 'wait_ms' => $s['wait_ms'], 'mode' => $s['mode']]);
         } catch (\LogicException $e) { // no curl, no endpoints
             trigger_error('paddock session: sessions are not stored in Paddock: ' . $e->getMessage(), E_USER_WARNING);
@@ -227,12 +239,13 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
 
     /**
      * leaderFile is where register()'s client keeps the leader's address
-     * between requests: one file per endpoint list in the temporary
-     * directory, shared by the web server's PHP processes.
+     * between requests: one file per user and endpoint list in the
+     * temporary directory, shared by the web server's PHP processes.
      */
     public static function leaderFile(string $endpoints): string
     {
-        return rtrim(sys_get_temp_dir(), '/') . '/paddock-leader-' . substr(md5($endpoints), 0, 16);
+        $uid = function_exists('posix_geteuid') ? posix_geteuid() : getmyuid();
+        return rtrim(sys_get_temp_dir(), '/') . '/paddock-leader-' . $uid . '-' . substr(md5($endpoints), 0, 16);
     }
 
     /** client is the handler's client. */

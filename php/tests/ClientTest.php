@@ -212,6 +212,41 @@ final class ClientTest extends ClusterTestCase
             $odd->validateWebSession('a');
             $this->assertSame($first, $odd->servedBy(), 'an address not in the list was used');
             $this->assertSame($leader['http_addr'], file_get_contents($file), 'the file was not corrected');
+
+            // A leader a client could not reach is avoided until the
+            // time the file gives, then followed again.
+            file_put_contents($file, 'avoid ' . $leader['http_addr'] . ' ' . (time() + 60));
+            $avoiding = new Client($ordered, ['follow_leader' => true, 'leader_file' => $file]);
+            $avoiding->validateWebSession('a');
+            $avoiding->validateWebSession('a');
+            $this->assertSame($first, $avoiding->servedBy(), 'followed a leader the file says to avoid');
+            file_put_contents($file, 'avoid ' . $leader['http_addr'] . ' ' . (time() - 1));
+            $again = new Client($ordered, ['follow_leader' => true, 'leader_file' => $file]);
+            $again->validateWebSession('a');
+            $again->validateWebSession('a');
+            $this->assertSame($leader['id'], $again->servedBy(), 'did not follow the leader once the avoidance ended');
+
+            // The file sends the client to an endpoint that is down: it
+            // fails over, and the file ends naming the leader.
+            $dead = self::deadEndpoint();
+            file_put_contents($file, $dead);
+            $over = new Client(array_merge([$dead], $ordered), ['follow_leader' => true, 'leader_file' => $file]);
+            $over->validateWebSession('a');
+            $over->validateWebSession('a');
+            $this->assertSame($leader['id'], $over->servedBy());
+            $this->assertSame($leader['http_addr'], file_get_contents($file));
+
+            // The leader's address written otherwise in the list: never
+            // matched, and a file naming a listed endpoint is emptied
+            // once an answer names a leader not in the list.
+            $byName = array_map(static function (string $ep): string {
+                return str_replace('127.0.0.1:', 'localhost:', $ep);
+            }, $ordered);
+            file_put_contents($file, end($byName));
+            $named = new Client($byName, ['follow_leader' => true, 'leader_file' => $file]);
+            $named->validateWebSession('a');
+            $this->assertSame($leader['id'], $named->servedBy(), 'did not start at the endpoint the file named');
+            $this->assertSame('', file_get_contents($file), 'a leader not in the list left the file as it was');
         } finally {
             if (is_file($file)) {
                 unlink($file);

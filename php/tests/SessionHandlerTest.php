@@ -418,7 +418,7 @@ final class SessionHandlerTest extends ClusterTestCase
         };
         $s = SessionHandler::settings($none, $none);
         $this->assertSame(['endpoints' => '127.0.0.1:2282', 'lock_ttl_ms' => 30000, 'wait_ms' => 30000,
-            'mode' => 'write-through', 'warnings' => []], $s);
+            'mode' => 'write-through', 'follow_leader' => true, 'warnings' => []], $s);
 
         $env = ['PADDOCK_HTTP_ENDPOINTS' => 'a:1,b:2', 'PADDOCK_SESSION_LOCK_TTL' => '3', 'PADDOCK_SESSION_WAIT' => 'soon'];
         $ini = ['paddock.endpoints' => 'c:3', 'paddock.session_lock_ttl' => '9', 'paddock.session_wait' => '0.5',
@@ -443,6 +443,15 @@ final class SessionHandlerTest extends ClusterTestCase
                 return $ini[$n] ?? false;
             });
             $this->assertSame($want, $s['mode'], $v);
+            $this->assertCount($warnings, $s['warnings'], $v);
+        }
+
+        // Following the leader: on by default, off with off/0/no/false.
+        foreach ([['off', false, 0], ['0', false, 0], ['On', true, 0], ['maybe', true, 1]] as [$v, $want, $warnings]) {
+            $s = SessionHandler::settings(static function (string $n) use ($v) {
+                return $n === 'PADDOCK_SESSION_FOLLOW_LEADER' ? $v : false;
+            }, $none);
+            $this->assertSame($want, $s['follow_leader'], $v);
             $this->assertCount($warnings, $s['warnings'], $v);
         }
 
