@@ -202,17 +202,8 @@ func view(hc *http.Client, s *phpServer, query, sid string) pageView {
 // addr: by op, and their sum as "all".
 func appliedCommands(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]float64{}
-	for _, m := range appliedLine.FindAllStringSubmatch(string(b), -1) {
+	for _, m := range appliedLine.FindAllStringSubmatch(metricsText(t, addr), -1) {
 		v, err := strconv.ParseFloat(m[2], 64)
 		if err != nil {
 			t.Fatalf("metrics line %q: %v", m[0], err)
@@ -230,16 +221,7 @@ func appliedCommands(t *testing.T, addr string) map[string]float64 {
 // labels as /metrics prints them) on the node at addr, 0 when absent.
 func metricValue(t *testing.T, addr, series string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
+	for line := range strings.SplitSeq(metricsText(t, addr), "\n") {
 		if v, ok := strings.CutPrefix(line, series+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil {
@@ -249,6 +231,21 @@ func metricValue(t *testing.T, addr, series string) float64 {
 		}
 	}
 	return 0
+}
+
+// metricsText is the node at addr's /metrics page.
+func metricsText(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // histogram is a Prometheus histogram as /metrics shows it: cumulative
@@ -289,17 +286,8 @@ var windowLine = regexp.MustCompile(`(?m)^paddock_web_session_delayed_window_sec
 // agent at addr.
 func delayedWindow(t *testing.T, addr string) histogram {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var h histogram
-	for _, m := range windowLine.FindAllStringSubmatch(string(b), -1) {
+	for _, m := range windowLine.FindAllStringSubmatch(metricsText(t, addr), -1) {
 		v, err := strconv.ParseFloat(m[3], 64)
 		if err != nil {
 			t.Fatalf("metrics line %q: %v", m[0], err)
