@@ -126,16 +126,18 @@
 //   - in the runs webSessionRun picks (those without the election), web
 //     sessions (websession.go): three sessions made with
 //     CreateWebSession, and four workers making page views on them
-//     through the WebSessionService, each a read with the lock (3 s
+//     through the WebSessionService, each a read with the lock (4 s
 //     lease, 2 s wait) on a node drawn at random and a write of the
 //     decimal counter read plus one with the version and token read,
 //     sent again with the same request id to the next node while its
 //     outcome is unknown (for 5 s at most); a read goes to the next
-//     node while one cannot serve it (down, no leader). The page views
-//     go on after the others' calls, until the run reads the sessions
-//     (below): a new leader grants no lock for its grace period
-//     (election timeout + 2 s), the first leader included, and the
-//     faults of a short run would leave them little time.
+//     node, with its own request id, while one cannot serve it (down,
+//     no leader) or does not answer in 2.5 s (5 s at most), and gets
+//     back the lock an attempt whose answer was lost was granted. The
+//     page views go on after the others' calls, until the run reads the
+//     sessions (below): a new leader grants no lock for its grace
+//     period (election timeout + 2 s), the first leader included, and
+//     the faults of a short run would leave them little time.
 //
 // Meanwhile it injects its faults (inject.go), one after another: the
 // leader or a follower killed with SIGKILL and restarted, the leader

@@ -106,6 +106,9 @@ func TestRobust(t *testing.T) {
 				webRuns++
 				total.WebSessionViews += rep.WebSessionViews
 				total.WebSessionWrites += rep.WebSessionWrites
+				total.WebSessionReadRetried += rep.WebSessionReadRetried
+				total.WebSessionReadLost += rep.WebSessionReadLost
+				total.WebSessionReadRetriedWrote += rep.WebSessionReadRetriedWrote
 				total.WebSessionUnknown += rep.WebSessionUnknown
 				total.WebSessionApplied += rep.WebSessionApplied
 				total.WebSessionViolations += rep.WebSessionViolations
@@ -133,10 +136,10 @@ func TestRobust(t *testing.T) {
 		fs = append(fs, fmt.Sprintf("%s %d", k, n))
 	}
 	sort.Strings(fs)
-	t.Logf("%d runs, %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted), %d watch events, farm %d joins %d changes %d exports, election in %d runs (%d fenced writes acknowledged, %d applied, %d regains judged, %d violations), web sessions in %d runs (%d page views, %d writes acknowledged, %d unknown, %d increments applied, %d violations), %d leaders; faults: %s; %d violations",
+	t.Logf("%d runs, %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted), %d watch events, farm %d joins %d changes %d exports, election in %d runs (%d fenced writes acknowledged, %d applied, %d regains judged, %d violations), web sessions in %d runs (%d page views, %d reads retried (%d with an attempt unanswered, %d then wrote), %d writes acknowledged, %d unknown, %d increments applied, %d violations), %d leaders; faults: %s; %d violations",
 		len(plan), total.Ops, total.Unknown, total.Sessions, total.Ephemerals, total.Idle, total.IdleDeleted, total.Events, total.FarmJoins, total.FarmChanges, total.FarmExports,
 		elections, total.ElectionWrites, total.ElectionApplied, total.ElectionJudged, total.ElectionViolations,
-		webRuns, total.WebSessionViews, total.WebSessionWrites, total.WebSessionUnknown, total.WebSessionApplied, total.WebSessionViolations, total.LeaderChanges, strings.Join(fs, ", "), len(total.Violations))
+		webRuns, total.WebSessionViews, total.WebSessionReadRetried, total.WebSessionReadLost, total.WebSessionReadRetriedWrote, total.WebSessionWrites, total.WebSessionUnknown, total.WebSessionApplied, total.WebSessionViolations, total.LeaderChanges, strings.Join(fs, ", "), len(total.Violations))
 }
 
 // seededRun is a seed and the faults it injects (nil: drawn by the seed).

@@ -78,13 +78,19 @@ type Report struct {
 	// WebSession is set when the run had the web session workload:
 	// WebSessionViews counts its page views, WebSessionLocked their reads
 	// refused for a held lock and WebSessionReadUnknown those of unknown
-	// outcome; WebSessionWrites their writes acknowledged (WebSessionRetried
-	// of them after a retry with the same request id), WebSessionRefused
+	// outcome; WebSessionReadRetried their reads sent to more than one
+	// node (with the same request id), WebSessionReadLost those of them
+	// with an attempt not answered in time (it may have been granted the
+	// lock, which the next attempt gets back), WebSessionReadRetriedWrote
+	// those of them whose page view's write was acknowledged;
+	// WebSessionWrites their writes acknowledged (WebSessionRetried of
+	// them after a retry with the same request id), WebSessionRefused
 	// those refused (another version or lock holder), WebSessionUnknown
 	// those of unknown outcome; WebSessionApplied the increments in the
 	// sessions at the end.
 	WebSession                                                                 bool
 	WebSessionViews, WebSessionLocked, WebSessionReadUnknown, WebSessionWrites int
+	WebSessionReadRetried, WebSessionReadLost, WebSessionReadRetriedWrote      int
 	WebSessionRetried, WebSessionRefused, WebSessionUnknown, WebSessionApplied int
 	WebSessionViolations                                                       int
 	// LeaderChanges counts the new terms' leaders seen during the run
@@ -111,8 +117,9 @@ func (r *Report) Summary() string {
 	}
 	websession := "web sessions not run"
 	if r.WebSession {
-		websession = fmt.Sprintf("web sessions %d page views (%d reads locked out, %d unknown), writes %d ok (%d after a retry) %d refused %d unknown, %d increments applied (%d violations)",
-			r.WebSessionViews, r.WebSessionLocked, r.WebSessionReadUnknown, r.WebSessionWrites, r.WebSessionRetried, r.WebSessionRefused, r.WebSessionUnknown, r.WebSessionApplied, r.WebSessionViolations)
+		websession = fmt.Sprintf("web sessions %d page views (%d reads locked out, %d unknown, %d retried: %d with an attempt unanswered, %d then wrote), writes %d ok (%d after a retry) %d refused %d unknown, %d increments applied (%d violations)",
+			r.WebSessionViews, r.WebSessionLocked, r.WebSessionReadUnknown, r.WebSessionReadRetried, r.WebSessionReadLost, r.WebSessionReadRetriedWrote,
+			r.WebSessionWrites, r.WebSessionRetried, r.WebSessionRefused, r.WebSessionUnknown, r.WebSessionApplied, r.WebSessionViolations)
 	}
 	return fmt.Sprintf("seed %d: %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted, %d with unknown calls), %d events, farm %d joins %d changes %d exports (%d violations), %s, %s, faults [%s], %d leaders, snapshot installs %v, %d violations, %v",
 		r.Seed, r.Ops, r.Unknown, r.Sessions, r.Ephemerals, r.Idle, r.IdleDeleted, r.IdleUnknown, r.Events, r.FarmJoins, r.FarmChanges, r.FarmExports, r.FarmViolations, election, websession, strings.Join(r.Faults, "; "), r.LeaderChanges, r.SnapshotInstalls, len(r.Violations), r.Duration.Round(100*time.Millisecond))

@@ -29,13 +29,28 @@ const (
 	// webWorkers how many page views run at once.
 	webSessions = 3
 	webWorkers  = 4
+	// webWait is how long a read waits for a held lock before it gives
+	// up (ABORTED).
+	webWait = 2 * time.Second
+	// webReadMargin is a read attempt's time beyond the wait it asks the
+	// node for: a round trip, forwarding included. An attempt not
+	// answered by then (webReadAttemptTimeout: the answer lost, or the
+	// node stopped) has an unknown outcome: it may have been granted the
+	// lock.
+	webReadMargin         = 500 * time.Millisecond
+	webReadAttemptTimeout = webWait + webReadMargin
+	// webReadTimeout bounds a read, all its attempts: one whose answer
+	// was lost and a second, on the next node with the same request id,
+	// with its full wait. An attempt asks the node to wait only for what
+	// is left of it (as the PHP client does), and none is sent with no
+	// more than webReadMargin left.
+	webReadTimeout = webReadAttemptTimeout + webWait + webReadMargin
 	// webLockTTL is the lease of a page view's lock (a killed request
-	// frees it after that), webWait how long a read waits for a held
-	// lock before it gives up (ABORTED).
-	webLockTTL = 3 * time.Second
-	webWait    = 2 * time.Second
-	// webReadTimeout bounds one read: its wait and a round trip.
-	webReadTimeout = webWait + time.Second
+	// frees it after that). It outlasts an attempt whose answer was lost,
+	// by enough for the read sent again, which gets the same lock back,
+	// and the write: a lease granted at once to the lost attempt has 1.5 s
+	// left when it times out.
+	webLockTTL = webReadAttemptTimeout + 1500*time.Millisecond
 	// webWriteTimeout bounds one attempt of a write; attempts, on one
 	// node after another with the same request id, 200 ms apart, are made
 	// for webWriteBudget (a leader election and the new leader's grace
@@ -63,11 +78,14 @@ func webSessionRun(seed int64) bool {
 // webLoad is the web session workload: a few sessions made with
 // CreateWebSession, and workers making page views on them through the
 // WebSessionService, each a read with the lock on a node drawn at
-// random (the next one after a node that is down or has no leader),
-// then a write of the counter it read plus one with the version and
-// token read (data is a decimal counter, "" for 0). A write whose
-// outcome is unknown is sent again with the same request id to the next
-// node, a few times. It records what check.WebSessions needs.
+// random, then a write of the counter it read plus one with the version
+// and token read (data is a decimal counter, "" for 0). Each call has
+// its own request id, the same on each of its attempts, as the clients
+// do: a read goes to the next node while one cannot serve it (down, no
+// leader) or its attempt's outcome is unknown (a retry of a read granted
+// the lock gets it back at once), a write whose outcome is unknown is
+// sent again to the next node, a few times. It records what
+// check.WebSessions needs.
 type webLoad struct {
 	rec   *recorder
 	dir   string
@@ -123,7 +141,7 @@ func (wl *webLoad) fail(format string, args ...any) {
 	wl.mu.Unlock()
 }
 
-// retryable says whether a call's outcome is unknown and worth sending
+// webRetryable says whether a call's outcome is unknown and worth sending
 // again elsewhere: its node did not answer in time or could not serve it.
 func webRetryable(err error) bool {
 	switch status.Code(err) {
@@ -194,28 +212,8 @@ func (wl *webLoad) view(ctx context.Context, worker int, rng *rand.Rand) {
 	s := wl.sessions[rng.IntN(len(wl.sessions))]
 	node := rng.IntN(len(wl.conns))
 	v := check.PageView{Session: s, Worker: worker, ReadCall: wl.rec.now()}
-	// A node that cannot serve the read at once (down, no leader) is
-	// left for the next one, as the clients do, within the read's time.
-	rctx, cancel := context.WithTimeout(ctx, webReadTimeout)
-	var r *paddockv1.ReadWebSessionResponse
-	var err error
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
-			node = (node + 1) % len(wl.conns)
-		}
-		v.ReadNode = wl.names[node]
-		r, err = wl.service(node).ReadWebSession(rctx, &paddockv1.ReadWebSessionRequest{
-			Id: s, Lock: true, LockTtlMs: webLockTTL.Milliseconds(), WaitMs: webWait.Milliseconds(),
-		})
-		if status.Code(err) != codes.Unavailable || !sleep(rctx, 100*time.Millisecond) {
-			break
-		}
-	}
-	cancel()
+	r, node, err := wl.read(ctx, &v, node)
 	v.ReadReturn = wl.rec.now()
-	if err != nil {
-		v.ReadErr = err.Error()
-	}
 	switch code := status.Code(err); {
 	case err == nil:
 		v.Read, v.ReadVersion, v.ReadData = check.WebOK, r.GetVersion(), string(r.GetData())
@@ -282,6 +280,59 @@ func (wl *webLoad) view(ctx context.Context, worker int, rng *rand.Rand) {
 		wl.release(ctx, s, r.GetToken(), wnode)
 	}
 	wl.add(v)
+}
+
+// read is a page view's read of session v.Session with the lock, first
+// on node, within webReadTimeout: it returns the answer and the node
+// that gave it (or the last one tried), and fills v's read attempts. A
+// node that cannot serve the read at once (down, no leader: Unavailable)
+// is left for the next one, as the clients do; so is one that did not
+// answer in time, whose attempt may have been granted the lock: the
+// attempts carry one request id, and an attempt of the read the lock was
+// granted to gets the same lock back instead of waiting behind it.
+func (wl *webLoad) read(ctx context.Context, v *check.PageView, node int) (*paddockv1.ReadWebSessionResponse, int, error) {
+	rctx, cancel := context.WithTimeout(client.WithRequestID(ctx, client.NewRequestID()), webReadTimeout)
+	defer cancel()
+	deadline, _ := rctx.Deadline()
+	var r *paddockv1.ReadWebSessionResponse
+	var err error
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			node = (node + 1) % len(wl.conns)
+		}
+		left := time.Until(deadline)
+		if attempt > 0 && left <= webReadMargin {
+			return nil, node, err
+		}
+		// The node waits only for what is left of the read's time: the
+		// attempt then ends by the read's deadline.
+		wait := min(webWait, left-webReadMargin).Milliseconds()
+		v.ReadNodes = append(v.ReadNodes, wl.names[node])
+		v.ReadSent = wl.rec.now()
+		actx, acancel := context.WithTimeout(rctx, webReadAttemptTimeout)
+		r, err = wl.service(node).ReadWebSession(actx, &paddockv1.ReadWebSessionRequest{
+			Id: v.Session, Lock: true, LockTtlMs: webLockTTL.Milliseconds(), WaitMs: max(wait, 1),
+		})
+		acancel()
+		if err == nil {
+			return r, node, nil
+		}
+		v.ReadErr = err.Error()
+		if status.Code(err) == codes.DeadlineExceeded {
+			v.ReadTimeouts++
+		}
+		switch {
+		case ctx.Err() != nil:
+			return nil, node, err
+		case status.Code(err) == codes.Unavailable:
+			// Down or without a leader: a pause before the next.
+			if !sleep(rctx, 100*time.Millisecond) {
+				return nil, node, err
+			}
+		case !webRetryable(err):
+			return nil, node, err
+		}
+	}
 }
 
 // release gives up a lock, once, whatever the outcome.
@@ -376,6 +427,15 @@ func judgeWebSessions(rep *Report, h check.WebSessionHistory, errs []string) []c
 			rep.WebSessionLocked++
 		case check.WebUnknown:
 			rep.WebSessionReadUnknown++
+		}
+		if len(v.ReadNodes) > 1 {
+			rep.WebSessionReadRetried++
+			if v.ReadTimeouts > 0 {
+				rep.WebSessionReadLost++
+			}
+			if v.Write == check.WebOK {
+				rep.WebSessionReadRetriedWrote++
+			}
 		}
 		switch v.Write {
 		case check.WebOK:

@@ -52,7 +52,8 @@
 //     increments (each wrote the counter it read plus one and returned
 //     the version it read plus one, no two returned the same version);
 //     every read holds a state some write not refused made, never older
-//     than a write acknowledged before it was sent; the final counter is
+//     than a write acknowledged before it (its attempt that answered)
+//     was sent; the final counter is
 //     the final version - 1, at least the acknowledged writes and at most
 //     those and the ones of unknown outcome.
 //   - SameState: every replica at the same applied index and hash.

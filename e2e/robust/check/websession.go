@@ -45,11 +45,19 @@ func (o WebOutcome) String() string {
 type PageView struct {
 	Session string
 	Worker  int
-	// ReadNode served (or was sent) the read; ReadCall is when it was
-	// sent, ReadReturn when its answer arrived or the client gave up.
-	ReadNode             string
-	ReadCall, ReadReturn time.Duration
-	Read                 WebOutcome
+	// ReadNodes are the nodes the read was sent to, in order: the next
+	// one after an attempt that could not be served or was not answered
+	// in time, with the same request id (an attempt of the read the lock
+	// was granted to gets the same lock back); the last one answered an
+	// OK or refused read. ReadCall is when the read was first sent,
+	// ReadSent when its last attempt was, ReadReturn when the last answer
+	// arrived or the client gave up. ReadTimeouts counts the attempts not
+	// answered in time (their outcome unknown: they may have been granted
+	// the lock).
+	ReadNodes                      []string
+	ReadCall, ReadSent, ReadReturn time.Duration
+	ReadTimeouts                   int `json:",omitempty"`
+	Read                           WebOutcome
 	// ReadVersion and ReadData are what an OK read returned.
 	ReadVersion uint64
 	ReadData    string
@@ -64,8 +72,9 @@ type PageView struct {
 	WriteCall, WriteReturn time.Duration
 	// WriteVersion is the new version an OK write returned.
 	WriteVersion uint64
-	// ReadErr and WriteErr are the errors of a read and of a write's last
-	// attempt that did not succeed, for a look at a run.
+	// ReadErr and WriteErr are the errors of a read's and of a write's
+	// last attempt that did not succeed (of a read or write that did in
+	// the end too), for a look at a run.
 	ReadErr, WriteErr string `json:",omitempty"`
 }
 
@@ -114,8 +123,12 @@ func counter(data string) (uint64, bool) {
 //     views both applied on the same state).
 //   - Reads: every OK read (and the final read) holds a counter equal to
 //     its version - 1, a state some write that was not refused made (or
-//     the creation); a read sent after an OK write returned is not at an
-//     older version than that write's (a stale read under the lock).
+//     the creation); a read whose answering attempt was sent after an OK
+//     write returned is not at an older version than that write's (a
+//     stale read under the lock). An attempt reads what it returns after
+//     it arrives, so the window starts at the last attempt (ReadSent),
+//     not the first: a write acknowledged while an earlier attempt of
+//     the read waited in vain is in it.
 //   - Final: the session exists, its counter is its version - 1, that is
 //     the number of writes applied; it is at least the number of OK
 //     writes and no OK write's version is beyond it (no lost increment),
@@ -227,10 +240,17 @@ func webSession(r *report, s string, views []PageView, f WebSessionFinal) {
 			continue
 		}
 		if why := reachable(v.ReadVersion, v.ReadData); why != "" {
-			r.addf("session %s: worker %d's read at %v via %s returned version %d with %q: %s", s, v.Worker, v.ReadCall, v.ReadNode, v.ReadVersion, v.ReadData, why)
+			r.addf("session %s: worker %d's read at %v via %v returned version %d with %q: %s", s, v.Worker, v.ReadCall, v.ReadNodes, v.ReadVersion, v.ReadData, why)
 		}
-		if w, at := acked(v.ReadCall); v.ReadVersion < w {
-			r.addf("session %s: stale read: worker %d's read at %v via %s returned version %d, but a write of version %d had returned at %v", s, v.Worker, v.ReadCall, v.ReadNode, v.ReadVersion, w, at)
+		// ReadSent is 0 in a history that did not record it: the one
+		// attempt was sent at ReadCall.
+		sent := max(v.ReadCall, v.ReadSent)
+		if w, at := acked(sent); v.ReadVersion < w {
+			retried := ""
+			if sent != v.ReadCall {
+				retried = fmt.Sprintf(" (its last attempt sent at %v)", sent)
+			}
+			r.addf("session %s: stale read: worker %d's read at %v%s via %v returned version %d, but a write of version %d had returned at %v", s, v.Worker, v.ReadCall, retried, v.ReadNodes, v.ReadVersion, w, at)
 		}
 	}
 

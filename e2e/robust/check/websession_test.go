@@ -12,8 +12,8 @@ func TestWebSessions(t *testing.T) {
 	// none), returning version v+1 when OK.
 	view := func(s string, worker int, at float64, v uint64, w WebOutcome) PageView {
 		pv := PageView{
-			Session: s, Worker: worker, ReadNode: "n1",
-			ReadCall: secs(at), ReadReturn: secs(at) + 10*time.Millisecond, Read: WebOK,
+			Session: s, Worker: worker, ReadNodes: []string{"n1"},
+			ReadCall: secs(at), ReadSent: secs(at), ReadReturn: secs(at) + 10*time.Millisecond, Read: WebOK,
 			ReadVersion: v, ReadData: strconv.FormatUint(v-1, 10),
 		}
 		if v == 1 {
@@ -36,7 +36,7 @@ func TestWebSessions(t *testing.T) {
 	// applied, ending at version 5 (4 increments). Session b: one OK
 	// write and one unknown that did not apply: version 2.
 	good := func() WebSessionHistory {
-		locked := PageView{Session: "a", Worker: 3, ReadNode: "n3", ReadCall: secs(0.5), ReadReturn: secs(2.5), Read: WebRefused}
+		locked := PageView{Session: "a", Worker: 3, ReadNodes: []string{"n3"}, ReadCall: secs(0.5), ReadSent: secs(0.5), ReadReturn: secs(2.5), Read: WebRefused}
 		return WebSessionHistory{
 			Sessions: []string{"a", "b"},
 			Views: []PageView{
@@ -52,6 +52,15 @@ func TestWebSessions(t *testing.T) {
 			},
 			Final: []WebSessionFinal{fin("a", 5), fin("b", 2)},
 		}
+	}
+	// retried is worker 3's page view on session a whose read's first
+	// attempt (at 3.9 s, on n2) was not answered, and whose second (at
+	// 4.5 s, on n3) read version v, then wrote with outcome w.
+	retried := func(v uint64, w WebOutcome) PageView {
+		pv := view("a", 3, 3.9, v, w)
+		pv.ReadNodes, pv.ReadSent, pv.ReadReturn, pv.ReadTimeouts = []string{"n2", "n3"}, secs(4.5), secs(4.51), 1
+		pv.WriteCall, pv.WriteReturn = secs(4.52), secs(4.53)
+		return pv
 	}
 	tests := []struct {
 		name string
@@ -71,7 +80,7 @@ func TestWebSessions(t *testing.T) {
 			"session b: lost increment: 1 writes applied at the end (30s, version 2), 2 acknowledged",
 			"session b: lost increment: worker 2's write of version 3, acknowledged at 1.03s, is beyond the final version 2",
 			// Worker 3's read, sent after it returned, is stale.
-			"session b: stale read: worker 3's read at 2s via n1 returned version 2, but a write of version 3 had returned at 1.03s",
+			"session b: stale read: worker 3's read at 2s via [n1] returned version 2, but a write of version 3 had returned at 1.03s",
 		}},
 		{name: "doubled increment", edit: func(h *WebSessionHistory) {
 			// Worker 3 read version 4 along with worker 2: both writes
@@ -89,8 +98,8 @@ func TestWebSessions(t *testing.T) {
 			h.Views[6].WriteData = "2" // b's first, read ""
 		}, want: []string{
 			`session b: worker 1 wrote "2" at 20ms after reading "" at version 1: not the counter read plus one`,
-			`session b: worker 2's read at 1s via n1 returned version 2 with "1": no write that was OK or of unknown outcome made version 2 with "1"`,
-			`session b: worker 3's read at 2s via n1 returned version 2 with "1": no write that was OK or of unknown outcome made version 2 with "1"`,
+			`session b: worker 2's read at 1s via [n1] returned version 2 with "1": no write that was OK or of unknown outcome made version 2 with "1"`,
+			`session b: worker 3's read at 2s via [n1] returned version 2 with "1": no write that was OK or of unknown outcome made version 2 with "1"`,
 			`session b: the final read at 30s returned version 2 with "1": no write that was OK or of unknown outcome made version 2 with "1"`,
 		}},
 		{name: "an OK write returning another version", edit: func(h *WebSessionHistory) {
@@ -110,7 +119,7 @@ func TestWebSessions(t *testing.T) {
 		}, want: []string{
 			"session a: 4 writes applied at the end (30s, version 5), more than the 3 acknowledged and 0 of unknown outcome",
 			"session a: versions [4] were applied (the final version is 5) but no write that was OK or of unknown outcome made them",
-			`session a: worker 2's read at 4s via n1 returned version 4 with "3": no write that was OK or of unknown outcome made version 4 with "3"`,
+			`session a: worker 2's read at 4s via [n1] returned version 4 with "3": no write that was OK or of unknown outcome made version 4 with "3"`,
 		}},
 		{name: "a final counter that is not its version - 1", edit: func(h *WebSessionHistory) {
 			h.Final[0].Data = "5"
@@ -119,11 +128,23 @@ func TestWebSessions(t *testing.T) {
 			h.Views[2].ReadData = "x" // a's read of version 2
 		}, want: []string{
 			`session a: worker 2 wrote "2" at 1.02s after reading "x" at version 2: not the counter read plus one`,
-			`session a: worker 2's read at 1s via n1 returned version 2 with "x": data "x" is not a counter`,
+			`session a: worker 2's read at 1s via [n1] returned version 2 with "x": data "x" is not a counter`,
 		}},
 		{name: "a stale read", edit: func(h *WebSessionHistory) {
 			h.Views = append(h.Views, view("a", 3, 5, 3, 0)) // after version 5 returned at 4.03s
-		}, want: []string{"session a: stale read: worker 3's read at 5s via n1 returned version 3, but a write of version 5 had returned at 4.03s"}},
+		}, want: []string{"session a: stale read: worker 3's read at 5s via [n1] returned version 3, but a write of version 5 had returned at 4.03s"}},
+		{name: "a retried read", edit: func(h *WebSessionHistory) {
+			// Worker 3's first attempt, sent before worker 2's write of
+			// version 5 returned, got no answer; the second, sent after,
+			// read that version.
+			h.Views = append(h.Views, retried(5, WebRefused))
+		}},
+		{name: "a stale retried read", edit: func(h *WebSessionHistory) {
+			// The same read returned version 4, from before the write
+			// its last attempt was sent after: stale, though its first
+			// attempt was sent before the write returned.
+			h.Views = append(h.Views, retried(4, 0))
+		}, want: []string{"session a: stale read: worker 3's read at 3.9s (its last attempt sent at 4.5s) via [n2 n3] returned version 4, but a write of version 5 had returned at 4.03s"}},
 		{name: "a session lost", edit: func(h *WebSessionHistory) {
 			h.Final[1] = WebSessionFinal{Session: "b", At: secs(30)}
 		}, want: []string{"session b: lost: not found at the end (30s), 1 writes acknowledged"}},
