@@ -329,9 +329,12 @@ if [ "$ISOLATED" = 1 ]; then ip link set lo up; fi
 ./paddock dev --data-dir ./dev-data >dev.log 2>&1 &
 dev=$!
 deadline=$((SECONDS + 60))
+# Ready, and every node's own registration of its addresses applied (the
+# examples that name the leader's HTTP address need it).
 until "$REAL_CURL" -sf -o /dev/null 127.0.0.1:2282/readyz &&
       "$REAL_CURL" -sf -o /dev/null 127.0.0.1:2292/readyz &&
-      "$REAL_CURL" -sf -o /dev/null 127.0.0.1:2302/readyz; do
+      "$REAL_CURL" -sf -o /dev/null 127.0.0.1:2302/readyz &&
+      [ "$("$REAL_CURL" -sf 127.0.0.1:2282/v1/cluster/members | grep -o '"http_addr": *"127' | wc -l)" = 3 ]; do
   if ! kill -0 "$dev" 2>/dev/null; then echo "== paddock dev exited before it was ready"; exit 90; fi
   if [ "$SECONDS" -ge "$deadline" ]; then echo "== paddock dev not ready after 60s"; exit 91; fi
   sleep 0.1

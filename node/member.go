@@ -89,9 +89,10 @@ func role(s raft.RaftState) paddockv1.Role {
 // HTTP answers carry it, so that a client can send its next calls to the
 // leader instead of through a follower that forwards them.
 //
-// Every HTTP answer asks, so the address is cached per leader for up to
-// leaderHTTPFresh (a re-registration under a new address is seen within
-// that), instead of taking the state machine's lock each time.
+// Every HTTP answer asks, so a registered address is cached per leader
+// for up to leaderHTTPFresh (a re-registration under a new address is
+// seen within that), instead of taking the state machine's lock each
+// time; a leader not registered yet is looked up again each time.
 func (n *Node) LeaderHTTPAddr() string {
 	_, id := n.raft.LeaderWithID()
 	if id == "" {
@@ -101,10 +102,11 @@ func (n *Node) LeaderHTTPAddr() string {
 	if c := n.leaderHTTP.Load(); c != nil && c.id == id && now.Sub(c.at) < leaderHTTPFresh {
 		return c.addr
 	}
-	addr := ""
-	if m, ok := n.fsm.Member(string(id)); ok {
-		addr = m.GetHttpAddr()
+	m, ok := n.fsm.Member(string(id))
+	if !ok || m.GetHttpAddr() == "" {
+		return "" // not registered yet: asked again next time
 	}
+	addr := m.GetHttpAddr()
 	n.leaderHTTP.Store(&leaderHTTP{id: id, addr: addr, at: now})
 	return addr
 }

@@ -175,15 +175,18 @@ final class ClientTest extends ClusterTestCase
     public function testFollowLeader(): void
     {
         $eps = explode(',', self::endpoints());
-        $members = $this->client()->call('GET', '/v1/cluster/members')['members'];
+        // Each node registers its addresses itself, shortly after it
+        // starts: wait for the leader's.
         $leader = null;
-        foreach ($members as $m) {
-            if ($m['leader'] ?? false) {
-                $leader = $m;
+        self::eventually(10000, 'the leader registered one of the endpoints as its HTTP address', function () use ($eps, &$leader): bool {
+            foreach ($this->client()->call('GET', '/v1/cluster/members')['members'] as $m) {
+                if (($m['leader'] ?? false) && in_array($m['http_addr'] ?? '', $eps, true)) {
+                    $leader = $m;
+                    return true;
+                }
             }
-        }
-        $this->assertNotNull($leader, 'no leader in ' . json_encode($members));
-        $this->assertContains($leader['http_addr'], $eps, 'the leader registered an HTTP address the tests do not use');
+            return false;
+        });
         // The endpoints with a follower first.
         $others = array_values(array_diff($eps, [$leader['http_addr']]));
         $ordered = array_merge($others, [$leader['http_addr']]);
