@@ -521,6 +521,33 @@ func TestWebSessionPHPServers(t *testing.T) {
 		}
 	})
 
+	t.Run("PageViewsKeepConnections", func(t *testing.T) {
+		// The handler keeps its connections from one PHP request to the
+		// next (option persistent): each PHP worker opens at most one
+		// per node, however many page views it serves.
+		id := create(servers[0], "")
+		opened := func() float64 {
+			sum := 0.0
+			for _, a := range c.agents {
+				sum += metricValue(t, a.httpAddr, "paddock_http_connections_opened_total")
+			}
+			return sum
+		}
+		bound := float64(len(servers) * wsPHPWorkers * len(c.agents))
+		views := 2 * int(bound)
+		before := opened()
+		for i := range views {
+			if v := view(hc, servers[i%len(servers)], "op=inc", id); v.n() != i+1 {
+				t.Fatalf("increment %d: %v", i+1, v)
+			}
+		}
+		// The test's own /metrics reads open one connection per node.
+		if d := opened() - before - float64(len(c.agents)); d > bound {
+			t.Errorf("%d page views opened %v connections to the nodes; want at most %v (%d servers x %d workers x %d nodes)",
+				views, d, bound, len(servers), wsPHPWorkers, len(c.agents))
+		}
+	})
+
 	t.Run("StrictModeRefusesUnknownID", func(t *testing.T) {
 		const unknown = "neverissued0123456789abcdef"
 		v := view(hc, servers[1], "op=inc", unknown)

@@ -170,9 +170,8 @@ func startAgent(ctx context.Context, cfg node.Config, opts ...rpc.HTTPOption) (*
 		node:     n,
 		gwCancel: gwCancel,
 		grpc:     rpc.NewServer(n),
-		// No WriteTimeout: it would cut watch streams and long polls.
-		http: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
-		done: make(chan error, 2),
+		http:     rpc.NewHTTPServer(h, n.Metrics()),
+		done:     make(chan error, 2),
 	}
 	go func() { a.done <- a.grpc.Serve(gl) }()
 	go func() { a.done <- a.http.Serve(hl) }()

@@ -17,7 +17,9 @@ use Paddock\Exception\TimeoutException;
 use Paddock\Exception\UnavailableException;
 
 /**
- * Client talks to a Paddock cluster over its HTTP/JSON API, with curl.
+ * Client talks to a Paddock cluster over its HTTP/JSON API, with curl,
+ * or (option persistent) over connections PHP keeps open from one
+ * request to the next in the same worker process: see attemptKept.
  *
  * Endpoints: the constructor's list ("host:port" or URLs), else the
  * comma-separated PADDOCK_HTTP_ENDPOINTS, else 127.0.0.1:2282 (the local
@@ -93,6 +95,18 @@ final class Client
     /** @var \CurlHandle|resource|null kept for its connection cache */
     private $curl;
 
+    /** @var bool whether http:// endpoints are called over kept connections (option persistent) */
+    private $persistent = false;
+
+    /** @var array<string, resource> kept connections by "host:port" */
+    private $sockets = [];
+
+    /** @var array<int, resource> kept connections in the middle of a call, of any client of this request */
+    private static $busy = [];
+
+    /** @var bool whether closeBusy is registered for this request */
+    private static $closesBusy = false;
+
     /** @var string|null Served-By of the last answer */
     private $servedBy;
 
@@ -118,7 +132,7 @@ final class Client
      * @param list<string>|string|null $endpoints "host:port" or URLs (a
      *   comma-separated string is split); null reads PADDOCK_HTTP_ENDPOINTS,
      *   else 127.0.0.1:2282
-     * @param array{timeout_ms?: int, margin_ms?: int, connect_timeout_ms?: int, attempt_timeout_ms?: int, follow_leader?: bool, leader_file?: string} $options
+     * @param array{timeout_ms?: int, margin_ms?: int, connect_timeout_ms?: int, attempt_timeout_ms?: int, follow_leader?: bool, leader_file?: string, persistent?: bool} $options
      *   timeout_ms: an ordinary call's time, retries included (10000);
      *   margin_ms: added to a long poll's wait (2000: the server may take its wait + 1 s); connect_timeout_ms:
      *   one attempt's connect timeout (1000); attempt_timeout_ms: how long
@@ -127,13 +141,11 @@ final class Client
      *   follow_leader: start the next call at the leader when an answer
      *   names it and it is one of the endpoints (false); leader_file: with
      *   follow_leader, a file that keeps the leader's address for the
-     *   next PHP request's client ('' or absent: none)
+     *   next PHP request's client ('' or absent: none); persistent: call
+     *   http:// endpoints over kept connections instead of curl (false)
      */
     public function __construct($endpoints = null, array $options = [])
     {
-        if (!extension_loaded('curl')) {
-            throw new \LogicException('Paddock\Client needs PHP\'s curl extension (Debian: apt-get install php-curl)');
-        }
         if ($endpoints === null) {
             $env = getenv(self::ENDPOINTS_ENV);
             $endpoints = ($env === false || trim($env) === '') ? self::DEFAULT_ENDPOINT : $env;
@@ -147,7 +159,9 @@ final class Client
             if ($ep === '') {
                 continue;
             }
-            if (!preg_match('#^https?://#i', $ep)) {
+            if (preg_match('#^(https?)://#i', $ep, $m)) {
+                $ep = strtolower($m[1]) . substr($ep, strlen($m[1]));
+            } else {
                 $ep = 'http://' . $ep;
             }
             $this->endpoints[] = $ep;
@@ -155,12 +169,20 @@ final class Client
         if ($this->endpoints === []) {
             throw new \InvalidArgumentException('Paddock\Client: no endpoints');
         }
+        $persistent = $options['persistent'] ?? false;
+        if (!is_bool($persistent)) {
+            throw new \InvalidArgumentException('Paddock\Client: option persistent must be a bool');
+        }
+        $this->persistent = $persistent;
+        if (!extension_loaded('curl') && (!$persistent || preg_grep('#^https://#i', $this->endpoints) !== [])) {
+            throw new \LogicException('Paddock\Client needs PHP\'s curl extension (Debian: apt-get install php-curl), or option persistent with http:// endpoints only');
+        }
         $this->timeoutMs = self::positive($options, 'timeout_ms', 10000);
         $this->marginMs = self::positive($options, 'margin_ms', 2000);
         $this->connectTimeoutMs = self::positive($options, 'connect_timeout_ms', 1000);
         $this->attemptTimeoutMs = self::positive($options, 'attempt_timeout_ms', 5000);
         foreach (array_keys($options) as $k) {
-            if (!in_array($k, ['timeout_ms', 'margin_ms', 'connect_timeout_ms', 'attempt_timeout_ms', 'follow_leader', 'leader_file'], true)) {
+            if (!in_array($k, ['timeout_ms', 'margin_ms', 'connect_timeout_ms', 'attempt_timeout_ms', 'follow_leader', 'leader_file', 'persistent'], true)) {
                 throw new \InvalidArgumentException("Paddock\\Client: unknown option $k");
             }
         }
@@ -732,7 +754,9 @@ final class Client
             // comes at the end of its wait.
             $attemptMs = $waitMs === null ? min($left, $this->attemptTimeoutMs) : $left;
             $attemptStart = hrtime(true);
-            $res = $this->attempt($method, $endpoint . $route, $q, $b, $key, $attemptMs);
+            $res = $this->persistent && strncmp($endpoint, 'http://', 7) === 0
+                ? $this->attemptKept($method, substr($endpoint, 7), $route, $q, $b, $key, $attemptMs)
+                : $this->attempt($method, $endpoint . $route, $q, $b, $key, $attemptMs);
             if ($res['error'] !== null) {
                 if ($this->byAddr !== null) {
                     $this->unreachable($this->current);
@@ -840,6 +864,358 @@ final class Client
         }
         return ['status' => (int) curl_getinfo($h, CURLINFO_RESPONSE_CODE), 'body' => (string) $out,
             'served_by' => $servedBy, 'leader' => $leader, 'error' => null, 'timeout' => false];
+    }
+
+    /**
+     * attemptKept is attempt over a kept connection (option persistent):
+     * HTTP/1.1 on a persistent PHP socket, which PHP keeps open from one
+     * request to the next in the same process (a PHP-FPM or php -S
+     * worker), so that a page view neither connects nor sets up curl.
+     * $hostPath is an http:// endpoint without its scheme ("host:port",
+     * perhaps followed by a path). A connection the node had closed while
+     * it was kept (nothing came back, and it had answered before) is
+     * replaced once, on the same node: every call that is not a read
+     * carries its request id, so sending it again is safe. Any other
+     * failure closes the connection, so that no later call reads what is
+     * left of this one's answer.
+     *
+     * @param array<string, scalar> $query
+     * @param array<string, mixed>|null $body
+     * @return array{status: int, body: string, served_by: ?string, leader: ?string, error: ?string, timeout: bool}
+     */
+    private function attemptKept(string $method, string $hostPath, string $route, array $query, ?array $body, ?string $key, int $timeoutMs): array
+    {
+        $slash = strpos($hostPath, '/');
+        $host = $slash === false ? $hostPath : substr($hostPath, 0, $slash);
+        $target = ($slash === false ? '' : substr($hostPath, $slash)) . $route;
+        if ($query !== []) {
+            $target .= '?' . self::queryString($query);
+        }
+        if (!preg_match('/^[A-Z]+$/D', $method) || preg_match('/[\x00-\x20\x7f]/', $host . $target . ($key ?? ''))) {
+            // It would break the request, or smuggle another in.
+            throw new \InvalidArgumentException('Paddock\\Client: a method, endpoint, route or request id with spaces or control characters');
+        }
+        $req = "$method $target HTTP/1.1\r\nHost: $host\r\nAccept: application/json\r\n";
+        if ($key !== null) {
+            $req .= "Idempotency-Key: $key\r\n";
+        }
+        if ($body !== null) {
+            $payload = self::json($body);
+            $req .= "Content-Type: application/json\r\nContent-Length: " . strlen($payload) . "\r\n\r\n" . $payload;
+        } else {
+            $req .= "\r\n";
+        }
+        $deadline = hrtime(true) + $timeoutMs * 1000000;
+        // Warnings (a refused connection, a reset) are answers here, and
+        // an application's error handler must not see them.
+        set_error_handler(static function (): bool {
+            return true;
+        });
+        try {
+            return $this->keptExchange($host, $req, $method === 'HEAD', $deadline);
+        } finally {
+            restore_error_handler();
+        }
+    }
+
+    /**
+     * keptExchange sends $req to $host ("host:port" or "host") on its
+     * kept connection, opening one when there is none, and replaces a
+     * connection the node had closed once.
+     *
+     * @return array{status: int, body: string, served_by: ?string, leader: ?string, error: ?string, timeout: bool}
+     */
+    private function keptExchange(string $host, string $req, bool $noBody, int $deadline): array
+    {
+        $addr = strpos($host, ':') === false || substr($host, -1) === ']' ? "$host:80" : $host;
+        for ($try = 0;; $try++) {
+            $fp = $this->sockets[$addr] ?? null;
+            if (is_resource($fp) && ftell($fp) > 0 && !self::idle($fp)) {
+                fclose($fp);
+            }
+            if (!is_resource($fp)) { // none yet, or closed (perhaps by another client of this process)
+                $fp = $this->open($addr, $deadline);
+                if (is_array($fp)) {
+                    return $fp;
+                }
+                $this->sockets[$addr] = $fp;
+            }
+            // A kept connection has been written to before (its position
+            // counts the bytes written and read).
+            $used = ftell($fp) > 0;
+            self::$busy[(int) $fp] = $fp;
+            if (!self::$closesBusy) {
+                register_shutdown_function([self::class, 'closeBusy']);
+                self::$closesBusy = true;
+            }
+            try {
+                $res = self::exchange($fp, $req, $noBody, $deadline);
+            } catch (\Throwable $e) {
+                fclose($fp);
+                unset($this->sockets[$addr], self::$busy[(int) $fp]);
+                throw $e;
+            }
+            unset(self::$busy[(int) $fp]);
+            if ($res['error'] === null) {
+                if ($res['close']) {
+                    fclose($fp);
+                    unset($this->sockets[$addr]);
+                }
+                unset($res['close'], $res['got']);
+                return $res;
+            }
+            fclose($fp);
+            unset($this->sockets[$addr]);
+            if ($try > 0 || !$used || $res['got'] > 0 || $res['timeout'] || hrtime(true) >= $deadline) {
+                unset($res['close'], $res['got']);
+                return $res;
+            }
+        }
+    }
+
+    /**
+     * open returns a connection to $addr: PHP's kept one, when it has one
+     * that is idle (PHP replaces it when the node closed it), else a new
+     * one; or the failed attempt's answer.
+     *
+     * @return resource|array{status: int, body: string, served_by: ?string, leader: ?string, error: ?string, timeout: bool}
+     */
+    private function open(string $addr, int $deadline)
+    {
+        for ($i = 0; $i < 2; $i++) {
+            $left = ($deadline - hrtime(true)) / 1e9;
+            $fp = stream_socket_client("tcp://$addr", $errno, $errstr, min($this->connectTimeoutMs / 1000, max($left, 0.001)),
+                STREAM_CLIENT_CONNECT | STREAM_CLIENT_PERSISTENT);
+            if ($fp === false) {
+                $timeout = $errno === 110 || $errno === 0 && stripos($errstr, 'timed out') !== false;
+                return ['status' => 0, 'body' => '', 'served_by' => null, 'leader' => null,
+                    'error' => 'connecting: ' . ($errstr !== '' ? $errstr : "error $errno"), 'timeout' => $timeout];
+            }
+            if (ftell($fp) === 0 || self::idle($fp)) {
+                break;
+            }
+            fclose($fp); // something is waiting on it: not ours to read
+        }
+        if (PHP_OS_FAMILY === 'Linux' && function_exists('socket_import_stream')) {
+            // A node whose host died, or that a partition cut off, does
+            // not close its connections: without a limit, a call sent on
+            // a kept one would wait its whole time for an answer. With
+            // TCP_USER_TIMEOUT (18), data the node's host does not
+            // acknowledge within connect_timeout_ms fails the connection,
+            // as a new connection fails to connect.
+            $sock = socket_import_stream($fp);
+            if ($sock !== false && $sock !== null) {
+                socket_set_option($sock, SOL_TCP, 18, $this->connectTimeoutMs);
+            }
+        }
+        return $fp;
+    }
+
+    /**
+     * idle says whether nothing waits to be read on a kept connection: an
+     * answer left by a request that died in the middle of a call (not
+     * ours to read), or the node's closing.
+     *
+     * @param resource $fp
+     */
+    private static function idle($fp): bool
+    {
+        if ((stream_get_meta_data($fp)['unread_bytes'] ?? 0) > 0) {
+            return false;
+        }
+        $r = [$fp];
+        $w = null;
+        $e = null;
+        return stream_select($r, $w, $e, 0) === 0;
+    }
+
+    /**
+     * closeBusy closes the kept connections of calls this PHP request did
+     * not finish (a fatal error, max_execution_time): their answers must
+     * not reach the next request. It runs at shutdown.
+     *
+     * @internal
+     */
+    public static function closeBusy(): void
+    {
+        foreach (self::$busy as $fp) {
+            if (is_resource($fp)) {
+                fclose($fp);
+            }
+        }
+        self::$busy = [];
+    }
+
+    /**
+     * exchange writes one request on $fp and reads its answer, by
+     * $deadline (hrtime ns). 'got' counts the answer's bytes read, 'close'
+     * says the node closes the connection after it.
+     *
+     * @param resource $fp
+     * @return array{status: int, body: string, served_by: ?string, leader: ?string, error: ?string, timeout: bool, got: int, close: bool}
+     */
+    private static function exchange($fp, string $req, bool $noBody, int $deadline): array
+    {
+        $fail = static function (string $error, bool $timeout, int $got): array {
+            return ['status' => 0, 'body' => '', 'served_by' => null, 'leader' => null, 'error' => $error,
+                'timeout' => $timeout, 'got' => $got, 'close' => true];
+        };
+        for ($off = 0, $n = strlen($req); $off < $n;) {
+            $left = $deadline - hrtime(true);
+            if ($left <= 0) {
+                return $fail('sending: timed out', true, 0);
+            }
+            stream_set_timeout($fp, intdiv($left, 1000000000), intdiv($left % 1000000000, 1000));
+            // In slices, each with what is left of the time: one fwrite
+            // waits its timeout again after each part it wrote.
+            $w = fwrite($fp, $off === 0 && $n <= 65536 ? $req : substr($req, $off, 65536));
+            if ($w === false || $w === 0) {
+                $timeout = (bool) (stream_get_meta_data($fp)['timed_out'] ?? false);
+                return $fail($timeout ? 'sending: timed out' : 'sending: connection closed', $timeout, 0);
+            }
+            $off += $w;
+        }
+        // The answer: a status line and headers, then a body of
+        // Content-Length bytes or in chunks.
+        $buf = '';
+        $got = 0;
+        $end = false;
+        $status = 0;
+        $servedBy = null;
+        $leader = null;
+        $close = false;
+        $length = null;
+        $chunked = false;
+        $head = null;
+        $body = '';
+        $pos = 0; // in $buf, where the body's unread part starts
+        for (;;) {
+            if ($head === null) {
+                $p = strpos($buf, "\r\n\r\n");
+                if ($p !== false) {
+                    $head = substr($buf, 0, $p);
+                    $pos = $p + 4;
+                    $lines = explode("\r\n", $head);
+                    if (!preg_match('#^HTTP/1\.[01] ([0-9]{3})#', $lines[0], $m)) {
+                        return $fail('bad answer: ' . substr($lines[0], 0, 80), false, $got);
+                    }
+                    $status = (int) $m[1];
+                    $close = strncmp($lines[0], 'HTTP/1.0', 8) === 0;
+                    for ($i = 1, $c = count($lines); $i < $c; $i++) {
+                        $colon = strpos($lines[$i], ':');
+                        if ($colon === false) {
+                            continue;
+                        }
+                        $v = trim(substr($lines[$i], $colon + 1));
+                        switch (strtolower(substr($lines[$i], 0, $colon))) {
+                            case 'content-length':
+                                $length = ctype_digit($v) ? (int) $v : -1;
+                                break;
+                            case 'transfer-encoding':
+                                $chunked = stripos($v, 'chunked') !== false;
+                                break;
+                            case 'connection':
+                                $close = $close || stripos($v, 'close') !== false;
+                                break;
+                            case 'served-by':
+                                $servedBy = $v;
+                                break;
+                            case 'paddock-leader':
+                                $leader = $v;
+                                break;
+                        }
+                    }
+                    if ($length === -1) {
+                        return $fail('bad answer: Content-Length', false, $got);
+                    }
+                    if ($chunked && $length !== null) {
+                        $close = true; // both: a confused sender, not to be trusted with the next call
+                        $length = null;
+                    }
+                    if ($noBody || $status === 204 || $status === 304 || ($status >= 100 && $status < 200)) {
+                        if ($status < 200) { // an interim answer: the real one follows
+                            $buf = substr($buf, $pos);
+                            $head = null;
+                            $length = null;
+                            $chunked = false;
+                            $servedBy = null;
+                            $leader = null;
+                            continue;
+                        }
+                        $length = 0;
+                        $chunked = false;
+                    }
+                    if (!$chunked && $length === null) {
+                        $close = true; // the body ends with the connection
+                    }
+                }
+            }
+            if ($head !== null) {
+                if ($chunked) {
+                    // size CRLF data CRLF ... 0 CRLF [trailers] CRLF
+                    for (;;) {
+                        $eol = strpos($buf, "\r\n", $pos);
+                        if ($eol === false) {
+                            break;
+                        }
+                        $size = substr($buf, $pos, $eol - $pos);
+                        $semi = strpos($size, ';');
+                        $size = trim($semi === false ? $size : substr($size, 0, $semi));
+                        if ($size === '' || !ctype_xdigit($size) || strlen($size) > 8) {
+                            return $fail('bad answer: chunk size', false, $got);
+                        }
+                        $len = hexdec($size);
+                        if ($len === 0) {
+                            $t = strpos($buf, "\r\n\r\n", $eol);
+                            if ($t === false) {
+                                break;
+                            }
+                            return ['status' => $status, 'body' => $body, 'served_by' => $servedBy, 'leader' => $leader,
+                                'error' => null, 'timeout' => false, 'got' => $got, 'close' => $close || $t + 4 !== strlen($buf)];
+                        }
+                        if (strlen($buf) < $eol + 2 + $len + 2) {
+                            break;
+                        }
+                        if (substr($buf, $eol + 2 + $len, 2) !== "\r\n") {
+                            return $fail('bad answer: chunk end', false, $got);
+                        }
+                        $body .= substr($buf, $eol + 2, $len);
+                        $pos = $eol + 2 + $len + 2;
+                    }
+                    if ($pos > 65536) {
+                        $buf = substr($buf, $pos);
+                        $pos = 0;
+                    }
+                } elseif ($length !== null && strlen($buf) - $pos >= $length) {
+                    return ['status' => $status, 'body' => substr($buf, $pos, $length), 'served_by' => $servedBy, 'leader' => $leader,
+                        'error' => null, 'timeout' => false, 'got' => $got, 'close' => $close || strlen($buf) - $pos > $length];
+                } elseif ($end && $length === null) {
+                    return ['status' => $status, 'body' => substr($buf, $pos), 'served_by' => $servedBy, 'leader' => $leader,
+                        'error' => null, 'timeout' => false, 'got' => $got, 'close' => true];
+                }
+            }
+            if ($end) {
+                return $fail($got === 0 ? 'connection closed before an answer' : 'connection closed in the middle of the answer', false, $got);
+            }
+            $left = $deadline - hrtime(true);
+            if ($left <= 0) {
+                return $fail('no answer in time: timed out', true, $got);
+            }
+            stream_set_timeout($fp, intdiv($left, 1000000000), intdiv($left % 1000000000, 1000));
+            $chunk = fread($fp, 65536);
+            if ($chunk === false || $chunk === '') {
+                if ((bool) (stream_get_meta_data($fp)['timed_out'] ?? false)) {
+                    return $fail('no answer in time: timed out', true, $got);
+                }
+                if (feof($fp)) {
+                    $end = true;
+                    continue;
+                }
+                return $fail('reading: connection error', false, $got);
+            }
+            $got += strlen($chunk);
+            $buf .= $chunk;
+        }
     }
 
     /**

@@ -134,16 +134,16 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
      * settings reads the handler's settings, the first found winning: the
      * environment (PADDOCK_HTTP_ENDPOINTS, PADDOCK_SESSION_LOCK_TTL,
      * PADDOCK_SESSION_WAIT in seconds, PADDOCK_SESSION_MODE,
-     * PADDOCK_SESSION_FOLLOW_LEADER on or off), then php.ini through
-     * get_cfg_var (paddock.endpoints, paddock.session_lock_ttl,
-     * paddock.session_wait, paddock.session_mode,
-     * paddock.session_follow_leader), then the defaults (127.0.0.1:2282,
-     * 30 s, the lease, write-through, on). A bad value is
+     * PADDOCK_SESSION_FOLLOW_LEADER and PADDOCK_SESSION_PERSISTENT on or
+     * off), then php.ini through get_cfg_var (paddock.endpoints,
+     * paddock.session_lock_ttl, paddock.session_wait, paddock.session_mode,
+     * paddock.session_follow_leader, paddock.session_persistent), then the
+     * defaults (127.0.0.1:2282, 30 s, the lease, write-through, on, on). A bad value is
      * left for the next source, with a warning in 'warnings'.
      *
      * @param callable(string): (string|false)|null $env the environment (getenv)
      * @param callable(string): (string|false)|null $ini php.ini (get_cfg_var)
-     * @return array{endpoints: string, lock_ttl_ms: int, wait_ms: int, mode: string, follow_leader: bool, warnings: list<string>}
+     * @return array{endpoints: string, lock_ttl_ms: int, wait_ms: int, mode: string, follow_leader: bool, persistent: bool, warnings: list<string>}
      */
     public static function settings(?callable $env = null, ?callable $ini = null): array
     {
@@ -161,9 +161,10 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
             'wait_ms' => ['PADDOCK_SESSION_WAIT', 'paddock.session_wait'],
             'mode' => ['PADDOCK_SESSION_MODE', 'paddock.session_mode'],
             'follow_leader' => ['PADDOCK_SESSION_FOLLOW_LEADER', 'paddock.session_follow_leader'],
+            'persistent' => ['PADDOCK_SESSION_PERSISTENT', 'paddock.session_persistent'],
         ];
         $out = ['endpoints' => Client::DEFAULT_ENDPOINT, 'lock_ttl_ms' => self::DEFAULT_LOCK_TTL_MS,
-            'wait_ms' => 0, 'mode' => self::MODE_WRITE_THROUGH, 'follow_leader' => true, 'warnings' => []];
+            'wait_ms' => 0, 'mode' => self::MODE_WRITE_THROUGH, 'follow_leader' => true, 'persistent' => true, 'warnings' => []];
         foreach ($names as $key => $pair) {
             foreach ($sources as $i => [$where, $get]) {
                 $name = $pair[$i];
@@ -176,7 +177,7 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
                     $out[$key] = $v;
                     break;
                 }
-                if ($key === 'follow_leader') {
+                if ($key === 'follow_leader' || $key === 'persistent') {
                     $b = filter_var($v, FILTER_VALIDATE_BOOLEAN, FILTER_NULL_ON_FAILURE);
                     if ($b !== null) {
                         $out[$key] = $b;
@@ -223,8 +224,13 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
         try {
             // Every web-session call is decided on the leader: calling it
             // directly saves a follower's forwarding hop, and the file
-            // lets the next request start there too.
-            $client = new Client($s['endpoints'], $s['follow_leader'] ? ['follow_leader' => true, 'leader_file' => self::leaderFile($s['endpoints'])] : []);
+            // lets the next request start there too. Kept connections
+            // spare each page view a connection and curl's setup.
+            $options = ['persistent' => $s['persistent']];
+            if ($s['follow_leader']) {
+                $options += ['follow_leader' => true, 'leader_file' => self::leaderFile($s['endpoints'])];
+            }
+            $client = new Client($s['endpoints'], $options);
             $h = new self($client, ['lock_ttl_ms' => $s['lock_ttl_ms'], 'wait_ms' => $s['wait_ms'], 'mode' => $s['mode']]);
         } catch (\LogicException $e) { // no curl, no endpoints
             trigger_error('paddock session: sessions are not stored in Paddock: ' . $e->getMessage(), E_USER_WARNING);

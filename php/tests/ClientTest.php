@@ -57,7 +57,7 @@ final class ClientTest extends ClusterTestCase
      */
     public function testDotNamesRefused(): void
     {
-        $c = new Client(self::deadEndpoint(), ['timeout_ms' => 200, 'margin_ms' => 100]);
+        $c = self::newClient(self::deadEndpoint(), ['timeout_ms' => 200, 'margin_ms' => 100]);
         foreach (['.', '..'] as $name) {
             foreach ([
                 static function () use ($c, $name) { $c->campaign($name, '1', '', 100); },
@@ -103,7 +103,7 @@ final class ClientTest extends ClusterTestCase
 
     public function testNoNodeReachable(): void
     {
-        $c = new Client([self::deadEndpoint(), self::deadEndpoint()], ['timeout_ms' => 700]);
+        $c = self::newClient([self::deadEndpoint(), self::deadEndpoint()], ['timeout_ms' => 700]);
         $start = hrtime(true);
         try {
             $c->create('/x');
@@ -121,7 +121,7 @@ final class ClientTest extends ClusterTestCase
     {
         // A socket that accepts connections (the kernel does) and never answers.
         $s = stream_socket_server('tcp://127.0.0.1:0');
-        $c = new Client([stream_socket_get_name($s, false)], ['margin_ms' => 200]);
+        $c = self::newClient([stream_socket_get_name($s, false)], ['margin_ms' => 200]);
         $start = hrtime(true);
         try {
             $c->pollLeader('e', null, 300);
@@ -139,13 +139,13 @@ final class ClientTest extends ClusterTestCase
     {
         $s = stream_socket_server('tcp://127.0.0.1:0');
         $hung = stream_socket_get_name($s, false);
-        $c = new Client(array_merge([$hung], explode(',', self::endpoints())), ['attempt_timeout_ms' => 500]);
+        $c = self::newClient(array_merge([$hung], explode(',', self::endpoints())), ['attempt_timeout_ms' => 500]);
         $start = hrtime(true);
         $path = $c->create('/' . self::unique('hung'), 'z');
         $this->assertLessThan(500 + 1000, self::ms($start), 'the call did not leave the hung node after attempt_timeout_ms');
         $this->assertSame('z', $c->get($path)['data']);
 
-        $only = new Client([$hung], ['attempt_timeout_ms' => 300, 'timeout_ms' => 700]);
+        $only = self::newClient([$hung], ['attempt_timeout_ms' => 300, 'timeout_ms' => 700]);
         $start = hrtime(true);
         try {
             $only->get('/');
@@ -159,10 +159,188 @@ final class ClientTest extends ClusterTestCase
 
     public function testFailoverOnConnectionError(): void
     {
-        $c = new Client(array_merge([self::deadEndpoint()], explode(',', self::endpoints())));
+        $c = self::newClient(array_merge([self::deadEndpoint()], explode(',', self::endpoints())));
         $path = $c->create('/' . self::unique('failover'), 'x');
         $this->assertNotEmpty($c->servedBy());
         $this->assertSame('x', $c->get($path)['data']);
+    }
+
+    /**
+     * testKeptConnections: with persistent, calls go over one kept
+     * connection per node, shared by the process's clients (as the next
+     * PHP request's client would find it), error answers and long answers
+     * (in chunks) included.
+     */
+    public function testKeptConnections(): void
+    {
+        $eps = explode(',', self::endpoints());
+        $addr = preg_replace('#^https?://#', '', $eps[0]);
+        $c = new Client([$eps[0]], ['persistent' => true, 'connect_timeout_ms' => 1500]);
+        $path = $c->create('/' . self::unique('kept'), 'v');
+        $first = self::kept($addr);
+        $this->assertCount(1, $first, 'kept connections to ' . $addr);
+        if (PHP_OS_FAMILY === 'Linux' && function_exists('socket_import_stream')) {
+            // TCP_USER_TIMEOUT (18): a call on a kept connection to a dead
+            // host fails within connect_timeout_ms.
+            $kept = array_values(array_filter(get_resources('persistent stream'), static function ($r) use ($addr) {
+                return stream_socket_get_name($r, true) === $addr;
+            }));
+            $this->assertSame(1500, socket_get_option(socket_import_stream($kept[0]), SOL_TCP, 18), 'TCP_USER_TIMEOUT');
+        }
+
+        $big = random_bytes(300000);
+        $c->set($path, $big);
+        $this->assertSame($big, $c->get($path)['data']);
+        try {
+            $c->get($path . '/none');
+            $this->fail('get of a missing znode returned');
+        } catch (NotFoundException $e) {
+        }
+        $c->delete($path);
+        $this->assertSame($first, self::kept($addr), 'an error answer or a long one (in chunks) cost the kept connection');
+
+        $next = new Client([$eps[0]], ['persistent' => true]);
+        $this->assertFalse($next->exists($path));
+        $this->assertSame($first, self::kept($addr), 'the next client did not use the kept connection');
+
+        // A route that would break the request line, or smuggle a second
+        // request onto the kept connection, is refused before it is sent.
+        try {
+            $c->call('GET', "/v1/tree HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/tree");
+            $this->fail('a route with CR LF was sent');
+        } catch (\InvalidArgumentException $e) {
+        }
+        $this->assertSame($first, self::kept($addr));
+    }
+
+    /**
+     * testKeptConnectionFaults: what a node's side of a kept connection
+     * may do. A connection closed while kept is replaced, once, on the
+     * same node; a late answer is not read by the next call; a broken-off
+     * answer is not taken for an answer; answers in chunks are read.
+     */
+    public function testKeptConnectionFaults(): void
+    {
+        // A second server, "b", is where a call goes when it gives up on
+        // the first: each answer says which server and connection.
+        [$pb, $b] = self::httpServer('plain', 'b');
+
+        [$p, $a] = self::httpServer('close-after-one', 'a');
+        $c = new Client([$a, $b], ['persistent' => true]);
+        $this->assertSame(['server' => 'a', 'conn' => 1, 'req' => 1], $c->call('POST', '/x', [], ['a' => 1]));
+        $this->assertSame(['server' => 'a', 'conn' => 2, 'req' => 1], $c->call('GET', '/x'), 'a kept connection the server closed was not replaced on the same server');
+        $this->assertSame(['server' => 'a', 'conn' => 2, 'req' => 2], $c->call('PUT', '/x', [], ['a' => 2]));
+        self::stop($p);
+
+        [$p, $a] = self::httpServer('late', 'a');
+        $c = new Client([$a], ['persistent' => true, 'attempt_timeout_ms' => 300, 'timeout_ms' => 400]);
+        try {
+            $c->call('GET', '/x');
+            $this->fail('an answer later than the call time was taken');
+        } catch (TimeoutException $e) {
+        }
+        usleep(600000); // the late answer is sent (to the connection the client closed)
+        $next = new Client([$a], ['persistent' => true]); // as the next PHP request's: PHP keeps the connections
+        $this->assertSame(['server' => 'a', 'conn' => 2, 'req' => 1], $next->call('GET', '/x'), 'the next call read the late answer');
+        self::stop($p);
+
+        // A PHP request that died in the middle of a call (a fatal error)
+        // leaves its answer on the kept connection: the next request's
+        // client does not read it.
+        [$p, $a] = self::httpServer('plain', 'a');
+        $fp = stream_socket_client("tcp://$a", $errno, $errstr, 1, STREAM_CLIENT_CONNECT | STREAM_CLIENT_PERSISTENT);
+        fwrite($fp, "GET /dead HTTP/1.1\r\nHost: $a\r\n\r\n");
+        $next = new Client([$a], ['persistent' => true]);
+        self::eventually(5000, 'the dead request\'s answer', static function () use ($fp): bool {
+            $r = [$fp];
+            $w = $e = null;
+            return stream_select($r, $w, $e, 0) === 1;
+        });
+        $this->assertSame(['server' => 'a', 'conn' => 2, 'req' => 1], $next->call('GET', '/x'), 'a call read the answer of a request that died');
+        self::stop($p);
+
+        // A broken-off answer is a failed attempt, as when no answer
+        // came: the call goes on to the next node.
+        [$p, $a] = self::httpServer('truncated', 'a');
+        $c = new Client([$a, $b], ['persistent' => true]);
+        $r = $c->call('PUT', '/x', [], ['a' => 1]);
+        $this->assertSame('b', $r['server'], 'a broken-off answer was taken, or retried on its server');
+        self::stop($p);
+
+        [$p, $a] = self::httpServer('chunked', 'a');
+        $c = new Client([$a], ['persistent' => true]);
+        $this->assertSame(['server' => 'a', 'conn' => 1, 'req' => 1], $c->call('GET', '/x'));
+        $this->assertSame(['server' => 'a', 'conn' => 1, 'req' => 2], $c->call('GET', '/x'), 'the chunked answer was not read to its end');
+        self::stop($p);
+        self::stop($pb);
+    }
+
+    /**
+     * testKeptConnectionToSilentHost: a node's host that dies or is cut
+     * off closes nothing; a call sent on its kept connection fails over
+     * within about connect_timeout_ms (TCP_USER_TIMEOUT), as a new
+     * connection's connect would, instead of waiting out a long poll.
+     * It drops the first server's packets with iptables: root only (the
+     * e2e test runs it as root, and leaves it out otherwise).
+     *
+     * @group iptables
+     */
+    public function testKeptConnectionToSilentHost(): void
+    {
+        [$pb, $b] = self::httpServer('plain', 'b');
+        [$p, $a] = self::httpServer('plain', 'a');
+        $c = new Client([$a, $b], ['persistent' => true, 'timeout_ms' => 20000]);
+        $this->assertSame('a', $c->call('GET', '/x')['server']);
+        $port = substr($a, strrpos($a, ':') + 1);
+        $rule = "INPUT -p tcp -i lo --dport $port -m comment --comment paddock-phpunit -j DROP";
+        exec("iptables -I $rule 2>&1", $out, $rc);
+        $this->assertSame(0, $rc, 'iptables: ' . implode("\n", $out));
+        try {
+            $start = hrtime(true);
+            // A long poll: without the limit, it would wait its 15 s.
+            $r = $c->call('POST', '/x', [], [], 15000, null, 'wait_ms');
+            $this->assertSame('b', $r['server']);
+            $this->assertLessThan(6000, self::ms($start), 'the call did not leave the silent host in time');
+        } finally {
+            exec("iptables -D $rule 2>&1");
+            self::stop($p);
+            self::stop($pb);
+        }
+    }
+
+    /** @param resource $p */
+    private static function stop($p): void
+    {
+        proc_terminate($p);
+        proc_close($p);
+    }
+
+    /** kept lists the local addresses of this process's kept connections to $addr. */
+    private static function kept(string $addr): array
+    {
+        $out = [];
+        foreach (get_resources('persistent stream') as $r) {
+            if (stream_socket_get_name($r, true) === $addr) {
+                $out[] = stream_socket_get_name($r, false);
+            }
+        }
+        return $out;
+    }
+
+    /**
+     * httpServer starts fixtures/http-server.php doing $what, named
+     * $name, and returns its process and address.
+     *
+     * @return array{0: resource, 1: string}
+     */
+    private static function httpServer(string $what, string $name): array
+    {
+        $p = proc_open([PHP_BINARY, __DIR__ . '/fixtures/http-server.php', $what, $name], [1 => ['pipe', 'w']], $pipes);
+        $addr = trim((string) fgets($pipes[1]));
+        if ($addr === '') {
+            self::fail('fixtures/http-server.php did not start');
+        }
+        return [$p, $addr];
     }
 
     /**
@@ -192,26 +370,26 @@ final class ClientTest extends ClusterTestCase
         $ordered = array_merge($others, [$leader['http_addr']]);
         $file = sys_get_temp_dir() . '/' . self::unique('paddock-leader-test');
         try {
-            $stay = new Client($ordered);
+            $stay = self::newClient($ordered);
             $stay->validateWebSession('a');
             $first = $stay->servedBy();
             $this->assertNotSame($leader['id'], $first);
             $stay->validateWebSession('a');
             $this->assertSame($first, $stay->servedBy(), 'a client without follow_leader moved');
 
-            $c = new Client($ordered, ['follow_leader' => true, 'leader_file' => $file]);
+            $c = self::newClient($ordered, ['follow_leader' => true, 'leader_file' => $file]);
             $c->validateWebSession('a');
             $this->assertSame($first, $c->servedBy());
             $c->validateWebSession('a');
             $this->assertSame($leader['id'], $c->servedBy(), 'the second call did not go to the leader');
             $this->assertSame($leader['http_addr'], file_get_contents($file));
 
-            $next = new Client($ordered, ['follow_leader' => true, 'leader_file' => $file]);
+            $next = self::newClient($ordered, ['follow_leader' => true, 'leader_file' => $file]);
             $next->validateWebSession('a');
             $this->assertSame($leader['id'], $next->servedBy(), 'the next client did not start at the leader of the file');
 
             file_put_contents($file, '10.255.255.1:9');
-            $odd = new Client($ordered, ['follow_leader' => true, 'leader_file' => $file]);
+            $odd = self::newClient($ordered, ['follow_leader' => true, 'leader_file' => $file]);
             $odd->validateWebSession('a');
             $this->assertSame($first, $odd->servedBy(), 'an address not in the list was used');
             $this->assertSame($leader['http_addr'], file_get_contents($file), 'the file was not corrected');
@@ -219,12 +397,12 @@ final class ClientTest extends ClusterTestCase
             // A leader a client could not reach is avoided until the
             // time the file gives, then followed again.
             file_put_contents($file, 'avoid ' . $leader['http_addr'] . ' ' . (time() + 60));
-            $avoiding = new Client($ordered, ['follow_leader' => true, 'leader_file' => $file]);
+            $avoiding = self::newClient($ordered, ['follow_leader' => true, 'leader_file' => $file]);
             $avoiding->validateWebSession('a');
             $avoiding->validateWebSession('a');
             $this->assertSame($first, $avoiding->servedBy(), 'followed a leader the file says to avoid');
             file_put_contents($file, 'avoid ' . $leader['http_addr'] . ' ' . (time() - 1));
-            $again = new Client($ordered, ['follow_leader' => true, 'leader_file' => $file]);
+            $again = self::newClient($ordered, ['follow_leader' => true, 'leader_file' => $file]);
             $again->validateWebSession('a');
             $again->validateWebSession('a');
             $this->assertSame($leader['id'], $again->servedBy(), 'did not follow the leader once the avoidance ended');
@@ -233,7 +411,7 @@ final class ClientTest extends ClusterTestCase
             // fails over, and the file ends naming the leader.
             $dead = self::deadEndpoint();
             file_put_contents($file, $dead);
-            $over = new Client(array_merge([$dead], $ordered), ['follow_leader' => true, 'leader_file' => $file]);
+            $over = self::newClient(array_merge([$dead], $ordered), ['follow_leader' => true, 'leader_file' => $file]);
             $over->validateWebSession('a');
             $over->validateWebSession('a');
             $this->assertSame($leader['id'], $over->servedBy());
@@ -246,7 +424,7 @@ final class ClientTest extends ClusterTestCase
                 return str_replace('127.0.0.1:', 'localhost:', $ep);
             }, $ordered);
             file_put_contents($file, end($byName));
-            $named = new Client($byName, ['follow_leader' => true, 'leader_file' => $file]);
+            $named = self::newClient($byName, ['follow_leader' => true, 'leader_file' => $file]);
             $named->validateWebSession('a');
             $this->assertSame($leader['id'], $named->servedBy(), 'did not start at the endpoint the file named');
             $this->assertSame('', file_get_contents($file), 'a leader not in the list left the file as it was');
@@ -256,7 +434,7 @@ final class ClientTest extends ClusterTestCase
             }
         }
         $this->expectException(\InvalidArgumentException::class);
-        new Client($eps, ['follow_leader' => 'yes']);
+        self::newClient($eps, ['follow_leader' => 'yes']);
     }
 
     public function testFailoverOnUnavailable(): void
@@ -266,7 +444,7 @@ final class ClientTest extends ClusterTestCase
         if ($lone === false || $lone === '') {
             $this->markTestSkipped('set PADDOCK_TEST_NO_LEADER_ENDPOINT to the HTTP address of a node without a leader (e2e/php_test.go does)');
         }
-        $only = new Client([$lone]);
+        $only = self::newClient([$lone]);
         $start = hrtime(true);
         try {
             $only->poll('/', '0', 300);
@@ -283,7 +461,7 @@ final class ClientTest extends ClusterTestCase
         $c->create($dir);
         $zxid = $c->get($dir)['header']['zxid'];
         $c->create("$dir/a", 'x');
-        $both = new Client(array_merge([$lone], explode(',', self::endpoints())));
+        $both = self::newClient(array_merge([$lone], explode(',', self::endpoints())));
         $r = $both->poll($dir, $zxid, 5000, ['recursive' => true]);
         $this->assertNotSame($loneId, $both->servedBy());
         $created = array_filter($r['events'], static function (array $e): bool {

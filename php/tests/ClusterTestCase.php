@@ -30,7 +30,22 @@ abstract class ClusterTestCase extends TestCase
 
     protected function client(array $options = []): Client
     {
-        return new Client(self::endpoints(), $options);
+        return self::newClient(self::endpoints(), $options);
+    }
+
+    /**
+     * newClient is new Client, over kept connections (option persistent)
+     * when PADDOCK_TEST_PERSISTENT is 1 and the test does not say: the
+     * e2e test runs these tests both ways.
+     *
+     * @param list<string>|string|null $endpoints
+     */
+    protected static function newClient($endpoints = null, array $options = []): Client
+    {
+        if (getenv('PADDOCK_TEST_PERSISTENT') === '1') {
+            $options += ['persistent' => true];
+        }
+        return new Client($endpoints, $options);
     }
 
     /** unique is a name no other test (or earlier run) uses. */

@@ -323,7 +323,7 @@ final class SessionHandlerTest extends ClusterTestCase
 
     public function testHandlerNoNode(): void
     {
-        $h = $this->handler([], new Client('127.0.0.1:1', ['timeout_ms' => 300]));
+        $h = $this->handler([], self::newClient('127.0.0.1:1', ['timeout_ms' => 300]));
         $start = hrtime(true);
         [$got, $warnings] = self::quiet(static function () use ($h) {
             return $h->read('abc');
@@ -418,7 +418,7 @@ final class SessionHandlerTest extends ClusterTestCase
         };
         $s = SessionHandler::settings($none, $none);
         $this->assertSame(['endpoints' => '127.0.0.1:2282', 'lock_ttl_ms' => 30000, 'wait_ms' => 30000,
-            'mode' => 'write-through', 'follow_leader' => true, 'warnings' => []], $s);
+            'mode' => 'write-through', 'follow_leader' => true, 'persistent' => true, 'warnings' => []], $s);
 
         $env = ['PADDOCK_HTTP_ENDPOINTS' => 'a:1,b:2', 'PADDOCK_SESSION_LOCK_TTL' => '3', 'PADDOCK_SESSION_WAIT' => 'soon'];
         $ini = ['paddock.endpoints' => 'c:3', 'paddock.session_lock_ttl' => '9', 'paddock.session_wait' => '0.5',
@@ -446,14 +446,21 @@ final class SessionHandlerTest extends ClusterTestCase
             $this->assertCount($warnings, $s['warnings'], $v);
         }
 
-        // Following the leader: on by default, off with off/0/no/false.
-        foreach ([['off', false, 0], ['0', false, 0], ['On', true, 0], ['maybe', true, 1]] as [$v, $want, $warnings]) {
-            $s = SessionHandler::settings(static function (string $n) use ($v) {
-                return $n === 'PADDOCK_SESSION_FOLLOW_LEADER' ? $v : false;
-            }, $none);
-            $this->assertSame($want, $s['follow_leader'], $v);
-            $this->assertCount($warnings, $s['warnings'], $v);
+        // Following the leader and kept connections: on by default, off
+        // with off/0/no/false.
+        foreach (['follow_leader' => 'PADDOCK_SESSION_FOLLOW_LEADER', 'persistent' => 'PADDOCK_SESSION_PERSISTENT'] as $key => $name) {
+            foreach ([['off', false, 0], ['0', false, 0], ['On', true, 0], ['maybe', true, 1]] as [$v, $want, $warnings]) {
+                $s = SessionHandler::settings(static function (string $n) use ($v, $name) {
+                    return $n === $name ? $v : false;
+                }, $none);
+                $this->assertSame($want, $s[$key], "$name=$v");
+                $this->assertCount($warnings, $s['warnings'], "$name=$v");
+            }
         }
+        $s = SessionHandler::settings($none, static function (string $n) {
+            return $n === 'paddock.session_persistent' ? 'off' : false;
+        });
+        $this->assertFalse($s['persistent']);
 
         foreach (['0', '-1', '601', '1e3'] as $bad) {
             $s = SessionHandler::settings(static function (string $n) use ($bad) {
