@@ -930,8 +930,8 @@ final class Client
         $addr = strpos($host, ':') === false || substr($host, -1) === ']' ? "$host:80" : $host;
         for ($try = 0;; $try++) {
             $fp = $this->sockets[$addr] ?? null;
-            if (is_resource($fp) && ftell($fp) > 0 && !self::idle($fp)) {
-                fclose($fp);
+            if (is_resource($fp) && (isset(self::$busy[(int) $fp]) || (ftell($fp) > 0 && !self::idle($fp)))) {
+                fclose($fp); // a call of this request did not finish on it
             }
             if (!is_resource($fp)) { // none yet, or closed (perhaps by another client of this process)
                 $fp = $this->open($addr, $deadline);
@@ -948,6 +948,7 @@ final class Client
                 register_shutdown_function([self::class, 'closeBusy']);
                 self::$closesBusy = true;
             }
+            $sent = hrtime(true);
             try {
                 $res = self::exchange($fp, $req, $noBody, $deadline);
             } catch (\Throwable $e) {
@@ -966,7 +967,11 @@ final class Client
             }
             fclose($fp);
             unset($this->sockets[$addr]);
-            if ($try > 0 || !$used || $res['got'] > 0 || $res['timeout'] || hrtime(true) >= $deadline) {
+            // A node that closed the connection says so at once; one
+            // that failed it only after connect_timeout_ms is a host that
+            // does not answer (TCP_USER_TIMEOUT): not to be tried again.
+            if ($try > 0 || !$used || $res['got'] > 0 || $res['timeout'] || hrtime(true) >= $deadline
+                || hrtime(true) - $sent >= $this->connectTimeoutMs * 1000000) {
                 unset($res['close'], $res['got']);
                 return $res;
             }

@@ -221,6 +221,15 @@ final class ClientTest extends ClusterTestCase
      */
     public function testKeptConnectionFaults(): void
     {
+        try {
+            $this->keptConnectionFaults();
+        } finally {
+            self::stopAll();
+        }
+    }
+
+    private function keptConnectionFaults(): void
+    {
         // A second server, "b", is where a call goes when it gives up on
         // the first: each answer says which server and connection.
         [$pb, $b] = self::httpServer('plain', 'b');
@@ -287,32 +296,62 @@ final class ClientTest extends ClusterTestCase
      */
     public function testKeptConnectionToSilentHost(): void
     {
-        [$pb, $b] = self::httpServer('plain', 'b');
-        [$p, $a] = self::httpServer('plain', 'a');
-        $c = new Client([$a, $b], ['persistent' => true, 'timeout_ms' => 20000]);
-        $this->assertSame('a', $c->call('GET', '/x')['server']);
-        $port = substr($a, strrpos($a, ':') + 1);
-        $rule = "INPUT -p tcp -i lo --dport $port -m comment --comment paddock-phpunit -j DROP";
-        exec("iptables -I $rule 2>&1", $out, $rc);
-        $this->assertSame(0, $rc, 'iptables: ' . implode("\n", $out));
+        $comment = 'paddock-phpunit';
+        self::dropRules($comment); // left by an earlier run that died
         try {
+            [, $b] = self::httpServer('plain', 'b');
+            [, $a] = self::httpServer('plain', 'a');
+            $c = new Client([$a, $b], ['persistent' => true, 'timeout_ms' => 20000]);
+            $this->assertSame('a', $c->call('GET', '/x')['server']);
+            $port = substr($a, strrpos($a, ':') + 1);
+            // -w: wait for the xtables lock other tests' iptables may hold.
+            exec("iptables -w -I INPUT -p tcp -i lo --dport $port -m comment --comment $comment -j DROP 2>&1", $out, $rc);
+            $this->assertSame(0, $rc, 'iptables: ' . implode("\n", $out));
             $start = hrtime(true);
             // A long poll: without the limit, it would wait its 15 s.
             $r = $c->call('POST', '/x', [], [], 15000, null, 'wait_ms');
             $this->assertSame('b', $r['server']);
             $this->assertLessThan(6000, self::ms($start), 'the call did not leave the silent host in time');
         } finally {
-            exec("iptables -D $rule 2>&1");
-            self::stop($p);
-            self::stop($pb);
+            $left = self::dropRules($comment);
+            self::stopAll();
         }
+        $this->assertSame(0, $left, 'iptables rules left behind');
     }
+
+    /** dropRules deletes the INPUT rules with $comment, and returns how many are left. */
+    private static function dropRules(string $comment): int
+    {
+        exec('iptables -w -S INPUT 2>/dev/null', $rules);
+        foreach ($rules as $rule) {
+            if (strpos($rule, "--comment $comment") !== false && strncmp($rule, '-A ', 3) === 0) {
+                exec('iptables -w -D ' . substr($rule, 3) . ' 2>&1');
+            }
+        }
+        $rules = [];
+        exec('iptables -w -S INPUT 2>/dev/null', $rules);
+        return count(preg_grep('/--comment ' . preg_quote($comment, '/') . '/', $rules));
+    }
+
+    /** @var list<resource> fixture servers started by the test */
+    private static $servers = [];
 
     /** @param resource $p */
     private static function stop($p): void
     {
-        proc_terminate($p);
-        proc_close($p);
+        if (is_resource($p)) {
+            proc_terminate($p, 9);
+            proc_close($p);
+        }
+    }
+
+    /** stopAll stops every fixture server the test started. */
+    private static function stopAll(): void
+    {
+        foreach (self::$servers as $p) {
+            self::stop($p);
+        }
+        self::$servers = [];
     }
 
     /** kept lists the local addresses of this process's kept connections to $addr. */
@@ -335,7 +374,10 @@ final class ClientTest extends ClusterTestCase
      */
     private static function httpServer(string $what, string $name): array
     {
-        $p = proc_open([PHP_BINARY, __DIR__ . '/fixtures/http-server.php', $what, $name], [1 => ['pipe', 'w']], $pipes);
+        // stderr to /dev/null: a server left running must not hold the
+        // output the e2e test waits on.
+        $p = proc_open([PHP_BINARY, __DIR__ . '/fixtures/http-server.php', $what, $name], [1 => ['pipe', 'w'], 2 => ['file', '/dev/null', 'w']], $pipes);
+        self::$servers[] = $p;
         $addr = trim((string) fgets($pipes[1]));
         if ($addr === '') {
             self::fail('fixtures/http-server.php did not start');
