@@ -930,8 +930,12 @@ final class Client
         $addr = strpos($host, ':') === false || substr($host, -1) === ']' ? "$host:80" : $host;
         for ($try = 0;; $try++) {
             $fp = $this->sockets[$addr] ?? null;
-            if (is_resource($fp) && (isset(self::$busy[(int) $fp]) || (ftell($fp) > 0 && !self::idle($fp)))) {
-                fclose($fp); // a call of this request did not finish on it
+            // Once this client has it, a connection is idle between its
+            // calls (any failure closes it) unless a call of this request
+            // did not finish on it: open() checks a connection kept from
+            // an earlier request.
+            if (is_resource($fp) && isset(self::$busy[(int) $fp])) {
+                fclose($fp);
             }
             if (!is_resource($fp)) { // none yet, or closed (perhaps by another client of this process)
                 $fp = $this->open($addr, $deadline);
