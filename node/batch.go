@@ -21,6 +21,7 @@ type batcher[In, Out any] struct {
 	fn      func(context.Context, []In) ([]Out, error) // one Out per In, in order
 	timeout time.Duration                              // bounds one run
 	again   func(Out) bool                             // optional: Out is "send in again"
+	max     int                                        // optional: callers per run at most (the oldest first)
 
 	mu      sync.Mutex
 	waiting []*batchCall[In, Out]
@@ -44,6 +45,20 @@ func newBatcher[In, Out any](fn func(context.Context, []In) ([]Out, error), time
 
 // do has in served by the next run and returns its result.
 func (b *batcher[In, Out]) do(ctx context.Context, in In) (Out, error) {
+	out := b.enqueue(ctx, in)
+	select {
+	case r := <-out:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero Out
+		return zero, ctx.Err()
+	}
+}
+
+// enqueue has in served by a coming run, which sends its result on the
+// channel returned (buffered: the run does not wait for the caller). A
+// caller whose ctx has ended when its run begins is left out.
+func (b *batcher[In, Out]) enqueue(ctx context.Context, in In) <-chan batched[Out] {
 	c := &batchCall[In, Out]{ctx: ctx, in: in, out: make(chan batched[Out], 1)}
 	b.mu.Lock()
 	b.waiting = append(b.waiting, c)
@@ -52,13 +67,7 @@ func (b *batcher[In, Out]) do(ctx context.Context, in In) (Out, error) {
 		go b.loop()
 	}
 	b.mu.Unlock()
-	select {
-	case r := <-c.out:
-		return r.v, r.err
-	case <-ctx.Done():
-		var zero Out
-		return zero, ctx.Err()
-	}
+	return c.out
 }
 
 // loop runs while callers wait.
@@ -67,6 +76,10 @@ func (b *batcher[In, Out]) loop() {
 		b.mu.Lock()
 		batch := b.waiting
 		b.waiting = nil
+		if b.max > 0 && len(batch) > b.max {
+			// The rest wait for the next run, still first.
+			batch, b.waiting = batch[:b.max:b.max], batch[b.max:]
+		}
 		if len(batch) == 0 {
 			b.running = false
 			b.mu.Unlock()

@@ -154,3 +154,44 @@ func TestBatcherAgain(t *testing.T) {
 		t.Errorf("results = %v, want [0 10 20 30]", results)
 	}
 }
+
+// TestBatcherMax: a run takes max callers at most, the oldest; the rest
+// go first in the next.
+func TestBatcherMax(t *testing.T) {
+	b := newTestBatcher()
+	b.max = 2
+	var wg sync.WaitGroup
+	call := func(i int) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if v, err := b.do(context.Background(), i); err != nil || v != i*10 {
+				t.Errorf("do(%d) = %d, %v", i, v, err)
+			}
+		}()
+	}
+	call(0)
+	if got := <-b.started; !slices.Equal(got, []int{0}) {
+		t.Fatalf("first run has %v, want [0]", got)
+	}
+	for i := 1; i <= 5; i++ {
+		call(i)
+		b.waitQueued(t, i)
+	}
+	b.release <- struct{}{}
+	for _, want := range [][]int{{1, 2}, {3, 4}, {5}} {
+		if got := <-b.started; !slices.Equal(got, want) {
+			t.Fatalf("run has %v, want %v", got, want)
+		}
+		b.release <- struct{}{}
+	}
+	wg.Wait()
+}
+
+// A group-commit round holds a slot for each of its commands until all
+// are answered: it must never need more slots than there are.
+func TestGroupMaxFitsSlots(t *testing.T) {
+	if groupMax > applySlots/2 {
+		t.Fatalf("groupMax %d > applySlots/2 (%d): a round could wait for slots only it can free", groupMax, applySlots/2)
+	}
+}

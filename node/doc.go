@@ -183,7 +183,12 @@
 //     (InternalService.WebSession, with the caller's deadline and request
 //     id); a write retried with a request id the state machine remembers
 //     passes a lock taken by another since, and gets its first result.
-//     Each node counts the commands it applies by operation
+//     A write-through write goes to raft through the leader's group
+//     commit (group.go): one round of writes in raft at a time, those
+//     arriving meanwhile handed over together as the next, so that the
+//     log appends (a bbolt commit on each node) are shared by more
+//     writes (paddock_group_commit_commands). Each node counts the
+//     commands it applies by operation
 //     (paddock_applied_commands_total{op}, metrics.go).
 //   - Members (member.go): each node registers its client addresses in the
 //     replicated state, which is how followers find the leader's gRPC

@@ -57,3 +57,30 @@ func SetWebSessionFlushDelay(n *Node, delay time.Duration) {
 	l.pend.delay = delay
 	l.pend.mu.Unlock()
 }
+
+// StallGroupCommit makes n's next group-commit rounds wait, before they
+// hand their commands to raft, until the returned release is called.
+func StallGroupCommit(n *Node) (release func()) {
+	ch := make(chan struct{})
+	n.groupStall.Store(&ch)
+	return func() {
+		n.groupStall.Store(nil)
+		close(ch)
+	}
+}
+
+// GroupCommitWaiting is the number of commands waiting on n for the next
+// group-commit round.
+func GroupCommitWaiting(n *Node) int {
+	n.group.mu.Lock()
+	defer n.group.mu.Unlock()
+	return len(n.group.waiting)
+}
+
+// GroupCommitRunning says whether n has a group-commit round under way
+// (or about to start).
+func GroupCommitRunning(n *Node) bool {
+	n.group.mu.Lock()
+	defer n.group.mu.Unlock()
+	return n.group.running
+}

@@ -39,6 +39,8 @@ type metrics struct {
 	// wsDelayWindow times them from answer to commit.
 	wsDelayed     *prometheus.CounterVec
 	wsDelayWindow prometheus.Histogram
+	// groupCommit counts the commands of each group-commit round.
+	groupCommit prometheus.Histogram
 }
 
 // Values of paddock_forwarded_requests_total's kind label.
@@ -92,6 +94,11 @@ func newMetrics(n *Node) *metrics {
 			// 250µs to ~8s.
 			Buckets: prometheus.ExponentialBuckets(250e-6, 2, 16),
 		}),
+		groupCommit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "paddock_group_commit_commands",
+			Help:    "Commands per group-commit round on this leader (write-through PHP web session writes): those that arrived during the round before, handed to raft together.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}),
 	}
 	for _, o := range []string{wsDelayedAcked, wsDelayedThrough, wsDelayedDropped} {
 		m.wsDelayed.WithLabelValues(o)
@@ -107,7 +114,7 @@ func newMetrics(n *Node) *metrics {
 		m.appliedOp[f.Number()] = m.applied.WithLabelValues(string(f.Name()))
 	}
 	m.reg.MustRegister(
-		m.apply, m.batch, m.propose, m.forwarded, m.applied, m.wsDelayed, m.wsDelayWindow,
+		m.apply, m.batch, m.propose, m.forwarded, m.applied, m.wsDelayed, m.wsDelayWindow, m.groupCommit,
 		&stateCollector{n: n},
 		m.grpc,
 		collectors.NewGoCollector(),

@@ -61,6 +61,8 @@ type Node struct {
 
 	peers        *peerConns
 	readIndex    *batcher[struct{}, uint64]                   // leader: commit index + confirmLeadership
+	group        *batcher[groupCmd, groupResult]              // leader: group commit (group.go)
+	groupStall   atomic.Pointer[chan struct{}]                // tests: a round waits until it is closed
 	fwdReadIndex *batcher[struct{}, uint64]                   // follower: ReadIndex on the leader
 	fwdReads     *batcher[*raftv1.Query, *raftv1.QueryResult] // follower: reads the leader serves
 	sessions     *tracker
@@ -188,6 +190,8 @@ func New(c Config) (*Node, error) {
 	}
 
 	n.readIndex = newBatcher(shared(n.leaderReadIndex), cfg.RequestTimeout)
+	n.group = newBatcher(n.applyGroup, cfg.RequestTimeout)
+	n.group.max = groupMax
 	n.fwdReadIndex = newBatcher(shared(n.forwardReadIndex), cfg.RequestTimeout)
 	n.fwdReads = newBatcher(n.sendReads, cfg.RequestTimeout)
 	n.fwdReads.again = (*raftv1.QueryResult).GetDeferred

@@ -48,14 +48,24 @@ func barrierCommand() *raftv1.Command {
 // if any, goes into a cmd that has none, and travels with it when it is
 // forwarded.
 func (n *Node) Propose(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
-	return n.propose(ctx, cmd, false)
+	return n.propose(ctx, cmd, proposeAny)
 }
 
-// propose is Propose; with leaderOnly it never forwards: on a node that
-// does not lead (or lost its place) it fails with ErrNotLeader, nothing
-// appended, for callers whose checks only the leader may make (the web
-// session locks).
-func (n *Node) propose(ctx context.Context, cmd *raftv1.Command, leaderOnly bool) (*fsm.Result, error) {
+// How propose hands a command to raft.
+type proposeRoute int
+
+const (
+	proposeAny     proposeRoute = iota // here if this node leads, else forwarded
+	proposeLeader                      // here, never forwarded
+	proposeGrouped                     // here, never forwarded, through the group commit
+)
+
+// propose is Propose. Routed proposeLeader or proposeGrouped it never
+// forwards: on a node that does not lead (or lost its place) it fails
+// with ErrNotLeader, nothing appended, for callers whose checks only the
+// leader may make (the web session locks).
+func (n *Node) propose(ctx context.Context, cmd *raftv1.Command, route proposeRoute) (*fsm.Result, error) {
+	leaderOnly := route != proposeAny
 	defer n.metrics.observePropose(time.Now())
 	if id := RequestID(ctx); len(id) > 0 && len(cmd.GetRequestId()) == 0 {
 		cmd.RequestId = id
@@ -72,7 +82,9 @@ func (n *Node) propose(ctx context.Context, cmd *raftv1.Command, leaderOnly bool
 	for {
 		var res *fsm.Result
 		var err error
-		if n.IsLeader() || leaderOnly {
+		if route == proposeGrouped {
+			res, err = n.proposeGroup(&c, cmd)
+		} else if n.IsLeader() || leaderOnly {
 			res, err = n.proposeCall(&c, cmd)
 		} else {
 			res, err = n.forward(&c, cmd)
@@ -182,6 +194,16 @@ type applying struct {
 // value). A command above the base feature level that a member does not
 // support yet is refused with fsm.ErrFeatureLevel, nothing appended.
 func (n *Node) startApply(ctx context.Context, cmd *raftv1.Command, raw []byte) (*applying, error) {
+	data, err := n.prepareApply(cmd, raw)
+	if err != nil {
+		return nil, err
+	}
+	return n.submitApply(ctx, cmd, data)
+}
+
+// prepareApply is the first half of startApply: the checks, the stamps
+// and the encoding.
+func (n *Node) prepareApply(cmd *raftv1.Command, raw []byte) ([]byte, error) {
 	// A halted leader appends nothing more, forwarded writes included,
 	// while it hands over and closes: it could not apply them.
 	if err := n.errIfHalted(); err != nil {
@@ -195,6 +217,12 @@ func (n *Node) startApply(ctx context.Context, cmd *raftv1.Command, raw []byte) 
 	if err != nil {
 		return nil, fmt.Errorf("node: encode command: %w", err)
 	}
+	return data, nil
+}
+
+// submitApply is the second half of startApply: cmd, encoded as data,
+// goes to raft once it has a slot.
+func (n *Node) submitApply(ctx context.Context, cmd *raftv1.Command, data []byte) (*applying, error) {
 	if err := n.acquireSlot(ctx); err != nil {
 		return nil, err
 	}

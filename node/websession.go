@@ -574,7 +574,7 @@ func (n *Node) wsWrite(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebS
 			return nil, err
 		}
 	}
-	res, err := n.proposeLeader(ctx, &raftv1.Command{Op: &raftv1.Command_WebSessionWrite{WebSessionWrite: &raftv1.WebSessionWrite{
+	res, err := n.proposeLeaderGrouped(ctx, &raftv1.Command{Op: &raftv1.Command_WebSessionWrite{WebSessionWrite: &raftv1.WebSessionWrite{
 		Id: id, Data: req.GetData(), Version: req.GetVersion(), MaxLifetimeMs: req.GetMaxLifetimeMs(),
 	}}})
 	if l.pend != nil {
@@ -786,5 +786,11 @@ func encodeSessionID(raw []byte, bits int) string {
 // (nothing appended) and the whole call goes to the new leader, whose
 // locks decide. The request id of ctx goes into cmd.
 func (n *Node) proposeLeader(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
-	return n.propose(ctx, cmd, true)
+	return n.propose(ctx, cmd, proposeLeader)
+}
+
+// proposeLeaderGrouped is proposeLeader through the leader's group
+// commit (group.go).
+func (n *Node) proposeLeaderGrouped(ctx context.Context, cmd *raftv1.Command) (*fsm.Result, error) {
+	return n.propose(ctx, cmd, proposeGrouped)
 }
