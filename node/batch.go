@@ -89,6 +89,9 @@ func (b *batcher[In, Out]) loop() {
 		batch = slices.DeleteFunc(batch, func(c *batchCall[In, Out]) bool { return c.ctx.Err() != nil })
 		if len(batch) > 0 {
 			b.run(batch)
+			// The array may still hold the waiting callers after
+			// batch (max): let go of this run's.
+			clear(batch)
 		}
 	}
 }

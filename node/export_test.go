@@ -84,3 +84,18 @@ func GroupCommitRunning(n *Node) bool {
 	defer n.group.mu.Unlock()
 	return n.group.running
 }
+
+// HoldApplySlots takes n's free apply slots (applySlots) but free of them,
+// as writes in flight would, until the returned giveBack is called.
+func HoldApplySlots(n *Node, free int) (giveBack func()) {
+	held := 0
+	for len(n.applySlots) < cap(n.applySlots)-free {
+		n.applySlots <- struct{}{}
+		held++
+	}
+	return func() {
+		for range held {
+			<-n.applySlots
+		}
+	}
+}

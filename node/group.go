@@ -28,14 +28,18 @@ import (
 // load, for less CPU per write, which is what a shared machine's
 // throughput is made of (docs/benchmarks.md, "Build against build: group
 // commit"). A round takes groupMax commands at most (the oldest), far
-// below applySlots: it holds a slot for each until all are answered.
+// below applySlots, and holds a slot for each until all are answered.
+// Only its first command waits for a slot: when the slots run out
+// (hundreds of other writes in flight), the rest of the round goes first
+// in the next one, instead of holding back the answers of the commands
+// raft already has while they wait.
 //
 // Each command keeps its caller's bounds. One whose caller stopped
 // waiting (its context ended, or its call's end passed) before its round
 // handed it to raft is left out, nothing appended; once handed to raft
 // it is applied whether or not its caller still waits, as a command
-// handed to raft directly is. A slot is waited for on the caller's
-// context, as proposeCall does.
+// handed to raft directly is. A slot is waited for until the caller's
+// context or call ends, as proposeCall waits.
 
 // groupMax is the most commands a group-commit round takes.
 const groupMax = 128
@@ -58,10 +62,12 @@ func (g groupCmd) gone() error {
 	return nil
 }
 
-// groupResult is one command's outcome in a round.
+// groupResult is one command's outcome in a round; again says the round
+// did not hand it to raft (no free slot) and the next round takes it.
 type groupResult struct {
-	res *fsm.Result
-	err error
+	res   *fsm.Result
+	err   error
+	again bool
 }
 
 // proposeGroup has cmd applied in a coming group-commit round and waits
@@ -85,21 +91,38 @@ func (n *Node) applyGroup(_ context.Context, cmds []groupCmd) ([]groupResult, er
 	if ch := n.groupStall.Load(); ch != nil {
 		<-*ch
 	}
-	n.metrics.groupCommit.Observe(float64(len(cmds)))
 	out := make([]groupResult, len(cmds))
 	data := make([][]byte, len(cmds))
 	for i, g := range cmds {
 		data[i], out[i].err = n.prepareApply(g.cmd, nil)
 	}
 	started := make([]*applying, len(cmds))
+	count, full := 0, false
 	for i, g := range cmds {
 		if out[i].err != nil {
 			continue
 		}
-		if out[i].err = g.gone(); out[i].err == nil {
-			started[i], out[i].err = n.submitApply(g.ctx, g.cmd, data[i])
+		if full {
+			out[i].again = true
+			continue
+		}
+		if out[i].err = g.gone(); out[i].err != nil {
+			continue
+		}
+		if count == 0 {
+			out[i].err = n.acquireSlotUntil(g.ctx, g.end)
+		} else if !n.trySlot() {
+			out[i].again, full = true, true
+			continue
+		}
+		if out[i].err == nil {
+			started[i], out[i].err = n.submitApply(g.cmd, data[i])
+		}
+		if started[i] != nil {
+			count++
 		}
 	}
+	n.metrics.groupCommit.Observe(float64(count))
 	for i, a := range started {
 		if a != nil {
 			out[i].res, out[i].err = a.finish()

@@ -120,3 +120,58 @@ func TestWebSessionGroupCommit(t *testing.T) {
 		}
 	}
 }
+
+// A round whose commands find no free slot hands raft those it can and
+// leaves the rest to the next round, first in it, instead of holding back
+// the answers of those raft has.
+func TestWebSessionGroupCommitSlots(t *testing.T) {
+	c, l := wsCluster(t, -1)
+	n := c.Node(l)
+	const k = 4
+	tokens := make([]uint64, k)
+	for i := range tokens {
+		tokens[i] = wsRead(t, n, fmt.Sprintf("slots-%d", i), true).GetToken()
+	}
+	rounds0, commands0 := groupRounds(t, n)
+	giveBack := node.HoldApplySlots(n, 1)
+	defer giveBack()
+
+	errs := make(chan error, k)
+	write := func(i int) {
+		r, err := n.WriteWebSession(wsCtx(t), &paddockv1.WriteWebSessionRequest{
+			Id: fmt.Sprintf("slots-%d", i), Data: []byte("x"), Token: tokens[i]})
+		if err == nil && r.GetVersion() != 1 {
+			err = fmt.Errorf("version %d", r.GetVersion())
+		}
+		errs <- err
+	}
+	release := node.StallGroupCommit(n)
+	go write(0)
+	nodetest.Eventually(t, 10*time.Second, func() error {
+		if !node.GroupCommitRunning(n) || node.GroupCommitWaiting(n) != 0 {
+			return errors.New("the first round has not taken its write")
+		}
+		return nil
+	})
+	for i := 1; i < k; i++ {
+		go write(i)
+	}
+	nodetest.Eventually(t, 10*time.Second, func() error {
+		if w := node.GroupCommitWaiting(n); w != k-1 {
+			return fmt.Errorf("%d writes wait for the next round, want %d", w, k-1)
+		}
+		return nil
+	})
+	release()
+	for range k {
+		if err := <-errs; err != nil {
+			t.Errorf("write: %v", err)
+		}
+	}
+	// One slot: a command per round, unless a slot another proposal
+	// held came free meanwhile. Never the three together.
+	rounds, commands := groupRounds(t, n)
+	if rounds-rounds0 < 3 || commands-commands0 != k {
+		t.Errorf("%d rounds handed raft %v commands, want 3 or more rounds and %d commands", rounds-rounds0, commands-commands0, k)
+	}
+}

@@ -192,6 +192,7 @@ func New(c Config) (*Node, error) {
 	n.readIndex = newBatcher(shared(n.leaderReadIndex), cfg.RequestTimeout)
 	n.group = newBatcher(n.applyGroup, cfg.RequestTimeout)
 	n.group.max = groupMax
+	n.group.again = func(r groupResult) bool { return r.again }
 	n.fwdReadIndex = newBatcher(shared(n.forwardReadIndex), cfg.RequestTimeout)
 	n.fwdReads = newBatcher(n.sendReads, cfg.RequestTimeout)
 	n.fwdReads.again = (*raftv1.QueryResult).GetDeferred

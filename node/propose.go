@@ -154,14 +154,22 @@ const applySlots = maxAppendEntries - 16
 // before): raft is then far behind, and the error is the one an apply
 // that found no room in raft's queue for that long returned.
 func (n *Node) acquireSlot(ctx context.Context) error {
-	select {
-	case n.applySlots <- struct{}{}:
+	return n.acquireSlotUntil(ctx, time.Time{})
+}
+
+// acquireSlotUntil is acquireSlot for a call that ends at end (not zero)
+// when ctx has no deadline.
+func (n *Node) acquireSlotUntil(ctx context.Context, end time.Time) error {
+	if n.trySlot() {
 		return nil
-	default:
 	}
 	var expired <-chan time.Time
 	if _, ok := ctx.Deadline(); !ok {
-		t := time.NewTimer(n.cfg.RequestTimeout)
+		wait := n.cfg.RequestTimeout
+		if !end.IsZero() {
+			wait = time.Until(end)
+		}
+		t := time.NewTimer(wait)
 		defer t.Stop()
 		expired = t.C
 	}
@@ -172,6 +180,16 @@ func (n *Node) acquireSlot(ctx context.Context) error {
 		return ctx.Err()
 	case <-expired:
 		return context.DeadlineExceeded
+	}
+}
+
+// trySlot takes one of applySlots if one is free.
+func (n *Node) trySlot() bool {
+	select {
+	case n.applySlots <- struct{}{}:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -198,7 +216,10 @@ func (n *Node) startApply(ctx context.Context, cmd *raftv1.Command, raw []byte) 
 	if err != nil {
 		return nil, err
 	}
-	return n.submitApply(ctx, cmd, data)
+	if err := n.acquireSlot(ctx); err != nil {
+		return nil, err
+	}
+	return n.submitApply(cmd, data)
 }
 
 // prepareApply is the first half of startApply: the checks, the stamps
@@ -221,11 +242,9 @@ func (n *Node) prepareApply(cmd *raftv1.Command, raw []byte) ([]byte, error) {
 }
 
 // submitApply is the second half of startApply: cmd, encoded as data,
-// goes to raft once it has a slot.
-func (n *Node) submitApply(ctx context.Context, cmd *raftv1.Command, data []byte) (*applying, error) {
-	if err := n.acquireSlot(ctx); err != nil {
-		return nil, err
-	}
+// goes to raft. The caller holds a slot for it (acquireSlot), which the
+// applying's finish releases, or submitApply if it fails.
+func (n *Node) submitApply(cmd *raftv1.Command, data []byte) (*applying, error) {
 	if !n.beginOp() {
 		n.releaseSlot()
 		return nil, ErrShuttingDown
