@@ -201,5 +201,7 @@
 // WebSessions, which walks a clone of the web session table outside it). The applied index
 // is published under mu too, so the index a snapshot or a state hash
 // carries is the one its view was taken at. The event sink is called after
-// mu is released and must not block.
+// mu is released and must not block. The web session hook
+// (WithWebSessionHook) is the exception: it is called under mu, as each
+// row changes, so it must be quick and must not call the state machine.
 package fsm

@@ -70,6 +70,9 @@ type FSM struct {
 	events atomic.Pointer[eventBuf]
 
 	applied atomic.Uint64
+
+	// webSessionApplied is WithWebSessionHook's function, or nil.
+	webSessionApplied func(id string, index, term, version uint64)
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -115,7 +118,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			continue
 		}
 		if l.Type == raft.LogCommand {
-			c := applyCtx{index: l.Index, events: events}
+			c := applyCtx{index: l.Index, term: l.Term, events: events, webSessionApplied: f.webSessionApplied}
 			block[i] = f.applyEntry(&c, l.Data)
 			results[i] = &block[i]
 			events = c.events

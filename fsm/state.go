@@ -84,8 +84,11 @@ type tableView interface {
 // to which a successful change appends its own.
 type applyCtx struct {
 	index  uint64
+	term   uint64 // the entry's raft term
 	now    int64
 	events []Event
+	// webSessionApplied is FSM's hook (WithWebSessionHook), nil if none.
+	webSessionApplied func(id string, index, term, version uint64)
 }
 
 // apply dispatches on the operation, one case per operation, each calling

@@ -198,13 +198,16 @@ func (s *state) applyWebSessionWrite(c *applyCtx, op *raftv1.WebSessionWrite) (p
 		ws.Data = op.GetData()
 	}
 	s.webSessions.rows.ReplaceOrInsert(ws)
+	if c.webSessionApplied != nil {
+		c.webSessionApplied(id, c.index, c.term, ws.Version)
+	}
 	return &paddockv1.WriteWebSessionResponse{Version: ws.Version}, nil
 }
 
 // applyWebSessionDelete deletes a session, if its version is op's when op
 // names one. A missing session or another version is not an error: the
 // response says whether it deleted.
-func (s *state) applyWebSessionDelete(_ *applyCtx, op *raftv1.WebSessionDelete) (proto.Message, error) {
+func (s *state) applyWebSessionDelete(c *applyCtx, op *raftv1.WebSessionDelete) (proto.Message, error) {
 	if err := checkWebSessionID(op.GetId()); err != nil {
 		return nil, err
 	}
@@ -213,6 +216,9 @@ func (s *state) applyWebSessionDelete(_ *applyCtx, op *raftv1.WebSessionDelete) 
 		return &paddockv1.DestroyWebSessionResponse{}, nil
 	}
 	s.webSessions.rows.Delete(old)
+	if c.webSessionApplied != nil {
+		c.webSessionApplied(op.GetId(), c.index, c.term, 0)
+	}
 	return &paddockv1.DestroyWebSessionResponse{Destroyed: true}, nil
 }
 
@@ -241,4 +247,15 @@ func (f *FSM) WebSessionCount() int {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.state.webSessions.rows.Len()
+}
+
+// WithWebSessionHook has the state machine call fn for every web session
+// row an entry changes, as it applies the entry (under the state
+// machine's lock: fn must be quick and must not call the state machine):
+// the session id, the entry's index and raft term, and the row's new
+// version, 0 if the entry deleted it. Commands refused change nothing and call nothing.
+// The node's backups of delayed writes use it to let go of the writes
+// the log now holds.
+func WithWebSessionHook(fn func(id string, index, term, version uint64)) Option {
+	return func(f *FSM) { f.webSessionApplied = fn }
 }

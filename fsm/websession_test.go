@@ -650,3 +650,36 @@ func TestWebSessionWriteNewVersion(t *testing.T) {
 		t.Errorf("new_version 2^40: version %d", v)
 	}
 }
+
+// The web session hook sees every row an entry changes, with the entry's
+// term and the new version (0: deleted), and nothing of a refused
+// command or of a delete that deletes nothing.
+func TestWebSessionHook(t *testing.T) {
+	type call struct {
+		ID                   string
+		Index, Term, Version uint64
+	}
+	var got []call
+	f := New(nil, WithWebSessionHook(func(id string, index, term, version uint64) { got = append(got, call{id, index, term, version}) }))
+	var index uint64
+	apply := func(term uint64, cmd *raftv1.Command) *Result {
+		index++
+		res := f.Apply(&raft.Log{Index: index, Term: term, Type: raft.LogCommand, Data: encode(t, cmd, index)})
+		return res.(*Result)
+	}
+	apply(2, cmdWebSessionWrite("a", []byte("1"), 0, 0, false))
+	apply(2, cmdWebSessionWrite("a", []byte("2"), 1, 0, false))
+	w := cmdWebSessionWrite("a", []byte("5"), 2, 0, false)
+	w.GetWebSessionWrite().NewVersion = 5
+	apply(3, w)
+	if res := apply(3, cmdWebSessionWrite("a", []byte("x"), 1, 0, false)); !errors.Is(res.Err, ErrBadVersion) {
+		t.Fatalf("stale write: %v, want ErrBadVersion", res.Err)
+	}
+	apply(3, cmdWebSessionDelete("a", 4))    // another version: deletes nothing
+	apply(4, cmdWebSessionDelete("nope", 0)) // no such session
+	apply(4, cmdWebSessionDelete("a", 0))
+	want := []call{{"a", 1, 2, 1}, {"a", 2, 2, 2}, {"a", 3, 3, 5}, {"a", 7, 4, 0}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("hook calls (-want +got):\n%s", diff)
+	}
+}

@@ -302,6 +302,8 @@
 // The apply goroutine never waits on a watcher: it appends to the
 // history under the hub's lock and closes a broadcast channel. Locks are
 // leaf locks: no node lock is held while calling raft, the fsm, the
-// network or a watcher's send; the one nesting is forwarder.mu, then a
-// fwdStream's mu.
+// network or a watcher's send; the nestings are forwarder.mu, then a
+// fwdStream's mu; the fsm's lock, then wsBackup.mu (the web session hook
+// runs under the fsm's lock); and wsDelayed.mu, then the fsm's lock for
+// reading (a delayed write is checked against the applied state).
 package node

@@ -99,3 +99,13 @@ func HoldApplySlots(n *Node, free int) (giveBack func()) {
 		}
 	}
 }
+
+// WebSessionHeld is the number of delayed writes n holds as a backup.
+func WebSessionHeld(n *Node) int {
+	k, _ := n.wsBackup.held()
+	return k
+}
+
+// RefuseWebSessionHolds makes n refuse (or take again) the leader's
+// delayed writes as a backup.
+func RefuseWebSessionHolds(n *Node, on bool) { n.wsBackup.refuse.Store(on) }

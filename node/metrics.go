@@ -86,7 +86,7 @@ func newMetrics(n *Node) *metrics {
 		grpc: newGRPCServerMetrics(prometheus.ExponentialBuckets(250e-6, 2, 16)),
 		wsDelayed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paddock_web_session_delayed_writes_total",
-			Help: "Delayed PHP web session writes on this leader, by outcome: acked (held in memory and answered), write_through (asked delayed but written through: pending memory full, or the leader catching up), dropped (sessions whose acknowledged writes were lost: leadership ended before their commit, or the commit was refused).",
+			Help: "Delayed PHP web session writes on this leader, by outcome: acked (held in memory, by the leader and its backups, and answered), not_backed_up (a backup did not hold it: answered once committed), write_through (asked delayed but written through: pending memory full, or the leader catching up), dropped (sessions whose acknowledged writes this leader did not commit: leadership ended first, and the next leader commits them only if it holds them as a backup; or the commit, or a takeover, was refused), taken_over (sessions whose writes this node held as a backup and committed as the new leader).",
 		}, []string{"outcome"}),
 		wsDelayWindow: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "paddock_web_session_delayed_window_seconds",
@@ -100,7 +100,7 @@ func newMetrics(n *Node) *metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 		}),
 	}
-	for _, o := range []string{wsDelayedAcked, wsDelayedThrough, wsDelayedDropped} {
+	for _, o := range []string{wsDelayedAcked, wsDelayedThrough, wsDelayedDropped, wsDelayedNotBackedUp, wsDelayedTakenOver} {
 		m.wsDelayed.WithLabelValues(o)
 	}
 	// Every kind's series exists from the start, at zero.

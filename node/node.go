@@ -66,9 +66,11 @@ type Node struct {
 	fwdReadIndex *batcher[struct{}, uint64]                   // follower: ReadIndex on the leader
 	fwdReads     *batcher[*raftv1.Query, *raftv1.QueryResult] // follower: reads the leader serves
 	sessions     *tracker
-	idle         *idleNodes   // TTL and container znodes
-	ws           *webSessions // PHP web sessions: locks and idle expiry
-	lines        *lines       // election and lock waiters
+	idle         *idleNodes                 // TTL and container znodes
+	ws           *webSessions               // PHP web sessions: locks and idle expiry
+	wsBackup     *wsBackup                  // delayed web session writes held for the leader (websession_backup.go)
+	holds        *batcher[holdIn, struct{}] // leader: delayed writes to the backups
+	lines        *lines                     // election and lock waiters
 	kaBatch      *keepaliveBatcher
 	fwd          *forwarder // follower: writes to the leader
 	metrics      *metrics
@@ -125,7 +127,9 @@ func New(c Config) (*Node, error) {
 	n.watch.header = n.Header
 	n.idle = newIdleNodes(n)
 	n.lines = newLines(n)
-	n.fsm = fsm.New(sinks{n.watch, n.idle, n.waiter, n.lines}, fsm.WithFeatureLevel(cfg.FeatureLevel))
+	n.wsBackup = newWSBackup(n)
+	n.fsm = fsm.New(sinks{n.watch, n.idle, n.waiter, n.lines, n.wsBackup}, fsm.WithFeatureLevel(cfg.FeatureLevel),
+		fsm.WithWebSessionHook(n.wsBackup.applied))
 	n.waiter.fsm = n.fsm
 	n.peers = newPeerConns(cfg.DialPeer)
 	n.fwd = newForwarder()
@@ -195,6 +199,7 @@ func New(c Config) (*Node, error) {
 	n.group.again = func(r groupResult) bool { return r.again }
 	n.fwdReadIndex = newBatcher(shared(n.forwardReadIndex), cfg.RequestTimeout)
 	n.fwdReads = newBatcher(n.sendReads, cfg.RequestTimeout)
+	n.holds = newBatcher(n.sendHolds, cfg.RequestTimeout)
 	n.fwdReads.again = (*raftv1.QueryResult).GetDeferred
 	n.sessions = newTracker(n)
 	n.ws = newWebSessions(n)
@@ -533,6 +538,12 @@ func (n *Node) leadTerm(ctx context.Context, ready chan struct{}) {
 		if !sleepCtx(ctx, 50*time.Millisecond) {
 			return
 		}
+	}
+	// The delayed writes of the leader before, held here as its backup,
+	// that its log lacks: committed before any web session call is
+	// served.
+	if err := n.takeOver(ctx); err != nil {
+		return
 	}
 	close(ready)
 	n.log.Info("leading", "term", n.raft.CurrentTerm())

@@ -89,7 +89,7 @@ func newWebSessions(n *Node) *webSessions {
 // and no delayed write.
 func (w *webSessions) startTerm() {
 	l := newWSLocks(w.n.cfg.webSessionGrace())
-	l.pend = newWSDelayed(w.n)
+	l.pend = newWSDelayed(w.n, w.n.raft.CurrentTerm())
 	if old := w.locks.Swap(l); old != nil {
 		old.close()
 	}
@@ -421,6 +421,11 @@ func (s *internalServer) WebSession(ctx context.Context, call *raftv1.WebSession
 
 // serveWebSession serves call on this node, which must lead.
 func (n *Node) serveWebSession(ctx context.Context, call *raftv1.WebSessionRequest) (*raftv1.WebSessionResponse, error) {
+	// After the barrier and the takeover of the writes this node held as
+	// a backup (leadTerm): the state then holds every write acknowledged.
+	if err := n.awaitReady(ctx); err != nil {
+		return nil, err
+	}
 	l, err := n.ws.table()
 	if err != nil {
 		return nil, err
@@ -536,7 +541,7 @@ func (n *Node) wsWrite(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebS
 		// lost): the first answer, whoever holds the lock now.
 		// One that went through is retried through: the state machine
 		// answers it.
-		v, ok, err := l.pend.retried(RequestID(ctx), req)
+		v, ok, err := l.pend.retried(ctx, RequestID(ctx), req)
 		if err != nil {
 			return nil, err
 		}
@@ -615,14 +620,29 @@ func (n *Node) wsWriteDelayed(ctx context.Context, l *wsLocks, req *paddockv1.Wr
 	if n.checkFeatureLevel(cmd) != nil {
 		return nil, nil // the proposal waits for registrations, or says why not
 	}
-	v, err := l.pend.put(req.GetId(), req, RequestID(ctx))
+	held, err := l.pend.put(req.GetId(), req, RequestID(ctx))
 	if errors.Is(err, errDelayedFull) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	n.metrics.wsDelayed.WithLabelValues(wsDelayedAcked).Inc()
+	v := held.GetVersion()
+	// Answered once every backup holds it (websession_backup.go), else
+	// once committed. The hold runs to its end even if the caller gives
+	// up (it is bounded by holdTimeout): the session's commit must not
+	// start while the hold may still reach a backup.
+	_, herr := n.holds.do(context.WithoutCancel(ctx), holdIn{term: l.pend.term, w: held})
+	l.pend.holdDone(req.GetId())
+	if herr != nil {
+		if err := n.wsAwaitCommit(ctx, l, req.GetId(), v, RequestID(ctx)); err != nil {
+			return nil, err
+		}
+		n.metrics.wsDelayed.WithLabelValues(wsDelayedNotBackedUp).Inc()
+	} else {
+		l.pend.settle(RequestID(ctx))
+		n.metrics.wsDelayed.WithLabelValues(wsDelayedAcked).Inc()
+	}
 	if s, ok := l.get(n, req.GetId()); ok {
 		n.ws.access(req.GetId(), s.MaxLifetimeMs)
 	}

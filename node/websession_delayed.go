@@ -88,6 +88,10 @@ type wsRetry struct {
 	// retry goes through too: the state machine answers it).
 	version uint64
 	at      time.Time
+	// settled is open while the write's outcome is not known yet (its
+	// backups not all holding it, nor committed): a retry waits for it.
+	// nil once closed.
+	settled chan struct{}
 }
 
 // retryFingerprint names a write's content for its retries: the version
@@ -124,6 +128,7 @@ const delayedFlushers = 64
 // wsDelayed is one term's table of pending delayed writes.
 type wsDelayed struct {
 	n      *Node
+	term   uint64 // the raft term it belongs to
 	max    int
 	delay  time.Duration
 	ctx    context.Context // ends with the term
@@ -175,14 +180,24 @@ type wsPending struct {
 	since time.Time
 	// inflight: a commit of this session is in flight.
 	inflight bool
+	// holding counts the writes being sent to the backups
+	// (websession_backup.go): the session is not committed meanwhile, so
+	// that every backup holds a write before the entry that commits it.
+	holding int
+	// afterIndex is the applied index when the last write was checked;
+	// rid and askedLifetimeMs its request id and asked lifetime: what a
+	// backup copy of the entry needs (HeldWebSession).
+	afterIndex      uint64
+	rid             []byte
+	askedLifetimeMs int64
 	// drained is closed when the entry goes (all committed, or dropped).
 	drained chan struct{}
 }
 
-func newWSDelayed(n *Node) *wsDelayed {
+func newWSDelayed(n *Node, term uint64) *wsDelayed {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &wsDelayed{
-		n: n, max: n.cfg.WebSessionDelayedMaxBytes, delay: n.cfg.WebSessionFlushDelay,
+		n: n, term: term, max: n.cfg.WebSessionDelayedMaxBytes, delay: n.cfg.WebSessionFlushDelay,
 		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{}), hurry: make(chan struct{}),
 		sem: make(chan struct{}, delayedFlushers),
 		m:   map[string]*wsPending{}, retries: map[string]*wsRetry{}, through: map[string]int{},
@@ -191,7 +206,10 @@ func newWSDelayed(n *Node) *wsDelayed {
 	return d
 }
 
-// close drops the table: leadership ended. Pending writes are lost.
+// close drops the table: leadership ended. The writes not committed
+// are kept as this node's own backup copy (wsBackup.keepOwn): should it
+// lead again before another leader writes their sessions, it commits
+// them then.
 func (d *wsDelayed) close() {
 	d.mu.Lock()
 	if d.closed {
@@ -200,20 +218,23 @@ func (d *wsDelayed) close() {
 	}
 	d.closed = true
 	lost := 0
-	for _, e := range d.m {
-		if e.dirty || e.inflight {
+	var own []*raftv1.HeldWebSession
+	for id, e := range d.m {
+		if e.dirty || e.inflight || e.holding > 0 {
 			lost++
+			own = append(own, e.held(id))
 		}
 		close(e.drained)
 	}
 	d.m, d.bytes, d.through = nil, 0, nil
 	d.mu.Unlock()
+	d.n.wsBackup.keepOwn(d.term, own)
 	d.cancel()
 	<-d.done
 	d.commits.Wait()
 	if lost > 0 {
 		d.n.metrics.wsDelayed.WithLabelValues(wsDelayedDropped).Add(float64(lost))
-		d.n.log.Warn("leadership ended with delayed web session writes not committed: lost", "sessions", lost)
+		d.n.log.Warn("leadership ended with delayed web session writes not committed: the next leader commits those its backup copy holds, the rest are lost", "sessions", lost)
 	}
 }
 
@@ -293,42 +314,71 @@ func (d *wsDelayed) pending(id string) bool {
 // retried returns the version a delayed write with request id rid was
 // answered with, 0 if it went through. A request id remembered for
 // another write (another session, version read, lifetime or data) is
-// refused with fsm.ErrRequestIDReused.
-func (d *wsDelayed) retried(rid []byte, req *paddockv1.WriteWebSessionRequest) (uint64, bool, error) {
+// refused with fsm.ErrRequestIDReused. While the first attempt's
+// outcome is not known (its backups not all holding it yet, nor
+// committed), it waits, within ctx.
+func (d *wsDelayed) retried(ctx context.Context, rid []byte, req *paddockv1.WriteWebSessionRequest) (uint64, bool, error) {
 	if len(rid) == 0 {
 		return 0, false, nil
 	}
+	for {
+		d.mu.Lock()
+		r := d.retries[string(rid)]
+		if r == nil {
+			d.mu.Unlock()
+			return 0, false, nil
+		}
+		if r.id != req.GetId() || r.fp != retryFingerprint(req) {
+			d.mu.Unlock()
+			return 0, false, &fsm.Error{Err: fsm.ErrRequestIDReused, Detail: fmt.Sprintf(
+				"request id %x was used for another write (of web session %s); use a new id for each request", rid, r.id)}
+		}
+		ch, v := r.settled, r.version
+		d.mu.Unlock()
+		if ch == nil {
+			return v, true, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, false, ctx.Err()
+		}
+	}
+}
+
+// settle records that the write of request id rid is held by every
+// backup or committed: its retries get its version.
+func (d *wsDelayed) settle(rid []byte) {
+	if len(rid) == 0 {
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	r := d.retries[string(rid)]
-	if r == nil {
-		return 0, false, nil
+	if r := d.retries[string(rid)]; r != nil && r.settled != nil {
+		close(r.settled)
+		r.settled = nil
 	}
-	if r.id != req.GetId() || r.fp != retryFingerprint(req) {
-		return 0, false, &fsm.Error{Err: fsm.ErrRequestIDReused, Detail: fmt.Sprintf(
-			"request id %x was used for another write (of web session %s); use a new id for each request", rid, r.id)}
-	}
-	return r.version, true, nil
 }
 
 // errDelayedFull makes a delayed write go through: the pending bytes
 // would pass the cap.
 var errDelayedFull = errors.New("node: delayed web session writes are at their memory cap")
 
-// put holds req as id's next pending write and returns its version. It
-// fails as the state machine would (fsm.ErrBadVersion), with
-// errDelayedFull when the write does not fit, or ErrNotLeader. The
-// caller holds id's lock.
-func (d *wsDelayed) put(id string, req *paddockv1.WriteWebSessionRequest, rid []byte) (uint64, error) {
+// put holds req as id's next pending write and returns it as the
+// backups are to hold it (its Version is the write's). It fails as the
+// state machine would (fsm.ErrBadVersion), with errDelayedFull when the
+// write does not fit, or ErrNotLeader. The session is not committed
+// until holdDone. The caller holds id's lock.
+func (d *wsDelayed) put(id string, req *paddockv1.WriteWebSessionRequest, rid []byte) (*raftv1.HeldWebSession, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		return 0, ErrNotLeader
+		return nil, ErrNotLeader
 	}
 	if d.draining || d.through[id] > 0 {
 		// Leadership is being given up, or a write-through write of
 		// the session is in flight: write through.
-		return 0, errDelayedFull
+		return nil, errDelayedFull
 	}
 	cur, ok := d.current(id)
 	if !ok {
@@ -336,11 +386,11 @@ func (d *wsDelayed) put(id string, req *paddockv1.WriteWebSessionRequest, rid []
 	}
 	switch want := req.GetVersion(); {
 	case want == 0 && cur.Version != 0:
-		return 0, &fsm.Error{Err: fsm.ErrBadVersion, Detail: fmt.Sprintf("web session %s exists (version %d), want a new one", id, cur.Version)}
+		return nil, &fsm.Error{Err: fsm.ErrBadVersion, Detail: fmt.Sprintf("web session %s exists (version %d), want a new one", id, cur.Version)}
 	case want != 0 && cur.Version == 0:
-		return 0, &fsm.Error{Err: fsm.ErrBadVersion, Detail: fmt.Sprintf("web session %s does not exist, want version %d", id, want)}
+		return nil, &fsm.Error{Err: fsm.ErrBadVersion, Detail: fmt.Sprintf("web session %s does not exist, want version %d", id, want)}
 	case want != cur.Version:
-		return 0, &fsm.Error{Err: fsm.ErrBadVersion, Detail: fmt.Sprintf("web session %s is at version %d, want %d", id, cur.Version, want)}
+		return nil, &fsm.Error{Err: fsm.ErrBadVersion, Detail: fmt.Sprintf("web session %s is at version %d, want %d", id, cur.Version, want)}
 	}
 	data := req.GetData()
 	e := d.m[id]
@@ -349,7 +399,7 @@ func (d *wsDelayed) put(id string, req *paddockv1.WriteWebSessionRequest, rid []
 		size -= pendingCost(id, e.data)
 	}
 	if size > d.max {
-		return 0, errDelayedFull
+		return nil, errDelayedFull
 	}
 	if e == nil {
 		life := cur.MaxLifetimeMs
@@ -368,12 +418,59 @@ func (d *wsDelayed) put(id string, req *paddockv1.WriteWebSessionRequest, rid []
 	if !e.dirty {
 		e.dirty, e.since = true, time.Now()
 	}
+	e.holding++
+	// Read after the state the write was checked against: at or past
+	// the index that state holds.
+	e.afterIndex = d.n.fsm.AppliedIndex()
+	e.rid, e.askedLifetimeMs = rid, req.GetMaxLifetimeMs()
 	d.remember(rid, id, req, e.version)
+	if r := d.retries[string(rid)]; r != nil && len(rid) > 0 {
+		r.settled = make(chan struct{})
+	}
+	return e.held(id), nil
+}
+
+// held is e as a backup holds it.
+func (e *wsPending) held(id string) *raftv1.HeldWebSession {
+	return &raftv1.HeldWebSession{
+		Id: id, Base: e.base, Version: e.version, Data: e.data, MaxLifetimeMs: e.lifetimeMs,
+		RequestId: e.rid, AskedLifetimeMs: e.askedLifetimeMs, AfterIndex: e.afterIndex,
+	}
+}
+
+// holdDone ends put's hold on id's commit: the backups hold the write,
+// or will not.
+func (d *wsDelayed) holdDone(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
+	if e := d.m[id]; e != nil && e.holding > 0 {
+		e.holding--
+	}
 	select {
 	case d.kick <- struct{}{}:
 	default:
 	}
-	return e.version, nil
+}
+
+// forget makes a retry of request id rid go through: its write was not
+// committed after all, so a retry is a write of its own, which the state
+// machine checks.
+func (d *wsDelayed) forget(rid []byte) {
+	if len(rid) == 0 {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if r := d.retries[string(rid)]; r != nil {
+		r.version = 0
+		if r.settled != nil {
+			close(r.settled)
+			r.settled = nil
+		}
+	}
 }
 
 // remember records that req, with request id rid, was answered with
@@ -382,6 +479,11 @@ func (d *wsDelayed) remember(rid []byte, id string, req *paddockv1.WriteWebSessi
 	if len(rid) == 0 {
 		return
 	}
+	d.rememberFP(rid, id, retryFingerprint(req), version)
+}
+
+// rememberFP is remember with the write's fingerprint. d.mu is held.
+func (d *wsDelayed) rememberFP(rid []byte, id string, fp [sha256.Size]byte, version uint64) {
 	now := time.Now()
 	if r := d.retries[string(rid)]; r != nil {
 		r.version = version // a retry of one that went through
@@ -394,7 +496,7 @@ func (d *wsDelayed) remember(rid []byte, id string, req *paddockv1.WriteWebSessi
 		d.order = d.order[1:]
 	}
 	d.order = append(d.order, string(rid))
-	d.retries[string(rid)] = &wsRetry{id: id, fp: retryFingerprint(req), version: version, at: now}
+	d.retries[string(rid)] = &wsRetry{id: id, fp: fp, version: version, at: now}
 }
 
 // beginThrough marks a write-through write of id in flight, until
@@ -500,7 +602,7 @@ func (d *wsDelayed) flushRound() {
 	d.mu.Lock()
 	var round []wsFlush
 	for id, e := range d.m {
-		if !e.dirty || e.inflight {
+		if !e.dirty || e.inflight || e.holding > 0 {
 			continue
 		}
 		w := &raftv1.WebSessionWrite{Id: id, Data: e.data, Version: e.base, MaxLifetimeMs: e.lifetimeMs}
@@ -629,4 +731,8 @@ const (
 	wsDelayedAcked   = "acked"         // held in memory and answered
 	wsDelayedThrough = "write_through" // asked delayed, written through (memory cap, leader catching up)
 	wsDelayedDropped = "dropped"       // sessions whose pending writes were lost (leadership ended) or refused
+	// not_backed_up: a backup did not hold it; answered once committed.
+	wsDelayedNotBackedUp = "not_backed_up"
+	// taken_over: sessions whose held writes a new leader committed.
+	wsDelayedTakenOver = "taken_over"
 )

@@ -240,14 +240,14 @@ func TestWebSessionDelayedIncrements(t *testing.T) {
 	}
 }
 
-// A leader lost within the window loses what was only pending, never
-// what was committed: the session is at its last committed version, a
-// write at a version read from the lost data is refused, and writing
-// goes on from the committed version, without a doubled or skipped
-// version.
+// A leader lost within the window loses nothing it acknowledged: every
+// other voter held the write as its backup, and the new leader commits it
+// before it serves any web session call. The retry of that write (its
+// answer lost with the leader, same request id) gets its version; the
+// holder's next write, at the version it read, goes on; and the old
+// leader, back, agrees.
 func TestWebSessionDelayedLeaderLoss(t *testing.T) {
-	// A lock grace, so that the new leader takes the old holder's token
-	// and the version check is what refuses its write.
+	// A lock grace, so that the new leader takes the old holder's token.
 	c, l := dwCluster(t, nodetest.WithConfig(func(cfg *node.Config) { cfg.WebSessionLockGrace = 2 * time.Second }))
 	leader := c.Node(l)
 	f := c.Followers(l)[0]
@@ -256,13 +256,23 @@ func TestWebSessionDelayedLeaderLoss(t *testing.T) {
 	wsWriteDelayed(t, n, "dl", "1", 0, r.GetToken())
 	r = wsRead(t, n, "dl", true)
 	wsWriteDelayed(t, n, "dl", "2", 1, r.GetToken())
-	// Committed: on every node.
+	// Committed: on every node, and no backup holds it any more.
 	for _, i := range c.Running() {
 		committed(t, c.Node(i), "dl", "2", 2)
+		nodetest.Eventually(t, waitTimeout, func() error {
+			if k := node.WebSessionHeld(c.Node(i)); k != 0 {
+				return fmt.Errorf("%s holds %d writes after their commit", c.ID(i), k)
+			}
+			return nil
+		})
 	}
 	c.Transport(l).DropEntries("", true)
 	r = wsRead(t, n, "dl", true)
-	wsWriteDelayed(t, n, "dl", "3", 2, r.GetToken())
+	rid := []byte("the third write")
+	w3 := &paddockv1.WriteWebSessionRequest{Id: "dl", Data: []byte("3"), Version: 2, Token: r.GetToken(), Mode: delayed}
+	if w, err := n.WriteWebSession(node.WithRequestID(wsCtx(t), rid), w3); err != nil || w.GetVersion() != 3 {
+		t.Fatalf("third write: %v, %v; want version 3", w, err)
+	}
 	r = wsRead(t, n, "dl", true)
 	if string(r.GetData()) != "3" || r.GetVersion() != 3 {
 		t.Fatalf("read of the pending write: %q v%d", r.GetData(), r.GetVersion())
@@ -270,30 +280,120 @@ func TestWebSessionDelayedLeaderLoss(t *testing.T) {
 	if k, _ := node.WebSessionPending(leader); k != 1 {
 		t.Fatalf("%d sessions pending, want 1", k)
 	}
-	// The leader crashes with version 3 only in its memory (and its log).
+	for _, i := range c.Followers(l) {
+		if k := node.WebSessionHeld(c.Node(i)); k != 1 {
+			t.Fatalf("%s holds %d writes, want 1 (the third)", c.ID(i), k)
+		}
+	}
+	// The leader crashes with version 3 in its memory (and its log) and
+	// in its backups'.
 	c.Stop(l)
 	nl := c.WaitLeader(t)
-	// The holder's write at version 3, read from the lost data, is
-	// refused on the new leader (in its grace, which accepts the token):
-	// never applied over the committed 2.
-	_, err := n.WriteWebSession(wsCtx(t), &paddockv1.WriteWebSessionRequest{Id: "dl", Data: []byte("4"), Version: 3, Token: r.GetToken(), Mode: delayed})
-	if !errors.Is(err, fsm.ErrBadVersion) {
-		t.Fatalf("write at the lost version: %v, want ErrBadVersion", err)
-	}
-	r = wsRead(t, n, "dl", true)
-	if string(r.GetData()) != "2" || r.GetVersion() != 2 {
-		t.Fatalf("after the leader's loss: %q v%d, want the committed 2 v2", r.GetData(), r.GetVersion())
-	}
-	if w := wsWriteDelayed(t, n, "dl", "3", 2, r.GetToken()); w.GetVersion() != 3 {
-		t.Fatalf("write on: v%d, want 3", w.GetVersion())
-	}
 	committed(t, c.Node(nl), "dl", "3", 3)
+	// Served once the takeover is over (the metric is counted before).
+	if w, err := n.WriteWebSession(node.WithRequestID(wsCtx(t), rid), w3); err != nil || w.GetVersion() != 3 {
+		t.Fatalf("retry of the third write on the new leader: %v, %v; want version 3", w, err)
+	}
+	if got := metricValue(t, c.Node(nl), "paddock_web_session_delayed_writes_total", "outcome", "taken_over"); got != 1 {
+		t.Errorf("taken_over on the new leader = %v, want 1", got)
+	}
+	if w := wsWriteDelayed(t, n, "dl", "4", 3, r.GetToken()); w.GetVersion() != 4 {
+		t.Fatalf("write on: v%d, want 4", w.GetVersion())
+	}
+	committed(t, c.Node(nl), "dl", "4", 4)
 	// The old leader comes back: its uncommitted entry is replaced by
 	// the new leader's log, and every node agrees.
 	c.Restart(l)
 	for _, i := range c.Running() {
-		committed(t, c.Node(i), "dl", "3", 3)
+		committed(t, c.Node(i), "dl", "4", 4)
 	}
+}
+
+// A leader cut off by a partition keeps its own writes not committed as
+// backup copies when it steps down (it could lead again first); the new
+// leader commits its own copies, and once that entry reaches the old
+// leader, it lets go of its copy. A write answered before the partition
+// is there, and a retry of one answered from memory too.
+func TestWebSessionDelayedPartitionedLeader(t *testing.T) {
+	c, l := dwCluster(t)
+	leader := c.Node(l)
+	n := c.Node(c.Followers(l)[0])
+	r := wsRead(t, n, "pl", true)
+	wsWriteDelayed(t, n, "pl", "1", 0, r.GetToken())
+	committed(t, leader, "pl", "1", 1)
+	c.Transport(l).DropEntries("", true)
+	r = wsRead(t, n, "pl", true)
+	wsWriteDelayed(t, n, "pl", "2", 1, r.GetToken())
+	c.Partition(l)
+	nodetest.Eventually(t, waitTimeout, func() error {
+		if leader.IsLeader() {
+			return errors.New("the cut-off leader still leads")
+		}
+		if k := node.WebSessionHeld(leader); k != 1 {
+			return fmt.Errorf("the old leader holds %d writes of its own, want 1", k)
+		}
+		return nil
+	})
+	c.Transport(l).DropEntries("", false)
+	c.Heal()
+	nl := c.WaitLeader(t)
+	for _, i := range c.Running() {
+		committed(t, c.Node(i), "pl", "2", 2)
+	}
+	nodetest.Eventually(t, waitTimeout, func() error {
+		for _, i := range c.Running() {
+			if k := node.WebSessionHeld(c.Node(i)); k != 0 {
+				return fmt.Errorf("%s (leader %s) still holds %d writes", c.ID(i), c.ID(nl), k)
+			}
+		}
+		return nil
+	})
+}
+
+// A delayed write that a backup did not take is answered only once
+// committed, as a write-through write: nothing acknowledged rests on the
+// leader's memory alone. Once the backup takes writes again, and the
+// leader waits for it again (after a second), writes are answered from
+// memory again.
+func TestWebSessionDelayedWithoutBackup(t *testing.T) {
+	c, l := dwCluster(t)
+	leader := c.Node(l)
+	fs := c.Followers(l)
+	node.RefuseWebSessionHolds(c.Node(fs[0]), true)
+	n := c.Node(fs[1])
+	r := wsRead(t, n, "nb", true)
+	wsWriteDelayed(t, n, "nb", "1", 0, r.GetToken())
+	if s, ok := leader.FSM().WebSession("nb"); !ok || s.Version != 1 {
+		t.Fatalf("answered before its commit: the leader's state has %v (found %v)", s, ok)
+	}
+	if got := metricValue(t, leader, "paddock_web_session_delayed_writes_total", "outcome", "not_backed_up"); got != 1 {
+		t.Errorf("not_backed_up = %v, want 1", got)
+	}
+	// While the leader cannot commit, such a write is not answered.
+	c.Transport(l).DropEntries("", true)
+	r = wsRead(t, n, "nb", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err := n.WriteWebSession(ctx, &paddockv1.WriteWebSessionRequest{Id: "nb", Data: []byte("2"), Version: 1, Token: r.GetToken(), Mode: delayed})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("write the leader cannot commit, a backup refusing: %v, want DeadlineExceeded", err)
+	}
+	c.Transport(l).DropEntries("", false)
+	committed(t, leader, "nb", "2", 2) // it was pending: it commits now
+	node.RefuseWebSessionHolds(c.Node(fs[0]), false)
+	acked := metricValue(t, leader, "paddock_web_session_delayed_writes_total", "outcome", "acked")
+	var v uint64
+	nodetest.Eventually(t, waitTimeout, func() error {
+		id := "nb-" + strconv.FormatUint(v, 10)
+		v++
+		r := wsRead(t, n, id, true)
+		wsWriteDelayed(t, n, id, "x", 0, r.GetToken())
+		if got := metricValue(t, leader, "paddock_web_session_delayed_writes_total", "outcome", "acked"); got == acked {
+			return fmt.Errorf("write %d not answered from memory", v)
+		}
+		return nil
+	})
+	steady(t, c, l)
 }
 
 // Past the cap on pending bytes a delayed write goes through: answered

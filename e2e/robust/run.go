@@ -86,13 +86,14 @@ type Report struct {
 	// WebSessionWrites their writes acknowledged (WebSessionRetried of
 	// them after a retry with the same request id), WebSessionRefused
 	// those refused (another version or lock holder), WebSessionUnknown
-	// those of unknown outcome; WebSessionApplied the increments in the
-	// sessions at the end.
+	// those of unknown outcome; WebSessionDelayed of the acknowledged
+	// ones, those written in the delayed mode; WebSessionApplied the
+	// increments in the sessions at the end.
 	WebSession                                                                 bool
 	WebSessionViews, WebSessionLocked, WebSessionReadUnknown, WebSessionWrites int
 	WebSessionReadRetried, WebSessionReadLost, WebSessionReadRetriedWrote      int
 	WebSessionRetried, WebSessionRefused, WebSessionUnknown, WebSessionApplied int
-	WebSessionViolations                                                       int
+	WebSessionViolations, WebSessionDelayed                                    int
 	// LeaderChanges counts the new terms' leaders seen during the run
 	// (the first leader included).
 	LeaderChanges int
@@ -117,9 +118,9 @@ func (r *Report) Summary() string {
 	}
 	websession := "web sessions not run"
 	if r.WebSession {
-		websession = fmt.Sprintf("web sessions %d page views (%d reads locked out, %d unknown, %d retried: %d with an attempt unanswered, %d then wrote), writes %d ok (%d after a retry) %d refused %d unknown, %d increments applied (%d violations)",
+		websession = fmt.Sprintf("web sessions %d page views (%d reads locked out, %d unknown, %d retried: %d with an attempt unanswered, %d then wrote), writes %d ok (%d delayed, %d after a retry) %d refused %d unknown, %d increments applied (%d violations)",
 			r.WebSessionViews, r.WebSessionLocked, r.WebSessionReadUnknown, r.WebSessionReadRetried, r.WebSessionReadLost, r.WebSessionReadRetriedWrote,
-			r.WebSessionWrites, r.WebSessionRetried, r.WebSessionRefused, r.WebSessionUnknown, r.WebSessionApplied, r.WebSessionViolations)
+			r.WebSessionWrites, r.WebSessionDelayed, r.WebSessionRetried, r.WebSessionRefused, r.WebSessionUnknown, r.WebSessionApplied, r.WebSessionViolations)
 	}
 	return fmt.Sprintf("seed %d: %d ops (%d unknown), %d sessions, %d ephemerals, %d TTL/container znodes (%d seen deleted, %d with unknown calls), %d events, farm %d joins %d changes %d exports (%d violations), %s, %s, faults [%s], %d leaders, snapshot installs %v, %d violations, %v",
 		r.Seed, r.Ops, r.Unknown, r.Sessions, r.Ephemerals, r.Idle, r.IdleDeleted, r.IdleUnknown, r.Events, r.FarmJoins, r.FarmChanges, r.FarmExports, r.FarmViolations, election, websession, strings.Join(r.Faults, "; "), r.LeaderChanges, r.SnapshotInstalls, len(r.Violations), r.Duration.Round(100*time.Millisecond))

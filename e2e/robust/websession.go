@@ -207,6 +207,9 @@ func (wl *webLoad) worker(ctx context.Context, worker int, rng *rand.Rand) {
 	}
 }
 
+// webDelayed says whether worker writes in the delayed mode (odd ones).
+func webDelayed(worker int) bool { return worker%2 == 1 }
+
 // view is one page view: read with the lock, write the counter plus one.
 func (wl *webLoad) view(ctx context.Context, worker int, rng *rand.Rand) {
 	s := wl.sessions[rng.IntN(len(wl.sessions))]
@@ -247,6 +250,13 @@ func (wl *webLoad) view(ctx context.Context, worker int, rng *rand.Rand) {
 	v.WriteCall = wl.rec.now()
 	wctx := client.WithRequestID(ctx, client.NewRequestID())
 	req := &paddockv1.WriteWebSessionRequest{Id: s, Data: []byte(v.WriteData), Version: r.GetVersion(), Token: r.GetToken()}
+	// Half the workers write in the delayed mode: answered once the
+	// leader and its backups hold the write, committed after. The same
+	// rules hold: an answered write is never lost by one fault.
+	if webDelayed(worker) {
+		req.Mode = paddockv1.WebSessionWriteMode_WEB_SESSION_WRITE_MODE_DELAYED
+		v.Delayed = true
+	}
 	// The write goes to another node than the read half of the time.
 	wnode := (node + rng.IntN(2)) % len(wl.conns)
 	giveUp := time.Now().Add(webWriteBudget)
@@ -440,6 +450,9 @@ func judgeWebSessions(rep *Report, h check.WebSessionHistory, errs []string) []c
 		switch v.Write {
 		case check.WebOK:
 			rep.WebSessionWrites++
+			if v.Delayed {
+				rep.WebSessionDelayed++
+			}
 			if len(v.WriteNodes) > 1 {
 				rep.WebSessionRetried++
 			}

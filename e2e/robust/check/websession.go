@@ -72,6 +72,10 @@ type PageView struct {
 	WriteCall, WriteReturn time.Duration
 	// WriteVersion is the new version an OK write returned.
 	WriteVersion uint64
+	// Delayed says the write was made in the delayed mode (answered from
+	// the leader's and its backups' memory, committed after); the rules
+	// are the same.
+	Delayed bool `json:",omitempty"`
 	// ReadErr and WriteErr are the errors of a read's and of a write's
 	// last attempt that did not succeed (of a read or write that did in
 	// the end too), for a look at a run.

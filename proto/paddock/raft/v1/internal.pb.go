@@ -1551,6 +1551,220 @@ func (*WebSessionResponse_Validate) isWebSessionResponse_Reply() {}
 
 func (*WebSessionResponse_Create) isWebSessionResponse_Reply() {}
 
+// HoldWebSessionsRequest carries a leader's delayed web session writes to
+// a backup.
+type HoldWebSessionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// term is the raft term of the leader that gave the writes their
+	// versions.
+	Term uint64 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
+	// writes are the writes to hold; of two of one session the later one
+	// (the higher after_index, then version) is kept.
+	Writes        []*HeldWebSession `protobuf:"bytes,2,rep,name=writes,proto3" json:"writes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldWebSessionsRequest) Reset() {
+	*x = HoldWebSessionsRequest{}
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldWebSessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldWebSessionsRequest) ProtoMessage() {}
+
+func (x *HoldWebSessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldWebSessionsRequest.ProtoReflect.Descriptor instead.
+func (*HoldWebSessionsRequest) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *HoldWebSessionsRequest) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *HoldWebSessionsRequest) GetWrites() []*HeldWebSession {
+	if x != nil {
+		return x.Writes
+	}
+	return nil
+}
+
+// HeldWebSession is a session's newest delayed write, acknowledged from
+// the leader's memory: what the leader would commit for it.
+type HeldWebSession struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the session id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// base is the committed version the leader's pending writes of the
+	// session build on (0: they create it).
+	Base uint64 `protobuf:"varint,2,opt,name=base,proto3" json:"base,omitempty"`
+	// version is this write's version, above base.
+	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// data is the session's data at version.
+	Data []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	// max_lifetime_ms is the idle timeout to commit (0 keeps the
+	// session's).
+	MaxLifetimeMs int64 `protobuf:"varint,5,opt,name=max_lifetime_ms,json=maxLifetimeMs,proto3" json:"max_lifetime_ms,omitempty"`
+	// request_id is the write's request id (empty if none): a new leader
+	// answers the write's retry with version, as its first answer.
+	RequestId []byte `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// asked_lifetime_ms is the max_lifetime_ms the write asked for (the
+	// retry must ask the same to be answered so).
+	AskedLifetimeMs int64 `protobuf:"varint,7,opt,name=asked_lifetime_ms,json=askedLifetimeMs,proto3" json:"asked_lifetime_ms,omitempty"`
+	// after_index is the leader's applied index when it checked the write:
+	// the state it was built on holds every entry up to it. An entry after
+	// it that writes the session at version or later, or deletes it,
+	// commits or supersedes the write; entries up to it are older than the
+	// write whatever their versions (a session deleted and written again
+	// starts its versions over).
+	AfterIndex    uint64 `protobuf:"varint,8,opt,name=after_index,json=afterIndex,proto3" json:"after_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeldWebSession) Reset() {
+	*x = HeldWebSession{}
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeldWebSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeldWebSession) ProtoMessage() {}
+
+func (x *HeldWebSession) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeldWebSession.ProtoReflect.Descriptor instead.
+func (*HeldWebSession) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *HeldWebSession) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *HeldWebSession) GetBase() uint64 {
+	if x != nil {
+		return x.Base
+	}
+	return 0
+}
+
+func (x *HeldWebSession) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *HeldWebSession) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *HeldWebSession) GetMaxLifetimeMs() int64 {
+	if x != nil {
+		return x.MaxLifetimeMs
+	}
+	return 0
+}
+
+func (x *HeldWebSession) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+func (x *HeldWebSession) GetAskedLifetimeMs() int64 {
+	if x != nil {
+		return x.AskedLifetimeMs
+	}
+	return 0
+}
+
+func (x *HeldWebSession) GetAfterIndex() uint64 {
+	if x != nil {
+		return x.AfterIndex
+	}
+	return 0
+}
+
+// HoldWebSessionsResponse says the writes are held.
+type HoldWebSessionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldWebSessionsResponse) Reset() {
+	*x = HoldWebSessionsResponse{}
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldWebSessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldWebSessionsResponse) ProtoMessage() {}
+
+func (x *HoldWebSessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldWebSessionsResponse.ProtoReflect.Descriptor instead.
+func (*HoldWebSessionsResponse) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{18}
+}
+
 var File_paddock_raft_v1_internal_proto protoreflect.FileDescriptor
 
 const file_paddock_raft_v1_internal_proto_rawDesc = "" +
@@ -1640,7 +1854,22 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\bvalidate\x18\t \x01(\v2&.paddock.v1.ValidateWebSessionResponseH\x00R\bvalidate\x12>\n" +
 	"\x06create\x18\n" +
 	" \x01(\v2$.paddock.v1.CreateWebSessionResponseH\x00R\x06createB\a\n" +
-	"\x05reply*\xc9\x04\n" +
+	"\x05reply\"e\n" +
+	"\x16HoldWebSessionsRequest\x12\x12\n" +
+	"\x04term\x18\x01 \x01(\x04R\x04term\x127\n" +
+	"\x06writes\x18\x02 \x03(\v2\x1f.paddock.raft.v1.HeldWebSessionR\x06writes\"\xf6\x01\n" +
+	"\x0eHeldWebSession\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04base\x18\x02 \x01(\x04R\x04base\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12&\n" +
+	"\x0fmax_lifetime_ms\x18\x05 \x01(\x03R\rmaxLifetimeMs\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x06 \x01(\fR\trequestId\x12*\n" +
+	"\x11asked_lifetime_ms\x18\a \x01(\x03R\x0faskedLifetimeMs\x12\x1f\n" +
+	"\vafter_index\x18\b \x01(\x04R\n" +
+	"afterIndex\"\x19\n" +
+	"\x17HoldWebSessionsResponse*\xc9\x04\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ERROR_CODE_NO_NODE\x10\x01\x12\x1a\n" +
@@ -1666,7 +1895,7 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\x13WebSessionLockError\x12&\n" +
 	"\"WEB_SESSION_LOCK_ERROR_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dWEB_SESSION_LOCK_ERROR_LOCKED\x10\x01\x12$\n" +
-	" WEB_SESSION_LOCK_ERROR_LOCK_LOST\x10\x022\x87\x04\n" +
+	" WEB_SESSION_LOCK_ERROR_LOCK_LOST\x10\x022\xed\x04\n" +
 	"\x0fInternalService\x12L\n" +
 	"\aPropose\x12\x1f.paddock.raft.v1.ProposeRequest\x1a .paddock.raft.v1.ProposeResponse\x12b\n" +
 	"\rProposeStream\x12%.paddock.raft.v1.ProposeStreamRequest\x1a&.paddock.raft.v1.ProposeStreamResponse(\x010\x01\x12R\n" +
@@ -1674,7 +1903,8 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\x04Read\x12\x1c.paddock.raft.v1.ReadRequest\x1a\x1d.paddock.raft.v1.ReadResponse\x12R\n" +
 	"\tKeepAlive\x12!.paddock.raft.v1.KeepAliveRequest\x1a\".paddock.raft.v1.KeepAliveResponse\x12U\n" +
 	"\n" +
-	"WebSession\x12\".paddock.raft.v1.WebSessionRequest\x1a#.paddock.raft.v1.WebSessionResponseB9Z7github.com/paddock/paddock/proto/paddock/raft/v1;raftv1b\x06proto3"
+	"WebSession\x12\".paddock.raft.v1.WebSessionRequest\x1a#.paddock.raft.v1.WebSessionResponse\x12d\n" +
+	"\x0fHoldWebSessions\x12'.paddock.raft.v1.HoldWebSessionsRequest\x1a(.paddock.raft.v1.HoldWebSessionsResponseB9Z7github.com/paddock/paddock/proto/paddock/raft/v1;raftv1b\x06proto3"
 
 var (
 	file_paddock_raft_v1_internal_proto_rawDescOnce sync.Once
@@ -1689,7 +1919,7 @@ func file_paddock_raft_v1_internal_proto_rawDescGZIP() []byte {
 }
 
 var file_paddock_raft_v1_internal_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_paddock_raft_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_paddock_raft_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_paddock_raft_v1_internal_proto_goTypes = []any{
 	(ErrorCode)(0),                        // 0: paddock.raft.v1.ErrorCode
 	(WebSessionLockError)(0),              // 1: paddock.raft.v1.WebSessionLockError
@@ -1709,31 +1939,34 @@ var file_paddock_raft_v1_internal_proto_goTypes = []any{
 	(*KeepAliveResponse)(nil),             // 15: paddock.raft.v1.KeepAliveResponse
 	(*WebSessionRequest)(nil),             // 16: paddock.raft.v1.WebSessionRequest
 	(*WebSessionResponse)(nil),            // 17: paddock.raft.v1.WebSessionResponse
-	(*v1.ReadOptions)(nil),                // 18: paddock.v1.ReadOptions
-	(*v1.GetRequest)(nil),                 // 19: paddock.v1.GetRequest
-	(*v1.ExistsRequest)(nil),              // 20: paddock.v1.ExistsRequest
-	(*v1.ListRequest)(nil),                // 21: paddock.v1.ListRequest
-	(*v1.GetSessionRequest)(nil),          // 22: paddock.v1.GetSessionRequest
-	(*v1.ListSessionsRequest)(nil),        // 23: paddock.v1.ListSessionsRequest
-	(*v1.GetResponse)(nil),                // 24: paddock.v1.GetResponse
-	(*v1.ExistsResponse)(nil),             // 25: paddock.v1.ExistsResponse
-	(*v1.ListResponse)(nil),               // 26: paddock.v1.ListResponse
-	(*v1.GetSessionResponse)(nil),         // 27: paddock.v1.GetSessionResponse
-	(*v1.ListSessionsResponse)(nil),       // 28: paddock.v1.ListSessionsResponse
-	(*v1.ReadWebSessionRequest)(nil),      // 29: paddock.v1.ReadWebSessionRequest
-	(*v1.WriteWebSessionRequest)(nil),     // 30: paddock.v1.WriteWebSessionRequest
-	(*v1.ReleaseWebSessionRequest)(nil),   // 31: paddock.v1.ReleaseWebSessionRequest
-	(*v1.TouchWebSessionRequest)(nil),     // 32: paddock.v1.TouchWebSessionRequest
-	(*v1.DestroyWebSessionRequest)(nil),   // 33: paddock.v1.DestroyWebSessionRequest
-	(*v1.ValidateWebSessionRequest)(nil),  // 34: paddock.v1.ValidateWebSessionRequest
-	(*v1.CreateWebSessionRequest)(nil),    // 35: paddock.v1.CreateWebSessionRequest
-	(*v1.ReadWebSessionResponse)(nil),     // 36: paddock.v1.ReadWebSessionResponse
-	(*v1.WriteWebSessionResponse)(nil),    // 37: paddock.v1.WriteWebSessionResponse
-	(*v1.ReleaseWebSessionResponse)(nil),  // 38: paddock.v1.ReleaseWebSessionResponse
-	(*v1.TouchWebSessionResponse)(nil),    // 39: paddock.v1.TouchWebSessionResponse
-	(*v1.DestroyWebSessionResponse)(nil),  // 40: paddock.v1.DestroyWebSessionResponse
-	(*v1.ValidateWebSessionResponse)(nil), // 41: paddock.v1.ValidateWebSessionResponse
-	(*v1.CreateWebSessionResponse)(nil),   // 42: paddock.v1.CreateWebSessionResponse
+	(*HoldWebSessionsRequest)(nil),        // 18: paddock.raft.v1.HoldWebSessionsRequest
+	(*HeldWebSession)(nil),                // 19: paddock.raft.v1.HeldWebSession
+	(*HoldWebSessionsResponse)(nil),       // 20: paddock.raft.v1.HoldWebSessionsResponse
+	(*v1.ReadOptions)(nil),                // 21: paddock.v1.ReadOptions
+	(*v1.GetRequest)(nil),                 // 22: paddock.v1.GetRequest
+	(*v1.ExistsRequest)(nil),              // 23: paddock.v1.ExistsRequest
+	(*v1.ListRequest)(nil),                // 24: paddock.v1.ListRequest
+	(*v1.GetSessionRequest)(nil),          // 25: paddock.v1.GetSessionRequest
+	(*v1.ListSessionsRequest)(nil),        // 26: paddock.v1.ListSessionsRequest
+	(*v1.GetResponse)(nil),                // 27: paddock.v1.GetResponse
+	(*v1.ExistsResponse)(nil),             // 28: paddock.v1.ExistsResponse
+	(*v1.ListResponse)(nil),               // 29: paddock.v1.ListResponse
+	(*v1.GetSessionResponse)(nil),         // 30: paddock.v1.GetSessionResponse
+	(*v1.ListSessionsResponse)(nil),       // 31: paddock.v1.ListSessionsResponse
+	(*v1.ReadWebSessionRequest)(nil),      // 32: paddock.v1.ReadWebSessionRequest
+	(*v1.WriteWebSessionRequest)(nil),     // 33: paddock.v1.WriteWebSessionRequest
+	(*v1.ReleaseWebSessionRequest)(nil),   // 34: paddock.v1.ReleaseWebSessionRequest
+	(*v1.TouchWebSessionRequest)(nil),     // 35: paddock.v1.TouchWebSessionRequest
+	(*v1.DestroyWebSessionRequest)(nil),   // 36: paddock.v1.DestroyWebSessionRequest
+	(*v1.ValidateWebSessionRequest)(nil),  // 37: paddock.v1.ValidateWebSessionRequest
+	(*v1.CreateWebSessionRequest)(nil),    // 38: paddock.v1.CreateWebSessionRequest
+	(*v1.ReadWebSessionResponse)(nil),     // 39: paddock.v1.ReadWebSessionResponse
+	(*v1.WriteWebSessionResponse)(nil),    // 40: paddock.v1.WriteWebSessionResponse
+	(*v1.ReleaseWebSessionResponse)(nil),  // 41: paddock.v1.ReleaseWebSessionResponse
+	(*v1.TouchWebSessionResponse)(nil),    // 42: paddock.v1.TouchWebSessionResponse
+	(*v1.DestroyWebSessionResponse)(nil),  // 43: paddock.v1.DestroyWebSessionResponse
+	(*v1.ValidateWebSessionResponse)(nil), // 44: paddock.v1.ValidateWebSessionResponse
+	(*v1.CreateWebSessionResponse)(nil),   // 45: paddock.v1.CreateWebSessionResponse
 }
 var file_paddock_raft_v1_internal_proto_depIdxs = []int32{
 	4,  // 0: paddock.raft.v1.ProposeStreamRequest.proposals:type_name -> paddock.raft.v1.Proposal
@@ -1742,51 +1975,54 @@ var file_paddock_raft_v1_internal_proto_depIdxs = []int32{
 	0,  // 3: paddock.raft.v1.ProposeResponse.error_code:type_name -> paddock.raft.v1.ErrorCode
 	12, // 4: paddock.raft.v1.ReadRequest.queries:type_name -> paddock.raft.v1.Query
 	13, // 5: paddock.raft.v1.ReadResponse.results:type_name -> paddock.raft.v1.QueryResult
-	18, // 6: paddock.raft.v1.Query.read:type_name -> paddock.v1.ReadOptions
-	19, // 7: paddock.raft.v1.Query.get:type_name -> paddock.v1.GetRequest
-	20, // 8: paddock.raft.v1.Query.exists:type_name -> paddock.v1.ExistsRequest
-	21, // 9: paddock.raft.v1.Query.list:type_name -> paddock.v1.ListRequest
-	22, // 10: paddock.raft.v1.Query.get_session:type_name -> paddock.v1.GetSessionRequest
-	23, // 11: paddock.raft.v1.Query.list_sessions:type_name -> paddock.v1.ListSessionsRequest
+	21, // 6: paddock.raft.v1.Query.read:type_name -> paddock.v1.ReadOptions
+	22, // 7: paddock.raft.v1.Query.get:type_name -> paddock.v1.GetRequest
+	23, // 8: paddock.raft.v1.Query.exists:type_name -> paddock.v1.ExistsRequest
+	24, // 9: paddock.raft.v1.Query.list:type_name -> paddock.v1.ListRequest
+	25, // 10: paddock.raft.v1.Query.get_session:type_name -> paddock.v1.GetSessionRequest
+	26, // 11: paddock.raft.v1.Query.list_sessions:type_name -> paddock.v1.ListSessionsRequest
 	0,  // 12: paddock.raft.v1.QueryResult.error_code:type_name -> paddock.raft.v1.ErrorCode
-	24, // 13: paddock.raft.v1.QueryResult.get:type_name -> paddock.v1.GetResponse
-	25, // 14: paddock.raft.v1.QueryResult.exists:type_name -> paddock.v1.ExistsResponse
-	26, // 15: paddock.raft.v1.QueryResult.list:type_name -> paddock.v1.ListResponse
-	27, // 16: paddock.raft.v1.QueryResult.get_session:type_name -> paddock.v1.GetSessionResponse
-	28, // 17: paddock.raft.v1.QueryResult.list_sessions:type_name -> paddock.v1.ListSessionsResponse
-	29, // 18: paddock.raft.v1.WebSessionRequest.read:type_name -> paddock.v1.ReadWebSessionRequest
-	30, // 19: paddock.raft.v1.WebSessionRequest.write:type_name -> paddock.v1.WriteWebSessionRequest
-	31, // 20: paddock.raft.v1.WebSessionRequest.release:type_name -> paddock.v1.ReleaseWebSessionRequest
-	32, // 21: paddock.raft.v1.WebSessionRequest.touch:type_name -> paddock.v1.TouchWebSessionRequest
-	33, // 22: paddock.raft.v1.WebSessionRequest.destroy:type_name -> paddock.v1.DestroyWebSessionRequest
-	34, // 23: paddock.raft.v1.WebSessionRequest.validate:type_name -> paddock.v1.ValidateWebSessionRequest
-	35, // 24: paddock.raft.v1.WebSessionRequest.create:type_name -> paddock.v1.CreateWebSessionRequest
+	27, // 13: paddock.raft.v1.QueryResult.get:type_name -> paddock.v1.GetResponse
+	28, // 14: paddock.raft.v1.QueryResult.exists:type_name -> paddock.v1.ExistsResponse
+	29, // 15: paddock.raft.v1.QueryResult.list:type_name -> paddock.v1.ListResponse
+	30, // 16: paddock.raft.v1.QueryResult.get_session:type_name -> paddock.v1.GetSessionResponse
+	31, // 17: paddock.raft.v1.QueryResult.list_sessions:type_name -> paddock.v1.ListSessionsResponse
+	32, // 18: paddock.raft.v1.WebSessionRequest.read:type_name -> paddock.v1.ReadWebSessionRequest
+	33, // 19: paddock.raft.v1.WebSessionRequest.write:type_name -> paddock.v1.WriteWebSessionRequest
+	34, // 20: paddock.raft.v1.WebSessionRequest.release:type_name -> paddock.v1.ReleaseWebSessionRequest
+	35, // 21: paddock.raft.v1.WebSessionRequest.touch:type_name -> paddock.v1.TouchWebSessionRequest
+	36, // 22: paddock.raft.v1.WebSessionRequest.destroy:type_name -> paddock.v1.DestroyWebSessionRequest
+	37, // 23: paddock.raft.v1.WebSessionRequest.validate:type_name -> paddock.v1.ValidateWebSessionRequest
+	38, // 24: paddock.raft.v1.WebSessionRequest.create:type_name -> paddock.v1.CreateWebSessionRequest
 	0,  // 25: paddock.raft.v1.WebSessionResponse.error_code:type_name -> paddock.raft.v1.ErrorCode
 	1,  // 26: paddock.raft.v1.WebSessionResponse.lock_error:type_name -> paddock.raft.v1.WebSessionLockError
-	36, // 27: paddock.raft.v1.WebSessionResponse.read:type_name -> paddock.v1.ReadWebSessionResponse
-	37, // 28: paddock.raft.v1.WebSessionResponse.write:type_name -> paddock.v1.WriteWebSessionResponse
-	38, // 29: paddock.raft.v1.WebSessionResponse.release:type_name -> paddock.v1.ReleaseWebSessionResponse
-	39, // 30: paddock.raft.v1.WebSessionResponse.touch:type_name -> paddock.v1.TouchWebSessionResponse
-	40, // 31: paddock.raft.v1.WebSessionResponse.destroy:type_name -> paddock.v1.DestroyWebSessionResponse
-	41, // 32: paddock.raft.v1.WebSessionResponse.validate:type_name -> paddock.v1.ValidateWebSessionResponse
-	42, // 33: paddock.raft.v1.WebSessionResponse.create:type_name -> paddock.v1.CreateWebSessionResponse
-	2,  // 34: paddock.raft.v1.InternalService.Propose:input_type -> paddock.raft.v1.ProposeRequest
-	3,  // 35: paddock.raft.v1.InternalService.ProposeStream:input_type -> paddock.raft.v1.ProposeStreamRequest
-	8,  // 36: paddock.raft.v1.InternalService.ReadIndex:input_type -> paddock.raft.v1.ReadIndexRequest
-	10, // 37: paddock.raft.v1.InternalService.Read:input_type -> paddock.raft.v1.ReadRequest
-	14, // 38: paddock.raft.v1.InternalService.KeepAlive:input_type -> paddock.raft.v1.KeepAliveRequest
-	16, // 39: paddock.raft.v1.InternalService.WebSession:input_type -> paddock.raft.v1.WebSessionRequest
-	7,  // 40: paddock.raft.v1.InternalService.Propose:output_type -> paddock.raft.v1.ProposeResponse
-	5,  // 41: paddock.raft.v1.InternalService.ProposeStream:output_type -> paddock.raft.v1.ProposeStreamResponse
-	9,  // 42: paddock.raft.v1.InternalService.ReadIndex:output_type -> paddock.raft.v1.ReadIndexResponse
-	11, // 43: paddock.raft.v1.InternalService.Read:output_type -> paddock.raft.v1.ReadResponse
-	15, // 44: paddock.raft.v1.InternalService.KeepAlive:output_type -> paddock.raft.v1.KeepAliveResponse
-	17, // 45: paddock.raft.v1.InternalService.WebSession:output_type -> paddock.raft.v1.WebSessionResponse
-	40, // [40:46] is the sub-list for method output_type
-	34, // [34:40] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	39, // 27: paddock.raft.v1.WebSessionResponse.read:type_name -> paddock.v1.ReadWebSessionResponse
+	40, // 28: paddock.raft.v1.WebSessionResponse.write:type_name -> paddock.v1.WriteWebSessionResponse
+	41, // 29: paddock.raft.v1.WebSessionResponse.release:type_name -> paddock.v1.ReleaseWebSessionResponse
+	42, // 30: paddock.raft.v1.WebSessionResponse.touch:type_name -> paddock.v1.TouchWebSessionResponse
+	43, // 31: paddock.raft.v1.WebSessionResponse.destroy:type_name -> paddock.v1.DestroyWebSessionResponse
+	44, // 32: paddock.raft.v1.WebSessionResponse.validate:type_name -> paddock.v1.ValidateWebSessionResponse
+	45, // 33: paddock.raft.v1.WebSessionResponse.create:type_name -> paddock.v1.CreateWebSessionResponse
+	19, // 34: paddock.raft.v1.HoldWebSessionsRequest.writes:type_name -> paddock.raft.v1.HeldWebSession
+	2,  // 35: paddock.raft.v1.InternalService.Propose:input_type -> paddock.raft.v1.ProposeRequest
+	3,  // 36: paddock.raft.v1.InternalService.ProposeStream:input_type -> paddock.raft.v1.ProposeStreamRequest
+	8,  // 37: paddock.raft.v1.InternalService.ReadIndex:input_type -> paddock.raft.v1.ReadIndexRequest
+	10, // 38: paddock.raft.v1.InternalService.Read:input_type -> paddock.raft.v1.ReadRequest
+	14, // 39: paddock.raft.v1.InternalService.KeepAlive:input_type -> paddock.raft.v1.KeepAliveRequest
+	16, // 40: paddock.raft.v1.InternalService.WebSession:input_type -> paddock.raft.v1.WebSessionRequest
+	18, // 41: paddock.raft.v1.InternalService.HoldWebSessions:input_type -> paddock.raft.v1.HoldWebSessionsRequest
+	7,  // 42: paddock.raft.v1.InternalService.Propose:output_type -> paddock.raft.v1.ProposeResponse
+	5,  // 43: paddock.raft.v1.InternalService.ProposeStream:output_type -> paddock.raft.v1.ProposeStreamResponse
+	9,  // 44: paddock.raft.v1.InternalService.ReadIndex:output_type -> paddock.raft.v1.ReadIndexResponse
+	11, // 45: paddock.raft.v1.InternalService.Read:output_type -> paddock.raft.v1.ReadResponse
+	15, // 46: paddock.raft.v1.InternalService.KeepAlive:output_type -> paddock.raft.v1.KeepAliveResponse
+	17, // 47: paddock.raft.v1.InternalService.WebSession:output_type -> paddock.raft.v1.WebSessionResponse
+	20, // 48: paddock.raft.v1.InternalService.HoldWebSessions:output_type -> paddock.raft.v1.HoldWebSessionsResponse
+	42, // [42:49] is the sub-list for method output_type
+	35, // [35:42] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_paddock_raft_v1_internal_proto_init() }
@@ -1832,7 +2068,7 @@ func file_paddock_raft_v1_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_paddock_raft_v1_internal_proto_rawDesc), len(file_paddock_raft_v1_internal_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

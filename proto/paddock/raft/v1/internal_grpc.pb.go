@@ -19,12 +19,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	InternalService_Propose_FullMethodName       = "/paddock.raft.v1.InternalService/Propose"
-	InternalService_ProposeStream_FullMethodName = "/paddock.raft.v1.InternalService/ProposeStream"
-	InternalService_ReadIndex_FullMethodName     = "/paddock.raft.v1.InternalService/ReadIndex"
-	InternalService_Read_FullMethodName          = "/paddock.raft.v1.InternalService/Read"
-	InternalService_KeepAlive_FullMethodName     = "/paddock.raft.v1.InternalService/KeepAlive"
-	InternalService_WebSession_FullMethodName    = "/paddock.raft.v1.InternalService/WebSession"
+	InternalService_Propose_FullMethodName         = "/paddock.raft.v1.InternalService/Propose"
+	InternalService_ProposeStream_FullMethodName   = "/paddock.raft.v1.InternalService/ProposeStream"
+	InternalService_ReadIndex_FullMethodName       = "/paddock.raft.v1.InternalService/ReadIndex"
+	InternalService_Read_FullMethodName            = "/paddock.raft.v1.InternalService/Read"
+	InternalService_KeepAlive_FullMethodName       = "/paddock.raft.v1.InternalService/KeepAlive"
+	InternalService_WebSession_FullMethodName      = "/paddock.raft.v1.InternalService/WebSession"
+	InternalService_HoldWebSessions_FullMethodName = "/paddock.raft.v1.InternalService/HoldWebSessions"
 )
 
 // InternalServiceClient is the client API for InternalService service.
@@ -59,6 +60,14 @@ type InternalServiceClient interface {
 	// does not lead answers FAILED_PRECONDITION (nothing done), as the other
 	// calls do; it never forwards further.
 	WebSession(ctx context.Context, in *WebSessionRequest, opts ...grpc.CallOption) (*WebSessionResponse, error)
+	// HoldWebSessions keeps the leader's delayed web session writes in the
+	// receiving node's memory, a backup, until the log holds them: the
+	// leader answers a delayed write once every other voter holds it, and a
+	// new leader commits what it holds that never reached the log. A node
+	// that leads, knows a later term than the request's, or would pass its
+	// memory cap refuses (FAILED_PRECONDITION) and holds none of the
+	// request's writes.
+	HoldWebSessions(ctx context.Context, in *HoldWebSessionsRequest, opts ...grpc.CallOption) (*HoldWebSessionsResponse, error)
 }
 
 type internalServiceClient struct {
@@ -132,6 +141,16 @@ func (c *internalServiceClient) WebSession(ctx context.Context, in *WebSessionRe
 	return out, nil
 }
 
+func (c *internalServiceClient) HoldWebSessions(ctx context.Context, in *HoldWebSessionsRequest, opts ...grpc.CallOption) (*HoldWebSessionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HoldWebSessionsResponse)
+	err := c.cc.Invoke(ctx, InternalService_HoldWebSessions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InternalServiceServer is the server API for InternalService service.
 // All implementations must embed UnimplementedInternalServiceServer
 // for forward compatibility.
@@ -164,6 +183,14 @@ type InternalServiceServer interface {
 	// does not lead answers FAILED_PRECONDITION (nothing done), as the other
 	// calls do; it never forwards further.
 	WebSession(context.Context, *WebSessionRequest) (*WebSessionResponse, error)
+	// HoldWebSessions keeps the leader's delayed web session writes in the
+	// receiving node's memory, a backup, until the log holds them: the
+	// leader answers a delayed write once every other voter holds it, and a
+	// new leader commits what it holds that never reached the log. A node
+	// that leads, knows a later term than the request's, or would pass its
+	// memory cap refuses (FAILED_PRECONDITION) and holds none of the
+	// request's writes.
+	HoldWebSessions(context.Context, *HoldWebSessionsRequest) (*HoldWebSessionsResponse, error)
 	mustEmbedUnimplementedInternalServiceServer()
 }
 
@@ -191,6 +218,9 @@ func (UnimplementedInternalServiceServer) KeepAlive(context.Context, *KeepAliveR
 }
 func (UnimplementedInternalServiceServer) WebSession(context.Context, *WebSessionRequest) (*WebSessionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WebSession not implemented")
+}
+func (UnimplementedInternalServiceServer) HoldWebSessions(context.Context, *HoldWebSessionsRequest) (*HoldWebSessionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method HoldWebSessions not implemented")
 }
 func (UnimplementedInternalServiceServer) mustEmbedUnimplementedInternalServiceServer() {}
 func (UnimplementedInternalServiceServer) testEmbeddedByValue()                         {}
@@ -310,6 +340,24 @@ func _InternalService_WebSession_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InternalService_HoldWebSessions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HoldWebSessionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServiceServer).HoldWebSessions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InternalService_HoldWebSessions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServiceServer).HoldWebSessions(ctx, req.(*HoldWebSessionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // InternalService_ServiceDesc is the grpc.ServiceDesc for InternalService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -336,6 +384,10 @@ var InternalService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "WebSession",
 			Handler:    _InternalService_WebSession_Handler,
+		},
+		{
+			MethodName: "HoldWebSessions",
+			Handler:    _InternalService_HoldWebSessions_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,141 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
+	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
+)
+
+func testBackup() *wsBackup {
+	n := &Node{log: hclog.NewNullLogger()}
+	n.cfg.WebSessionDelayedMaxBytes = 2 << 10 // a backup's cap: twice, 4 KiB
+	return newWSBackup(n)
+}
+
+func heldVersion(b *wsBackup, id string) uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e := b.m[id]; e != nil {
+		return e.w.GetVersion()
+	}
+	return 0
+}
+
+// hw is a write of id at version over base, checked at applied index
+// after.
+func hw(id string, base, version, after uint64) *raftv1.HeldWebSession {
+	return &raftv1.HeldWebSession{Id: id, Base: base, Version: version, Data: []byte("d"), AfterIndex: after, RequestId: []byte("r-" + id)}
+}
+
+// A backup keeps each session's latest write (by term, then the index it
+// was checked at, then version), and lets go of it once an entry past
+// that index writes the session at its version or later, or deletes it,
+// or an entry of a later term writes it; never for an older entry,
+// whatever its version (a session deleted and written again starts its
+// versions over).
+func TestWSBackupKeepsAndLetsGo(t *testing.T) {
+	ctx := context.Background()
+	b := testBackup()
+	mustHold := func(term uint64, ws ...*raftv1.HeldWebSession) {
+		t.Helper()
+		if err := b.hold(ctx, term, term, ws); err != nil {
+			t.Fatalf("hold: %v", err)
+		}
+	}
+	check := func(id string, want uint64) {
+		t.Helper()
+		if got := heldVersion(b, id); got != want {
+			t.Fatalf("%s: holds version %d, want %d", id, got, want)
+		}
+	}
+	mustHold(2, hw("a", 1, 3, 10), hw("b", 0, 1, 10))
+	mustHold(2, hw("a", 1, 2, 10)) // older than what it holds
+	check("a", 3)
+	b.applied("a", 11, 2, 2) // an earlier write of the chain commits
+	check("a", 3)
+	b.applied("a", 9, 2, 7) // an entry older than the write, at a higher version
+	b.applied("a", 10, 2, 0)
+	check("a", 3)
+	b.applied("a", 12, 2, 3)
+	check("a", 0)
+	// A session deleted and made again: its new write (version 1) is
+	// later than the old chain's version 7, by the index it was checked at.
+	mustHold(2, hw("c", 5, 7, 20))
+	mustHold(2, hw("c", 0, 1, 22))
+	check("c", 1)
+	b.applied("c", 21, 2, 7) // the old chain's commit, applied late here
+	b.applied("c", 22, 2, 0) // and the delete
+	check("c", 1)
+	b.applied("c", 23, 2, 1)
+	check("c", 0)
+	mustHold(2, hw("a", 3, 4, 30))
+	b.applied("a", 31, 3, 1) // a later term wrote it
+	check("a", 0)
+	mustHold(3, hw("a", 1, 2, 40))
+	if err := b.hold(ctx, 2, 3, []*raftv1.HeldWebSession{hw("a", 1, 5, 50)}); !errors.Is(err, errHoldRefused) {
+		t.Fatalf("hold of an ended term: %v, want errHoldRefused", err)
+	}
+	check("a", 2)
+	b.applied("a", 41, 3, 0) // deleted
+	check("a", 0)
+	check("b", 1)
+	b.Restored(100)
+	check("b", 0)
+	if k, bytes := b.held(); k != 0 || bytes != 0 {
+		t.Fatalf("after a snapshot: %d held, %d bytes", k, bytes)
+	}
+	// The cap: nothing of a hold that does not fit is kept.
+	big := &raftv1.HeldWebSession{Id: "big", Base: 0, Version: 1, Data: make([]byte, 5<<10)}
+	if err := b.hold(ctx, 3, 3, []*raftv1.HeldWebSession{hw("d", 0, 1, 50), big}); !errors.Is(err, errHoldRefused) {
+		t.Fatalf("hold past the cap: %v, want errHoldRefused", err)
+	}
+	check("d", 0)
+	// A hold whose leader gave up is not taken.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := b.hold(cctx, 3, 3, []*raftv1.HeldWebSession{hw("e", 0, 1, 50)}); !errors.Is(err, errHoldRefused) {
+		t.Fatalf("hold after its caller gave up: %v, want errHoldRefused", err)
+	}
+	check("e", 0)
+	// Writes of a term that ended long ago go.
+	mustHold(3, hw("f", 0, 1, 50))
+	b.mu.Lock()
+	b.m["f"].at = time.Now().Add(-2 * holdStale)
+	b.swept = time.Time{}
+	b.mu.Unlock()
+	if err := b.hold(ctx, 4, 4, []*raftv1.HeldWebSession{hw("g", 0, 1, 60)}); err != nil {
+		t.Fatal(err)
+	}
+	check("f", 0)
+	check("g", 1)
+	// A leader's own writes, when its term ends, are kept whatever the cap.
+	b.keepOwn(4, []*raftv1.HeldWebSession{big})
+	check("big", 1)
+	held, done := b.taken()
+	if len(held) != 2 {
+		t.Fatalf("taken: %d writes, want 2 (g, big)", len(held))
+	}
+	check("g", 1) // taken, still held
+	for _, e := range held {
+		b.dropTaken(e)
+	}
+	check("g", 0)
+	// The writes the log reached are remembered for their retries: a's
+	// version 3 and c's version 1.
+	req := &paddockv1.WriteWebSessionRequest{Version: 2, Data: []byte("d")}
+	if d, ok := done["r-a"]; !ok || d.id != "a" || d.version != 3 || d.fp != retryFingerprint(req) {
+		t.Fatalf("done[r-a] = %+v (found %v), want a at version 3", d, ok)
+	}
+	if d, ok := done["r-c"]; !ok || d.version != 1 {
+		t.Fatalf("done[r-c] = %+v (found %v), want version 1", d, ok)
+	}
+	if len(done) != 2 {
+		t.Fatalf("done: %v, want r-a and r-c only", done)
+	}
+}
