@@ -166,9 +166,11 @@ func (w *webSessions) fire(ctx context.Context, id string, _ struct{}) error {
 	if !ok {
 		return nil
 	}
+	l.beginChange(id)
 	_, err = w.n.proposeLocal(ctx, &raftv1.Command{Op: &raftv1.Command_WebSessionDelete{
 		WebSessionDelete: &raftv1.WebSessionDelete{Id: id, Version: s.Version, Expired: true},
 	}})
+	l.endChange(id, settled(err))
 	if err != nil {
 		if ctx.Err() == nil {
 			w.n.log.Warn("web session expiry failed; will retry", "error", err)
@@ -524,6 +526,23 @@ func (l *wsLocks) get(n *Node, id string) (fsm.WebSession, bool) {
 	return n.fsm.WebSession(id)
 }
 
+// beginChange marks a change of id other than a write in flight (a
+// destroy, an expiry, a new lifetime) until endChange: meanwhile, and
+// for the term if its outcome is unknown (not settled), the session's
+// delayed writes go through, checked by the state machine after it,
+// rather than against a state it may be about to change.
+func (l *wsLocks) beginChange(id string) {
+	if l.pend != nil {
+		l.pend.beginThrough(id, nil, nil, false)
+	}
+}
+
+func (l *wsLocks) endChange(id string, settled bool) {
+	if l.pend != nil {
+		l.pend.endThrough(id, settled)
+	}
+}
+
 // drain waits for id's delayed writes to commit: a change that goes
 // through the log orders after them. The caller holds id's lock.
 func (l *wsLocks) drain(ctx context.Context, id string) error {
@@ -559,11 +578,16 @@ func (n *Node) wsWrite(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebS
 	}
 	if delayed && !retry {
 		r, err := n.wsWriteDelayed(ctx, l, req)
+		if errors.Is(err, errRetryKnown) {
+			// Another attempt of it is in flight: its outcome, once
+			// known (retried waits for it).
+			l.endWrite(h, false)
+			return n.wsWrite(ctx, l, req)
+		}
 		if r != nil || err != nil {
 			l.endWrite(h, req.GetToken() == 0 || (!req.GetKeepLock() && settled(err)))
 			return r, err
 		}
-		n.metrics.wsDelayed.WithLabelValues(wsDelayedThrough).Inc()
 	}
 	if l.pend != nil {
 		l.pend.beginThrough(id, RequestID(ctx), req, req.GetMode() == paddockv1.WebSessionWriteMode_WEB_SESSION_WRITE_MODE_DELAYED)
@@ -602,14 +626,21 @@ func (n *Node) wsWrite(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebS
 	return &paddockv1.WriteWebSessionResponse{Header: n.Header(res.Index), Version: r.GetVersion()}, nil
 }
 
-// wsWriteDelayed holds req in the leader's memory as a delayed write.
-// It returns nil and no error when the write must go through instead: the
-// leader has not applied its term's barrier (its state may lack
-// committed writes to check the version against), the members do not
-// all support the command yet, or the pending memory is full.
+// wsWriteDelayed holds req in the leader's memory as a delayed write,
+// answered once every backup holds it too (websession_backup.go). It
+// returns nil and no error when the write must go through instead
+// (answered once committed, with its request id, which the state
+// machine then answers retries with): the leader has not applied its
+// term's barrier (its state may lack committed writes to check the
+// version against), the members do not all support the command yet, the
+// pending memory is full, or a backup did not hold it.
 func (n *Node) wsWriteDelayed(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebSessionRequest) (*paddockv1.WriteWebSessionResponse, error) {
-	if !n.leaderBarrierApplied() {
+	through := func() (*paddockv1.WriteWebSessionResponse, error) {
+		n.metrics.wsDelayed.WithLabelValues(wsDelayedThrough).Inc()
 		return nil, nil
+	}
+	if !n.leaderBarrierApplied() {
+		return through()
 	}
 	cmd := &raftv1.Command{Op: &raftv1.Command_WebSessionWrite{WebSessionWrite: &raftv1.WebSessionWrite{
 		Id: req.GetId(), Data: req.GetData(), Version: req.GetVersion(), MaxLifetimeMs: req.GetMaxLifetimeMs(),
@@ -618,35 +649,30 @@ func (n *Node) wsWriteDelayed(ctx context.Context, l *wsLocks, req *paddockv1.Wr
 		return nil, err
 	}
 	if n.checkFeatureLevel(cmd) != nil {
-		return nil, nil // the proposal waits for registrations, or says why not
+		return through() // the proposal waits for registrations, or says why not
 	}
-	held, err := l.pend.put(req.GetId(), req, RequestID(ctx))
+	rid := RequestID(ctx)
+	held, err := l.pend.reserve(req.GetId(), req, rid)
 	if errors.Is(err, errDelayedFull) {
-		return nil, nil
+		return through()
 	}
 	if err != nil {
 		return nil, err
 	}
-	v := held.GetVersion()
-	// Answered once every backup holds it (websession_backup.go), else
-	// once committed. The hold runs to its end even if the caller gives
-	// up (it is bounded by holdTimeout): the session's commit must not
-	// start while the hold may still reach a backup.
-	_, herr := n.holds.do(context.WithoutCancel(ctx), holdIn{term: l.pend.term, w: held})
-	l.pend.holdDone(req.GetId())
-	if herr != nil {
-		if err := n.wsAwaitCommit(ctx, l, req.GetId(), v, RequestID(ctx)); err != nil {
-			return nil, err
-		}
+	// The hold runs to its end even if the caller gives up (it is
+	// bounded by holdTimeout): whether the write is published or goes
+	// through must not depend on when the caller left.
+	if _, err := n.holds.do(context.WithoutCancel(ctx), holdIn{term: l.pend.term, w: held}); err != nil {
+		l.pend.unreserve(req.GetId(), rid)
 		n.metrics.wsDelayed.WithLabelValues(wsDelayedNotBackedUp).Inc()
-	} else {
-		l.pend.settle(RequestID(ctx))
-		n.metrics.wsDelayed.WithLabelValues(wsDelayedAcked).Inc()
+		return nil, nil
 	}
+	l.pend.publish(held)
+	n.metrics.wsDelayed.WithLabelValues(wsDelayedAcked).Inc()
 	if s, ok := l.get(n, req.GetId()); ok {
 		n.ws.access(req.GetId(), s.MaxLifetimeMs)
 	}
-	return &paddockv1.WriteWebSessionResponse{Header: n.ReadHeader(), Version: v}, nil
+	return &paddockv1.WriteWebSessionResponse{Header: n.ReadHeader(), Version: held.GetVersion()}, nil
 }
 
 func (n *Node) wsTouch(ctx context.Context, l *wsLocks, req *paddockv1.TouchWebSessionRequest) (*paddockv1.TouchWebSessionResponse, error) {
@@ -666,9 +692,11 @@ func (n *Node) wsTouch(ctx context.Context, l *wsLocks, req *paddockv1.TouchWebS
 		s, ok = n.fsm.WebSession(id) // as of now that the lock is taken
 		var res *fsm.Result
 		if ok {
+			l.beginChange(id)
 			res, err = n.proposeLeader(ctx, &raftv1.Command{Op: &raftv1.Command_WebSessionWrite{WebSessionWrite: &raftv1.WebSessionWrite{
 				Id: id, Version: s.Version, MaxLifetimeMs: req.GetMaxLifetimeMs(), KeepData: true,
 			}}})
+			l.endChange(id, settled(err))
 		}
 		if err == nil && ok {
 			n.ws.access(id, req.GetMaxLifetimeMs()) // before the release, as in wsWrite
@@ -702,7 +730,9 @@ func (n *Node) wsDestroy(ctx context.Context, l *wsLocks, req *paddockv1.Destroy
 		l.endWrite(h, false)
 		return nil, err
 	}
+	l.beginChange(id)
 	res, err := n.proposeLeader(ctx, &raftv1.Command{Op: &raftv1.Command_WebSessionDelete{WebSessionDelete: &raftv1.WebSessionDelete{Id: id}}})
+	l.endChange(id, settled(err))
 	if err == nil {
 		n.ws.d.remove(id)
 	}

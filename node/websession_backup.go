@@ -24,14 +24,16 @@ import (
 // loses nothing acknowledged; a crash of the leader and of another node
 // within the window still may.
 //
-//   - The leader sends a write to the backups after it has checked it and
-//     given it its version (wsDelayed.put), labelled with the term of the
-//     table that did, and answers once all of them hold it. Until the
-//     hold has run to its end (bounded by holdTimeout, whether or not the
-//     caller still waits) the flusher does not commit the session, so a
-//     backup takes every write it takes before the entry that commits it
-//     applies. A backup refuses a hold whose caller gave up (its deadline
-//     passed), under the lock the state machine's hook takes.
+//   - The leader checks a write and gives it its version without making
+//     it visible (wsDelayed.reserve), sends it to the backups labelled
+//     with the term of the table that did, and once all of them hold it,
+//     publishes it (read from then on, committed by the flusher) and
+//     answers. So a backup takes every write it takes before the entry
+//     that commits it applies, and no read sees a write before it is
+//     answered. The hold runs to its end (holdTimeout), whether or not
+//     the caller still waits. A backup refuses a hold whose caller gave
+//     up (its deadline passed), under the lock the state machine's hook
+//     takes, and one made before it took its own term's writes over.
 //   - A write carries after_index, the leader's applied index when it
 //     checked it. A backup keeps each session's latest write, by (term,
 //     after_index, version), and lets go of it from the state machine's
@@ -45,9 +47,10 @@ import (
 //     leader answers its retry as the old one would have.
 //   - A backup that does not answer within holdTimeout (or one that failed
 //     within holdDownFor: writes do not wait for it again and again)
-//     makes the write an ordinary one: answered once committed
-//     (wsAwaitCommit), as a write-through write. A one-node cluster has no
-//     backup to wait for.
+//     makes the write go through: a write-through write with the
+//     client's request id, answered once committed, whose retries the
+//     state machine answers. A one-node cluster has no backup to wait
+//     for: its delayed writes rest on its memory alone.
 //   - A leader whose term ends keeps its own writes not yet committed as
 //     backup copies (keepOwn): it may lead again before anyone writes
 //     their sessions.
@@ -58,11 +61,19 @@ import (
 //     below its version): WebSessionWrite{version: the session's,
 //     new_version: the write's}. It remembers each write's request id, and
 //     those of the writes its backup copy saw committed, so that a retry
-//     whose first answer was lost in the crash gets it. The takeover is
-//     bounded by RequestTimeout; what it could not commit stays held.
-//   - A snapshot installed on a backup drops what it holds; so does a write
-//     of a term that ended more than holdStale ago (its term's successor
-//     took it over or lost it), and any held longer than holdStaleAny.
+//     whose first answer was lost in the crash gets it. The takeover
+//     tries until each is committed or refused, or leadership ends, and
+//     the lock grace starts again when it is over.
+//   - A backup remembers, for holdStale, the index of each session's
+//     delete it applied; it refuses a write that creates the session
+//     (base 0) checked before a later delete: a hold that arrives after
+//     the commit of its write and the session's destroy must not bring
+//     the session back.
+//   - A snapshot installed on a backup drops the writes checked before
+//     the snapshot's index (the state it brings may hold their commits,
+//     unseen by the hook); so does a write of a term that ended more than
+//     holdStale ago (its term's successor took it over or lost it), and
+//     any held longer than holdStaleAny.
 //
 // Lock order: the state machine's lock, then wsBackup.mu (the hook); never
 // the other way round.
@@ -97,7 +108,14 @@ type wsBackup struct {
 	// delayedRetries of them, oldest first in doneOrder.
 	done      map[string]doneWrite
 	doneOrder []string
-	count     atomic.Int64 // len(m): the hook skips the lock when there is none
+	// deleted is the index of each session's last delete applied, kept
+	// for holdStale (deletedAt).
+	deleted   map[string]uint64
+	deletedAt map[string]time.Time
+	// restoredAt is the index of the last snapshot installed: it may
+	// hold deletes the hook did not see.
+	restoredAt uint64
+	count      atomic.Int64 // len(m): the hook skips the lock when there is none
 	// maxBytes caps the held writes' bytes: twice
 	// Config.WebSessionDelayedMaxBytes, the leader's cap on its pending
 	// writes (a backup counts request ids too, and may hold a term that
@@ -138,6 +156,7 @@ func (e *heldWrite) laterThanMe(term uint64, w *raftv1.HeldWebSession) bool {
 func newWSBackup(n *Node) *wsBackup {
 	return &wsBackup{
 		n: n, m: map[string]*heldWrite{}, done: map[string]doneWrite{}, down: map[string]time.Time{},
+		deleted: map[string]uint64{}, deletedAt: map[string]time.Time{},
 		maxBytes: 2 * n.cfg.WebSessionDelayedMaxBytes,
 	}
 }
@@ -146,16 +165,15 @@ func heldCost(w *raftv1.HeldWebSession) int {
 	return pendingCost(w.GetId(), w.GetData()) + len(w.GetRequestId())
 }
 
-// hold keeps writes of the leader of term, unless this node's term cur
-// is later, its caller gave up (ctx), or they would pass the memory cap;
-// it then keeps none of them. A write older than the one it holds for
-// the session is superseded by it: nothing to keep.
-func (b *wsBackup) hold(ctx context.Context, term, cur uint64, writes []*raftv1.HeldWebSession) error {
+// hold keeps writes of the leader of term, unless this node's term
+// (curTerm, read under b.mu: raft raises it before this node can lead and
+// take its writes over) is later, its caller gave up (ctx), a write
+// creates a session deleted since it was checked, or they would pass the
+// memory cap; it then keeps none of them. A write older than the one it
+// holds for the session is superseded by it: nothing to keep.
+func (b *wsBackup) hold(ctx context.Context, term uint64, curTerm func() uint64, writes []*raftv1.HeldWebSession) error {
 	if b.refuse.Load() {
 		return fmt.Errorf("%w: refusing (a test)", errHoldRefused)
-	}
-	if term < cur {
-		return fmt.Errorf("%w: term %d is over (this node is at %d)", errHoldRefused, term, cur)
 	}
 	for _, w := range writes {
 		if !fsm.ValidWebSessionID(w.GetId()) || w.GetVersion() <= w.GetBase() {
@@ -170,6 +188,15 @@ func (b *wsBackup) hold(ctx context.Context, term, cur uint64, writes []*raftv1.
 	// is not taken after the entry that commits it has applied.
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %v", errHoldRefused, err)
+	}
+	cur := curTerm()
+	if term < cur {
+		return fmt.Errorf("%w: term %d is over (this node is at %d)", errHoldRefused, term, cur)
+	}
+	for _, w := range writes {
+		if d, ok := b.deleted[w.GetId()]; w.GetBase() == 0 && ((ok && d > w.GetAfterIndex()) || b.restoredAt > w.GetAfterIndex()) {
+			return fmt.Errorf("%w: session %s was deleted after the write that creates it was checked", errHoldRefused, w.GetId())
+		}
 	}
 	if now.Sub(b.swept) > time.Second {
 		b.sweep(now, cur)
@@ -234,6 +261,12 @@ func (b *wsBackup) sweep(now time.Time, cur uint64) {
 			b.drop(id, e)
 		}
 	}
+	for id, at := range b.deletedAt {
+		if now.Sub(at) > holdStale {
+			delete(b.deleted, id)
+			delete(b.deletedAt, id)
+		}
+	}
 }
 
 // drop forgets id's held write. b.mu is held.
@@ -246,11 +279,14 @@ func (b *wsBackup) drop(id string, e *heldWrite) {
 // applied is the state machine's hook: the entry at index, of term,
 // wrote session id at version (0: deleted it).
 func (b *wsBackup) applied(id string, index, term, version uint64) {
-	if b.count.Load() == 0 {
+	if b.count.Load() == 0 && version != 0 {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if version == 0 {
+		b.deleted[id], b.deletedAt[id] = index, time.Now()
+	}
 	e := b.m[id]
 	if e == nil {
 		return
@@ -290,16 +326,25 @@ func (b *wsBackup) remember(w *raftv1.HeldWebSession) {
 // Applied implements fsm.Sink: nothing to do (applied is the hook).
 func (b *wsBackup) Applied(uint64, []fsm.Event) {}
 
-// Restored implements fsm.Sink: a snapshot replaced the state, and the
-// hook saw none of the entries it stands for; the held writes go.
-func (b *wsBackup) Restored(uint64) {
+// Restored implements fsm.Sink: a snapshot up to index replaced the
+// state, and the hook saw none of the entries it stands for. The writes
+// checked before index go (their commits may be in it); those checked at
+// or after it stay (it predates them). The deletes it stands for are
+// unknown: creations held from now on are checked against index.
+func (b *wsBackup) Restored(index uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.m) > 0 {
-		b.n.log.Warn("snapshot installed: dropping held delayed web session writes", "sessions", len(b.m))
+	dropped := 0
+	for id, e := range b.m {
+		if e.w.GetAfterIndex() < index {
+			b.drop(id, e)
+			dropped++
+		}
 	}
-	b.m, b.bytes = map[string]*heldWrite{}, 0
-	b.count.Store(0)
+	if dropped > 0 {
+		b.n.log.Warn("snapshot installed: dropping the held delayed web session writes it may hold", "sessions", dropped)
+	}
+	b.restoredAt = index
 }
 
 // taken is what a new leader takes over: the held writes (they stay held
@@ -343,7 +388,7 @@ func (s *internalServer) HoldWebSessions(ctx context.Context, req *raftv1.HoldWe
 	if s.n.IsLeader() {
 		return nil, peerStatus(fmt.Errorf("%w: %w: this node leads", ErrNotLeader, errHoldRefused))
 	}
-	if err := s.n.wsBackup.hold(ctx, req.GetTerm(), s.n.raft.CurrentTerm(), req.GetWrites()); err != nil {
+	if err := s.n.wsBackup.hold(ctx, req.GetTerm(), s.n.raft.CurrentTerm, req.GetWrites()); err != nil {
 		return nil, peerStatus(fmt.Errorf("%w: %v", ErrNotLeader, err))
 	}
 	return &raftv1.HoldWebSessionsResponse{}, nil
@@ -461,8 +506,7 @@ func (n *Node) holdAt(ctx context.Context, addr string, reqs []*raftv1.HoldWebSe
 // delayed writes this node holds as a backup that the log does not hold,
 // and remembers the request ids of those it holds and of those its
 // backup copy saw committed, in the term's table. It returns once each
-// is committed or given up, within RequestTimeout; an error only when
-// leadership ended.
+// is committed or refused; an error when leadership ended first (ctx).
 func (n *Node) takeOver(ctx context.Context) error {
 	held, done := n.wsBackup.taken()
 	l := n.ws.locks.Load()
@@ -479,8 +523,6 @@ func (n *Node) takeOver(ctx context.Context) error {
 	if len(held) == 0 {
 		return nil
 	}
-	tctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
-	defer cancel()
 	sem := make(chan struct{}, holdTakeOvers)
 	var wg sync.WaitGroup
 	var committed, dropped atomic.Int64
@@ -497,16 +539,16 @@ func (n *Node) takeOver(ctx context.Context) error {
 		}
 		select {
 		case sem <- struct{}{}:
-		case <-tctx.Done():
+		case <-ctx.Done():
 		}
-		if tctx.Err() != nil {
+		if ctx.Err() != nil {
 			break
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if n.takeOverOne(tctx, l.pend, w, cur) {
+			if n.takeOverOne(ctx, l.pend, w, cur) {
 				committed.Add(1)
 			} else {
 				dropped.Add(1)
@@ -518,14 +560,17 @@ func (n *Node) takeOver(ctx context.Context) error {
 		return ErrNotLeader
 	}
 	c, d := committed.Load(), dropped.Load()
-	n.log.Info("took over the delayed web session writes the leader before had not committed", "committed", c, "not_committed", d)
+	n.log.Info("took over the delayed web session writes the leader before had not committed", "committed", c, "refused", d)
 	n.metrics.wsDelayed.WithLabelValues(wsDelayedTakenOver).Add(float64(c))
+	// The holders from before the change get their grace from now.
+	l.restartGrace(n.cfg.webSessionGrace())
 	return nil
 }
 
-// takeOverOne commits w over the session's version cur, and remembers
-// its request id in pend; it reports whether it was committed. One whose
-// commit is refused, or not answered in time, stays held.
+// takeOverOne commits w over the session's version cur, trying again
+// (with one request id) while the outcome is unknown, and remembers its
+// request id in pend; it reports whether it was committed. One whose
+// commit is refused stays held until an entry lets go of it.
 func (n *Node) takeOverOne(ctx context.Context, pend *wsDelayed, w *raftv1.HeldWebSession, cur uint64) bool {
 	op := &raftv1.WebSessionWrite{Id: w.GetId(), Data: w.GetData(), Version: cur, MaxLifetimeMs: w.GetMaxLifetimeMs()}
 	if w.GetVersion() > cur+1 {
@@ -556,57 +601,4 @@ func (n *Node) takeOverOne(ctx context.Context, pend *wsDelayed, w *raftv1.HeldW
 		pend.mu.Unlock()
 	}
 	return true
-}
-
-// wsAwaitCommit waits until id's delayed write at version v, which the
-// backups did not all take, is committed, and settles its request id rid
-// (or forgets it: the write did not commit). It waits up to
-// RequestTimeout even if the caller gives up, so that a retry learns the
-// outcome. The caller holds id's lock.
-func (n *Node) wsAwaitCommit(ctx context.Context, l *wsLocks, id string, v uint64, rid []byte) error {
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.RequestTimeout)
-	defer cancel()
-	err := l.pend.drain(dctx, id)
-	switch {
-	case errors.Is(err, ErrNotLeader):
-		// Some backups may hold it: the next leader may commit it. The
-		// table is closed: its retries go to the next one.
-		l.pend.forget(rid)
-		return fmt.Errorf("%w: leadership ended before the delayed write of web session %s was committed or held by every backup", ErrUnknownOutcome, id)
-	case err != nil:
-		// Still pending: its retries wait for its outcome (settled by
-		// the commit or the end of the term).
-		go func() {
-			// Later writes of the session may commit with it, once the
-			// caller's lock is gone: at v or past it.
-			if l.pend.drain(l.pend.ctx, id) == nil && n.webSessionAtLeast(id, v) {
-				l.pend.settle(rid)
-			} else {
-				l.pend.forget(rid)
-			}
-		}()
-		return fmt.Errorf("%w: the delayed write of web session %s was not committed within %v", ErrUnknownOutcome, id, n.cfg.RequestTimeout)
-	}
-	if !n.webSessionAt(id, v) {
-		l.pend.forget(rid)
-		return fmt.Errorf("%w: the delayed write of web session %s (version %d) was not committed", ErrUnknownOutcome, id, v)
-	}
-	l.pend.settle(rid)
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return nil
-}
-
-// webSessionAtLeast reports whether the applied state has id at version
-// v or later.
-func (n *Node) webSessionAtLeast(id string, v uint64) bool {
-	s, ok := n.fsm.WebSession(id)
-	return ok && s.Version >= v
-}
-
-// webSessionAt reports whether the applied state has id at version v.
-func (n *Node) webSessionAt(id string, v uint64) bool {
-	s, ok := n.fsm.WebSession(id)
-	return ok && s.Version == v
 }

@@ -29,6 +29,9 @@ func heldVersion(b *wsBackup, id string) uint64 {
 
 // hw is a write of id at version over base, checked at applied index
 // after.
+// at is a node's current term.
+func at(term uint64) func() uint64 { return func() uint64 { return term } }
+
 func hw(id string, base, version, after uint64) *raftv1.HeldWebSession {
 	return &raftv1.HeldWebSession{Id: id, Base: base, Version: version, Data: []byte("d"), AfterIndex: after, RequestId: []byte("r-" + id)}
 }
@@ -44,7 +47,7 @@ func TestWSBackupKeepsAndLetsGo(t *testing.T) {
 	b := testBackup()
 	mustHold := func(term uint64, ws ...*raftv1.HeldWebSession) {
 		t.Helper()
-		if err := b.hold(ctx, term, term, ws); err != nil {
+		if err := b.hold(ctx, term, at(term), ws); err != nil {
 			t.Fatalf("hold: %v", err)
 		}
 	}
@@ -78,38 +81,56 @@ func TestWSBackupKeepsAndLetsGo(t *testing.T) {
 	b.applied("a", 31, 3, 1) // a later term wrote it
 	check("a", 0)
 	mustHold(3, hw("a", 1, 2, 40))
-	if err := b.hold(ctx, 2, 3, []*raftv1.HeldWebSession{hw("a", 1, 5, 50)}); !errors.Is(err, errHoldRefused) {
+	if err := b.hold(ctx, 2, at(3), []*raftv1.HeldWebSession{hw("a", 1, 5, 50)}); !errors.Is(err, errHoldRefused) {
 		t.Fatalf("hold of an ended term: %v, want errHoldRefused", err)
 	}
 	check("a", 2)
 	b.applied("a", 41, 3, 0) // deleted
 	check("a", 0)
 	check("b", 1)
+	// A snapshot drops the writes checked before its index, not those
+	// after it.
+	mustHold(3, hw("h", 0, 1, 120))
 	b.Restored(100)
 	check("b", 0)
+	check("h", 1)
+	b.applied("h", 121, 3, 1)
 	if k, bytes := b.held(); k != 0 || bytes != 0 {
-		t.Fatalf("after a snapshot: %d held, %d bytes", k, bytes)
+		t.Fatalf("after a snapshot and h's commit: %d held, %d bytes", k, bytes)
 	}
+	// A write that creates a session checked before the snapshot, or
+	// before a delete this backup applied, is refused: its commit and the
+	// session's destroy may have come first.
+	if err := b.hold(ctx, 3, at(3), []*raftv1.HeldWebSession{hw("i", 0, 1, 99)}); !errors.Is(err, errHoldRefused) {
+		t.Fatalf("a creation checked before the snapshot: %v, want errHoldRefused", err)
+	}
+	b.applied("j", 130, 3, 0) // j deleted, none held
+	if err := b.hold(ctx, 3, at(3), []*raftv1.HeldWebSession{hw("j", 0, 1, 125)}); !errors.Is(err, errHoldRefused) {
+		t.Fatalf("a creation checked before the session's delete: %v, want errHoldRefused", err)
+	}
+	mustHold(3, hw("j", 0, 1, 131))
+	check("j", 1)
+	b.applied("j", 132, 3, 1)
 	// The cap: nothing of a hold that does not fit is kept.
-	big := &raftv1.HeldWebSession{Id: "big", Base: 0, Version: 1, Data: make([]byte, 5<<10)}
-	if err := b.hold(ctx, 3, 3, []*raftv1.HeldWebSession{hw("d", 0, 1, 50), big}); !errors.Is(err, errHoldRefused) {
+	big := &raftv1.HeldWebSession{Id: "big", Base: 0, Version: 1, Data: make([]byte, 5<<10), AfterIndex: 200}
+	if err := b.hold(ctx, 3, at(3), []*raftv1.HeldWebSession{hw("d", 0, 1, 200), big}); !errors.Is(err, errHoldRefused) {
 		t.Fatalf("hold past the cap: %v, want errHoldRefused", err)
 	}
 	check("d", 0)
 	// A hold whose leader gave up is not taken.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := b.hold(cctx, 3, 3, []*raftv1.HeldWebSession{hw("e", 0, 1, 50)}); !errors.Is(err, errHoldRefused) {
+	if err := b.hold(cctx, 3, at(3), []*raftv1.HeldWebSession{hw("e", 0, 1, 200)}); !errors.Is(err, errHoldRefused) {
 		t.Fatalf("hold after its caller gave up: %v, want errHoldRefused", err)
 	}
 	check("e", 0)
 	// Writes of a term that ended long ago go.
-	mustHold(3, hw("f", 0, 1, 50))
+	mustHold(3, hw("f", 0, 1, 200))
 	b.mu.Lock()
 	b.m["f"].at = time.Now().Add(-2 * holdStale)
 	b.swept = time.Time{}
 	b.mu.Unlock()
-	if err := b.hold(ctx, 4, 4, []*raftv1.HeldWebSession{hw("g", 0, 1, 60)}); err != nil {
+	if err := b.hold(ctx, 4, at(4), []*raftv1.HeldWebSession{hw("g", 0, 1, 200)}); err != nil {
 		t.Fatal(err)
 	}
 	check("f", 0)
@@ -135,7 +156,13 @@ func TestWSBackupKeepsAndLetsGo(t *testing.T) {
 	if d, ok := done["r-c"]; !ok || d.version != 1 {
 		t.Fatalf("done[r-c] = %+v (found %v), want version 1", d, ok)
 	}
-	if len(done) != 2 {
-		t.Fatalf("done: %v, want r-a and r-c only", done)
+	if len(done) != 4 {
+		t.Fatalf("done: %v, want r-a, r-c, r-h and r-j", done)
+	}
+	// A term's writes are refused once this node knows a later term,
+	// read as the hold takes the lock.
+	term := uint64(5)
+	if err := b.hold(ctx, 5, func() uint64 { term++; return term }, []*raftv1.HeldWebSession{hw("k", 0, 1, 300)}); !errors.Is(err, errHoldRefused) {
+		t.Fatalf("hold while this node's term moved on: %v, want errHoldRefused", err)
 	}
 }

@@ -151,6 +151,10 @@ type wsDelayed struct {
 	draining bool
 	m        map[string]*wsPending
 	bytes    int
+	// reserved are the sessions with a write being sent to the backups
+	// (reserve): not visible, nor committed, until publish, so that every
+	// backup holds a write before the entry that commits it.
+	reserved map[string]bool
 	// retries maps the request ids of recent delayed writes to what the
 	// leader remembers of them; order is their arrival, to evict the
 	// oldest.
@@ -180,10 +184,6 @@ type wsPending struct {
 	since time.Time
 	// inflight: a commit of this session is in flight.
 	inflight bool
-	// holding counts the writes being sent to the backups
-	// (websession_backup.go): the session is not committed meanwhile, so
-	// that every backup holds a write before the entry that commits it.
-	holding int
 	// afterIndex is the applied index when the last write was checked;
 	// rid and askedLifetimeMs its request id and asked lifetime: what a
 	// backup copy of the entry needs (HeldWebSession).
@@ -200,7 +200,7 @@ func newWSDelayed(n *Node, term uint64) *wsDelayed {
 		n: n, term: term, max: n.cfg.WebSessionDelayedMaxBytes, delay: n.cfg.WebSessionFlushDelay,
 		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{}), hurry: make(chan struct{}),
 		sem: make(chan struct{}, delayedFlushers),
-		m:   map[string]*wsPending{}, retries: map[string]*wsRetry{}, through: map[string]int{},
+		m:   map[string]*wsPending{}, reserved: map[string]bool{}, retries: map[string]*wsRetry{}, through: map[string]int{},
 	}
 	go d.run()
 	return d
@@ -220,7 +220,7 @@ func (d *wsDelayed) close() {
 	lost := 0
 	var own []*raftv1.HeldWebSession
 	for id, e := range d.m {
-		if e.dirty || e.inflight || e.holding > 0 {
+		if e.dirty || e.inflight {
 			lost++
 			own = append(own, e.held(id))
 		}
@@ -346,15 +346,10 @@ func (d *wsDelayed) retried(ctx context.Context, rid []byte, req *paddockv1.Writ
 	}
 }
 
-// settle records that the write of request id rid is held by every
-// backup or committed: its retries get its version.
-func (d *wsDelayed) settle(rid []byte) {
-	if len(rid) == 0 {
-		return
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if r := d.retries[string(rid)]; r != nil && r.settled != nil {
+// settleLocked records that the outcome of the write of request id rid
+// is known: its retries stop waiting. d.mu is held.
+func (d *wsDelayed) settleLocked(rid []byte) {
+	if r := d.retries[string(rid)]; r != nil && len(rid) > 0 && r.settled != nil {
 		close(r.settled)
 		r.settled = nil
 	}
@@ -364,18 +359,27 @@ func (d *wsDelayed) settle(rid []byte) {
 // would pass the cap.
 var errDelayedFull = errors.New("node: delayed web session writes are at their memory cap")
 
-// put holds req as id's next pending write and returns it as the
-// backups are to hold it (its Version is the write's). It fails as the
-// state machine would (fsm.ErrBadVersion), with errDelayedFull when the
-// write does not fit, or ErrNotLeader. The session is not committed
-// until holdDone. The caller holds id's lock.
-func (d *wsDelayed) put(id string, req *paddockv1.WriteWebSessionRequest, rid []byte) (*raftv1.HeldWebSession, error) {
+// errRetryKnown: a delayed write's request id is already the table's
+// (an attempt of it is in flight): the caller asks retried again.
+var errRetryKnown = errors.New("node: an attempt of this delayed web session write is in flight")
+
+// reserve checks req as id's next delayed write, as the state machine
+// would (fsm.ErrBadVersion), and gives it its version, without making it
+// visible: it returns the write as the backups are to hold it. It fails
+// with errDelayedFull when the write must go through instead (it does
+// not fit, the session has a write-through write or another reserved
+// write in flight, the leader is stopping), errRetryKnown, or
+// ErrNotLeader. publish or unreserve ends it. The caller holds id's lock.
+func (d *wsDelayed) reserve(id string, req *paddockv1.WriteWebSessionRequest, rid []byte) (*raftv1.HeldWebSession, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
 		return nil, ErrNotLeader
 	}
-	if d.draining || d.through[id] > 0 {
+	if len(rid) > 0 && d.retries[string(rid)] != nil {
+		return nil, errRetryKnown
+	}
+	if d.draining || d.through[id] > 0 || d.reserved[id] {
 		// Leadership is being given up, or a write-through write of
 		// the session is in flight: write through.
 		return nil, errDelayedFull
@@ -401,33 +405,83 @@ func (d *wsDelayed) put(id string, req *paddockv1.WriteWebSessionRequest, rid []
 	if size > d.max {
 		return nil, errDelayedFull
 	}
-	if e == nil {
-		life := cur.MaxLifetimeMs
-		if !ok {
-			life = fsm.DefaultWebSessionLifetimeMs
+	base, life := cur.Version, req.GetMaxLifetimeMs()
+	if e != nil {
+		base = e.base
+		if life == 0 {
+			life = e.lifetimeMs
 		}
-		e = &wsPending{base: cur.Version, version: cur.Version, readLifetimeMs: life, drained: make(chan struct{})}
-		d.m[id] = e
 	}
-	d.bytes = size
-	e.version++
-	e.data = data
-	if ml := req.GetMaxLifetimeMs(); ml != 0 {
-		e.lifetimeMs, e.readLifetimeMs = ml, ml
-	}
-	if !e.dirty {
-		e.dirty, e.since = true, time.Now()
-	}
-	e.holding++
-	// Read after the state the write was checked against: at or past
-	// the index that state holds.
-	e.afterIndex = d.n.fsm.AppliedIndex()
-	e.rid, e.askedLifetimeMs = rid, req.GetMaxLifetimeMs()
-	d.remember(rid, id, req, e.version)
+	d.reserved[id] = true
+	d.remember(rid, id, req, cur.Version+1)
 	if r := d.retries[string(rid)]; r != nil && len(rid) > 0 {
 		r.settled = make(chan struct{})
 	}
-	return e.held(id), nil
+	return &raftv1.HeldWebSession{
+		Id: id, Base: base, Version: cur.Version + 1, Data: data, MaxLifetimeMs: life,
+		RequestId: rid, AskedLifetimeMs: req.GetMaxLifetimeMs(),
+		// Read after the state the write was checked against: at or
+		// past the index that state holds.
+		AfterIndex: d.n.fsm.AppliedIndex(),
+	}, nil
+}
+
+// publish makes id's reserved write w, which every backup holds, its
+// next pending write: read from now on, and committed by the flusher.
+// Its retries get its version. On a table closed meanwhile (leadership
+// ended) it is kept as this node's own backup copy, as close keeps the
+// others.
+func (d *wsDelayed) publish(w *raftv1.HeldWebSession) {
+	d.mu.Lock()
+	id := w.GetId()
+	delete(d.reserved, id)
+	d.settleLocked(w.GetRequestId())
+	if d.closed {
+		d.mu.Unlock()
+		d.n.wsBackup.keepOwn(d.term, []*raftv1.HeldWebSession{w})
+		return
+	}
+	defer d.mu.Unlock()
+	e := d.m[id]
+	if e == nil {
+		// The session's commits in flight at reserve may have ended
+		// since: the next commit writes over the applied version.
+		base, life := uint64(0), int64(fsm.DefaultWebSessionLifetimeMs)
+		if s, ok := d.n.fsm.WebSession(id); ok {
+			base, life = s.Version, s.MaxLifetimeMs
+		}
+		e = &wsPending{base: base, readLifetimeMs: life, drained: make(chan struct{})}
+		d.m[id] = e
+	} else {
+		d.bytes -= pendingCost(id, e.data)
+	}
+	d.bytes += pendingCost(id, w.GetData())
+	e.version, e.data = w.GetVersion(), w.GetData()
+	if ml := w.GetAskedLifetimeMs(); ml != 0 {
+		e.readLifetimeMs = ml
+	}
+	e.lifetimeMs = w.GetMaxLifetimeMs()
+	if !e.dirty {
+		e.dirty, e.since = true, time.Now()
+	}
+	e.afterIndex, e.rid, e.askedLifetimeMs = w.GetAfterIndex(), w.GetRequestId(), w.GetAskedLifetimeMs()
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// unreserve ends id's reservation without publishing it: a backup did
+// not hold it, so it goes through (its retries too: the state machine
+// answers them).
+func (d *wsDelayed) unreserve(id string, rid []byte) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.reserved, id)
+	if r := d.retries[string(rid)]; r != nil && len(rid) > 0 {
+		r.version = 0
+		d.settleLocked(rid)
+	}
 }
 
 // held is e as a backup holds it.
@@ -435,41 +489,6 @@ func (e *wsPending) held(id string) *raftv1.HeldWebSession {
 	return &raftv1.HeldWebSession{
 		Id: id, Base: e.base, Version: e.version, Data: e.data, MaxLifetimeMs: e.lifetimeMs,
 		RequestId: e.rid, AskedLifetimeMs: e.askedLifetimeMs, AfterIndex: e.afterIndex,
-	}
-}
-
-// holdDone ends put's hold on id's commit: the backups hold the write,
-// or will not.
-func (d *wsDelayed) holdDone(id string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return
-	}
-	if e := d.m[id]; e != nil && e.holding > 0 {
-		e.holding--
-	}
-	select {
-	case d.kick <- struct{}{}:
-	default:
-	}
-}
-
-// forget makes a retry of request id rid go through: its write was not
-// committed after all, so a retry is a write of its own, which the state
-// machine checks.
-func (d *wsDelayed) forget(rid []byte) {
-	if len(rid) == 0 {
-		return
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if r := d.retries[string(rid)]; r != nil {
-		r.version = 0
-		if r.settled != nil {
-			close(r.settled)
-			r.settled = nil
-		}
 	}
 }
 
@@ -602,7 +621,7 @@ func (d *wsDelayed) flushRound() {
 	d.mu.Lock()
 	var round []wsFlush
 	for id, e := range d.m {
-		if !e.dirty || e.inflight || e.holding > 0 {
+		if !e.dirty || e.inflight {
 			continue
 		}
 		w := &raftv1.WebSessionWrite{Id: id, Data: e.data, Version: e.base, MaxLifetimeMs: e.lifetimeMs}

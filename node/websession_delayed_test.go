@@ -247,8 +247,11 @@ func TestWebSessionDelayedIncrements(t *testing.T) {
 // holder's next write, at the version it read, goes on; and the old
 // leader, back, agrees.
 func TestWebSessionDelayedLeaderLoss(t *testing.T) {
-	// A lock grace, so that the new leader takes the old holder's token.
-	c, l := dwCluster(t, nodetest.WithConfig(func(cfg *node.Config) { cfg.WebSessionLockGrace = 2 * time.Second }))
+	// A lock grace, so that the new leader takes the old holder's token
+	// (it starts again when the takeover is over): long enough for a
+	// loaded machine, short enough for the first leader's (no lock is
+	// granted in it).
+	c, l := dwCluster(t, nodetest.WithConfig(func(cfg *node.Config) { cfg.WebSessionLockGrace = 5 * time.Second }))
 	leader := c.Node(l)
 	f := c.Followers(l)[0]
 	n := c.Node(f)
@@ -285,8 +288,10 @@ func TestWebSessionDelayedLeaderLoss(t *testing.T) {
 			t.Fatalf("%s holds %d writes, want 1 (the third)", c.ID(i), k)
 		}
 	}
-	// The leader crashes with version 3 in its memory (and its log) and
-	// in its backups'.
+	// The leader stops with version 3 in its memory (and its log) and in
+	// its backups': it cannot commit it (its entries are dropped), so
+	// its graceful stop gives up waiting for the commit, as a crash would
+	// leave it.
 	c.Stop(l)
 	nl := c.WaitLeader(t)
 	committed(t, c.Node(nl), "dl", "3", 3)
@@ -312,8 +317,8 @@ func TestWebSessionDelayedLeaderLoss(t *testing.T) {
 // A leader cut off by a partition keeps its own writes not committed as
 // backup copies when it steps down (it could lead again first); the new
 // leader commits its own copies, and once that entry reaches the old
-// leader, it lets go of its copy. A write answered before the partition
-// is there, and a retry of one answered from memory too.
+// leader, it lets go of its copy. The write answered before the
+// partition is there.
 func TestWebSessionDelayedPartitionedLeader(t *testing.T) {
 	c, l := dwCluster(t)
 	leader := c.Node(l)
@@ -350,11 +355,12 @@ func TestWebSessionDelayedPartitionedLeader(t *testing.T) {
 	})
 }
 
-// A delayed write that a backup did not take is answered only once
-// committed, as a write-through write: nothing acknowledged rests on the
-// leader's memory alone. Once the backup takes writes again, and the
-// leader waits for it again (after a second), writes are answered from
-// memory again.
+// A delayed write that a backup did not take goes through: answered only
+// once committed, as a write-through write, with its request id, so that
+// its retry is answered by the state machine. Nothing acknowledged rests
+// on the leader's memory alone. Once the backup takes writes again, and
+// the leader waits for it again (after a second), writes are answered
+// from memory again.
 func TestWebSessionDelayedWithoutBackup(t *testing.T) {
 	c, l := dwCluster(t)
 	leader := c.Node(l)
@@ -372,14 +378,19 @@ func TestWebSessionDelayedWithoutBackup(t *testing.T) {
 	// While the leader cannot commit, such a write is not answered.
 	c.Transport(l).DropEntries("", true)
 	r = wsRead(t, n, "nb", true)
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	rid := []byte("the second write")
+	w2 := &paddockv1.WriteWebSessionRequest{Id: "nb", Data: []byte("2"), Version: 1, Token: r.GetToken(), Mode: delayed}
+	ctx, cancel := context.WithTimeout(node.WithRequestID(context.Background(), rid), 500*time.Millisecond)
 	defer cancel()
-	_, err := n.WriteWebSession(ctx, &paddockv1.WriteWebSessionRequest{Id: "nb", Data: []byte("2"), Version: 1, Token: r.GetToken(), Mode: delayed})
+	_, err := n.WriteWebSession(ctx, w2)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("write the leader cannot commit, a backup refusing: %v, want DeadlineExceeded", err)
 	}
 	c.Transport(l).DropEntries("", false)
-	committed(t, leader, "nb", "2", 2) // it was pending: it commits now
+	committed(t, leader, "nb", "2", 2) // its entry was in the leader's log: it commits now
+	if w, err := n.WriteWebSession(node.WithRequestID(wsCtx(t), rid), w2); err != nil || w.GetVersion() != 2 {
+		t.Fatalf("retry of the second write: %v, %v; want version 2", w, err)
+	}
 	node.RefuseWebSessionHolds(c.Node(fs[0]), false)
 	acked := metricValue(t, leader, "paddock_web_session_delayed_writes_total", "outcome", "acked")
 	var v uint64

@@ -99,6 +99,21 @@ func newLockToken() uint64 {
 
 func (l *wsLocks) inGrace() bool { return time.Now().Before(l.graceUntil) }
 
+// restartGrace starts the grace period again, from now, if it is not over
+// yet: a new leader's takeover of its backup copies (takeOver) may have
+// taken some of it, and no call was served meanwhile.
+func (l *wsLocks) restartGrace(grace time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.graceTimer == nil || !l.inGrace() {
+		return
+	}
+	if l.graceTimer.Stop() {
+		l.graceUntil = time.Now().Add(grace)
+		l.graceTimer.Reset(grace)
+	}
+}
+
 // acquire takes id's lock with a lease of ttl, waiting up to wait for the
 // holder and the waiters before it. It fails with ErrWebSessionLocked
 // when the wait runs out, ErrNotLeader when the table closes, or ctx's

@@ -130,8 +130,9 @@
 //     lease, 2 s wait) on a node drawn at random and a write of the
 //     decimal counter read plus one with the version and token read
 //     (write-through for two workers, delayed for the other two:
-//     answered once the leader and its backups hold it, committed
-//     after; the rules are the same),
+//     answered once the leader and its backups hold it, committed 100
+//     ms later at the earliest, --web-session-flush-delay, so that a
+//     fault often falls in between; the rules are the same),
 //     sent again with the same request id to the next node while its
 //     outcome is unknown (for 5 s at most); a read goes to the next
 //     node, with its own request id, while one cannot serve it (down,

@@ -144,7 +144,11 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	c, err := Start(ctx, Options{
 		Bin: cfg.Bin, Dir: cfg.Dir,
 		SnapshotThreshold: snapshotThreshold, TrailingLogs: trailingLogs,
-		ExtraArgs: append([]string{"--snapshot-interval=200ms"}, cfg.ExtraArgs...),
+		// A delayed web session write is committed 100 ms after its
+		// answer at the earliest: a leader killed or cut off in that
+		// window leaves answered writes only in its backups' memory,
+		// which the web session check then holds to account.
+		ExtraArgs: append([]string{"--snapshot-interval=200ms", "--web-session-flush-delay=100ms"}, cfg.ExtraArgs...),
 		Logf:      logf,
 	})
 	if err != nil {
