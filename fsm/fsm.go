@@ -72,7 +72,7 @@ type FSM struct {
 	applied atomic.Uint64
 
 	// webSessionApplied is WithWebSessionHook's function, or nil.
-	webSessionApplied func(id string, index, term, version uint64)
+	webSessionApplied func(WebSessionChange)
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -203,6 +203,7 @@ func (f *FSM) applyEntry(c *applyCtx, data []byte) Result {
 			return *s.replay(c.index, cmd, fp, r)
 		}
 	}
+	c.requestID = id
 	resp, err := s.apply(c, cmd)
 	if errors.Is(err, errUnknownOp) {
 		// understand knows every operation apply does (TestOpFeatureLevel):

@@ -87,8 +87,10 @@ type applyCtx struct {
 	term   uint64 // the entry's raft term
 	now    int64
 	events []Event
+	// requestID is the command's request id.
+	requestID []byte
 	// webSessionApplied is FSM's hook (WithWebSessionHook), nil if none.
-	webSessionApplied func(id string, index, term, version uint64)
+	webSessionApplied func(WebSessionChange)
 }
 
 // apply dispatches on the operation, one case per operation, each calling

@@ -199,7 +199,7 @@ func (s *state) applyWebSessionWrite(c *applyCtx, op *raftv1.WebSessionWrite) (p
 	}
 	s.webSessions.rows.ReplaceOrInsert(ws)
 	if c.webSessionApplied != nil {
-		c.webSessionApplied(id, c.index, c.term, ws.Version)
+		c.webSessionApplied(WebSessionChange{ID: id, Index: c.index, Term: c.term, Version: ws.Version, RequestID: c.requestID})
 	}
 	return &paddockv1.WriteWebSessionResponse{Version: ws.Version}, nil
 }
@@ -217,7 +217,7 @@ func (s *state) applyWebSessionDelete(c *applyCtx, op *raftv1.WebSessionDelete) 
 	}
 	s.webSessions.rows.Delete(old)
 	if c.webSessionApplied != nil {
-		c.webSessionApplied(op.GetId(), c.index, c.term, 0)
+		c.webSessionApplied(WebSessionChange{ID: op.GetId(), Index: c.index, Term: c.term, RequestID: c.requestID})
 	}
 	return &paddockv1.DestroyWebSessionResponse{Destroyed: true}, nil
 }
@@ -249,13 +249,23 @@ func (f *FSM) WebSessionCount() int {
 	return f.state.webSessions.rows.Len()
 }
 
+// WebSessionChange is a web session row an entry changed.
+type WebSessionChange struct {
+	ID string
+	// Index and Term are the entry's.
+	Index, Term uint64
+	// Version is the row's new version, 0 if the entry deleted it.
+	Version uint64
+	// RequestID is the command's request id (nil if none): the state
+	// machine's, never modify it.
+	RequestID []byte
+}
+
 // WithWebSessionHook has the state machine call fn for every web session
 // row an entry changes, as it applies the entry (under the state
-// machine's lock: fn must be quick and must not call the state machine):
-// the session id, the entry's index and raft term, and the row's new
-// version, 0 if the entry deleted it. Commands refused change nothing and call nothing.
-// The node's backups of delayed writes use it to let go of the writes
-// the log now holds.
-func WithWebSessionHook(fn func(id string, index, term, version uint64)) Option {
+// machine's lock: fn must be quick and must not call the state machine).
+// Commands refused change nothing and call nothing. The node's backups of
+// delayed writes use it to let go of the writes the log now holds.
+func WithWebSessionHook(fn func(WebSessionChange)) Option {
 	return func(f *FSM) { f.webSessionApplied = fn }
 }

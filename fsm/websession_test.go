@@ -655,19 +655,17 @@ func TestWebSessionWriteNewVersion(t *testing.T) {
 // term and the new version (0: deleted), and nothing of a refused
 // command or of a delete that deletes nothing.
 func TestWebSessionHook(t *testing.T) {
-	type call struct {
-		ID                   string
-		Index, Term, Version uint64
-	}
-	var got []call
-	f := New(nil, WithWebSessionHook(func(id string, index, term, version uint64) { got = append(got, call{id, index, term, version}) }))
+	var got []WebSessionChange
+	f := New(nil, WithWebSessionHook(func(c WebSessionChange) { got = append(got, c) }))
 	var index uint64
 	apply := func(term uint64, cmd *raftv1.Command) *Result {
 		index++
 		res := f.Apply(&raft.Log{Index: index, Term: term, Type: raft.LogCommand, Data: encode(t, cmd, index)})
 		return res.(*Result)
 	}
-	apply(2, cmdWebSessionWrite("a", []byte("1"), 0, 0, false))
+	first := cmdWebSessionWrite("a", []byte("1"), 0, 0, false)
+	first.RequestId = []byte("rid")
+	apply(2, first)
 	apply(2, cmdWebSessionWrite("a", []byte("2"), 1, 0, false))
 	w := cmdWebSessionWrite("a", []byte("5"), 2, 0, false)
 	w.GetWebSessionWrite().NewVersion = 5
@@ -678,7 +676,7 @@ func TestWebSessionHook(t *testing.T) {
 	apply(3, cmdWebSessionDelete("a", 4))    // another version: deletes nothing
 	apply(4, cmdWebSessionDelete("nope", 0)) // no such session
 	apply(4, cmdWebSessionDelete("a", 0))
-	want := []call{{"a", 1, 2, 1}, {"a", 2, 2, 2}, {"a", 3, 3, 5}, {"a", 7, 4, 0}}
+	want := []WebSessionChange{{"a", 1, 2, 1, []byte("rid")}, {"a", 2, 2, 2, nil}, {"a", 3, 3, 5, nil}, {"a", 7, 4, 0, nil}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("hook calls (-want +got):\n%s", diff)
 	}

@@ -109,3 +109,25 @@ func WebSessionHeld(n *Node) int {
 // RefuseWebSessionHolds makes n refuse (or take again) the leader's
 // delayed writes as a backup.
 func RefuseWebSessionHolds(n *Node, on bool) { n.wsBackup.refuse.Store(on) }
+
+// StallWebSessionHolds makes n's hold runs wait until release is called.
+func StallWebSessionHolds(n *Node) (release func()) {
+	ch := make(chan struct{})
+	n.holdStall.Store(&ch)
+	return func() {
+		n.holdStall.Store(nil)
+		close(ch)
+	}
+}
+
+// WebSessionReserved is the number of n's delayed writes being sent to
+// its backups.
+func WebSessionReserved(n *Node) int {
+	l := n.ws.locks.Load()
+	if l == nil || l.pend == nil {
+		return 0
+	}
+	l.pend.mu.Lock()
+	defer l.pend.mu.Unlock()
+	return len(l.pend.reserved)
+}

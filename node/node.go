@@ -66,11 +66,12 @@ type Node struct {
 	fwdReadIndex *batcher[struct{}, uint64]                   // follower: ReadIndex on the leader
 	fwdReads     *batcher[*raftv1.Query, *raftv1.QueryResult] // follower: reads the leader serves
 	sessions     *tracker
-	idle         *idleNodes                 // TTL and container znodes
-	ws           *webSessions               // PHP web sessions: locks and idle expiry
-	wsBackup     *wsBackup                  // delayed web session writes held for the leader (websession_backup.go)
-	holds        *batcher[holdIn, struct{}] // leader: delayed writes to the backups
-	lines        *lines                     // election and lock waiters
+	idle         *idleNodes                    // TTL and container znodes
+	ws           *webSessions                  // PHP web sessions: locks and idle expiry
+	wsBackup     *wsBackup                     // delayed web session writes held for the leader (websession_backup.go)
+	holds        *batcher[holdIn, struct{}]    // leader: delayed writes to the backups
+	holdStall    atomic.Pointer[chan struct{}] // tests: a hold run waits until it is closed
+	lines        *lines                        // election and lock waiters
 	kaBatch      *keepaliveBatcher
 	fwd          *forwarder // follower: writes to the leader
 	metrics      *metrics

@@ -581,7 +581,7 @@ func (n *Node) wsWrite(ctx context.Context, l *wsLocks, req *paddockv1.WriteWebS
 		if errors.Is(err, errRetryKnown) {
 			// Another attempt of it is in flight: its outcome, once
 			// known (retried waits for it).
-			l.endWrite(h, false)
+			l.endWrite(h, req.GetToken() == 0)
 			return n.wsWrite(ctx, l, req)
 		}
 		if r != nil || err != nil {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -35,16 +36,18 @@ import (
 //     up (its deadline passed), under the lock the state machine's hook
 //     takes, and one made before it took its own term's writes over.
 //   - A write carries after_index, the leader's applied index when it
-//     checked it. A backup keeps each session's latest write, by (term,
-//     after_index, version), and lets go of it from the state machine's
-//     hook (fsm.WithWebSessionHook, in log order on every node) when an
-//     entry past after_index writes the session at its version or later
-//     or deletes it, or an entry of a later term writes it (a later
-//     leader decided the session's fate). Versions alone would not do: a
-//     session deleted and written again starts them over. When it lets
-//     go of a write because the log reached its version, it remembers the
-//     write's request id (the last delayedRetries of them), so that a new
-//     leader answers its retry as the old one would have.
+//     checked it, and seq, which grows with each write the leader's term
+//     sends. A backup keeps each session's latest write, by (term, seq),
+//     and lets go of it from the state machine's hook
+//     (fsm.WithWebSessionHook, in log order on every node) when an entry
+//     past after_index writes the session at its version or later or
+//     deletes it, or an entry of a later term writes it (a later leader
+//     decided the session's fate). Versions alone would not do: a session
+//     deleted and written again starts them over. When the entry that
+//     reached its version is the leader's own commit (a request id with
+//     flushIDPrefix) or the write's own (it went through), it remembers
+//     the write's request id (the last delayedRetries of them), so that a
+//     new leader answers its retry as the old one would have.
 //   - A backup that does not answer within holdTimeout (or one that failed
 //     within holdDownFor: writes do not wait for it again and again)
 //     makes the write go through: a write-through write with the
@@ -110,8 +113,9 @@ type wsBackup struct {
 	doneOrder []string
 	// deleted is the index of each session's last delete applied, kept
 	// for holdStale (deletedAt).
-	deleted   map[string]uint64
-	deletedAt map[string]time.Time
+	deleted      map[string]uint64
+	deletedAt    map[string]time.Time
+	deletesSwept time.Time
 	// restoredAt is the index of the last snapshot installed: it may
 	// hold deletes the hook did not see.
 	restoredAt uint64
@@ -142,15 +146,13 @@ type doneWrite struct {
 	version uint64
 }
 
-// later reports whether a write of term at, w is later than e's.
+// laterThanMe reports whether w, of term, is a later write than e's:
+// of a later term, or of a later seq in the same.
 func (e *heldWrite) laterThanMe(term uint64, w *raftv1.HeldWebSession) bool {
 	if term != e.term {
 		return term > e.term
 	}
-	if w.GetAfterIndex() != e.w.GetAfterIndex() {
-		return w.GetAfterIndex() > e.w.GetAfterIndex()
-	}
-	return w.GetVersion() > e.w.GetVersion()
+	return w.GetSeq() > e.w.GetSeq()
 }
 
 func newWSBackup(n *Node) *wsBackup {
@@ -267,6 +269,7 @@ func (b *wsBackup) sweep(now time.Time, cur uint64) {
 			delete(b.deletedAt, id)
 		}
 	}
+	b.deletesSwept = now
 }
 
 // drop forgets id's held write. b.mu is held.
@@ -276,32 +279,43 @@ func (b *wsBackup) drop(id string, e *heldWrite) {
 	b.count.Store(int64(len(b.m)))
 }
 
-// applied is the state machine's hook: the entry at index, of term,
-// wrote session id at version (0: deleted it).
-func (b *wsBackup) applied(id string, index, term, version uint64) {
-	if b.count.Load() == 0 && version != 0 {
+// applied is the state machine's hook: an entry changed session c.ID.
+func (b *wsBackup) applied(c fsm.WebSessionChange) {
+	if b.count.Load() == 0 && c.Version != 0 {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if version == 0 {
-		b.deleted[id], b.deletedAt[id] = index, time.Now()
+	if c.Version == 0 {
+		now := time.Now()
+		b.deleted[c.ID], b.deletedAt[c.ID] = c.Index, now
+		if now.Sub(b.deletesSwept) > time.Second {
+			b.deletesSwept = now
+			for id, at := range b.deletedAt {
+				if now.Sub(at) > holdStale {
+					delete(b.deleted, id)
+					delete(b.deletedAt, id)
+				}
+			}
+		}
 	}
-	e := b.m[id]
+	e := b.m[c.ID]
 	if e == nil {
 		return
 	}
 	switch {
-	case term > e.term:
-	case index <= e.w.GetAfterIndex():
+	case c.Term > e.term:
+	case c.Index <= e.w.GetAfterIndex():
 		return // older than the write, whatever its version
-	case version == 0:
-	case version >= e.w.GetVersion():
-		b.remember(e.w)
+	case c.Version == 0:
+	case c.Version >= e.w.GetVersion():
+		if bytes.HasPrefix(c.RequestID, []byte(flushIDPrefix)) || (len(c.RequestID) > 0 && bytes.Equal(c.RequestID, e.w.GetRequestId())) {
+			b.remember(e.w)
+		}
 	default:
 		return // an earlier write of its chain
 	}
-	b.drop(id, e)
+	b.drop(c.ID, e)
 }
 
 // remember keeps the answer of w, which the log reached, for its
@@ -405,6 +419,9 @@ type holdIn struct {
 // once all of them do. It fails if this node no longer leads the term of
 // any of them.
 func (n *Node) sendHolds(ctx context.Context, ins []holdIn) ([]struct{}, error) {
+	if ch := n.holdStall.Load(); ch != nil {
+		<-*ch
+	}
 	out := make([]struct{}, len(ins))
 	term := n.raft.CurrentTerm()
 	if n.raft.State() != raft.Leader {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/paddock/paddock/fsm"
 	raftv1 "github.com/paddock/paddock/proto/paddock/raft/v1"
 	paddockv1 "github.com/paddock/paddock/proto/paddock/v1"
 )
@@ -27,21 +28,29 @@ func heldVersion(b *wsBackup, id string) uint64 {
 	return 0
 }
 
-// hw is a write of id at version over base, checked at applied index
-// after.
 // at is a node's current term.
 func at(term uint64) func() uint64 { return func() uint64 { return term } }
 
+// heldSeq numbers the test's writes as a leader would: each later than the one before.
+var heldSeq uint64
+
+// hw is a write of id at version over base, checked at applied index
+// after, with request id "r-id".
 func hw(id string, base, version, after uint64) *raftv1.HeldWebSession {
-	return &raftv1.HeldWebSession{Id: id, Base: base, Version: version, Data: []byte("d"), AfterIndex: after, RequestId: []byte("r-" + id)}
+	heldSeq++
+	return &raftv1.HeldWebSession{Id: id, Base: base, Version: version, Data: []byte("d"), AfterIndex: after, RequestId: []byte("r-" + id), Seq: heldSeq}
 }
 
-// A backup keeps each session's latest write (by term, then the index it
-// was checked at, then version), and lets go of it once an entry past
-// that index writes the session at its version or later, or deletes it,
-// or an entry of a later term writes it; never for an older entry,
-// whatever its version (a session deleted and written again starts its
-// versions over).
+// flush is a request id of the leader's own commits.
+var flush = newFlushID()
+
+// A backup keeps each session's latest write (by term, then seq), and
+// lets go of it once an entry past the index it was checked at writes
+// the session at its version or later, or deletes it, or an entry of a
+// later term writes it; never for an older entry, whatever its version
+// (a session deleted and written again starts its versions over). It
+// remembers the request id of a write the leader's own commit, or the
+// write itself, reached; not of one another write overtook.
 func TestWSBackupKeepsAndLetsGo(t *testing.T) {
 	ctx := context.Background()
 	b := testBackup()
@@ -57,35 +66,47 @@ func TestWSBackupKeepsAndLetsGo(t *testing.T) {
 			t.Fatalf("%s: holds version %d, want %d", id, got, want)
 		}
 	}
+	apply := func(id string, index, term, version uint64, rid []byte) {
+		b.applied(fsm.WebSessionChange{ID: id, Index: index, Term: term, Version: version, RequestID: rid})
+	}
+	older := hw("a", 1, 2, 10)
 	mustHold(2, hw("a", 1, 3, 10), hw("b", 0, 1, 10))
-	mustHold(2, hw("a", 1, 2, 10)) // older than what it holds
+	mustHold(2, older) // sent before the one it holds
 	check("a", 3)
-	b.applied("a", 11, 2, 2) // an earlier write of the chain commits
+	apply("a", 11, 2, 2, flush) // an earlier write of the chain commits
 	check("a", 3)
-	b.applied("a", 9, 2, 7) // an entry older than the write, at a higher version
-	b.applied("a", 10, 2, 0)
+	apply("a", 9, 2, 7, flush) // an entry older than the write, at a higher version
+	apply("a", 10, 2, 0, nil)
 	check("a", 3)
-	b.applied("a", 12, 2, 3)
+	apply("a", 12, 2, 3, flush)
 	check("a", 0)
 	// A session deleted and made again: its new write (version 1) is
-	// later than the old chain's version 7, by the index it was checked at.
+	// later than the old chain's version 7.
 	mustHold(2, hw("c", 5, 7, 20))
 	mustHold(2, hw("c", 0, 1, 22))
 	check("c", 1)
-	b.applied("c", 21, 2, 7) // the old chain's commit, applied late here
-	b.applied("c", 22, 2, 0) // and the delete
+	apply("c", 21, 2, 7, flush) // the old chain's commit, applied late here
+	apply("c", 22, 2, 0, nil)   // and the delete
 	check("c", 1)
-	b.applied("c", 23, 2, 1)
+	apply("c", 23, 2, 1, []byte("r-c")) // it went through: its own request id
 	check("c", 0)
+	// A write that did not reach every backup, then another at the same
+	// version and index: the later one is kept.
+	mustHold(2, hw("l", 4, 5, 24))
+	mustHold(2, hw("l", 4, 5, 24))
+	check("l", 5)
+	// Another write went through at that version: let go, not remembered.
+	apply("l", 25, 2, 5, []byte("another"))
+	check("l", 0)
 	mustHold(2, hw("a", 3, 4, 30))
-	b.applied("a", 31, 3, 1) // a later term wrote it
+	apply("a", 31, 3, 1, flush) // a later term wrote it
 	check("a", 0)
 	mustHold(3, hw("a", 1, 2, 40))
 	if err := b.hold(ctx, 2, at(3), []*raftv1.HeldWebSession{hw("a", 1, 5, 50)}); !errors.Is(err, errHoldRefused) {
 		t.Fatalf("hold of an ended term: %v, want errHoldRefused", err)
 	}
 	check("a", 2)
-	b.applied("a", 41, 3, 0) // deleted
+	apply("a", 41, 3, 0, nil) // deleted
 	check("a", 0)
 	check("b", 1)
 	// A snapshot drops the writes checked before its index, not those
@@ -94,7 +115,7 @@ func TestWSBackupKeepsAndLetsGo(t *testing.T) {
 	b.Restored(100)
 	check("b", 0)
 	check("h", 1)
-	b.applied("h", 121, 3, 1)
+	apply("h", 121, 3, 1, flush)
 	if k, bytes := b.held(); k != 0 || bytes != 0 {
 		t.Fatalf("after a snapshot and h's commit: %d held, %d bytes", k, bytes)
 	}
@@ -104,15 +125,15 @@ func TestWSBackupKeepsAndLetsGo(t *testing.T) {
 	if err := b.hold(ctx, 3, at(3), []*raftv1.HeldWebSession{hw("i", 0, 1, 99)}); !errors.Is(err, errHoldRefused) {
 		t.Fatalf("a creation checked before the snapshot: %v, want errHoldRefused", err)
 	}
-	b.applied("j", 130, 3, 0) // j deleted, none held
+	apply("j", 130, 3, 0, nil) // j deleted, none held
 	if err := b.hold(ctx, 3, at(3), []*raftv1.HeldWebSession{hw("j", 0, 1, 125)}); !errors.Is(err, errHoldRefused) {
 		t.Fatalf("a creation checked before the session's delete: %v, want errHoldRefused", err)
 	}
 	mustHold(3, hw("j", 0, 1, 131))
 	check("j", 1)
-	b.applied("j", 132, 3, 1)
+	apply("j", 132, 3, 1, flush)
 	// The cap: nothing of a hold that does not fit is kept.
-	big := &raftv1.HeldWebSession{Id: "big", Base: 0, Version: 1, Data: make([]byte, 5<<10), AfterIndex: 200}
+	big := &raftv1.HeldWebSession{Id: "big", Base: 0, Version: 1, Data: make([]byte, 5<<10), AfterIndex: 200, Seq: 1000}
 	if err := b.hold(ctx, 3, at(3), []*raftv1.HeldWebSession{hw("d", 0, 1, 200), big}); !errors.Is(err, errHoldRefused) {
 		t.Fatalf("hold past the cap: %v, want errHoldRefused", err)
 	}
@@ -147,8 +168,9 @@ func TestWSBackupKeepsAndLetsGo(t *testing.T) {
 		b.dropTaken(e)
 	}
 	check("g", 0)
-	// The writes the log reached are remembered for their retries: a's
-	// version 3 and c's version 1.
+	// The writes the log reached by their own or the leader's commits
+	// are remembered for their retries: a's version 3, c's 1, h's and
+	// j's; not l's, which another write overtook.
 	req := &paddockv1.WriteWebSessionRequest{Version: 2, Data: []byte("d")}
 	if d, ok := done["r-a"]; !ok || d.id != "a" || d.version != 3 || d.fp != retryFingerprint(req) {
 		t.Fatalf("done[r-a] = %+v (found %v), want a at version 3", d, ok)
@@ -156,7 +178,7 @@ func TestWSBackupKeepsAndLetsGo(t *testing.T) {
 	if d, ok := done["r-c"]; !ok || d.version != 1 {
 		t.Fatalf("done[r-c] = %+v (found %v), want version 1", d, ok)
 	}
-	if len(done) != 4 {
+	if _, ok := done["r-l"]; ok || len(done) != 4 {
 		t.Fatalf("done: %v, want r-a, r-c, r-h and r-j", done)
 	}
 	// A term's writes are refused once this node knows a later term,

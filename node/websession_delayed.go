@@ -153,8 +153,11 @@ type wsDelayed struct {
 	bytes    int
 	// reserved are the sessions with a write being sent to the backups
 	// (reserve): not visible, nor committed, until publish, so that every
-	// backup holds a write before the entry that commits it.
-	reserved map[string]bool
+	// backup holds a write before the entry that commits it. The channel
+	// is closed when the reservation ends (drain waits for it).
+	reserved map[string]chan struct{}
+	// seq numbers the reserved writes (HeldWebSession.seq).
+	seq uint64
 	// retries maps the request ids of recent delayed writes to what the
 	// leader remembers of them; order is their arrival, to evict the
 	// oldest.
@@ -190,6 +193,7 @@ type wsPending struct {
 	afterIndex      uint64
 	rid             []byte
 	askedLifetimeMs int64
+	seq             uint64
 	// drained is closed when the entry goes (all committed, or dropped).
 	drained chan struct{}
 }
@@ -200,7 +204,7 @@ func newWSDelayed(n *Node, term uint64) *wsDelayed {
 		n: n, term: term, max: n.cfg.WebSessionDelayedMaxBytes, delay: n.cfg.WebSessionFlushDelay,
 		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{}), hurry: make(chan struct{}),
 		sem: make(chan struct{}, delayedFlushers),
-		m:   map[string]*wsPending{}, reserved: map[string]bool{}, retries: map[string]*wsRetry{}, through: map[string]int{},
+		m:   map[string]*wsPending{}, reserved: map[string]chan struct{}{}, retries: map[string]*wsRetry{}, through: map[string]int{},
 	}
 	go d.run()
 	return d
@@ -252,29 +256,39 @@ func (d *wsDelayed) flushStop(timeout time.Duration) bool {
 		d.draining = true
 		close(d.hurry)
 	}
-	waits := make([]chan struct{}, 0, len(d.m))
-	for _, e := range d.m {
-		waits = append(waits, e.drained)
-	}
 	d.mu.Unlock()
-	select {
-	case d.kick <- struct{}{}:
-	default:
-	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
-	// No entry is added once draining: waiting for the present ones is
-	// waiting for the table to empty.
-	for _, ch := range waits {
+	// No write is reserved once draining, but those reserved before may
+	// still be published: until there is neither a pending write nor a
+	// reservation.
+	for {
+		d.mu.Lock()
+		var waits []chan struct{}
+		for _, e := range d.m {
+			waits = append(waits, e.drained)
+		}
+		for _, ch := range d.reserved {
+			waits = append(waits, ch)
+		}
+		d.mu.Unlock()
+		if len(waits) == 0 {
+			return true
+		}
 		select {
-		case <-ch:
-		case <-t.C:
-			k, _ := d.size()
-			d.n.log.Warn("delayed web session writes not committed before giving up leadership", "sessions", k)
-			return false
+		case d.kick <- struct{}{}:
+		default:
+		}
+		for _, ch := range waits {
+			select {
+			case <-ch:
+			case <-t.C:
+				k, _ := d.size()
+				d.n.log.Warn("delayed web session writes not committed before giving up leadership", "sessions", k)
+				return false
+			}
 		}
 	}
-	return true
 }
 
 // current is id as the leader serves it: its pending write, else the
@@ -308,7 +322,7 @@ func (d *wsDelayed) getPending(id string) (fsm.WebSession, bool) {
 func (d *wsDelayed) pending(id string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.m[id] != nil
+	return d.m[id] != nil || d.reserved[id] != nil
 }
 
 // retried returns the version a delayed write with request id rid was
@@ -379,7 +393,7 @@ func (d *wsDelayed) reserve(id string, req *paddockv1.WriteWebSessionRequest, ri
 	if len(rid) > 0 && d.retries[string(rid)] != nil {
 		return nil, errRetryKnown
 	}
-	if d.draining || d.through[id] > 0 || d.reserved[id] {
+	if d.draining || d.through[id] > 0 || d.reserved[id] != nil {
 		// Leadership is being given up, or a write-through write of
 		// the session is in flight: write through.
 		return nil, errDelayedFull
@@ -412,14 +426,15 @@ func (d *wsDelayed) reserve(id string, req *paddockv1.WriteWebSessionRequest, ri
 			life = e.lifetimeMs
 		}
 	}
-	d.reserved[id] = true
+	d.reserved[id] = make(chan struct{})
+	d.seq++
 	d.remember(rid, id, req, cur.Version+1)
 	if r := d.retries[string(rid)]; r != nil && len(rid) > 0 {
 		r.settled = make(chan struct{})
 	}
 	return &raftv1.HeldWebSession{
 		Id: id, Base: base, Version: cur.Version + 1, Data: data, MaxLifetimeMs: life,
-		RequestId: rid, AskedLifetimeMs: req.GetMaxLifetimeMs(),
+		RequestId: rid, AskedLifetimeMs: req.GetMaxLifetimeMs(), Seq: d.seq,
 		// Read after the state the write was checked against: at or
 		// past the index that state holds.
 		AfterIndex: d.n.fsm.AppliedIndex(),
@@ -434,7 +449,7 @@ func (d *wsDelayed) reserve(id string, req *paddockv1.WriteWebSessionRequest, ri
 func (d *wsDelayed) publish(w *raftv1.HeldWebSession) {
 	d.mu.Lock()
 	id := w.GetId()
-	delete(d.reserved, id)
+	d.endReservation(id)
 	d.settleLocked(w.GetRequestId())
 	if d.closed {
 		d.mu.Unlock()
@@ -464,7 +479,7 @@ func (d *wsDelayed) publish(w *raftv1.HeldWebSession) {
 	if !e.dirty {
 		e.dirty, e.since = true, time.Now()
 	}
-	e.afterIndex, e.rid, e.askedLifetimeMs = w.GetAfterIndex(), w.GetRequestId(), w.GetAskedLifetimeMs()
+	e.afterIndex, e.rid, e.askedLifetimeMs, e.seq = w.GetAfterIndex(), w.GetRequestId(), w.GetAskedLifetimeMs(), w.GetSeq()
 	select {
 	case d.kick <- struct{}{}:
 	default:
@@ -477,10 +492,18 @@ func (d *wsDelayed) publish(w *raftv1.HeldWebSession) {
 func (d *wsDelayed) unreserve(id string, rid []byte) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	delete(d.reserved, id)
+	d.endReservation(id)
 	if r := d.retries[string(rid)]; r != nil && len(rid) > 0 {
 		r.version = 0
 		d.settleLocked(rid)
+	}
+}
+
+// endReservation ends id's reservation. d.mu is held.
+func (d *wsDelayed) endReservation(id string) {
+	if ch := d.reserved[id]; ch != nil {
+		close(ch)
+		delete(d.reserved, id)
 	}
 }
 
@@ -488,7 +511,7 @@ func (d *wsDelayed) unreserve(id string, rid []byte) {
 func (e *wsPending) held(id string) *raftv1.HeldWebSession {
 	return &raftv1.HeldWebSession{
 		Id: id, Base: e.base, Version: e.version, Data: e.data, MaxLifetimeMs: e.lifetimeMs,
-		RequestId: e.rid, AskedLifetimeMs: e.askedLifetimeMs, AfterIndex: e.afterIndex,
+		RequestId: e.rid, AskedLifetimeMs: e.askedLifetimeMs, AfterIndex: e.afterIndex, Seq: e.seq,
 	}
 }
 
@@ -510,6 +533,7 @@ func (d *wsDelayed) rememberFP(rid []byte, id string, fp [sha256.Size]byte, vers
 	}
 	for len(d.order) > 0 && (len(d.order) >= delayedRetriesMax ||
 		len(d.order) >= delayedRetries && now.Sub(d.retries[d.order[0]].at) > delayedRetryKeep) {
+		d.settleLocked([]byte(d.order[0])) // its waiters look again, and find nothing
 		delete(d.retries, d.order[0])
 		d.order[0] = ""
 		d.order = d.order[1:]
@@ -553,12 +577,25 @@ func (d *wsDelayed) endThrough(id string, settled bool) {
 // drain waits until id has no pending write (committed, or dropped),
 // hurrying the flusher. The caller holds id's lock, so none is added.
 func (d *wsDelayed) drain(ctx context.Context, id string) error {
-	d.mu.Lock()
-	e := d.m[id]
-	closed := d.closed
-	d.mu.Unlock()
-	if closed {
-		return ErrNotLeader
+	var e *wsPending
+	for {
+		d.mu.Lock()
+		e = d.m[id]
+		res, closed := d.reserved[id], d.closed
+		d.mu.Unlock()
+		if closed {
+			return ErrNotLeader
+		}
+		if res == nil {
+			break
+		}
+		// A write of the session being held (a change with the same
+		// token, or none, let in meanwhile): after it.
+		select {
+		case <-res:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	if e == nil {
 		return nil
@@ -654,10 +691,17 @@ func (d *wsDelayed) flushRound() {
 // unknown outcome gets the first result back instead of failing its
 // version check.
 func newFlushID() []byte {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
+	b := make([]byte, len(flushIDPrefix)+16)
+	copy(b, flushIDPrefix)
+	_, _ = rand.Read(b[len(flushIDPrefix):])
 	return b
 }
+
+// flushIDPrefix starts the request ids of the leader's own commits of
+// delayed writes (the flusher's, a takeover's): a backup that sees one
+// commit a session's write it holds knows the commit carried that write
+// (wsBackup.applied).
+const flushIDPrefix = "paddock-flush:"
 
 // commit proposes f until it is applied, refused, or the term ends.
 func (d *wsDelayed) commit(f wsFlush) {

@@ -380,17 +380,19 @@ func TestWebSessionDelayedWithoutBackup(t *testing.T) {
 	r = wsRead(t, n, "nb", true)
 	rid := []byte("the second write")
 	w2 := &paddockv1.WriteWebSessionRequest{Id: "nb", Data: []byte("2"), Version: 1, Token: r.GetToken(), Mode: delayed}
-	ctx, cancel := context.WithTimeout(node.WithRequestID(context.Background(), rid), 500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(node.WithRequestID(context.Background(), rid), 2*time.Second)
 	defer cancel()
 	_, err := n.WriteWebSession(ctx, w2)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("write the leader cannot commit, a backup refusing: %v, want DeadlineExceeded", err)
 	}
 	c.Transport(l).DropEntries("", false)
-	committed(t, leader, "nb", "2", 2) // its entry was in the leader's log: it commits now
+	// Its retry gets the first attempt's result (or, had that attempt
+	// not reached the leader on a loaded machine, makes the write).
 	if w, err := n.WriteWebSession(node.WithRequestID(wsCtx(t), rid), w2); err != nil || w.GetVersion() != 2 {
 		t.Fatalf("retry of the second write: %v, %v; want version 2", w, err)
 	}
+	committed(t, leader, "nb", "2", 2)
 	node.RefuseWebSessionHolds(c.Node(fs[0]), false)
 	acked := metricValue(t, leader, "paddock_web_session_delayed_writes_total", "outcome", "acked")
 	var v uint64
@@ -674,6 +676,58 @@ func TestWebSessionDelayedRequestIDReused(t *testing.T) {
 	committed(t, c.Node(l), "dreuse", "a", 1)
 	if _, ok := c.Node(l).FSM().WebSession("dreuse-other"); ok {
 		t.Fatal("dreuse-other was written")
+	}
+	steady(t, c, l)
+}
+
+// A change of a session let in while a delayed write of it is being
+// held (writes without a token, or with the same one) waits for that
+// write: a write-through write at the same version is refused once the
+// delayed one is answered, and the version answered is the one
+// committed.
+func TestWebSessionDelayedReservationOrdersWrites(t *testing.T) {
+	c, l := dwCluster(t)
+	leader := c.Node(l)
+	wsWriteDelayed(t, leader, "ro", "1", 0, 0)
+	committed(t, leader, "ro", "1", 1)
+	release := node.StallWebSessionHolds(leader)
+	released := false
+	defer func() {
+		if !released {
+			release()
+		}
+	}()
+	type result struct {
+		w   *paddockv1.WriteWebSessionResponse
+		err error
+	}
+	delayedDone := make(chan result, 1)
+	go func() {
+		w, err := leader.WriteWebSession(wsCtx(t), &paddockv1.WriteWebSessionRequest{Id: "ro", Data: []byte("delayed"), Version: 1, Mode: delayed})
+		delayedDone <- result{w, err}
+	}()
+	nodetest.Eventually(t, waitTimeout, func() error {
+		if k := node.WebSessionReserved(leader); k != 1 {
+			return fmt.Errorf("%d writes reserved, want 1", k)
+		}
+		return nil
+	})
+	throughDone := make(chan result, 1)
+	go func() {
+		w, err := leader.WriteWebSession(wsCtx(t), &paddockv1.WriteWebSessionRequest{Id: "ro", Data: []byte("through"), Version: 1})
+		throughDone <- result{w, err}
+	}()
+	release()
+	released = true
+	d := <-delayedDone
+	if d.err != nil || d.w.GetVersion() != 2 {
+		t.Fatalf("delayed write: %v, %v; want version 2", d.w, d.err)
+	}
+	if r := <-throughDone; !errors.Is(r.err, fsm.ErrBadVersion) {
+		t.Fatalf("write-through write at the version the delayed one changed: %v, %v; want ErrBadVersion", r.w, r.err)
+	}
+	for _, i := range c.Running() {
+		committed(t, c.Node(i), "ro", "delayed", 2)
 	}
 	steady(t, c, l)
 }

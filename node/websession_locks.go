@@ -99,19 +99,19 @@ func newLockToken() uint64 {
 
 func (l *wsLocks) inGrace() bool { return time.Now().Before(l.graceUntil) }
 
-// restartGrace starts the grace period again, from now, if it is not over
-// yet: a new leader's takeover of its backup copies (takeOver) may have
-// taken some of it, and no call was served meanwhile.
+// restartGrace starts the grace period again, from now: a new leader's
+// takeover of its backup copies (takeOver) may have taken some of it, or
+// all, and no call was served meanwhile (they wait for it), so no lock
+// was granted that the grace should have kept.
 func (l *wsLocks) restartGrace(grace time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed || l.graceTimer == nil || !l.inGrace() {
+	if l.closed || l.graceTimer == nil {
 		return
 	}
-	if l.graceTimer.Stop() {
-		l.graceUntil = time.Now().Add(grace)
-		l.graceTimer.Reset(grace)
-	}
+	l.graceTimer.Stop()
+	l.graceUntil = time.Now().Add(grace)
+	l.graceTimer.Reset(grace)
 }
 
 // acquire takes id's lock with a lease of ttl, waiting up to wait for the

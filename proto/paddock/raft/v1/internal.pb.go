@@ -1559,7 +1559,7 @@ type HoldWebSessionsRequest struct {
 	// versions.
 	Term uint64 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
 	// writes are the writes to hold; of two of one session the later one
-	// (the higher after_index, then version) is kept.
+	// (the higher seq) is kept.
 	Writes        []*HeldWebSession `protobuf:"bytes,2,rep,name=writes,proto3" json:"writes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1637,7 +1637,10 @@ type HeldWebSession struct {
 	// commits or supersedes the write; entries up to it are older than the
 	// write whatever their versions (a session deleted and written again
 	// starts its versions over).
-	AfterIndex    uint64 `protobuf:"varint,8,opt,name=after_index,json=afterIndex,proto3" json:"after_index,omitempty"`
+	AfterIndex uint64 `protobuf:"varint,8,opt,name=after_index,json=afterIndex,proto3" json:"after_index,omitempty"`
+	// seq orders the writes of one leader's term: it grows with each write
+	// the leader sends, so a backup keeps a session's latest.
+	Seq           uint64 `protobuf:"varint,9,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1724,6 +1727,13 @@ func (x *HeldWebSession) GetAskedLifetimeMs() int64 {
 func (x *HeldWebSession) GetAfterIndex() uint64 {
 	if x != nil {
 		return x.AfterIndex
+	}
+	return 0
+}
+
+func (x *HeldWebSession) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
 	}
 	return 0
 }
@@ -1857,7 +1867,7 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\x05reply\"e\n" +
 	"\x16HoldWebSessionsRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x127\n" +
-	"\x06writes\x18\x02 \x03(\v2\x1f.paddock.raft.v1.HeldWebSessionR\x06writes\"\xf6\x01\n" +
+	"\x06writes\x18\x02 \x03(\v2\x1f.paddock.raft.v1.HeldWebSessionR\x06writes\"\x88\x02\n" +
 	"\x0eHeldWebSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04base\x18\x02 \x01(\x04R\x04base\x12\x18\n" +
@@ -1868,7 +1878,8 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"request_id\x18\x06 \x01(\fR\trequestId\x12*\n" +
 	"\x11asked_lifetime_ms\x18\a \x01(\x03R\x0faskedLifetimeMs\x12\x1f\n" +
 	"\vafter_index\x18\b \x01(\x04R\n" +
-	"afterIndex\"\x19\n" +
+	"afterIndex\x12\x10\n" +
+	"\x03seq\x18\t \x01(\x04R\x03seq\"\x19\n" +
 	"\x17HoldWebSessionsResponse*\xc9\x04\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x16\n" +
