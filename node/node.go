@@ -71,6 +71,7 @@ type Node struct {
 	wsBackup     *wsBackup                     // delayed web session writes held for the leader (websession_backup.go)
 	holds        *batcher[holdIn, struct{}]    // leader: delayed writes to the backups
 	holdStall    atomic.Pointer[chan struct{}] // tests: a hold run waits until it is closed
+	holdSeq      atomic.Uint64                 // leader: HeldWebSession.seq, across its terms
 	lines        *lines                        // election and lock waiters
 	kaBatch      *keepaliveBatcher
 	fwd          *forwarder // follower: writes to the leader

@@ -667,7 +667,12 @@ func (n *Node) wsWriteDelayed(ctx context.Context, l *wsLocks, req *paddockv1.Wr
 		n.metrics.wsDelayed.WithLabelValues(wsDelayedNotBackedUp).Inc()
 		return nil, nil
 	}
-	l.pend.publish(held)
+	if !l.pend.publish(held) {
+		// Leadership ended during the hold: the backups, and this node,
+		// hold it for whoever leads next, who may or may not be in time
+		// to commit it.
+		return nil, fmt.Errorf("%w: leadership ended while the delayed write of web session %s was being backed up", ErrUnknownOutcome, req.GetId())
+	}
 	n.metrics.wsDelayed.WithLabelValues(wsDelayedAcked).Inc()
 	if s, ok := l.get(n, req.GetId()); ok {
 		n.ws.access(req.GetId(), s.MaxLifetimeMs)
@@ -685,19 +690,22 @@ func (n *Node) wsTouch(ctx context.Context, l *wsLocks, req *paddockv1.TouchWebS
 		if err != nil {
 			return nil, err
 		}
+		// Marked before the drain: no delayed write of the session is
+		// reserved after it (one let in with the same token, or none).
+		l.beginChange(id)
 		if err := l.drain(ctx, id); err != nil {
+			l.endChange(id, true)
 			l.endWrite(h, false)
 			return nil, err
 		}
 		s, ok = n.fsm.WebSession(id) // as of now that the lock is taken
 		var res *fsm.Result
 		if ok {
-			l.beginChange(id)
 			res, err = n.proposeLeader(ctx, &raftv1.Command{Op: &raftv1.Command_WebSessionWrite{WebSessionWrite: &raftv1.WebSessionWrite{
 				Id: id, Version: s.Version, MaxLifetimeMs: req.GetMaxLifetimeMs(), KeepData: true,
 			}}})
-			l.endChange(id, settled(err))
 		}
+		l.endChange(id, !ok || settled(err))
 		if err == nil && ok {
 			n.ws.access(id, req.GetMaxLifetimeMs()) // before the release, as in wsWrite
 		}
@@ -725,12 +733,15 @@ func (n *Node) wsDestroy(ctx context.Context, l *wsLocks, req *paddockv1.Destroy
 	if err != nil {
 		return nil, err
 	}
-	// After the session's delayed writes, if any.
+	// After the session's delayed writes, if any; marked first, so that
+	// none is reserved after the drain (one let in with the same token,
+	// or none).
+	l.beginChange(id)
 	if err := l.drain(ctx, id); err != nil {
+		l.endChange(id, true)
 		l.endWrite(h, false)
 		return nil, err
 	}
-	l.beginChange(id)
 	res, err := n.proposeLeader(ctx, &raftv1.Command{Op: &raftv1.Command_WebSessionDelete{WebSessionDelete: &raftv1.WebSessionDelete{Id: id}}})
 	l.endChange(id, settled(err))
 	if err == nil {

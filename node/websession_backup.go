@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -62,9 +63,11 @@ import (
 //     write it holds whose session is still in the chain the write was
 //     built on (the session's version at or above the write's base,
 //     below its version): WebSessionWrite{version: the session's,
-//     new_version: the write's}. It remembers each write's request id, and
-//     those of the writes its backup copy saw committed, so that a retry
-//     whose first answer was lost in the crash gets it. The takeover
+//     new_version: the write's}, with a request id derived from the held
+//     write (takeOverID), which every other backup recognises when it
+//     applies it. It remembers each write's request id, and those of the
+//     writes its backup copy saw committed, so that a retry whose first
+//     answer was lost in the crash gets it. The takeover
 //     tries until each is committed or refused, or leadership ends, and
 //     the lock grace starts again when it is over.
 //   - A backup remembers, for holdStale, the index of each session's
@@ -305,6 +308,9 @@ func (b *wsBackup) applied(c fsm.WebSessionChange) {
 	}
 	switch {
 	case c.Term > e.term:
+		if bytes.Equal(c.RequestID, takeOverID(e)) {
+			b.remember(e.w) // a new leader's takeover of this very write
+		}
 	case c.Index <= e.w.GetAfterIndex():
 		return // older than the write, whatever its version
 	case c.Version == 0:
@@ -565,7 +571,7 @@ func (n *Node) takeOver(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if n.takeOverOne(ctx, l.pend, w, cur) {
+			if n.takeOverOne(ctx, l.pend, e, cur) {
 				committed.Add(1)
 			} else {
 				dropped.Add(1)
@@ -584,17 +590,33 @@ func (n *Node) takeOver(ctx context.Context) error {
 	return nil
 }
 
+// takeOverID is the request id of a new leader's commit of held write
+// e: the same on every node that holds it, so that every backup knows
+// the commit for e's (and remembers e's request id), and two takeovers
+// of it apply it once.
+func takeOverID(e *heldWrite) []byte {
+	h := sha256.New()
+	var b [24]byte
+	binary.BigEndian.PutUint64(b[:8], e.term)
+	binary.BigEndian.PutUint64(b[8:16], e.w.GetSeq())
+	binary.BigEndian.PutUint64(b[16:], e.w.GetVersion())
+	h.Write(b[:])
+	h.Write([]byte(e.w.GetId()))
+	return append([]byte(flushIDPrefix+"take:"), h.Sum(nil)[:16]...)
+}
+
 // takeOverOne commits w over the session's version cur, trying again
 // (with one request id) while the outcome is unknown, and remembers its
 // request id in pend; it reports whether it was committed. One whose
 // commit is refused stays held until an entry lets go of it.
-func (n *Node) takeOverOne(ctx context.Context, pend *wsDelayed, w *raftv1.HeldWebSession, cur uint64) bool {
+func (n *Node) takeOverOne(ctx context.Context, pend *wsDelayed, e *heldWrite, cur uint64) bool {
+	w := e.w
 	op := &raftv1.WebSessionWrite{Id: w.GetId(), Data: w.GetData(), Version: cur, MaxLifetimeMs: w.GetMaxLifetimeMs()}
 	if w.GetVersion() > cur+1 {
 		op.NewVersion = w.GetVersion()
 	}
 	cmd := &raftv1.Command{Op: &raftv1.Command_WebSessionWrite{WebSessionWrite: op}}
-	wctx := WithRequestID(ctx, newFlushID())
+	wctx := WithRequestID(ctx, takeOverID(e))
 	for {
 		_, err := n.proposeLeader(wctx, cloneCommand(cmd))
 		if err == nil {

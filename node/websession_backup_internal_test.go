@@ -181,6 +181,23 @@ func TestWSBackupKeepsAndLetsGo(t *testing.T) {
 	if _, ok := done["r-l"]; ok || len(done) != 4 {
 		t.Fatalf("done: %v, want r-a, r-c, r-h and r-j", done)
 	}
+	// A later leader's takeover of a held write is known by its request
+	// id: the write's request id is remembered; another later-term write
+	// lets go of it without.
+	mustHold(6, hw("m", 2, 3, 400), hw("n", 2, 3, 400))
+	b.mu.Lock()
+	mID, nE := takeOverID(b.m["m"]), b.m["n"]
+	b.mu.Unlock()
+	apply("m", 401, 7, 3, mID)
+	apply("n", 402, 7, 3, newFlushID())
+	check("m", 0)
+	check("n", 0)
+	if _, done := b.taken(); done["r-m"].version != 3 || done["r-n"].version != 0 {
+		t.Fatalf("after the takeovers: done[r-m] = %+v, done[r-n] = %+v; want m's only", done["r-m"], done["r-n"])
+	}
+	if bytesEqual := string(takeOverID(nE)) == string(mID); bytesEqual {
+		t.Fatal("two held writes share a takeover id")
+	}
 	// A term's writes are refused once this node knows a later term,
 	// read as the hold takes the lock.
 	term := uint64(5)

@@ -156,8 +156,6 @@ type wsDelayed struct {
 	// backup holds a write before the entry that commits it. The channel
 	// is closed when the reservation ends (drain waits for it).
 	reserved map[string]chan struct{}
-	// seq numbers the reserved writes (HeldWebSession.seq).
-	seq uint64
 	// retries maps the request ids of recent delayed writes to what the
 	// leader remembers of them; order is their arrival, to evict the
 	// oldest.
@@ -427,14 +425,14 @@ func (d *wsDelayed) reserve(id string, req *paddockv1.WriteWebSessionRequest, ri
 		}
 	}
 	d.reserved[id] = make(chan struct{})
-	d.seq++
+	seq := d.n.holdSeq.Add(1)
 	d.remember(rid, id, req, cur.Version+1)
 	if r := d.retries[string(rid)]; r != nil && len(rid) > 0 {
 		r.settled = make(chan struct{})
 	}
 	return &raftv1.HeldWebSession{
 		Id: id, Base: base, Version: cur.Version + 1, Data: data, MaxLifetimeMs: life,
-		RequestId: rid, AskedLifetimeMs: req.GetMaxLifetimeMs(), Seq: d.seq,
+		RequestId: rid, AskedLifetimeMs: req.GetMaxLifetimeMs(), Seq: seq,
 		// Read after the state the write was checked against: at or
 		// past the index that state holds.
 		AfterIndex: d.n.fsm.AppliedIndex(),
@@ -445,17 +443,17 @@ func (d *wsDelayed) reserve(id string, req *paddockv1.WriteWebSessionRequest, ri
 // next pending write: read from now on, and committed by the flusher.
 // Its retries get its version. On a table closed meanwhile (leadership
 // ended) it is kept as this node's own backup copy, as close keeps the
-// others.
-func (d *wsDelayed) publish(w *raftv1.HeldWebSession) {
+// others, and publish reports false: its outcome is not known.
+func (d *wsDelayed) publish(w *raftv1.HeldWebSession) bool {
 	d.mu.Lock()
 	id := w.GetId()
 	d.endReservation(id)
-	d.settleLocked(w.GetRequestId())
 	if d.closed {
 		d.mu.Unlock()
 		d.n.wsBackup.keepOwn(d.term, []*raftv1.HeldWebSession{w})
-		return
+		return false
 	}
+	d.settleLocked(w.GetRequestId())
 	defer d.mu.Unlock()
 	e := d.m[id]
 	if e == nil {
@@ -484,6 +482,7 @@ func (d *wsDelayed) publish(w *raftv1.HeldWebSession) {
 	case d.kick <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // unreserve ends id's reservation without publishing it: a backup did
@@ -533,7 +532,9 @@ func (d *wsDelayed) rememberFP(rid []byte, id string, fp [sha256.Size]byte, vers
 	}
 	for len(d.order) > 0 && (len(d.order) >= delayedRetriesMax ||
 		len(d.order) >= delayedRetries && now.Sub(d.retries[d.order[0]].at) > delayedRetryKeep) {
-		d.settleLocked([]byte(d.order[0])) // its waiters look again, and find nothing
+		if d.retries[d.order[0]].settled != nil {
+			break // its write is being held: its retries wait for it
+		}
 		delete(d.retries, d.order[0])
 		d.order[0] = ""
 		d.order = d.order[1:]
@@ -577,40 +578,31 @@ func (d *wsDelayed) endThrough(id string, settled bool) {
 // drain waits until id has no pending write (committed, or dropped),
 // hurrying the flusher. The caller holds id's lock, so none is added.
 func (d *wsDelayed) drain(ctx context.Context, id string) error {
-	var e *wsPending
+	// Until one look sees neither a reserved write of the session (a
+	// change with the same token, or none, let in meanwhile) nor a
+	// pending one.
 	for {
 		d.mu.Lock()
-		e = d.m[id]
-		res, closed := d.reserved[id], d.closed
+		e, res, closed := d.m[id], d.reserved[id], d.closed
 		d.mu.Unlock()
 		if closed {
 			return ErrNotLeader
 		}
-		if res == nil {
-			break
+		var ch chan struct{}
+		switch {
+		case res != nil:
+			ch = res
+		case e != nil:
+			ch = e.drained
+		default:
+			return nil
 		}
-		// A write of the session being held (a change with the same
-		// token, or none, let in meanwhile): after it.
 		select {
-		case <-res:
+		case <-ch:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	if e == nil {
-		return nil
-	}
-	select {
-	case <-e.drained:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return ErrNotLeader
-	}
-	return nil
 }
 
 // run is the flusher: a round whenever writes are pending.
