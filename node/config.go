@@ -65,7 +65,8 @@ type Config struct {
 	WebSessionDelayedMaxBytes int
 	// WebSessionFlushDelay is how long the leader waits, once a delayed
 	// web session write is pending, before it commits the pending writes
-	// (gathering more per round). Zero: at once.
+	// (gathering more per round). Zero: at once. DefaultConfig (the
+	// agent's) has DefaultWebSessionFlushDelay.
 	WebSessionFlushDelay time.Duration
 	// WebSessionLockGrace is how long a new leader grants no web session
 	// lock (holders from before the failover present their tokens
@@ -137,6 +138,7 @@ func DefaultConfig() Config {
 		MaxValueSize:              fsm.MaxDataSize,
 		WebSessionMaxBytes:        DefaultWebSessionMaxBytes,
 		WebSessionDelayedMaxBytes: DefaultWebSessionDelayedMaxBytes,
+		WebSessionFlushDelay:      DefaultWebSessionFlushDelay,
 		RequestTimeout:            10 * time.Second,
 		// 65,536 events is about 20 MB with small values, and at 1,000
 		// writes/s (two events each: the znode and its parent) half a

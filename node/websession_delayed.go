@@ -112,6 +112,15 @@ func retryFingerprint(req *paddockv1.WriteWebSessionRequest) [sha256.Size]byte {
 // Config.WebSessionDelayedMaxBytes.
 const DefaultWebSessionDelayedMaxBytes = 64 << 20
 
+// DefaultWebSessionFlushDelay is the agent's default of
+// Config.WebSessionFlushDelay (whose zero value commits at once): the
+// leader gathers 100 ms of delayed writes per round, so that a busy
+// session's writes coalesce into one commit and many sessions' commits
+// share a log sync. Every other voter holds each write from its answer on
+// (websession_backup.go), so the window is what two nodes failing at
+// once lose, not what a leader crash loses.
+const DefaultWebSessionFlushDelay = 100 * time.Millisecond
+
 // delayedEntryBytes is what the cap on pending bytes charges a session's
 // entry beyond its id and data (the entry, its map slot, its commit), so
 // that writes of little or no data to many sessions are bounded too.
@@ -143,12 +152,20 @@ type wsDelayed struct {
 	// hurry is closed by flushStop: the flusher stops waiting
 	// Config.WebSessionFlushDelay.
 	hurry chan struct{}
+	// urgent ends the flusher's current wait (drain): a change of a
+	// session waits for its pending writes and should not wait out the
+	// delay.
+	urgent chan struct{}
 
 	mu     sync.Mutex
 	closed bool
 	// draining: flushStop was called; no write is held any more (they go
 	// through), the pending ones are being committed.
 	draining bool
+	// drainers counts the drains waiting: while there are, the flusher
+	// does not wait the delay at all (a drain may need two rounds: the
+	// session's commit in flight, then its writes since).
+	drainers int
 	m        map[string]*wsPending
 	bytes    int
 	// reserved are the sessions with a write being sent to the backups
@@ -200,7 +217,7 @@ func newWSDelayed(n *Node, term uint64) *wsDelayed {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &wsDelayed{
 		n: n, term: term, max: n.cfg.WebSessionDelayedMaxBytes, delay: n.cfg.WebSessionFlushDelay,
-		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{}), hurry: make(chan struct{}),
+		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{}), hurry: make(chan struct{}), urgent: make(chan struct{}, 1),
 		sem: make(chan struct{}, delayedFlushers),
 		m:   map[string]*wsPending{}, reserved: map[string]chan struct{}{}, retries: map[string]*wsRetry{}, through: map[string]int{},
 	}
@@ -581,6 +598,14 @@ func (d *wsDelayed) drain(ctx context.Context, id string) error {
 	// Until one look sees neither a reserved write of the session (a
 	// change with the same token, or none, let in meanwhile) nor a
 	// pending one.
+	d.mu.Lock()
+	d.drainers++
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.drainers--
+		d.mu.Unlock()
+	}()
 	for {
 		d.mu.Lock()
 		e, res, closed := d.m[id], d.reserved[id], d.closed
@@ -594,6 +619,10 @@ func (d *wsDelayed) drain(ctx context.Context, id string) error {
 			ch = res
 		case e != nil:
 			ch = e.drained
+			select {
+			case d.urgent <- struct{}{}:
+			default:
+			}
 		default:
 			return nil
 		}
@@ -616,6 +645,9 @@ func (d *wsDelayed) run() {
 		}
 		d.mu.Lock()
 		delay := d.delay // tests change it
+		if d.drainers > 0 {
+			delay = 0
+		}
 		d.mu.Unlock()
 		if delay > 0 {
 			t := time.NewTimer(delay)
@@ -624,6 +656,7 @@ func (d *wsDelayed) run() {
 				t.Stop()
 				return
 			case <-d.hurry:
+			case <-d.urgent:
 			case <-t.C:
 			}
 			t.Stop()

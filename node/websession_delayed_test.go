@@ -731,3 +731,52 @@ func TestWebSessionDelayedReservationOrdersWrites(t *testing.T) {
 	}
 	steady(t, c, l)
 }
+
+// A change that waits for a session's delayed writes (a destroy, a
+// write-through write) does not wait out the flush delay: it hurries the
+// flusher, also for the writes answered while the session's previous
+// commit was in flight. The delay here is a minute, and each change must
+// end within its request's 3 s.
+func TestWebSessionDelayedDrainHurries(t *testing.T) {
+	c, l := dwCluster(t)
+	leader := c.Node(l)
+	node.SetWebSessionFlushDelay(leader, time.Minute)
+	n := c.Node(c.Followers(l)[0])
+	change := func(what string, f func(ctx context.Context) error) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if err := f(ctx); err != nil {
+			t.Fatalf("%s with delayed writes pending: %v", what, err)
+		}
+	}
+
+	r := wsRead(t, n, "hurry-d", true)
+	wsWriteDelayed(t, n, "hurry-d", "a", 0, r.GetToken())
+	r = wsRead(t, n, "hurry-d", true)
+	wsWriteDelayed(t, n, "hurry-d", "b", 1, r.GetToken())
+	r = wsRead(t, n, "hurry-d", true)
+	change("destroy", func(ctx context.Context) error {
+		d, err := n.DestroyWebSession(ctx, &paddockv1.DestroyWebSessionRequest{Id: "hurry-d", Token: r.GetToken()})
+		if err == nil && !d.GetDestroyed() {
+			err = errors.New("not destroyed")
+		}
+		return err
+	})
+
+	r = wsRead(t, n, "hurry-w", true)
+	wsWriteDelayed(t, n, "hurry-w", "a", 0, r.GetToken())
+	r = wsRead(t, n, "hurry-w", true)
+	change("write-through write", func(ctx context.Context) error {
+		w, err := n.WriteWebSession(ctx, &paddockv1.WriteWebSessionRequest{Id: "hurry-w", Data: []byte("b"), Version: 1, Token: r.GetToken()})
+		if err == nil && w.GetVersion() != 2 {
+			err = fmt.Errorf("version %d, want 2", w.GetVersion())
+		}
+		return err
+	})
+	committed(t, leader, "hurry-w", "b", 2)
+	if _, ok := leader.FSM().WebSession("hurry-d"); ok {
+		t.Fatal("hurry-d still there after its destroy")
+	}
+	steady(t, c, l)
+}

@@ -57,7 +57,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fs.DurationVar(&f.watchProgress, "watch-progress-interval", d.WatchProgressInterval, "how often idle watches get a progress response (negative: never)")
 	fs.IntVar(&f.webSessionMaxBytes, "web-session-max-bytes", d.WebSessionMaxBytes, "largest PHP web session's data accepted, in bytes (at most 1 MiB)")
 	fs.IntVar(&f.webSessionDelayedMaxBytes, "web-session-delayed-max-bytes", d.WebSessionDelayedMaxBytes, "bytes of delayed PHP web session writes the leader holds not yet committed (id and data, plus 256 per session); a delayed write beyond them goes through")
-	fs.DurationVar(&f.webSessionFlushDelay, "web-session-flush-delay", 0, "how long the leader gathers delayed PHP web session writes before committing them (0: at once; at most 1s)")
+	fs.DurationVar(&f.webSessionFlushDelay, "web-session-flush-delay", d.WebSessionFlushDelay, "how long the leader gathers delayed PHP web session writes before committing them; every other node holds them meanwhile (0: at once; at most 1s)")
 	f.gc.register(fs)
 	// Robustness tests only (node.Config.UnsafeLocalReads): hidden from
 	// the help, so that nobody picks it up by browsing the flags.

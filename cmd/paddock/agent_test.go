@@ -115,7 +115,8 @@ func TestAgentWebSessionDelayedFlags(t *testing.T) {
 		maxBytes int
 		delay    time.Duration
 	}{
-		{[]string{"--id", "n1"}, node.DefaultWebSessionDelayedMaxBytes, 0},
+		{[]string{"--id", "n1"}, node.DefaultWebSessionDelayedMaxBytes, node.DefaultWebSessionFlushDelay},
+		{[]string{"--id", "n1", "--web-session-flush-delay", "0"}, node.DefaultWebSessionDelayedMaxBytes, 0},
 		{[]string{"--id", "n1", "--web-session-delayed-max-bytes", "1000", "--web-session-flush-delay", "5ms"}, 1000, 5 * time.Millisecond},
 	} {
 		f := &agentFlags{}

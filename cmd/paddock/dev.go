@@ -71,6 +71,7 @@ func runDev(ctx context.Context, out io.Writer, dir string, nodes []devNode, log
 		a, err := startAgent(ctx, node.Config{
 			ID: d.id, DataDir: filepath.Join(dir, d.id), RaftAddr: d.raft,
 			GRPCAddr: d.grpc, HTTPAddr: d.http, Bootstrap: voters, Logger: logger(d.id),
+			WebSessionFlushDelay: node.DefaultWebSessionFlushDelay,
 		})
 		if err != nil {
 			for _, a := range agents {

@@ -9,10 +9,12 @@
 #                 (-d auto_prepend_file=...), PADDOCK_HTTP_ENDPOINTS listing a
 #                 different node first on each web server;
 #   - paddock-delayed: the same with PADDOCK_SESSION_MODE=delayed (a write
-#                 answered once the leader holds it, committed right after);
-#   - paddock-delayed-20ms: the same with the agents' --web-session-flush-delay
-#                 20ms (the leader gathers delayed writes for 20 ms and
-#                 commits them together);
+#                 answered once the leader and its backups hold it; the
+#                 leader gathers 100 ms of them and commits them together,
+#                 the agents' default --web-session-flush-delay);
+#   - paddock-delayed-0ms: the same with --web-session-flush-delay 0 (each
+#                 write committed right after its answer, the default
+#                 before the backups);
 #   - redis-lock: one redis-server, php-redis session.save_handler=redis,
 #                 redis.session.locking_enabled=1 (the other lock settings
 #                 as phpredis ships them);

@@ -29,20 +29,20 @@ import (
 const (
 	storePaddock     = "paddock"
 	storePaddockDly  = "paddock-delayed"
-	storePaddockD20  = "paddock-delayed-20ms"
+	storePaddockD0   = "paddock-delayed-0ms"
 	storeRedisLock   = "redis-lock"
 	storeRedis       = "redis"
 	storeMemcached   = "memcached"
 	storeStartBudget = 30 * time.Second
 )
 
-var sessionStores = []string{storePaddock, storePaddockDly, storePaddockD20, storeRedisLock, storeRedis, storeMemcached}
+var sessionStores = []string{storePaddock, storePaddockDly, storePaddockD0, storeRedisLock, storeRedis, storeMemcached}
 
 // storeLabels are the stores' names in the table.
 var storeLabels = map[string]string{
 	storePaddock:    "Paddock (3 nodes, write-through)",
-	storePaddockDly: "Paddock (3 nodes, delayed write)",
-	storePaddockD20: "Paddock (3 nodes, delayed write, --web-session-flush-delay 20ms)",
+	storePaddockDly: "Paddock (3 nodes, delayed write, its 100 ms window)",
+	storePaddockD0:  "Paddock (3 nodes, delayed write, --web-session-flush-delay 0)",
 	storeRedisLock:  "Redis, phpredis locking on",
 	storeRedis:      "Redis, phpredis locking off (as shipped)",
 	storeMemcached:  "memcached, php-memcached sess_locking on",
@@ -81,7 +81,7 @@ func startStore(ctx context.Context, key string, cfg storeConfig, dir string) (*
 	ctx, cancel := context.WithTimeout(ctx, storeStartBudget)
 	defer cancel()
 	switch key {
-	case storePaddock, storePaddockDly, storePaddockD20:
+	case storePaddock, storePaddockDly, storePaddockD0:
 		return startPaddockStore(ctx, cfg, dir, key)
 	case storeRedisLock, storeRedis:
 		return startRedisStore(ctx, dir, key == storeRedisLock)
@@ -116,8 +116,8 @@ func startPaddockStore(ctx context.Context, cfg storeConfig, dir, key string) (*
 		args := child.AgentArgs(ids[i], dataDir(i), fmt.Sprintf("127.0.0.1:%d", ports[3*i+2]),
 			fmt.Sprintf("127.0.0.1:%d", ports[3*i]), httpAddrs[i], bootstrap)
 		args = append(args, "--log-level", "warn")
-		if key == storePaddockD20 {
-			args = append(args, "--web-session-flush-delay", "20ms")
+		if key == storePaddockD0 {
+			args = append(args, "--web-session-flush-delay", "0s")
 		}
 		args = append(args, cfg.agentArgs...)
 		return startProc(append([]string{cfg.paddockBin}, args...),
@@ -133,7 +133,7 @@ func startPaddockStore(ctx context.Context, cfg storeConfig, dir, key string) (*
 				eps = append(eps, httpAddrs[(i+j)%nodes])
 			}
 			env := []string{"PADDOCK_HTTP_ENDPOINTS=" + strings.Join(eps, ",")}
-			if key == storePaddockDly || key == storePaddockD20 {
+			if key == storePaddockDly || key == storePaddockD0 {
 				env = append(env, "PADDOCK_SESSION_MODE=delayed")
 			}
 			return env
