@@ -131,3 +131,23 @@ func WebSessionReserved(n *Node) int {
 	defer l.pend.mu.Unlock()
 	return len(l.pend.reserved)
 }
+
+// NoHoldStreams makes n serve HoldWebSessionsStream as a version without
+// it would (Unimplemented, nothing held), or as it does.
+func NoHoldStreams(n *Node, on bool) { n.noHoldStream.Store(on) }
+
+// HoldStreams is the number of hold streams leader n has open, and of the
+// backups it calls with unary calls instead.
+func HoldStreams(n *Node) (open, unary int) {
+	h := n.holdStreams
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.m), len(h.noStream)
+}
+
+// LockWebSessionBackup blocks n's backup (its holds, its hook) until
+// unlock is called.
+func LockWebSessionBackup(n *Node) (unlock func()) {
+	n.wsBackup.mu.Lock()
+	return n.wsBackup.mu.Unlock
+}

@@ -70,7 +70,9 @@ type Node struct {
 	ws           *webSessions                  // PHP web sessions: locks and idle expiry
 	wsBackup     *wsBackup                     // delayed web session writes held for the leader (websession_backup.go)
 	holds        *batcher[holdIn, struct{}]    // leader: delayed writes to the backups
+	holdStreams  *holdStreams                  // leader: a stream to each backup for holds
 	holdStall    atomic.Pointer[chan struct{}] // tests: a hold run waits until it is closed
+	noHoldStream atomic.Bool                   // tests: serve hold streams as a version without them
 	holdSeq      atomic.Uint64                 // leader: HeldWebSession.seq, across its terms
 	lines        *lines                        // election and lock waiters
 	kaBatch      *keepaliveBatcher
@@ -135,6 +137,7 @@ func New(c Config) (*Node, error) {
 	n.waiter.fsm = n.fsm
 	n.peers = newPeerConns(cfg.DialPeer)
 	n.fwd = newForwarder()
+	n.holdStreams = newHoldStreams()
 	n.applySlots = make(chan struct{}, applySlots)
 	n.ticks = newCoarseTicks(cfg.RequestTimeout / 8)
 	n.streamsClosed = make(chan struct{})
@@ -317,6 +320,7 @@ func (n *Node) Close() error {
 	err := n.raft.Shutdown().Error()
 	n.wg.Wait()
 	n.fwd.close()
+	n.holdStreams.close()
 	n.peers.close()
 	n.closeStores()
 	return err

@@ -516,6 +516,10 @@ func (n *Node) holdAt(ctx context.Context, addr string, reqs []*raftv1.HoldWebSe
 	if err != nil {
 		return err
 	}
+	if err := n.holdStreams.hold(ctx, addr, conn, reqs); !errors.Is(err, errNoHoldStream) {
+		return err
+	}
+	// A backup of an older version: a unary call per request.
 	c := raftv1.NewInternalServiceClient(conn)
 	for _, r := range reqs {
 		if _, err := c.HoldWebSessions(ctx, r); err != nil {

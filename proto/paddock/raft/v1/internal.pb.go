@@ -1609,6 +1609,103 @@ func (x *HoldWebSessionsRequest) GetWrites() []*HeldWebSession {
 	return nil
 }
 
+// HoldWebSessionsStreamRequest is one request of a hold stream.
+type HoldWebSessionsStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// hold is what HoldWebSessions would get.
+	Hold *HoldWebSessionsRequest `protobuf:"bytes,1,opt,name=hold,proto3" json:"hold,omitempty"`
+	// timeout_us is the time the leader waits for the answer, in
+	// microseconds, as a unary call's deadline: the backup does not take
+	// the writes once it has passed since it received the request (the
+	// leader may be committing them as ordinary writes by then). 0: no
+	// limit.
+	TimeoutUs     uint64 `protobuf:"varint,2,opt,name=timeout_us,json=timeoutUs,proto3" json:"timeout_us,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldWebSessionsStreamRequest) Reset() {
+	*x = HoldWebSessionsStreamRequest{}
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldWebSessionsStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldWebSessionsStreamRequest) ProtoMessage() {}
+
+func (x *HoldWebSessionsStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldWebSessionsStreamRequest.ProtoReflect.Descriptor instead.
+func (*HoldWebSessionsStreamRequest) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *HoldWebSessionsStreamRequest) GetHold() *HoldWebSessionsRequest {
+	if x != nil {
+		return x.Hold
+	}
+	return nil
+}
+
+func (x *HoldWebSessionsStreamRequest) GetTimeoutUs() uint64 {
+	if x != nil {
+		return x.TimeoutUs
+	}
+	return 0
+}
+
+// HoldWebSessionsStreamResponse answers one request of a hold stream: its
+// writes are held.
+type HoldWebSessionsStreamResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldWebSessionsStreamResponse) Reset() {
+	*x = HoldWebSessionsStreamResponse{}
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldWebSessionsStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldWebSessionsStreamResponse) ProtoMessage() {}
+
+func (x *HoldWebSessionsStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldWebSessionsStreamResponse.ProtoReflect.Descriptor instead.
+func (*HoldWebSessionsStreamResponse) Descriptor() ([]byte, []int) {
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{18}
+}
+
 // HeldWebSession is a session's newest delayed write, acknowledged from
 // the leader's memory: what the leader would commit for it.
 type HeldWebSession struct {
@@ -1647,7 +1744,7 @@ type HeldWebSession struct {
 
 func (x *HeldWebSession) Reset() {
 	*x = HeldWebSession{}
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[17]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1659,7 +1756,7 @@ func (x *HeldWebSession) String() string {
 func (*HeldWebSession) ProtoMessage() {}
 
 func (x *HeldWebSession) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[17]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1672,7 +1769,7 @@ func (x *HeldWebSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeldWebSession.ProtoReflect.Descriptor instead.
 func (*HeldWebSession) Descriptor() ([]byte, []int) {
-	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{17}
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *HeldWebSession) GetId() string {
@@ -1747,7 +1844,7 @@ type HoldWebSessionsResponse struct {
 
 func (x *HoldWebSessionsResponse) Reset() {
 	*x = HoldWebSessionsResponse{}
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[18]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +1856,7 @@ func (x *HoldWebSessionsResponse) String() string {
 func (*HoldWebSessionsResponse) ProtoMessage() {}
 
 func (x *HoldWebSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_raft_v1_internal_proto_msgTypes[18]
+	mi := &file_paddock_raft_v1_internal_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +1869,7 @@ func (x *HoldWebSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldWebSessionsResponse.ProtoReflect.Descriptor instead.
 func (*HoldWebSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{18}
+	return file_paddock_raft_v1_internal_proto_rawDescGZIP(), []int{20}
 }
 
 var File_paddock_raft_v1_internal_proto protoreflect.FileDescriptor
@@ -1867,7 +1964,12 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\x05reply\"e\n" +
 	"\x16HoldWebSessionsRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x127\n" +
-	"\x06writes\x18\x02 \x03(\v2\x1f.paddock.raft.v1.HeldWebSessionR\x06writes\"\x88\x02\n" +
+	"\x06writes\x18\x02 \x03(\v2\x1f.paddock.raft.v1.HeldWebSessionR\x06writes\"z\n" +
+	"\x1cHoldWebSessionsStreamRequest\x12;\n" +
+	"\x04hold\x18\x01 \x01(\v2'.paddock.raft.v1.HoldWebSessionsRequestR\x04hold\x12\x1d\n" +
+	"\n" +
+	"timeout_us\x18\x02 \x01(\x04R\ttimeoutUs\"\x1f\n" +
+	"\x1dHoldWebSessionsStreamResponse\"\x88\x02\n" +
 	"\x0eHeldWebSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04base\x18\x02 \x01(\x04R\x04base\x12\x18\n" +
@@ -1906,7 +2008,7 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\x13WebSessionLockError\x12&\n" +
 	"\"WEB_SESSION_LOCK_ERROR_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dWEB_SESSION_LOCK_ERROR_LOCKED\x10\x01\x12$\n" +
-	" WEB_SESSION_LOCK_ERROR_LOCK_LOST\x10\x022\xed\x04\n" +
+	" WEB_SESSION_LOCK_ERROR_LOCK_LOST\x10\x022\xe9\x05\n" +
 	"\x0fInternalService\x12L\n" +
 	"\aPropose\x12\x1f.paddock.raft.v1.ProposeRequest\x1a .paddock.raft.v1.ProposeResponse\x12b\n" +
 	"\rProposeStream\x12%.paddock.raft.v1.ProposeStreamRequest\x1a&.paddock.raft.v1.ProposeStreamResponse(\x010\x01\x12R\n" +
@@ -1915,7 +2017,8 @@ const file_paddock_raft_v1_internal_proto_rawDesc = "" +
 	"\tKeepAlive\x12!.paddock.raft.v1.KeepAliveRequest\x1a\".paddock.raft.v1.KeepAliveResponse\x12U\n" +
 	"\n" +
 	"WebSession\x12\".paddock.raft.v1.WebSessionRequest\x1a#.paddock.raft.v1.WebSessionResponse\x12d\n" +
-	"\x0fHoldWebSessions\x12'.paddock.raft.v1.HoldWebSessionsRequest\x1a(.paddock.raft.v1.HoldWebSessionsResponseB9Z7github.com/paddock/paddock/proto/paddock/raft/v1;raftv1b\x06proto3"
+	"\x0fHoldWebSessions\x12'.paddock.raft.v1.HoldWebSessionsRequest\x1a(.paddock.raft.v1.HoldWebSessionsResponse\x12z\n" +
+	"\x15HoldWebSessionsStream\x12-.paddock.raft.v1.HoldWebSessionsStreamRequest\x1a..paddock.raft.v1.HoldWebSessionsStreamResponse(\x010\x01B9Z7github.com/paddock/paddock/proto/paddock/raft/v1;raftv1b\x06proto3"
 
 var (
 	file_paddock_raft_v1_internal_proto_rawDescOnce sync.Once
@@ -1930,7 +2033,7 @@ func file_paddock_raft_v1_internal_proto_rawDescGZIP() []byte {
 }
 
 var file_paddock_raft_v1_internal_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_paddock_raft_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_paddock_raft_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_paddock_raft_v1_internal_proto_goTypes = []any{
 	(ErrorCode)(0),                        // 0: paddock.raft.v1.ErrorCode
 	(WebSessionLockError)(0),              // 1: paddock.raft.v1.WebSessionLockError
@@ -1951,33 +2054,35 @@ var file_paddock_raft_v1_internal_proto_goTypes = []any{
 	(*WebSessionRequest)(nil),             // 16: paddock.raft.v1.WebSessionRequest
 	(*WebSessionResponse)(nil),            // 17: paddock.raft.v1.WebSessionResponse
 	(*HoldWebSessionsRequest)(nil),        // 18: paddock.raft.v1.HoldWebSessionsRequest
-	(*HeldWebSession)(nil),                // 19: paddock.raft.v1.HeldWebSession
-	(*HoldWebSessionsResponse)(nil),       // 20: paddock.raft.v1.HoldWebSessionsResponse
-	(*v1.ReadOptions)(nil),                // 21: paddock.v1.ReadOptions
-	(*v1.GetRequest)(nil),                 // 22: paddock.v1.GetRequest
-	(*v1.ExistsRequest)(nil),              // 23: paddock.v1.ExistsRequest
-	(*v1.ListRequest)(nil),                // 24: paddock.v1.ListRequest
-	(*v1.GetSessionRequest)(nil),          // 25: paddock.v1.GetSessionRequest
-	(*v1.ListSessionsRequest)(nil),        // 26: paddock.v1.ListSessionsRequest
-	(*v1.GetResponse)(nil),                // 27: paddock.v1.GetResponse
-	(*v1.ExistsResponse)(nil),             // 28: paddock.v1.ExistsResponse
-	(*v1.ListResponse)(nil),               // 29: paddock.v1.ListResponse
-	(*v1.GetSessionResponse)(nil),         // 30: paddock.v1.GetSessionResponse
-	(*v1.ListSessionsResponse)(nil),       // 31: paddock.v1.ListSessionsResponse
-	(*v1.ReadWebSessionRequest)(nil),      // 32: paddock.v1.ReadWebSessionRequest
-	(*v1.WriteWebSessionRequest)(nil),     // 33: paddock.v1.WriteWebSessionRequest
-	(*v1.ReleaseWebSessionRequest)(nil),   // 34: paddock.v1.ReleaseWebSessionRequest
-	(*v1.TouchWebSessionRequest)(nil),     // 35: paddock.v1.TouchWebSessionRequest
-	(*v1.DestroyWebSessionRequest)(nil),   // 36: paddock.v1.DestroyWebSessionRequest
-	(*v1.ValidateWebSessionRequest)(nil),  // 37: paddock.v1.ValidateWebSessionRequest
-	(*v1.CreateWebSessionRequest)(nil),    // 38: paddock.v1.CreateWebSessionRequest
-	(*v1.ReadWebSessionResponse)(nil),     // 39: paddock.v1.ReadWebSessionResponse
-	(*v1.WriteWebSessionResponse)(nil),    // 40: paddock.v1.WriteWebSessionResponse
-	(*v1.ReleaseWebSessionResponse)(nil),  // 41: paddock.v1.ReleaseWebSessionResponse
-	(*v1.TouchWebSessionResponse)(nil),    // 42: paddock.v1.TouchWebSessionResponse
-	(*v1.DestroyWebSessionResponse)(nil),  // 43: paddock.v1.DestroyWebSessionResponse
-	(*v1.ValidateWebSessionResponse)(nil), // 44: paddock.v1.ValidateWebSessionResponse
-	(*v1.CreateWebSessionResponse)(nil),   // 45: paddock.v1.CreateWebSessionResponse
+	(*HoldWebSessionsStreamRequest)(nil),  // 19: paddock.raft.v1.HoldWebSessionsStreamRequest
+	(*HoldWebSessionsStreamResponse)(nil), // 20: paddock.raft.v1.HoldWebSessionsStreamResponse
+	(*HeldWebSession)(nil),                // 21: paddock.raft.v1.HeldWebSession
+	(*HoldWebSessionsResponse)(nil),       // 22: paddock.raft.v1.HoldWebSessionsResponse
+	(*v1.ReadOptions)(nil),                // 23: paddock.v1.ReadOptions
+	(*v1.GetRequest)(nil),                 // 24: paddock.v1.GetRequest
+	(*v1.ExistsRequest)(nil),              // 25: paddock.v1.ExistsRequest
+	(*v1.ListRequest)(nil),                // 26: paddock.v1.ListRequest
+	(*v1.GetSessionRequest)(nil),          // 27: paddock.v1.GetSessionRequest
+	(*v1.ListSessionsRequest)(nil),        // 28: paddock.v1.ListSessionsRequest
+	(*v1.GetResponse)(nil),                // 29: paddock.v1.GetResponse
+	(*v1.ExistsResponse)(nil),             // 30: paddock.v1.ExistsResponse
+	(*v1.ListResponse)(nil),               // 31: paddock.v1.ListResponse
+	(*v1.GetSessionResponse)(nil),         // 32: paddock.v1.GetSessionResponse
+	(*v1.ListSessionsResponse)(nil),       // 33: paddock.v1.ListSessionsResponse
+	(*v1.ReadWebSessionRequest)(nil),      // 34: paddock.v1.ReadWebSessionRequest
+	(*v1.WriteWebSessionRequest)(nil),     // 35: paddock.v1.WriteWebSessionRequest
+	(*v1.ReleaseWebSessionRequest)(nil),   // 36: paddock.v1.ReleaseWebSessionRequest
+	(*v1.TouchWebSessionRequest)(nil),     // 37: paddock.v1.TouchWebSessionRequest
+	(*v1.DestroyWebSessionRequest)(nil),   // 38: paddock.v1.DestroyWebSessionRequest
+	(*v1.ValidateWebSessionRequest)(nil),  // 39: paddock.v1.ValidateWebSessionRequest
+	(*v1.CreateWebSessionRequest)(nil),    // 40: paddock.v1.CreateWebSessionRequest
+	(*v1.ReadWebSessionResponse)(nil),     // 41: paddock.v1.ReadWebSessionResponse
+	(*v1.WriteWebSessionResponse)(nil),    // 42: paddock.v1.WriteWebSessionResponse
+	(*v1.ReleaseWebSessionResponse)(nil),  // 43: paddock.v1.ReleaseWebSessionResponse
+	(*v1.TouchWebSessionResponse)(nil),    // 44: paddock.v1.TouchWebSessionResponse
+	(*v1.DestroyWebSessionResponse)(nil),  // 45: paddock.v1.DestroyWebSessionResponse
+	(*v1.ValidateWebSessionResponse)(nil), // 46: paddock.v1.ValidateWebSessionResponse
+	(*v1.CreateWebSessionResponse)(nil),   // 47: paddock.v1.CreateWebSessionResponse
 }
 var file_paddock_raft_v1_internal_proto_depIdxs = []int32{
 	4,  // 0: paddock.raft.v1.ProposeStreamRequest.proposals:type_name -> paddock.raft.v1.Proposal
@@ -1986,54 +2091,57 @@ var file_paddock_raft_v1_internal_proto_depIdxs = []int32{
 	0,  // 3: paddock.raft.v1.ProposeResponse.error_code:type_name -> paddock.raft.v1.ErrorCode
 	12, // 4: paddock.raft.v1.ReadRequest.queries:type_name -> paddock.raft.v1.Query
 	13, // 5: paddock.raft.v1.ReadResponse.results:type_name -> paddock.raft.v1.QueryResult
-	21, // 6: paddock.raft.v1.Query.read:type_name -> paddock.v1.ReadOptions
-	22, // 7: paddock.raft.v1.Query.get:type_name -> paddock.v1.GetRequest
-	23, // 8: paddock.raft.v1.Query.exists:type_name -> paddock.v1.ExistsRequest
-	24, // 9: paddock.raft.v1.Query.list:type_name -> paddock.v1.ListRequest
-	25, // 10: paddock.raft.v1.Query.get_session:type_name -> paddock.v1.GetSessionRequest
-	26, // 11: paddock.raft.v1.Query.list_sessions:type_name -> paddock.v1.ListSessionsRequest
+	23, // 6: paddock.raft.v1.Query.read:type_name -> paddock.v1.ReadOptions
+	24, // 7: paddock.raft.v1.Query.get:type_name -> paddock.v1.GetRequest
+	25, // 8: paddock.raft.v1.Query.exists:type_name -> paddock.v1.ExistsRequest
+	26, // 9: paddock.raft.v1.Query.list:type_name -> paddock.v1.ListRequest
+	27, // 10: paddock.raft.v1.Query.get_session:type_name -> paddock.v1.GetSessionRequest
+	28, // 11: paddock.raft.v1.Query.list_sessions:type_name -> paddock.v1.ListSessionsRequest
 	0,  // 12: paddock.raft.v1.QueryResult.error_code:type_name -> paddock.raft.v1.ErrorCode
-	27, // 13: paddock.raft.v1.QueryResult.get:type_name -> paddock.v1.GetResponse
-	28, // 14: paddock.raft.v1.QueryResult.exists:type_name -> paddock.v1.ExistsResponse
-	29, // 15: paddock.raft.v1.QueryResult.list:type_name -> paddock.v1.ListResponse
-	30, // 16: paddock.raft.v1.QueryResult.get_session:type_name -> paddock.v1.GetSessionResponse
-	31, // 17: paddock.raft.v1.QueryResult.list_sessions:type_name -> paddock.v1.ListSessionsResponse
-	32, // 18: paddock.raft.v1.WebSessionRequest.read:type_name -> paddock.v1.ReadWebSessionRequest
-	33, // 19: paddock.raft.v1.WebSessionRequest.write:type_name -> paddock.v1.WriteWebSessionRequest
-	34, // 20: paddock.raft.v1.WebSessionRequest.release:type_name -> paddock.v1.ReleaseWebSessionRequest
-	35, // 21: paddock.raft.v1.WebSessionRequest.touch:type_name -> paddock.v1.TouchWebSessionRequest
-	36, // 22: paddock.raft.v1.WebSessionRequest.destroy:type_name -> paddock.v1.DestroyWebSessionRequest
-	37, // 23: paddock.raft.v1.WebSessionRequest.validate:type_name -> paddock.v1.ValidateWebSessionRequest
-	38, // 24: paddock.raft.v1.WebSessionRequest.create:type_name -> paddock.v1.CreateWebSessionRequest
+	29, // 13: paddock.raft.v1.QueryResult.get:type_name -> paddock.v1.GetResponse
+	30, // 14: paddock.raft.v1.QueryResult.exists:type_name -> paddock.v1.ExistsResponse
+	31, // 15: paddock.raft.v1.QueryResult.list:type_name -> paddock.v1.ListResponse
+	32, // 16: paddock.raft.v1.QueryResult.get_session:type_name -> paddock.v1.GetSessionResponse
+	33, // 17: paddock.raft.v1.QueryResult.list_sessions:type_name -> paddock.v1.ListSessionsResponse
+	34, // 18: paddock.raft.v1.WebSessionRequest.read:type_name -> paddock.v1.ReadWebSessionRequest
+	35, // 19: paddock.raft.v1.WebSessionRequest.write:type_name -> paddock.v1.WriteWebSessionRequest
+	36, // 20: paddock.raft.v1.WebSessionRequest.release:type_name -> paddock.v1.ReleaseWebSessionRequest
+	37, // 21: paddock.raft.v1.WebSessionRequest.touch:type_name -> paddock.v1.TouchWebSessionRequest
+	38, // 22: paddock.raft.v1.WebSessionRequest.destroy:type_name -> paddock.v1.DestroyWebSessionRequest
+	39, // 23: paddock.raft.v1.WebSessionRequest.validate:type_name -> paddock.v1.ValidateWebSessionRequest
+	40, // 24: paddock.raft.v1.WebSessionRequest.create:type_name -> paddock.v1.CreateWebSessionRequest
 	0,  // 25: paddock.raft.v1.WebSessionResponse.error_code:type_name -> paddock.raft.v1.ErrorCode
 	1,  // 26: paddock.raft.v1.WebSessionResponse.lock_error:type_name -> paddock.raft.v1.WebSessionLockError
-	39, // 27: paddock.raft.v1.WebSessionResponse.read:type_name -> paddock.v1.ReadWebSessionResponse
-	40, // 28: paddock.raft.v1.WebSessionResponse.write:type_name -> paddock.v1.WriteWebSessionResponse
-	41, // 29: paddock.raft.v1.WebSessionResponse.release:type_name -> paddock.v1.ReleaseWebSessionResponse
-	42, // 30: paddock.raft.v1.WebSessionResponse.touch:type_name -> paddock.v1.TouchWebSessionResponse
-	43, // 31: paddock.raft.v1.WebSessionResponse.destroy:type_name -> paddock.v1.DestroyWebSessionResponse
-	44, // 32: paddock.raft.v1.WebSessionResponse.validate:type_name -> paddock.v1.ValidateWebSessionResponse
-	45, // 33: paddock.raft.v1.WebSessionResponse.create:type_name -> paddock.v1.CreateWebSessionResponse
-	19, // 34: paddock.raft.v1.HoldWebSessionsRequest.writes:type_name -> paddock.raft.v1.HeldWebSession
-	2,  // 35: paddock.raft.v1.InternalService.Propose:input_type -> paddock.raft.v1.ProposeRequest
-	3,  // 36: paddock.raft.v1.InternalService.ProposeStream:input_type -> paddock.raft.v1.ProposeStreamRequest
-	8,  // 37: paddock.raft.v1.InternalService.ReadIndex:input_type -> paddock.raft.v1.ReadIndexRequest
-	10, // 38: paddock.raft.v1.InternalService.Read:input_type -> paddock.raft.v1.ReadRequest
-	14, // 39: paddock.raft.v1.InternalService.KeepAlive:input_type -> paddock.raft.v1.KeepAliveRequest
-	16, // 40: paddock.raft.v1.InternalService.WebSession:input_type -> paddock.raft.v1.WebSessionRequest
-	18, // 41: paddock.raft.v1.InternalService.HoldWebSessions:input_type -> paddock.raft.v1.HoldWebSessionsRequest
-	7,  // 42: paddock.raft.v1.InternalService.Propose:output_type -> paddock.raft.v1.ProposeResponse
-	5,  // 43: paddock.raft.v1.InternalService.ProposeStream:output_type -> paddock.raft.v1.ProposeStreamResponse
-	9,  // 44: paddock.raft.v1.InternalService.ReadIndex:output_type -> paddock.raft.v1.ReadIndexResponse
-	11, // 45: paddock.raft.v1.InternalService.Read:output_type -> paddock.raft.v1.ReadResponse
-	15, // 46: paddock.raft.v1.InternalService.KeepAlive:output_type -> paddock.raft.v1.KeepAliveResponse
-	17, // 47: paddock.raft.v1.InternalService.WebSession:output_type -> paddock.raft.v1.WebSessionResponse
-	20, // 48: paddock.raft.v1.InternalService.HoldWebSessions:output_type -> paddock.raft.v1.HoldWebSessionsResponse
-	42, // [42:49] is the sub-list for method output_type
-	35, // [35:42] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	41, // 27: paddock.raft.v1.WebSessionResponse.read:type_name -> paddock.v1.ReadWebSessionResponse
+	42, // 28: paddock.raft.v1.WebSessionResponse.write:type_name -> paddock.v1.WriteWebSessionResponse
+	43, // 29: paddock.raft.v1.WebSessionResponse.release:type_name -> paddock.v1.ReleaseWebSessionResponse
+	44, // 30: paddock.raft.v1.WebSessionResponse.touch:type_name -> paddock.v1.TouchWebSessionResponse
+	45, // 31: paddock.raft.v1.WebSessionResponse.destroy:type_name -> paddock.v1.DestroyWebSessionResponse
+	46, // 32: paddock.raft.v1.WebSessionResponse.validate:type_name -> paddock.v1.ValidateWebSessionResponse
+	47, // 33: paddock.raft.v1.WebSessionResponse.create:type_name -> paddock.v1.CreateWebSessionResponse
+	21, // 34: paddock.raft.v1.HoldWebSessionsRequest.writes:type_name -> paddock.raft.v1.HeldWebSession
+	18, // 35: paddock.raft.v1.HoldWebSessionsStreamRequest.hold:type_name -> paddock.raft.v1.HoldWebSessionsRequest
+	2,  // 36: paddock.raft.v1.InternalService.Propose:input_type -> paddock.raft.v1.ProposeRequest
+	3,  // 37: paddock.raft.v1.InternalService.ProposeStream:input_type -> paddock.raft.v1.ProposeStreamRequest
+	8,  // 38: paddock.raft.v1.InternalService.ReadIndex:input_type -> paddock.raft.v1.ReadIndexRequest
+	10, // 39: paddock.raft.v1.InternalService.Read:input_type -> paddock.raft.v1.ReadRequest
+	14, // 40: paddock.raft.v1.InternalService.KeepAlive:input_type -> paddock.raft.v1.KeepAliveRequest
+	16, // 41: paddock.raft.v1.InternalService.WebSession:input_type -> paddock.raft.v1.WebSessionRequest
+	18, // 42: paddock.raft.v1.InternalService.HoldWebSessions:input_type -> paddock.raft.v1.HoldWebSessionsRequest
+	19, // 43: paddock.raft.v1.InternalService.HoldWebSessionsStream:input_type -> paddock.raft.v1.HoldWebSessionsStreamRequest
+	7,  // 44: paddock.raft.v1.InternalService.Propose:output_type -> paddock.raft.v1.ProposeResponse
+	5,  // 45: paddock.raft.v1.InternalService.ProposeStream:output_type -> paddock.raft.v1.ProposeStreamResponse
+	9,  // 46: paddock.raft.v1.InternalService.ReadIndex:output_type -> paddock.raft.v1.ReadIndexResponse
+	11, // 47: paddock.raft.v1.InternalService.Read:output_type -> paddock.raft.v1.ReadResponse
+	15, // 48: paddock.raft.v1.InternalService.KeepAlive:output_type -> paddock.raft.v1.KeepAliveResponse
+	17, // 49: paddock.raft.v1.InternalService.WebSession:output_type -> paddock.raft.v1.WebSessionResponse
+	22, // 50: paddock.raft.v1.InternalService.HoldWebSessions:output_type -> paddock.raft.v1.HoldWebSessionsResponse
+	20, // 51: paddock.raft.v1.InternalService.HoldWebSessionsStream:output_type -> paddock.raft.v1.HoldWebSessionsStreamResponse
+	44, // [44:52] is the sub-list for method output_type
+	36, // [36:44] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_paddock_raft_v1_internal_proto_init() }
@@ -2079,7 +2187,7 @@ func file_paddock_raft_v1_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_paddock_raft_v1_internal_proto_rawDesc), len(file_paddock_raft_v1_internal_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

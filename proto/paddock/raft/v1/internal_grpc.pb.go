@@ -19,13 +19,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	InternalService_Propose_FullMethodName         = "/paddock.raft.v1.InternalService/Propose"
-	InternalService_ProposeStream_FullMethodName   = "/paddock.raft.v1.InternalService/ProposeStream"
-	InternalService_ReadIndex_FullMethodName       = "/paddock.raft.v1.InternalService/ReadIndex"
-	InternalService_Read_FullMethodName            = "/paddock.raft.v1.InternalService/Read"
-	InternalService_KeepAlive_FullMethodName       = "/paddock.raft.v1.InternalService/KeepAlive"
-	InternalService_WebSession_FullMethodName      = "/paddock.raft.v1.InternalService/WebSession"
-	InternalService_HoldWebSessions_FullMethodName = "/paddock.raft.v1.InternalService/HoldWebSessions"
+	InternalService_Propose_FullMethodName               = "/paddock.raft.v1.InternalService/Propose"
+	InternalService_ProposeStream_FullMethodName         = "/paddock.raft.v1.InternalService/ProposeStream"
+	InternalService_ReadIndex_FullMethodName             = "/paddock.raft.v1.InternalService/ReadIndex"
+	InternalService_Read_FullMethodName                  = "/paddock.raft.v1.InternalService/Read"
+	InternalService_KeepAlive_FullMethodName             = "/paddock.raft.v1.InternalService/KeepAlive"
+	InternalService_WebSession_FullMethodName            = "/paddock.raft.v1.InternalService/WebSession"
+	InternalService_HoldWebSessions_FullMethodName       = "/paddock.raft.v1.InternalService/HoldWebSessions"
+	InternalService_HoldWebSessionsStream_FullMethodName = "/paddock.raft.v1.InternalService/HoldWebSessionsStream"
 )
 
 // InternalServiceClient is the client API for InternalService service.
@@ -68,6 +69,11 @@ type InternalServiceClient interface {
 	// memory cap refuses (FAILED_PRECONDITION) and holds none of the
 	// request's writes.
 	HoldWebSessions(ctx context.Context, in *HoldWebSessionsRequest, opts ...grpc.CallOption) (*HoldWebSessionsResponse, error)
+	// HoldWebSessionsStream is HoldWebSessions for a stream of requests, one
+	// answer each, in order: a leader keeps one open to each backup, which
+	// spares every batch a call's setup. A request the backup refuses ends
+	// the stream with the error HoldWebSessions would return.
+	HoldWebSessionsStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HoldWebSessionsStreamRequest, HoldWebSessionsStreamResponse], error)
 }
 
 type internalServiceClient struct {
@@ -151,6 +157,19 @@ func (c *internalServiceClient) HoldWebSessions(ctx context.Context, in *HoldWeb
 	return out, nil
 }
 
+func (c *internalServiceClient) HoldWebSessionsStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HoldWebSessionsStreamRequest, HoldWebSessionsStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &InternalService_ServiceDesc.Streams[1], InternalService_HoldWebSessionsStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[HoldWebSessionsStreamRequest, HoldWebSessionsStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type InternalService_HoldWebSessionsStreamClient = grpc.BidiStreamingClient[HoldWebSessionsStreamRequest, HoldWebSessionsStreamResponse]
+
 // InternalServiceServer is the server API for InternalService service.
 // All implementations must embed UnimplementedInternalServiceServer
 // for forward compatibility.
@@ -191,6 +210,11 @@ type InternalServiceServer interface {
 	// memory cap refuses (FAILED_PRECONDITION) and holds none of the
 	// request's writes.
 	HoldWebSessions(context.Context, *HoldWebSessionsRequest) (*HoldWebSessionsResponse, error)
+	// HoldWebSessionsStream is HoldWebSessions for a stream of requests, one
+	// answer each, in order: a leader keeps one open to each backup, which
+	// spares every batch a call's setup. A request the backup refuses ends
+	// the stream with the error HoldWebSessions would return.
+	HoldWebSessionsStream(grpc.BidiStreamingServer[HoldWebSessionsStreamRequest, HoldWebSessionsStreamResponse]) error
 	mustEmbedUnimplementedInternalServiceServer()
 }
 
@@ -221,6 +245,9 @@ func (UnimplementedInternalServiceServer) WebSession(context.Context, *WebSessio
 }
 func (UnimplementedInternalServiceServer) HoldWebSessions(context.Context, *HoldWebSessionsRequest) (*HoldWebSessionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method HoldWebSessions not implemented")
+}
+func (UnimplementedInternalServiceServer) HoldWebSessionsStream(grpc.BidiStreamingServer[HoldWebSessionsStreamRequest, HoldWebSessionsStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method HoldWebSessionsStream not implemented")
 }
 func (UnimplementedInternalServiceServer) mustEmbedUnimplementedInternalServiceServer() {}
 func (UnimplementedInternalServiceServer) testEmbeddedByValue()                         {}
@@ -358,6 +385,13 @@ func _InternalService_HoldWebSessions_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InternalService_HoldWebSessionsStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(InternalServiceServer).HoldWebSessionsStream(&grpc.GenericServerStream[HoldWebSessionsStreamRequest, HoldWebSessionsStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type InternalService_HoldWebSessionsStreamServer = grpc.BidiStreamingServer[HoldWebSessionsStreamRequest, HoldWebSessionsStreamResponse]
+
 // InternalService_ServiceDesc is the grpc.ServiceDesc for InternalService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -394,6 +428,12 @@ var InternalService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ProposeStream",
 			Handler:       _InternalService_ProposeStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "HoldWebSessionsStream",
+			Handler:       _InternalService_HoldWebSessionsStream_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},
