@@ -151,3 +151,28 @@ func LockWebSessionBackup(n *Node) (unlock func()) {
 	n.wsBackup.mu.Lock()
 	return n.wsBackup.mu.Unlock
 }
+
+// WebSessionDrainers is the number of drains waiting for leader n's
+// delayed writes.
+func WebSessionDrainers(n *Node) int {
+	l := n.ws.locks.Load()
+	if l == nil || l.pend == nil {
+		return 0
+	}
+	l.pend.mu.Lock()
+	defer l.pend.mu.Unlock()
+	return l.pend.drainers
+}
+
+// WebSessionCommitInFlight reports whether leader n is committing id's
+// delayed writes.
+func WebSessionCommitInFlight(n *Node, id string) bool {
+	l := n.ws.locks.Load()
+	if l == nil || l.pend == nil {
+		return false
+	}
+	l.pend.mu.Lock()
+	defer l.pend.mu.Unlock()
+	e := l.pend.m[id]
+	return e != nil && e.inflight
+}

@@ -90,7 +90,7 @@ func newMetrics(n *Node) *metrics {
 		}, []string{"outcome"}),
 		wsDelayWindow: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "paddock_web_session_delayed_window_seconds",
-			Help: "Time from a delayed PHP web session write's answer to its commit (the first answered write of each commit): how long a leader crash could lose it.",
+			Help: "Time from a delayed PHP web session write's answer to its commit (the first answered write of each commit): how long it is in memory only, the leader's and its backups' (--web-session-flush-delay, 100 ms by default, plus the commit).",
 			// 250µs to ~8s.
 			Buckets: prometheus.ExponentialBuckets(250e-6, 2, 16),
 		}),

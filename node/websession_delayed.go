@@ -643,6 +643,12 @@ func (d *wsDelayed) run() {
 			return
 		case <-d.kick:
 		}
+		// A hurry left from a drain before this round is spent: the
+		// drains waiting now are counted.
+		select {
+		case <-d.urgent:
+		default:
+		}
 		d.mu.Lock()
 		delay := d.delay // tests change it
 		if d.drainers > 0 {

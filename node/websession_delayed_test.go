@@ -778,5 +778,43 @@ func TestWebSessionDelayedDrainHurries(t *testing.T) {
 	if _, ok := leader.FSM().WebSession("hurry-d"); ok {
 		t.Fatal("hurry-d still there after its destroy")
 	}
+
+	// A drain that begins while the session's commit is in flight needs
+	// a second round, for the writes answered since: that one does not
+	// wait the delay either.
+	node.SetWebSessionFlushDelay(leader, 0)
+	r = wsRead(t, n, "hurry-0", true) // a round at delay 0: the flusher waits no more
+	wsWriteDelayed(t, n, "hurry-0", "a", 0, r.GetToken())
+	committed(t, leader, "hurry-0", "a", 1)
+	c.Transport(l).DropEntries("", true) // the commit stays in flight
+	r = wsRead(t, n, "hurry-f", true)
+	wsWriteDelayed(t, n, "hurry-f", "a", 0, r.GetToken())
+	nodetest.Eventually(t, waitTimeout, func() error {
+		if !node.WebSessionCommitInFlight(leader, "hurry-f") {
+			return errors.New("hurry-f's commit not in flight")
+		}
+		return nil
+	})
+	node.SetWebSessionFlushDelay(leader, time.Minute)
+	r = wsRead(t, n, "hurry-f", true)
+	wsWriteDelayed(t, n, "hurry-f", "b", 1, r.GetToken())
+	r = wsRead(t, n, "hurry-f", true)
+	destroyed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := n.DestroyWebSession(ctx, &paddockv1.DestroyWebSessionRequest{Id: "hurry-f", Token: r.GetToken()})
+		destroyed <- err
+	}()
+	nodetest.Eventually(t, waitTimeout, func() error {
+		if k := node.WebSessionDrainers(leader); k != 1 {
+			return fmt.Errorf("%d drains waiting, want the destroy's", k)
+		}
+		return nil
+	})
+	c.Transport(l).DropEntries("", false)
+	if err := <-destroyed; err != nil {
+		t.Fatalf("destroy after a commit in flight and a write since: %v", err)
+	}
 	steady(t, c, l)
 }

@@ -70,7 +70,7 @@ var errNoHoldStream = errors.New("node: backup has no hold stream")
 // session's latest by term and seq).
 func (h *holdStreams) hold(ctx context.Context, addr string, conn *grpc.ClientConn, reqs []*raftv1.HoldWebSessionsRequest) error {
 	for attempt := 0; ; attempt++ {
-		s, fresh, err := h.stream(addr, conn)
+		s, fresh, err := h.stream(ctx, addr, conn)
 		if err != nil {
 			return err
 		}
@@ -142,27 +142,49 @@ func (s *holdStream) send(ctx context.Context, reqs []*raftv1.HoldWebSessionsReq
 }
 
 // stream returns the open stream to addr, opening one if there is none
-// (fresh); errNoHoldStream for a backup known to lack it.
-func (h *holdStreams) stream(addr string, conn *grpc.ClientConn) (s *holdStream, fresh bool, err error) {
+// (fresh); errNoHoldStream for a backup known to lack it. Opening waits
+// for the connection to the backup, within ctx (the batch's time): a
+// backup that does not answer is the batch's failure, and holds up
+// neither another backup's holds nor close.
+func (h *holdStreams) stream(ctx context.Context, addr string, conn *grpc.ClientConn) (s *holdStream, fresh bool, err error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.closed {
+		h.mu.Unlock()
 		return nil, false, ErrShuttingDown
 	}
 	if s := h.m[addr]; s != nil && !s.broken.Load() {
+		h.mu.Unlock()
 		return s, false, nil
 	}
 	if until, ok := h.noStream[addr]; ok {
 		if time.Now().Before(until) {
+			h.mu.Unlock()
 			return nil, false, errNoHoldStream
 		}
 		delete(h.noStream, addr)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cs, err := raftv1.NewInternalServiceClient(conn).HoldWebSessionsStream(ctx)
+	h.mu.Unlock()
+	sctx, cancel := context.WithCancel(context.Background())
+	stop := context.AfterFunc(ctx, cancel)
+	cs, err := raftv1.NewInternalServiceClient(conn).HoldWebSessionsStream(sctx)
+	if !stop() {
+		// ctx ended while it opened: the stream is cancelled.
+		cancel()
+		return nil, false, ctx.Err()
+	}
 	if err != nil {
 		cancel()
 		return nil, false, fromPeer(err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		cancel()
+		return nil, false, ErrShuttingDown
+	}
+	if old := h.m[addr]; old != nil && !old.broken.Load() {
+		cancel() // another caller opened one meanwhile
+		return old, false, nil
 	}
 	s = &holdStream{cs: cs, cancel: cancel}
 	h.m[addr] = s
@@ -200,7 +222,9 @@ func (h *holdStreams) close() {
 
 // HoldWebSessionsStream serves a leader's hold stream (a backup's side):
 // each request is a HoldWebSessions call, answered in order; a refusal
-// ends the stream with its error. CloseStreams ends it too.
+// ends the stream with its error. CloseStreams ends it too: a node that
+// is stopping takes no more holds (it would lose them as it exits), and
+// the leader's writes go through until it is back.
 func (s *internalServer) HoldWebSessionsStream(st raftv1.InternalService_HoldWebSessionsStreamServer) error {
 	// The requests are served where they are received, without a hop to
 	// another goroutine; the handler waits for the end of the stream or
