@@ -49,9 +49,10 @@ final class SessionHandler implements \SessionHandlerInterface, \SessionIdInterf
 
     /**
      * MODE_DELAYED is Zend's delayed write: a write is acknowledged once
-     * the cluster's leader holds it in memory and committed in the
-     * background (a few ms later); a crash of the leader in between loses
-     * it (docs/php.md, "Storage models").
+     * the cluster's leader and every other node hold it in memory, and
+     * committed in the background (about 100 ms later); two nodes failing
+     * in between lose it, a crash of the leader alone does not
+     * (docs/php.md, "Storage models").
      */
     public const MODE_DELAYED = 'delayed';
 
