@@ -44,6 +44,14 @@ type Config struct {
 	// Unavailable is repeated (a leader election, a node restarting), in
 	// any case never past the call's ctx. Zero means DefaultRetryTimeout.
 	RetryTimeout time.Duration
+	// ReadAttemptTimeout bounds one attempt of a tree read that answers
+	// at once (Get, Exists, List): a node that took it and sends no
+	// answer within it (its answers dropped, the process paused) is left
+	// for the next endpoint, as a poll is after its timeout and a second.
+	// Zero means none: such a read waits on that node for as long as the
+	// call's ctx allows. The farm exporter sets it (farm.ReadAttempt), so
+	// that a silent node holds it no longer than a poll does.
+	ReadAttemptTimeout time.Duration
 }
 
 // Client calls a Paddock cluster, failing over between its endpoints. See
@@ -58,6 +66,8 @@ type Client struct {
 	lastZxid atomic.Uint64
 	// retryTimeout is Config.RetryTimeout or its default.
 	retryTimeout time.Duration
+	// readAttempt is Config.ReadAttemptTimeout.
+	readAttempt time.Duration
 	// ctx is cancelled by Close; sessions' keepalive loops run under it.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -98,7 +108,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			MinConnectTimeout: dialTimeout,
 		}),
 	}
-	c := &Client{retryTimeout: cfg.RetryTimeout}
+	c := &Client{retryTimeout: cfg.RetryTimeout, readAttempt: max(cfg.ReadAttemptTimeout, 0)}
 	if c.retryTimeout <= 0 {
 		c.retryTimeout = DefaultRetryTimeout
 	}
@@ -179,6 +189,17 @@ const (
 // unreachable, shutting down, no leader, connection broken mid-call).
 // Everything else is the cluster's answer and is returned as is.
 func retryable(err error) bool { return status.Code(err) == codes.Unavailable }
+
+// answered reports whether err is a node's answer to the call (the
+// call reached it and it decided), not a failure to get one.
+func answered(err error) bool {
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.PermissionDenied,
+		codes.ResourceExhausted, codes.FailedPrecondition, codes.Aborted, codes.OutOfRange:
+		return true
+	}
+	return false
+}
 
 // pacer paces attempts that go round n endpoints in turn, one attempt per
 // endpoint: before every pass after the first it pauses, from first,
@@ -273,6 +294,12 @@ func call[S, Req, Resp any](
 				c.observe(h.GetHeader().GetZxid())
 			}
 			return resp, nil
+		}
+		if answered(err) {
+			// The node answered (NotFound, a version that did not
+			// match, ...): the next call starts there too, not at an
+			// endpoint this one moved away from.
+			c.cur.Store(int64(idx))
 		}
 		if ctx.Err() != nil || !retryable(err) {
 			break

@@ -139,7 +139,16 @@ func bounded[S, Req, Resp any](timeoutMs int64, method func(S, context.Context, 
 	if timeoutMs <= 0 {
 		return method
 	}
-	limit := time.Duration(timeoutMs)*time.Millisecond + pollGrace
+	return boundedBy(time.Duration(timeoutMs)*time.Millisecond+pollGrace, method)
+}
+
+// boundedBy gives each attempt of method a deadline of limit (none if
+// limit is 0): an attempt not answered by then fails as Unavailable, and
+// the call goes on at the next endpoint.
+func boundedBy[S, Req, Resp any](limit time.Duration, method func(S, context.Context, Req, ...grpc.CallOption) (Resp, error)) func(S, context.Context, Req, ...grpc.CallOption) (Resp, error) {
+	if limit <= 0 {
+		return method
+	}
 	return func(s S, ctx context.Context, r Req, opts ...grpc.CallOption) (Resp, error) {
 		actx, cancel := context.WithTimeout(ctx, limit)
 		defer cancel()

@@ -45,6 +45,7 @@ type fakeNode struct {
 	shared        *fakeState               // when set, Create applies to it
 	dieAfterApply bool                     // Create applies, then the node dies
 	hangPolls     bool                     // Poll never answers (answers lost)
+	hangReads     bool                     // Get never answers (answers lost)
 
 	watch fakeWatch
 }
@@ -152,9 +153,16 @@ func (n *fakeNode) ids() []string {
 	return slices.Clone(n.requestIDs)
 }
 
-func (n *fakeNode) Get(_ context.Context, req *paddockv1.GetRequest) (*paddockv1.GetResponse, error) {
+func (n *fakeNode) Get(ctx context.Context, req *paddockv1.GetRequest) (*paddockv1.GetResponse, error) {
 	if err := n.unary(); err != nil {
 		return nil, err
+	}
+	n.mu.Lock()
+	hang := n.hangReads
+	n.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return nil, ctx.Err()
 	}
 	n.set(func(n *fakeNode) { n.reads = append(n.reads, req.GetRead()) })
 	return &paddockv1.GetResponse{Header: n.header(), Data: []byte(n.name)}, nil

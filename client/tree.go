@@ -22,7 +22,7 @@ func (c *Client) Get(ctx context.Context, req *paddockv1.GetRequest) (*paddockv1
 		req = proto.CloneOf(req)
 		req.Read = o
 	}
-	return call(ctx, c, read, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.Get, req)
+	return call(ctx, c, read, paddockv1.NewTreeServiceClient, boundedBy(c.readAttempt, paddockv1.TreeServiceClient.Get), req)
 }
 
 // Set changes a znode's data. It is a write, retried with one request id:
@@ -43,7 +43,7 @@ func (c *Client) Exists(ctx context.Context, req *paddockv1.ExistsRequest) (*pad
 		req = proto.CloneOf(req)
 		req.Read = o
 	}
-	return call(ctx, c, read, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.Exists, req)
+	return call(ctx, c, read, paddockv1.NewTreeServiceClient, boundedBy(c.readAttempt, paddockv1.TreeServiceClient.Exists), req)
 }
 
 // List returns one page of a znode's children; see ListAll for all of them.
@@ -52,7 +52,7 @@ func (c *Client) List(ctx context.Context, req *paddockv1.ListRequest) (*paddock
 		req = proto.CloneOf(req)
 		req.Read = o
 	}
-	return call(ctx, c, read, paddockv1.NewTreeServiceClient, paddockv1.TreeServiceClient.List, req)
+	return call(ctx, c, read, paddockv1.NewTreeServiceClient, boundedBy(c.readAttempt, paddockv1.TreeServiceClient.List), req)
 }
 
 // Multi applies ops atomically, all or none. It is a write, retried with

@@ -27,6 +27,14 @@ const (
 	exportPollTimeout = 2 * time.Second
 )
 
+// ReadAttempt is the client's Config.ReadAttemptTimeout for an exporter:
+// its poll's timeout and the client's second. A node that stops answering
+// holds the exporter's reads of the farm no longer than its polls, so
+// that the exporter moves to another node within that much however the
+// node went silent (with no limit, a read sent to a node whose answers
+// are dropped waits until they flow again).
+const ReadAttempt = exportPollTimeout + time.Second
+
 // backoff is the wait before retry attempt (0-based): 100 ms doubling up
 // to 5 s.
 func backoff(attempt int) time.Duration {

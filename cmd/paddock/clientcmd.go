@@ -58,6 +58,12 @@ func newClientOptions(cmd *cobra.Command) *clientOptions {
 
 // dial checks the flags and returns a client of --endpoints.
 func (o *clientOptions) dial(cmd *cobra.Command) (*client.Client, error) {
+	return o.dialWith(cmd, client.Config{})
+}
+
+// dialWith is dial with cfg's other settings (its endpoints and dial
+// timeout are the options').
+func (o *clientOptions) dialWith(cmd *cobra.Command, cfg client.Config) (*client.Client, error) {
 	if o.output != "text" && o.output != "json" {
 		return nil, fmt.Errorf("bad --output %q: want text or json", o.output)
 	}
@@ -68,10 +74,8 @@ func (o *clientOptions) dial(cmd *cobra.Command) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(cmd.Context(), client.Config{
-		Endpoints:   endpoints,
-		DialTimeout: min(client.DefaultDialTimeout, o.timeout),
-	})
+	cfg.Endpoints, cfg.DialTimeout = endpoints, min(client.DefaultDialTimeout, o.timeout)
+	return client.New(cmd.Context(), cfg)
 }
 
 // connect dials and bounds the operation by --timeout; done releases both.

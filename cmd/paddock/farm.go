@@ -418,7 +418,7 @@ last farm read.`,
 		if err != nil {
 			return err
 		}
-		c, err := o.dial(cmd)
+		c, err := o.dialWith(cmd, client.Config{ReadAttemptTimeout: farm.ReadAttempt})
 		if err != nil {
 			return err
 		}

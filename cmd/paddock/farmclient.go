@@ -107,6 +107,12 @@ func (o *farmOptions) logger(cmd *cobra.Command, longRunning bool) (*slog.Logger
 // dial resolves the endpoints, checks that they speak Paddock's gRPC and
 // returns a client.
 func (o *farmOptions) dial(cmd *cobra.Command) (*client.Client, error) {
+	return o.dialWith(cmd, client.Config{})
+}
+
+// dialWith is dial with cfg's other settings (its endpoints and dial
+// timeout are the options').
+func (o *farmOptions) dialWith(cmd *cobra.Command, cfg client.Config) (*client.Client, error) {
 	if o.retries < 0 {
 		return nil, fmt.Errorf("bad --retries %d: want >= 0", o.retries)
 	}
@@ -121,7 +127,7 @@ func (o *farmOptions) dial(cmd *cobra.Command) (*client.Client, error) {
 	}
 	o.source = source
 	o.clientOptions.endpoints = strings.Join(endpoints, ",")
-	return o.clientOptions.dial(cmd)
+	return o.clientOptions.dialWith(cmd, cfg)
 }
 
 // oneShot runs op, bounded by --timeout, and runs it again up to --retries

@@ -94,7 +94,8 @@ func (fl *farmLoad) addWrite(host, field, value string) {
 // the slots and the writer stop changing anything when stop closes.
 func (fl *farmLoad) start(ctx context.Context, seed int64, stop <-chan struct{}) error {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0xfa))
-	cl, err := newClient(ctx, fl.endpoints, rng.IntN(len(fl.endpoints)))
+	// The exporter's client, set up as `paddock farm export` sets it up.
+	cl, err := newClientWith(ctx, fl.endpoints, rng.IntN(len(fl.endpoints)), client.Config{ReadAttemptTimeout: farm.ReadAttempt})
 	if err != nil {
 		return err
 	}

@@ -119,12 +119,18 @@ func unexpected(err error) bool {
 
 // newClient is a client that tries node first, then the others in turn.
 func newClient(ctx context.Context, endpoints []string, first int) (*client.Client, error) {
+	return newClientWith(ctx, endpoints, first, client.Config{})
+}
+
+// newClientWith is newClient with cfg's other settings.
+func newClientWith(ctx context.Context, endpoints []string, first int, cfg client.Config) (*client.Client, error) {
 	n := len(endpoints)
 	order := make([]string, 0, n)
 	for i := range n {
 		order = append(order, endpoints[(first+i)%n])
 	}
-	return client.New(ctx, client.Config{Endpoints: order, DialTimeout: time.Second, RetryTimeout: opTimeout})
+	cfg.Endpoints, cfg.DialTimeout, cfg.RetryTimeout = order, time.Second, opTimeout
+	return client.New(ctx, cfg)
 }
 
 func regKey(i int) string { return fmt.Sprintf("%s/k%d", regParent, i) }
