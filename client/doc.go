@@ -16,7 +16,11 @@
 // past the call's ctx; it then returns the last Unavailable error. Any other error is the
 // cluster's answer (NotFound, AlreadyExists, InvalidArgument,
 // FailedPrecondition, DeadlineExceeded ...) and is returned at once, never
-// retried.
+// retried; the endpoint that answered it is the one the next call starts
+// at, as after a success. With Config.ReadAttemptTimeout set, an attempt of
+// Get, Exists or List that gets no answer within it counts as Unavailable:
+// the read goes on at the next endpoint (a node whose answers are dropped,
+// or a paused process, would otherwise hold it for as long as ctx allows).
 //
 // Reads (Get, Exists, List, GetSession, ListSessions, Status, Members) and
 // KeepAlive are idempotent, so repeating them is always safe. ListData
